@@ -1,0 +1,251 @@
+//! Profiles: every choice the reference leaves open (vdi-spec.md §4.2, §8) is
+//! a named parameter here, with a documented default. A model behaviour that
+//! depends on one names it in its trace event and its clause.
+//!
+//! Profiles load from TOML (`[profile]` tables in scenario files) with unknown
+//! keys rejected; omitted keys take the defaults below.
+
+use crate::codes::Hresult;
+use serde::{Deserialize, Serialize};
+
+/// OpenDevice error precedence when several errors apply (§4.2 item 1, §8 #2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpenDevicePrecedence {
+    /// Once every device is open, any OpenDevice returns VD_E_OPEN (the
+    /// OpenDevice page: clients may loop until they see VD_E_OPEN).
+    AllOpenFirst,
+    /// Reopening one device returns VD_E_PROTOCOL even when all are open.
+    ThisDeviceFirst,
+}
+
+/// GetCommand on a device the server already closed, while others are
+/// active (§4.2 item 3, §8 #4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AfterDeviceClosed {
+    /// VD_E_CLOSE again.
+    Close,
+    /// VD_E_PROTOCOL.
+    Protocol,
+}
+
+/// Close with devices not yet VD_E_CLOSE'd (§4.2 item 4, §8 #3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CloseWithOpenDevices {
+    /// VD_E_OPEN + internal SignalAbort + release (the Close method page).
+    VdEOpen,
+    /// NOERROR → DNE (the transition matrix), still with the internal abort.
+    Noerror,
+}
+
+/// Completion order of several outstanding commands on one device (§4.3, §8 #10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompletionOrder {
+    /// Any outstanding command may be completed (each has its own callback).
+    Any,
+    /// Only the oldest outstanding command; others get VD_E_INVALID.
+    InOrder,
+}
+
+/// What the server does with ERROR_SUCCESS and bytesTransferred < size on a
+/// Read or Write (field notes Part 2 row 12).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShortTransfer {
+    /// Treat as an I/O error: the statement fails (and the verdict flags the
+    /// client).
+    Fail,
+    /// Reissue the remainder, as documented for ERROR_END_OF_MEDIA.
+    Reissue,
+}
+
+/// How the server ends a statement after a fatal device error (§4.5 last
+/// row, §4.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorTermination {
+    /// Wait for the outstanding commands, deliver VDC_ClearError, then
+    /// SignalAbort the set (other devices see VD_E_ABORT).
+    ClearErrorThenAbort,
+    /// SignalAbort at once.
+    Abort,
+    /// Deliver VDC_ClearError, then CloseDevice on every device; the
+    /// statement still fails (field notes Part 2 row 20).
+    ClearErrorThenClose,
+}
+
+/// Every open choice of the model. See each field for its clause and default.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct Profile {
+    /// Profile name, shown in reports. Default `"default"`.
+    pub name: String,
+    /// `open-device.precedence` — default `all-open-first`. INFERRED (§4.2.1).
+    pub open_device_precedence: OpenDevicePrecedence,
+    /// `get-command.after-device-closed` — default `close`. INFERRED (§4.2.3).
+    pub get_command_after_device_closed: AfterDeviceClosed,
+    /// `close.devices-open` result — default `vd-e-open` (method page). §8 #3.
+    pub close_with_open_devices: CloseWithOpenDevices,
+    /// `complete-command.order` — default `any`. INFERRED (§4.3).
+    pub completion_order: CompletionOrder,
+    /// `server.short-transfer` — default `fail`. INFERRED (field row 12).
+    pub short_transfer: ShortTransfer,
+    /// `server.eof-enters-io-error`: whether an expected ERROR_HANDLE_EOF on
+    /// the final restore read puts the device into IO-ERROR (then
+    /// VDC_ClearError follows) — default `false`. INFERRED (§4.7 vs §5.1).
+    pub eof_enters_io_error: bool,
+    /// `server.error-termination` — default `clear-error-then-abort`. INFERRED (§4.5, §4.7).
+    pub error_termination: ErrorTermination,
+    /// `server.supports-complete`: the server returns VDF_CompleteEnabled when
+    /// asked (SQL 2016 CU4 and later) — default `true`. DOCUMENTED (KB3188454).
+    pub server_supports_complete: bool,
+    /// `server.watchdog-factor`: the watchdog fires after this many
+    /// serverTimeOut intervals with nothing completing — default 2. DOCUMENTED.
+    pub watchdog_factor: u32,
+    /// `server.queue-depth`: commands in flight per device — default 4
+    /// (the deprecated maxIODepth). INFERRED.
+    pub queue_depth_per_device: u32,
+    /// `server.default-buffer-count`: BUFFERCOUNT per device when the
+    /// statement gives none — default 4. INFERRED (server chooses dynamically).
+    pub default_buffer_count_per_device: u32,
+    /// `create.illegal-name` code — default VD_E_INVALID. INFERRED (field row 17).
+    pub create_illegal_name_code: Hresult,
+    /// `create.name-in-use` code — default VD_E_BUSY. INFERRED.
+    pub create_name_in_use_code: Hresult,
+    /// `create-ex.empty-instance`: whether `""` names the default instance
+    /// (`true`) or is refused with VD_E_INSTANCE_NAME (`false`) — default
+    /// `false`. INFERRED (field row 16).
+    pub empty_instance_is_default: bool,
+    /// Named instances CreateEx accepts besides NULL (the default instance) —
+    /// default `["MSSQLSERVER"]`. INFERRED.
+    pub instances: Vec<String>,
+    /// `server.device-count-mismatch`: the statement fails when the number of
+    /// VIRTUAL_DEVICE clauses differs from deviceCount — default `true`. §8 #14.
+    pub device_count_mismatch_fails: bool,
+    /// `device.use-after-close` code for a device interface used after Close
+    /// — default VD_E_PROTOCOL. INFERRED (the reference says undefined).
+    pub use_after_close_code: Hresult,
+    /// `server.restore-overread`: the final restore read asks for more than
+    /// remains, so a conformant client answers ERROR_HANDLE_EOF with a short
+    /// count — default `false`. INFERRED (§5.19).
+    pub restore_overread: bool,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile {
+            name: "default".to_string(),
+            open_device_precedence: OpenDevicePrecedence::AllOpenFirst,
+            get_command_after_device_closed: AfterDeviceClosed::Close,
+            close_with_open_devices: CloseWithOpenDevices::VdEOpen,
+            completion_order: CompletionOrder::Any,
+            short_transfer: ShortTransfer::Fail,
+            eof_enters_io_error: false,
+            error_termination: ErrorTermination::ClearErrorThenAbort,
+            server_supports_complete: true,
+            watchdog_factor: 2,
+            queue_depth_per_device: 4,
+            default_buffer_count_per_device: 4,
+            create_illegal_name_code: Hresult::VD_E_INVALID,
+            create_name_in_use_code: Hresult::VD_E_BUSY,
+            empty_instance_is_default: false,
+            instances: vec!["MSSQLSERVER".to_string()],
+            device_count_mismatch_fails: true,
+            use_after_close_code: Hresult::VD_E_PROTOCOL,
+            restore_overread: false,
+        }
+    }
+}
+
+/// One profile parameter described for documentation and reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParamDoc {
+    pub key: &'static str,
+    pub default: String,
+    pub basis: &'static str,
+    pub doc: &'static str,
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    // Plain enums, integers, booleans, codes and string lists always serialize.
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl Profile {
+    /// The parameters, their defaults and what they decide, in one place.
+    pub fn describe() -> Vec<ParamDoc> {
+        let d = Profile::default();
+        let p = |key, default: String, basis, doc| ParamDoc { key, default, basis, doc };
+        vec![
+            p("open-device-precedence", json(&d.open_device_precedence), "INFERRED §4.2.1, §8 #2",
+              "OpenDevice when every device is open: VD_E_OPEN (all-open-first) or VD_E_PROTOCOL for the reopened device (this-device-first)"),
+            p("get-command-after-device-closed", json(&d.get_command_after_device_closed), "INFERRED §4.2.3, §8 #4",
+              "GetCommand on a device already closed while others are active: VD_E_CLOSE or VD_E_PROTOCOL"),
+            p("close-with-open-devices", json(&d.close_with_open_devices), "DOCUMENTED (Close page) vs matrix, §8 #3",
+              "Close with devices open returns VD_E_OPEN (method page) or NOERROR (matrix); both abort and release"),
+            p("completion-order", json(&d.completion_order), "INFERRED §4.3, §8 #10",
+              "which outstanding commands CompleteCommand accepts: any, or only the oldest (in-order)"),
+            p("short-transfer", json(&d.short_transfer), "INFERRED field row 12",
+              "ERROR_SUCCESS with fewer bytes than asked: fail the statement, or reissue the remainder"),
+            p("eof-enters-io-error", json(&d.eof_enters_io_error), "INFERRED §4.7 vs §5.1",
+              "an expected ERROR_HANDLE_EOF on the last restore read puts the device in IO-ERROR"),
+            p("error-termination", json(&d.error_termination), "INFERRED §4.5, §4.7",
+              "how the server ends a statement after a fatal device error"),
+            p("server-supports-complete", json(&d.server_supports_complete), "DOCUMENTED KB3188454",
+              "the server grants VDF_RequestComplete with VDF_CompleteEnabled and sends VDC_Complete"),
+            p("watchdog-factor", json(&d.watchdog_factor), "DOCUMENTED §4.5",
+              "the watchdog aborts after factor × serverTimeOut with requests pending and none completing"),
+            p("queue-depth-per-device", json(&d.queue_depth_per_device), "INFERRED §3.4 maxIODepth",
+              "commands the server keeps in flight on one device"),
+            p("default-buffer-count-per-device", json(&d.default_buffer_count_per_device), "INFERRED §1.3",
+              "BUFFERCOUNT per device when the statement names none"),
+            p("create-illegal-name-code", json(&d.create_illegal_name_code), "INFERRED field row 17",
+              "code Create returns for an empty set name or one with a backslash"),
+            p("create-name-in-use-code", json(&d.create_name_in_use_code), "INFERRED",
+              "code Create returns when another live set has the same name"),
+            p("empty-instance-is-default", json(&d.empty_instance_is_default), "INFERRED field row 16",
+              "CreateEx with \"\" as instance name means the default instance"),
+            p("instances", json(&d.instances), "INFERRED",
+              "named instances CreateEx accepts besides NULL"),
+            p("device-count-mismatch-fails", json(&d.device_count_mismatch_fails), "INFERRED §8 #14",
+              "the statement fails when its VIRTUAL_DEVICE count differs from deviceCount"),
+            p("use-after-close-code", json(&d.use_after_close_code), "INFERRED (undefined in the reference)",
+              "code for a device interface used after Close"),
+            p("restore-overread", json(&d.restore_overread), "INFERRED §5.19",
+              "the final restore read asks past the end of the stream"),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_defaults_roundtrip_and_reject_unknown_keys() {
+        let d = Profile::default();
+        let s = serde_json::to_string(&d).unwrap();
+        let back: Profile = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, d);
+        let e = serde_json::from_str::<Profile>(r#"{"no-such-knob": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("no-such-knob"), "{e}");
+        let partial: Profile = serde_json::from_str(r#"{"completion-order": "in-order"}"#).unwrap();
+        assert_eq!(partial.completion_order, CompletionOrder::InOrder);
+        assert_eq!(partial.watchdog_factor, 2);
+    }
+
+    #[test]
+    fn profile_describe_lists_every_field() {
+        let docs = Profile::describe();
+        let v = serde_json::to_value(Profile::default()).unwrap();
+        let keys: Vec<_> = v.as_object().unwrap().keys().filter(|k| *k != "name").cloned().collect();
+        assert_eq!(docs.len(), keys.len());
+        for k in keys {
+            let d = docs.iter().find(|d| d.key == k).unwrap_or_else(|| panic!("{k} undocumented"));
+            assert_eq!(d.default, serde_json::to_string(&v[&k]).unwrap(), "{k}");
+        }
+    }
+}
