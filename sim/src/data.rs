@@ -1,0 +1,345 @@
+//! Virtual data: stream content as a function of (origin, offset), so a
+//! multi-gigabyte backup costs a few words of memory and a restore can still
+//! be checked byte for byte.
+//!
+//! A [`Content`] is a list of [`Extent`]s. `Extent::Stream { origin, offset,
+//! len }` stands for bytes `offset..offset+len` of the stream named `origin`;
+//! `Extent::Garbage` stands for bytes that belong to no stream (what a client
+//! that corrupts data produces). Two contents are byte-identical exactly when
+//! their coalesced extent lists are equal, because [`fill`] is injective per
+//! 512-byte block: every block begins with its origin and offset.
+//!
+//! [`fill`] materialises real bytes (used where real buffers exist: the
+//! stand-in library) and [`parse`] recognises them again.
+
+use serde::{Deserialize, Serialize};
+
+/// The unit in which materialised data is self-describing.
+pub const TAG_BLOCK: u64 = 512;
+
+/// A run of stream bytes, or bytes of no stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Extent {
+    Stream { origin: u64, offset: u64, len: u64 },
+    Garbage { len: u64 },
+}
+
+impl Extent {
+    pub fn len(&self) -> u64 {
+        match *self {
+            Extent::Stream { len, .. } | Extent::Garbage { len } => len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Joins `next` onto `self` when the two are contiguous.
+    fn join(&mut self, next: &Extent) -> bool {
+        match (self, next) {
+            (
+                Extent::Stream {
+                    origin,
+                    offset,
+                    len,
+                },
+                Extent::Stream {
+                    origin: o2,
+                    offset: off2,
+                    len: l2,
+                },
+            ) if *origin == *o2 && *offset + *len == *off2 => {
+                *len += l2;
+                true
+            }
+            (Extent::Garbage { len }, Extent::Garbage { len: l2 }) => {
+                *len += l2;
+                true
+            }
+            _ => false,
+        }
+    }
+    fn sub(&self, skip: u64, take: u64) -> Extent {
+        match *self {
+            Extent::Stream { origin, offset, .. } => Extent::Stream {
+                origin,
+                offset: offset + skip,
+                len: take,
+            },
+            Extent::Garbage { .. } => Extent::Garbage { len: take },
+        }
+    }
+}
+
+/// Coalesced content. Most buffers hold one extent, kept inline.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "Vec<Extent>", from = "Vec<Extent>")]
+pub enum Content {
+    #[default]
+    Empty,
+    One(Extent),
+    Many(Vec<Extent>),
+}
+
+impl From<Content> for Vec<Extent> {
+    fn from(c: Content) -> Vec<Extent> {
+        c.extents().to_vec()
+    }
+}
+
+impl From<Vec<Extent>> for Content {
+    fn from(v: Vec<Extent>) -> Content {
+        let mut c = Content::Empty;
+        for e in v {
+            c.push(e);
+        }
+        c
+    }
+}
+
+impl Content {
+    /// Bytes `offset..offset+len` of stream `origin`.
+    pub fn stream(origin: u64, offset: u64, len: u64) -> Content {
+        if len == 0 {
+            Content::Empty
+        } else {
+            Content::One(Extent::Stream {
+                origin,
+                offset,
+                len,
+            })
+        }
+    }
+
+    pub fn extents(&self) -> &[Extent] {
+        match self {
+            Content::Empty => &[],
+            Content::One(e) => std::slice::from_ref(e),
+            Content::Many(v) => v,
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.extents().iter().map(Extent::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one extent, coalescing with the last.
+    pub fn push(&mut self, e: Extent) {
+        if e.is_empty() {
+            return;
+        }
+        match self {
+            Content::Empty => *self = Content::One(e),
+            Content::One(last) => {
+                if !last.join(&e) {
+                    *self = Content::Many(vec![*last, e]);
+                }
+            }
+            Content::Many(v) => {
+                if let Some(last) = v.last_mut()
+                    && last.join(&e)
+                {
+                    return;
+                }
+                v.push(e);
+            }
+        }
+    }
+
+    pub fn append(&mut self, other: &Content) {
+        for e in other.extents() {
+            self.push(*e);
+        }
+    }
+
+    /// Bytes `skip..skip+take` of this content (clipped to its length).
+    pub fn slice(&self, skip: u64, take: u64) -> Content {
+        let mut out = Content::Empty;
+        let mut pos = 0u64;
+        let end = skip.saturating_add(take);
+        for e in self.extents() {
+            let (s, l) = (pos, e.len());
+            pos += l;
+            if pos <= skip {
+                continue;
+            }
+            if s >= end {
+                break;
+            }
+            let a = skip.max(s) - s;
+            let b = end.min(s + l) - s;
+            out.push(e.sub(a, b - a));
+        }
+        out
+    }
+
+    /// Whether this is exactly bytes `offset..offset+len` of `origin`.
+    pub fn is_stream(&self, origin: u64, offset: u64, len: u64) -> bool {
+        if len == 0 {
+            return self.is_empty();
+        }
+        *self == Content::stream(origin, offset, len)
+    }
+
+    /// Length of the longest prefix that matches stream `origin` from `offset`.
+    pub fn matching_prefix(&self, origin: u64, offset: u64) -> u64 {
+        match self.extents().first() {
+            Some(Extent::Stream {
+                origin: o,
+                offset: off,
+                len,
+            }) if *o == origin && *off == offset => *len,
+            _ => 0,
+        }
+    }
+}
+
+fn mix(mut z: u64) -> u64 {
+    // SplitMix64 finaliser.
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A stream origin derived from several numbers (database seed, family index,
+/// ...), so distinct families never share bytes.
+pub fn origin_of(parts: &[u64]) -> u64 {
+    parts
+        .iter()
+        .fold(0x5644_4953_494D_0001, |acc, p| mix(acc ^ mix(*p)))
+}
+
+/// The byte at `offset` of stream `origin`. Each 512-byte block begins with
+/// the origin (8 bytes, little-endian) and the block's offset (8 bytes); the
+/// rest is pseudo-random.
+pub fn byte_at(origin: u64, offset: u64) -> u8 {
+    let block = offset - offset % TAG_BLOCK;
+    let i = offset % TAG_BLOCK;
+    match i {
+        0..8 => origin.to_le_bytes()[i as usize],
+        8..16 => block.to_le_bytes()[(i - 8) as usize],
+        _ => {
+            let word = mix(origin ^ mix(block ^ (i / 8)));
+            word.to_le_bytes()[(i % 8) as usize]
+        }
+    }
+}
+
+/// Writes bytes `offset..offset+buf.len()` of stream `origin` into `buf`.
+pub fn fill(origin: u64, offset: u64, buf: &mut [u8]) {
+    let mut pos = offset;
+    let mut i = 0usize;
+    while i < buf.len() {
+        let in_block = pos % TAG_BLOCK;
+        // Whole 8-byte words past the tag are produced eight bytes at a time.
+        if in_block >= 16 && in_block % 8 == 0 && buf.len() - i >= 8 {
+            let block = pos - in_block;
+            let word = mix(origin ^ mix(block ^ (in_block / 8)));
+            buf[i..i + 8].copy_from_slice(&word.to_le_bytes());
+            i += 8;
+            pos += 8;
+        } else {
+            buf[i] = byte_at(origin, pos);
+            i += 1;
+            pos += 1;
+        }
+    }
+}
+
+/// Materialises `content` into `buf` (which must be at least as long).
+/// Garbage extents become zero bytes.
+pub fn materialize(content: &Content, buf: &mut [u8]) {
+    let mut at = 0usize;
+    for e in content.extents() {
+        let l = e.len() as usize;
+        match *e {
+            Extent::Stream { origin, offset, .. } => fill(origin, offset, &mut buf[at..at + l]),
+            Extent::Garbage { .. } => buf[at..at + l].fill(0),
+        }
+        at += l;
+    }
+}
+
+/// Recognises materialised bytes as content, given the stream position the
+/// first byte is expected to have (`hint`). Bytes that are not exactly the
+/// hinted stream become `Garbage`: parsing never invents a match.
+pub fn parse(bytes: &[u8], hint_origin: u64, hint_offset: u64) -> Content {
+    let mut out = Content::Empty;
+    let mut scratch = [0u8; TAG_BLOCK as usize];
+    let mut i = 0usize;
+    while i < bytes.len() {
+        let pos = hint_offset + i as u64;
+        let to_block_end = (TAG_BLOCK - pos % TAG_BLOCK) as usize;
+        let n = to_block_end.min(bytes.len() - i);
+        fill(hint_origin, pos, &mut scratch[..n]);
+        if scratch[..n] == bytes[i..i + n] {
+            out.push(Extent::Stream {
+                origin: hint_origin,
+                offset: pos,
+                len: n as u64,
+            });
+        } else {
+            out.push(Extent::Garbage { len: n as u64 });
+        }
+        i += n;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_coalesces_and_slices() {
+        let mut c = Content::stream(7, 0, 100);
+        c.push(Extent::Stream {
+            origin: 7,
+            offset: 100,
+            len: 50,
+        });
+        assert_eq!(c, Content::stream(7, 0, 150));
+        c.push(Extent::Garbage { len: 3 });
+        c.push(Extent::Stream {
+            origin: 7,
+            offset: 153,
+            len: 10,
+        });
+        assert_eq!(c.len(), 163);
+        assert_eq!(c.slice(140, 20).extents().len(), 3);
+        assert!(c.slice(10, 20).is_stream(7, 10, 20));
+        assert_eq!(c.slice(160, 100).len(), 3);
+        assert_eq!(c.matching_prefix(7, 0), 150);
+    }
+
+    #[test]
+    fn materialize_then_parse_is_identity() {
+        let c = Content::stream(42, 1000, 3000);
+        let mut buf = vec![0u8; 3000];
+        materialize(&c, &mut buf);
+        assert_eq!(parse(&buf, 42, 1000), c);
+        for (k, b) in buf.iter().enumerate() {
+            assert_eq!(*b, byte_at(42, 1000 + k as u64));
+        }
+        buf[1500] ^= 1;
+        let p = parse(&buf, 42, 1000);
+        assert_ne!(p, c);
+        assert_eq!(p.len(), 3000);
+        assert!(
+            p.extents()
+                .iter()
+                .any(|e| matches!(e, Extent::Garbage { .. }))
+        );
+    }
+
+    #[test]
+    fn origins_differ() {
+        assert_ne!(origin_of(&[1, 0]), origin_of(&[1, 1]));
+        assert_ne!(origin_of(&[1, 0]), origin_of(&[0, 1]));
+    }
+}
