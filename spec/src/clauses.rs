@@ -786,6 +786,15 @@ pub static CATALOG: &[Clause] = &[
         &[11],
     ),
     c(
+        "io-error.not-supported",
+        "Whether completing a command with ERROR_NOT_SUPPORTED puts the device into IO-ERROR is not specified: §4.7 says any non-success code does, §5.0 makes ERROR_NOT_SUPPORTED the ordinary answer to a command the client lacks.",
+        "§4.7; §5.0",
+        "[SPEC Command Error Handling]; [SPEC Command General Rules]; INFERRED",
+        I,
+        Some("not-supported-enters-io-error"),
+        &[13],
+    ),
+    c(
         "io-error.disk-full",
         "A Write completed with ERROR_DISK_FULL or ERROR_EOM_OVERFLOW means the device has no more space: the server aborts the BACKUP.",
         "§5.2",

@@ -72,7 +72,9 @@ named_codes!(Hresult, HRESULT_NAMES,
     REGDB_E_CLASSNOTREG = 0x8004_0154,
 );
 
-named_codes!(Win32, WIN32_NAMES,
+named_codes!(
+    Win32,
+    WIN32_NAMES,
     ERROR_SUCCESS = 0,
     ERROR_INVALID_HANDLE = 6,
     ERROR_ARENA_TRASHED = 7,
@@ -103,12 +105,18 @@ impl Hresult {
 
     /// The registered name, if this value has one.
     pub fn name(self) -> Option<&'static str> {
-        HRESULT_NAMES.iter().find(|(c, _)| *c == self).map(|(_, n)| *n)
+        HRESULT_NAMES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
     }
 
     /// Looks a code up by its name (`"VD_E_OPEN"`).
     pub fn from_name(name: &str) -> Option<Hresult> {
-        HRESULT_NAMES.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+        HRESULT_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(c, _)| *c)
     }
 
     /// The value as the Linux library returns it: a signed `int`.
@@ -134,12 +142,18 @@ impl Hresult {
 impl Win32 {
     /// The registered name, if this value has one.
     pub fn name(self) -> Option<&'static str> {
-        WIN32_NAMES.iter().find(|(c, _)| *c == self).map(|(_, n)| *n)
+        WIN32_NAMES
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, n)| *n)
     }
 
     /// Looks a code up by its name (`"ERROR_HANDLE_EOF"`).
     pub fn from_name(name: &str) -> Option<Win32> {
-        WIN32_NAMES.iter().find(|(_, n)| *n == name).map(|(c, _)| *c)
+        WIN32_NAMES
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(c, _)| *c)
     }
 
     /// The short text SQL Server prints after the number in its error messages
@@ -229,9 +243,16 @@ mod tests {
             ("VD_E_BUSY", 15),
         ];
         for (name, code) in expect {
-            assert_eq!(Hresult::from_name(name), Some(Hresult(0x8077_0000 | code)), "{name}");
+            assert_eq!(
+                Hresult::from_name(name),
+                Some(Hresult(0x8077_0000 | code)),
+                "{name}"
+            );
         }
-        let vd: Vec<_> = HRESULT_NAMES.iter().filter(|(_, n)| n.starts_with("VD_E_")).collect();
+        let vd: Vec<_> = HRESULT_NAMES
+            .iter()
+            .filter(|(_, n)| n.starts_with("VD_E_"))
+            .collect();
         assert_eq!(vd.len(), expect.len());
         assert_eq!(Hresult(0x8077_0001).name(), None);
         assert_eq!(Hresult(0x8077_0008).name(), None);
@@ -276,6 +297,9 @@ mod tests {
         for (name, v) in expect {
             assert_eq!(Win32::from_name(name), Some(Win32(v)), "{name}");
         }
-        assert_eq!(Hresult::from_win32(Win32::ERROR_NOT_SUPPORTED), Hresult(0x8007_0032));
+        assert_eq!(
+            Hresult::from_win32(Win32::ERROR_NOT_SUPPORTED),
+            Hresult(0x8007_0032)
+        );
     }
 }

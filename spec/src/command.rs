@@ -111,7 +111,9 @@ impl CommandCode {
             PrepareToFreeze => features.contains(Features::SnapshotPrepare),
             FileInfoBegin | FileInfoEnd => features.contains(Features::EnumFrozenFiles),
             _ => match features.mode() {
-                Some(m) => self.required_for(m) || matches!(self, Snapshot | MountSnapshot | GetError),
+                Some(m) => {
+                    self.required_for(m) || matches!(self, Snapshot | MountSnapshot | GetError)
+                }
                 None => false,
             },
         }

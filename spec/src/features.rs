@@ -81,7 +81,9 @@ impl Features {
     /// pipe-like + Removable, tape-like, disk-like, disk-like + Removable, each
     /// optionally with Discard).
     pub fn mode(self) -> Option<DeviceMode> {
-        let m = self.without(Features::MODE_NEUTRAL).without(Features::SERVER_BITS);
+        let m = self
+            .without(Features::MODE_NEUTRAL)
+            .without(Features::SERVER_BITS);
         match m.0 {
             0 => Some(DeviceMode::Pipe),
             0x1 => Some(DeviceMode::PipeRemovable),
@@ -167,13 +169,20 @@ mod tests {
         assert_eq!(Features(0x173 | 0x80).mode(), Some(DeviceMode::Tape));
         assert_eq!(Features(0x201).mode(), Some(DeviceMode::DiskRemovable));
         assert_eq!(Features(0x2000).mode(), Some(DeviceMode::Pipe));
-        assert_eq!(Features(0x10).mode(), None, "Position alone is not a supported mode");
+        assert_eq!(
+            Features(0x10).mode(),
+            None,
+            "Position alone is not a supported mode"
+        );
         assert_eq!(Features(0x100).mode(), None);
     }
 
     #[test]
     fn features_print_names() {
-        assert_eq!(Features::WriteMedia.to_string(), "VDF_WriteMedia (0x00010000)");
+        assert_eq!(
+            Features::WriteMedia.to_string(),
+            "VDF_WriteMedia (0x00010000)"
+        );
         assert_eq!(
             Features(0x2000 | 0x1).to_string(),
             "VDF_Removable|VDF_RequestComplete (0x00002001)"

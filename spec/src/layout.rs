@@ -92,7 +92,11 @@ impl VdConfig {
     /// A zeroed configuration with `device_count` and `features` set, as the
     /// Microsoft samples initialise it.
     pub fn client(device_count: u32, features: Features) -> VdConfig {
-        VdConfig { device_count, features: features.0, ..VdConfig::default() }
+        VdConfig {
+            device_count,
+            features: features.0,
+            ..VdConfig::default()
+        }
     }
 
     /// Checks the client inputs (clause `create.config-invalid`).
@@ -108,7 +112,9 @@ impl VdConfig {
         if f.mode().is_none() {
             return Err(ConfigError::Features(self.features));
         }
-        if self.alignment != 0 && (!self.alignment.is_power_of_two() || self.alignment > ALIGNMENT_MAX) {
+        if self.alignment != 0
+            && (!self.alignment.is_power_of_two() || self.alignment > ALIGNMENT_MAX)
+        {
             return Err(ConfigError::Alignment(self.alignment));
         }
         if self.soft_file_mark_block_size != 0 && !f.contains(Features::FileMarks) {
@@ -164,21 +170,37 @@ mod tests {
     #[test]
     fn config_device_count_1_to_64() {
         for n in [0, 65, 1000] {
-            let e = VdConfig::client(n, Features::LikePipe).validate_client().unwrap_err();
+            let e = VdConfig::client(n, Features::LikePipe)
+                .validate_client()
+                .unwrap_err();
             assert_eq!(e, ConfigError::DeviceCount(n));
             assert_eq!(e.code(), Hresult::VD_E_NOTSUPPORTED);
         }
         for n in [1, 2, 64] {
-            VdConfig::client(n, Features::LikePipe).validate_client().unwrap();
+            VdConfig::client(n, Features::LikePipe)
+                .validate_client()
+                .unwrap();
         }
     }
 
     #[test]
     fn config_features_and_fields() {
-        assert!(VdConfig::client(1, Features(0x10)).validate_client().is_err());
-        assert!(VdConfig::client(1, Features::WriteMedia).validate_client().is_err());
-        VdConfig::client(1, Features::LikeTape).validate_client().unwrap();
-        VdConfig::client(1, Features::RequestComplete).validate_client().unwrap();
+        assert!(
+            VdConfig::client(1, Features(0x10))
+                .validate_client()
+                .is_err()
+        );
+        assert!(
+            VdConfig::client(1, Features::WriteMedia)
+                .validate_client()
+                .is_err()
+        );
+        VdConfig::client(1, Features::LikeTape)
+            .validate_client()
+            .unwrap();
+        VdConfig::client(1, Features::RequestComplete)
+            .validate_client()
+            .unwrap();
         let mut c = VdConfig::client(1, Features::LikePipe);
         c.alignment = 3;
         assert_eq!(c.validate_client(), Err(ConfigError::Alignment(3)));

@@ -19,7 +19,11 @@ pub struct TransferOptions {
 
 impl Default for TransferOptions {
     fn default() -> Self {
-        TransferOptions { block_size: 512, max_transfer_size: 65536, buffer_count: None }
+        TransferOptions {
+            block_size: 512,
+            max_transfer_size: 65536,
+            buffer_count: None,
+        }
     }
 }
 
@@ -42,7 +46,7 @@ impl TransferOptions {
         }
         let m = self.max_transfer_size;
         if !(limits::MAX_TRANSFER_MIN..=limits::MAX_TRANSFER_MAX).contains(&m)
-            || m % limits::MAX_TRANSFER_STEP != 0
+            || !m.is_multiple_of(limits::MAX_TRANSFER_STEP)
         {
             return Err(OptionError::MaxTransfer(m));
         }
@@ -56,7 +60,8 @@ impl TransferOptions {
     /// BUFFERCOUNT, else the profile's default rule (see
     /// [`crate::profile::Profile::default_buffer_count_per_device`]).
     pub fn effective_buffer_count(&self, devices: u32, per_device: u32) -> u32 {
-        self.buffer_count.unwrap_or(devices.saturating_mul(per_device).max(1))
+        self.buffer_count
+            .unwrap_or(devices.saturating_mul(per_device).max(1))
     }
 }
 
@@ -67,12 +72,31 @@ mod tests {
     #[test]
     fn options_ranges() {
         TransferOptions::default().validate().unwrap();
-        let o = |b, m, c| TransferOptions { block_size: b, max_transfer_size: m, buffer_count: c };
-        assert_eq!(o(256, 65536, None).validate(), Err(OptionError::BlockSize(256)));
-        assert_eq!(o(1000, 65536, None).validate(), Err(OptionError::BlockSize(1000)));
-        assert_eq!(o(512, 65536 * 3 / 2, None).validate(), Err(OptionError::MaxTransfer(98304)));
-        assert_eq!(o(512, 8 << 20, None).validate(), Err(OptionError::MaxTransfer(8 << 20)));
-        assert_eq!(o(512, 65536, Some(0)).validate(), Err(OptionError::BufferCount(0)));
+        let o = |b, m, c| TransferOptions {
+            block_size: b,
+            max_transfer_size: m,
+            buffer_count: c,
+        };
+        assert_eq!(
+            o(256, 65536, None).validate(),
+            Err(OptionError::BlockSize(256))
+        );
+        assert_eq!(
+            o(1000, 65536, None).validate(),
+            Err(OptionError::BlockSize(1000))
+        );
+        assert_eq!(
+            o(512, 65536 * 3 / 2, None).validate(),
+            Err(OptionError::MaxTransfer(98304))
+        );
+        assert_eq!(
+            o(512, 8 << 20, None).validate(),
+            Err(OptionError::MaxTransfer(8 << 20))
+        );
+        assert_eq!(
+            o(512, 65536, Some(0)).validate(),
+            Err(OptionError::BufferCount(0))
+        );
         o(65536, 4 << 20, Some(7)).validate().unwrap();
     }
 }

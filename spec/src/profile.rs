@@ -97,6 +97,12 @@ pub struct Profile {
     /// the final restore read puts the device into IO-ERROR (then
     /// VDC_ClearError follows) — default `false`. INFERRED (§4.7 vs §5.1).
     pub eof_enters_io_error: bool,
+    /// `device.not-supported-enters-io-error`: whether completing a command
+    /// with ERROR_NOT_SUPPORTED puts the device into IO-ERROR (queued
+    /// commands auto-completed, VDC_ClearError needed) — default `false`: the
+    /// command is simply not performed. INFERRED (§4.7 says any non-success
+    /// code; §5.0 makes NOT_SUPPORTED the normal answer to unknown commands).
+    pub not_supported_enters_io_error: bool,
     /// `server.error-termination` — default `clear-error-then-abort`. INFERRED (§4.5, §4.7).
     pub error_termination: ErrorTermination,
     /// `server.supports-complete`: the server returns VDF_CompleteEnabled when
@@ -144,6 +150,7 @@ impl Default for Profile {
             completion_order: CompletionOrder::Any,
             short_transfer: ShortTransfer::Fail,
             eof_enters_io_error: false,
+            not_supported_enters_io_error: false,
             error_termination: ErrorTermination::ClearErrorThenAbort,
             server_supports_complete: true,
             watchdog_factor: 2,
@@ -178,44 +185,127 @@ impl Profile {
     /// The parameters, their defaults and what they decide, in one place.
     pub fn describe() -> Vec<ParamDoc> {
         let d = Profile::default();
-        let p = |key, default: String, basis, doc| ParamDoc { key, default, basis, doc };
+        let p = |key, default: String, basis, doc| ParamDoc {
+            key,
+            default,
+            basis,
+            doc,
+        };
         vec![
-            p("open-device-precedence", json(&d.open_device_precedence), "INFERRED §4.2.1, §8 #2",
-              "OpenDevice when every device is open: VD_E_OPEN (all-open-first) or VD_E_PROTOCOL for the reopened device (this-device-first)"),
-            p("get-command-after-device-closed", json(&d.get_command_after_device_closed), "INFERRED §4.2.3, §8 #4",
-              "GetCommand on a device already closed while others are active: VD_E_CLOSE or VD_E_PROTOCOL"),
-            p("close-with-open-devices", json(&d.close_with_open_devices), "DOCUMENTED (Close page) vs matrix, §8 #3",
-              "Close with devices open returns VD_E_OPEN (method page) or NOERROR (matrix); both abort and release"),
-            p("completion-order", json(&d.completion_order), "INFERRED §4.3, §8 #10",
-              "which outstanding commands CompleteCommand accepts: any, or only the oldest (in-order)"),
-            p("short-transfer", json(&d.short_transfer), "INFERRED field row 12",
-              "ERROR_SUCCESS with fewer bytes than asked: fail the statement, or reissue the remainder"),
-            p("eof-enters-io-error", json(&d.eof_enters_io_error), "INFERRED §4.7 vs §5.1",
-              "an expected ERROR_HANDLE_EOF on the last restore read puts the device in IO-ERROR"),
-            p("error-termination", json(&d.error_termination), "INFERRED §4.5, §4.7",
-              "how the server ends a statement after a fatal device error"),
-            p("server-supports-complete", json(&d.server_supports_complete), "DOCUMENTED KB3188454",
-              "the server grants VDF_RequestComplete with VDF_CompleteEnabled and sends VDC_Complete"),
-            p("watchdog-factor", json(&d.watchdog_factor), "DOCUMENTED §4.5",
-              "the watchdog aborts after factor × serverTimeOut with requests pending and none completing"),
-            p("queue-depth-per-device", json(&d.queue_depth_per_device), "INFERRED §3.4 maxIODepth",
-              "commands the server keeps in flight on one device"),
-            p("default-buffer-count-per-device", json(&d.default_buffer_count_per_device), "INFERRED §1.3",
-              "BUFFERCOUNT per device when the statement names none"),
-            p("create-illegal-name-code", json(&d.create_illegal_name_code), "INFERRED field row 17",
-              "code Create returns for an empty set name or one with a backslash"),
-            p("create-name-in-use-code", json(&d.create_name_in_use_code), "INFERRED",
-              "code Create returns when another live set has the same name"),
-            p("empty-instance-is-default", json(&d.empty_instance_is_default), "INFERRED field row 16",
-              "CreateEx with \"\" as instance name means the default instance"),
-            p("instances", json(&d.instances), "INFERRED",
-              "named instances CreateEx accepts besides NULL"),
-            p("device-count-mismatch-fails", json(&d.device_count_mismatch_fails), "INFERRED §8 #14",
-              "the statement fails when its VIRTUAL_DEVICE count differs from deviceCount"),
-            p("use-after-close-code", json(&d.use_after_close_code), "INFERRED (undefined in the reference)",
-              "code for a device interface used after Close"),
-            p("restore-overread", json(&d.restore_overread), "INFERRED §5.19",
-              "the final restore read asks past the end of the stream"),
+            p(
+                "open-device-precedence",
+                json(&d.open_device_precedence),
+                "INFERRED §4.2.1, §8 #2",
+                "OpenDevice when every device is open: VD_E_OPEN (all-open-first) or VD_E_PROTOCOL for the reopened device (this-device-first)",
+            ),
+            p(
+                "get-command-after-device-closed",
+                json(&d.get_command_after_device_closed),
+                "INFERRED §4.2.3, §8 #4",
+                "GetCommand on a device already closed while others are active: VD_E_CLOSE or VD_E_PROTOCOL",
+            ),
+            p(
+                "close-with-open-devices",
+                json(&d.close_with_open_devices),
+                "DOCUMENTED (Close page) vs matrix, §8 #3",
+                "Close with devices open returns VD_E_OPEN (method page) or NOERROR (matrix); both abort and release",
+            ),
+            p(
+                "completion-order",
+                json(&d.completion_order),
+                "INFERRED §4.3, §8 #10",
+                "which outstanding commands CompleteCommand accepts: any, or only the oldest (in-order)",
+            ),
+            p(
+                "short-transfer",
+                json(&d.short_transfer),
+                "INFERRED field row 12",
+                "ERROR_SUCCESS with fewer bytes than asked: fail the statement, or reissue the remainder",
+            ),
+            p(
+                "eof-enters-io-error",
+                json(&d.eof_enters_io_error),
+                "INFERRED §4.7 vs §5.1",
+                "an expected ERROR_HANDLE_EOF on the last restore read puts the device in IO-ERROR",
+            ),
+            p(
+                "not-supported-enters-io-error",
+                json(&d.not_supported_enters_io_error),
+                "INFERRED §4.7 vs §5.0",
+                "completing a command with ERROR_NOT_SUPPORTED puts the device in IO-ERROR",
+            ),
+            p(
+                "error-termination",
+                json(&d.error_termination),
+                "INFERRED §4.5, §4.7",
+                "how the server ends a statement after a fatal device error",
+            ),
+            p(
+                "server-supports-complete",
+                json(&d.server_supports_complete),
+                "DOCUMENTED KB3188454",
+                "the server grants VDF_RequestComplete with VDF_CompleteEnabled and sends VDC_Complete",
+            ),
+            p(
+                "watchdog-factor",
+                json(&d.watchdog_factor),
+                "DOCUMENTED §4.5",
+                "the watchdog aborts after factor × serverTimeOut with requests pending and none completing",
+            ),
+            p(
+                "queue-depth-per-device",
+                json(&d.queue_depth_per_device),
+                "INFERRED §3.4 maxIODepth",
+                "commands the server keeps in flight on one device",
+            ),
+            p(
+                "default-buffer-count-per-device",
+                json(&d.default_buffer_count_per_device),
+                "INFERRED §1.3",
+                "BUFFERCOUNT per device when the statement names none",
+            ),
+            p(
+                "create-illegal-name-code",
+                json(&d.create_illegal_name_code),
+                "INFERRED field row 17",
+                "code Create returns for an empty set name or one with a backslash",
+            ),
+            p(
+                "create-name-in-use-code",
+                json(&d.create_name_in_use_code),
+                "INFERRED",
+                "code Create returns when another live set has the same name",
+            ),
+            p(
+                "empty-instance-is-default",
+                json(&d.empty_instance_is_default),
+                "INFERRED field row 16",
+                "CreateEx with \"\" as instance name means the default instance",
+            ),
+            p(
+                "instances",
+                json(&d.instances),
+                "INFERRED",
+                "named instances CreateEx accepts besides NULL",
+            ),
+            p(
+                "device-count-mismatch-fails",
+                json(&d.device_count_mismatch_fails),
+                "INFERRED §8 #14",
+                "the statement fails when its VIRTUAL_DEVICE count differs from deviceCount",
+            ),
+            p(
+                "use-after-close-code",
+                json(&d.use_after_close_code),
+                "INFERRED (undefined in the reference)",
+                "code for a device interface used after Close",
+            ),
+            p(
+                "restore-overread",
+                json(&d.restore_overread),
+                "INFERRED §5.19",
+                "the final restore read asks past the end of the stream",
+            ),
         ]
     }
 }
@@ -241,10 +331,19 @@ mod tests {
     fn profile_describe_lists_every_field() {
         let docs = Profile::describe();
         let v = serde_json::to_value(Profile::default()).unwrap();
-        let keys: Vec<_> = v.as_object().unwrap().keys().filter(|k| *k != "name").cloned().collect();
+        let keys: Vec<_> = v
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "name")
+            .cloned()
+            .collect();
         assert_eq!(docs.len(), keys.len());
         for k in keys {
-            let d = docs.iter().find(|d| d.key == k).unwrap_or_else(|| panic!("{k} undocumented"));
+            let d = docs
+                .iter()
+                .find(|d| d.key == k)
+                .unwrap_or_else(|| panic!("{k} undocumented"));
             assert_eq!(d.default, serde_json::to_string(&v[&k]).unwrap(), "{k}");
         }
     }
