@@ -22,7 +22,10 @@
 //! scheduling and faults are inputs, so every run replays from its seed and
 //! the same halves can run across a process boundary.
 
+pub mod channel;
+pub mod client;
 pub mod data;
+pub mod fault;
 pub mod msg;
 pub mod outcome;
 pub mod statement;

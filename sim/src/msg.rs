@@ -79,8 +79,10 @@ pub enum ToServer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "msg")]
 pub enum ToClient {
-    /// EndConfiguration: the final configuration (client inputs plus server outputs).
-    Configured { cfg: VdConfig },
+    /// EndConfiguration: the final configuration (client inputs plus server
+    /// outputs) and the device names, in VIRTUAL_DEVICE clause order (the
+    /// first is the set's name; clause `open-device.first-is-set-name`).
+    Configured { cfg: VdConfig, devices: Vec<String> },
     /// SendCommand.
     Command(Cmd),
     /// CloseDevice: the device's next GetCommand returns VD_E_CLOSE once its
