@@ -878,3 +878,63 @@ mod tests {
         assert!(close.outcomes.iter().all(|o| o.next == Some(St::Dne)));
     }
 }
+
+/// Every code a method's own reference page documents (vdi-spec.md §2.1,
+/// §2.2), whatever the state. With [`ClientCell::allows`], this is what the
+/// invariant "every call returns a code documented for that method and
+/// state" accepts; profile-chosen codes (illegal names, names in use, use
+/// after Close) are accepted separately by whoever knows the profile.
+pub fn documented_codes(m: TableMethod) -> &'static [Hresult] {
+    use Hresult as H;
+    match m {
+        TableMethod::Create => &[
+            H::NOERROR,
+            H::VD_E_NOTSUPPORTED,
+            H::VD_E_PROTOCOL,
+            H::VD_E_INSTANCE_NAME,
+            H::VD_E_SECURITY,
+            H::E_ACCESSDENIED,
+        ],
+        TableMethod::GetConfiguration => {
+            &[H::NOERROR, H::VD_E_ABORT, H::VD_E_TIMEOUT, H::VD_E_PROTOCOL]
+        }
+        TableMethod::OpenDevice => &[
+            H::NOERROR,
+            H::VD_E_ABORT,
+            H::VD_E_OPEN,
+            H::VD_E_PROTOCOL,
+            H::VD_E_INVALID,
+        ],
+        TableMethod::GetCommand => &[
+            H::NOERROR,
+            H::VD_E_CLOSE,
+            H::VD_E_TIMEOUT,
+            H::VD_E_ABORT,
+            H::VD_E_PROTOCOL,
+        ],
+        TableMethod::CompleteCommand => {
+            &[H::NOERROR, H::VD_E_INVALID, H::VD_E_ABORT, H::VD_E_PROTOCOL]
+        }
+        TableMethod::SignalAbort => &[H::NOERROR, H::VD_E_PROTOCOL],
+        TableMethod::Close => &[H::NOERROR, H::VD_E_PROTOCOL, H::VD_E_OPEN],
+    }
+}
+
+#[cfg(test)]
+mod documented_tests {
+    use super::*;
+
+    #[test]
+    fn table_cells_use_documented_codes() {
+        for cell in CLIENT_TABLE.iter() {
+            for o in cell.outcomes {
+                assert!(
+                    documented_codes(cell.method).contains(&o.code),
+                    "{} {:?}",
+                    cell.clause,
+                    o.code
+                );
+            }
+        }
+    }
+}
