@@ -266,16 +266,10 @@ impl ClientSet {
                         cell,
                     );
                 }
-                Some(i) => {
-                    if !self
-                        .profile
-                        .instances
-                        .iter()
-                        .any(|k| k.eq_ignore_ascii_case(i))
-                    {
-                        return err(Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name", cell);
-                    }
+                Some(i) if !self.profile.instances.iter().any(|k| k.eq_ignore_ascii_case(i)) => {
+                    return err(Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name", cell);
                 }
+                Some(_) => {}
             }
         }
         self.create(name, cfg, ns)
@@ -313,7 +307,15 @@ impl ClientSet {
 
     /// `OpenDevice`.
     pub fn open_device(&mut self, name: &str) -> Ret<DeviceHandle> {
-        let cell = self.cell(TableMethod::OpenDevice);
+        // §4.2.1: the set is Initializing for OpenDevice purposes until every
+        // device is open.
+        let some_unopened = self.devices.iter().any(|d| !d.opened);
+        let cell_state = if self.state == ClientState::Active && some_unopened {
+            ClientState::Initializing
+        } else {
+            self.state
+        };
+        let cell = Some((TableMethod::OpenDevice, cell_state));
         match self.state {
             ClientState::Abort => return err(Hresult::VD_E_ABORT, "open-device.abort", cell),
             ClientState::Initializing | ClientState::Active => {}

@@ -237,7 +237,7 @@ pub fn fill(origin: u64, offset: u64, buf: &mut [u8]) {
     while i < buf.len() {
         let in_block = pos % TAG_BLOCK;
         // Whole 8-byte words past the tag are produced eight bytes at a time.
-        if in_block >= 16 && in_block % 8 == 0 && buf.len() - i >= 8 {
+        if in_block >= 16 && in_block.is_multiple_of(8) && buf.len() - i >= 8 {
             let block = pos - in_block;
             let word = mix(origin ^ mix(block ^ (in_block / 8)));
             buf[i..i + 8].copy_from_slice(&word.to_le_bytes());

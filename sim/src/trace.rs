@@ -60,6 +60,7 @@ pub struct Trace {
     /// [`Trace::truncated`] says so (the hash still covers every event).
     pub max_kept: usize,
     truncated: bool,
+    hits: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl Trace {
@@ -74,6 +75,7 @@ impl Trace {
             events: Vec::new(),
             max_kept: 2_000_000,
             truncated: false,
+            hits: std::collections::BTreeMap::new(),
         }
     }
     /// A trace that hashes every event but keeps none.
@@ -109,6 +111,9 @@ impl Trace {
         if !self.on {
             return;
         }
+        if let Some(c) = clause {
+            *self.hits.entry(c).or_default() += 1;
+        }
         let ev = Event {
             seq: self.seq,
             t,
@@ -130,6 +135,11 @@ impl Trace {
                 self.truncated = true;
             }
         }
+    }
+
+    /// How often each clause id was cited by an event.
+    pub fn clause_hits(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.hits
     }
 
     /// The hash of every event so far (see the module docs).

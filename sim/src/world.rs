@@ -97,6 +97,15 @@ enum TState {
         until: u64,
     },
     Done,
+    /// A scripted thread between calls: never scheduled, its calls are
+    /// injected from outside (see [`World::start_call`]).
+    Idle,
+}
+
+impl TState {
+    fn is_done(&self) -> bool {
+        matches!(self, TState::Done | TState::Idle)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +124,7 @@ struct Thread {
     /// Completion code override for one command id (fault CompleteWithError).
     pending_stall: u64,
     dev: Option<DevIx>,
+    scripted: bool,
 }
 
 /// What the client process shares between its threads: media, device
@@ -303,6 +313,7 @@ impl World {
                 reply: None,
                 pending_stall: 0,
                 dev: None,
+                scripted: false,
             }],
             proc_,
             trace,
@@ -336,8 +347,36 @@ impl World {
     fn count<T>(&mut self, r: &Ret<T>) {
         if let Some(c) = r.cell {
             *self.cells.entry(c).or_default() += 1;
+            let code = r.code();
+            if !self.documented(c.0, c.1, code, r.clause) {
+                self.violations.push(Violation {
+                    clause: vdi_spec::tables::client_cell(c.0, c.1).clause.to_string(),
+                    what: format!("{} in {} returned {code}, which is documented neither for the method nor the state", c.0.name(), c.1.name()),
+                });
+            }
         }
-        *self.clauses.entry(r.clause).or_default() += 1;
+        // With tracing on, the call's trace event cites the clause (counted there).
+        if !self.trace.on() {
+            *self.clauses.entry(r.clause).or_default() += 1;
+        }
+    }
+
+    /// Invariant: every call returns a code documented for its method and
+    /// state (the table cell, the method's page, or a profile parameter).
+    fn documented(&self, m: TableMethod, st: ClientState, code: Hresult, clause: &str) -> bool {
+        let p = &self.cfg.profile;
+        vdi_spec::tables::client_cell(m, st).allows(code)
+            || (vdi_spec::tables::documented_codes(m).contains(&code)
+                && !matches!(
+                    code,
+                    Hresult::NOERROR
+                        | Hresult::VD_E_PROTOCOL
+                        | Hresult::VD_E_ABORT
+                        | Hresult::VD_E_CLOSE
+                ))
+            || (clause == "close.invalidates-devices" && code == p.use_after_close_code)
+            || (clause == "create.illegal-name" && code == p.create_illegal_name_code)
+            || (clause == "create.name-in-use" && code == p.create_name_in_use_code)
     }
 
     fn drain_notes(&mut self) {
@@ -346,7 +385,9 @@ impl World {
         }
         let notes = std::mem::take(&mut self.client.notes);
         for n in notes {
-            *self.clauses.entry(n.clause).or_default() += 1;
+            if !self.trace.on() {
+                *self.clauses.entry(n.clause).or_default() += 1;
+            }
             if self.trace.on() {
                 self.trace
                     .emit(self.now, "client", n.what, n.detail, Some(n.clause));
@@ -384,57 +425,202 @@ impl World {
     pub fn run(mut self) -> RunResult {
         let mut choices: Vec<u32> = Vec::with_capacity(70);
         let end = loop {
-            self.fire_step_faults();
-            if self.step >= self.cfg.max_steps {
-                break End::StepLimit;
+            if let Some(end) = self.step_once(&mut choices) {
+                break end;
             }
-            choices.clear();
-            for (i, t) in self.threads.iter().enumerate() {
-                if matches!(t.state, TState::Ready) {
-                    choices.push(i as u32);
+        };
+        self.finish(end)
+    }
+
+    /// One scheduling decision, or `Some(end)` when the run cannot go on.
+    fn step_once(&mut self, choices: &mut Vec<u32>) -> Option<End> {
+        const TO_CLIENT: u32 = u32::MAX;
+        const TO_SERVER: u32 = u32::MAX - 1;
+        self.fire_step_faults();
+        if self.step >= self.cfg.max_steps {
+            return Some(End::StepLimit);
+        }
+        choices.clear();
+        for (i, t) in self.threads.iter().enumerate() {
+            if matches!(t.state, TState::Ready) {
+                choices.push(i as u32);
+            }
+        }
+        if !self.link.to_client.is_empty() {
+            choices.push(TO_CLIENT);
+        }
+        if !self.link.to_server.is_empty()
+            && self.server_alive
+            && self.now >= self.server_stalled_until
+        {
+            choices.push(TO_SERVER);
+        }
+        if choices.is_empty() {
+            if self.finished() {
+                return Some(End::Finished);
+            }
+            return match self.next_deadline() {
+                None => Some(End::Hang),
+                Some(t) if t > self.cfg.budget_ms => {
+                    self.now = self.cfg.budget_ms;
+                    Some(End::Budget)
                 }
-            }
-            const TO_CLIENT: u32 = u32::MAX;
-            const TO_SERVER: u32 = u32::MAX - 1;
-            if !self.link.to_client.is_empty() {
-                choices.push(TO_CLIENT);
-            }
-            if !self.link.to_server.is_empty()
-                && self.server_alive
-                && self.now >= self.server_stalled_until
+                Some(t) => {
+                    self.now = self.now.max(t);
+                    self.fire_timers();
+                    None
+                }
+            };
+        }
+        self.step += 1;
+        let pick = choices[(self.rng.next_u64() % choices.len() as u64) as usize];
+        match pick {
+            TO_CLIENT => self.deliver_to_client(),
+            TO_SERVER => self.deliver_to_server(),
+            i => self.run_thread(i as usize),
+        }
+        None
+    }
+
+    fn make_ready(&mut self, i: usize) {
+        self.threads[i].state = if self.threads[i].scripted {
+            TState::Idle
+        } else {
+            TState::Ready
+        };
+    }
+
+    // ----- driven use: calls injected from outside (the model backend) -------------------
+
+    /// A world with no program: its threads are scripted, their calls
+    /// injected with [`World::start_call`] and collected with
+    /// [`World::wait_call`]. Programs may still be spawned into it.
+    pub fn new_driven(cfg: WorldConfig, trace: Trace) -> World {
+        let mut w = World::new(cfg, Box::new(Idle), trace);
+        w.threads.clear();
+        w
+    }
+
+    /// Adds a scripted thread named `who` (e.g. `ctl`, `dev0`) and returns its index.
+    pub fn add_thread(&mut self, who: &str, dev: Option<DevIx>) -> usize {
+        if let Some(d) = dev
+            && self.proc_.devices.len() <= d as usize
+        {
+            self.proc_
+                .devices
+                .resize(d as usize + 1, DeviceReport::default());
+        }
+        self.threads.push(Thread {
+            who: who.to_string(),
+            prog: Box::new(Idle),
+            state: TState::Idle,
+            reply: None,
+            pending_stall: 0,
+            dev,
+            scripted: true,
+        });
+        self.threads.len() - 1
+    }
+
+    /// Starts `call` on scripted thread `t`; it may complete at once or
+    /// block (collect it with [`World::wait_call`]).
+    pub fn start_call(&mut self, t: usize, call: Call) {
+        let who = self.threads[t].who.clone();
+        self.threads[t].reply = None;
+        self.call(t, &who, call);
+    }
+
+    /// Lets the world run until thread `t`'s call has returned.
+    pub fn wait_call(&mut self, t: usize) -> Result<Reply, End> {
+        let mut choices = Vec::with_capacity(70);
+        loop {
+            if matches!(self.threads[t].state, TState::Idle)
+                && let Some(r) = self.threads[t].reply.take()
             {
-                choices.push(TO_SERVER);
+                return Ok(r);
             }
-            if choices.is_empty() {
-                if self.finished() {
-                    break End::Finished;
-                }
-                match self.next_deadline() {
-                    None => break End::Hang,
-                    Some(t) if t > self.cfg.budget_ms => {
-                        self.now = self.cfg.budget_ms;
-                        break End::Budget;
-                    }
-                    Some(t) => {
-                        self.now = self.now.max(t);
-                        self.fire_timers();
-                        continue;
-                    }
-                }
+            if let Some(end) = self.step_once(&mut choices) {
+                return Err(end);
             }
-            self.step += 1;
-            let pick = choices[(self.rng.next_u64() % choices.len() as u64) as usize];
-            match pick {
-                TO_CLIENT => self.deliver_to_client(),
-                TO_SERVER => self.deliver_to_server(),
-                i => self.run_thread(i as usize),
+        }
+    }
+
+    /// Sends a statement as the client's SQL connection would.
+    pub fn send_statement(&mut self, stmt: Statement) {
+        self.emit("sql", "StartStatement", || stmt.to_tsql(), None);
+        self.pending_start = Some((self.now + self.cfg.statement_delay_ms, stmt));
+    }
+
+    /// Runs until the statement ends or `timeout` passes; `Ok(None)` on timeout.
+    pub fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, End> {
+        let until = timeout.deadline(self.now);
+        let t = self.add_thread("sql-wait", None);
+        self.threads[t].state = TState::Blocked {
+            wait: Wait::Statement,
+            deadline: until,
+        };
+        self.wake_statement_waiters();
+        let r = self.wait_call(t);
+        self.threads[t].state = TState::Done;
+        match r? {
+            Reply {
+                value: Value::Outcome(o),
+                ..
+            } => Ok(Some(o)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Lets `ms` of virtual time pass, running whatever is due.
+    pub fn sleep(&mut self, ms: u64) -> Result<(), End> {
+        let t = self.add_thread("sleep", None);
+        self.threads[t].state = TState::Sleeping {
+            until: self.now.saturating_add(ms),
+        };
+        self.threads[t].reply = Some(Reply::code(Hresult::NOERROR, ""));
+        let r = self.wait_call(t).map(|_| ());
+        self.threads[t].state = TState::Done;
+        r
+    }
+
+    /// Fires `fault` now (server-side events and process deaths).
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults.push((
+            PlannedFault {
+                phase: Phase::Any,
+                trigger: Trigger::AtStep { step: u64::MAX },
+                fault,
+            },
+            false,
+        ));
+        let i = self.faults.len() - 1;
+        self.fire_fault(i, None);
+    }
+
+    /// The client process state (media, handles, reports).
+    pub fn process(&mut self) -> &mut ClientProcess {
+        &mut self.proc_
+    }
+
+    /// The virtual time now.
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Ends a driven world: drains what is left (bounded by the budget) and
+    /// returns the result.
+    pub fn finish_driven(mut self) -> RunResult {
+        let mut choices = Vec::with_capacity(70);
+        let end = loop {
+            if let Some(end) = self.step_once(&mut choices) {
+                break end;
             }
         };
         self.finish(end)
     }
 
     fn finished(&self) -> bool {
-        self.threads.iter().all(|t| matches!(t.state, TState::Done))
+        self.threads.iter().all(|t| t.state.is_done())
             && self.pending_start.is_none()
             && (!self.server_alive || self.server.is_idle())
     }
@@ -499,7 +685,7 @@ impl World {
         }
         for i in 0..self.threads.len() {
             match self.threads[i].state {
-                TState::Sleeping { until } if until <= now => self.threads[i].state = TState::Ready,
+                TState::Sleeping { until } if until <= now => self.make_ready(i),
                 TState::Blocked {
                     wait,
                     deadline: Some(d),
@@ -566,7 +752,7 @@ impl World {
             },
         );
         self.threads[i].reply = Some(reply);
-        self.threads[i].state = TState::Ready;
+        self.make_ready(i);
     }
 
     fn deliver_to_client(&mut self) {
@@ -640,7 +826,7 @@ impl World {
                     clause: "server.outcome-messages",
                     value: Value::Outcome(o),
                 });
-                self.threads[i].state = TState::Ready;
+                self.make_ready(i);
             }
         }
     }
@@ -713,7 +899,7 @@ impl World {
             clause: r.clause,
             value,
         });
-        self.threads[i].state = TState::Ready;
+        self.make_ready(i);
         self.flush_client_out();
     }
 
@@ -784,7 +970,7 @@ impl World {
             clause: r.clause,
             value,
         });
-        self.threads[i].state = TState::Ready;
+        self.make_ready(i);
         for fi in fire {
             self.fire_fault(fi, Some(i));
         }
@@ -903,7 +1089,41 @@ impl World {
         self.link.to_client.clear();
     }
 
+    /// A BACKUP that reports success had every byte delivered: the client
+    /// media holds exactly the families the server recorded. Checked when
+    /// the backup ends, before anything (a truncation fault) touches the media.
+    fn check_backup(&mut self) {
+        let Some((s, o)) = self.statements.last() else {
+            return;
+        };
+        let done = if o.status.is_final() {
+            o.succeeded()
+        } else {
+            self.server.outcome().succeeded()
+        };
+        if !s.kind.is_backup() || !done {
+            return;
+        }
+        let Some(rec) = self.server.history().last() else {
+            return;
+        };
+        for (k, fam) in rec.families.iter().enumerate() {
+            let got = self.proc_.media.get(k).cloned().unwrap_or_default();
+            if !got.is_stream(fam.origin, 0, fam.len) {
+                self.violations.push(Violation {
+                    clause: "restore.byte-identical".into(),
+                    what: format!(
+                        "backup succeeded but device {k} holds {} bytes that are not the family's {} bytes",
+                        got.len(),
+                        fam.len
+                    ),
+                });
+            }
+        }
+    }
+
     fn start_statement(&mut self, stmt: Statement) {
+        self.check_backup();
         // Truncation faults apply to the media the restore will read.
         if !stmt.kind.is_backup() {
             let due: Vec<usize> = (0..self.faults.len())
@@ -928,6 +1148,11 @@ impl World {
             0
         };
         self.emit("sql", "Statement", || stmt.to_tsql(), None);
+        if let Some(last) = self.statements.last_mut()
+            && self.server.outcome().status.is_final()
+        {
+            last.1 = self.server.outcome().clone();
+        }
         self.statements.push((stmt.clone(), Outcome::default()));
         if !self.server_alive {
             return;
@@ -1001,6 +1226,7 @@ impl World {
                     reply: None,
                     pending_stall: 0,
                     dev,
+                    scripted: false,
                 });
                 self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
             }
@@ -1009,7 +1235,7 @@ impl World {
                     .threads
                     .iter()
                     .enumerate()
-                    .all(|(k, t)| k == i || matches!(t.state, TState::Done))
+                    .all(|(k, t)| k == i || t.state.is_done())
                 {
                     self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
                 } else {
@@ -1038,10 +1264,10 @@ impl World {
                     .threads
                     .iter()
                     .enumerate()
-                    .all(|(j, t)| j == k || matches!(t.state, TState::Done));
+                    .all(|(j, t)| j == k || t.state.is_done());
                 if others_done {
                     self.threads[k].reply = Some(Reply::code(Hresult::NOERROR, ""));
-                    self.threads[k].state = TState::Ready;
+                    self.make_ready(k);
                 }
             }
         }
@@ -1284,6 +1510,11 @@ impl World {
             };
         }
         self.check_invariants(end);
+        for (c, n) in self.trace.clause_hits() {
+            if !c.is_empty() {
+                *self.clauses.entry(c).or_default() += n;
+            }
+        }
         let (now, step) = (self.now, self.step);
         self.emit(
             "world",
@@ -1307,23 +1538,12 @@ impl World {
     }
 
     fn check_invariants(&mut self, end: End) {
-        // A BACKUP that reports success had every byte delivered (the client
-        // media holds exactly the families the server recorded).
-        if let Some(rec) = self.server.history().last()
-            && self
-                .statements
-                .iter()
-                .any(|(s, o)| s.kind.is_backup() && o.succeeded())
+        if self
+            .statements
+            .last()
+            .is_some_and(|(s, _)| s.kind.is_backup())
         {
-            for (k, fam) in rec.families.iter().enumerate() {
-                let got = self.proc_.media.get(k).cloned().unwrap_or_default();
-                if !got.is_stream(fam.origin, 0, fam.len) {
-                    self.violations.push(Violation {
-                        clause: "restore.byte-identical".into(),
-                        what: format!("backup succeeded but device {k} holds {} bytes that are not the family's {} bytes", got.len(), fam.len),
-                    });
-                }
-            }
+            self.check_backup();
         }
         if end == End::StepLimit {
             self.violations.push(Violation {
@@ -1331,6 +1551,15 @@ impl World {
                 what: "the step bound was reached".into(),
             });
         }
+    }
+}
+
+/// The program of a scripted thread: it never acts on its own.
+struct Idle;
+
+impl Program for Idle {
+    fn next(&mut self, _last: Option<Reply>, _p: &mut ClientProcess) -> Action {
+        Action::Exit
     }
 }
 

@@ -1,0 +1,715 @@
+//! Completions: finding the command, returning its buffer, verifying restore
+//! reads in issue order, short transfers, probes and ClearError.
+
+use super::*;
+
+impl ServerHalf {
+    // ------------------------------------------------------------------
+    // completions
+    // ------------------------------------------------------------------
+
+    /// Finds an outstanding command: (device, Some(index in reads) | None, index in others).
+    pub(super) fn find(&self, hint: DevIx, id: CmdId) -> Option<(usize, Result<usize, usize>)> {
+        let look = |d: usize| -> Option<Result<usize, usize>> {
+            let dev = self.devs.get(d)?;
+            if let Some(i) = dev
+                .reads
+                .iter()
+                .position(|r| r.id == id && r.result.is_none())
+            {
+                return Some(Ok(i));
+            }
+            dev.others.iter().position(|s| s.id == id).map(Err)
+        };
+        let h = usize::from(hint);
+        if let Some(l) = look(h) {
+            return Some((h, l));
+        }
+        (0..self.devs.len())
+            .filter(|&d| d != h)
+            .find_map(|d| look(d).map(|l| (d, l)))
+    }
+
+    pub(super) fn on_completion(
+        &mut self,
+        now: u64,
+        c: Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        if !self.running {
+            let clause = if self.state == ServerState::AbnormallyTerminated {
+                Some("signal-abort.effects")
+            } else {
+                None
+            };
+            ev!(
+                tr,
+                now,
+                "CompletionIgnored",
+                clause,
+                "dev={} id={} {} bytes={}: no statement running",
+                c.dev,
+                c.id.0,
+                c.code,
+                c.bytes
+            );
+            return;
+        }
+        let Some((d, at)) = self.find(c.dev, c.id) else {
+            ev!(
+                tr,
+                now,
+                "CompletionIgnored",
+                None,
+                "dev={} id={} {} bytes={}: unknown or already completed command",
+                c.dev,
+                c.id.0,
+                c.code,
+                c.bytes
+            );
+            return;
+        };
+        self.outstanding = self.outstanding.saturating_sub(1);
+        self.devs[d].outstanding = self.devs[d].outstanding.saturating_sub(1);
+        self.wd_anchor = now;
+        if self.wd_period > 0 {
+            ev!(
+                tr,
+                now,
+                "Watchdog",
+                Some("watchdog.reset-on-completion"),
+                "completion id={}: deadline {}",
+                c.id.0,
+                if self.outstanding > 0 {
+                    (now + self.wd_period).to_string()
+                } else {
+                    "disarmed".to_string()
+                }
+            );
+        }
+        if c.auto && self.devs[d].io_error.is_some() {
+            self.on_auto_completion(now, d, at, c, out, tr);
+            self.advance_from(now, Some(d), out, tr);
+            return;
+        }
+        match at {
+            Ok(i) => self.on_read_completion(now, d, i, c, out, tr),
+            Err(i) => {
+                let slot = self.devs[d].others.swap_remove(i);
+                self.free_buf(slot.buf);
+                self.on_slot_completion(now, d, slot, c, out, tr);
+            }
+        }
+        self.advance_from(now, Some(d), out, tr);
+    }
+
+    pub(super) fn trace_completion(
+        &self,
+        now: u64,
+        d: usize,
+        code: CommandCode,
+        c: &Completion,
+        tr: &mut Trace,
+    ) {
+        if !tr.on() {
+            return;
+        }
+        let clause = if code.has_buffer() && c.code == Win32::ERROR_SUCCESS {
+            Some("complete-command.returns-buffer")
+        } else {
+            None
+        };
+        let auto = if c.auto { " auto" } else { "" };
+        tr.emit(
+            now,
+            "server",
+            "Completion",
+            format!(
+                "dev={d} id={} {code} {} bytes={}{auto}",
+                c.id.0, c.code, c.bytes
+            ),
+            clause,
+        );
+    }
+
+    /// An auto-completion (ERROR_IO_DEVICE from the client half, clause
+    /// `io-error.reject-new`) on a device in IO-ERROR: the command was not
+    /// performed and its buffer comes back. After a fatal error nothing more
+    /// is needed; after a non-fatal one (EOF, probe) the work is redone once
+    /// the error is cleared: a Write is sent again, a Read's share of the
+    /// request cursor is taken back (auto-completed commands are the newest
+    /// ones on the device, so the stream stays in order).
+    pub(super) fn on_auto_completion(
+        &mut self,
+        now: u64,
+        d: usize,
+        at: Result<usize, usize>,
+        c: Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let fatal = self.devs[d].io_error == Some(IoErr::Fatal);
+        match at {
+            Ok(i) => {
+                self.trace_completion(now, d, CommandCode::Read, &c, tr);
+                let Some(r) = self.devs[d].reads.remove(i) else {
+                    return;
+                };
+                self.free_buf(r.buf);
+                if !fatal && self.term == Term::None {
+                    let dev = &mut self.devs[d];
+                    dev.issued = dev.issued.saturating_sub(r.adv);
+                    ev!(
+                        tr,
+                        now,
+                        "Redo",
+                        Some("io-error.reject-new"),
+                        "dev={d} id={} read not performed: request cursor back to {}",
+                        r.id.0,
+                        dev.issued
+                    );
+                }
+            }
+            Err(i) => {
+                let slot = self.devs[d].others.swap_remove(i);
+                self.free_buf(slot.buf);
+                self.trace_completion(now, d, slot.code, &c, tr);
+                if fatal || self.term != Term::None {
+                    if matches!(
+                        slot.kind,
+                        Kind::MidFlush | Kind::FinalFlush | Kind::Complete
+                    ) {
+                        self.devs[d].barrier = false;
+                    }
+                    return;
+                }
+                match slot.kind {
+                    Kind::Write => {
+                        self.devs[d].reissue.push_back((slot.pos, slot.size));
+                        ev!(
+                            tr,
+                            now,
+                            "Redo",
+                            Some("io-error.reject-new"),
+                            "dev={d} id={} write not performed: {} bytes at {} sent again after ClearError",
+                            slot.id.0,
+                            slot.size,
+                            slot.pos
+                        );
+                    }
+                    Kind::Extra => {
+                        ev!(
+                            tr,
+                            now,
+                            "Redo",
+                            Some("io-error.reject-new"),
+                            "dev={d} id={} probe {} not performed; not sent again",
+                            slot.id.0,
+                            slot.code
+                        );
+                    }
+                    Kind::ClearError => {
+                        self.devs[d].clearing = false;
+                        self.on_clear_error(now, d, c.code, out, tr);
+                    }
+                    Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                        self.devs[d].barrier = false;
+                        let name = self.devs[d].name.clone();
+                        let (reason, m) = if slot.kind == Kind::MidFlush {
+                            (
+                                FailReason::DeviceError,
+                                messages::write_failed(&name, c.code),
+                            )
+                        } else {
+                            (FailReason::Vetoed, messages::write_failed(&name, c.code))
+                        };
+                        self.device_error(now, d, c.code, reason, m, out, tr);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the client half puts its device into IO-ERROR for `code`
+    /// (the server's view must agree, or it would misread auto-completions).
+    pub(super) fn client_enters_io_error(&self, code: Win32) -> bool {
+        match code {
+            Win32::ERROR_SUCCESS => false,
+            Win32::ERROR_NOT_SUPPORTED => self.profile.not_supported_enters_io_error,
+            c if is_eof(c) => self.profile.eof_enters_io_error,
+            _ => true,
+        }
+    }
+
+    pub(super) fn on_read_completion(
+        &mut self,
+        now: u64,
+        d: usize,
+        i: usize,
+        c: Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        self.trace_completion(now, d, CommandCode::Read, &c, tr);
+        let buf = self.devs[d].reads[i].buf.take();
+        self.free_buf(buf);
+        if self.term != Term::None {
+            self.devs[d].reads.remove(i);
+            return;
+        }
+        let code = c.code;
+        if is_eof(code) && self.client_enters_io_error(code) && self.devs[d].io_error.is_none() {
+            // The client half is in IO-ERROR from now on; whether this EOF
+            // is the normal end is decided when it is verified in order.
+            self.enter_io_error(now, d, code, IoErr::Eof, Some("io-error.eof"), tr);
+            self.send_clear_error(now, d, out, tr);
+        }
+        if code != Win32::ERROR_SUCCESS && !is_eof(code) {
+            self.devs[d].reads.remove(i);
+            let name = self.devs[d].name.clone();
+            self.device_error(
+                now,
+                d,
+                code,
+                FailReason::DeviceError,
+                messages::read_failed(&name, code),
+                out,
+                tr,
+            );
+            return;
+        }
+        self.devs[d].reads[i].result = Some((code, c.bytes, c.data));
+        // Verify in issue order (clause restore.byte-identical).
+        while self.running && self.term == Term::None {
+            let Some(front) = self.devs[d].reads.front() else {
+                break;
+            };
+            if front.result.is_none() {
+                break;
+            }
+            let Some(slot) = self.devs[d].reads.pop_front() else {
+                break;
+            };
+            self.verify_read(now, d, slot, out, tr);
+        }
+    }
+
+    pub(super) fn verify_read(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: ReadSlot,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let Some((code, bytes, data)) = slot.result else {
+            return;
+        };
+        let dev = &self.devs[d];
+        let name = dev.name.clone();
+        if dev.ended {
+            ev!(
+                tr,
+                now,
+                "ReadIgnored",
+                None,
+                "dev={d} id={}: after the end of the stream",
+                slot.id.0
+            );
+            return;
+        }
+        if bytes > u64::from(slot.size) || data.len() != bytes {
+            ev!(
+                tr,
+                now,
+                "BadCount",
+                Some("restore.report-actual-bytes"),
+                "dev={d} id={} reports {} bytes for a {}-byte read holding {} bytes",
+                slot.id.0,
+                bytes,
+                slot.size,
+                data.len()
+            );
+        }
+        let fits = bytes <= u64::from(slot.size) && dev.done.saturating_add(bytes) <= dev.len;
+        if !fits || !data.is_stream(dev.origin, dev.done, bytes) {
+            ev!(
+                tr,
+                now,
+                "BadMedia",
+                Some("restore.byte-identical"),
+                "dev={d} id={} bytes={} at stream offset {}: not the bytes written",
+                slot.id.0,
+                bytes,
+                dev.done
+            );
+            self.fail(
+                now,
+                None,
+                FailReason::BadMedia,
+                messages::bad_family(&name),
+                code,
+                out,
+                tr,
+            );
+            return;
+        }
+        let dev = &mut self.devs[d];
+        dev.done += bytes;
+        dev.bytes += bytes;
+        self.outcome.bytes += bytes;
+        ev!(
+            tr,
+            now,
+            "Verified",
+            Some("restore.byte-identical"),
+            "dev={d} id={} pos={} bytes={} verified={}/{}",
+            slot.id.0,
+            slot.pos,
+            bytes,
+            dev.done,
+            dev.target
+        );
+        if is_eof(code) {
+            if dev.done == dev.len {
+                dev.ended = true;
+                ev!(
+                    tr,
+                    now,
+                    "EndOfStream",
+                    Some("restore.eof"),
+                    "dev={d} {code}: family ended normally at {}",
+                    dev.done
+                );
+            } else {
+                ev!(
+                    tr,
+                    now,
+                    "Truncated",
+                    Some("restore.truncated"),
+                    "dev={d} {code} at {} of {}",
+                    dev.done,
+                    dev.len
+                );
+                // With `eof-enters-io-error` the device is already in
+                // IO-ERROR (a ClearError is on its way): now a fatal one.
+                let io = if dev.io_error.is_some() {
+                    self.enter_io_error(now, d, code, IoErr::Fatal, Some("restore.truncated"), tr);
+                    Some(d)
+                } else {
+                    None
+                };
+                self.fail(
+                    now,
+                    io,
+                    FailReason::BadMedia,
+                    messages::read_failed(&name, code),
+                    code,
+                    out,
+                    tr,
+                );
+            }
+            return;
+        }
+        if bytes < u64::from(slot.size) {
+            match self.profile.short_transfer {
+                ShortTransfer::Fail => {
+                    ev!(
+                        tr,
+                        now,
+                        "ShortTransfer",
+                        Some("command.short-transfer"),
+                        "dev={d} id={} read {bytes} of {} as success: fail",
+                        slot.id.0,
+                        slot.size
+                    );
+                    let m = messages::short_transfer(false, &name, bytes, slot.size);
+                    self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
+                }
+                ShortTransfer::Reissue => {
+                    let dev = &mut self.devs[d];
+                    dev.issued = dev.issued.saturating_sub(slot.adv.saturating_sub(bytes));
+                    ev!(
+                        tr,
+                        now,
+                        "ShortTransfer",
+                        Some("command.short-transfer"),
+                        "dev={d} id={} read {bytes} of {} as success: request cursor back to {}",
+                        slot.id.0,
+                        slot.size,
+                        dev.issued
+                    );
+                    self.note_progress(now, d, bytes, false, out, tr);
+                }
+            }
+        } else {
+            self.devs[d].stalls = 0;
+        }
+        let dev = &mut self.devs[d];
+        if dev.done >= dev.target && dev.reads.is_empty() && self.running {
+            dev.ended = true;
+        }
+    }
+
+    /// Under `reissue`: bounds zero-progress short transfers.
+    pub(super) fn note_progress(
+        &mut self,
+        now: u64,
+        d: usize,
+        bytes: u64,
+        write: bool,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let dev = &mut self.devs[d];
+        if bytes > 0 {
+            dev.stalls = 0;
+            return;
+        }
+        dev.stalls += 1;
+        if dev.stalls > MAX_ZERO_PROGRESS_REISSUES {
+            let name = dev.name.clone();
+            ev!(
+                tr,
+                now,
+                "ShortTransfer",
+                Some("command.short-transfer"),
+                "dev={d}: {} zero-byte transfers in a row; giving up",
+                dev.stalls
+            );
+            let m = messages::short_transfer(write, &name, 0, self.mts);
+            self.fail(
+                now,
+                None,
+                FailReason::ShortTransfer,
+                m,
+                Win32::ERROR_SUCCESS,
+                out,
+                tr,
+            );
+        }
+    }
+
+    pub(super) fn on_slot_completion(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: Slot,
+        c: Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        self.trace_completion(now, d, slot.code, &c, tr);
+        let code = c.code;
+        let name = self.devs[d].name.clone();
+        if matches!(
+            slot.kind,
+            Kind::MidFlush | Kind::FinalFlush | Kind::Complete
+        ) {
+            self.devs[d].barrier = false;
+        }
+        if slot.kind == Kind::ClearError {
+            self.devs[d].clearing = false;
+            return self.on_clear_error(now, d, code, out, tr);
+        }
+        if slot.kind == Kind::Extra {
+            if code == Win32::ERROR_NOT_SUPPORTED && self.client_enters_io_error(code) {
+                ev!(
+                    tr,
+                    now,
+                    "ExtraAnswered",
+                    Some("command.not-supported"),
+                    "dev={d} {} -> {code}: not performed; the device is in IO-ERROR until cleared",
+                    slot.code
+                );
+                if self.devs[d].io_error.is_none() && self.term == Term::None {
+                    self.enter_io_error(
+                        now,
+                        d,
+                        code,
+                        IoErr::Probe,
+                        Some("io-error.not-supported"),
+                        tr,
+                    );
+                    self.send_clear_error(now, d, out, tr);
+                }
+                return;
+            }
+            if code == Win32::ERROR_SUCCESS || code == Win32::ERROR_NOT_SUPPORTED {
+                ev!(
+                    tr,
+                    now,
+                    "ExtraAnswered",
+                    Some("command.not-supported"),
+                    "dev={d} {} -> {code}: carry on",
+                    slot.code
+                );
+                return;
+            }
+            let m = if self.kind.is_backup() {
+                messages::write_failed(&name, code)
+            } else {
+                messages::read_failed(&name, code)
+            };
+            return self.device_error(now, d, code, FailReason::DeviceError, m, out, tr);
+        }
+        if code != Win32::ERROR_SUCCESS {
+            // Not a success: IO-ERROR, and the statement fails.
+            let (reason, clause) = match slot.kind {
+                Kind::FinalFlush => (FailReason::Vetoed, "flush.final-veto"),
+                Kind::Complete => (FailReason::Vetoed, "complete.veto"),
+                _ => (FailReason::DeviceError, "io-error.enter"),
+            };
+            if clause != "io-error.enter" {
+                ev!(
+                    tr,
+                    now,
+                    "Veto",
+                    Some(clause),
+                    "dev={d} {} -> {code}: the client vetoes the backup",
+                    slot.code
+                );
+            }
+            return self.device_error(
+                now,
+                d,
+                code,
+                reason,
+                messages::write_failed(&name, code),
+                out,
+                tr,
+            );
+        }
+        match slot.kind {
+            Kind::Write => {
+                let mut bytes = c.bytes;
+                if bytes > u64::from(slot.size) {
+                    ev!(
+                        tr,
+                        now,
+                        "Anomaly",
+                        None,
+                        "dev={d} id={} reports {bytes} bytes for a {}-byte write; counted as {}",
+                        c.id.0,
+                        slot.size,
+                        slot.size
+                    );
+                    bytes = u64::from(slot.size);
+                }
+                let dev = &mut self.devs[d];
+                dev.done += bytes;
+                dev.bytes += bytes;
+                self.outcome.bytes += bytes;
+                if bytes < u64::from(slot.size) {
+                    match self.profile.short_transfer {
+                        ShortTransfer::Fail => {
+                            ev!(
+                                tr,
+                                now,
+                                "ShortTransfer",
+                                Some("command.short-transfer"),
+                                "dev={d} id={} wrote {bytes} of {} as success: fail",
+                                c.id.0,
+                                slot.size
+                            );
+                            let m = messages::short_transfer(true, &name, bytes, slot.size);
+                            self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
+                        }
+                        ShortTransfer::Reissue => {
+                            let rest = slot.size - bytes as u32;
+                            let pos = slot.pos + bytes;
+                            self.devs[d].reissue.push_back((pos, rest));
+                            ev!(
+                                tr,
+                                now,
+                                "ShortTransfer",
+                                Some("command.short-transfer"),
+                                "dev={d} id={} wrote {bytes} of {} as success: reissue {rest} bytes at {pos}",
+                                c.id.0,
+                                slot.size
+                            );
+                            self.note_progress(now, d, bytes, true, out, tr);
+                        }
+                    }
+                } else {
+                    dev.stalls = 0;
+                }
+            }
+            Kind::MidFlush => {
+                self.devs[d].flushes_done += 1;
+            }
+            Kind::FinalFlush | Kind::Complete => {
+                self.devs[d].stage_done = true;
+            }
+            Kind::ClearError | Kind::Extra => {}
+        }
+    }
+
+    pub(super) fn on_clear_error(
+        &mut self,
+        now: u64,
+        d: usize,
+        code: Win32,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let was = self.devs[d].io_error;
+        if code != Win32::ERROR_SUCCESS {
+            self.devs[d].note_error(code);
+            ev!(
+                tr,
+                now,
+                "ClearErrorFailed",
+                Some("io-error.close-or-abort"),
+                "dev={d} VDC_ClearError -> {code}: abort"
+            );
+            if self.failure.is_none() {
+                let name = self.devs[d].name.clone();
+                let m =
+                    messages::vdi_failure("BackupVirtualDeviceFile::ClearError", "", &name, code);
+                self.failure = Some(Failure {
+                    reason: FailReason::DeviceError,
+                    msgs: vec![m],
+                    code,
+                    dev: Some(d),
+                });
+            }
+            return self.server_abort(
+                now,
+                FailReason::DeviceError,
+                Some("io-error.close-or-abort"),
+                out,
+                tr,
+            );
+        }
+        ev!(
+            tr,
+            now,
+            "ClearErrorDone",
+            Some("io-error.clear-error-success"),
+            "dev={d} back to Active"
+        );
+        let dev = &mut self.devs[d];
+        dev.io_error = None;
+        if dev.state == DevState::IoError {
+            dev.state = DevState::Active;
+        }
+        if matches!(was, Some(IoErr::Eof | IoErr::Probe)) {
+            // A non-fatal IO-ERROR: the statement goes on (what the client
+            // half auto-completed is sent again by the next pump).
+            return;
+        }
+        match self.term {
+            Term::ClearThenAbort => {
+                let reason = self
+                    .failure
+                    .as_ref()
+                    .map(|f| f.reason)
+                    .unwrap_or(FailReason::DeviceError);
+                self.server_abort(now, reason, Some("io-error.close-or-abort"), out, tr);
+            }
+            Term::ClearThenClose | Term::DrainThenClose | Term::None => {}
+        }
+    }
+}

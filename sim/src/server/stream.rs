@@ -1,0 +1,479 @@
+//! The command streams: the buffer pool, sending, round-robin pumping, and
+//! the phases of a statement (data, final Flush, VDC_Complete).
+
+use super::*;
+
+impl ServerHalf {
+    // ------------------------------------------------------------------
+    // sending
+    // ------------------------------------------------------------------
+
+    pub(super) fn alloc_buf(&mut self) -> Option<BufId> {
+        if let Some(b) = self.buf_free.pop() {
+            return Some(b);
+        }
+        if self.buf_next < self.buf_total {
+            let b = BufId(self.buf_next);
+            self.buf_next += 1;
+            return Some(b);
+        }
+        self.buf_starved = true;
+        None
+    }
+
+    pub(super) fn free_buf(&mut self, b: Option<BufId>) {
+        if let Some(b) = b {
+            self.buf_free.push(b);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send(
+        &mut self,
+        now: u64,
+        d: usize,
+        code: CommandCode,
+        kind: Option<Kind>,
+        size: u32,
+        pos: u64,
+        buf: Option<BufId>,
+        data: Content,
+        adv: u64,
+        clause: Option<&'static str>,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let id = CmdId(self.next_id);
+        self.next_id += 1;
+        if self.outstanding == 0 {
+            self.wd_anchor = now;
+        }
+        self.outstanding += 1;
+        let dev = &mut self.devs[d];
+        dev.counts[code as usize - 1] += 1;
+        dev.outstanding += 1;
+        match kind {
+            None => dev.reads.push_back(ReadSlot {
+                id,
+                size,
+                adv,
+                pos,
+                buf,
+                result: None,
+            }),
+            Some(kind) => dev.others.push(Slot {
+                id,
+                code,
+                kind,
+                size,
+                pos,
+                buf,
+            }),
+        }
+        if tr.on() {
+            let b = buf.map(|b| format!(" buf={}", b.0)).unwrap_or_default();
+            let k = kind.map(kind_name).unwrap_or("read");
+            tr.emit(
+                now,
+                "server",
+                "SendCommand",
+                format!("dev={d} id={} {code} size={size} pos={pos}{b} ({k})", id.0),
+                clause,
+            );
+        }
+        out.push(ToClient::Command(Cmd {
+            id,
+            dev: d as DevIx,
+            code,
+            size,
+            position: pos,
+            buffer: buf,
+            data,
+        }));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_plain(
+        &mut self,
+        now: u64,
+        d: usize,
+        code: CommandCode,
+        kind: Kind,
+        clause: Option<&'static str>,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        self.send(
+            now,
+            d,
+            code,
+            Some(kind),
+            0,
+            0,
+            None,
+            Content::Empty,
+            0,
+            clause,
+            out,
+            tr,
+        );
+    }
+
+    /// Whether the device's data stream is fully requested (extras still
+    /// waiting for their trigger go out then).
+    pub(super) fn stream_sent(&self, d: usize) -> bool {
+        let dev = &self.devs[d];
+        if self.kind.is_backup() {
+            dev.issued >= dev.len && dev.reissue.is_empty() && dev.flushes_done >= self.mid_flushes
+        } else {
+            dev.issued >= dev.target || dev.ended
+        }
+    }
+
+    /// Whether the device finished its data phase.
+    pub(super) fn data_done(&self, d: usize) -> bool {
+        let dev = &self.devs[d];
+        if dev.outstanding > 0 || !dev.extras.is_empty() || dev.io_error.is_some() {
+            return false;
+        }
+        if self.kind.is_backup() {
+            self.stream_sent(d) && dev.done >= dev.len
+        } else {
+            dev.ended || dev.done >= dev.target
+        }
+    }
+
+    /// Sends at most one command on device `d`; `true` if one was sent.
+    pub(super) fn try_issue(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) -> bool {
+        let qd = self.qd;
+        let dev = &self.devs[d];
+        if dev.state != DevState::Active
+            || dev.barrier
+            || dev.io_error.is_some()
+            || dev.outstanding >= qd
+        {
+            return false;
+        }
+        // Probes from the plan (clause command.not-supported).
+        if let Some(&(after, code)) = dev.extras.first()
+            && (after <= dev.data_cmds || self.stream_sent(d))
+        {
+            let (buf, size, data) = if code.has_buffer() {
+                let Some(b) = self.alloc_buf() else {
+                    return false;
+                };
+                let data = if code == CommandCode::Write {
+                    Content::One(Extent::Garbage {
+                        len: u64::from(self.block),
+                    })
+                } else {
+                    Content::Empty
+                };
+                (Some(b), self.block, data)
+            } else {
+                (None, 0, Content::Empty)
+            };
+            self.devs[d].extras.remove(0);
+            self.send(
+                now,
+                d,
+                code,
+                Some(Kind::Extra),
+                size,
+                0,
+                buf,
+                data,
+                0,
+                Some("command.not-supported"),
+                out,
+                tr,
+            );
+            return true;
+        }
+        if self.kind.is_backup() {
+            self.try_issue_write(now, d, out, tr)
+        } else {
+            self.try_issue_read(now, d, out, tr)
+        }
+    }
+
+    pub(super) fn try_issue_write(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) -> bool {
+        let dev = &self.devs[d];
+        if let Some(&(pos, size)) = dev.reissue.front() {
+            let Some(b) = self.alloc_buf() else {
+                return false;
+            };
+            let dev = &mut self.devs[d];
+            dev.reissue.pop_front();
+            dev.data_cmds = dev.data_cmds.saturating_add(1);
+            let data = Content::stream(dev.origin, pos, u64::from(size));
+            self.send(
+                now,
+                d,
+                CommandCode::Write,
+                Some(Kind::Write),
+                size,
+                pos,
+                Some(b),
+                data,
+                0,
+                Some("command.short-transfer"),
+                out,
+                tr,
+            );
+            return true;
+        }
+        let m = self.mid_flushes;
+        let mut limit = dev.len;
+        if dev.flushes_done < m {
+            let p = flush_point(dev.len, m, dev.flushes_done + 1, self.block);
+            if dev.issued >= p {
+                if dev.outstanding > 0 {
+                    return false;
+                }
+                self.devs[d].barrier = true;
+                self.send_plain(
+                    now,
+                    d,
+                    CommandCode::Flush,
+                    Kind::MidFlush,
+                    Some("flush.several"),
+                    out,
+                    tr,
+                );
+                return true;
+            }
+            limit = p;
+        }
+        if dev.issued >= limit {
+            return false;
+        }
+        let size = (limit - dev.issued).min(u64::from(self.mts)) as u32;
+        let Some(b) = self.alloc_buf() else {
+            return false;
+        };
+        let dev = &mut self.devs[d];
+        let pos = dev.issued;
+        dev.issued += u64::from(size);
+        dev.data_cmds = dev.data_cmds.saturating_add(1);
+        let data = Content::stream(dev.origin, pos, u64::from(size));
+        self.send(
+            now,
+            d,
+            CommandCode::Write,
+            Some(Kind::Write),
+            size,
+            pos,
+            Some(b),
+            data,
+            0,
+            Some("stripe.distribution"),
+            out,
+            tr,
+        );
+        true
+    }
+
+    pub(super) fn try_issue_read(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) -> bool {
+        let dev = &self.devs[d];
+        if dev.ended || dev.issued >= dev.target {
+            return false;
+        }
+        let size = read_size(&self.read_sizes, self.block, self.mts, d, dev.read_ix);
+        let remaining = dev.target - dev.issued;
+        let adv = u64::from(size).min(remaining);
+        let overread = self.profile.restore_overread && dev.target == dev.len;
+        let req = if adv < u64::from(size) && !overread {
+            adv as u32
+        } else {
+            size
+        };
+        let Some(b) = self.alloc_buf() else {
+            return false;
+        };
+        let dev = &mut self.devs[d];
+        let pos = dev.issued;
+        dev.issued += adv;
+        dev.read_ix += 1;
+        dev.data_cmds = dev.data_cmds.saturating_add(1);
+        let clause = if req as u64 > adv {
+            Some("restore.eof")
+        } else {
+            Some("restore.read-sizes")
+        };
+        self.send(
+            now,
+            d,
+            CommandCode::Read,
+            None,
+            req,
+            pos,
+            Some(b),
+            Content::Empty,
+            adv,
+            clause,
+            out,
+            tr,
+        );
+        true
+    }
+
+    /// Sends what can be sent, round-robin over the devices so they share
+    /// the buffer pool fairly (clause `stripe.shared-buffers`).
+    pub(super) fn pump(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        let n = self.devs.len();
+        if n == 0 {
+            return;
+        }
+        loop {
+            self.buf_starved = false;
+            let mut progress = false;
+            for k in 0..n {
+                let d = (self.rr + k) % n;
+                if self.try_issue(now, d, out, tr) {
+                    progress = true;
+                }
+            }
+            self.rr = (self.rr + 1) % n;
+            if !progress {
+                break;
+            }
+        }
+    }
+
+    /// After one device's completion: refill that device; refill everyone if
+    /// a device was waiting for a buffer.
+    pub(super) fn pump_after(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        if self.buf_starved {
+            self.pump(now, out, tr);
+            return;
+        }
+        while self.try_issue(now, d, out, tr) {}
+        if self.buf_starved {
+            self.pump(now, out, tr);
+        }
+    }
+
+    /// Moves the statement on: sends what can be sent, changes phase, ends it.
+    pub(super) fn advance(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        self.advance_from(now, None, out, tr);
+    }
+
+    pub(super) fn advance_from(
+        &mut self,
+        now: u64,
+        from: Option<usize>,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        if !self.running {
+            return;
+        }
+        if self.term != Term::None {
+            self.try_close_after_failure(now, out, tr);
+            return;
+        }
+        match self.phase {
+            Phase::Data => {
+                match from {
+                    Some(d) => self.pump_after(now, d, out, tr),
+                    None => self.pump(now, out, tr),
+                }
+                if !self.running || self.term != Term::None {
+                    return;
+                }
+                if !(0..self.devs.len()).all(|d| self.data_done(d)) {
+                    return;
+                }
+                if !self.kind.is_backup() {
+                    self.finish_success(now, out, tr);
+                    return;
+                }
+                self.phase = Phase::FinalFlush;
+                ev!(
+                    tr,
+                    now,
+                    "FinalFlush",
+                    Some("term.backup-sequence"),
+                    "every family written: final VDC_Flush on {} devices",
+                    self.devs.len()
+                );
+                for d in 0..self.devs.len() {
+                    self.devs[d].stage_done = false;
+                    self.devs[d].barrier = true;
+                    self.send_plain(
+                        now,
+                        d,
+                        CommandCode::Flush,
+                        Kind::FinalFlush,
+                        Some("term.backup-sequence"),
+                        out,
+                        tr,
+                    );
+                }
+                if self.devs.is_empty() {
+                    self.finish_success(now, out, tr);
+                }
+            }
+            Phase::FinalFlush => {
+                if !self.devs.iter().all(|d| d.stage_done) {
+                    return;
+                }
+                if self.complete_enabled {
+                    self.phase = Phase::Complete;
+                    for d in 0..self.devs.len() {
+                        self.devs[d].stage_done = false;
+                        self.devs[d].barrier = true;
+                        self.send_plain(
+                            now,
+                            d,
+                            CommandCode::Complete,
+                            Kind::Complete,
+                            Some("complete.negotiation"),
+                            out,
+                            tr,
+                        );
+                    }
+                } else {
+                    ev!(
+                        tr,
+                        now,
+                        "CompleteSkipped",
+                        Some("complete.never-unrequested"),
+                        "VDF_CompleteEnabled was not returned: no VDC_Complete"
+                    );
+                    self.finish_success(now, out, tr);
+                }
+            }
+            Phase::Complete => {
+                if self.devs.iter().all(|d| d.stage_done) {
+                    self.finish_success(now, out, tr);
+                }
+            }
+        }
+    }
+}
