@@ -266,7 +266,13 @@ impl ClientSet {
                         cell,
                     );
                 }
-                Some(i) if !self.profile.instances.iter().any(|k| k.eq_ignore_ascii_case(i)) => {
+                Some(i)
+                    if !self
+                        .profile
+                        .instances
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(i)) =>
+                {
                     return err(Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name", cell);
                 }
                 Some(_) => {}

@@ -73,35 +73,34 @@ impl ServerHalf {
         self.outstanding = self.outstanding.saturating_sub(1);
         self.devs[d].outstanding = self.devs[d].outstanding.saturating_sub(1);
         self.wd_anchor = now;
-        if self.wd_period > 0 {
+        let id = c.id;
+        if c.auto && self.devs[d].io_error.is_some() {
+            self.on_auto_completion(now, d, at, c, out, tr);
+        } else {
+            match at {
+                Ok(i) => self.on_read_completion(now, d, i, c, out, tr),
+                Err(i) => {
+                    let slot = self.devs[d].others.swap_remove(i);
+                    self.free_buf(slot.buf);
+                    self.on_slot_completion(now, d, slot, c, out, tr);
+                }
+            }
+        }
+        self.advance_from(now, Some(d), out, tr);
+        if self.wd_period > 0 && self.running {
             ev!(
                 tr,
                 now,
                 "Watchdog",
                 Some("watchdog.reset-on-completion"),
                 "completion id={}: deadline {}",
-                c.id.0,
-                if self.outstanding > 0 {
-                    (now + self.wd_period).to_string()
-                } else {
-                    "disarmed".to_string()
+                id.0,
+                match self.next_deadline() {
+                    Some(t) => t.to_string(),
+                    None => "disarmed (nothing outstanding)".to_string(),
                 }
             );
         }
-        if c.auto && self.devs[d].io_error.is_some() {
-            self.on_auto_completion(now, d, at, c, out, tr);
-            self.advance_from(now, Some(d), out, tr);
-            return;
-        }
-        match at {
-            Ok(i) => self.on_read_completion(now, d, i, c, out, tr),
-            Err(i) => {
-                let slot = self.devs[d].others.swap_remove(i);
-                self.free_buf(slot.buf);
-                self.on_slot_completion(now, d, slot, c, out, tr);
-            }
-        }
-        self.advance_from(now, Some(d), out, tr);
     }
 
     pub(super) fn trace_completion(

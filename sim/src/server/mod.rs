@@ -19,7 +19,8 @@
 //! | profile key | how the server honours it |
 //! |---|---|
 //! | `short-transfer` | `fail`: ERROR_SUCCESS with fewer bytes fails the statement (ShortTransfer) through the error termination; `reissue`: a Write's remainder is written again, a Read lowers the request cursor so more is read (at most [`MAX_ZERO_PROGRESS_REISSUES`] zero-byte answers in a row) |
-//! | `eof-enters-io-error` | the expected EOF at the end of a family puts the device in IO-ERROR; VDC_ClearError follows, then the restore goes on |
+//! | `eof-enters-io-error` | an EOF completion puts the device in IO-ERROR at once (as the client half does); VDC_ClearError follows; if the EOF was the family's normal end the restore goes on, else it fails (truncated) |
+//! | `not-supported-enters-io-error` | a probe answered ERROR_NOT_SUPPORTED puts the device in IO-ERROR: VDC_ClearError, then the commands the client half auto-completed are redone and the statement goes on (on a required command ERROR_NOT_SUPPORTED is a device error either way) |
 //! | `error-termination` | after a fatal device error: ClearError then SignalAbort / SignalAbort at once / ClearError then CloseDevice on every device once nothing is outstanding (statement still failed) |
 //! | `server-supports-complete` | VDF_CompleteEnabled is returned (and VDC_Complete sent) only if the client asked with VDF_RequestComplete and this is `true` |
 //! | `watchdog-factor` | the watchdog fires after factor × serverTimeOut ms with commands outstanding and nothing completing (0 disables it, as serverTimeOut 0 does) |
@@ -30,6 +31,12 @@
 //!
 //! Model choices the reference does not fix:
 //!
+//! - The server's idea of IO-ERROR follows the client half's rule (every
+//!   non-success code, except ERROR_NOT_SUPPORTED and EOF unless the profile
+//!   says so), so auto-completions (`auto: true`, ERROR_IO_DEVICE) are
+//!   recognised: after a fatal error they are simply not done; after a
+//!   non-fatal one (EOF, probe) a Write is sent again and a Read's share of
+//!   the request cursor is taken back once the error is cleared.
 //! - WITH options are checked before the set is opened: the client is never
 //!   configured (its GetConfiguration times out, vdi-spec.md §7.1).
 //! - A RESTORE with no backup of its database in history (NoBackup), with a

@@ -1926,4 +1926,3 @@ fn trace_off_same_behaviour() {
     assert!(n1 > 0);
     assert_eq!(n2, 0);
 }
-
