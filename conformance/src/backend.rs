@@ -1,0 +1,115 @@
+//! The `Backend` trait: "an implementation of VDI under test", seen from the
+//! client side.
+//!
+//! A backend offers every client API method (as [`Call`]s, blocking with
+//! the call's own timeout), server control (start a BACKUP or RESTORE
+//! statement, server-side events), and observation (the statement's outcome,
+//! what the server saw, the trace). The harness drives scripted scenarios
+//! through these methods only, so a new backend is one file in
+//! [`crate::backends`]: the model (here), a Linux backend loading any
+//! `libsqlvdi.so`, a COM backend driving an `IClientVirtualDeviceSet2`
+//! vtable, a replay backend for recorded traces.
+//!
+//! Scenarios whose client is a built-in program (the reference client or a
+//! flawed one) run through [`Backend::run_program`]; a backend that cannot
+//! host a program answers [`BackendError::Unsupported`] and the case is
+//! graded *unimplemented*.
+
+use serde::Serialize;
+use thiserror::Error;
+use vdi_sim::fault::{Fault, FaultPlan};
+use vdi_sim::outcome::Outcome;
+use vdi_sim::program::{Call, ClientSpec, Reply};
+use vdi_sim::statement::{BackupRecord, Statement};
+use vdi_sim::world::{RunResult, Timeout};
+use vdi_spec::Profile;
+
+/// What a backend is.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendInfo {
+    pub name: String,
+    pub description: String,
+    /// The library it loads, when it loads one.
+    pub library: Option<String>,
+}
+
+/// Why a backend could not do something.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum BackendError {
+    /// The backend cannot stage this (the case is graded unimplemented).
+    #[error("unsupported by this backend: {0}")]
+    Unsupported(String),
+    /// The run ended (hang, budget, step limit) before the call returned.
+    #[error("the run ended before the call returned: {0}")]
+    Ended(String),
+    /// The backend itself failed (library not loadable, crash, ...).
+    #[error("backend failure: {0}")]
+    Failed(String),
+}
+
+/// Everything fixed before a case starts.
+#[derive(Clone, Debug)]
+pub struct CaseSetup {
+    pub seed: u64,
+    pub profile: Profile,
+    /// Virtual-time budget (ms); real backends scale it to wall time.
+    pub budget_ms: u64,
+    /// Backups the server's history holds before the case (and the client
+    /// media for them).
+    pub seed_backups: Vec<BackupRecord>,
+    /// Faults planned for the whole case.
+    pub faults: FaultPlan,
+    /// Keep the full trace (not only its hash).
+    pub record_trace: bool,
+}
+
+/// A call started on another thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket(pub usize);
+
+/// The client side of VDI under test, plus control of and a view into its server.
+pub trait Backend {
+    fn info(&self) -> BackendInfo;
+
+    /// Starts a fresh case: a new set object, a new server, `setup` applied.
+    fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError>;
+
+    /// Makes `call` on the client thread named `thread` (`ctl`, `dev0`, ...)
+    /// and returns its result; blocking calls wait up to their timeout.
+    fn call(&mut self, thread: &str, call: Call) -> Result<Reply, BackendError> {
+        let t = self.start(thread, call)?;
+        self.join(t)
+    }
+
+    /// Starts `call` on thread `thread` without waiting for it.
+    fn start(&mut self, thread: &str, call: Call) -> Result<Ticket, BackendError>;
+
+    /// Waits for a started call.
+    fn join(&mut self, t: Ticket) -> Result<Reply, BackendError>;
+
+    /// Sends a BACKUP or RESTORE statement, as the client's SQL connection
+    /// would; returns at once.
+    fn start_statement(&mut self, stmt: &Statement) -> Result<(), BackendError>;
+
+    /// A server-side event or a process death now.
+    fn event(&mut self, fault: Fault) -> Result<(), BackendError>;
+
+    /// Lets `ms` pass.
+    fn sleep(&mut self, ms: u64) -> Result<(), BackendError>;
+
+    /// Waits for the statement's outcome; `None` if `timeout` passed first.
+    fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, BackendError>;
+
+    /// Ends the case and reports everything observed.
+    fn finish(&mut self) -> Result<RunResult, BackendError>;
+
+    /// Runs a built-in client program for the whole case.
+    fn run_program(
+        &mut self,
+        setup: &CaseSetup,
+        spec: &ClientSpec,
+    ) -> Result<RunResult, BackendError> {
+        let _ = (setup, spec);
+        Err(BackendError::Unsupported("built-in client programs".into()))
+    }
+}

@@ -1,0 +1,120 @@
+//! The model backend: the client and server halves of `vdi-sim` in a
+//! deterministic world, driven call by call.
+
+use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
+use std::collections::BTreeMap;
+use vdi_sim::fault::Fault;
+use vdi_sim::outcome::Outcome;
+use vdi_sim::program::{Call, ClientSpec, Reply};
+use vdi_sim::statement::Statement;
+use vdi_sim::summary;
+use vdi_sim::trace::Trace;
+use vdi_sim::world::{End, RunResult, Timeout, World, WorldConfig};
+
+/// The built-in model.
+#[derive(Default)]
+pub struct ModelBackend {
+    world: Option<World>,
+    threads: BTreeMap<String, usize>,
+}
+
+fn config(setup: &CaseSetup) -> WorldConfig {
+    let mut cfg = WorldConfig::new(setup.seed);
+    cfg.profile = setup.profile.clone();
+    cfg.budget_ms = setup.budget_ms;
+    cfg.seed_backups = setup.seed_backups.clone();
+    cfg.faults = setup.faults.clone();
+    cfg
+}
+
+fn trace(setup: &CaseSetup) -> Trace {
+    if setup.record_trace {
+        Trace::recording()
+    } else {
+        Trace::hashing()
+    }
+}
+
+fn ended(e: End) -> BackendError {
+    BackendError::Ended(format!("{e:?}"))
+}
+
+impl ModelBackend {
+    fn world(&mut self) -> Result<&mut World, BackendError> {
+        self.world
+            .as_mut()
+            .ok_or_else(|| BackendError::Failed("no case started (reset first)".into()))
+    }
+
+    fn thread(&mut self, name: &str) -> Result<usize, BackendError> {
+        if let Some(t) = self.threads.get(name) {
+            return Ok(*t);
+        }
+        let dev = name.strip_prefix("dev").and_then(|n| n.parse().ok());
+        let t = self.world()?.add_thread(name, dev);
+        self.threads.insert(name.to_string(), t);
+        Ok(t)
+    }
+}
+
+impl Backend for ModelBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            name: "model".into(),
+            description: "vdi-sim: the client and server half-machines in a deterministic world"
+                .into(),
+            library: None,
+        }
+    }
+
+    fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
+        self.world = Some(World::new_driven(config(setup), trace(setup)));
+        self.threads.clear();
+        Ok(())
+    }
+
+    fn start(&mut self, thread: &str, call: Call) -> Result<Ticket, BackendError> {
+        let t = self.thread(thread)?;
+        self.world()?.start_call(t, call);
+        Ok(Ticket(t))
+    }
+
+    fn join(&mut self, t: Ticket) -> Result<Reply, BackendError> {
+        self.world()?.wait_call(t.0).map_err(ended)
+    }
+
+    fn start_statement(&mut self, stmt: &Statement) -> Result<(), BackendError> {
+        self.world()?.send_statement(stmt.clone());
+        Ok(())
+    }
+
+    fn event(&mut self, fault: Fault) -> Result<(), BackendError> {
+        self.world()?.inject(fault);
+        Ok(())
+    }
+
+    fn sleep(&mut self, ms: u64) -> Result<(), BackendError> {
+        self.world()?.sleep(ms).map_err(ended)
+    }
+
+    fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, BackendError> {
+        self.world()?.wait_statement(timeout).map_err(ended)
+    }
+
+    fn finish(&mut self) -> Result<RunResult, BackendError> {
+        let w = self
+            .world
+            .take()
+            .ok_or_else(|| BackendError::Failed("no case started".into()))?;
+        self.threads.clear();
+        Ok(w.finish_driven())
+    }
+
+    fn run_program(
+        &mut self,
+        setup: &CaseSetup,
+        spec: &ClientSpec,
+    ) -> Result<RunResult, BackendError> {
+        Ok(summary::simulate(spec, config(setup), trace(setup)))
+    }
+}

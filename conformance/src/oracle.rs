@@ -1,0 +1,373 @@
+//! The oracle: runs one case on one backend at one seed and grades it.
+//!
+//! A case's verdict comes from (in order): the backend could not stage it
+//! (*unimplemented*); a step's result differed from its expectation, or the
+//! run's end differed from `[expect]`, or an invariant failed (*violation*,
+//! with the clause and the first divergence); a step matched only a lenient
+//! alternative (*lenient*); otherwise *pass*. Expected deviations are applied
+//! by the runner.
+
+use crate::backend::{Backend, BackendError, CaseSetup};
+use crate::scenario::{Scenario, parse_hresult};
+use crate::script::{self, Grade};
+use std::collections::BTreeMap;
+use vdi_reports::schema::{CaseResult, Divergence, TimelineEvent, Verdict};
+use vdi_sim::outcome::Status;
+use vdi_sim::world::{End, RunResult};
+use vdi_spec::{ClientState, Hresult, TableMethod};
+
+/// What one case run produced, besides its report entry.
+pub struct Graded {
+    pub result: CaseResult,
+    pub clause_hits: BTreeMap<String, u64>,
+    pub cell_hits: BTreeMap<(TableMethod, ClientState), u64>,
+}
+
+/// Options of a run that shape each case.
+#[derive(Clone, Debug)]
+pub struct CaseOptions {
+    /// Keep the full timeline for every case (not only failures).
+    pub keep_timeline: bool,
+    /// Longest timeline kept in a report entry.
+    pub timeline_cap: usize,
+}
+
+impl Default for CaseOptions {
+    fn default() -> Self {
+        CaseOptions {
+            keep_timeline: false,
+            timeline_cap: 400,
+        }
+    }
+}
+
+/// The setup of `sc` at `seed`.
+pub fn setup(sc: &Scenario, seed: u64, record: bool) -> CaseSetup {
+    CaseSetup {
+        seed,
+        profile: sc.profile().unwrap_or_default(),
+        budget_ms: sc.budget_ms,
+        seed_backups: script::seeded_backups(sc),
+        faults: sc.fault_plan(seed),
+        record_trace: record,
+    }
+}
+
+/// The one-line command that reproduces a case run.
+pub fn repro(sc: &Scenario, backend: &str, seed: u64) -> String {
+    let b = if backend == "model" {
+        String::new()
+    } else {
+        format!(" --backend {backend}")
+    };
+    format!("vdisim replay {}{b} --seed {seed}", sc.path.display())
+}
+
+/// The model's code for each step of a script case at `seed`.
+pub fn predict(sc: &Scenario, seed: u64) -> Vec<Option<Hresult>> {
+    let mut m = crate::backends::model::ModelBackend::default();
+    let run = script::run(&mut m, sc, &setup(sc, seed, false), &[]);
+    let mut out = vec![None; sc.steps.len()];
+    for s in run.steps {
+        if let Some(slot) = out.get_mut(s.index - 1) {
+            *slot = s.code;
+        }
+    }
+    out
+}
+
+fn end_name(e: End) -> &'static str {
+    match e {
+        End::Finished => "finished",
+        End::Hang => "hang",
+        End::Budget => "budget",
+        End::StepLimit => "step-limit",
+    }
+}
+
+/// Checks `[expect]` against a run; the first failure as (clause, expected, actual).
+fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
+    let e = &sc.expect;
+    let first = sc.clauses.first().cloned().unwrap_or_default();
+    let want_end = e.end.clone().unwrap_or_else(|| "finished".into());
+    if end_name(r.end) != want_end {
+        return Some((
+            first,
+            format!("run ends {want_end}"),
+            format!("run ended {}", end_name(r.end)),
+        ));
+    }
+    if let Some(o) = &e.outcome {
+        let want = match o.as_str() {
+            "succeeded" => Some(Status::Succeeded),
+            "failed" => Some(Status::Failed),
+            "not-started" => None,
+            _ => Some(Status::Running),
+        };
+        match want {
+            None => {
+                if !r.statements.is_empty() {
+                    return Some((
+                        first,
+                        "no statement".into(),
+                        format!("{} statement(s)", r.statements.len()),
+                    ));
+                }
+            }
+            Some(w) => {
+                if r.statements.is_empty() {
+                    return Some((first, format!("statement {o}"), "no statement ran".into()));
+                }
+                // "succeeded": every statement; "failed": the last one.
+                let checked: Vec<_> = if w == Status::Succeeded {
+                    r.statements.iter().collect()
+                } else {
+                    r.statements.iter().rev().take(1).collect()
+                };
+                for (s, out) in checked {
+                    if out.status != w {
+                        return Some((
+                            "term.outcome-decides".into(),
+                            format!("{} {o}", s.kind.verb()),
+                            format!(
+                                "{} {:?} {}",
+                                s.kind.verb(),
+                                out.status,
+                                out.reason.map(|r| format!("({r:?})")).unwrap_or_default()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(reason) = e.reason {
+        let got = r.statements.last().and_then(|(_, o)| o.reason);
+        if got != Some(reason) {
+            return Some((
+                first,
+                format!("failure reason {reason:?}"),
+                format!("{got:?}"),
+            ));
+        }
+    }
+    for n in &e.messages {
+        if !r
+            .statements
+            .iter()
+            .any(|(_, o)| o.messages.iter().any(|m| m.number == *n))
+        {
+            return Some((
+                "server.outcome-messages".into(),
+                format!("message {n}"),
+                "absent".into(),
+            ));
+        }
+    }
+    if let Some(devs) = &e.devices {
+        for (i, want) in devs.iter().enumerate() {
+            let got = r.client.devices.get(i).and_then(|d| d.end);
+            let want_c = parse_hresult(want);
+            if want != "any" && got != want_c {
+                return Some((
+                    first,
+                    format!("dev{i} ends {want}"),
+                    format!("dev{i} ended {}", got.map_or("-".into(), |c| c.to_string())),
+                ));
+            }
+        }
+    }
+    if let Some(b) = e.client_believes_success
+        && r.client.believes_success != Some(b)
+    {
+        return Some((
+            "term.outcome-decides".into(),
+            format!("client believes success = {b}"),
+            format!("{:?}", r.client.believes_success),
+        ));
+    }
+    for h in &e.hits {
+        if !r.clauses.keys().any(|k| k == h) {
+            return Some((
+                h.clone(),
+                format!("the run cites clause {h}"),
+                "never cited".into(),
+            ));
+        }
+    }
+    for v in &r.violations {
+        if !e.violations.contains(&v.clause) {
+            return Some((v.clause.clone(), "invariants hold".into(), v.what.clone()));
+        }
+    }
+    for v in &e.violations {
+        if !r.violations.iter().any(|x| &x.clause == v) {
+            return Some((
+                v.clone(),
+                format!("the invariant check reports {v}"),
+                "not reported".into(),
+            ));
+        }
+    }
+    None
+}
+
+fn timeline(r: &RunResult, cap: usize) -> Vec<TimelineEvent> {
+    r.trace
+        .events()
+        .iter()
+        .take(cap)
+        .map(|e| TimelineEvent {
+            seq: e.seq,
+            t: e.t,
+            who: e.who.clone(),
+            what: e.what.clone(),
+            detail: e.detail.clone(),
+            clause: e.clause.map(str::to_string),
+        })
+        .collect()
+}
+
+/// Runs `sc` on `b` at `seed` and grades it. `predicted` is the model's
+/// code per step (script cases; empty for the model itself).
+pub fn grade(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    seed: u64,
+    predicted: &[Option<Hresult>],
+    opts: &CaseOptions,
+) -> Graded {
+    let name = b.info().name;
+    let set = setup(sc, seed, true);
+    let mut verdict = Verdict::Pass;
+    let mut detail = String::new();
+    let mut divergence = None;
+    let run: Option<RunResult>;
+    if sc.client.is_some() {
+        match b.run_program(&set, &sc.client_spec(seed)) {
+            Ok(r) => run = Some(r),
+            Err(BackendError::Unsupported(m)) => {
+                run = None;
+                verdict = Verdict::Unimplemented;
+                detail = format!("the backend cannot stage this case: {m}");
+            }
+            Err(e) => {
+                run = None;
+                verdict = Verdict::Violation;
+                detail = format!("the backend failed: {e}");
+            }
+        }
+    } else {
+        let s = script::run(b, sc, &set, predicted);
+        if s.steps.iter().any(|x| x.grade == Grade::Unimplemented) {
+            verdict = Verdict::Unimplemented;
+            detail = s
+                .steps
+                .iter()
+                .find(|x| x.grade == Grade::Unimplemented)
+                .map(|x| x.note.clone())
+                .unwrap_or_default();
+        } else if let Some(m) = s.steps.iter().find(|x| x.grade == Grade::Mismatch) {
+            verdict = Verdict::Violation;
+            let actual = m
+                .code
+                .map_or(format!("no result ({})", m.note), |c| c.to_string());
+            detail = format!(
+                "step {} ({} on {}): expected {}, got {}",
+                m.index, m.action, m.thread, m.expected, actual
+            );
+            divergence = Some(Divergence {
+                seq: m.index as u64,
+                clause: m.clause.clone().or_else(|| sc.clauses.first().cloned()),
+                expected: m.expected.clone(),
+                actual,
+            });
+        } else if let Some(e) = &s.error
+            && !(matches!(e, BackendError::Ended(x) if sc.expect.end.as_deref().is_some_and(|w| x.eq_ignore_ascii_case(w))))
+        {
+            verdict = Verdict::Violation;
+            detail = format!("the script could not finish: {e}");
+        } else if let Some(l) = s.steps.iter().find(|x| x.grade == Grade::Lenient) {
+            verdict = Verdict::Lenient;
+            detail = format!(
+                "step {} ({}): {} accepted as lenient; the reference prefers {}",
+                l.index,
+                l.action,
+                l.code.map_or("-".into(), |c| c.to_string()),
+                l.expected
+            );
+        }
+        run = s.result;
+    }
+    let mut clause_hits = BTreeMap::new();
+    let mut cell_hits = BTreeMap::new();
+    let (hash, ms, steps, mut tl) = match &run {
+        Some(r) => {
+            for (k, v) in &r.clauses {
+                clause_hits.insert(k.to_string(), *v);
+            }
+            cell_hits = r.cells.clone();
+            (
+                r.trace_hash(),
+                r.now_ms,
+                r.steps,
+                timeline(r, opts.timeline_cap),
+            )
+        }
+        None => (String::from("0000000000000000"), 0, 0, Vec::new()),
+    };
+    if matches!(verdict, Verdict::Pass | Verdict::Lenient)
+        && let Some(r) = &run
+        && let Some((clause, expected, actual)) = check_end(sc, r)
+    {
+        verdict = Verdict::Violation;
+        detail = format!("[{clause}] expected {expected}; {actual}");
+        // Point the divergence at the first trace event citing the clause, if any.
+        let seq = r
+            .trace
+            .events()
+            .iter()
+            .find(|e| e.clause == Some(clause.as_str()) || e.what == "End")
+            .map_or(0, |e| e.seq);
+        divergence = Some(Divergence {
+            seq,
+            clause: Some(clause),
+            expected,
+            actual,
+        });
+    }
+    if verdict == Verdict::Pass {
+        detail = format!(
+            "{} as the model predicts",
+            if sc.client.is_some() {
+                "the program ran"
+            } else {
+                "every step returned"
+            }
+        );
+        if !opts.keep_timeline {
+            tl.clear();
+        }
+    }
+    Graded {
+        result: CaseResult {
+            case: sc.id.clone(),
+            file: sc.path.display().to_string(),
+            summary: sc.summary.clone(),
+            clauses: sc.clauses.clone(),
+            backend: name.clone(),
+            seed,
+            verdict,
+            detail,
+            divergence,
+            trace_hash: hash,
+            virtual_ms: ms,
+            steps,
+            repro: repro(sc, &name, seed),
+            deviation_reason: None,
+            timeline: tl,
+        },
+        clause_hits,
+        cell_hits,
+    }
+}

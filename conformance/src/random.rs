@@ -1,0 +1,270 @@
+//! Randomized scenarios: client programs, fault plans and schedules drawn
+//! from a seed (swarm style: each seed enables a random subset of fault
+//! kinds and client flaws), the oracle that judges them, and the scenario
+//! file a failure is written to so anyone can replay it.
+//!
+//! The oracle is the model plus invariants:
+//! - every call returns a code documented for its method and state (checked
+//!   by the world on every call);
+//! - no command is delivered after an abort (checked by the world);
+//! - with the reference client, every device ends in VD_E_CLOSE or
+//!   VD_E_ABORT within bounded virtual time;
+//! - a BACKUP that reports success had every byte delivered (the world),
+//!   and a RESTORE that reports success read back exactly what was written
+//!   (the server verifies every byte it reads).
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use serde::Serialize;
+use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
+use vdi_sim::program::{ClientSpec, Flaw, Operation};
+use vdi_sim::statement::ReadSizes;
+use vdi_sim::summary;
+use vdi_sim::trace::Trace;
+use vdi_sim::world::{End, RunResult, WorldConfig};
+use vdi_spec::{Hresult, TransferOptions};
+
+/// One randomized case: everything needed to run and replay it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RandomCase {
+    pub seed: u64,
+    pub spec: ClientSpec,
+    pub faults: Vec<PlannedFault>,
+}
+
+fn pick(rng: &mut ChaCha8Rng, n: u64) -> u64 {
+    rng.next_u64() % n.max(1)
+}
+
+/// The case drawn from `seed`.
+pub fn from_seed(seed: u64) -> RandomCase {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_CA5E);
+    let devices = [1u16, 1, 2, 3, 4, 8][pick(&mut rng, 6) as usize];
+    let mut spec = ClientSpec {
+        operation: [Operation::Backup, Operation::Restore, Operation::Roundtrip]
+            [pick(&mut rng, 3) as usize],
+        devices,
+        request_complete: pick(&mut rng, 2) == 0,
+        server_timeout_ms: [0u32, 1_000, 5_000, 60_000][pick(&mut rng, 4) as usize],
+        get_command_timeout_ms: [0u32, 50, 1_000, 0xFFFF_FFFF][pick(&mut rng, 4) as usize],
+        set_name: format!("rnd-{seed:x}"),
+        options: TransferOptions {
+            block_size: [512u32, 4096, 65536][pick(&mut rng, 3) as usize],
+            max_transfer_size: 65536 * (1 + pick(&mut rng, 4) as u32),
+            buffer_count: if pick(&mut rng, 2) == 0 {
+                None
+            } else {
+                Some(1 + pick(&mut rng, 8) as u32)
+            },
+        },
+        ..ClientSpec::default()
+    };
+    spec.plan.data_bytes = 1 + pick(&mut rng, 1 << 20);
+    spec.plan.mid_flushes = pick(&mut rng, 3) as u32;
+    spec.plan.read_sizes = if pick(&mut rng, 2) == 0 {
+        ReadSizes::Seeded(seed)
+    } else {
+        ReadSizes::Max
+    };
+    // Swarm: each flaw is enabled for a quarter of the seeds.
+    for f in Flaw::ALL {
+        if pick(&mut rng, 8) == 0 {
+            spec.flaws.insert(f);
+        }
+    }
+    let cx = summary::plan_context(&spec);
+    let faults = FaultPlan::random(&cx, seed).faults;
+    RandomCase { seed, spec, faults }
+}
+
+/// The world configuration of a case.
+pub fn config(c: &RandomCase) -> WorldConfig {
+    let mut cfg = WorldConfig::new(c.seed);
+    cfg.faults = FaultPlan {
+        name: format!("random:{}", c.seed),
+        faults: c.faults.clone(),
+    };
+    // Bounded virtual time: ten times the longest wait anybody makes, at least an hour.
+    cfg.budget_ms = 3_600_000;
+    cfg.max_steps = 2_000_000;
+    cfg
+}
+
+/// Shorthands used by `check-determinism`.
+pub fn spec_for_seed(seed: u64) -> ClientSpec {
+    from_seed(seed).spec
+}
+
+/// The world configuration for `seed` (see [`from_seed`]).
+pub fn config_for_seed(seed: u64, _spec: &ClientSpec) -> WorldConfig {
+    config(&from_seed(seed))
+}
+
+/// Runs a case.
+pub fn run(c: &RandomCase, trace: Trace) -> RunResult {
+    summary::simulate(&c.spec, config(c), trace)
+}
+
+/// An invariant a randomized run broke.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Broken {
+    pub clause: String,
+    pub what: String,
+}
+
+/// The oracle for randomized runs.
+pub fn check(c: &RandomCase, r: &RunResult) -> Vec<Broken> {
+    let mut v: Vec<Broken> = r
+        .violations
+        .iter()
+        .map(|x| Broken {
+            clause: x.clause.clone(),
+            what: x.what.clone(),
+        })
+        .collect();
+    let reference_like = !c.spec.flaws.iter().any(|f| {
+        matches!(
+            f,
+            Flaw::ReadsUntilFull
+                | Flaw::ClosesBeforeClose
+                | Flaw::TimeoutIsFatal
+                | Flaw::IgnoresUnknownCommands
+        )
+    });
+    let stalls_forever = c.faults.iter().any(|f| {
+        matches!(
+            f.fault,
+            Fault::ClientStall { .. } | Fault::ServerStall { .. }
+        )
+    });
+    if reference_like && r.end == End::Finished {
+        for (i, d) in r.client.devices.iter().enumerate() {
+            if let Some(e) = d.end
+                && e != Hresult::VD_E_CLOSE
+                && e != Hresult::VD_E_ABORT
+                && !r.faults_fired.iter().any(|f| f == "client-death")
+            {
+                v.push(Broken {
+                    clause: "term.close-device".into(),
+                    what: format!("dev{i} ended its loop with {e}, not VD_E_CLOSE or VD_E_ABORT"),
+                });
+            }
+        }
+    }
+    if reference_like && !stalls_forever && matches!(r.end, End::Hang | End::StepLimit) {
+        v.push(Broken {
+            clause: "watchdog.fires".into(),
+            what: format!(
+                "the run did not end by itself ({:?} at {} ms)",
+                r.end, r.now_ms
+            ),
+        });
+    }
+    v
+}
+
+/// The scenario file that replays `c` (written when a randomized run fails).
+pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
+    let s = &c.spec;
+    let mut t = String::new();
+    t.push_str(&format!(
+        "# Written by a failing randomized run; replay: vdisim replay <this file>\nid = \"{id}\"\n"
+    ));
+    let clauses: Vec<String> = {
+        let mut k: Vec<String> = broken.iter().map(|b| b.clause.clone()).collect();
+        k.sort();
+        k.dedup();
+        k.retain(|x| vdi_spec::clauses::all().iter().any(|c| c.id == *x));
+        if k.is_empty() {
+            k.push("term.outcome-decides".into());
+        }
+        k
+    };
+    let what: Vec<String> = broken.iter().map(|b| b.what.replace('"', "'")).collect();
+    t.push_str(&format!(
+        "summary = \"randomized seed {}: {}\"\n",
+        c.seed,
+        what.join("; ")
+    ));
+    t.push_str(&format!(
+        "clauses = [{}]\nseeds = [{}]\n\n",
+        clauses
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        c.seed
+    ));
+    let stmt = if s.operation == Operation::Restore {
+        "restore-database"
+    } else {
+        "backup-database"
+    };
+    let rs = match &s.plan.read_sizes {
+        ReadSizes::Seeded(_) => "\"seeded\"".to_string(),
+        ReadSizes::Fixed(n) => n.to_string(),
+        _ => "\"max\"".to_string(),
+    };
+    t.push_str(&format!(
+        "[server]\nstatement = \"{stmt}\"\ndevices = {}\nblock-size = {}\nmax-transfer-size = {}\n{}data-bytes = {}\nmid-flushes = {}\nread-sizes = {rs}\n\n",
+        s.devices,
+        s.options.block_size,
+        s.options.max_transfer_size,
+        s.options.buffer_count.map_or(String::new(), |b| format!("buffer-count = {b}\n")),
+        s.plan.data_bytes,
+        s.plan.mid_flushes,
+    ));
+    let op = match s.operation {
+        Operation::Backup => "backup",
+        Operation::Restore => "restore",
+        Operation::Roundtrip => "roundtrip",
+    };
+    let flaws: Vec<String> = s
+        .flaws
+        .iter()
+        .map(|f| format!("\"{}\"", f.name()))
+        .collect();
+    t.push_str(&format!(
+        "[client]\nprogram = \"reference\"\noperation = \"{op}\"\nflaws = [{}]\nrequest-complete = {}\nserver-timeout-ms = {}\nget-command-timeout-ms = {}\n\n",
+        flaws.join(", "),
+        s.request_complete,
+        s.server_timeout_ms,
+        s.get_command_timeout_ms
+    ));
+    for f in &c.faults {
+        let phase = match f.phase {
+            Phase::Any => "any",
+            Phase::Backup => "backup",
+            Phase::Restore => "restore",
+        };
+        let trig = match &f.trigger {
+            Trigger::AtMs { ms } => format!("{{ on = \"at-ms\", ms = {ms} }}"),
+            Trigger::AtStep { step } => format!("{{ on = \"at-step\", step = {step} }}"),
+            Trigger::OnCommand { dev, nth, code } => format!(
+                "{{ on = \"on-command\", dev = {dev}, nth = {nth}{} }}",
+                code.map_or(String::new(), |c| format!(
+                    ", code = \"{}\"",
+                    c.name().trim_start_matches("VDC_")
+                ))
+            ),
+        };
+        let fault = match &f.fault {
+            Fault::ServerStall { ms } => format!("{{ fault = \"server-stall\", ms = {ms} }}"),
+            Fault::ClientStall { ms } => format!("{{ fault = \"client-stall\", ms = {ms} }}"),
+            Fault::CompleteWithError { code } => {
+                format!("{{ fault = \"complete-with-error\", code = {} }}", code.0)
+            }
+            Fault::EarlyCloseDevice { dev } => {
+                format!("{{ fault = \"early-close-device\", dev = {dev} }}")
+            }
+            Fault::TruncateMedia { dev, bytes } => {
+                format!("{{ fault = \"truncate-media\", dev = {dev}, bytes = {bytes} }}")
+            }
+            other => format!("{{ fault = \"{}\" }}", other.kind()),
+        };
+        t.push_str(&format!(
+            "[[faults.list]]\nphase = \"{phase}\"\ntrigger = {trig}\nfault = {fault}\n\n"
+        ));
+    }
+    t
+}

@@ -1,0 +1,814 @@
+//! Scenario files: one case per TOML file under `conformance/scenarios/`,
+//! named by the clause it checks (`close.devices-open.toml`).
+//!
+//! ```toml
+//! id = "close.devices-open"            # must equal the file name
+//! summary = "Close with a device open returns VD_E_OPEN and aborts"
+//! clauses = ["close.devices-open"]     # clause ids of vdi-spec's catalog
+//! seeds = [1, 2]                       # default [1]
+//! budget-ms = 600000                   # virtual-time budget, default 3600000
+//!
+//! [profile]                            # overrides of the default profile
+//! completion-order = "in-order"
+//!
+//! [server]                             # the statement and the server's plan
+//! statement = "backup-database"        # or restore-database, restore-headeronly, ...
+//! devices = 2                          # VIRTUAL_DEVICE clauses
+//! data-bytes = 262144
+//!
+//! [faults]                             # a named plan, or an explicit list
+//! plan = "client-abort"
+//!
+//! [client]                             # a built-in program ...
+//! program = "reference"
+//! flaws = ["closes-before-close"]
+//!
+//! [[step]]                             # ... or a script of calls
+//! do = "create-ex"
+//! expect = "NOERROR"
+//!
+//! [expect]                             # how the case must end
+//! outcome = "failed"
+//! hits = ["close.devices-open"]
+//! ```
+//!
+//! Unknown keys are errors; a malformed file is reported as
+//! `file:line:col: what is wrong` with how to fix it.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vdi_sim::fault::{Fault, FaultPlan, PlannedFault};
+use vdi_sim::outcome::FailReason;
+use vdi_sim::program::{ClientSpec, Flaw, Operation};
+use vdi_sim::statement::{ExtraCommand, ReadSizes, ServerPlan, StatementKind};
+use vdi_spec::{CommandCode, Hresult, Profile, TransferOptions, Win32};
+
+/// A malformed or unreadable scenario.
+#[derive(Debug, Error)]
+pub enum ScenarioError {
+    #[error("{path}: cannot read: {err}")]
+    Read { path: String, err: String },
+    #[error("{path}:{line}:{col}: {msg}\n  fix: {hint}")]
+    Parse {
+        path: String,
+        line: usize,
+        col: usize,
+        msg: String,
+        hint: String,
+    },
+    #[error("{path}: {msg}\n  fix: {hint}")]
+    Invalid {
+        path: String,
+        msg: String,
+        hint: String,
+    },
+}
+
+/// Expected result of one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Expect {
+    /// `"model"` (as the model predicts, the default), `"any"`, or a code name.
+    One(String),
+    /// Any of these code names.
+    AnyOf(Vec<String>),
+    /// A preferred code, and codes accepted as lenient.
+    Graded { code: String, lenient: Vec<String> },
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Expect::One("model".into())
+    }
+}
+
+/// What a step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Do {
+    Create,
+    CreateEx,
+    GetConfiguration,
+    OpenDevice,
+    /// OpenDevice for every device in order (handles 0..n).
+    OpenAll,
+    Close,
+    SignalAbort,
+    OpenInSecondary,
+    GetBufferHandle,
+    MapBufferHandle,
+    GetCommand,
+    CompleteCommand,
+    /// GetCommand + complete, as the reference client does, until the
+    /// device returns something other than NOERROR (or `count` commands).
+    Drain,
+    /// Send the `[server]` statement.
+    StartStatement,
+    WaitStatement,
+    Sleep,
+    /// A server-side event or a process death (`fault = {...}`).
+    Event,
+    /// Wait for an `async` step.
+    Await,
+}
+
+/// One step of a script. Which fields apply depends on `do`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Step {
+    #[serde(rename = "do")]
+    pub action: Option<Do>,
+    /// Client thread: `ctl` (default) or `dev<N>`.
+    pub thread: Option<String>,
+    /// Set or device name; `{set}` and `{dev<N>}` are replaced.
+    pub name: Option<String>,
+    /// CreateEx instance; absent = NULL (the default instance).
+    pub instance: Option<String>,
+    /// VDConfig client fields (`device-count`, `features`, `server-time-out`, ...).
+    pub config: Option<ConfigSpec>,
+    /// Timeout in ms (DWORD); `timeout = "infinite"` waits forever.
+    pub timeout: Option<TimeoutSpec>,
+    /// Device index: which OpenDevice handle (or, with `from-set`, of which
+    /// earlier set incarnation the handle is).
+    pub device: Option<u16>,
+    /// Use the handle saved by `save-handle` instead of the current one.
+    pub handle: Option<String>,
+    /// Save the handle this step uses under a name.
+    pub save_handle: Option<String>,
+    /// CompleteCommand: which command (`last` on the device, default; or
+    /// `saved:<name>`; or `foreign`, a command of another device).
+    pub cmd: Option<String>,
+    /// Save the command this step fetched under a name.
+    pub save_cmd: Option<String>,
+    /// Completion code name (`ERROR_SUCCESS` default).
+    pub code: Option<String>,
+    /// Bytes transferred (default: what the reference client would report).
+    pub bytes: Option<u64>,
+    /// Modify the read-only command block before completing.
+    pub tamper: Option<bool>,
+    /// Drain: at most this many commands.
+    pub count: Option<u64>,
+    /// Sleep / wait-statement: ms.
+    pub ms: Option<u64>,
+    /// Event: the fault.
+    pub fault: Option<Fault>,
+    /// Secondary process id (OpenInSecondary).
+    pub secondary: Option<u32>,
+    /// GetBufferHandle: `last` (the last command's buffer) or `bogus`.
+    pub buffer: Option<String>,
+    /// MapBufferHandle: the handle value, or `saved` (from GetBufferHandle).
+    pub map: Option<String>,
+    /// Start without waiting, under this label.
+    #[serde(rename = "async")]
+    pub async_label: Option<String>,
+    /// Await: the label.
+    pub label: Option<String>,
+    /// Expected result.
+    #[serde(default)]
+    pub expect: Expect,
+    /// Clause the expectation checks (for the divergence report).
+    pub clause: Option<String>,
+}
+
+/// A timeout in a scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TimeoutSpec {
+    Ms(i64),
+    Word(String),
+}
+
+/// The client fields of VDConfig.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigSpec {
+    pub device_count: Option<u32>,
+    pub features: Option<u32>,
+    pub prefix_zone_size: Option<u32>,
+    pub alignment: Option<u32>,
+    pub soft_file_mark_block_size: Option<u32>,
+    pub eom_warning_size: Option<u32>,
+    pub server_time_out: Option<u32>,
+}
+
+/// The statement and the server's plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ServerSpec {
+    pub statement: StatementKind,
+    pub database: String,
+    /// VIRTUAL_DEVICE clauses.
+    pub devices: u16,
+    /// Explicit device names (default `{set}`, `{set}-dev1`, ...).
+    pub device_names: Option<Vec<String>>,
+    pub block_size: u32,
+    pub max_transfer_size: u32,
+    pub buffer_count: Option<u32>,
+    pub data_bytes: u64,
+    pub mid_flushes: u32,
+    /// `"max"`, `"seeded"` (from the case seed) or a byte count.
+    pub read_sizes: ReadSizeSpec,
+    pub metadata_bytes: u64,
+    pub extra_commands: Vec<ExtraSpec>,
+    /// For restores: seed the server's history and the client's media with
+    /// a backup of this database (default true for restore statements).
+    pub seed_backup: Option<bool>,
+}
+
+/// A probe command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ExtraSpec {
+    #[serde(default)]
+    pub dev: u16,
+    #[serde(default)]
+    pub after_data_commands: u32,
+    /// Command name without `VDC_` (`GetError`, `FileInfoBegin`, ...).
+    pub code: String,
+}
+
+/// Read sizes in a scenario.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReadSizeSpec {
+    Word(String),
+    Bytes(u32),
+    Cycle(Vec<u32>),
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            statement: StatementKind::BackupDatabase,
+            database: "sales".into(),
+            devices: 1,
+            device_names: None,
+            block_size: 512,
+            max_transfer_size: 65536,
+            buffer_count: None,
+            data_bytes: 256 * 1024,
+            mid_flushes: 0,
+            read_sizes: ReadSizeSpec::Word("max".into()),
+            metadata_bytes: 64 * 1024,
+            extra_commands: Vec::new(),
+            seed_backup: None,
+        }
+    }
+}
+
+/// A built-in client program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ClientProgramSpec {
+    /// `"reference"` (flaws may be added).
+    pub program: String,
+    pub flaws: Vec<Flaw>,
+    pub operation: Option<Operation>,
+    pub features: u32,
+    pub request_complete: bool,
+    pub server_timeout_ms: u32,
+    pub get_configuration_timeout_ms: u32,
+    pub get_configuration_attempts: u32,
+    pub get_command_timeout_ms: u32,
+    pub instance: Option<String>,
+}
+
+impl Default for ClientProgramSpec {
+    fn default() -> Self {
+        let d = ClientSpec::default();
+        ClientProgramSpec {
+            program: "reference".into(),
+            flaws: Vec::new(),
+            operation: None,
+            features: 0,
+            request_complete: false,
+            server_timeout_ms: d.server_timeout_ms,
+            get_configuration_timeout_ms: d.get_configuration_timeout_ms,
+            get_configuration_attempts: d.get_configuration_attempts,
+            get_command_timeout_ms: d.get_command_timeout_ms,
+            instance: None,
+        }
+    }
+}
+
+/// Faults: a named plan and/or an explicit list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FaultSpec {
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub list: Vec<PlannedFault>,
+}
+
+/// How the case must end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EndSpec {
+    /// `succeeded`, `failed`, `not-started`, or absent (any). For a
+    /// roundtrip, every statement.
+    pub outcome: Option<String>,
+    /// The model's reason for a failure.
+    pub reason: Option<FailReason>,
+    /// SQL message numbers the outcome must include.
+    #[serde(default)]
+    pub messages: Vec<u32>,
+    /// How each device's loop ended (program cases), by code name.
+    pub devices: Option<Vec<String>>,
+    /// `finished` (default), `hang`, `budget`.
+    pub end: Option<String>,
+    /// Clause ids the run must cite (the model decided something by them).
+    #[serde(default)]
+    pub hits: Vec<String>,
+    /// Invariant violations the run must report (their clause ids); by
+    /// default none may be reported.
+    #[serde(default)]
+    pub violations: Vec<String>,
+    /// What the client must believe (program cases).
+    pub client_believes_success: Option<bool>,
+}
+
+/// A scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Scenario {
+    pub id: String,
+    pub summary: String,
+    pub clauses: Vec<String>,
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default = "default_budget")]
+    pub budget_ms: u64,
+    #[serde(default)]
+    pub profile: Option<toml::Table>,
+    #[serde(default)]
+    pub server: ServerSpec,
+    #[serde(default)]
+    pub faults: FaultSpec,
+    pub client: Option<ClientProgramSpec>,
+    #[serde(default, rename = "step")]
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub expect: EndSpec,
+    /// Where it was loaded from (not in the file).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![1]
+}
+
+fn default_budget() -> u64 {
+    3_600_000
+}
+
+/// Parses an HRESULT name (`VD_E_OPEN`, `NOERROR`) or hex (`0x8077000D`).
+pub fn parse_hresult(s: &str) -> Option<Hresult> {
+    Hresult::from_name(s).or_else(|| {
+        s.strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .map(Hresult)
+    })
+}
+
+/// Parses a Win32 code name or number.
+pub fn parse_win32(s: &str) -> Option<Win32> {
+    Win32::from_name(s).or_else(|| s.parse().ok().map(Win32))
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+fn hint_for(msg: &str) -> String {
+    if msg.contains("unknown field") {
+        "remove or rename the key; the message lists the keys allowed here".into()
+    } else if msg.contains("unknown variant") {
+        "use one of the values the message lists".into()
+    } else if msg.contains("missing field") {
+        "add the missing key (id, summary and clauses are required)".into()
+    } else if msg.contains("invalid type") {
+        "check the value's type: strings are quoted, numbers are not, lists use [ ]".into()
+    } else {
+        "see conformance/README.md for the scenario format".into()
+    }
+}
+
+impl Scenario {
+    /// Parses `text` (from `path`, for messages) and checks it.
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let p = path.display().to_string();
+        let mut s: Scenario = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |r| line_col(text, r.start));
+            let msg = e.message().to_string();
+            ScenarioError::Parse {
+                path: p.clone(),
+                line,
+                col,
+                hint: hint_for(&msg),
+                msg,
+            }
+        })?;
+        s.path = path.to_path_buf();
+        s.check(&p)?;
+        Ok(s)
+    }
+
+    /// Loads one file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read {
+            path: path.display().to_string(),
+            err: e.to_string(),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    fn invalid(p: &str, msg: impl Into<String>, hint: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid {
+            path: p.to_string(),
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+
+    fn check(&self, p: &str) -> Result<(), ScenarioError> {
+        if let Some(stem) = self.path.file_stem().and_then(|s| s.to_str())
+            && !stem.starts_with(&self.id)
+        {
+            return Err(Self::invalid(
+                p,
+                format!("id '{}' does not match the file name '{stem}'", self.id),
+                "name the file <id>.toml (a suffix like <id>.2.toml is allowed)",
+            ));
+        }
+        for c in &self.clauses {
+            if vdi_spec::clauses::all().iter().all(|k| k.id != c) {
+                return Err(Self::invalid(
+                    p,
+                    format!("clause '{c}' is not in the catalog"),
+                    "use an id from `vdisim list --clauses`",
+                ));
+            }
+        }
+        if self.clauses.is_empty() {
+            return Err(Self::invalid(
+                p,
+                "clauses is empty",
+                "name at least one clause id the case checks",
+            ));
+        }
+        if self.client.is_some() != self.steps.is_empty() {
+            return Err(Self::invalid(
+                p,
+                "give either [client] (a built-in program) or [[step]]s (a script), not both or neither",
+                "keep one of them",
+            ));
+        }
+        if !(1..=64).contains(&self.server.devices) {
+            return Err(Self::invalid(
+                p,
+                format!("server.devices = {}: must be 1..64", self.server.devices),
+                "set server.devices between 1 and 64",
+            ));
+        }
+        self.options()
+            .validate()
+            .map_err(|e| Self::invalid(p, format!("server: {e}"), "fix the option's value"))?;
+        self.profile().map_err(|e| {
+            Self::invalid(
+                p,
+                format!("[profile]: {e}"),
+                "use the keys of `vdisim list --profile`",
+            )
+        })?;
+        for (i, st) in self.steps.iter().enumerate() {
+            let n = i + 1;
+            let Some(_) = st.action else {
+                return Err(Self::invalid(
+                    p,
+                    format!("step {n}: no `do`"),
+                    "say what the step does: do = \"create-ex\", ...",
+                ));
+            };
+            for name in expect_names(&st.expect) {
+                if name != "model" && name != "any" && parse_hresult(&name).is_none() {
+                    return Err(Self::invalid(
+                        p,
+                        format!("step {n}: expect '{name}' is not a code"),
+                        "use a code name such as VD_E_OPEN, NOERROR, 0x8077000D, or \"model\"",
+                    ));
+                }
+            }
+            if let Some(c) = &st.code
+                && parse_win32(c).is_none()
+            {
+                return Err(Self::invalid(
+                    p,
+                    format!("step {n}: code '{c}' is not a Win32 code"),
+                    "use a name such as ERROR_SUCCESS or a number",
+                ));
+            }
+            if let Some(t) = &st.thread
+                && t != "ctl"
+                && t.strip_prefix("dev")
+                    .and_then(|d| d.parse::<u16>().ok())
+                    .is_none()
+            {
+                return Err(Self::invalid(
+                    p,
+                    format!("step {n}: thread '{t}'"),
+                    "use ctl or dev<N>",
+                ));
+            }
+        }
+        for e in &self.server.extra_commands {
+            if command_by_name(&e.code).is_none() {
+                return Err(Self::invalid(
+                    p,
+                    format!("extra command '{}' unknown", e.code),
+                    "use a VDC_ name without the prefix, e.g. GetError",
+                ));
+            }
+        }
+        if let Some(plan) = &self.faults.plan
+            && plan != "none"
+            && plan != "random"
+            && !vdi_sim::fault::NAMED_PLANS.contains(&plan.as_str())
+        {
+            return Err(Self::invalid(
+                p,
+                format!("faults.plan '{plan}' unknown"),
+                format!(
+                    "use none, random, or one of {}",
+                    vdi_sim::fault::NAMED_PLANS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The profile: defaults with `[profile]` applied.
+    pub fn profile(&self) -> Result<Profile, String> {
+        match &self.profile {
+            None => Ok(Profile::default()),
+            Some(t) => {
+                let mut p: Profile = t
+                    .clone()
+                    .try_into()
+                    .map_err(|e: toml::de::Error| e.message().to_string())?;
+                if p.name == "default" {
+                    p.name = format!("{}-profile", self.id);
+                }
+                Ok(p)
+            }
+        }
+    }
+
+    pub fn options(&self) -> TransferOptions {
+        TransferOptions {
+            block_size: self.server.block_size,
+            max_transfer_size: self.server.max_transfer_size,
+            buffer_count: self.server.buffer_count,
+        }
+    }
+
+    /// The server's plan at `seed`.
+    pub fn plan(&self, seed: u64) -> ServerPlan {
+        ServerPlan {
+            data_bytes: self.server.data_bytes,
+            mid_flushes: self.server.mid_flushes,
+            read_sizes: match &self.server.read_sizes {
+                ReadSizeSpec::Word(w) if w == "seeded" => ReadSizes::Seeded(seed),
+                ReadSizeSpec::Word(_) => ReadSizes::Max,
+                ReadSizeSpec::Bytes(b) => ReadSizes::Fixed(*b),
+                ReadSizeSpec::Cycle(v) => ReadSizes::Cycle(v.clone()),
+            },
+            metadata_bytes: self.server.metadata_bytes,
+            extra_commands: self
+                .server
+                .extra_commands
+                .iter()
+                .filter_map(|e| {
+                    Some(ExtraCommand {
+                        dev: e.dev,
+                        after_data_commands: e.after_data_commands,
+                        code: command_by_name(&e.code)?,
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// The set name for this case.
+    pub fn set_name(&self) -> String {
+        format!("vdisim-{}", self.id.replace('.', "-"))
+    }
+
+    /// Device names of the statement.
+    pub fn device_names(&self) -> Vec<String> {
+        let set = self.set_name();
+        match &self.server.device_names {
+            Some(v) => v.iter().map(|n| n.replace("{set}", &set)).collect(),
+            None => (0..self.server.devices)
+                .map(|i| {
+                    if i == 0 {
+                        set.clone()
+                    } else {
+                        format!("{set}-dev{i}")
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// The fault plan at `seed`.
+    pub fn fault_plan(&self, seed: u64) -> FaultPlan {
+        let spec = self.client_spec(seed);
+        let mut plan = match &self.faults.plan {
+            Some(name) => vdi_sim::summary::fault_plan(name, &spec, seed)
+                .unwrap_or_else(|_| FaultPlan::none()),
+            None => FaultPlan::none(),
+        };
+        if !self.faults.list.is_empty() {
+            plan.faults.extend(self.faults.list.iter().cloned());
+            if plan.name == "none" {
+                plan.name = "listed".into();
+            }
+        }
+        plan
+    }
+
+    /// The client program of a program case (also used for plan context).
+    pub fn client_spec(&self, seed: u64) -> ClientSpec {
+        let c = self.client.clone().unwrap_or_default();
+        let operation = c.operation.unwrap_or(if self.server.statement.is_backup() {
+            Operation::Backup
+        } else {
+            Operation::Restore
+        });
+        ClientSpec {
+            operation,
+            database: self.server.database.clone(),
+            devices: self.server.devices,
+            features: c.features,
+            request_complete: c.request_complete,
+            server_timeout_ms: c.server_timeout_ms,
+            get_configuration_timeout_ms: c.get_configuration_timeout_ms,
+            get_configuration_attempts: c.get_configuration_attempts,
+            get_command_timeout_ms: c.get_command_timeout_ms,
+            instance: c.instance,
+            set_name: self.set_name(),
+            options: self.options(),
+            plan: self.plan(seed),
+            restore_kind: if self.server.statement.is_backup() {
+                StatementKind::RestoreDatabase
+            } else {
+                self.server.statement
+            },
+            flaws: c.flaws.into_iter().collect(),
+        }
+    }
+
+    /// Whether the case seeds a backup before it starts.
+    pub fn seeds_backup(&self) -> bool {
+        self.server
+            .seed_backup
+            .unwrap_or(!self.server.statement.is_backup())
+    }
+}
+
+/// The code names an expectation mentions.
+pub fn expect_names(e: &Expect) -> Vec<String> {
+    match e {
+        Expect::One(s) => vec![s.clone()],
+        Expect::AnyOf(v) => v.clone(),
+        Expect::Graded { code, lenient } => std::iter::once(code.clone())
+            .chain(lenient.iter().cloned())
+            .collect(),
+    }
+}
+
+/// A `VDC_` command by its name without the prefix.
+pub fn command_by_name(s: &str) -> Option<CommandCode> {
+    let s = s.strip_prefix("VDC_").unwrap_or(s);
+    CommandCode::ALL
+        .iter()
+        .copied()
+        .find(|c| c.name().strip_prefix("VDC_") == Some(s))
+}
+
+/// Loads every `*.toml` under `dir`, sorted by id. Errors are collected,
+/// not fatal to the others.
+pub fn load_dir(dir: &Path) -> (Vec<Scenario>, Vec<ScenarioError>) {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect(),
+        Err(e) => {
+            return (
+                Vec::new(),
+                vec![ScenarioError::Read {
+                    path: dir.display().to_string(),
+                    err: e.to_string(),
+                }],
+            );
+        }
+    };
+    files.sort();
+    let mut ok = Vec::new();
+    let mut errs = Vec::new();
+    for f in files {
+        match Scenario::load(&f) {
+            Ok(s) => ok.push(s),
+            Err(e) => errs.push(e),
+        }
+    }
+    ok.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.path.cmp(&b.path)));
+    (ok, errs)
+}
+
+/// Where the catalog lives: `$VDISIM_SCENARIOS`, else `conformance/scenarios`
+/// of this source tree.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("VDISIM_SCENARIOS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios"))
+}
+
+/// Counts of what a scenario set covers.
+pub fn clause_index(cases: &[Scenario]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for c in cases {
+        for k in &c.clauses {
+            m.entry(k.clone()).or_default().push(c.id.clone());
+        }
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::parse(t, Path::new("scenarios/close.not-open.toml"))
+    }
+
+    const OK: &str = r#"
+id = "close.not-open"
+summary = "Close without a set"
+clauses = ["close.not-open"]
+
+[[step]]
+do = "close"
+expect = "VD_E_PROTOCOL"
+"#;
+
+    #[test]
+    fn parses_a_script_case() {
+        let s = parse(OK).unwrap();
+        assert_eq!(s.steps.len(), 1);
+        assert_eq!(s.steps[0].action, Some(Do::Close));
+        assert_eq!(s.seeds, vec![1]);
+    }
+
+    #[test]
+    fn unknown_key_gets_file_line_col_and_fix() {
+        let bad = OK.replace(
+            "expect = \"VD_E_PROTOCOL\"",
+            "expect = \"VD_E_PROTOCOL\"\nbogus = 1",
+        );
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(
+            e.starts_with("scenarios/close.not-open.toml:9:1: unknown field `bogus`"),
+            "{e}"
+        );
+        assert!(e.contains("fix:"), "{e}");
+    }
+
+    #[test]
+    fn bad_code_and_clause_are_refused() {
+        let e = parse(&OK.replace("VD_E_PROTOCOL", "VD_E_NOPE"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a code"), "{e}");
+        let e = parse(&OK.replace("clauses = [\"close.not-open\"]", "clauses = [\"no.such\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not in the catalog"), "{e}");
+        let e = Scenario::parse(OK, Path::new("x/other.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not match the file name"), "{e}");
+    }
+}

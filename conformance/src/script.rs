@@ -1,0 +1,518 @@
+//! Runs a scenario's script against any [`Backend`], step by step, and
+//! grades each step against its expectation (an explicit code, a set of
+//! codes, a graded code with lenient alternatives, or the model's own
+//! prediction for that step).
+
+use crate::backend::{Backend, BackendError, CaseSetup, Ticket};
+use crate::scenario::{Do, Expect, Scenario, Step, TimeoutSpec, parse_hresult, parse_win32};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use vdi_sim::client::DeviceHandle;
+use vdi_sim::data::Content;
+use vdi_sim::msg::{BufId, Cmd};
+use vdi_sim::program::{Call, Reply, Value};
+use vdi_sim::statement::{BackupRecord, Statement, StatementKind};
+use vdi_sim::world::{RunResult, Timeout};
+use vdi_spec::{CommandCode, Features, Hresult, VdConfig, Win32};
+
+/// How one step compared with its expectation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grade {
+    Pass,
+    Lenient,
+    Mismatch,
+    Unimplemented,
+}
+
+/// One step's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepOutcome {
+    pub index: usize,
+    pub thread: String,
+    pub action: String,
+    pub code: Option<Hresult>,
+    pub expected: String,
+    pub grade: Grade,
+    pub clause: Option<String>,
+    pub note: String,
+}
+
+/// A script run.
+pub struct ScriptRun {
+    pub steps: Vec<StepOutcome>,
+    pub result: Option<RunResult>,
+    pub error: Option<BackendError>,
+}
+
+#[derive(Default)]
+struct State {
+    handles: BTreeMap<u16, DeviceHandle>,
+    saved_handles: BTreeMap<String, DeviceHandle>,
+    last_cmd: BTreeMap<u16, Cmd>,
+    saved_cmds: BTreeMap<String, Cmd>,
+    media: Vec<Content>,
+    cursors: Vec<u64>,
+    buffer_handle: Option<u32>,
+    tickets: BTreeMap<String, (Ticket, usize)>,
+}
+
+fn timeout_of(s: &Step) -> Timeout {
+    match &s.timeout {
+        None => Timeout::Ms(10_000),
+        Some(TimeoutSpec::Ms(v)) if *v < 0 => Timeout::Infinite,
+        Some(TimeoutSpec::Ms(v)) => Timeout::from_dword(*v as u32),
+        Some(TimeoutSpec::Word(_)) => Timeout::Infinite,
+    }
+}
+
+fn config_of(sc: &Scenario, s: &Step) -> VdConfig {
+    let mut c = VdConfig::client(u32::from(sc.server.devices), Features::LikePipe);
+    if let Some(k) = &s.config {
+        let set = |v: Option<u32>, f: &mut u32| {
+            if let Some(v) = v {
+                *f = v;
+            }
+        };
+        set(k.device_count, &mut c.device_count);
+        set(k.features, &mut c.features);
+        set(k.prefix_zone_size, &mut c.prefix_zone_size);
+        set(k.alignment, &mut c.alignment);
+        set(
+            k.soft_file_mark_block_size,
+            &mut c.soft_file_mark_block_size,
+        );
+        set(k.eom_warning_size, &mut c.eom_warning_size);
+        set(k.server_time_out, &mut c.server_time_out);
+    }
+    c
+}
+
+/// The statement a scenario's `[server]` describes at `seed`.
+pub fn statement(sc: &Scenario, seed: u64) -> Statement {
+    Statement {
+        kind: sc.server.statement,
+        database: sc.server.database.clone(),
+        devices: sc.device_names(),
+        options: sc.options(),
+        plan: sc.plan(seed),
+    }
+}
+
+/// The backups a case seeds (restores without a backup in the case).
+pub fn seeded_backups(sc: &Scenario) -> Vec<BackupRecord> {
+    if !sc.seeds_backup() {
+        return Vec::new();
+    }
+    vec![BackupRecord::plan(
+        &sc.server.database,
+        StatementKind::BackupDatabase,
+        1,
+        sc.server.devices as usize,
+        sc.server.data_bytes,
+        &sc.options(),
+    )]
+}
+
+fn name_of(sc: &Scenario, s: &Step) -> String {
+    let set = sc.set_name();
+    let mut n = s
+        .name
+        .clone()
+        .unwrap_or_else(|| "{set}".into())
+        .replace("{set}", &set);
+    for (i, d) in sc.device_names().iter().enumerate() {
+        n = n.replace(&format!("{{dev{i}}}"), d);
+    }
+    n
+}
+
+/// The reference client's completion of `c` (what `drain` does).
+fn reference_completion(c: &Cmd, st: &mut State) -> (Win32, u64, Content) {
+    let d = c.dev as usize;
+    match c.code {
+        CommandCode::Write => {
+            if st.media.len() <= d {
+                st.media.resize(d + 1, Content::Empty);
+            }
+            st.media[d].append(&c.data);
+            (Win32::ERROR_SUCCESS, u64::from(c.size), Content::Empty)
+        }
+        CommandCode::Read => {
+            if st.cursors.len() <= d {
+                st.cursors.resize(d + 1, 0);
+            }
+            let cur = st.cursors[d];
+            let data = st
+                .media
+                .get(d)
+                .map(|m| m.slice(cur, u64::from(c.size)))
+                .unwrap_or_default();
+            let n = data.len();
+            st.cursors[d] += n;
+            let code = if n < u64::from(c.size) {
+                Win32::ERROR_HANDLE_EOF
+            } else {
+                Win32::ERROR_SUCCESS
+            };
+            (code, n, data)
+        }
+        CommandCode::Flush | CommandCode::ClearError | CommandCode::Complete => {
+            (Win32::ERROR_SUCCESS, 0, Content::Empty)
+        }
+        _ => (Win32::ERROR_NOT_SUPPORTED, 0, Content::Empty),
+    }
+}
+
+fn grade(e: &Expect, actual: Option<Hresult>, predicted: Option<Hresult>) -> (Grade, String) {
+    let Some(a) = actual else {
+        return (Grade::Unimplemented, "a result".into());
+    };
+    let names = |v: &[String]| v.join(" or ");
+    match e {
+        Expect::One(s) if s == "any" => (Grade::Pass, "any".into()),
+        Expect::One(s) if s == "model" => match predicted {
+            Some(p) if p == a => (Grade::Pass, format!("{p} (model)")),
+            Some(p) => (Grade::Mismatch, format!("{p} (model)")),
+            None => (Grade::Pass, "model (no prediction)".into()),
+        },
+        Expect::One(s) => {
+            let want = parse_hresult(s);
+            (
+                if want == Some(a) {
+                    Grade::Pass
+                } else {
+                    Grade::Mismatch
+                },
+                want.map_or(s.clone(), |w| w.to_string()),
+            )
+        }
+        Expect::AnyOf(v) => {
+            let ok = v.iter().any(|s| parse_hresult(s) == Some(a));
+            (if ok { Grade::Pass } else { Grade::Mismatch }, names(v))
+        }
+        Expect::Graded { code, lenient } => {
+            if parse_hresult(code) == Some(a) {
+                (Grade::Pass, code.clone())
+            } else if lenient.iter().any(|s| parse_hresult(s) == Some(a)) {
+                (
+                    Grade::Lenient,
+                    format!("{code} (lenient: {})", names(lenient)),
+                )
+            } else {
+                (
+                    Grade::Mismatch,
+                    format!("{code} (lenient: {})", names(lenient)),
+                )
+            }
+        }
+    }
+}
+
+/// Runs `sc` at `setup.seed` against `b`. `predicted` holds the model's
+/// code for each step (for `expect = "model"`).
+pub fn run(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    setup: &CaseSetup,
+    predicted: &[Option<Hresult>],
+) -> ScriptRun {
+    let mut out = ScriptRun {
+        steps: Vec::new(),
+        result: None,
+        error: None,
+    };
+    if let Err(e) = b.reset(setup) {
+        out.error = Some(e);
+        return out;
+    }
+    let mut st = State::default();
+    if let Some(rec) = setup.seed_backups.last() {
+        st.media = rec
+            .families
+            .iter()
+            .map(|f| Content::stream(f.origin, 0, f.len))
+            .collect();
+    }
+    for (i, step) in sc.steps.iter().enumerate() {
+        let thread = step.thread.clone().unwrap_or_else(|| "ctl".into());
+        let action = step.action.unwrap_or(Do::Close);
+        let r = run_step(b, sc, setup, step, &thread, &mut st, i);
+        let (code, note, unimpl) = match r {
+            Ok(Some((code, note))) => (Some(code), note, false),
+            Ok(None) => continue,
+            Err(BackendError::Unsupported(m)) => (None, m, true),
+            Err(e) => {
+                let m = e.to_string();
+                out.error = Some(e);
+                (None, m, false)
+            }
+        };
+        let (mut g, expected) = grade(&step.expect, code, predicted.get(i).copied().flatten());
+        if unimpl {
+            g = Grade::Unimplemented;
+        } else if code.is_none() {
+            g = Grade::Mismatch;
+        }
+        out.steps.push(StepOutcome {
+            index: i + 1,
+            thread,
+            action: format!("{action:?}"),
+            code,
+            expected,
+            grade: g,
+            clause: step.clause.clone(),
+            note,
+        });
+        if out.error.is_some() || unimpl {
+            break;
+        }
+    }
+    match b.finish() {
+        Ok(r) => out.result = Some(r),
+        Err(e) => {
+            if out.error.is_none() {
+                out.error = Some(e);
+            }
+        }
+    }
+    out
+}
+
+fn handle(st: &State, s: &Step) -> Result<DeviceHandle, BackendError> {
+    if let Some(n) = &s.handle {
+        return st
+            .saved_handles
+            .get(n)
+            .copied()
+            .ok_or_else(|| BackendError::Failed(format!("no saved handle '{n}'")));
+    }
+    let d = s.device.unwrap_or(0);
+    st.handles
+        .get(&d)
+        .copied()
+        .ok_or_else(|| BackendError::Failed(format!("device {d} was never opened in this script")))
+}
+
+fn run_step(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    setup: &CaseSetup,
+    s: &Step,
+    thread: &str,
+    st: &mut State,
+    index: usize,
+) -> Result<Option<(Hresult, String)>, BackendError> {
+    let action = s.action.unwrap_or(Do::Close);
+    let call = match action {
+        Do::Create => Call::Create {
+            name: name_of(sc, s),
+            cfg: config_of(sc, s),
+        },
+        Do::CreateEx => Call::CreateEx {
+            instance: s.instance.clone(),
+            name: name_of(sc, s),
+            cfg: config_of(sc, s),
+        },
+        Do::GetConfiguration => Call::GetConfiguration {
+            timeout: timeout_of(s),
+        },
+        Do::OpenDevice => Call::OpenDevice {
+            name: name_of(sc, s),
+        },
+        Do::OpenAll => {
+            let mut last = Hresult::NOERROR;
+            for (k, n) in sc.device_names().iter().enumerate() {
+                let r = b.call(thread, Call::OpenDevice { name: n.clone() })?;
+                if let Value::Device(h) = r.value {
+                    st.handles.insert(k as u16, h);
+                }
+                last = r.code;
+                if r.code != Hresult::NOERROR {
+                    break;
+                }
+            }
+            return Ok(Some((last, String::new())));
+        }
+        Do::Close => Call::Close,
+        Do::SignalAbort => Call::SignalAbort,
+        Do::OpenInSecondary => Call::OpenInSecondary {
+            secondary: s.secondary.unwrap_or(1),
+            name: name_of(sc, s),
+        },
+        Do::GetBufferHandle => {
+            let buf = match s.buffer.as_deref() {
+                Some("bogus") => Some(BufId(0xBAD0)),
+                _ => st
+                    .last_cmd
+                    .get(&s.device.unwrap_or(0))
+                    .and_then(|c| c.buffer),
+            };
+            Call::GetBufferHandle { buf }
+        }
+        Do::MapBufferHandle => {
+            let h = match s.map.as_deref() {
+                Some("saved") | None => st.buffer_handle.unwrap_or(0),
+                Some(v) => v.parse().unwrap_or(0),
+            };
+            Call::MapBufferHandle { handle: h }
+        }
+        Do::GetCommand => Call::GetCommand {
+            dev: handle(st, s)?,
+            timeout: timeout_of(s),
+        },
+        Do::CompleteCommand => {
+            let h = handle(st, s)?;
+            let d = s.device.unwrap_or(h.index);
+            let mut cmd = match s.cmd.as_deref() {
+                Some(n) if n.starts_with("saved:") => st.saved_cmds.get(&n[6..]).cloned(),
+                Some("foreign") => st
+                    .last_cmd
+                    .iter()
+                    .find(|(k, _)| **k != d)
+                    .map(|(_, c)| c.clone()),
+                _ => st.last_cmd.get(&d).cloned(),
+            }
+            .ok_or_else(|| {
+                BackendError::Failed(format!(
+                    "step {}: no command to complete on device {d}",
+                    index + 1
+                ))
+            })?;
+            let (rc, rb, data) = reference_completion(&cmd, st);
+            let code = s.code.as_deref().and_then(parse_win32).unwrap_or(rc);
+            let bytes = s.bytes.unwrap_or(rb);
+            if s.tamper == Some(true) {
+                cmd.size = cmd.size.wrapping_add(1);
+            }
+            Call::CompleteCommand {
+                dev: h,
+                position: cmd.position,
+                cmd,
+                code,
+                bytes,
+                data,
+            }
+        }
+        Do::Drain => return drain(b, s, thread, st).map(Some),
+        Do::StartStatement => {
+            b.start_statement(&statement(sc, setup.seed))?;
+            return Ok(Some((Hresult::NOERROR, String::new())));
+        }
+        Do::WaitStatement => {
+            let t = s.ms.map_or(Timeout::Infinite, Timeout::Ms);
+            let o = b.wait_statement(t)?;
+            let note = o.map_or("no outcome yet".to_string(), |o| format!("{:?}", o.status));
+            return Ok(Some((Hresult::NOERROR, note)));
+        }
+        Do::Sleep => {
+            b.sleep(s.ms.unwrap_or(0))?;
+            return Ok(None);
+        }
+        Do::Event => {
+            let f = s.fault.clone().ok_or_else(|| {
+                BackendError::Failed(format!("step {}: event without fault", index + 1))
+            })?;
+            b.event(f)?;
+            return Ok(None);
+        }
+        Do::Await => {
+            let label = s.label.clone().unwrap_or_default();
+            let (t, _) = st
+                .tickets
+                .remove(&label)
+                .ok_or_else(|| BackendError::Failed(format!("no async step labelled '{label}'")))?;
+            let r = b.join(t)?;
+            return Ok(Some(absorb(r, s, st)));
+        }
+    };
+    if let Some(label) = &s.async_label {
+        let t = b.start(thread, call)?;
+        st.tickets.insert(label.clone(), (t, index));
+        return Ok(None);
+    }
+    let r = b.call(thread, call)?;
+    Ok(Some(absorb(r, s, st)))
+}
+
+fn absorb(r: Reply, s: &Step, st: &mut State) -> (Hresult, String) {
+    let note = match &r.value {
+        Value::Device(h) => {
+            st.handles.insert(s.device.unwrap_or(h.index), *h);
+            if let Some(n) = &s.save_handle {
+                st.saved_handles.insert(n.clone(), *h);
+            }
+            format!("device {}", h.index)
+        }
+        Value::Command(c) => {
+            st.last_cmd.insert(c.dev, c.clone());
+            if let Some(n) = &s.save_cmd {
+                st.saved_cmds.insert(n.clone(), c.clone());
+            }
+            format!("{} size={}", c.code.name(), c.size)
+        }
+        Value::Handle(h) => {
+            st.buffer_handle = Some(*h);
+            format!("handle {h}")
+        }
+        Value::Config(c) => format!("features={}", Features(c.features)),
+        _ => String::new(),
+    };
+    if let Some(n) = &s.save_handle
+        && !st.saved_handles.contains_key(n)
+        && let Ok(h) = handle(st, s)
+    {
+        st.saved_handles.insert(n.clone(), h);
+    }
+    (r.code, note)
+}
+
+fn drain(
+    b: &mut dyn Backend,
+    s: &Step,
+    thread: &str,
+    st: &mut State,
+) -> Result<(Hresult, String), BackendError> {
+    let h = handle(st, s)?;
+    let limit = s.count.unwrap_or(u64::MAX);
+    let timeout = timeout_of(s);
+    let mut n = 0u64;
+    let mut timeouts = 0u64;
+    loop {
+        if n >= limit {
+            return Ok((Hresult::NOERROR, format!("{n} commands")));
+        }
+        let r = b.call(thread, Call::GetCommand { dev: h, timeout })?;
+        match r.value {
+            Value::Command(c) => {
+                n += 1;
+                st.last_cmd.insert(c.dev, c.clone());
+                let (code, bytes, data) = reference_completion(&c, st);
+                let cr = b.call(
+                    thread,
+                    Call::CompleteCommand {
+                        dev: h,
+                        position: c.position,
+                        cmd: c,
+                        code,
+                        bytes,
+                        data,
+                    },
+                )?;
+                if cr.code != Hresult::NOERROR {
+                    return Ok((cr.code, format!("CompleteCommand after {n} commands")));
+                }
+            }
+            _ if r.code == Hresult::VD_E_TIMEOUT => {
+                timeouts += 1;
+                if timeouts > 10_000 {
+                    return Ok((
+                        r.code,
+                        format!("{n} commands, gave up after {timeouts} timeouts"),
+                    ));
+                }
+            }
+            _ => return Ok((r.code, format!("{n} commands, {timeouts} timeouts"))),
+        }
+    }
+}

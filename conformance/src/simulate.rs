@@ -1,0 +1,168 @@
+//! `vdisim simulate`: one world on the built-in model.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+use thiserror::Error;
+use vdi_sim::program::{ClientSpec, Flaw, Operation};
+use vdi_sim::statement::{ReadSizes, StatementKind};
+use vdi_sim::summary;
+use vdi_sim::trace::Trace;
+use vdi_sim::world::WorldConfig;
+use vdi_spec::TransferOptions;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OpArg {
+    Backup,
+    Restore,
+    Roundtrip,
+}
+
+/// Arguments of `vdisim simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateArgs {
+    /// Seed of the scheduler (and of `--faults random`).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Number of striped devices, 1..64.
+    #[arg(long, default_value_t = 1)]
+    pub devices: u16,
+    #[arg(long, value_enum, default_value = "roundtrip")]
+    pub operation: OpArg,
+    /// `none`, `random`, or a named plan (see `--faults help`).
+    #[arg(long, default_value = "none")]
+    pub faults: String,
+    /// Client flaws, comma-separated (`reference` for none): closes-before-close,
+    /// ignores-unknown-commands, timeout-is-fatal, short-transfers,
+    /// tampers-command-block, reads-until-full, ignores-outcome, flush-not-supported.
+    #[arg(long, default_value = "reference")]
+    pub client: String,
+    /// Bytes of database data the backup streams.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub data_bytes: u64,
+    #[arg(long, default_value_t = 512)]
+    pub block_size: u32,
+    #[arg(long, default_value_t = 65536)]
+    pub max_transfer_size: u32,
+    #[arg(long)]
+    pub buffer_count: Option<u32>,
+    /// Restore read sizes: `max`, `seeded`, or a byte count.
+    #[arg(long, default_value = "seeded")]
+    pub read_sizes: String,
+    /// Flushes mid-stream per device (FILESTREAM-style).
+    #[arg(long, default_value_t = 0)]
+    pub mid_flushes: u32,
+    /// Ask for VDC_Complete (VDF_RequestComplete).
+    #[arg(long)]
+    pub request_complete: bool,
+    /// VDConfig.serverTimeOut in ms (0 disables the watchdog).
+    #[arg(long, default_value_t = 60_000)]
+    pub server_timeout_ms: u32,
+    /// The client's GetCommand timeout in ms (4294967295 = INFINITE).
+    #[arg(long, default_value_t = 10_000)]
+    pub get_command_timeout_ms: u32,
+    /// Write the canonical JSONL trace to this file.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+}
+
+/// A bad `simulate` argument, with how to fix it.
+#[derive(Debug, Error)]
+pub enum SimulateError {
+    #[error("--devices {0}: a virtual device set has 1 to 64 devices")]
+    Devices(u16),
+    #[error("--client: unknown flaw '{0}'; use reference or a comma-separated list of: {1}")]
+    Flaw(String, String),
+    #[error(
+        "--read-sizes '{0}': use max, seeded, or a number of bytes (a multiple of --block-size)"
+    )]
+    ReadSizes(String),
+    #[error("{0}")]
+    Options(#[from] vdi_spec::options::OptionError),
+    #[error("--faults: {0}")]
+    Faults(#[from] vdi_sim::fault::UnknownPlan),
+}
+
+/// What `simulate` produced.
+pub struct SimulateOutput {
+    pub text: String,
+    pub trace_jsonl: String,
+    pub trace_hash: String,
+    pub violations: usize,
+}
+
+/// Builds the client spec and world configuration the arguments describe.
+pub fn build(a: &SimulateArgs) -> Result<(ClientSpec, WorldConfig), SimulateError> {
+    if !(1..=64).contains(&a.devices) {
+        return Err(SimulateError::Devices(a.devices));
+    }
+    let mut spec = ClientSpec {
+        operation: match a.operation {
+            OpArg::Backup => Operation::Backup,
+            OpArg::Restore => Operation::Restore,
+            OpArg::Roundtrip => Operation::Roundtrip,
+        },
+        devices: a.devices,
+        request_complete: a.request_complete,
+        server_timeout_ms: a.server_timeout_ms,
+        get_command_timeout_ms: a.get_command_timeout_ms,
+        set_name: format!("vdisim-{:016x}", a.seed),
+        options: TransferOptions {
+            block_size: a.block_size,
+            max_transfer_size: a.max_transfer_size,
+            buffer_count: a.buffer_count,
+        },
+        restore_kind: StatementKind::RestoreDatabase,
+        ..ClientSpec::default()
+    };
+    spec.options.validate()?;
+    spec.plan.data_bytes = a.data_bytes;
+    spec.plan.mid_flushes = a.mid_flushes;
+    spec.plan.read_sizes = match a.read_sizes.as_str() {
+        "max" => ReadSizes::Max,
+        "seeded" => ReadSizes::Seeded(a.seed),
+        n => match n.parse::<u32>() {
+            Ok(v) if v > 0 && v % a.block_size == 0 => ReadSizes::Fixed(v),
+            _ => return Err(SimulateError::ReadSizes(n.to_string())),
+        },
+    };
+    if a.client != "reference" {
+        for f in a.client.split(',') {
+            let flaw = Flaw::from_name(f.trim()).ok_or_else(|| {
+                let all: Vec<&str> = Flaw::ALL.iter().map(|f| f.name()).collect();
+                SimulateError::Flaw(f.to_string(), all.join(", "))
+            })?;
+            spec.flaws.insert(flaw);
+        }
+    }
+    if spec.flaws.contains(&Flaw::IgnoresUnknownCommands) {
+        // Give the flaw something to ignore: a command pipe-like clients
+        // answer with ERROR_NOT_SUPPORTED.
+        spec.plan
+            .extra_commands
+            .push(vdi_sim::statement::ExtraCommand {
+                dev: 0,
+                after_data_commands: 2,
+                code: vdi_spec::CommandCode::GetError,
+            });
+    }
+    let mut cfg = WorldConfig::new(a.seed);
+    cfg.faults = summary::fault_plan(&a.faults, &spec, a.seed)?;
+    Ok((spec, cfg))
+}
+
+/// Runs `vdisim simulate`.
+pub fn run_simulate(a: &SimulateArgs) -> Result<SimulateOutput, SimulateError> {
+    let (spec, cfg) = build(a)?;
+    let trace = if a.trace.is_some() {
+        Trace::recording()
+    } else {
+        Trace::hashing()
+    };
+    let r = summary::simulate(&spec, cfg.clone(), trace);
+    Ok(SimulateOutput {
+        text: summary::render(&spec, &cfg, &r),
+        trace_jsonl: r.trace.to_jsonl(),
+        trace_hash: r.trace_hash(),
+        violations: r.violations.len(),
+    })
+}
