@@ -71,6 +71,11 @@ pub struct Ticket(pub usize);
 pub trait Backend {
     fn info(&self) -> BackendInfo;
 
+    /// Which of [`crate::scenario::CAPABILITIES`] this backend has.
+    fn capabilities(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Starts a fresh case: a new set object, a new server, `setup` applied.
     fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError>;
 

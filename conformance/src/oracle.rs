@@ -243,7 +243,23 @@ pub fn grade(
     let mut detail = String::new();
     let mut divergence = None;
     let run: Option<RunResult>;
-    if sc.client.is_some() {
+    let missing: Vec<&String> = sc
+        .requires
+        .iter()
+        .filter(|r| !b.capabilities().contains(&r.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        run = None;
+        verdict = Verdict::Unimplemented;
+        detail = format!(
+            "the {name} backend cannot stage this case: it needs {}",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else if sc.client.is_some() {
         match b.run_program(&set, &sc.client_spec(seed)) {
             Ok(r) => run = Some(r),
             Err(BackendError::Unsupported(m)) => {

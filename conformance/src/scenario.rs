@@ -340,6 +340,10 @@ pub struct Scenario {
     pub seeds: Vec<u64>,
     #[serde(default = "default_budget")]
     pub budget_ms: u64,
+    /// Capabilities a backend needs to stage this case (see
+    /// [`CAPABILITIES`]); a backend without one grades it unimplemented.
+    #[serde(default)]
+    pub requires: Vec<String>,
     #[serde(default)]
     pub profile: Option<toml::Table>,
     #[serde(default)]
@@ -355,6 +359,14 @@ pub struct Scenario {
     #[serde(skip)]
     pub path: PathBuf,
 }
+
+/// Capabilities a case may require:
+/// - `abi`: calls through a real binary interface (C ABI, COM vtable,
+///   Linux class symbols), e.g. Release after Close, struct layouts seen by C.
+/// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O.
+/// - `secondary-process`: a second client process (OpenInSecondary across processes).
+/// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
+pub const CAPABILITIES: &[&str] = &["abi", "disk-mode", "secondary-process", "windows-security"];
 
 fn default_seeds() -> Vec<u64> {
     vec![1]
@@ -459,6 +471,15 @@ impl Scenario {
                 ));
             }
         }
+        for r in &self.requires {
+            if !CAPABILITIES.contains(&r.as_str()) {
+                return Err(Self::invalid(
+                    p,
+                    format!("requires '{r}' is not a capability"),
+                    format!("use one of {}", CAPABILITIES.join(", ")),
+                ));
+            }
+        }
         if self.clauses.is_empty() {
             return Err(Self::invalid(
                 p,
@@ -466,7 +487,7 @@ impl Scenario {
                 "name at least one clause id the case checks",
             ));
         }
-        if self.client.is_some() != self.steps.is_empty() {
+        if self.client.is_some() != self.steps.is_empty() && self.requires.is_empty() {
             return Err(Self::invalid(
                 p,
                 "give either [client] (a built-in program) or [[step]]s (a script), not both or neither",

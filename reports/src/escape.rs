@@ -52,8 +52,17 @@ fn escape(s: &str, in_attr: bool) -> String {
 /// entities, so that report text never becomes links, HTML or table cells.
 pub(crate) fn md(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
         match c {
+            // An underscore inside a word (`VD_E_OPEN`) cannot start or end
+            // emphasis in CommonMark/GFM; leave it readable.
+            '_' if i > 0
+                && chars[i - 1].is_alphanumeric()
+                && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) =>
+            {
+                out.push('_');
+            }
             '\n' | '\r' | '\t' => out.push(' '),
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
@@ -135,6 +144,7 @@ mod tests {
             md("*a* _b_ [c](d) <e> | f\ng"),
             "\\*a\\* \\_b\\_ \\[c\\](d) &lt;e&gt; \\| f g"
         );
+        assert_eq!(md("VD_E_OPEN _x a_ b__c"), "VD_E_OPEN \\_x a\\_ b\\_\\_c");
     }
 
     #[test]

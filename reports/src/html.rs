@@ -309,6 +309,7 @@ fn search_key(r: &CaseResult) -> String {
 }
 
 fn cases(out: &mut String, report: &RunReport) {
+    let index = view::clause_index(&report.coverage.clauses);
     out.push_str("<section id=\"cases\">\n<h2>Cases</h2>\n");
     out.push_str("<div class=\"controls\"><button type=\"button\" id=\"expand\">Expand all</button><button type=\"button\" id=\"collapse\">Collapse all</button></div>\n");
     for (g, (case, idx)) in case_groups(report).iter().enumerate() {
@@ -332,9 +333,8 @@ fn cases(out: &mut String, report: &RunReport) {
         if !first.clauses.is_empty() {
             out.push_str("<ul class=\"clauses\">\n");
             for c in &first.clauses {
-                let summary = report
-                    .coverage
-                    .clause(c)
+                let summary = index
+                    .get(c.as_str())
                     .map(|cc| text(&cc.summary))
                     .unwrap_or_else(|| {
                         "<span class=\"dim\">not in this report's catalog</span>".to_string()
@@ -368,10 +368,16 @@ fn result(out: &mut String, r: &CaseResult, i: usize) {
     );
     let _ = writeln!(out, "<p class=\"detail\">{}</p>", text(&r.detail));
     if let Some(d) = &r.divergence {
+        // Link to the timeline row only when the timeline has it (it is
+        // always inside the rendered window, which centres on it).
+        let seq = if r.timeline.iter().any(|e| e.seq == d.seq) {
+            format!("<a href=\"#r{i}-e{}\">seq {}</a>", d.seq, d.seq)
+        } else {
+            format!("seq {}", d.seq)
+        };
         let _ = write!(
             out,
-            "<div class=\"divergence\"><div class=\"dh\">First divergence at <a href=\"#r{i}-e{}\">seq {}</a>",
-            d.seq, d.seq
+            "<div class=\"divergence\"><div class=\"dh\">First divergence at {seq}"
         );
         if let Some(c) = &d.clause {
             let _ = write!(out, " · clause <code class=\"cl\">{}</code>", text(c));
@@ -549,27 +555,19 @@ fn cell_grid(out: &mut String, report: &RunReport, cells: &[CellCoverage]) {
         out.push_str("<p class=\"dim\">No cell coverage in this report.</p>\n");
         return;
     }
-    let mut methods: Vec<&str> = Vec::new();
-    let mut states: Vec<&str> = Vec::new();
-    for c in cells {
-        if !methods.contains(&c.method.as_str()) {
-            methods.push(&c.method);
-        }
-        if !states.contains(&c.state.as_str()) {
-            states.push(&c.state);
-        }
-    }
+    let grid = view::CellGrid::new(cells);
+    let index = view::clause_index(&report.coverage.clauses);
     out.push_str("<table class=\"cells\">\n<thead><tr><th></th>");
-    for s in &states {
+    for s in &grid.states {
         let _ = write!(out, "<th>{}</th>", text(s));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
-    for m in &methods {
+    for m in &grid.methods {
         let _ = write!(out, "<tr><th>{}</th>", text(m));
-        for s in &states {
-            match cells.iter().find(|c| c.method == *m && c.state == *s) {
+        for s in &grid.states {
+            match grid.get(m, s) {
                 Some(cell) => {
-                    let entry = report.coverage.clause(&cell.clause);
+                    let entry = index.get(cell.clause.as_str());
                     let tip = match entry {
                         Some(cc) => format!("{} ({}) — {}", cell.clause, cc.basis, cc.summary),
                         None => cell.clause.clone(),
@@ -593,7 +591,15 @@ fn cell_grid(out: &mut String, report: &RunReport, cells: &[CellCoverage]) {
         }
         out.push_str("</tr>\n");
     }
-    out.push_str("</tbody>\n</table>\n<ul class=\"heatkey\"><li class=\"h0\">0</li><li class=\"h1\">1–9</li><li class=\"h2\">10–99</li><li class=\"h3\">100–999</li><li class=\"h4\">1000+</li><li class=\"dim\">† inferred or profile-decided cell</li></ul>\n");
+    out.push_str("</tbody>\n</table>\n");
+    if grid.omitted > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"dim\">{} more cells are not shown; see <code>report.json</code>.</p>",
+            grid.omitted
+        );
+    }
+    out.push_str("<ul class=\"heatkey\"><li class=\"h0\">0</li><li class=\"h1\">1–9</li><li class=\"h2\">10–99</li><li class=\"h3\">100–999</li><li class=\"h4\">1000+</li><li class=\"dim\">† inferred or profile-decided cell</li></ul>\n");
 }
 
 fn clause_table(out: &mut String, clauses: &[ClauseCoverage]) {
@@ -731,22 +737,22 @@ table.timeline col.t { width: 64px; }
 table.timeline col.lane { width: 76px; }
 table.timeline col.det { width: auto; }
 table.timeline th, table.timeline td { padding: 4px 6px; border-bottom: 1px solid #eaeef2; vertical-align: top; }
-table.timeline thead th { position: sticky; top: 0; background: var(--soft); font-family: var(--mono); font-weight: 600; text-align: left; border-bottom: 2px solid var(--line); z-index: 1; }
-table.timeline th.lane { text-align: center; border-top: 3px solid; }
+table.timeline thead th { position: sticky; top: 0; background: var(--soft); font-family: var(--mono); font-weight: 600; text-align: left; border-bottom: 0; box-shadow: inset 0 -2px 0 var(--line); z-index: 3; }
+table.timeline th.lane { text-align: center; }
 table.timeline td.seq, table.timeline td.t, table.timeline th.seq, table.timeline th.t { text-align: right; color: var(--dim); font-family: var(--mono); }
 table.timeline td.lane-line { background: linear-gradient(#d0d7de, #d0d7de) center / 1px 100% no-repeat; }
 table.timeline td.ev { text-align: center; padding: 3px 2px; background-clip: padding-box; }
 .ev .what { display: inline-block; white-space: nowrap; position: relative; z-index: 1; font-family: var(--mono); font-weight: 600; font-size: 11.5px; padding: 1px 6px; border-radius: 4px; border: 1px solid; }
 table.timeline td.det { color: #3d444d; overflow-wrap: anywhere; border-left: 1px solid var(--line); padding-left: 10px; background: #fff; position: relative; z-index: 2; }
 td.det code.cl { font-size: 11px; white-space: nowrap; }
-th.l-ctl { border-top-color: #0969da !important; } .l-ctl .what { background: #ddf4ff; border-color: #54aeff; color: #0550ae; }
-th.l-dev { border-top-color: #2da44e !important; } .l-dev .what { background: #dafbe1; border-color: #4ac26b; color: #116329; }
-th.l-client { border-top-color: #8250df !important; } .l-client .what { background: #fbefff; border-color: #c297ff; color: #6639ba; }
-th.l-link { border-top-color: #8c959f !important; } .l-link .what { background: #f6f8fa; border-color: #afb8c1; color: #424a53; }
-th.l-server { border-top-color: #bc4c00 !important; } .l-server .what { background: #fff1e5; border-color: #fb8f44; color: #953800; }
-th.l-sql { border-top-color: #953800 !important; } .l-sql .what { background: #ffe2cc; border-color: #e16f24; color: #762c00; }
-th.l-world { border-top-color: #bf8700 !important; } .l-world .what { background: #fff8c5; border-color: #d4a72c; color: #7d4e00; }
-th.l-other { border-top-color: #57606a !important; } .l-other .what { background: #eaeef2; border-color: #8c959f; color: #24292f; }
+table.timeline th.l-ctl { box-shadow: inset 0 3px 0 #0969da, inset 0 -2px 0 var(--line); } .l-ctl .what { background: #ddf4ff; border-color: #54aeff; color: #0550ae; }
+table.timeline th.l-dev { box-shadow: inset 0 3px 0 #2da44e, inset 0 -2px 0 var(--line); } .l-dev .what { background: #dafbe1; border-color: #4ac26b; color: #116329; }
+table.timeline th.l-client { box-shadow: inset 0 3px 0 #8250df, inset 0 -2px 0 var(--line); } .l-client .what { background: #fbefff; border-color: #c297ff; color: #6639ba; }
+table.timeline th.l-link { box-shadow: inset 0 3px 0 #8c959f, inset 0 -2px 0 var(--line); } .l-link .what { background: #f6f8fa; border-color: #afb8c1; color: #424a53; }
+table.timeline th.l-server { box-shadow: inset 0 3px 0 #bc4c00, inset 0 -2px 0 var(--line); } .l-server .what { background: #fff1e5; border-color: #fb8f44; color: #953800; }
+table.timeline th.l-sql { box-shadow: inset 0 3px 0 #953800, inset 0 -2px 0 var(--line); } .l-sql .what { background: #ffe2cc; border-color: #e16f24; color: #762c00; }
+table.timeline th.l-world { box-shadow: inset 0 3px 0 #bf8700, inset 0 -2px 0 var(--line); } .l-world .what { background: #fff8c5; border-color: #d4a72c; color: #7d4e00; }
+table.timeline th.l-other { box-shadow: inset 0 3px 0 #57606a, inset 0 -2px 0 var(--line); } .l-other .what { background: #eaeef2; border-color: #8c959f; color: #24292f; }
 table.timeline tr.diverged > td { background-color: #ffebe9; border-top: 2px solid var(--violation); border-bottom: 2px solid var(--violation); }
 tr.diverged td.seq, tr.diverged td.t { color: var(--violation); font-weight: 700; }
 tr.diverged td.det { color: var(--fg); font-weight: 600; background: #ffebe9; }

@@ -57,9 +57,11 @@
 //!
 //! ## Limitations
 //!
-//! - Renderers trust the producer to bound timelines; the HTML page shows at
-//!   most 2000 events per result and JUnit bodies a window of 31 around the
-//!   divergence, but `report.json` keeps whatever it was given.
+//! - `report.json` keeps whatever it is given; bounding timelines is the
+//!   producer's job. The other formats bound what they show: the HTML page
+//!   at most 2000 events per result, JUnit bodies a window of 31 events
+//!   around the divergence, the coverage grids 32 × 32 cells, the Markdown
+//!   "worth a look" table 100 rows.
 //! - `summary.md` lists every failure in full; a run with many thousands of
 //!   failures can exceed the 1 MiB GitHub step-summary limit.
 //! - Seeds are JSON numbers up to 2^64 − 1; JavaScript readers need a

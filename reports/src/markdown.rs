@@ -319,43 +319,39 @@ fn coverage(out: &mut String, report: &RunReport) {
         return;
     }
     // The grid, from the data: rows and columns in order of first appearance.
-    let mut methods: Vec<&str> = Vec::new();
-    let mut states: Vec<&str> = Vec::new();
-    for c in &cov.cells {
-        if !methods.contains(&c.method.as_str()) {
-            methods.push(&c.method);
-        }
-        if !states.contains(&c.state.as_str()) {
-            states.push(&c.state);
-        }
-    }
+    let grid = view::CellGrid::new(&cov.cells);
     out.push_str(
         "<details><summary>Client transition table: model decisions per cell</summary>\n\n",
     );
     out.push_str("| method / state |");
-    for s in &states {
+    for s in &grid.states {
         let _ = write!(out, " {} |", md(s));
     }
     out.push_str("\n|:--|");
-    for _ in &states {
+    for _ in &grid.states {
         out.push_str("--:|");
     }
     out.push('\n');
-    for m in &methods {
+    for m in &grid.methods {
         let _ = write!(out, "| {} |", md(m));
-        for s in &states {
-            let hits: u64 = cov
-                .cells
-                .iter()
-                .filter(|c| c.method == *m && c.state == *s)
-                .fold(0u64, |acc, c| acc.saturating_add(c.hits));
-            if hits == 0 {
-                out.push_str(" · |");
-            } else {
-                let _ = write!(out, " {hits} |");
+        for s in &grid.states {
+            match grid.get(m, s).map(|c| c.hits) {
+                Some(0) => out.push_str(" · |"),
+                Some(hits) => {
+                    let _ = write!(out, " {hits} |");
+                }
+                None => out.push_str(" |"),
             }
         }
         out.push('\n');
     }
-    out.push_str("\n· = never exercised.\n\n</details>\n");
+    out.push_str("\n· = never exercised.");
+    if grid.omitted > 0 {
+        let _ = write!(
+            out,
+            " {} more cells are not shown; see `report.json`.",
+            grid.omitted
+        );
+    }
+    out.push_str("\n\n</details>\n");
 }

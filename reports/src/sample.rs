@@ -36,9 +36,9 @@ pub fn report() -> RunReport {
             library: None,
             profile: "default".to_string(),
             profile_params: serde_json::json!({
-                "close-with-open-devices": "VD_E_OPEN",
-                "open-device-precedence": "protocol-first",
-                "timeout-slack-ms": 5
+                "close-with-open-devices": "vd-e-open",
+                "open-device-precedence": "all-open-first",
+                "watchdog-factor": 2
             }),
         },
         BackendInfo {
@@ -47,9 +47,9 @@ pub fn report() -> RunReport {
             library: Some("/opt/acme/lib/libsqlvdi.so".to_string()),
             profile: "default".to_string(),
             profile_params: serde_json::json!({
-                "close-with-open-devices": "VD_E_OPEN",
-                "open-device-precedence": "protocol-first",
-                "timeout-slack-ms": 5
+                "close-with-open-devices": "vd-e-open",
+                "open-device-precedence": "all-open-first",
+                "watchdog-factor": 2
             }),
         },
     ];
@@ -103,10 +103,10 @@ const SCENARIOS: [(&str, &str, &str, &[&str]); 6] = [
         &["create-ex.named-instance", "table.create.dne"],
     ),
     (
-        "get-command.timeout",
-        "scenarios/get-command/timeout.toml",
-        "GetCommand with nothing queued returns VD_E_TIMEOUT after dwTimeOut and the device stays usable",
-        &["get-command.timeout", "table.get-command.active"],
+        "open-device.all-open",
+        "scenarios/open-device/all-open.toml",
+        "OpenDevice once every device of the set is open returns VD_E_OPEN",
+        &["open-device.all-open", "table.open-device.active"],
     ),
     (
         "io-error.clear-error-success",
@@ -170,25 +170,28 @@ fn linux_abi_outcome(r: &mut CaseResult) {
         }
         "create-ex.named-instance" => {
             r.verdict = Verdict::Unimplemented;
-            r.detail = "The library exports no CreateEx entry point for named instances \
-                        (ClientVirtualDeviceSet::CreateEx missing), so the case cannot run."
+            r.detail = "The library exports no CreateEx entry point \
+                        (ClientVirtualDeviceSet::CreateEx is missing), so named instances cannot \
+                        be tried."
                 .to_string();
             r.virtual_ms = 0;
             r.steps = 1;
         }
-        "get-command.timeout" => {
+        "open-device.all-open" => {
             r.verdict = Verdict::Lenient;
-            r.detail = "GetCommand(dwTimeOut = 1000) returned VD_E_TIMEOUT after 1003 ms of \
-                        virtual time; the model returns at 1000 ms. The difference is within the \
-                        profile's timeout-slack-ms (5 ms), which the reference leaves open."
-                .to_string();
+            r.detail =
+                "With every device open, OpenDevice(\"vdisim-7_1\") returned VD_E_PROTOCOL; \
+                        the profile (open-device-precedence = all-open-first) predicts VD_E_OPEN. \
+                        The reference contradicts itself here (the matrix says VD_E_PROTOCOL, the \
+                        OpenDevice page VD_E_OPEN), so both are accepted; clients that loop until \
+                        VD_E_OPEN will spin on this library."
+                    .to_string();
             r.divergence = Some(Divergence {
-                seq: 6,
-                clause: Some("get-command.timeout".to_string()),
-                expected: "VD_E_TIMEOUT (0x80770003) at t = 1000 ms".to_string(),
-                actual: "VD_E_TIMEOUT (0x80770003) at t = 1003 ms".to_string(),
+                seq: 9,
+                clause: Some("table.open-device.active".to_string()),
+                expected: "OpenDevice returns VD_E_OPEN (0x8077000D)".to_string(),
+                actual: "OpenDevice returns VD_E_PROTOCOL (0x8077000C)".to_string(),
             });
-            r.virtual_ms = 1047;
         }
         "io-error.clear-error-success" => {
             r.verdict = Verdict::ExpectedDeviation;
@@ -490,9 +493,9 @@ fn coverage() -> Coverage {
             140,
         ),
         clause(
-            "get-command.timeout",
-            "When nothing is queued within dwTimeOut ms GetCommand returns VD_E_TIMEOUT and the device stays usable.",
-            "documented",
+            "open-device.all-open",
+            "Once every device of the set is open OpenDevice returns VD_E_OPEN; clients may loop calling OpenDevice until they see it (the matrix says VD_E_PROTOCOL in Active).",
+            "inferred",
             1,
             3,
         ),
@@ -546,10 +549,17 @@ fn coverage() -> Coverage {
             12,
         ),
         clause(
+            "table.open-device.active",
+            "OpenDevice in Active: VD_E_PROTOCOL (matrix entry) or VD_E_OPEN when every device is already open; profile open-device-precedence.",
+            "inferred",
+            1,
+            3,
+        ),
+        clause(
             "table.get-command.active",
             "GetCommand in Active: NOERROR when a command is fetched; VD_E_CLOSE; VD_E_TIMEOUT; VD_E_ABORT (→ Abort).",
             "documented",
-            1,
+            0,
             148,
         ),
         clause(

@@ -1,7 +1,8 @@
 //! Small views of a report shared by the renderers: timeline windows, lane
 //! order, per-subset totals.
 
-use crate::schema::{CaseResult, TimelineEvent, Totals};
+use crate::schema::{CaseResult, CellCoverage, ClauseCoverage, TimelineEvent, Totals};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Verdict counts over some results (not the report's stored totals, which
 /// the renderers show as given).
@@ -81,6 +82,68 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Rows or columns of a cell grid shown at most (a complete report has 7 × 6).
+const GRID_AXIS_MAX: usize = 32;
+
+/// The client transition table laid out from the report's cells: methods
+/// (rows) and states (columns) in order of first appearance, at most
+/// [`GRID_AXIS_MAX`] of each.
+pub(crate) struct CellGrid<'a> {
+    pub(crate) methods: Vec<&'a str>,
+    pub(crate) states: Vec<&'a str>,
+    by_key: BTreeMap<(&'a str, &'a str), &'a CellCoverage>,
+    /// Cells left out because their row or column is past the cap.
+    pub(crate) omitted: usize,
+}
+
+impl<'a> CellGrid<'a> {
+    pub(crate) fn new(cells: &'a [CellCoverage]) -> CellGrid<'a> {
+        let mut methods: Vec<&str> = Vec::new();
+        let mut states: Vec<&str> = Vec::new();
+        let mut seen_m: BTreeSet<&str> = BTreeSet::new();
+        let mut seen_s: BTreeSet<&str> = BTreeSet::new();
+        let mut by_key = BTreeMap::new();
+        let mut omitted = 0usize;
+        for c in cells {
+            let (m, s) = (c.method.as_str(), c.state.as_str());
+            if !seen_m.contains(m) && methods.len() < GRID_AXIS_MAX {
+                seen_m.insert(m);
+                methods.push(m);
+            }
+            if !seen_s.contains(s) && states.len() < GRID_AXIS_MAX {
+                seen_s.insert(s);
+                states.push(s);
+            }
+            if seen_m.contains(m) && seen_s.contains(s) {
+                // The first cell with this key wins; duplicates are a
+                // producer bug and are not double-counted.
+                by_key.entry((m, s)).or_insert(c);
+            } else {
+                omitted += 1;
+            }
+        }
+        CellGrid {
+            methods,
+            states,
+            by_key,
+            omitted,
+        }
+    }
+
+    pub(crate) fn get(&self, method: &str, state: &str) -> Option<&'a CellCoverage> {
+        self.by_key.get(&(method, state)).copied()
+    }
+}
+
+/// Clause coverage by id, for lookups while rendering.
+pub(crate) fn clause_index(clauses: &[ClauseCoverage]) -> BTreeMap<&str, &ClauseCoverage> {
+    let mut index = BTreeMap::new();
+    for c in clauses {
+        index.entry(c.id.as_str()).or_insert(c);
+    }
+    index
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +176,26 @@ mod tests {
                 "dev01", "zzz"
             ]
         );
+    }
+
+    #[test]
+    fn grids_are_bounded() {
+        let cells: Vec<CellCoverage> = (0..100)
+            .flat_map(|m| {
+                (0..3).map(move |s| CellCoverage {
+                    method: format!("m{m}"),
+                    state: format!("s{s}"),
+                    clause: String::new(),
+                    hits: 1,
+                })
+            })
+            .collect();
+        let g = CellGrid::new(&cells);
+        assert_eq!(g.methods.len(), GRID_AXIS_MAX);
+        assert_eq!(g.states.len(), 3);
+        assert_eq!(g.omitted, (100 - GRID_AXIS_MAX) * 3);
+        assert!(g.get("m0", "s2").is_some());
+        assert!(g.get("m99", "s0").is_none());
     }
 
     #[test]

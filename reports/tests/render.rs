@@ -811,6 +811,18 @@ fn renderers_survive_odd_reports() {
     reports.push(report_of(vec![r, short]));
     reports.push(hostile());
 
+    // A coverage section far from the 7 × 6 table: the grid stays bounded.
+    let mut wide = report_of(Vec::new());
+    wide.coverage.cells = (0..5000u64)
+        .map(|i| vdi_reports::CellCoverage {
+            method: format!("m{i}"),
+            state: format!("s{i}"),
+            clause: format!("c{i}"),
+            hits: i,
+        })
+        .collect();
+    reports.push(wide);
+
     for rep in &reports {
         let j = json::render(rep);
         assert_eq!(&json::parse(&j).expect("round trip"), rep);
@@ -823,6 +835,9 @@ fn renderers_survive_odd_reports() {
     assert!(page.contains("earlier events not shown"));
     assert!(page.contains("is not among the timeline events kept"));
     assert!(page.matches("<tr id=\"r0-e").count() <= 2000);
+    let page = html::render(&reports[3]);
+    assert!(page.contains("4968 more cells are not shown"));
+    assert!(markdown::render(&reports[3]).contains("4968 more cells are not shown"));
 }
 
 // ---- write_all -------------------------------------------------------------------
