@@ -17,7 +17,7 @@ pub fn plan_context(spec: &ClientSpec) -> PlanContext {
             spec.get_command_timeout_ms
                 .max(spec.get_configuration_timeout_ms),
         )
-        .min(86_400_000),
+        .min(600_000),
         server_timeout_ms: u64::from(spec.server_timeout_ms),
         family_bytes: rec.families.first().map_or(0, |f| f.len),
     }

@@ -176,6 +176,11 @@ pub struct WorldConfig {
     pub seed_backups: Vec<BackupRecord>,
     /// Bound on each link queue.
     pub link_capacity: usize,
+    /// Virtual time a poll (GetCommand or GetConfiguration with timeout 0)
+    /// that finds nothing costs the polling thread before it acts again: the
+    /// client's loop overhead. Without it a busy-polling client would stop
+    /// virtual time (and any stall or watchdog) from ever arriving.
+    pub poll_interval_ms: u64,
 }
 
 impl WorldConfig {
@@ -189,6 +194,7 @@ impl WorldConfig {
             statement_delay_ms: 5,
             seed_backups: Vec::new(),
             link_capacity: 1 << 16,
+            poll_interval_ms: 1,
         }
     }
 }
@@ -689,13 +695,13 @@ impl World {
                 TState::Blocked {
                     wait,
                     deadline: Some(d),
-                } if d <= now => self.time_out(i, wait),
+                } if d <= now => self.time_out(i, wait, false),
                 _ => {}
             }
         }
     }
 
-    fn time_out(&mut self, i: usize, wait: Wait) {
+    fn time_out(&mut self, i: usize, wait: Wait, poll: bool) {
         let (reply, what, detail, clause) = match wait {
             Wait::GetConfiguration => {
                 let r = self.client.get_configuration_timeout();
@@ -753,6 +759,11 @@ impl World {
         );
         self.threads[i].reply = Some(reply);
         self.make_ready(i);
+        if poll && !self.threads[i].scripted && self.cfg.poll_interval_ms > 0 {
+            self.threads[i].state = TState::Sleeping {
+                until: self.now.saturating_add(self.cfg.poll_interval_ms),
+            };
+        }
     }
 
     fn deliver_to_client(&mut self) {
@@ -1317,7 +1328,7 @@ impl World {
                 Poll::Ready(r) => self.finish_call_config(i, r),
                 Poll::Pending => {
                     if timeout == Timeout::Ms(0) {
-                        self.time_out(i, Wait::GetConfiguration);
+                        self.time_out(i, Wait::GetConfiguration, true);
                     } else {
                         self.threads[i].state = TState::Blocked {
                             wait: Wait::GetConfiguration,
@@ -1414,7 +1425,7 @@ impl World {
                 Poll::Pending => {
                     let poll = timeout == Timeout::Ms(0);
                     if poll {
-                        self.time_out(i, Wait::GetCommand(dev, true));
+                        self.time_out(i, Wait::GetCommand(dev, true), true);
                     } else {
                         self.threads[i].state = TState::Blocked {
                             wait: Wait::GetCommand(dev, false),
