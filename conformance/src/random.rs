@@ -188,7 +188,7 @@ pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
         what.join("; ")
     ));
     t.push_str(&format!(
-        "clauses = [{}]\nseeds = [{}]\n\n",
+        "clauses = [{}]\nseeds = [{}]\nbudget-ms = 600000\n\n",
         clauses
             .iter()
             .map(|k| format!("\"{k}\""))

@@ -935,7 +935,12 @@ impl World {
                 let n = *n;
                 let phase = self.phase();
                 for (fi, (pf, done)) in self.faults.iter().enumerate() {
-                    if *done || !(pf.phase == Phase::Any || pf.phase == phase) {
+                    // Truncation acts on the media a restore reads: it fires
+                    // when the restore starts, whatever its trigger says.
+                    if *done
+                        || !(pf.phase == Phase::Any || pf.phase == phase)
+                        || matches!(pf.fault, Fault::TruncateMedia { .. })
+                    {
                         continue;
                     }
                     if let Trigger::OnCommand { dev, nth, code } = pf.trigger
