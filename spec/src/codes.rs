@@ -5,20 +5,25 @@
 //! can be carried and printed, named or not. Every value prints as its name and
 //! hex, e.g. `VD_E_OPEN (0x8077000D)`.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
 /// An HRESULT as returned by a client API method. On Linux the same bit
 /// pattern is returned as a negative `int`; [`Hresult::from_linux`] and
 /// [`Hresult::as_linux`] convert.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Serialized as its name (`"VD_E_OPEN"`) or, when unnamed, as hex
+/// (`"0x80770008"`); read back from a name, a hex string or a number.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hresult(pub u32);
 
 /// A Win32 completion code, as passed to `CompleteCommand` and seen by the
 /// server's completion routine.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// Serialized as its number; read back from a number or a name
+/// (`"ERROR_HANDLE_EOF"`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Win32(pub u32);
 
 macro_rules! named_codes {
@@ -186,6 +191,75 @@ impl Win32 {
     }
 }
 
+impl Serialize for Hresult {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.name() {
+            Some(n) => s.serialize_str(n),
+            None => s.serialize_str(&format!("0x{:08X}", self.0)),
+        }
+    }
+}
+
+impl Serialize for Win32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(self.0)
+    }
+}
+
+/// Reads a code from a name, a `0x` hex string or a number.
+struct CodeVisitor<F: Fn(&str) -> Option<u32>>(F, &'static str);
+
+impl<F: Fn(&str) -> Option<u32>> Visitor<'_> for CodeVisitor<F> {
+    type Value = u32;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} name, a 0x hex string or a number", self.1)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u32, E> {
+        u32::try_from(v).map_err(|_| E::custom(format!("{v} does not fit in 32 bits")))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u32, E> {
+        // Linux returns VD_E_* as negative ints.
+        if let Ok(x) = i32::try_from(v) {
+            return Ok(x as u32);
+        }
+        u32::try_from(v).map_err(|_| E::custom(format!("{v} does not fit in 32 bits")))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
+        if let Some(c) = (self.0)(v) {
+            return Ok(c);
+        }
+        let hex = v.strip_prefix("0x").or_else(|| v.strip_prefix("0X"));
+        match hex {
+            Some(h) => {
+                u32::from_str_radix(h, 16).map_err(|_| E::custom(format!("bad hex code {v:?}")))
+            }
+            None => v
+                .parse()
+                .map_err(|_| E::custom(format!("unknown {} {v:?}", self.1))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Hresult {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CodeVisitor(
+            |n| Hresult::from_name(n).map(|c| c.0),
+            "HRESULT",
+        ))
+        .map(Hresult)
+    }
+}
+
+impl<'de> Deserialize<'de> for Win32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CodeVisitor(
+            |n| Win32::from_name(n).map(|c| c.0),
+            "Win32 code",
+        ))
+        .map(Win32)
+    }
+}
+
 fn fmt_named(f: &mut fmt::Formatter<'_>, name: Option<&str>, v: u32, width: usize) -> fmt::Result {
     match name {
         Some(n) => write!(f, "{n} (0x{v:0width$X})"),
@@ -272,6 +346,31 @@ mod tests {
         assert_eq!(Hresult::VD_E_TIMEOUT.as_linux(), -2139684861);
         assert_eq!(Hresult::from_linux(-2139684849), Hresult::VD_E_BUSY);
         assert_eq!(Hresult::NOERROR.as_linux(), 0);
+    }
+
+    #[test]
+    fn codes_serde_by_name_hex_or_number() {
+        assert_eq!(
+            serde_json::to_string(&Hresult::VD_E_OPEN).unwrap(),
+            "\"VD_E_OPEN\""
+        );
+        assert_eq!(
+            serde_json::to_string(&Hresult(0x8077_0008)).unwrap(),
+            "\"0x80770008\""
+        );
+        let h: Hresult = serde_json::from_str("\"VD_E_ABORT\"").unwrap();
+        assert_eq!(h, Hresult::VD_E_ABORT);
+        let h: Hresult = serde_json::from_str("\"0x8077000C\"").unwrap();
+        assert_eq!(h, Hresult::VD_E_PROTOCOL);
+        let h: Hresult = serde_json::from_str("-2139684849").unwrap();
+        assert_eq!(h, Hresult::VD_E_BUSY);
+        assert!(serde_json::from_str::<Hresult>("\"VD_E_NOPE\"").is_err());
+        let w: Win32 = serde_json::from_str("\"ERROR_DISK_FULL\"").unwrap();
+        assert_eq!(w, Win32::ERROR_DISK_FULL);
+        assert_eq!(
+            serde_json::to_string(&Win32::ERROR_HANDLE_EOF).unwrap(),
+            "38"
+        );
     }
 
     #[test]
