@@ -221,6 +221,7 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
         &CaseOptions {
             keep_timeline: true,
             timeline_cap: usize::MAX,
+            failure_timeline_cap: usize::MAX,
         },
     );
     let _ = writeln!(
@@ -265,6 +266,7 @@ pub fn replay(dir: &Path, name: &str, seed: Option<u64>, backend: &str) -> Resul
         &CaseOptions {
             keep_timeline: true,
             timeline_cap: usize::MAX,
+            failure_timeline_cap: usize::MAX,
         },
     );
     let r = &g.result;

@@ -26,17 +26,20 @@ pub struct Graded {
 /// Options of a run that shape each case.
 #[derive(Clone, Debug)]
 pub struct CaseOptions {
-    /// Keep the full timeline for every case (not only failures).
+    /// Keep a timeline for passing results too (failures always keep one).
     pub keep_timeline: bool,
-    /// Longest timeline kept in a report entry.
+    /// Longest timeline kept for a passing result.
     pub timeline_cap: usize,
+    /// Longest timeline kept for any other verdict.
+    pub failure_timeline_cap: usize,
 }
 
 impl Default for CaseOptions {
     fn default() -> Self {
         CaseOptions {
-            keep_timeline: false,
-            timeline_cap: 400,
+            keep_timeline: true,
+            timeline_cap: 150,
+            failure_timeline_cap: 2000,
         }
     }
 }
@@ -327,7 +330,7 @@ pub fn grade(
                 r.trace_hash(),
                 r.now_ms,
                 r.steps,
-                timeline(r, opts.timeline_cap),
+                timeline(r, opts.failure_timeline_cap.max(opts.timeline_cap)),
             )
         }
         None => (String::from("0000000000000000"), 0, 0, Vec::new()),
@@ -361,7 +364,9 @@ pub fn grade(
                 "every step returned"
             }
         );
-        if !opts.keep_timeline {
+        if opts.keep_timeline {
+            tl.truncate(opts.timeline_cap);
+        } else {
             tl.clear();
         }
     }
