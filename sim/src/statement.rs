@@ -118,12 +118,14 @@ pub struct Statement {
 }
 
 impl Statement {
-    /// The T-SQL text of this statement.
+    /// The T-SQL text of this statement, with the database quoted as an
+    /// identifier (`]` doubled) and device names as string literals (`'`
+    /// doubled), so any name round-trips safely.
     pub fn to_tsql(&self) -> String {
         let devs: Vec<String> = self
             .devices
             .iter()
-            .map(|d| format!("VIRTUAL_DEVICE='{d}'"))
+            .map(|d| format!("VIRTUAL_DEVICE={}", quote_literal(d)))
             .collect();
         let o = &self.options;
         let mut with = vec![
@@ -133,27 +135,30 @@ impl Statement {
         if let Some(c) = o.buffer_count {
             with.push(format!("BUFFERCOUNT={c}"));
         }
-        let (verb, prep) = match self.kind {
-            StatementKind::BackupDatabase => ("BACKUP DATABASE", "TO"),
-            StatementKind::BackupLog => ("BACKUP LOG", "TO"),
-            StatementKind::RestoreDatabase => ("RESTORE DATABASE", "FROM"),
-            StatementKind::RestoreLog => ("RESTORE LOG", "FROM"),
-            StatementKind::RestoreHeaderOnly => ("RESTORE HEADERONLY", "FROM"),
-            StatementKind::RestoreFilelistOnly => ("RESTORE FILELISTONLY", "FROM"),
-            StatementKind::RestoreVerifyOnly => ("RESTORE VERIFYONLY", "FROM"),
-        };
+        let prep = if self.kind.is_backup() { "TO" } else { "FROM" };
         let db = match self.kind {
             StatementKind::RestoreHeaderOnly
             | StatementKind::RestoreFilelistOnly
             | StatementKind::RestoreVerifyOnly => String::new(),
-            _ => format!(" [{}]", self.database),
+            _ => format!(" {}", quote_ident(&self.database)),
         };
         format!(
-            "{verb}{db} {prep} {} WITH {}",
+            "{}{db} {prep} {} WITH {}",
+            self.kind.verb(),
             devs.join(", "),
             with.join(", ")
         )
     }
+}
+
+/// A T-SQL delimited identifier: `[name]` with `]` doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("[{}]", name.replace(']', "]]"))
+}
+
+/// A T-SQL Unicode string literal: `N'text'` with `'` doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("N'{}'", text.replace('\'', "''"))
 }
 
 /// One media family of a backup: the bytes one device received.
@@ -263,7 +268,18 @@ mod tests {
         };
         assert_eq!(
             s.to_tsql(),
-            "BACKUP DATABASE [sales] TO VIRTUAL_DEVICE='set1', VIRTUAL_DEVICE='dev2' WITH BLOCKSIZE=512, MAXTRANSFERSIZE=65536, BUFFERCOUNT=8"
+            "BACKUP DATABASE [sales] TO VIRTUAL_DEVICE=N'set1', VIRTUAL_DEVICE=N'dev2' WITH BLOCKSIZE=512, MAXTRANSFERSIZE=65536, BUFFERCOUNT=8"
         );
+        let odd = Statement {
+            kind: StatementKind::RestoreHeaderOnly,
+            database: "x".into(),
+            devices: vec!["it's".into()],
+            ..s.clone()
+        };
+        assert!(
+            odd.to_tsql()
+                .starts_with("RESTORE HEADERONLY FROM VIRTUAL_DEVICE=N'it''s' WITH")
+        );
+        assert_eq!(quote_ident("a]b"), "[a]]b]");
     }
 }
