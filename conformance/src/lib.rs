@@ -24,3 +24,4 @@ pub mod runner;
 pub mod scenario;
 pub mod script;
 pub mod simulate;
+pub mod sqlserver;
