@@ -17,11 +17,12 @@
 
 use serde::Serialize;
 use thiserror::Error;
+use vdi_sim::client::DeviceHandle;
 use vdi_sim::fault::{Fault, FaultPlan};
 use vdi_sim::outcome::Outcome;
 use vdi_sim::program::{Call, ClientSpec, Reply};
 use vdi_sim::statement::{BackupRecord, Statement};
-use vdi_sim::world::{RunResult, Timeout};
+use vdi_sim::world::{ClientProcess, RunResult, Timeout};
 use vdi_spec::Profile;
 
 /// What a backend is.
@@ -107,6 +108,27 @@ pub trait Backend {
 
     /// Ends the case and reports everything observed.
     fn finish(&mut self) -> Result<RunResult, BackendError>;
+
+    /// The client process's state (media per device) when the backend models
+    /// it; the harness's own client code (a script's completions, drains)
+    /// then reads and writes it, so the backend's invariants see what the
+    /// client stored. `None`: the harness keeps the media itself.
+    fn client_process(&mut self) -> Option<&mut ClientProcess> {
+        None
+    }
+
+    /// Starts the reference device loop on `thread` for device `dev`
+    /// (GetCommand, perform, CompleteCommand, until something other than
+    /// NOERROR); [`Backend::join`] returns the code that ended it.
+    fn start_drain(
+        &mut self,
+        thread: &str,
+        dev: DeviceHandle,
+        timeout: Timeout,
+    ) -> Result<Ticket, BackendError> {
+        let _ = (thread, dev, timeout);
+        Err(BackendError::Unsupported("concurrent drains".into()))
+    }
 
     /// Runs a built-in client program for the whole case.
     fn run_program(

@@ -529,6 +529,35 @@ impl Scenario {
                     ));
                 }
             }
+            if st.async_label.is_some()
+                && matches!(
+                    st.action,
+                    Some(
+                        Do::OpenAll
+                            | Do::StartStatement
+                            | Do::WaitStatement
+                            | Do::Sleep
+                            | Do::Event
+                            | Do::Await
+                    )
+                )
+            {
+                return Err(Self::invalid(
+                    p,
+                    format!(
+                        "step {n}: `async` is not supported with do = {:?}",
+                        st.action
+                    ),
+                    "make the step synchronous, or use async on a single call or on drain",
+                ));
+            }
+            if st.save_handle.is_some() && st.action == Some(Do::OpenAll) {
+                return Err(Self::invalid(
+                    p,
+                    format!("step {n}: save-handle on open-all"),
+                    "open-all keeps handles by device index; use open-device with save-handle",
+                ));
+            }
             if let Some(c) = &st.code
                 && parse_win32(c).is_none()
             {

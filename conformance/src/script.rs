@@ -52,7 +52,6 @@ struct State {
     last_cmd: BTreeMap<u16, Cmd>,
     saved_cmds: BTreeMap<String, Cmd>,
     media: Vec<Content>,
-    cursors: Vec<u64>,
     buffer_handle: Option<u32>,
     tickets: BTreeMap<String, (Ticket, usize)>,
 }
@@ -127,35 +126,47 @@ fn name_of(sc: &Scenario, s: &Step) -> String {
     n
 }
 
-/// The reference client's completion of `c` (what `drain` does).
-fn reference_completion(c: &Cmd, st: &mut State) -> (Win32, u64, Content) {
+/// The media the script's client stores to and reads from: the backend's
+/// client process when it models one, else the script's own.
+fn media<'a>(b: &'a mut dyn Backend, st: &'a mut State) -> &'a mut Vec<Content> {
+    match b.client_process() {
+        Some(p) => &mut p.media,
+        None => &mut st.media,
+    }
+}
+
+/// The reference client's completion of `c` (what `drain` does): Writes
+/// append to the device's media; Reads are served from the media at the
+/// command's position (the stream offset the server asks for), so a
+/// rejected or out-of-order completion cannot shift later data.
+fn reference_completion(
+    c: &Cmd,
+    media: &mut Vec<Content>,
+    bytes: Option<u64>,
+) -> (Win32, u64, Content) {
     let d = c.dev as usize;
+    if media.len() <= d {
+        media.resize(d + 1, Content::Empty);
+    }
     match c.code {
         CommandCode::Write => {
-            if st.media.len() <= d {
-                st.media.resize(d + 1, Content::Empty);
-            }
-            st.media[d].append(&c.data);
-            (Win32::ERROR_SUCCESS, u64::from(c.size), Content::Empty)
+            // Stores what it says it wrote (never more than the buffer holds).
+            let reported = bytes.unwrap_or(u64::from(c.size));
+            media[d].append(&c.data.slice(0, reported.min(u64::from(c.size))));
+            (Win32::ERROR_SUCCESS, reported, Content::Empty)
         }
         CommandCode::Read => {
-            if st.cursors.len() <= d {
-                st.cursors.resize(d + 1, 0);
-            }
-            let cur = st.cursors[d];
-            let data = st
-                .media
-                .get(d)
-                .map(|m| m.slice(cur, u64::from(c.size)))
-                .unwrap_or_default();
-            let n = data.len();
-            st.cursors[d] += n;
-            let code = if n < u64::from(c.size) {
+            // The data is what the media holds (up to the size asked, or up
+            // to an explicit short count); `bytes` is what the client reports.
+            let want = bytes.unwrap_or(u64::from(c.size)).min(u64::from(c.size));
+            let data = media[d].slice(c.position, want);
+            let reported = bytes.unwrap_or(data.len());
+            let code = if data.len() < u64::from(c.size) && bytes.is_none() {
                 Win32::ERROR_HANDLE_EOF
             } else {
                 Win32::ERROR_SUCCESS
             };
-            (code, n, data)
+            (code, reported, data)
         }
         CommandCode::Flush | CommandCode::ClearError | CommandCode::Complete => {
             (Win32::ERROR_SUCCESS, 0, Content::Empty)
@@ -379,9 +390,8 @@ fn run_step(
                     index + 1
                 ))
             })?;
-            let (rc, rb, data) = reference_completion(&cmd, st);
+            let (rc, bytes, data) = reference_completion(&cmd, media(b, st), s.bytes);
             let code = s.code.as_deref().and_then(parse_win32).unwrap_or(rc);
-            let bytes = s.bytes.unwrap_or(rb);
             if s.tamper == Some(true) {
                 cmd.size = cmd.size.wrapping_add(1);
             }
@@ -394,8 +404,19 @@ fn run_step(
                 data,
             }
         }
-        Do::Drain => return drain(b, s, thread, st).map(Some),
+        Do::Drain => {
+            if let Some(label) = &s.async_label {
+                let h = handle(st, s)?;
+                let t = b.start_drain(thread, h, timeout_of(s))?;
+                st.tickets.insert(label.clone(), (t, index));
+                return Ok(None);
+            }
+            return drain(b, s, thread, st).map(Some);
+        }
         Do::StartStatement => {
+            if sc.server.statement.is_backup() {
+                *media(b, st) = vec![Content::Empty; usize::from(sc.server.devices)];
+            }
             b.start_statement(&statement(sc, setup.seed))?;
             return Ok(Some((Hresult::NOERROR, String::new())));
         }
@@ -487,7 +508,7 @@ fn drain(
             Value::Command(c) => {
                 n += 1;
                 st.last_cmd.insert(c.dev, c.clone());
-                let (code, bytes, data) = reference_completion(&c, st);
+                let (code, bytes, data) = reference_completion(&c, media(b, st), None);
                 let cr = b.call(
                     thread,
                     Call::CompleteCommand {

@@ -278,7 +278,18 @@ impl ClientSet {
                 Some(_) => {}
             }
         }
-        self.create(name, cfg, ns)
+        let r = self.create(name, cfg, ns);
+        if r.result.is_ok() {
+            let clause = match instance {
+                None => "create-ex.null-instance",
+                Some("") => "create-ex.empty-instance",
+                Some(_) => "create-ex.named-instance",
+            };
+            self.note("Instance", clause, || {
+                format!("instance {instance:?} accepted")
+            });
+        }
+        r
     }
 
     /// `GetConfiguration`. Pending while the server has not configured the set.

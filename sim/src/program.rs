@@ -491,6 +491,17 @@ impl Program for Controller {
     }
 }
 
+/// The reference device loop for handle `dev`, as a program of its own
+/// (the model backend runs a scripted `drain` with it).
+pub fn device_loop(spec: &ClientSpec, dev: DeviceHandle) -> Box<dyn Program> {
+    Box::new(DeviceLoop {
+        spec: spec.clone(),
+        dev,
+        pending: None,
+        done: false,
+    })
+}
+
 /// One device thread: GetCommand, perform, CompleteCommand, until VD_E_CLOSE
 /// or VD_E_ABORT.
 struct DeviceLoop {

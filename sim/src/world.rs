@@ -381,6 +381,7 @@ impl World {
                         | Hresult::VD_E_CLOSE
                 ))
             || (clause == "close.invalidates-devices" && code == p.use_after_close_code)
+            || (clause == "get-command.after-device-closed" && code == Hresult::VD_E_PROTOCOL)
             || (clause == "create.illegal-name" && code == p.create_illegal_name_code)
             || (clause == "create.name-in-use" && code == p.create_name_in_use_code)
     }
@@ -411,12 +412,36 @@ impl World {
 
     fn flush_server_out(&mut self) {
         let bound = self.bound;
-        for m in self.out_buf.drain(..) {
-            if matches!(m, ToClient::Abort) {
+        let msgs: Vec<ToClient> = self.out_buf.drain(..).collect();
+        for m in msgs {
+            if matches!(m, ToClient::Abort | ToClient::Died) {
+                // Abort is shared state in real VDI (a flag and a semaphore
+                // in shared memory), not a queued message: the client sees it
+                // at once, ahead of commands still in flight (clauses
+                // abort.server-signal, abort.no-commands-after).
                 self.aborted_seen = true;
+                self.abort_client_now(bound, m);
+            } else {
+                self.link.send_to_client(bound, m);
             }
-            self.link.send_to_client(bound, m);
         }
+    }
+
+    /// Applies a server-side abort or death to the client half immediately
+    /// and drops what was in flight towards it.
+    fn abort_client_now(&mut self, incarnation: u32, m: ToClient) {
+        self.link.to_client.retain(|x| x.incarnation != incarnation);
+        if !self.client_alive || incarnation != self.client.incarnation() {
+            return;
+        }
+        if self.trace.on() {
+            let d = brief_to_client(&m);
+            self.trace
+                .emit(self.now, "link", "ToClient", d, Some("abort.server-signal"));
+        }
+        self.client.deliver(m);
+        self.flush_client_out();
+        self.wake_blocked();
     }
 
     fn phase(&self) -> Phase {
@@ -544,6 +569,51 @@ impl World {
                 && let Some(r) = self.threads[t].reply.take()
             {
                 return Ok(r);
+            }
+            if let Some(end) = self.step_once(&mut choices) {
+                return Err(end);
+            }
+        }
+    }
+
+    /// Starts `prog` as a thread of the client process (for device `dev`).
+    pub fn spawn_program(
+        &mut self,
+        who: &str,
+        dev: Option<DevIx>,
+        prog: Box<dyn Program>,
+    ) -> usize {
+        if let Some(d) = dev
+            && self.proc_.devices.len() <= d as usize
+        {
+            self.proc_
+                .devices
+                .resize(d as usize + 1, DeviceReport::default());
+        }
+        self.threads.push(Thread {
+            who: who.to_string(),
+            prog,
+            state: TState::Ready,
+            reply: None,
+            pending_stall: 0,
+            dev,
+            scripted: false,
+        });
+        self.threads.len() - 1
+    }
+
+    /// Lets the world run until program thread `t` has exited; returns the
+    /// code that ended its device loop (NOERROR if it recorded none).
+    pub fn wait_thread(&mut self, t: usize) -> Result<Hresult, End> {
+        let mut choices = Vec::with_capacity(70);
+        loop {
+            if matches!(self.threads[t].state, TState::Done) {
+                let code = self.threads[t]
+                    .dev
+                    .and_then(|d| self.proc_.devices.get(d as usize))
+                    .and_then(|r| r.end)
+                    .unwrap_or(Hresult::NOERROR);
+                return Ok(code);
             }
             if let Some(end) = self.step_once(&mut choices) {
                 return Err(end);
@@ -797,18 +867,16 @@ impl World {
             return;
         };
         if m.incarnation != self.bound || self.server.is_idle() {
-            let bound = self.bound;
-            self.emit(
-                "link",
-                "Drop",
-                || {
-                    format!(
-                        "to-server for incarnation {} (server bound to {bound})",
-                        m.incarnation
-                    )
-                },
-                None,
-            );
+            let why = if m.incarnation != self.bound {
+                format!(
+                    "it concerns set incarnation {}, the server's statement incarnation {}",
+                    m.incarnation, self.bound
+                )
+            } else {
+                "no statement is running".to_string()
+            };
+            let what = brief_to_server(&m.msg);
+            self.emit("link", "Drop", || format!("{what}: {why}"), None);
             return;
         }
         if self.trace.on() {
@@ -1046,8 +1114,8 @@ impl World {
                     self.server.die(self.now, &mut self.trace);
                     self.server_alive = false;
                     self.link.to_server.clear();
-                    self.link.send_to_client(self.bound, ToClient::Died);
                     self.aborted_seen = true;
+                    self.abort_client_now(self.bound, ToClient::Died);
                     self.wake_statement_waiters();
                 }
             }

@@ -2633,8 +2633,9 @@ fn command_unanswered() {
 }
 
 /// `command.short-transfer`: ERROR_SUCCESS with fewer bytes than asked
-/// fails the statement (profile `fail`) or is reissued (`reissue`), and the
-/// stream stays byte-exact.
+/// fails the statement (profile `fail`) or is reissued (`reissue`) when that
+/// keeps the pipe's stream in order, which stays byte-exact; with later
+/// writes already sent, `reissue` cannot keep the order and fails.
 #[test]
 fn command_short_transfer() {
     let mut s = spec(Operation::Roundtrip, 1, 4);
@@ -2647,9 +2648,33 @@ fn command_short_transfer() {
         "{}",
         msgs(outcome(&r, 0))
     );
-    // Under `reissue` the server writes the remainder again.
+    // Under `reissue` with later writes already on the pipe, the remainder
+    // could only land after them: the statement fails instead.
     let mut cfg = WorldConfig::new(60);
     cfg.profile.short_transfer = ShortTransfer::Reissue;
+    let (mut d, ctl, ts, hs) = driven_backup(cfg, 1, 2, pipe(1));
+    let k = common::command(&d.get_command(ts[0], hs[0]));
+    d.w.process().media = vec![k.data.slice(0, 32768)];
+    let r = d.call(
+        ts[0],
+        Call::CompleteCommand {
+            dev: hs[0],
+            position: 0,
+            code: Win32::ERROR_SUCCESS,
+            bytes: 32768,
+            data: Content::Empty,
+            cmd: k,
+        },
+    );
+    assert_eq!(r.code, Hresult::NOERROR);
+    d.call(ctl, Call::Close);
+    let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
+    assert_eq!(o.reason, Some(FailReason::ShortTransfer), "{}", msgs(&o));
+
+    // With one write in flight at a time the server writes the remainder again.
+    let mut cfg = WorldConfig::new(60);
+    cfg.profile.short_transfer = ShortTransfer::Reissue;
+    cfg.profile.queue_depth_per_device = 1;
     let (mut d, ctl, ts, hs) = driven_backup(cfg, 1, 2, pipe(1));
     let k = common::command(&d.get_command(ts[0], hs[0]));
     assert_eq!(k.size, 65536);

@@ -3,19 +3,22 @@
 
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::collections::BTreeMap;
+use vdi_sim::client::DeviceHandle;
 use vdi_sim::fault::Fault;
 use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{Call, ClientSpec, Reply};
+use vdi_sim::program::{self, Call, ClientSpec, Reply};
 use vdi_sim::statement::Statement;
 use vdi_sim::summary;
 use vdi_sim::trace::Trace;
-use vdi_sim::world::{End, RunResult, Timeout, World, WorldConfig};
+use vdi_sim::world::{ClientProcess, End, RunResult, Timeout, World, WorldConfig};
 
 /// The built-in model.
 #[derive(Default)]
 pub struct ModelBackend {
     world: Option<World>,
     threads: BTreeMap<String, usize>,
+    /// Tickets that are program threads (drains), not scripted calls.
+    programs: BTreeMap<usize, ()>,
 }
 
 fn config(setup: &CaseSetup) -> WorldConfig {
@@ -70,6 +73,7 @@ impl Backend for ModelBackend {
     fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
         self.world = Some(World::new_driven(config(setup), trace(setup)));
         self.threads.clear();
+        self.programs.clear();
         Ok(())
     }
 
@@ -80,7 +84,39 @@ impl Backend for ModelBackend {
     }
 
     fn join(&mut self, t: Ticket) -> Result<Reply, BackendError> {
+        if self.programs.remove(&t.0).is_some() {
+            let code = self.world()?.wait_thread(t.0).map_err(ended)?;
+            return Ok(Reply::code(code, "term.close-device"));
+        }
         self.world()?.wait_call(t.0).map_err(ended)
+    }
+
+    fn client_process(&mut self) -> Option<&mut ClientProcess> {
+        self.world.as_mut().map(|w| w.process())
+    }
+
+    fn start_drain(
+        &mut self,
+        thread: &str,
+        dev: DeviceHandle,
+        timeout: Timeout,
+    ) -> Result<Ticket, BackendError> {
+        let gct = match timeout {
+            Timeout::Infinite => vdi_spec::layout::limits::INFINITE,
+            Timeout::Ms(ms) => ms.min(u64::from(u32::MAX - 1)) as u32,
+        };
+        let spec = ClientSpec {
+            get_command_timeout_ms: gct,
+            ..ClientSpec::default()
+        };
+        let w = self.world()?;
+        let t = w.spawn_program(
+            &format!("{thread}-drain"),
+            Some(dev.index),
+            program::device_loop(&spec, dev),
+        );
+        self.programs.insert(t, ());
+        Ok(Ticket(t))
     }
 
     fn start_statement(&mut self, stmt: &Statement) -> Result<(), BackendError> {

@@ -451,6 +451,19 @@ impl ServerHalf {
         }
     }
 
+    /// Under `reissue`, a short write's remainder can be written again only
+    /// if that keeps the pipe's stream in order and every transfer a
+    /// multiple of BLOCKSIZE (§1.3, §5.2): the short write must be the last
+    /// write sent on its device, nothing else waiting to be reissued, and
+    /// the bytes written a whole number of blocks.
+    fn reissue_keeps_order(&self, d: usize, slot: &Slot, bytes: u64) -> bool {
+        let dev = &self.devs[d];
+        let block = u64::from(self.block.max(1));
+        slot.pos + u64::from(slot.size) == dev.issued
+            && dev.reissue.is_empty()
+            && bytes.is_multiple_of(block)
+    }
+
     /// Under `reissue`: bounds zero-progress short transfers.
     pub(super) fn note_progress(
         &mut self,
@@ -512,7 +525,19 @@ impl ServerHalf {
             self.devs[d].clearing = false;
             return self.on_clear_error(now, d, code, out, tr);
         }
-        if slot.kind == Kind::Extra {
+        // VDC_Flush is required in every device mode (§5.0): refusing it is a
+        // client violation wherever it happens (field row 18), and a failure.
+        let flush_refused = slot.code == CommandCode::Flush && code == Win32::ERROR_NOT_SUPPORTED;
+        if flush_refused {
+            ev!(
+                tr,
+                now,
+                "ClientMisuse",
+                Some("flush.restore-not-supported-misuse"),
+                "dev={d} VDC_Flush -> {code}: every client must support VDC_Flush"
+            );
+        }
+        if slot.kind == Kind::Extra && !flush_refused {
             if code == Win32::ERROR_NOT_SUPPORTED && self.client_enters_io_error(code) {
                 ev!(
                     tr,
@@ -570,15 +595,12 @@ impl ServerHalf {
                     slot.code
                 );
             }
-            return self.device_error(
-                now,
-                d,
-                code,
-                reason,
-                messages::write_failed(&name, code),
-                out,
-                tr,
-            );
+            let m = if self.kind.is_backup() {
+                messages::write_failed(&name, code)
+            } else {
+                messages::read_failed(&name, code)
+            };
+            return self.device_error(now, d, code, reason, m, out, tr);
         }
         match slot.kind {
             Kind::Write => {
@@ -609,6 +631,19 @@ impl ServerHalf {
                                 "ShortTransfer",
                                 Some("command.short-transfer"),
                                 "dev={d} id={} wrote {bytes} of {} as success: fail",
+                                c.id.0,
+                                slot.size
+                            );
+                            let m = messages::short_transfer(true, &name, bytes, slot.size);
+                            self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
+                        }
+                        ShortTransfer::Reissue if !self.reissue_keeps_order(d, &slot, bytes) => {
+                            ev!(
+                                tr,
+                                now,
+                                "ShortTransfer",
+                                Some("command.short-transfer"),
+                                "dev={d} id={} wrote {bytes} of {} as success: the remainder cannot be reissued in stream order (later writes already sent, or not a BLOCKSIZE multiple): fail",
                                 c.id.0,
                                 slot.size
                             );

@@ -1180,13 +1180,41 @@ fn command_short_transfer_fail() {
 }
 
 /// Clause `command.short-transfer`, policy `reissue`: the remainder of a
-/// short Write is written again; a short Read lowers the request cursor so
-/// more is read; both streams stay byte-exact.
+/// short Write is written again when that keeps the pipe in order (here:
+/// one write in flight at a time); a short Read lowers the request cursor so
+/// more is read; both streams stay byte-exact. A short write with later
+/// writes already sent cannot be reissued in order: the statement fails.
 #[test]
 fn command_short_transfer_reissue() {
     let p = Profile {
         short_transfer: ShortTransfer::Reissue,
         ..Profile::default()
+    };
+    // Later writes already sent: no in-order reissue is possible.
+    let mut h = H::new(p.clone());
+    h.start(backup(1, 8 * 65536), set_cfg(1, Features::LikePipe));
+    let mut n = 0;
+    h.run(|cl, cmd| {
+        if cmd.code == CommandCode::Write {
+            n += 1;
+            if n == 1 {
+                cl.grow(0);
+                cl.media[0].append(&cmd.data.slice(0, u64::from(cmd.size / 2)));
+                return Reply::With(done(cmd, Win32::ERROR_SUCCESS, u64::from(cmd.size / 2)));
+            }
+        }
+        Reply::Perfect
+    });
+    assert_eq!(
+        h.outcome().reason,
+        Some(FailReason::ShortTransfer),
+        "{:?}",
+        h.outcome()
+    );
+
+    let p = Profile {
+        queue_depth_per_device: 1,
+        ..p
     };
     let mut h = H::new(p.clone());
     h.start(backup(1, 8 * 65536), set_cfg(1, Features::LikePipe));
