@@ -76,10 +76,10 @@ pub enum SimulateError {
         "--read-sizes '{0}': use max, seeded, or a number of bytes (a multiple of --block-size)"
     )]
     ReadSizes(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Options(#[from] vdi_spec::options::OptionError),
     #[error("--faults: {0}")]
-    Faults(#[from] vdi_sim::fault::UnknownPlan),
+    Faults(vdi_sim::fault::UnknownPlan),
 }
 
 /// What `simulate` produced.
@@ -146,7 +146,7 @@ pub fn build(a: &SimulateArgs) -> Result<(ClientSpec, WorldConfig), SimulateErro
             });
     }
     let mut cfg = WorldConfig::new(a.seed);
-    cfg.faults = summary::fault_plan(&a.faults, &spec, a.seed)?;
+    cfg.faults = summary::fault_plan(&a.faults, &spec, a.seed).map_err(SimulateError::Faults)?;
     Ok((spec, cfg))
 }
 
