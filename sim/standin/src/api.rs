@@ -193,7 +193,9 @@ pub struct SetCore {
     /// Device objects handed out, kept until the set object is destroyed
     /// (tombstones: after Close they answer the use-after-close code).
     devices: Mutex<Vec<Arc<DevCore>>>,
-    /// Extra per-ABI device objects (the Linux one-pointer objects).
+    /// Extra per-ABI device objects (the Linux one-pointer objects). Boxed:
+    /// their addresses are handed to C and must not move when the Vec grows.
+    #[allow(clippy::vec_box)]
     pub(crate) linux_devices: Mutex<Vec<Box<crate::linux::LinuxDevObj>>>,
 }
 

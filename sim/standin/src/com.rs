@@ -25,6 +25,8 @@ use vdi_spec::{Hresult, VdConfig, VdcCommand};
 /// `DllCanUnloadNow`.
 pub static OBJECTS: AtomicUsize = AtomicUsize::new(0);
 
+/// The Windows name of a COM result code.
+#[allow(clippy::upper_case_acronyms)]
 type HRESULT = i32;
 
 const fn hr(h: Hresult) -> HRESULT {

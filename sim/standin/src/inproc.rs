@@ -561,6 +561,7 @@ impl Job {
                     sent += 1;
                     if let Some(b) = c.buffer {
                         if c.code == CommandCode::Read {
+                            self.pool.ensure(b);
                             reads.insert(c.id, (b, c.size));
                         } else {
                             self.pool.with_bytes(b, c.size as usize, |buf| {

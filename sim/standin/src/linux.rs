@@ -15,6 +15,10 @@
 //! Timeouts are `time_t` milliseconds, negative = forever. Names are
 //! NUL-terminated UTF-8. `RegisterDeviceClosed` is a documented no-op.
 
+// `c_long` / `c_ulong` are 64-bit on Linux but 32-bit on Windows, where this
+// module also compiles: the widening conversions are not useless there.
+#![allow(clippy::useless_conversion)]
+
 use crate::api::{self, DevCore, NAME_MAX, SetCore};
 use crate::runtime::CreateKind;
 use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};

@@ -24,6 +24,8 @@ use windows_sys::Win32::System::Registry::{
     RegCreateKeyExW, RegDeleteTreeW, RegSetValueExW,
 };
 
+/// The Windows name of a COM result code.
+#[allow(clippy::upper_case_acronyms)]
 type HRESULT = i32;
 
 const S_OK: HRESULT = 0;
