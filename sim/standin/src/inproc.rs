@@ -61,7 +61,7 @@ pub struct Plan {
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 pub struct PlanStatement {
     /// `backup-database`, `backup-log`, `restore-database`, `restore-log`,
-    /// `restore-headeronly`, `restore-filelistonly`, `restore-verifyonly`.
+    /// `restore-header-only`, `restore-filelist-only`, `restore-verify-only`.
     pub kind: StatementKind,
     /// Database name (default `vdisim`).
     pub database: String,
@@ -83,10 +83,11 @@ pub struct PlanStatement {
     pub read_sizes: ReadSizes,
     /// HEADERONLY/FILELISTONLY: bytes read before closing (default 64 KiB).
     pub metadata_bytes: u64,
-    /// Extra commands (probes): `{ dev, after_data_commands, code }`.
+    /// Extra commands (probes): `{ dev = 0, after_data_commands = 2, code =
+    /// "GetPosition" }` (command names without the `VDC_` prefix).
     pub extra_commands: Vec<ExtraCommand>,
-    /// Fault: the server calls SignalAbort once it has sent this many
-    /// commands (a KILL mid-stream).
+    /// Fault: the server calls SignalAbort once the client has completed
+    /// this many commands (a KILL mid-stream).
     pub abort_after_commands: Option<u64>,
     /// Fault: the server calls SignalAbort this many ms after the set was
     /// created.
@@ -552,23 +553,24 @@ impl Job {
         server.start(self.now(), self.stmt.clone(), set, &mut out, &mut tr);
         // Reads in flight: command id -> (buffer, size).
         let mut reads: BTreeMap<CmdId, (BufId, u32)> = BTreeMap::new();
-        let mut sent = 0u64;
+        let mut completed = 0u64;
         let mut aborted = false;
         let mut client_gone = false;
         loop {
             for m in out.drain(..) {
-                if let ToClient::Command(c) = &m {
-                    sent += 1;
-                    if let Some(b) = c.buffer {
-                        if c.code == CommandCode::Read {
-                            self.pool.ensure(b);
-                            reads.insert(c.id, (b, c.size));
-                        } else {
-                            self.pool.with_bytes(b, c.size as usize, |buf| {
-                                let n = (c.data.len() as usize).min(buf.len());
-                                data::materialize(&c.data.slice(0, n as u64), &mut buf[..n]);
-                            });
-                        }
+                if let ToClient::Command(c) = &m
+                    && let Some(b) = c.buffer
+                {
+                    if c.code == CommandCode::Read {
+                        self.pool.ensure(b);
+                        reads.insert(c.id, (b, c.size));
+                    } else {
+                        // A Write's content is in the buffer before the
+                        // client can see the command.
+                        self.pool.with_bytes(b, c.size as usize, |buf| {
+                            let n = (c.data.len() as usize).min(buf.len());
+                            data::materialize(&c.data.slice(0, n as u64), &mut buf[..n]);
+                        });
                     }
                 }
                 match self.rt.upgrade() {
@@ -585,7 +587,7 @@ impl Job {
                 server.on_message(self.now(), ToServer::Died, &mut out, &mut tr);
                 continue;
             }
-            if !aborted && self.p.abort_after_commands.is_some_and(|n| sent >= n) {
+            if !aborted && self.p.abort_after_commands.is_some_and(|n| completed >= n) {
                 aborted = true;
                 server.signal_abort(self.now(), &mut out, &mut tr);
                 continue;
@@ -603,6 +605,9 @@ impl Job {
             let now = self.now();
             match r {
                 Ok(ToServer::Completed(mut c)) => {
+                    if !c.auto {
+                        completed += 1;
+                    }
                     if let Some((b, size)) = reads.remove(&c.id)
                         && !c.auto
                         && c.bytes > 0
