@@ -490,7 +490,17 @@ impl Connector for InprocConnector {
         };
         let spawned = std::thread::Builder::new()
             .name(format!("vdisim-server-{}", set.name))
-            .spawn(move || job.run());
+            .spawn(move || {
+                let (rt, inc) = (job.rt.clone(), job.incarnation);
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run())).is_err() {
+                    // A model bug must not leave the client waiting forever:
+                    // it sees the server die (VD_E_ABORT).
+                    eprintln!("vdisim: the in-process server thread panicked");
+                    if let Some(rt) = rt.upgrade() {
+                        rt.deliver_from(inc, ToClient::Died);
+                    }
+                }
+            });
         if let Err(e) = spawned {
             eprintln!("vdisim: cannot start the in-process server thread: {e}");
             return Connection::none();

@@ -266,10 +266,17 @@ impl SetRuntime {
                 g.flushing = true;
                 g.outbox.drain(..).collect()
             };
-            for (t, m) in batch {
-                t.send(m);
-            }
+            // A panicking transport must not leave `flushing` set (every
+            // later message would stay in the outbox): reset, then re-raise.
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (t, m) in batch {
+                    t.send(m);
+                }
+            }));
             self.lock().flushing = false;
+            if let Err(p) = sent {
+                std::panic::resume_unwind(p);
+            }
         }
     }
 
