@@ -291,6 +291,54 @@ pub fn parse(bytes: &[u8], hint_origin: u64, hint_offset: u64) -> Content {
     out
 }
 
+/// Recognises materialised bytes without a hint: each 512-byte chunk of
+/// `bytes` (counted from its first byte) is matched first as the
+/// continuation of the previous chunk's stream, then against its own tag
+/// (origin and offset in its first 16 bytes, offset a multiple of
+/// [`TAG_BLOCK`]). A chunk that matches neither becomes `Garbage`, as does a
+/// leading chunk too short to carry a tag: parsing never invents a match.
+/// This is how a real buffer (the stand-in library) is read back when the
+/// reader does not know which stream it should hold.
+pub fn parse_tagged(bytes: &[u8]) -> Content {
+    let mut out = Content::Empty;
+    let mut scratch = [0u8; TAG_BLOCK as usize];
+    let mut next: Option<(u64, u64)> = None;
+    for chunk in bytes.chunks(TAG_BLOCK as usize) {
+        let n = chunk.len();
+        let mut candidates: [Option<(u64, u64)>; 2] = [next, None];
+        if n >= 16 {
+            let origin = u64::from_le_bytes(chunk[0..8].try_into().unwrap_or_default());
+            let offset = u64::from_le_bytes(chunk[8..16].try_into().unwrap_or_default());
+            if offset.is_multiple_of(TAG_BLOCK) && Some((origin, offset)) != next {
+                candidates[1] = Some((origin, offset));
+            }
+        }
+        let mut hit = None;
+        for (origin, offset) in candidates.into_iter().flatten() {
+            fill(origin, offset, &mut scratch[..n]);
+            if scratch[..n] == *chunk {
+                hit = Some((origin, offset));
+                break;
+            }
+        }
+        match hit {
+            Some((origin, offset)) => {
+                out.push(Extent::Stream {
+                    origin,
+                    offset,
+                    len: n as u64,
+                });
+                next = Some((origin, offset + n as u64));
+            }
+            None => {
+                out.push(Extent::Garbage { len: n as u64 });
+                next = None;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +383,26 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Extent::Garbage { .. }))
         );
+    }
+
+    #[test]
+    fn parse_tagged_reads_each_blocks_own_tag() {
+        let mut c = Content::stream(42, 1024, 1536);
+        c.append(&Content::stream(7, 0, 1000));
+        let mut buf = vec![0u8; c.len() as usize];
+        materialize(&c, &mut buf);
+        assert_eq!(parse_tagged(&buf), c);
+        buf[600] ^= 1;
+        let p = parse_tagged(&buf);
+        assert_eq!(p.len(), c.len());
+        assert_eq!(p.extents()[1], Extent::Garbage { len: 512 });
+        assert!(
+            parse_tagged(&[0u8; 700])
+                .extents()
+                .iter()
+                .all(|e| matches!(e, Extent::Garbage { .. }))
+        );
+        assert_eq!(parse_tagged(&[]), Content::Empty);
     }
 
     #[test]
