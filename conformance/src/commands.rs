@@ -7,7 +7,7 @@ use crate::runner::{self, Plan};
 use crate::scenario::{self, Scenario};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
-use vdi_reports::schema::{RunReport, Verdict};
+use vdi_reports::schema::{RunReport, TimelineEvent};
 use vdi_sim::trace::Trace;
 
 /// A command's printed text and exit status (0 ok, 1 spec violated, 2 usage or input error).
@@ -230,19 +230,7 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
         g.result.verdict
     );
     for e in &g.result.timeline {
-        let _ = writeln!(
-            s,
-            "  {:>5} {:>8}ms {:<7} {:<18} {}{}",
-            e.seq,
-            e.t,
-            e.who,
-            e.what,
-            e.detail,
-            e.clause
-                .as_ref()
-                .map(|c| format!("  [{c}]"))
-                .unwrap_or_default()
-        );
+        let _ = writeln!(s, "{}", timeline_line("  ", e));
     }
     let _ = writeln!(s, "trace-hash {}", g.result.trace_hash);
     Ok(ok(s))
@@ -281,19 +269,7 @@ pub fn replay(dir: &Path, name: &str, seed: Option<u64>, backend: &str) -> Resul
         } else {
             "  "
         };
-        let _ = writeln!(
-            s,
-            "{mark}{:>5} {:>8}ms {:<7} {:<18} {}{}",
-            e.seq,
-            e.t,
-            e.who,
-            e.what,
-            e.detail,
-            e.clause
-                .as_ref()
-                .map(|c| format!("  [{c}]"))
-                .unwrap_or_default()
-        );
+        let _ = writeln!(s, "{}", timeline_line(mark, e));
     }
     let _ = writeln!(
         s,
@@ -362,18 +338,15 @@ pub fn check_determinism(dir: &Path, seeds: u64) -> Result<Output, String> {
     })
 }
 
-/// Counts verdicts for quick summaries.
-pub fn verdict_counts(r: &RunReport) -> Vec<(Verdict, usize)> {
-    use Verdict::*;
-    [
-        Pass,
-        Violation,
-        Lenient,
-        Unimplemented,
-        ExpectedDeviation,
-        UnexpectedPass,
-    ]
-    .into_iter()
-    .map(|v| (v, r.cases.iter().filter(|c| c.verdict == v).count()))
-    .collect()
+/// One trace event as `explain` and `replay` print it.
+fn timeline_line(mark: &str, e: &TimelineEvent) -> String {
+    let clause = e
+        .clause
+        .as_ref()
+        .map(|c| format!("  [{c}]"))
+        .unwrap_or_default();
+    format!(
+        "{mark}{:>5} {:>8}ms {:<7} {:<18} {}{clause}",
+        e.seq, e.t, e.who, e.what, e.detail
+    )
 }
