@@ -414,17 +414,10 @@ impl ServerHalf {
         if bytes < u64::from(slot.size) {
             match self.profile.short_transfer {
                 ShortTransfer::Fail => {
-                    ev!(
-                        tr,
-                        now,
-                        "ShortTransfer",
-                        Some("command.short-transfer"),
-                        "dev={d} id={} read {bytes} of {} as success: fail",
-                        slot.id.0,
-                        slot.size
+                    let size = slot.size;
+                    self.fail_short_transfer(
+                        now, d, false, slot.id, bytes, size, "fail", code, out, tr,
                     );
-                    let m = messages::short_transfer(false, &name, bytes, slot.size);
-                    self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
                 }
                 ShortTransfer::Reissue => {
                     let dev = &mut self.devs[d];
@@ -449,6 +442,36 @@ impl ServerHalf {
         if dev.done >= dev.target && dev.reads.is_empty() && self.running {
             dev.ended = true;
         }
+    }
+
+    /// Fails the statement for a transfer reported as success with fewer
+    /// bytes than asked (clause `command.short-transfer`).
+    #[allow(clippy::too_many_arguments)]
+    fn fail_short_transfer(
+        &mut self,
+        now: u64,
+        d: usize,
+        write: bool,
+        id: CmdId,
+        bytes: u64,
+        size: u32,
+        why: &str,
+        code: Win32,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let verb = if write { "wrote" } else { "read" };
+        ev!(
+            tr,
+            now,
+            "ShortTransfer",
+            Some("command.short-transfer"),
+            "dev={d} id={} {verb} {bytes} of {size} as success: {why}",
+            id.0
+        );
+        let name = self.devs[d].name.clone();
+        let m = messages::short_transfer(write, &name, bytes, size);
+        self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
     }
 
     /// Under `reissue`, a short write's remainder can be written again only
@@ -625,30 +648,15 @@ impl ServerHalf {
                 if bytes < u64::from(slot.size) {
                     match self.profile.short_transfer {
                         ShortTransfer::Fail => {
-                            ev!(
-                                tr,
-                                now,
-                                "ShortTransfer",
-                                Some("command.short-transfer"),
-                                "dev={d} id={} wrote {bytes} of {} as success: fail",
-                                c.id.0,
-                                slot.size
+                            self.fail_short_transfer(
+                                now, d, true, c.id, bytes, slot.size, "fail", code, out, tr,
                             );
-                            let m = messages::short_transfer(true, &name, bytes, slot.size);
-                            self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
                         }
                         ShortTransfer::Reissue if !self.reissue_keeps_order(d, &slot, bytes) => {
-                            ev!(
-                                tr,
-                                now,
-                                "ShortTransfer",
-                                Some("command.short-transfer"),
-                                "dev={d} id={} wrote {bytes} of {} as success: the remainder cannot be reissued in stream order (later writes already sent, or not a BLOCKSIZE multiple): fail",
-                                c.id.0,
-                                slot.size
+                            let why = "the remainder cannot be reissued in stream order (later writes already sent, or not a BLOCKSIZE multiple): fail";
+                            self.fail_short_transfer(
+                                now, d, true, c.id, bytes, slot.size, why, code, out, tr,
                             );
-                            let m = messages::short_transfer(true, &name, bytes, slot.size);
-                            self.fail(now, None, FailReason::ShortTransfer, m, code, out, tr);
                         }
                         ShortTransfer::Reissue => {
                             let rest = slot.size - bytes as u32;
