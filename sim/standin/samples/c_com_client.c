@@ -405,7 +405,7 @@ int main(int argc, char **argv) {
         if (!ok)
             return finish(mode, 0);
         /* Close returned NOERROR: the same object may create again. */
-        create_set(set, "reuse", "CreateEx again on the same object");
+        create_set(set, "reuse", "create again on the same object");
         for (int i = 0; i < NDEV; i++) {
             char what[64];
             VDC_Command *cmd = (VDC_Command *)&what; /* must come back NULL */
