@@ -14,7 +14,7 @@
 //! after every wake, so spurious wakeups are harmless. A wait with a finite
 //! timeout computes its deadline once, from the runtime's clock
 //! ([`sync::Clock`]: `Instant` outside loom, a virtual clock moved by
-//! [`SetRuntime::advance_clock`] under loom), and answers the half's
+//! `SetRuntime::advance_clock` under loom), and answers the half's
 //! `*_timeout()` result once the deadline has passed.
 //!
 //! # How it talks
@@ -225,7 +225,7 @@ impl SetRuntime {
                 notes: VecDeque::new(),
             }),
             cond: Condvar::new(),
-            clock: Clock::default(),
+            clock: Clock::new(),
             connector,
         })
     }

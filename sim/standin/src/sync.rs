@@ -31,6 +31,11 @@ pub struct Clock;
 
 #[cfg(not(loom))]
 impl Clock {
+    /// The clock.
+    pub fn new() -> Clock {
+        Clock
+    }
+
     /// Now.
     pub fn now(&self) -> Instant {
         Instant::now()
@@ -67,6 +72,11 @@ pub struct Clock(loom::sync::atomic::AtomicU64);
 
 #[cfg(loom)]
 impl Clock {
+    /// A virtual clock at 0.
+    pub fn new() -> Clock {
+        Clock::default()
+    }
+
     /// Now.
     pub fn now(&self) -> Instant {
         Instant(self.0.load(std::sync::atomic::Ordering::SeqCst))

@@ -244,6 +244,35 @@ fn close_vs_blocked_get_command_finite_timeout() {
     });
 }
 
+/// Close against a GetCommand whose 10 ms timeout may expire meanwhile
+/// (waiter, timer, closer).
+///
+/// Clauses `close.devices-open` and `close.invalidates-devices` (the
+/// use-after-close code), or `get-command.timeout` (VD_E_TIMEOUT) only if
+/// the timer fired first; never a hang.
+#[test]
+fn close_vs_get_command_timeout_expiry() {
+    model("close_vs_get_command_timeout_expiry", || {
+        let (rt, server, hs, _) = active(1, 1, None);
+        let h = hs[0];
+        let rt2 = rt.clone();
+        let waiter = thread::spawn(move || rt2.get_command(h, Timeout::Ms(10)));
+        let rt3 = rt.clone();
+        let timer = thread::spawn(move || rt3.advance_clock(Duration::from_millis(10)));
+        let r = rt.close();
+        assert_eq!((r.code(), r.clause), (close_code(), "close.devices-open"));
+        timer.join().unwrap();
+        let r = waiter.join().unwrap();
+        let uac = Profile::default().use_after_close_code;
+        assert!(
+            (r.code(), r.clause) == (uac, "close.invalidates-devices")
+                || (r.code(), r.clause) == (Hresult::VD_E_TIMEOUT, "get-command.timeout"),
+            "{r:?}"
+        );
+        assert_eq!(server.sent(), vec![ToServer::Abort, ToServer::Closed]);
+    });
+}
+
 // ----- SignalAbort against blocked GetConfiguration / GetCommand ----------------------------
 
 /// SignalAbort while GetConfiguration(INFINITE) waits for a server that has
