@@ -99,9 +99,11 @@ fn loom_models_pass() {
     };
     let elapsed = t0.elapsed();
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let mut models = 0;
     for l in out.lines() {
         if let Some(i) = l.find("loom model") {
             println!("{}", &l[i..]);
+            models += 1;
         }
     }
     println!(
@@ -114,8 +116,10 @@ fn loom_models_pass() {
         status.success(),
         "loom suite failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}"
     );
+    // A build without `--cfg loom` would compile the suite to nothing and
+    // pass: require the models to have run.
     assert!(
-        out.contains("test result: ok. "),
-        "no loom test ran:\n{out}\n{err}"
+        out.contains("test result: ok. ") && models > 0,
+        "no loom model ran (was --cfg loom applied?):\n{out}\n{err}"
     );
 }
