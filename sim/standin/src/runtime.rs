@@ -12,8 +12,10 @@
 //! SignalAbort, a completion, Create, OpenDevice) notifies *all* waiters
 //! before releasing the lock, so no wakeup is lost; every waiter re-polls
 //! after every wake, so spurious wakeups are harmless. A wait with a finite
-//! timeout computes its deadline once, from [`Instant`], and answers the
-//! half's `*_timeout()` result once the deadline has passed.
+//! timeout computes its deadline once, from the runtime's clock
+//! ([`sync::Clock`]: `Instant` outside loom, a virtual clock moved by
+//! `SetRuntime::advance_clock` under loom), and answers the half's
+//! `*_timeout()` result once the deadline has passed.
 //!
 //! # How it talks
 //!
@@ -27,11 +29,11 @@
 //! must therefore not call back synchronously (it gets a [`Weak`] handle and
 //! typically spawns a thread).
 
-use crate::sync::{self, Condvar, Mutex, MutexGuard};
+use crate::sync::{self, Clock, Condvar, Instant, Mutex, MutexGuard};
 use std::collections::{BTreeMap, VecDeque};
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vdi_sim::client::{ClientSet, DeviceHandle, Namespace, Note, Poll, Ret};
 use vdi_sim::msg::{BufId, Cmd, ToClient, ToServer};
 pub use vdi_sim::world::Timeout;
@@ -153,6 +155,7 @@ struct Inner {
 pub struct SetRuntime {
     inner: Mutex<Inner>,
     cond: Condvar,
+    clock: Clock,
     connector: Arc<dyn Connector>,
 }
 
@@ -197,11 +200,11 @@ impl ProcessNamespace {
     }
 }
 
-fn deadline(timeout: Timeout) -> Option<Instant> {
+fn deadline(clock: &Clock, timeout: Timeout) -> Option<Instant> {
     match timeout {
         Timeout::Infinite => None,
         // A deadline too far to represent is forever.
-        Timeout::Ms(ms) => Instant::now().checked_add(Duration::from_millis(ms)),
+        Timeout::Ms(ms) => clock.now().checked_add(Duration::from_millis(ms)),
     }
 }
 
@@ -222,6 +225,7 @@ impl SetRuntime {
                 notes: VecDeque::new(),
             }),
             cond: Condvar::new(),
+            clock: Clock::new(),
             connector,
         })
     }
@@ -297,7 +301,7 @@ impl SetRuntime {
         mut poll: impl FnMut(&mut ClientSet) -> Poll<T>,
         expired: impl FnOnce(&ClientSet) -> T,
     ) -> T {
-        let dl = deadline(timeout);
+        let dl = deadline(&self.clock, timeout);
         let mut g = self.lock();
         loop {
             if let Poll::Ready(v) = poll(&mut g.client) {
@@ -307,7 +311,7 @@ impl SetRuntime {
             match dl {
                 None => g = sync::wait(&self.cond, g),
                 Some(d) => {
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     if now >= d {
                         let v = expired(&g.client);
                         self.finish(g);
@@ -317,6 +321,18 @@ impl SetRuntime {
                 }
             }
         }
+    }
+
+    /// Loom models only: time passes by `d` on the virtual clock — the
+    /// expiry of a timer. Done under the lock and followed by a wake of
+    /// every waiter, as the OS timer of a real `wait_timeout` would wake its
+    /// waiter: a waiter whose deadline has passed then answers its timeout.
+    #[cfg(loom)]
+    pub fn advance_clock(&self, d: Duration) {
+        let g = self.lock();
+        self.clock.advance(d);
+        self.cond.notify_all();
+        drop(g);
     }
 
     // ----- IClientVirtualDeviceSet2 ---------------------------------------------------
