@@ -200,17 +200,46 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
         );
     } else {
         for (i, st) in sc.steps.iter().enumerate() {
+            let thread = st.thread.as_deref().unwrap_or("ctl");
+            let action = st.action.map_or("-".to_string(), |a| format!("{a:?}"));
+            let clause = st
+                .clause
+                .as_ref()
+                .map(|c| format!("  [{c}]"))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "  {:>2}. [{}] {:?} expect {:?}",
+                "  {:>2}. {thread:<5} {action:<18} expect {}{clause}",
                 i + 1,
-                st.thread.as_deref().unwrap_or("ctl"),
-                st.action.unwrap_or(scenario::Do::Close),
-                st.expect
+                describe_expect(&st.expect)
             );
         }
     }
-    let _ = writeln!(s, "  end: {:?}", sc.expect);
+    let e = &sc.expect;
+    let _ = writeln!(s, "\nthe case must end:");
+    let _ = writeln!(s, "  run ends {}", e.end.as_deref().unwrap_or("finished"));
+    if let Some(o) = &e.outcome {
+        let reason = e.reason.map(|r| format!(" ({r:?})")).unwrap_or_default();
+        let _ = writeln!(s, "  statement {o}{reason}");
+    }
+    if !e.messages.is_empty() {
+        let _ = writeln!(s, "  messages include {:?}", e.messages);
+    }
+    if let Some(d) = &e.devices {
+        let _ = writeln!(s, "  device loops end {}", d.join(", "));
+    }
+    if !e.hits.is_empty() {
+        let _ = writeln!(s, "  the model cites {}", e.hits.join(", "));
+    }
+    if e.violations.is_empty() {
+        let _ = writeln!(s, "  every invariant holds");
+    } else {
+        let _ = writeln!(
+            s,
+            "  the invariant checks report {}",
+            e.violations.join(", ")
+        );
+    }
     let seed = sc.seeds[0];
     let mut m = backends::model::ModelBackend::default();
     let g = oracle::grade(
@@ -349,4 +378,17 @@ fn timeline_line(mark: &str, e: &TimelineEvent) -> String {
         "{mark}{:>5} {:>8}ms {:<7} {:<18} {}{clause}",
         e.seq, e.t, e.who, e.what, e.detail
     )
+}
+
+/// An expectation as a person reads it.
+fn describe_expect(e: &scenario::Expect) -> String {
+    match e {
+        scenario::Expect::One(x) if x == "model" => "what the model predicts".into(),
+        scenario::Expect::One(x) if x == "any" => "any code".into(),
+        scenario::Expect::One(x) => x.clone(),
+        scenario::Expect::AnyOf(v) => v.join(" or "),
+        scenario::Expect::Graded { code, lenient } => {
+            format!("{code} (lenient: {})", lenient.join(", "))
+        }
+    }
 }
