@@ -198,6 +198,13 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
             spec.operation,
             crate::script::statement(&sc, sc.seeds[0]).to_tsql()
         );
+        let plan = sc.fault_plan(sc.seeds[0]);
+        if !plan.faults.is_empty() {
+            let _ = writeln!(s, "  with faults ({}):", plan.name);
+            for f in &plan.faults {
+                let _ = writeln!(s, "    {:?} on {:?}: {:?}", f.phase, f.trigger, f.fault);
+            }
+        }
     } else {
         for (i, st) in sc.steps.iter().enumerate() {
             let thread = st.thread.as_deref().unwrap_or("ctl");
