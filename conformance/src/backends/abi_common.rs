@@ -61,7 +61,10 @@ pub const ENV_LIBRARY: &str = "VDISIM_LIBSQLVDI";
 
 /// Longest a `join`, `wait_statement` or `finish` waits in real time before
 /// the run is declared hung.
-pub const HANG_AFTER: Duration = Duration::from_secs(60);
+pub const HANG_AFTER: Duration = Duration::from_secs(20);
+
+/// Longest `sleep` step staged in real time (longer ones: unsupported).
+pub const MAX_SLEEP_MS: u64 = 5_000;
 
 /// The client API of one binary interface, over raw addresses.
 pub trait Abi: Send + Sync {
@@ -903,6 +906,11 @@ impl AbiDriver {
     }
 
     pub fn sleep(&mut self, ms: u64) -> Result<(), BackendError> {
+        if ms > MAX_SLEEP_MS {
+            return Err(BackendError::Unsupported(format!(
+                "a sleep of {ms} ms: real backends stage at most {MAX_SLEEP_MS} ms of real time per sleep"
+            )));
+        }
         std::thread::sleep(Duration::from_millis(ms));
         Ok(())
     }
