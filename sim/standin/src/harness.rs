@@ -127,7 +127,7 @@ enum Msg {
         msg: ToServer,
     },
     Statement(Box<Statement>),
-    Fault(Fault),
+    Fault(Fault, Sender<()>),
     Stop,
 }
 
@@ -293,7 +293,11 @@ pub fn event(f: Fault) -> Result<(), HarnessError> {
         | Fault::ServerDeath
         | Fault::ServerStall { .. }
         | Fault::EarlyCloseDevice { .. } => {
-            c.send(Msg::Fault(f));
+            // Applied before this returns, as in the model: the client's
+            // next call sees it.
+            let (ack, done) = mpsc::channel();
+            c.send(Msg::Fault(f, ack));
+            let _ = done.recv_timeout(Duration::from_secs(10));
             Ok(())
         }
         other => Err(HarnessError::Unsupported(format!(
@@ -655,7 +659,10 @@ impl Server {
                 }
                 Ok(Msg::Client { key, msg }) => self.from_client(key, msg),
                 Ok(Msg::Statement(s)) => self.start(*s),
-                Ok(Msg::Fault(f)) => self.fault(f),
+                Ok(Msg::Fault(f, ack)) => {
+                    self.fault(f);
+                    let _ = ack.send(());
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     let now = self.now();
                     if self.alive
