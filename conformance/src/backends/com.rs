@@ -24,39 +24,41 @@ use vdi_sim::world::{RunResult, Timeout};
 use vdi_spec::abi::{Guid, IID_ICLIENT_VIRTUAL_DEVICE_SET2};
 use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
-type HRESULT = i32;
+type ComResult = i32;
 
 /// `IClientVirtualDeviceSet2`'s vtable, slot by slot.
 // Every slot is declared so the layout is exact; not all are called.
 #[allow(dead_code)]
 #[repr(C)]
 struct SetVtbl {
-    query_interface: unsafe extern "system" fn(*mut Obj, *const Guid, *mut *mut c_void) -> HRESULT,
+    query_interface:
+        unsafe extern "system" fn(*mut Obj, *const Guid, *mut *mut c_void) -> ComResult,
     add_ref: unsafe extern "system" fn(*mut Obj) -> u32,
     release: unsafe extern "system" fn(*mut Obj) -> u32,
-    create: unsafe extern "system" fn(*mut Obj, *const u16, *mut VdConfig) -> HRESULT,
-    get_configuration: unsafe extern "system" fn(*mut Obj, u32, *mut VdConfig) -> HRESULT,
-    open_device: unsafe extern "system" fn(*mut Obj, *const u16, *mut *mut Obj) -> HRESULT,
-    close: unsafe extern "system" fn(*mut Obj) -> HRESULT,
-    signal_abort: unsafe extern "system" fn(*mut Obj) -> HRESULT,
-    open_in_secondary: unsafe extern "system" fn(*mut Obj, *const u16) -> HRESULT,
-    get_buffer_handle: unsafe extern "system" fn(*mut Obj, *mut u8, *mut u32) -> HRESULT,
-    map_buffer_handle: unsafe extern "system" fn(*mut Obj, u32, *mut *mut u8) -> HRESULT,
+    create: unsafe extern "system" fn(*mut Obj, *const u16, *mut VdConfig) -> ComResult,
+    get_configuration: unsafe extern "system" fn(*mut Obj, u32, *mut VdConfig) -> ComResult,
+    open_device: unsafe extern "system" fn(*mut Obj, *const u16, *mut *mut Obj) -> ComResult,
+    close: unsafe extern "system" fn(*mut Obj) -> ComResult,
+    signal_abort: unsafe extern "system" fn(*mut Obj) -> ComResult,
+    open_in_secondary: unsafe extern "system" fn(*mut Obj, *const u16) -> ComResult,
+    get_buffer_handle: unsafe extern "system" fn(*mut Obj, *mut u8, *mut u32) -> ComResult,
+    map_buffer_handle: unsafe extern "system" fn(*mut Obj, u32, *mut *mut u8) -> ComResult,
     create_ex:
-        unsafe extern "system" fn(*mut Obj, *const u16, *const u16, *mut VdConfig) -> HRESULT,
-    open_in_secondary_ex: unsafe extern "system" fn(*mut Obj, *const u16, *const u16) -> HRESULT,
+        unsafe extern "system" fn(*mut Obj, *const u16, *const u16, *mut VdConfig) -> ComResult,
+    open_in_secondary_ex: unsafe extern "system" fn(*mut Obj, *const u16, *const u16) -> ComResult,
 }
 
 /// `IClientVirtualDevice`'s vtable.
 #[allow(dead_code)]
 #[repr(C)]
 struct DevVtbl {
-    query_interface: unsafe extern "system" fn(*mut Obj, *const Guid, *mut *mut c_void) -> HRESULT,
+    query_interface:
+        unsafe extern "system" fn(*mut Obj, *const Guid, *mut *mut c_void) -> ComResult,
     add_ref: unsafe extern "system" fn(*mut Obj) -> u32,
     release: unsafe extern "system" fn(*mut Obj) -> u32,
-    get_command: unsafe extern "system" fn(*mut Obj, u32, *mut *mut VdcCommand) -> HRESULT,
+    get_command: unsafe extern "system" fn(*mut Obj, u32, *mut *mut VdcCommand) -> ComResult,
     complete_command:
-        unsafe extern "system" fn(*mut Obj, *mut VdcCommand, u32, u32, u64) -> HRESULT,
+        unsafe extern "system" fn(*mut Obj, *mut VdcCommand, u32, u32, u64) -> ComResult,
 }
 
 /// A COM object: a pointer to its vtable.
@@ -65,7 +67,7 @@ struct Obj {
     vtbl: *const c_void,
 }
 
-type Factory = unsafe extern "C" fn(*const Guid, *mut *mut c_void) -> HRESULT;
+type Factory = unsafe extern "C" fn(*const Guid, *mut *mut c_void) -> ComResult;
 
 /// The COM-shaped ABI of one loaded library.
 pub struct ComAbi {
@@ -106,7 +108,7 @@ fn dword(t: Timeout) -> u32 {
     }
 }
 
-fn hr(v: HRESULT) -> Hresult {
+fn hr(v: ComResult) -> Hresult {
     Hresult(v as u32)
 }
 

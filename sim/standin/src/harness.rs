@@ -528,7 +528,7 @@ impl Server {
         }
     }
 
-    fn from_client(&mut self, key: (usize, u32), msg: ToServer) {
+    fn on_client(&mut self, key: (usize, u32), msg: ToServer) {
         let bound = self.bound.as_ref().map(|b| b.key);
         if bound != Some(key) || self.server.is_idle() || !self.alive {
             return;
@@ -592,30 +592,27 @@ impl Server {
     fn fault(&mut self, f: Fault) {
         self.faults.push(f.kind().to_string());
         let now = self.now();
+        if !self.alive {
+            return;
+        }
         match f {
             Fault::ServerSignalAbort => {
-                if self.alive {
-                    self.server.signal_abort(now, &mut self.out, &mut self.tr);
-                    self.flush();
-                }
+                self.server.signal_abort(now, &mut self.out, &mut self.tr);
+                self.flush();
             }
             Fault::ServerDeath => {
-                if self.alive {
-                    self.server.die(now, &mut self.tr);
-                    self.alive = false;
-                    self.stalled.clear();
-                    self.out.clear();
-                    self.out.push(ToClient::Died);
-                    self.flush();
-                }
+                self.server.die(now, &mut self.tr);
+                self.alive = false;
+                self.stalled.clear();
+                self.out.clear();
+                self.out.push(ToClient::Died);
+                self.flush();
             }
             Fault::ServerStall { ms } => self.stalled_until = now.saturating_add(ms),
             Fault::EarlyCloseDevice { dev } => {
-                if self.alive {
-                    self.server
-                        .close_device_early(now, dev, &mut self.out, &mut self.tr);
-                    self.flush();
-                }
+                self.server
+                    .close_device_early(now, dev, &mut self.out, &mut self.tr);
+                self.flush();
             }
             _ => {}
         }
@@ -628,7 +625,7 @@ impl Server {
             // Messages held by a stall, once it is over.
             if now >= self.stalled_until && !self.stalled.is_empty() {
                 while let Some((k, m)) = self.stalled.pop_front() {
-                    self.from_client(k, m);
+                    self.on_client(k, m);
                 }
                 continue;
             }
@@ -657,7 +654,7 @@ impl Server {
                 }) => {
                     self.conns.insert(name, Conn { rt, key, pool });
                 }
-                Ok(Msg::Client { key, msg }) => self.from_client(key, msg),
+                Ok(Msg::Client { key, msg }) => self.on_client(key, msg),
                 Ok(Msg::Statement(s)) => self.start(*s),
                 Ok(Msg::Fault(f, ack)) => {
                     self.fault(f);
