@@ -1,16 +1,21 @@
 //! One file per backend.
 
+pub mod abi_common;
+pub mod com;
+pub mod linux_abi;
 pub mod model;
 
 use crate::backend::{Backend, BackendError};
 
 /// Names accepted by `--backend`.
-pub const NAMES: &[&str] = &["model"];
+pub const NAMES: &[&str] = &["model", "linux-abi", "com"];
 
 /// Builds the backend named `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
     match name {
         "model" => Ok(Box::new(model::ModelBackend::default())),
+        "linux-abi" => Ok(Box::new(linux_abi::LinuxAbiBackend::new())),
+        "com" => Ok(Box::new(com::ComBackend::new())),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")

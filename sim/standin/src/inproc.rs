@@ -322,7 +322,7 @@ impl Pool {
     }
 
     /// Allocates buffer `id` if needed; returns its data-zone address.
-    fn ensure(&self, id: BufId) -> NonNull<u8> {
+    pub(crate) fn ensure(&self, id: BufId) -> NonNull<u8> {
         let mut g = self.lock();
         let b = g.entry(id.0).or_insert_with(|| {
             let len = self.prefix + self.align + self.size;
@@ -339,7 +339,7 @@ impl Pool {
 
     /// Runs `f` on the first `n` data bytes of buffer `id` (clamped to the
     /// buffer). The caller must own the buffer under the protocol.
-    fn with_bytes<T>(&self, id: BufId, n: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
+    pub(crate) fn with_bytes<T>(&self, id: BufId, n: usize, f: impl FnOnce(&mut [u8]) -> T) -> T {
         let p = self.ensure(id);
         let n = n.min(self.size);
         // SAFETY: `p` points to `size` initialised bytes owned by this pool
@@ -711,13 +711,21 @@ pub fn process_host() -> &'static ProcessHost {
 }
 
 impl ProcessHost {
-    /// The connector every set object of the process uses.
+    /// The connector every set object of the process uses (the harness
+    /// case's while one is active, see [`crate::harness`]).
     pub fn connector(&self) -> Arc<dyn Connector> {
-        self.connector.clone()
+        match crate::harness::active() {
+            Some(c) => c.connector(),
+            None => self.connector.clone(),
+        }
     }
-    /// The profile every set object of the process runs under.
+    /// The profile every set object of the process runs under (the harness
+    /// case's while one is active).
     pub fn profile(&self) -> Arc<Profile> {
-        self.profile.clone()
+        match crate::harness::active() {
+            Some(c) => c.profile(),
+            None => self.profile.clone(),
+        }
     }
     /// Where outcomes are published (`None` without a plan).
     pub fn board(&self) -> Option<Arc<Board>> {

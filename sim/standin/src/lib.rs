@@ -49,6 +49,7 @@
 
 pub mod api;
 pub mod com;
+pub mod harness;
 pub mod inproc;
 pub mod linux;
 pub mod runtime;

@@ -200,6 +200,39 @@ impl ProcessNamespace {
     }
 }
 
+// ----- clause tally (harness mode) ----------------------------------------------------
+
+static TALLY_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static TALLY: std::sync::Mutex<BTreeMap<&'static str, u64>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn tally_lock() -> std::sync::MutexGuard<'static, BTreeMap<&'static str, u64>> {
+    TALLY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Clears the process-wide tally of clauses cited by client calls and notes
+/// and switches it on or off (the harness switches it on per case).
+pub fn tally_reset(on: bool) {
+    tally_lock().clear();
+    TALLY_ON.store(on, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Takes the clauses cited since the last reset (clause id → count).
+pub fn tally_take() -> BTreeMap<&'static str, u64> {
+    std::mem::take(&mut *tally_lock())
+}
+
+fn tally(clause: &'static str) {
+    if TALLY_ON.load(std::sync::atomic::Ordering::Relaxed) && !clause.is_empty() {
+        *tally_lock().entry(clause).or_default() += 1;
+    }
+}
+
+fn counted<T>(r: Ret<T>) -> Ret<T> {
+    tally(r.clause);
+    r
+}
+
 fn deadline(clock: &Clock, timeout: Timeout) -> Option<Instant> {
     match timeout {
         Timeout::Infinite => None,
@@ -249,6 +282,7 @@ impl SetRuntime {
             }
         }
         for n in g2.client.notes.drain(..) {
+            tally(n.clause);
             if g2.notes.len() == MAX_KEPT {
                 g2.notes.pop_front();
             }
@@ -355,26 +389,26 @@ impl SetRuntime {
             g.conn = Some(self.connector.connect(Arc::downgrade(self), &set));
         }
         self.finish(g);
-        r
+        counted(r)
     }
 
     /// `GetConfiguration`, waiting up to `timeout`.
     pub fn get_configuration(&self, timeout: Timeout) -> Ret<VdConfig> {
-        self.block_on(
+        counted(self.block_on(
             timeout,
             |c| c.get_configuration(),
             |c| c.get_configuration_timeout(),
-        )
+        ))
     }
 
     /// `OpenDevice`.
     pub fn open_device(&self, name: &str) -> Ret<DeviceHandle> {
-        self.with(|g| g.client.open_device(name))
+        counted(self.with(|g| g.client.open_device(name)))
     }
 
     /// `Close`. Wakes every blocked call (they then see the set gone).
     pub fn close(&self) -> Ret<()> {
-        self.with(|g| g.client.close(&mut ProcessNamespace))
+        counted(self.with(|g| g.client.close(&mut ProcessNamespace)))
     }
 
     /// Closes the set if one exists (object destruction); `None` if there
@@ -387,17 +421,17 @@ impl SetRuntime {
 
     /// `SignalAbort`. Wakes every blocked call (they then see VD_E_ABORT).
     pub fn signal_abort(&self) -> Ret<()> {
-        self.with(|g| g.client.signal_abort())
+        counted(self.with(|g| g.client.signal_abort()))
     }
 
     /// `OpenInSecondary(Ex)` as secondary `secondary` of this set.
     pub fn open_in_secondary(&self, secondary: u32, name: &str) -> Ret<()> {
-        self.with(|g| g.client.open_in_secondary(secondary, name))
+        counted(self.with(|g| g.client.open_in_secondary(secondary, name)))
     }
 
     /// `GetBufferHandle` for a buffer address.
     pub fn get_buffer_handle(&self, addr: usize) -> Ret<u32> {
-        self.with(|g| {
+        counted(self.with(|g| {
             let id = g
                 .conn
                 .as_ref()
@@ -407,12 +441,12 @@ impl SetRuntime {
             // names one, so the half answers VD_E_INVALID.
             g.client
                 .get_buffer_handle(Some(id.unwrap_or(BufId(u32::MAX))))
-        })
+        }))
     }
 
     /// `MapBufferHandle`: the address of the buffer behind `handle`.
     pub fn map_buffer_handle(&self, handle: u32) -> Ret<usize> {
-        self.with(|g| {
+        counted(self.with(|g| {
             let r = g.client.map_buffer_handle(handle);
             let addr = match &r.result {
                 Ok(id) => g
@@ -439,7 +473,7 @@ impl SetRuntime {
                     cell: r.cell,
                 },
             }
-        })
+        }))
     }
 
     // ----- IClientVirtualDevice -------------------------------------------------------
@@ -447,11 +481,11 @@ impl SetRuntime {
     /// `GetCommand` on device `h`, waiting up to `timeout`.
     pub fn get_command(&self, h: DeviceHandle, timeout: Timeout) -> Ret<Cmd> {
         let poll = timeout == Timeout::Ms(0);
-        self.block_on(
+        counted(self.block_on(
             timeout,
             |c| c.get_command(h),
             |c| c.get_command_timeout(poll),
-        )
+        ))
     }
 
     /// `CompleteCommand`: `seen` is the block as the client handed it back.
@@ -463,7 +497,7 @@ impl SetRuntime {
         bytes: u64,
         position: u64,
     ) -> Ret<()> {
-        self.with(|g| {
+        counted(self.with(|g| {
             g.client.complete_command(
                 h,
                 seen,
@@ -472,7 +506,7 @@ impl SetRuntime {
                 position,
                 vdi_sim::data::Content::Empty,
             )
-        })
+        }))
     }
 
     // ----- the server side ------------------------------------------------------------

@@ -1,0 +1,314 @@
+//! The `linux-abi` backend: any `libsqlvdi.so`, loaded by path and driven
+//! through the Itanium-mangled members of `ClientVirtualDeviceSet` and
+//! `ClientVirtualDevice` (vdi-abi-and-field-notes.md §1.2).
+//!
+//! The library is `$VDISIM_LIBSQLVDI` (on a machine with SQL Server on
+//! Linux: `/opt/mssql/lib/libsqlvdi.so`), by default the stand-in built next
+//! to the running executable. Server control goes through the stand-in's
+//! `vdisim_harness_*` symbols; a library without them answers
+//! *unsupported* for statements and events (see [`super::abi_common`]).
+//!
+//! Object layout: a set object is 8 client-allocated bytes on which the
+//! backend runs the C1 constructor and, at the end of the case, the D1
+//! destructor; device objects are owned by the set. Timeouts are `time_t`
+//! milliseconds, [`Timeout::Infinite`] passed as -1. The Linux class has no
+//! `CreateEx`: `CreateEx` without an instance name is `Create`; with one it
+//! is unsupported.
+
+use super::abi_common::{self, Abi, AbiDriver, Harness, Ptr};
+use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
+use std::ffi::{CString, c_char, c_int, c_long, c_uint, c_ulong, c_void};
+use std::sync::Arc;
+use vdi_sim::client::DeviceHandle;
+use vdi_sim::fault::Fault;
+use vdi_sim::outcome::Outcome;
+use vdi_sim::program::{Call, Reply};
+use vdi_sim::statement::Statement;
+use vdi_sim::world::{RunResult, Timeout};
+use vdi_spec::{Hresult, VdConfig, VdcCommand};
+
+type This = *mut c_void;
+
+/// The class members, as function pointers (SysV: `this` first).
+#[derive(Clone, Copy)]
+struct Syms {
+    ctor: unsafe extern "C" fn(This),
+    dtor: unsafe extern "C" fn(This),
+    create: unsafe extern "C" fn(This, *mut c_char, *mut VdConfig) -> c_int,
+    get_configuration: unsafe extern "C" fn(This, c_long, *mut VdConfig) -> c_int,
+    open_device: unsafe extern "C" fn(This, *mut c_char, *mut This) -> c_int,
+    close: unsafe extern "C" fn(This) -> c_int,
+    signal_abort: unsafe extern "C" fn(This) -> c_int,
+    open_in_secondary: unsafe extern "C" fn(This, *mut c_char) -> c_int,
+    get_buffer_handle: unsafe extern "C" fn(This, *mut u8, *mut c_uint) -> c_int,
+    map_buffer_handle: unsafe extern "C" fn(This, c_int, *mut *mut u8) -> c_int,
+    get_command: unsafe extern "C" fn(This, c_long, *mut *mut VdcCommand) -> c_int,
+    complete_command: unsafe extern "C" fn(This, *mut VdcCommand, c_int, c_ulong, i64) -> c_int,
+}
+
+/// The Linux class ABI of one loaded library.
+pub struct LinuxAbi {
+    syms: Syms,
+    harness: Option<Harness>,
+}
+
+fn missing(name: &str) -> BackendError {
+    BackendError::Failed(format!("the library lacks {name}"))
+}
+
+impl LinuxAbi {
+    /// Loads the library at [`abi_common::library_path`].
+    pub fn load() -> Result<LinuxAbi, BackendError> {
+        let path = abi_common::library_path()?;
+        let lib = abi_common::load(&path)?;
+        macro_rules! sym {
+            ($n:literal) => {
+                // SAFETY: the symbol is the mangled member named in the
+                // notes; the field type is its signature under SysV.
+                unsafe { abi_common::symbol(lib, $n) }.ok_or_else(|| missing($n))?
+            };
+        }
+        let syms = Syms {
+            ctor: sym!("_ZN22ClientVirtualDeviceSetC1Ev"),
+            dtor: sym!("_ZN22ClientVirtualDeviceSetD1Ev"),
+            create: sym!("_ZN22ClientVirtualDeviceSet6CreateEPcP8VDConfig"),
+            get_configuration: sym!("_ZN22ClientVirtualDeviceSet16GetConfigurationElP8VDConfig"),
+            open_device: sym!("_ZN22ClientVirtualDeviceSet10OpenDeviceEPcPP19ClientVirtualDevice"),
+            close: sym!("_ZN22ClientVirtualDeviceSet5CloseEv"),
+            signal_abort: sym!("_ZN22ClientVirtualDeviceSet11SignalAbortEv"),
+            open_in_secondary: sym!("_ZN22ClientVirtualDeviceSet15OpenInSecondaryEPc"),
+            get_buffer_handle: sym!("_ZN22ClientVirtualDeviceSet15GetBufferHandleEPhPj"),
+            map_buffer_handle: sym!("_ZN22ClientVirtualDeviceSet15MapBufferHandleEiPPh"),
+            get_command: sym!("_ZN19ClientVirtualDevice10GetCommandElPP11VDC_Command"),
+            complete_command: sym!("_ZN19ClientVirtualDevice15CompleteCommandEP11VDC_Commandiml"),
+        };
+        Ok(LinuxAbi {
+            syms,
+            harness: Harness::load(lib),
+        })
+    }
+}
+
+fn hr(v: c_int) -> Hresult {
+    Hresult::from_linux(v)
+}
+
+fn timeout(t: Timeout) -> c_long {
+    match t {
+        Timeout::Infinite => -1,
+        Timeout::Ms(ms) => c_long::try_from(ms).unwrap_or(c_long::MAX),
+    }
+}
+
+fn cname(s: &str) -> Option<CString> {
+    CString::new(s).ok()
+}
+
+impl Abi for LinuxAbi {
+    fn new_set(&self) -> Result<Ptr, BackendError> {
+        // The client allocates the object (one pointer) and constructs it.
+        let obj: *mut u64 = Box::into_raw(Box::new(0u64));
+        // SAFETY: `obj` is 8 writable, aligned bytes: the object the C1
+        // constructor initialises.
+        unsafe { (self.syms.ctor)(obj.cast()) };
+        Ok(obj as Ptr)
+    }
+
+    fn drop_set(&self, set: Ptr) {
+        // SAFETY: `set` is an object made by `new_set`, destroyed once here
+        // (D1), then its memory freed as it was allocated.
+        unsafe {
+            (self.syms.dtor)(set as This);
+            drop(Box::from_raw(set as *mut u64));
+        }
+    }
+
+    fn drop_device(&self, _dev: Ptr) {}
+
+    fn create(
+        &self,
+        set: Ptr,
+        instance: Option<Option<&str>>,
+        name: &str,
+        cfg: &VdConfig,
+    ) -> Result<Hresult, BackendError> {
+        if let Some(Some(i)) = instance {
+            return Err(BackendError::Unsupported(format!(
+                "CreateEx with instance name {i:?}: the Linux class API has no instance names"
+            )));
+        }
+        let Some(n) = cname(name) else {
+            return Ok(Hresult::VD_E_INVALID);
+        };
+        let mut c = *cfg;
+        // SAFETY: `set` is a constructed object; `n` a NUL-terminated string
+        // and `c` a VDConfig, both alive for the call (the library copies).
+        Ok(hr(unsafe {
+            (self.syms.create)(set as This, n.as_ptr().cast_mut(), &mut c)
+        }))
+    }
+
+    fn get_configuration(&self, set: Ptr, t: Timeout, out: &mut VdConfig) -> Hresult {
+        // SAFETY: `set` is a constructed object; `out` a writable VDConfig.
+        hr(unsafe { (self.syms.get_configuration)(set as This, timeout(t), out) })
+    }
+
+    fn open_device(&self, set: Ptr, name: &str) -> (Hresult, Ptr) {
+        let Some(n) = cname(name) else {
+            return (Hresult::VD_E_INVALID, 0);
+        };
+        let mut dev: This = std::ptr::null_mut();
+        // SAFETY: as for create; `dev` is a writable out-pointer.
+        let r = unsafe { (self.syms.open_device)(set as This, n.as_ptr().cast_mut(), &mut dev) };
+        (hr(r), dev as Ptr)
+    }
+
+    fn close(&self, set: Ptr) -> Hresult {
+        // SAFETY: `set` is a constructed object.
+        hr(unsafe { (self.syms.close)(set as This) })
+    }
+
+    fn signal_abort(&self, set: Ptr) -> Hresult {
+        // SAFETY: `set` is a constructed object.
+        hr(unsafe { (self.syms.signal_abort)(set as This) })
+    }
+
+    fn open_in_secondary(&self, set: Ptr, name: &str) -> Hresult {
+        let Some(n) = cname(name) else {
+            return Hresult::VD_E_INVALID;
+        };
+        // SAFETY: `set` is a constructed object; `n` a NUL-terminated string.
+        hr(unsafe { (self.syms.open_in_secondary)(set as This, n.as_ptr().cast_mut()) })
+    }
+
+    fn get_buffer_handle(&self, set: Ptr, buf: Ptr) -> (Hresult, u32) {
+        let mut h: c_uint = 0;
+        // SAFETY: `set` is a constructed object; the buffer address is only
+        // compared by the library, never dereferenced unless it is one of
+        // its buffers; `h` is writable.
+        let r = unsafe { (self.syms.get_buffer_handle)(set as This, buf as *mut u8, &mut h) };
+        (hr(r), h)
+    }
+
+    fn map_buffer_handle(&self, set: Ptr, handle: u32) -> (Hresult, Ptr) {
+        let mut p: *mut u8 = std::ptr::null_mut();
+        // SAFETY: `set` is a constructed object; `p` is writable.
+        let r = unsafe { (self.syms.map_buffer_handle)(set as This, handle as c_int, &mut p) };
+        (hr(r), p as Ptr)
+    }
+
+    fn get_command(&self, dev: Ptr, t: Timeout) -> (Hresult, Ptr) {
+        let mut c: *mut VdcCommand = std::ptr::null_mut();
+        // SAFETY: `dev` is a device object the set returned (or null, which
+        // the library refuses); `c` is writable.
+        let r = unsafe { (self.syms.get_command)(dev as This, timeout(t), &mut c) };
+        (hr(r), c as Ptr)
+    }
+
+    fn complete_command(&self, dev: Ptr, cmd: Ptr, code: u32, bytes: u64, pos: u64) -> Hresult {
+        // SAFETY: `dev` as for get_command; `cmd` is a block the library
+        // handed out (or null / stale, which it checks before use).
+        hr(unsafe {
+            (self.syms.complete_command)(
+                dev as This,
+                cmd as *mut VdcCommand,
+                code as c_int,
+                bytes as c_ulong,
+                pos as i64,
+            )
+        })
+    }
+
+    fn harness(&self) -> Option<&Harness> {
+        self.harness.as_ref()
+    }
+}
+
+/// Delegates every [`Backend`] method to an [`AbiDriver`].
+macro_rules! abi_backend {
+    ($t:ident, $name:literal, $desc:literal) => {
+        impl Backend for $t {
+            fn info(&self) -> BackendInfo {
+                BackendInfo {
+                    name: $name.into(),
+                    description: $desc.into(),
+                    library: self.library.clone(),
+                }
+            }
+            fn capabilities(&self) -> &'static [&'static str] {
+                &["abi"]
+            }
+            fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
+                self.driver()?.reset(setup)
+            }
+            fn start(&mut self, thread: &str, call: Call) -> Result<Ticket, BackendError> {
+                self.driver()?.start(thread, call)
+            }
+            fn join(&mut self, t: Ticket) -> Result<Reply, BackendError> {
+                self.driver()?.join(t)
+            }
+            fn start_statement(&mut self, stmt: &Statement) -> Result<(), BackendError> {
+                self.driver()?.start_statement(stmt)
+            }
+            fn event(&mut self, fault: Fault) -> Result<(), BackendError> {
+                self.driver()?.event(fault)
+            }
+            fn sleep(&mut self, ms: u64) -> Result<(), BackendError> {
+                self.driver()?.sleep(ms)
+            }
+            fn wait_statement(
+                &mut self,
+                timeout: Timeout,
+            ) -> Result<Option<Outcome>, BackendError> {
+                self.driver()?.wait_statement(timeout)
+            }
+            fn finish(&mut self) -> Result<RunResult, BackendError> {
+                self.driver()?.finish()
+            }
+            fn start_drain(
+                &mut self,
+                thread: &str,
+                dev: DeviceHandle,
+                timeout: Timeout,
+            ) -> Result<Ticket, BackendError> {
+                self.driver()?.start_drain(thread, dev, timeout)
+            }
+        }
+    };
+}
+pub(crate) use abi_backend;
+
+/// The `linux-abi` backend.
+pub struct LinuxAbiBackend {
+    driver: Result<AbiDriver, BackendError>,
+    library: Option<String>,
+}
+
+impl LinuxAbiBackend {
+    /// Loads the library (errors surface at the first case).
+    pub fn new() -> LinuxAbiBackend {
+        let library = abi_common::library_path()
+            .ok()
+            .map(|p| p.display().to_string());
+        LinuxAbiBackend {
+            driver: LinuxAbi::load().map(|a| AbiDriver::new(Arc::new(a))),
+            library,
+        }
+    }
+
+    fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
+        self.driver.as_mut().map_err(|e| e.clone())
+    }
+}
+
+impl Default for LinuxAbiBackend {
+    fn default() -> Self {
+        LinuxAbiBackend::new()
+    }
+}
+
+abi_backend!(
+    LinuxAbiBackend,
+    "linux-abi",
+    "a libsqlvdi.so driven through the SQL Server on Linux class ABI (mangled C++ members)"
+);

@@ -1,0 +1,81 @@
+//! The ABI backends (`linux-abi`, `com`) over the stand-in library give the
+//! model's verdict on a representative subset of the catalog.
+
+use vdi_conformance::commands::load_catalog;
+use vdi_conformance::oracle::CaseOptions;
+use vdi_conformance::runner::{self, Plan};
+use vdi_conformance::scenario;
+use vdi_reports::schema::Verdict;
+
+/// Case-id prefixes of the subset: Close paths, the GetCommand column of
+/// the client table, aborts.
+const SUBSET: &[&str] = &["close.", "table.get-command", "abort."];
+
+#[test]
+fn abi_backends_match_the_model_on_a_subset() {
+    let all = load_catalog(&scenario::default_dir()).expect("catalog");
+    let cases: Vec<_> = all
+        .into_iter()
+        // Scripted cases: `[client]` programs are not staged by these backends.
+        .filter(|c| c.client.is_none() && SUBSET.iter().any(|p| c.id.starts_with(p)))
+        .collect();
+    assert!(!cases.is_empty());
+    let plan = Plan {
+        backends: vec!["model".into(), "linux-abi".into(), "com".into()],
+        extra_seeds: 0,
+        workers: 2,
+        case: CaseOptions::default(),
+        deviations_dir: None,
+    };
+    let report = runner::run(&cases, &plan).expect("runner");
+    let mut diffs = Vec::new();
+    let mut compared = 0;
+    for c in report.cases.iter().filter(|c| c.backend != "model") {
+        let m = report
+            .cases
+            .iter()
+            .find(|m| m.backend == "model" && m.case == c.case && m.seed == c.seed)
+            .expect("model result");
+        // Cases that require the `abi` capability are unimplemented on the
+        // model; here they must pass.
+        if m.verdict == Verdict::Unimplemented {
+            assert_eq!(
+                c.verdict,
+                Verdict::Pass,
+                "{} {}: {}",
+                c.backend,
+                c.case,
+                c.detail
+            );
+            continue;
+        }
+        // What the backends cannot stage in real time is graded
+        // unimplemented, for the documented reasons only.
+        if c.verdict == Verdict::Unimplemented && m.verdict != Verdict::Unimplemented {
+            assert!(
+                c.detail.contains("real backends stage at most")
+                    || c.detail.contains("has no instance names")
+                    || c.detail.contains("planned faults"),
+                "{} {}: unimplemented for an undocumented reason: {}",
+                c.backend,
+                c.case,
+                c.detail
+            );
+            continue;
+        }
+        compared += 1;
+        if m.verdict != c.verdict {
+            diffs.push(format!(
+                "{} {} seed {}: model {} / {} {} — {}",
+                c.backend, c.case, c.seed, m.verdict, c.backend, c.verdict, c.detail
+            ));
+        }
+    }
+    assert!(compared >= cases.len(), "only {compared} results compared");
+    assert!(
+        diffs.is_empty(),
+        "{} verdict(s) differ from the model:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
