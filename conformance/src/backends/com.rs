@@ -249,37 +249,10 @@ impl Abi for ComAbi {
     }
 }
 
-/// The `com` backend.
-pub struct ComBackend {
-    driver: Result<AbiDriver, BackendError>,
-    library: Option<String>,
-}
-
-impl ComBackend {
-    /// Loads the library (errors surface at the first case).
-    pub fn new() -> ComBackend {
-        let library = abi_common::library_path()
-            .ok()
-            .map(|p| p.display().to_string());
-        ComBackend {
-            driver: ComAbi::load().map(|a| AbiDriver::new(Arc::new(a))),
-            library,
-        }
-    }
-
-    fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
-        self.driver.as_mut().map_err(|e| e.clone())
-    }
-}
-
-impl Default for ComBackend {
-    fn default() -> Self {
-        ComBackend::new()
-    }
-}
-
 abi_backend!(
+    /// The `com` backend.
     ComBackend,
+    ComAbi,
     "com",
     "an IClientVirtualDeviceSet2 object (COM vtables; here the stand-in's factory)"
 );

@@ -224,9 +224,34 @@ impl Abi for LinuxAbi {
     }
 }
 
-/// Delegates every [`Backend`] method to an [`AbiDriver`].
+/// Defines an ABI backend type over the library interface `$abi`, delegating
+/// every [`Backend`] method to an [`AbiDriver`].
 macro_rules! abi_backend {
-    ($t:ident, $name:literal, $desc:literal) => {
+    ($(#[$doc:meta])* $t:ident, $abi:ident, $name:literal, $desc:literal) => {
+        $(#[$doc])*
+        pub struct $t {
+            driver: Result<AbiDriver, BackendError>,
+            library: Option<String>,
+        }
+
+        impl $t {
+            /// Loads the library (errors surface at the first case).
+            pub fn new() -> $t {
+                let library = abi_common::library_path().ok().map(|p| p.display().to_string());
+                $t { driver: $abi::load().map(|a| AbiDriver::new(Arc::new(a))), library }
+            }
+
+            fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
+                self.driver.as_mut().map_err(|e| e.clone())
+            }
+        }
+
+        impl Default for $t {
+            fn default() -> Self {
+                $t::new()
+            }
+        }
+
         impl Backend for $t {
             fn info(&self) -> BackendInfo {
                 BackendInfo {
@@ -278,37 +303,10 @@ macro_rules! abi_backend {
 }
 pub(crate) use abi_backend;
 
-/// The `linux-abi` backend.
-pub struct LinuxAbiBackend {
-    driver: Result<AbiDriver, BackendError>,
-    library: Option<String>,
-}
-
-impl LinuxAbiBackend {
-    /// Loads the library (errors surface at the first case).
-    pub fn new() -> LinuxAbiBackend {
-        let library = abi_common::library_path()
-            .ok()
-            .map(|p| p.display().to_string());
-        LinuxAbiBackend {
-            driver: LinuxAbi::load().map(|a| AbiDriver::new(Arc::new(a))),
-            library,
-        }
-    }
-
-    fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
-        self.driver.as_mut().map_err(|e| e.clone())
-    }
-}
-
-impl Default for LinuxAbiBackend {
-    fn default() -> Self {
-        LinuxAbiBackend::new()
-    }
-}
-
 abi_backend!(
+    /// The `linux-abi` backend.
     LinuxAbiBackend,
+    LinuxAbi,
     "linux-abi",
     "a libsqlvdi.so driven through the SQL Server on Linux class ABI (mangled C++ members)"
 );
