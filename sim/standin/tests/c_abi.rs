@@ -8,80 +8,13 @@
 //! Needs gcc, g++ and nm; without them each test prints `SKIPPED: <why>`.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{crate_dir, have};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 const DATA_BYTES: u64 = 1_000_000;
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `target/<profile>/`, found from this test executable
-/// (`target/<profile>/deps/c_abi-*`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// The freshest built `libsqlvdi.so`: `cargo test` leaves the cdylib it
-/// builds in `target/<profile>/deps/`, `cargo build` in `target/<profile>/`.
-fn built_lib() -> Option<PathBuf> {
-    let dir = profile_dir();
-    [dir.join("deps/libsqlvdi.so"), dir.join("libsqlvdi.so")]
-        .into_iter()
-        .filter_map(|p| {
-            let t = std::fs::metadata(&p).ok()?.modified().ok()?;
-            Some((t, p))
-        })
-        .max()
-        .map(|(_, p)| p)
-}
-
-/// A directory holding a copy of the freshest `libsqlvdi.so` (built with
-/// `cargo build -p vdi-standin` first if none exists), for `-L` and
-/// `LD_LIBRARY_PATH`.
-fn lib_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if built_lib().is_none() {
-            let dir = profile_dir();
-            let cargo = option_env!("CARGO").unwrap_or("cargo");
-            let mut c = Command::new(cargo);
-            c.args(["build", "-p", "vdi-standin"]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                c.arg("--release");
-            }
-            if let Some(t) = dir.parent() {
-                c.env("CARGO_TARGET_DIR", t);
-            }
-            let st = c.status().expect("cargo build");
-            assert!(st.success(), "cargo build -p vdi-standin failed");
-        }
-        let src = built_lib().expect("libsqlvdi.so after cargo build");
-        let dir = out_dir().join("lib");
-        std::fs::create_dir_all(&dir).expect("lib dir");
-        std::fs::copy(&src, dir.join("libsqlvdi.so")).expect("copy libsqlvdi.so");
-        dir
-    })
-}
-
-fn out_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("standin-c-abi");
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
-}
 
 fn compile(compiler: &str, src: &str, out: &str, extra: &[&str]) -> PathBuf {
     let exe = out_dir().join(out);
@@ -302,4 +235,12 @@ fn nm_lists_every_linux_symbol() {
     for w in wanted {
         assert!(defined.contains(&w), "{w} not exported by {}", so.display());
     }
+}
+
+fn out_dir() -> PathBuf {
+    common::out_dir("standin-c-abi")
+}
+
+fn lib_dir() -> &'static PathBuf {
+    common::lib_dir("standin-c-abi")
 }

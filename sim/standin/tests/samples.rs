@@ -8,74 +8,15 @@
 //! Needs gcc and g++; without them each test prints `SKIPPED: <why>`.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{crate_dir, have};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 /// 4 MiB over 3 devices with 64 KiB transfers: about 21 writes per device,
 /// so a device that stops after 2 completions leaves the stream unfinished.
 const DATA_BYTES: u64 = 4 * 1024 * 1024;
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `target/<profile>/`, found from this test executable.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .to_path_buf()
-}
-
-/// The freshest built `libsqlvdi.so` (`cargo test` leaves it in `deps/`).
-fn built_lib() -> Option<PathBuf> {
-    let dir = profile_dir();
-    [dir.join("deps/libsqlvdi.so"), dir.join("libsqlvdi.so")]
-        .into_iter()
-        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
-        .max()
-        .map(|(_, p)| p)
-}
-
-fn out_dir() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("standin-samples");
-    std::fs::create_dir_all(&d).expect("tmp dir");
-    d
-}
-
-/// A directory with a copy of the freshest `libsqlvdi.so` (built first if
-/// there is none).
-fn lib_dir() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if built_lib().is_none() {
-            let dir = profile_dir();
-            let mut c = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-            c.args(["build", "-p", "vdi-standin"]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                c.arg("--release");
-            }
-            if let Some(t) = dir.parent() {
-                c.env("CARGO_TARGET_DIR", t);
-            }
-            assert!(c.status().expect("cargo build").success());
-        }
-        let src = built_lib().expect("libsqlvdi.so after cargo build");
-        let dir = out_dir().join("lib");
-        std::fs::create_dir_all(&dir).expect("lib dir");
-        std::fs::copy(&src, dir.join("libsqlvdi.so")).expect("copy libsqlvdi.so");
-        dir
-    })
-}
 
 fn compile(compiler: &str, src: &str, std: &str, out: &str) -> PathBuf {
     let exe = out_dir().join(out);
@@ -299,4 +240,12 @@ fn sample_usage_error() {
     let exe = compile("gcc", "c_com_client.c", "-std=c11", "c_com_client_usage");
     let o = run(&exe, "nonsense");
     assert_eq!(o.status.code(), Some(2));
+}
+
+fn out_dir() -> PathBuf {
+    common::out_dir("standin-samples")
+}
+
+fn lib_dir() -> &'static PathBuf {
+    common::lib_dir("standin-samples")
 }

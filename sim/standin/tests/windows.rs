@@ -15,16 +15,15 @@
 //! Missing tools: the test prints a loud `SKIPPED: <why>` line and passes.
 #![cfg(target_os = "linux")]
 
+mod common;
+
+use common::{crate_dir, have};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const TARGET: &str = "x86_64-pc-windows-gnu";
 const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
-
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn workspace_dir() -> PathBuf {
     crate_dir()
@@ -67,15 +66,6 @@ fn target_installed() -> Result<(), String> {
             "rustup target {TARGET} not installed (rustup target add {TARGET})"
         ))
     }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// wine64: on PATH, or where Debian's `wine64` package puts it.
