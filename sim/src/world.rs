@@ -532,8 +532,8 @@ impl World {
         w
     }
 
-    /// Adds a scripted thread named `who` (e.g. `ctl`, `dev0`) and returns its index.
-    pub fn add_thread(&mut self, who: &str, dev: Option<DevIx>) -> usize {
+    /// Makes room in the client process's reports for device `dev`.
+    fn ensure_device_report(&mut self, dev: Option<DevIx>) {
         if let Some(d) = dev
             && self.proc_.devices.len() <= d as usize
         {
@@ -541,6 +541,11 @@ impl World {
                 .devices
                 .resize(d as usize + 1, DeviceReport::default());
         }
+    }
+
+    /// Adds a scripted thread named `who` (e.g. `ctl`, `dev0`) and returns its index.
+    pub fn add_thread(&mut self, who: &str, dev: Option<DevIx>) -> usize {
+        self.ensure_device_report(dev);
         self.threads.push(Thread {
             who: who.to_string(),
             prog: Box::new(Idle),
@@ -583,13 +588,7 @@ impl World {
         dev: Option<DevIx>,
         prog: Box<dyn Program>,
     ) -> usize {
-        if let Some(d) = dev
-            && self.proc_.devices.len() <= d as usize
-        {
-            self.proc_
-                .devices
-                .resize(d as usize + 1, DeviceReport::default());
-        }
+        self.ensure_device_report(dev);
         self.threads.push(Thread {
             who: who.to_string(),
             prog,
@@ -1296,22 +1295,7 @@ impl World {
             }
             Action::Spawn { who: w, dev, prog } => {
                 self.emit(&who, "Spawn", || w.clone(), None);
-                if let Some(d) = dev
-                    && self.proc_.devices.len() <= d as usize
-                {
-                    self.proc_
-                        .devices
-                        .resize(d as usize + 1, DeviceReport::default());
-                }
-                self.threads.push(Thread {
-                    who: w,
-                    prog,
-                    state: TState::Ready,
-                    reply: None,
-                    pending_stall: 0,
-                    dev,
-                    scripted: false,
-                });
+                self.spawn_program(&w, dev, prog);
                 self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
             }
             Action::Join => {
