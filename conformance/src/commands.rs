@@ -353,10 +353,9 @@ pub fn check_determinism(dir: &Path, seeds: u64) -> Result<Output, String> {
         }
     }
     for seed in 1..=seeds.max(1) * 4 {
-        let spec = crate::random::spec_for_seed(seed);
-        let cfg = crate::random::config_for_seed(seed, &spec);
-        let a = vdi_sim::summary::simulate(&spec, cfg.clone(), Trace::hashing()).trace_hash();
-        let b = vdi_sim::summary::simulate(&spec, cfg, Trace::hashing()).trace_hash();
+        let case = crate::random::from_seed(seed);
+        let a = crate::random::run(&case, Trace::hashing()).trace_hash();
+        let b = crate::random::run(&case, Trace::hashing()).trace_hash();
         n += 1;
         if a != b {
             bad += 1;

@@ -91,16 +91,6 @@ pub fn config(c: &RandomCase) -> WorldConfig {
     cfg
 }
 
-/// Shorthands used by `check-determinism`.
-pub fn spec_for_seed(seed: u64) -> ClientSpec {
-    from_seed(seed).spec
-}
-
-/// The world configuration for `seed` (see [`from_seed`]).
-pub fn config_for_seed(seed: u64, _spec: &ClientSpec) -> WorldConfig {
-    config(&from_seed(seed))
-}
-
 /// Runs a case.
 pub fn run(c: &RandomCase, trace: Trace) -> RunResult {
     summary::simulate(&c.spec, config(c), trace)
