@@ -25,22 +25,20 @@
 
 use crate::inproc::Pool;
 use crate::runtime::{self, Connection, Connector, NewSet, SetRuntime, Transport};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+pub use crate::session::Observation;
+use crate::session::{ClientEnd, ServerBuffers, Session, SessionMsg, SessionSetup, SetKey};
+use serde::Deserialize;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 use thiserror::Error;
-use vdi_sim::data;
 use vdi_sim::fault::Fault;
-use vdi_sim::msg::{BufId, CmdId, ToClient, ToServer};
-use vdi_sim::outcome::{FailReason, Outcome, Status};
-use vdi_sim::server::{ServerDevSummary, ServerHalf, SetInfo};
-use vdi_sim::statement::{BackupRecord, Statement};
-use vdi_sim::trace::Trace;
-use vdi_spec::{CommandCode, Profile};
+use vdi_sim::msg::{ToClient, ToServer};
+use vdi_sim::outcome::Outcome;
+use vdi_sim::statement::Statement;
+use vdi_spec::{Profile, VdConfig};
 
 /// Success / final.
 pub const OK: i32 = 0;
@@ -65,34 +63,7 @@ const POOL_BYTES: u32 = 4 * 1024 * 1024;
 const POOL_ALIGN: u32 = 65536;
 
 /// The setup of one case.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct HarnessSetup {
-    pub seed: u64,
-    pub profile: Profile,
-    pub seed_backups: Vec<BackupRecord>,
-    /// Virtual-time budget of the case (ms); informational.
-    pub budget_ms: u64,
-}
-
-/// What a case observed (the JSON of `vdisim_harness_finish`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Observation {
-    /// Every statement started, with its outcome, in order.
-    pub statements: Vec<(Statement, Outcome)>,
-    /// The server's per-device summaries of the last statement.
-    pub devices: Vec<ServerDevSummary>,
-    /// Clause ids cited by the client half (calls, notes) and the server half.
-    pub clauses: BTreeMap<String, u64>,
-    /// FNV-1a hash of the server half's trace (hex).
-    pub trace_hash: String,
-    /// Milliseconds since the case started.
-    pub elapsed_ms: u64,
-    /// Whether the server was idle (no statement running) at the end.
-    pub idle: bool,
-    /// Server-side events applied.
-    pub faults_fired: Vec<String>,
-}
+pub type HarnessSetup = SessionSetup;
 
 /// Why a harness call failed.
 #[derive(Debug, Error)]
@@ -115,60 +86,14 @@ impl HarnessError {
     }
 }
 
-enum Msg {
-    Connect {
-        rt: Weak<SetRuntime>,
-        key: (usize, u32),
-        name: String,
-        pool: Arc<Pool>,
-    },
-    Client {
-        key: (usize, u32),
-        msg: ToServer,
-    },
-    Statement(Box<Statement>),
-    Fault(Fault, Sender<()>),
-    Stop,
-}
-
-#[derive(Default)]
-struct Published {
-    statements: Vec<(Statement, Outcome)>,
-    devices: Vec<ServerDevSummary>,
-    clauses: BTreeMap<String, u64>,
-    trace_hash: String,
-    idle: bool,
-    faults: Vec<String>,
-    stopped: bool,
-}
-
-#[derive(Default)]
-struct Shared {
-    st: Mutex<Published>,
-    cond: Condvar,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// One active case.
 pub struct Case {
     profile: Arc<Profile>,
-    tx: Mutex<Sender<Msg>>,
-    shared: Arc<Shared>,
-    started: Instant,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    session: Arc<Session>,
     connector: Arc<HarnessConnector>,
 }
 
 impl Case {
-    fn send(&self, m: Msg) {
-        let _ = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(m);
-    }
-
     /// The profile of the case.
     pub fn profile(&self) -> Arc<Profile> {
         self.profile.clone()
@@ -192,8 +117,8 @@ pub fn active() -> Option<Arc<Case>> {
 }
 
 struct HarnessTransport {
-    tx: Mutex<Sender<Msg>>,
-    key: (usize, u32),
+    tx: Mutex<Sender<SessionMsg>>,
+    key: SetKey,
 }
 
 impl Transport for HarnessTransport {
@@ -202,13 +127,37 @@ impl Transport for HarnessTransport {
             .tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(Msg::Client { key: self.key, msg });
+            .send(SessionMsg::Client { key: self.key, msg });
     }
 }
 
-/// Connects each set incarnation to the case's server thread.
+/// A set incarnation of this process, as the session reaches it: messages
+/// go straight into its runtime, liveness is the process namespace, the
+/// buffers are a heap [`Pool`].
+struct InprocEnd {
+    rt: Weak<SetRuntime>,
+    incarnation: u32,
+    name: String,
+    pool: Arc<Pool>,
+}
+
+impl ClientEnd for InprocEnd {
+    fn deliver(&self, msg: ToClient) {
+        if let Some(rt) = self.rt.upgrade() {
+            rt.deliver_from(self.incarnation, msg);
+        }
+    }
+    fn live(&self) -> Option<VdConfig> {
+        runtime::ProcessNamespace::lookup(&self.name)
+    }
+    fn buffers(&self) -> &dyn ServerBuffers {
+        &*self.pool
+    }
+}
+
+/// Connects each set incarnation to the case's session.
 pub struct HarnessConnector {
-    tx: Mutex<Sender<Msg>>,
+    tx: Mutex<Sender<SessionMsg>>,
 }
 
 impl Connector for HarnessConnector {
@@ -220,11 +169,15 @@ impl Connector for HarnessConnector {
             set.cfg.alignment.max(POOL_ALIGN),
         ));
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = tx.send(Msg::Connect {
-            rt: runtime,
+        let _ = tx.send(SessionMsg::Connect {
             key,
             name: set.name.clone(),
-            pool: pool.clone(),
+            end: Arc::new(InprocEnd {
+                rt: runtime,
+                incarnation: set.incarnation,
+                name: set.name.clone(),
+                pool: pool.clone(),
+            }),
         });
         Connection {
             transport: Arc::new(HarnessTransport {
@@ -242,26 +195,18 @@ impl Connector for HarnessConnector {
 pub fn reset(setup: HarnessSetup) {
     let old = case_slot().take();
     if let Some(c) = old {
-        stop(&c);
+        c.session.stop();
     }
     runtime::tally_reset(true);
     *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let (tx, rx) = mpsc::channel();
-    let shared = Arc::new(Shared::default());
     let profile = Arc::new(setup.profile.clone());
-    let started = Instant::now();
-    let server = Server::new(setup, profile.clone(), rx, shared.clone(), started);
-    let handle = std::thread::Builder::new()
-        .name("vdisim-harness-server".into())
-        .spawn(move || server.run())
-        .ok();
+    let session = Session::start(setup, false);
     let case = Arc::new(Case {
         profile,
-        tx: Mutex::new(tx.clone()),
-        shared,
-        started,
-        thread: Mutex::new(handle),
-        connector: Arc::new(HarnessConnector { tx: Mutex::new(tx) }),
+        connector: Arc::new(HarnessConnector {
+            tx: Mutex::new(session.sender()),
+        }),
+        session,
     });
     *case_slot() = Some(case);
 }
@@ -272,407 +217,33 @@ fn need() -> Result<Arc<Case>, HarnessError> {
 
 /// Starts `stmt` on the case's server.
 pub fn start_statement(stmt: Statement) -> Result<(), HarnessError> {
-    let c = need()?;
-    // Mark it running at once, so a wait right after sees it.
-    c.shared.lock().statements.push((
-        stmt.clone(),
-        Outcome {
-            status: Status::Running,
-            ..Outcome::default()
-        },
-    ));
-    c.send(Msg::Statement(Box::new(stmt)));
+    need()?.session.start_statement(stmt);
     Ok(())
 }
 
 /// Applies a server-side event now.
 pub fn event(f: Fault) -> Result<(), HarnessError> {
-    let c = need()?;
-    match f {
-        Fault::ServerSignalAbort
-        | Fault::ServerDeath
-        | Fault::ServerStall { .. }
-        | Fault::EarlyCloseDevice { .. } => {
-            // Applied before this returns, as in the model: the client's
-            // next call sees it.
-            let (ack, done) = mpsc::channel();
-            c.send(Msg::Fault(f, ack));
-            let _ = done.recv_timeout(Duration::from_secs(10));
-            Ok(())
-        }
-        other => Err(HarnessError::Unsupported(format!(
-            "{} is a client-side fault: the client applies it itself",
-            other.kind()
-        ))),
-    }
+    need()?.session.event(f).map_err(HarnessError::Unsupported)
 }
 
 /// Waits up to `timeout` (`None`: forever) for the latest statement's
 /// outcome; `Ok(Some)` when final, `Ok(None)` on timeout (or no statement).
 pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, HarnessError> {
-    let c = need()?;
-    let dl = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut g = c.shared.lock();
-    loop {
-        if let Some((_, o)) = g.statements.last()
-            && o.status.is_final()
-        {
-            return Ok(Some(o.clone()));
-        }
-        if g.stopped {
-            return Ok(None);
-        }
-        match dl {
-            None => g = c.shared.cond.wait(g).unwrap_or_else(|e| e.into_inner()),
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Ok(None);
-                }
-                g = c
-                    .shared
-                    .cond
-                    .wait_timeout(g, d - now)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            }
-        }
-    }
+    Ok(need()?.session.wait_statement(timeout))
 }
 
 /// Ends the case: waits up to `settle` for the server to become idle, stops
-/// it, and returns what was observed. The case stays "active" (sets still
-/// connect, to a stopped server) until the next reset, so objects destroyed
-/// afterwards do not fall back to the plan file.
+/// it, and returns what was observed (with the clauses the client half
+/// cited in this process). The case stays "active" (sets still connect, to
+/// a stopped server) until the next reset, so objects destroyed afterwards
+/// do not fall back to the plan file.
 pub fn finish(settle: Duration) -> Result<Observation, HarnessError> {
     let c = need()?;
-    let dl = Instant::now() + settle;
-    {
-        let mut g = c.shared.lock();
-        while !g.idle && !g.stopped {
-            let now = Instant::now();
-            if now >= dl {
-                break;
-            }
-            g = c
-                .shared
-                .cond
-                .wait_timeout(g, dl - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-    }
-    stop(&c);
-    let g = c.shared.lock();
-    let mut clauses = g.clauses.clone();
+    let mut obs = c.session.finish(settle);
     for (k, v) in runtime::tally_take() {
-        *clauses.entry(k.to_string()).or_default() += v;
+        *obs.clauses.entry(k.to_string()).or_default() += v;
     }
-    Ok(Observation {
-        statements: g.statements.clone(),
-        devices: g.devices.clone(),
-        clauses,
-        trace_hash: g.trace_hash.clone(),
-        elapsed_ms: u64::try_from(c.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        idle: g.idle,
-        faults_fired: g.faults.clone(),
-    })
-}
-
-fn stop(c: &Case) {
-    c.send(Msg::Stop);
-    let h = c.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(h) = h {
-        let _ = h.join();
-    }
-    let mut g = c.shared.lock();
-    g.stopped = true;
-    c.shared.cond.notify_all();
-}
-
-// ----- the server thread -------------------------------------------------------------
-
-struct Conn {
-    rt: Weak<SetRuntime>,
-    key: (usize, u32),
-    pool: Arc<Pool>,
-}
-
-struct Server {
-    server: ServerHalf,
-    rx: Receiver<Msg>,
-    shared: Arc<Shared>,
-    started: Instant,
-    tr: Trace,
-    /// Latest connection per set name.
-    conns: BTreeMap<String, Conn>,
-    bound: Option<Conn>,
-    reads: BTreeMap<CmdId, (BufId, u32)>,
-    stalled_until: u64,
-    stalled: VecDeque<((usize, u32), ToServer)>,
-    alive: bool,
-    statements: Vec<(Statement, Outcome)>,
-    faults: Vec<String>,
-    out: Vec<ToClient>,
-}
-
-impl Server {
-    fn new(
-        setup: HarnessSetup,
-        profile: Arc<Profile>,
-        rx: Receiver<Msg>,
-        shared: Arc<Shared>,
-        started: Instant,
-    ) -> Server {
-        let mut server = ServerHalf::new(profile);
-        for rec in setup.seed_backups {
-            server.add_backup(rec);
-        }
-        Server {
-            server,
-            rx,
-            shared,
-            started,
-            tr: Trace::hashing(),
-            conns: BTreeMap::new(),
-            bound: None,
-            reads: BTreeMap::new(),
-            stalled_until: 0,
-            stalled: VecDeque::new(),
-            alive: true,
-            statements: Vec::new(),
-            faults: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn run(mut self) {
-        let ok = catch_unwind(AssertUnwindSafe(|| self.serve()));
-        if ok.is_err() {
-            eprintln!("vdisim: the harness server thread panicked");
-            if let Some(b) = &self.bound
-                && let Some(rt) = b.rt.upgrade()
-            {
-                rt.deliver_from(b.key.1, ToClient::Died);
-            }
-        }
-        self.publish(true);
-        let mut g = self.shared.lock();
-        g.stopped = true;
-        self.shared.cond.notify_all();
-    }
-
-    /// Publishes the statements' outcomes and idleness; with `full`, also
-    /// the device summaries, clause hits and trace hash.
-    fn publish(&mut self, full: bool) {
-        if let Some(last) = self.statements.last_mut() {
-            last.1 = if !self.alive && !self.server.outcome().status.is_final() {
-                Outcome {
-                    status: Status::Failed,
-                    reason: Some(FailReason::ServerDied),
-                    ..Outcome::default()
-                }
-            } else {
-                self.server.outcome().clone()
-            };
-        }
-        let mut g = self.shared.lock();
-        // Statements the harness announced but the thread has not started
-        // yet stay as announced.
-        for (i, s) in self.statements.iter().enumerate() {
-            if let Some(slot) = g.statements.get_mut(i) {
-                *slot = s.clone();
-            }
-        }
-        if full {
-            g.devices = self.server.devices();
-            g.clauses = self
-                .tr
-                .clause_hits()
-                .iter()
-                .filter(|(k, _)| !k.is_empty())
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect();
-            g.trace_hash = self.tr.hash_hex();
-        }
-        g.idle = !self.alive || self.server.is_idle();
-        g.faults = self.faults.clone();
-        self.shared.cond.notify_all();
-    }
-
-    /// Sends the server half's output to the bound incarnation.
-    fn flush(&mut self) {
-        let msgs: Vec<ToClient> = std::mem::take(&mut self.out);
-        for m in msgs {
-            let Some(b) = &self.bound else { continue };
-            if let ToClient::Command(c) = &m
-                && let Some(buf) = c.buffer
-            {
-                if c.code == CommandCode::Read {
-                    b.pool.ensure(buf);
-                    self.reads.insert(c.id, (buf, c.size));
-                } else {
-                    b.pool.with_bytes(buf, c.size as usize, |bytes| {
-                        let n = (c.data.len() as usize).min(bytes.len());
-                        data::materialize(&c.data.slice(0, n as u64), &mut bytes[..n]);
-                    });
-                }
-            }
-            if let Some(rt) = b.rt.upgrade() {
-                rt.deliver_from(b.key.1, m);
-            }
-        }
-    }
-
-    fn on_client(&mut self, key: (usize, u32), msg: ToServer) {
-        let bound = self.bound.as_ref().map(|b| b.key);
-        if bound != Some(key) || self.server.is_idle() || !self.alive {
-            return;
-        }
-        let now = self.now();
-        if now < self.stalled_until {
-            self.stalled.push_back((key, msg));
-            return;
-        }
-        let msg = match msg {
-            ToServer::Completed(mut c) => {
-                if let Some((b, size)) = self.reads.remove(&c.id)
-                    && !c.auto
-                    && c.bytes > 0
-                    && let Some(conn) = &self.bound
-                {
-                    let n = c.bytes.min(u64::from(size)) as usize;
-                    c.data = conn.pool.with_bytes(b, n, |buf| data::parse_tagged(buf));
-                }
-                ToServer::Completed(c)
-            }
-            m => m,
-        };
-        self.server
-            .on_message(now, msg, &mut self.out, &mut self.tr);
-        self.flush();
-    }
-
-    fn start(&mut self, stmt: Statement) {
-        if let Some(last) = self.statements.last_mut()
-            && self.server.outcome().status.is_final()
-        {
-            last.1 = self.server.outcome().clone();
-        }
-        self.statements.push((stmt.clone(), Outcome::default()));
-        if !self.alive {
-            return;
-        }
-        let name = stmt.devices.first().cloned().unwrap_or_default();
-        let live = runtime::ProcessNamespace::lookup(&name);
-        let set = live.map(|cfg| SetInfo {
-            name: name.clone(),
-            cfg,
-        });
-        self.bound = match (&set, self.conns.get(&name)) {
-            (Some(_), Some(c)) => Some(Conn {
-                rt: c.rt.clone(),
-                key: c.key,
-                pool: c.pool.clone(),
-            }),
-            _ => None,
-        };
-        let set = if self.bound.is_some() { set } else { None };
-        self.reads.clear();
-        let now = self.now();
-        self.server
-            .start(now, stmt, set, &mut self.out, &mut self.tr);
-        self.flush();
-    }
-
-    fn fault(&mut self, f: Fault) {
-        self.faults.push(f.kind().to_string());
-        let now = self.now();
-        if !self.alive {
-            return;
-        }
-        match f {
-            Fault::ServerSignalAbort => {
-                self.server.signal_abort(now, &mut self.out, &mut self.tr);
-                self.flush();
-            }
-            Fault::ServerDeath => {
-                self.server.die(now, &mut self.tr);
-                self.alive = false;
-                self.stalled.clear();
-                self.out.clear();
-                self.out.push(ToClient::Died);
-                self.flush();
-            }
-            Fault::ServerStall { ms } => self.stalled_until = now.saturating_add(ms),
-            Fault::EarlyCloseDevice { dev } => {
-                self.server
-                    .close_device_early(now, dev, &mut self.out, &mut self.tr);
-                self.flush();
-            }
-            _ => {}
-        }
-    }
-
-    fn serve(&mut self) {
-        loop {
-            self.publish(false);
-            let now = self.now();
-            // Messages held by a stall, once it is over.
-            if now >= self.stalled_until && !self.stalled.is_empty() {
-                while let Some((k, m)) = self.stalled.pop_front() {
-                    self.on_client(k, m);
-                }
-                continue;
-            }
-            let mut wake: Option<u64> = None;
-            if self.alive {
-                if let Some(d) = self.server.next_deadline() {
-                    wake = Some(d.max(self.stalled_until));
-                }
-                if !self.stalled.is_empty() {
-                    wake = Some(wake.map_or(self.stalled_until, |w| w.min(self.stalled_until)));
-                }
-            }
-            let r = match wake {
-                Some(w) => self
-                    .rx
-                    .recv_timeout(Duration::from_millis(w.saturating_sub(now))),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match r {
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                Ok(Msg::Connect {
-                    rt,
-                    key,
-                    name,
-                    pool,
-                }) => {
-                    self.conns.insert(name, Conn { rt, key, pool });
-                }
-                Ok(Msg::Client { key, msg }) => self.on_client(key, msg),
-                Ok(Msg::Statement(s)) => self.start(*s),
-                Ok(Msg::Fault(f, ack)) => {
-                    self.fault(f);
-                    let _ = ack.send(());
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = self.now();
-                    if self.alive
-                        && now >= self.stalled_until
-                        && self.server.next_deadline().is_some_and(|d| d <= now)
-                    {
-                        self.server.on_time(now, &mut self.out, &mut self.tr);
-                        self.flush();
-                    }
-                }
-            }
-        }
-    }
+    Ok(obs)
 }
 
 // ----- the C ABI ---------------------------------------------------------------------

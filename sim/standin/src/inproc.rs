@@ -19,6 +19,7 @@
 //! Plan format: see the crate README.
 
 use crate::runtime::{BufferMap, Connection, Connector, NewSet, SetRuntime, Transport};
+use crate::session::ServerBuffers;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::ptr::NonNull;
@@ -359,6 +360,15 @@ impl Drop for Pool {
             // in `ensure`, freed once here.
             drop(unsafe { Box::from_raw(slice) });
         }
+    }
+}
+
+impl ServerBuffers for Pool {
+    fn prepare(&self, id: BufId) {
+        self.ensure(id);
+    }
+    fn with_bytes(&self, id: BufId, n: usize, f: &mut dyn FnMut(&mut [u8])) {
+        Pool::with_bytes(self, id, n, |b| f(b));
     }
 }
 

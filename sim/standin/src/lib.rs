@@ -27,6 +27,9 @@
 //! - [`inproc`]: the optional in-process server: when `VDISIM_PLAN` names a
 //!   plan file, each set created gets a thread hosting the model's server
 //!   half with a real buffer pool, running the planned BACKUP or RESTORE.
+//! - [`session`]: a server session — a thread hosting the model's server
+//!   half for statements it is handed, reaching each set through a
+//!   [`session::ClientEnd`]; the harness runs one per case in process.
 //! - [`sync`]: the lock and condition variable, swapped for loom's under
 //!   `--cfg loom`.
 //!
@@ -53,6 +56,7 @@ pub mod harness;
 pub mod inproc;
 pub mod linux;
 pub mod runtime;
+pub mod session;
 pub mod sync;
 #[cfg(windows)]
 pub mod windows;
