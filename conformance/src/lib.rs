@@ -23,5 +23,7 @@ pub mod random;
 pub mod runner;
 pub mod scenario;
 pub mod script;
+#[cfg(unix)]
+pub mod serve;
 pub mod simulate;
 pub mod sqlserver;

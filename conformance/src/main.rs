@@ -75,6 +75,35 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         seeds: u64,
     },
+    /// Play SQL Server: a long-running process that the stand-in library's
+    /// sets connect to and `vdisim sqlcmd` sends BACKUP / RESTORE to.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Socket path to listen on (default: $VDISIM_SERVER, else a per-user path).
+    #[arg(long)]
+    listen: Option<PathBuf>,
+    /// A database as NAME=SIZE (bytes, or with KiB/MiB/GiB); repeatable.
+    /// Default: sales=8MiB, inventory=64MiB.
+    #[arg(long = "database", value_name = "NAME=SIZE")]
+    databases: Vec<String>,
+    /// Seed for the server's choices and the databases' content.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Append each statement's server trace (JSONL) to this file.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+    /// The server name messages show.
+    #[arg(long, default_value = "VDISIM")]
+    server_name: String,
+    /// Print the running server's status (JSON) instead of serving.
+    #[arg(long)]
+    status: bool,
+    /// Stop the running server instead of serving.
+    #[arg(long)]
+    stop: bool,
 }
 
 fn main() -> ExitCode {
@@ -140,5 +169,82 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::CheckDeterminism { seeds } => Ok(emit(
             commands::check_determinism(&dir, seeds).map_err(|e| anyhow!(e))?,
         )),
+        Cmd::Serve(a) => serve(a),
     }
+}
+
+/// Parses `NAME=SIZE` (SIZE in bytes or with a KiB/MiB/GiB suffix).
+fn parse_database(s: &str) -> Result<(String, u64)> {
+    let (name, size) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--database {s:?}: expected NAME=SIZE, e.g. sales=64MiB"))?;
+    if name.is_empty() {
+        bail!("--database {s:?}: the name is empty");
+    }
+    let t = size.trim();
+    let (num, mult) = [
+        ("GiB", 1u64 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+        ("B", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| t.strip_suffix(suf).map(|n| (n.trim(), *m)))
+    .unwrap_or((t, 1));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("--database {s:?}: size {size:?} is not a number of bytes (KiB, MiB, GiB suffixes allowed)"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| anyhow!("--database {s:?}: size too large"))?;
+    Ok((name.to_string(), bytes))
+}
+
+#[cfg(unix)]
+fn serve(a: ServeArgs) -> Result<u8> {
+    use sqlvdi::remote::{self, control::Control, wire};
+    use vdi_conformance::serve::{ServeConfig, Server};
+    let listen = a.listen.unwrap_or_else(remote::address);
+    if a.status || a.stop {
+        let mut c = Control::connect(&listen, "vdisim serve")
+            .with_context(|| format!("no server at {}", listen.display()))?;
+        let req = if a.stop {
+            wire::Request::Shutdown
+        } else {
+            wire::Request::Status
+        };
+        match c.request(req)? {
+            wire::Response::Status { status } => {
+                println!("{}", serde_json::to_string_pretty(&status)?)
+            }
+            wire::Response::Ok => println!("vdisim serve at {} stopped", listen.display()),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+        return Ok(0);
+    }
+    let mut cfg = ServeConfig::new(listen);
+    if !a.databases.is_empty() {
+        cfg.databases = a
+            .databases
+            .iter()
+            .map(|d| parse_database(d))
+            .collect::<Result<_>>()?;
+    }
+    cfg.seed = a.seed;
+    cfg.trace = a.trace;
+    cfg.server_name = a.server_name;
+    let server = Server::start(cfg)?;
+    eprintln!(
+        "vdisim serve: listening at {} (clients find it through {}={})",
+        server.path().display(),
+        remote::ENV_SERVER,
+        server.path().display()
+    );
+    server.wait();
+    Ok(0)
+}
+
+#[cfg(not(unix))]
+fn serve(_a: ServeArgs) -> Result<u8> {
+    bail!("vdisim serve needs Unix domain sockets and shared memory; it runs on Linux")
 }

@@ -698,6 +698,15 @@ pub fn process_host() -> &'static ProcessHost {
             profile: Arc::new(Profile::default()),
         };
         let Some(path) = plan else {
+            // No plan: connect to a `vdisim serve` process (it prints one
+            // line if there is none).
+            #[cfg(unix)]
+            return ProcessHost {
+                connector: Arc::new(crate::remote::client::RemoteConnector::from_env()),
+                board: None,
+                profile: Arc::new(Profile::default()),
+            };
+            #[cfg(not(unix))]
             return no_server(format!(
                 "vdisim: no in-process server (GetConfiguration will time out); set {ENV_PLAN}=<plan.toml> and optionally {ENV_SEED}=<n> to run one"
             ));

@@ -27,6 +27,9 @@
 //! - [`inproc`]: the optional in-process server: when `VDISIM_PLAN` names a
 //!   plan file, each set created gets a thread hosting the model's server
 //!   half with a real buffer pool, running the planned BACKUP or RESTORE.
+//! - [`remote`]: the channel to a `vdisim serve` process — a socket for
+//!   messages, shared memory for buffers — used when no in-process server is
+//!   configured.
 //! - [`session`]: a server session — a thread hosting the model's server
 //!   half for statements it is handed, reaching each set through a
 //!   [`session::ClientEnd`]; the harness runs one per case in process.
@@ -55,6 +58,7 @@ pub mod com;
 pub mod harness;
 pub mod inproc;
 pub mod linux;
+pub mod remote;
 pub mod runtime;
 pub mod session;
 pub mod sync;

@@ -1,0 +1,252 @@
+//! `vdisim serve` and the stand-in library across the socket and shared
+//! memory: a striped backup and restore, a client that dies mid-stream, a
+//! server that never opens the set, T-SQL errors.
+
+#![cfg(unix)]
+
+#[path = "support/remote_client.rs"]
+mod remote_client;
+
+use remote_client::*;
+use sqlvdi::remote::control::Control;
+use sqlvdi::remote::wire::{LineMessage, Request, Response};
+use sqlvdi::runtime::Timeout;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use vdi_conformance::serve::{ServeConfig, Server};
+use vdi_spec::Hresult;
+
+fn temp_socket(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("vdisim-test-{}-{tag}.sock", std::process::id()))
+}
+
+fn server(tag: &str) -> Server {
+    let mut cfg = ServeConfig::new(temp_socket(tag));
+    cfg.databases = vec![("sales".into(), 3 * 65536 + 4096)];
+    Server::start(cfg).expect("server starts")
+}
+
+fn sql(server: &Server, text: &str) -> Vec<LineMessage> {
+    let mut c = Control::connect(server.path(), "test").unwrap();
+    match c
+        .request(Request::Sql {
+            text: text.into(),
+            database: None,
+            first_line: 1,
+        })
+        .unwrap()
+    {
+        Response::Sql { messages } => messages,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn numbers(m: &[LineMessage]) -> Vec<u32> {
+    m.iter().map(|m| m.message.number).collect()
+}
+
+/// Runs `text` on another thread while the client works, as a backup
+/// program's SQL connection would.
+fn sql_async(server: &Server, text: String) -> std::thread::JoinHandle<Vec<LineMessage>> {
+    let path = server.path().to_path_buf();
+    std::thread::spawn(move || {
+        let mut c = Control::connect(&path, "test").unwrap();
+        match c
+            .request(Request::Sql {
+                text,
+                database: None,
+                first_line: 1,
+            })
+            .unwrap()
+        {
+            Response::Sql { messages } => messages,
+            other => panic!("unexpected {other:?}"),
+        }
+    })
+}
+
+#[test]
+fn striped_backup_then_restore_across_processes_boundary() {
+    let s = server("roundtrip");
+    let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..3).map(|_| Arc::default()).collect();
+    // BACKUP over 3 devices.
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "rt", 3), Hresult::NOERROR);
+    let names = device_names("rt", 3)
+        .iter()
+        .map(|n| format!("VIRTUAL_DEVICE='{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stmt = sql_async(
+        &s,
+        format!("BACKUP DATABASE sales TO {names} WITH MAXTRANSFERSIZE=65536, BUFFERCOUNT=6"),
+    );
+    let devs = open_all(&set, "rt", 3).expect("configured and opened");
+    let (ends, bytes) = run_devices(&devs, &media, Sink::Keep);
+    assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
+    assert_eq!(set.close(), Hresult::NOERROR);
+    let msgs = stmt.join().unwrap();
+    assert_eq!(numbers(&msgs), vec![4035, 3014], "{msgs:?}");
+    assert_eq!(bytes, 3 * 65536 + 4096);
+    let before = s.status();
+    assert_eq!(before.backups, 1);
+    // RESTORE from the same bytes, with a fresh object.
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "rs", 3), Hresult::NOERROR);
+    let names = device_names("rs", 3)
+        .iter()
+        .map(|n| format!("VIRTUAL_DEVICE=N'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stmt = sql_async(&s, format!("RESTORE DATABASE [sales] FROM {names}"));
+    let devs = open_all(&set, "rs", 3).unwrap();
+    let (ends, _) = run_devices(&devs, &media, Sink::Keep);
+    assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
+    assert_eq!(set.close(), Hresult::NOERROR);
+    let msgs = stmt.join().unwrap();
+    assert_eq!(msgs.last().unwrap().message.number, 3014, "{msgs:?}");
+    let after = s.status();
+    let db = after.databases.iter().find(|d| d.name == "sales").unwrap();
+    assert_eq!(db.state, "online");
+    assert_eq!(db.restored_from, Some(1));
+    let was = before.databases.iter().find(|d| d.name == "sales").unwrap();
+    assert_eq!(
+        db.content, was.content,
+        "restored content is the backed-up content"
+    );
+    assert!(
+        after.sets.is_empty(),
+        "closed sets are forgotten: {:?}",
+        after.sets
+    );
+}
+
+#[test]
+fn corrupted_restore_fails_and_leaves_the_database_restoring() {
+    let s = server("corrupt");
+    let media: Vec<Arc<Mutex<Vec<u8>>>> = vec![Arc::default()];
+    let set = set_at(s.path());
+    create(&set, "c1", 1);
+    let stmt = sql_async(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='c1'".into());
+    let devs = open_all(&set, "c1", 1).unwrap();
+    run_devices(&devs, &media, Sink::Keep);
+    set.close();
+    assert_eq!(numbers(&stmt.join().unwrap()), vec![4035, 3014]);
+    media[0].lock().unwrap()[70_000] ^= 0xff;
+    let set = set_at(s.path());
+    create(&set, "c2", 1);
+    let stmt = sql_async(&s, "RESTORE DATABASE sales FROM VIRTUAL_DEVICE='c2'".into());
+    let devs = open_all(&set, "c2", 1).unwrap();
+    run_devices(&devs, &media, Sink::Keep);
+    set.close();
+    let msgs = stmt.join().unwrap();
+    assert_eq!(msgs.last().unwrap().message.number, 3013, "{msgs:?}");
+    let st = s.status();
+    let db = st.databases.iter().find(|d| d.name == "sales").unwrap();
+    assert_eq!(db.state, "restoring");
+    // A backup of a database in the middle of a restore is refused.
+    let m = sql(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='nobody'");
+    assert_eq!(numbers(&m), vec![927, 3013]);
+}
+
+/// The dying client: run as a child process by the test below (the test
+/// binary re-executed with `VDISIM_TEST_DYING_CLIENT` set). It takes one
+/// command and exits without Close, as a crashed backup program would.
+#[test]
+fn dying_client_child() {
+    let Some(path) = std::env::var_os("VDISIM_TEST_DYING_CLIENT") else {
+        return;
+    };
+    let set = set_at(std::path::Path::new(&path));
+    assert_eq!(create(&set, "d1", 1), Hresult::NOERROR);
+    let devs = open_all(&set, "d1", 1).unwrap();
+    devs[0].get_command(Timeout::Ms(10_000)).unwrap();
+    println!("child: holding one command, exiting");
+    std::process::exit(0);
+}
+
+#[test]
+fn a_client_process_that_dies_mid_stream_aborts_the_statement() {
+    let s = server("death");
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "dying_client_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VDISIM_TEST_DYING_CLIENT", s.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the child's set exists before starting the statement.
+    let t0 = std::time::Instant::now();
+    while !s.status().sets.contains(&"d1".to_string()) {
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the child never created its set"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let m = sql(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='d1'");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(m.last().unwrap().message.number, 3013, "{m:?}");
+    assert!(
+        m.iter()
+            .any(|x| x.message.text.contains("995") || x.message.number == 18210),
+        "an abort's messages: {m:?}"
+    );
+    assert!(
+        s.status().sets.is_empty(),
+        "the dead client's set is forgotten"
+    );
+    assert_eq!(s.status().backups, 0);
+}
+
+#[test]
+fn a_server_that_never_opens_the_set_means_get_configuration_times_out() {
+    let s = server("noopen");
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "lonely", 1), Hresult::NOERROR);
+    assert_eq!(
+        set.get_configuration(Timeout::Ms(200)).unwrap_err(),
+        Hresult::VD_E_TIMEOUT
+    );
+    assert_eq!(s.status().sets, vec!["lonely".to_string()]);
+    assert_eq!(set.close(), Hresult::NOERROR);
+}
+
+#[test]
+fn no_server_means_the_set_is_created_and_never_configured() {
+    let set = set_at(&temp_socket("nobody-listens"));
+    assert_eq!(create(&set, "alone", 1), Hresult::NOERROR);
+    assert_eq!(
+        set.get_configuration(Timeout::Ms(50)).unwrap_err(),
+        Hresult::VD_E_TIMEOUT
+    );
+}
+
+#[test]
+fn tsql_errors_and_unknown_databases() {
+    let s = server("tsql");
+    let m = sql(&s, "BACKUP DATABSE sales TO VIRTUAL_DEVICE='x'");
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].message.number, 102, "{m:?}");
+    let m = sql(&s, "BACKUP DATABASE nowhere TO VIRTUAL_DEVICE='x'");
+    assert_eq!(numbers(&m), vec![911, 3013]);
+    // The set does not exist: the statement fails as server.open-missing-set says.
+    let m = sql(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='missing'");
+    assert_eq!(numbers(&m), vec![3201, 3013], "{m:?}");
+}
+
+#[test]
+fn a_second_server_on_the_same_path_is_refused() {
+    let s = server("twice");
+    let mut cfg = ServeConfig::new(s.path().to_path_buf());
+    cfg.databases.clear();
+    match Server::start(cfg) {
+        Err(e) => assert!(e.to_string().contains("already listening"), "{e}"),
+        Ok(_) => panic!("two servers on one path"),
+    }
+}

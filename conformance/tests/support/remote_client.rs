@@ -1,0 +1,143 @@
+//! A backup client over the stand-in library's Rust API, connected to a
+//! `vdisim serve` at a given socket: Create, GetConfiguration, OpenDevice,
+//! one thread per device running the GetCommand / CompleteCommand loop.
+//! Shared by the serve tests and the serve benchmark.
+
+#![allow(dead_code)]
+
+use sqlvdi::api::{DevCore, SetCore};
+use sqlvdi::remote::client::RemoteConnector;
+use sqlvdi::runtime::{CreateKind, SetRuntime, Timeout};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use vdi_spec::{CommandCode, Features, Hresult, VdConfig, VdcCommand, Win32};
+
+/// What a device does with a Write's bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// Keep them (a later restore reads them back).
+    Keep,
+    /// Drop them (throughput runs).
+    Discard,
+}
+
+/// A set object connected to the server at `path`.
+pub fn set_at(path: &Path) -> Arc<SetCore> {
+    SetCore::with_runtime(SetRuntime::new(
+        Arc::new(vdi_spec::Profile::default()),
+        Arc::new(RemoteConnector::at(path.to_path_buf())),
+    ))
+}
+
+/// Creates the set `name` for `devices` devices.
+pub fn create(set: &SetCore, name: &str, devices: u32) -> Hresult {
+    set.create(
+        CreateKind::Create,
+        name,
+        &VdConfig::client(devices, Features(0)),
+    )
+}
+
+/// Waits for the configuration and opens every device (`name`, then
+/// `name-dev1`, ...).
+pub fn open_all(set: &SetCore, name: &str, devices: u32) -> Result<Vec<Arc<DevCore>>, Hresult> {
+    set.get_configuration(Timeout::Ms(20_000))?;
+    (0..devices)
+        .map(|i| {
+            let n = if i == 0 {
+                name.to_string()
+            } else {
+                format!("{name}-dev{i}")
+            };
+            set.open_device(&n)
+        })
+        .collect()
+}
+
+/// The device names a statement lists for set `name`.
+pub fn device_names(name: &str, devices: u32) -> Vec<String> {
+    (0..devices)
+        .map(|i| {
+            if i == 0 {
+                name.to_string()
+            } else {
+                format!("{name}-dev{i}")
+            }
+        })
+        .collect()
+}
+
+/// Runs the device loop until something other than NOERROR; Writes go to
+/// (or are dropped from) `media`, Reads come from it. Returns the ending
+/// code and the bytes moved.
+pub fn device_loop(dev: &DevCore, media: &Mutex<Vec<u8>>, sink: Sink) -> (Hresult, u64) {
+    let mut moved = 0u64;
+    loop {
+        let p = match dev.get_command(Timeout::Ms(30_000)) {
+            Ok(p) => p,
+            Err(e) => return (e, moved),
+        };
+        // SAFETY: the library returned this block with NOERROR; it is ours
+        // to read until CompleteCommand.
+        let c: VdcCommand = unsafe { std::ptr::read(p) };
+        let (code, bytes) = match CommandCode::from_u32(c.command_code) {
+            Some(CommandCode::Write) => {
+                if sink == Sink::Keep {
+                    // SAFETY: a Write's buffer holds `size` bytes until completion.
+                    let b = unsafe { std::slice::from_raw_parts(c.buffer, c.size as usize) };
+                    media.lock().unwrap().extend_from_slice(b);
+                }
+                moved += u64::from(c.size);
+                (Win32::ERROR_SUCCESS, u64::from(c.size))
+            }
+            Some(CommandCode::Read) => {
+                let m = media.lock().unwrap();
+                let at = (c.position as usize).min(m.len());
+                let n = (c.size as usize).min(m.len() - at);
+                // SAFETY: a Read's buffer holds `size` writable bytes until completion.
+                let b = unsafe { std::slice::from_raw_parts_mut(c.buffer, n) };
+                b.copy_from_slice(&m[at..at + n]);
+                moved += n as u64;
+                let code = if n < c.size as usize {
+                    Win32::ERROR_HANDLE_EOF
+                } else {
+                    Win32::ERROR_SUCCESS
+                };
+                (code, n as u64)
+            }
+            Some(CommandCode::Flush | CommandCode::ClearError | CommandCode::Complete) => {
+                (Win32::ERROR_SUCCESS, 0)
+            }
+            _ => (Win32::ERROR_NOT_SUPPORTED, 0),
+        };
+        let r = dev.complete_command(p as usize, code.0, bytes, c.position);
+        if r != Hresult::NOERROR {
+            return (r, moved);
+        }
+    }
+}
+
+/// Runs one device thread per device; returns each device's end code and
+/// the bytes moved in all.
+pub fn run_devices(
+    devs: &[Arc<DevCore>],
+    media: &[Arc<Mutex<Vec<u8>>>],
+    sink: Sink,
+) -> (Vec<Hresult>, u64) {
+    let hs: Vec<_> = devs
+        .iter()
+        .zip(media)
+        .map(|(d, m)| {
+            let (d, m) = (d.clone(), m.clone());
+            std::thread::spawn(move || device_loop(&d, &m, sink))
+        })
+        .collect();
+    let mut ends = Vec::new();
+    let mut total = 0;
+    for h in hs {
+        let (e, n) = h.join().unwrap();
+        ends.push(e);
+        total += n;
+    }
+    (ends, total)
+}
