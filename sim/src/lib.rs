@@ -17,6 +17,8 @@
 //!   threads and the server, fault plans ([`fault`]) and client programs
 //!   ([`program`]).
 //! - [`trace`]: the canonical JSONL trace and its hash.
+//! - [`tsql`]: the T-SQL a backup program sends (BACKUP, RESTORE, USE),
+//!   parsed into [`statement::Statement`]s, and `GO` batch splitting.
 //!
 //! Neither half reads a clock, spawns a thread or draws randomness: time,
 //! scheduling and faults are inputs, so every run replays from its seed and
@@ -33,4 +35,5 @@ pub mod server;
 pub mod statement;
 pub mod summary;
 pub mod trace;
+pub mod tsql;
 pub mod world;
