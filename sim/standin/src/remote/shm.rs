@@ -227,10 +227,10 @@ impl ServerPool {
         let chunk = id.0 / PER_CHUNK;
         let ix = u64::from(id.0 % PER_CHUNK);
         let mut g = self.lock();
-        if !g.contains_key(&chunk) {
+        if let std::collections::btree_map::Entry::Vacant(v) = g.entry(chunk) {
             match self.create(chunk) {
                 Ok(c) => {
-                    g.insert(chunk, c);
+                    v.insert(c);
                 }
                 Err(e) => {
                     eprintln!("vdisim serve: cannot create shared buffer memory: {e}");
