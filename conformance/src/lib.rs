@@ -14,6 +14,8 @@
 //! - [`random`]: randomized cases (swarm), their oracle, and the scenario
 //!   file a failure is written to.
 //! - [`simulate`], [`commands`]: the `vdisim` subcommands.
+//! - [`sqlcmd`]: the front end of a `sqlcmd` look-alike (options, batches,
+//!   output, exit codes) over a transport-agnostic executor.
 
 pub mod backend;
 pub mod backends;
@@ -26,4 +28,5 @@ pub mod script;
 #[cfg(unix)]
 pub mod serve;
 pub mod simulate;
+pub mod sqlcmd;
 pub mod sqlserver;
