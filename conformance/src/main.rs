@@ -78,6 +78,14 @@ enum Cmd {
     /// Play SQL Server: a long-running process that the stand-in library's
     /// sets connect to and `vdisim sqlcmd` sends BACKUP / RESTORE to.
     Serve(ServeArgs),
+    /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
+    /// program does when invoked under the name `sqlcmd`).
+    #[command(disable_help_flag = true)]
+    Sqlcmd {
+        /// sqlcmd's own options (-S -U -P -E -d -b -Q -q -i ...; -? for help).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -107,6 +115,13 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv
+        .first()
+        .is_some_and(|a| vdi_conformance::sqlcmd::invoked_as_sqlcmd(a))
+    {
+        return ExitCode::from(sqlcmd(&argv[1..]));
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -170,7 +185,46 @@ fn run(cli: Cli) -> Result<u8> {
             commands::check_determinism(&dir, seeds).map_err(|e| anyhow!(e))?,
         )),
         Cmd::Serve(a) => serve(a),
+        Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
     }
+}
+
+/// Runs the sqlcmd look-alike; its exit code is sqlcmd's.
+#[cfg(unix)]
+fn sqlcmd(args: &[String]) -> u8 {
+    use vdi_conformance::sqlcmd;
+    let a = match sqlcmd::parse_args(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return u8::try_from(e.exit_code()).unwrap_or(1);
+        }
+    };
+    let mut exec = vdi_conformance::serve::ServeExecutor::new(a.server.as_deref());
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut err = std::io::stderr();
+    let server_name = std::env::var("VDISIM_SERVER_NAME").unwrap_or_else(|_| "VDISIM".into());
+    let code = match &a.output_file {
+        Some(p) => match std::fs::File::create(p) {
+            Ok(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),
+            Err(e) => {
+                eprintln!("Sqlcmd: '{}': {e}.", p.display());
+                1
+            }
+        },
+        None => {
+            let mut out = std::io::stdout();
+            sqlcmd::run(&a, &mut exec, &mut input, &mut out, &mut err, &server_name)
+        }
+    };
+    u8::try_from(code).unwrap_or(1)
+}
+
+#[cfg(not(unix))]
+fn sqlcmd(_args: &[String]) -> u8 {
+    eprintln!("vdisim sqlcmd talks to vdisim serve, which runs on Linux");
+    1
 }
 
 /// Parses `NAME=SIZE` (SIZE in bytes or with a KiB/MiB/GiB suffix).

@@ -457,13 +457,13 @@ impl Inner {
                 Request::Sql {
                     text,
                     database: db,
-                    first_line,
+                    first_line: _,
                 } => {
                     if db.is_some() {
                         database = db;
                     }
                     Response::Sql {
-                        messages: self.run_batch(&text, &mut database, first_line),
+                        messages: self.run_batch(&text, &mut database),
                     }
                 }
                 Request::Reset { setup } => {
@@ -548,24 +548,20 @@ impl Inner {
 
     // ----- T-SQL -------------------------------------------------------------------------
 
-    fn run_batch(
-        &self,
-        text: &str,
-        database: &mut Option<String>,
-        first_line: u32,
-    ) -> Vec<LineMessage> {
+    fn run_batch(&self, text: &str, database: &mut Option<String>) -> Vec<LineMessage> {
         let parsed = match tsql::parse_batch_located(text) {
             Ok(p) => p,
             Err(e) => {
                 return vec![LineMessage {
                     message: e.to_message(),
-                    line: first_line.max(1) + e.line.saturating_sub(1),
+                    line: e.line.max(1),
                 }];
             }
         };
         let mut out = Vec::new();
         for p in parsed {
-            let line = first_line.max(1) + p.line.saturating_sub(1);
+            // Lines are relative to the batch, as SQL Server reports them.
+            let line = p.line.max(1);
             match p.statement {
                 ParsedStatement::Use(db) => {
                     if lock(&self.catalog).databases.contains_key(&db) {
@@ -717,4 +713,87 @@ fn no_database(db: &str) -> SqlMessage {
         911,
         format!("Database '{db}' does not exist. Make sure that the name is entered correctly."),
     )
+}
+
+/// `vdisim sqlcmd`'s transport: each batch goes to a `vdisim serve` over a
+/// control connection. `-S` names the server: a value containing `/` (or
+/// prefixed `unix:`) is the socket path; any other value (`localhost`,
+/// `tcp:host,1433`, `.\INSTANCE`) means the server the environment names
+/// (`VDISIM_SERVER`, else the per-user default).
+pub struct ServeExecutor {
+    server: String,
+    path: std::path::PathBuf,
+    conn: Option<sqlvdi::remote::control::Control>,
+}
+
+impl ServeExecutor {
+    /// An executor for `-S server` (or none).
+    pub fn new(server: Option<&str>) -> ServeExecutor {
+        let s = server.unwrap_or("localhost");
+        let path = match s.strip_prefix("unix:") {
+            Some(p) => PathBuf::from(p),
+            None if s.contains('/') => PathBuf::from(s),
+            None => sqlvdi::remote::address(),
+        };
+        ServeExecutor {
+            server: s.to_string(),
+            path,
+            conn: None,
+        }
+    }
+
+    fn conn(&mut self) -> Result<&mut sqlvdi::remote::control::Control, crate::sqlcmd::ExecError> {
+        if self.conn.is_none() {
+            let c =
+                sqlvdi::remote::control::Control::connect(&self.path, "sqlcmd").map_err(|e| {
+                    crate::sqlcmd::ExecError::Connect {
+                        server: self.server.clone(),
+                        reason: format!("no vdisim serve at {} ({e})", self.path.display()),
+                    }
+                })?;
+            self.conn = Some(c);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| crate::sqlcmd::ExecError::Lost("no connection".into()))
+    }
+}
+
+impl crate::sqlcmd::Executor for ServeExecutor {
+    fn connect(&mut self, _database: Option<&str>) -> Result<(), crate::sqlcmd::ExecError> {
+        self.conn().map(|_| ())
+    }
+
+    fn execute(
+        &mut self,
+        batch: &str,
+        database: Option<&str>,
+        first_line: u32,
+    ) -> Result<crate::sqlcmd::BatchResult, crate::sqlcmd::ExecError> {
+        let c = self.conn()?;
+        let r = c.request(Request::Sql {
+            text: batch.to_string(),
+            database: database.map(str::to_string),
+            first_line,
+        });
+        match r {
+            Ok(Response::Sql { messages }) => Ok(crate::sqlcmd::BatchResult {
+                messages: messages
+                    .into_iter()
+                    .map(|m| crate::sqlcmd::ServerMessage {
+                        msg: m.message,
+                        line: m.line,
+                    })
+                    .collect(),
+            }),
+            Ok(Response::Error { message }) => Err(crate::sqlcmd::ExecError::Lost(message)),
+            Ok(other) => Err(crate::sqlcmd::ExecError::Lost(format!(
+                "unexpected answer {other:?}"
+            ))),
+            Err(e) => {
+                self.conn = None;
+                Err(crate::sqlcmd::ExecError::Lost(e.to_string()))
+            }
+        }
+    }
 }

@@ -214,9 +214,28 @@ pub fn origin_of(parts: &[u64]) -> u64 {
         .fold(0x5644_4953_494D_0001, |acc, p| mix(acc ^ mix(*p)))
 }
 
+/// Words per tagged block.
+const BLOCK_WORDS: usize = (TAG_BLOCK / 8) as usize;
+
+/// The per-stream template of a block's body: word `k` (2..64) of every
+/// block of stream `origin` is `template[k] ^ block_key(origin, block)`.
+fn template(origin: u64) -> [u64; BLOCK_WORDS] {
+    let mut t = [0u64; BLOCK_WORDS];
+    for (k, w) in t.iter_mut().enumerate().skip(2) {
+        *w = mix(origin ^ mix(k as u64));
+    }
+    t
+}
+
+/// The per-block key mixed into the template.
+fn block_key(origin: u64, block: u64) -> u64 {
+    mix(block ^ origin.rotate_left(29))
+}
+
 /// The byte at `offset` of stream `origin`. Each 512-byte block begins with
 /// the origin (8 bytes, little-endian) and the block's offset (8 bytes); the
-/// rest is pseudo-random.
+/// rest is pseudo-random: a per-stream template XOR a per-block key, so a
+/// whole block is produced at close to memory speed.
 pub fn byte_at(origin: u64, offset: u64) -> u8 {
     let block = offset - offset % TAG_BLOCK;
     let i = offset % TAG_BLOCK;
@@ -224,7 +243,7 @@ pub fn byte_at(origin: u64, offset: u64) -> u8 {
         0..8 => origin.to_le_bytes()[i as usize],
         8..16 => block.to_le_bytes()[(i - 8) as usize],
         _ => {
-            let word = mix(origin ^ mix(block ^ (i / 8)));
+            let word = mix(origin ^ mix(i / 8)) ^ block_key(origin, block);
             word.to_le_bytes()[(i % 8) as usize]
         }
     }
@@ -234,15 +253,21 @@ pub fn byte_at(origin: u64, offset: u64) -> u8 {
 pub fn fill(origin: u64, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
     let mut i = 0usize;
+    let mut t: Option<[u64; BLOCK_WORDS]> = None;
     while i < buf.len() {
         let in_block = pos % TAG_BLOCK;
-        // Whole 8-byte words past the tag are produced eight bytes at a time.
-        if in_block >= 16 && in_block.is_multiple_of(8) && buf.len() - i >= 8 {
-            let block = pos - in_block;
-            let word = mix(origin ^ mix(block ^ (in_block / 8)));
-            buf[i..i + 8].copy_from_slice(&word.to_le_bytes());
-            i += 8;
-            pos += 8;
+        if in_block == 0 && buf.len() - i >= TAG_BLOCK as usize {
+            // A whole block: the tag, then the template XOR the block's key.
+            let t = t.get_or_insert_with(|| template(origin));
+            let key = block_key(origin, pos);
+            let out = &mut buf[i..i + TAG_BLOCK as usize];
+            out[0..8].copy_from_slice(&origin.to_le_bytes());
+            out[8..16].copy_from_slice(&pos.to_le_bytes());
+            for (w, chunk) in t[2..].iter().zip(out[16..].chunks_exact_mut(8)) {
+                chunk.copy_from_slice(&(w ^ key).to_le_bytes());
+            }
+            i += TAG_BLOCK as usize;
+            pos += TAG_BLOCK;
         } else {
             buf[i] = byte_at(origin, pos);
             i += 1;

@@ -17,6 +17,12 @@
 // close-open, abort, server-abort; lines "<phase>: <what> = <code>", a last
 // line "RESULT <mode> <outcome>"; exit 0 succeeded, 3 statement failed,
 // 1 unexpected code, 2 usage).
+//
+// Mode "sqlcmd-roundtrip [database]" runs against a `vdisim serve` process
+// instead (VDISIM_SERVER names its socket): it starts each BACKUP and
+// RESTORE the way many backup programs do, by running `sqlcmd -b -Q ...`
+// from PATH on a thread of its own, and takes sqlcmd's exit status as the
+// statement's outcome.
 #include "vdisim_vdi.h"
 
 #include <condition_variable>
@@ -24,6 +30,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <sys/wait.h>
 #include <string>
 #include <thread>
 #include <vector>
@@ -292,6 +299,46 @@ public:
         return statement(phase) == VDISIM_OUTCOME_SUCCEEDED;
     }
 
+    // The VIRTUAL_DEVICE list of a statement over this client's devices.
+    std::string device_list() const {
+        std::string l;
+        for (int i = 0; i < NDEV; i++)
+            l += (i ? ", VIRTUAL_DEVICE='" : "VIRTUAL_DEVICE='") + names_[i] + "'";
+        return l;
+    }
+
+    // BACKUP or RESTORE started through sqlcmd on PATH, on its own thread,
+    // while this thread configures, opens and runs the devices.
+    bool transfer_sqlcmd(ClientVirtualDeviceSet &set, const std::string &phase,
+                         const std::string &tsql) {
+        std::string out;
+        int status = -1;
+        std::thread sql([&] {
+            const std::string cmd = "sqlcmd -S localhost -E -b -Q \"" + tsql + "\" 2>&1";
+            FILE *p = popen(cmd.c_str(), "r");
+            if (p == nullptr)
+                return;
+            char buf[512];
+            while (std::fgets(buf, sizeof buf, p) != nullptr)
+                out += buf;
+            status = pclose(p);
+        });
+        open_devices(set, phase);
+        run_devices(set, phase, Action::None, VD_E_CLOSE);
+        expect(phase, "Close", set.Close(), NOERROR);
+        sql.join();
+        for (size_t at = 0; at < out.size();) {
+            size_t nl = out.find('\n', at);
+            if (nl == std::string::npos)
+                nl = out.size();
+            std::printf("%s: sqlcmd: %s\n", phase.c_str(), out.substr(at, nl - at).c_str());
+            at = nl + 1;
+        }
+        const int code = (status != -1 && WIFEXITED(status)) ? WEXITSTATUS(status) : -1;
+        std::printf("%s: sqlcmd exit status = %d\n", phase.c_str(), code);
+        return code == 0;
+    }
+
     ClientVirtualDevice *devs_[NDEV] = {};
 
 private:
@@ -326,6 +373,28 @@ int main(int argc, char **argv) {
         auto *set = new ClientVirtualDeviceSet();
         c.create(*set, "restore", "Create");
         ok = c.transfer(*set, "restore");
+        c.check_read_back("restore");
+        delete set;
+        return finish(mode.c_str(), ok);
+    }
+    if (mode == "sqlcmd-roundtrip") {
+        const std::string db = argc > 2 ? argv[2] : "sales";
+        bool ok;
+        {
+            ClientVirtualDeviceSet set;
+            c.create(set, "backup", "Create");
+            ok = c.transfer_sqlcmd(set, "backup",
+                                   "BACKUP DATABASE [" + db + "] TO " + c.device_list() +
+                                       " WITH INIT, CHECKSUM") &&
+                 c.check_stored("backup");
+        }
+        if (!ok)
+            return finish(mode.c_str(), false);
+        auto *set = new ClientVirtualDeviceSet();
+        c.create(*set, "restore", "Create");
+        ok = c.transfer_sqlcmd(*set, "restore",
+                               "RESTORE DATABASE [" + db + "] FROM " + c.device_list() +
+                                   " WITH REPLACE");
         c.check_read_back("restore");
         delete set;
         return finish(mode.c_str(), ok);
@@ -368,6 +437,6 @@ int main(int argc, char **argv) {
         delete set;
         return finish(mode.c_str(), ok);
     }
-    std::fprintf(stderr, "usage: %s roundtrip|reuse|close-open|abort|server-abort\n", argv[0]);
+    std::fprintf(stderr, "usage: %s roundtrip|reuse|close-open|abort|server-abort|sqlcmd-roundtrip [database]\n", argv[0]);
     return 2;
 }
