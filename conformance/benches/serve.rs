@@ -186,11 +186,7 @@ fn latencies() -> Vec<Duration> {
     let devs = open_all(&set, "lat", 1).unwrap();
     let mut v = Vec::new();
     let mut last: Option<Instant> = None;
-    loop {
-        let p = match devs[0].get_command(Timeout::Ms(30_000)) {
-            Ok(p) => p,
-            Err(_) => break,
-        };
+    while let Ok(p) = devs[0].get_command(Timeout::Ms(30_000)) {
         if let Some(t) = last {
             v.push(t.elapsed());
         }
