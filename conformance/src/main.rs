@@ -112,6 +112,10 @@ struct ServeArgs {
     /// Stop the running server instead of serving.
     #[arg(long)]
     stop: bool,
+    /// Exit when the process with this pid has ended (for servers started
+    /// by another program).
+    #[arg(long, value_name = "PID")]
+    exit_with: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -288,6 +292,20 @@ fn serve(a: ServeArgs) -> Result<u8> {
     cfg.trace = a.trace;
     cfg.server_name = a.server_name;
     let server = Server::start(cfg)?;
+    if let Some(pid) = a.exit_with {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let listen = server.path().to_path_buf();
+        std::thread::spawn(move || {
+            while proc_dir.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            // The parent is gone: stop (the accept loop removes the socket).
+            if let Ok(mut c) = Control::connect(&listen, "vdisim serve --exit-with") {
+                let _ = c.request(wire::Request::Shutdown);
+            }
+            std::process::exit(0);
+        });
+    }
     eprintln!(
         "vdisim serve: listening at {} (clients find it through {}={})",
         server.path().display(),

@@ -155,7 +155,7 @@ pub fn library_path() -> Result<PathBuf, BackendError> {
 
 /// `target/<profile>` of the running executable (`vdisim` lives there;
 /// tests and benches in its `deps/`).
-fn profile_dir() -> Result<PathBuf, BackendError> {
+pub(crate) fn profile_dir() -> Result<PathBuf, BackendError> {
     let exe =
         std::env::current_exe().map_err(|e| BackendError::Failed(format!("current_exe: {e}")))?;
     let mut dir = exe

@@ -252,7 +252,7 @@ impl Abi for ComAbi {
 abi_backend!(
     /// The `com` backend.
     ComBackend,
-    ComAbi,
+    ComAbi::load,
     "com",
     "an IClientVirtualDeviceSet2 object (COM vtables; here the stand-in's factory)"
 );

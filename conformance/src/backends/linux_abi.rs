@@ -59,8 +59,12 @@ fn missing(name: &str) -> BackendError {
 impl LinuxAbi {
     /// Loads the library at [`abi_common::library_path`].
     pub fn load() -> Result<LinuxAbi, BackendError> {
-        let path = abi_common::library_path()?;
-        let lib = abi_common::load(&path)?;
+        LinuxAbi::load_from(&abi_common::library_path()?)
+    }
+
+    /// Loads the library at `path`.
+    pub fn load_from(path: &std::path::Path) -> Result<LinuxAbi, BackendError> {
+        let lib = abi_common::load(path)?;
         macro_rules! sym {
             ($n:literal) => {
                 // SAFETY: the symbol is the mangled member named in the
@@ -227,7 +231,7 @@ impl Abi for LinuxAbi {
 /// Defines an ABI backend type over the library interface `$abi`, delegating
 /// every [`Backend`] method to an [`AbiDriver`].
 macro_rules! abi_backend {
-    ($(#[$doc:meta])* $t:ident, $abi:ident, $name:literal, $desc:literal) => {
+    ($(#[$doc:meta])* $t:ident, $load:path, $name:literal, $desc:literal) => {
         $(#[$doc])*
         pub struct $t {
             driver: Result<AbiDriver, BackendError>,
@@ -238,7 +242,7 @@ macro_rules! abi_backend {
             /// Loads the library (errors surface at the first case).
             pub fn new() -> $t {
                 let library = abi_common::library_path().ok().map(|p| p.display().to_string());
-                $t { driver: $abi::load().map(|a| AbiDriver::new(Arc::new(a))), library }
+                $t { driver: $load().map(|a| AbiDriver::new(Arc::new(a))), library }
             }
 
             fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
@@ -306,7 +310,7 @@ pub(crate) use abi_backend;
 abi_backend!(
     /// The `linux-abi` backend.
     LinuxAbiBackend,
-    LinuxAbi,
+    LinuxAbi::load,
     "linux-abi",
     "a libsqlvdi.so driven through the SQL Server on Linux class ABI (mangled C++ members)"
 );

@@ -4,11 +4,13 @@ pub mod abi_common;
 pub mod com;
 pub mod linux_abi;
 pub mod model;
+#[cfg(unix)]
+pub mod serve;
 
 use crate::backend::{Backend, BackendError};
 
 /// Names accepted by `--backend`.
-pub const NAMES: &[&str] = &["model", "linux-abi", "com"];
+pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve"];
 
 /// Builds the backend named `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
@@ -16,6 +18,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         "model" => Ok(Box::new(model::ModelBackend::default())),
         "linux-abi" => Ok(Box::new(linux_abi::LinuxAbiBackend::new())),
         "com" => Ok(Box::new(com::ComBackend::new())),
+        #[cfg(unix)]
+        "serve" => Ok(Box::new(serve::ServeBackend::new())),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")

@@ -193,6 +193,15 @@ impl Connector for HarnessConnector {
 
 /// Starts a case (ending any previous one).
 pub fn reset(setup: HarnessSetup) {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::reset(&setup) {
+        runtime::tally_reset(true);
+        *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Err(e) = r {
+            eprintln!("vdisim: harness reset on the server failed: {e}");
+        }
+        return;
+    }
     let old = case_slot().take();
     if let Some(c) = old {
         c.session.stop();
@@ -217,18 +226,30 @@ fn need() -> Result<Arc<Case>, HarnessError> {
 
 /// Starts `stmt` on the case's server.
 pub fn start_statement(stmt: Statement) -> Result<(), HarnessError> {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::start_statement(&stmt) {
+        return r.map_err(HarnessError::Unsupported);
+    }
     need()?.session.start_statement(stmt);
     Ok(())
 }
 
 /// Applies a server-side event now.
 pub fn event(f: Fault) -> Result<(), HarnessError> {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::event(&f) {
+        return r.map_err(HarnessError::Unsupported);
+    }
     need()?.session.event(f).map_err(HarnessError::Unsupported)
 }
 
 /// Waits up to `timeout` (`None`: forever) for the latest statement's
 /// outcome; `Ok(Some)` when final, `Ok(None)` on timeout (or no statement).
 pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, HarnessError> {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::wait_statement(timeout) {
+        return r.map_err(HarnessError::Unsupported);
+    }
     Ok(need()?.session.wait_statement(timeout))
 }
 
@@ -238,6 +259,14 @@ pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, Harn
 /// a stopped server) until the next reset, so objects destroyed afterwards
 /// do not fall back to the plan file.
 pub fn finish(settle: Duration) -> Result<Observation, HarnessError> {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::finish(settle) {
+        let mut obs = r.map_err(HarnessError::Unsupported)?;
+        for (k, v) in runtime::tally_take() {
+            *obs.clauses.entry(k.to_string()).or_default() += v;
+        }
+        return Ok(obs);
+    }
     let c = need()?;
     let mut obs = c.session.finish(settle);
     for (k, v) in runtime::tally_take() {

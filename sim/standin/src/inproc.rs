@@ -733,6 +733,10 @@ impl ProcessHost {
     /// The connector every set object of the process uses (the harness
     /// case's while one is active, see [`crate::harness`]).
     pub fn connector(&self) -> Arc<dyn Connector> {
+        #[cfg(unix)]
+        if let Some(path) = crate::remote::forward::server_path() {
+            return Arc::new(crate::remote::client::RemoteConnector::at(path));
+        }
         match crate::harness::active() {
             Some(c) => c.connector(),
             None => self.connector.clone(),

@@ -34,6 +34,8 @@ pub mod client;
 #[cfg(unix)]
 pub mod control;
 #[cfg(unix)]
+pub mod forward;
+#[cfg(unix)]
 pub mod shm;
 
 use std::path::PathBuf;

@@ -1,0 +1,122 @@
+//! The `serve` backend: the catalog through the stand-in library's Linux
+//! class ABI with every set connected to a real `vdisim serve` process —
+//! commands over its socket, buffers in shared memory, server control
+//! (statements, events, outcomes) over a control connection.
+//!
+//! The backend starts one `vdisim serve` child per harness process on a
+//! private socket (`--exit-with` the harness's pid, so it never outlives
+//! it), loads its own copy of the stand-in library (so its process-wide
+//! choice of server cannot leak into the `linux-abi` backend's copy when
+//! both run in one invocation), and tells that copy to use the server
+//! (`vdisim_use_server`). Everything else is the `linux-abi` backend.
+
+use super::abi_common::{self, AbiDriver};
+use super::linux_abi::{LinuxAbi, abi_backend};
+use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
+use std::ffi::{CString, c_char};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use vdi_sim::client::DeviceHandle;
+use vdi_sim::fault::Fault;
+use vdi_sim::outcome::Outcome;
+use vdi_sim::program::{Call, Reply};
+use vdi_sim::statement::Statement;
+use vdi_sim::world::{RunResult, Timeout};
+
+/// The environment variable naming the `vdisim` executable to start (default:
+/// the running `vdisim`, else the one next to the running test or bench).
+pub const ENV_VDISIM: &str = "VDISIM_BIN";
+
+struct ServeChild {
+    _child: Mutex<Child>,
+    sock: PathBuf,
+}
+
+fn vdisim_exe() -> Result<PathBuf, BackendError> {
+    if let Some(p) = std::env::var_os(ENV_VDISIM).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| BackendError::Failed(e.to_string()))?;
+    if exe.file_stem().is_some_and(|s| s == "vdisim") {
+        return Ok(exe);
+    }
+    let p = abi_common::profile_dir()?.join("vdisim");
+    if p.exists() {
+        Ok(p)
+    } else {
+        Err(BackendError::Failed(format!(
+            "no vdisim executable at {}: build it (cargo build -p vdi-conformance) or set {ENV_VDISIM}",
+            p.display()
+        )))
+    }
+}
+
+fn serve_child() -> Result<&'static ServeChild, BackendError> {
+    static S: OnceLock<Result<ServeChild, BackendError>> = OnceLock::new();
+    S.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vdisim-serve-backend-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| BackendError::Failed(e.to_string()))?;
+        let sock = dir.join("serve.sock");
+        let child = Command::new(vdisim_exe()?)
+            .args(["serve", "--listen"])
+            .arg(&sock)
+            .args(["--exit-with", &std::process::id().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| BackendError::Failed(format!("cannot start vdisim serve: {e}")))?;
+        let t0 = Instant::now();
+        while sqlvdi::remote::control::Control::connect(&sock, "serve backend").is_err() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                return Err(BackendError::Failed(format!(
+                    "vdisim serve never listened at {}",
+                    sock.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(ServeChild {
+            _child: Mutex::new(child),
+            sock,
+        })
+    })
+    .as_ref()
+    .map_err(|e| e.clone())
+}
+
+/// The Linux ABI of a private copy of the stand-in, pointed at the server.
+fn load() -> Result<LinuxAbi, BackendError> {
+    let serve = serve_child()?;
+    let src = abi_common::library_path()?;
+    let copy = serve
+        .sock
+        .with_file_name(format!("libsqlvdi-{}.so", std::process::id()));
+    if !copy.exists() {
+        std::fs::copy(&src, &copy).map_err(|e| {
+            BackendError::Failed(format!("cannot copy {} to {}: {e}", src.display(), copy.display()))
+        })?;
+    }
+    let abi = LinuxAbi::load_from(&copy)?;
+    let lib = abi_common::load(&copy)?;
+    type UseServer = unsafe extern "C" fn(*const c_char) -> i32;
+    // SAFETY: `vdisim_use_server` has this signature (sim/standin/src/remote/forward.rs).
+    let f: UseServer = unsafe { abi_common::symbol(lib, "vdisim_use_server") }.ok_or_else(|| {
+        BackendError::Unsupported("the library has no vdisim_use_server (not the stand-in)".into())
+    })?;
+    let path = CString::new(serve.sock.display().to_string())
+        .map_err(|_| BackendError::Failed("socket path with a NUL byte".into()))?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { f(path.as_ptr()) };
+    Ok(abi)
+}
+
+abi_backend!(
+    /// The `serve` backend.
+    ServeBackend,
+    load,
+    "serve",
+    "the stand-in's Linux class ABI with its sets connected to a vdisim serve process (socket + shared memory)"
+);

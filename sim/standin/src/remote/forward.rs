@@ -1,0 +1,127 @@
+//! Harness control forwarded to a `vdisim serve` process.
+//!
+//! After [`vdisim_use_server`] names a server's socket, every set object the
+//! process creates connects to that server (not to an in-process session),
+//! and the `vdisim_harness_*` functions drive a case on the server over a
+//! control connection instead of an in-process session. This is how the
+//! conformance harness runs its catalog across a real process boundary with
+//! the same calls it uses in process.
+
+use super::control::Control;
+use super::wire::{Request, Response};
+use crate::session::{Observation, SessionSetup};
+use std::ffi::{CStr, c_char};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use vdi_sim::fault::Fault;
+use vdi_sim::outcome::Outcome;
+use vdi_sim::statement::Statement;
+
+struct Remote {
+    path: PathBuf,
+    control: Option<Control>,
+}
+
+static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
+
+fn slot() -> std::sync::MutexGuard<'static, Option<Remote>> {
+    REMOTE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The server sets connect to, when one was named.
+pub fn server_path() -> Option<PathBuf> {
+    slot().as_ref().map(|r| r.path.clone())
+}
+
+/// Names the server (`None`: back to in-process hosting).
+pub fn use_server(path: Option<PathBuf>) {
+    *slot() = path.map(|path| Remote {
+        path,
+        control: None,
+    });
+}
+
+/// Runs `req` on the control connection (connecting first); `None` when no
+/// server is named.
+fn request(req: Request) -> Option<Result<Response, String>> {
+    let mut g = slot();
+    let r = g.as_mut()?;
+    if r.control.is_none() {
+        match Control::connect(&r.path, "vdisim harness") {
+            Ok(c) => r.control = Some(c),
+            Err(e) => return Some(Err(format!("no server at {}: {e}", r.path.display()))),
+        }
+    }
+    let c = r.control.as_mut()?;
+    let out = c.request(req).map_err(|e| e.to_string());
+    if out.is_err() {
+        r.control = None;
+    }
+    Some(out)
+}
+
+fn ok(r: Result<Response, String>) -> Result<(), String> {
+    match r? {
+        Response::Ok => Ok(()),
+        Response::Error { message } => Err(message),
+        other => Err(format!("unexpected answer {other:?}")),
+    }
+}
+
+/// `reset` on the server; `None` when no server is named.
+pub fn reset(setup: &SessionSetup) -> Option<Result<(), String>> {
+    request(Request::Reset {
+        setup: setup.clone(),
+    })
+    .map(ok)
+}
+
+/// `start_statement` on the server.
+pub fn start_statement(stmt: &Statement) -> Option<Result<(), String>> {
+    request(Request::Statement { stmt: stmt.clone() }).map(ok)
+}
+
+/// `event` on the server.
+pub fn event(f: &Fault) -> Option<Result<(), String>> {
+    request(Request::Event { fault: f.clone() }).map(ok)
+}
+
+/// `wait_statement` on the server.
+pub fn wait_statement(timeout: Option<Duration>) -> Option<Result<Option<Outcome>, String>> {
+    let ms = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+    request(Request::Wait { timeout_ms: ms }).map(|r| match r? {
+        Response::Outcome { outcome } => Ok(outcome),
+        Response::Error { message } => Err(message),
+        other => Err(format!("unexpected answer {other:?}")),
+    })
+}
+
+/// `finish` on the server.
+pub fn finish(settle: Duration) -> Option<Result<Observation, String>> {
+    let ms = u64::try_from(settle.as_millis()).unwrap_or(u64::MAX);
+    request(Request::Finish { settle_ms: ms }).map(|r| match r? {
+        Response::Observation { obs } => Ok(*obs),
+        Response::Error { message } => Err(message),
+        other => Err(format!("unexpected answer {other:?}")),
+    })
+}
+
+/// Names the `vdisim serve` socket every set object created afterwards
+/// connects to, and which the `vdisim_harness_*` functions then drive;
+/// null or empty goes back to in-process hosting. Returns 0.
+///
+/// # Safety
+/// `path` must be null or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vdisim_use_server(path: *const c_char) -> i32 {
+    let p = if path.is_null() {
+        None
+    } else {
+        // SAFETY: non-null and NUL-terminated per the caller.
+        let s = unsafe { CStr::from_ptr(path) };
+        Some(PathBuf::from(s.to_string_lossy().into_owned())).filter(|p| !p.as_os_str().is_empty())
+    };
+    use_server(p);
+    0
+}
