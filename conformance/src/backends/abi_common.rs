@@ -238,6 +238,8 @@ struct SetupJson<'a> {
     profile: &'a vdi_spec::Profile,
     seed_backups: &'a [vdi_sim::statement::BackupRecord],
     budget_ms: u64,
+    time_scale: u32,
+    faults: &'a vdi_sim::fault::FaultPlan,
 }
 
 fn harness_code(what: &str, rc: i32) -> Result<(), BackendError> {
@@ -283,6 +285,8 @@ impl Harness {
             profile: &setup.profile,
             seed_backups: &setup.seed_backups,
             budget_ms: setup.budget_ms,
+            time_scale: setup.time_scale.max(1),
+            faults: &setup.faults,
         })
         .map_err(|e| BackendError::Failed(e.to_string()))?;
         self.json_in(self.reset, "reset", &j)
@@ -321,9 +325,11 @@ impl Harness {
         Err(BackendError::Failed(format!("{what}: answer too large")))
     }
 
-    pub fn wait_statement(&self, t: Timeout) -> Result<Option<Outcome>, BackendError> {
+    /// Waits for the outcome; `t` is in virtual ms of the case's clock
+    /// (`scale` virtual ms per real ms); forever is [`HANG_AFTER`] of real time.
+    pub fn wait_statement(&self, t: Timeout, scale: u32) -> Result<Option<Outcome>, BackendError> {
         let ms = match t {
-            Timeout::Infinite => HANG_AFTER.as_millis() as i64,
+            Timeout::Infinite => HANG_AFTER.as_millis() as i64 * i64::from(scale.max(1)),
             Timeout::Ms(ms) => i64::try_from(ms).unwrap_or(i64::MAX),
         };
         let f = self.wait;
@@ -368,8 +374,8 @@ fn unlock_case() {
 // ----- the driver ----------------------------------------------------------------------
 
 #[derive(Default)]
-struct St {
-    set: Ptr,
+pub(super) struct St {
+    pub(super) set: Ptr,
     devices: BTreeMap<(u32, u16), Ptr>,
     all_devices: Vec<Ptr>,
     /// Local command id → (device object, block, the Cmd as first seen).
@@ -379,11 +385,15 @@ struct St {
     buf_addrs: BTreeMap<u32, Ptr>,
     incarnation: u32,
     set_name: String,
-    stmt_devices: Vec<String>,
+    pub(super) stmt_devices: Vec<String>,
     /// Media of asynchronous drains (the script keeps its own).
     media: Vec<Content>,
     trace: Option<Trace>,
-    t0: Option<Instant>,
+    pub(super) t0: Option<Instant>,
+    /// Virtual ms per real ms of the case (trace times are virtual).
+    pub(super) scale: u32,
+    /// Planned faults the client side applies (command-fetch triggers).
+    pub(super) faults: super::abi_program::ClientFaults,
 }
 
 impl St {
@@ -400,10 +410,18 @@ impl St {
         Some(BufId(id))
     }
 
-    fn emit(&mut self, who: &str, what: &str, detail: String, clause: Option<&'static str>) {
-        let t = self
-            .t0
-            .map_or(0, |t| u64::try_from(t.elapsed().as_millis()).unwrap_or(0));
+    pub(super) fn emit(
+        &mut self,
+        who: &str,
+        what: &str,
+        detail: String,
+        clause: Option<&'static str>,
+    ) {
+        let t = self.t0.map_or(0, |t| {
+            u64::try_from(t.elapsed().as_millis())
+                .unwrap_or(0)
+                .saturating_mul(u64::from(self.scale.max(1)))
+        });
         if let Some(tr) = &mut self.trace {
             tr.emit(t, who, what, detail, clause);
         }
@@ -423,13 +441,13 @@ impl St {
     }
 }
 
-struct Shared {
-    abi: Arc<dyn Abi>,
+pub(super) struct Shared {
+    pub(super) abi: Arc<dyn Abi>,
     st: Mutex<St>,
 }
 
 impl Shared {
-    fn st(&self) -> std::sync::MutexGuard<'_, St> {
+    pub(super) fn st(&self) -> std::sync::MutexGuard<'_, St> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -443,14 +461,18 @@ struct Results {
 
 /// A backend over an [`Abi`].
 pub struct AbiDriver {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     results: Arc<Results>,
     workers: BTreeMap<String, Sender<(usize, Job)>>,
-    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Threads that may be inside a library call: joined (within 5 s)
+    /// before the case's objects are destroyed.
+    pub(super) handles: Vec<std::thread::JoinHandle<()>>,
     next_ticket: usize,
     holding: bool,
     record: bool,
     unsupported: Option<String>,
+    /// Virtual ms per real ms of the case.
+    pub(super) scale: u32,
 }
 
 fn reply(code: Hresult, value: Value) -> Reply {
@@ -479,7 +501,7 @@ fn call_name(c: &Call) -> &'static str {
 
 /// One call through the ABI. Runs on a worker thread; the state lock is
 /// never held across a call into the library.
-fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
+pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
     let abi = &sh.abi;
     let set = sh.st().set;
     let name = call_name(&call);
@@ -589,6 +611,8 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
                 };
                 let id = st.next_cmd;
                 st.cmds.insert(id, (d, block, cmd.clone()));
+                drop(st);
+                super::abi_program::fetched(sh, who, &cmd);
                 reply(code, Value::Command(cmd))
             } else {
                 reply(code, Value::None)
@@ -602,6 +626,7 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
             position,
             data: content,
         } => {
+            let (code, bytes) = super::abi_program::completion(sh, who, cmd.id, code, bytes);
             let (d, known) = {
                 let st = sh.st();
                 (
@@ -730,6 +755,7 @@ impl AbiDriver {
             holding: false,
             record: false,
             unsupported: None,
+            scale: 1,
         }
     }
 
@@ -830,15 +856,11 @@ impl AbiDriver {
             lock_case();
             self.holding = true;
         }
-        // Planned faults (triggered on the n-th command, at a time) need
-        // triggers inside the library: the case is graded unimplemented at
-        // its first step.
-        self.unsupported = (!setup.faults.faults.is_empty()).then(|| {
-            format!(
-                "planned faults ({}) need triggers inside the library",
-                setup.faults.name
-            )
-        });
+        // Planned faults: the library fires server-side ones at a time, the
+        // client side (here) those triggered by a command fetch; a trigger
+        // on a scheduler step has no real counterpart.
+        self.unsupported = super::abi_program::unstageable_faults(&setup.faults);
+        self.scale = setup.time_scale.max(1);
         if let Some(h) = self.shared.abi.harness() {
             h.reset(setup)?;
         }
@@ -853,6 +875,8 @@ impl AbiDriver {
                 Trace::hashing()
             }),
             t0: Some(Instant::now()),
+            scale: self.scale,
+            faults: super::abi_program::ClientFaults::new(&setup.faults),
             media: setup
                 .seed_backups
                 .last()
@@ -916,6 +940,11 @@ impl AbiDriver {
         {
             let mut st = self.shared.st();
             st.stmt_devices = stmt.devices.clone();
+            st.faults.phase = if stmt.kind.is_backup() {
+                vdi_sim::fault::Phase::Backup
+            } else {
+                vdi_sim::fault::Phase::Restore
+            };
             if stmt.kind.is_backup() {
                 st.media = vec![Content::Empty; stmt.devices.len()];
             }
@@ -936,22 +965,29 @@ impl AbiDriver {
                 self.shared.abi.signal_abort(set);
                 Ok(())
             }
+            Fault::ClientDeath if self.shared.abi.harness().is_some() => {
+                super::abi_program::client_death(&self.shared);
+                Ok(())
+            }
             f => self.harness()?.event(&f),
         }
     }
 
+    /// Lets `ms` of virtual time pass: `ms / scale` real ms.
     pub fn sleep(&mut self, ms: u64) -> Result<(), BackendError> {
-        if ms > MAX_SLEEP_MS {
+        let real = super::abi_program::real_ms(ms, self.scale);
+        if real > MAX_SLEEP_MS {
             return Err(BackendError::Unsupported(format!(
-                "a sleep of {ms} ms: real backends stage at most {MAX_SLEEP_MS} ms of real time per sleep"
+                "a sleep of {ms} ms: real backends stage at most {MAX_SLEEP_MS} ms of real time per sleep (here {real} ms at time scale {})",
+                self.scale
             )));
         }
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(Duration::from_millis(real));
         Ok(())
     }
 
     pub fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, BackendError> {
-        self.harness()?.wait_statement(timeout)
+        self.harness()?.wait_statement(timeout, self.scale)
     }
 
     pub fn finish(&mut self) -> Result<RunResult, BackendError> {
