@@ -73,10 +73,12 @@ pub const MAX_TIME_SCALE: u32 = 1000;
 ///   and `wait-statement` ms, every finite non-zero step timeout
 ///   (GetConfiguration, GetCommand, drain; 10 s when not given), the
 ///   watchdog (serverTimeOut × `watchdog-factor`, of the program's or a
-///   step's configuration), a program's GetCommand timeout and its
-///   GetConfiguration timeout × attempts, every fault's ms (stalls,
-///   `at-ms`), and the budget when the case expects to end by `hang` or
-///   `budget`;
+///   step's configuration), a program's GetCommand and GetConfiguration
+///   timeouts, every fault's ms (stalls, `at-ms`), and the budget when the
+///   case expects to end by `hang` or `budget`. (A program's
+///   GetConfiguration attempts × timeout is left out: it elapses only when
+///   no server ever configures the set, and would coarsen the clock of
+///   every case for it);
 /// - *shortest*: the smallest non-zero finite one of the same constants,
 ///   taken singly (a step or program timeout, a sleep, serverTimeOut, a
 ///   fault's ms).
@@ -140,9 +142,6 @@ pub fn time_constants(sc: &Scenario, seed: u64) -> (u64, Option<u64>) {
         let gcf = u64::from(spec.get_configuration_timeout_ms);
         single(gct, &mut longest);
         single(gcf, &mut longest);
-        if gcf != INFINITE {
-            longest = longest.max(gcf * u64::from(spec.get_configuration_attempts.max(1)));
-        }
         let st = u64::from(spec.server_timeout_ms);
         single(st, &mut longest);
         longest = longest.max(st * factor);
@@ -495,5 +494,91 @@ pub fn grade(
         },
         clause_hits,
         cell_hits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn case(text: &str) -> Scenario {
+        Scenario::parse(text, Path::new("test.toml")).expect("scenario")
+    }
+
+    #[test]
+    fn scale_arithmetic() {
+        // Short waits run in real time.
+        assert_eq!(scale_for(0, None), 1);
+        assert_eq!(scale_for(TARGET_REAL_MS, Some(10)), 1);
+        // The longest wait is brought to about TARGET_REAL_MS.
+        assert_eq!(scale_for(2_000, Some(1_000)), 5);
+        assert_eq!(scale_for(120_000, Some(1_000)), 300);
+        // The shortest constant stays at MIN_REAL_MS or more.
+        assert_eq!(scale_for(120_000, Some(90)), 45);
+        assert_eq!(scale_for(120_000, Some(1)), 1);
+        // Clamped to MAX_TIME_SCALE.
+        assert_eq!(scale_for(3_600_000, None), MAX_TIME_SCALE);
+        assert_eq!(scale_for(u64::MAX, Some(u64::MAX)), MAX_TIME_SCALE);
+    }
+
+    const PROGRAM: &str = r#"
+id = "t"
+summary = "s"
+clauses = ["watchdog.fires"]
+[server]
+statement = "backup-database"
+[client]
+program = "reference"
+server-timeout-ms = 1000
+"#;
+
+    #[test]
+    fn program_case_scales_to_its_watchdog_and_stalls() {
+        // Watchdog 2 × 1000 ms; the 10 s GetCommand timeout is longer.
+        let sc = case(PROGRAM);
+        assert_eq!(time_constants(&sc, 1), (10_000, Some(1_000)));
+        assert_eq!(time_scale(&sc, 1), 25);
+        // A 300 s stall dominates; an INFINITE GetCommand timeout is no constant.
+        let sc = case(&format!(
+            "{PROGRAM}get-command-timeout-ms = 4294967295\n[[faults.list]]\ntrigger = {{ on = \"on-command\", dev = 0, nth = 2 }}\nfault = {{ fault = \"client-stall\", ms = 300000 }}\n"
+        ));
+        assert_eq!(time_constants(&sc, 1), (300_000, Some(1_000)));
+        assert_eq!(time_scale(&sc, 1), 500);
+    }
+
+    #[test]
+    fn expected_hang_counts_the_budget_and_short_timeouts_cap_the_scale() {
+        let sc = case(&format!("{PROGRAM}[expect]\nend = \"hang\"\n"));
+        assert_eq!(time_constants(&sc, 1).0, sc.budget_ms);
+        assert_eq!(time_scale(&sc, 1), 500, "capped by the 1000 ms timeouts");
+        let sc = case(&format!(
+            "{PROGRAM}get-command-timeout-ms = 90\n[[faults.list]]\ntrigger = {{ on = \"on-command\", dev = 0, nth = 2 }}\nfault = {{ fault = \"server-stall\", ms = 30000 }}\n"
+        ));
+        assert_eq!(time_constants(&sc, 1), (30_000, Some(90)));
+        assert_eq!(time_scale(&sc, 1), 45);
+    }
+
+    #[test]
+    fn scripted_case_scales_to_its_sleeps_and_step_timeouts() {
+        let script = r#"
+id = "t"
+summary = "s"
+clauses = ["get-command.timeout"]
+[[step]]
+do = "create-ex"
+[[step]]
+do = "get-configuration"
+timeout = 100
+[[step]]
+do = "sleep"
+ms = 600000
+"#;
+        let sc = case(script);
+        assert_eq!(time_constants(&sc, 1), (600_000, Some(100)));
+        assert_eq!(time_scale(&sc, 1), 50);
+        // Without the sleep: 100 ms fits in real time.
+        let short = script.replace("ms = 600000", "ms = 10");
+        assert_eq!(time_scale(&case(&short), 1), 1);
     }
 }

@@ -740,6 +740,17 @@ mod tests {
         (rt, rec, h, name)
     }
 
+    /// The scaled clock's real waits: rounded up, at least 1 ms, 0 polls.
+    #[test]
+    fn scaled_waits() {
+        assert_eq!(scaled_wait(0, 1000), Duration::ZERO);
+        assert_eq!(scaled_wait(1, 1000), Duration::from_millis(1));
+        assert_eq!(scaled_wait(1001, 1000), Duration::from_millis(2));
+        assert_eq!(scaled_wait(60_000, 300), Duration::from_millis(200));
+        assert_eq!(scaled_wait(7, 0), Duration::from_millis(7));
+        assert_eq!(scaled_wait(7, 1), Duration::from_millis(7));
+    }
+
     /// get-configuration.timeout, get-command.poll: timeout 0 polls once.
     #[test]
     fn timeout_zero_polls() {
