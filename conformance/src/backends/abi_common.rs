@@ -230,6 +230,8 @@ pub struct Observation {
     pub elapsed_ms: u64,
     pub idle: bool,
     pub faults_fired: Vec<String>,
+    /// Backups the case's statements added to the server's history.
+    pub new_backups: Vec<vdi_sim::statement::BackupRecord>,
 }
 
 #[derive(serde::Serialize)]
@@ -380,6 +382,10 @@ pub(super) struct St {
     all_devices: Vec<Ptr>,
     /// Local command id → (device object, block, the Cmd as first seen).
     cmds: BTreeMap<u64, (Ptr, Ptr, Cmd)>,
+    /// Commands fetched and not yet handed back, of the current set
+    /// incarnation: only their Read buffers are the client's to fill (a new
+    /// Create frees the previous incarnation's buffers).
+    outstanding: std::collections::BTreeSet<u64>,
     next_cmd: u64,
     buf_ids: BTreeMap<Ptr, u32>,
     buf_addrs: BTreeMap<u32, Ptr>,
@@ -473,6 +479,8 @@ pub struct AbiDriver {
     unsupported: Option<String>,
     /// Virtual ms per real ms of the case.
     pub(super) scale: u32,
+    /// Backups the last finished case added to the server's history.
+    pub(super) new_backups: Vec<vdi_sim::statement::BackupRecord>,
 }
 
 fn reply(code: Hresult, value: Value) -> Reply {
@@ -512,6 +520,7 @@ pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, Backe
                 let mut st = sh.st();
                 st.incarnation += 1;
                 st.set_name = name;
+                st.outstanding.clear();
             }
             reply(code, Value::None)
         }
@@ -525,6 +534,7 @@ pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, Backe
                 let mut st = sh.st();
                 st.incarnation += 1;
                 st.set_name = name;
+                st.outstanding.clear();
             }
             reply(code, Value::None)
         }
@@ -611,6 +621,7 @@ pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, Backe
                 };
                 let id = st.next_cmd;
                 st.cmds.insert(id, (d, block, cmd.clone()));
+                st.outstanding.insert(id);
                 drop(st);
                 super::abi_program::fetched(sh, who, &cmd);
                 reply(code, Value::Command(cmd))
@@ -639,15 +650,19 @@ pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, Backe
             };
             let block = match &known {
                 Some((_, block, first)) => {
+                    let outstanding = sh.st().outstanding.remove(&cmd.id.0);
                     if first.code == CommandCode::Read
+                        && outstanding
                         && !content.is_empty()
                         && let Some(buf) = first
                             .buffer
                             .and_then(|b| sh.st().buf_addrs.get(&b.0).copied())
                     {
                         let n = content.len().min(u64::from(first.size)) as usize;
-                        // SAFETY: the Read's buffer holds `size` bytes that
-                        // are the client's to fill until CompleteCommand.
+                        // SAFETY: the Read is outstanding in the current set
+                        // incarnation, so its buffer is live and holds `size`
+                        // bytes that are the client's to fill until
+                        // CompleteCommand.
                         let s = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) };
                         data::materialize(&content.slice(0, n as u64), s);
                     }
@@ -756,6 +771,7 @@ impl AbiDriver {
             record: false,
             unsupported: None,
             scale: 1,
+            new_backups: Vec::new(),
         }
     }
 
@@ -1004,6 +1020,7 @@ impl AbiDriver {
             unlock_case();
         }
         let obs = obs?;
+        self.new_backups = obs.new_backups.clone();
         let mut st = self.shared.st();
         let trace = st.trace.take().unwrap_or_else(Trace::off);
         let mut clauses: BTreeMap<&'static str, u64> = BTreeMap::new();

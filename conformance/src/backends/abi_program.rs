@@ -53,9 +53,9 @@ use vdi_sim::data::Content;
 use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_sim::msg::{Cmd, CmdId, DevIx};
 use vdi_sim::program::{Action, Call, ClientSpec, Operation, Program, Reply, Value};
-use vdi_sim::statement::Statement;
+use vdi_sim::statement::{BackupRecord, Statement};
 use vdi_sim::summary;
-use vdi_sim::world::{ClientProcess, DeviceReport, End, RunResult, Timeout};
+use vdi_sim::world::{ClientProcess, DeviceReport, End, RunResult, Timeout, Violation};
 use vdi_spec::{CommandCode, Hresult, Win32};
 
 /// Real milliseconds for `ms` virtual ones at `scale` virtual ms per real
@@ -312,6 +312,34 @@ pub(super) fn client_death(sh: &Shared) {
     }
 }
 
+/// The model's backup invariant (`vdi_sim::world`): a BACKUP that reports
+/// success had every byte delivered — the client's media (as the backup
+/// left them) hold exactly the families the server recorded.
+fn check_backup(r: &mut RunResult, media: Option<&[Content]>, rec: Option<&BackupRecord>) {
+    let succeeded = r
+        .statements
+        .iter()
+        .rev()
+        .find(|(s, _)| s.kind.is_backup())
+        .is_some_and(|(_, o)| o.succeeded());
+    let (Some(media), Some(rec), true) = (media, rec, succeeded) else {
+        return;
+    };
+    for (k, fam) in rec.families.iter().enumerate() {
+        let got = media.get(k).cloned().unwrap_or_default();
+        if !got.is_stream(fam.origin, 0, fam.len) {
+            r.violations.push(Violation {
+                clause: "restore.byte-identical".into(),
+                what: format!(
+                    "backup succeeded but device {k} holds {} bytes that are not the family's {} bytes",
+                    got.len(),
+                    fam.len
+                ),
+            });
+        }
+    }
+}
+
 // ----- the program executor ------------------------------------------------------------
 
 fn method_name(c: &Call) -> &'static str {
@@ -354,6 +382,9 @@ struct Exec {
     t0: Instant,
     budget_ms: u64,
     proc_: Mutex<ClientProcess>,
+    /// The media as the backup left them, taken when a restore starts
+    /// (before any truncation), for the backup invariant.
+    backup_media: Mutex<Option<Vec<Content>>>,
     ctl: Mutex<Ctl>,
     cond: Condvar,
 }
@@ -623,6 +654,10 @@ impl Exec {
     fn start_statement(&self, who: &str, stmt: &Statement) -> Result<(), BackendError> {
         if !stmt.kind.is_backup() {
             let mut p = lock(&self.proc_);
+            let after_backup = self.sh.st().faults.phase == Phase::Backup;
+            if after_backup {
+                *lock(&self.backup_media) = Some(p.media.clone());
+            }
             truncate_for_restore(&self.sh, &mut p.media);
         }
         {
@@ -746,6 +781,7 @@ impl AbiDriver {
             t0: self.shared.st().t0.unwrap_or_else(Instant::now),
             budget_ms: setup.budget_ms,
             proc_: Mutex::new(proc_),
+            backup_media: Mutex::new(None),
             ctl: Mutex::new(Ctl {
                 threads: Vec::new(),
                 stop: false,
@@ -830,6 +866,123 @@ impl AbiDriver {
         };
         r.client = std::mem::take(&mut *lock(&ex.proc_));
         r.faults_fired.extend(fired);
+        let media = match r.statements.last() {
+            Some((s, _)) if s.kind.is_backup() => Some(r.client.media.clone()),
+            _ => lock(&ex.backup_media).take(),
+        };
+        check_backup(&mut r, media.as_deref(), self.new_backups.last());
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vdi_sim::outcome::{Outcome, Status};
+    use vdi_sim::statement::{ServerPlan, StatementKind};
+    use vdi_sim::trace::Trace;
+    use vdi_spec::TransferOptions;
+
+    fn run(status: Status) -> RunResult {
+        let stmt = Statement {
+            kind: StatementKind::BackupDatabase,
+            database: "t".into(),
+            devices: vec!["t".into(), "t-dev1".into()],
+            options: TransferOptions::default(),
+            plan: ServerPlan::default(),
+        };
+        RunResult {
+            end: End::Finished,
+            now_ms: 0,
+            steps: 0,
+            statements: vec![(
+                stmt,
+                Outcome {
+                    status,
+                    ..Outcome::default()
+                },
+            )],
+            client: ClientProcess::default(),
+            violations: Vec::new(),
+            cells: BTreeMap::new(),
+            clauses: BTreeMap::new(),
+            server_devices: Vec::new(),
+            trace: Trace::off(),
+            faults_fired: Vec::new(),
+        }
+    }
+
+    fn record() -> BackupRecord {
+        BackupRecord::plan(
+            "t",
+            StatementKind::BackupDatabase,
+            1,
+            2,
+            256 * 1024,
+            &TransferOptions::default(),
+        )
+    }
+
+    #[test]
+    fn backup_invariant_holds_for_whole_families_only() {
+        let rec = record();
+        let whole: Vec<Content> = rec
+            .families
+            .iter()
+            .map(|f| Content::stream(f.origin, 0, f.len))
+            .collect();
+        let mut r = run(Status::Succeeded);
+        check_backup(&mut r, Some(&whole), Some(&rec));
+        assert!(r.violations.is_empty(), "{:?}", r.violations);
+        let mut cut = whole.clone();
+        cut[1] = cut[1].slice(0, 512);
+        check_backup(&mut r, Some(&cut), Some(&rec));
+        assert_eq!(r.violations.len(), 1);
+        assert_eq!(r.violations[0].clause, "restore.byte-identical");
+        // A failed backup promises nothing.
+        let mut r = run(Status::Failed);
+        check_backup(&mut r, Some(&cut), Some(&rec));
+        assert!(r.violations.is_empty());
+    }
+
+    #[test]
+    fn plans_split_between_client_and_library() {
+        let plan = FaultPlan {
+            name: "t".into(),
+            faults: vec![
+                PlannedFault {
+                    phase: Phase::Any,
+                    trigger: Trigger::OnCommand {
+                        dev: 0,
+                        nth: 2,
+                        code: Some(CommandCode::Write),
+                    },
+                    fault: Fault::CompleteWithError {
+                        code: Win32::ERROR_DISK_FULL,
+                    },
+                },
+                PlannedFault {
+                    phase: Phase::Restore,
+                    trigger: Trigger::AtStep { step: 0 },
+                    fault: Fault::TruncateMedia { dev: 0, bytes: 1 },
+                },
+            ],
+        };
+        assert_eq!(unstageable_faults(&plan), None, "truncation ignores its trigger");
+        let f = ClientFaults::new(&plan);
+        assert_eq!(f.planned.len(), 2);
+        let step = FaultPlan {
+            name: "t".into(),
+            faults: vec![PlannedFault {
+                phase: Phase::Any,
+                trigger: Trigger::AtStep { step: 9 },
+                fault: Fault::ServerSignalAbort,
+            }],
+        };
+        assert!(unstageable_faults(&step).is_some_and(|m| m.contains("scheduler step")));
+        assert_eq!(real_ms(0, 300), 0);
+        assert_eq!(real_ms(1, 300), 1);
+        assert_eq!(real_ms(120_000, 300), 400);
+        assert_eq!(real_ms(5, 1), 5);
     }
 }
