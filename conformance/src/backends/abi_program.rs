@@ -968,7 +968,11 @@ mod tests {
                 },
             ],
         };
-        assert_eq!(unstageable_faults(&plan), None, "truncation ignores its trigger");
+        assert_eq!(
+            unstageable_faults(&plan),
+            None,
+            "truncation ignores its trigger"
+        );
         let f = ClientFaults::new(&plan);
         assert_eq!(f.planned.len(), 2);
         let step = FaultPlan {
