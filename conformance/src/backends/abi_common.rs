@@ -876,7 +876,13 @@ impl AbiDriver {
         // client side (here) those triggered by a command fetch; a trigger
         // on a scheduler step has no real counterpart.
         self.unsupported = super::abi_program::unstageable_faults(&setup.faults);
-        self.scale = setup.time_scale.max(1);
+        // Only the stand-in's harness scales the library's clock: a real
+        // library (no harness symbols) runs in real time.
+        self.scale = if self.shared.abi.harness().is_some() {
+            setup.time_scale.max(1)
+        } else {
+            1
+        };
         if let Some(h) = self.shared.abi.harness() {
             h.reset(setup)?;
         }
