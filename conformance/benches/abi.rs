@@ -87,6 +87,7 @@ fn setup() -> CaseSetup {
         seed_backups: Vec::new(),
         faults: FaultPlan::default(),
         record_trace: false,
+        time_scale: 1,
     }
 }
 

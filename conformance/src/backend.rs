@@ -62,6 +62,10 @@ pub struct CaseSetup {
     pub faults: FaultPlan,
     /// Keep the full trace (not only its hash).
     pub record_trace: bool,
+    /// Virtual milliseconds per real millisecond for backends that run in
+    /// real time (0 or 1: real time); chosen per case by
+    /// [`crate::oracle::time_scale`]. The model ignores it.
+    pub time_scale: u32,
 }
 
 /// A call started on another thread.

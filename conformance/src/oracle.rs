@@ -53,7 +53,111 @@ pub fn setup(sc: &Scenario, seed: u64, record: bool) -> CaseSetup {
         seed_backups: script::seeded_backups(sc),
         faults: sc.fault_plan(seed),
         record_trace: record,
+        time_scale: time_scale(sc, seed),
     }
+}
+
+/// Real milliseconds the longest wait of a case should take at its scale.
+pub const TARGET_REAL_MS: u64 = 400;
+/// Real milliseconds the shortest time constant of a case may shrink to.
+pub const MIN_REAL_MS: u64 = 2;
+/// The largest time scale (virtual ms per real ms).
+pub const MAX_TIME_SCALE: u32 = 1000;
+
+/// The time scale (virtual ms per real ms) backends that run in real time
+/// use for `sc` at `seed`.
+///
+/// The rule, from the case's own time constants (virtual ms):
+///
+/// - *longest*: the longest wait the run may sit through — every `sleep`
+///   and `wait-statement` ms, every finite non-zero step timeout
+///   (GetConfiguration, GetCommand, drain; 10 s when not given), the
+///   watchdog (serverTimeOut × `watchdog-factor`, of the program's or a
+///   step's configuration), a program's GetCommand and GetConfiguration
+///   timeouts, every fault's ms (stalls, `at-ms`), and the budget when the
+///   case expects to end by `hang` or `budget`. (A program's
+///   GetConfiguration attempts × timeout is left out: it elapses only when
+///   no server ever configures the set, and would coarsen the clock of
+///   every case for it);
+/// - *shortest*: the smallest non-zero finite one of the same constants,
+///   taken singly (a step or program timeout, a sleep, serverTimeOut, a
+///   fault's ms).
+///
+/// The scale makes the longest wait take about [`TARGET_REAL_MS`] real ms
+/// (`ceil(longest / TARGET_REAL_MS)`), but never so much that the shortest
+/// falls under [`MIN_REAL_MS`] real ms (`shortest / MIN_REAL_MS`), clamped
+/// to `1..=`[`MAX_TIME_SCALE`]. A case whose longest wait is at most
+/// [`TARGET_REAL_MS`] runs in real time (scale 1).
+pub fn time_scale(sc: &Scenario, seed: u64) -> u32 {
+    let (longest, shortest) = time_constants(sc, seed);
+    scale_for(longest, shortest)
+}
+
+/// [`time_scale`]'s arithmetic: the scale for a longest wait and the
+/// shortest meaningful constant (`None`: there is none).
+pub fn scale_for(longest: u64, shortest: Option<u64>) -> u32 {
+    let want = longest.div_ceil(TARGET_REAL_MS).max(1);
+    let cap = shortest.map_or(u64::from(MAX_TIME_SCALE), |s| (s / MIN_REAL_MS).max(1));
+    u32::try_from(want.min(cap).min(u64::from(MAX_TIME_SCALE)))
+        .unwrap_or(MAX_TIME_SCALE)
+        .max(1)
+}
+
+/// `(longest, shortest)` of [`time_scale`].
+pub fn time_constants(sc: &Scenario, seed: u64) -> (u64, Option<u64>) {
+    use crate::scenario::{Do, TimeoutSpec};
+    use vdi_sim::fault::{Fault, Trigger};
+    const INFINITE: u64 = vdi_spec::layout::limits::INFINITE as u64;
+    let profile = sc.profile().unwrap_or_default();
+    let factor = u64::from(profile.watchdog_factor.max(1));
+    let mut longest = 0u64;
+    let mut shortest: Option<u64> = None;
+    let mut single = |v: u64, longest: &mut u64| {
+        if v > 0 && v != INFINITE {
+            *longest = (*longest).max(v);
+            shortest = Some(shortest.map_or(v, |s| s.min(v)));
+        }
+    };
+    for s in &sc.steps {
+        match s.action {
+            Some(Do::Sleep | Do::WaitStatement) => single(s.ms.unwrap_or(0), &mut longest),
+            Some(Do::GetConfiguration | Do::GetCommand | Do::Drain) => match &s.timeout {
+                None => single(10_000, &mut longest),
+                Some(TimeoutSpec::Ms(v)) if *v > 0 => single(*v as u64, &mut longest),
+                Some(_) => {}
+            },
+            _ => {}
+        }
+        if let Some(t) = s.config.as_ref().and_then(|c| c.server_time_out) {
+            single(u64::from(t), &mut longest);
+            longest = longest.max(u64::from(t) * factor);
+        }
+        if let Some(Fault::ServerStall { ms } | Fault::ClientStall { ms }) = &s.fault {
+            single(*ms, &mut longest);
+        }
+    }
+    if sc.client.is_some() {
+        let spec = sc.client_spec(seed);
+        let gct = u64::from(spec.get_command_timeout_ms);
+        let gcf = u64::from(spec.get_configuration_timeout_ms);
+        single(gct, &mut longest);
+        single(gcf, &mut longest);
+        let st = u64::from(spec.server_timeout_ms);
+        single(st, &mut longest);
+        longest = longest.max(st * factor);
+    }
+    for pf in &sc.fault_plan(seed).faults {
+        if let Trigger::AtMs { ms } = pf.trigger {
+            single(ms, &mut longest);
+        }
+        if let Fault::ServerStall { ms } | Fault::ClientStall { ms } = pf.fault {
+            single(ms, &mut longest);
+        }
+    }
+    if matches!(sc.expect.end.as_deref(), Some("hang" | "budget")) {
+        longest = longest.max(sc.budget_ms);
+    }
+    (longest, shortest)
 }
 
 /// The one-line command that reproduces a case run.
@@ -390,5 +494,91 @@ pub fn grade(
         },
         clause_hits,
         cell_hits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn case(text: &str) -> Scenario {
+        Scenario::parse(text, Path::new("test.toml")).expect("scenario")
+    }
+
+    #[test]
+    fn scale_arithmetic() {
+        // Short waits run in real time.
+        assert_eq!(scale_for(0, None), 1);
+        assert_eq!(scale_for(TARGET_REAL_MS, Some(10)), 1);
+        // The longest wait is brought to about TARGET_REAL_MS.
+        assert_eq!(scale_for(2_000, Some(1_000)), 5);
+        assert_eq!(scale_for(120_000, Some(1_000)), 300);
+        // The shortest constant stays at MIN_REAL_MS or more.
+        assert_eq!(scale_for(120_000, Some(90)), 45);
+        assert_eq!(scale_for(120_000, Some(1)), 1);
+        // Clamped to MAX_TIME_SCALE.
+        assert_eq!(scale_for(3_600_000, None), MAX_TIME_SCALE);
+        assert_eq!(scale_for(u64::MAX, Some(u64::MAX)), MAX_TIME_SCALE);
+    }
+
+    const PROGRAM: &str = r#"
+id = "t"
+summary = "s"
+clauses = ["watchdog.fires"]
+[server]
+statement = "backup-database"
+[client]
+program = "reference"
+server-timeout-ms = 1000
+"#;
+
+    #[test]
+    fn program_case_scales_to_its_watchdog_and_stalls() {
+        // Watchdog 2 × 1000 ms; the 10 s GetCommand timeout is longer.
+        let sc = case(PROGRAM);
+        assert_eq!(time_constants(&sc, 1), (10_000, Some(1_000)));
+        assert_eq!(time_scale(&sc, 1), 25);
+        // A 300 s stall dominates; an INFINITE GetCommand timeout is no constant.
+        let sc = case(&format!(
+            "{PROGRAM}get-command-timeout-ms = 4294967295\n[[faults.list]]\ntrigger = {{ on = \"on-command\", dev = 0, nth = 2 }}\nfault = {{ fault = \"client-stall\", ms = 300000 }}\n"
+        ));
+        assert_eq!(time_constants(&sc, 1), (300_000, Some(1_000)));
+        assert_eq!(time_scale(&sc, 1), 500);
+    }
+
+    #[test]
+    fn expected_hang_counts_the_budget_and_short_timeouts_cap_the_scale() {
+        let sc = case(&format!("{PROGRAM}[expect]\nend = \"hang\"\n"));
+        assert_eq!(time_constants(&sc, 1).0, sc.budget_ms);
+        assert_eq!(time_scale(&sc, 1), 500, "capped by the 1000 ms timeouts");
+        let sc = case(&format!(
+            "{PROGRAM}get-command-timeout-ms = 90\n[[faults.list]]\ntrigger = {{ on = \"on-command\", dev = 0, nth = 2 }}\nfault = {{ fault = \"server-stall\", ms = 30000 }}\n"
+        ));
+        assert_eq!(time_constants(&sc, 1), (30_000, Some(90)));
+        assert_eq!(time_scale(&sc, 1), 45);
+    }
+
+    #[test]
+    fn scripted_case_scales_to_its_sleeps_and_step_timeouts() {
+        let script = r#"
+id = "t"
+summary = "s"
+clauses = ["get-command.timeout"]
+[[step]]
+do = "create-ex"
+[[step]]
+do = "get-configuration"
+timeout = 100
+[[step]]
+do = "sleep"
+ms = 600000
+"#;
+        let sc = case(script);
+        assert_eq!(time_constants(&sc, 1), (600_000, Some(100)));
+        assert_eq!(time_scale(&sc, 1), 50);
+        // Without the sleep: 100 ms fits in real time.
+        let short = script.replace("ms = 600000", "ms = 10");
+        assert_eq!(time_scale(&case(&short), 1), 1);
     }
 }

@@ -416,6 +416,11 @@ fn run_step(
         Do::StartStatement => {
             if sc.server.statement.is_backup() {
                 *media(b, st) = vec![Content::Empty; usize::from(sc.server.devices)];
+            } else if b.client_process().is_none() {
+                // The script keeps the media: planned truncations act on it
+                // when the restore starts (a modelled client process has
+                // them applied by its backend).
+                truncate_media(&mut st.media, &setup.faults);
             }
             b.start_statement(&statement(sc, setup.seed))?;
             return Ok(Some((Hresult::NOERROR, String::new())));
@@ -454,6 +459,19 @@ fn run_step(
     }
     let r = b.call(thread, call)?;
     Ok(Some(absorb(r, s, st)))
+}
+
+/// Applies the plan's media truncations (phase any or restore) to `media`.
+fn truncate_media(media: &mut [Content], plan: &vdi_sim::fault::FaultPlan) {
+    use vdi_sim::fault::{Fault, Phase};
+    for pf in &plan.faults {
+        if let Fault::TruncateMedia { dev, bytes } = pf.fault
+            && matches!(pf.phase, Phase::Any | Phase::Restore)
+            && let Some(m) = media.get_mut(dev as usize)
+        {
+            *m = m.slice(0, bytes);
+        }
+    }
 }
 
 fn absorb(r: Reply, s: &Step, st: &mut State) -> (Hresult, String) {

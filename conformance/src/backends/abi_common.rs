@@ -230,6 +230,8 @@ pub struct Observation {
     pub elapsed_ms: u64,
     pub idle: bool,
     pub faults_fired: Vec<String>,
+    /// Backups the case's statements added to the server's history.
+    pub new_backups: Vec<vdi_sim::statement::BackupRecord>,
 }
 
 #[derive(serde::Serialize)]
@@ -238,6 +240,8 @@ struct SetupJson<'a> {
     profile: &'a vdi_spec::Profile,
     seed_backups: &'a [vdi_sim::statement::BackupRecord],
     budget_ms: u64,
+    time_scale: u32,
+    faults: &'a vdi_sim::fault::FaultPlan,
 }
 
 fn harness_code(what: &str, rc: i32) -> Result<(), BackendError> {
@@ -283,6 +287,8 @@ impl Harness {
             profile: &setup.profile,
             seed_backups: &setup.seed_backups,
             budget_ms: setup.budget_ms,
+            time_scale: setup.time_scale.max(1),
+            faults: &setup.faults,
         })
         .map_err(|e| BackendError::Failed(e.to_string()))?;
         self.json_in(self.reset, "reset", &j)
@@ -321,9 +327,11 @@ impl Harness {
         Err(BackendError::Failed(format!("{what}: answer too large")))
     }
 
-    pub fn wait_statement(&self, t: Timeout) -> Result<Option<Outcome>, BackendError> {
+    /// Waits for the outcome; `t` is in virtual ms of the case's clock
+    /// (`scale` virtual ms per real ms); forever is [`HANG_AFTER`] of real time.
+    pub fn wait_statement(&self, t: Timeout, scale: u32) -> Result<Option<Outcome>, BackendError> {
         let ms = match t {
-            Timeout::Infinite => HANG_AFTER.as_millis() as i64,
+            Timeout::Infinite => HANG_AFTER.as_millis() as i64 * i64::from(scale.max(1)),
             Timeout::Ms(ms) => i64::try_from(ms).unwrap_or(i64::MAX),
         };
         let f = self.wait;
@@ -368,22 +376,30 @@ fn unlock_case() {
 // ----- the driver ----------------------------------------------------------------------
 
 #[derive(Default)]
-struct St {
-    set: Ptr,
+pub(super) struct St {
+    pub(super) set: Ptr,
     devices: BTreeMap<(u32, u16), Ptr>,
     all_devices: Vec<Ptr>,
     /// Local command id → (device object, block, the Cmd as first seen).
     cmds: BTreeMap<u64, (Ptr, Ptr, Cmd)>,
+    /// Commands fetched and not yet handed back, of the current set
+    /// incarnation: only their Read buffers are the client's to fill (a new
+    /// Create frees the previous incarnation's buffers).
+    outstanding: std::collections::BTreeSet<u64>,
     next_cmd: u64,
     buf_ids: BTreeMap<Ptr, u32>,
     buf_addrs: BTreeMap<u32, Ptr>,
     incarnation: u32,
     set_name: String,
-    stmt_devices: Vec<String>,
+    pub(super) stmt_devices: Vec<String>,
     /// Media of asynchronous drains (the script keeps its own).
     media: Vec<Content>,
     trace: Option<Trace>,
-    t0: Option<Instant>,
+    pub(super) t0: Option<Instant>,
+    /// Virtual ms per real ms of the case (trace times are virtual).
+    pub(super) scale: u32,
+    /// Planned faults the client side applies (command-fetch triggers).
+    pub(super) faults: super::abi_program::ClientFaults,
 }
 
 impl St {
@@ -400,10 +416,18 @@ impl St {
         Some(BufId(id))
     }
 
-    fn emit(&mut self, who: &str, what: &str, detail: String, clause: Option<&'static str>) {
-        let t = self
-            .t0
-            .map_or(0, |t| u64::try_from(t.elapsed().as_millis()).unwrap_or(0));
+    pub(super) fn emit(
+        &mut self,
+        who: &str,
+        what: &str,
+        detail: String,
+        clause: Option<&'static str>,
+    ) {
+        let t = self.t0.map_or(0, |t| {
+            u64::try_from(t.elapsed().as_millis())
+                .unwrap_or(0)
+                .saturating_mul(u64::from(self.scale.max(1)))
+        });
         if let Some(tr) = &mut self.trace {
             tr.emit(t, who, what, detail, clause);
         }
@@ -423,13 +447,13 @@ impl St {
     }
 }
 
-struct Shared {
-    abi: Arc<dyn Abi>,
+pub(super) struct Shared {
+    pub(super) abi: Arc<dyn Abi>,
     st: Mutex<St>,
 }
 
 impl Shared {
-    fn st(&self) -> std::sync::MutexGuard<'_, St> {
+    pub(super) fn st(&self) -> std::sync::MutexGuard<'_, St> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -443,14 +467,20 @@ struct Results {
 
 /// A backend over an [`Abi`].
 pub struct AbiDriver {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     results: Arc<Results>,
     workers: BTreeMap<String, Sender<(usize, Job)>>,
-    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Threads that may be inside a library call: joined (within 5 s)
+    /// before the case's objects are destroyed.
+    pub(super) handles: Vec<std::thread::JoinHandle<()>>,
     next_ticket: usize,
     holding: bool,
     record: bool,
     unsupported: Option<String>,
+    /// Virtual ms per real ms of the case.
+    pub(super) scale: u32,
+    /// Backups the last finished case added to the server's history.
+    pub(super) new_backups: Vec<vdi_sim::statement::BackupRecord>,
 }
 
 fn reply(code: Hresult, value: Value) -> Reply {
@@ -479,7 +509,7 @@ fn call_name(c: &Call) -> &'static str {
 
 /// One call through the ABI. Runs on a worker thread; the state lock is
 /// never held across a call into the library.
-fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
+pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
     let abi = &sh.abi;
     let set = sh.st().set;
     let name = call_name(&call);
@@ -490,6 +520,7 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
                 let mut st = sh.st();
                 st.incarnation += 1;
                 st.set_name = name;
+                st.outstanding.clear();
             }
             reply(code, Value::None)
         }
@@ -503,6 +534,7 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
                 let mut st = sh.st();
                 st.incarnation += 1;
                 st.set_name = name;
+                st.outstanding.clear();
             }
             reply(code, Value::None)
         }
@@ -589,6 +621,9 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
                 };
                 let id = st.next_cmd;
                 st.cmds.insert(id, (d, block, cmd.clone()));
+                st.outstanding.insert(id);
+                drop(st);
+                super::abi_program::fetched(sh, who, &cmd);
                 reply(code, Value::Command(cmd))
             } else {
                 reply(code, Value::None)
@@ -602,6 +637,7 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
             position,
             data: content,
         } => {
+            let (code, bytes) = super::abi_program::completion(sh, who, cmd.id, code, bytes);
             let (d, known) = {
                 let st = sh.st();
                 (
@@ -614,15 +650,19 @@ fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
             };
             let block = match &known {
                 Some((_, block, first)) => {
+                    let outstanding = sh.st().outstanding.remove(&cmd.id.0);
                     if first.code == CommandCode::Read
+                        && outstanding
                         && !content.is_empty()
                         && let Some(buf) = first
                             .buffer
                             .and_then(|b| sh.st().buf_addrs.get(&b.0).copied())
                     {
                         let n = content.len().min(u64::from(first.size)) as usize;
-                        // SAFETY: the Read's buffer holds `size` bytes that
-                        // are the client's to fill until CompleteCommand.
+                        // SAFETY: the Read is outstanding in the current set
+                        // incarnation, so its buffer is live and holds `size`
+                        // bytes that are the client's to fill until
+                        // CompleteCommand.
                         let s = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) };
                         data::materialize(&content.slice(0, n as u64), s);
                     }
@@ -730,6 +770,8 @@ impl AbiDriver {
             holding: false,
             record: false,
             unsupported: None,
+            scale: 1,
+            new_backups: Vec::new(),
         }
     }
 
@@ -830,15 +872,17 @@ impl AbiDriver {
             lock_case();
             self.holding = true;
         }
-        // Planned faults (triggered on the n-th command, at a time) need
-        // triggers inside the library: the case is graded unimplemented at
-        // its first step.
-        self.unsupported = (!setup.faults.faults.is_empty()).then(|| {
-            format!(
-                "planned faults ({}) need triggers inside the library",
-                setup.faults.name
-            )
-        });
+        // Planned faults: the library fires server-side ones at a time, the
+        // client side (here) those triggered by a command fetch; a trigger
+        // on a scheduler step has no real counterpart.
+        self.unsupported = super::abi_program::unstageable_faults(&setup.faults);
+        // Only the stand-in's harness scales the library's clock: a real
+        // library (no harness symbols) runs in real time.
+        self.scale = if self.shared.abi.harness().is_some() {
+            setup.time_scale.max(1)
+        } else {
+            1
+        };
         if let Some(h) = self.shared.abi.harness() {
             h.reset(setup)?;
         }
@@ -853,6 +897,8 @@ impl AbiDriver {
                 Trace::hashing()
             }),
             t0: Some(Instant::now()),
+            scale: self.scale,
+            faults: super::abi_program::ClientFaults::new(&setup.faults),
             media: setup
                 .seed_backups
                 .last()
@@ -916,6 +962,11 @@ impl AbiDriver {
         {
             let mut st = self.shared.st();
             st.stmt_devices = stmt.devices.clone();
+            st.faults.phase = if stmt.kind.is_backup() {
+                vdi_sim::fault::Phase::Backup
+            } else {
+                vdi_sim::fault::Phase::Restore
+            };
             if stmt.kind.is_backup() {
                 st.media = vec![Content::Empty; stmt.devices.len()];
             }
@@ -936,22 +987,29 @@ impl AbiDriver {
                 self.shared.abi.signal_abort(set);
                 Ok(())
             }
+            Fault::ClientDeath if self.shared.abi.harness().is_some() => {
+                super::abi_program::client_death(&self.shared);
+                Ok(())
+            }
             f => self.harness()?.event(&f),
         }
     }
 
+    /// Lets `ms` of virtual time pass: `ms / scale` real ms.
     pub fn sleep(&mut self, ms: u64) -> Result<(), BackendError> {
-        if ms > MAX_SLEEP_MS {
+        let real = super::abi_program::real_ms(ms, self.scale);
+        if real > MAX_SLEEP_MS {
             return Err(BackendError::Unsupported(format!(
-                "a sleep of {ms} ms: real backends stage at most {MAX_SLEEP_MS} ms of real time per sleep"
+                "a sleep of {ms} ms: real backends stage at most {MAX_SLEEP_MS} ms of real time per sleep (here {real} ms at time scale {})",
+                self.scale
             )));
         }
-        std::thread::sleep(Duration::from_millis(ms));
+        std::thread::sleep(Duration::from_millis(real));
         Ok(())
     }
 
     pub fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, BackendError> {
-        self.harness()?.wait_statement(timeout)
+        self.harness()?.wait_statement(timeout, self.scale)
     }
 
     pub fn finish(&mut self) -> Result<RunResult, BackendError> {
@@ -968,6 +1026,7 @@ impl AbiDriver {
             unlock_case();
         }
         let obs = obs?;
+        self.new_backups = obs.new_backups.clone();
         let mut st = self.shared.st();
         let trace = st.trace.take().unwrap_or_else(Trace::off);
         let mut clauses: BTreeMap<&'static str, u64> = BTreeMap::new();

@@ -302,6 +302,13 @@ macro_rules! abi_backend {
             ) -> Result<Ticket, BackendError> {
                 self.driver()?.start_drain(thread, dev, timeout)
             }
+            fn run_program(
+                &mut self,
+                setup: &CaseSetup,
+                spec: &vdi_sim::program::ClientSpec,
+            ) -> Result<RunResult, BackendError> {
+                self.driver()?.run_program(setup, spec)
+            }
         }
     };
 }

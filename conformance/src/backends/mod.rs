@@ -1,6 +1,7 @@
 //! One file per backend.
 
 pub mod abi_common;
+pub mod abi_program;
 pub mod com;
 pub mod linux_abi;
 pub mod model;

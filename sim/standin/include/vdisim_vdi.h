@@ -415,6 +415,26 @@ int32_t vdisim_statement_outcome(int64_t timeout_ms, char *json, size_t json_len
  * (recorded at CompleteCommand; the call is not refused). */
 uint64_t vdisim_block_modifications(void);
 
+/* Harness mode (conformance runs; see sim/standin/src/harness.rs for the
+ * JSON shapes). Return codes: 0 OK, 1 timed out, -1 bad JSON, -2 no case,
+ * -3 unsupported, -4 buffer too small (*needed says how big), -5 panic.
+ * A case's setup may set "time_scale" S (virtual ms per real ms): the
+ * in-process server's clock runs S times faster than real time and every
+ * set object made during the case waits T/S real ms (rounded up, at least
+ * 1) for a timeout of T ms; 0 still polls, INFINITE still waits forever. */
+int32_t vdisim_harness_reset(const char *setup_json);
+int32_t vdisim_harness_start_statement(const char *statement_json);
+int32_t vdisim_harness_event(const char *fault_json);
+/* timeout_ms: virtual ms on the case's scaled clock (negative: forever). */
+int32_t vdisim_harness_wait_statement(int64_t timeout_ms, char *json, size_t len,
+                                      size_t *needed);
+int32_t vdisim_harness_finish(char *json, size_t len, size_t *needed);
+/* The client process "dies": every live set of the case tells the server
+ * (as the OS would on exit), releases its name and stops hearing from it. */
+int32_t vdisim_harness_client_death(void);
+/* Virtual ms since the case started (negative: no case). */
+int64_t vdisim_harness_now_ms(void);
+
 #ifdef __cplusplus
 }
 #endif

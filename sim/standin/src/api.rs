@@ -212,7 +212,11 @@ impl SetCore {
     /// ([`crate::inproc::process_host`]).
     pub fn new() -> Arc<SetCore> {
         let host = crate::inproc::process_host();
-        SetCore::with_runtime(SetRuntime::new(host.profile(), host.connector()))
+        SetCore::with_runtime(SetRuntime::with_scale(
+            host.profile(),
+            host.connector(),
+            host.time_scale(),
+        ))
     }
 
     /// A set object over a given runtime.

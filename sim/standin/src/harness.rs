@@ -3,7 +3,10 @@
 //! file.
 //!
 //! - [`vdisim_harness_reset`] starts a case: `{seed, profile, seed_backups,
-//!   budget_ms}`. Every set object made afterwards in this process runs
+//!   budget_ms, time_scale, faults}`. Under `time_scale` S (virtual ms per
+//!   real ms; 0 or 1 = real time) the server's clock runs S times faster
+//!   than real time and every set object made during the case waits T/S
+//!   real ms for a timeout of T ms. Every set object made afterwards in this process runs
 //!   under that profile and is connected to one server thread per case,
 //!   hosting one [`ServerHalf`] that **waits for statements** (the plan file,
 //!   `VDISIM_PLAN`, is ignored while a case is active). msdb history is
@@ -13,6 +16,9 @@
 //!   statement fails as `server.open-missing-set` says).
 //! - [`vdisim_harness_event`] applies a server-side [`Fault`] now.
 //! - [`vdisim_harness_wait_statement`] waits for the statement's outcome.
+//! - [`vdisim_harness_client_death`] makes the client process "die":
+//!   every live set tells the server and stops answering.
+//! - [`vdisim_harness_now_ms`] reads the case's scaled clock.
 //! - [`vdisim_harness_finish`] ends the case and returns what was observed:
 //!   every statement with its outcome, the server's per-device summaries,
 //!   the clauses the client and server halves cited, the server trace hash.
@@ -94,6 +100,11 @@ pub struct Case {
 }
 
 impl Case {
+    /// Virtual ms per real ms of the case (at least 1).
+    pub fn time_scale(&self) -> u32 {
+        self.session.time_scale()
+    }
+
     /// The profile of the case.
     pub fn profile(&self) -> Arc<Profile> {
         self.profile.clone()
@@ -158,6 +169,8 @@ impl ClientEnd for InprocEnd {
 /// Connects each set incarnation to the case's session.
 pub struct HarnessConnector {
     tx: Mutex<Sender<SessionMsg>>,
+    /// Every set runtime connected during the case (for the client death).
+    runtimes: Mutex<Vec<Weak<SetRuntime>>>,
 }
 
 impl Connector for HarnessConnector {
@@ -168,6 +181,13 @@ impl Connector for HarnessConnector {
             POOL_BYTES,
             set.cfg.alignment.max(POOL_ALIGN),
         ));
+        {
+            let mut rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
+            rts.retain(|w| w.strong_count() > 0);
+            if !rts.iter().any(|w| w.ptr_eq(&runtime)) {
+                rts.push(runtime.clone());
+            }
+        }
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _ = tx.send(SessionMsg::Connect {
             key,
@@ -214,6 +234,7 @@ pub fn reset(setup: HarnessSetup) {
         profile,
         connector: Arc::new(HarnessConnector {
             tx: Mutex::new(session.sender()),
+            runtimes: Mutex::new(Vec::new()),
         }),
         session,
     });
@@ -251,6 +272,38 @@ pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, Harn
         return r.map_err(HarnessError::Unsupported);
     }
     Ok(need()?.session.wait_statement(timeout))
+}
+
+/// As [`wait_statement`], the timeout in virtual ms of the case's clock.
+pub fn wait_statement_virtual(timeout_ms: Option<u64>) -> Result<Option<Outcome>, HarnessError> {
+    let c = need()?;
+    let t = timeout_ms.map(|ms| c.session.real(ms));
+    Ok(c.session.wait_statement(t))
+}
+
+/// The client process dies (clause `abort.client-death`): every live set
+/// of the case tells the server [`ToServer::Died`] (as the OS would when
+/// the process exits), releases its name, and stops hearing from the
+/// server, as `vdi_sim::world` applies a client death.
+pub fn client_death() -> Result<(), HarnessError> {
+    let c = need()?;
+    let rts: Vec<Arc<SetRuntime>> = c
+        .connector
+        .runtimes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for rt in rts {
+        rt.die();
+    }
+    Ok(())
+}
+
+/// Virtual milliseconds since the case started (its scaled clock).
+pub fn now_ms() -> Result<u64, HarnessError> {
+    Ok(need()?.session.now_ms())
 }
 
 /// Ends the case: waits up to `settle` for the server to become idle, stops
@@ -366,8 +419,9 @@ pub unsafe extern "C" fn vdisim_harness_event(fault_json: *const c_char) -> i32 
     })
 }
 
-/// Waits up to `timeout_ms` (negative: forever) for the statement's outcome;
-/// writes its JSON. 0 = final, 1 = timed out (the JSON is then `null`).
+/// Waits up to `timeout_ms` (virtual ms of the case's scaled clock;
+/// negative: forever) for the statement's outcome; writes its JSON.
+/// 0 = final, 1 = timed out (the JSON is then `null`).
 ///
 /// # Safety
 /// `buf` must be null or hold `len` writable bytes; `needed` null or writable.
@@ -379,8 +433,8 @@ pub unsafe extern "C" fn vdisim_harness_wait_statement(
     needed: *mut usize,
 ) -> i32 {
     guard(|| {
-        let t = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-        match wait_statement(t) {
+        let t = u64::try_from(timeout_ms).ok();
+        match wait_statement_virtual(t) {
             Ok(o) => {
                 let text = serde_json::to_string(&o).unwrap_or_else(|_| "null".into());
                 // SAFETY: forwarded from the caller.
@@ -428,6 +482,28 @@ pub unsafe extern "C" fn vdisim_harness_finish(
         }
         w
     })
+}
+
+/// The client process dies, as clause `abort.client-death` describes:
+/// every live set of the case tells the server it died, releases its name
+/// and stops answering (blocked calls stay blocked until the object is torn
+/// down). Returns [`OK`] or [`ERR_NO_CASE`].
+#[unsafe(no_mangle)]
+pub extern "C" fn vdisim_harness_client_death() -> i32 {
+    guard(|| match client_death() {
+        Ok(()) => OK,
+        Err(e) => e.code(),
+    })
+}
+
+/// Virtual milliseconds since the case started, on its scaled clock
+/// (negative: no case is active).
+#[unsafe(no_mangle)]
+pub extern "C" fn vdisim_harness_now_ms() -> i64 {
+    catch_unwind(now_ms)
+        .ok()
+        .and_then(Result::ok)
+        .map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// The finished case's JSON, kept until it has been read whole.

@@ -750,6 +750,11 @@ impl ProcessHost {
             None => self.profile.clone(),
         }
     }
+    /// Virtual ms per real ms of the set objects' timeouts: the harness
+    /// case's scale while one is active, else 1 (real time).
+    pub fn time_scale(&self) -> u32 {
+        crate::harness::active().map_or(1, |c| c.time_scale())
+    }
     /// Where outcomes are published (`None` without a plan).
     pub fn board(&self) -> Option<Arc<Board>> {
         self.board.clone()

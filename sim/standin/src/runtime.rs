@@ -149,6 +149,9 @@ struct Inner {
     mods: VecDeque<BlockModification>,
     mods_total: u64,
     notes: VecDeque<Note>,
+    /// The client process "died" (harness `client_death`): nothing from
+    /// the server reaches the half any more.
+    dead: bool,
 }
 
 /// One client set object's half, shared by every thread that uses it.
@@ -156,6 +159,9 @@ pub struct SetRuntime {
     inner: Mutex<Inner>,
     cond: Condvar,
     clock: Clock,
+    /// Virtual milliseconds per real millisecond for the set's timeouts
+    /// (0 or 1: real time); see [`scaled_wait`].
+    scale: u32,
     connector: Arc<dyn Connector>,
 }
 
@@ -233,11 +239,21 @@ fn counted<T>(r: Ret<T>) -> Ret<T> {
     r
 }
 
-fn deadline(clock: &Clock, timeout: Timeout) -> Option<Instant> {
+/// The real wait for a timeout of `ms` virtual milliseconds under `scale`
+/// virtual ms per real ms (0 or 1: real time): `ms / scale` rounded up, at
+/// least 1 ms for any `ms > 0`; 0 stays 0 (a poll).
+pub fn scaled_wait(ms: u64, scale: u32) -> Duration {
+    if scale <= 1 || ms == 0 {
+        return Duration::from_millis(ms);
+    }
+    Duration::from_millis(ms.div_ceil(u64::from(scale)).max(1))
+}
+
+fn deadline(clock: &Clock, timeout: Timeout, scale: u32) -> Option<Instant> {
     match timeout {
         Timeout::Infinite => None,
         // A deadline too far to represent is forever.
-        Timeout::Ms(ms) => clock.now().checked_add(Duration::from_millis(ms)),
+        Timeout::Ms(ms) => clock.now().checked_add(scaled_wait(ms, scale)),
     }
 }
 
@@ -245,6 +261,18 @@ impl SetRuntime {
     /// A runtime with no set (DNE) under `profile`; each Create is connected
     /// through `connector`.
     pub fn new(profile: Arc<Profile>, connector: Arc<dyn Connector>) -> Arc<SetRuntime> {
+        SetRuntime::with_scale(profile, connector, 1)
+    }
+
+    /// As [`SetRuntime::new`], with GetConfiguration / GetCommand timeouts
+    /// on a clock running `scale` virtual ms per real ms (a timeout of T ms
+    /// waits [`scaled_wait`]`(T, scale)`; 0 still polls, INFINITE still
+    /// waits forever).
+    pub fn with_scale(
+        profile: Arc<Profile>,
+        connector: Arc<dyn Connector>,
+        scale: u32,
+    ) -> Arc<SetRuntime> {
         let mut client = ClientSet::new(profile);
         client.tracing = true;
         Arc::new(SetRuntime {
@@ -256,9 +284,11 @@ impl SetRuntime {
                 mods: VecDeque::new(),
                 mods_total: 0,
                 notes: VecDeque::new(),
+                dead: false,
             }),
             cond: Condvar::new(),
             clock: Clock::new(),
+            scale,
             connector,
         })
     }
@@ -335,7 +365,7 @@ impl SetRuntime {
         mut poll: impl FnMut(&mut ClientSet) -> Poll<T>,
         expired: impl FnOnce(&ClientSet) -> T,
     ) -> T {
-        let dl = deadline(&self.clock, timeout);
+        let dl = deadline(&self.clock, timeout, self.scale);
         let mut g = self.lock();
         loop {
             if let Poll::Ready(v) = poll(&mut g.client) {
@@ -513,17 +543,46 @@ impl SetRuntime {
 
     /// A message from the server half for the current incarnation.
     pub fn deliver(&self, msg: ToClient) {
-        self.with(|g| g.client.deliver(msg));
+        self.with(|g| {
+            if !g.dead {
+                g.client.deliver(msg);
+            }
+        });
     }
 
     /// A message from the server half of incarnation `incarnation`; dropped
     /// if the set has been closed (and perhaps created again) since.
     pub fn deliver_from(&self, incarnation: u32, msg: ToClient) {
         self.with(|g| {
-            if g.client.incarnation() == incarnation {
+            if !g.dead && g.client.incarnation() == incarnation {
                 g.client.deliver(msg);
             }
         });
+    }
+
+    /// The client process dies (clause `abort.client-death`, as the model's
+    /// world applies it): if a set exists, the server is told
+    /// ([`ToServer::Died`], as the OS would on process exit) and the name is
+    /// released; from now on nothing from the server reaches the half.
+    /// Calls still blocked are left to whoever tears the object down.
+    pub fn die(&self) {
+        let mut g = self.lock();
+        if g.dead {
+            return;
+        }
+        g.dead = true;
+        if g.client.state() != ClientState::Dne {
+            let name = g.client.name().to_string();
+            ProcessNamespace.release(&name);
+            let t = g
+                .conn
+                .as_ref()
+                .map(|c| c.transport.clone())
+                .unwrap_or_else(|| Arc::new(NullTransport));
+            g.outbox.push_back((t, ToServer::Died));
+        }
+        drop(g);
+        self.flush();
     }
 
     // ----- introspection --------------------------------------------------------------
@@ -679,6 +738,17 @@ mod tests {
         rt.get_configuration(Timeout::Ms(0)).result.unwrap();
         let h = rt.open_device(&name).result.unwrap();
         (rt, rec, h, name)
+    }
+
+    /// The scaled clock's real waits: rounded up, at least 1 ms, 0 polls.
+    #[test]
+    fn scaled_waits() {
+        assert_eq!(scaled_wait(0, 1000), Duration::ZERO);
+        assert_eq!(scaled_wait(1, 1000), Duration::from_millis(1));
+        assert_eq!(scaled_wait(1001, 1000), Duration::from_millis(2));
+        assert_eq!(scaled_wait(60_000, 300), Duration::from_millis(200));
+        assert_eq!(scaled_wait(7, 0), Duration::from_millis(7));
+        assert_eq!(scaled_wait(7, 1), Duration::from_millis(7));
     }
 
     /// get-configuration.timeout, get-command.poll: timeout 0 polls once.

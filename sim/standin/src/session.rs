@@ -23,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use vdi_sim::data;
-use vdi_sim::fault::Fault;
+use vdi_sim::fault::{Fault, FaultPlan, Trigger};
 use vdi_sim::msg::{BufId, CmdId, ToClient, ToServer};
 use vdi_sim::outcome::{FailReason, Outcome, Status};
 use vdi_sim::server::{ServerDevSummary, ServerHalf, SetInfo};
@@ -79,8 +79,32 @@ pub struct SessionSetup {
     pub seed: u64,
     pub profile: Profile,
     pub seed_backups: Vec<BackupRecord>,
-    /// Virtual-time budget of the case (ms); informational.
+    /// Virtual-time budget of the case (ms): [`Session::finish`] waits for
+    /// the server to become idle at most until the budget is spent.
     pub budget_ms: u64,
+    /// Virtual milliseconds per real millisecond (0 or 1: real time). The
+    /// session's clock (the server half's `now`, its deadlines, stalls,
+    /// planned faults at a time) reads real elapsed time × this; set
+    /// objects made during the case scale their timeouts by it too.
+    #[serde(default = "one")]
+    pub time_scale: u32,
+    /// Faults planned for the case. The session fires the server-side ones
+    /// triggered `at-ms` (on its scaled clock); faults triggered by a
+    /// command fetch, and client-side ones, are the client's to apply (in
+    /// the model they fire when the client *fetches* the command), which it
+    /// does through [`Session::event`] and the harness's client death.
+    pub faults: FaultPlan,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl SessionSetup {
+    /// The scale as a divisor (at least 1).
+    pub fn scale(&self) -> u32 {
+        self.time_scale.max(1)
+    }
 }
 
 /// What a session observed.
@@ -138,6 +162,8 @@ pub struct Session {
     tx: Mutex<Sender<SessionMsg>>,
     shared: Arc<Shared>,
     started: Instant,
+    scale: u32,
+    budget_ms: u64,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -149,6 +175,7 @@ impl Session {
         let shared = Arc::new(Shared::default());
         let started = Instant::now();
         let profile = Arc::new(setup.profile.clone());
+        let (scale, budget_ms) = (setup.scale(), setup.budget_ms);
         let server = Server::new(setup, profile, rx, shared.clone(), started, record);
         let handle = std::thread::Builder::new()
             .name("vdisim-session".into())
@@ -158,6 +185,8 @@ impl Session {
             tx: Mutex::new(tx),
             shared,
             started,
+            scale,
+            budget_ms,
             thread: Mutex::new(handle),
         })
     }
@@ -175,6 +204,21 @@ impl Session {
     /// When the session started.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// Virtual milliseconds per real millisecond (at least 1).
+    pub fn time_scale(&self) -> u32 {
+        self.scale
+    }
+
+    /// Virtual milliseconds since the session started.
+    pub fn now_ms(&self) -> u64 {
+        scaled_now(self.started, self.scale)
+    }
+
+    /// The real wait for `ms` of virtual time.
+    pub fn real(&self, ms: u64) -> Duration {
+        real_wait(ms, self.scale)
     }
 
     /// Starts `stmt` (marked running at once, so a wait right after sees it).
@@ -243,9 +287,16 @@ impl Session {
         }
     }
 
-    /// Ends the session: waits up to `settle` for the server to become
-    /// idle, stops the thread, and returns what was observed.
+    /// Ends the session: waits up to `settle` (and no longer than what is
+    /// left of the case's virtual-time budget, as the model drains a run
+    /// only up to its budget) for the server to become idle, stops the
+    /// thread, and returns what was observed.
     pub fn finish(&self, settle: Duration) -> Observation {
+        let settle = if self.budget_ms > 0 {
+            settle.min(self.real(self.budget_ms.saturating_sub(self.now_ms())))
+        } else {
+            settle
+        };
         let dl = Instant::now() + settle;
         {
             let mut g = self.shared.lock();
@@ -269,7 +320,7 @@ impl Session {
             devices: g.devices.clone(),
             clauses: g.clauses.clone(),
             trace_hash: g.trace_hash.clone(),
-            elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            elapsed_ms: self.now_ms(),
             idle: g.idle,
             faults_fired: g.faults.clone(),
             new_backups: g.new_backups.clone(),
@@ -294,6 +345,20 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.send(SessionMsg::Stop);
     }
+}
+
+// ----- the scaled clock --------------------------------------------------------------
+
+/// Virtual ms since `started` at `scale` virtual ms per real ms.
+fn scaled_now(started: Instant, scale: u32) -> u64 {
+    let real = started.elapsed().as_micros();
+    u64::try_from(real.saturating_mul(u128::from(scale.max(1))) / 1000).unwrap_or(u64::MAX)
+}
+
+/// The real wait for `ms` virtual ms: rounded up to whole real
+/// milliseconds, at least 1 for `ms > 0` (as the set objects' timeouts).
+fn real_wait(ms: u64, scale: u32) -> Duration {
+    crate::runtime::scaled_wait(ms, scale)
 }
 
 // ----- the session thread ------------------------------------------------------------
@@ -322,6 +387,9 @@ struct Server {
     statements: Vec<(Statement, Outcome)>,
     faults: Vec<String>,
     out: Vec<ToClient>,
+    scale: u32,
+    /// Server-side faults planned at a virtual time: (ms, fault), not yet fired.
+    timed: Vec<(u64, Fault)>,
 }
 
 impl Server {
@@ -335,6 +403,22 @@ impl Server {
     ) -> Server {
         let mut server = ServerHalf::new(profile);
         let known = setup.seed_backups.len();
+        let scale = setup.scale();
+        let timed = setup
+            .faults
+            .faults
+            .iter()
+            .filter_map(|pf| match (&pf.trigger, &pf.fault) {
+                (
+                    Trigger::AtMs { ms },
+                    f @ (Fault::ServerSignalAbort
+                    | Fault::ServerDeath
+                    | Fault::ServerStall { .. }
+                    | Fault::EarlyCloseDevice { .. }),
+                ) => Some((*ms, f.clone())),
+                _ => None,
+            })
+            .collect();
         for rec in setup.seed_backups {
             server.add_backup(rec);
         }
@@ -358,11 +442,31 @@ impl Server {
             statements: Vec::new(),
             faults: Vec::new(),
             out: Vec::new(),
+            scale,
+            timed,
         }
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        scaled_now(self.started, self.scale)
+    }
+
+    /// Fires the planned server-side faults whose time has come.
+    fn fire_timed(&mut self) {
+        let now = self.now();
+        let due: Vec<Fault> = self
+            .timed
+            .iter()
+            .filter(|(ms, _)| *ms <= now)
+            .map(|(_, f)| f.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.timed.retain(|(ms, _)| *ms > now);
+        for f in due {
+            self.fault(f);
+        }
     }
 
     fn run(mut self) {
@@ -539,6 +643,7 @@ impl Server {
 
     fn serve(&mut self) {
         loop {
+            self.fire_timed();
             self.publish(false);
             let now = self.now();
             // Messages held by a stall, once it is over.
@@ -556,11 +661,14 @@ impl Server {
                 if !self.stalled.is_empty() {
                     wake = Some(wake.map_or(self.stalled_until, |w| w.min(self.stalled_until)));
                 }
+                if let Some(t) = self.timed.iter().map(|(ms, _)| *ms).min() {
+                    wake = Some(wake.map_or(t, |w| w.min(t)));
+                }
             }
             let r = match wake {
                 Some(w) => self
                     .rx
-                    .recv_timeout(Duration::from_millis(w.saturating_sub(now))),
+                    .recv_timeout(real_wait(w.saturating_sub(now), self.scale)),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match r {

@@ -153,4 +153,41 @@ fn harness_round_trip_and_errors() {
         "{:?}",
         obs.clauses
     );
+
+    // A scaled case: a 5 s timeout elapses on the case's clock (virtual
+    // ms), and the client's death fails the statement.
+    harness::reset(HarnessSetup {
+        time_scale: 1000,
+        ..HarnessSetup::default()
+    });
+    let name = format!("hx-scaled-{}", std::process::id());
+    let set = SetCore::new();
+    assert_eq!(
+        set.create(CreateKind::Create, &name, &cfg),
+        Hresult::NOERROR
+    );
+    assert_eq!(
+        set.get_configuration(Timeout::Ms(5_000)).unwrap_err(),
+        Hresult::VD_E_TIMEOUT
+    );
+    assert!(harness::now_ms().unwrap() >= 5_000, "the scaled clock ran");
+    harness::start_statement(statement(&name)).unwrap();
+    set.get_configuration(Timeout::Ms(10_000_000)).unwrap();
+    let dev = set.open_device(&name).unwrap();
+    let p = dev.get_command(Timeout::Ms(10_000_000)).unwrap();
+    assert_ne!(p as usize, 0);
+    assert_eq!(harness::vdisim_harness_client_death(), harness::OK);
+    let o = harness::wait_statement_virtual(Some(10_000_000))
+        .unwrap()
+        .expect("final");
+    assert_eq!(o.status, Status::Failed, "{o:?}");
+    let obs = harness::finish(std::time::Duration::from_secs(1)).unwrap();
+    assert!(
+        obs.clauses.contains_key("abort.client-death"),
+        "{:?}",
+        obs.clauses
+    );
+    assert!(obs.elapsed_ms >= 5_000, "elapsed is virtual");
+    drop(dev);
+    drop(set);
 }
