@@ -384,26 +384,29 @@ impl Inner {
             dead: AtomicBool::new(false),
             route: Mutex::new(None),
         });
-        {
+        // Known before the client hears back: a statement sent right after
+        // Create returns must find the set.
+        lock(&self.sets).insert(name.clone(), end.clone());
+        let welcomed = {
             let mut w = lock(&end.writer);
-            if wire::write_frame(
+            wire::write_frame(
                 &mut *w,
                 &Frame::Welcome {
                     server: self.cfg.server_name.clone(),
                 },
             )
-            .is_err()
-            {
-                return;
-            }
-        }
-        lock(&self.sets).insert(name.clone(), end.clone());
+            .is_ok()
+        };
         let forget = |me: &Self| {
             let mut sets = lock(&me.sets);
             if sets.get(&name).is_some_and(|e| Arc::ptr_eq(e, &end)) {
                 sets.remove(&name);
             }
         };
+        if !welcomed {
+            forget(self);
+            return;
+        }
         loop {
             match wire::read_frame(&mut read) {
                 Ok(Some(Frame::ToServer { msg })) => {
@@ -627,6 +630,8 @@ impl Inner {
             profile: self.cfg.profile.clone(),
             seed_backups: history,
             budget_ms: 0,
+            time_scale: 1,
+            faults: self.cfg.faults.clone(),
         };
         let record = self.cfg.trace.is_some();
         let session = Session::start(setup, record);

@@ -217,6 +217,8 @@ pub struct Harness {
     event: JsonIn,
     wait: WaitFn,
     finish: FinishFn,
+    /// `vdisim_harness_client_death`, when the library has it.
+    pub client_death: Option<unsafe extern "C" fn() -> i32>,
 }
 
 /// What `vdisim_harness_finish` reports (see the stand-in's `harness.rs`).
@@ -270,6 +272,7 @@ impl Harness {
                 event: symbol(lib, "vdisim_harness_event")?,
                 wait: symbol(lib, "vdisim_harness_wait_statement")?,
                 finish: symbol(lib, "vdisim_harness_finish")?,
+                client_death: symbol(lib, "vdisim_harness_client_death"),
             })
         }
     }

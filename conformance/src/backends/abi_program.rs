@@ -43,11 +43,10 @@
 //! `at-step` triggers count the model's scheduler steps, which a real
 //! library has no counterpart for: such cases are graded unimplemented.
 
-use super::abi_common::{self, AbiDriver, HANG_AFTER, Harness, Shared, perform};
+use super::abi_common::{AbiDriver, HANG_AFTER, Harness, Shared, perform};
 use crate::backend::{BackendError, CaseSetup};
-use libloading::Library;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use vdi_sim::data::Content;
 use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
@@ -277,19 +276,6 @@ fn truncate_for_restore(sh: &Shared, media: &mut [Content]) {
 
 // ----- library extras ------------------------------------------------------------------
 
-type DeathFn = unsafe extern "C" fn() -> i32;
-
-/// `vdisim_harness_client_death` of the library the ABI backends load.
-fn death_symbol() -> Option<DeathFn> {
-    static SYM: OnceLock<Option<DeathFn>> = OnceLock::new();
-    *SYM.get_or_init(|| {
-        let lib: &'static Library = abi_common::load(&abi_common::library_path().ok()?).ok()?;
-        // SAFETY: the stand-in exports `vdisim_harness_client_death` as
-        // `extern "C" fn() -> i32` (sim/standin/src/harness.rs).
-        unsafe { abi_common::symbol::<DeathFn>(lib, "vdisim_harness_client_death") }
-    })
-}
-
 /// The client process dies: no thread acts again, and the library tells
 /// the server (clause `abort.client-death`).
 pub(super) fn client_death(sh: &Shared) {
@@ -306,8 +292,10 @@ pub(super) fn client_death(sh: &Shared) {
             Some("abort.client-death"),
         );
     }
-    if let Some(f) = death_symbol() {
-        // SAFETY: a C function without arguments (see `death_symbol`).
+    // The library this backend loaded (its own copy, for the serve backend).
+    if let Some(f) = sh.abi.harness().and_then(|h| h.client_death) {
+        // SAFETY: the stand-in exports `vdisim_harness_client_death` as
+        // `extern "C" fn() -> i32` (sim/standin/src/harness.rs).
         let _ = unsafe { f() };
     }
 }
@@ -740,7 +728,7 @@ impl AbiDriver {
         if let Some(why) = unstageable_faults(&setup.faults) {
             return Err(BackendError::Unsupported(why));
         }
-        if death_symbol().is_none() {
+        if harness.client_death.is_none() {
             return Err(BackendError::Unsupported(
                 "built-in client programs need vdisim_harness_client_death in the library".into(),
             ));

@@ -96,16 +96,23 @@ fn load() -> Result<LinuxAbi, BackendError> {
         .with_file_name(format!("libsqlvdi-{}.so", std::process::id()));
     if !copy.exists() {
         std::fs::copy(&src, &copy).map_err(|e| {
-            BackendError::Failed(format!("cannot copy {} to {}: {e}", src.display(), copy.display()))
+            BackendError::Failed(format!(
+                "cannot copy {} to {}: {e}",
+                src.display(),
+                copy.display()
+            ))
         })?;
     }
     let abi = LinuxAbi::load_from(&copy)?;
     let lib = abi_common::load(&copy)?;
     type UseServer = unsafe extern "C" fn(*const c_char) -> i32;
     // SAFETY: `vdisim_use_server` has this signature (sim/standin/src/remote/forward.rs).
-    let f: UseServer = unsafe { abi_common::symbol(lib, "vdisim_use_server") }.ok_or_else(|| {
-        BackendError::Unsupported("the library has no vdisim_use_server (not the stand-in)".into())
-    })?;
+    let f: UseServer =
+        unsafe { abi_common::symbol(lib, "vdisim_use_server") }.ok_or_else(|| {
+            BackendError::Unsupported(
+                "the library has no vdisim_use_server (not the stand-in)".into(),
+            )
+        })?;
     let path = CString::new(serve.sock.display().to_string())
         .map_err(|_| BackendError::Failed("socket path with a NUL byte".into()))?;
     // SAFETY: a NUL-terminated string that outlives the call.

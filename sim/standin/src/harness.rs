@@ -276,6 +276,12 @@ pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, Harn
 
 /// As [`wait_statement`], the timeout in virtual ms of the case's clock.
 pub fn wait_statement_virtual(timeout_ms: Option<u64>) -> Result<Option<Outcome>, HarnessError> {
+    #[cfg(unix)]
+    if crate::remote::forward::server_path().is_some() {
+        let scale = crate::remote::forward::time_scale();
+        let t = timeout_ms.map(|ms| runtime::scaled_wait(ms, scale));
+        return wait_statement(t);
+    }
     let c = need()?;
     let t = timeout_ms.map(|ms| c.session.real(ms));
     Ok(c.session.wait_statement(t))
@@ -286,6 +292,10 @@ pub fn wait_statement_virtual(timeout_ms: Option<u64>) -> Result<Option<Outcome>
 /// the process exits), releases its name, and stops hearing from the
 /// server, as `vdi_sim::world` applies a client death.
 pub fn client_death() -> Result<(), HarnessError> {
+    #[cfg(unix)]
+    if let Some(r) = crate::remote::forward::client_death() {
+        return r.map_err(HarnessError::Unsupported);
+    }
     let c = need()?;
     let rts: Vec<Arc<SetRuntime>> = c
         .connector
@@ -303,6 +313,10 @@ pub fn client_death() -> Result<(), HarnessError> {
 
 /// Virtual milliseconds since the case started (its scaled clock).
 pub fn now_ms() -> Result<u64, HarnessError> {
+    #[cfg(unix)]
+    if let Some(ms) = crate::remote::forward::now_ms() {
+        return Ok(ms);
+    }
     Ok(need()?.session.now_ms())
 }
 

@@ -734,8 +734,8 @@ impl ProcessHost {
     /// case's while one is active, see [`crate::harness`]).
     pub fn connector(&self) -> Arc<dyn Connector> {
         #[cfg(unix)]
-        if let Some(path) = crate::remote::forward::server_path() {
-            return Arc::new(crate::remote::client::RemoteConnector::at(path));
+        if let Some(c) = crate::remote::forward::connector() {
+            return c;
         }
         match crate::harness::active() {
             Some(c) => c.connector(),
@@ -753,6 +753,10 @@ impl ProcessHost {
     /// Virtual ms per real ms of the set objects' timeouts: the harness
     /// case's scale while one is active, else 1 (real time).
     pub fn time_scale(&self) -> u32 {
+        #[cfg(unix)]
+        if crate::remote::forward::server_path().is_some() {
+            return crate::remote::forward::time_scale();
+        }
         crate::harness::active().map_or(1, |c| c.time_scale())
     }
     /// Where outcomes are published (`None` without a plan).

@@ -7,12 +7,15 @@
 //! conformance harness runs its catalog across a real process boundary with
 //! the same calls it uses in process.
 
+use super::client::RemoteConnector;
 use super::control::Control;
 use super::wire::{Request, Response};
+use crate::runtime::{Connection, Connector, NewSet, SetRuntime};
 use crate::session::{Observation, SessionSetup};
 use std::ffi::{CStr, c_char};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use vdi_sim::fault::Fault;
 use vdi_sim::outcome::Outcome;
@@ -21,6 +24,56 @@ use vdi_sim::statement::Statement;
 struct Remote {
     path: PathBuf,
     control: Option<Control>,
+    /// The time scale of the case last reset on the server.
+    scale: u32,
+    /// When that case started (here).
+    started: std::time::Instant,
+    /// The set objects connected since, for a simulated client death.
+    runtimes: Vec<Weak<SetRuntime>>,
+}
+
+/// Connects set objects to the named server and remembers them.
+pub struct ForwardConnector(PathBuf);
+
+impl Connector for ForwardConnector {
+    fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
+        if let Some(r) = slot().as_mut() {
+            r.runtimes.retain(|w| w.strong_count() > 0);
+            r.runtimes.push(runtime.clone());
+        }
+        RemoteConnector::at(self.0.clone()).connect(runtime, set)
+    }
+}
+
+/// The connector for set objects while a server is named.
+pub fn connector() -> Option<Arc<dyn Connector>> {
+    let p = server_path()?;
+    Some(Arc::new(ForwardConnector(p)))
+}
+
+/// The client process "dies" (clause `abort.client-death`): every set
+/// object connected since the case started tells the server it died and
+/// stops hearing from it.
+pub fn client_death() -> Option<Result<(), String>> {
+    let rts: Vec<Arc<SetRuntime>> = slot()
+        .as_ref()?
+        .runtimes
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for rt in rts {
+        rt.die();
+    }
+    Some(Ok(()))
+}
+
+/// Virtual ms since the case started on the server (its scaled clock, as
+/// seen from here).
+pub fn now_ms() -> Option<u64> {
+    let g = slot();
+    let r = g.as_ref()?;
+    let ms = u64::try_from(r.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Some(ms.saturating_mul(u64::from(r.scale.max(1))))
 }
 
 static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
@@ -39,6 +92,9 @@ pub fn use_server(path: Option<PathBuf>) {
     *slot() = path.map(|path| Remote {
         path,
         control: None,
+        scale: 1,
+        started: std::time::Instant::now(),
+        runtimes: Vec::new(),
     });
 }
 
@@ -69,8 +125,18 @@ fn ok(r: Result<Response, String>) -> Result<(), String> {
     }
 }
 
+/// The time scale set objects use (that of the case on the server).
+pub fn time_scale() -> u32 {
+    slot().as_ref().map_or(1, |r| r.scale)
+}
+
 /// `reset` on the server; `None` when no server is named.
 pub fn reset(setup: &SessionSetup) -> Option<Result<(), String>> {
+    if let Some(r) = slot().as_mut() {
+        r.scale = setup.scale();
+        r.started = std::time::Instant::now();
+        r.runtimes.clear();
+    }
     request(Request::Reset {
         setup: setup.clone(),
     })
