@@ -103,6 +103,11 @@ struct ServeArgs {
     /// Append each statement's server trace (JSONL) to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// A named fault plan applied to every statement: its server-side
+    /// faults (server-abort, server-death, server-stall, early-close) fire
+    /// when the server sends the triggering command or at their time.
+    #[arg(long, value_name = "PLAN")]
+    faults: Option<String>,
     /// The server name messages show.
     #[arg(long, default_value = "VDISIM")]
     server_name: String,
@@ -232,6 +237,7 @@ fn sqlcmd(_args: &[String]) -> u8 {
 }
 
 /// Parses `NAME=SIZE` (SIZE in bytes or with a KiB/MiB/GiB suffix).
+#[cfg(unix)]
 fn parse_database(s: &str) -> Result<(String, u64)> {
     let (name, size) = s
         .split_once('=')
@@ -290,6 +296,56 @@ fn serve(a: ServeArgs) -> Result<u8> {
     }
     cfg.seed = a.seed;
     cfg.trace = a.trace;
+    if let Some(name) = &a.faults {
+        let cx = vdi_sim::fault::PlanContext {
+            devices: 1,
+            longest_timeout_ms: 60_000,
+            server_timeout_ms: 60_000,
+            family_bytes: 0,
+        };
+        let plan = vdi_sim::fault::FaultPlan::named(name, &cx, a.seed)
+            .map_err(|e| anyhow!("--faults: {e}"))?;
+        let (server, client): (Vec<_>, Vec<_>) = plan.faults.iter().partition(|pf| {
+            matches!(
+                pf.fault,
+                vdi_sim::fault::Fault::ServerSignalAbort
+                    | vdi_sim::fault::Fault::ServerDeath
+                    | vdi_sim::fault::Fault::ServerStall { .. }
+                    | vdi_sim::fault::Fault::EarlyCloseDevice { .. }
+            )
+        });
+        if server.is_empty() {
+            bail!(
+                "--faults {name}: this plan's faults are all the client's to apply ({}); a server process applies only server-abort, server-death, server-stall and early-close",
+                client
+                    .iter()
+                    .map(|pf| pf.fault.kind())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        eprintln!(
+            "vdisim serve: fault plan {name}: applying {}{}",
+            server
+                .iter()
+                .map(|pf| pf.fault.kind())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if client.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; not applying the client's own faults ({})",
+                    client
+                        .iter()
+                        .map(|pf| pf.fault.kind())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+        cfg.faults = plan;
+    }
     cfg.server_name = a.server_name;
     let server = Server::start(cfg)?;
     if let Some(pid) = a.exit_with {
@@ -319,4 +375,20 @@ fn serve(a: ServeArgs) -> Result<u8> {
 #[cfg(not(unix))]
 fn serve(_a: ServeArgs) -> Result<u8> {
     bail!("vdisim serve needs Unix domain sockets and shared memory; it runs on Linux")
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::parse_database;
+
+    #[test]
+    fn database_sizes() {
+        assert_eq!(parse_database("sales=64MiB").unwrap(), ("sales".into(), 64 << 20));
+        assert_eq!(parse_database("a=512").unwrap(), ("a".into(), 512));
+        assert_eq!(parse_database("b= 2 GiB").unwrap(), ("b".into(), 2 << 30));
+        for bad in ["sales", "=1", "x=lots", "x=99999999999999GiB"] {
+            let e = parse_database(bad).unwrap_err().to_string();
+            assert!(e.contains("--database"), "{bad}: {e}");
+        }
+    }
 }

@@ -632,6 +632,7 @@ impl Inner {
             budget_ms: 0,
             time_scale: 1,
             faults: self.cfg.faults.clone(),
+            fire_on_send: true,
         };
         let record = self.cfg.trace.is_some();
         let session = Session::start(setup, record);

@@ -250,3 +250,29 @@ fn a_second_server_on_the_same_path_is_refused() {
         Ok(_) => panic!("two servers on one path"),
     }
 }
+
+#[test]
+fn a_server_fault_plan_aborts_at_the_planned_command() {
+    let mut cfg = ServeConfig::new(temp_socket("faults"));
+    cfg.databases = vec![("sales".into(), 16 * 65536)];
+    let cx = vdi_sim::fault::PlanContext {
+        devices: 1,
+        longest_timeout_ms: 60_000,
+        server_timeout_ms: 60_000,
+        family_bytes: 0,
+    };
+    cfg.faults = vdi_sim::fault::FaultPlan::named("server-abort", &cx, 0).unwrap();
+    let s = Server::start(cfg).unwrap();
+    let media: Vec<Arc<Mutex<Vec<u8>>>> = vec![Arc::default()];
+    let set = set_at(s.path());
+    create(&set, "f1", 1);
+    let stmt = sql_async(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='f1'".into());
+    let devs = open_all(&set, "f1", 1).unwrap();
+    let (ends, bytes) = run_devices(&devs, &media, Sink::Keep);
+    assert_eq!(ends, vec![Hresult::VD_E_ABORT]);
+    assert!(bytes < 16 * 65536, "aborted before the end: {bytes}");
+    assert_eq!(set.close(), Hresult::NOERROR);
+    let m = stmt.join().unwrap();
+    assert_eq!(m.last().unwrap().message.number, 3013, "{m:?}");
+    assert_eq!(s.status().backups, 0);
+}

@@ -435,6 +435,14 @@ int32_t vdisim_harness_client_death(void);
 /* Virtual ms since the case started (negative: no case). */
 int64_t vdisim_harness_now_ms(void);
 
+/* Names the socket of a `vdisim serve` process: every set object created
+ * afterwards connects to it, and the vdisim_harness_* functions drive a case
+ * on that server instead of in this process. NULL or "" goes back to
+ * in-process hosting. Returns 0. (Without this call and without VDISIM_PLAN,
+ * sets connect to the server VDISIM_SERVER names, else the per-user default
+ * socket; with none running, one line on stderr says how to start one.) */
+int32_t vdisim_use_server(const char *socket_path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -745,6 +745,10 @@ impl ProcessHost {
     /// The profile every set object of the process runs under (the harness
     /// case's while one is active).
     pub fn profile(&self) -> Arc<Profile> {
+        #[cfg(unix)]
+        if let Some(p) = crate::remote::forward::profile() {
+            return p;
+        }
         match crate::harness::active() {
             Some(c) => c.profile(),
             None => self.profile.clone(),

@@ -23,8 +23,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use vdi_sim::data;
-use vdi_sim::fault::{Fault, FaultPlan, Trigger};
-use vdi_sim::msg::{BufId, CmdId, ToClient, ToServer};
+use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
+use vdi_sim::msg::{BufId, CmdId, DevIx, ToClient, ToServer};
 use vdi_sim::outcome::{FailReason, Outcome, Status};
 use vdi_sim::server::{ServerDevSummary, ServerHalf, SetInfo};
 use vdi_sim::statement::{BackupRecord, Statement};
@@ -94,6 +94,12 @@ pub struct SessionSetup {
     /// the model they fire when the client *fetches* the command), which it
     /// does through [`Session::event`] and the harness's client death.
     pub faults: FaultPlan,
+    /// Fire the plan's server-side `on-command` faults when the server
+    /// *sends* the triggering command (a server process has no view of the
+    /// client's fetch; the harness fires them at the fetch instead and
+    /// leaves this off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fire_on_send: bool,
 }
 
 fn one() -> u32 {
@@ -390,6 +396,12 @@ struct Server {
     scale: u32,
     /// Server-side faults planned at a virtual time: (ms, fault), not yet fired.
     timed: Vec<(u64, Fault)>,
+    /// Server-side faults fired when the server sends their command.
+    on_send: Vec<PlannedFault>,
+    /// Commands sent per (device, code or any) in this statement.
+    sent: BTreeMap<(DevIx, Option<CommandCode>), u64>,
+    /// Whether the running statement is a BACKUP (fault phases).
+    phase_backup: bool,
 }
 
 impl Server {
@@ -419,6 +431,26 @@ impl Server {
                 _ => None,
             })
             .collect();
+        let on_send = if setup.fire_on_send {
+            setup
+                .faults
+                .faults
+                .iter()
+                .filter(|pf| {
+                    matches!(pf.trigger, Trigger::OnCommand { .. })
+                        && matches!(
+                            pf.fault,
+                            Fault::ServerSignalAbort
+                                | Fault::ServerDeath
+                                | Fault::ServerStall { .. }
+                                | Fault::EarlyCloseDevice { .. }
+                        )
+                })
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         for rec in setup.seed_backups {
             server.add_backup(rec);
         }
@@ -444,6 +476,9 @@ impl Server {
             out: Vec::new(),
             scale,
             timed,
+            on_send,
+            sent: BTreeMap::new(),
+            phase_backup: true,
         }
     }
 
@@ -533,7 +568,16 @@ impl Server {
     /// Sends the server half's output to the bound incarnation.
     fn flush(&mut self) {
         let msgs: Vec<ToClient> = std::mem::take(&mut self.out);
+        let mut due = Vec::new();
         for m in msgs {
+            if self.bound.is_none() {
+                continue;
+            }
+            if let ToClient::Command(c) = &m
+                && !self.on_send.is_empty()
+            {
+                due.extend(self.due_on_send(c.dev, c.code));
+            }
             let Some(b) = &self.bound else { continue };
             if let ToClient::Command(c) = &m
                 && let Some(buf) = c.buffer
@@ -552,6 +596,48 @@ impl Server {
             }
             b.end.deliver(m);
         }
+        for f in due {
+            self.fault(f);
+        }
+    }
+
+    /// Counts a command sent to `dev`; returns the planned faults it
+    /// triggers (`fire_on_send`), removed from the plan.
+    fn due_on_send(&mut self, dev: DevIx, code: CommandCode) -> Vec<Fault> {
+        let all = {
+            let n = self.sent.entry((dev, None)).or_default();
+            *n += 1;
+            *n
+        };
+        let of_code = {
+            let n = self.sent.entry((dev, Some(code))).or_default();
+            *n += 1;
+            *n
+        };
+        let backup = self.phase_backup;
+        let (fired, keep): (Vec<PlannedFault>, Vec<PlannedFault>) =
+            std::mem::take(&mut self.on_send)
+                .into_iter()
+                .partition(|pf| {
+                    let phase_ok = match pf.phase {
+                        Phase::Any => true,
+                        Phase::Backup => backup,
+                        Phase::Restore => !backup,
+                    };
+                    match &pf.trigger {
+                        Trigger::OnCommand {
+                            dev: d,
+                            nth,
+                            code: want,
+                        } if *d == dev && phase_ok => match want {
+                            None => all == *nth,
+                            Some(w) => *w == code && of_code == *nth,
+                        },
+                        _ => false,
+                    }
+                });
+        self.on_send = keep;
+        fired.into_iter().map(|pf| pf.fault).collect()
     }
 
     fn on_client(&mut self, key: SetKey, msg: ToServer) {
@@ -606,6 +692,8 @@ impl Server {
         });
         self.bound = if set.is_some() { conn } else { None };
         self.reads.clear();
+        self.phase_backup = stmt.kind.is_backup();
+        self.sent.clear();
         let now = self.now();
         self.server
             .start(now, stmt, set, &mut self.out, &mut self.tr);

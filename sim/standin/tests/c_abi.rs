@@ -69,6 +69,11 @@ fn run(exe: &Path, args: &[&str], plan: Option<&Path>) -> std::process::Output {
     c.args(args)
         .env("LD_LIBRARY_PATH", lib_dir())
         .env_remove("VDISIM_PLAN")
+        // Hermetic: never a `vdisim serve` that happens to run here.
+        .env(
+            "VDISIM_SERVER",
+            std::env::temp_dir().join(format!("vdisim-no-server-{}.sock", std::process::id())),
+        )
         .env("VDISIM_SEED", "7");
     if let Some(p) = plan {
         c.env("VDISIM_PLAN", p);
@@ -127,9 +132,10 @@ fn cpp_linux_roundtrip_and_bad_input() {
     expect_ok("roundtrip_linux", &o);
 }
 
-/// Without VDISIM_PLAN: configuration never arrives (GetConfiguration times
-/// out), wrong-state calls and bad names return their codes, and exactly
-/// one diagnostic line tells how to enable the server.
+/// Without VDISIM_PLAN and with no `vdisim serve` listening: configuration
+/// never arrives (GetConfiguration times out), wrong-state calls and bad
+/// names return their codes, and exactly one diagnostic line tells how to
+/// start a server.
 #[test]
 fn c_no_server_codes_and_one_diagnostic_line() {
     if !have("gcc") {
@@ -143,7 +149,10 @@ fn c_no_server_codes_and_one_diagnostic_line() {
     let lines: Vec<&str> = err.lines().collect();
     assert_eq!(lines.len(), 1, "stderr: {err}");
     assert!(
-        lines[0].starts_with("vdisim:") && lines[0].contains("VDISIM_PLAN"),
+        lines[0].starts_with("vdisim:")
+            && lines[0].contains("vdisim serve")
+            && lines[0].contains("VDISIM_SERVER")
+            && lines[0].contains("VDISIM_PLAN"),
         "{err}"
     );
 }

@@ -138,9 +138,10 @@ impl Connector for RemoteConnector {
             Err(e) => {
                 self.said.call_once(|| {
                     eprintln!(
-                        "vdisim: no server at {} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket)",
+                        "vdisim: no server at {} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket), or set {}=<plan.toml> for an in-process server",
                         addr.display(),
-                        super::ENV_SERVER
+                        super::ENV_SERVER,
+                        crate::inproc::ENV_PLAN
                     )
                 });
                 return Connection::none();

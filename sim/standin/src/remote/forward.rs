@@ -30,6 +30,8 @@ struct Remote {
     started: std::time::Instant,
     /// The set objects connected since, for a simulated client death.
     runtimes: Vec<Weak<SetRuntime>>,
+    /// The profile of that case (the client half runs under it here).
+    profile: Arc<vdi_spec::Profile>,
 }
 
 /// Connects set objects to the named server and remembers them.
@@ -95,6 +97,7 @@ pub fn use_server(path: Option<PathBuf>) {
         scale: 1,
         started: std::time::Instant::now(),
         runtimes: Vec::new(),
+        profile: Arc::new(vdi_spec::Profile::default()),
     });
 }
 
@@ -125,6 +128,11 @@ fn ok(r: Result<Response, String>) -> Result<(), String> {
     }
 }
 
+/// The profile set objects run under (that of the case on the server).
+pub fn profile() -> Option<Arc<vdi_spec::Profile>> {
+    slot().as_ref().map(|r| r.profile.clone())
+}
+
 /// The time scale set objects use (that of the case on the server).
 pub fn time_scale() -> u32 {
     slot().as_ref().map_or(1, |r| r.scale)
@@ -136,6 +144,7 @@ pub fn reset(setup: &SessionSetup) -> Option<Result<(), String>> {
         r.scale = setup.scale();
         r.started = std::time::Instant::now();
         r.runtimes.clear();
+        r.profile = Arc::new(setup.profile.clone());
     }
     request(Request::Reset {
         setup: setup.clone(),
