@@ -383,7 +383,10 @@ mod tests {
 
     #[test]
     fn database_sizes() {
-        assert_eq!(parse_database("sales=64MiB").unwrap(), ("sales".into(), 64 << 20));
+        assert_eq!(
+            parse_database("sales=64MiB").unwrap(),
+            ("sales".into(), 64 << 20)
+        );
         assert_eq!(parse_database("a=512").unwrap(), ("a".into(), 512));
         assert_eq!(parse_database("b= 2 GiB").unwrap(), ("b".into(), 2 << 30));
         for bad in ["sales", "=1", "x=lots", "x=99999999999999GiB"] {

@@ -170,8 +170,17 @@ impl ClientEnd for RemoteEnd {
     }
 }
 
+/// A harness case on the server.
+struct CaseEntry {
+    session: Arc<Session>,
+    /// Sets bound to its statements (unrouted when it finishes).
+    bound: Mutex<Vec<Arc<RemoteEnd>>>,
+}
+
 struct Inner {
     cfg: ServeConfig,
+    cases: Mutex<BTreeMap<u64, Arc<CaseEntry>>>,
+    next_case: AtomicU64,
     catalog: Mutex<Catalog>,
     sets: Mutex<BTreeMap<String, Arc<RemoteEnd>>>,
     next_conn: AtomicUsize,
@@ -244,6 +253,8 @@ impl Server {
         }
         let inner = Arc::new(Inner {
             cfg,
+            cases: Mutex::new(BTreeMap::new()),
+            next_case: AtomicU64::new(1),
             catalog: Mutex::new(catalog),
             sets: Mutex::new(BTreeMap::new()),
             next_conn: AtomicUsize::new(1),
@@ -448,7 +459,11 @@ impl Inner {
     // ----- control connections -----------------------------------------------------------
 
     fn control_connection(self: &Arc<Self>, mut s: UnixStream) {
-        let mut case: Option<(Arc<Session>, Vec<Arc<RemoteEnd>>)> = None;
+        // The case this connection created or attached to, if any. A case
+        // lives until it is finished or the connection that created it ends;
+        // other connections may attach to it (concurrent requests).
+        let mut case: Option<(u64, Arc<CaseEntry>)> = None;
+        let mut owned: Vec<u64> = Vec::new();
         let mut database: Option<String> = None;
         loop {
             let req = match wire::read_frame(&mut s) {
@@ -470,42 +485,64 @@ impl Inner {
                     }
                 }
                 Request::Reset { setup } => {
-                    if let Some((old, _)) = case.take() {
-                        old.stop();
-                    }
-                    case = Some((Session::start(setup, false), Vec::new()));
-                    Response::Ok
-                }
-                Request::Statement { stmt } => match &mut case {
-                    Some((session, bound)) => {
-                        let name = stmt.devices.first().cloned().unwrap_or_default();
-                        if let Some(e) = self.bind(session, &name) {
-                            bound.push(e);
+                    for id in owned.drain(..) {
+                        if let Some(old) = lock(&self.cases).remove(&id) {
+                            old.session.stop();
                         }
-                        session.start_statement(stmt);
+                    }
+                    let id = self.next_case.fetch_add(1, Ordering::Relaxed);
+                    let entry = Arc::new(CaseEntry {
+                        session: Session::start(setup, false),
+                        bound: Mutex::new(Vec::new()),
+                    });
+                    lock(&self.cases).insert(id, entry.clone());
+                    owned.push(id);
+                    case = Some((id, entry));
+                    Response::Case { id }
+                }
+                Request::Attach { case: id } => match lock(&self.cases).get(&id).cloned() {
+                    Some(e) => {
+                        case = Some((id, e));
+                        Response::Ok
+                    }
+                    None => Response::Error {
+                        message: format!("no case {id} on this server"),
+                    },
+                },
+                Request::Statement { stmt } => match &case {
+                    Some((_, c)) => {
+                        let name = stmt.devices.first().cloned().unwrap_or_default();
+                        if let Some(e) = self.bind(&c.session, &name) {
+                            lock(&c.bound).push(e);
+                        }
+                        c.session.start_statement(stmt);
                         Response::Ok
                     }
                     None => no_case(),
                 },
                 Request::Event { fault } => match &case {
-                    Some((session, _)) => match session.event(fault) {
+                    Some((_, c)) => match c.session.event(fault) {
                         Ok(()) => Response::Ok,
                         Err(message) => Response::Error { message },
                     },
                     None => no_case(),
                 },
                 Request::Wait { timeout_ms } => match &case {
-                    Some((session, _)) => Response::Outcome {
-                        outcome: session.wait_statement(timeout_ms.map(Duration::from_millis)),
+                    Some((_, c)) => Response::Outcome {
+                        outcome: c
+                            .session
+                            .wait_statement(timeout_ms.map(Duration::from_millis)),
                     },
                     None => no_case(),
                 },
                 Request::Finish { settle_ms } => match case.take() {
-                    Some((session, bound)) => {
-                        let obs = session.finish(Duration::from_millis(settle_ms));
-                        for e in bound {
+                    Some((id, c)) => {
+                        let obs = c.session.finish(Duration::from_millis(settle_ms));
+                        for e in lock(&c.bound).drain(..) {
                             *lock(&e.route) = None;
                         }
+                        lock(&self.cases).remove(&id);
+                        owned.retain(|x| *x != id);
                         Response::Observation { obs: Box::new(obs) }
                     }
                     None => no_case(),
@@ -523,8 +560,10 @@ impl Inner {
                 break;
             }
         }
-        if let Some((session, _)) = case {
-            session.stop();
+        for id in owned {
+            if let Some(c) = lock(&self.cases).remove(&id) {
+                c.session.stop();
+            }
         }
     }
 
@@ -709,7 +748,7 @@ impl Inner {
 
 fn no_case() -> Response {
     Response::Error {
-        message: "no case on this connection: send reset first".into(),
+        message: "no case on this connection: send reset (or attach) first".into(),
     }
 }
 

@@ -1,5 +1,6 @@
-//! The ABI backends (`linux-abi`, `com`) over the stand-in library give the
-//! model's verdict on a representative subset of the catalog: scripted
+//! The ABI backends (`linux-abi`, `com`, and `serve`: the Linux ABI with
+//! its sets connected to a `vdisim serve` process) over the stand-in
+//! library give the model's verdict on a representative subset of the catalog: scripted
 //! cases, and built-in client programs run on the scaled clock (striped
 //! roundtrip, the watchdog, client death, restore read sizes, a planned
 //! command-fetch fault, a run that must end by its budget).
@@ -20,8 +21,13 @@ fn stem(c: &scenario::Scenario) -> String {
 }
 
 /// Case-id prefixes of the scripted subset: Close paths, the GetCommand
-/// column of the client table, aborts.
-const SUBSET: &[&str] = &["close.", "table.get-command", "abort."];
+/// column of the client table, aborts, a case under a non-default profile.
+const SUBSET: &[&str] = &[
+    "close.",
+    "table.get-command",
+    "abort.",
+    "open-device.already-open",
+];
 
 /// Program cases (exact ids): a roundtrip striped over 3 devices, the
 /// watchdog firing on a stalled client, the client process dying, restore
@@ -54,7 +60,16 @@ fn abi_backends_match_the_model_on_a_subset() {
         );
     }
     let plan = Plan {
-        backends: vec!["model".into(), "linux-abi".into(), "com".into()],
+        backends: if cfg!(unix) {
+            vec![
+                "model".into(),
+                "linux-abi".into(),
+                "com".into(),
+                "serve".into(),
+            ]
+        } else {
+            vec!["model".into(), "linux-abi".into(), "com".into()]
+        },
         extra_seeds: 0,
         workers: 2,
         case: CaseOptions::default(),

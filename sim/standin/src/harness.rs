@@ -328,7 +328,10 @@ pub fn now_ms() -> Result<u64, HarnessError> {
 pub fn finish(settle: Duration) -> Result<Observation, HarnessError> {
     #[cfg(unix)]
     if let Some(r) = crate::remote::forward::finish(settle) {
-        let mut obs = r.map_err(HarnessError::Unsupported)?;
+        let mut obs = r.map_err(|e| {
+            eprintln!("vdisim: finishing the case on the server failed: {e}");
+            HarnessError::Unsupported(e)
+        })?;
         for (k, v) in runtime::tally_take() {
             *obs.clauses.entry(k.to_string()).or_default() += v;
         }

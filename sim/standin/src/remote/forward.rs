@@ -23,8 +23,9 @@ use vdi_sim::statement::Statement;
 
 struct Remote {
     path: PathBuf,
-    control: Option<Control>,
-    /// The time scale of the case last reset on the server.
+    /// The case this process drives on the server.
+    case: Option<u64>,
+    /// The time scale of that case.
     scale: u32,
     /// When that case started (here).
     started: std::time::Instant,
@@ -32,6 +33,89 @@ struct Remote {
     runtimes: Vec<Weak<SetRuntime>>,
     /// The profile of that case (the client half runs under it here).
     profile: Arc<vdi_spec::Profile>,
+}
+
+static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
+
+/// The connection that started the case (the case lives as long as it).
+static OWNER: Mutex<Option<Control>> = Mutex::new(None);
+
+/// Idle control connections attached to a case: requests may run
+/// concurrently (a statement wait on one thread, a server event on
+/// another), each on its own connection.
+static POOL: Mutex<Vec<(u64, Control)>> = Mutex::new(Vec::new());
+
+fn slot() -> std::sync::MutexGuard<'static, Option<Remote>> {
+    REMOTE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(m: &'static Mutex<T>) -> std::sync::MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The server sets connect to, when one was named.
+pub fn server_path() -> Option<PathBuf> {
+    slot().as_ref().map(|r| r.path.clone())
+}
+
+/// Names the server (`None`: back to in-process hosting).
+pub fn use_server(path: Option<PathBuf>) {
+    let mut g = slot();
+    if g.as_ref().map(|r| &r.path) == path.as_ref() {
+        // Named again (another backend object of the same harness): the
+        // case in progress stays.
+        return;
+    }
+    *g = path.map(|path| Remote {
+        path,
+        case: None,
+        scale: 1,
+        started: std::time::Instant::now(),
+        runtimes: Vec::new(),
+        profile: Arc::new(vdi_spec::Profile::default()),
+    });
+    drop(g);
+    lock(&POOL).clear();
+    *lock(&OWNER) = None;
+}
+
+/// Runs `req` on a connection attached to the current case; `None` when
+/// no server is named.
+fn request(req: Request) -> Option<Result<Response, String>> {
+    let (path, case) = {
+        let g = slot();
+        let r = g.as_ref()?;
+        (r.path.clone(), r.case)
+    };
+    let Some(case) = case else {
+        return Some(Err("no case on the server: reset first".into()));
+    };
+    let pooled = {
+        let mut p = lock(&POOL);
+        p.iter()
+            .position(|(c, _)| *c == case)
+            .map(|i| p.swap_remove(i).1)
+    };
+    let mut control = match pooled {
+        Some(c) => c,
+        None => {
+            let mut c = match Control::connect(&path, "vdisim harness") {
+                Ok(c) => c,
+                Err(e) => return Some(Err(format!("no server at {}: {e}", path.display()))),
+            };
+            match c.request(Request::Attach { case }) {
+                Ok(Response::Ok) => {}
+                Ok(other) => return Some(Err(format!("attach refused: {other:?}"))),
+                Err(e) => return Some(Err(e.to_string())),
+            }
+            c
+        }
+    };
+    let out = control.request(req).map_err(|e| e.to_string());
+    if out.is_ok() {
+        lock(&POOL).push((case, control));
+    }
+    Some(out)
 }
 
 /// Connects set objects to the named server and remembers them.
@@ -78,48 +162,6 @@ pub fn now_ms() -> Option<u64> {
     Some(ms.saturating_mul(u64::from(r.scale.max(1))))
 }
 
-static REMOTE: Mutex<Option<Remote>> = Mutex::new(None);
-
-fn slot() -> std::sync::MutexGuard<'static, Option<Remote>> {
-    REMOTE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The server sets connect to, when one was named.
-pub fn server_path() -> Option<PathBuf> {
-    slot().as_ref().map(|r| r.path.clone())
-}
-
-/// Names the server (`None`: back to in-process hosting).
-pub fn use_server(path: Option<PathBuf>) {
-    *slot() = path.map(|path| Remote {
-        path,
-        control: None,
-        scale: 1,
-        started: std::time::Instant::now(),
-        runtimes: Vec::new(),
-        profile: Arc::new(vdi_spec::Profile::default()),
-    });
-}
-
-/// Runs `req` on the control connection (connecting first); `None` when no
-/// server is named.
-fn request(req: Request) -> Option<Result<Response, String>> {
-    let mut g = slot();
-    let r = g.as_mut()?;
-    if r.control.is_none() {
-        match Control::connect(&r.path, "vdisim harness") {
-            Ok(c) => r.control = Some(c),
-            Err(e) => return Some(Err(format!("no server at {}: {e}", r.path.display()))),
-        }
-    }
-    let c = r.control.as_mut()?;
-    let out = c.request(req).map_err(|e| e.to_string());
-    if out.is_err() {
-        r.control = None;
-    }
-    Some(out)
-}
-
 fn ok(r: Result<Response, String>) -> Result<(), String> {
     match r? {
         Response::Ok => Ok(()),
@@ -138,18 +180,38 @@ pub fn time_scale() -> u32 {
     slot().as_ref().map_or(1, |r| r.scale)
 }
 
-/// `reset` on the server; `None` when no server is named.
+/// `reset` on the server, on a new owner connection (ending the previous
+/// case); `None` when no server is named.
 pub fn reset(setup: &SessionSetup) -> Option<Result<(), String>> {
-    if let Some(r) = slot().as_mut() {
+    let path = {
+        let mut g = slot();
+        let r = g.as_mut()?;
         r.scale = setup.scale();
         r.started = std::time::Instant::now();
         r.runtimes.clear();
         r.profile = Arc::new(setup.profile.clone());
-    }
-    request(Request::Reset {
+        r.case = None;
+        r.path.clone()
+    };
+    lock(&POOL).clear();
+    *lock(&OWNER) = None;
+    let mut c = match Control::connect(&path, "vdisim harness") {
+        Ok(c) => c,
+        Err(e) => return Some(Err(format!("no server at {}: {e}", path.display()))),
+    };
+    let id = match c.request(Request::Reset {
         setup: setup.clone(),
-    })
-    .map(ok)
+    }) {
+        Ok(Response::Case { id }) => id,
+        Ok(Response::Error { message }) => return Some(Err(message)),
+        Ok(other) => return Some(Err(format!("unexpected answer {other:?}"))),
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    if let Some(r) = slot().as_mut() {
+        r.case = Some(id);
+    }
+    *lock(&OWNER) = Some(c);
+    Some(Ok(()))
 }
 
 /// `start_statement` on the server.

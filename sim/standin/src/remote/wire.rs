@@ -77,8 +77,13 @@ pub enum Request {
         database: Option<String>,
         first_line: u32,
     },
-    /// Start a harness case on this connection (ending its previous one).
+    /// Start a harness case owned by this connection (ending the ones it
+    /// started before); answered with its id.
     Reset { setup: SessionSetup },
+    /// Make the case `case` (started by another connection) this
+    /// connection's, so requests can run concurrently on several
+    /// connections.
+    Attach { case: u64 },
     /// Start a statement in this connection's case.
     Statement { stmt: Statement },
     /// Apply a server-side event in this connection's case.
@@ -133,6 +138,8 @@ pub struct ServerStatus {
 pub enum Response {
     /// Done.
     Ok,
+    /// A case was started.
+    Case { id: u64 },
     /// The request could not be served (the text says why and what to do).
     Error { message: String },
     /// A batch's messages, in order.
