@@ -276,3 +276,61 @@ fn a_server_fault_plan_aborts_at_the_planned_command() {
     assert_eq!(m.last().unwrap().message.number, 3013, "{m:?}");
     assert_eq!(s.status().backups, 0);
 }
+
+#[test]
+fn many_sets_and_clients_at_once() {
+    let mut cfg = ServeConfig::new(temp_socket("many"));
+    cfg.databases = vec![
+        ("a".into(), 8 * 65536),
+        ("b".into(), 12 * 65536),
+        ("c".into(), 5 * 65536),
+    ];
+    let s = Server::start(cfg).unwrap();
+    let path = s.path().to_path_buf();
+    let clients: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|db| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let set = set_at(&path);
+                let name = format!("set-{db}");
+                assert_eq!(create(&set, &name, 2), Hresult::NOERROR);
+                let p2 = path.clone();
+                let text = format!(
+                    "BACKUP DATABASE {db} TO VIRTUAL_DEVICE='{name}', VIRTUAL_DEVICE='{name}-dev1'"
+                );
+                let stmt = std::thread::spawn(move || {
+                    let mut c = Control::connect(&p2, "test").unwrap();
+                    match c
+                        .request(Request::Sql {
+                            text,
+                            database: None,
+                            first_line: 1,
+                        })
+                        .unwrap()
+                    {
+                        Response::Sql { messages } => messages,
+                        other => panic!("{other:?}"),
+                    }
+                });
+                let devs = open_all(&set, &name, 2).unwrap();
+                let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..2).map(|_| Arc::default()).collect();
+                let (ends, bytes) = run_devices(&devs, &media, Sink::Discard);
+                assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
+                assert_eq!(set.close(), Hresult::NOERROR);
+                (db, bytes, numbers(&stmt.join().unwrap()))
+            })
+        })
+        .collect();
+    let mut got: Vec<_> = clients.into_iter().map(|h| h.join().unwrap()).collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("a", 8 * 65536, vec![4035, 3014]),
+            ("b", 12 * 65536, vec![4035, 3014]),
+            ("c", 5 * 65536, vec![4035, 3014]),
+        ]
+    );
+    assert_eq!(s.status().backups, 3);
+}
