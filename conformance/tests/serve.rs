@@ -11,7 +11,7 @@ use remote_client::*;
 use sqlvdi::remote::control::Control;
 use sqlvdi::remote::wire::{LineMessage, Request, Response};
 use sqlvdi::runtime::Timeout;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use vdi_conformance::serve::{ServeConfig, Server};
 use vdi_spec::Hresult;
@@ -26,8 +26,9 @@ fn server(tag: &str) -> Server {
     Server::start(cfg).expect("server starts")
 }
 
-fn sql(server: &Server, text: &str) -> Vec<LineMessage> {
-    let mut c = Control::connect(server.path(), "test").unwrap();
+/// Runs one T-SQL batch on the server at `path` and returns its messages.
+fn sql_at(path: &Path, text: &str) -> Vec<LineMessage> {
+    let mut c = Control::connect(path, "test").unwrap();
     match c
         .request(Request::Sql {
             text: text.into(),
@@ -41,6 +42,10 @@ fn sql(server: &Server, text: &str) -> Vec<LineMessage> {
     }
 }
 
+fn sql(server: &Server, text: &str) -> Vec<LineMessage> {
+    sql_at(server.path(), text)
+}
+
 fn numbers(m: &[LineMessage]) -> Vec<u32> {
     m.iter().map(|m| m.message.number).collect()
 }
@@ -49,20 +54,7 @@ fn numbers(m: &[LineMessage]) -> Vec<u32> {
 /// program's SQL connection would.
 fn sql_async(server: &Server, text: String) -> std::thread::JoinHandle<Vec<LineMessage>> {
     let path = server.path().to_path_buf();
-    std::thread::spawn(move || {
-        let mut c = Control::connect(&path, "test").unwrap();
-        match c
-            .request(Request::Sql {
-                text,
-                database: None,
-                first_line: 1,
-            })
-            .unwrap()
-        {
-            Response::Sql { messages } => messages,
-            other => panic!("unexpected {other:?}"),
-        }
-    })
+    std::thread::spawn(move || sql_at(&path, &text))
 }
 
 #[test]
@@ -299,20 +291,7 @@ fn many_sets_and_clients_at_once() {
                 let text = format!(
                     "BACKUP DATABASE {db} TO VIRTUAL_DEVICE='{name}', VIRTUAL_DEVICE='{name}-dev1'"
                 );
-                let stmt = std::thread::spawn(move || {
-                    let mut c = Control::connect(&p2, "test").unwrap();
-                    match c
-                        .request(Request::Sql {
-                            text,
-                            database: None,
-                            first_line: 1,
-                        })
-                        .unwrap()
-                    {
-                        Response::Sql { messages } => messages,
-                        other => panic!("{other:?}"),
-                    }
-                });
+                let stmt = std::thread::spawn(move || sql_at(&p2, &text));
                 let devs = open_all(&set, &name, 2).unwrap();
                 let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..2).map(|_| Arc::default()).collect();
                 let (ends, bytes) = run_devices(&devs, &media, Sink::Discard);
