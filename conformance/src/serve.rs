@@ -341,7 +341,7 @@ impl Inner {
         match first {
             Ok(Some(Frame::HelloSet {
                 protocol,
-                pid: _,
+                pid,
                 name,
                 cfg,
             })) => {
@@ -356,7 +356,7 @@ impl Inner {
                     );
                     return;
                 }
-                self.set_connection(s, name, cfg);
+                self.set_connection(s, name, cfg, pid);
             }
             Ok(Some(Frame::HelloControl { protocol, .. })) => {
                 if protocol != PROTOCOL {
@@ -378,7 +378,7 @@ impl Inner {
 
     // ----- set connections ---------------------------------------------------------------
 
-    fn set_connection(self: &Arc<Self>, s: UnixStream, name: String, cfg: VdConfig) {
+    fn set_connection(self: &Arc<Self>, s: UnixStream, name: String, cfg: VdConfig, pid: u32) {
         let Ok(mut read) = s.try_clone() else { return };
         let key = (self.next_conn.fetch_add(1, Ordering::Relaxed), 0);
         let geo = Geometry::new(
@@ -418,12 +418,16 @@ impl Inner {
             forget(self);
             return;
         }
+        self.trace_set("created", &name, pid);
         loop {
             match wire::read_frame(&mut read) {
                 Ok(Some(Frame::ToServer { msg })) => {
                     if msg == ToServer::Closed {
                         end.closed.store(true, Ordering::SeqCst);
                         forget(self);
+                        self.trace_set("closed", &name, pid);
+                    } else if msg == ToServer::Died {
+                        self.trace_set("client-died", &name, pid);
                     }
                     end.forward(msg);
                 }
@@ -435,6 +439,7 @@ impl Inner {
                         // without Close): clause abort.client-death.
                         end.dead.store(true, Ordering::SeqCst);
                         end.forward(ToServer::Died);
+                        self.trace_set("connection-lost", &name, pid);
                     }
                     forget(self);
                     return;
@@ -722,6 +727,25 @@ impl Inner {
             }
         }
         outcome.messages
+    }
+
+    /// Appends one line about a set connection to the trace file (if any).
+    fn trace_set(&self, event: &str, name: &str, pid: u32) {
+        let mut g = lock(&self.trace);
+        let Some(f) = g.as_mut() else { return };
+        #[derive(Serialize)]
+        struct Line<'a> {
+            set: &'a str,
+            event: &'a str,
+            pid: u32,
+        }
+        let l = Line {
+            set: name,
+            event,
+            pid,
+        };
+        let _ = writeln!(f, "{}", serde_json::to_string(&l).unwrap_or_default());
+        let _ = f.flush();
     }
 
     fn write_trace(&self, stmt: &Statement, outcome: &Outcome, jsonl: &str) {

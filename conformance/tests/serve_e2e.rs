@@ -47,7 +47,10 @@ impl Drop for Serve {
 fn start_serve(dir: &Path, databases: &[&str]) -> Serve {
     let sock = dir.join("serve.sock");
     let mut c = Command::new(VDISIM);
-    c.args(["serve", "--listen"]).arg(&sock);
+    c.args(["serve", "--listen"])
+        .arg(&sock)
+        .arg("--trace")
+        .arg(dir.join("trace.jsonl"));
     for d in databases {
         c.args(["--database", d]);
     }
@@ -173,6 +176,33 @@ fn cpp_client_backs_up_and_restores_through_sqlcmd_on_path() {
     );
     assert_eq!(after["backups"], 1);
     assert_eq!(after["sets"].as_array().unwrap().len(), 0);
+
+    // The trace saw both sets come and go and both statements, with the
+    // server half's events.
+    let trace = std::fs::read_to_string(dir.join("trace.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = trace
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let count = |f: &dyn Fn(&serde_json::Value) -> bool| lines.iter().filter(|l| f(l)).count();
+    assert_eq!(count(&|l| l["event"] == "created"), 2, "{trace}");
+    assert_eq!(count(&|l| l["event"] == "closed"), 2, "{trace}");
+    assert_eq!(
+        count(&|l| l["statement"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("BACKUP DATABASE [sales]"))),
+        1
+    );
+    assert_eq!(
+        count(&|l| l["statement"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("RESTORE DATABASE [sales]"))),
+        1
+    );
+    assert!(
+        lines.len() > 20,
+        "the server half's events follow each statement"
+    );
 
     // sqlcmd's failure path, as a program on PATH would see it: a syntax
     // error with -b exits 1 and prints SQL Server's Msg 102 lines.
