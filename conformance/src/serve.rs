@@ -345,15 +345,19 @@ impl Inner {
                 name,
                 cfg,
             })) => {
-                if protocol != PROTOCOL {
-                    let _ = wire::write_frame(
-                        &mut s,
-                        &Frame::Refused {
-                            reason: format!(
-                                "protocol {protocol} is not this server's ({PROTOCOL}): use the library and vdisim of one build"
-                            ),
-                        },
-                    );
+                let refused = if protocol != PROTOCOL {
+                    Some(format!(
+                        "protocol {protocol} is not this server's ({PROTOCOL}): use the library and vdisim of one build"
+                    ))
+                } else if let Err(e) = cfg.validate_client() {
+                    // The library validates at Create; anything else
+                    // speaking the protocol gets the same check.
+                    Some(format!("invalid VDConfig for set '{name}': {e}"))
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    let _ = wire::write_frame(&mut s, &Frame::Refused { reason });
                     return;
                 }
                 self.set_connection(s, name, cfg, pid);

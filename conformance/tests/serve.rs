@@ -313,3 +313,55 @@ fn many_sets_and_clients_at_once() {
     );
     assert_eq!(s.status().backups, 3);
 }
+
+#[test]
+fn bad_connections_are_refused_or_dropped_not_fatal() {
+    use sqlvdi::remote::wire::{self, Frame, PROTOCOL};
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let s = server("bad");
+    // Garbage instead of a frame.
+    let mut c = UnixStream::connect(s.path()).unwrap();
+    c.write_all(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]).unwrap();
+    drop(c);
+    // A hello with a configuration the library would never send.
+    let mut c = UnixStream::connect(s.path()).unwrap();
+    let mut cfg = vdi_spec::VdConfig::client(1, vdi_spec::Features(0));
+    cfg.alignment = 0x8000_0001;
+    wire::write_frame(
+        &mut c,
+        &Frame::HelloSet {
+            protocol: PROTOCOL,
+            pid: 1,
+            name: "odd".into(),
+            cfg,
+        },
+    )
+    .unwrap();
+    match wire::read_frame(&mut c).unwrap() {
+        Some(Frame::Refused { reason }) => assert!(reason.contains("VDConfig"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Another protocol version.
+    let mut c = UnixStream::connect(s.path()).unwrap();
+    wire::write_frame(
+        &mut c,
+        &Frame::HelloSet {
+            protocol: PROTOCOL + 1,
+            pid: 1,
+            name: "future".into(),
+            cfg: vdi_spec::VdConfig::client(1, vdi_spec::Features(0)),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut c).unwrap(),
+        Some(Frame::Refused { .. })
+    ));
+    // The server still serves.
+    assert!(s.status().sets.is_empty());
+    assert_eq!(
+        numbers(&sql(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='x'")),
+        vec![3201, 3013]
+    );
+}

@@ -233,6 +233,27 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic stream of byte strings (xorshift).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|i| (x >> (i % 8 * 8)) as u8 ^ i as u8)
+                .collect();
+            if len >= 4 {
+                // Small lengths, so the body is read and parsed.
+                bytes[0..4].copy_from_slice(&((len as u32 - 4) % 60).to_le_bytes());
+            }
+            let mut r = &bytes[..];
+            while let Ok(Some(_)) = read_frame(&mut r) {}
+        }
+    }
+
+    #[test]
     fn bad_frames_are_errors_not_panics() {
         let mut r: &[u8] = &[1, 0];
         assert_eq!(
