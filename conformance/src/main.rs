@@ -213,7 +213,8 @@ fn sqlcmd(args: &[String]) -> u8 {
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();
-    let server_name = std::env::var("VDISIM_SERVER_NAME").unwrap_or_else(|_| "VDISIM".into());
+    // Messages name the server as it names itself (`--server-name`).
+    let server_name = exec.server_name().unwrap_or_else(|| "VDISIM".into());
     let code = match &a.output_file {
         Some(p) => match std::fs::File::create(p) {
             Ok(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),

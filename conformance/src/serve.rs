@@ -815,6 +815,15 @@ impl ServeExecutor {
         }
     }
 
+    /// The server's name (`@@SERVERNAME`, what its messages show), if it
+    /// can be reached.
+    pub fn server_name(&mut self) -> Option<String> {
+        match self.conn().ok()?.request(Request::Status) {
+            Ok(Response::Status { status }) => Some(status.server),
+            _ => None,
+        }
+    }
+
     fn conn(&mut self) -> Result<&mut sqlvdi::remote::control::Control, crate::sqlcmd::ExecError> {
         if self.conn.is_none() {
             let c =

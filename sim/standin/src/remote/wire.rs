@@ -70,8 +70,9 @@ pub struct MapChunk {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "req")]
 pub enum Request {
-    /// Run a T-SQL batch (what `sqlcmd` sends); `first_line` is the batch's
-    /// first line in its script, for error line numbers.
+    /// Run a T-SQL batch (what `sqlcmd` sends). `first_line` is the batch's
+    /// first line in its script, for the server's trace; message lines are
+    /// relative to the batch, as SQL Server reports them.
     Sql {
         text: String,
         database: Option<String>,
