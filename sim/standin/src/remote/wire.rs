@@ -71,7 +71,7 @@ pub struct MapChunk {
 #[serde(rename_all = "kebab-case", tag = "req")]
 pub enum Request {
     /// Run a T-SQL batch (what `sqlcmd` sends). `first_line` is the batch's
-    /// first line in its script, for the server's trace; message lines are
+    /// first line in its script, informational only: message lines are
     /// relative to the batch, as SQL Server reports them.
     Sql {
         text: String,
