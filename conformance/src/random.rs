@@ -87,7 +87,14 @@ pub fn config(c: &RandomCase) -> WorldConfig {
     // Bounded virtual time: every timeout, stall and watchdog of a random
     // case fits in ten minutes; a run still going then is a hang the oracle judges.
     cfg.budget_ms = 600_000;
-    cfg.max_steps = 2_000_000;
+    // The step bound is a safety net that must never end a run before its
+    // budget: a client whose threads all poll (timeout 0) while nothing can
+    // change takes one step per polling thread per poll interval, so the
+    // bound covers every thread (the devices, the controller, a spare)
+    // polling for the whole budget.
+    let threads = u64::from(c.spec.devices) + 2;
+    cfg.max_steps =
+        2_000_000u64.max(threads * (cfg.budget_ms / cfg.poll_interval_ms.max(1)) + 100_000);
     cfg
 }
 

@@ -187,3 +187,20 @@ fn failure_files_replay() {
     assert_eq!(sc.fault_plan(11).faults, c.faults);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Found by the `world` fuzz target: a flawed client (closes-before-close)
+/// abandons a Write with the watchdog disabled while its other device
+/// threads poll with timeout 0. The run is a genuine hang; it must end by
+/// its virtual-time budget, not by the scheduler's step bound (which the
+/// world reports as a violation of its own).
+#[test]
+fn busy_polling_hang_ends_by_its_budget() {
+    let c = random::from_seed(1_709_083_370);
+    let r = random::run(&c, Trace::off());
+    assert_eq!(r.end, vdi_sim::world::End::Budget, "{:?}", r.violations);
+    assert!(
+        random::check(&c, &r).is_empty(),
+        "{:?}",
+        random::check(&c, &r)
+    );
+}
