@@ -356,9 +356,15 @@ fn serve(a: ServeArgs) -> Result<u8> {
             while proc_dir.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            // The parent is gone: stop (the accept loop removes the socket).
+            // The parent is gone: stop (the accept loop removes the socket),
+            // and remove the socket's directory if that leaves it empty (a
+            // private directory the parent made for this server).
             if let Ok(mut c) = Control::connect(&listen, "vdisim serve --exit-with") {
                 let _ = c.request(wire::Request::Shutdown);
+            }
+            let _ = std::fs::remove_file(&listen);
+            if let Some(dir) = listen.parent() {
+                let _ = std::fs::remove_dir(dir);
             }
             std::process::exit(0);
         });

@@ -87,22 +87,40 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
     .map_err(|e| e.clone())
 }
 
-/// The Linux ABI of a private copy of the stand-in, pointed at the server.
-fn load() -> Result<LinuxAbi, BackendError> {
-    let serve = serve_child()?;
-    let src = abi_common::library_path()?;
-    let copy = serve
-        .sock
-        .with_file_name(format!("libsqlvdi-{}.so", std::process::id()));
-    if !copy.exists() {
-        std::fs::copy(&src, &copy).map_err(|e| {
+/// The private copy of the stand-in, made and loaded once per process (the
+/// runner makes a backend object per job, on several threads). The copy is
+/// written under a temporary name and renamed, so it is never loaded half
+/// written, and removed once loaded: the loaded library stays mapped and
+/// [`abi_common::load`] keeps it by path.
+fn private_copy() -> Result<PathBuf, BackendError> {
+    static COPY: OnceLock<Result<PathBuf, BackendError>> = OnceLock::new();
+    COPY.get_or_init(|| {
+        let serve = serve_child()?;
+        let src = abi_common::library_path()?;
+        let copy = serve
+            .sock
+            .with_file_name(format!("libsqlvdi-{}.so", std::process::id()));
+        let partial = copy.with_extension("so.partial");
+        let fail = |e: std::io::Error| {
             BackendError::Failed(format!(
                 "cannot copy {} to {}: {e}",
                 src.display(),
                 copy.display()
             ))
-        })?;
-    }
+        };
+        std::fs::copy(&src, &partial).map_err(fail)?;
+        std::fs::rename(&partial, &copy).map_err(fail)?;
+        let loaded = abi_common::load(&copy);
+        let _ = std::fs::remove_file(&copy);
+        loaded.map(|_| copy)
+    })
+    .clone()
+}
+
+/// The Linux ABI of a private copy of the stand-in, pointed at the server.
+fn load() -> Result<LinuxAbi, BackendError> {
+    let serve = serve_child()?;
+    let copy = private_copy()?;
     let abi = LinuxAbi::load_from(&copy)?;
     let lib = abi_common::load(&copy)?;
     type UseServer = unsafe extern "C" fn(*const c_char) -> i32;

@@ -200,8 +200,20 @@ impl ServerPool {
     }
 
     fn create(&self, chunk: u32) -> io::Result<ServerChunk> {
+        // Unique even when a killed server left files behind under a pid
+        // the system has since reused: the process's start time is part of
+        // the name.
+        static STAMP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let stamp = *STAMP.get_or_init(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
         let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed);
-        let path = shm_dir().join(format!("vdisim-{}-{}-{chunk}", std::process::id(), n));
+        let path = shm_dir().join(format!(
+            "vdisim-{}-{stamp:x}-{n}-{chunk}",
+            std::process::id()
+        ));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
