@@ -124,6 +124,22 @@ impl Default for Outcome {
 }
 
 impl Outcome {
+    /// What the connection that ran the statement gets when the server
+    /// process dies before the statement ends (clause `abort.server-death`):
+    /// the statement fails with a transport-level error, Msg 10054.
+    pub fn server_died(ended_ms: Option<u64>) -> Outcome {
+        Outcome {
+            status: Status::Failed,
+            reason: Some(FailReason::ServerDied),
+            messages: vec![SqlMessage::error(
+                10054,
+                "A transport-level error has occurred when receiving results from the server.",
+            )],
+            bytes: 0,
+            ended_ms,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.status == Status::Succeeded
     }

@@ -16,7 +16,7 @@ use crate::client::{ClientSet, DeviceHandle, Namespace, Poll, Ret};
 use crate::data::Content;
 use crate::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use crate::msg::{BufId, Cmd, DevIx, ToClient, ToServer};
-use crate::outcome::{FailReason, Outcome, SqlMessage, Status};
+use crate::outcome::Outcome;
 use crate::program::{Action, Call, Program, Reply, Value};
 use crate::server::{ServerHalf, SetInfo};
 use crate::statement::{BackupRecord, Statement};
@@ -911,16 +911,7 @@ impl World {
 
     fn current_outcome(&self) -> Outcome {
         if !self.server_alive && !self.server.outcome().status.is_final() {
-            return Outcome {
-                status: Status::Failed,
-                reason: Some(FailReason::ServerDied),
-                messages: vec![SqlMessage::error(
-                    10054,
-                    "A transport-level error has occurred when receiving results from the server.",
-                )],
-                bytes: 0,
-                ended_ms: Some(self.now),
-            };
+            return Outcome::server_died(Some(self.now));
         }
         self.server.outcome().clone()
     }
@@ -1566,16 +1557,9 @@ impl World {
 
     fn finish(mut self, end: End) -> RunResult {
         // Record the last statement's outcome.
+        let outcome = self.current_outcome();
         if let Some(last) = self.statements.last_mut() {
-            last.1 = if !self.server_alive && !self.server.outcome().status.is_final() {
-                Outcome {
-                    status: Status::Failed,
-                    reason: Some(FailReason::ServerDied),
-                    ..Outcome::default()
-                }
-            } else {
-                self.server.outcome().clone()
-            };
+            last.1 = outcome;
         }
         self.check_invariants(end);
         for (c, n) in self.trace.clause_hits() {

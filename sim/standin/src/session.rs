@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use vdi_sim::data;
 use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_sim::msg::{BufId, CmdId, DevIx, ToClient, ToServer};
-use vdi_sim::outcome::{FailReason, Outcome, Status};
+use vdi_sim::outcome::{Outcome, Status};
 use vdi_sim::server::{ServerDevSummary, ServerHalf, SetInfo};
 use vdi_sim::statement::{BackupRecord, Statement};
 use vdi_sim::trace::Trace;
@@ -402,6 +402,8 @@ struct Server {
     sent: BTreeMap<(DevIx, Option<CommandCode>), u64>,
     /// Whether the running statement is a BACKUP (fault phases).
     phase_backup: bool,
+    /// When the server died (virtual ms), if it did.
+    died_at: Option<u64>,
 }
 
 impl Server {
@@ -479,6 +481,7 @@ impl Server {
             on_send,
             sent: BTreeMap::new(),
             phase_backup: true,
+            died_at: None,
         }
     }
 
@@ -521,13 +524,10 @@ impl Server {
     /// Publishes the statements' outcomes and idleness; with `full`, also
     /// the device summaries, clause hits and trace hash.
     fn publish(&mut self, full: bool) {
+        let died = !self.alive && !self.server.outcome().status.is_final();
         if let Some(last) = self.statements.last_mut() {
-            last.1 = if !self.alive && !self.server.outcome().status.is_final() {
-                Outcome {
-                    status: Status::Failed,
-                    reason: Some(FailReason::ServerDied),
-                    ..Outcome::default()
-                }
+            last.1 = if died {
+                Outcome::server_died(self.died_at)
             } else {
                 self.server.outcome().clone()
             };
@@ -714,6 +714,7 @@ impl Server {
             Fault::ServerDeath => {
                 self.server.die(now, &mut self.tr);
                 self.alive = false;
+                self.died_at = Some(now);
                 self.stalled.clear();
                 self.out.clear();
                 self.out.push(ToClient::Died);
