@@ -306,15 +306,8 @@ fn serve(a: ServeArgs) -> Result<u8> {
         };
         let plan = vdi_sim::fault::FaultPlan::named(name, &cx, a.seed)
             .map_err(|e| anyhow!("--faults: {e}"))?;
-        let (server, client): (Vec<_>, Vec<_>) = plan.faults.iter().partition(|pf| {
-            matches!(
-                pf.fault,
-                vdi_sim::fault::Fault::ServerSignalAbort
-                    | vdi_sim::fault::Fault::ServerDeath
-                    | vdi_sim::fault::Fault::ServerStall { .. }
-                    | vdi_sim::fault::Fault::EarlyCloseDevice { .. }
-            )
-        });
+        let (server, client): (Vec<_>, Vec<_>) =
+            plan.faults.iter().partition(|pf| pf.fault.is_server_side());
         if server.is_empty() {
             bail!(
                 "--faults {name}: this plan's faults are all the client's to apply ({}); a server process applies only server-abort, server-death, server-stall and early-close",

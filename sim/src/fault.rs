@@ -64,6 +64,18 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Whether the server applies this fault (SignalAbort after KILL, its
+    /// death, a stall, an early CloseDevice); the others are the client's.
+    pub fn is_server_side(&self) -> bool {
+        matches!(
+            self,
+            Fault::ServerSignalAbort
+                | Fault::ServerDeath
+                | Fault::ServerStall { .. }
+                | Fault::EarlyCloseDevice { .. }
+        )
+    }
+
     /// A short kebab-case name for summaries.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -62,6 +62,25 @@ pub enum Call {
     },
 }
 
+impl Call {
+    /// The API method's name ("GetCommand", ...).
+    pub fn method(&self) -> &'static str {
+        match self {
+            Call::Create { .. } => "Create",
+            Call::CreateEx { .. } => "CreateEx",
+            Call::GetConfiguration { .. } => "GetConfiguration",
+            Call::OpenDevice { .. } => "OpenDevice",
+            Call::Close => "Close",
+            Call::SignalAbort => "SignalAbort",
+            Call::OpenInSecondary { .. } => "OpenInSecondary",
+            Call::GetBufferHandle { .. } => "GetBufferHandle",
+            Call::MapBufferHandle { .. } => "MapBufferHandle",
+            Call::GetCommand { .. } => "GetCommand",
+            Call::CompleteCommand { .. } => "CompleteCommand",
+        }
+    }
+}
+
 /// What a thread does next.
 pub enum Action {
     Call(Call),

@@ -494,28 +494,12 @@ fn reply(code: Hresult, value: Value) -> Reply {
     }
 }
 
-fn call_name(c: &Call) -> &'static str {
-    match c {
-        Call::Create { .. } => "Create",
-        Call::CreateEx { .. } => "CreateEx",
-        Call::GetConfiguration { .. } => "GetConfiguration",
-        Call::OpenDevice { .. } => "OpenDevice",
-        Call::Close => "Close",
-        Call::SignalAbort => "SignalAbort",
-        Call::OpenInSecondary { .. } => "OpenInSecondary",
-        Call::GetBufferHandle { .. } => "GetBufferHandle",
-        Call::MapBufferHandle { .. } => "MapBufferHandle",
-        Call::GetCommand { .. } => "GetCommand",
-        Call::CompleteCommand { .. } => "CompleteCommand",
-    }
-}
-
 /// One call through the ABI. Runs on a worker thread; the state lock is
 /// never held across a call into the library.
 pub(super) fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError> {
     let abi = &sh.abi;
     let set = sh.st().set;
-    let name = call_name(&call);
+    let name = call.method();
     let r = match call {
         Call::Create { name, cfg } => {
             let code = abi.create(set, None, &name, &cfg)?;

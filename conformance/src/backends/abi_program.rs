@@ -330,22 +330,6 @@ fn check_backup(r: &mut RunResult, media: Option<&[Content]>, rec: Option<&Backu
 
 // ----- the program executor ------------------------------------------------------------
 
-fn method_name(c: &Call) -> &'static str {
-    match c {
-        Call::Create { .. } => "Create",
-        Call::CreateEx { .. } => "CreateEx",
-        Call::GetConfiguration { .. } => "GetConfiguration",
-        Call::OpenDevice { .. } => "OpenDevice",
-        Call::Close => "Close",
-        Call::SignalAbort => "SignalAbort",
-        Call::OpenInSecondary { .. } => "OpenInSecondary",
-        Call::GetBufferHandle { .. } => "GetBufferHandle",
-        Call::MapBufferHandle { .. } => "MapBufferHandle",
-        Call::GetCommand { .. } => "GetCommand",
-        Call::CompleteCommand { .. } => "CompleteCommand",
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ts {
     /// Acting, or in a call or wait that ends by itself.
@@ -585,7 +569,7 @@ impl Exec {
         let is_get_command = matches!(call, Call::GetCommand { .. });
         // Programs tell a call's reply from StartStatement's by its clause;
         // the library reports none, so the reply names the method.
-        let method = method_name(&call);
+        let method = call.method();
         if forever {
             self.set(i, Ts::Forever);
         }

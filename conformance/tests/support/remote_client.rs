@@ -42,15 +42,9 @@ pub fn create(set: &SetCore, name: &str, devices: u32) -> Hresult {
 /// `name-dev1`, ...).
 pub fn open_all(set: &SetCore, name: &str, devices: u32) -> Result<Vec<Arc<DevCore>>, Hresult> {
     set.get_configuration(Timeout::Ms(20_000))?;
-    (0..devices)
-        .map(|i| {
-            let n = if i == 0 {
-                name.to_string()
-            } else {
-                format!("{name}-dev{i}")
-            };
-            set.open_device(&n)
-        })
+    device_names(name, devices)
+        .iter()
+        .map(|n| set.open_device(n))
         .collect()
 }
 

@@ -243,21 +243,16 @@ impl Session {
     /// CloseDevice) before returning, as in the model: the client's next
     /// call sees it. Other faults are the client's to apply: `Err` names it.
     pub fn event(&self, f: Fault) -> Result<(), String> {
-        match f {
-            Fault::ServerSignalAbort
-            | Fault::ServerDeath
-            | Fault::ServerStall { .. }
-            | Fault::EarlyCloseDevice { .. } => {
-                let (ack, done) = mpsc::channel();
-                self.send(SessionMsg::Fault(f, ack));
-                let _ = done.recv_timeout(Duration::from_secs(10));
-                Ok(())
-            }
-            other => Err(format!(
+        if !f.is_server_side() {
+            return Err(format!(
                 "{} is a client-side fault: the client applies it itself",
-                other.kind()
-            )),
+                f.kind()
+            ));
         }
+        let (ack, done) = mpsc::channel();
+        self.send(SessionMsg::Fault(f, ack));
+        let _ = done.recv_timeout(Duration::from_secs(10));
+        Ok(())
     }
 
     /// Waits up to `timeout` (`None`: forever) for the latest statement's
@@ -422,14 +417,8 @@ impl Server {
             .faults
             .faults
             .iter()
-            .filter_map(|pf| match (&pf.trigger, &pf.fault) {
-                (
-                    Trigger::AtMs { ms },
-                    f @ (Fault::ServerSignalAbort
-                    | Fault::ServerDeath
-                    | Fault::ServerStall { .. }
-                    | Fault::EarlyCloseDevice { .. }),
-                ) => Some((*ms, f.clone())),
+            .filter_map(|pf| match pf.trigger {
+                Trigger::AtMs { ms } if pf.fault.is_server_side() => Some((ms, pf.fault.clone())),
                 _ => None,
             })
             .collect();
@@ -439,14 +428,7 @@ impl Server {
                 .faults
                 .iter()
                 .filter(|pf| {
-                    matches!(pf.trigger, Trigger::OnCommand { .. })
-                        && matches!(
-                            pf.fault,
-                            Fault::ServerSignalAbort
-                                | Fault::ServerDeath
-                                | Fault::ServerStall { .. }
-                                | Fault::EarlyCloseDevice { .. }
-                        )
+                    matches!(pf.trigger, Trigger::OnCommand { .. }) && pf.fault.is_server_side()
                 })
                 .cloned()
                 .collect()
