@@ -664,15 +664,11 @@ impl Inner {
             }
             c.history.clone()
         };
+        // The backup the server half will read (its own rule).
         let restoring = (stmt.kind == StatementKind::RestoreDatabase)
-            .then(|| {
-                history
-                    .iter()
-                    .rev()
-                    .find(|r| r.database == stmt.database)
-                    .map(|r| r.number)
-            })
-            .flatten();
+            .then(|| vdi_sim::statement::backup_to_restore(&history, &stmt.database))
+            .flatten()
+            .map(|r| r.number);
         let setup = SessionSetup {
             seed: self.cfg.seed,
             profile: self.cfg.profile.clone(),

@@ -161,6 +161,19 @@ pub fn quote_literal(text: &str) -> String {
     format!("N'{}'", text.replace('\'', "''"))
 }
 
+/// The backup a RESTORE of `database` reads: the latest in msdb history of
+/// that database (any database for HEADERONLY / FILELISTONLY / VERIFYONLY,
+/// which name none).
+pub fn backup_to_restore<'a>(
+    history: &'a [BackupRecord],
+    database: &str,
+) -> Option<&'a BackupRecord> {
+    history
+        .iter()
+        .rev()
+        .find(|r| database.is_empty() || r.database == database)
+}
+
 /// One media family of a backup: the bytes one device received.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Family {

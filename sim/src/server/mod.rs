@@ -693,12 +693,7 @@ impl ServerHalf {
                 &opts,
             )
         } else {
-            let found = self
-                .history
-                .iter()
-                .rev()
-                .find(|r| stmt.database.is_empty() || r.database == stmt.database)
-                .cloned();
+            let found = crate::statement::backup_to_restore(&self.history, &stmt.database).cloned();
             let Some(rec) = found else {
                 self.abort_before_config(
                     now,
