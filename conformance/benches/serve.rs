@@ -68,14 +68,7 @@ mod imp {
                 .args(["--database", &format!("big={DB_BYTES}")])
                 .spawn()
                 .expect("vdisim serve starts");
-            let t0 = Instant::now();
-            while Control::connect(&path, "bench").is_err() {
-                assert!(
-                    t0.elapsed() < Duration::from_secs(30),
-                    "vdisim serve never listened"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            wait_listening(&path);
             Serve {
                 child: Mutex::new(child),
                 path,

@@ -19,7 +19,6 @@ use sqlvdi::remote::wire::Request;
 use sqlvdi::runtime::Timeout;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 use vdi_conformance::backends::abi_common::library_path;
 use vdi_spec::Hresult;
 
@@ -58,14 +57,7 @@ fn start_serve(dir: &Path, databases: &[&str]) -> Serve {
         .stderr(Stdio::null())
         .spawn()
         .expect("vdisim serve starts");
-    let t0 = Instant::now();
-    while Control::connect(&sock, "e2e").is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "vdisim serve never listened"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_listening(&sock);
     Serve { child, sock }
 }
 

@@ -12,6 +12,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use vdi_spec::{CommandCode, Features, Hresult, VdConfig, VdcCommand, Win32};
 
+/// Waits (up to 30 s) until a `vdisim serve` accepts connections at `path`.
+pub fn wait_listening(path: &Path) {
+    let t0 = std::time::Instant::now();
+    while sqlvdi::remote::control::Control::connect(path, "wait").is_err() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "vdisim serve never listened at {}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// What a device does with a Write's bytes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Sink {
