@@ -151,3 +151,15 @@ fn tracing_off_changes_no_decision() {
         assert!(off.trace.is_empty());
     }
 }
+
+/// The hashes of every determinism case, folded into one: pinned, so a
+/// refactoring that changes any run's trace fails here.
+#[test]
+fn pinned_hashes() {
+    let mut all = String::new();
+    for seed in 0..SEEDS {
+        all.push_str(&run(seed, Trace::hashing()).trace_hash());
+        all.push('\n');
+    }
+    assert_eq!(format!("{:016x}", hash_text(&all)), "0e9f6b267210131b");
+}

@@ -1,0 +1,65 @@
+//! Pinned trace hashes of `vdisim simulate`: the same arguments on the same
+//! model give the same trace hash, across refactorings of the code that
+//! runs them. A change that alters a hash here changed the model's
+//! behaviour (or its trace format) and must say so in its commit.
+
+use std::process::Command;
+
+/// `(arguments, trace hash)`.
+const PINS: &[(&str, &str)] = &[
+    ("--seed 1", "16653ab6f36d78c7"),
+    (
+        "--seed 42 --devices 4 --faults client-abort",
+        "ab72d1944e262066",
+    ),
+    (
+        "--seed 7 --devices 3 --operation backup --faults server-stall",
+        "ad63fe90ae44fe88",
+    ),
+    (
+        "--seed 9 --devices 2 --faults random --client timeout-is-fatal",
+        "902674f42429f5b2",
+    ),
+    (
+        "--seed 3 --devices 2 --operation restore --faults read-fault --read-sizes seeded",
+        "465295e146260960",
+    ),
+    (
+        "--seed 5 --mid-flushes 2 --request-complete --client closes-before-close",
+        "0ab87a78b9a573f1",
+    ),
+    (
+        "--seed 11 --devices 8 --faults server-death --data-bytes 1048576",
+        "a48ea836b6a0f5e0",
+    ),
+    (
+        "--seed 13 --faults truncated-media --client reads-until-full",
+        "57a18077df1f0fc3",
+    ),
+];
+
+fn hash_of(args: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vdisim"))
+        .arg("simulate")
+        .args(args.split_whitespace())
+        .output()
+        .expect("vdisim runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("trace-hash "))
+        .unwrap_or_else(|| panic!("no trace-hash line for {args}: {text}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn simulate_hashes_are_pinned() {
+    let mut wrong = Vec::new();
+    for (args, want) in PINS {
+        let got = hash_of(args);
+        if got != *want {
+            wrong.push(format!("{args}: pinned {want}, got {got}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
