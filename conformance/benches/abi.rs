@@ -22,10 +22,10 @@
 use std::time::{Duration, Instant};
 use vdi_conformance::backend::{Backend, CaseSetup};
 use vdi_conformance::backends::{com::ComBackend, linux_abi::LinuxAbiBackend, model::ModelBackend};
-use vdi_sim::fault::FaultPlan;
-use vdi_sim::program::{Call, Value};
-use vdi_sim::statement::{ServerPlan, Statement, StatementKind};
-use vdi_sim::world::Timeout;
+use vdi_model::call::{Call, Value};
+use vdi_model::fault::FaultPlan;
+use vdi_model::msg::Timeout;
+use vdi_model::statement::{ServerPlan, Statement, StatementKind};
 use vdi_spec::{CommandCode, Features, Hresult, Profile, TransferOptions, VdConfig, Win32};
 
 /// Mid-stream Flushes per backup (each a zero-byte round trip).
@@ -136,7 +136,7 @@ fn through_backend(b: &mut dyn Backend, set: &str) -> Vec<Duration> {
                     cmd,
                     code: Win32::ERROR_SUCCESS,
                     bytes,
-                    data: vdi_sim::data::Content::Empty,
+                    data: vdi_model::content::Content::Empty,
                 },
             )
             .expect("complete");
@@ -160,38 +160,42 @@ fn run_com() -> Vec<Duration> {
     through_backend(&mut ComBackend::new(), "bench-com")
 }
 
-/// The stand-in's Rust API in this process (statically linked), harness mode.
+/// The client host (`vdi_host::runtime`, what the stand-in library's
+/// objects run on) in this process, with an in-process case's server host.
 fn run_standin() -> Vec<Duration> {
-    use sqlvdi::api::SetCore;
-    use sqlvdi::harness::{self, HarnessSetup};
-    use sqlvdi::runtime::CreateKind;
-    harness::reset(HarnessSetup::default());
+    use vdi_host::contract::CaseSetup;
+    use vdi_host::runtime::{CreateKind, SetRuntime};
+    let cases = vdi_host::mode::cases().expect("in-process cases");
+    cases.reset(CaseSetup::default()).expect("reset");
     let name = "bench-rust";
-    let set = SetCore::new();
+    let set = SetRuntime::with_config(vdi_host::mode::current().runtime_config());
     let cfg = VdConfig::client(1, Features::LikePipe);
-    assert_eq!(set.create(CreateKind::Create, name, &cfg), Hresult::NOERROR);
-    harness::start_statement(statement(name)).expect("statement");
-    set.get_configuration(Timeout::Ms(10_000)).expect("cfg");
-    let dev = set.open_device(name).expect("open");
+    assert_eq!(
+        set.create(CreateKind::Create, name, &cfg).code(),
+        Hresult::NOERROR
+    );
+    cases.start_statement(statement(name)).expect("statement");
+    set.get_configuration(Timeout::Ms(10_000))
+        .result
+        .expect("cfg");
+    let dev = set.open_device(name).result.expect("open");
     let mut times = Vec::with_capacity(N as usize + 8);
     loop {
         let t0 = Instant::now();
-        let Ok(p) = dev.get_command(Timeout::Ms(10_000)) else {
+        let Ok(c) = set.get_command(dev, Timeout::Ms(10_000)).result else {
             break;
         };
-        // SAFETY: a live block the library handed out.
-        let b = unsafe { p.read() };
-        let bytes = if b.command_code == CommandCode::Write as u32 {
-            u64::from(b.size)
+        let bytes = if c.code == CommandCode::Write {
+            u64::from(c.size)
         } else {
             0
         };
-        let r = dev.complete_command(p as usize, Win32::ERROR_SUCCESS.0, bytes, b.position);
+        let r = set.complete_command(dev, &c, Win32::ERROR_SUCCESS, bytes, c.position);
         times.push(t0.elapsed());
-        assert_eq!(r, Hresult::NOERROR);
+        assert_eq!(r.code(), Hresult::NOERROR);
     }
     set.close();
-    let _ = harness::finish(Duration::from_secs(1));
+    let _ = cases.finish(Duration::from_secs(1));
     times
 }
 

@@ -15,7 +15,7 @@ use vdi_conformance::oracle::CaseOptions;
 use vdi_conformance::random;
 use vdi_conformance::runner::{self, Plan};
 use vdi_conformance::scenario;
-use vdi_sim::trace::Trace;
+use vdi_model::trace::Trace;
 
 fn main() {
     divan::main();

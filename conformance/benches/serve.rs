@@ -27,15 +27,15 @@ mod imp {
 
     use divan::counter::BytesCount;
     use remote_client::*;
-    use sqlvdi::remote::control::Control;
-    use sqlvdi::remote::wire::{Request, Response};
-    use sqlvdi::runtime::Timeout;
-    use sqlvdi::session::SessionSetup;
     use std::path::PathBuf;
     use std::process::{Child, Command};
     use std::sync::{Arc, Mutex, OnceLock};
     use std::time::{Duration, Instant};
-    use vdi_sim::statement::{ServerPlan, Statement, StatementKind};
+    use vdi_host::contract::CaseSetup;
+    use vdi_host::remote::control::Control;
+    use vdi_host::remote::wire::{Request, Response};
+    use vdi_model::msg::Timeout;
+    use vdi_model::statement::{ServerPlan, Statement, StatementKind};
     use vdi_spec::{Hresult, TransferOptions};
 
     /// Bytes per backup (the `big` database).
@@ -104,7 +104,7 @@ mod imp {
         let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..devices).map(|_| Arc::default()).collect();
         let (ends, bytes) = run_devices(&devs, &media, Sink::Discard);
         assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
-        assert_eq!(set.close(), Hresult::NOERROR);
+        assert_eq!(set.close().code(), Hresult::NOERROR);
         match stmt.join().unwrap() {
             Response::Sql { messages } => assert_eq!(
                 messages.last().map(|m| m.message.number),
@@ -160,7 +160,7 @@ mod imp {
         let s = serve();
         let mut c = Control::connect(&s.path, "bench-latency").unwrap();
         c.request(Request::Reset {
-            setup: SessionSetup::default(),
+            setup: CaseSetup::default(),
         })
         .unwrap();
         let set = set_at(&s.path);
@@ -183,14 +183,12 @@ mod imp {
         let devs = open_all(&set, "lat", 1).unwrap();
         let mut v = Vec::new();
         let mut last: Option<Instant> = None;
-        while let Ok(p) = devs[0].get_command(Timeout::Ms(30_000)) {
+        while let Ok(cmd) = devs[0].get_command(Timeout::Ms(30_000)) {
             if let Some(t) = last {
                 v.push(t.elapsed());
             }
-            // SAFETY: a block the library returned with NOERROR.
-            let cmd = unsafe { std::ptr::read(p) };
             let t = Instant::now();
-            let r = devs[0].complete_command(p as usize, 0, u64::from(cmd.size), cmd.position);
+            let r = devs[0].complete(&cmd, vdi_spec::Win32::ERROR_SUCCESS, u64::from(cmd.size));
             assert_eq!(r, Hresult::NOERROR);
             last = Some(t);
         }

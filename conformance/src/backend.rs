@@ -17,13 +17,15 @@
 
 use serde::Serialize;
 use thiserror::Error;
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::fault::{Fault, FaultPlan};
-use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{Call, ClientSpec, Reply};
-use vdi_sim::statement::{BackupRecord, Statement};
-use vdi_sim::world::{ClientProcess, RunResult, Timeout};
-use vdi_spec::Profile;
+use vdi_model::call::{Call, Reply};
+use vdi_model::client::DeviceHandle;
+use vdi_model::fault::Fault;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::Outcome;
+use vdi_model::process::ClientProcess;
+use vdi_model::programs::ClientSpec;
+use vdi_model::statement::Statement;
+use vdi_sim::world::RunResult;
 
 /// What a backend is.
 #[derive(Clone, Debug, Serialize)]
@@ -48,25 +50,9 @@ pub enum BackendError {
     Failed(String),
 }
 
-/// Everything fixed before a case starts.
-#[derive(Clone, Debug)]
-pub struct CaseSetup {
-    pub seed: u64,
-    pub profile: Profile,
-    /// Virtual-time budget (ms); real backends scale it to wall time.
-    pub budget_ms: u64,
-    /// Backups the server's history holds before the case (and the client
-    /// media for them).
-    pub seed_backups: Vec<BackupRecord>,
-    /// Faults planned for the whole case.
-    pub faults: FaultPlan,
-    /// Keep the full trace (not only its hash).
-    pub record_trace: bool,
-    /// Virtual milliseconds per real millisecond for backends that run in
-    /// real time (0 or 1: real time); chosen per case by
-    /// [`crate::oracle::time_scale`]. The model ignores it.
-    pub time_scale: u32,
-}
+/// Everything fixed before a case starts: the harness contract's setup
+/// (real-time backends send it to the library's server host as it is).
+pub use vdi_host::contract::CaseSetup;
 
 /// A call started on another thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

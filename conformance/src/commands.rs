@@ -7,8 +7,8 @@ use crate::runner::{self, Plan};
 use crate::scenario::{self, Scenario};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use vdi_model::trace::Trace;
 use vdi_reports::schema::{RunReport, TimelineEvent};
-use vdi_sim::trace::Trace;
 
 /// A command's printed text and exit status (0 ok, 1 spec violated, 2 usage or input error).
 pub struct Output {

@@ -14,8 +14,6 @@
 //! - [`random`]: randomized cases (swarm), their oracle, and the scenario
 //!   file a failure is written to.
 //! - [`simulate`], [`commands`]: the `vdisim` subcommands.
-//! - [`sqlcmd`]: the front end of a `sqlcmd` look-alike (options, batches,
-//!   output, exit codes) over a transport-agnostic executor.
 
 pub mod backend;
 pub mod backends;
@@ -25,8 +23,5 @@ pub mod random;
 pub mod runner;
 pub mod scenario;
 pub mod script;
-#[cfg(unix)]
-pub mod serve;
 pub mod simulate;
-pub mod sqlcmd;
 pub mod sqlserver;

@@ -127,7 +127,7 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv
         .first()
-        .is_some_and(|a| vdi_conformance::sqlcmd::invoked_as_sqlcmd(a))
+        .is_some_and(|a| vdi_sqlserver::sqlcmd::invoked_as_sqlcmd(a))
     {
         return ExitCode::from(sqlcmd(&argv[1..]));
     }
@@ -201,7 +201,7 @@ fn run(cli: Cli) -> Result<u8> {
 /// Runs the sqlcmd look-alike; its exit code is sqlcmd's.
 #[cfg(unix)]
 fn sqlcmd(args: &[String]) -> u8 {
-    use vdi_conformance::sqlcmd;
+    use vdi_sqlserver::sqlcmd;
     let a = match sqlcmd::parse_args(args) {
         Ok(a) => a,
         Err(e) => {
@@ -209,7 +209,7 @@ fn sqlcmd(args: &[String]) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(1);
         }
     };
-    let mut exec = vdi_conformance::serve::ServeExecutor::new(a.server.as_deref());
+    let mut exec = vdi_sqlserver::serve::ServeExecutor::new(a.server.as_deref());
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();
@@ -267,8 +267,8 @@ fn parse_database(s: &str) -> Result<(String, u64)> {
 
 #[cfg(unix)]
 fn serve(a: ServeArgs) -> Result<u8> {
-    use sqlvdi::remote::{self, control::Control, wire};
-    use vdi_conformance::serve::{ServeConfig, Server};
+    use vdi_host::remote::{self, control::Control, wire};
+    use vdi_sqlserver::serve::{ServeConfig, Server};
     let listen = a.listen.unwrap_or_else(remote::address);
     if a.status || a.stop {
         let mut c = Control::connect(&listen, "vdisim serve")
@@ -298,14 +298,14 @@ fn serve(a: ServeArgs) -> Result<u8> {
     cfg.seed = a.seed;
     cfg.trace = a.trace;
     if let Some(name) = &a.faults {
-        let cx = vdi_sim::fault::PlanContext {
+        let cx = vdi_model::fault::PlanContext {
             devices: 1,
             longest_timeout_ms: 60_000,
             server_timeout_ms: 60_000,
             family_bytes: 0,
         };
-        let plan = vdi_sim::fault::FaultPlan::named(name, &cx, a.seed)
-            .map_err(|e| anyhow!("--faults: {e}"))?;
+        let plan =
+            vdi_sim::plans::fault_plan(name, &cx, a.seed).map_err(|e| anyhow!("--faults: {e}"))?;
         let (server, client): (Vec<_>, Vec<_>) =
             plan.faults.iter().partition(|pf| pf.fault.is_server_side());
         if server.is_empty() {

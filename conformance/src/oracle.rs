@@ -11,8 +11,8 @@ use crate::backend::{Backend, BackendError, CaseSetup};
 use crate::scenario::{Scenario, parse_hresult};
 use crate::script::{self, Grade};
 use std::collections::BTreeMap;
+use vdi_model::outcome::Status;
 use vdi_reports::schema::{CaseResult, Divergence, TimelineEvent, Verdict};
-use vdi_sim::outcome::Status;
 use vdi_sim::world::{End, RunResult};
 use vdi_spec::{ClientState, Hresult, TableMethod};
 
@@ -106,7 +106,7 @@ pub fn scale_for(longest: u64, shortest: Option<u64>) -> u32 {
 /// `(longest, shortest)` of [`time_scale`].
 pub fn time_constants(sc: &Scenario, seed: u64) -> (u64, Option<u64>) {
     use crate::scenario::{Do, TimeoutSpec};
-    use vdi_sim::fault::{Fault, Trigger};
+    use vdi_model::fault::{Fault, Trigger};
     const INFINITE: u64 = vdi_spec::layout::limits::INFINITE as u64;
     let profile = sc.profile().unwrap_or_default();
     let factor = u64::from(profile.watchdog_factor.max(1));

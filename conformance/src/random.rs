@@ -16,11 +16,11 @@
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::Serialize;
-use vdi_sim::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
-use vdi_sim::program::{ClientSpec, Flaw, Operation};
-use vdi_sim::statement::ReadSizes;
-use vdi_sim::summary;
-use vdi_sim::trace::Trace;
+use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
+use vdi_model::programs::{ClientSpec, Flaw, Operation};
+use vdi_model::statement::ReadSizes;
+use vdi_model::trace::Trace;
+use vdi_sim::simulate;
 use vdi_sim::world::{End, RunResult, WorldConfig};
 use vdi_spec::{Hresult, TransferOptions};
 
@@ -72,8 +72,8 @@ pub fn from_seed(seed: u64) -> RandomCase {
             spec.flaws.insert(f);
         }
     }
-    let cx = summary::plan_context(&spec);
-    let faults = FaultPlan::random(&cx, seed).faults;
+    let cx = spec.plan_context();
+    let faults = vdi_sim::plans::random(&cx, seed).faults;
     RandomCase { seed, spec, faults }
 }
 
@@ -100,7 +100,7 @@ pub fn config(c: &RandomCase) -> WorldConfig {
 
 /// Runs a case.
 pub fn run(c: &RandomCase, trace: Trace) -> RunResult {
-    summary::simulate(&c.spec, config(c), trace)
+    simulate::simulate(&c.spec, config(c), trace)
 }
 
 /// An invariant a randomized run broke.
@@ -238,6 +238,9 @@ pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
         let trig = match &f.trigger {
             Trigger::AtMs { ms } => format!("{{ on = \"at-ms\", ms = {ms} }}"),
             Trigger::AtStep { step } => format!("{{ on = \"at-step\", step = {step} }}"),
+            Trigger::AfterCompletions { nth } => {
+                format!("{{ on = \"after-completions\", nth = {nth} }}")
+            }
             Trigger::OnCommand { dev, nth, code } => format!(
                 "{{ on = \"on-command\", dev = {dev}, nth = {nth}{} }}",
                 code.map_or(String::new(), |c| format!(

@@ -39,10 +39,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-use vdi_sim::fault::{Fault, FaultPlan, PlannedFault};
-use vdi_sim::outcome::FailReason;
-use vdi_sim::program::{ClientSpec, Flaw, Operation};
-use vdi_sim::statement::{ExtraCommand, ReadSizes, ServerPlan, StatementKind};
+use vdi_model::fault::{Fault, FaultPlan, PlannedFault};
+use vdi_model::outcome::FailReason;
+use vdi_model::programs::{ClientSpec, Flaw, Operation};
+use vdi_model::statement::{ExtraCommand, ReadSizes, ServerPlan, StatementKind};
 use vdi_spec::{CommandCode, Hresult, Profile, TransferOptions, Win32};
 
 /// A malformed or unreadable scenario.
@@ -592,14 +592,14 @@ impl Scenario {
         if let Some(plan) = &self.faults.plan
             && plan != "none"
             && plan != "random"
-            && !vdi_sim::fault::NAMED_PLANS.contains(&plan.as_str())
+            && !vdi_model::fault::NAMED_PLANS.contains(&plan.as_str())
         {
             return Err(Self::invalid(
                 p,
                 format!("faults.plan '{plan}' unknown"),
                 format!(
                     "use none, random, or one of {}",
-                    vdi_sim::fault::NAMED_PLANS.join(", ")
+                    vdi_model::fault::NAMED_PLANS.join(", ")
                 ),
             ));
         }
@@ -684,7 +684,7 @@ impl Scenario {
     pub fn fault_plan(&self, seed: u64) -> FaultPlan {
         let spec = self.client_spec(seed);
         let mut plan = match &self.faults.plan {
-            Some(name) => vdi_sim::summary::fault_plan(name, &spec, seed)
+            Some(name) => vdi_sim::simulate::fault_plan(name, &spec, seed)
                 .unwrap_or_else(|_| FaultPlan::none()),
             None => FaultPlan::none(),
         };

@@ -7,12 +7,13 @@ use crate::backend::{Backend, BackendError, CaseSetup, Ticket};
 use crate::scenario::{Do, Expect, Scenario, Step, TimeoutSpec, parse_hresult, parse_win32};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::data::Content;
-use vdi_sim::msg::{BufId, Cmd};
-use vdi_sim::program::{Call, Reply, Value};
-use vdi_sim::statement::{BackupRecord, Statement, StatementKind};
-use vdi_sim::world::{RunResult, Timeout};
+use vdi_model::call::{Call, Reply, Value};
+use vdi_model::client::DeviceHandle;
+use vdi_model::content::Content;
+use vdi_model::msg::Timeout;
+use vdi_model::msg::{BufId, Cmd};
+use vdi_model::statement::{BackupRecord, Statement, StatementKind};
+use vdi_sim::world::RunResult;
 use vdi_spec::{CommandCode, Features, Hresult, VdConfig, Win32};
 
 /// How one step compared with its expectation.
@@ -462,8 +463,8 @@ fn run_step(
 }
 
 /// Applies the plan's media truncations (phase any or restore) to `media`.
-fn truncate_media(media: &mut [Content], plan: &vdi_sim::fault::FaultPlan) {
-    use vdi_sim::fault::{Fault, Phase};
+fn truncate_media(media: &mut [Content], plan: &vdi_model::fault::FaultPlan) {
+    use vdi_model::fault::{Fault, Phase};
     for pf in &plan.faults {
         if let Fault::TruncateMedia { dev, bytes } = pf.fault
             && matches!(pf.phase, Phase::Any | Phase::Restore)

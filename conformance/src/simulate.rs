@@ -3,11 +3,11 @@
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 use thiserror::Error;
-use vdi_sim::program::{ClientSpec, Flaw, Operation};
-use vdi_sim::statement::{ReadSizes, StatementKind};
-use vdi_sim::summary;
-use vdi_sim::trace::Trace;
-use vdi_sim::world::WorldConfig;
+use vdi_model::programs::{ClientSpec, Flaw, Operation};
+use vdi_model::statement::{ReadSizes, StatementKind};
+use vdi_model::trace::Trace;
+use vdi_sim::simulate;
+use vdi_sim::world::{RunResult, WorldConfig};
 use vdi_spec::TransferOptions;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -79,7 +79,7 @@ pub enum SimulateError {
     #[error(transparent)]
     Options(#[from] vdi_spec::options::OptionError),
     #[error("--faults: {0}")]
-    Faults(vdi_sim::fault::UnknownPlan),
+    Faults(vdi_model::fault::UnknownPlan),
 }
 
 /// What `simulate` produced.
@@ -139,14 +139,14 @@ pub fn build(a: &SimulateArgs) -> Result<(ClientSpec, WorldConfig), SimulateErro
         // answer with ERROR_NOT_SUPPORTED.
         spec.plan
             .extra_commands
-            .push(vdi_sim::statement::ExtraCommand {
+            .push(vdi_model::statement::ExtraCommand {
                 dev: 0,
                 after_data_commands: 2,
                 code: vdi_spec::CommandCode::GetError,
             });
     }
     let mut cfg = WorldConfig::new(a.seed);
-    cfg.faults = summary::fault_plan(&a.faults, &spec, a.seed).map_err(SimulateError::Faults)?;
+    cfg.faults = simulate::fault_plan(&a.faults, &spec, a.seed).map_err(SimulateError::Faults)?;
     Ok((spec, cfg))
 }
 
@@ -158,11 +158,88 @@ pub fn run_simulate(a: &SimulateArgs) -> Result<SimulateOutput, SimulateError> {
     } else {
         Trace::hashing()
     };
-    let r = summary::simulate(&spec, cfg.clone(), trace);
+    let r = simulate::simulate(&spec, cfg.clone(), trace);
     Ok(SimulateOutput {
-        text: summary::render(&spec, &cfg, &r),
+        text: render(&spec, &cfg, &r),
         trace_jsonl: r.trace.to_jsonl(),
         trace_hash: r.trace_hash(),
         violations: r.violations.len(),
     })
+}
+
+/// The per-device, per-statement summary of a run (ends without the
+/// trace-hash line, which the caller prints).
+pub fn render(spec: &ClientSpec, cfg: &WorldConfig, r: &RunResult) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let flaws: Vec<&str> = spec.flaws.iter().map(|f| f.name()).collect();
+    let _ = writeln!(
+        s,
+        "seed {}  devices {}  operation {:?}  faults {}  client {}  profile {}",
+        cfg.seed,
+        spec.devices,
+        spec.operation,
+        cfg.faults.name,
+        if flaws.is_empty() {
+            "reference".to_string()
+        } else {
+            flaws.join("+")
+        },
+        cfg.profile.name
+    );
+    for (i, (stmt, out)) in r.statements.iter().enumerate() {
+        let _ = writeln!(s, "\nstatement {}: {}", i + 1, stmt.to_tsql());
+        let _ = writeln!(
+            s,
+            "  outcome: {:?}{}",
+            out.status,
+            out.reason.map(|r| format!(" ({r:?})")).unwrap_or_default()
+        );
+        for m in &out.messages {
+            let _ = writeln!(s, "    {m}");
+        }
+    }
+    let _ = writeln!(s, "\ndevices (client view):");
+    for (d, rep) in r.client.devices.iter().enumerate() {
+        let cmds: Vec<String> = rep
+            .commands
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  dev{d:<3} {:<44} bytes {:>12}  timeouts {:>3}  end {}",
+            if cmds.is_empty() {
+                "-".to_string()
+            } else {
+                cmds.join(" ")
+            },
+            rep.bytes,
+            rep.timeouts,
+            rep.end.map_or("-".to_string(), |c| c.to_string())
+        );
+    }
+    if !r.client.log.is_empty() {
+        let _ = writeln!(s, "\nclient:");
+        for l in &r.client.log {
+            let _ = writeln!(s, "  {l}");
+        }
+    }
+    if !r.faults_fired.is_empty() {
+        let _ = writeln!(s, "\nfaults fired: {}", r.faults_fired.join(", "));
+    }
+    if r.violations.is_empty() {
+        let _ = writeln!(s, "\ninvariants: hold");
+    } else {
+        let _ = writeln!(s, "\ninvariants: {} violated", r.violations.len());
+        for v in &r.violations {
+            let _ = writeln!(s, "  [{}] {}", v.clause, v.what);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "end: {:?} at {} ms virtual after {} steps",
+        r.end, r.now_ms, r.steps
+    );
+    s
 }

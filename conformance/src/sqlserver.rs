@@ -26,8 +26,8 @@
 //! Limitation: the TDS client surfaces errors but not informational
 //! messages, so a successful statement's outcome carries no 3014 text.
 
-use vdi_sim::outcome::{FailReason, Outcome, SqlMessage, Status};
-use vdi_sim::statement::Statement;
+use vdi_model::outcome::{FailReason, Outcome, SqlMessage, Status};
+use vdi_model::statement::Statement;
 
 /// Asks the server for the current connection's session id.
 pub const SESSION_ID_QUERY: &str = "SELECT CAST(@@SPID AS int)";
@@ -139,8 +139,8 @@ mod tds {
     use tiberius::{Client, Config};
     use tokio::net::TcpStream;
     use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
-    use vdi_sim::outcome::Outcome;
-    use vdi_sim::statement::Statement;
+    use vdi_model::outcome::Outcome;
+    use vdi_model::statement::Statement;
 
     /// One connection to SQL Server.
     pub struct SqlServer {
@@ -231,7 +231,7 @@ mod tds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vdi_sim::statement::{ServerPlan, StatementKind};
+    use vdi_model::statement::{ServerPlan, StatementKind};
     use vdi_spec::TransferOptions;
 
     fn stmt(kind: StatementKind, devices: &[&str]) -> Statement {

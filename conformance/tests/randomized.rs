@@ -14,10 +14,10 @@ use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use std::path::PathBuf;
 use vdi_conformance::random::{self, RandomCase};
-use vdi_sim::fault::{Fault, Phase, PlannedFault, Trigger};
-use vdi_sim::program::{ClientSpec, Flaw, Operation};
-use vdi_sim::statement::ReadSizes;
-use vdi_sim::trace::Trace;
+use vdi_model::fault::{Fault, Phase, PlannedFault, Trigger};
+use vdi_model::programs::{ClientSpec, Flaw, Operation};
+use vdi_model::statement::ReadSizes;
+use vdi_model::trace::Trace;
 use vdi_spec::{CommandCode, TransferOptions, Win32};
 
 fn flaw() -> impl Strategy<Value = Flaw> {

@@ -8,13 +8,13 @@
 mod remote_client;
 
 use remote_client::*;
-use sqlvdi::remote::control::Control;
-use sqlvdi::remote::wire::{LineMessage, Request, Response};
-use sqlvdi::runtime::Timeout;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use vdi_conformance::serve::{ServeConfig, Server};
+use vdi_host::remote::control::Control;
+use vdi_host::remote::wire::{LineMessage, Request, Response};
+use vdi_model::msg::Timeout;
 use vdi_spec::Hresult;
+use vdi_sqlserver::serve::{ServeConfig, Server};
 
 fn temp_socket(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vdisim-test-{}-{tag}.sock", std::process::id()))
@@ -76,7 +76,7 @@ fn striped_backup_then_restore_across_processes_boundary() {
     let devs = open_all(&set, "rt", 3).expect("configured and opened");
     let (ends, bytes) = run_devices(&devs, &media, Sink::Keep);
     assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
-    assert_eq!(set.close(), Hresult::NOERROR);
+    assert_eq!(set.close().code(), Hresult::NOERROR);
     let msgs = stmt.join().unwrap();
     assert_eq!(numbers(&msgs), vec![4035, 3014], "{msgs:?}");
     assert_eq!(bytes, 3 * 65536 + 4096);
@@ -94,7 +94,7 @@ fn striped_backup_then_restore_across_processes_boundary() {
     let devs = open_all(&set, "rs", 3).unwrap();
     let (ends, _) = run_devices(&devs, &media, Sink::Keep);
     assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
-    assert_eq!(set.close(), Hresult::NOERROR);
+    assert_eq!(set.close().code(), Hresult::NOERROR);
     let msgs = stmt.join().unwrap();
     assert_eq!(msgs.last().unwrap().message.number, 3014, "{msgs:?}");
     let after = s.status();
@@ -202,11 +202,11 @@ fn a_server_that_never_opens_the_set_means_get_configuration_times_out() {
     let set = set_at(s.path());
     assert_eq!(create(&set, "lonely", 1), Hresult::NOERROR);
     assert_eq!(
-        set.get_configuration(Timeout::Ms(200)).unwrap_err(),
+        set.get_configuration(Timeout::Ms(200)).result.unwrap_err(),
         Hresult::VD_E_TIMEOUT
     );
     assert_eq!(s.status().sets, vec!["lonely".to_string()]);
-    assert_eq!(set.close(), Hresult::NOERROR);
+    assert_eq!(set.close().code(), Hresult::NOERROR);
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn no_server_means_the_set_is_created_and_never_configured() {
     let set = set_at(&temp_socket("nobody-listens"));
     assert_eq!(create(&set, "alone", 1), Hresult::NOERROR);
     assert_eq!(
-        set.get_configuration(Timeout::Ms(50)).unwrap_err(),
+        set.get_configuration(Timeout::Ms(50)).result.unwrap_err(),
         Hresult::VD_E_TIMEOUT
     );
 }
@@ -247,13 +247,13 @@ fn a_second_server_on_the_same_path_is_refused() {
 fn a_server_fault_plan_aborts_at_the_planned_command() {
     let mut cfg = ServeConfig::new(temp_socket("faults"));
     cfg.databases = vec![("sales".into(), 16 * 65536)];
-    let cx = vdi_sim::fault::PlanContext {
+    let cx = vdi_model::fault::PlanContext {
         devices: 1,
         longest_timeout_ms: 60_000,
         server_timeout_ms: 60_000,
         family_bytes: 0,
     };
-    cfg.faults = vdi_sim::fault::FaultPlan::named("server-abort", &cx, 0).unwrap();
+    cfg.faults = vdi_model::fault::FaultPlan::named("server-abort", &cx).unwrap();
     let s = Server::start(cfg).unwrap();
     let media: Vec<Arc<Mutex<Vec<u8>>>> = vec![Arc::default()];
     let set = set_at(s.path());
@@ -263,7 +263,7 @@ fn a_server_fault_plan_aborts_at_the_planned_command() {
     let (ends, bytes) = run_devices(&devs, &media, Sink::Keep);
     assert_eq!(ends, vec![Hresult::VD_E_ABORT]);
     assert!(bytes < 16 * 65536, "aborted before the end: {bytes}");
-    assert_eq!(set.close(), Hresult::NOERROR);
+    assert_eq!(set.close().code(), Hresult::NOERROR);
     let m = stmt.join().unwrap();
     assert_eq!(m.last().unwrap().message.number, 3013, "{m:?}");
     assert_eq!(s.status().backups, 0);
@@ -296,7 +296,7 @@ fn many_sets_and_clients_at_once() {
                 let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..2).map(|_| Arc::default()).collect();
                 let (ends, bytes) = run_devices(&devs, &media, Sink::Discard);
                 assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
-                assert_eq!(set.close(), Hresult::NOERROR);
+                assert_eq!(set.close().code(), Hresult::NOERROR);
                 (db, bytes, numbers(&stmt.join().unwrap()))
             })
         })
@@ -316,9 +316,9 @@ fn many_sets_and_clients_at_once() {
 
 #[test]
 fn bad_connections_are_refused_or_dropped_not_fatal() {
-    use sqlvdi::remote::wire::{self, Frame, PROTOCOL};
     use std::io::Write;
     use std::os::unix::net::UnixStream;
+    use vdi_host::remote::wire::{self, Frame, PROTOCOL};
     let s = server("bad");
     // Garbage instead of a frame.
     let mut c = UnixStream::connect(s.path()).unwrap();

@@ -14,12 +14,12 @@
 mod remote_client;
 
 use remote_client::*;
-use sqlvdi::remote::control::Control;
-use sqlvdi::remote::wire::Request;
-use sqlvdi::runtime::Timeout;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use vdi_conformance::backends::abi_common::library_path;
+use vdi_conformance::backends::abi::library_path;
+use vdi_host::remote::control::Control;
+use vdi_host::remote::wire::Request;
+use vdi_model::msg::Timeout;
 use vdi_spec::Hresult;
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
@@ -233,23 +233,19 @@ fn killing_the_server_process_aborts_the_client() {
         })
     });
     let devs = open_all(&set, "victim", 1).expect("configured");
-    let p = devs[0]
+    let c = devs[0]
         .get_command(Timeout::Ms(10_000))
         .expect("a first command");
-    // SAFETY: the block the library just returned.
-    let c = unsafe { std::ptr::read(p) };
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
     // The server is gone: once the commands it sent before dying are used
     // up, the client's calls see the abort (never a hang).
-    let _ = devs[0].complete_command(p as usize, 0, u64::from(c.size), c.position);
+    let _ = devs[0].complete(&c, vdi_spec::Win32::ERROR_SUCCESS, u64::from(c.size));
     let mut end = None;
     for _ in 0..64 {
         match devs[0].get_command(Timeout::Ms(10_000)) {
-            Ok(p) => {
-                // SAFETY: the block the library just returned.
-                let c = unsafe { std::ptr::read(p) };
-                let _ = devs[0].complete_command(p as usize, 0, u64::from(c.size), c.position);
+            Ok(c) => {
+                let _ = devs[0].complete(&c, vdi_spec::Win32::ERROR_SUCCESS, u64::from(c.size));
             }
             Err(e) => {
                 end = Some(e);
@@ -259,7 +255,7 @@ fn killing_the_server_process_aborts_the_client() {
     }
     assert_eq!(end, Some(Hresult::VD_E_ABORT));
     // Close in Abort releases the set (client table, Close × Abort).
-    assert_eq!(set.close(), Hresult::NOERROR);
+    assert_eq!(set.close().code(), Hresult::NOERROR);
     assert!(
         stmt.join().unwrap().is_err(),
         "the SQL connection is lost too"

@@ -4,23 +4,24 @@
 //!
 //! Here the object comes from the stand-in's exported factory
 //! `vdisim_CreateClientVirtualDeviceSet(&IID_IClientVirtualDeviceSet2, &p)`
-//! in the library [`super::abi_common::library_path`] names; on Windows the
+//! in the library [`super::abi::library_path`] names; on Windows the
 //! real class would come from `CoCreateInstance(CLSID_MSSQL_ClientVirtual
 //! DeviceSet)` with the same vtable. Names are passed as NUL-terminated
 //! UTF-16, timeouts as DWORD ([`Timeout::Infinite`] = `INFINITE`), and every
 //! object is Released at the end of the case.
 
-use super::abi_common::{self, Abi, AbiDriver, Harness, Ptr};
+use super::abi::{self, Abi, AbiDriver, Harness, Ptr};
 use super::linux_abi::abi_backend;
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::ffi::c_void;
 use std::sync::Arc;
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::fault::Fault;
-use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{Call, Reply};
-use vdi_sim::statement::Statement;
-use vdi_sim::world::{RunResult, Timeout};
+use vdi_model::call::{Call, Reply};
+use vdi_model::client::DeviceHandle;
+use vdi_model::fault::Fault;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::Outcome;
+use vdi_model::statement::Statement;
+use vdi_sim::world::RunResult;
 use vdi_spec::abi::{Guid, IID_ICLIENT_VIRTUAL_DEVICE_SET2};
 use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
@@ -78,18 +79,16 @@ pub struct ComAbi {
 impl ComAbi {
     /// Loads the library and its factory.
     pub fn load() -> Result<ComAbi, BackendError> {
-        let path = abi_common::library_path()?;
-        let lib = abi_common::load(&path)?;
+        let path = abi::library_path()?;
+        let lib = abi::load(&path)?;
         // SAFETY: the factory's signature as the stand-in's header declares it.
-        let factory: Factory =
-            unsafe { abi_common::symbol(lib, "vdisim_CreateClientVirtualDeviceSet") }.ok_or_else(
-                || {
-                    BackendError::Failed(format!(
-                        "{} exports no vdisim_CreateClientVirtualDeviceSet",
-                        path.display()
-                    ))
-                },
-            )?;
+        let factory: Factory = unsafe { abi::symbol(lib, "vdisim_CreateClientVirtualDeviceSet") }
+            .ok_or_else(|| {
+            BackendError::Failed(format!(
+                "{} exports no vdisim_CreateClientVirtualDeviceSet",
+                path.display()
+            ))
+        })?;
         Ok(ComAbi {
             factory,
             harness: Harness::load(lib),

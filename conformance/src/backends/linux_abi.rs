@@ -6,7 +6,7 @@
 //! Linux: `/opt/mssql/lib/libsqlvdi.so`), by default the stand-in built next
 //! to the running executable. Server control goes through the stand-in's
 //! `vdisim_harness_*` symbols; a library without them answers
-//! *unsupported* for statements and events (see [`super::abi_common`]).
+//! *unsupported* for statements and events (see [`super::abi`]).
 //!
 //! Object layout: a set object is 8 client-allocated bytes on which the
 //! backend runs the C1 constructor and, at the end of the case, the D1
@@ -15,16 +15,17 @@
 //! `CreateEx`: `CreateEx` without an instance name is `Create`; with one it
 //! is unsupported.
 
-use super::abi_common::{self, Abi, AbiDriver, Harness, Ptr};
+use super::abi::{self, Abi, AbiDriver, Harness, Ptr};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::ffi::{CString, c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use std::sync::Arc;
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::fault::Fault;
-use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{Call, Reply};
-use vdi_sim::statement::Statement;
-use vdi_sim::world::{RunResult, Timeout};
+use vdi_model::call::{Call, Reply};
+use vdi_model::client::DeviceHandle;
+use vdi_model::fault::Fault;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::Outcome;
+use vdi_model::statement::Statement;
+use vdi_sim::world::RunResult;
 use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
 type This = *mut c_void;
@@ -57,19 +58,19 @@ fn missing(name: &str) -> BackendError {
 }
 
 impl LinuxAbi {
-    /// Loads the library at [`abi_common::library_path`].
+    /// Loads the library at [`abi::library_path`].
     pub fn load() -> Result<LinuxAbi, BackendError> {
-        LinuxAbi::load_from(&abi_common::library_path()?)
+        LinuxAbi::load_from(&abi::library_path()?)
     }
 
     /// Loads the library at `path`.
     pub fn load_from(path: &std::path::Path) -> Result<LinuxAbi, BackendError> {
-        let lib = abi_common::load(path)?;
+        let lib = abi::load(path)?;
         macro_rules! sym {
             ($n:literal) => {
                 // SAFETY: the symbol is the mangled member named in the
                 // notes; the field type is its signature under SysV.
-                unsafe { abi_common::symbol(lib, $n) }.ok_or_else(|| missing($n))?
+                unsafe { abi::symbol(lib, $n) }.ok_or_else(|| missing($n))?
             };
         }
         let syms = Syms {
@@ -241,7 +242,7 @@ macro_rules! abi_backend {
         impl $t {
             /// Loads the library (errors surface at the first case).
             pub fn new() -> $t {
-                let library = abi_common::library_path().ok().map(|p| p.display().to_string());
+                let library = abi::library_path().ok().map(|p| p.display().to_string());
                 $t { driver: $load().map(|a| AbiDriver::new(Arc::new(a))), library }
             }
 
@@ -305,7 +306,7 @@ macro_rules! abi_backend {
             fn run_program(
                 &mut self,
                 setup: &CaseSetup,
-                spec: &vdi_sim::program::ClientSpec,
+                spec: &vdi_model::programs::ClientSpec,
             ) -> Result<RunResult, BackendError> {
                 self.driver()?.run_program(setup, spec)
             }

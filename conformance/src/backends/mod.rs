@@ -1,7 +1,6 @@
 //! One file per backend.
 
-pub mod abi_common;
-pub mod abi_program;
+pub mod abi;
 pub mod com;
 pub mod linux_abi;
 pub mod model;

@@ -3,14 +3,18 @@
 
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::collections::BTreeMap;
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::fault::Fault;
-use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{self, Call, ClientSpec, Reply};
-use vdi_sim::statement::Statement;
-use vdi_sim::summary;
-use vdi_sim::trace::Trace;
-use vdi_sim::world::{ClientProcess, End, RunResult, Timeout, World, WorldConfig};
+use vdi_model::call::{Call, Reply};
+use vdi_model::client::DeviceHandle;
+use vdi_model::fault::Fault;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::Outcome;
+use vdi_model::process::ClientProcess;
+use vdi_model::programs;
+use vdi_model::programs::ClientSpec;
+use vdi_model::statement::Statement;
+use vdi_model::trace::Trace;
+use vdi_sim::simulate;
+use vdi_sim::world::{End, RunResult, World, WorldConfig};
 
 /// The built-in model.
 #[derive(Default)]
@@ -113,7 +117,7 @@ impl Backend for ModelBackend {
         let t = w.spawn_program(
             &format!("{thread}-drain"),
             Some(dev.index),
-            program::device_loop(&spec, dev),
+            programs::device_loop(&spec, dev),
         );
         self.programs.insert(t, ());
         Ok(Ticket(t))
@@ -151,6 +155,6 @@ impl Backend for ModelBackend {
         setup: &CaseSetup,
         spec: &ClientSpec,
     ) -> Result<RunResult, BackendError> {
-        Ok(summary::simulate(spec, config(setup), trace(setup)))
+        Ok(simulate::simulate(spec, config(setup), trace(setup)))
     }
 }

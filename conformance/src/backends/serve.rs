@@ -10,7 +10,7 @@
 //! both run in one invocation), and tells that copy to use the server
 //! (`vdisim_use_server`). Everything else is the `linux-abi` backend.
 
-use super::abi_common::{self, AbiDriver};
+use super::abi::{self, AbiDriver};
 use super::linux_abi::{LinuxAbi, abi_backend};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::ffi::{CString, c_char};
@@ -18,12 +18,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use vdi_sim::client::DeviceHandle;
-use vdi_sim::fault::Fault;
-use vdi_sim::outcome::Outcome;
-use vdi_sim::program::{Call, Reply};
-use vdi_sim::statement::Statement;
-use vdi_sim::world::{RunResult, Timeout};
+use vdi_model::call::{Call, Reply};
+use vdi_model::client::DeviceHandle;
+use vdi_model::fault::Fault;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::Outcome;
+use vdi_model::statement::Statement;
+use vdi_sim::world::RunResult;
 
 /// The environment variable naming the `vdisim` executable to start (default:
 /// the running `vdisim`, else the one next to the running test or bench).
@@ -42,7 +43,7 @@ fn vdisim_exe() -> Result<PathBuf, BackendError> {
     if exe.file_stem().is_some_and(|s| s == "vdisim") {
         return Ok(exe);
     }
-    let p = abi_common::profile_dir()?.join("vdisim");
+    let p = abi::profile_dir()?.join("vdisim");
     if p.exists() {
         Ok(p)
     } else {
@@ -69,7 +70,7 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
             .spawn()
             .map_err(|e| BackendError::Failed(format!("cannot start vdisim serve: {e}")))?;
         let t0 = Instant::now();
-        while sqlvdi::remote::control::Control::connect(&sock, "serve backend").is_err() {
+        while vdi_host::remote::control::Control::connect(&sock, "serve backend").is_err() {
             if t0.elapsed() > Duration::from_secs(30) {
                 return Err(BackendError::Failed(format!(
                     "vdisim serve never listened at {}",
@@ -91,12 +92,12 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
 /// runner makes a backend object per job, on several threads). The copy is
 /// written under a temporary name and renamed, so it is never loaded half
 /// written, and removed once loaded: the loaded library stays mapped and
-/// [`abi_common::load`] keeps it by path.
+/// [`abi::load`] keeps it by path.
 fn private_copy() -> Result<PathBuf, BackendError> {
     static COPY: OnceLock<Result<PathBuf, BackendError>> = OnceLock::new();
     COPY.get_or_init(|| {
         let serve = serve_child()?;
-        let src = abi_common::library_path()?;
+        let src = abi::library_path()?;
         let copy = serve
             .sock
             .with_file_name(format!("libsqlvdi-{}.so", std::process::id()));
@@ -110,7 +111,7 @@ fn private_copy() -> Result<PathBuf, BackendError> {
         };
         std::fs::copy(&src, &partial).map_err(fail)?;
         std::fs::rename(&partial, &copy).map_err(fail)?;
-        let loaded = abi_common::load(&copy);
+        let loaded = abi::load(&copy);
         let _ = std::fs::remove_file(&copy);
         loaded.map(|_| copy)
     })
@@ -122,15 +123,12 @@ fn load() -> Result<LinuxAbi, BackendError> {
     let serve = serve_child()?;
     let copy = private_copy()?;
     let abi = LinuxAbi::load_from(&copy)?;
-    let lib = abi_common::load(&copy)?;
+    let lib = abi::load(&copy)?;
     type UseServer = unsafe extern "C" fn(*const c_char) -> i32;
     // SAFETY: `vdisim_use_server` has this signature (sim/standin/src/remote/forward.rs).
-    let f: UseServer =
-        unsafe { abi_common::symbol(lib, "vdisim_use_server") }.ok_or_else(|| {
-            BackendError::Unsupported(
-                "the library has no vdisim_use_server (not the stand-in)".into(),
-            )
-        })?;
+    let f: UseServer = unsafe { abi::symbol(lib, "vdisim_use_server") }.ok_or_else(|| {
+        BackendError::Unsupported("the library has no vdisim_use_server (not the stand-in)".into())
+    })?;
     let path = CString::new(serve.sock.display().to_string())
         .map_err(|_| BackendError::Failed("socket path with a NUL byte".into()))?;
     // SAFETY: a NUL-terminated string that outlives the call.

@@ -1,21 +1,47 @@
-//! A backup client over the stand-in library's Rust API, connected to a
-//! `vdisim serve` at a given socket: Create, GetConfiguration, OpenDevice,
-//! one thread per device running the GetCommand / CompleteCommand loop.
-//! Shared by the serve tests and the serve benchmark.
+//! A backup client over the client host (`vdi_host::runtime`, what the
+//! stand-in library runs its objects on), connected to a `vdisim serve` at
+//! a given socket: Create, GetConfiguration, OpenDevice, one thread per
+//! device running the GetCommand / CompleteCommand loop. Shared by the
+//! serve tests and the serve benchmark.
 
 #![allow(dead_code)]
 
-use sqlvdi::api::{DevCore, SetCore};
-use sqlvdi::remote::client::RemoteConnector;
-use sqlvdi::runtime::{CreateKind, SetRuntime, Timeout};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use vdi_spec::{CommandCode, Features, Hresult, VdConfig, VdcCommand, Win32};
+use vdi_host::remote::connector::RemoteConnector;
+use vdi_host::runtime::{CreateKind, SetRuntime};
+use vdi_model::client::DeviceHandle;
+use vdi_model::msg::Timeout;
+use vdi_spec::{CommandCode, Features, Hresult, VdConfig, Win32};
+
+/// A set object: the client host's runtime.
+pub type SetCore = SetRuntime;
+
+/// A device of a set: its runtime and handle.
+#[derive(Clone)]
+pub struct DevCore {
+    rt: Arc<SetRuntime>,
+    h: DeviceHandle,
+}
+
+impl DevCore {
+    /// GetCommand with `timeout`: the command, or the code that ended it.
+    pub fn get_command(&self, timeout: Timeout) -> Result<vdi_model::msg::Cmd, Hresult> {
+        self.rt.get_command(self.h, timeout).result
+    }
+
+    /// CompleteCommand of `c` with `code` and `bytes`.
+    pub fn complete(&self, c: &vdi_model::msg::Cmd, code: Win32, bytes: u64) -> Hresult {
+        self.rt
+            .complete_command(self.h, c, code, bytes, c.position)
+            .code()
+    }
+}
 
 /// Waits (up to 30 s) until a `vdisim serve` accepts connections at `path`.
 pub fn wait_listening(path: &Path) {
     let t0 = std::time::Instant::now();
-    while sqlvdi::remote::control::Control::connect(path, "wait").is_err() {
+    while vdi_host::remote::control::Control::connect(path, "wait").is_err() {
         assert!(
             t0.elapsed() < std::time::Duration::from_secs(30),
             "vdisim serve never listened at {}",
@@ -36,28 +62,36 @@ pub enum Sink {
 
 /// A set object connected to the server at `path`.
 pub fn set_at(path: &Path) -> Arc<SetCore> {
-    SetCore::with_runtime(SetRuntime::new(
+    SetRuntime::new(
         Arc::new(vdi_spec::Profile::default()),
         Arc::new(RemoteConnector::at(path.to_path_buf())),
-    ))
+    )
 }
 
 /// Creates the set `name` for `devices` devices.
-pub fn create(set: &SetCore, name: &str, devices: u32) -> Hresult {
+pub fn create(set: &Arc<SetCore>, name: &str, devices: u32) -> Hresult {
     set.create(
         CreateKind::Create,
         name,
         &VdConfig::client(devices, Features(0)),
     )
+    .code()
 }
 
 /// Waits for the configuration and opens every device (`name`, then
 /// `name-dev1`, ...).
-pub fn open_all(set: &SetCore, name: &str, devices: u32) -> Result<Vec<Arc<DevCore>>, Hresult> {
-    set.get_configuration(Timeout::Ms(20_000))?;
+pub fn open_all(
+    set: &Arc<SetCore>,
+    name: &str,
+    devices: u32,
+) -> Result<Vec<Arc<DevCore>>, Hresult> {
+    set.get_configuration(Timeout::Ms(20_000)).result?;
     device_names(name, devices)
         .iter()
-        .map(|n| set.open_device(n))
+        .map(|n| {
+            let h = set.open_device(n).result?;
+            Ok(Arc::new(DevCore { rt: set.clone(), h }))
+        })
         .collect()
 }
 
@@ -80,29 +114,27 @@ pub fn device_names(name: &str, devices: u32) -> Vec<String> {
 pub fn device_loop(dev: &DevCore, media: &Mutex<Vec<u8>>, sink: Sink) -> (Hresult, u64) {
     let mut moved = 0u64;
     loop {
-        let p = match dev.get_command(Timeout::Ms(30_000)) {
-            Ok(p) => p,
+        let c = match dev.rt.get_command(dev.h, Timeout::Ms(30_000)).result {
+            Ok(c) => c,
             Err(e) => return (e, moved),
         };
-        // SAFETY: the library returned this block with NOERROR; it is ours
-        // to read until CompleteCommand.
-        let c: VdcCommand = unsafe { std::ptr::read(p) };
-        let (code, bytes) = match CommandCode::from_u32(c.command_code) {
-            Some(CommandCode::Write) => {
+        let buf = dev.rt.buffer_address(c.buffer).map(|p| p.as_ptr());
+        let (code, bytes) = match (c.code, buf) {
+            (CommandCode::Write, Some(p)) => {
                 if sink == Sink::Keep {
                     // SAFETY: a Write's buffer holds `size` bytes until completion.
-                    let b = unsafe { std::slice::from_raw_parts(c.buffer, c.size as usize) };
+                    let b = unsafe { std::slice::from_raw_parts(p, c.size as usize) };
                     media.lock().unwrap().extend_from_slice(b);
                 }
                 moved += u64::from(c.size);
                 (Win32::ERROR_SUCCESS, u64::from(c.size))
             }
-            Some(CommandCode::Read) => {
+            (CommandCode::Read, Some(p)) => {
                 let m = media.lock().unwrap();
                 let at = (c.position as usize).min(m.len());
                 let n = (c.size as usize).min(m.len() - at);
                 // SAFETY: a Read's buffer holds `size` writable bytes until completion.
-                let b = unsafe { std::slice::from_raw_parts_mut(c.buffer, n) };
+                let b = unsafe { std::slice::from_raw_parts_mut(p, n) };
                 b.copy_from_slice(&m[at..at + n]);
                 moved += n as u64;
                 let code = if n < c.size as usize {
@@ -112,12 +144,15 @@ pub fn device_loop(dev: &DevCore, media: &Mutex<Vec<u8>>, sink: Sink) -> (Hresul
                 };
                 (code, n as u64)
             }
-            Some(CommandCode::Flush | CommandCode::ClearError | CommandCode::Complete) => {
+            (CommandCode::Flush | CommandCode::ClearError | CommandCode::Complete, _) => {
                 (Win32::ERROR_SUCCESS, 0)
             }
             _ => (Win32::ERROR_NOT_SUPPORTED, 0),
         };
-        let r = dev.complete_command(p as usize, code.0, bytes, c.position);
+        let r = dev
+            .rt
+            .complete_command(dev.h, &c, code, bytes, c.position)
+            .code();
         if r != Hresult::NOERROR {
             return (r, moved);
         }

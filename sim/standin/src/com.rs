@@ -12,12 +12,12 @@
 //! zero. A device keeps its set's runtime alive, so a device released after
 //! its set (or used after Close) answers codes instead of crashing.
 
-use crate::api::{self, DevCore, NAME_MAX, SetCore};
-use crate::runtime::CreateKind;
+use crate::objects::{self as api, DevCore, NAME_MAX, SetCore};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use vdi_host::runtime::CreateKind;
 use vdi_spec::abi::{DEVICE_QUERY_INTERFACE_IIDS, Guid, SET_QUERY_INTERFACE_IIDS};
 use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
@@ -581,7 +581,9 @@ pub unsafe extern "C" fn vdisim_statement_outcome(
         let timeout = u64::try_from(timeout_ms)
             .ok()
             .map(std::time::Duration::from_millis);
-        let p = crate::inproc::latest_outcome(timeout);
+        let p = vdi_host::mode::current()
+            .board()
+            .and_then(|b| b.wait_latest(timeout));
         let text = match &p {
             Some(p) => serde_json::to_string(p).unwrap_or_else(|_| "{}".into()),
             None => "null".into(),
@@ -599,7 +601,7 @@ pub unsafe extern "C" fn vdisim_statement_outcome(
                 json.add(n).write(0);
             }
         }
-        use vdi_sim::outcome::Status;
+        use vdi_model::outcome::Status;
         Ok(match p.map(|p| p.outcome.status) {
             None => 0,
             Some(Status::NotStarted | Status::Running) => 1,

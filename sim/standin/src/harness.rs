@@ -1,50 +1,39 @@
-//! Harness mode: the conformance harness controls the in-process server case
-//! by case through exported C functions (JSON in and out), instead of a plan
-//! file.
+//! The harness face: case control (`vdi_host::harness`) exported as C
+//! functions, JSON in and out, for the conformance harness's ABI backends.
 //!
-//! - [`vdisim_harness_reset`] starts a case: `{seed, profile, seed_backups,
-//!   budget_ms, time_scale, faults}`. Under `time_scale` S (virtual ms per
-//!   real ms; 0 or 1 = real time) the server's clock runs S times faster
-//!   than real time and every set object made during the case waits T/S
-//!   real ms for a timeout of T ms. Every set object made afterwards in this process runs
-//!   under that profile and is connected to one server thread per case,
-//!   hosting one [`ServerHalf`] that **waits for statements** (the plan file,
-//!   `VDISIM_PLAN`, is ignored while a case is active). msdb history is
-//!   seeded from `seed_backups`.
-//! - [`vdisim_harness_start_statement`] hands the server a
-//!   [`Statement`]; it opens the live set named by `devices[0]` (none: the
-//!   statement fails as `server.open-missing-set` says).
-//! - [`vdisim_harness_event`] applies a server-side [`Fault`] now.
+//! - [`vdisim_harness_reset`] starts a case (a `vdi_host::contract::CaseSetup`):
+//!   every set object made afterwards runs under its profile and scaled
+//!   clock and is connected to the case's server, which **waits for
+//!   statements**.
+//! - [`vdisim_harness_start_statement`] hands the server a statement; it
+//!   opens the live set named by `devices[0]` (none: the statement fails as
+//!   `server.open-missing-set` says).
+//! - [`vdisim_harness_event`] applies a server-side fault now.
 //! - [`vdisim_harness_wait_statement`] waits for the statement's outcome.
-//! - [`vdisim_harness_client_death`] makes the client process "die":
-//!   every live set tells the server and stops answering.
+//! - [`vdisim_harness_client_death`] makes the client process "die".
 //! - [`vdisim_harness_now_ms`] reads the case's scaled clock.
-//! - [`vdisim_harness_finish`] ends the case and returns what was observed:
-//!   every statement with its outcome, the server's per-device summaries,
-//!   the clauses the client and server halves cited, the server trace hash.
+//! - [`vdisim_harness_finish`] ends the case and returns the
+//!   `vdi_host::contract::Observation`.
+//! - [`vdisim_use_server`] sends cases (and every set) to a `vdisim serve`
+//!   instead of an in-process server.
 //!
-//! The harness is process-global: one case at a time per process.
+//! Which server cases run on is the process's mode (`vdi_host::mode`): the
+//! first of `vdisim_harness_reset` (in process) or `vdisim_use_server` (a
+//! server process) decides it. One case at a time per process.
 //!
 //! Return codes: [`OK`] (0), [`TIMED_OUT`] (1), [`ERR_JSON`] (-1),
 //! [`ERR_NO_CASE`] (-2), [`ERR_UNSUPPORTED`] (-3), [`ERR_BUFFER`] (-4),
 //! [`ERR_PANIC`] (-5).
 
-use crate::inproc::Pool;
-use crate::runtime::{self, Connection, Connector, NewSet, SetRuntime, Transport};
-pub use crate::session::Observation;
-use crate::session::{ClientEnd, ServerBuffers, Session, SessionMsg, SessionSetup, SetKey};
 use serde::Deserialize;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::Duration;
-use thiserror::Error;
-use vdi_sim::fault::Fault;
-use vdi_sim::msg::{ToClient, ToServer};
-use vdi_sim::outcome::Outcome;
-use vdi_sim::statement::Statement;
-use vdi_spec::{Profile, VdConfig};
+use vdi_host::contract::CaseSetup;
+use vdi_host::harness::{CaseControl, HarnessError};
+use vdi_model::fault::Fault;
+use vdi_model::statement::Statement;
 
 /// Success / final.
 pub const OK: i32 = 0;
@@ -54,298 +43,58 @@ pub const TIMED_OUT: i32 = 1;
 pub const ERR_JSON: i32 = -1;
 /// No case is active (call `vdisim_harness_reset` first).
 pub const ERR_NO_CASE: i32 = -2;
-/// The event cannot be applied by the in-process server.
+/// The request cannot be served (a client-side fault, a server that
+/// refused, a process that serves another kind of server).
 pub const ERR_UNSUPPORTED: i32 = -3;
 /// The output buffer is too small (`needed` says how big it must be).
 pub const ERR_BUFFER: i32 = -4;
 /// The library caught a panic.
 pub const ERR_PANIC: i32 = -5;
 
-/// Buffer data bytes in harness mode: the largest MAXTRANSFERSIZE, since
-/// the statement (and so its MAXTRANSFERSIZE) is not known when the set is
-/// created. Pages are only touched up to each command's size.
-const POOL_BYTES: u32 = 4 * 1024 * 1024;
-/// Data-zone alignment in harness mode (at least the largest BLOCKSIZE).
-const POOL_ALIGN: u32 = 65536;
-
-/// The setup of one case.
-pub type HarnessSetup = SessionSetup;
-
-/// Why a harness call failed.
-#[derive(Debug, Error)]
-pub enum HarnessError {
-    #[error("malformed JSON: {0}")]
+/// Why a harness call failed, as a return code.
+enum Failure {
     Json(String),
-    #[error("no harness case is active")]
-    NoCase,
-    #[error("unsupported by the in-process server: {0}")]
-    Unsupported(String),
+    Harness(HarnessError),
+    Mode(vdi_host::mode::ModeError),
 }
 
-impl HarnessError {
+impl Failure {
     fn code(&self) -> i32 {
         match self {
-            HarnessError::Json(_) => ERR_JSON,
-            HarnessError::NoCase => ERR_NO_CASE,
-            HarnessError::Unsupported(_) => ERR_UNSUPPORTED,
+            Failure::Json(_) => ERR_JSON,
+            Failure::Harness(HarnessError::NoCase) => ERR_NO_CASE,
+            Failure::Harness(HarnessError::Unsupported(_)) | Failure::Mode(_) => ERR_UNSUPPORTED,
         }
     }
-}
 
-/// One active case.
-pub struct Case {
-    profile: Arc<Profile>,
-    session: Arc<Session>,
-    connector: Arc<HarnessConnector>,
-}
-
-impl Case {
-    /// Virtual ms per real ms of the case (at least 1).
-    pub fn time_scale(&self) -> u32 {
-        self.session.time_scale()
-    }
-
-    /// The profile of the case.
-    pub fn profile(&self) -> Arc<Profile> {
-        self.profile.clone()
-    }
-
-    /// The connector every set object of the case uses.
-    pub fn connector(&self) -> Arc<dyn Connector> {
-        self.connector.clone()
-    }
-}
-
-static CASE: Mutex<Option<Arc<Case>>> = Mutex::new(None);
-
-fn case_slot() -> std::sync::MutexGuard<'static, Option<Arc<Case>>> {
-    CASE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The active case, if the harness has started one.
-pub fn active() -> Option<Arc<Case>> {
-    case_slot().clone()
-}
-
-struct HarnessTransport {
-    tx: Mutex<Sender<SessionMsg>>,
-    key: SetKey,
-}
-
-impl Transport for HarnessTransport {
-    fn send(&self, msg: ToServer) {
-        let _ = self
-            .tx
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(SessionMsg::Client { key: self.key, msg });
-    }
-}
-
-/// A set incarnation of this process, as the session reaches it: messages
-/// go straight into its runtime, liveness is the process namespace, the
-/// buffers are a heap [`Pool`].
-struct InprocEnd {
-    rt: Weak<SetRuntime>,
-    incarnation: u32,
-    name: String,
-    pool: Arc<Pool>,
-}
-
-impl ClientEnd for InprocEnd {
-    fn deliver(&self, msg: ToClient) {
-        if let Some(rt) = self.rt.upgrade() {
-            rt.deliver_from(self.incarnation, msg);
+    /// The code, after saying on stderr what went wrong where a code alone
+    /// would not tell.
+    fn report(self) -> i32 {
+        match &self {
+            Failure::Mode(e) => eprintln!("vdisim: {e}"),
+            Failure::Json(m) => eprintln!("vdisim: harness: malformed argument: {m}"),
+            Failure::Harness(HarnessError::Unsupported(m)) => eprintln!("vdisim: harness: {m}"),
+            Failure::Harness(HarnessError::NoCase) => {}
         }
-    }
-    fn live(&self) -> Option<VdConfig> {
-        runtime::ProcessNamespace::lookup(&self.name)
-    }
-    fn buffers(&self) -> &dyn ServerBuffers {
-        &*self.pool
+        self.code()
     }
 }
 
-/// Connects each set incarnation to the case's session.
-pub struct HarnessConnector {
-    tx: Mutex<Sender<SessionMsg>>,
-    /// Every set runtime connected during the case (for the client death).
-    runtimes: Mutex<Vec<Weak<SetRuntime>>>,
-}
-
-impl Connector for HarnessConnector {
-    fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
-        let key = (runtime.as_ptr() as usize, set.incarnation);
-        let pool = Arc::new(Pool::new(
-            set.cfg.prefix_zone_size,
-            POOL_BYTES,
-            set.cfg.alignment.max(POOL_ALIGN),
-        ));
-        {
-            let mut rts = self.runtimes.lock().unwrap_or_else(|e| e.into_inner());
-            rts.retain(|w| w.strong_count() > 0);
-            if !rts.iter().any(|w| w.ptr_eq(&runtime)) {
-                rts.push(runtime.clone());
-            }
-        }
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = tx.send(SessionMsg::Connect {
-            key,
-            name: set.name.clone(),
-            end: Arc::new(InprocEnd {
-                rt: runtime,
-                incarnation: set.incarnation,
-                name: set.name.clone(),
-                pool: pool.clone(),
-            }),
-        });
-        Connection {
-            transport: Arc::new(HarnessTransport {
-                tx: Mutex::new(tx),
-                key,
-            }),
-            buffers: Some(pool),
-        }
+impl From<HarnessError> for Failure {
+    fn from(e: HarnessError) -> Failure {
+        Failure::Harness(e)
     }
 }
 
-// ----- the Rust API --------------------------------------------------------------------
-
-/// Starts a case (ending any previous one).
-pub fn reset(setup: HarnessSetup) {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::reset(&setup) {
-        runtime::tally_reset(true);
-        *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        if let Err(e) = r {
-            eprintln!("vdisim: harness reset on the server failed: {e}");
-        }
-        return;
+impl From<vdi_host::mode::ModeError> for Failure {
+    fn from(e: vdi_host::mode::ModeError) -> Failure {
+        Failure::Mode(e)
     }
-    let old = case_slot().take();
-    if let Some(c) = old {
-        c.session.stop();
-    }
-    runtime::tally_reset(true);
-    *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    let profile = Arc::new(setup.profile.clone());
-    let session = Session::start(setup, false);
-    let case = Arc::new(Case {
-        profile,
-        connector: Arc::new(HarnessConnector {
-            tx: Mutex::new(session.sender()),
-            runtimes: Mutex::new(Vec::new()),
-        }),
-        session,
-    });
-    *case_slot() = Some(case);
 }
 
-fn need() -> Result<Arc<Case>, HarnessError> {
-    active().ok_or(HarnessError::NoCase)
+fn cases() -> Result<&'static dyn CaseControl, Failure> {
+    Ok(vdi_host::mode::cases()?)
 }
-
-/// Starts `stmt` on the case's server.
-pub fn start_statement(stmt: Statement) -> Result<(), HarnessError> {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::start_statement(&stmt) {
-        return r.map_err(HarnessError::Unsupported);
-    }
-    need()?.session.start_statement(stmt);
-    Ok(())
-}
-
-/// Applies a server-side event now.
-pub fn event(f: Fault) -> Result<(), HarnessError> {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::event(&f) {
-        return r.map_err(HarnessError::Unsupported);
-    }
-    need()?.session.event(f).map_err(HarnessError::Unsupported)
-}
-
-/// Waits up to `timeout` (`None`: forever) for the latest statement's
-/// outcome; `Ok(Some)` when final, `Ok(None)` on timeout (or no statement).
-pub fn wait_statement(timeout: Option<Duration>) -> Result<Option<Outcome>, HarnessError> {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::wait_statement(timeout) {
-        return r.map_err(HarnessError::Unsupported);
-    }
-    Ok(need()?.session.wait_statement(timeout))
-}
-
-/// As [`wait_statement`], the timeout in virtual ms of the case's clock.
-pub fn wait_statement_virtual(timeout_ms: Option<u64>) -> Result<Option<Outcome>, HarnessError> {
-    #[cfg(unix)]
-    if crate::remote::forward::server_path().is_some() {
-        let scale = crate::remote::forward::time_scale();
-        let t = timeout_ms.map(|ms| runtime::scaled_wait(ms, scale));
-        return wait_statement(t);
-    }
-    let c = need()?;
-    let t = timeout_ms.map(|ms| c.session.real(ms));
-    Ok(c.session.wait_statement(t))
-}
-
-/// The client process dies (clause `abort.client-death`): every live set
-/// of the case tells the server [`ToServer::Died`] (as the OS would when
-/// the process exits), releases its name, and stops hearing from the
-/// server, as `vdi_sim::world` applies a client death.
-pub fn client_death() -> Result<(), HarnessError> {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::client_death() {
-        return r.map_err(HarnessError::Unsupported);
-    }
-    let c = need()?;
-    let rts: Vec<Arc<SetRuntime>> = c
-        .connector
-        .runtimes
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect();
-    for rt in rts {
-        rt.die();
-    }
-    Ok(())
-}
-
-/// Virtual milliseconds since the case started (its scaled clock).
-pub fn now_ms() -> Result<u64, HarnessError> {
-    #[cfg(unix)]
-    if let Some(ms) = crate::remote::forward::now_ms() {
-        return Ok(ms);
-    }
-    Ok(need()?.session.now_ms())
-}
-
-/// Ends the case: waits up to `settle` for the server to become idle, stops
-/// it, and returns what was observed (with the clauses the client half
-/// cited in this process). The case stays "active" (sets still connect, to
-/// a stopped server) until the next reset, so objects destroyed afterwards
-/// do not fall back to the plan file.
-pub fn finish(settle: Duration) -> Result<Observation, HarnessError> {
-    #[cfg(unix)]
-    if let Some(r) = crate::remote::forward::finish(settle) {
-        let mut obs = r.map_err(|e| {
-            eprintln!("vdisim: finishing the case on the server failed: {e}");
-            HarnessError::Unsupported(e)
-        })?;
-        for (k, v) in runtime::tally_take() {
-            *obs.clauses.entry(k.to_string()).or_default() += v;
-        }
-        return Ok(obs);
-    }
-    let c = need()?;
-    let mut obs = c.session.finish(settle);
-    for (k, v) in runtime::tally_take() {
-        *obs.clauses.entry(k.to_string()).or_default() += v;
-    }
-    Ok(obs)
-}
-
-// ----- the C ABI ---------------------------------------------------------------------
 
 fn guard(f: impl FnOnce() -> i32) -> i32 {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(ERR_PANIC)
@@ -353,16 +102,16 @@ fn guard(f: impl FnOnce() -> i32) -> i32 {
 
 /// # Safety
 /// `p` must be null or a NUL-terminated string.
-unsafe fn json_arg<T: for<'de> Deserialize<'de>>(p: *const c_char) -> Result<T, HarnessError> {
+unsafe fn json_arg<T: for<'de> Deserialize<'de>>(p: *const c_char) -> Result<T, Failure> {
     if p.is_null() {
-        return Err(HarnessError::Json("null pointer".into()));
+        return Err(Failure::Json("null pointer".into()));
     }
     // SAFETY: non-null and NUL-terminated per the caller.
     let s = unsafe { CStr::from_ptr(p) };
     let s = s
         .to_str()
-        .map_err(|e| HarnessError::Json(format!("not UTF-8: {e}")))?;
-    serde_json::from_str(s).map_err(|e| HarnessError::Json(e.to_string()))
+        .map_err(|e| Failure::Json(format!("not UTF-8: {e}")))?;
+    serde_json::from_str(s).map_err(|e| Failure::Json(e.to_string()))
 }
 
 /// Writes `text` NUL-terminated into `buf` (`len` bytes) and its size with
@@ -387,52 +136,53 @@ unsafe fn write_out(text: &str, buf: *mut c_char, len: usize, needed: *mut usize
     OK
 }
 
-/// Starts a harness case: `setup_json` is a [`HarnessSetup`].
+/// Runs a harness call: its code, or the code of its failure (said on
+/// stderr where the code alone would not tell).
+fn call(f: impl FnOnce() -> Result<i32, Failure>) -> i32 {
+    guard(|| f().unwrap_or_else(Failure::report))
+}
+
+/// Starts a harness case: `setup_json` is a `vdi_host::contract::CaseSetup`.
 ///
 /// # Safety
 /// `setup_json` must be null or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vdisim_harness_reset(setup_json: *const c_char) -> i32 {
-    guard(|| {
+    call(|| {
         // SAFETY: forwarded from the caller.
-        match unsafe { json_arg::<HarnessSetup>(setup_json) } {
-            Ok(s) => {
-                reset(s);
-                OK
-            }
-            Err(e) => e.code(),
-        }
+        let setup = unsafe { json_arg::<CaseSetup>(setup_json) }?;
+        *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        cases()?.reset(setup)?;
+        Ok(OK)
     })
 }
 
-/// Starts a statement (`statement_json`: a `vdi_sim::statement::Statement`).
+/// Starts a statement (`statement_json`: a `vdi_model::statement::Statement`).
 ///
 /// # Safety
 /// `statement_json` must be null or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vdisim_harness_start_statement(statement_json: *const c_char) -> i32 {
-    guard(|| {
+    call(|| {
         // SAFETY: forwarded from the caller.
-        match unsafe { json_arg::<Statement>(statement_json) }.and_then(start_statement) {
-            Ok(()) => OK,
-            Err(e) => e.code(),
-        }
+        let stmt = unsafe { json_arg::<Statement>(statement_json) }?;
+        cases()?.start_statement(stmt)?;
+        Ok(OK)
     })
 }
 
-/// Applies a server-side event now (`fault_json`: a `vdi_sim::fault::Fault`).
+/// Applies a server-side event now (`fault_json`: a `vdi_model::fault::Fault`).
 /// Client-side faults answer [`ERR_UNSUPPORTED`].
 ///
 /// # Safety
 /// `fault_json` must be null or a NUL-terminated string.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn vdisim_harness_event(fault_json: *const c_char) -> i32 {
-    guard(|| {
+    call(|| {
         // SAFETY: forwarded from the caller.
-        match unsafe { json_arg::<Fault>(fault_json) }.and_then(event) {
-            Ok(()) => OK,
-            Err(e) => e.code(),
-        }
+        let fault = unsafe { json_arg::<Fault>(fault_json) }?;
+        cases()?.event(fault)?;
+        Ok(OK)
     })
 }
 
@@ -449,29 +199,25 @@ pub unsafe extern "C" fn vdisim_harness_wait_statement(
     len: usize,
     needed: *mut usize,
 ) -> i32 {
-    guard(|| {
-        let t = u64::try_from(timeout_ms).ok();
-        match wait_statement_virtual(t) {
-            Ok(o) => {
-                let text = serde_json::to_string(&o).unwrap_or_else(|_| "null".into());
-                // SAFETY: forwarded from the caller.
-                let w = unsafe { write_out(&text, buf, len, needed) };
-                if w != OK {
-                    w
-                } else if o.is_some() {
-                    OK
-                } else {
-                    TIMED_OUT
-                }
-            }
-            Err(e) => e.code(),
-        }
+    call(|| {
+        let o = cases()?.wait_statement(u64::try_from(timeout_ms).ok())?;
+        let text = serde_json::to_string(&o).unwrap_or_else(|_| "null".into());
+        // SAFETY: forwarded from the caller.
+        let w = unsafe { write_out(&text, buf, len, needed) };
+        Ok(if w != OK {
+            w
+        } else if o.is_some() {
+            OK
+        } else {
+            TIMED_OUT
+        })
     })
 }
 
-/// Ends the case and writes the [`Observation`] JSON. Waits up to 5 s for
-/// a running statement to end first. If the buffer is too small the case
-/// is still ended; call again with a larger buffer to get the same JSON.
+/// Ends the case and writes the `vdi_host::contract::Observation` JSON.
+/// Waits up to 5 s for a running statement to end first. If the buffer is
+/// too small the case is still ended; call again with a larger buffer to
+/// get the same JSON.
 ///
 /// # Safety
 /// `buf` must be null or hold `len` writable bytes; `needed` null or writable.
@@ -481,14 +227,12 @@ pub unsafe extern "C" fn vdisim_harness_finish(
     len: usize,
     needed: *mut usize,
 ) -> i32 {
-    guard(|| {
+    call(|| {
         let text = {
             let mut last = LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_none() {
-                match finish(Duration::from_secs(5)) {
-                    Ok(o) => *last = Some(serde_json::to_string(&o).unwrap_or_default()),
-                    Err(e) => return e.code(),
-                }
+                let o = cases()?.finish(Duration::from_secs(5))?;
+                *last = Some(serde_json::to_string(&o).unwrap_or_default());
             }
             last.clone().unwrap_or_default()
         };
@@ -497,7 +241,7 @@ pub unsafe extern "C" fn vdisim_harness_finish(
         if w == OK {
             *LAST_OBSERVATION.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        w
+        Ok(w)
     })
 }
 
@@ -507,9 +251,9 @@ pub unsafe extern "C" fn vdisim_harness_finish(
 /// down). Returns [`OK`] or [`ERR_NO_CASE`].
 #[unsafe(no_mangle)]
 pub extern "C" fn vdisim_harness_client_death() -> i32 {
-    guard(|| match client_death() {
-        Ok(()) => OK,
-        Err(e) => e.code(),
+    call(|| {
+        cases()?.client_death()?;
+        Ok(OK)
     })
 }
 
@@ -517,10 +261,36 @@ pub extern "C" fn vdisim_harness_client_death() -> i32 {
 /// (negative: no case is active).
 #[unsafe(no_mangle)]
 pub extern "C" fn vdisim_harness_now_ms() -> i64 {
-    catch_unwind(now_ms)
+    catch_unwind(|| cases().ok()?.now_ms().ok())
         .ok()
-        .and_then(Result::ok)
+        .flatten()
         .map_or(-1, |ms| i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
+/// Sends every set object and every harness case of this process to the
+/// `vdisim serve` listening at `path` (instead of an in-process server).
+/// Returns [`OK`]; [`ERR_UNSUPPORTED`] when this process already serves
+/// another kind of server (in-process cases, a plan, another socket);
+/// [`ERR_JSON`] when `path` is null or empty.
+///
+/// # Safety
+/// `path` must be null or a NUL-terminated string.
+#[cfg(unix)]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vdisim_use_server(path: *const c_char) -> i32 {
+    call(|| {
+        if path.is_null() {
+            return Err(Failure::Json("null socket path".into()));
+        }
+        // SAFETY: non-null and NUL-terminated per the caller.
+        let s = unsafe { CStr::from_ptr(path) };
+        let p = std::path::PathBuf::from(s.to_string_lossy().into_owned());
+        if p.as_os_str().is_empty() {
+            return Err(Failure::Json("empty socket path".into()));
+        }
+        vdi_host::mode::use_server(p)?;
+        Ok(OK)
+    })
 }
 
 /// The finished case's JSON, kept until it has been read whole.

@@ -7,7 +7,7 @@
 //! `sqlvdi.dll`) whose behaviour is the model's client half, so an unmodified
 //! client can run against the simulated server.
 //!
-//! How the pieces fit, from the C boundary inwards:
+//! This crate is the library's faces only, from the C boundary inwards:
 //!
 //! - [`linux`]: the Itanium-mangled class members of Microsoft's Linux
 //!   `vdi.h` (`ClientVirtualDeviceSet`, `ClientVirtualDevice`).
@@ -17,50 +17,43 @@
 //!   `vdisim_statement_outcome`; on Windows also COM activation
 //!   (`windows.rs`: `DllGetClassObject`, `DllCanUnloadNow`,
 //!   `DllRegisterServer`, `DllUnregisterServer`).
-//! - [`api`]: what both ABIs share — set and device objects, the command
+//! - [`objects`]: what both ABIs share — set and device objects, the command
 //!   blocks handed to C (owned by the library until completed, checked for
 //!   client writes at completion), name decoding, and a registry that lets
 //!   the ABI check a pointer before trusting it.
-//! - [`runtime`]: the client half ([`vdi_sim::client::ClientSet`]) on real
-//!   threads — blocking calls with real millisecond timeouts, Close and
-//!   SignalAbort from other threads, messages to a [`runtime::Transport`].
-//! - [`inproc`]: the optional in-process server: when `VDISIM_PLAN` names a
-//!   plan file, each set created gets a thread hosting the model's server
-//!   half with a real buffer pool, running the planned BACKUP or RESTORE.
-//! - [`remote`]: the channel to a `vdisim serve` process — a socket for
-//!   messages, shared memory for buffers — used when no in-process server is
-//!   configured.
-//! - [`session`]: a server session — a thread hosting the model's server
-//!   half for statements it is handed, reaching each set through a
-//!   [`session::ClientEnd`]; the harness runs one per case in process.
-//! - [`sync`]: the lock and condition variable, swapped for loom's under
-//!   `--cfg loom`.
+//! - [`harness`]: the `vdisim_harness_*` and `vdisim_use_server` exports the
+//!   conformance harness drives cases with.
+//!
+//! Everything behind the faces is `vdi-host`: the client half on real
+//! threads (`vdi_host::runtime`), the server the process talks to
+//! (`vdi_host::mode`: an in-process plan server, harness cases, or a
+//! `vdisim serve` process).
 //!
 //! The C header for clients is `include/vdisim_vdi.h`; the README says how
 //! to build, how to point a client at the library, and the plan format.
 //!
-//! Every exported function catches panics (answering `VD_E_UNEXPECTED`), and
+//! ## What this crate must not do
+//!
+//! It decides no VDI behaviour and hosts no server: it turns C calls into
+//! calls on `vdi-host`'s runtime and back. Every exported function catches
+//! panics (answering `VD_E_UNEXPECTED` or its documented error code), and
 //! `unsafe` appears only where the C ABI demands it, each block with a
-//! `SAFETY` note.
+//! `SAFETY` note. Its internals are not an API for other crates: the
+//! harness drives the library through its C exports only.
 //!
 //! ## Limitations
 //!
-//! - OpenInSecondary cannot join a set of another process (there is no
-//!   shared memory); it answers as the model does for this object.
-//! - The in-process server runs one planned statement per set created; there
-//!   is no T-SQL.
+//! - OpenInSecondary cannot join a set of another process; it answers as
+//!   the model does for this object.
+//! - The in-process plan server runs one planned statement per set created;
+//!   there is no T-SQL (that is `vdisim serve`).
 //! - Device objects of the Linux ABI live until their set object is
 //!   destroyed; after that, using them is undefined (as with the real
 //!   library).
 
-pub mod api;
 pub mod com;
 pub mod harness;
-pub mod inproc;
 pub mod linux;
-pub mod remote;
-pub mod runtime;
-pub mod session;
-pub mod sync;
+pub mod objects;
 #[cfg(windows)]
 pub mod windows;

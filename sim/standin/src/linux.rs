@@ -19,11 +19,11 @@
 // module also compiles: the widening conversions are not useless there.
 #![allow(clippy::useless_conversion)]
 
-use crate::api::{self, DevCore, NAME_MAX, SetCore};
-use crate::runtime::CreateKind;
+use crate::objects::{self as api, DevCore, NAME_MAX, SetCore};
 use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use vdi_host::runtime::CreateKind;
 use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
 /// The object a `ClientVirtualDevice*` points to: one pointer, like the
@@ -254,10 +254,7 @@ pub unsafe extern "C" fn cvds_open_device(
             imp: Arc::as_ptr(&d),
         });
         let p: *mut LinuxDevObj = &mut *obj;
-        s.linux_devices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(obj);
+        s.keep(obj);
         // SAFETY: as above; the object lives as long as the set object.
         unsafe { dev.write_unaligned(p) };
         Ok(0)

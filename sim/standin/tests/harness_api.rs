@@ -3,12 +3,15 @@
 //! backup through real buffers, the outcome and the observation come back
 //! as JSON through the exported C functions.
 
-use sqlvdi::api::SetCore;
-use sqlvdi::harness::{self, HarnessSetup, Observation};
-use sqlvdi::runtime::{CreateKind, Timeout};
+use sqlvdi::harness;
+use sqlvdi::objects::SetCore;
 use std::ffi::CString;
-use vdi_sim::outcome::{Outcome, Status};
-use vdi_sim::statement::{ServerPlan, Statement, StatementKind};
+use vdi_host::contract::{CaseSetup as HarnessSetup, Observation};
+use vdi_host::harness::CaseControl;
+use vdi_host::runtime::CreateKind;
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::{Outcome, Status};
+use vdi_model::statement::{ServerPlan, Statement, StatementKind};
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
 
 fn statement(set: &str) -> Statement {
@@ -26,6 +29,10 @@ fn statement(set: &str) -> Statement {
             ..ServerPlan::default()
         },
     }
+}
+
+fn cases() -> &'static dyn CaseControl {
+    vdi_host::mode::cases().expect("harness cases in process")
 }
 
 fn c(s: &str) -> CString {
@@ -141,13 +148,14 @@ fn harness_round_trip_and_errors() {
     drop(set);
 
     // A statement naming no live set fails as open-missing-set says.
-    harness::reset(HarnessSetup::default());
-    harness::start_statement(statement("hx-nobody")).unwrap();
-    let o = harness::wait_statement(Some(std::time::Duration::from_secs(10)))
+    cases().reset(HarnessSetup::default()).unwrap();
+    cases().start_statement(statement("hx-nobody")).unwrap();
+    let o = cases()
+        .wait_statement(Some(10_000))
         .unwrap()
         .expect("final");
     assert_eq!(o.status, Status::Failed);
-    let obs = harness::finish(std::time::Duration::from_secs(1)).unwrap();
+    let obs = cases().finish(std::time::Duration::from_secs(1)).unwrap();
     assert!(
         obs.clauses.contains_key("server.open-missing-set"),
         "{:?}",
@@ -156,10 +164,12 @@ fn harness_round_trip_and_errors() {
 
     // A scaled case: a 5 s timeout elapses on the case's clock (virtual
     // ms), and the client's death fails the statement.
-    harness::reset(HarnessSetup {
-        time_scale: 1000,
-        ..HarnessSetup::default()
-    });
+    cases()
+        .reset(HarnessSetup {
+            time_scale: 1000,
+            ..HarnessSetup::default()
+        })
+        .unwrap();
     let name = format!("hx-scaled-{}", std::process::id());
     let set = SetCore::new();
     assert_eq!(
@@ -170,18 +180,19 @@ fn harness_round_trip_and_errors() {
         set.get_configuration(Timeout::Ms(5_000)).unwrap_err(),
         Hresult::VD_E_TIMEOUT
     );
-    assert!(harness::now_ms().unwrap() >= 5_000, "the scaled clock ran");
-    harness::start_statement(statement(&name)).unwrap();
+    assert!(cases().now_ms().unwrap() >= 5_000, "the scaled clock ran");
+    cases().start_statement(statement(&name)).unwrap();
     set.get_configuration(Timeout::Ms(10_000_000)).unwrap();
     let dev = set.open_device(&name).unwrap();
     let p = dev.get_command(Timeout::Ms(10_000_000)).unwrap();
     assert_ne!(p as usize, 0);
     assert_eq!(harness::vdisim_harness_client_death(), harness::OK);
-    let o = harness::wait_statement_virtual(Some(10_000_000))
+    let o = cases()
+        .wait_statement(Some(10_000_000))
         .unwrap()
         .expect("final");
     assert_eq!(o.status, Status::Failed, "{o:?}");
-    let obs = harness::finish(std::time::Duration::from_secs(1)).unwrap();
+    let obs = cases().finish(std::time::Duration::from_secs(1)).unwrap();
     assert!(
         obs.clauses.contains_key("abort.client-death"),
         "{:?}",

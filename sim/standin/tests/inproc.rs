@@ -1,14 +1,15 @@
 //! The in-process server through the Rust API ([`SetCore`] over a runtime
-//! connected to an [`InprocConnector`]): a round trip, a corrupted restore
+//! connected to an [`PlanConnector`]): a round trip, a corrupted restore
 //! the server catches byte for byte, a server abort after N commands, the
 //! watchdog, an Open failure, buffer handles, and plan parsing.
 
-use sqlvdi::api::SetCore;
-use sqlvdi::inproc::{Board, InprocConnector, Plan};
-use sqlvdi::runtime::{CreateKind, SetRuntime, Timeout};
+use sqlvdi::objects::SetCore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use vdi_sim::outcome::{FailReason, Status};
+use vdi_host::plan::{Board, Plan, PlanConnector};
+use vdi_host::runtime::{CreateKind, SetRuntime};
+use vdi_model::msg::Timeout;
+use vdi_model::outcome::{FailReason, Status};
 use vdi_spec::{CommandCode, Features, Hresult, VdConfig, Win32};
 
 static UNIQUE: AtomicUsize = AtomicUsize::new(0);
@@ -23,7 +24,7 @@ fn unique(p: &str) -> String {
 
 fn host(plan: &str) -> (Arc<SetCore>, Arc<Board>) {
     let plan = Plan::from_toml(plan).expect("plan");
-    let c = InprocConnector::new(plan, 3);
+    let c = PlanConnector::new(plan, 3);
     let board = c.board();
     let rt = SetRuntime::new(c.profile(), Arc::new(c));
     (SetCore::with_runtime(rt), board)
@@ -34,7 +35,7 @@ type Media = Vec<Vec<u8>>;
 
 /// Serves one device until its GetCommand or CompleteCommand fails;
 /// returns that code. `corrupt` flips one byte of the first Read.
-fn serve_device(d: &sqlvdi::api::DevCore, media: &mut Vec<u8>, corrupt: bool) -> Hresult {
+fn serve_device(d: &sqlvdi::objects::DevCore, media: &mut Vec<u8>, corrupt: bool) -> Hresult {
     let mut cursor = 0usize;
     let mut first_read = true;
     loop {
@@ -286,6 +287,6 @@ open-fails = false
     assert_eq!(p.statements[0].buffer_count, Some(6));
     assert!(Plan::from_toml("[[statement]]\nkind = \"backup-database\"\nbogus = 1\n").is_err());
     assert!(Plan::from_toml("[[statement]]\nkind = \"nonsense\"\n").is_err());
-    assert_eq!(sqlvdi::inproc::parse_seed("0x10").unwrap(), 16);
-    assert!(sqlvdi::inproc::parse_seed("ten").is_err());
+    assert_eq!(vdi_host::plan::parse_seed("0x10").unwrap(), 16);
+    assert!(vdi_host::plan::parse_seed("ten").is_err());
 }

@@ -1,0 +1,117 @@
+//! Finding and loading a VDI library: `$VDISIM_LIBSQLVDI`, else the stand-in
+//! built next to the running executable (built on demand).
+
+use crate::backend::BackendError;
+use libloading::Library;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// Environment variable naming the library to load.
+pub const ENV_LIBRARY: &str = "VDISIM_LIBSQLVDI";
+
+/// Libraries loaded in this process, by path; never unloaded (objects and
+/// threads of the library may outlive a backend).
+static LOADED: Mutex<BTreeMap<PathBuf, &'static Library>> = Mutex::new(BTreeMap::new());
+
+/// Loads (once per process) the library at `path`.
+pub fn load(path: &Path) -> Result<&'static Library, BackendError> {
+    let mut g = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = g.get(path) {
+        return Ok(l);
+    }
+    // SAFETY: loading a shared library runs its initialisers; the VDI
+    // libraries this backend is meant for (the stand-in, Microsoft's) have
+    // none with preconditions.
+    let lib = unsafe { Library::new(path) }
+        .map_err(|e| BackendError::Failed(format!("cannot load {}: {e}", path.display())))?;
+    let lib: &'static Library = Box::leak(Box::new(lib));
+    g.insert(path.to_path_buf(), lib);
+    Ok(lib)
+}
+
+/// Looks up `name` in `lib` as a value of type `T` (a function pointer).
+///
+/// # Safety
+/// `T` must be the symbol's real type.
+pub unsafe fn symbol<T: Copy>(lib: &'static Library, name: &str) -> Option<T> {
+    // SAFETY: per the caller, `T` is the symbol's type; the library is
+    // never unloaded, so the copied pointer stays valid.
+    unsafe { lib.get::<T>(name.as_bytes()).ok().map(|s| *s) }
+}
+
+/// The library to load: `$VDISIM_LIBSQLVDI`, else the stand-in built next
+/// to the running executable (the newest of `target/<profile>/libsqlvdi.so`
+/// and `target/<profile>/deps/libsqlvdi.so`), built with `cargo build -p
+/// vdi-standin` when there is none.
+pub fn library_path() -> Result<PathBuf, BackendError> {
+    static FOUND: OnceLock<Result<PathBuf, BackendError>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os(ENV_LIBRARY).filter(|p| !p.is_empty()) {
+                return Ok(PathBuf::from(p));
+            }
+            let dir = profile_dir()?;
+            if let Some(p) = newest(&dir) {
+                return Ok(p);
+            }
+            build_standin(&dir)?;
+            newest(&dir).ok_or_else(|| {
+                BackendError::Failed(format!(
+                    "no libsqlvdi.so in {} after cargo build -p vdi-standin",
+                    dir.display()
+                ))
+            })
+        })
+        .clone()
+}
+
+/// `target/<profile>` of the running executable (`vdisim` lives there;
+/// tests and benches in its `deps/`).
+pub fn profile_dir() -> Result<PathBuf, BackendError> {
+    let exe =
+        std::env::current_exe().map_err(|e| BackendError::Failed(format!("current_exe: {e}")))?;
+    let mut dir = exe
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| BackendError::Failed("executable has no directory".into()))?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+fn newest(dir: &Path) -> Option<PathBuf> {
+    [dir.join("deps/libsqlvdi.so"), dir.join("libsqlvdi.so")]
+        .into_iter()
+        .filter_map(|p| {
+            let t = std::fs::metadata(&p).ok()?.modified().ok()?;
+            Some((t, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+fn build_standin(dir: &Path) -> Result<(), BackendError> {
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    let target = dir.parent().map(Path::to_path_buf);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = std::process::Command::new(cargo);
+    c.args(["build", "-p", "vdi-standin"]);
+    if release {
+        c.arg("--release");
+    }
+    if let Some(t) = target {
+        c.env("CARGO_TARGET_DIR", t);
+    }
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    let st = c
+        .status()
+        .map_err(|e| BackendError::Failed(format!("cargo build -p vdi-standin: {e}")))?;
+    if !st.success() {
+        return Err(BackendError::Failed(
+            "cargo build -p vdi-standin failed".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! The library's side of the channel: each set incarnation connects to the
+//! server process, says hello, and then a reader thread delivers the server
+//! half's messages into the runtime while the transport writes the client
+//! half's.
+
+use super::shm::ClientMap;
+use super::wire::{self, Frame, PROTOCOL};
+use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Transport};
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
+use std::time::Duration;
+use vdi_model::msg::{Cmd, ToClient, ToServer};
+
+/// How long the hello may take before the server counts as unreachable.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects every set incarnation to `vdisim serve`. With no server
+/// reachable, the set is created anyway and no configuration ever arrives
+/// (as VDI with no SQL Server), and one line on stderr says how to start one.
+pub struct RemoteConnector {
+    /// Fixed socket path; `None`: [`super::address`] at each connect.
+    addr: Option<PathBuf>,
+    said: Once,
+}
+
+impl RemoteConnector {
+    /// A connector reading the address from the environment at each Create.
+    pub fn from_env() -> RemoteConnector {
+        RemoteConnector {
+            addr: None,
+            said: Once::new(),
+        }
+    }
+
+    /// A connector to the server at `addr`.
+    pub fn at(addr: PathBuf) -> RemoteConnector {
+        RemoteConnector {
+            addr: Some(addr),
+            said: Once::new(),
+        }
+    }
+}
+
+struct Link {
+    stream: Mutex<UnixStream>,
+    /// The client is done with this incarnation (its transport dropped): an
+    /// end of stream is not a server death.
+    ending: AtomicBool,
+}
+
+struct RemoteTransport {
+    link: Arc<Link>,
+    /// The server asked for fetch reports.
+    fetches: bool,
+}
+
+impl Transport for RemoteTransport {
+    fn send(&self, msg: ToServer) {
+        let mut s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
+        // A write that fails means the server is gone; the reader sees the
+        // end of stream and reports it.
+        let _ = wire::write_frame(&mut *s, &Frame::ToServer { msg });
+    }
+
+    fn fetched(&self, cmd: &Cmd) {
+        if !self.fetches {
+            return;
+        }
+        let mut s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = wire::write_frame(
+            &mut *s,
+            &Frame::Fetched {
+                dev: cmd.dev,
+                code: cmd.code,
+            },
+        );
+    }
+}
+
+impl Drop for RemoteTransport {
+    fn drop(&mut self) {
+        self.link.ending.store(true, Ordering::SeqCst);
+        let s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = s.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Says hello for `set`; the stream, and whether the server wants fetch
+/// reports.
+fn hello(addr: &PathBuf, set: &NewSet) -> io::Result<(UnixStream, bool)> {
+    let mut s = UnixStream::connect(addr)?;
+    s.set_read_timeout(Some(HELLO_TIMEOUT))?;
+    s.set_write_timeout(Some(HELLO_TIMEOUT))?;
+    wire::write_frame(
+        &mut s,
+        &Frame::HelloSet {
+            protocol: PROTOCOL,
+            pid: std::process::id(),
+            name: set.name.clone(),
+            cfg: set.cfg,
+        },
+    )?;
+    let fetches = match wire::read_frame(&mut s)? {
+        Some(Frame::Welcome { fetches, .. }) => fetches,
+        Some(Frame::Refused { reason }) => return Err(io::Error::other(reason)),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to hello: {other:?}"),
+            ));
+        }
+    };
+    s.set_read_timeout(None)?;
+    s.set_write_timeout(None)?;
+    Ok((s, fetches))
+}
+
+fn reader(mut s: UnixStream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetRuntime>, inc: u32) {
+    loop {
+        let f = wire::read_frame(&mut s);
+        match f {
+            Ok(Some(Frame::ToClient { msg })) => match rt.upgrade() {
+                Some(rt) => rt.deliver_from(inc, msg),
+                None => return,
+            },
+            Ok(Some(Frame::Map(m))) => {
+                let chunk = m.chunk;
+                if let Err(e) = map.add(m) {
+                    eprintln!("vdisim: cannot map the server's buffer memory: {e}");
+                }
+                let mut w = link.stream.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = wire::write_frame(&mut *w, &Frame::Mapped { chunk });
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                if !link.ending.load(Ordering::SeqCst)
+                    && let Some(rt) = rt.upgrade()
+                {
+                    // The server process is gone (clause abort.server-death).
+                    rt.deliver_from(inc, ToClient::Died);
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Connector for RemoteConnector {
+    fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
+        let addr = self.addr.clone().unwrap_or_else(super::address);
+        let (s, fetches) = match hello(&addr, set) {
+            Ok(s) => s,
+            Err(e) => {
+                self.said.call_once(|| {
+                    eprintln!(
+                        "vdisim: no server at {} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket), or set {}=<plan.toml> for an in-process server",
+                        addr.display(),
+                        super::ENV_SERVER,
+                        crate::plan::ENV_PLAN
+                    )
+                });
+                return Connection::none();
+            }
+        };
+        let (read, write) = match s.try_clone() {
+            Ok(r) => (r, s),
+            Err(_) => return Connection::none(),
+        };
+        let link = Arc::new(Link {
+            stream: Mutex::new(write),
+            ending: AtomicBool::new(false),
+        });
+        let map = Arc::new(ClientMap::default());
+        let (l2, m2, inc) = (link.clone(), map.clone(), set.incarnation);
+        let spawned = std::thread::Builder::new()
+            .name("vdisim-remote".into())
+            .spawn(move || reader(read, l2, m2, runtime, inc));
+        if spawned.is_err() {
+            return Connection::none();
+        }
+        Connection {
+            transport: Arc::new(RemoteTransport { link, fetches }),
+            buffers: Some(map),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Frames on the control socket: a 4-byte little-endian length, then that
+//! many bytes of JSON. Frames are small (no buffer data ever travels here);
+//! anything above [`MAX_FRAME`] is refused as corrupt.
+
+use crate::contract::{CaseSetup, Observation};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+use vdi_model::fault::Fault;
+use vdi_model::msg::{DevIx, ToClient, ToServer};
+use vdi_model::outcome::{Outcome, SqlMessage};
+use vdi_model::statement::Statement;
+use vdi_spec::{CommandCode, VdConfig};
+
+/// The protocol version both sides must speak.
+pub const PROTOCOL: u32 = 2;
+
+/// The largest frame accepted (bytes of JSON).
+pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// One frame.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "t")]
+pub enum Frame {
+    // ----- a set connection (library ↔ server) -----
+    /// Library → server, first frame: a set incarnation was created.
+    HelloSet {
+        protocol: u32,
+        pid: u32,
+        name: String,
+        cfg: VdConfig,
+    },
+    /// Server → library: the set is known to the server. With `fetches`,
+    /// the server wants a [`Frame::Fetched`] for every command the client
+    /// fetches (it has faults a fetch triggers).
+    Welcome {
+        server: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fetches: bool,
+    },
+    /// Server → library: the hello was refused (the reason says why).
+    Refused { reason: String },
+    /// Server → library: map this chunk of buffers before the next frame.
+    Map(MapChunk),
+    /// Library → server: chunk `chunk` is mapped (the server may unlink its file).
+    Mapped { chunk: u32 },
+    /// Server half → client half.
+    ToClient { msg: ToClient },
+    /// Client half → server half.
+    ToServer { msg: ToServer },
+    /// Library → server, when the Welcome asked: the client fetched a
+    /// command of `code` on device `dev` (GetCommand returned it).
+    Fetched { dev: DevIx, code: CommandCode },
+
+    // ----- a control connection (sqlcmd, the harness) -----
+    /// Client → server, first frame of a control connection.
+    HelloControl { protocol: u32, client: String },
+    /// A request; answered by exactly one [`Frame::Response`].
+    Request(Request),
+    /// The answer to a request.
+    Response(Response),
+}
+
+/// Where a chunk of buffers lives and how it is laid out: buffer `i` of the
+/// chunk starts at `i * stride`, its data zone at `i * stride + data_offset`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapChunk {
+    pub chunk: u32,
+    pub path: String,
+    pub len: u64,
+    pub stride: u64,
+    pub data_offset: u64,
+    /// Buffers per chunk; buffer id `b` is in chunk `b / per_chunk`.
+    pub per_chunk: u32,
+    /// Alignment the mapping must have (a power of two).
+    pub align: u64,
+}
+
+/// A control request.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "req")]
+pub enum Request {
+    /// Run a T-SQL batch (what `sqlcmd` sends). `first_line` is the batch's
+    /// first line in its script, informational only: message lines are
+    /// relative to the batch, as SQL Server reports them.
+    Sql {
+        text: String,
+        database: Option<String>,
+        first_line: u32,
+    },
+    /// Start a harness case owned by this connection (ending the ones it
+    /// started before); answered with its id.
+    Reset { setup: CaseSetup },
+    /// Make the case `case` (started by another connection) this
+    /// connection's, so requests can run concurrently on several
+    /// connections.
+    Attach { case: u64 },
+    /// Start a statement in this connection's case.
+    Statement { stmt: Statement },
+    /// Apply a server-side event in this connection's case.
+    Event { fault: Fault },
+    /// Wait for the case's statement; `None`: forever.
+    Wait { timeout_ms: Option<u64> },
+    /// End the case and report what it observed.
+    Finish { settle_ms: u64 },
+    /// The server's databases, live sets and sessions.
+    Status,
+    /// Stop the server.
+    Shutdown,
+}
+
+/// One message of a batch's result, with the line it refers to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineMessage {
+    pub message: SqlMessage,
+    pub line: u32,
+}
+
+/// A database as `vdisim serve` keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub size: u64,
+    /// Digest of the database's content (changes when a restore replaces it).
+    pub content: String,
+    /// `online`, or `restoring` after a failed restore.
+    pub state: String,
+    /// The backup number it was last restored from, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<u32>,
+}
+
+/// What `Status` reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub server: String,
+    pub databases: Vec<DatabaseInfo>,
+    /// Names of the live sets (created by a client, not yet closed).
+    pub sets: Vec<String>,
+    /// Backups in msdb history.
+    pub backups: u32,
+    /// Statements run so far (successful or not).
+    pub statements: u64,
+}
+
+/// A control response.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "resp")]
+pub enum Response {
+    /// Done.
+    Ok,
+    /// A case was started.
+    Case { id: u64 },
+    /// The request could not be served (the text says why and what to do).
+    Error { message: String },
+    /// A batch's messages, in order.
+    Sql { messages: Vec<LineMessage> },
+    /// A statement's outcome (`None`: not final before the timeout).
+    Outcome { outcome: Option<Outcome> },
+    /// What a case observed.
+    Observation { obs: Box<Observation> },
+    /// What the server holds.
+    Status { status: ServerStatus },
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, f: &Frame) -> io::Result<()> {
+    let body = serde_json::to_vec(f).map_err(io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|l| (*l as usize) <= MAX_FRAME)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
+    let mut buf = Vec::with_capacity(4 + body.len());
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream (before a length).
+pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = r.read(&mut len[got..])?;
+        if n == 0 {
+            if got == 0 {
+                return Ok(None);
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection ended inside a frame header",
+            ));
+        }
+        got += n;
+    }
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let frames = vec![
+            Frame::HelloSet {
+                protocol: PROTOCOL,
+                pid: 7,
+                name: "set".into(),
+                cfg: VdConfig::client(2, vdi_spec::Features(0)),
+            },
+            Frame::ToServer {
+                msg: ToServer::Closed,
+            },
+            Frame::Request(Request::Sql {
+                text: "BACKUP DATABASE x TO VIRTUAL_DEVICE='a'".into(),
+                database: None,
+                first_line: 1,
+            }),
+            Frame::Response(Response::Ok),
+        ];
+        let mut buf = Vec::new();
+        for f in &frames {
+            write_frame(&mut buf, f).unwrap();
+        }
+        let mut r = &buf[..];
+        for f in &frames {
+            let g = read_frame(&mut r).unwrap().unwrap();
+            assert_eq!(format!("{f:?}"), format!("{g:?}"));
+        }
+        assert!(read_frame(&mut r).unwrap().is_none(), "clean end");
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A cheap deterministic stream of byte strings (xorshift).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 64) as usize;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|i| (x >> (i % 8 * 8)) as u8 ^ i as u8)
+                .collect();
+            if len >= 4 {
+                // Small lengths, so the body is read and parsed.
+                bytes[0..4].copy_from_slice(&((len as u32 - 4) % 60).to_le_bytes());
+            }
+            let mut r = &bytes[..];
+            while let Ok(Some(_)) = read_frame(&mut r) {}
+        }
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_panics() {
+        let mut r: &[u8] = &[1, 0];
+        assert_eq!(
+            read_frame(&mut r).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+        let huge = (MAX_FRAME as u32 + 1).to_le_bytes();
+        let mut r: &[u8] = &huge;
+        assert_eq!(
+            read_frame(&mut r).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let mut buf = 3u32.to_le_bytes().to_vec();
+        buf.extend_from_slice(b"{x}");
+        let mut r = &buf[..];
+        assert_eq!(
+            read_frame(&mut r).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}

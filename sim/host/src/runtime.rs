@@ -1,0 +1,991 @@
+//! The client half on real threads: one [`ClientSet`] behind a lock and a
+//! condition variable, with blocking GetConfiguration / GetCommand that honour
+//! real millisecond timeouts, and a [`Transport`] that carries the half's
+//! messages to whatever hosts the server half.
+//!
+//! # How it blocks
+//!
+//! Every blocking call is *check, then wait, under the same lock*: the pure
+//! half is polled with the lock held; if it answers `Pending`, the thread
+//! waits on the condition variable, which atomically releases the lock. Every
+//! call that can change what a waiter would see (a message delivered, Close,
+//! SignalAbort, a completion, Create, OpenDevice) notifies *all* waiters
+//! before releasing the lock, so no wakeup is lost; every waiter re-polls
+//! after every wake, so spurious wakeups are harmless. A wait with a finite
+//! timeout computes its deadline once, from the runtime's clock
+//! ([`sync::Clock`]: `Instant` outside loom, a virtual clock moved by
+//! `SetRuntime::advance_clock` under loom), and answers the half's
+//! `*_timeout()` result once the deadline has passed.
+//!
+//! # How it talks
+//!
+//! The half's outgoing messages ([`ClientSet::out`]) are moved, under the
+//! lock, to an outbox tagged with the transport of the set incarnation they
+//! belong to. The outbox is flushed *after* the lock is released by one
+//! thread at a time (the others leave their messages to it), so messages
+//! reach the transport in the order the half produced them and a transport
+//! may call straight back into [`SetRuntime::deliver`] without deadlock.
+//! The only call made with the lock held is [`Connector::connect`], which
+//! must therefore not call back synchronously (it gets a [`Weak`] handle and
+//! typically spawns a thread).
+
+use crate::buffers::BufferMap;
+use crate::clock::scaled_wait;
+use crate::sync::{self, Clock, Condvar, Instant, Mutex, MutexGuard};
+use std::collections::{BTreeMap, VecDeque};
+use std::ptr::NonNull;
+use std::sync::{Arc, Weak};
+use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Namespace, Note, Ret};
+use vdi_model::msg::{BufId, Cmd, Timeout, ToClient, ToServer};
+use vdi_spec::{ClientState, Hresult, Profile, VdConfig, Win32};
+
+/// Where the client half's messages go: the server half's host. `send` is
+/// never called with the runtime's lock held, so it may call back into the
+/// runtime (for instance deliver a reply at once).
+pub trait Transport: Send + Sync {
+    /// Sends one message to the server half.
+    fn send(&self, msg: ToServer);
+    /// Tells the server host that the client fetched `cmd` (GetCommand
+    /// returned it), for faults triggered by a fetch. Most hosts do not
+    /// listen.
+    fn fetched(&self, cmd: &Cmd) {
+        let _ = cmd;
+    }
+}
+
+/// A transport that drops everything: a set with no server.
+#[derive(Debug, Default)]
+pub struct NullTransport;
+
+impl Transport for NullTransport {
+    fn send(&self, _msg: ToServer) {}
+}
+
+/// What a [`Connector`] hands back for a new set incarnation.
+pub struct Connection {
+    /// Where this incarnation's messages go.
+    pub transport: Arc<dyn Transport>,
+    /// The buffer memory of this incarnation, if it has any.
+    pub buffers: Option<Arc<dyn BufferMap>>,
+}
+
+impl Connection {
+    /// A connection to nowhere: no server will ever configure the set.
+    pub fn none() -> Connection {
+        Connection {
+            transport: Arc::new(NullTransport),
+            buffers: None,
+        }
+    }
+}
+
+/// A set that was just created.
+#[derive(Clone, Debug)]
+pub struct NewSet {
+    /// Its incarnation in the runtime (messages from the server must carry it
+    /// back through [`SetRuntime::deliver_from`]).
+    pub incarnation: u32,
+    /// The set's name.
+    pub name: String,
+    /// The client's configuration as given to Create.
+    pub cfg: VdConfig,
+}
+
+/// Connects each new set incarnation to a server host. Called with the
+/// runtime's lock held: it must not call back into the runtime
+/// synchronously (spawn a thread, keep the [`Weak`]).
+pub trait Connector: Send + Sync {
+    /// The connection for `set`.
+    fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection;
+}
+
+/// A connector that never connects: every set waits for a server that never
+/// comes.
+#[derive(Debug, Default)]
+pub struct NoServer;
+
+impl Connector for NoServer {
+    fn connect(&self, _runtime: Weak<SetRuntime>, _set: &NewSet) -> Connection {
+        Connection::none()
+    }
+}
+
+/// A write into the read-only command block, seen at CompleteCommand (clause
+/// `complete-command.read-only-block`). The call is not refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockModification {
+    /// Set incarnation.
+    pub incarnation: u32,
+    /// Device index.
+    pub dev: u16,
+    /// Command id.
+    pub id: u64,
+    /// `(commandCode, size, position, buffer)` as delivered.
+    pub delivered: (u32, u32, u64, usize),
+    /// The same fields as the client handed the block back.
+    pub completed: (u32, u32, u64, usize),
+}
+
+/// Modifications and notes kept per runtime (bounds).
+pub const MAX_KEPT: usize = 1024;
+
+/// How `Create` was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreateKind<'a> {
+    /// `Create` (legacy / Linux): no instance check.
+    Create,
+    /// `CreateEx(instance, ...)`: `None` is the default instance.
+    CreateEx(Option<&'a str>),
+}
+
+struct Inner {
+    client: ClientSet,
+    outbox: VecDeque<(Arc<dyn Transport>, Outgoing)>,
+    flushing: bool,
+    conn: Option<Connection>,
+    mods: VecDeque<BlockModification>,
+    mods_total: u64,
+    notes: VecDeque<Note>,
+    /// The client process "died" (harness `client_death`): nothing from
+    /// the server reaches the half any more.
+    dead: bool,
+}
+
+/// What leaves the runtime for the server host, in order.
+enum Outgoing {
+    /// A message of the client half.
+    Msg(ToServer),
+    /// The client fetched a command (a report for fault triggers).
+    Fetched(Cmd),
+}
+
+/// One client set object's half, shared by every thread that uses it.
+pub struct SetRuntime {
+    inner: Mutex<Inner>,
+    cond: Condvar,
+    clock: Clock,
+    /// Virtual milliseconds per real millisecond for the set's timeouts
+    /// (0 or 1: real time); see [`scaled_wait`].
+    scale: u32,
+    connector: Arc<dyn Connector>,
+    tally: Option<Arc<Tally>>,
+}
+
+impl std::fmt::Debug for SetRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetRuntime").finish_non_exhaustive()
+    }
+}
+
+// ----- the process-wide namespace of set names ----------------------------------------
+
+static NAMES: std::sync::Mutex<BTreeMap<String, VdConfig>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn names() -> std::sync::MutexGuard<'static, BTreeMap<String, VdConfig>> {
+    NAMES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The namespace of set names shared by every set object of the process (the
+/// stand-in's counterpart of the OS namespace of shared-memory objects).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProcessNamespace;
+
+impl Namespace for ProcessNamespace {
+    fn claim(&mut self, name: &str, cfg: &VdConfig) -> bool {
+        let mut n = names();
+        if n.contains_key(name) {
+            return false;
+        }
+        n.insert(name.to_string(), *cfg);
+        true
+    }
+    fn release(&mut self, name: &str) {
+        names().remove(name);
+    }
+}
+
+impl ProcessNamespace {
+    /// The client configuration of the live set called `name`, as
+    /// `IServerVirtualDeviceSet2::Open` would find it.
+    pub fn lookup(name: &str) -> Option<VdConfig> {
+        names().get(name).copied()
+    }
+}
+
+// ----- clause tally (harness cases) -----------------------------------------------------
+
+/// Where a runtime counts the clauses its client half cites (calls and
+/// notes): the harness case's tally, reported in its observation.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Tally {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<&'static str, u64>> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one citation of `clause`.
+    pub fn cite(&self, clause: &'static str) {
+        if !clause.is_empty() {
+            *self.lock().entry(clause).or_default() += 1;
+        }
+    }
+
+    /// Takes the counts so far (clause id → citations).
+    pub fn take(&self) -> BTreeMap<&'static str, u64> {
+        std::mem::take(&mut *self.lock())
+    }
+}
+
+fn deadline(clock: &Clock, timeout: Timeout, scale: u32) -> Option<Instant> {
+    match timeout {
+        Timeout::Infinite => None,
+        // A deadline too far to represent is forever.
+        Timeout::Ms(ms) => clock.now().checked_add(scaled_wait(ms, scale)),
+    }
+}
+
+/// How a runtime is connected and timed.
+#[derive(Clone)]
+pub struct RuntimeConfig {
+    /// The model profile of the client half.
+    pub profile: Arc<Profile>,
+    /// Connects each set incarnation to a server host.
+    pub connector: Arc<dyn Connector>,
+    /// Virtual milliseconds per real millisecond for the set's timeouts
+    /// (0 or 1: real time); see [`scaled_wait`].
+    pub scale: u32,
+    /// Where the clauses the half cites are counted, if anywhere.
+    pub tally: Option<Arc<Tally>>,
+}
+
+impl SetRuntime {
+    /// A runtime with no set (DNE) under `profile`; each Create is connected
+    /// through `connector`; real time, no tally.
+    pub fn new(profile: Arc<Profile>, connector: Arc<dyn Connector>) -> Arc<SetRuntime> {
+        SetRuntime::with_config(RuntimeConfig {
+            profile,
+            connector,
+            scale: 1,
+            tally: None,
+        })
+    }
+
+    /// A runtime as `c` says: GetConfiguration / GetCommand timeouts on a
+    /// clock running `c.scale` virtual ms per real ms (a timeout of T ms
+    /// waits [`scaled_wait`]`(T, scale)`; 0 still polls, INFINITE still
+    /// waits forever).
+    pub fn with_config(c: RuntimeConfig) -> Arc<SetRuntime> {
+        let mut client = ClientSet::new(c.profile);
+        client.tracing = true;
+        Arc::new(SetRuntime {
+            inner: Mutex::new(Inner {
+                client,
+                outbox: VecDeque::new(),
+                flushing: false,
+                conn: None,
+                mods: VecDeque::new(),
+                mods_total: 0,
+                notes: VecDeque::new(),
+                dead: false,
+            }),
+            cond: Condvar::new(),
+            clock: Clock::new(),
+            scale: c.scale,
+            connector: c.connector,
+            tally: c.tally,
+        })
+    }
+
+    fn counted<T>(&self, r: Ret<T>) -> Ret<T> {
+        if let Some(t) = &self.tally {
+            t.cite(r.clause);
+        }
+        r
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        sync::lock(&self.inner)
+    }
+
+    /// Ends a call: moves the half's messages and notes out, wakes every
+    /// waiter, releases the lock, flushes the outbox.
+    fn finish(&self, mut g: MutexGuard<'_, Inner>) {
+        let g2 = &mut *g;
+        if !g2.client.out.is_empty() {
+            let t = g2
+                .conn
+                .as_ref()
+                .map(|c| c.transport.clone())
+                .unwrap_or_else(|| Arc::new(NullTransport));
+            for m in g2.client.out.drain(..) {
+                g2.outbox.push_back((t.clone(), Outgoing::Msg(m)));
+            }
+        }
+        for n in g2.client.notes.drain(..) {
+            if let Some(t) = &self.tally {
+                t.cite(n.clause);
+            }
+            if g2.notes.len() == MAX_KEPT {
+                g2.notes.pop_front();
+            }
+            g2.notes.push_back(n);
+        }
+        self.cond.notify_all();
+        drop(g);
+        self.flush();
+    }
+
+    /// Sends the outbox, one flusher at a time, without the lock.
+    fn flush(&self) {
+        loop {
+            let batch: Vec<_> = {
+                let mut g = self.lock();
+                if g.flushing || g.outbox.is_empty() {
+                    return;
+                }
+                g.flushing = true;
+                g.outbox.drain(..).collect()
+            };
+            // A panicking transport must not leave `flushing` set (every
+            // later message would stay in the outbox): reset, then re-raise.
+            let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for (t, m) in batch {
+                    match m {
+                        Outgoing::Msg(m) => t.send(m),
+                        Outgoing::Fetched(c) => t.fetched(&c),
+                    }
+                }
+            }));
+            self.lock().flushing = false;
+            if let Err(p) = sent {
+                std::panic::resume_unwind(p);
+            }
+        }
+    }
+
+    /// Runs `f` on the half under the lock, then ends the call.
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut g = self.lock();
+        let v = f(&mut g);
+        self.finish(g);
+        v
+    }
+
+    /// Blocks until `poll` is ready or the timeout passes (then `expired`).
+    /// `poll` runs with the lock held, first at once and again after every
+    /// wake. Timeout 0 polls exactly once.
+    pub fn block_on<T>(
+        &self,
+        timeout: Timeout,
+        mut poll: impl FnMut(&mut ClientSet) -> Blocking<T>,
+        expired: impl FnOnce(&ClientSet) -> T,
+    ) -> T {
+        self.block_on_inner(timeout, |g| poll(&mut g.client), |g| expired(&g.client))
+    }
+
+    /// [`SetRuntime::block_on`] with the whole locked state.
+    fn block_on_inner<T>(
+        &self,
+        timeout: Timeout,
+        mut poll: impl FnMut(&mut Inner) -> Blocking<T>,
+        expired: impl FnOnce(&Inner) -> T,
+    ) -> T {
+        let dl = deadline(&self.clock, timeout, self.scale);
+        let mut g = self.lock();
+        loop {
+            if let Blocking::Ready(v) = poll(&mut g) {
+                self.finish(g);
+                return v;
+            }
+            match dl {
+                None => g = sync::wait(&self.cond, g),
+                Some(d) => {
+                    let now = self.clock.now();
+                    if now >= d {
+                        let v = expired(&g);
+                        self.finish(g);
+                        return v;
+                    }
+                    g = sync::wait_timeout(&self.cond, g, d - now);
+                }
+            }
+        }
+    }
+
+    /// Loom models only: time passes by `d` on the virtual clock — the
+    /// expiry of a timer. Done under the lock and followed by a wake of
+    /// every waiter, as the OS timer of a real `wait_timeout` would wake its
+    /// waiter: a waiter whose deadline has passed then answers its timeout.
+    #[cfg(loom)]
+    pub fn advance_clock(&self, d: std::time::Duration) {
+        let g = self.lock();
+        self.clock.advance(d);
+        self.cond.notify_all();
+        drop(g);
+    }
+
+    // ----- IClientVirtualDeviceSet2 ---------------------------------------------------
+
+    /// `Create` / `CreateEx`. On success the new incarnation is connected
+    /// through the connector.
+    pub fn create(self: &Arc<Self>, kind: CreateKind<'_>, name: &str, cfg: &VdConfig) -> Ret<()> {
+        let mut g = self.lock();
+        let mut ns = ProcessNamespace;
+        let r = match kind {
+            CreateKind::Create => g.client.create(name, cfg, &mut ns),
+            CreateKind::CreateEx(i) => g.client.create_ex(i, name, cfg, &mut ns),
+        };
+        if r.result.is_ok() {
+            let set = NewSet {
+                incarnation: g.client.incarnation(),
+                name: name.to_string(),
+                cfg: *cfg,
+            };
+            g.conn = Some(self.connector.connect(Arc::downgrade(self), &set));
+        }
+        self.finish(g);
+        self.counted(r)
+    }
+
+    /// `GetConfiguration`, waiting up to `timeout`.
+    pub fn get_configuration(&self, timeout: Timeout) -> Ret<VdConfig> {
+        self.counted(self.block_on(
+            timeout,
+            |c| c.get_configuration(),
+            |c| c.get_configuration_timeout(),
+        ))
+    }
+
+    /// `OpenDevice`.
+    pub fn open_device(&self, name: &str) -> Ret<DeviceHandle> {
+        self.counted(self.with(|g| g.client.open_device(name)))
+    }
+
+    /// `Close`. Wakes every blocked call (they then see the set gone).
+    pub fn close(&self) -> Ret<()> {
+        self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)))
+    }
+
+    /// Closes the set if one exists (object destruction); `None` if there
+    /// was nothing to close.
+    pub fn close_if_open(&self) -> Option<Ret<()>> {
+        self.with(|g| {
+            (g.client.state() != ClientState::Dne).then(|| g.client.close(&mut ProcessNamespace))
+        })
+    }
+
+    /// `SignalAbort`. Wakes every blocked call (they then see VD_E_ABORT).
+    pub fn signal_abort(&self) -> Ret<()> {
+        self.counted(self.with(|g| g.client.signal_abort()))
+    }
+
+    /// `OpenInSecondary(Ex)` as secondary `secondary` of this set.
+    pub fn open_in_secondary(&self, secondary: u32, name: &str) -> Ret<()> {
+        self.counted(self.with(|g| g.client.open_in_secondary(secondary, name)))
+    }
+
+    /// `GetBufferHandle` for a buffer address.
+    pub fn get_buffer_handle(&self, addr: usize) -> Ret<u32> {
+        self.counted(self.with(|g| {
+            let id = g
+                .conn
+                .as_ref()
+                .and_then(|c| c.buffers.as_ref())
+                .and_then(|b| b.lookup(addr));
+            // An address that is no buffer of ours maps to an id that never
+            // names one, so the half answers VD_E_INVALID.
+            g.client
+                .get_buffer_handle(Some(id.unwrap_or(BufId(u32::MAX))))
+        }))
+    }
+
+    /// `MapBufferHandle`: the address of the buffer behind `handle`.
+    pub fn map_buffer_handle(&self, handle: u32) -> Ret<usize> {
+        self.counted(self.with(|g| {
+            let r = g.client.map_buffer_handle(handle);
+            let addr = match &r.result {
+                Ok(id) => g
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.buffers.as_ref())
+                    .and_then(|b| b.address(*id)),
+                Err(_) => None,
+            };
+            match (r.result, addr) {
+                (Ok(_), Some(a)) => Ret {
+                    result: Ok(a.as_ptr() as usize),
+                    clause: r.clause,
+                    cell: r.cell,
+                },
+                (Ok(_), None) => Ret {
+                    result: Err(Hresult::VD_E_INVALID),
+                    clause: "buffer-handle.invalid",
+                    cell: r.cell,
+                },
+                (Err(e), _) => Ret {
+                    result: Err(e),
+                    clause: r.clause,
+                    cell: r.cell,
+                },
+            }
+        }))
+    }
+
+    // ----- IClientVirtualDevice -------------------------------------------------------
+
+    /// `GetCommand` on device `h`, waiting up to `timeout`. A command
+    /// fetched is reported to the server host (for faults a fetch
+    /// triggers), ahead of anything the call itself sends.
+    pub fn get_command(&self, h: DeviceHandle, timeout: Timeout) -> Ret<Cmd> {
+        let poll = timeout == Timeout::Ms(0);
+        let r = self.block_on_inner(
+            timeout,
+            |g| {
+                let r = g.client.get_command(h);
+                if let Blocking::Ready(Ret { result: Ok(c), .. }) = &r
+                    && let Some(conn) = &g.conn
+                {
+                    g.outbox
+                        .push_back((conn.transport.clone(), Outgoing::Fetched(c.clone())));
+                }
+                r
+            },
+            |g| g.client.get_command_timeout(poll),
+        );
+        self.counted(r)
+    }
+
+    /// `CompleteCommand`: `seen` is the block as the client handed it back.
+    pub fn complete_command(
+        &self,
+        h: DeviceHandle,
+        seen: &Cmd,
+        code: Win32,
+        bytes: u64,
+        position: u64,
+    ) -> Ret<()> {
+        self.counted(self.with(|g| {
+            g.client.complete_command(
+                h,
+                seen,
+                code,
+                bytes,
+                position,
+                vdi_model::content::Content::Empty,
+            )
+        }))
+    }
+
+    // ----- the server side ------------------------------------------------------------
+
+    /// A message from the server half for the current incarnation.
+    pub fn deliver(&self, msg: ToClient) {
+        self.with(|g| {
+            if !g.dead {
+                g.client.deliver(msg);
+            }
+        });
+    }
+
+    /// A message from the server half of incarnation `incarnation`; dropped
+    /// if the set has been closed (and perhaps created again) since.
+    pub fn deliver_from(&self, incarnation: u32, msg: ToClient) {
+        self.with(|g| {
+            if !g.dead && g.client.incarnation() == incarnation {
+                g.client.deliver(msg);
+            }
+        });
+    }
+
+    /// The client process dies (clause `abort.client-death`, as the model's
+    /// world applies it): if a set exists, the server is told
+    /// ([`ToServer::Died`], as the OS would on process exit) and the name is
+    /// released; from now on nothing from the server reaches the half.
+    /// Calls still blocked are left to whoever tears the object down.
+    pub fn die(&self) {
+        let mut g = self.lock();
+        if g.dead {
+            return;
+        }
+        g.dead = true;
+        if g.client.state() != ClientState::Dne {
+            let name = g.client.name().to_string();
+            ProcessNamespace.release(&name);
+            let t = g
+                .conn
+                .as_ref()
+                .map(|c| c.transport.clone())
+                .unwrap_or_else(|| Arc::new(NullTransport));
+            g.outbox.push_back((t, Outgoing::Msg(ToServer::Died)));
+        }
+        drop(g);
+        self.flush();
+    }
+
+    // ----- introspection --------------------------------------------------------------
+
+    /// The data-zone address of buffer `id` of the current incarnation.
+    pub fn buffer_address(&self, id: Option<BufId>) -> Option<NonNull<u8>> {
+        let g = self.lock();
+        let b = g.conn.as_ref()?.buffers.as_ref()?;
+        b.address(id?)
+    }
+
+    /// Whether `instance` names an instance CreateEx would accept (the
+    /// profile's `instances`, `""` per `empty-instance-is-default`):
+    /// NOERROR or VD_E_INSTANCE_NAME.
+    pub fn check_instance(&self, instance: &str) -> Hresult {
+        let g = self.lock();
+        let p = g.client.profile();
+        let ok = if instance.is_empty() {
+            p.empty_instance_is_default
+        } else {
+            p.instances.iter().any(|k| k.eq_ignore_ascii_case(instance))
+        };
+        if ok {
+            Hresult::NOERROR
+        } else {
+            Hresult::VD_E_INSTANCE_NAME
+        }
+    }
+
+    /// The set state (client view).
+    pub fn state(&self) -> ClientState {
+        self.lock().client.state()
+    }
+
+    /// The current set incarnation.
+    pub fn incarnation(&self) -> u32 {
+        self.lock().client.incarnation()
+    }
+
+    /// The set's name (empty before the first Create).
+    pub fn name(&self) -> String {
+        self.lock().client.name().to_string()
+    }
+
+    /// Records a write into a read-only command block.
+    pub fn record_modification(&self, m: BlockModification) {
+        let mut g = self.lock();
+        g.mods_total += 1;
+        if g.mods.len() == MAX_KEPT {
+            g.mods.pop_front();
+        }
+        g.mods.push_back(m);
+    }
+
+    /// The last [`MAX_KEPT`] command-block modifications, and how many
+    /// there were in all.
+    pub fn modifications(&self) -> (Vec<BlockModification>, u64) {
+        let g = self.lock();
+        (g.mods.iter().cloned().collect(), g.mods_total)
+    }
+
+    /// The half's last [`MAX_KEPT`] internal events (for traces and tests).
+    pub fn notes(&self) -> Vec<Note> {
+        self.lock().notes.iter().cloned().collect()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::thread;
+    use std::time::Duration;
+    use vdi_model::msg::{CmdId, DevIx};
+    use vdi_spec::{CommandCode, Features};
+
+    /// Records what it is sent.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<ToServer>>);
+    impl Transport for Recorder {
+        fn send(&self, msg: ToServer) {
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+    struct Fixed(Arc<Recorder>);
+    impl Connector for Fixed {
+        fn connect(&self, _rt: Weak<SetRuntime>, _set: &NewSet) -> Connection {
+            Connection {
+                transport: self.0.clone(),
+                buffers: None,
+            }
+        }
+    }
+
+    /// A transport that answers every completion by calling back into the
+    /// runtime on the calling thread (re-entrancy: no deadlock allowed).
+    struct Echo(std::sync::Mutex<Option<Weak<SetRuntime>>>, AtomicUsize);
+    impl Transport for Echo {
+        fn send(&self, msg: ToServer) {
+            if let ToServer::Completed(c) = msg {
+                let n = self.1.fetch_add(1, Ordering::SeqCst) as u64;
+                let rt = self.0.lock().unwrap().clone().and_then(|w| w.upgrade());
+                if let Some(rt) = rt {
+                    rt.deliver(ToClient::Command(cmd(100 + n, c.dev)));
+                }
+            }
+        }
+    }
+
+    static UNIQUE: AtomicUsize = AtomicUsize::new(0);
+
+    fn unique(prefix: &str) -> String {
+        format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            UNIQUE.fetch_add(1, Ordering::SeqCst)
+        )
+    }
+
+    fn cmd(id: u64, dev: DevIx) -> Cmd {
+        Cmd {
+            id: CmdId(id),
+            dev,
+            code: CommandCode::Write,
+            size: 512,
+            position: 0,
+            buffer: None,
+            data: vdi_model::content::Content::Empty,
+        }
+    }
+
+    fn runtime() -> (Arc<SetRuntime>, Arc<Recorder>) {
+        let rec = Arc::new(Recorder::default());
+        let rt = SetRuntime::new(Arc::new(Profile::default()), Arc::new(Fixed(rec.clone())));
+        (rt, rec)
+    }
+
+    /// A created set, configured with `n` devices, device 0 opened.
+    fn active(n: u32) -> (Arc<SetRuntime>, Arc<Recorder>, DeviceHandle, String) {
+        let (rt, rec) = runtime();
+        let name = unique("rt");
+        let cfg = VdConfig::client(n, Features::LikePipe);
+        rt.create(CreateKind::Create, &name, &cfg).result.unwrap();
+        let devices = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}-dev{i}")
+                }
+            })
+            .collect();
+        rt.deliver(ToClient::Configured { cfg, devices });
+        rt.get_configuration(Timeout::Ms(0)).result.unwrap();
+        let h = rt.open_device(&name).result.unwrap();
+        (rt, rec, h, name)
+    }
+
+    /// get-configuration.timeout, get-command.poll: timeout 0 polls once.
+    #[test]
+    fn timeout_zero_polls() {
+        let (rt, _) = runtime();
+        let name = unique("poll");
+        rt.create(
+            CreateKind::Create,
+            &name,
+            &VdConfig::client(1, Features::LikePipe),
+        )
+        .result
+        .unwrap();
+        let r = rt.get_configuration(Timeout::Ms(0));
+        assert_eq!(r.code(), Hresult::VD_E_TIMEOUT);
+        assert_eq!(rt.state(), ClientState::Configurable, "stays Configurable");
+        rt.close().result.unwrap();
+        let (rt, _, h, _) = active(1);
+        let r = rt.get_command(h, Timeout::Ms(0));
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::VD_E_TIMEOUT, "get-command.poll")
+        );
+    }
+
+    /// get-command.timeout: a 50 ms wait lasts at least 50 ms (no upper
+    /// bound is asserted: the machine is noisy).
+    #[test]
+    fn timeout_50ms_elapses() {
+        let (rt, _, h, _) = active(1);
+        let t0 = Instant::now();
+        let r = rt.get_command(h, Timeout::Ms(50));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::VD_E_TIMEOUT, "get-command.timeout")
+        );
+        let t0 = Instant::now();
+        let (rt2, _) = runtime();
+        rt2.create(
+            CreateKind::Create,
+            &unique("cfg50"),
+            &VdConfig::client(1, Features::LikePipe),
+        )
+        .result
+        .unwrap();
+        let r = rt2.get_configuration(Timeout::Ms(50));
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert_eq!(r.code(), Hresult::VD_E_TIMEOUT);
+    }
+
+    /// get-command.infinite: an infinite wait is woken by a message.
+    #[test]
+    fn infinite_wait_woken_by_message() {
+        let (rt, _, h, _) = active(1);
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.get_command(h, Timeout::Infinite));
+        thread::sleep(Duration::from_millis(20));
+        rt.deliver(ToClient::Command(cmd(7, 0)));
+        let r = t.join().unwrap();
+        assert_eq!(r.result.unwrap().id, CmdId(7));
+        // And GetConfiguration, forever, woken by the configuration.
+        let (rt, _) = runtime();
+        let name = unique("cfginf");
+        let cfg = VdConfig::client(1, Features::LikePipe);
+        rt.create(CreateKind::Create, &name, &cfg).result.unwrap();
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.get_configuration(Timeout::from_linux(-1)));
+        thread::sleep(Duration::from_millis(20));
+        rt.deliver(ToClient::Configured {
+            cfg,
+            devices: vec![name],
+        });
+        t.join().unwrap().result.unwrap();
+    }
+
+    /// get-command.abort: SignalAbort from another thread wakes a blocked
+    /// GetCommand with VD_E_ABORT; the server is told.
+    #[test]
+    fn signal_abort_wakes_blocked_get_command() {
+        let (rt, rec, h, _) = active(2);
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.get_command(h, Timeout::Infinite));
+        thread::sleep(Duration::from_millis(20));
+        rt.signal_abort().result.unwrap();
+        assert_eq!(t.join().unwrap().code(), Hresult::VD_E_ABORT);
+        assert!(rec.0.lock().unwrap().contains(&ToServer::Abort));
+    }
+
+    /// get-configuration.abort: SignalAbort wakes a blocked GetConfiguration.
+    #[test]
+    fn signal_abort_wakes_blocked_get_configuration() {
+        let (rt, _) = runtime();
+        rt.create(
+            CreateKind::Create,
+            &unique("cfgab"),
+            &VdConfig::client(1, Features::LikePipe),
+        )
+        .result
+        .unwrap();
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.get_configuration(Timeout::Infinite));
+        thread::sleep(Duration::from_millis(20));
+        rt.signal_abort().result.unwrap();
+        assert_eq!(t.join().unwrap().code(), Hresult::VD_E_ABORT);
+    }
+
+    /// close.invalidates-devices: Close from another thread wakes a blocked
+    /// GetCommand with the profile's use-after-close code.
+    #[test]
+    fn close_wakes_blocked_get_command() {
+        let (rt, rec, h, name) = active(1);
+        let rt2 = rt.clone();
+        let t = thread::spawn(move || rt2.get_command(h, Timeout::Ms(60_000)));
+        thread::sleep(Duration::from_millis(20));
+        let r = rt.close();
+        assert_eq!(r.code(), Hresult::VD_E_OPEN, "device still open");
+        let r = t.join().unwrap();
+        assert_eq!(r.code(), Profile::default().use_after_close_code);
+        assert_eq!(r.clause, "close.invalidates-devices");
+        let sent = rec.0.lock().unwrap().clone();
+        assert_eq!(sent, vec![ToServer::Abort, ToServer::Closed]);
+        assert!(ProcessNamespace::lookup(&name).is_none(), "name released");
+    }
+
+    /// A transport that calls back into the runtime from `send` does not
+    /// deadlock, and many threads completing and fetching concurrently make
+    /// progress.
+    #[test]
+    fn reentrant_transport_and_concurrency_no_deadlock() {
+        let echo = Arc::new(Echo(std::sync::Mutex::new(None), AtomicUsize::new(0)));
+        struct Conn(Arc<Echo>);
+        impl Connector for Conn {
+            fn connect(&self, rt: Weak<SetRuntime>, _s: &NewSet) -> Connection {
+                *self.0.0.lock().unwrap() = Some(rt);
+                Connection {
+                    transport: self.0.clone(),
+                    buffers: None,
+                }
+            }
+        }
+        let rt = SetRuntime::new(Arc::new(Profile::default()), Arc::new(Conn(echo.clone())));
+        let name = unique("echo");
+        let n = 4u32;
+        let cfg = VdConfig::client(n, Features::LikePipe);
+        rt.create(CreateKind::Create, &name, &cfg).result.unwrap();
+        let devices: Vec<String> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    name.clone()
+                } else {
+                    format!("{name}-dev{i}")
+                }
+            })
+            .collect();
+        rt.deliver(ToClient::Configured {
+            cfg,
+            devices: devices.clone(),
+        });
+        rt.get_configuration(Timeout::Infinite).result.unwrap();
+        let mut threads = Vec::new();
+        for (i, d) in devices.iter().enumerate() {
+            let h = rt.open_device(d).result.unwrap();
+            rt.deliver(ToClient::Command(cmd(i as u64 + 1, i as DevIx)));
+            let rt2 = rt.clone();
+            threads.push(thread::spawn(move || {
+                for _ in 0..200 {
+                    let c = rt2.get_command(h, Timeout::Infinite).result.unwrap();
+                    rt2.complete_command(h, &c, Win32::ERROR_SUCCESS, 512, 0)
+                        .result
+                        .unwrap();
+                }
+            }));
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(echo.1.load(Ordering::SeqCst), 800);
+        // Every device still has one command queued; Close with devices open.
+        assert_eq!(rt.close().code(), Hresult::VD_E_OPEN);
+    }
+
+    /// Messages from an earlier incarnation are dropped.
+    #[test]
+    fn stale_incarnation_messages_dropped() {
+        let (rt, _, _, name) = active(1);
+        let old = rt.incarnation();
+        rt.close();
+        rt.create(
+            CreateKind::Create,
+            &name,
+            &VdConfig::client(1, Features::LikePipe),
+        )
+        .result
+        .unwrap();
+        rt.deliver_from(
+            old,
+            ToClient::Configured {
+                cfg: VdConfig::client(1, Features::LikePipe),
+                devices: vec![name.clone()],
+            },
+        );
+        assert_eq!(
+            rt.get_configuration(Timeout::Ms(0)).code(),
+            Hresult::VD_E_TIMEOUT
+        );
+        rt.close();
+    }
+}

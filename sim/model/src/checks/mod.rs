@@ -1,0 +1,23 @@
+//! The invariants every run is held to, one file per family. Each check is
+//! a pure function of what a driver observed; the world, the ABI drivers
+//! and client-test call the same functions.
+//!
+//! - [`codes`]: every call returns a code documented for its method and
+//!   state (the transition table, the method's page, or a profile choice).
+//! - [`abort`]: no command reaches the client after an abort.
+//! - [`media`]: a BACKUP that reports success delivered every byte.
+
+pub mod abort;
+pub mod codes;
+pub mod media;
+
+use serde::{Deserialize, Serialize};
+
+/// A named invariant that did not hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The clause the invariant comes from.
+    pub clause: String,
+    /// What happened, in words.
+    pub what: String,
+}

@@ -1,0 +1,1004 @@
+//! The client half: one `IClientVirtualDeviceSet2` object and its devices,
+//! every method a pure transition (vdi-spec.md §2.1, §2.2, §4.1-§4.3).
+//!
+//! Blocking methods (GetConfiguration, GetCommand) return [`Blocking::Pending`]
+//! when they would wait; whoever runs the half (the simulator's world, or
+//! the stand-in library's runtime) owns time and re-polls when a message
+//! arrives or answers VD_E_TIMEOUT when the timeout elapses.
+//!
+//! Messages for the server accumulate in [`ClientSet::out`]; messages from
+//! the server enter through [`ClientSet::deliver`]. Each method returns a
+//! [`Ret`] naming the clause that decided the result and the transition-table
+//! cell it exercised, for traces and coverage.
+
+use crate::content::Content;
+use crate::msg::{BufId, Cmd, Completion, DevIx, ToClient, ToServer};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use vdi_spec::profile::{
+    AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, OpenDevicePrecedence,
+};
+use vdi_spec::{ClientState, CommandCode, Hresult, Profile, TableMethod, VdConfig, Win32};
+
+/// A device interface returned by OpenDevice. It names the set incarnation
+/// it came from, so use after Close is detected (clause
+/// `close.invalidates-devices`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct DeviceHandle {
+    pub incarnation: u32,
+    pub index: DevIx,
+}
+
+/// The result of a method that may wait.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocking<T> {
+    Ready(T),
+    Pending,
+}
+
+/// A method's result, the clause that decided it, and the client-table cell
+/// (method, state before the call) it exercised, if it is a table method.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ret<T> {
+    pub result: Result<T, Hresult>,
+    pub clause: &'static str,
+    pub cell: Option<(TableMethod, ClientState)>,
+}
+
+impl<T> Ret<T> {
+    /// The HRESULT the method returns (`NOERROR` on success).
+    pub fn code(&self) -> Hresult {
+        match &self.result {
+            Ok(_) => Hresult::NOERROR,
+            Err(c) => *c,
+        }
+    }
+}
+
+/// Where set names live (the OS namespace of shared-memory objects): a name
+/// can be held by one live set at a time.
+pub trait Namespace {
+    /// Claims `name` for a new set with client configuration `cfg`; `false`
+    /// if a live set already holds it.
+    fn claim(&mut self, name: &str, cfg: &VdConfig) -> bool;
+    /// Releases `name` (Close).
+    fn release(&mut self, name: &str);
+}
+
+/// An internal event of the half, for the trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub what: &'static str,
+    pub detail: String,
+    pub clause: &'static str,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Device {
+    name: String,
+    opened: bool,
+    /// VD_E_CLOSE has been returned to the client.
+    close_seen: bool,
+    /// CloseDevice arrived from the server.
+    server_closed: bool,
+    /// Commands arrived and not yet fetched by GetCommand.
+    queue: VecDeque<Cmd>,
+    /// Commands fetched and not yet completed, as delivered.
+    outstanding: Vec<Cmd>,
+    io_error: bool,
+    held_clear_error: Option<Cmd>,
+}
+
+/// The client half of one set object.
+#[derive(Debug)]
+pub struct ClientSet {
+    profile: Arc<Profile>,
+    state: ClientState,
+    incarnation: u32,
+    name: String,
+    cfg: VdConfig,
+    server_cfg: Option<VdConfig>,
+    devices: Vec<Device>,
+    abort_sent: bool,
+    server_gone: bool,
+    secondaries: BTreeSet<u32>,
+    buffers_seen: BTreeSet<BufId>,
+    /// Messages for the server, oldest first. The owner drains it.
+    pub out: Vec<ToServer>,
+    /// Internal events, when [`ClientSet::tracing`] is on. The owner drains it.
+    pub notes: Vec<Note>,
+    /// Whether to record [`Note`]s.
+    pub tracing: bool,
+}
+
+fn ok<T>(v: T, clause: &'static str, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
+    Ret {
+        result: Ok(v),
+        clause,
+        cell,
+    }
+}
+
+fn err<T>(c: Hresult, clause: &'static str, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
+    Ret {
+        result: Err(c),
+        clause,
+        cell,
+    }
+}
+
+/// Whether a set name may name an OS object: not empty, no backslash (field
+/// notes row 17; vdi-spec.md §1.2).
+pub fn legal_set_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('\\')
+}
+
+impl ClientSet {
+    /// A fresh object with no set (state DNE).
+    pub fn new(profile: Arc<Profile>) -> ClientSet {
+        ClientSet {
+            profile,
+            state: ClientState::Dne,
+            incarnation: 0,
+            name: String::new(),
+            cfg: VdConfig::default(),
+            server_cfg: None,
+            devices: Vec::new(),
+            abort_sent: false,
+            server_gone: false,
+            secondaries: BTreeSet::new(),
+            buffers_seen: BTreeSet::new(),
+            out: Vec::new(),
+            notes: Vec::new(),
+            tracing: false,
+        }
+    }
+
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+    /// The current set incarnation (increments with each successful Create).
+    pub fn incarnation(&self) -> u32 {
+        self.incarnation
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The configuration the client gave to Create.
+    pub fn client_config(&self) -> &VdConfig {
+        &self.cfg
+    }
+    /// Device names, once configuration has arrived.
+    pub fn device_names(&self) -> Vec<&str> {
+        self.devices.iter().map(|d| d.name.as_str()).collect()
+    }
+    /// Commands fetched and not completed on device `dev`.
+    pub fn outstanding(&self, dev: DevIx) -> usize {
+        self.devices
+            .get(dev as usize)
+            .map_or(0, |d| d.outstanding.len())
+    }
+    /// Whether device `dev` is in IO-ERROR (client view).
+    pub fn io_error(&self, dev: DevIx) -> bool {
+        self.devices.get(dev as usize).is_some_and(|d| d.io_error)
+    }
+
+    fn note(&mut self, what: &'static str, clause: &'static str, detail: impl FnOnce() -> String) {
+        if self.tracing {
+            self.notes.push(Note {
+                what,
+                detail: detail(),
+                clause,
+            });
+        }
+    }
+
+    fn cell(&self, m: TableMethod) -> Option<(TableMethod, ClientState)> {
+        Some((m, self.state))
+    }
+
+    // ----- IClientVirtualDeviceSet2 -------------------------------------------------------
+
+    /// `Create` (and `CreateEx` after its instance check).
+    pub fn create(&mut self, name: &str, cfg: &VdConfig, ns: &mut dyn Namespace) -> Ret<()> {
+        let cell = self.cell(TableMethod::Create);
+        if self.state != ClientState::Dne {
+            return err(Hresult::VD_E_PROTOCOL, "create.already-exists", cell);
+        }
+        if cfg.validate_client().is_err() {
+            return err(Hresult::VD_E_NOTSUPPORTED, "create.config-invalid", cell);
+        }
+        if !legal_set_name(name) {
+            return err(
+                self.profile.create_illegal_name_code,
+                "create.illegal-name",
+                cell,
+            );
+        }
+        if !ns.claim(name, cfg) {
+            return err(
+                self.profile.create_name_in_use_code,
+                "create.name-in-use",
+                cell,
+            );
+        }
+        self.state = ClientState::Configurable;
+        self.incarnation += 1;
+        self.name = name.to_string();
+        self.cfg = *cfg;
+        self.server_cfg = None;
+        self.devices.clear();
+        self.abort_sent = false;
+        self.server_gone = false;
+        self.secondaries.clear();
+        self.buffers_seen.clear();
+        let clause = if self.incarnation > 1 {
+            "close.reuse"
+        } else {
+            "create.ok"
+        };
+        ok((), clause, cell)
+    }
+
+    /// `CreateEx`: `instance` `None` is the default instance (clause
+    /// `create-ex.null-instance`).
+    pub fn create_ex(
+        &mut self,
+        instance: Option<&str>,
+        name: &str,
+        cfg: &VdConfig,
+        ns: &mut dyn Namespace,
+    ) -> Ret<()> {
+        let cell = self.cell(TableMethod::Create);
+        if self.state == ClientState::Dne {
+            match instance {
+                None => {}
+                Some("") if self.profile.empty_instance_is_default => {}
+                Some("") => {
+                    return err(
+                        Hresult::VD_E_INSTANCE_NAME,
+                        "create-ex.empty-instance",
+                        cell,
+                    );
+                }
+                Some(i)
+                    if !self
+                        .profile
+                        .instances
+                        .iter()
+                        .any(|k| k.eq_ignore_ascii_case(i)) =>
+                {
+                    return err(Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name", cell);
+                }
+                Some(_) => {}
+            }
+        }
+        let r = self.create(name, cfg, ns);
+        if r.result.is_ok() {
+            let clause = match instance {
+                None => "create-ex.null-instance",
+                Some("") => "create-ex.empty-instance",
+                Some(_) => "create-ex.named-instance",
+            };
+            self.note("Instance", clause, || {
+                format!("instance {instance:?} accepted")
+            });
+        }
+        r
+    }
+
+    /// `GetConfiguration`. Pending while the server has not configured the set.
+    pub fn get_configuration(&mut self) -> Blocking<Ret<VdConfig>> {
+        let cell = self.cell(TableMethod::GetConfiguration);
+        Blocking::Ready(match self.state {
+            ClientState::Dne => err(Hresult::VD_E_PROTOCOL, "table.get-configuration.dne", cell),
+            ClientState::Abort => err(Hresult::VD_E_ABORT, "get-configuration.abort", cell),
+            ClientState::Configurable => match self.server_cfg {
+                Some(c) => {
+                    self.state = ClientState::Initializing;
+                    ok(c, "get-configuration.waits", cell)
+                }
+                None => return Blocking::Pending,
+            },
+            _ => match self.server_cfg {
+                Some(c) => ok(c, "get-configuration.repeat", cell),
+                None => err(Hresult::VD_E_UNEXPECTED, "get-configuration.repeat", cell),
+            },
+        })
+    }
+
+    /// What a GetConfiguration that waited `timeout` without result returns
+    /// (clause `get-configuration.timeout`: the set stays Configurable).
+    pub fn get_configuration_timeout(&self) -> Ret<VdConfig> {
+        err(
+            Hresult::VD_E_TIMEOUT,
+            "get-configuration.timeout",
+            Some((TableMethod::GetConfiguration, self.state)),
+        )
+    }
+
+    /// `OpenDevice`.
+    pub fn open_device(&mut self, name: &str) -> Ret<DeviceHandle> {
+        // §4.2.1: the set is Initializing for OpenDevice purposes until every
+        // device is open.
+        let some_unopened = self.devices.iter().any(|d| !d.opened);
+        let cell_state = if self.state == ClientState::Active && some_unopened {
+            ClientState::Initializing
+        } else {
+            self.state
+        };
+        let cell = Some((TableMethod::OpenDevice, cell_state));
+        match self.state {
+            ClientState::Abort => return err(Hresult::VD_E_ABORT, "open-device.abort", cell),
+            ClientState::Initializing | ClientState::Active => {}
+            _ => return err(Hresult::VD_E_PROTOCOL, "open-device.wrong-state", cell),
+        }
+        let idx = self.devices.iter().position(|d| d.name == name);
+        let all_open = self.devices.iter().all(|d| d.opened);
+        let this_open = idx.is_some_and(|i| self.devices[i].opened);
+        match self.profile.open_device_precedence {
+            OpenDevicePrecedence::AllOpenFirst => {
+                if all_open {
+                    return err(Hresult::VD_E_OPEN, "open-device.all-open", cell);
+                }
+                if idx.is_none() {
+                    return err(Hresult::VD_E_INVALID, "open-device.invalid-name", cell);
+                }
+                if this_open {
+                    return err(Hresult::VD_E_PROTOCOL, "open-device.already-open", cell);
+                }
+            }
+            OpenDevicePrecedence::ThisDeviceFirst => {
+                if idx.is_none() {
+                    return err(Hresult::VD_E_INVALID, "open-device.invalid-name", cell);
+                }
+                if this_open {
+                    return err(Hresult::VD_E_PROTOCOL, "open-device.already-open", cell);
+                }
+                if all_open {
+                    return err(Hresult::VD_E_OPEN, "open-device.all-open", cell);
+                }
+            }
+        }
+        let i = idx.unwrap_or_default();
+        self.devices[i].opened = true;
+        self.state = ClientState::Active;
+        let clause = if i == 0 {
+            "open-device.first-is-set-name"
+        } else {
+            "open-device.ok"
+        };
+        ok(
+            DeviceHandle {
+                incarnation: self.incarnation,
+                index: i as DevIx,
+            },
+            clause,
+            cell,
+        )
+    }
+
+    /// `Close`.
+    pub fn close(&mut self, ns: &mut dyn Namespace) -> Ret<()> {
+        let cell = self.cell(TableMethod::Close);
+        let (code, clause) = match self.state {
+            ClientState::Dne => return err(Hresult::VD_E_PROTOCOL, "close.not-open", cell),
+            ClientState::Active => {
+                // Some device has not returned VD_E_CLOSE yet (otherwise the
+                // set would be NormallyTerminated).
+                if !self.abort_sent {
+                    self.abort_sent = true;
+                    self.out.push(ToServer::Abort);
+                }
+                let code = match self.profile.close_with_open_devices {
+                    CloseWithOpenDevices::VdEOpen => Hresult::VD_E_OPEN,
+                    CloseWithOpenDevices::Noerror => Hresult::NOERROR,
+                };
+                self.note("InternalAbort", "close.devices-open", || {
+                    "Close with devices open signals abort".into()
+                });
+                (code, "close.devices-open")
+            }
+            ClientState::NormallyTerminated => (Hresult::NOERROR, "close.all-finished"),
+            ClientState::Abort => (Hresult::NOERROR, "close.wait-for-close"),
+            ClientState::Configurable | ClientState::Initializing => {
+                (Hresult::NOERROR, "table.close")
+            }
+        };
+        let clause = if clause == "table.close" {
+            if self.state == ClientState::Configurable {
+                "table.close.configurable"
+            } else {
+                "table.close.initializing"
+            }
+        } else {
+            clause
+        };
+        self.out.push(ToServer::Closed);
+        ns.release(&self.name);
+        self.state = ClientState::Dne;
+        self.devices.clear();
+        self.server_cfg = None;
+        self.secondaries.clear();
+        Ret {
+            result: if code == Hresult::NOERROR {
+                Ok(())
+            } else {
+                Err(code)
+            },
+            clause,
+            cell,
+        }
+    }
+
+    /// `SignalAbort`.
+    pub fn signal_abort(&mut self) -> Ret<()> {
+        let cell = self.cell(TableMethod::SignalAbort);
+        match self.state {
+            ClientState::Dne => err(Hresult::VD_E_PROTOCOL, "signal-abort.dne", cell),
+            ClientState::Abort => ok((), "signal-abort.ok", cell),
+            _ => {
+                self.enter_abort();
+                if !self.abort_sent {
+                    self.abort_sent = true;
+                    self.out.push(ToServer::Abort);
+                }
+                ok((), "signal-abort.ok", cell)
+            }
+        }
+    }
+
+    fn enter_abort(&mut self) {
+        self.state = ClientState::Abort;
+        for d in &mut self.devices {
+            d.queue.clear();
+            d.held_clear_error = None;
+        }
+    }
+
+    /// `OpenInSecondary(Ex)` from secondary process `secondary`. The
+    /// secondary shares this set's device table (a simplification: the
+    /// model does not give secondaries their own view of buffers).
+    pub fn open_in_secondary(&mut self, secondary: u32, name: &str) -> Ret<()> {
+        match self.state {
+            ClientState::Abort => err(Hresult::VD_E_ABORT, "open-in-secondary.abort", None),
+            ClientState::Initializing | ClientState::Active if name == self.name => {
+                if self.secondaries.insert(secondary) {
+                    ok((), "open-in-secondary.ok", None)
+                } else {
+                    err(Hresult::VD_E_PROTOCOL, "open-in-secondary.protocol", None)
+                }
+            }
+            _ => err(Hresult::VD_E_PROTOCOL, "open-in-secondary.protocol", None),
+        }
+    }
+
+    /// `GetBufferHandle`: a process-independent handle for a buffer address.
+    pub fn get_buffer_handle(&self, buf: Option<BufId>) -> Ret<u32> {
+        if self.state == ClientState::Dne {
+            return err(Hresult::VD_E_PROTOCOL, "buffer-handle.protocol", None);
+        }
+        match buf {
+            Some(b) if self.buffers_seen.contains(&b) => {
+                ok(b.0.wrapping_add(1), "buffer-handle.roundtrip", None)
+            }
+            _ => err(Hresult::VD_E_INVALID, "buffer-handle.invalid", None),
+        }
+    }
+
+    /// `MapBufferHandle`.
+    pub fn map_buffer_handle(&self, handle: u32) -> Ret<BufId> {
+        if self.state == ClientState::Dne {
+            return err(Hresult::VD_E_PROTOCOL, "buffer-handle.protocol", None);
+        }
+        let b = BufId(handle.wrapping_sub(1));
+        if handle != 0 && self.buffers_seen.contains(&b) {
+            ok(b, "buffer-handle.roundtrip", None)
+        } else {
+            err(Hresult::VD_E_INVALID, "buffer-handle.invalid", None)
+        }
+    }
+
+    // ----- IClientVirtualDevice -----------------------------------------------------------
+
+    fn device_check(&self, h: DeviceHandle, m: TableMethod) -> Result<usize, Ret<()>> {
+        let cell = self.cell(m);
+        let live = h.incarnation == self.incarnation && self.state != ClientState::Dne;
+        if !live || h.index as usize >= self.devices.len() || !self.devices[h.index as usize].opened
+        {
+            return Err(err(
+                self.profile.use_after_close_code,
+                "close.invalidates-devices",
+                cell,
+            ));
+        }
+        match self.state {
+            ClientState::Abort => {
+                let clause = if m == TableMethod::GetCommand {
+                    "get-command.abort"
+                } else {
+                    "complete-command.abort"
+                };
+                Err(err(Hresult::VD_E_ABORT, clause, cell))
+            }
+            ClientState::Active => Ok(h.index as usize),
+            _ => {
+                let clause = if m == TableMethod::GetCommand {
+                    "get-command.wrong-state"
+                } else {
+                    "complete-command.wrong-state"
+                };
+                Err(err(Hresult::VD_E_PROTOCOL, clause, cell))
+            }
+        }
+    }
+
+    /// `GetCommand`. Pending while nothing is queued and the device is open.
+    pub fn get_command(&mut self, h: DeviceHandle) -> Blocking<Ret<Cmd>> {
+        let cell = self.cell(TableMethod::GetCommand);
+        let i = match self.device_check(h, TableMethod::GetCommand) {
+            Ok(i) => i,
+            Err(r) => {
+                return Blocking::Ready(Ret {
+                    result: Err(r.code()),
+                    clause: r.clause,
+                    cell: r.cell,
+                });
+            }
+        };
+        let d = &mut self.devices[i];
+        if d.close_seen {
+            return Blocking::Ready(match self.profile.get_command_after_device_closed {
+                AfterDeviceClosed::Close => {
+                    err(Hresult::VD_E_CLOSE, "get-command.after-device-closed", cell)
+                }
+                AfterDeviceClosed::Protocol => err(
+                    Hresult::VD_E_PROTOCOL,
+                    "get-command.after-device-closed",
+                    cell,
+                ),
+            });
+        }
+        if d.outstanding.is_empty()
+            && let Some(c) = d.held_clear_error.take()
+        {
+            d.outstanding.push(c.clone());
+            return Blocking::Ready(ok(c, "io-error.clear-error-after-outstanding", cell));
+        }
+        if d.held_clear_error.is_none()
+            && let Some(c) = d.queue.pop_front()
+        {
+            if let Some(b) = c.buffer {
+                self.buffers_seen.insert(b);
+            }
+            let clause = if d.outstanding.is_empty() {
+                "get-command.ok"
+            } else {
+                "get-command.several-outstanding"
+            };
+            d.outstanding.push(c.clone());
+            return Blocking::Ready(ok(c, clause, cell));
+        }
+        if d.server_closed && d.held_clear_error.is_none() {
+            d.close_seen = true;
+            if self.devices.iter().all(|d| d.close_seen) {
+                self.state = ClientState::NormallyTerminated;
+                return Blocking::Ready(err(Hresult::VD_E_CLOSE, "term.normally-terminated", cell));
+            }
+            return Blocking::Ready(err(Hresult::VD_E_CLOSE, "get-command.close", cell));
+        }
+        Blocking::Pending
+    }
+
+    /// What a GetCommand that waited its timeout without result returns
+    /// (clause `get-command.timeout`; with timeout 0, `get-command.poll`).
+    pub fn get_command_timeout(&self, poll: bool) -> Ret<Cmd> {
+        let clause = if poll {
+            "get-command.poll"
+        } else {
+            "get-command.timeout"
+        };
+        err(
+            Hresult::VD_E_TIMEOUT,
+            clause,
+            Some((TableMethod::GetCommand, self.state)),
+        )
+    }
+
+    /// `CompleteCommand`. `seen` is the command block as the client holds it
+    /// at completion; a difference from what was delivered is recorded
+    /// (clause `complete-command.read-only-block`). `data` is what the client
+    /// put into the buffer (Read).
+    pub fn complete_command(
+        &mut self,
+        h: DeviceHandle,
+        seen: &Cmd,
+        code: Win32,
+        bytes: u64,
+        position: u64,
+        data: Content,
+    ) -> Ret<()> {
+        let cell = self.cell(TableMethod::CompleteCommand);
+        let i = match self.device_check(h, TableMethod::CompleteCommand) {
+            Ok(i) => i,
+            Err(r) => return r,
+        };
+        let d = &mut self.devices[i];
+        let Some(pos) = d.outstanding.iter().position(|c| c.id == seen.id) else {
+            return err(Hresult::VD_E_INVALID, "complete-command.invalid", cell);
+        };
+        if pos != 0 && self.profile.completion_order == CompletionOrder::InOrder {
+            return err(Hresult::VD_E_INVALID, "complete-command.order", cell);
+        }
+        let orig = d.outstanding.remove(pos);
+        let tampered = orig.block() != seen.block();
+        let data = if orig.code == CommandCode::Read {
+            data.slice(0, bytes)
+        } else {
+            Content::Empty
+        };
+        self.out.push(ToServer::Completed(Completion {
+            id: orig.id,
+            dev: orig.dev,
+            code,
+            bytes,
+            position,
+            data,
+            auto: false,
+        }));
+        if tampered {
+            self.note(
+                "CommandBlockModified",
+                "complete-command.read-only-block",
+                || {
+                    format!(
+                        "dev={i} id={} delivered {:?} completed-with {:?}",
+                        orig.id.0,
+                        orig.block(),
+                        seen.block()
+                    )
+                },
+            );
+        }
+        let enters = self.enters_io_error(code);
+        let d = &mut self.devices[i];
+        if orig.code == CommandCode::ClearError && code == Win32::ERROR_SUCCESS && d.io_error {
+            d.io_error = false;
+            self.note("IoErrorCleared", "io-error.clear-error-success", || {
+                format!("dev={i}")
+            });
+        } else if enters && !d.io_error {
+            d.io_error = true;
+            let queued: Vec<Cmd> = d.queue.drain(..).collect();
+            self.note("IoError", "io-error.enter", || {
+                format!("dev={i} code={code} queued={}", queued.len())
+            });
+            for c in queued {
+                self.auto_complete(c);
+            }
+        }
+        let clause = if tampered {
+            "complete-command.read-only-block"
+        } else {
+            "complete-command.ok"
+        };
+        ok((), clause, cell)
+    }
+
+    fn enters_io_error(&self, code: Win32) -> bool {
+        match code {
+            Win32::ERROR_SUCCESS => false,
+            Win32::ERROR_NOT_SUPPORTED => self.profile.not_supported_enters_io_error,
+            Win32::ERROR_HANDLE_EOF | Win32::ERROR_NO_DATA_DETECTED => {
+                self.profile.eof_enters_io_error
+            }
+            _ => true,
+        }
+    }
+
+    /// Completes a command the client never saw with ERROR_IO_DEVICE (clause
+    /// `io-error.reject-new`), or holds a ClearError.
+    fn auto_complete(&mut self, c: Cmd) {
+        let i = c.dev as usize;
+        if c.code == CommandCode::ClearError {
+            self.devices[i].held_clear_error = Some(c);
+            return;
+        }
+        self.note("AutoComplete", "io-error.reject-new", || {
+            format!(
+                "dev={} id={} {} -> ERROR_IO_DEVICE",
+                c.dev,
+                c.id.0,
+                c.code.name()
+            )
+        });
+        self.out.push(ToServer::Completed(Completion {
+            id: c.id,
+            dev: c.dev,
+            code: Win32::ERROR_IO_DEVICE,
+            bytes: 0,
+            position: 0,
+            data: Content::Empty,
+            auto: true,
+        }));
+    }
+
+    // ----- messages from the server -------------------------------------------------------
+
+    /// Takes one message from the server.
+    pub fn deliver(&mut self, msg: ToClient) {
+        if self.state == ClientState::Dne {
+            return;
+        }
+        match msg {
+            ToClient::Configured { cfg, devices } => {
+                if self.server_cfg.is_none() {
+                    self.server_cfg = Some(cfg);
+                    self.devices = devices
+                        .into_iter()
+                        .map(|name| Device {
+                            name,
+                            ..Device::default()
+                        })
+                        .collect();
+                }
+            }
+            ToClient::Command(c) => {
+                if self.state == ClientState::Abort {
+                    return;
+                }
+                let Some(d) = self.devices.get_mut(c.dev as usize) else {
+                    return;
+                };
+                if d.io_error {
+                    self.auto_complete(c);
+                } else if c.code == CommandCode::ClearError && !d.outstanding.is_empty() {
+                    d.held_clear_error = Some(c);
+                } else {
+                    d.queue.push_back(c);
+                }
+            }
+            ToClient::CloseDevice { dev } => {
+                if let Some(d) = self.devices.get_mut(dev as usize) {
+                    d.server_closed = true;
+                }
+            }
+            ToClient::Abort => {
+                if self.state != ClientState::Abort {
+                    self.note("ServerAbort", "abort.server-signal", String::new);
+                    self.enter_abort();
+                }
+            }
+            ToClient::Died => {
+                self.server_gone = true;
+                if self.state != ClientState::Abort {
+                    self.note("ServerDied", "abort.server-death", String::new);
+                    self.enter_abort();
+                }
+            }
+        }
+    }
+
+    /// Whether the server process is known to be gone.
+    pub fn server_gone(&self) -> bool {
+        self.server_gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::CmdId;
+    use std::collections::BTreeMap;
+    use vdi_spec::Features;
+
+    #[derive(Default)]
+    struct Ns(BTreeMap<String, VdConfig>);
+    impl Namespace for Ns {
+        fn claim(&mut self, name: &str, cfg: &VdConfig) -> bool {
+            if self.0.contains_key(name) {
+                return false;
+            }
+            self.0.insert(name.to_string(), *cfg);
+            true
+        }
+        fn release(&mut self, name: &str) {
+            self.0.remove(name);
+        }
+    }
+
+    fn cmd(id: u64, dev: DevIx, code: CommandCode) -> Cmd {
+        Cmd {
+            id: CmdId(id),
+            dev,
+            code,
+            size: 512,
+            position: 0,
+            buffer: Some(BufId(id as u32)),
+            data: Content::Empty,
+        }
+    }
+
+    fn configured(n: u32) -> (ClientSet, Ns) {
+        let mut c = ClientSet::new(Arc::new(Profile::default()));
+        let mut ns = Ns::default();
+        c.create("set", &VdConfig::client(n, Features::LikePipe), &mut ns)
+            .result
+            .unwrap();
+        let names = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    "set".to_string()
+                } else {
+                    format!("d{i}")
+                }
+            })
+            .collect();
+        c.deliver(ToClient::Configured {
+            cfg: VdConfig::client(n, Features::LikePipe),
+            devices: names,
+        });
+        assert!(matches!(
+            c.get_configuration(),
+            Blocking::Ready(Ret { result: Ok(_), .. })
+        ));
+        (c, ns)
+    }
+
+    fn ready<T>(p: Blocking<Ret<T>>) -> Ret<T> {
+        match p {
+            Blocking::Ready(r) => r,
+            Blocking::Pending => panic!("pending"),
+        }
+    }
+
+    /// close.not-open
+    #[test]
+    fn close_not_open() {
+        let mut c = ClientSet::new(Arc::new(Profile::default()));
+        let r = c.close(&mut Ns::default());
+        assert_eq!(r.code(), Hresult::VD_E_PROTOCOL);
+        assert_eq!(r.clause, "close.not-open");
+        assert!(c.out.is_empty(), "no action taken");
+    }
+
+    /// close.devices-open, close.invalidates-devices, close.reuse
+    #[test]
+    fn close_devices_open_then_reuse() {
+        let (mut c, mut ns) = configured(2);
+        let h = c.open_device("set").result.unwrap();
+        let r = c.close(&mut ns);
+        assert_eq!(r.code(), Hresult::VD_E_OPEN);
+        assert_eq!(c.out, vec![ToServer::Abort, ToServer::Closed]);
+        assert_eq!(c.state(), ClientState::Dne);
+        assert_eq!(ready(c.get_command(h)).code(), Hresult::VD_E_PROTOCOL);
+        let r = c.create("set", &VdConfig::client(1, Features::LikePipe), &mut ns);
+        assert_eq!(r.clause, "close.reuse");
+        assert_eq!(ready(c.get_command(h)).clause, "close.invalidates-devices");
+    }
+
+    /// open-device.all-open, open-device.invalid-name, open-device.already-open
+    #[test]
+    fn open_device_rules() {
+        let (mut c, _ns) = configured(2);
+        assert_eq!(c.open_device("nope").code(), Hresult::VD_E_INVALID);
+        c.open_device("set").result.unwrap();
+        assert_eq!(c.open_device("set").code(), Hresult::VD_E_PROTOCOL);
+        c.open_device("d1").result.unwrap();
+        assert_eq!(c.open_device("d1").code(), Hresult::VD_E_OPEN);
+    }
+
+    /// io-error.enter, io-error.reject-new, io-error.clear-error-after-outstanding
+    #[test]
+    fn io_error_protocol() {
+        let (mut c, _ns) = configured(1);
+        let h = c.open_device("set").result.unwrap();
+        c.deliver(ToClient::Command(cmd(1, 0, CommandCode::Write)));
+        c.deliver(ToClient::Command(cmd(2, 0, CommandCode::Write)));
+        c.deliver(ToClient::Command(cmd(3, 0, CommandCode::Write)));
+        let a = ready(c.get_command(h)).result.unwrap();
+        let b = ready(c.get_command(h)).result.unwrap();
+        c.out.clear();
+        c.complete_command(h, &a, Win32::ERROR_DISK_FULL, 0, 0, Content::Empty)
+            .result
+            .unwrap();
+        // cmd 3 was queued: auto-completed with ERROR_IO_DEVICE.
+        assert!(matches!(
+            &c.out[1],
+            ToServer::Completed(Completion {
+                auto: true,
+                code: Win32::ERROR_IO_DEVICE,
+                ..
+            })
+        ));
+        c.deliver(ToClient::Command(cmd(4, 0, CommandCode::ClearError)));
+        assert_eq!(
+            c.get_command(h),
+            Blocking::Pending,
+            "ClearError held while b is outstanding"
+        );
+        c.complete_command(h, &b, Win32::ERROR_SUCCESS, 512, 0, Content::Empty)
+            .result
+            .unwrap();
+        let ce = ready(c.get_command(h)).result.unwrap();
+        assert_eq!(ce.code, CommandCode::ClearError);
+        c.complete_command(h, &ce, Win32::ERROR_SUCCESS, 0, 0, Content::Empty)
+            .result
+            .unwrap();
+        assert!(!c.io_error(0));
+    }
+
+    /// complete-command.invalid, complete-command.read-only-block
+    #[test]
+    fn complete_command_checks() {
+        let (mut c, _ns) = configured(1);
+        c.tracing = true;
+        let h = c.open_device("set").result.unwrap();
+        c.deliver(ToClient::Command(cmd(1, 0, CommandCode::Write)));
+        let a = ready(c.get_command(h)).result.unwrap();
+        let mut t = a.clone();
+        t.size = 1;
+        assert_eq!(
+            c.complete_command(h, &t, Win32::ERROR_SUCCESS, 1, 0, Content::Empty)
+                .clause,
+            "complete-command.read-only-block"
+        );
+        assert_eq!(c.notes[0].clause, "complete-command.read-only-block");
+        let r = c.complete_command(h, &a, Win32::ERROR_SUCCESS, 512, 0, Content::Empty);
+        assert_eq!(r.code(), Hresult::VD_E_INVALID, "already completed");
+    }
+
+    /// term.normally-terminated, get-command.after-device-closed
+    #[test]
+    fn normal_termination_per_device() {
+        let (mut c, mut ns) = configured(2);
+        let h0 = c.open_device("set").result.unwrap();
+        let h1 = c.open_device("d1").result.unwrap();
+        c.deliver(ToClient::CloseDevice { dev: 0 });
+        assert_eq!(ready(c.get_command(h0)).clause, "get-command.close");
+        assert_eq!(c.state(), ClientState::Active);
+        assert_eq!(
+            ready(c.get_command(h0)).clause,
+            "get-command.after-device-closed"
+        );
+        c.deliver(ToClient::CloseDevice { dev: 1 });
+        assert_eq!(ready(c.get_command(h1)).code(), Hresult::VD_E_CLOSE);
+        assert_eq!(c.state(), ClientState::NormallyTerminated);
+        let r = c.close(&mut ns);
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::NOERROR, "close.all-finished")
+        );
+    }
+
+    /// create-ex.instance-name, create-ex.empty-instance, create.illegal-name
+    #[test]
+    fn create_ex_instances_and_names() {
+        let mut c = ClientSet::new(Arc::new(Profile::default()));
+        let mut ns = Ns::default();
+        let cfg = VdConfig::client(1, Features::LikePipe);
+        assert_eq!(
+            c.create_ex(Some("NOPE"), "a", &cfg, &mut ns).code(),
+            Hresult::VD_E_INSTANCE_NAME
+        );
+        assert_eq!(
+            c.create_ex(Some(""), "a", &cfg, &mut ns).code(),
+            Hresult::VD_E_INSTANCE_NAME
+        );
+        assert_eq!(
+            c.create_ex(None, "a\\b", &cfg, &mut ns).code(),
+            Hresult::VD_E_INVALID
+        );
+        assert_eq!(
+            c.create_ex(Some("mssqlserver"), "a", &cfg, &mut ns).code(),
+            Hresult::NOERROR
+        );
+        let mut other = ClientSet::new(Arc::new(Profile::default()));
+        assert_eq!(other.create("a", &cfg, &mut ns).code(), Hresult::VD_E_BUSY);
+    }
+}

@@ -1,0 +1,615 @@
+//! Client programs for the world: what a backup application's threads do.
+//!
+//! A program is a state machine: given the reply to its last action, it
+//! returns its next action (one API call, starting the T-SQL statement,
+//! waiting for it, sleeping, spawning a thread, joining, exiting, dying).
+//!
+//! [`ClientSpec`] describes a client: the reference client does everything
+//! the specification asks; each [`Flaw`] reproduces a mistake real products
+//! have been seen to make (vdi-abi-and-field-notes.md Part 2).
+
+use crate::call::{Call, Reply, Value};
+use crate::client::DeviceHandle;
+use crate::content::Content;
+use crate::fault::PlanContext;
+use crate::msg::{Cmd, DevIx, Timeout};
+use crate::process::ClientProcess;
+use crate::statement::{BackupRecord, ServerPlan, Statement, StatementKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
+
+/// What a thread does next.
+pub enum Action {
+    Call(Call),
+    /// Send the T-SQL statement on another connection; returns at once.
+    StartStatement(Statement),
+    /// Wait for the statement's result.
+    WaitStatement {
+        timeout: Timeout,
+    },
+    Sleep(u64),
+    Spawn {
+        who: String,
+        dev: Option<DevIx>,
+        prog: Box<dyn Program>,
+    },
+    /// Wait until every other thread has exited.
+    Join,
+    Exit,
+    /// The whole client process dies.
+    Die,
+}
+
+/// One thread of a client program.
+pub trait Program: Send {
+    /// The next action, given the reply to the previous one (`None` first).
+    fn next(&mut self, last: Option<Reply>, proc_: &mut ClientProcess) -> Action;
+}
+
+/// A mistake real clients make.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flaw {
+    /// Leaves its device loop after a Flush and closes the set without
+    /// waiting for VD_E_CLOSE (field rows 3, 14; clause `close.wait-for-close`).
+    ClosesBeforeClose,
+    /// Never completes commands it does not know (field row 13; clause
+    /// `command.unanswered`).
+    IgnoresUnknownCommands,
+    /// Treats VD_E_TIMEOUT from GetCommand as fatal: SignalAbort and quit
+    /// (field row 2; clause `get-command.timeout`).
+    TimeoutIsFatal,
+    /// Completes Read/Write with ERROR_SUCCESS but half the bytes (field row
+    /// 12; clause `command.short-transfer`).
+    ShortTransfers,
+    /// Writes into the read-only command block before completing (field row
+    /// 10; clause `complete-command.read-only-block`).
+    TampersCommandBlock,
+    /// During restore, waits for more data instead of answering
+    /// ERROR_HANDLE_EOF (field row 11; clause `restore.truncated`).
+    ReadsUntilFull,
+    /// Believes the operation succeeded when every device saw VD_E_CLOSE,
+    /// without looking at the statement (field row 20; clause
+    /// `term.outcome-decides`).
+    IgnoresOutcome,
+    /// Answers VDC_Flush with ERROR_NOT_SUPPORTED (field row 18).
+    FlushNotSupported,
+}
+
+impl Flaw {
+    pub const ALL: [Flaw; 8] = [
+        Flaw::ClosesBeforeClose,
+        Flaw::IgnoresUnknownCommands,
+        Flaw::TimeoutIsFatal,
+        Flaw::ShortTransfers,
+        Flaw::TampersCommandBlock,
+        Flaw::ReadsUntilFull,
+        Flaw::IgnoresOutcome,
+        Flaw::FlushNotSupported,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            Flaw::ClosesBeforeClose => "closes-before-close",
+            Flaw::IgnoresUnknownCommands => "ignores-unknown-commands",
+            Flaw::TimeoutIsFatal => "timeout-is-fatal",
+            Flaw::ShortTransfers => "short-transfers",
+            Flaw::TampersCommandBlock => "tampers-command-block",
+            Flaw::ReadsUntilFull => "reads-until-full",
+            Flaw::IgnoresOutcome => "ignores-outcome",
+            Flaw::FlushNotSupported => "flush-not-supported",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Flaw> {
+        Flaw::ALL.iter().copied().find(|f| f.name() == s)
+    }
+}
+
+/// The operation a client program performs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operation {
+    Backup,
+    Restore,
+    /// Backup, then restore on the same set object (reuse after Close).
+    Roundtrip,
+}
+
+/// A client program's parameters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ClientSpec {
+    pub operation: Operation,
+    pub database: String,
+    pub devices: u16,
+    /// VDConfig.features requested (client bits).
+    pub features: u32,
+    /// Ask for VDC_Complete (VDF_RequestComplete).
+    pub request_complete: bool,
+    /// VDConfig.serverTimeOut in ms (0 disables the watchdog).
+    pub server_timeout_ms: u32,
+    /// GetConfiguration timeout per attempt, and the number of attempts.
+    pub get_configuration_timeout_ms: u32,
+    pub get_configuration_attempts: u32,
+    /// GetCommand timeout (DWORD ms; 0xFFFFFFFF = INFINITE).
+    pub get_command_timeout_ms: u32,
+    /// CreateEx instance (None = the default instance).
+    pub instance: Option<String>,
+    /// Set name stem; phase names append `-backup` / `-restore`.
+    pub set_name: String,
+    pub options: TransferOptions,
+    pub plan: ServerPlan,
+    /// Restore statement kind (RESTORE DATABASE by default).
+    pub restore_kind: StatementKind,
+    pub flaws: BTreeSet<Flaw>,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        ClientSpec {
+            operation: Operation::Roundtrip,
+            database: "sales".to_string(),
+            devices: 1,
+            features: 0,
+            request_complete: false,
+            server_timeout_ms: 60_000,
+            get_configuration_timeout_ms: 1_000,
+            get_configuration_attempts: 30,
+            get_command_timeout_ms: 10_000,
+            instance: None,
+            set_name: "vdisim-set".to_string(),
+            options: TransferOptions::default(),
+            plan: ServerPlan::default(),
+            restore_kind: StatementKind::RestoreDatabase,
+            flaws: BTreeSet::new(),
+        }
+    }
+}
+
+impl ClientSpec {
+    pub fn has(&self, f: Flaw) -> bool {
+        self.flaws.contains(&f)
+    }
+    fn config(&self) -> VdConfig {
+        let mut f = Features(self.features);
+        if self.request_complete {
+            f = f.union(Features::RequestComplete);
+        }
+        let mut c = VdConfig::client(u32::from(self.devices), f);
+        c.server_time_out = self.server_timeout_ms;
+        c
+    }
+    /// Device names for a phase: the first is the set name.
+    pub fn device_names(&self, set: &str) -> Vec<String> {
+        (0..self.devices)
+            .map(|i| {
+                if i == 0 {
+                    set.to_string()
+                } else {
+                    format!("{set}-dev{i}")
+                }
+            })
+            .collect()
+    }
+    fn phases(&self) -> Vec<StatementKind> {
+        match self.operation {
+            Operation::Backup => vec![StatementKind::BackupDatabase],
+            Operation::Restore => vec![self.restore_kind],
+            Operation::Roundtrip => vec![StatementKind::BackupDatabase, self.restore_kind],
+        }
+    }
+    /// The controller thread of this client.
+    pub fn controller(&self) -> Box<dyn Program> {
+        Box::new(Controller {
+            spec: self.clone(),
+            phases: self.phases(),
+            phase: 0,
+            step: Step::Create,
+            attempts: 0,
+            opened: 0,
+            started: false,
+        })
+    }
+
+    /// The context named fault plans need for this client.
+    pub fn plan_context(&self) -> PlanContext {
+        let rec = self.backup_layout();
+        PlanContext {
+            devices: self.devices,
+            longest_timeout_ms: u64::from(
+                self.get_command_timeout_ms
+                    .max(self.get_configuration_timeout_ms),
+            )
+            .min(600_000),
+            server_timeout_ms: u64::from(self.server_timeout_ms),
+            family_bytes: rec.families.first().map_or(0, |f| f.len),
+        }
+    }
+
+    /// The backup this client produces (or, for a restore-only run, the
+    /// backup a world seeds before it starts).
+    pub fn backup_layout(&self) -> BackupRecord {
+        BackupRecord::plan(
+            &self.database,
+            StatementKind::BackupDatabase,
+            1,
+            usize::from(self.devices),
+            self.plan.data_bytes,
+            &self.options,
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Create,
+    Start,
+    GetConfig,
+    OpenDevices,
+    Spawn,
+    Join,
+    Close,
+    Wait,
+    NextPhase,
+    Done,
+}
+
+/// The controller: Create → start the statement → GetConfiguration →
+/// OpenDevice × n → a thread per device → Join → Close → the statement's
+/// result; for a roundtrip, again on the same object (clause `close.reuse`).
+struct Controller {
+    spec: ClientSpec,
+    phases: Vec<StatementKind>,
+    phase: usize,
+    step: Step,
+    attempts: u32,
+    opened: u16,
+    /// The next reply is the one to StartStatement.
+    started: bool,
+}
+
+impl Controller {
+    fn set_name(&self) -> String {
+        let kind = self.phases[self.phase];
+        let suffix = if kind.is_backup() {
+            "backup"
+        } else {
+            "restore"
+        };
+        format!("{}-{suffix}", self.spec.set_name)
+    }
+    fn statement(&self) -> Statement {
+        Statement {
+            kind: self.phases[self.phase],
+            database: self.spec.database.clone(),
+            devices: self.spec.device_names(&self.set_name()),
+            options: self.spec.options,
+            plan: self.spec.plan.clone(),
+        }
+    }
+    fn log(&self, p: &mut ClientProcess, s: String) {
+        p.log.push(format!("phase {}: {s}", self.phase + 1));
+    }
+}
+
+impl Program for Controller {
+    fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
+        loop {
+            match self.step {
+                Step::Create => {
+                    if let Some(r) = &last
+                        && r.code != Hresult::NOERROR
+                    {
+                        // clause create.access-denied: report and exit cleanly.
+                        self.log(p, format!("CreateEx failed with {}; giving up", r.code));
+                        p.believes_success = Some(false);
+                        self.step = Step::Done;
+                        continue;
+                    }
+                    if last.is_some() {
+                        self.step = Step::Start;
+                        continue;
+                    }
+                    return Action::Call(Call::CreateEx {
+                        instance: self.spec.instance.clone(),
+                        name: self.set_name(),
+                        cfg: self.spec.config(),
+                    });
+                }
+                Step::Start => {
+                    self.step = Step::GetConfig;
+                    self.attempts = 0;
+                    p.cursors = vec![0; self.spec.devices as usize];
+                    p.handles.clear();
+                    if self.phases[self.phase].is_backup() {
+                        p.media = vec![Content::Empty; self.spec.devices as usize];
+                    }
+                    self.started = true;
+                    return Action::StartStatement(self.statement());
+                }
+                Step::GetConfig => {
+                    let Some(r) = &last else { return Action::Exit };
+                    if std::mem::take(&mut self.started) || r.code == Hresult::VD_E_TIMEOUT {
+                        // First attempt (reply to StartStatement) or a timeout: try again.
+                        if r.code == Hresult::VD_E_TIMEOUT {
+                            self.attempts += 1;
+                            if self.attempts >= self.spec.get_configuration_attempts {
+                                self.log(
+                                    p,
+                                    "no configuration: the server never opened the set".into(),
+                                );
+                                self.step = Step::Close;
+                                return Action::Call(Call::Close);
+                            }
+                        }
+                        return Action::Call(Call::GetConfiguration {
+                            timeout: Timeout::from_dword(self.spec.get_configuration_timeout_ms),
+                        });
+                    }
+                    if r.code != Hresult::NOERROR {
+                        self.log(p, format!("GetConfiguration returned {}", r.code));
+                        self.step = Step::Close;
+                        return Action::Call(Call::Close);
+                    }
+                    self.step = Step::OpenDevices;
+                    self.opened = 0;
+                    let names = self.spec.device_names(&self.set_name());
+                    return Action::Call(Call::OpenDevice {
+                        name: names[0].clone(),
+                    });
+                }
+                Step::OpenDevices => {
+                    let Some(r) = &last else { return Action::Exit };
+                    if r.code != Hresult::NOERROR {
+                        // clause open-device.abort (field row 1): do not hang; Close.
+                        self.log(p, format!("OpenDevice returned {}", r.code));
+                        self.step = Step::Close;
+                        return Action::Call(Call::Close);
+                    }
+                    self.opened += 1;
+                    if self.opened < self.spec.devices {
+                        let names = self.spec.device_names(&self.set_name());
+                        return Action::Call(Call::OpenDevice {
+                            name: names[self.opened as usize].clone(),
+                        });
+                    }
+                    self.step = Step::Spawn;
+                    self.opened = 0;
+                    continue;
+                }
+                Step::Spawn => {
+                    if self.opened < self.spec.devices {
+                        let d = self.opened;
+                        self.opened += 1;
+                        let Some(h) = p.handles.get(d as usize).copied().flatten() else {
+                            continue;
+                        };
+                        p.devices
+                            .resize(p.devices.len().max(d as usize + 1), Default::default());
+                        return Action::Spawn {
+                            who: format!("dev{d}"),
+                            dev: Some(d),
+                            prog: Box::new(DeviceLoop {
+                                spec: self.spec.clone(),
+                                dev: h,
+                                pending: None,
+                                done: false,
+                            }),
+                        };
+                    }
+                    self.step = Step::Join;
+                    return Action::Join;
+                }
+                Step::Join => {
+                    self.step = Step::Close;
+                    return Action::Call(Call::Close);
+                }
+                Step::Close => {
+                    self.step = Step::Wait;
+                    if self.spec.has(Flaw::IgnoresOutcome) {
+                        let all_closed =
+                            p.devices.iter().all(|d| d.end == Some(Hresult::VD_E_CLOSE));
+                        p.believes_success = Some(all_closed);
+                        self.log(
+                            p,
+                            format!("believes success = {all_closed} from VD_E_CLOSE alone"),
+                        );
+                        self.step = Step::NextPhase;
+                        continue;
+                    }
+                    return Action::WaitStatement {
+                        timeout: Timeout::Infinite,
+                    };
+                }
+                Step::Wait => {
+                    let ok = matches!(&last, Some(Reply { value: Value::Outcome(o), .. }) if o.succeeded());
+                    p.believes_success = Some(ok);
+                    self.log(
+                        p,
+                        format!("statement {}", if ok { "succeeded" } else { "failed" }),
+                    );
+                    self.step = if ok { Step::NextPhase } else { Step::Done };
+                    continue;
+                }
+                Step::NextPhase => {
+                    self.phase += 1;
+                    if self.phase >= self.phases.len() {
+                        self.step = Step::Done;
+                        continue;
+                    }
+                    self.step = Step::Create;
+                    return Action::Call(Call::CreateEx {
+                        instance: self.spec.instance.clone(),
+                        name: self.set_name(),
+                        cfg: self.spec.config(),
+                    });
+                }
+                Step::Done => return Action::Exit,
+            }
+        }
+    }
+}
+
+/// The reference device loop for handle `dev`, as a program of its own
+/// (the model backend runs a scripted `drain` with it).
+pub fn device_loop(spec: &ClientSpec, dev: DeviceHandle) -> Box<dyn Program> {
+    Box::new(DeviceLoop {
+        spec: spec.clone(),
+        dev,
+        pending: None,
+        done: false,
+    })
+}
+
+/// One device thread: GetCommand, perform, CompleteCommand, until VD_E_CLOSE
+/// or VD_E_ABORT.
+struct DeviceLoop {
+    spec: ClientSpec,
+    dev: DeviceHandle,
+    /// A command fetched and not yet completed.
+    pending: Option<Cmd>,
+    done: bool,
+}
+
+impl DeviceLoop {
+    fn get(&self) -> Action {
+        Action::Call(Call::GetCommand {
+            dev: self.dev,
+            timeout: Timeout::from_dword(self.spec.get_command_timeout_ms),
+        })
+    }
+
+    fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
+        let d = self.dev.index as usize;
+        let short = self.spec.has(Flaw::ShortTransfers);
+        let (code, bytes, data) = match c.code {
+            CommandCode::Write => {
+                let n = if short {
+                    u64::from(c.size) / 2
+                } else {
+                    u64::from(c.size)
+                };
+                if let Some(m) = p.media.get_mut(d) {
+                    m.append(&c.data.slice(0, n));
+                }
+                (Win32::ERROR_SUCCESS, n, Content::Empty)
+            }
+            CommandCode::Read => {
+                let cur = p.cursors.get(d).copied().unwrap_or(0);
+                let media = p.media.get(d).cloned().unwrap_or_default();
+                let want = if short {
+                    u64::from(c.size) / 2
+                } else {
+                    u64::from(c.size)
+                };
+                let data = media.slice(cur, want);
+                let n = data.len();
+                if let Some(cu) = p.cursors.get_mut(d) {
+                    *cu += n;
+                }
+                if n < u64::from(c.size) && !short {
+                    if self.spec.has(Flaw::ReadsUntilFull) {
+                        // Waits for bytes that will never come.
+                        self.done = true;
+                        return Action::Sleep(u64::MAX / 4);
+                    }
+                    (Win32::ERROR_HANDLE_EOF, n, data)
+                } else {
+                    (Win32::ERROR_SUCCESS, n, data)
+                }
+            }
+            CommandCode::Flush => {
+                if self.spec.has(Flaw::FlushNotSupported) {
+                    (Win32::ERROR_NOT_SUPPORTED, 0, Content::Empty)
+                } else {
+                    (Win32::ERROR_SUCCESS, 0, Content::Empty)
+                }
+            }
+            CommandCode::ClearError | CommandCode::Complete => {
+                (Win32::ERROR_SUCCESS, 0, Content::Empty)
+            }
+            _ => {
+                if self.spec.has(Flaw::IgnoresUnknownCommands) {
+                    self.pending = None;
+                    return self.get();
+                }
+                // clause command.not-supported
+                (Win32::ERROR_NOT_SUPPORTED, 0, Content::Empty)
+            }
+        };
+        let mut seen = c.clone();
+        if self.spec.has(Flaw::TampersCommandBlock) {
+            seen.size = bytes as u32;
+        }
+        if c.code == CommandCode::Flush && self.spec.has(Flaw::ClosesBeforeClose) {
+            self.done = true;
+        }
+        Action::Call(Call::CompleteCommand {
+            dev: self.dev,
+            cmd: seen,
+            code,
+            bytes,
+            position: c.position,
+            data,
+        })
+    }
+}
+
+impl Program for DeviceLoop {
+    fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
+        let d = self.dev.index as usize;
+        let Some(r) = last else { return self.get() };
+        if self.done {
+            p.devices[d].end.get_or_insert(r.code);
+            return Action::Exit;
+        }
+        if let Some(_done) = self.pending.take() {
+            // Reply to CompleteCommand.
+            if r.code != Hresult::NOERROR {
+                p.devices[d].end = Some(r.code);
+                return Action::Exit;
+            }
+            return self.get();
+        }
+        match r.value {
+            Value::Command(c) => {
+                self.pending = Some(c.clone());
+                self.perform(c, p)
+            }
+            _ => match r.code {
+                Hresult::VD_E_TIMEOUT => {
+                    if self.spec.has(Flaw::TimeoutIsFatal) {
+                        self.done = true;
+                        return Action::Call(Call::SignalAbort);
+                    }
+                    self.get()
+                }
+                code => {
+                    p.devices[d].end = Some(code);
+                    Action::Exit
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flaw_names_roundtrip() {
+        for f in Flaw::ALL {
+            assert_eq!(Flaw::from_name(f.name()), Some(f));
+        }
+    }
+
+    #[test]
+    fn device_names_first_is_set_name() {
+        let s = ClientSpec {
+            devices: 3,
+            ..ClientSpec::default()
+        };
+        assert_eq!(s.device_names("x"), vec!["x", "x-dev1", "x-dev2"]);
+    }
+}

@@ -1,0 +1,1213 @@
+//! The server half: SQL Server's side of VDI as a pure state machine.
+//!
+//! [`ServerHalf`] runs one BACKUP or RESTORE statement at a time against the
+//! set the client created, and keeps msdb's backup history across
+//! statements. It opens and configures the set, shares a buffer pool of
+//! BUFFERCOUNT buffers over 1..64 devices, keeps several commands in flight
+//! per device, sends Flushes (several, FILESTREAM-style) and VDC_Complete when
+//! negotiated, handles IO-ERROR and ClearError, closes the devices, aborts,
+//! runs the 2 × serverTimeOut watchdog, and decides the statement's outcome.
+//!
+//! Nothing here reads a clock, spawns a thread or draws randomness: time is
+//! the `now` argument (virtual milliseconds), everything the server says to
+//! the client is pushed onto `out`, and everything it decides is traced with
+//! the clause that decides it (`who = "server"`). With tracing off no string
+//! is formatted.
+//!
+//! Where the reference leaves a choice open, the [`Profile`] decides:
+//!
+//! | profile key | how the server honours it |
+//! |---|---|
+//! | `short-transfer` | `fail`: ERROR_SUCCESS with fewer bytes fails the statement (ShortTransfer) through the error termination; `reissue`: a Write's remainder is written again, a Read lowers the request cursor so more is read (at most [`MAX_ZERO_PROGRESS_REISSUES`] zero-byte answers in a row) |
+//! | `eof-enters-io-error` | an EOF completion puts the device in IO-ERROR at once (as the client half does); VDC_ClearError follows; if the EOF was the family's normal end the restore goes on, else it fails (truncated) |
+//! | `not-supported-enters-io-error` | a probe answered ERROR_NOT_SUPPORTED puts the device in IO-ERROR: VDC_ClearError, then the commands the client half auto-completed are redone and the statement goes on (on a required command ERROR_NOT_SUPPORTED is a device error either way) |
+//! | `error-termination` | after a fatal device error: ClearError then SignalAbort / SignalAbort at once / ClearError then CloseDevice on every device once nothing is outstanding (statement still failed) |
+//! | `server-supports-complete` | VDF_CompleteEnabled is returned (and VDC_Complete sent) only if the client asked with VDF_RequestComplete and this is `true` |
+//! | `watchdog-factor` | the watchdog fires after factor × serverTimeOut ms with commands outstanding and nothing completing (0 disables it, as serverTimeOut 0 does) |
+//! | `queue-depth-per-device` | commands in flight per device (at least 1) |
+//! | `default-buffer-count-per-device` | BUFFERCOUNT = devices × this when the statement gives none |
+//! | `device-count-mismatch-fails` | `true`: VIRTUAL_DEVICE count ≠ deviceCount aborts the set before configuration; `false`: the server uses the first min(both) devices |
+//! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
+//!
+//! Model choices the reference does not fix:
+//!
+//! - The server's idea of IO-ERROR follows the client half's rule (every
+//!   non-success code, except ERROR_NOT_SUPPORTED and EOF unless the profile
+//!   says so), so auto-completions (`auto: true`, ERROR_IO_DEVICE) are
+//!   recognised: after a fatal error they are simply not done; after a
+//!   non-fatal one (EOF, probe) a Write is sent again and a Read's share of
+//!   the request cursor is taken back once the error is cleared.
+//! - WITH options are checked before the set is opened: the client is never
+//!   configured (its GetConfiguration times out, vdi-spec.md §7.1).
+//! - A RESTORE with no backup of its database in history (NoBackup), with a
+//!   family count different from its device count, or with a BLOCKSIZE
+//!   different from the backup's (BadMedia) aborts the set before
+//!   configuration. RESTORE uses the latest backup of its database whatever
+//!   its kind; an empty database name means the latest backup of any.
+//! - HEADERONLY/FILELISTONLY read `metadata_bytes` (rounded up to BLOCKSIZE,
+//!   at most the family) from device 0; no family-count check.
+//! - Restore read sizes: `Seeded(s)` hashes (s, device, read index).
+//! - Mid-stream Flush `i` of `m` sits at `len × i / (m + 1)` rounded down to
+//!   BLOCKSIZE; Writes are cut at that point.
+//! - Final Flushes go out when every device's data is acknowledged; the
+//!   VDC_Complete round starts when every final Flush is acknowledged.
+//! - Probes (`ExtraCommand`) go out when their device has sent
+//!   `after_data_commands` data commands, or when its stream is fully
+//!   requested; they are not barriers; Read/Write probes carry a buffer of
+//!   BLOCKSIZE bytes (a Write probe's data is garbage). A VDC_Complete probe
+//!   is never sent without VDF_CompleteEnabled. Any answer other than
+//!   ERROR_SUCCESS / ERROR_NOT_SUPPORTED is a device error.
+//! - A failure that puts no device in IO-ERROR (wrong bytes, truncated
+//!   stream, short transfer) under `clear-error-then-abort` aborts at once.
+//! - Client abort, watchdog and server abort keep an earlier failure's
+//!   reason (a failure caused by ERROR_OPERATION_ABORTED completions becomes
+//!   ClientAbort when the client's abort arrives).
+//! - `close_device_early` on a device that still had work fails the
+//!   statement (DeviceError, ERROR_INVALID_HANDLE as SendCommand would
+//!   report) and closes the other devices once nothing is outstanding.
+//! - Message numbers/texts without a reference text are in [`messages`].
+
+/// Records one trace event from the server when tracing is on; the detail is
+/// only formatted then.
+macro_rules! ev {
+    ($tr:expr, $t:expr, $what:expr, $clause:expr, $($arg:tt)*) => {
+        if $tr.on() {
+            $tr.emit($t, "server", $what, format!($($arg)*), $clause);
+        }
+    };
+}
+
+mod completion;
+pub mod messages;
+mod stream;
+mod termination;
+#[cfg(test)]
+mod tests;
+
+use crate::content::{Content, Extent};
+use crate::msg::{BufId, Cmd, CmdId, Completion, DevIx, ToClient, ToServer};
+use crate::outcome::{FailReason, Outcome, SqlMessage, Status};
+use crate::statement::{BackupRecord, ReadSizes, Statement, StatementKind};
+use crate::trace::Trace;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use vdi_spec::layout::limits;
+use vdi_spec::profile::{ErrorTermination, ShortTransfer};
+use vdi_spec::{CommandCode, Features, Profile, ServerState, VdConfig, Win32};
+
+/// Consecutive zero-byte short transfers tolerated on one device under
+/// `short-transfer = reissue` before the server gives up (a bound, so a
+/// client that always answers 0 bytes cannot loop the server forever).
+pub const MAX_ZERO_PROGRESS_REISSUES: u32 = 8;
+
+/// Errors kept per device in [`ServerDevSummary::errors`] (a bound; the count
+/// of all errors is in [`ServerDevSummary::errors_total`]).
+pub const MAX_ERRORS_KEPT: usize = 64;
+
+/// What `IServerVirtualDeviceSet2::Open` found under the statement's first
+/// device name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetInfo {
+    /// The set's name.
+    pub name: String,
+    /// The client inputs as given to Create/CreateEx.
+    pub cfg: VdConfig,
+}
+
+/// A device's state as the server sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DevState {
+    /// Open; commands may be sent.
+    Active,
+    /// A command completed with an error; only VDC_ClearError may be sent.
+    IoError,
+    /// The server called CloseDevice.
+    Closed,
+    /// The set was aborted while the device was open.
+    Aborted,
+}
+
+/// Per-device summary of what the server did (for reports and oracles).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerDevSummary {
+    /// The VIRTUAL_DEVICE name.
+    pub name: String,
+    /// Commands sent, by command name (`"VDC_Write"`); only codes sent at least once.
+    pub commands: BTreeMap<String, u64>,
+    /// Bytes written and acknowledged (BACKUP) or read and verified (RESTORE).
+    pub bytes: u64,
+    /// The device's current (after the statement: final) state.
+    pub state: DevState,
+    /// Non-success completion codes the client reported, in order (at most
+    /// [`MAX_ERRORS_KEPT`]).
+    pub errors: Vec<Win32>,
+    /// Number of non-success completions, including those not kept.
+    pub errors_total: u64,
+}
+
+/// What an outstanding command is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A Write of the backup stream.
+    Write,
+    /// A Flush between writes (clause `flush.several`).
+    MidFlush,
+    /// The final Flush of a backup.
+    FinalFlush,
+    /// VDC_Complete.
+    Complete,
+    /// VDC_ClearError after IO-ERROR.
+    ClearError,
+    /// A probe from the plan (clause `command.not-supported`).
+    Extra,
+}
+
+/// An outstanding command other than a stream Read.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    id: CmdId,
+    code: CommandCode,
+    kind: Kind,
+    size: u32,
+    pos: u64,
+    buf: Option<BufId>,
+}
+
+/// A stream Read, kept in issue order: completions are verified in that
+/// order whatever order they arrive in.
+#[derive(Clone, Debug)]
+struct ReadSlot {
+    id: CmdId,
+    size: u32,
+    /// How far this read moved the request cursor (less than `size` for an
+    /// over-read past the end of the family).
+    adv: u64,
+    pos: u64,
+    buf: Option<BufId>,
+    /// The completion, once it arrived: code, bytes, data.
+    result: Option<(Win32, u64, Content)>,
+}
+
+/// Why a device is in IO-ERROR. The server mirrors the client half's rule:
+/// every non-success completion puts the device in IO-ERROR, except
+/// ERROR_NOT_SUPPORTED (unless `not-supported-enters-io-error`) and
+/// ERROR_HANDLE_EOF / ERROR_NO_DATA_DETECTED (unless `eof-enters-io-error`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IoErr {
+    /// A failure that ends the statement.
+    Fatal,
+    /// EOF on a read with `eof-enters-io-error` (clause `io-error.eof`):
+    /// cleared with VDC_ClearError, then the restore goes on.
+    Eof,
+    /// ERROR_NOT_SUPPORTED on a probe with `not-supported-enters-io-error`
+    /// (clause `io-error.not-supported`): cleared, commands the client half
+    /// auto-completed are sent again, and the statement goes on.
+    Probe,
+}
+
+#[derive(Clone, Debug)]
+struct Dev {
+    name: String,
+    /// Stream origin of this device's family.
+    origin: u64,
+    /// Family length.
+    len: u64,
+    /// RESTORE: bytes to read (the family, or the metadata prefix).
+    target: u64,
+    /// Request cursor: bytes written/read requested so far.
+    issued: u64,
+    /// Bytes acknowledged (BACKUP) or verified in order (RESTORE).
+    done: u64,
+    /// BACKUP with `short-transfer = reissue`: remainders to write again.
+    reissue: VecDeque<(u64, u32)>,
+    data_cmds: u32,
+    read_ix: u64,
+    flushes_done: u32,
+    /// Extra commands still to send: (after_data_commands, code), by trigger.
+    extras: Vec<(u32, CommandCode)>,
+    reads: VecDeque<ReadSlot>,
+    others: Vec<Slot>,
+    outstanding: u32,
+    /// A barrier command (Flush, Complete) is outstanding.
+    barrier: bool,
+    state: DevState,
+    io_error: Option<IoErr>,
+    /// A ClearError is outstanding.
+    clearing: bool,
+    /// The read stream reached its end (EOF or target).
+    ended: bool,
+    /// FinalFlush / Complete stage acknowledged.
+    stage_done: bool,
+    stalls: u32,
+    counts: [u64; 19],
+    bytes: u64,
+    errors: Vec<Win32>,
+    errors_total: u64,
+}
+
+impl Dev {
+    fn new(name: String, origin: u64, len: u64, target: u64, qd: u32) -> Dev {
+        let cap = qd.min(16) as usize;
+        Dev {
+            name,
+            origin,
+            len,
+            target,
+            issued: 0,
+            done: 0,
+            reissue: VecDeque::new(),
+            data_cmds: 0,
+            read_ix: 0,
+            flushes_done: 0,
+            extras: Vec::new(),
+            reads: VecDeque::with_capacity(cap),
+            others: Vec::with_capacity(cap),
+            outstanding: 0,
+            barrier: false,
+            state: DevState::Active,
+            io_error: None,
+            clearing: false,
+            ended: false,
+            stage_done: false,
+            stalls: 0,
+            counts: [0; 19],
+            bytes: 0,
+            errors: Vec::new(),
+            errors_total: 0,
+        }
+    }
+
+    fn note_error(&mut self, code: Win32) {
+        self.errors_total += 1;
+        if self.errors.len() < MAX_ERRORS_KEPT {
+            self.errors.push(code);
+        }
+    }
+
+    /// The oldest outstanding command on this device: (code, kind).
+    fn oldest_outstanding(&self) -> Option<(CommandCode, Option<Kind>, CmdId)> {
+        let r = self
+            .reads
+            .iter()
+            .find(|r| r.result.is_none())
+            .map(|r| (CommandCode::Read, None, r.id));
+        let o = self
+            .others
+            .iter()
+            .map(|s| (s.code, Some(s.kind), s.id))
+            .min_by_key(|x| x.2);
+        match (r, o) {
+            (Some(a), Some(b)) => Some(if a.2 < b.2 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Where the statement's stream stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Data,
+    FinalFlush,
+    Complete,
+}
+
+/// How a failing statement is being ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Term {
+    None,
+    /// Waiting for a ClearError to complete, then SignalAbort.
+    ClearThenAbort,
+    /// Waiting for ClearErrors and every outstanding command, then CloseDevice all.
+    ClearThenClose,
+    /// Waiting for every outstanding command, then CloseDevice all.
+    DrainThenClose,
+}
+
+#[derive(Clone, Debug)]
+struct Failure {
+    reason: FailReason,
+    msgs: Vec<SqlMessage>,
+    code: Win32,
+    dev: Option<usize>,
+}
+
+/// How the client ended things (for clause ids and traces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientEnd {
+    Abort,
+    Closed,
+    Died,
+}
+
+/// SQL Server's side of VDI. See the module docs.
+#[derive(Debug)]
+pub struct ServerHalf {
+    profile: Arc<Profile>,
+    history: Vec<BackupRecord>,
+    next_id: u64,
+    outcome: Outcome,
+    state: ServerState,
+    dead: bool,
+    running: bool,
+    // The current (or last) statement.
+    kind: StatementKind,
+    database: String,
+    started: u64,
+    mid_flushes: u32,
+    read_sizes: ReadSizes,
+    features: Features,
+    complete_enabled: bool,
+    block: u32,
+    mts: u32,
+    qd: u32,
+    buf_total: u32,
+    buf_next: u32,
+    buf_free: Vec<BufId>,
+    buf_starved: bool,
+    devs: Vec<Dev>,
+    phase: Phase,
+    record: Option<BackupRecord>,
+    outstanding: u32,
+    wd_anchor: u64,
+    wd_period: u64,
+    failure: Option<Failure>,
+    term: Term,
+    rr: usize,
+    abort_sent: bool,
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The size of restore read number `ix` on device `dev` (clause
+/// `restore.read-sizes`): a multiple of `block` within `block..=mts`.
+/// `Seeded(s)` is a pure function of `s`, the device and `ix`.
+pub fn read_size(sizes: &ReadSizes, block: u32, mts: u32, dev: usize, ix: u64) -> u32 {
+    let block = block.max(1);
+    let mts = mts.max(block);
+    let raw = match sizes {
+        ReadSizes::Max => mts,
+        ReadSizes::Fixed(n) => *n,
+        ReadSizes::Cycle(v) if v.is_empty() => mts,
+        ReadSizes::Cycle(v) => v[(ix % v.len() as u64) as usize],
+        ReadSizes::Seeded(s) => {
+            let blocks = u64::from(mts / block);
+            let h = splitmix(*s ^ splitmix(((dev as u64) << 40) ^ ix));
+            block.saturating_mul(1 + (h % blocks) as u32)
+        }
+    };
+    let s = raw.clamp(block, mts);
+    s - s % block
+}
+
+/// Mid-stream Flush `i` (1-based) of `m` on a family of `len` bytes sits at
+/// this byte offset: evenly spaced, rounded down to a block.
+fn flush_point(len: u64, m: u32, i: u32, block: u32) -> u64 {
+    let p = (u128::from(len) * u128::from(i) / (u128::from(m) + 1)) as u64;
+    p - p % u64::from(block.max(1))
+}
+
+fn is_eof(code: Win32) -> bool {
+    code == Win32::ERROR_HANDLE_EOF || code == Win32::ERROR_NO_DATA_DETECTED
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Write => "write",
+        Kind::MidFlush => "mid-flush",
+        Kind::FinalFlush => "final-flush",
+        Kind::Complete => "complete",
+        Kind::ClearError => "clear-error",
+        Kind::Extra => "extra",
+    }
+}
+
+impl ServerHalf {
+    /// A server with empty msdb history, running nothing.
+    pub fn new(profile: Arc<Profile>) -> ServerHalf {
+        ServerHalf {
+            profile,
+            history: Vec::new(),
+            next_id: 1,
+            outcome: Outcome::default(),
+            state: ServerState::Dne,
+            dead: false,
+            running: false,
+            kind: StatementKind::BackupDatabase,
+            database: String::new(),
+            started: 0,
+            mid_flushes: 0,
+            read_sizes: ReadSizes::Max,
+            features: Features(0),
+            complete_enabled: false,
+            block: 512,
+            mts: 65536,
+            qd: 1,
+            buf_total: 0,
+            buf_next: 0,
+            buf_free: Vec::new(),
+            buf_starved: false,
+            devs: Vec::new(),
+            phase: Phase::Data,
+            record: None,
+            outstanding: 0,
+            wd_anchor: 0,
+            wd_period: 0,
+            failure: None,
+            term: Term::None,
+            rr: 0,
+            abort_sent: false,
+        }
+    }
+
+    /// Seeds msdb history (a backup taken before this world started).
+    pub fn add_backup(&mut self, rec: BackupRecord) {
+        self.history.push(rec);
+    }
+
+    /// msdb backup history, oldest first.
+    pub fn history(&self) -> &[BackupRecord] {
+        &self.history
+    }
+
+    /// The profile this server runs under.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The current or last statement's outcome (`Status::NotStarted` before
+    /// the first `start`).
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// The server-side set state (vdi-spec.md §4.4).
+    pub fn state(&self) -> ServerState {
+        self.state
+    }
+
+    /// Whether no statement is running.
+    pub fn is_idle(&self) -> bool {
+        !self.running
+    }
+
+    /// Whether [`ServerHalf::die`] was called.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Commands sent to the client and not yet completed.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding
+    }
+
+    /// The configuration returned to the client, features included, if the
+    /// current statement got that far.
+    pub fn returned_features(&self) -> Features {
+        self.features
+    }
+
+    /// Per-device summary of the current or last statement.
+    pub fn devices(&self) -> Vec<ServerDevSummary> {
+        self.devs
+            .iter()
+            .map(|d| ServerDevSummary {
+                name: d.name.clone(),
+                commands: CommandCode::ALL
+                    .iter()
+                    .zip(d.counts.iter())
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(c, n)| (c.name().to_string(), *n))
+                    .collect(),
+                bytes: d.bytes,
+                state: d.state,
+                errors: d.errors.clone(),
+                errors_total: d.errors_total,
+            })
+            .collect()
+    }
+
+    /// The earliest virtual time at which [`ServerHalf::on_time`] must be
+    /// called: the watchdog deadline, when one is armed.
+    pub fn next_deadline(&self) -> Option<u64> {
+        if self.running && self.wd_period > 0 && self.outstanding > 0 {
+            Some(self.wd_anchor.saturating_add(self.wd_period))
+        } else {
+            None
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // start
+    // ------------------------------------------------------------------
+
+    /// Starts a statement. `set` is what `IServerVirtualDeviceSet2::Open`
+    /// found under the first device name (`None`: no such set).
+    ///
+    /// Model choices: WITH options are checked before the set is opened (the
+    /// client is then never configured and its GetConfiguration times out,
+    /// vdi-spec.md §7.1); a RESTORE whose BLOCKSIZE differs from the backup's
+    /// fails with BadMedia before configuration; a RESTORE without a backup,
+    /// or with a family-count mismatch, aborts the set before configuration.
+    /// A `start` while a statement runs is ignored (traced).
+    pub fn start(
+        &mut self,
+        now: u64,
+        stmt: Statement,
+        set: Option<SetInfo>,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        if self.running {
+            ev!(
+                tr,
+                now,
+                "StartIgnored",
+                None,
+                "a statement is already running"
+            );
+            return;
+        }
+        self.reset_statement(&stmt);
+        self.started = now;
+        self.outcome = Outcome {
+            status: Status::Running,
+            ..Outcome::default()
+        };
+        ev!(tr, now, "Start", None, "{}", stmt.to_tsql());
+        if self.dead {
+            self.outcome.status = Status::Failed;
+            self.outcome.reason = Some(FailReason::ServerDied);
+            self.outcome.ended_ms = Some(now);
+            ev!(
+                tr,
+                now,
+                "Outcome",
+                Some("abort.server-death"),
+                "Failed ServerDied (server is dead)"
+            );
+            return;
+        }
+        self.running = true;
+        self.state = ServerState::Dne;
+        let first = stmt.devices.first().cloned().unwrap_or_default();
+
+        if let Err(e) = stmt.options.validate() {
+            let text = e.to_string();
+            self.finish_failed(
+                now,
+                FailReason::BadOptions,
+                vec![messages::bad_option(&text)],
+                None,
+                tr,
+            );
+            return;
+        }
+
+        let Some(set) = set else {
+            ev!(
+                tr,
+                now,
+                "Open",
+                Some("server.open-missing-set"),
+                "name=\"{first}\" -> VD_E_INVALID (0x80770006)"
+            );
+            self.finish_failed(
+                now,
+                FailReason::OpenFailed,
+                vec![messages::cannot_open(&first)],
+                Some("server.open-missing-set"),
+                tr,
+            );
+            return;
+        };
+        self.state = ServerState::Connected;
+        ev!(
+            tr,
+            now,
+            "Open",
+            None,
+            "name=\"{}\" -> NOERROR (0x00000000)",
+            set.name
+        );
+        ev!(
+            tr,
+            now,
+            "GetConfiguration",
+            None,
+            "deviceCount={} features={} prefixZoneSize={} serverTimeOut={}",
+            set.cfg.device_count,
+            set.cfg.features(),
+            set.cfg.prefix_zone_size,
+            set.cfg.server_time_out
+        );
+
+        let n_stmt = stmt.devices.len();
+        let n_cfg = set.cfg.device_count;
+        if n_stmt as u64 != u64::from(n_cfg)
+            && (self.profile.device_count_mismatch_fails || n_stmt == 0 || n_cfg == 0)
+        {
+            ev!(
+                tr,
+                now,
+                "DeviceCountMismatch",
+                Some("stripe.device-count-mismatch"),
+                "VIRTUAL_DEVICE clauses={n_stmt} deviceCount={n_cfg}"
+            );
+            self.abort_before_config(
+                now,
+                FailReason::DeviceCountMismatch,
+                messages::device_count(&first, n_stmt, n_cfg),
+                Some("stripe.device-count-mismatch"),
+                out,
+                tr,
+            );
+            return;
+        }
+        let n = n_stmt.min(n_cfg as usize);
+        if n != n_stmt {
+            ev!(
+                tr,
+                now,
+                "DeviceCountMismatch",
+                Some("stripe.device-count-mismatch"),
+                "tolerated by the profile: using {n} of {n_stmt} VIRTUAL_DEVICE clauses"
+            );
+        }
+        let opts = stmt.options;
+
+        // The media: what a BACKUP will write, or what a RESTORE must find.
+        let record = if self.kind.is_backup() {
+            BackupRecord::plan(
+                &stmt.database,
+                stmt.kind,
+                u32::try_from(self.history.len() + 1).unwrap_or(u32::MAX),
+                n,
+                stmt.plan.data_bytes,
+                &opts,
+            )
+        } else {
+            let found = crate::statement::backup_to_restore(&self.history, &stmt.database).cloned();
+            let Some(rec) = found else {
+                self.abort_before_config(
+                    now,
+                    FailReason::NoBackup,
+                    messages::no_backup(&stmt.database),
+                    None,
+                    out,
+                    tr,
+                );
+                return;
+            };
+            if !self.kind.is_metadata_only() && rec.families.len() != n {
+                let m = messages::family_count(&first, rec.families.len(), n);
+                self.abort_before_config(now, FailReason::BadMedia, m, None, out, tr);
+                return;
+            }
+            if rec.block_size != opts.block_size {
+                ev!(
+                    tr,
+                    now,
+                    "BlockSizeMismatch",
+                    Some("restore.read-sizes"),
+                    "backup BLOCKSIZE={} restore BLOCKSIZE={}",
+                    rec.block_size,
+                    opts.block_size
+                );
+                let m = messages::bad_family(&first);
+                self.abort_before_config(
+                    now,
+                    FailReason::BadMedia,
+                    m,
+                    Some("restore.read-sizes"),
+                    out,
+                    tr,
+                );
+                return;
+            }
+            rec
+        };
+
+        // Configuration (BeginConfiguration .. EndConfiguration).
+        self.state = ServerState::Configurable;
+        let client = set.cfg.features();
+        let media = if self.kind.is_backup() {
+            Features::WriteMedia
+        } else {
+            Features::ReadMedia
+        };
+        let asked = client.contains(Features::RequestComplete);
+        self.complete_enabled = asked && self.profile.server_supports_complete;
+        let mut features = client.union(media);
+        if self.complete_enabled {
+            features = features.union(Features::CompleteEnabled);
+        }
+        self.features = features;
+        self.block = opts.block_size;
+        self.mts = opts.max_transfer_size;
+        self.qd = self.profile.queue_depth_per_device.max(1);
+        let buffers = opts
+            .effective_buffer_count(n as u32, self.profile.default_buffer_count_per_device)
+            .clamp(1, u32::MAX - 1);
+        self.buf_total = buffers;
+        let mut cfg = set.cfg;
+        cfg.features = features.0;
+        cfg.block_size = opts.block_size;
+        cfg.max_io_depth = limits::MAX_IO_DEPTH_REPORTED;
+        cfg.max_transfer_size = opts.max_transfer_size;
+        cfg.buffer_area_size =
+            buffers.saturating_mul(opts.max_transfer_size.saturating_add(cfg.prefix_zone_size));
+        ev!(
+            tr,
+            now,
+            "BeginConfiguration",
+            Some("server.begin-configuration-order"),
+            "features={:#010x} blockSize={} alignment={} maxTransferSize={} timeout=0",
+            features.0,
+            opts.block_size,
+            set.cfg.alignment.max(opts.block_size),
+            opts.max_transfer_size
+        );
+        ev!(
+            tr,
+            now,
+            "FeaturesReturned",
+            Some("get-configuration.features-returned"),
+            "{} = client {} | {}",
+            features,
+            client,
+            media
+        );
+        ev!(
+            tr,
+            now,
+            "CompleteNegotiation",
+            Some("complete.negotiation"),
+            "VDF_RequestComplete {} server-supports-complete={} -> VDF_CompleteEnabled {}",
+            if asked { "requested" } else { "not requested" },
+            self.profile.server_supports_complete,
+            if self.complete_enabled {
+                "returned"
+            } else {
+                "not returned"
+            }
+        );
+        ev!(
+            tr,
+            now,
+            "RequestBuffers",
+            Some("stripe.shared-buffers"),
+            "count={} size={} shared by {} devices",
+            buffers,
+            opts.max_transfer_size,
+            n
+        );
+        if opts.buffer_count.is_none() {
+            ev!(
+                tr,
+                now,
+                "RequestBuffers",
+                Some("stripe.default-buffer-count"),
+                "no BUFFERCOUNT: {} devices x default-buffer-count-per-device {}",
+                n,
+                self.profile.default_buffer_count_per_device
+            );
+        }
+        ev!(
+            tr,
+            now,
+            "QueueDepth",
+            Some("server.queue-depth"),
+            "up to {} commands in flight per device",
+            self.qd
+        );
+        ev!(
+            tr,
+            now,
+            "EndConfiguration",
+            Some("get-configuration.server-outputs"),
+            "blockSize={} maxIODepth={} maxTransferSize={} bufferAreaSize={}",
+            cfg.block_size,
+            cfg.max_io_depth,
+            cfg.max_transfer_size,
+            cfg.buffer_area_size
+        );
+        self.state = ServerState::Initializing;
+        out.push(ToClient::Configured {
+            cfg,
+            devices: stmt.devices.iter().take(n).cloned().collect(),
+        });
+        ev!(
+            tr,
+            now,
+            "Configured",
+            Some("command.pipe-only"),
+            "stream commands: {}{}",
+            if self.kind.is_backup() {
+                "VDC_Write, VDC_Flush, VDC_ClearError"
+            } else {
+                "VDC_Read, VDC_ClearError"
+            },
+            if self.complete_enabled && self.kind.is_backup() {
+                ", VDC_Complete"
+            } else {
+                ""
+            }
+        );
+
+        self.wd_period = if set.cfg.server_time_out == 0 || self.profile.watchdog_factor == 0 {
+            ev!(
+                tr,
+                now,
+                "Watchdog",
+                Some("watchdog.disabled"),
+                "serverTimeOut={} watchdog-factor={}: disabled",
+                set.cfg.server_time_out,
+                self.profile.watchdog_factor
+            );
+            0
+        } else {
+            let p = u64::from(set.cfg.server_time_out) * u64::from(self.profile.watchdog_factor);
+            ev!(
+                tr,
+                now,
+                "Watchdog",
+                Some("watchdog.fires"),
+                "armed: {} x serverTimeOut {} ms = {} ms with nothing completing",
+                self.profile.watchdog_factor,
+                set.cfg.server_time_out,
+                p
+            );
+            p
+        };
+
+        // Devices (OpenDevice per device; the completion agent runs).
+        let meta = self.kind.is_metadata_only();
+        let mut devs = Vec::with_capacity(n);
+        for (k, name) in stmt.devices.iter().take(n).enumerate() {
+            let fam = record.families.get(k).copied();
+            let (origin, len) = fam.map(|f| (f.origin, f.len)).unwrap_or((0, 0));
+            let target = if self.kind.is_backup() {
+                0
+            } else if meta {
+                if k == 0 {
+                    let b = u64::from(self.block);
+                    stmt.plan
+                        .metadata_bytes
+                        .div_ceil(b)
+                        .saturating_mul(b)
+                        .min(len)
+                } else {
+                    0
+                }
+            } else {
+                len
+            };
+            let mut d = Dev::new(name.clone(), origin, len, target, self.qd);
+            if self.kind.is_backup() {
+                ev!(
+                    tr,
+                    now,
+                    "OpenDevice",
+                    Some("stripe.distribution"),
+                    "dev={k} name=\"{name}\" family origin={origin:#018x} len={len}"
+                );
+            } else {
+                ev!(
+                    tr,
+                    now,
+                    "OpenDevice",
+                    None,
+                    "dev={k} name=\"{name}\" family origin={origin:#018x} len={len} read={target}"
+                );
+            }
+            for x in &stmt.plan.extra_commands {
+                if usize::from(x.dev) == k {
+                    if x.code == CommandCode::Complete && !self.complete_enabled {
+                        ev!(
+                            tr,
+                            now,
+                            "ExtraRefused",
+                            Some("complete.never-unrequested"),
+                            "dev={k} VDC_Complete probe not sent: VDF_CompleteEnabled was not returned"
+                        );
+                    } else {
+                        d.extras.push((x.after_data_commands, x.code));
+                    }
+                }
+            }
+            d.extras.sort_by_key(|x| x.0);
+            devs.push(d);
+        }
+        for x in &stmt.plan.extra_commands {
+            if usize::from(x.dev) >= n {
+                ev!(
+                    tr,
+                    now,
+                    "ExtraIgnored",
+                    None,
+                    "dev={} does not exist; {} not sent",
+                    x.dev,
+                    x.code
+                );
+            }
+        }
+        self.devs = devs;
+        self.record = Some(record);
+        self.state = ServerState::Active;
+        self.advance(now, out, tr);
+    }
+
+    fn reset_statement(&mut self, stmt: &Statement) {
+        self.kind = stmt.kind;
+        self.database = stmt.database.clone();
+        self.mid_flushes = stmt.plan.mid_flushes;
+        self.read_sizes = stmt.plan.read_sizes.clone();
+        self.features = Features(0);
+        self.complete_enabled = false;
+        self.block = stmt.options.block_size.max(1);
+        self.mts = stmt.options.max_transfer_size.max(self.block);
+        self.qd = 1;
+        self.buf_total = 0;
+        self.buf_next = 0;
+        self.buf_free.clear();
+        self.buf_starved = false;
+        self.devs.clear();
+        self.phase = Phase::Data;
+        self.record = None;
+        self.outstanding = 0;
+        self.wd_anchor = 0;
+        self.wd_period = 0;
+        self.failure = None;
+        self.term = Term::None;
+        self.rr = 0;
+        self.abort_sent = false;
+    }
+
+    /// The server inspected the client's configuration (or the media) and
+    /// cannot go on: SignalAbort before EndConfiguration, so the client's
+    /// GetConfiguration returns VD_E_ABORT instead of waiting.
+    fn abort_before_config(
+        &mut self,
+        now: u64,
+        reason: FailReason,
+        msg: SqlMessage,
+        clause: Option<&'static str>,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        self.state = ServerState::AbnormallyTerminated;
+        self.abort_sent = true;
+        out.push(ToClient::Abort);
+        ev!(
+            tr,
+            now,
+            "SignalAbort",
+            Some("abort.server-signal"),
+            "before configuration: {reason:?}"
+        );
+        self.finish_failed(now, reason, vec![msg], clause, tr);
+    }
+
+    // ------------------------------------------------------------------
+    // messages from the client
+    // ------------------------------------------------------------------
+
+    /// A message from the client half.
+    pub fn on_message(&mut self, now: u64, msg: ToServer, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        match msg {
+            ToServer::Completed(c) => self.on_completion(now, c, out, tr),
+            ToServer::Abort => self.client_end(now, ClientEnd::Abort, out, tr),
+            ToServer::Closed => self.client_end(now, ClientEnd::Closed, out, tr),
+            ToServer::Died => self.client_end(now, ClientEnd::Died, out, tr),
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // time and faults
+    // ------------------------------------------------------------------
+
+    /// Checks the watchdog (clause `watchdog.fires`): with serverTimeOut > 0,
+    /// commands outstanding and nothing completed for watchdog-factor ×
+    /// serverTimeOut, the server aborts the set.
+    pub fn on_time(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        let Some(dl) = self.next_deadline() else {
+            return;
+        };
+        if now < dl {
+            return;
+        }
+        ev!(
+            tr,
+            now,
+            "Watchdog",
+            Some("watchdog.fires"),
+            "{} commands outstanding, nothing completed since {} ({} ms): SignalAbort",
+            self.outstanding,
+            self.wd_anchor,
+            self.wd_period
+        );
+        ev!(
+            tr,
+            now,
+            "Watchdog",
+            Some("command.unanswered"),
+            "unanswered commands stalled the set"
+        );
+        let extra = self.aborted_messages();
+        match &mut self.failure {
+            Some(f) => f.msgs.extend(extra),
+            None => {
+                self.failure = Some(Failure {
+                    reason: FailReason::Watchdog,
+                    msgs: extra,
+                    code: Win32::ERROR_OPERATION_ABORTED,
+                    dev: None,
+                })
+            }
+        }
+        self.server_abort(now, FailReason::Watchdog, Some("watchdog.fires"), out, tr);
+    }
+
+    /// Server-side SignalAbort requested by the fault plan (KILL).
+    pub fn signal_abort(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        if !self.running {
+            ev!(tr, now, "SignalAbortIgnored", None, "no statement running");
+            return;
+        }
+        if self.failure.is_none() {
+            self.failure = Some(Failure {
+                reason: FailReason::ServerAbort,
+                msgs: vec![messages::aborted()],
+                code: Win32::ERROR_OPERATION_ABORTED,
+                dev: None,
+            });
+        }
+        self.server_abort(
+            now,
+            FailReason::ServerAbort,
+            Some("abort.server-signal"),
+            out,
+            tr,
+        );
+    }
+
+    /// Fault: the server calls CloseDevice on `dev` early, as a metadata-only
+    /// RESTORE does. If the device still had work to do, the statement
+    /// fails (its next SendCommand would get ERROR_INVALID_HANDLE) and ends
+    /// metadata-style: the remaining devices are closed once nothing is
+    /// outstanding (model choice, whatever `error-termination` says; the
+    /// client sees clean VD_E_CLOSEs while the statement fails).
+    pub fn close_device_early(
+        &mut self,
+        now: u64,
+        dev: DevIx,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let d = usize::from(dev);
+        if !self.running || d >= self.devs.len() || self.devs[d].state == DevState::Closed {
+            ev!(
+                tr,
+                now,
+                "CloseDeviceIgnored",
+                None,
+                "dev={dev}: not open or no statement running"
+            );
+            return;
+        }
+        self.devs[d].state = DevState::Closed;
+        ev!(
+            tr,
+            now,
+            "CloseDevice",
+            Some("restore.early-close"),
+            "dev={d} early; {} commands still outstanding on it",
+            self.devs[d].outstanding
+        );
+        out.push(ToClient::CloseDevice { dev });
+        let dv = &self.devs[d];
+        let needs_more = if self.kind.is_backup() {
+            true
+        } else {
+            !(dv.ended || dv.done >= dv.target) || !dv.extras.is_empty()
+        };
+        if !needs_more || self.term != Term::None {
+            self.advance(now, out, tr);
+            return;
+        }
+        let name = dv.name.clone();
+        let code = Win32::ERROR_INVALID_HANDLE;
+        let m = if self.kind.is_backup() {
+            messages::write_failed(&name, code)
+        } else {
+            messages::read_failed(&name, code)
+        };
+        if self.failure.is_none() {
+            ev!(
+                tr,
+                now,
+                "SendCommandRejected",
+                Some("server.send-command-rejected"),
+                "dev={d} is closed but still had work: SendCommand would fail with ERROR_INVALID_HANDLE"
+            );
+            ev!(
+                tr,
+                now,
+                "StatementFails",
+                Some("term.outcome-decides"),
+                "DeviceError: {}",
+                m.text
+            );
+            self.failure = Some(Failure {
+                reason: FailReason::DeviceError,
+                msgs: vec![m],
+                code,
+                dev: Some(d),
+            });
+        }
+        self.term = Term::DrainThenClose;
+        self.try_close_after_failure(now, out, tr);
+    }
+
+    /// The server process dies: everything stops, nothing more is sent (the
+    /// world delivers `ToClient::Died` itself); a running statement fails
+    /// with ServerDied and no messages (the connection is gone).
+    pub fn die(&mut self, now: u64, tr: &mut Trace) {
+        if self.dead {
+            return;
+        }
+        self.dead = true;
+        ev!(
+            tr,
+            now,
+            "Died",
+            Some("abort.server-death"),
+            "server process death"
+        );
+        if !self.running {
+            return;
+        }
+        self.abort_effects(now, tr);
+        self.failure = None;
+        self.running = false;
+        self.term = Term::None;
+        self.outcome.status = Status::Failed;
+        self.outcome.reason = Some(FailReason::ServerDied);
+        self.outcome.messages.clear();
+        self.outcome.ended_ms = Some(now);
+        ev!(
+            tr,
+            now,
+            "Outcome",
+            Some("abort.server-death"),
+            "Failed ServerDied"
+        );
+    }
+}

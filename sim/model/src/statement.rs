@@ -1,0 +1,298 @@
+//! BACKUP and RESTORE statements as the server half runs them, the
+//! server-side plan a scenario sets, and the backup history (msdb) that lets
+//! a RESTORE know what the media must hold.
+
+use crate::content::origin_of;
+use crate::msg::DevIx;
+use serde::{Deserialize, Serialize};
+use vdi_spec::{CommandCode, TransferOptions};
+
+/// The statement forms vdisim runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StatementKind {
+    BackupDatabase,
+    BackupLog,
+    RestoreDatabase,
+    RestoreLog,
+    RestoreHeaderOnly,
+    RestoreFilelistOnly,
+    RestoreVerifyOnly,
+}
+
+impl StatementKind {
+    pub fn is_backup(self) -> bool {
+        matches!(
+            self,
+            StatementKind::BackupDatabase | StatementKind::BackupLog
+        )
+    }
+    /// HEADERONLY and FILELISTONLY read a prefix, then close (clause `restore.early-close`).
+    pub fn is_metadata_only(self) -> bool {
+        matches!(
+            self,
+            StatementKind::RestoreHeaderOnly | StatementKind::RestoreFilelistOnly
+        )
+    }
+    /// The words SQL Server uses in messages: "BACKUP DATABASE", "RESTORE HEADERONLY", ...
+    pub fn verb(self) -> &'static str {
+        match self {
+            StatementKind::BackupDatabase => "BACKUP DATABASE",
+            StatementKind::BackupLog => "BACKUP LOG",
+            StatementKind::RestoreDatabase => "RESTORE DATABASE",
+            StatementKind::RestoreLog => "RESTORE LOG",
+            StatementKind::RestoreHeaderOnly => "RESTORE HEADERONLY",
+            StatementKind::RestoreFilelistOnly => "RESTORE FILELISTONLY",
+            StatementKind::RestoreVerifyOnly => "RESTORE VERIFYONLY",
+        }
+    }
+}
+
+/// How the server sizes restore reads (clause `restore.read-sizes`). Every
+/// size is clamped into `BLOCKSIZE..=MAXTRANSFERSIZE` and rounded down to a
+/// multiple of BLOCKSIZE.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadSizes {
+    /// Always MAXTRANSFERSIZE.
+    Max,
+    /// Always this many bytes.
+    Fixed(u32),
+    /// These sizes in turn.
+    Cycle(Vec<u32>),
+    /// A pseudo-random multiple of BLOCKSIZE per read, a pure function of
+    /// this seed and the read's index.
+    Seeded(u64),
+}
+
+/// A command the server sends besides the data stream, to probe how the
+/// client answers commands it may not support (clause `command.not-supported`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExtraCommand {
+    pub dev: DevIx,
+    /// Sent once this many data commands have been sent on the device.
+    pub after_data_commands: u32,
+    pub code: CommandCode,
+}
+
+/// Server-side behaviour that is not T-SQL: how much data, how many
+/// Flushes, read sizes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ServerPlan {
+    /// BACKUP: bytes of database data to stream, rounded up to BLOCKSIZE.
+    pub data_bytes: u64,
+    /// BACKUP: Flushes sent mid-stream on each device (FILESTREAM-style;
+    /// clause `flush.several`), evenly spaced.
+    pub mid_flushes: u32,
+    /// RESTORE: read sizes.
+    pub read_sizes: ReadSizes,
+    /// RESTORE HEADERONLY/FILELISTONLY: bytes read from the first device
+    /// before the server closes every device.
+    pub metadata_bytes: u64,
+    /// Extra commands to send.
+    pub extra_commands: Vec<ExtraCommand>,
+}
+
+impl Default for ServerPlan {
+    fn default() -> Self {
+        ServerPlan {
+            data_bytes: 4 * 1024 * 1024,
+            mid_flushes: 0,
+            read_sizes: ReadSizes::Max,
+            metadata_bytes: 64 * 1024,
+            extra_commands: Vec::new(),
+        }
+    }
+}
+
+/// A BACKUP or RESTORE statement.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Statement {
+    pub kind: StatementKind,
+    pub database: String,
+    /// VIRTUAL_DEVICE names in clause order; the first names the set.
+    pub devices: Vec<String>,
+    pub options: TransferOptions,
+    pub plan: ServerPlan,
+}
+
+impl Statement {
+    /// The T-SQL text of this statement, with the database quoted as an
+    /// identifier (`]` doubled) and device names as string literals (`'`
+    /// doubled), so any name round-trips safely.
+    pub fn to_tsql(&self) -> String {
+        let devs: Vec<String> = self
+            .devices
+            .iter()
+            .map(|d| format!("VIRTUAL_DEVICE={}", quote_literal(d)))
+            .collect();
+        let o = &self.options;
+        let mut with = vec![
+            format!("BLOCKSIZE={}", o.block_size),
+            format!("MAXTRANSFERSIZE={}", o.max_transfer_size),
+        ];
+        if let Some(c) = o.buffer_count {
+            with.push(format!("BUFFERCOUNT={c}"));
+        }
+        let prep = if self.kind.is_backup() { "TO" } else { "FROM" };
+        let db = match self.kind {
+            StatementKind::RestoreHeaderOnly
+            | StatementKind::RestoreFilelistOnly
+            | StatementKind::RestoreVerifyOnly => String::new(),
+            _ => format!(" {}", quote_ident(&self.database)),
+        };
+        format!(
+            "{}{db} {prep} {} WITH {}",
+            self.kind.verb(),
+            devs.join(", "),
+            with.join(", ")
+        )
+    }
+}
+
+/// A T-SQL delimited identifier: `[name]` with `]` doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("[{}]", name.replace(']', "]]"))
+}
+
+/// A T-SQL Unicode string literal: `N'text'` with `'` doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("N'{}'", text.replace('\'', "''"))
+}
+
+/// The backup a RESTORE of `database` reads: the latest in msdb history of
+/// that database (any database for HEADERONLY / FILELISTONLY / VERIFYONLY,
+/// which name none).
+pub fn backup_to_restore<'a>(
+    history: &'a [BackupRecord],
+    database: &str,
+) -> Option<&'a BackupRecord> {
+    history
+        .iter()
+        .rev()
+        .find(|r| database.is_empty() || r.database == database)
+}
+
+/// One media family of a backup: the bytes one device received.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Family {
+    pub origin: u64,
+    pub len: u64,
+}
+
+/// A finished backup, as msdb records it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BackupRecord {
+    pub database: String,
+    pub kind: StatementKind,
+    /// 1-based backup number within this server.
+    pub number: u32,
+    pub block_size: u32,
+    pub max_transfer_size: u32,
+    pub families: Vec<Family>,
+}
+
+impl BackupRecord {
+    /// The layout a backup of `data_bytes` (rounded up to `block_size`) over
+    /// `devices` devices produces (clause `stripe.distribution`): the stream
+    /// is cut into MAXTRANSFERSIZE chunks dealt round-robin, and family `k`
+    /// is its own stream of the bytes device `k` received.
+    pub fn plan(
+        database: &str,
+        kind: StatementKind,
+        number: u32,
+        devices: usize,
+        data_bytes: u64,
+        options: &TransferOptions,
+    ) -> BackupRecord {
+        let block = u64::from(options.block_size.max(1));
+        let total = data_bytes.div_ceil(block) * block;
+        let chunk = u64::from(options.max_transfer_size).max(block);
+        let n = devices.max(1) as u64;
+        let full_chunks = total / chunk;
+        let tail = total % chunk;
+        let db = crate::trace::fnv1a(0xcbf2_9ce4_8422_2325, database.as_bytes());
+        let families = (0..n)
+            .map(|k| {
+                let mut len = (full_chunks / n + u64::from(k < full_chunks % n)) * chunk;
+                if tail > 0 && full_chunks % n == k {
+                    len += tail;
+                }
+                Family {
+                    origin: origin_of(&[db, u64::from(number), k, n]),
+                    len,
+                }
+            })
+            .collect();
+        BackupRecord {
+            database: database.to_string(),
+            kind,
+            number,
+            block_size: options.block_size,
+            max_transfer_size: options.max_transfer_size,
+            families,
+        }
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.families.iter().map(|f| f.len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripe_distribution_round_robin() {
+        let o = TransferOptions {
+            block_size: 512,
+            max_transfer_size: 65536,
+            buffer_count: None,
+        };
+        let r = BackupRecord::plan(
+            "db",
+            StatementKind::BackupDatabase,
+            1,
+            3,
+            5 * 65536 + 1000,
+            &o,
+        );
+        let lens: Vec<u64> = r.families.iter().map(|f| f.len).collect();
+        // chunks 0..4 full, chunk 5 = 1024 bytes (1000 rounded up to 512s): devs get 2,2,1 full + tail on dev 2.
+        assert_eq!(lens, vec![2 * 65536, 2 * 65536, 65536 + 1024]);
+        assert_eq!(r.total_bytes(), 5 * 65536 + 1024);
+        assert_ne!(r.families[0].origin, r.families[1].origin);
+    }
+
+    #[test]
+    fn tsql_text() {
+        let s = Statement {
+            kind: StatementKind::BackupDatabase,
+            database: "sales".into(),
+            devices: vec!["set1".into(), "dev2".into()],
+            options: TransferOptions {
+                block_size: 512,
+                max_transfer_size: 65536,
+                buffer_count: Some(8),
+            },
+            plan: ServerPlan::default(),
+        };
+        assert_eq!(
+            s.to_tsql(),
+            "BACKUP DATABASE [sales] TO VIRTUAL_DEVICE=N'set1', VIRTUAL_DEVICE=N'dev2' WITH BLOCKSIZE=512, MAXTRANSFERSIZE=65536, BUFFERCOUNT=8"
+        );
+        let odd = Statement {
+            kind: StatementKind::RestoreHeaderOnly,
+            database: "x".into(),
+            devices: vec!["it's".into()],
+            ..s.clone()
+        };
+        assert!(
+            odd.to_tsql()
+                .starts_with("RESTORE HEADERONLY FROM VIRTUAL_DEVICE=N'it''s' WITH")
+        );
+        assert_eq!(quote_ident("a]b"), "[a]]b]");
+    }
+}

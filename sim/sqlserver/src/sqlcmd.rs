@@ -1,0 +1,575 @@
+//! The front end of a `sqlcmd` look-alike: option parsing, batches (from
+//! `-Q`/`-q`, `-i` files or standard input), printing the server's messages
+//! the way sqlcmd does, and sqlcmd's exit codes. The transport is someone
+//! else's: batches go to an [`Executor`], which talks to `vdisim serve`.
+//!
+//! Backup programs start `sqlcmd -S server -E -b -Q "BACKUP DATABASE ..."`
+//! and read its output and exit code; installing vdisim under the name
+//! `sqlcmd` ([`invoked_as_sqlcmd`]) lets them run unchanged.
+//!
+//! ## Options
+//!
+//! Honoured: `-S server`, `-U user`, `-P password`, `-E` (trusted),
+//! `-d database`, `-Q text` (run, then exit), `-q text` (run, then read
+//! standard input), `-i file[,file...]` (may repeat), `-o file` (recorded in
+//! [`SqlcmdArgs::output_file`]; the caller opens it and passes it as `out`),
+//! `-b` (exit 1 on the first error), `-r[0|1]` (error messages, or all
+//! messages, to standard error), `-c terminator` (instead of `GO`), `-?`.
+//! A value may follow its option as the next argument (`-S host`) or be
+//! attached (`-Shost`).
+//!
+//! Accepted and ignored ([`IGNORED_OPTIONS`]): `-C`, `-l n`, `-t n`, `-h n`,
+//! `-W`, `-s x`, `-w n`, `-x`, `-X[1]`, `-N[s|m|o]`, `-m n`, `-V n`, `-I`,
+//! `-e`, `-H name`, `-a n`, `-u`, `-k[1|2]`. Numeric values are checked.
+//!
+//! Anything else is sqlcmd's "Unknown Option" error, exit code 1.
+//!
+//! ## Output
+//!
+//! Informational messages (severity 10 or less) print as their text, one
+//! per line; errors as sqlcmd's two lines:
+//!
+//! ```text
+//! Msg 3201, Level 16, State 1, Server vdisim, Line 1
+//! Cannot open backup device 'x'. ...
+//! ```
+//!
+//! Both go to `out` (standard output), as with sqlcmd, unless `-r` is given.
+//! sqlcmd's own errors (an invalid `-i` file, no connection) go to `err`.
+//! In interactive mode the prompts (`1> `, `2> `, ...) go to `out`, as sqlcmd
+//! prints them even when standard input is not a terminal.
+//!
+//! ## Exit codes
+//!
+//! 0 when the run ends, even after server errors, unless `-b` is given:
+//! then the first error of severity above 10 ends the run with 1. No
+//! connection, a lost connection, a bad option or a missing `-i` file: 1.
+//! `-?`: 0.
+
+use crate::tsql;
+use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
+use thiserror::Error;
+use vdi_model::outcome::SqlMessage;
+
+/// What `-Q` or `-q` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// `-Q text`: run the text, then exit.
+    RunAndExit(String),
+    /// `-q text`: run the text, then read batches from standard input.
+    RunThenInteractive(String),
+}
+
+/// Which messages `-r` sends to standard error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Redirect {
+    /// `-r` or `-r0`: error messages (severity above 10).
+    Errors,
+    /// `-r1`: every message.
+    All,
+}
+
+/// A sqlcmd command line, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqlcmdArgs {
+    /// `-S`: the server to connect to.
+    pub server: Option<String>,
+    /// `-U`: login name.
+    pub user: Option<String>,
+    /// `-P`: password.
+    pub password: Option<String>,
+    /// `-E`: trusted connection.
+    pub trusted: bool,
+    /// `-d`: the database the session starts in.
+    pub database: Option<String>,
+    /// `-b`: end the run with exit code 1 on the first error.
+    pub abort_on_error: bool,
+    /// `-Q` or `-q`.
+    pub query: Option<Query>,
+    /// `-i`: scripts to run, in order.
+    pub input_files: Vec<PathBuf>,
+    /// `-o`: where output should go; [`run`] writes to the `out` it is
+    /// given, so the caller opens this file.
+    pub output_file: Option<PathBuf>,
+    /// `-r`: messages to standard error.
+    pub redirect: Option<Redirect>,
+    /// `-c`: the batch terminator, `GO` by default.
+    pub batch_terminator: String,
+    /// `-?`: print usage and exit 0.
+    pub help: bool,
+    /// Ignored options as given (`-C`, `-l 30`, ...), for diagnostics.
+    pub ignored: Vec<String>,
+}
+
+impl Default for SqlcmdArgs {
+    fn default() -> Self {
+        SqlcmdArgs {
+            server: None,
+            user: None,
+            password: None,
+            trusted: false,
+            database: None,
+            abort_on_error: false,
+            query: None,
+            input_files: Vec::new(),
+            output_file: None,
+            redirect: None,
+            batch_terminator: "GO".to_string(),
+            help: false,
+            ignored: Vec::new(),
+        }
+    }
+}
+
+/// A bad command line, worded as sqlcmd words it.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum UsageError {
+    /// An option sqlcmd (or this look-alike) does not know, or a stray word.
+    #[error("Sqlcmd: '{0}': Unknown Option. Enter '-?' for help.")]
+    UnknownOption(String),
+    /// An option that needs a value came last.
+    #[error("Sqlcmd: '{0}': Missing argument. Enter '-?' for help.")]
+    MissingArgument(String),
+    /// A value of the wrong form (`-l abc`).
+    #[error("Sqlcmd: '{option} {value}': Invalid argument. Enter '-?' for help.")]
+    InvalidArgument {
+        /// The option, with its dash.
+        option: String,
+        /// The value given.
+        value: String,
+    },
+    /// Two options that cannot go together.
+    #[error("Sqlcmd: The {0} and the {1} options are mutually exclusive.")]
+    Exclusive(&'static str, &'static str),
+}
+
+impl UsageError {
+    /// sqlcmd's exit code for a bad command line.
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}
+
+/// Options accepted and ignored, with the form of their value.
+pub const IGNORED_OPTIONS: &[(char, ValueForm)] = &[
+    ('C', ValueForm::None),
+    ('l', ValueForm::Number),
+    ('t', ValueForm::Number),
+    ('h', ValueForm::Number),
+    ('W', ValueForm::None),
+    ('s', ValueForm::Text),
+    ('w', ValueForm::Number),
+    ('x', ValueForm::None),
+    ('X', ValueForm::Attached),
+    ('N', ValueForm::Attached),
+    ('m', ValueForm::Number),
+    ('V', ValueForm::Number),
+    ('I', ValueForm::None),
+    ('e', ValueForm::None),
+    ('H', ValueForm::Text),
+    ('a', ValueForm::Number),
+    ('u', ValueForm::None),
+    ('k', ValueForm::Attached),
+];
+
+/// The value an option takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueForm {
+    /// A flag.
+    None,
+    /// Any text, attached or as the next argument.
+    Text,
+    /// An integer, attached or as the next argument.
+    Number,
+    /// An optional value, attached only (`-X1`, `-Ns`).
+    Attached,
+}
+
+/// Parses sqlcmd's arguments (without the program name).
+pub fn parse_args(args: &[String]) -> Result<SqlcmdArgs, UsageError> {
+    let mut a = SqlcmdArgs::default();
+    let mut i = 0;
+    let (mut saw_q, mut saw_big_q) = (false, false);
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "-?" || arg == "/?" {
+            a.help = true;
+            return Ok(a);
+        }
+        let mut chars = arg.chars();
+        let (Some('-'), Some(opt)) = (chars.next(), chars.next()) else {
+            return Err(UsageError::UnknownOption(arg.clone()));
+        };
+        let attached = chars.as_str();
+        let name = format!("-{opt}");
+        let form = match opt {
+            'S' | 'U' | 'P' | 'd' | 'Q' | 'q' | 'i' | 'o' | 'c' => ValueForm::Text,
+            'E' | 'b' => ValueForm::None,
+            'r' => ValueForm::Attached,
+            _ => match IGNORED_OPTIONS.iter().find(|(c, _)| *c == opt) {
+                Some((_, form)) => *form,
+                None => return Err(UsageError::UnknownOption(arg.clone())),
+            },
+        };
+        let value = match form {
+            ValueForm::None if !attached.is_empty() => {
+                return Err(UsageError::UnknownOption(arg.clone()));
+            }
+            ValueForm::None => String::new(),
+            ValueForm::Attached => attached.to_string(),
+            ValueForm::Text | ValueForm::Number if !attached.is_empty() => attached.to_string(),
+            ValueForm::Text | ValueForm::Number => match args.get(i) {
+                Some(v) => {
+                    i += 1;
+                    v.clone()
+                }
+                None => return Err(UsageError::MissingArgument(name)),
+            },
+        };
+        let invalid = || UsageError::InvalidArgument {
+            option: name.clone(),
+            value: value.clone(),
+        };
+        if form == ValueForm::Number && value.parse::<i64>().is_err() {
+            return Err(invalid());
+        }
+        match opt {
+            'S' => a.server = Some(value),
+            'U' => a.user = Some(value),
+            'P' => a.password = Some(value),
+            'E' => a.trusted = true,
+            'd' => a.database = Some(value),
+            'b' => a.abort_on_error = true,
+            'Q' => {
+                saw_big_q = true;
+                a.query = Some(Query::RunAndExit(value));
+            }
+            'q' => {
+                saw_q = true;
+                a.query = Some(Query::RunThenInteractive(value));
+            }
+            'i' => a.input_files.extend(
+                value
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(PathBuf::from),
+            ),
+            'o' => a.output_file = Some(PathBuf::from(value)),
+            'c' if value.trim().is_empty() => return Err(invalid()),
+            'c' => a.batch_terminator = value,
+            'r' => {
+                // `-r 1`: sqlcmd also takes the level as the next argument.
+                let mut level = value.clone();
+                if level.is_empty() && matches!(args.get(i).map(String::as_str), Some("0" | "1")) {
+                    level = args[i].clone();
+                    i += 1;
+                }
+                a.redirect = Some(match level.as_str() {
+                    "" | "0" => Redirect::Errors,
+                    "1" => Redirect::All,
+                    _ => return Err(UsageError::UnknownOption(arg.clone())),
+                });
+            }
+            _ => {
+                a.ignored
+                    .push(if form == ValueForm::None || form == ValueForm::Attached {
+                        arg.clone()
+                    } else {
+                        format!("{name} {value}")
+                    });
+            }
+        }
+    }
+    if a.trusted && (a.user.is_some() || a.password.is_some()) {
+        return Err(UsageError::Exclusive("-E", "-U/-P"));
+    }
+    if saw_q && saw_big_q {
+        return Err(UsageError::Exclusive("-Q", "-q"));
+    }
+    if !a.input_files.is_empty() && a.query.is_some() {
+        return Err(UsageError::Exclusive("-i", "-Q/-q"));
+    }
+    Ok(a)
+}
+
+/// sqlcmd's usage text for `-?`, limited to what this look-alike serves.
+pub const USAGE: &str = "\
+Microsoft (R) SQL Server Command Line Tool, as played by vdisim
+usage: sqlcmd [-S server] [-U login id] [-P password] [-E trusted connection]
+  [-d use database name] [-Q \"cmdline query\" and exit] [-q \"cmdline query\"]
+  [-i inputfile[,inputfile...]] [-o outputfile] [-b On error batch abort]
+  [-r[0|1] msgs to stderr] [-c cmdend] [-? show syntax summary]
+Accepted and ignored: -C -l -t -h -W -s -w -x -X -N -m -V -I -e -H -a -u -k
+Only BACKUP and RESTORE to or from VIRTUAL_DEVICE, and USE, are served.
+";
+
+/// A server message with the line SQL Server reports it at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerMessage {
+    /// The message.
+    pub msg: SqlMessage,
+    /// 1-based line within the batch.
+    pub line: u32,
+}
+
+/// What the server returned for a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchResult {
+    /// Messages in the order the server sent them.
+    pub messages: Vec<ServerMessage>,
+}
+
+/// Why a batch could not reach the server.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ExecError {
+    /// No connection could be made.
+    #[error("cannot connect to server '{server}': {reason}")]
+    Connect {
+        /// The server asked for.
+        server: String,
+        /// What went wrong (connection refused, ...).
+        reason: String,
+    },
+    /// The connection broke during the batch.
+    #[error("the connection to the server was lost: {0}")]
+    Lost(String),
+}
+
+/// Sends batches to the server; the transport belongs to the implementor.
+pub trait Executor {
+    /// Connects before the first batch, as sqlcmd does at start-up, so a
+    /// missing server is reported even when there is nothing to run.
+    /// `database` is `-d`. The default does nothing (connect lazily).
+    fn connect(&mut self, database: Option<&str>) -> Result<(), ExecError> {
+        let _ = database;
+        Ok(())
+    }
+    /// Runs one batch. `database` is `-d`, the session's starting database,
+    /// passed with every batch: the session applies it once, at login, and
+    /// keeps its current database (USE) across batches itself.
+    /// `first_line` is the 1-based line of the batch within its script (1
+    /// for `-Q`/`-q` text); SQL Server's line numbers stay batch-relative.
+    fn execute(
+        &mut self,
+        batch: &str,
+        database: Option<&str>,
+        first_line: u32,
+    ) -> Result<BatchResult, ExecError>;
+}
+
+/// Whether the program was started under the name `sqlcmd` (any case, with
+/// or without `.exe`, any directory, `/` or `\` separators).
+pub fn invoked_as_sqlcmd(argv0: &str) -> bool {
+    let file = argv0.rsplit(['/', '\\']).next().unwrap_or(argv0);
+    let stem = match file.len().checked_sub(4) {
+        Some(cut) if file.is_char_boundary(cut) && file[cut..].eq_ignore_ascii_case(".exe") => {
+            &file[..cut]
+        }
+        _ => file,
+    };
+    stem.eq_ignore_ascii_case("sqlcmd")
+}
+
+/// Whether the run goes on after a batch.
+enum Flow {
+    Continue,
+    Exit(i32),
+}
+
+struct Session<'a> {
+    args: &'a SqlcmdArgs,
+    exec: &'a mut dyn Executor,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    server_name: &'a str,
+}
+
+impl Session<'_> {
+    fn print(&mut self, m: &ServerMessage) -> io::Result<()> {
+        let to_err = match self.args.redirect {
+            None => false,
+            Some(Redirect::Errors) => m.msg.is_error(),
+            Some(Redirect::All) => true,
+        };
+        let w: &mut dyn Write = if to_err { self.err } else { self.out };
+        if m.msg.is_error() {
+            writeln!(
+                w,
+                "Msg {}, Level {}, State {}, Server {}, Line {}",
+                m.msg.number, m.msg.level, m.msg.state, self.server_name, m.line
+            )?;
+        }
+        writeln!(w, "{}", m.msg.text)
+    }
+
+    fn exec_error(&mut self, e: &ExecError) {
+        let _ = writeln!(
+            self.err,
+            "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : {e}."
+        );
+        let _ = writeln!(
+            self.err,
+            "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : vdisim plays the server: start `vdisim serve`, or set VDISIM_SERVER to the address of a running one."
+        );
+    }
+
+    fn batch(&mut self, text: &str, first_line: u32, repeat: u32) -> Flow {
+        for _ in 0..repeat.max(1) {
+            let db = self.args.database.as_deref();
+            let result = match self.exec.execute(text, db, first_line) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.exec_error(&e);
+                    return Flow::Exit(1);
+                }
+            };
+            let mut failed = false;
+            for m in &result.messages {
+                failed |= m.msg.is_error();
+                if self.print(m).is_err() {
+                    return Flow::Exit(1);
+                }
+            }
+            if failed && self.args.abort_on_error {
+                return Flow::Exit(1);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn script(&mut self, text: &str) -> Flow {
+        for b in tsql::split_batches_with(text, &self.args.batch_terminator) {
+            if let Flow::Exit(code) = self.batch(&b.text, b.first_line, b.repeat) {
+                return Flow::Exit(code);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Reads batches from `stdin` until EOF, `EXIT` or `QUIT`.
+    fn interactive(&mut self, stdin: &mut dyn BufRead) -> Flow {
+        let mut text = String::new();
+        let mut first_line = 1u32;
+        let mut line_no = 0u32;
+        let mut prompt = 1u32;
+        loop {
+            if write!(self.out, "{prompt}> ").is_err() {
+                return Flow::Exit(1);
+            }
+            let _ = self.out.flush();
+            let mut line = String::new();
+            match stdin.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => return Flow::Exit(1),
+            }
+            line_no += 1;
+            let word = line.trim();
+            let command = word.strip_prefix(':').unwrap_or(word);
+            if command.eq_ignore_ascii_case("EXIT") || command.eq_ignore_ascii_case("QUIT") {
+                return Flow::Continue;
+            }
+            if command.eq_ignore_ascii_case("EXIT()") {
+                return self.flush_pending(&text, first_line, 1);
+            }
+            if command.eq_ignore_ascii_case("RESET") {
+                text.clear();
+                prompt = 1;
+                first_line = line_no + 1;
+                continue;
+            }
+            if let Some(repeat) = tsql::terminator_count(&line, &self.args.batch_terminator) {
+                if let Flow::Exit(code) = self.flush_pending(&text, first_line, repeat) {
+                    return Flow::Exit(code);
+                }
+                text.clear();
+                prompt = 1;
+                first_line = line_no + 1;
+                continue;
+            }
+            text.push_str(&line);
+            if !line.ends_with('\n') {
+                text.push('\n');
+            }
+            prompt += 1;
+        }
+        self.flush_pending(&text, first_line, 1)
+    }
+
+    fn flush_pending(&mut self, text: &str, first_line: u32, repeat: u32) -> Flow {
+        if text.trim().is_empty() {
+            Flow::Continue
+        } else {
+            self.batch(text, first_line, repeat)
+        }
+    }
+}
+
+/// Runs sqlcmd: `-Q`/`-q` text, or each `-i` file, or batches read from
+/// `stdin`; returns sqlcmd's exit code. `server_name` is what the error
+/// header names (`Msg ..., Server <server_name>, Line n`).
+pub fn run(
+    args: &SqlcmdArgs,
+    exec: &mut dyn Executor,
+    stdin: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    server_name: &str,
+) -> i32 {
+    if args.help {
+        return match out.write_all(USAGE.as_bytes()) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+    }
+    // sqlcmd checks every input file before it runs anything.
+    let mut scripts = Vec::with_capacity(args.input_files.len());
+    for path in &args.input_files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => scripts.push(text),
+            Err(_) => {
+                let _ = writeln!(err, "Sqlcmd: '{}': Invalid filename.", path.display());
+                return 1;
+            }
+        }
+    }
+    let mut s = Session {
+        args,
+        exec,
+        out,
+        err,
+        server_name,
+    };
+    if let Err(e) = s.exec.connect(args.database.as_deref()) {
+        s.exec_error(&e);
+        return 1;
+    }
+    let flow = match &args.query {
+        Some(Query::RunAndExit(q)) => s.script(q),
+        Some(Query::RunThenInteractive(q)) => match s.script(q) {
+            Flow::Continue => s.interactive(stdin),
+            exit => exit,
+        },
+        None if !scripts.is_empty() => {
+            let mut flow = Flow::Continue;
+            for text in &scripts {
+                flow = s.script(text);
+                if matches!(flow, Flow::Exit(_)) {
+                    break;
+                }
+            }
+            flow
+        }
+        None => s.interactive(stdin),
+    };
+    let _ = s.out.flush();
+    match flow {
+        Flow::Continue => 0,
+        Flow::Exit(code) => code,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Faults: the plan's faults fired when the model's trigger matcher
+//! (`FaultSchedule`) says they are due, process deaths, and the start of a
+//! statement (where media truncations act).
+
+use crate::world::{ThreadState, World};
+use vdi_model::fault::Fault;
+use vdi_model::msg::{ToClient, ToServer};
+use vdi_model::outcome::Outcome;
+use vdi_model::server::SetInfo;
+use vdi_model::statement::Statement;
+use vdi_spec::ClientState;
+
+impl World {
+    pub(crate) fn fire_step_faults(&mut self) {
+        for i in self.faults.due_at_step(self.step) {
+            self.fire_fault(i, None);
+        }
+    }
+
+    pub(crate) fn fire_completion_faults(&mut self) {
+        for i in self.faults.on_completion() {
+            self.fire_fault(i, None);
+        }
+    }
+
+    /// Fires fault `i` of the schedule; `thread`: the thread whose fetch
+    /// triggered it (a client stall applies to that thread).
+    pub(crate) fn fire_fault(&mut self, i: usize, thread: Option<usize>) {
+        let f = self.faults.fire(i);
+        self.fired.push(f.kind().to_string());
+        self.emit("world", "Fault", || format!("{f:?}"), None);
+        match f {
+            Fault::ClientSignalAbort => {
+                if self.client_alive {
+                    let r = self.client.signal_abort();
+                    self.count(&r);
+                    self.emit(
+                        "ctl",
+                        "SignalAbort",
+                        || format!("-> {} (fault plan)", r.code()),
+                        Some(r.clause),
+                    );
+                    self.flush_client_out();
+                    self.wake_blocked();
+                }
+            }
+            Fault::ServerSignalAbort => {
+                if self.server_alive {
+                    self.server
+                        .signal_abort(self.now, &mut self.out_buf, &mut self.trace);
+                    self.flush_server_out();
+                    self.wake_statement_waiters();
+                }
+            }
+            Fault::ClientDeath => self.kill_client(),
+            Fault::ServerDeath => self.kill_server(),
+            Fault::ServerStall { ms } => self.server_stalled_until = self.now.saturating_add(ms),
+            Fault::ClientStall { ms } => {
+                if let Some(t) = thread {
+                    self.threads[t].pending_stall = ms;
+                }
+            }
+            Fault::CompleteWithError { .. } => {}
+            Fault::EarlyCloseDevice { dev } => {
+                if self.server_alive {
+                    self.server.close_device_early(
+                        self.now,
+                        dev,
+                        &mut self.out_buf,
+                        &mut self.trace,
+                    );
+                    self.flush_server_out();
+                }
+            }
+            Fault::TruncateMedia { dev, bytes } => {
+                if let Some(m) = self.process.media.get_mut(usize::from(dev)) {
+                    *m = m.slice(0, bytes);
+                }
+            }
+        }
+    }
+
+    fn kill_server(&mut self) {
+        if !self.server_alive {
+            return;
+        }
+        self.server.die(self.now, &mut self.trace);
+        self.server_alive = false;
+        self.link.to_server.clear();
+        self.aborted_seen = true;
+        self.abort_client_now(self.bound, ToClient::Died);
+        self.wake_statement_waiters();
+    }
+
+    pub(crate) fn kill_client(&mut self) {
+        if !self.client_alive {
+            return;
+        }
+        self.client_alive = false;
+        for t in &mut self.threads {
+            t.state = ThreadState::Done;
+        }
+        self.emit(
+            "world",
+            "ClientDied",
+            String::new,
+            Some("abort.client-death"),
+        );
+        let inc = self.client.incarnation();
+        if self.client.state() != ClientState::Dne {
+            self.link.send_to_server(inc, ToServer::Died);
+            let name = self.client.name().to_string();
+            vdi_model::client::Namespace::release(&mut self.names, &name);
+        }
+        self.link.to_client.clear();
+    }
+
+    /// The server starts `stmt`: it opens the live set its first
+    /// VIRTUAL_DEVICE names (none: the statement fails as
+    /// `server.open-missing-set` says).
+    pub(crate) fn start_statement(&mut self, stmt: Statement) {
+        self.check_backup();
+        // Truncation faults apply to the media the restore will read.
+        if !stmt.kind.is_backup() {
+            for i in self.faults.restore_starts() {
+                self.fire_fault(i, None);
+            }
+        }
+        let name = stmt.devices.first().cloned().unwrap_or_default();
+        let set = self.names.sets.get(&name).map(|cfg| SetInfo {
+            name: name.clone(),
+            cfg: *cfg,
+        });
+        self.bound = if set.is_some() {
+            self.client.incarnation()
+        } else {
+            0
+        };
+        self.emit("sql", "Statement", || stmt.to_tsql(), None);
+        if let Some(last) = self.statements.last_mut()
+            && self.server.outcome().status.is_final()
+        {
+            last.1 = self.server.outcome().clone();
+        }
+        self.faults.statement_starts(stmt.kind.is_backup());
+        self.statements.push((stmt.clone(), Outcome::default()));
+        if !self.server_alive {
+            return;
+        }
+        self.server
+            .start(self.now, stmt, set, &mut self.out_buf, &mut self.trace);
+        self.flush_server_out();
+        self.wake_statement_waiters();
+    }
+}
