@@ -88,6 +88,7 @@ fn setup() -> CaseSetup {
         faults: FaultPlan::default(),
         record_trace: false,
         time_scale: 1,
+        max_steps: None,
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use vdi_model::outcome::Status;
 use vdi_reports::schema::{CaseResult, Divergence, TimelineEvent, Verdict};
 use vdi_sim::world::{End, RunResult};
+use vdi_spec::id;
 use vdi_spec::{ClientState, Hresult, TableMethod};
 
 /// What one case run produced, besides its report entry.
@@ -54,6 +55,7 @@ pub fn setup(sc: &Scenario, seed: u64, record: bool) -> CaseSetup {
         faults: sc.fault_plan(seed),
         record_trace: record,
         time_scale: time_scale(sc, seed),
+        max_steps: sc.max_steps,
     }
 }
 
@@ -234,7 +236,7 @@ fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
                 for (s, out) in checked {
                     if out.status != w {
                         return Some((
-                            "term.outcome-decides".into(),
+                            id::TERM_OUTCOME_DECIDES.into(),
                             format!("{} {o}", s.kind.verb()),
                             format!(
                                 "{} {:?} {}",
@@ -265,7 +267,7 @@ fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
             .any(|(_, o)| o.messages.iter().any(|m| m.number == *n))
         {
             return Some((
-                "server.outcome-messages".into(),
+                id::SERVER_OUTCOME_MESSAGES.into(),
                 format!("message {n}"),
                 "absent".into(),
             ));
@@ -288,7 +290,7 @@ fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
         && r.client.believes_success != Some(b)
     {
         return Some((
-            "term.outcome-decides".into(),
+            id::TERM_OUTCOME_DECIDES.into(),
             format!("client believes success = {b}"),
             format!("{:?}", r.client.believes_success),
         ));
@@ -330,7 +332,7 @@ fn timeline(r: &RunResult, cap: usize) -> Vec<TimelineEvent> {
             who: e.who.clone(),
             what: e.what.clone(),
             detail: e.detail.clone(),
-            clause: e.clause.map(str::to_string),
+            clause: e.clause.map(String::from),
         })
         .collect()
 }
@@ -450,7 +452,7 @@ pub fn grade(
             .trace
             .events()
             .iter()
-            .find(|e| e.clause == Some(clause.as_str()) || e.what == "End")
+            .find(|e| e.clause.is_some_and(|c| c == clause.as_str()) || e.what == "End")
             .map_or(0, |e| e.seq);
         divergence = Some(Divergence {
             seq,

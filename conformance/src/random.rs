@@ -22,6 +22,7 @@ use vdi_model::statement::ReadSizes;
 use vdi_model::trace::Trace;
 use vdi_sim::simulate;
 use vdi_sim::world::{End, RunResult, WorldConfig};
+use vdi_spec::id;
 use vdi_spec::{Hresult, TransferOptions};
 
 /// One randomized case: everything needed to run and replay it.
@@ -143,7 +144,7 @@ pub fn check(c: &RandomCase, r: &RunResult) -> Vec<Broken> {
                 && !r.faults_fired.iter().any(|f| f == "client-death")
             {
                 v.push(Broken {
-                    clause: "term.close-device".into(),
+                    clause: id::TERM_CLOSE_DEVICE.into(),
                     what: format!("dev{i} ended its loop with {e}, not VD_E_CLOSE or VD_E_ABORT"),
                 });
             }
@@ -151,7 +152,7 @@ pub fn check(c: &RandomCase, r: &RunResult) -> Vec<Broken> {
     }
     if reference_like && !stalls_forever && matches!(r.end, End::Hang | End::StepLimit) {
         v.push(Broken {
-            clause: "watchdog.fires".into(),
+            clause: id::WATCHDOG_FIRES.into(),
             what: format!(
                 "the run did not end by itself ({:?} at {} ms)",
                 r.end, r.now_ms
@@ -174,7 +175,7 @@ pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
         k.dedup();
         k.retain(|x| vdi_spec::clauses::all().iter().any(|c| c.id == *x));
         if k.is_empty() {
-            k.push("term.outcome-decides".into());
+            k.push(id::TERM_OUTCOME_DECIDES.into());
         }
         k
     };

@@ -340,6 +340,10 @@ pub struct Scenario {
     pub seeds: Vec<u64>,
     #[serde(default = "default_budget")]
     pub budget_ms: u64,
+    /// The model's scheduler step bound (default 50,000,000); needs the
+    /// `scheduler-steps` capability.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
     /// Capabilities a backend needs to stage this case (see
     /// [`CAPABILITIES`]); a backend without one grades it unimplemented.
     #[serde(default)]
@@ -366,7 +370,15 @@ pub struct Scenario {
 /// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O.
 /// - `secondary-process`: a second client process (OpenInSecondary across processes).
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
-pub const CAPABILITIES: &[&str] = &["abi", "disk-mode", "secondary-process", "windows-security"];
+/// - `scheduler-steps`: the model's scheduler (a step bound, faults at a
+///   step); real implementations have no steps.
+pub const CAPABILITIES: &[&str] = &[
+    "abi",
+    "disk-mode",
+    "secondary-process",
+    "windows-security",
+    "scheduler-steps",
+];
 
 fn default_seeds() -> Vec<u64> {
     vec![1]
@@ -479,6 +491,13 @@ impl Scenario {
                     format!("use one of {}", CAPABILITIES.join(", ")),
                 ));
             }
+        }
+        if self.max_steps.is_some() && !self.requires.iter().any(|r| r == "scheduler-steps") {
+            return Err(Self::invalid(
+                p,
+                "max-steps bounds the model's scheduler, which only the model has",
+                "add requires = [\"scheduler-steps\"]",
+            ));
         }
         if self.clauses.is_empty() {
             return Err(Self::invalid(

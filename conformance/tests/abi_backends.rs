@@ -10,6 +10,7 @@ use vdi_conformance::oracle::CaseOptions;
 use vdi_conformance::runner::{self, Plan};
 use vdi_conformance::scenario;
 use vdi_reports::schema::Verdict;
+use vdi_spec::id;
 
 /// The scenario's file name without `.toml` (ids are shared by `<id>.N` files).
 fn stem(c: &scenario::Scenario) -> String {
@@ -26,7 +27,7 @@ const SUBSET: &[&str] = &[
     "close.",
     "table.get-command",
     "abort.",
-    "open-device.already-open",
+    id::OPEN_DEVICE_ALREADY_OPEN.as_str(),
 ];
 
 /// Program cases (exact ids): a roundtrip striped over 3 devices, the
@@ -34,11 +35,11 @@ const SUBSET: &[&str] = &[
 /// with varying read sizes, a planned IO error on the n-th Write, a flawed
 /// client that never answers EOF (ends by the budget), and a hang.
 const PROGRAMS: &[&str] = &[
-    "stripe.distribution",
-    "watchdog.fires",
-    "abort.client-death",
-    "restore.read-sizes",
-    "io-error.disk-full",
+    id::STRIPE_DISTRIBUTION.as_str(),
+    id::WATCHDOG_FIRES.as_str(),
+    id::ABORT_CLIENT_DEATH.as_str(),
+    id::RESTORE_READ_SIZES.as_str(),
+    id::IO_ERROR_DISK_FULL.as_str(),
     "restore.truncated.2",
     "watchdog.disabled.3",
 ];

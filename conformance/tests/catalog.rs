@@ -7,6 +7,7 @@ use vdi_conformance::oracle::CaseOptions;
 use vdi_conformance::runner::{self, Plan};
 use vdi_conformance::scenario::{self, Scenario};
 use vdi_reports::schema::Verdict;
+use vdi_spec::id;
 
 fn catalog() -> Vec<Scenario> {
     load_catalog(&scenario::default_dir()).unwrap_or_else(|e| panic!("catalog does not load:\n{e}"))
@@ -81,7 +82,7 @@ fn catalog_has_a_case_per_client_cell() {
     for cell in vdi_spec::tables::CLIENT_TABLE.iter() {
         assert!(
             ids.iter()
-                .any(|i| i == cell.clause || i.starts_with(&format!("{}.", cell.clause))),
+                .any(|i| cell.clause == *i || i.starts_with(&format!("{}.", cell.clause))),
             "no case file named {}.toml",
             cell.clause
         );
@@ -92,14 +93,14 @@ fn catalog_has_a_case_per_client_cell() {
 fn catalog_has_a_case_per_close_rule() {
     let ids: BTreeSet<String> = catalog().iter().map(|c| c.id.clone()).collect();
     for id in [
-        "close.not-open",
-        "close.all-finished",
-        "close.devices-open",
-        "close.invalidates-devices",
-        "close.reuse",
-        "close.wait-for-close",
+        id::CLOSE_NOT_OPEN,
+        id::CLOSE_ALL_FINISHED,
+        id::CLOSE_DEVICES_OPEN,
+        id::CLOSE_INVALIDATES_DEVICES,
+        id::CLOSE_REUSE,
+        id::CLOSE_WAIT_FOR_CLOSE,
     ] {
-        assert!(ids.contains(id), "no case {id}.toml");
+        assert!(ids.contains(id.as_str()), "no case {id}.toml");
     }
 }
 

@@ -18,6 +18,7 @@ use vdi_model::fault::{Fault, Phase, PlannedFault, Trigger};
 use vdi_model::programs::{ClientSpec, Flaw, Operation};
 use vdi_model::statement::ReadSizes;
 use vdi_model::trace::Trace;
+use vdi_spec::id;
 use vdi_spec::{CommandCode, TransferOptions, Win32};
 
 fn flaw() -> impl Strategy<Value = Flaw> {
@@ -173,7 +174,7 @@ proptest! {
 fn failure_files_replay() {
     let c = random::from_seed(11);
     let broken = vec![random::Broken {
-        clause: "term.close-device".into(),
+        clause: id::TERM_CLOSE_DEVICE.into(),
         what: "example".into(),
     }];
     let text = random::to_scenario(&c, "random-11", &broken);

@@ -15,6 +15,7 @@ use crate::schema::{
     BackendInfo, CaseResult, CellCoverage, ClauseCoverage, Coverage, Divergence, RunReport,
     TimelineEvent, ToolInfo, Verdict,
 };
+use vdi_spec::id;
 use vdi_spec::{ClientState, TableMethod};
 
 /// The seed every sample result uses.
@@ -91,40 +92,55 @@ pub fn report() -> RunReport {
 /// (id, file, summary, clauses) of the sample scenarios.
 const SCENARIOS: [(&str, &str, &str, &[&str]); 6] = [
     (
-        "close.devices-open",
+        id::CLOSE_DEVICES_OPEN.as_str(),
         "scenarios/close/devices-open.toml",
         "Close with three devices still open returns VD_E_OPEN and aborts the server side",
-        &["close.devices-open", "table.close.active"],
+        &[
+            id::CLOSE_DEVICES_OPEN.as_str(),
+            id::TABLE_CLOSE_ACTIVE.as_str(),
+        ],
     ),
     (
-        "create-ex.named-instance",
+        id::CREATE_EX_NAMED_INSTANCE.as_str(),
         "scenarios/create-ex/named-instance.toml",
         "CreateEx with the name of an installed named instance creates the set",
-        &["create-ex.named-instance", "table.create.dne"],
+        &[
+            id::CREATE_EX_NAMED_INSTANCE.as_str(),
+            id::TABLE_CREATE_DNE.as_str(),
+        ],
     ),
     (
-        "open-device.all-open",
+        id::OPEN_DEVICE_ALL_OPEN.as_str(),
         "scenarios/open-device/all-open.toml",
         "OpenDevice once every device of the set is open returns VD_E_OPEN",
-        &["open-device.all-open", "table.open-device.active"],
+        &[
+            id::OPEN_DEVICE_ALL_OPEN.as_str(),
+            id::TABLE_OPEN_DEVICE_ACTIVE.as_str(),
+        ],
     ),
     (
-        "io-error.clear-error-success",
+        id::IO_ERROR_CLEAR_ERROR_SUCCESS.as_str(),
         "scenarios/io-error/clear-error-success.toml",
         "After an I/O error the client completes VDC_ClearError and the device is Active again",
-        &["io-error.clear-error-success"],
+        &[id::IO_ERROR_CLEAR_ERROR_SUCCESS.as_str()],
     ),
     (
-        "signal-abort.ok",
+        id::SIGNAL_ABORT_OK.as_str(),
         "scenarios/signal-abort/ok.toml",
         "SignalAbort in Active returns NOERROR and moves the set to Abort",
-        &["signal-abort.ok", "table.signal-abort.active"],
+        &[
+            id::SIGNAL_ABORT_OK.as_str(),
+            id::TABLE_SIGNAL_ABORT_ACTIVE.as_str(),
+        ],
     ),
     (
-        "term.normally-terminated",
+        id::TERM_NORMALLY_TERMINATED.as_str(),
         "scenarios/term/normally-terminated.toml",
         "A three-device backup ends with VD_E_CLOSE on every device and the set NormallyTerminated",
-        &["term.normally-terminated", "get-command.close"],
+        &[
+            id::TERM_NORMALLY_TERMINATED.as_str(),
+            id::GET_COMMAND_CLOSE.as_str(),
+        ],
     ),
 ];
 
@@ -148,8 +164,8 @@ fn fake_hash(case: &str, backend: &str) -> String {
 }
 
 fn linux_abi_outcome(r: &mut CaseResult) {
-    match r.case.as_str() {
-        "close.devices-open" => {
+    match vdi_spec::ClauseId::parse(&r.case) {
+        Some(id::CLOSE_DEVICES_OPEN) => {
             r.verdict = Verdict::Violation;
             r.detail = "Close was called while dev0, dev1 and dev2 were still open. The model \
                         returns VD_E_OPEN, signals abort to the server and releases the set; the \
@@ -158,7 +174,7 @@ fn linux_abi_outcome(r: &mut CaseResult) {
                 .to_string();
             r.divergence = Some(Divergence {
                 seq: 17,
-                clause: Some("close.devices-open".to_string()),
+                clause: Some(id::CLOSE_DEVICES_OPEN.to_string()),
                 expected: "Close returns VD_E_OPEN (0x8077000D) and the server sees SignalAbort"
                     .to_string(),
                 actual: "Close returns NOERROR (0x00000000); no abort reaches the server"
@@ -168,7 +184,7 @@ fn linux_abi_outcome(r: &mut CaseResult) {
             r.steps = 96;
             r.timeline = violation_timeline();
         }
-        "create-ex.named-instance" => {
+        Some(id::CREATE_EX_NAMED_INSTANCE) => {
             r.verdict = Verdict::Unimplemented;
             r.detail = "The library exports no CreateEx entry point \
                         (ClientVirtualDeviceSet::CreateEx is missing), so named instances cannot \
@@ -177,7 +193,7 @@ fn linux_abi_outcome(r: &mut CaseResult) {
             r.virtual_ms = 0;
             r.steps = 1;
         }
-        "open-device.all-open" => {
+        Some(id::OPEN_DEVICE_ALL_OPEN) => {
             r.verdict = Verdict::Lenient;
             r.detail =
                 "With every device open, OpenDevice(\"vdisim-7_1\") returned VD_E_PROTOCOL; \
@@ -188,12 +204,12 @@ fn linux_abi_outcome(r: &mut CaseResult) {
                     .to_string();
             r.divergence = Some(Divergence {
                 seq: 9,
-                clause: Some("table.open-device.active".to_string()),
+                clause: Some(id::TABLE_OPEN_DEVICE_ACTIVE.to_string()),
                 expected: "OpenDevice returns VD_E_OPEN (0x8077000D)".to_string(),
                 actual: "OpenDevice returns VD_E_PROTOCOL (0x8077000C)".to_string(),
             });
         }
-        "io-error.clear-error-success" => {
+        Some(id::IO_ERROR_CLEAR_ERROR_SUCCESS) => {
             r.verdict = Verdict::ExpectedDeviation;
             r.detail = "After VDC_ClearError completed with ERROR_SUCCESS the next GetCommand \
                         returned VD_E_ABORT instead of a command: the library aborts the set on \
@@ -201,7 +217,7 @@ fn linux_abi_outcome(r: &mut CaseResult) {
                 .to_string();
             r.divergence = Some(Divergence {
                 seq: 23,
-                clause: Some("io-error.clear-error-success".to_string()),
+                clause: Some(id::IO_ERROR_CLEAR_ERROR_SUCCESS.to_string()),
                 expected: "GetCommand returns NOERROR with VDC_Write (device Active again)"
                     .to_string(),
                 actual: "GetCommand returns VD_E_ABORT (0x80770004)".to_string(),
@@ -212,7 +228,7 @@ fn linux_abi_outcome(r: &mut CaseResult) {
                     .to_string(),
             );
         }
-        "signal-abort.ok" => {
+        Some(id::SIGNAL_ABORT_OK) => {
             r.verdict = Verdict::UnexpectedPass;
             r.detail = "The deviations file declares this case as failing, but every call \
                         returned what the model predicts. Remove the declaration if the fix is \
@@ -253,7 +269,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "CreateEx",
             "name=\"vdisim-7\" devices=3 features=0 → NOERROR (0x00000000)",
-            Some("create.ok"),
+            Some(id::CREATE_OK.as_str()),
         ),
         ev(
             1,
@@ -261,7 +277,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "client",
             "state",
             "DNE → Configurable",
-            Some("table.create.dne"),
+            Some(id::TABLE_CREATE_DNE.as_str()),
         ),
         ev(
             2,
@@ -293,7 +309,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "GetConfiguration",
             "timeout=INFINITE → NOERROR (0x00000000)",
-            Some("table.get-configuration.configurable"),
+            Some(id::TABLE_GET_CONFIGURATION_CONFIGURABLE.as_str()),
         ),
         ev(
             6,
@@ -301,7 +317,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "OpenDevice",
             "\"vdisim-7\" → NOERROR (0x00000000), dev0",
-            Some("open-device.ok"),
+            Some(id::OPEN_DEVICE_OK.as_str()),
         ),
         ev(
             7,
@@ -309,7 +325,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "OpenDevice",
             "\"vdisim-7_1\" → NOERROR (0x00000000), dev1",
-            Some("open-device.ok"),
+            Some(id::OPEN_DEVICE_OK.as_str()),
         ),
         ev(
             8,
@@ -317,7 +333,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "OpenDevice",
             "\"vdisim-7_2\" → NOERROR (0x00000000), dev2",
-            Some("open-device.ok"),
+            Some(id::OPEN_DEVICE_OK.as_str()),
         ),
         ev(
             9,
@@ -333,7 +349,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "dev0",
             "GetCommand",
             "timeout=1000 → NOERROR (0x00000000), VDC_Write size=1048576",
-            Some("get-command.ok"),
+            Some(id::GET_COMMAND_OK.as_str()),
         ),
         ev(
             11,
@@ -349,7 +365,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "dev1",
             "GetCommand",
             "timeout=1000 → NOERROR (0x00000000), VDC_Write size=1048576",
-            Some("get-command.ok"),
+            Some(id::GET_COMMAND_OK.as_str()),
         ),
         ev(
             13,
@@ -357,7 +373,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "dev0",
             "CompleteCommand",
             "ERROR_SUCCESS bytes=1048576 → NOERROR (0x00000000)",
-            Some("complete-command.ok"),
+            Some(id::COMPLETE_COMMAND_OK.as_str()),
         ),
         ev(
             14,
@@ -381,7 +397,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "dev2",
             "GetCommand",
             "timeout=1000 → NOERROR (0x00000000), VDC_Write size=1048576",
-            Some("get-command.ok"),
+            Some(id::GET_COMMAND_OK.as_str()),
         ),
         ev(
             17,
@@ -389,7 +405,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "ctl",
             "Close",
             "devices open: dev0, dev1, dev2 → NOERROR (0x00000000)",
-            Some("close.devices-open"),
+            Some(id::CLOSE_DEVICES_OPEN.as_str()),
         ),
         ev(
             18,
@@ -397,7 +413,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "client",
             "state",
             "Active → DNE (no abort signalled)",
-            Some("table.close.active"),
+            Some(id::TABLE_CLOSE_ACTIVE.as_str()),
         ),
         ev(
             19,
@@ -405,7 +421,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "dev1",
             "CompleteCommand",
             "ERROR_SUCCESS bytes=1048576 → VD_E_INVALID (0x80770006): set already closed",
-            Some("close.invalidates-devices"),
+            Some(id::CLOSE_INVALIDATES_DEVICES.as_str()),
         ),
         ev(
             20,
@@ -413,7 +429,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "server",
             "watchdog",
             "no completion for 2 × serverTimeOut = 2000 ms → abort",
-            Some("watchdog.fires"),
+            Some(id::WATCHDOG_FIRES.as_str()),
         ),
         ev(
             21,
@@ -421,7 +437,7 @@ fn violation_timeline() -> Vec<TimelineEvent> {
             "sql",
             "outcome",
             "BACKUP failed: msg 3013 after watchdog abort (expected: failed at t = 7 ms on SignalAbort)",
-            Some("abort.statement-fails"),
+            Some(id::ABORT_STATEMENT_FAILS.as_str()),
         ),
     ]
 }
@@ -451,119 +467,119 @@ const CELL_HITS: [[u64; 6]; 7] = [
 fn coverage() -> Coverage {
     let clauses = vec![
         clause(
-            "close.devices-open",
+            id::CLOSE_DEVICES_OPEN.as_str(),
             "Close with devices still open returns VD_E_OPEN, internally triggers SignalAbort so the server shuts down cleanly, and still releases the resources (→ DNE).",
             "inferred",
             1,
             2,
         ),
         clause(
-            "close.all-finished",
+            id::CLOSE_ALL_FINISHED.as_str(),
             "Close when no device is still open returns NOERROR, releases every VDI resource of the set and returns the object to DNE.",
             "documented",
             0,
             9,
         ),
         clause(
-            "close.invalidates-devices",
+            id::CLOSE_INVALIDATES_DEVICES.as_str(),
             "Every device interface returned by OpenDevice is invalid after Close; using one must never crash.",
             "inferred",
             0,
             1,
         ),
         clause(
-            "create.ok",
+            id::CREATE_OK.as_str(),
             "Create/CreateEx on an object with no set (DNE) creates the named set and returns NOERROR (→ Configurable).",
             "documented",
             0,
             12,
         ),
         clause(
-            "create-ex.named-instance",
+            id::CREATE_EX_NAMED_INSTANCE.as_str(),
             "CreateEx accepts the name of an installed SQL Server instance (no machine\\ prefix).",
             "documented",
             1,
             1,
         ),
         clause(
-            "get-command.ok",
+            id::GET_COMMAND_OK.as_str(),
             "GetCommand in Active returns the next command for this device.",
             "documented",
             0,
             140,
         ),
         clause(
-            "open-device.all-open",
+            id::OPEN_DEVICE_ALL_OPEN.as_str(),
             "Once every device of the set is open OpenDevice returns VD_E_OPEN; clients may loop calling OpenDevice until they see it (the matrix says VD_E_PROTOCOL in Active).",
             "inferred",
             1,
             3,
         ),
         clause(
-            "get-command.close",
+            id::GET_COMMAND_CLOSE.as_str(),
             "After the server closed this device GetCommand returns VD_E_CLOSE, the normal end for that device.",
             "documented",
             1,
             6,
         ),
         clause(
-            "io-error.clear-error-success",
+            id::IO_ERROR_CLEAR_ERROR_SUCCESS.as_str(),
             "The client does its cleanup and completes VDC_ClearError with ERROR_SUCCESS; the device is Active again.",
             "documented",
             1,
             0,
         ),
         clause(
-            "signal-abort.ok",
+            id::SIGNAL_ABORT_OK.as_str(),
             "SignalAbort in Configurable, Initializing, Active or NormallyTerminated returns NOERROR and moves the set to Abort.",
             "documented",
             1,
             2,
         ),
         clause(
-            "term.normally-terminated",
+            id::TERM_NORMALLY_TERMINATED.as_str(),
             "The set enters NormallyTerminated only when all devices have been closed by the server.",
             "documented",
             1,
             2,
         ),
         clause(
-            "watchdog.fires",
+            id::WATCHDOG_FIRES.as_str(),
             "When requests are pending and none completes for 2 × serverTimeOut the server aborts the set automatically.",
             "documented",
             0,
             0,
         ),
         clause(
-            "table.close.active",
+            id::TABLE_CLOSE_ACTIVE.as_str(),
             "Close in Active: VD_E_OPEN (→ DNE) when devices are open; profile close-with-open-devices.",
             "inferred",
             1,
             2,
         ),
         clause(
-            "table.create.dne",
+            id::TABLE_CREATE_DNE.as_str(),
             "Create in DNE: NOERROR (→ Configurable) when the set is created.",
             "documented",
             1,
             12,
         ),
         clause(
-            "table.open-device.active",
+            id::TABLE_OPEN_DEVICE_ACTIVE.as_str(),
             "OpenDevice in Active: VD_E_PROTOCOL (matrix entry) or VD_E_OPEN when every device is already open; profile open-device-precedence.",
             "inferred",
             1,
             3,
         ),
         clause(
-            "table.get-command.active",
+            id::TABLE_GET_COMMAND_ACTIVE.as_str(),
             "GetCommand in Active: NOERROR when a command is fetched; VD_E_CLOSE; VD_E_TIMEOUT; VD_E_ABORT (→ Abort).",
             "documented",
             0,
             148,
         ),
         clause(
-            "table.signal-abort.active",
+            id::TABLE_SIGNAL_ABORT_ACTIVE.as_str(),
             "SignalAbort in Active: NOERROR (→ Abort).",
             "documented",
             1,

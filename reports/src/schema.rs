@@ -589,8 +589,11 @@ mod tests {
                 .find(|c| c.clause == clause)
                 .map(|c| c.hits)
         };
-        assert_eq!(hits("table.get-command.active"), Some(5));
-        assert_eq!(hits("table.close.dne"), Some(1));
+        assert_eq!(
+            hits(vdi_spec::id::TABLE_GET_COMMAND_ACTIVE.as_str()),
+            Some(5)
+        );
+        assert_eq!(hits(vdi_spec::id::TABLE_CLOSE_DNE.as_str()), Some(1));
         assert_eq!(cov.counts().cells_hit, 2);
     }
 }

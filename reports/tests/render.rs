@@ -7,6 +7,7 @@ use vdi_reports::{
     CaseResult, ClauseCoverage, Coverage, Divergence, ReportError, RunReport, SCHEMA_VERSION,
     TimelineEvent, ToolInfo, Totals, Verdict, html, json, junit, markdown, sample, write_all,
 };
+use vdi_spec::id;
 
 // ---- snapshots ---------------------------------------------------------------
 
@@ -283,14 +284,14 @@ fn new_sorts_cases_by_case_backend_seed() {
 fn coverage_lists_every_clause_and_all_42_cells() {
     let catalog = vdi_spec::clauses::all();
     let mut clause_hits = BTreeMap::new();
-    clause_hits.insert("close.devices-open".to_string(), 5u64);
+    clause_hits.insert(id::CLOSE_DEVICES_OPEN.to_string(), 5u64);
     clause_hits.insert("no.such-clause".to_string(), 1u64);
     let mut cell_hits = BTreeMap::new();
     cell_hits.insert(("Close".to_string(), "Active".to_string()), 4u64);
     let named = [
-        "close.devices-open",
-        "close.devices-open",
-        "create.ok",
+        id::CLOSE_DEVICES_OPEN.as_str(),
+        id::CLOSE_DEVICES_OPEN.as_str(),
+        id::CREATE_OK.as_str(),
         "typo.clause",
     ];
     let cov = Coverage::from_hits(named.into_iter(), &clause_hits, &cell_hits);
@@ -315,14 +316,20 @@ fn coverage_lists_every_clause_and_all_42_cells() {
     let get = |id: &str| cov.clause(id).expect(id);
     assert_eq!(
         (
-            get("close.devices-open").cases,
-            get("close.devices-open").hits
+            get(id::CLOSE_DEVICES_OPEN.as_str()).cases,
+            get(id::CLOSE_DEVICES_OPEN.as_str()).hits
         ),
         (2, 5)
     );
-    assert_eq!((get("create.ok").cases, get("create.ok").hits), (1, 0));
-    assert_eq!(get("close.devices-open").basis, "inferred");
-    assert_eq!(get("create.ok").basis, "documented");
+    assert_eq!(
+        (
+            get(id::CREATE_OK.as_str()).cases,
+            get(id::CREATE_OK.as_str()).hits
+        ),
+        (1, 0)
+    );
+    assert_eq!(get(id::CLOSE_DEVICES_OPEN.as_str()).basis, "inferred");
+    assert_eq!(get(id::CREATE_OK.as_str()).basis, "documented");
     assert!(
         cov.clauses
             .iter()
@@ -335,7 +342,7 @@ fn coverage_lists_every_clause_and_all_42_cells() {
     for (cell, spec) in cov.cells.iter().zip(vdi_spec::tables::CLIENT_TABLE.iter()) {
         assert_eq!(cell.method, spec.method.name());
         assert_eq!(cell.state, spec.state.name());
-        assert_eq!(cell.clause, spec.clause);
+        assert_eq!(cell.clause, spec.clause.as_str());
         assert!(seen.insert((cell.method.clone(), cell.state.clone())));
     }
     let hit: Vec<&str> = cov
@@ -344,7 +351,7 @@ fn coverage_lists_every_clause_and_all_42_cells() {
         .filter(|c| c.hits > 0)
         .map(|c| c.clause.as_str())
         .collect();
-    assert_eq!(hit, ["table.close.active"]);
+    assert_eq!(hit, [id::TABLE_CLOSE_ACTIVE.as_str()]);
     let counts = cov.counts();
     assert_eq!(counts.cells, 42);
     assert_eq!(counts.cells_hit, 1);

@@ -11,6 +11,7 @@
 //! cell of the client and server transition tables ([`crate::tables`]), with
 //! ids `table.<method>.<state>` and `table.server.<method>.<state>`.
 
+use crate::clause_id::{ClauseId, id};
 use crate::tables::{CLIENT_TABLE, SERVER_TABLE, client_cell_profile};
 use serde::Serialize;
 use std::sync::OnceLock;
@@ -50,7 +51,7 @@ const D: Basis = Basis::Documented;
 const I: Basis = Basis::Inferred;
 
 const fn c(
-    id: &'static str,
+    id: ClauseId,
     summary: &'static str,
     section: &'static str,
     source: &'static str,
@@ -59,7 +60,7 @@ const fn c(
     field_rows: &'static [u8],
 ) -> Clause {
     Clause {
-        id,
+        id: id.as_str(),
         summary,
         section,
         source,
@@ -73,7 +74,7 @@ const fn c(
 pub static CATALOG: &[Clause] = &[
     // ---- Close ----------------------------------------------------------------
     c(
-        "close.not-open",
+        id::CLOSE_NOT_OPEN,
         "Close on an object with no set open (DNE, including a second Close) returns VD_E_PROTOCOL and takes no action.",
         "§2.1 Close",
         "[SPEC Close]; [SPEC Client Transitions]",
@@ -82,7 +83,7 @@ pub static CATALOG: &[Clause] = &[
         &[14],
     ),
     c(
-        "close.all-finished",
+        id::CLOSE_ALL_FINISHED,
         "Close when no device is still open (every device saw VD_E_CLOSE, or none was opened, or the set is aborted) returns NOERROR, releases every VDI resource of the set and returns the object to DNE.",
         "§2.1 Close",
         "[SPEC Close]; [SPEC Client Transitions]",
@@ -91,7 +92,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "close.devices-open",
+        id::CLOSE_DEVICES_OPEN,
         "Close with devices still open returns VD_E_OPEN, internally triggers SignalAbort so the server shuts down cleanly (its outstanding commands complete with ERROR_OPERATION_ABORTED), and still releases the resources (→ DNE); the matrix says NOERROR instead, so the code is a profile choice.",
         "§2.1 Close; §4.2",
         "[SPEC Close]; [SPEC Client Transitions]",
@@ -100,7 +101,7 @@ pub static CATALOG: &[Clause] = &[
         &[14],
     ),
     c(
-        "close.invalidates-devices",
+        id::CLOSE_INVALIDATES_DEVICES,
         "Every device interface returned by OpenDevice is invalid after Close; using one is undefined in the reference (the model returns the use-after-close code) and must never crash.",
         "§2.1 Close; §4.3",
         "[SPEC Close]",
@@ -109,7 +110,7 @@ pub static CATALOG: &[Clause] = &[
         &[14],
     ),
     c(
-        "close.release-after-close",
+        id::CLOSE_RELEASE_AFTER_CLOSE,
         "Releasing the set object or any device interface after Close (COM Release, Linux delete) must not crash or disturb a new set created on another object.",
         "§1.4; §4.6",
         "[SPEC Normal Termination]; [3P Bareos]",
@@ -118,7 +119,7 @@ pub static CATALOG: &[Clause] = &[
         &[14],
     ),
     c(
-        "close.reuse",
+        id::CLOSE_REUSE,
         "After Close returns, Create/CreateEx may be called again on the same object for a new operation.",
         "§2.1 Close; §4.6",
         "[SPEC CreateEx]; [SPEC Close]; [SPEC Normal Termination]",
@@ -127,7 +128,7 @@ pub static CATALOG: &[Clause] = &[
         &[15],
     ),
     c(
-        "close.wait-for-close",
+        id::CLOSE_WAIT_FOR_CLOSE,
         "The client should stop all buffer and device use and wait for VD_E_CLOSE from GetCommand on every device before Close; when the set is already abnormally terminated no VD_E_CLOSE will come and Close may follow as soon as buffer activity has stopped.",
         "§2.1 Close; §4.6",
         "[SPEC Close]; [SPEC Normal Termination]",
@@ -136,7 +137,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "close.before-server-open",
+        id::CLOSE_BEFORE_SERVER_OPEN,
         "A client Close before the server opened the set makes the server's later Open fail with VD_E_INVALID, so the statement fails.",
         "§4.2 item 5",
         "[SPEC IServerVirtualDeviceSet2::Open]; INFERRED",
@@ -146,7 +147,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Create / CreateEx ----------------------------------------------------
     c(
-        "create.ok",
+        id::CREATE_OK,
         "Create/CreateEx on an object with no set (DNE) creates the named set with the client half of the configuration and returns NOERROR (→ Configurable); it should be called once per BACKUP/RESTORE.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]; [SPEC Client Transitions]",
@@ -155,7 +156,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "create.config-invalid",
+        id::CREATE_CONFIG_INVALID,
         "Create/CreateEx returns VD_E_NOTSUPPORTED and creates no set when a VDConfig field is invalid or unsupported: deviceCount outside 1..64, an unsupported feature combination, server-only feature bits, a bad alignment, etc.",
         "§2.1 CreateEx; §3.3; §3.4",
         "[SPEC CreateEx]; [SPEC VDConfig]; [SPEC Feature Bits]",
@@ -164,7 +165,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "create.already-exists",
+        id::CREATE_ALREADY_EXISTS,
         "Create/CreateEx on an object that already has a set (any state but DNE) returns VD_E_PROTOCOL and changes nothing.",
         "§2.1 CreateEx; §4.1",
         "[SPEC CreateEx]; [SPEC Client Transitions]",
@@ -173,7 +174,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "create.illegal-name",
+        id::CREATE_ILLEGAL_NAME,
         "The set name follows CreateFileMapping naming rules (any character but backslash): an empty name or one containing a backslash is refused and no set is created; the code is undocumented.",
         "§1.2; §2.1 CreateEx",
         "[SPEC CreateEx]; [SPEC Initialization]",
@@ -182,7 +183,7 @@ pub static CATALOG: &[Clause] = &[
         &[17],
     ),
     c(
-        "create.name-in-use",
+        id::CREATE_NAME_IN_USE,
         "Create/CreateEx with the name of another live set is refused (a GUID name is recommended to be system-wide unique); the code is undocumented.",
         "§1.2",
         "[SPEC CreateEx, Initialization, Normal Termination]",
@@ -191,7 +192,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "create-ex.instance-name",
+        id::CREATE_EX_INSTANCE_NAME,
         "CreateEx with an instance name that is not recognised returns VD_E_INSTANCE_NAME and creates no set; a machine\\ prefix is not accepted.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]; [SAMPLE error handling]; [HDR vdierror.h]",
@@ -200,7 +201,7 @@ pub static CATALOG: &[Clause] = &[
         &[16],
     ),
     c(
-        "create-ex.null-instance",
+        id::CREATE_EX_NULL_INSTANCE,
         "CreateEx (and OpenInSecondaryEx) with a NULL instance name targets the default instance.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]",
@@ -209,7 +210,7 @@ pub static CATALOG: &[Clause] = &[
         &[16],
     ),
     c(
-        "create-ex.named-instance",
+        id::CREATE_EX_NAMED_INSTANCE,
         "CreateEx accepts the name of an installed SQL Server instance (no machine\\ prefix); which names exist is an input of the model.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]; INFERRED",
@@ -218,7 +219,7 @@ pub static CATALOG: &[Clause] = &[
         &[16],
     ),
     c(
-        "create-ex.empty-instance",
+        id::CREATE_EX_EMPTY_INSTANCE,
         "CreateEx with an empty instance name \"\" is undocumented: it either means the default instance or is refused with VD_E_INSTANCE_NAME.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]; INFERRED",
@@ -227,7 +228,7 @@ pub static CATALOG: &[Clause] = &[
         &[16],
     ),
     c(
-        "create.access-denied",
+        id::CREATE_ACCESS_DENIED,
         "Creation can fail outside the protocol: CoCreateInstance with CLASS_E_CLASSNOTAVAILABLE 0x80040111 or REGDB_E_CLASSNOTREG 0x80040154 (registration, bitness), CreateEx with E_ACCESSDENIED (not an administrator) or VD_E_SECURITY (security environment, INFERRED from the DACL step); the client reports the code and exits cleanly.",
         "§2.1 CreateEx; §3.1; §7 item 10",
         "[SAMPLE]; [HDR vdierror.h]; [3P mssqlPipe #1]",
@@ -236,7 +237,7 @@ pub static CATALOG: &[Clause] = &[
         &[5],
     ),
     c(
-        "create.legacy-env",
+        id::CREATE_LEGACY_ENV,
         "The legacy Create emulates instance support through the environment variable _VIRTUAL_SERVER_NAME_: when it is set, Create calls CreateEx with that value as the instance name.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]",
@@ -245,7 +246,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "create.dacl",
+        id::CREATE_DACL,
         "CreateEx modifies the DACL of the client process handle to grant the SQL Server service account access; CreateEx calls serialise among themselves but not with other code changing the process DACL.",
         "§2.1 CreateEx",
         "[SPEC CreateEx]",
@@ -255,7 +256,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- GetConfiguration -----------------------------------------------------
     c(
-        "get-configuration.waits",
+        id::GET_CONFIGURATION_WAITS,
         "In Configurable, GetConfiguration waits (alertably) up to dwTimeOut ms until the server has configured the set, then copies the final configuration (client inputs + server outputs) into *pCfg and returns NOERROR (→ Initializing).",
         "§2.1 GetConfiguration",
         "[SPEC GetConfiguration]; [SPEC Client Transitions]",
@@ -264,7 +265,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-configuration.timeout",
+        id::GET_CONFIGURATION_TIMEOUT,
         "When no configuration arrives within the timeout GetConfiguration returns VD_E_TIMEOUT and the set stays Configurable (INFERRED); the client may call again but must give up, not hang, once the statement has failed.",
         "§2.1 GetConfiguration; §7 item 1",
         "[SPEC GetConfiguration]; [SAMPLE]; [3P Bareos]",
@@ -273,7 +274,7 @@ pub static CATALOG: &[Clause] = &[
         &[6],
     ),
     c(
-        "get-configuration.abort",
+        id::GET_CONFIGURATION_ABORT,
         "GetConfiguration returns VD_E_ABORT when either side has signalled abort (a waiting call included; → Abort) and in the Abort state.",
         "§2.1 GetConfiguration; §4.1",
         "[SPEC GetConfiguration]; [SPEC Client Transitions]",
@@ -282,7 +283,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-configuration.repeat",
+        id::GET_CONFIGURATION_REPEAT,
         "In Initializing, Active and NormallyTerminated GetConfiguration returns NOERROR with the configuration again, without a state change; in DNE it returns VD_E_PROTOCOL.",
         "§2.1 GetConfiguration; §4.1",
         "[SPEC Client Transitions]",
@@ -291,7 +292,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-configuration.server-outputs",
+        id::GET_CONFIGURATION_SERVER_OUTPUTS,
         "The configuration GetConfiguration returns has the server outputs filled: blockSize (BLOCKSIZE), maxIODepth (deprecated, always 4), maxTransferSize (MAXTRANSFERSIZE) and bufferAreaSize.",
         "§3.4",
         "[SPEC VDConfig]",
@@ -300,7 +301,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-configuration.features-returned",
+        id::GET_CONFIGURATION_FEATURES_RETURNED,
         "The features GetConfiguration returns are the requested client bits | VDF_WriteMedia (BACKUP) or VDF_ReadMedia (RESTORE) | VDF_CompleteEnabled when VDF_RequestComplete was requested and the server supports it (INFERRED from 0x10000 observed for a pipe BACKUP).",
         "§3.3; §8 #12",
         "[KB CU15/CU28]; [KB3188454]; INFERRED",
@@ -310,7 +311,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- OpenDevice -----------------------------------------------------------
     c(
-        "open-device.ok",
+        id::OPEN_DEVICE_OK,
         "In Initializing, OpenDevice with the name of an unopened device of the set returns NOERROR and a device interface; that device is usable at once (→ Active), while OpenDevice stays legal until every device is open.",
         "§2.1 OpenDevice; §4.2 item 1",
         "[SPEC OpenDevice]; [SPEC Client Transitions]",
@@ -319,7 +320,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.invalid-name",
+        id::OPEN_DEVICE_INVALID_NAME,
         "OpenDevice with a name that is not one of the set's devices returns VD_E_INVALID and changes nothing.",
         "§2.1 OpenDevice",
         "[SPEC OpenDevice]",
@@ -328,7 +329,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.already-open",
+        id::OPEN_DEVICE_ALREADY_OPEN,
         "OpenDevice on a device that is already open returns VD_E_PROTOCOL; when every device is open as well, whether VD_E_PROTOCOL or VD_E_OPEN is returned is undocumented.",
         "§2.1 OpenDevice; §4.2 item 1; §8 #2",
         "[SPEC OpenDevice]; [SPEC Client Transitions]",
@@ -337,7 +338,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.all-open",
+        id::OPEN_DEVICE_ALL_OPEN,
         "Once every device of the set is open OpenDevice returns VD_E_OPEN; this may be returned without problem and clients may loop calling OpenDevice until they see it (the matrix says VD_E_PROTOCOL in Active).",
         "§2.1 OpenDevice; §4.2 item 1",
         "[SPEC OpenDevice]",
@@ -346,7 +347,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.abort",
+        id::OPEN_DEVICE_ABORT,
         "OpenDevice returns VD_E_ABORT when an abort was requested, e.g. the server failed (buffer allocation, OS error 995) between configuration and device open; the client must not hang and must Close.",
         "§2.1 OpenDevice; §6.4",
         "[SPEC OpenDevice]; [KB CU15/CU28]; [3P issue #752]",
@@ -355,7 +356,7 @@ pub static CATALOG: &[Clause] = &[
         &[1],
     ),
     c(
-        "open-device.wrong-state",
+        id::OPEN_DEVICE_WRONG_STATE,
         "OpenDevice in DNE, Configurable (before GetConfiguration succeeded) or NormallyTerminated returns VD_E_PROTOCOL; in Abort it returns VD_E_ABORT.",
         "§2.1 OpenDevice; §4.1",
         "[SPEC OpenDevice]; [SPEC Client Transitions]",
@@ -364,7 +365,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.null-on-failure",
+        id::OPEN_DEVICE_NULL_ON_FAILURE,
         "On every failure OpenDevice sets *ppVirtualDevice to NULL.",
         "§2.1 OpenDevice",
         "[SPEC OpenDevice]",
@@ -373,7 +374,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-device.first-is-set-name",
+        id::OPEN_DEVICE_FIRST_IS_SET_NAME,
         "The first device has the set's name; the other devices are named by the statement's further VIRTUAL_DEVICE clauses; names are unique within the set and must match the statement's list exactly.",
         "§1.2",
         "[SPEC Initialization]; [SPEC OpenDevice]",
@@ -383,7 +384,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- GetCommand -----------------------------------------------------------
     c(
-        "get-command.ok",
+        id::GET_COMMAND_OK,
         "In Active, GetCommand returns NOERROR and the next command queued to this device in *ppCmd; the VDC_Command is read-only memory owned by VDI that must later be passed to CompleteCommand.",
         "§2.2 GetCommand",
         "[SPEC GetCommand]; [SPEC Client Transitions]",
@@ -392,7 +393,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-command.timeout",
+        id::GET_COMMAND_TIMEOUT,
         "When nothing is queued within dwTimeOut ms GetCommand returns VD_E_TIMEOUT and the device stays usable; the client decides what to do, and a timeout is not fatal: a conformant client keeps polling.",
         "§2.2 GetCommand",
         "[SPEC GetCommand]",
@@ -401,7 +402,7 @@ pub static CATALOG: &[Clause] = &[
         &[2],
     ),
     c(
-        "get-command.poll",
+        id::GET_COMMAND_POLL,
         "dwTimeOut 0 polls: GetCommand returns a queued command, or VD_E_TIMEOUT at once without waiting.",
         "§2.2 GetCommand",
         "[SPEC GetCommand]",
@@ -410,7 +411,7 @@ pub static CATALOG: &[Clause] = &[
         &[19],
     ),
     c(
-        "get-command.infinite",
+        id::GET_COMMAND_INFINITE,
         "dwTimeOut INFINITE (0xFFFFFFFF) waits until a command, VD_E_CLOSE or VD_E_ABORT arrives; the Linux header defines no INFINITE, so there 0xFFFFFFFF is a finite wait of about 49.7 days.",
         "§2.2 GetCommand; §3.8",
         "[SPEC GetCommand]; [LINUX]",
@@ -419,7 +420,7 @@ pub static CATALOG: &[Clause] = &[
         &[19],
     ),
     c(
-        "get-command.linux-negative",
+        id::GET_COMMAND_LINUX_NEGATIVE,
         "On Linux timeouts are time_t milliseconds and any negative value waits forever (GetCommand and GetConfiguration).",
         "§3.8; §6.2",
         "[LINUX]",
@@ -428,7 +429,7 @@ pub static CATALOG: &[Clause] = &[
         &[19],
     ),
     c(
-        "get-command.close",
+        id::GET_COMMAND_CLOSE,
         "After the server closed this device (CloseDevice) GetCommand returns VD_E_CLOSE, the normal end for that device; the set becomes NormallyTerminated only when every device is closed.",
         "§2.2 GetCommand; §4.2 item 2",
         "[SPEC GetCommand]; [SPEC Normal Termination]",
@@ -437,7 +438,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-command.abort",
+        id::GET_COMMAND_ABORT,
         "When either side has signalled abort (or the watchdog fired, the server died, or the client closed with open devices) GetCommand returns VD_E_ABORT, a blocked call included (→ Abort).",
         "§2.2 GetCommand; §4.8",
         "[SPEC GetCommand]; [SPEC Abnormal Termination]",
@@ -446,7 +447,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "get-command.wrong-state",
+        id::GET_COMMAND_WRONG_STATE,
         "GetCommand in DNE, Configurable, Initializing or NormallyTerminated returns VD_E_PROTOCOL; in Abort it returns VD_E_ABORT.",
         "§2.2 GetCommand; §4.1",
         "[SPEC Client Transitions]",
@@ -455,7 +456,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-command.after-device-closed",
+        id::GET_COMMAND_AFTER_DEVICE_CLOSED,
         "GetCommand on a device the server already closed while other devices are still active is undocumented: VD_E_CLOSE again or VD_E_PROTOCOL; a harness judging a real implementation accepts either.",
         "§4.2 item 3; §8 #4",
         "[SPEC Client Transitions]; INFERRED",
@@ -464,7 +465,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "get-command.several-outstanding",
+        id::GET_COMMAND_SEVERAL_OUTSTANDING,
         "GetCommand may be called again before earlier commands are completed: several commands can be outstanding on one device, and an asynchronous client must keep completing them while blocked in GetCommand.",
         "§4.3",
         "[SPEC Active]; [SPEC VDConfig]; [SPEC SendCommand]",
@@ -474,7 +475,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- CompleteCommand ------------------------------------------------------
     c(
-        "complete-command.ok",
+        id::COMPLETE_COMMAND_OK,
         "In Active, CompleteCommand records the completion and returns NOERROR; a Win32 completion code (ERROR_SUCCESS = success) is mandatory for every command, bytesTransferred matters only for Read/Write and position only for GetPosition/SetPosition.",
         "§2.2 CompleteCommand; §5.0",
         "[SPEC CompleteCommand]; [SPEC Command General Rules]",
@@ -483,7 +484,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "complete-command.invalid",
+        id::COMPLETE_COMMAND_INVALID,
         "CompleteCommand with a pCmd that is not an active command of the device (never returned by GetCommand, from another device or set, stale, or already completed: INFERRED examples) returns VD_E_INVALID and changes nothing.",
         "§2.2 CompleteCommand",
         "[SPEC CompleteCommand]; INFERRED",
@@ -492,7 +493,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "complete-command.abort",
+        id::COMPLETE_COMMAND_ABORT,
         "After an abort CompleteCommand returns VD_E_ABORT; the server ignores completions reported after it aborted.",
         "§2.2 CompleteCommand; §4.5",
         "[SPEC CompleteCommand]; [SPEC SignalAbort]",
@@ -501,7 +502,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "complete-command.wrong-state",
+        id::COMPLETE_COMMAND_WRONG_STATE,
         "CompleteCommand in DNE, Configurable, Initializing or NormallyTerminated returns VD_E_PROTOCOL (device not open); in Abort it returns VD_E_ABORT.",
         "§2.2 CompleteCommand; §4.1",
         "[SPEC CompleteCommand]; [SPEC Client Transitions]",
@@ -510,7 +511,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "complete-command.read-only-block",
+        id::COMPLETE_COMMAND_READ_ONLY_BLOCK,
         "The client must not modify the VDC_Command block GetCommand returned (e.g. cmd->size = n); a change between GetCommand and CompleteCommand is a client violation the harness detects.",
         "§2.2 GetCommand",
         "[SPEC GetCommand]; [HDR vdi.h]",
@@ -519,7 +520,7 @@ pub static CATALOG: &[Clause] = &[
         &[10],
     ),
     c(
-        "complete-command.order",
+        id::COMPLETE_COMMAND_ORDER,
         "The completion order of several outstanding commands is unspecified: each has its own callback so out-of-order completion is mechanically possible (INFERRED), while Microsoft's samples always complete in order.",
         "§4.3; §8 #10",
         "[SPEC SendCommand]; [SAMPLE]; INFERRED",
@@ -528,7 +529,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "complete-command.returns-buffer",
+        id::COMPLETE_COMMAND_RETURNS_BUFFER,
         "Completing a Read or Write returns its buffer to the server; the client may touch a command's buffer only between GetCommand and CompleteCommand.",
         "§2.2 CompleteCommand; §4.3",
         "[SPEC CompleteCommand]; [SPEC Glossary]",
@@ -538,7 +539,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- SignalAbort ----------------------------------------------------------
     c(
-        "signal-abort.ok",
+        id::SIGNAL_ABORT_OK,
         "SignalAbort in Configurable, Initializing, Active or NormallyTerminated returns NOERROR (abort notification posted) and moves the set to Abort; in Abort it returns NOERROR again (idempotent).",
         "§2.1 SignalAbort",
         "[SPEC SignalAbort]; [SPEC Client Transitions]",
@@ -547,7 +548,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "signal-abort.dne",
+        id::SIGNAL_ABORT_DNE,
         "SignalAbort with no set (DNE) returns VD_E_PROTOCOL.",
         "§2.1 SignalAbort",
         "[SPEC Client Transitions]",
@@ -556,7 +557,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "signal-abort.effects",
+        id::SIGNAL_ABORT_EFFECTS,
         "After SignalAbort no further commands are delivered on any device and every uncompleted command is auto-completed to the server with ERROR_OPERATION_ABORTED; the client then calls Close once it has stopped touching buffers.",
         "§2.1 SignalAbort",
         "[SPEC SignalAbort]",
@@ -566,7 +567,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- OpenInSecondary ------------------------------------------------------
     c(
-        "open-in-secondary.ok",
+        id::OPEN_IN_SECONDARY_OK,
         "OpenInSecondary[Ex] in a secondary process opens, by its exact case-sensitive name, a set the primary has created and configured (CreateEx + successful GetConfiguration) and returns NOERROR; the secondary then uses OpenDevice, GetCommand, CompleteCommand and buffer handles as usual.",
         "§2.1 OpenInSecondary; §1.5",
         "[SPEC OpenInSecondaryEx]; [SPEC Process Model]",
@@ -575,7 +576,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-in-secondary.protocol",
+        id::OPEN_IN_SECONDARY_PROTOCOL,
         "OpenInSecondary[Ex] returns VD_E_PROTOCOL when the set is already opened in this client, has not been created, or is not yet ready to accept secondaries (not configured).",
         "§2.1 OpenInSecondary; §4.1",
         "[SPEC OpenInSecondaryEx]; [LINUX]",
@@ -584,7 +585,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "open-in-secondary.abort",
+        id::OPEN_IN_SECONDARY_ABORT,
         "OpenInSecondary[Ex] returns VD_E_ABORT when the operation is being aborted.",
         "§2.1 OpenInSecondary",
         "[SPEC OpenInSecondaryEx]",
@@ -594,7 +595,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Buffer handles -------------------------------------------------------
     c(
-        "buffer-handle.roundtrip",
+        id::BUFFER_HANDLE_ROUNDTRIP,
         "GetBufferHandle turns a command buffer's address into a process-independent 32-bit handle and MapBufferHandle, in any process with the same set open, maps it back to that process's address of the same buffer; handles are meaningful only within their set, and the process that called GetBufferHandle stays responsible for CompleteCommand.",
         "§2.1 GetBufferHandle / MapBufferHandle",
         "[SPEC GetBufferHandle]; [SPEC MapBufferHandle]",
@@ -603,7 +604,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "buffer-handle.protocol",
+        id::BUFFER_HANDLE_PROTOCOL,
         "GetBufferHandle and MapBufferHandle return VD_E_PROTOCOL when the set is not currently open.",
         "§2.1 GetBufferHandle / MapBufferHandle",
         "[SPEC GetBufferHandle]; [SPEC MapBufferHandle]",
@@ -612,7 +613,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "buffer-handle.invalid",
+        id::BUFFER_HANDLE_INVALID,
         "GetBufferHandle with an address that is not a buffer of the set, and MapBufferHandle with a value that is not a valid handle, return VD_E_INVALID.",
         "§2.1 GetBufferHandle / MapBufferHandle",
         "[SPEC GetBufferHandle]; [SPEC MapBufferHandle]",
@@ -622,7 +623,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Abort semantics (§4.5) -----------------------------------------------
     c(
-        "abort.client-signal",
+        id::ABORT_CLIENT_SIGNAL,
         "When the client signals abort the server sees every outstanding command complete with ERROR_OPERATION_ABORTED (995), further SendCommand is rejected and the statement fails.",
         "§4.5",
         "[SPEC Abnormal Termination]; [SPEC SignalAbort]",
@@ -631,7 +632,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "abort.server-signal",
+        id::ABORT_SERVER_SIGNAL,
         "When the server signals abort the client's GetConfiguration, GetCommand, CompleteCommand and OpenDevice return VD_E_ABORT (blocked calls included); completions the client reports later are ignored, and the completion agent completes all outstanding commands with ERROR_OPERATION_ABORTED and returns.",
         "§4.5; §2.3",
         "[SPEC Abnormal Termination]; [SPEC IServerVirtualDeviceSet2::SignalAbort]",
@@ -640,7 +641,7 @@ pub static CATALOG: &[Clause] = &[
         &[1],
     ),
     c(
-        "abort.no-commands-after",
+        id::ABORT_NO_COMMANDS_AFTER,
         "Once the set is aborted no new SendCommand is accepted, GetCommand delivers nothing new and no new buffers are handed out; buffers already held stay under their holder's control until it calls Close.",
         "§4.5",
         "[SPEC Abnormal Termination]",
@@ -649,7 +650,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "abort.client-death",
+        id::ABORT_CLIENT_DEATH,
         "Death of the primary client process is detected by VDI and aborts the set: the server's outstanding I/O completes with ERROR_OPERATION_ABORTED and the statement fails (effects INFERRED).",
         "§1.5; §4.5",
         "[SPEC Process Model]; INFERRED",
@@ -658,7 +659,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "abort.server-death",
+        id::ABORT_SERVER_DEATH,
         "Death of the SQL Server process aborts the set: the client sees VD_E_ABORT (INFERRED: on its next blocking or any call).",
         "§1.5; §4.5",
         "[SPEC Process Model]; INFERRED",
@@ -667,7 +668,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "abort.only-close",
+        id::ABORT_ONLY_CLOSE,
         "In the Abort state only Close is useful: GetConfiguration, OpenDevice, GetCommand and CompleteCommand return VD_E_ABORT, SignalAbort NOERROR, Create VD_E_PROTOCOL; the client must not wait for VD_E_CLOSE.",
         "§4.1; §7 item 2",
         "[SPEC Client Transitions]; [3P issue #752]",
@@ -676,7 +677,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "abort.statement-fails",
+        id::ABORT_STATEMENT_FAILS,
         "An aborted operation fails its T-SQL statement with the 18210 / 3013 / 3041 family of messages citing operating system error 995 (ERROR_OPERATION_ABORTED).",
         "§4.5; §7 item 3",
         "[KB]; [3P blogs]",
@@ -685,7 +686,7 @@ pub static CATALOG: &[Clause] = &[
         &[7],
     ),
     c(
-        "abort.secondary-death-undetected",
+        id::ABORT_SECONDARY_DEATH_UNDETECTED,
         "Death of a secondary client process is not detected by VDI on either side; the primary must detect it and act itself.",
         "§1.5; §4.5",
         "[SPEC Process Model]; [SPEC OpenInSecondaryEx]",
@@ -695,7 +696,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Normal termination (§4.6) --------------------------------------------
     c(
-        "term.close-device",
+        id::TERM_CLOSE_DEVICE,
         "Server CloseDevice on a device makes that device's next GetCommand return VD_E_CLOSE; the device's client thread leaves its loop.",
         "§4.6",
         "[SPEC Normal Termination]; [SPEC CloseDevice]",
@@ -704,7 +705,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "term.normally-terminated",
+        id::TERM_NORMALLY_TERMINATED,
         "The set enters NormallyTerminated only when all devices have been closed by the server; the completion agent then returns.",
         "§4.6; §4.2 item 2",
         "[SPEC Normal Termination]",
@@ -713,7 +714,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "term.outcome-decides",
+        id::TERM_OUTCOME_DECIDES,
         "A clean VD_E_CLOSE on every device does not mean the BACKUP/RESTORE succeeded: the server can close devices normally yet fail the statement; only the T-SQL outcome decides and the client must check it.",
         "§1.4; §7 item 9",
         "[SAMPLE]",
@@ -722,7 +723,7 @@ pub static CATALOG: &[Clause] = &[
         &[20],
     ),
     c(
-        "term.backup-sequence",
+        id::TERM_BACKUP_SEQUENCE,
         "A pipe BACKUP stream is Write* … Flush (several with FILESTREAM) … [Complete if negotiated], then CloseDevice on every device.",
         "§4.6; §5.19",
         "[SPEC Normal Termination]; [SAMPLE]; INFERRED",
@@ -732,7 +733,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- IO-ERROR (§4.7) ------------------------------------------------------
     c(
-        "io-error.enter",
+        id::IO_ERROR_ENTER,
         "A completion code other than ERROR_SUCCESS puts the device (server side) into IO-ERROR; the client sees nothing immediately.",
         "§4.7",
         "[SPEC Command Error Handling]",
@@ -741,7 +742,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.reject-new",
+        id::IO_ERROR_REJECT_NEW,
         "In IO-ERROR every new SendCommand except ClearError is rejected synchronously with ERROR_IO_DEVICE, and commands queued but not yet handed to the client are auto-completed with ERROR_IO_DEVICE; the client never sees them.",
         "§4.7",
         "[SPEC Command Error Handling]; [SPEC SendCommand]",
@@ -750,7 +751,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.clear-error-after-outstanding",
+        id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING,
         "VDC_ClearError is delivered by GetCommand only after the client has completed every command that was outstanding when the error happened.",
         "§4.7; §5.3",
         "[SPEC Command Error Handling]",
@@ -759,7 +760,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.clear-error-success",
+        id::IO_ERROR_CLEAR_ERROR_SUCCESS,
         "The client does its cleanup and completes VDC_ClearError with ERROR_SUCCESS; the device is Active again.",
         "§4.7; §5.3",
         "[SPEC Command Error Handling]",
@@ -768,7 +769,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.close-or-abort",
+        id::IO_ERROR_CLOSE_OR_ABORT,
         "Instead of ClearError the server may CloseDevice (the client sees VD_E_CLOSE) or SignalAbort (VD_E_ABORT); which the server does after a fatal device error is not specified.",
         "§4.7; §4.5",
         "[SPEC Command Error Handling]; INFERRED",
@@ -777,7 +778,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.eof",
+        id::IO_ERROR_EOF,
         "Whether an expected ERROR_HANDLE_EOF on the last restore read puts the device into IO-ERROR (so VDC_ClearError follows) is not specified: §4.7 says any non-success code does, §5.1 treats EOF as the normal end of the stream.",
         "§4.7; §5.1",
         "[SPEC Command Error Handling]; [SPEC VDC_Read]; INFERRED",
@@ -786,7 +787,7 @@ pub static CATALOG: &[Clause] = &[
         &[11],
     ),
     c(
-        "io-error.not-supported",
+        id::IO_ERROR_NOT_SUPPORTED,
         "Whether completing a command with ERROR_NOT_SUPPORTED puts the device into IO-ERROR is not specified: §4.7 says any non-success code does, §5.0 makes ERROR_NOT_SUPPORTED the ordinary answer to a command the client lacks.",
         "§4.7; §5.0",
         "[SPEC Command Error Handling]; [SPEC Command General Rules]; INFERRED",
@@ -795,7 +796,7 @@ pub static CATALOG: &[Clause] = &[
         &[13],
     ),
     c(
-        "io-error.disk-full",
+        id::IO_ERROR_DISK_FULL,
         "A Write completed with ERROR_DISK_FULL or ERROR_EOM_OVERFLOW means the device has no more space: the server aborts the BACKUP.",
         "§5.2",
         "[SPEC VDC_Write]; [SPEC End of Media]",
@@ -804,7 +805,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.end-of-media",
+        id::IO_ERROR_END_OF_MEDIA,
         "A Write completed with ERROR_END_OF_MEDIA is a warning (removable media): I/O pending at that moment must still be stored, the server reissues the remainder when bytesTransferred < size, and aborts the BACKUP if queued data cannot be stored; non-removable devices have no end-of-media recovery.",
         "§5.2",
         "[SPEC VDC_Write]; [SPEC End of Media]",
@@ -813,7 +814,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "io-error.one-device-fails",
+        id::IO_ERROR_ONE_DEVICE_FAILS,
         "With N devices, when one device fails the statement fails and the other devices see VD_E_ABORT (the reference also says the server usually drains I/O and closes devices instead).",
         "§4.5; §4.7",
         "[SPEC Command Error Handling]; INFERRED",
@@ -823,7 +824,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Watchdog -------------------------------------------------------------
     c(
-        "watchdog.fires",
+        id::WATCHDOG_FIRES,
         "When requests are pending and none completes for 2 × serverTimeOut (the watchdog factor) the server aborts the set automatically; the client sees VD_E_ABORT.",
         "§3.4; §4.5",
         "[SPEC VDConfig]; [SPEC Abnormal Termination]",
@@ -832,7 +833,7 @@ pub static CATALOG: &[Clause] = &[
         &[9, 13],
     ),
     c(
-        "watchdog.disabled",
+        id::WATCHDOG_DISABLED,
         "serverTimeOut 0 disables the watchdog (infinite timeout); it is a debugging aid.",
         "§3.4; §4.5",
         "[SPEC VDConfig]",
@@ -841,7 +842,7 @@ pub static CATALOG: &[Clause] = &[
         &[13],
     ),
     c(
-        "watchdog.reset-on-completion",
+        id::WATCHDOG_RESET_ON_COMPLETION,
         "The watchdog measures time with nothing completing: any completion restarts the interval, so slow completions do not abort the set as long as something completes within each interval, and nothing fires while no request is pending.",
         "§4.5",
         "[SPEC VDConfig]; [SPEC Abnormal Termination]",
@@ -851,7 +852,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- VDC_Complete / VDC_Flush ---------------------------------------------
     c(
-        "complete.negotiation",
+        id::COMPLETE_NEGOTIATION,
         "A client that wants VDC_Complete requests VDF_RequestComplete in CreateEx; if the server supports it GetConfiguration returns VDF_CompleteEnabled, otherwise the bit is absent and VDC_Complete never comes; the client must check the returned bit.",
         "§5.17",
         "[KB3188454]; [HDR README]; [3P Bareos]",
@@ -860,7 +861,7 @@ pub static CATALOG: &[Clause] = &[
         &[3],
     ),
     c(
-        "complete.never-unrequested",
+        id::COMPLETE_NEVER_UNREQUESTED,
         "The server never sends VDC_Complete to a client that did not request VDF_RequestComplete: clients built from the 2004 header cannot even name it.",
         "§5.17; §3.5",
         "[KB3188454]; [HDR vdi.h]",
@@ -869,7 +870,7 @@ pub static CATALOG: &[Clause] = &[
         &[3],
     ),
     c(
-        "complete.veto",
+        id::COMPLETE_VETO,
         "On VDC_Complete the client hardens its media and completes with ERROR_SUCCESS, or with an error to fail the backup (which also prevents log truncation); the server then reports the BACKUP as failed.",
         "§5.17",
         "[KB3188454]",
@@ -878,7 +879,7 @@ pub static CATALOG: &[Clause] = &[
         &[4],
     ),
     c(
-        "flush.several",
+        id::FLUSH_SEVERAL,
         "VDC_Flush can arrive several times in one backup (FILESTREAM): each makes every previous write durable, but the client must not finalise the backup at a mid-stream Flush; with VDC_Complete negotiated a Flush can be acknowledged without finalising.",
         "§5.12; §7 item 6",
         "[SPEC VDC_Flush]; [KB3188454]; [3P Bareos]",
@@ -887,7 +888,7 @@ pub static CATALOG: &[Clause] = &[
         &[3],
     ),
     c(
-        "flush.final-veto",
+        id::FLUSH_FINAL_VETO,
         "Without VDC_Complete the final VDC_Flush is the client's point of confirmation: completing it with an error fails the backup.",
         "§5.12",
         "[SPEC VDC_Flush]; [KB3188454]",
@@ -896,7 +897,7 @@ pub static CATALOG: &[Clause] = &[
         &[4],
     ),
     c(
-        "flush.restore-not-supported-misuse",
+        id::FLUSH_RESTORE_NOT_SUPPORTED_MISUSE,
         "VDC_Flush is required in every device mode: answering it with ERROR_NOT_SUPPORTED (e.g. during a restore) is a client violation the harness grades.",
         "§5.0; §5.12",
         "[SPEC Client Supported Commands]; [SPEC VDC_Flush]",
@@ -905,7 +906,7 @@ pub static CATALOG: &[Clause] = &[
         &[18],
     ),
     c(
-        "flush.disk-sets-eof",
+        id::FLUSH_DISK_SETS_EOF,
         "With VDF_LikeDisk a Flush also sets end-of-file at the last written position (SetEndOfFile), which matters when overwriting a longer file.",
         "§5.12",
         "[SPEC VDC_Flush]",
@@ -915,7 +916,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Restore --------------------------------------------------------------
     c(
-        "restore.read-sizes",
+        id::RESTORE_READ_SIZES,
         "RESTORE may request reads of any multiple of BLOCKSIZE between BLOCKSIZE and MAXTRANSFERSIZE, and the sequence of sizes need not match the backup's writes; the client treats the data as an opaque byte stream.",
         "§1.3; §5.19",
         "[SPEC Active]",
@@ -924,7 +925,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "restore.eof",
+        id::RESTORE_EOF,
         "A Read completed with ERROR_HANDLE_EOF or ERROR_NO_DATA_DETECTED (handled identically) and the partial byte count ends the stream; whether the server's last read asks past the end is not specified.",
         "§5.1; §5.19",
         "[SPEC VDC_Read]; [SAMPLE]",
@@ -933,7 +934,7 @@ pub static CATALOG: &[Clause] = &[
         &[11],
     ),
     c(
-        "restore.truncated",
+        id::RESTORE_TRUNCATED,
         "Restoring a stream shorter than the server expects fails the RESTORE: a conformant client completes the read with ERROR_HANDLE_EOF instead of waiting for more, and the harness bounds the run (times out) rather than hanging.",
         "§5.1",
         "[SPEC VDC_Read]; [SPEC End of Media]; INFERRED",
@@ -942,7 +943,7 @@ pub static CATALOG: &[Clause] = &[
         &[11],
     ),
     c(
-        "restore.byte-identical",
+        id::RESTORE_BYTE_IDENTICAL,
         "The stream read back by RESTORE must be byte-identical to what BACKUP wrote.",
         "§1.1",
         "[SPEC Overview]; [SPEC Active]",
@@ -951,7 +952,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "restore.early-close",
+        id::RESTORE_EARLY_CLOSE,
         "Metadata restores (HEADERONLY, FILELISTONLY, VERIFYONLY passes) may read only a prefix and then close the device: the client accepts VD_E_CLOSE before EOF as a normal end and may create a new set on the same object for the real restore.",
         "§5.19; §4.6",
         "[SPEC Normal Termination]; [SAMPLE]; INFERRED",
@@ -960,7 +961,7 @@ pub static CATALOG: &[Clause] = &[
         &[15],
     ),
     c(
-        "restore.report-actual-bytes",
+        id::RESTORE_REPORT_ACTUAL_BYTES,
         "A Read completion reports the bytes actually transferred; reporting the full size regardless of what was read is a client violation.",
         "§2.2 CompleteCommand; §5.1",
         "[SPEC CompleteCommand]; [SPEC VDC_Read]",
@@ -970,7 +971,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Striping -------------------------------------------------------------
     c(
-        "stripe.shared-buffers",
+        id::STRIPE_SHARED_BUFFERS,
         "BUFFERCOUNT is the total number of MAXTRANSFERSIZE buffers for the whole operation, shared by all devices (not per device); small metadata buffers are extra.",
         "§1.3",
         "[SPEC Configuration]; [BOL BACKUP]",
@@ -979,7 +980,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "stripe.default-buffer-count",
+        id::STRIPE_DEFAULT_BUFFER_COUNT,
         "Without BUFFERCOUNT in the statement the server chooses the number of buffers dynamically; the model's choice per device is a profile parameter.",
         "§1.3",
         "[SPEC Configuration]; [3P]; INFERRED",
@@ -988,7 +989,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "stripe.device-count-mismatch",
+        id::STRIPE_DEVICE_COUNT_MISMATCH,
         "The number of VIRTUAL_DEVICE clauses must equal deviceCount (INFERRED); the effect of a mismatch is undocumented (probably a statement error).",
         "§1.3; §8 #14",
         "[SPEC Initialization]; INFERRED",
@@ -997,7 +998,7 @@ pub static CATALOG: &[Clause] = &[
         &[8],
     ),
     c(
-        "stripe.distribution",
+        id::STRIPE_DISTRIBUTION,
         "With several devices the data is distributed over the devices as for any striped media set; a stripe set keeps its number of devices, and a restore usually uses the same number.",
         "§1.3",
         "[SPEC Configuration]; [SPEC Initialization]; [BOL BACKUP]",
@@ -1007,7 +1008,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Commands -------------------------------------------------------------
     c(
-        "command.not-supported",
+        id::COMMAND_NOT_SUPPORTED,
         "Every command must be completed: one the client cannot perform (outside its mode, or unknown such as VDC_GetError or VDC_FileInfoBegin/End) is completed with ERROR_NOT_SUPPORTED and the server carries on; ignoring it stalls the server.",
         "§5.0; §7 item 7",
         "[SPEC Command General Rules]; [SPEC Client Supported Commands]; [SAMPLE]",
@@ -1016,7 +1017,7 @@ pub static CATALOG: &[Clause] = &[
         &[13],
     ),
     c(
-        "command.unanswered",
+        id::COMMAND_UNANSWERED,
         "A command the client never completes stalls the device: the watchdog aborts the set after 2 × serverTimeOut, or with serverTimeOut 0 the statement hangs and the harness must bound it.",
         "§5.0; §4.5; §7 item 7",
         "[SPEC Command General Rules]; [SPEC VDConfig]",
@@ -1025,7 +1026,7 @@ pub static CATALOG: &[Clause] = &[
         &[13],
     ),
     c(
-        "command.short-transfer",
+        id::COMMAND_SHORT_TRANSFER,
         "A Read or Write completed with ERROR_SUCCESS but bytesTransferred < size is a short transfer the reference does not define; the model either fails the statement or reissues the remainder, and the verdict flags it.",
         "§5.1; §5.2",
         "[SPEC VDC_Read]; [SPEC VDC_Write]; INFERRED",
@@ -1034,7 +1035,7 @@ pub static CATALOG: &[Clause] = &[
         &[12],
     ),
     c(
-        "command.pipe-only",
+        id::COMMAND_PIPE_ONLY,
         "A client is sent only the commands its declared mode requires (a pipe-like client: Read, Write, ClearError, Flush) plus those it negotiated (VDC_Complete with VDF_RequestComplete, VDC_PrepareToFreeze with VDF_SnapshotPrepare, VDC_Discard with VDF_Discard, snapshot commands WITH SNAPSHOT).",
         "§5.0; §5.11; §5.15; §5.17",
         "[SPEC Client Supported Commands]; [KB3188454]; INFERRED",
@@ -1044,7 +1045,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Configuration --------------------------------------------------------
     c(
-        "config.device-count",
+        id::CONFIG_DEVICE_COUNT,
         "VDConfig.deviceCount is 1..64, one device per VIRTUAL_DEVICE clause.",
         "§1.2; §3.4",
         "[SPEC VDConfig]",
@@ -1053,7 +1054,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "config.features",
+        id::CONFIG_FEATURES,
         "Only pipe-like (0, optionally + Removable), tape-like (LikeTape) and disk-like (LikeDisk, optionally + Removable) modes are supported, each optionally + Discard; anything else is undefined in the reference and refused by the model; server-only bits must not be requested.",
         "§3.3",
         "[SPEC Feature Bits]",
@@ -1062,7 +1063,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "config.alignment",
+        id::CONFIG_ALIGNMENT,
         "VDConfig.alignment is the minimum data-zone alignment the client requires; the server's alignment is 0 (= blockSize) or a power of 2, at least blockSize and at most 64 KiB; prefixZoneSize bytes are reserved before each data buffer for the client.",
         "§3.4; §2.3",
         "[SPEC VDConfig]; [SPEC BeginConfiguration]",
@@ -1071,7 +1072,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "config.buffer-area",
+        id::CONFIG_BUFFER_AREA,
         "VDConfig.bufferAreaSize (server output) is INFERRED to be the total size of the shared buffer area (its definition was lost); memory is about BUFFERCOUNT × MAXTRANSFERSIZE in the SQL Server process.",
         "§3.4; §8 #9",
         "[SPEC VDConfig]; INFERRED",
@@ -1081,7 +1082,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Server ---------------------------------------------------------------
     c(
-        "server.open-missing-set",
+        id::SERVER_OPEN_MISSING_SET,
         "The server opens the set named by the first VIRTUAL_DEVICE clause; when no accessible set of that name exists, server Open returns VD_E_INVALID and the statement fails, while the client's GetConfiguration times out.",
         "§1.3; §2.3",
         "[SPEC Configuration]; [SPEC IServerVirtualDeviceSet2::Open]",
@@ -1090,7 +1091,7 @@ pub static CATALOG: &[Clause] = &[
         &[6],
     ),
     c(
-        "server.outcome-messages",
+        id::SERVER_OUTCOME_MESSAGES,
         "The statement's outcome is reported in T-SQL messages: success prints the processed-pages lines and a 3014-style 'successfully processed' line; failure ends with 3013 'terminating abnormally' after the cause (e.g. operating system error 995).",
         "§1.4; §4.5; §7 item 9",
         "[SAMPLE]; [KB]; INFERRED",
@@ -1099,7 +1100,7 @@ pub static CATALOG: &[Clause] = &[
         &[20],
     ),
     c(
-        "server.send-command-rejected",
+        id::SERVER_SEND_COMMAND_REJECTED,
         "When SendCommand fails its callback is still invoked, with ERROR_NO_SYSTEM_RESOURCES (queue full), ERROR_IO_DEVICE (IO-ERROR), ERROR_INVALID_HANDLE (device not active) or ERROR_OPERATION_ABORTED (abort); VD_E_QUEUE_FULL and VD_E_IO_ERROR have no published numeric value.",
         "§2.3",
         "[SPEC SendCommand]",
@@ -1108,7 +1109,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "server.queue-depth",
+        id::SERVER_QUEUE_DEPTH,
         "The server keeps several commands in flight per device (maxIODepth, deprecated, is reported as 4, and a device queue can be full); how many is not specified.",
         "§3.4; §4.3",
         "[SPEC VDConfig]; [SPEC SendCommand]; INFERRED",
@@ -1117,7 +1118,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "server.begin-configuration-order",
+        id::SERVER_BEGIN_CONFIGURATION_ORDER,
         "BeginConfiguration takes features, blockSize, alignment, maxTransferSize, timeout in the header's order (the doc page lists alignment before blockSize; the header wins).",
         "§2.3; §8 #6",
         "[HDR vdi.h]; [SPEC BeginConfiguration]",
@@ -1127,7 +1128,7 @@ pub static CATALOG: &[Clause] = &[
     ),
     // ---- Timeouts -------------------------------------------------------------
     c(
-        "timeout.milliseconds",
+        id::TIMEOUT_MILLISECONDS,
         "GetConfiguration and GetCommand timeouts are milliseconds; the Linux sample's values commented as seconds (GetCommand 90) are flagged, and the harness assumes milliseconds.",
         "§6.4; §8 #11",
         "[SPEC GetCommand]; [LINUX]; [SAMPLE]; [3P issue #1135]",
@@ -1135,9 +1136,19 @@ pub static CATALOG: &[Clause] = &[
         None,
         &[2, 19],
     ),
+    // ---- The harness ----------------------------------------------------------
+    c(
+        id::WORLD_BOUNDED,
+        "Every simulated run ends within its bounds: a run that reaches the scheduler's step bound, without finishing, hanging or spending its virtual-time budget, has something acting forever without progress (a livelock) and is a violation.",
+        "§8 (the harness's bounds)",
+        "[vdisim harness rule: every run is bounded]",
+        I,
+        None,
+        &[],
+    ),
     // ---- ABI ------------------------------------------------------------------
     c(
-        "abi.com-vtables",
+        id::ABI_COM_VTABLES,
         "The COM interfaces keep the header's vtable order: IUnknown in slots 0-2, IClientVirtualDeviceSet2 adds CreateEx (11) and OpenInSecondaryEx (12) after the IClientVirtualDeviceSet methods; CLSID_MSSQL_ClientVirtualDeviceSet equals IID_IClientVirtualDeviceSet.",
         "§3.7",
         "[HDR vdi.h]; [HDR vdiguid.h]",
@@ -1146,7 +1157,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "abi.linux-classes",
+        id::ABI_LINUX_CLASSES,
         "The Linux library exports two plain C++ classes (ClientVirtualDeviceSet, ClientVirtualDevice) with non-virtual members returning int; VD_E_* codes are negative ints; there are no instance names (Create, OpenInSecondary only).",
         "§6.1; §6.2",
         "[LINUX]; [HDR vdi.h]",
@@ -1155,7 +1166,7 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
-        "abi.layouts",
+        id::ABI_LAYOUTS,
         "VDConfig is 11 consecutive 32-bit fields (44 bytes, 4-byte aligned); VDC_Command is commandCode@0, size@4, position@8, buffer@16 (24 bytes on x64 and Linux x86-64).",
         "§3.4; §3.6",
         "[HDR vdi.h]",
@@ -1189,7 +1200,7 @@ pub fn all() -> &'static [Clause] {
         let mut v = CATALOG.to_vec();
         for (cell, summary) in CLIENT_TABLE.iter().zip(summaries) {
             v.push(Clause {
-                id: cell.clause,
+                id: cell.clause.as_str(),
                 summary: summary.as_str(),
                 section: "§4.1",
                 source: "[SPEC Client Transitions]",
@@ -1213,7 +1224,7 @@ pub fn server_cells() -> &'static [Clause] {
             .iter()
             .zip(&summaries[CLIENT_TABLE.len()..])
             .map(|(cell, summary)| Clause {
-                id: cell.clause,
+                id: cell.clause.as_str(),
                 summary: summary.as_str(),
                 section: "§4.4",
                 source: "[SPEC Server Transitions]",
@@ -1463,13 +1474,15 @@ mod tests {
     #[test]
     fn clauses_table_cells_in_all() {
         for cell in &CLIENT_TABLE {
-            let c = clause(cell.clause).unwrap_or_else(|| panic!("{} missing", cell.clause));
+            let c =
+                clause(cell.clause.as_str()).unwrap_or_else(|| panic!("{} missing", cell.clause));
             assert_eq!(c.section, "§4.1");
             assert_eq!(c.basis, cell.basis);
             assert_eq!(c.summary, cell.summary());
         }
         for cell in &SERVER_TABLE {
-            let c = clause(cell.clause).unwrap_or_else(|| panic!("{} missing", cell.clause));
+            let c =
+                clause(cell.clause.as_str()).unwrap_or_else(|| panic!("{} missing", cell.clause));
             assert_eq!(c.section, "§4.4");
             assert_eq!(c.source, "[SPEC Server Transitions]");
             assert_eq!(c.basis, cell.basis);

@@ -27,6 +27,7 @@
 //! samples.
 
 pub mod abi;
+pub mod clause_id;
 pub mod clauses;
 pub mod codes;
 pub mod command;
@@ -37,6 +38,7 @@ pub mod profile;
 pub mod states;
 pub mod tables;
 
+pub use clause_id::{ClauseId, id};
 pub use codes::{Hresult, Win32};
 pub use command::CommandCode;
 pub use features::{DeviceMode, Features};

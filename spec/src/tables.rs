@@ -15,6 +15,7 @@
 //! machines are checked against these tables; [`crate::clauses::all`] turns
 //! every cell into a clause.
 
+use crate::clause_id::ClauseId;
 use crate::clauses::Basis;
 use crate::codes::Hresult;
 use crate::states::{ClientState, ServerMethod, ServerState, TableMethod};
@@ -41,7 +42,7 @@ pub struct ClientCell {
     /// Every outcome the reference allows here, the matrix entry first.
     pub outcomes: &'static [Outcome],
     /// The clause id, `table.<method slug>.<state slug>`.
-    pub clause: &'static str,
+    pub clause: ClauseId,
     /// Whether the cell is documented or (in part) inferred / profile-decided.
     pub basis: Basis,
 }
@@ -67,7 +68,7 @@ pub struct ServerCell {
     /// Every outcome the reference allows here, the matrix entry first.
     pub outcomes: &'static [ServerOutcome],
     /// The clause id, `table.server.<method slug>.<state slug>`.
-    pub clause: &'static str,
+    pub clause: ClauseId,
     /// Documented (recovered half) or inferred (completed half).
     pub basis: Basis,
 }
@@ -102,7 +103,7 @@ macro_rules! ccell {
             method: TableMethod::$m,
             state: ClientState::$s,
             outcomes: &[$($out),+],
-            clause: concat!("table.", $ms, ".", $ss),
+            clause: ClauseId(concat!("table.", $ms, ".", $ss)),
             basis: Basis::$b,
         }
     };
@@ -114,7 +115,7 @@ macro_rules! scell {
             method: ServerMethod::$m,
             state: ServerState::$s,
             outcomes: &[$($out),+],
-            clause: concat!("table.server.", $ms, ".", $ss),
+            clause: ClauseId(concat!("table.server.", $ms, ".", $ss)),
             basis: Basis::$b,
         }
     };

@@ -15,6 +15,7 @@ use vdi_model::statement::Statement;
 use vdi_model::trace::Trace;
 use vdi_sim::simulate;
 use vdi_sim::world::{End, RunResult, World, WorldConfig};
+use vdi_spec::id;
 
 /// The built-in model.
 #[derive(Default)]
@@ -29,6 +30,9 @@ fn config(setup: &CaseSetup) -> WorldConfig {
     let mut cfg = WorldConfig::new(setup.seed);
     cfg.profile = setup.profile.clone();
     cfg.budget_ms = setup.budget_ms;
+    if let Some(n) = setup.max_steps {
+        cfg.max_steps = n;
+    }
     cfg.seed_backups = setup.seed_backups.clone();
     cfg.faults = setup.faults.clone();
     cfg
@@ -65,6 +69,10 @@ impl ModelBackend {
 }
 
 impl Backend for ModelBackend {
+    fn capabilities(&self) -> &'static [&'static str] {
+        &["scheduler-steps"]
+    }
+
     fn info(&self) -> BackendInfo {
         BackendInfo {
             name: "model".into(),
@@ -90,7 +98,7 @@ impl Backend for ModelBackend {
     fn join(&mut self, t: Ticket) -> Result<Reply, BackendError> {
         if self.programs.remove(&t.0).is_some() {
             let code = self.world()?.wait_thread(t.0).map_err(ended)?;
-            return Ok(Reply::code(code, "term.close-device"));
+            return Ok(Reply::code(code, Some(id::TERM_CLOSE_DEVICE)));
         }
         self.world()?.wait_call(t.0).map_err(ended)
     }

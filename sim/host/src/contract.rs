@@ -42,6 +42,10 @@ pub struct CaseSetup {
     /// Keep the full trace (not only its hash).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub record_trace: bool,
+    /// The model's scheduler step bound, when a case sets one; real-time
+    /// hosts have no steps and ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<u64>,
 }
 
 fn one() -> u32 {

@@ -37,7 +37,8 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
 use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Namespace, Note, Ret};
 use vdi_model::msg::{BufId, Cmd, Timeout, ToClient, ToServer};
-use vdi_spec::{ClientState, Hresult, Profile, VdConfig, Win32};
+use vdi_spec::id;
+use vdi_spec::{ClauseId, ClientState, Hresult, Profile, VdConfig, Win32};
 
 /// Where the client half's messages go: the server half's host. `send` is
 /// never called with the runtime's lock held, so it may call back into the
@@ -227,10 +228,8 @@ impl Tally {
     }
 
     /// Counts one citation of `clause`.
-    pub fn cite(&self, clause: &'static str) {
-        if !clause.is_empty() {
-            *self.lock().entry(clause).or_default() += 1;
-        }
+    pub fn cite(&self, clause: ClauseId) {
+        *self.lock().entry(clause.as_str()).or_default() += 1;
     }
 
     /// Takes the counts so far (clause id → citations).
@@ -522,7 +521,7 @@ impl SetRuntime {
                 },
                 (Ok(_), None) => Ret {
                     result: Err(Hresult::VD_E_INVALID),
-                    clause: "buffer-handle.invalid",
+                    clause: id::BUFFER_HANDLE_INVALID,
                     cell: r.cell,
                 },
                 (Err(e), _) => Ret {
@@ -801,7 +800,7 @@ mod tests {
         let r = rt.get_command(h, Timeout::Ms(0));
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_TIMEOUT, "get-command.poll")
+            (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_POLL)
         );
     }
 
@@ -815,7 +814,7 @@ mod tests {
         assert!(t0.elapsed() >= Duration::from_millis(50));
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_TIMEOUT, "get-command.timeout")
+            (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_TIMEOUT)
         );
         let t0 = Instant::now();
         let (rt2, _) = runtime();
@@ -899,7 +898,7 @@ mod tests {
         assert_eq!(r.code(), Hresult::VD_E_OPEN, "device still open");
         let r = t.join().unwrap();
         assert_eq!(r.code(), Profile::default().use_after_close_code);
-        assert_eq!(r.clause, "close.invalidates-devices");
+        assert_eq!(r.clause, id::CLOSE_INVALIDATES_DEVICES);
         let sent = rec.0.lock().unwrap().clone();
         assert_eq!(sent, vec![ToServer::Abort, ToServer::Closed]);
         assert!(ProcessNamespace::lookup(&name).is_none(), "name released");

@@ -26,6 +26,7 @@ use vdi_host::runtime::{
 };
 use vdi_model::client::DeviceHandle;
 use vdi_model::msg::{Cmd, CmdId, DevIx, Timeout, ToClient, ToServer};
+use vdi_spec::id;
 use vdi_spec::profile::CloseWithOpenDevices;
 use vdi_spec::{ClientState, CommandCode, Features, Hresult, Profile, VdConfig, Win32};
 
@@ -205,13 +206,13 @@ fn close_vs_blocked_get_command_infinite() {
         let rt2 = rt.clone();
         let waiter = thread::spawn(move || rt2.get_command(h, Timeout::Infinite));
         let r = rt.close();
-        assert_eq!((r.code(), r.clause), (close_code(), "close.devices-open"));
+        assert_eq!((r.code(), r.clause), (close_code(), id::CLOSE_DEVICES_OPEN));
         let r = waiter.join().unwrap();
         assert_eq!(
             (r.code(), r.clause),
             (
                 Profile::default().use_after_close_code,
-                "close.invalidates-devices"
+                id::CLOSE_INVALIDATES_DEVICES
             )
         );
         assert_eq!(server.sent(), vec![ToServer::Abort, ToServer::Closed]);
@@ -237,7 +238,7 @@ fn close_vs_blocked_get_command_finite_timeout() {
             (r.code(), r.clause),
             (
                 Profile::default().use_after_close_code,
-                "close.invalidates-devices"
+                id::CLOSE_INVALIDATES_DEVICES
             )
         );
         assert_eq!(server.sent(), vec![ToServer::Abort, ToServer::Closed]);
@@ -260,13 +261,13 @@ fn close_vs_get_command_timeout_expiry() {
         let rt3 = rt.clone();
         let timer = thread::spawn(move || rt3.advance_clock(Duration::from_millis(10)));
         let r = rt.close();
-        assert_eq!((r.code(), r.clause), (close_code(), "close.devices-open"));
+        assert_eq!((r.code(), r.clause), (close_code(), id::CLOSE_DEVICES_OPEN));
         timer.join().unwrap();
         let r = waiter.join().unwrap();
         let uac = Profile::default().use_after_close_code;
         assert!(
-            (r.code(), r.clause) == (uac, "close.invalidates-devices")
-                || (r.code(), r.clause) == (Hresult::VD_E_TIMEOUT, "get-command.timeout"),
+            (r.code(), r.clause) == (uac, id::CLOSE_INVALIDATES_DEVICES)
+                || (r.code(), r.clause) == (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_TIMEOUT),
             "{r:?}"
         );
         assert_eq!(server.sent(), vec![ToServer::Abort, ToServer::Closed]);
@@ -287,11 +288,14 @@ fn signal_abort_vs_blocked_get_configuration() {
         let rt2 = rt.clone();
         let waiter = thread::spawn(move || rt2.get_configuration(Timeout::Infinite));
         let r = rt.signal_abort();
-        assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "signal-abort.ok"));
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::NOERROR, id::SIGNAL_ABORT_OK)
+        );
         let r = waiter.join().unwrap();
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_ABORT, "get-configuration.abort")
+            (Hresult::VD_E_ABORT, id::GET_CONFIGURATION_ABORT)
         );
         assert_eq!(rt.state(), ClientState::Abort);
         assert_eq!(server.sent(), vec![ToServer::Abort]);
@@ -321,12 +325,12 @@ fn signal_abort_and_configuration_vs_blocked_get_configuration() {
             let r = waiter.join().unwrap();
             match r.result {
                 Ok(c) => {
-                    assert_eq!(r.clause, "get-configuration.waits");
+                    assert_eq!(r.clause, id::GET_CONFIGURATION_WAITS);
                     assert_eq!(c.device_count, cfg.device_count);
                 }
                 Err(e) => assert_eq!(
                     (e, r.clause),
-                    (Hresult::VD_E_ABORT, "get-configuration.abort")
+                    (Hresult::VD_E_ABORT, id::GET_CONFIGURATION_ABORT)
                 ),
             }
             assert_eq!(rt.state(), ClientState::Abort);
@@ -353,12 +357,15 @@ fn signal_abort_vs_two_blocked_get_commands() {
             })
             .collect();
         let r = rt.signal_abort();
-        assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "signal-abort.ok"));
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::NOERROR, id::SIGNAL_ABORT_OK)
+        );
         for w in waiters {
             let r = w.join().unwrap();
             assert_eq!(
                 (r.code(), r.clause),
-                (Hresult::VD_E_ABORT, "get-command.abort")
+                (Hresult::VD_E_ABORT, id::GET_COMMAND_ABORT)
             );
         }
         assert_eq!(server.sent(), vec![ToServer::Abort]);
@@ -386,8 +393,8 @@ fn signal_abort_vs_get_command_timeout() {
         assert!(
             matches!(
                 (r.code(), r.clause),
-                (Hresult::VD_E_ABORT, "get-command.abort")
-                    | (Hresult::VD_E_TIMEOUT, "get-command.timeout")
+                (Hresult::VD_E_ABORT, id::GET_COMMAND_ABORT)
+                    | (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_TIMEOUT)
             ),
             "{r:?}"
         );
@@ -418,16 +425,16 @@ fn completion_on_one_device_wakes_other_device_reentrant() {
             let r = rt.complete_command(h0, &c0, Win32::ERROR_SUCCESS, 512, 0);
             assert_eq!(
                 (r.code(), r.clause),
-                (Hresult::NOERROR, "complete-command.ok")
+                (Hresult::NOERROR, id::COMPLETE_COMMAND_OK)
             );
             let r = waiter.join().unwrap();
-            assert_eq!(r.clause, "get-command.ok");
+            assert_eq!(r.clause, id::GET_COMMAND_OK);
             let c = r.result.unwrap();
             assert_eq!((c.id, c.dev), (CmdId(100), 1));
             let r = rt.get_command(h0, Timeout::Ms(0));
             assert_eq!(
                 (r.code(), r.clause),
-                (Hresult::VD_E_TIMEOUT, "get-command.poll")
+                (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_POLL)
             );
             let sent = server.sent();
             assert_eq!(sent.len(), 1);
@@ -460,10 +467,10 @@ fn concurrent_completions_while_another_device_waits() {
             thread::spawn(move || rt3.complete_command(h1, &c1, Win32::ERROR_SUCCESS, 0, 0));
         let r0 = rt.complete_command(h0, &c0, Win32::ERROR_SUCCESS, 0, 0);
         let r1 = other.join().unwrap();
-        assert_eq!(r0.clause, "complete-command.ok");
-        assert_eq!(r1.clause, "complete-command.ok");
+        assert_eq!(r0.clause, id::COMPLETE_COMMAND_OK);
+        assert_eq!(r1.clause, id::COMPLETE_COMMAND_OK);
         let r = waiter.join().unwrap();
-        assert_eq!(r.clause, "get-command.ok");
+        assert_eq!(r.clause, id::GET_COMMAND_OK);
         assert_eq!(r.result.unwrap().dev, 2);
         // Every completion reached the server.
         let mut done: Vec<u64> = server
@@ -479,7 +486,7 @@ fn concurrent_completions_while_another_device_waits() {
         // The second reply is queued for device 2 (whose first command is
         // still outstanding).
         let r = rt.get_command(h2, Timeout::Ms(0));
-        assert_eq!(r.clause, "get-command.several-outstanding");
+        assert_eq!(r.clause, id::GET_COMMAND_SEVERAL_OUTSTANDING);
         assert_eq!(r.result.unwrap().dev, 2);
         close(&rt);
     });
@@ -509,18 +516,18 @@ fn server_command_vs_get_command_timeout() {
         let next = rt.get_command(h, Timeout::Ms(0));
         match r.result {
             Ok(c) => {
-                assert_eq!((c.id, r.clause), (CmdId(7), "get-command.ok"));
+                assert_eq!((c.id, r.clause), (CmdId(7), id::GET_COMMAND_OK));
                 assert_eq!(
                     (next.code(), next.clause),
-                    (Hresult::VD_E_TIMEOUT, "get-command.poll")
+                    (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_POLL)
                 );
             }
             Err(e) => {
                 assert_eq!(
                     (e, r.clause),
-                    (Hresult::VD_E_TIMEOUT, "get-command.timeout")
+                    (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_TIMEOUT)
                 );
-                assert_eq!(next.clause, "get-command.ok");
+                assert_eq!(next.clause, id::GET_COMMAND_OK);
                 assert_eq!(next.result.unwrap().id, CmdId(7));
             }
         }
@@ -550,17 +557,17 @@ fn server_configuration_vs_get_configuration_timeout() {
         let r = waiter.join().unwrap();
         match r.result {
             Ok(_) => {
-                assert_eq!(r.clause, "get-configuration.waits");
+                assert_eq!(r.clause, id::GET_CONFIGURATION_WAITS);
                 assert_eq!(rt.state(), ClientState::Initializing);
             }
             Err(e) => {
                 assert_eq!(
                     (e, r.clause),
-                    (Hresult::VD_E_TIMEOUT, "get-configuration.timeout")
+                    (Hresult::VD_E_TIMEOUT, id::GET_CONFIGURATION_TIMEOUT)
                 );
                 assert_eq!(rt.state(), ClientState::Configurable);
                 let next = rt.get_configuration(Timeout::Ms(0));
-                assert_eq!(next.clause, "get-configuration.waits");
+                assert_eq!(next.clause, id::GET_CONFIGURATION_WAITS);
                 next.result.unwrap();
             }
         }

@@ -7,7 +7,7 @@ use crate::client::DeviceHandle;
 use crate::content::Content;
 use crate::msg::{BufId, Cmd, DevIx, Timeout};
 use crate::outcome::Outcome;
-use vdi_spec::{Hresult, VdConfig, Win32};
+use vdi_spec::{ClauseId, Hresult, VdConfig, Win32};
 
 /// A client API call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,12 +146,15 @@ pub enum Value {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub code: Hresult,
-    pub clause: &'static str,
+    /// The clause that decided the result, when the model decided it (a
+    /// real library reports none).
+    pub clause: Option<ClauseId>,
     pub value: Value,
 }
 
 impl Reply {
-    pub fn code(code: Hresult, clause: &'static str) -> Reply {
+    /// A reply with only a code.
+    pub fn code(code: Hresult, clause: Option<ClauseId>) -> Reply {
         Reply {
             code,
             clause,

@@ -15,10 +15,13 @@ use crate::content::Content;
 use crate::msg::{BufId, Cmd, Completion, DevIx, ToClient, ToServer};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
+use vdi_spec::id;
 use vdi_spec::profile::{
     AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, OpenDevicePrecedence,
 };
-use vdi_spec::{ClientState, CommandCode, Hresult, Profile, TableMethod, VdConfig, Win32};
+use vdi_spec::{
+    ClauseId, ClientState, CommandCode, Hresult, Profile, TableMethod, VdConfig, Win32,
+};
 
 /// A device interface returned by OpenDevice. It names the set incarnation
 /// it came from, so use after Close is detected (clause
@@ -43,7 +46,7 @@ pub enum Blocking<T> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ret<T> {
     pub result: Result<T, Hresult>,
-    pub clause: &'static str,
+    pub clause: ClauseId,
     pub cell: Option<(TableMethod, ClientState)>,
 }
 
@@ -72,7 +75,7 @@ pub trait Namespace {
 pub struct Note {
     pub what: &'static str,
     pub detail: String,
-    pub clause: &'static str,
+    pub clause: ClauseId,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -113,7 +116,7 @@ pub struct ClientSet {
     pub tracing: bool,
 }
 
-fn ok<T>(v: T, clause: &'static str, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
+fn ok<T>(v: T, clause: ClauseId, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
     Ret {
         result: Ok(v),
         clause,
@@ -121,7 +124,7 @@ fn ok<T>(v: T, clause: &'static str, cell: Option<(TableMethod, ClientState)>) -
     }
 }
 
-fn err<T>(c: Hresult, clause: &'static str, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
+fn err<T>(c: Hresult, clause: ClauseId, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
     Ret {
         result: Err(c),
         clause,
@@ -188,7 +191,7 @@ impl ClientSet {
         self.devices.get(dev as usize).is_some_and(|d| d.io_error)
     }
 
-    fn note(&mut self, what: &'static str, clause: &'static str, detail: impl FnOnce() -> String) {
+    fn note(&mut self, what: &'static str, clause: ClauseId, detail: impl FnOnce() -> String) {
         if self.tracing {
             self.notes.push(Note {
                 what,
@@ -208,22 +211,22 @@ impl ClientSet {
     pub fn create(&mut self, name: &str, cfg: &VdConfig, ns: &mut dyn Namespace) -> Ret<()> {
         let cell = self.cell(TableMethod::Create);
         if self.state != ClientState::Dne {
-            return err(Hresult::VD_E_PROTOCOL, "create.already-exists", cell);
+            return err(Hresult::VD_E_PROTOCOL, id::CREATE_ALREADY_EXISTS, cell);
         }
         if cfg.validate_client().is_err() {
-            return err(Hresult::VD_E_NOTSUPPORTED, "create.config-invalid", cell);
+            return err(Hresult::VD_E_NOTSUPPORTED, id::CREATE_CONFIG_INVALID, cell);
         }
         if !legal_set_name(name) {
             return err(
                 self.profile.create_illegal_name_code,
-                "create.illegal-name",
+                id::CREATE_ILLEGAL_NAME,
                 cell,
             );
         }
         if !ns.claim(name, cfg) {
             return err(
                 self.profile.create_name_in_use_code,
-                "create.name-in-use",
+                id::CREATE_NAME_IN_USE,
                 cell,
             );
         }
@@ -238,9 +241,9 @@ impl ClientSet {
         self.secondaries.clear();
         self.buffers_seen.clear();
         let clause = if self.incarnation > 1 {
-            "close.reuse"
+            id::CLOSE_REUSE
         } else {
-            "create.ok"
+            id::CREATE_OK
         };
         ok((), clause, cell)
     }
@@ -262,7 +265,7 @@ impl ClientSet {
                 Some("") => {
                     return err(
                         Hresult::VD_E_INSTANCE_NAME,
-                        "create-ex.empty-instance",
+                        id::CREATE_EX_EMPTY_INSTANCE,
                         cell,
                     );
                 }
@@ -273,7 +276,11 @@ impl ClientSet {
                         .iter()
                         .any(|k| k.eq_ignore_ascii_case(i)) =>
                 {
-                    return err(Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name", cell);
+                    return err(
+                        Hresult::VD_E_INSTANCE_NAME,
+                        id::CREATE_EX_INSTANCE_NAME,
+                        cell,
+                    );
                 }
                 Some(_) => {}
             }
@@ -281,9 +288,9 @@ impl ClientSet {
         let r = self.create(name, cfg, ns);
         if r.result.is_ok() {
             let clause = match instance {
-                None => "create-ex.null-instance",
-                Some("") => "create-ex.empty-instance",
-                Some(_) => "create-ex.named-instance",
+                None => id::CREATE_EX_NULL_INSTANCE,
+                Some("") => id::CREATE_EX_EMPTY_INSTANCE,
+                Some(_) => id::CREATE_EX_NAMED_INSTANCE,
             };
             self.note("Instance", clause, || {
                 format!("instance {instance:?} accepted")
@@ -296,18 +303,22 @@ impl ClientSet {
     pub fn get_configuration(&mut self) -> Blocking<Ret<VdConfig>> {
         let cell = self.cell(TableMethod::GetConfiguration);
         Blocking::Ready(match self.state {
-            ClientState::Dne => err(Hresult::VD_E_PROTOCOL, "table.get-configuration.dne", cell),
-            ClientState::Abort => err(Hresult::VD_E_ABORT, "get-configuration.abort", cell),
+            ClientState::Dne => err(
+                Hresult::VD_E_PROTOCOL,
+                id::TABLE_GET_CONFIGURATION_DNE,
+                cell,
+            ),
+            ClientState::Abort => err(Hresult::VD_E_ABORT, id::GET_CONFIGURATION_ABORT, cell),
             ClientState::Configurable => match self.server_cfg {
                 Some(c) => {
                     self.state = ClientState::Initializing;
-                    ok(c, "get-configuration.waits", cell)
+                    ok(c, id::GET_CONFIGURATION_WAITS, cell)
                 }
                 None => return Blocking::Pending,
             },
             _ => match self.server_cfg {
-                Some(c) => ok(c, "get-configuration.repeat", cell),
-                None => err(Hresult::VD_E_UNEXPECTED, "get-configuration.repeat", cell),
+                Some(c) => ok(c, id::GET_CONFIGURATION_REPEAT, cell),
+                None => err(Hresult::VD_E_UNEXPECTED, id::GET_CONFIGURATION_REPEAT, cell),
             },
         })
     }
@@ -317,7 +328,7 @@ impl ClientSet {
     pub fn get_configuration_timeout(&self) -> Ret<VdConfig> {
         err(
             Hresult::VD_E_TIMEOUT,
-            "get-configuration.timeout",
+            id::GET_CONFIGURATION_TIMEOUT,
             Some((TableMethod::GetConfiguration, self.state)),
         )
     }
@@ -334,9 +345,9 @@ impl ClientSet {
         };
         let cell = Some((TableMethod::OpenDevice, cell_state));
         match self.state {
-            ClientState::Abort => return err(Hresult::VD_E_ABORT, "open-device.abort", cell),
+            ClientState::Abort => return err(Hresult::VD_E_ABORT, id::OPEN_DEVICE_ABORT, cell),
             ClientState::Initializing | ClientState::Active => {}
-            _ => return err(Hresult::VD_E_PROTOCOL, "open-device.wrong-state", cell),
+            _ => return err(Hresult::VD_E_PROTOCOL, id::OPEN_DEVICE_WRONG_STATE, cell),
         }
         let idx = self.devices.iter().position(|d| d.name == name);
         let all_open = self.devices.iter().all(|d| d.opened);
@@ -344,24 +355,24 @@ impl ClientSet {
         match self.profile.open_device_precedence {
             OpenDevicePrecedence::AllOpenFirst => {
                 if all_open {
-                    return err(Hresult::VD_E_OPEN, "open-device.all-open", cell);
+                    return err(Hresult::VD_E_OPEN, id::OPEN_DEVICE_ALL_OPEN, cell);
                 }
                 if idx.is_none() {
-                    return err(Hresult::VD_E_INVALID, "open-device.invalid-name", cell);
+                    return err(Hresult::VD_E_INVALID, id::OPEN_DEVICE_INVALID_NAME, cell);
                 }
                 if this_open {
-                    return err(Hresult::VD_E_PROTOCOL, "open-device.already-open", cell);
+                    return err(Hresult::VD_E_PROTOCOL, id::OPEN_DEVICE_ALREADY_OPEN, cell);
                 }
             }
             OpenDevicePrecedence::ThisDeviceFirst => {
                 if idx.is_none() {
-                    return err(Hresult::VD_E_INVALID, "open-device.invalid-name", cell);
+                    return err(Hresult::VD_E_INVALID, id::OPEN_DEVICE_INVALID_NAME, cell);
                 }
                 if this_open {
-                    return err(Hresult::VD_E_PROTOCOL, "open-device.already-open", cell);
+                    return err(Hresult::VD_E_PROTOCOL, id::OPEN_DEVICE_ALREADY_OPEN, cell);
                 }
                 if all_open {
-                    return err(Hresult::VD_E_OPEN, "open-device.all-open", cell);
+                    return err(Hresult::VD_E_OPEN, id::OPEN_DEVICE_ALL_OPEN, cell);
                 }
             }
         }
@@ -369,9 +380,9 @@ impl ClientSet {
         self.devices[i].opened = true;
         self.state = ClientState::Active;
         let clause = if i == 0 {
-            "open-device.first-is-set-name"
+            id::OPEN_DEVICE_FIRST_IS_SET_NAME
         } else {
-            "open-device.ok"
+            id::OPEN_DEVICE_OK
         };
         ok(
             DeviceHandle {
@@ -387,7 +398,7 @@ impl ClientSet {
     pub fn close(&mut self, ns: &mut dyn Namespace) -> Ret<()> {
         let cell = self.cell(TableMethod::Close);
         let (code, clause) = match self.state {
-            ClientState::Dne => return err(Hresult::VD_E_PROTOCOL, "close.not-open", cell),
+            ClientState::Dne => return err(Hresult::VD_E_PROTOCOL, id::CLOSE_NOT_OPEN, cell),
             ClientState::Active => {
                 // Some device has not returned VD_E_CLOSE yet (otherwise the
                 // set would be NormallyTerminated).
@@ -399,25 +410,15 @@ impl ClientSet {
                     CloseWithOpenDevices::VdEOpen => Hresult::VD_E_OPEN,
                     CloseWithOpenDevices::Noerror => Hresult::NOERROR,
                 };
-                self.note("InternalAbort", "close.devices-open", || {
+                self.note("InternalAbort", id::CLOSE_DEVICES_OPEN, || {
                     "Close with devices open signals abort".into()
                 });
-                (code, "close.devices-open")
+                (code, id::CLOSE_DEVICES_OPEN)
             }
-            ClientState::NormallyTerminated => (Hresult::NOERROR, "close.all-finished"),
-            ClientState::Abort => (Hresult::NOERROR, "close.wait-for-close"),
-            ClientState::Configurable | ClientState::Initializing => {
-                (Hresult::NOERROR, "table.close")
-            }
-        };
-        let clause = if clause == "table.close" {
-            if self.state == ClientState::Configurable {
-                "table.close.configurable"
-            } else {
-                "table.close.initializing"
-            }
-        } else {
-            clause
+            ClientState::NormallyTerminated => (Hresult::NOERROR, id::CLOSE_ALL_FINISHED),
+            ClientState::Abort => (Hresult::NOERROR, id::CLOSE_WAIT_FOR_CLOSE),
+            ClientState::Configurable => (Hresult::NOERROR, id::TABLE_CLOSE_CONFIGURABLE),
+            ClientState::Initializing => (Hresult::NOERROR, id::TABLE_CLOSE_INITIALIZING),
         };
         self.out.push(ToServer::Closed);
         ns.release(&self.name);
@@ -440,15 +441,15 @@ impl ClientSet {
     pub fn signal_abort(&mut self) -> Ret<()> {
         let cell = self.cell(TableMethod::SignalAbort);
         match self.state {
-            ClientState::Dne => err(Hresult::VD_E_PROTOCOL, "signal-abort.dne", cell),
-            ClientState::Abort => ok((), "signal-abort.ok", cell),
+            ClientState::Dne => err(Hresult::VD_E_PROTOCOL, id::SIGNAL_ABORT_DNE, cell),
+            ClientState::Abort => ok((), id::SIGNAL_ABORT_OK, cell),
             _ => {
                 self.enter_abort();
                 if !self.abort_sent {
                     self.abort_sent = true;
                     self.out.push(ToServer::Abort);
                 }
-                ok((), "signal-abort.ok", cell)
+                ok((), id::SIGNAL_ABORT_OK, cell)
             }
         }
     }
@@ -466,41 +467,41 @@ impl ClientSet {
     /// model does not give secondaries their own view of buffers).
     pub fn open_in_secondary(&mut self, secondary: u32, name: &str) -> Ret<()> {
         match self.state {
-            ClientState::Abort => err(Hresult::VD_E_ABORT, "open-in-secondary.abort", None),
+            ClientState::Abort => err(Hresult::VD_E_ABORT, id::OPEN_IN_SECONDARY_ABORT, None),
             ClientState::Initializing | ClientState::Active if name == self.name => {
                 if self.secondaries.insert(secondary) {
-                    ok((), "open-in-secondary.ok", None)
+                    ok((), id::OPEN_IN_SECONDARY_OK, None)
                 } else {
-                    err(Hresult::VD_E_PROTOCOL, "open-in-secondary.protocol", None)
+                    err(Hresult::VD_E_PROTOCOL, id::OPEN_IN_SECONDARY_PROTOCOL, None)
                 }
             }
-            _ => err(Hresult::VD_E_PROTOCOL, "open-in-secondary.protocol", None),
+            _ => err(Hresult::VD_E_PROTOCOL, id::OPEN_IN_SECONDARY_PROTOCOL, None),
         }
     }
 
     /// `GetBufferHandle`: a process-independent handle for a buffer address.
     pub fn get_buffer_handle(&self, buf: Option<BufId>) -> Ret<u32> {
         if self.state == ClientState::Dne {
-            return err(Hresult::VD_E_PROTOCOL, "buffer-handle.protocol", None);
+            return err(Hresult::VD_E_PROTOCOL, id::BUFFER_HANDLE_PROTOCOL, None);
         }
         match buf {
             Some(b) if self.buffers_seen.contains(&b) => {
-                ok(b.0.wrapping_add(1), "buffer-handle.roundtrip", None)
+                ok(b.0.wrapping_add(1), id::BUFFER_HANDLE_ROUNDTRIP, None)
             }
-            _ => err(Hresult::VD_E_INVALID, "buffer-handle.invalid", None),
+            _ => err(Hresult::VD_E_INVALID, id::BUFFER_HANDLE_INVALID, None),
         }
     }
 
     /// `MapBufferHandle`.
     pub fn map_buffer_handle(&self, handle: u32) -> Ret<BufId> {
         if self.state == ClientState::Dne {
-            return err(Hresult::VD_E_PROTOCOL, "buffer-handle.protocol", None);
+            return err(Hresult::VD_E_PROTOCOL, id::BUFFER_HANDLE_PROTOCOL, None);
         }
         let b = BufId(handle.wrapping_sub(1));
         if handle != 0 && self.buffers_seen.contains(&b) {
-            ok(b, "buffer-handle.roundtrip", None)
+            ok(b, id::BUFFER_HANDLE_ROUNDTRIP, None)
         } else {
-            err(Hresult::VD_E_INVALID, "buffer-handle.invalid", None)
+            err(Hresult::VD_E_INVALID, id::BUFFER_HANDLE_INVALID, None)
         }
     }
 
@@ -513,25 +514,25 @@ impl ClientSet {
         {
             return Err(err(
                 self.profile.use_after_close_code,
-                "close.invalidates-devices",
+                id::CLOSE_INVALIDATES_DEVICES,
                 cell,
             ));
         }
         match self.state {
             ClientState::Abort => {
                 let clause = if m == TableMethod::GetCommand {
-                    "get-command.abort"
+                    id::GET_COMMAND_ABORT
                 } else {
-                    "complete-command.abort"
+                    id::COMPLETE_COMMAND_ABORT
                 };
                 Err(err(Hresult::VD_E_ABORT, clause, cell))
             }
             ClientState::Active => Ok(h.index as usize),
             _ => {
                 let clause = if m == TableMethod::GetCommand {
-                    "get-command.wrong-state"
+                    id::GET_COMMAND_WRONG_STATE
                 } else {
-                    "complete-command.wrong-state"
+                    id::COMPLETE_COMMAND_WRONG_STATE
                 };
                 Err(err(Hresult::VD_E_PROTOCOL, clause, cell))
             }
@@ -554,12 +555,14 @@ impl ClientSet {
         let d = &mut self.devices[i];
         if d.close_seen {
             return Blocking::Ready(match self.profile.get_command_after_device_closed {
-                AfterDeviceClosed::Close => {
-                    err(Hresult::VD_E_CLOSE, "get-command.after-device-closed", cell)
-                }
+                AfterDeviceClosed::Close => err(
+                    Hresult::VD_E_CLOSE,
+                    id::GET_COMMAND_AFTER_DEVICE_CLOSED,
+                    cell,
+                ),
                 AfterDeviceClosed::Protocol => err(
                     Hresult::VD_E_PROTOCOL,
-                    "get-command.after-device-closed",
+                    id::GET_COMMAND_AFTER_DEVICE_CLOSED,
                     cell,
                 ),
             });
@@ -568,7 +571,7 @@ impl ClientSet {
             && let Some(c) = d.held_clear_error.take()
         {
             d.outstanding.push(c.clone());
-            return Blocking::Ready(ok(c, "io-error.clear-error-after-outstanding", cell));
+            return Blocking::Ready(ok(c, id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING, cell));
         }
         if d.held_clear_error.is_none()
             && let Some(c) = d.queue.pop_front()
@@ -577,9 +580,9 @@ impl ClientSet {
                 self.buffers_seen.insert(b);
             }
             let clause = if d.outstanding.is_empty() {
-                "get-command.ok"
+                id::GET_COMMAND_OK
             } else {
-                "get-command.several-outstanding"
+                id::GET_COMMAND_SEVERAL_OUTSTANDING
             };
             d.outstanding.push(c.clone());
             return Blocking::Ready(ok(c, clause, cell));
@@ -588,9 +591,13 @@ impl ClientSet {
             d.close_seen = true;
             if self.devices.iter().all(|d| d.close_seen) {
                 self.state = ClientState::NormallyTerminated;
-                return Blocking::Ready(err(Hresult::VD_E_CLOSE, "term.normally-terminated", cell));
+                return Blocking::Ready(err(
+                    Hresult::VD_E_CLOSE,
+                    id::TERM_NORMALLY_TERMINATED,
+                    cell,
+                ));
             }
-            return Blocking::Ready(err(Hresult::VD_E_CLOSE, "get-command.close", cell));
+            return Blocking::Ready(err(Hresult::VD_E_CLOSE, id::GET_COMMAND_CLOSE, cell));
         }
         Blocking::Pending
     }
@@ -599,9 +606,9 @@ impl ClientSet {
     /// (clause `get-command.timeout`; with timeout 0, `get-command.poll`).
     pub fn get_command_timeout(&self, poll: bool) -> Ret<Cmd> {
         let clause = if poll {
-            "get-command.poll"
+            id::GET_COMMAND_POLL
         } else {
-            "get-command.timeout"
+            id::GET_COMMAND_TIMEOUT
         };
         err(
             Hresult::VD_E_TIMEOUT,
@@ -630,10 +637,10 @@ impl ClientSet {
         };
         let d = &mut self.devices[i];
         let Some(pos) = d.outstanding.iter().position(|c| c.id == seen.id) else {
-            return err(Hresult::VD_E_INVALID, "complete-command.invalid", cell);
+            return err(Hresult::VD_E_INVALID, id::COMPLETE_COMMAND_INVALID, cell);
         };
         if pos != 0 && self.profile.completion_order == CompletionOrder::InOrder {
-            return err(Hresult::VD_E_INVALID, "complete-command.order", cell);
+            return err(Hresult::VD_E_INVALID, id::COMPLETE_COMMAND_ORDER, cell);
         }
         let orig = d.outstanding.remove(pos);
         let tampered = orig.block() != seen.block();
@@ -654,7 +661,7 @@ impl ClientSet {
         if tampered {
             self.note(
                 "CommandBlockModified",
-                "complete-command.read-only-block",
+                id::COMPLETE_COMMAND_READ_ONLY_BLOCK,
                 || {
                     format!(
                         "dev={i} id={} delivered {:?} completed-with {:?}",
@@ -669,13 +676,13 @@ impl ClientSet {
         let d = &mut self.devices[i];
         if orig.code == CommandCode::ClearError && code == Win32::ERROR_SUCCESS && d.io_error {
             d.io_error = false;
-            self.note("IoErrorCleared", "io-error.clear-error-success", || {
+            self.note("IoErrorCleared", id::IO_ERROR_CLEAR_ERROR_SUCCESS, || {
                 format!("dev={i}")
             });
         } else if enters && !d.io_error {
             d.io_error = true;
             let queued: Vec<Cmd> = d.queue.drain(..).collect();
-            self.note("IoError", "io-error.enter", || {
+            self.note("IoError", id::IO_ERROR_ENTER, || {
                 format!("dev={i} code={code} queued={}", queued.len())
             });
             for c in queued {
@@ -683,9 +690,9 @@ impl ClientSet {
             }
         }
         let clause = if tampered {
-            "complete-command.read-only-block"
+            id::COMPLETE_COMMAND_READ_ONLY_BLOCK
         } else {
-            "complete-command.ok"
+            id::COMPLETE_COMMAND_OK
         };
         ok((), clause, cell)
     }
@@ -709,7 +716,7 @@ impl ClientSet {
             self.devices[i].held_clear_error = Some(c);
             return;
         }
-        self.note("AutoComplete", "io-error.reject-new", || {
+        self.note("AutoComplete", id::IO_ERROR_REJECT_NEW, || {
             format!(
                 "dev={} id={} {} -> ERROR_IO_DEVICE",
                 c.dev,
@@ -770,14 +777,14 @@ impl ClientSet {
             }
             ToClient::Abort => {
                 if self.state != ClientState::Abort {
-                    self.note("ServerAbort", "abort.server-signal", String::new);
+                    self.note("ServerAbort", id::ABORT_SERVER_SIGNAL, String::new);
                     self.enter_abort();
                 }
             }
             ToClient::Died => {
                 self.server_gone = true;
                 if self.state != ClientState::Abort {
-                    self.note("ServerDied", "abort.server-death", String::new);
+                    self.note("ServerDied", id::ABORT_SERVER_DEATH, String::new);
                     self.enter_abort();
                 }
             }
@@ -863,7 +870,7 @@ mod tests {
         let mut c = ClientSet::new(Arc::new(Profile::default()));
         let r = c.close(&mut Ns::default());
         assert_eq!(r.code(), Hresult::VD_E_PROTOCOL);
-        assert_eq!(r.clause, "close.not-open");
+        assert_eq!(r.clause, id::CLOSE_NOT_OPEN);
         assert!(c.out.is_empty(), "no action taken");
     }
 
@@ -878,8 +885,11 @@ mod tests {
         assert_eq!(c.state(), ClientState::Dne);
         assert_eq!(ready(c.get_command(h)).code(), Hresult::VD_E_PROTOCOL);
         let r = c.create("set", &VdConfig::client(1, Features::LikePipe), &mut ns);
-        assert_eq!(r.clause, "close.reuse");
-        assert_eq!(ready(c.get_command(h)).clause, "close.invalidates-devices");
+        assert_eq!(r.clause, id::CLOSE_REUSE);
+        assert_eq!(
+            ready(c.get_command(h)).clause,
+            id::CLOSE_INVALIDATES_DEVICES
+        );
     }
 
     /// open-device.all-open, open-device.invalid-name, open-device.already-open
@@ -946,9 +956,9 @@ mod tests {
         assert_eq!(
             c.complete_command(h, &t, Win32::ERROR_SUCCESS, 1, 0, Content::Empty)
                 .clause,
-            "complete-command.read-only-block"
+            id::COMPLETE_COMMAND_READ_ONLY_BLOCK
         );
-        assert_eq!(c.notes[0].clause, "complete-command.read-only-block");
+        assert_eq!(c.notes[0].clause, id::COMPLETE_COMMAND_READ_ONLY_BLOCK);
         let r = c.complete_command(h, &a, Win32::ERROR_SUCCESS, 512, 0, Content::Empty);
         assert_eq!(r.code(), Hresult::VD_E_INVALID, "already completed");
     }
@@ -960,11 +970,11 @@ mod tests {
         let h0 = c.open_device("set").result.unwrap();
         let h1 = c.open_device("d1").result.unwrap();
         c.deliver(ToClient::CloseDevice { dev: 0 });
-        assert_eq!(ready(c.get_command(h0)).clause, "get-command.close");
+        assert_eq!(ready(c.get_command(h0)).clause, id::GET_COMMAND_CLOSE);
         assert_eq!(c.state(), ClientState::Active);
         assert_eq!(
             ready(c.get_command(h0)).clause,
-            "get-command.after-device-closed"
+            id::GET_COMMAND_AFTER_DEVICE_CLOSED
         );
         c.deliver(ToClient::CloseDevice { dev: 1 });
         assert_eq!(ready(c.get_command(h1)).code(), Hresult::VD_E_CLOSE);
@@ -972,7 +982,7 @@ mod tests {
         let r = c.close(&mut ns);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::NOERROR, "close.all-finished")
+            (Hresult::NOERROR, id::CLOSE_ALL_FINISHED)
         );
     }
 

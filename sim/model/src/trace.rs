@@ -16,6 +16,7 @@
 //! recompute it from a trace file.
 
 use serde::Serialize;
+use vdi_spec::ClauseId;
 
 /// One trace line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -26,7 +27,7 @@ pub struct Event {
     pub what: String,
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub clause: Option<&'static str>,
+    pub clause: Option<ClauseId>,
 }
 
 impl Event {
@@ -46,7 +47,7 @@ impl Event {
         json_string(&mut s, &self.detail);
         if let Some(c) = self.clause {
             s.push_str(",\"clause\":");
-            json_string(&mut s, c);
+            json_string(&mut s, c.as_str());
         }
         s.push('}');
         s
@@ -155,13 +156,13 @@ impl Trace {
         who: impl Into<String>,
         what: impl Into<String>,
         detail: impl Into<String>,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
     ) {
         if !self.on {
             return;
         }
         if let Some(c) = clause {
-            *self.hits.entry(c).or_default() += 1;
+            *self.hits.entry(c.as_str()).or_default() += 1;
         }
         let ev = Event {
             seq: self.seq,
@@ -230,6 +231,7 @@ impl Trace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vdi_spec::id;
 
     #[test]
     fn hash_matches_file_text() {
@@ -239,7 +241,7 @@ mod tests {
             "ctl",
             "Create",
             "name=\"a\" -> NOERROR (0x00000000)",
-            Some("create.ok"),
+            Some(id::CREATE_OK),
         );
         t.emit(5, "server", "Open", "a", None);
         let text = t.to_jsonl();
@@ -252,7 +254,7 @@ mod tests {
             "ctl",
             "Create",
             "name=\"a\" -> NOERROR (0x00000000)",
-            Some("create.ok"),
+            Some(id::CREATE_OK),
         );
         h.emit(5, "server", "Open", "a", None);
         assert_eq!(h.hash(), t.hash());
@@ -277,7 +279,7 @@ mod tests {
                 who,
                 what,
                 detail,
-                clause: with_clause.then_some("close.devices-open"),
+                clause: with_clause.then_some(id::CLOSE_DEVICES_OPEN),
             };
             proptest::prop_assert_eq!(ev.to_json(), serde_json::to_string(&ev).unwrap());
         }

@@ -12,6 +12,7 @@ use vdi_host::runtime::CreateKind;
 use vdi_model::msg::Timeout;
 use vdi_model::outcome::{Outcome, Status};
 use vdi_model::statement::{ServerPlan, Statement, StatementKind};
+use vdi_spec::id;
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
 
 fn statement(set: &str) -> Statement {
@@ -144,7 +145,11 @@ fn harness_round_trip_and_errors() {
     assert!(obs.idle);
     assert_eq!(obs.devices.len(), 1);
     assert!(obs.devices[0].bytes >= 64 * 1024);
-    assert!(obs.clauses.contains_key("create.ok"), "{:?}", obs.clauses);
+    assert!(
+        obs.clauses.contains_key(id::CREATE_OK.as_str()),
+        "{:?}",
+        obs.clauses
+    );
     drop(set);
 
     // A statement naming no live set fails as open-missing-set says.
@@ -157,7 +162,8 @@ fn harness_round_trip_and_errors() {
     assert_eq!(o.status, Status::Failed);
     let obs = cases().finish(std::time::Duration::from_secs(1)).unwrap();
     assert!(
-        obs.clauses.contains_key("server.open-missing-set"),
+        obs.clauses
+            .contains_key(id::SERVER_OPEN_MISSING_SET.as_str()),
         "{:?}",
         obs.clauses
     );
@@ -194,7 +200,7 @@ fn harness_round_trip_and_errors() {
     assert_eq!(o.status, Status::Failed, "{o:?}");
     let obs = cases().finish(std::time::Duration::from_secs(1)).unwrap();
     assert!(
-        obs.clauses.contains_key("abort.client-death"),
+        obs.clauses.contains_key(id::ABORT_CLIENT_DEATH.as_str()),
         "{:?}",
         obs.clauses
     );

@@ -10,6 +10,7 @@ use vdi_model::client::{Blocking, DeviceHandle, Ret};
 use vdi_model::msg::{Cmd, Timeout};
 use vdi_model::process::CallMark;
 use vdi_model::programs::Action;
+use vdi_spec::id;
 use vdi_spec::{Hresult, VdConfig};
 
 impl World {
@@ -23,7 +24,7 @@ impl World {
         }
         // With tracing on, the call's trace event cites the clause (counted there).
         if !self.trace.on() {
-            *self.clauses.entry(r.clause).or_default() += 1;
+            *self.clauses.entry(r.clause.as_str()).or_default() += 1;
         }
     }
 
@@ -51,7 +52,7 @@ impl World {
             Action::StartStatement(stmt) => {
                 self.emit(&who, "StartStatement", || stmt.to_tsql(), None);
                 self.pending_start = Some((self.now + self.cfg.statement_delay_ms, stmt));
-                self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
+                self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, None));
             }
             Action::WaitStatement { timeout } => self.wait_statement_action(i, &who, timeout),
             Action::Sleep(ms) => {
@@ -62,7 +63,7 @@ impl World {
             Action::Spawn { who: w, dev, prog } => {
                 self.emit(&who, "Spawn", || w.clone(), None);
                 self.spawn_program(&w, dev, prog);
-                self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
+                self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, None));
             }
             Action::Join => {
                 if self
@@ -71,7 +72,7 @@ impl World {
                     .enumerate()
                     .all(|(k, t)| k == i || t.state.is_done())
                 {
-                    self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, ""));
+                    self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, None));
                 } else {
                     self.threads[i].state = ThreadState::Blocked {
                         wait: Wait::Join,
@@ -96,11 +97,11 @@ impl World {
                 who,
                 "WaitStatement",
                 || format!("-> {:?}", o.status),
-                Some("term.outcome-decides"),
+                Some(id::TERM_OUTCOME_DECIDES),
             );
             self.threads[i].reply = Some(Reply {
                 code: Hresult::NOERROR,
-                clause: "term.outcome-decides",
+                clause: Some(id::TERM_OUTCOME_DECIDES),
                 value: Value::Outcome(o),
             });
         } else {
@@ -286,7 +287,7 @@ impl World {
             },
             Some(r.clause),
         );
-        self.answer(i, mark, Reply::code(code, r.clause));
+        self.answer(i, mark, Reply::code(code, Some(r.clause)));
         self.flush_client_out();
     }
 
@@ -308,7 +309,7 @@ impl World {
         self.emit(who, what, || format!("{detail} -> {code}"), Some(r.clause));
         let reply = Reply {
             code,
-            clause: r.clause,
+            clause: Some(r.clause),
             value,
         };
         self.answer(i, mark, reply);
@@ -343,7 +344,7 @@ impl World {
         };
         let reply = Reply {
             code,
-            clause: r.clause,
+            clause: Some(r.clause),
             value,
         };
         self.answer(i, mark, reply);
@@ -403,7 +404,7 @@ impl World {
         };
         let reply = Reply {
             code,
-            clause: r.clause,
+            clause: Some(r.clause),
             value,
         };
         self.answer(i, mark, reply);

@@ -136,7 +136,7 @@ impl World {
         self.threads[t].state = ThreadState::Sleeping {
             until: self.now.saturating_add(ms),
         };
-        self.threads[t].reply = Some(Reply::code(Hresult::NOERROR, ""));
+        self.threads[t].reply = Some(Reply::code(Hresult::NOERROR, None));
         let r = self.wait_call(t).map(|_| ());
         self.threads[t].state = ThreadState::Done;
         r

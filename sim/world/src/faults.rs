@@ -9,6 +9,7 @@ use vdi_model::outcome::Outcome;
 use vdi_model::server::SetInfo;
 use vdi_model::statement::Statement;
 use vdi_spec::ClientState;
+use vdi_spec::id;
 
 impl World {
     pub(crate) fn fire_step_faults(&mut self) {
@@ -104,7 +105,7 @@ impl World {
             "world",
             "ClientDied",
             String::new,
-            Some("abort.client-death"),
+            Some(id::ABORT_CLIENT_DEATH),
         );
         let inc = self.client.incarnation();
         if self.client.state() != ClientState::Dne {

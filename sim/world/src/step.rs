@@ -8,6 +8,7 @@ use vdi_model::call::{Reply, Value};
 use vdi_model::client::Blocking;
 use vdi_model::msg::{ToClient, ToServer};
 use vdi_spec::Hresult;
+use vdi_spec::id;
 
 impl World {
     /// One scheduling decision, or `Some(end)` when the run cannot go on.
@@ -71,7 +72,7 @@ impl World {
         let notes = std::mem::take(&mut self.client.notes);
         for n in notes {
             if !self.trace.on() {
-                *self.clauses.entry(n.clause).or_default() += 1;
+                *self.clauses.entry(n.clause.as_str()).or_default() += 1;
             }
             if self.trace.on() {
                 self.trace
@@ -114,8 +115,13 @@ impl World {
         }
         if self.trace.on() {
             let d = brief_to_client(&m);
-            self.trace
-                .emit(self.now, "link", "ToClient", d, Some("abort.server-signal"));
+            self.trace.emit(
+                self.now,
+                "link",
+                "ToClient",
+                d,
+                Some(id::ABORT_SERVER_SIGNAL),
+            );
         }
         self.client.deliver(m);
         self.flush_client_out();
@@ -135,7 +141,7 @@ impl World {
                 "link",
                 "Drop",
                 || format!("to-client for incarnation {} (now {cur})", m.incarnation),
-                Some("close.reuse"),
+                Some(id::CLOSE_REUSE),
             );
             return;
         }
@@ -192,7 +198,7 @@ impl World {
                 let o = self.current_outcome();
                 self.threads[i].reply = Some(Reply {
                     code: Hresult::NOERROR,
-                    clause: "server.outcome-messages",
+                    clause: Some(id::SERVER_OUTCOME_MESSAGES),
                     value: Value::Outcome(o),
                 });
                 self.make_ready(i);
@@ -234,7 +240,7 @@ impl World {
                     .enumerate()
                     .all(|(j, t)| j == k || t.state.is_done());
                 if others_done {
-                    self.threads[k].reply = Some(Reply::code(Hresult::NOERROR, ""));
+                    self.threads[k].reply = Some(Reply::code(Hresult::NOERROR, None));
                     self.make_ready(k);
                 }
             }

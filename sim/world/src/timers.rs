@@ -7,6 +7,7 @@ use vdi_model::call::Method;
 use vdi_model::call::{Reply, Value};
 use vdi_model::process::CallMark;
 use vdi_spec::Hresult;
+use vdi_spec::id;
 
 impl World {
     pub(crate) fn next_deadline(&self) -> Option<u64> {
@@ -71,57 +72,51 @@ impl World {
     /// Ends thread `i`'s wait `wait` with its timeout; `poll`: the call
     /// was a poll (timeout 0) that found nothing.
     pub(crate) fn time_out(&mut self, i: usize, wait: Wait, poll: bool) {
-        let (reply, what, detail, clause) = match wait {
+        let (reply, what, detail) = match wait {
             Wait::GetConfiguration => {
                 let r = self.client.get_configuration_timeout();
                 self.count(&r);
                 (
-                    Reply::code(r.code(), r.clause),
+                    Reply::code(r.code(), Some(r.clause)),
                     "GetConfiguration",
                     String::new(),
-                    r.clause,
                 )
             }
             Wait::GetCommand(h, poll) => {
                 let r = self.client.get_command_timeout(poll);
                 self.count(&r);
-                let reply = Reply::code(r.code(), r.clause);
+                let reply = Reply::code(r.code(), Some(r.clause));
                 let mark = CallMark {
                     method: Method::GetCommand,
                     thread_dev: self.threads[i].dev,
                     completion: None,
                 };
                 self.process.absorb(&mark, &reply);
-                (reply, "GetCommand", format!("dev={}", h.index), r.clause)
+                (reply, "GetCommand", format!("dev={}", h.index))
             }
             Wait::Statement => (
                 Reply {
                     code: Hresult::VD_E_TIMEOUT,
-                    clause: "server.outcome-messages",
+                    clause: Some(id::SERVER_OUTCOME_MESSAGES),
                     value: Value::None,
                 },
                 "WaitStatement",
                 String::new(),
-                "server.outcome-messages",
             ),
             Wait::Join => (
-                Reply::code(Hresult::VD_E_TIMEOUT, ""),
+                Reply::code(Hresult::VD_E_TIMEOUT, None),
                 "Join",
                 String::new(),
-                "",
             ),
         };
+        let clause = reply.clause;
         let who = self.threads[i].who.clone();
         let code = reply.code;
         self.emit(
             &who,
             what,
             || format!("{detail} -> {code} (timed out)"),
-            if clause.is_empty() {
-                None
-            } else {
-                Some(clause)
-            },
+            clause,
         );
         self.threads[i].reply = Some(reply);
         self.make_ready(i);

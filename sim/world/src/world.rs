@@ -26,7 +26,8 @@ use vdi_model::programs::{Action, Program};
 use vdi_model::server::{ServerDevSummary, ServerHalf};
 use vdi_model::statement::{BackupRecord, Statement};
 use vdi_model::trace::Trace;
-use vdi_spec::{ClientState, Profile, TableMethod, VdConfig, Win32};
+use vdi_spec::id;
+use vdi_spec::{ClauseId, ClientState, Profile, TableMethod, VdConfig, Win32};
 
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -271,7 +272,7 @@ impl World {
         who: &str,
         what: &str,
         detail: impl FnOnce() -> String,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
     ) {
         if self.trace.on() {
             let d = detail();
@@ -349,7 +350,7 @@ impl World {
         }
         if end == End::StepLimit {
             self.violations.push(Violation {
-                clause: "world.bounded".into(),
+                clause: id::WORLD_BOUNDED.into(),
                 what: "the step bound was reached".into(),
             });
         }

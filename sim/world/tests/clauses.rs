@@ -25,6 +25,8 @@ use vdi_model::statement::{ExtraCommand, ReadSizes, ServerPlan, StatementKind};
 use vdi_model::trace::{Event, Trace};
 use vdi_sim::simulate;
 use vdi_sim::world::{End, RunResult, WorldConfig};
+use vdi_spec::ClauseId;
+use vdi_spec::id;
 use vdi_spec::profile::{
     AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, ErrorTermination, ShortTransfer,
 };
@@ -206,8 +208,8 @@ fn on(dev: DevIx, nth: u64, code: Option<CommandCode>, phase: Phase, fault: Faul
     }
 }
 
-fn cites(r: &RunResult, id: &str) -> bool {
-    r.trace.events().iter().any(|e| e.clause == Some(id)) || r.clauses.contains_key(id)
+fn cites(r: &RunResult, id: ClauseId) -> bool {
+    r.trace.events().iter().any(|e| e.clause == Some(id)) || r.clauses.contains_key(id.as_str())
 }
 
 fn events<'a>(r: &'a RunResult, who: &str, what: &str) -> Vec<&'a Event> {
@@ -331,7 +333,7 @@ fn close_not_open() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "close.not-open")
+        (Hresult::VD_E_PROTOCOL, id::CLOSE_NOT_OPEN)
     );
     assert!(c.out.is_empty(), "no action");
     let (mut c, mut ns, _) = normally_terminated(1);
@@ -340,7 +342,7 @@ fn close_not_open() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "close.not-open")
+        (Hresult::VD_E_PROTOCOL, id::CLOSE_NOT_OPEN)
     );
     assert!(c.out.is_empty());
     assert_eq!(c.state(), ClientState::Dne);
@@ -356,7 +358,7 @@ fn close_all_finished() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "close.all-finished")
+        (Hresult::NOERROR, id::CLOSE_ALL_FINISHED)
     );
     assert_eq!(c.state(), ClientState::Dne);
     assert_eq!(c.out, vec![ToServer::Closed], "no abort");
@@ -370,7 +372,7 @@ fn close_all_finished() {
     assert_clean(&r);
     let close = events(&r, "ctl", "Close");
     assert_eq!(close.len(), 1);
-    assert_eq!(close[0].clause, Some("close.all-finished"));
+    assert_eq!(close[0].clause, Some(id::CLOSE_ALL_FINISHED));
 }
 
 /// `close.devices-open`: Close with a device still open returns VD_E_OPEN
@@ -383,7 +385,7 @@ fn close_devices_open() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_OPEN, "close.devices-open")
+        (Hresult::VD_E_OPEN, id::CLOSE_DEVICES_OPEN)
     );
     assert_eq!(c.out, vec![ToServer::Abort, ToServer::Closed]);
     assert_eq!(c.state(), ClientState::Dne);
@@ -397,7 +399,7 @@ fn close_devices_open() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "close.devices-open")
+        (Hresult::NOERROR, id::CLOSE_DEVICES_OPEN)
     );
     assert_eq!(
         c.out,
@@ -416,11 +418,11 @@ fn close_invalidates_devices() {
     let r = ready(c.get_command(hs[0]));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "close.invalidates-devices")
+        (Hresult::VD_E_PROTOCOL, id::CLOSE_INVALIDATES_DEVICES)
     );
     let k = cmd(1, 0, CommandCode::Write);
     let r = complete(&mut c, hs[0], &k, Win32::ERROR_SUCCESS);
-    assert_eq!(r.clause, "close.invalidates-devices");
+    assert_eq!(r.clause, id::CLOSE_INVALIDATES_DEVICES);
     // A new set with a device of the same index: the old handle stays dead.
     c.create(SET, &pipe(1), &mut ns);
     configure(&mut c, 1);
@@ -429,7 +431,7 @@ fn close_invalidates_devices() {
     assert_eq!(h_new.index, hs[0].index);
     c.deliver(ToClient::Command(cmd(1, 0, CommandCode::Write)));
     let r = ready(c.get_command(hs[0]));
-    assert_eq!(r.clause, "close.invalidates-devices");
+    assert_eq!(r.clause, id::CLOSE_INVALIDATES_DEVICES);
     assert_eq!(ready(c.get_command(h_new)).code(), Hresult::NOERROR);
     // The code is a profile parameter.
     let p = Profile {
@@ -450,7 +452,7 @@ fn close_reuse() {
     assert_eq!(c.incarnation(), 1);
     c.close(&mut ns);
     let r = c.create(SET, &pipe(3), &mut ns);
-    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "close.reuse"));
+    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, id::CLOSE_REUSE));
     assert_eq!(c.incarnation(), 2);
     assert_eq!(c.state(), ClientState::Configurable);
     assert!(
@@ -462,7 +464,7 @@ fn close_reuse() {
     assert!(all_succeeded(&r));
     let creates = events(&r, "ctl", "CreateEx");
     assert_eq!(creates.len(), 2);
-    assert_eq!(creates[1].clause, Some("close.reuse"));
+    assert_eq!(creates[1].clause, Some(id::CLOSE_REUSE));
 }
 
 /// `close.wait-for-close`: a client that closes before VD_E_CLOSE (flaw
@@ -477,7 +479,7 @@ fn close_wait_for_close() {
     let close = events(&r, "ctl", "Close");
     assert_eq!(
         close[0].clause,
-        Some("close.devices-open"),
+        Some(id::CLOSE_DEVICES_OPEN),
         "{}",
         close[0].detail
     );
@@ -486,7 +488,7 @@ fn close_wait_for_close() {
     let r = c.close(&mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "close.wait-for-close")
+        (Hresult::NOERROR, id::CLOSE_WAIT_FOR_CLOSE)
     );
 }
 
@@ -509,7 +511,7 @@ fn close_before_server_open() {
         msgs(&o)
     );
     let r = d.w.finish_driven();
-    assert!(cites(&r, "server.open-missing-set"));
+    assert!(cites(&r, id::SERVER_OPEN_MISSING_SET));
     assert!(
         events(&r, "server", "Open")[0]
             .detail
@@ -528,7 +530,7 @@ fn create_ok() {
     let (mut c, mut ns) = fresh();
     let cfg = pipe(3);
     let r = c.create("a-set", &cfg, &mut ns);
-    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "create.ok"));
+    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, id::CREATE_OK));
     assert_eq!(c.state(), ClientState::Configurable);
     assert_eq!(c.name(), "a-set");
     assert_eq!(c.client_config(), &cfg);
@@ -553,7 +555,7 @@ fn create_config_invalid() {
         let r = c.create(SET, &cfg, &mut ns);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_NOTSUPPORTED, "create.config-invalid"),
+            (Hresult::VD_E_NOTSUPPORTED, id::CREATE_CONFIG_INVALID),
             "{cfg:?}"
         );
         assert_eq!(c.state(), ClientState::Dne);
@@ -574,7 +576,7 @@ fn create_already_exists() {
         let r = c.create("other", &pipe(1), &mut ns);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_PROTOCOL, "create.already-exists")
+            (Hresult::VD_E_PROTOCOL, id::CREATE_ALREADY_EXISTS)
         );
         assert_eq!(c.state(), before);
         assert_eq!(c.name(), SET);
@@ -591,7 +593,7 @@ fn create_illegal_name() {
         let r = c.create(name, &pipe(1), &mut ns);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_INVALID, "create.illegal-name")
+            (Hresult::VD_E_INVALID, id::CREATE_ILLEGAL_NAME)
         );
         assert_eq!(c.state(), ClientState::Dne);
     }
@@ -618,7 +620,7 @@ fn create_name_in_use() {
     let r = b.create(SET, &pipe(1), &mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_BUSY, "create.name-in-use")
+        (Hresult::VD_E_BUSY, id::CREATE_NAME_IN_USE)
     );
     assert_eq!(b.state(), ClientState::Dne);
     a.close(&mut ns);
@@ -634,7 +636,7 @@ fn create_ex_instance_name() {
         let r = c.create_ex(Some(inst), SET, &pipe(1), &mut ns);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_INSTANCE_NAME, "create-ex.instance-name")
+            (Hresult::VD_E_INSTANCE_NAME, id::CREATE_EX_INSTANCE_NAME)
         );
         assert_eq!(c.state(), ClientState::Dne);
         assert!(ns.0.is_empty());
@@ -647,7 +649,7 @@ fn create_ex_instance_name() {
 fn create_ex_null_instance() {
     let (mut c, mut ns) = fresh();
     let r = c.create_ex(None, SET, &pipe(1), &mut ns);
-    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "create.ok"));
+    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, id::CREATE_OK));
     let r = run(&spec(Operation::Backup, 1, 2), WorldConfig::new(5));
     assert!(
         events(&r, "ctl", "CreateEx")[0]
@@ -694,7 +696,7 @@ fn create_ex_empty_instance() {
     let r = c.create_ex(Some(""), SET, &pipe(1), &mut ns);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_INSTANCE_NAME, "create-ex.empty-instance")
+        (Hresult::VD_E_INSTANCE_NAME, id::CREATE_EX_EMPTY_INSTANCE)
     );
     let mut c = with_profile(Profile {
         empty_instance_is_default: true,
@@ -723,7 +725,7 @@ fn get_configuration_waits() {
     let r = ready(c.get_configuration());
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "get-configuration.waits")
+        (Hresult::NOERROR, id::GET_CONFIGURATION_WAITS)
     );
     assert_eq!(r.result.unwrap(), server_cfg(1));
     assert_eq!(c.state(), ClientState::Initializing);
@@ -759,7 +761,7 @@ fn get_configuration_timeout() {
     );
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_TIMEOUT, "get-configuration.timeout")
+        (Hresult::VD_E_TIMEOUT, Some(id::GET_CONFIGURATION_TIMEOUT))
     );
     assert_eq!(d.w.now(), 1500);
     // Still Configurable: a later statement configures it.
@@ -777,7 +779,7 @@ fn get_configuration_timeout() {
     assert_eq!(
         events(&r, "ctl", "GetConfiguration")
             .iter()
-            .filter(|e| e.clause == Some("get-configuration.timeout"))
+            .filter(|e| e.clause == Some(id::GET_CONFIGURATION_TIMEOUT))
             .count(),
         3
     );
@@ -793,7 +795,7 @@ fn get_configuration_abort() {
     let r = ready(c.get_configuration());
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_ABORT, "get-configuration.abort")
+        (Hresult::VD_E_ABORT, id::GET_CONFIGURATION_ABORT)
     );
     let (mut c, _ns) = created(1);
     assert_eq!(c.get_configuration(), Blocking::Pending);
@@ -813,7 +815,7 @@ fn get_configuration_abort() {
     );
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "get-configuration.abort")
+        (Hresult::VD_E_ABORT, Some(id::GET_CONFIGURATION_ABORT))
     );
 }
 
@@ -854,7 +856,7 @@ fn get_configuration_server_outputs() {
     assert_eq!(cfg.max_transfer_size, 128 * 1024);
     assert_eq!(cfg.buffer_area_size, 5 * 128 * 1024);
     assert_eq!(cfg.device_count, 2, "client inputs kept");
-    assert!(cites(&r, "get-configuration.server-outputs"));
+    assert!(cites(&r, id::GET_CONFIGURATION_SERVER_OUTPUTS));
 }
 
 /// `get-configuration.features-returned`: client bits | VDF_WriteMedia
@@ -897,7 +899,7 @@ fn open_device_ok() {
         "usable at once"
     );
     let r = c.open_device("set-dev2");
-    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "open-device.ok"));
+    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, id::OPEN_DEVICE_OK));
     assert_eq!(
         r.cell,
         Some((TableMethod::OpenDevice, ClientState::Initializing))
@@ -914,7 +916,7 @@ fn open_device_invalid_name() {
     let r = c.open_device("nope");
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_INVALID, "open-device.invalid-name")
+        (Hresult::VD_E_INVALID, id::OPEN_DEVICE_INVALID_NAME)
     );
     assert_eq!(c.state(), ClientState::Initializing);
     assert_eq!(
@@ -933,7 +935,7 @@ fn open_device_already_open() {
     let r = c.open_device(SET);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "open-device.already-open")
+        (Hresult::VD_E_PROTOCOL, id::OPEN_DEVICE_ALREADY_OPEN)
     );
     c.open_device("set-dev1").result.unwrap();
     assert_eq!(
@@ -963,7 +965,7 @@ fn open_device_all_open() {
     for name in device_names(SET, 3).iter().cycle() {
         let r = c.open_device(name);
         if r.code() == Hresult::VD_E_OPEN {
-            assert_eq!(r.clause, "open-device.all-open");
+            assert_eq!(r.clause, id::OPEN_DEVICE_ALL_OPEN);
             break;
         }
         opened += 1;
@@ -983,7 +985,7 @@ fn open_device_abort() {
     let r = c.open_device(SET);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_ABORT, "open-device.abort")
+        (Hresult::VD_E_ABORT, id::OPEN_DEVICE_ABORT)
     );
     // The world: the server aborts right after configuration, before the
     // client opens its devices; the client closes instead of hanging.
@@ -997,7 +999,7 @@ fn open_device_abort() {
     let r = d.open(ctl, SET);
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "open-device.abort")
+        (Hresult::VD_E_ABORT, Some(id::OPEN_DEVICE_ABORT))
     );
     assert_eq!(d.call(ctl, Call::Close).code, Hresult::NOERROR);
     let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
@@ -1014,7 +1016,7 @@ fn open_device_wrong_state() {
         let r = c.open_device(SET);
         assert_eq!(
             (r.code(), r.clause),
-            (Hresult::VD_E_PROTOCOL, "open-device.wrong-state")
+            (Hresult::VD_E_PROTOCOL, id::OPEN_DEVICE_WRONG_STATE)
         );
     }
     assert_eq!(aborted(1).0.open_device(SET).code(), Hresult::VD_E_ABORT);
@@ -1045,7 +1047,7 @@ fn open_device_first_is_set_name() {
     let (mut c, _ns) = initializing(3);
     assert_eq!(c.device_names(), vec!["set", "set-dev1", "set-dev2"]);
     let r = c.open_device(SET);
-    assert_eq!(r.clause, "open-device.first-is-set-name");
+    assert_eq!(r.clause, id::OPEN_DEVICE_FIRST_IS_SET_NAME);
     assert_eq!(r.result.unwrap().index, 0);
     let r = run(&spec(Operation::Backup, 3, 3), WorldConfig::new(14));
     let configured = events(&r, "link", "ToClient")[0];
@@ -1070,7 +1072,7 @@ fn get_command_ok() {
     c.deliver(ToClient::Command(cmd(1, 0, CommandCode::Write)));
     c.deliver(ToClient::Command(cmd(2, 0, CommandCode::Flush)));
     let r = ready(c.get_command(hs[0]));
-    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "get-command.ok"));
+    assert_eq!((r.code(), r.clause), (Hresult::NOERROR, id::GET_COMMAND_OK));
     assert_eq!(r.result.unwrap(), cmd(1, 0, CommandCode::Write));
     assert_eq!(c.outstanding(0), 1);
     assert_eq!(c.get_command(hs[0]).map_ready_id(), Some(2));
@@ -1098,7 +1100,7 @@ fn get_command_timeout() {
     let r = c.get_command_timeout(false);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_TIMEOUT, "get-command.timeout")
+        (Hresult::VD_E_TIMEOUT, id::GET_COMMAND_TIMEOUT)
     );
     assert_eq!(c.state(), ClientState::Active);
     let s = ClientSpec {
@@ -1134,7 +1136,7 @@ fn get_command_poll() {
     );
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_TIMEOUT, "get-command.poll")
+        (Hresult::VD_E_TIMEOUT, Some(id::GET_COMMAND_POLL))
     );
     assert_eq!(d.w.now(), t, "no waiting");
 }
@@ -1160,7 +1162,7 @@ fn get_command_infinite() {
     );
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "get-command.abort")
+        (Hresult::VD_E_ABORT, Some(id::GET_COMMAND_ABORT))
     );
     assert!(d.w.now() >= 2 * 3_600_000, "waited for the watchdog");
 }
@@ -1191,7 +1193,7 @@ fn get_command_close() {
     let r = ready(c.get_command(hs[0]));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_CLOSE, "get-command.close")
+        (Hresult::VD_E_CLOSE, id::GET_COMMAND_CLOSE)
     );
     assert_eq!(c.state(), ClientState::Active);
     assert_eq!(c.get_command(hs[1]), Blocking::Pending, "dev1 still open");
@@ -1207,7 +1209,7 @@ fn get_command_abort() {
     let r = ready(c.get_command(hs[0]));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_ABORT, "get-command.abort")
+        (Hresult::VD_E_ABORT, id::GET_COMMAND_ABORT)
     );
     assert_eq!(c.state(), ClientState::Abort);
     // A blocked call in the world, woken by a client-side SignalAbort.
@@ -1225,7 +1227,7 @@ fn get_command_abort() {
     let r = d.w.wait_call(ts[0]).unwrap();
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "get-command.abort")
+        (Hresult::VD_E_ABORT, Some(id::GET_COMMAND_ABORT))
     );
 }
 
@@ -1238,7 +1240,7 @@ fn get_command_wrong_state() {
     let r = ready(c.get_command(hs[0]));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "get-command.wrong-state")
+        (Hresult::VD_E_PROTOCOL, id::GET_COMMAND_WRONG_STATE)
     );
     let fake = DeviceHandle {
         incarnation: 1,
@@ -1271,7 +1273,7 @@ fn get_command_after_device_closed() {
         let r = ready(c.get_command(hs[0]));
         assert_eq!(
             (r.code(), r.clause),
-            (want, "get-command.after-device-closed")
+            (want, id::GET_COMMAND_AFTER_DEVICE_CLOSED)
         );
         assert_eq!(c.state(), ClientState::Active);
     }
@@ -1287,7 +1289,7 @@ fn get_command_several_outstanding() {
     }
     ready(c.get_command(hs[0]));
     let r = ready(c.get_command(hs[0]));
-    assert_eq!(r.clause, "get-command.several-outstanding");
+    assert_eq!(r.clause, id::GET_COMMAND_SEVERAL_OUTSTANDING);
     ready(c.get_command(hs[0]));
     assert_eq!(c.outstanding(0), 3);
     let (mut d, _ctl, ts, hs) = driven_backup(WorldConfig::new(19), 1, 8, pipe(1));
@@ -1311,7 +1313,7 @@ fn complete_command_ok() {
     let r = c.complete_command(hs[0], &k, Win32::ERROR_SUCCESS, 512, 0, data.clone());
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "complete-command.ok")
+        (Hresult::NOERROR, id::COMPLETE_COMMAND_OK)
     );
     let done = completions(&c);
     assert_eq!(done.len(), 1);
@@ -1335,7 +1337,7 @@ fn complete_command_invalid() {
     let r = complete(&mut c, hs[0], &never, Win32::ERROR_SUCCESS);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_INVALID, "complete-command.invalid")
+        (Hresult::VD_E_INVALID, id::COMPLETE_COMMAND_INVALID)
     );
     let k1 = ready(c.get_command(hs[1])).result.unwrap();
     assert_eq!(
@@ -1369,7 +1371,7 @@ fn complete_command_abort() {
     let r = complete(&mut c, hs[0], &k, Win32::ERROR_SUCCESS);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_ABORT, "complete-command.abort")
+        (Hresult::VD_E_ABORT, id::COMPLETE_COMMAND_ABORT)
     );
     assert!(c.out.is_empty(), "nothing reaches the server");
 }
@@ -1383,7 +1385,7 @@ fn complete_command_wrong_state() {
     let r = complete(&mut c, hs[0], &k, Win32::ERROR_SUCCESS);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "complete-command.wrong-state")
+        (Hresult::VD_E_PROTOCOL, id::COMPLETE_COMMAND_WRONG_STATE)
     );
     let (mut c, _) = initializing(1);
     let fake = DeviceHandle {
@@ -1410,7 +1412,7 @@ fn complete_command_read_only_block() {
     let r = c.complete_command(hs[0], &seen, Win32::ERROR_SUCCESS, 100, 0, Content::Empty);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "complete-command.read-only-block")
+        (Hresult::NOERROR, id::COMPLETE_COMMAND_READ_ONLY_BLOCK)
     );
     assert!(c.notes.iter().any(|n| n.what == "CommandBlockModified"));
     // The flaw writes the byte count into the block: visible on the short
@@ -1445,7 +1447,7 @@ fn complete_command_order() {
         let r = complete(&mut c, hs[0], &b, Win32::ERROR_SUCCESS);
         assert_eq!(r.code(), want, "{order:?}");
         if want != Hresult::NOERROR {
-            assert_eq!(r.clause, "complete-command.order");
+            assert_eq!(r.clause, id::COMPLETE_COMMAND_ORDER);
         }
     }
 }
@@ -1469,7 +1471,7 @@ fn complete_command_returns_buffer() {
         writes.iter().all(|e| e.detail.contains(" buf=0 ")),
         "one buffer, reused"
     );
-    assert!(cites(&r, "complete-command.returns-buffer"));
+    assert!(cites(&r, id::COMPLETE_COMMAND_RETURNS_BUFFER));
 }
 
 // ======================================================================
@@ -1486,7 +1488,10 @@ fn signal_abort_ok() {
     for mut c in sets {
         c.out.clear();
         let r = c.signal_abort();
-        assert_eq!((r.code(), r.clause), (Hresult::NOERROR, "signal-abort.ok"));
+        assert_eq!(
+            (r.code(), r.clause),
+            (Hresult::NOERROR, id::SIGNAL_ABORT_OK)
+        );
         assert_eq!(c.state(), ClientState::Abort);
         assert_eq!(c.signal_abort().code(), Hresult::NOERROR, "idempotent");
         assert_eq!(c.out, vec![ToServer::Abort], "the server is told once");
@@ -1500,7 +1505,7 @@ fn signal_abort_dne() {
     let r = c.signal_abort();
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "signal-abort.dne")
+        (Hresult::VD_E_PROTOCOL, id::SIGNAL_ABORT_DNE)
     );
     assert!(c.out.is_empty());
     assert_eq!(c.state(), ClientState::Dne);
@@ -1529,7 +1534,7 @@ fn signal_abort_effects() {
     let r = d.w.finish_driven();
     let aborted: Vec<_> = events(&r, "server", "Completion")
         .into_iter()
-        .filter(|e| e.clause == Some("signal-abort.effects"))
+        .filter(|e| e.clause == Some(id::SIGNAL_ABORT_EFFECTS))
         .collect();
     assert_eq!(aborted.len(), 8, "every outstanding command");
     assert!(
@@ -1556,7 +1561,7 @@ fn open_in_secondary_ok() {
     let r = c.open_in_secondary(1, SET);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "open-in-secondary.ok")
+        (Hresult::NOERROR, id::OPEN_IN_SECONDARY_OK)
     );
     assert_eq!(
         c.open_in_secondary(2, SET).code(),
@@ -1577,7 +1582,7 @@ fn open_in_secondary_protocol() {
     let r = c.open_in_secondary(1, SET);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "open-in-secondary.protocol")
+        (Hresult::VD_E_PROTOCOL, id::OPEN_IN_SECONDARY_PROTOCOL)
     );
     assert_eq!(c.open_in_secondary(2, "SET").code(), Hresult::VD_E_PROTOCOL);
     assert_eq!(
@@ -1597,7 +1602,7 @@ fn open_in_secondary_abort() {
     let r = c.open_in_secondary(1, SET);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_ABORT, "open-in-secondary.abort")
+        (Hresult::VD_E_ABORT, id::OPEN_IN_SECONDARY_ABORT)
     );
 }
 
@@ -1611,12 +1616,12 @@ fn buffer_handle_roundtrip() {
     let r = c.get_buffer_handle(k.buffer);
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::NOERROR, "buffer-handle.roundtrip")
+        (Hresult::NOERROR, id::BUFFER_HANDLE_ROUNDTRIP)
     );
     let handle = r.result.unwrap();
     let back = c.map_buffer_handle(handle);
     assert_eq!(back.result, Ok(BufId(7)));
-    assert_eq!(back.clause, "buffer-handle.roundtrip");
+    assert_eq!(back.clause, id::BUFFER_HANDLE_ROUNDTRIP);
 }
 
 /// `buffer-handle.protocol`: with no set open both calls return
@@ -1627,7 +1632,7 @@ fn buffer_handle_protocol() {
     let r = c.get_buffer_handle(Some(BufId(0)));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_PROTOCOL, "buffer-handle.protocol")
+        (Hresult::VD_E_PROTOCOL, id::BUFFER_HANDLE_PROTOCOL)
     );
     assert_eq!(c.map_buffer_handle(1).code(), Hresult::VD_E_PROTOCOL);
 }
@@ -1642,7 +1647,7 @@ fn buffer_handle_invalid() {
     let r = c.get_buffer_handle(Some(BufId(99)));
     assert_eq!(
         (r.code(), r.clause),
-        (Hresult::VD_E_INVALID, "buffer-handle.invalid")
+        (Hresult::VD_E_INVALID, id::BUFFER_HANDLE_INVALID)
     );
     assert_eq!(c.get_buffer_handle(None).code(), Hresult::VD_E_INVALID);
     assert_eq!(c.map_buffer_handle(0).code(), Hresult::VD_E_INVALID);
@@ -1670,7 +1675,7 @@ fn abort_client_signal() {
         "{}",
         msgs(o)
     );
-    assert!(cites(&r, "abort.client-signal"));
+    assert!(cites(&r, id::ABORT_CLIENT_SIGNAL));
     assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_ABORT); 2]);
 }
 
@@ -1737,7 +1742,7 @@ fn abort_client_death() {
             .iter()
             .all(|d| d.state == DevState::Aborted)
     );
-    assert!(cites(&r, "abort.client-death"));
+    assert!(cites(&r, id::ABORT_CLIENT_DEATH));
 }
 
 /// `abort.server-death`: the death of SQL Server aborts the set: the client
@@ -1795,7 +1800,7 @@ fn abort_statement_fails() {
         (last.number, last.text.as_str()),
         (3013, "RESTORE DATABASE is terminating abnormally.")
     );
-    assert!(cites(&r, "abort.statement-fails"));
+    assert!(cites(&r, id::ABORT_STATEMENT_FAILS));
 }
 
 // ======================================================================
@@ -1833,7 +1838,7 @@ fn term_normally_terminated() {
         if i < 2 {
             assert_eq!(c.state(), ClientState::Active);
         } else {
-            assert_eq!(r.clause, "term.normally-terminated");
+            assert_eq!(r.clause, id::TERM_NORMALLY_TERMINATED);
             assert_eq!(c.state(), ClientState::NormallyTerminated);
         }
     }
@@ -1910,7 +1915,7 @@ fn io_error_enter() {
     assert!(c.io_error(0));
     assert_eq!(c.get_command(hs[0]), Blocking::Pending);
     let r = run_plan(&spec(Operation::Backup, 1, 6), "write-fault", 32);
-    assert!(cites(&r, "io-error.enter"));
+    assert!(cites(&r, id::IO_ERROR_ENTER));
     assert_eq!(r.server_devices[0].errors, vec![Win32::ERROR_WRITE_FAULT]);
 }
 
@@ -1961,7 +1966,7 @@ fn io_error_clear_error_after_outstanding() {
     );
     complete(&mut c, hs[0], &b, Win32::ERROR_SUCCESS);
     let r = ready(c.get_command(hs[0]));
-    assert_eq!(r.clause, "io-error.clear-error-after-outstanding");
+    assert_eq!(r.clause, id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING);
     assert_eq!(r.result.unwrap().code, CommandCode::ClearError);
 }
 
@@ -1981,7 +1986,7 @@ fn io_error_clear_error_success() {
     assert!(
         c.notes
             .iter()
-            .any(|n| n.clause == "io-error.clear-error-success")
+            .any(|n| n.clause == id::IO_ERROR_CLEAR_ERROR_SUCCESS)
     );
     c.deliver(ToClient::Command(cmd(3, 0, CommandCode::Write)));
     assert_eq!(c.get_command(hs[0]).map_ready_id(), Some(3));
@@ -2022,7 +2027,7 @@ fn io_error_close_or_abort() {
         assert_eq!(device_ends(&r), vec![Some(end); 2], "{term:?}");
         let cleared = r.client.devices[0].commands.contains_key("VDC_ClearError");
         assert_eq!(cleared, clear, "{term:?}");
-        assert!(cites(&r, "io-error.close-or-abort"));
+        assert!(cites(&r, id::IO_ERROR_CLOSE_OR_ABORT));
     }
 }
 
@@ -2049,7 +2054,7 @@ fn io_error_eof() {
             eof_io
         );
         if eof_io {
-            assert!(cites(&r, "io-error.eof"));
+            assert!(cites(&r, id::IO_ERROR_EOF));
         }
     }
 }
@@ -2075,7 +2080,7 @@ fn io_error_not_supported() {
             r.client.devices[0].commands.contains_key("VDC_ClearError"),
             enters
         );
-        assert_eq!(cites(&r, "io-error.not-supported"), enters);
+        assert_eq!(cites(&r, id::IO_ERROR_NOT_SUPPORTED), enters);
     }
 }
 
@@ -2092,7 +2097,7 @@ fn io_error_disk_full() {
         "{}",
         msgs(o)
     );
-    assert!(cites(&r, "io-error.disk-full"));
+    assert!(cites(&r, id::IO_ERROR_DISK_FULL));
 }
 
 /// `io-error.end-of-media`: ERROR_END_OF_MEDIA on a non-removable device
@@ -2117,7 +2122,7 @@ fn io_error_one_device_fails() {
     assert_eq!(o.reason, Some(FailReason::DeviceError));
     assert!(has_msg(o, 3202, "vdisim-set-backup-dev2"), "{}", msgs(o));
     assert_eq!(device_ends(&r)[..2], [Some(Hresult::VD_E_ABORT); 2]);
-    assert!(cites(&r, "io-error.one-device-fails"));
+    assert!(cites(&r, id::IO_ERROR_ONE_DEVICE_FAILS));
 }
 
 // ======================================================================
@@ -2162,7 +2167,7 @@ fn watchdog_disabled() {
     assert_clean(&r);
     assert!(all_succeeded(&r));
     assert!(r.now_ms >= 600_000);
-    assert!(cites(&r, "watchdog.disabled"));
+    assert!(cites(&r, id::WATCHDOG_DISABLED));
     let mut s = spec(Operation::Backup, 1, 4);
     s.server_timeout_ms = 1_000;
     let mut cfg = WorldConfig::new(40);
@@ -2196,7 +2201,7 @@ fn watchdog_reset_on_completion() {
     let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
     assert!(o.succeeded(), "{}", msgs(&o));
     let r = d.w.finish_driven();
-    assert!(cites(&r, "watchdog.reset-on-completion"));
+    assert!(cites(&r, id::WATCHDOG_RESET_ON_COMPLETION));
 }
 
 // ======================================================================
@@ -2245,7 +2250,7 @@ fn complete_never_unrequested() {
     let r = run(&s, WorldConfig::new(43));
     assert!(all_succeeded(&r));
     assert!(!r.client.devices[0].commands.contains_key("VDC_Complete"));
-    assert!(cites(&r, "complete.never-unrequested"));
+    assert!(cites(&r, id::COMPLETE_NEVER_UNREQUESTED));
 }
 
 /// `complete.veto`: completing VDC_Complete with an error fails the BACKUP.
@@ -2263,7 +2268,7 @@ fn complete_veto() {
     );
     assert_clean(&r);
     assert_eq!(outcome(&r, 0).reason, Some(FailReason::Vetoed));
-    assert!(cites(&r, "complete.veto"));
+    assert!(cites(&r, id::COMPLETE_VETO));
 }
 
 /// `flush.several`: mid-stream Flushes arrive several times per device and
@@ -2288,7 +2293,7 @@ fn flush_several() {
         );
         assert_eq!(cmds.iter().filter(|c| *c == "VDC_Complete").count(), 1);
     }
-    assert!(cites(&r, "flush.several"));
+    assert!(cites(&r, id::FLUSH_SEVERAL));
 }
 
 /// `flush.final-veto`: without VDC_Complete an error on the final Flush
@@ -2308,7 +2313,7 @@ fn flush_final_veto() {
     let o = outcome(&r, 0);
     assert_eq!(o.reason, Some(FailReason::Vetoed));
     assert!(has_msg(o, 3202, "29("), "{}", msgs(o));
-    assert!(cites(&r, "flush.final-veto"));
+    assert!(cites(&r, id::FLUSH_FINAL_VETO));
 }
 
 /// `flush.restore-not-supported-misuse`: VDC_Flush is required: a client
@@ -2400,7 +2405,7 @@ fn restore_truncated() {
         "{}",
         msgs(o)
     );
-    assert!(cites(&r, "restore.truncated"));
+    assert!(cites(&r, id::RESTORE_TRUNCATED));
     let mut s = s.clone();
     s.server_timeout_ms = 2_000;
     s.flaws.insert(Flaw::ReadsUntilFull);
@@ -2465,7 +2470,7 @@ fn restore_early_close() {
     assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 1)));
     assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_CLOSE); 2]);
     assert_eq!(outcome(&r, 1).bytes, 64 * 1024, "the metadata prefix");
-    assert!(cites(&r, "restore.early-close"));
+    assert!(cites(&r, id::RESTORE_EARLY_CLOSE));
 }
 
 /// `restore.report-actual-bytes`: a Read completion must report the bytes
@@ -2499,7 +2504,7 @@ fn restore_report_actual_bytes() {
     let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
     assert_eq!(o.status, Status::Failed);
     let r = d.w.finish_driven();
-    assert!(cites(&r, "restore.report-actual-bytes"));
+    assert!(cites(&r, id::RESTORE_REPORT_ACTUAL_BYTES));
 }
 
 // ======================================================================
@@ -2539,7 +2544,7 @@ fn stripe_default_buffer_count() {
     let r = run(&s, cfg);
     assert!(all_succeeded(&r));
     assert_eq!(r.client.config.unwrap().buffer_area_size, 6 * 65536);
-    assert!(cites(&r, "stripe.default-buffer-count"));
+    assert!(cites(&r, id::STRIPE_DEFAULT_BUFFER_COUNT));
 }
 
 /// `stripe.device-count-mismatch`: VIRTUAL_DEVICE clauses ≠ deviceCount
@@ -2610,7 +2615,7 @@ fn command_not_supported() {
         .filter(|e| e.detail.contains("ERROR_NOT_SUPPORTED"))
         .count();
     assert_eq!(answered, 2);
-    assert!(cites(&r, "command.not-supported"));
+    assert!(cites(&r, id::COMMAND_NOT_SUPPORTED));
 }
 
 /// `command.unanswered`: a command never completed (flaw
@@ -2628,7 +2633,7 @@ fn command_unanswered() {
     }];
     let r = run(&s, WorldConfig::new(59));
     assert_eq!(outcome(&r, 0).reason, Some(FailReason::Watchdog));
-    assert!(cites(&r, "command.unanswered"));
+    assert!(cites(&r, id::COMMAND_UNANSWERED));
     s.server_timeout_ms = 0;
     let mut cfg = WorldConfig::new(59);
     cfg.budget_ms = 3_600_000;
@@ -2707,7 +2712,7 @@ fn command_short_transfer() {
     let fam = spec(Operation::Backup, 1, 2).backup_layout().families[0];
     let media = d.w.process().media[0].clone();
     let r = d.w.finish_driven();
-    assert!(cites(&r, "command.short-transfer"));
+    assert!(cites(&r, id::COMMAND_SHORT_TRANSFER));
     assert_eq!(media.len(), fam.len);
     assert!(
         media.is_stream(fam.origin, 0, fam.len),
@@ -2868,7 +2873,7 @@ fn server_open_missing_set() {
     assert_eq!(o.reason, Some(FailReason::OpenFailed));
     assert!(has_msg(&o, 3201, "'no-such-set'"), "{}", msgs(&o));
     let r = d.w.finish_driven();
-    assert!(cites(&r, "server.open-missing-set"));
+    assert!(cites(&r, id::SERVER_OPEN_MISSING_SET));
 }
 
 /// `server.outcome-messages`: success prints 4035 and the 3014 line;
@@ -2907,7 +2912,7 @@ fn server_send_command_rejected() {
     let o = outcome(&r, 1);
     assert_eq!(o.reason, Some(FailReason::DeviceError));
     assert!(has_msg(o, 3203, "6(The handle is invalid.)"), "{}", msgs(o));
-    assert!(cites(&r, "server.send-command-rejected"));
+    assert!(cites(&r, id::SERVER_SEND_COMMAND_REJECTED));
 }
 
 /// `server.queue-depth`: the server keeps several commands in flight per
@@ -2944,7 +2949,7 @@ fn server_begin_configuration_order() {
             "timeout"
         ]
     );
-    assert_eq!(begin.clause, Some("server.begin-configuration-order"));
+    assert_eq!(begin.clause, Some(id::SERVER_BEGIN_CONFIGURATION_ORDER));
 }
 
 /// `timeout.milliseconds`: GetConfiguration and GetCommand timeouts are
@@ -3132,30 +3137,30 @@ fn client_table_cells() {
 /// Clauses of `vdi_spec::clauses::all()` the simulator does not stage, each
 /// with the reason. Every other clause (the 42 `table.*` cells aside, which
 /// `client_table_cells` covers) must appear verbatim in some test's doc
-/// comment here or in `sim/src`.
-const NOT_STAGED: &[&str] = &[
+/// comment here or in `sim/model/src` or `sim/world/src`.
+const NOT_STAGED: &[ClauseId] = &[
     // ABI facts: vtable slots, Linux symbols and struct layouts are checked
     // by the spec crate's layout tests and the stand-in library, not by a
     // model of the protocol.
-    "abi.com-vtables",
-    "abi.linux-classes",
-    "abi.layouts",
+    id::ABI_COM_VTABLES,
+    id::ABI_LINUX_CLASSES,
+    id::ABI_LAYOUTS,
     // The model has no OS security: no process DACL is modified.
-    "create.dacl",
+    id::CREATE_DACL,
     // COM registration and administrator rights are outside the model: no
     // staged failure returns E_ACCESSDENIED or VD_E_SECURITY.
-    "create.access-denied",
+    id::CREATE_ACCESS_DENIED,
     // The model's Create does not read the process environment
     // (_VIRTUAL_SERVER_NAME_).
-    "create.legacy-env",
+    id::CREATE_LEGACY_ENV,
     // COM Release / C++ delete of interfaces is not modelled: handles are
     // plain values.
-    "close.release-after-close",
+    id::CLOSE_RELEASE_AFTER_CLOSE,
     // No files behind disk-like devices: SetEndOfFile has nothing to act on.
-    "flush.disk-sets-eof",
+    id::FLUSH_DISK_SETS_EOF,
     // Secondary client processes share the primary's device table; they
     // have no lifetime of their own that could end.
-    "abort.secondary-death-undetected",
+    id::ABORT_SECONDARY_DEATH_UNDETECTED,
 ];
 
 fn is_id_char(c: char) -> bool {
@@ -3194,7 +3199,7 @@ fn test_docs(src: &str) -> Vec<String> {
 
 fn rust_sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("sim/src is readable")
+        .expect("the model's and the world's sources are readable")
         .map(|e| e.expect("an entry").path())
         .collect();
     entries.sort();
@@ -3214,11 +3219,10 @@ fn rust_sources(dir: &std::path::Path, out: &mut Vec<(String, String)>) {
 #[test]
 fn every_implemented_clause_has_a_test() {
     let own = include_str!("clauses.rs");
-    let mut sources = vec![("sim/tests/clauses.rs".to_string(), own.to_string())];
-    rust_sources(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
-        &mut sources,
-    );
+    let mut sources = vec![("sim/world/tests/clauses.rs".to_string(), own.to_string())];
+    let sim = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    rust_sources(&sim.join("model/src"), &mut sources);
+    rust_sources(&sim.join("world/src"), &mut sources);
     let docs: Vec<String> = sources.iter().flat_map(|(_, s)| test_docs(s)).collect();
     assert!(docs.len() > 100, "test doc comments found: {}", docs.len());
     let own_fns: Vec<&str> = own
@@ -3228,13 +3232,16 @@ fn every_implemented_clause_has_a_test() {
         .collect();
     let catalog = vdi_spec::clauses::all();
     for id in NOT_STAGED {
-        assert!(catalog.iter().any(|c| c.id == *id), "{id} is not a clause");
-        assert!(!id.starts_with("table."));
+        assert!(
+            catalog.iter().any(|c| c.id == id.as_str()),
+            "{id} is not a clause"
+        );
+        assert!(!id.as_str().starts_with("table."));
     }
     let mut missing = Vec::new();
     let mut unnamed = Vec::new();
     for c in catalog {
-        if c.id.starts_with("table.") || NOT_STAGED.contains(&c.id) {
+        if c.id.starts_with("table.") || NOT_STAGED.iter().any(|n| n.as_str() == c.id) {
             continue;
         }
         if !docs.iter().any(|d| mentions(d, c.id)) {
@@ -3260,4 +3267,21 @@ fn every_implemented_clause_has_a_test() {
         .count();
     assert_eq!(cells, 42);
     assert!(own_fns.contains(&"client_table_cells"));
+}
+
+/// world.bounded: a run that reaches the scheduler's step bound without
+/// finishing, hanging or spending its budget is reported as a violation
+/// (the world never runs unbounded).
+#[test]
+fn world_bounded() {
+    let mut cfg = WorldConfig::new(1);
+    cfg.max_steps = 25;
+    let r = run(&spec(Operation::Backup, 1, 8), cfg);
+    assert_eq!(r.end, End::StepLimit);
+    assert_eq!(r.steps, 25);
+    assert!(
+        r.violations.iter().any(|v| id::WORLD_BOUNDED == v.clause),
+        "{:?}",
+        r.violations
+    );
 }

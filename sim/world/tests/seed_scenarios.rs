@@ -20,6 +20,7 @@ use vdi_model::statement::{ServerPlan, StatementKind};
 use vdi_model::trace::Trace;
 use vdi_sim::simulate;
 use vdi_sim::world::{End, RunResult, WorldConfig};
+use vdi_spec::id;
 use vdi_spec::{Hresult, TransferOptions};
 
 const DATA: u64 = 4 * CHUNK;
@@ -78,7 +79,7 @@ fn close_with_devices_open() {
     let dev1 = d.w.add_thread("dev1", Some(1));
 
     let r = d.create(ctl, "seed-close", pipe(2));
-    assert_eq!((r.code, r.clause), (Hresult::NOERROR, "create.ok"));
+    assert_eq!((r.code, r.clause), (Hresult::NOERROR, Some(id::CREATE_OK)));
     d.w.send_statement(statement(
         StatementKind::BackupDatabase,
         "seed-close",
@@ -88,15 +89,18 @@ fn close_with_devices_open() {
     let r = d.get_configuration(ctl);
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::NOERROR, "get-configuration.waits")
+        (Hresult::NOERROR, Some(id::GET_CONFIGURATION_WAITS))
     );
     let r0 = d.open(ctl, "seed-close");
     assert_eq!(
         (r0.code, r0.clause),
-        (Hresult::NOERROR, "open-device.first-is-set-name")
+        (Hresult::NOERROR, Some(id::OPEN_DEVICE_FIRST_IS_SET_NAME))
     );
     let r1 = d.open(ctl, "seed-close-dev1");
-    assert_eq!((r1.code, r1.clause), (Hresult::NOERROR, "open-device.ok"));
+    assert_eq!(
+        (r1.code, r1.clause),
+        (Hresult::NOERROR, Some(id::OPEN_DEVICE_OK))
+    );
     let (h0, h1) = (handle(&r0), handle(&r1));
 
     // A couple of commands: one Write on each device.
@@ -111,14 +115,14 @@ fn close_with_devices_open() {
     let r = d.call(ctl, Call::Close);
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_OPEN, "close.devices-open"),
+        (Hresult::VD_E_OPEN, Some(id::CLOSE_DEVICES_OPEN)),
         "Close with devices open returns VD_E_OPEN"
     );
     // Released: the old handles are dead.
     let g = d.get_command(dev0, h0);
     assert_eq!(
         (g.code, g.clause),
-        (Hresult::VD_E_PROTOCOL, "close.invalidates-devices")
+        (Hresult::VD_E_PROTOCOL, Some(id::CLOSE_INVALIDATES_DEVICES))
     );
 
     let o =
@@ -323,7 +327,7 @@ fn reuse_after_close() {
     let dev0 = d.w.add_thread("dev0", Some(0));
 
     let r = d.create(ctl, "seed-reuse", pipe(1));
-    assert_eq!((r.code, r.clause), (Hresult::NOERROR, "create.ok"));
+    assert_eq!((r.code, r.clause), (Hresult::NOERROR, Some(id::CREATE_OK)));
     d.w.send_statement(statement(
         StatementKind::BackupDatabase,
         "seed-reuse",
@@ -335,7 +339,10 @@ fn reuse_after_close() {
     assert_eq!(d.serve(dev0, h), Hresult::VD_E_CLOSE);
 
     let r = d.call(ctl, Call::Close);
-    assert_eq!((r.code, r.clause), (Hresult::NOERROR, "close.all-finished"));
+    assert_eq!(
+        (r.code, r.clause),
+        (Hresult::NOERROR, Some(id::CLOSE_ALL_FINISHED))
+    );
     let o =
         d.w.wait_statement(Timeout::Infinite)
             .expect("ends")
@@ -347,19 +354,19 @@ fn reuse_after_close() {
     let r = d.create(ctl, "seed-reuse", pipe(1));
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::NOERROR, "close.reuse"),
+        (Hresult::NOERROR, Some(id::CLOSE_REUSE)),
         "Create again on the same object after Close"
     );
     let g = d.get_command(dev0, h);
     assert_eq!(
         (g.code, g.clause),
-        (use_after_close, "close.invalidates-devices"),
+        (use_after_close, Some(id::CLOSE_INVALIDATES_DEVICES)),
         "a device handle of the closed set is refused"
     );
     let r = d.call(ctl, Call::Close);
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::NOERROR, "table.close.configurable")
+        (Hresult::NOERROR, Some(id::TABLE_CLOSE_CONFIGURABLE))
     );
 
     let r = d.w.finish_driven();
@@ -421,17 +428,17 @@ fn injected_server_abort_wakes_blocked_get_command() {
     let g = d.w.wait_call(dev0).expect("the blocked call returns");
     assert_eq!(
         (g.code, g.clause),
-        (Hresult::VD_E_ABORT, "get-command.abort")
+        (Hresult::VD_E_ABORT, Some(id::GET_COMMAND_ABORT))
     );
     let r = d.open(ctl, "seed-inject-dev1");
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "open-device.abort")
+        (Hresult::VD_E_ABORT, Some(id::OPEN_DEVICE_ABORT))
     );
     let r = d.get_configuration(ctl);
     assert_eq!(
         (r.code, r.clause),
-        (Hresult::VD_E_ABORT, "get-configuration.abort")
+        (Hresult::VD_E_ABORT, Some(id::GET_CONFIGURATION_ABORT))
     );
     let r = d.call(ctl, Call::Close);
     assert_eq!(r.code, Hresult::NOERROR, "only Close is useful, and works");

@@ -6,8 +6,9 @@
 //! faults the client side applies ([`client_faults`]).
 //!
 //! The layers import one way: `library`, `harness` and `client_faults` (pure
-//! state) at the bottom; `driver` and `perform` (one call through the
-//! library) above them; `program` on top.
+//! state) at the bottom; `shared` (a case's state and the library) above
+//! them; `perform` (one call through the library); `driver` (workers and
+//! the case lifecycle); `program` (built-in client programs) on top.
 //!
 //! # Without the harness symbols
 //!
@@ -25,10 +26,12 @@ pub mod harness;
 pub mod library;
 mod perform;
 pub mod program;
+pub mod shared;
 
-pub use driver::{Abi, AbiDriver, Ptr};
+pub use driver::AbiDriver;
 pub use harness::Harness;
 pub use library::{ENV_LIBRARY, library_path, load, profile_dir, symbol};
+pub use shared::{Abi, Ptr};
 
 use std::time::Duration;
 

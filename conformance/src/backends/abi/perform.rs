@@ -11,7 +11,7 @@
 //! "tampers" with a command (a size that differs from the block) writes the
 //! new field into the block, as a careless client would.
 
-use super::driver::{Ptr, Shared, reply};
+use super::shared::{Ptr, Shared, reply};
 use crate::backend::BackendError;
 use vdi_model::call::{Call, Reply, Value};
 use vdi_model::client::DeviceHandle;

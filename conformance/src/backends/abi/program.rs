@@ -26,9 +26,10 @@
 
 use super::HANG_AFTER;
 use super::client_faults;
-use super::driver::{AbiDriver, Shared};
+use super::driver::AbiDriver;
 use super::harness::Harness;
 use super::perform::perform;
+use super::shared::Shared;
 use crate::backend::{BackendError, CaseSetup};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,6 +44,7 @@ use vdi_model::programs::{Action, ClientSpec, Operation, Program};
 use vdi_model::statement::Statement;
 use vdi_sim::world::{End, RunResult};
 use vdi_spec::Hresult;
+use vdi_spec::id;
 
 /// Longest real time a program case may run before it is ended as a hang.
 const MAX_REAL: Duration = Duration::from_secs(60);
@@ -221,7 +223,7 @@ impl Exec {
                         self.fail(e);
                         return;
                     }
-                    last = Some(Reply::code(Hresult::NOERROR, ""));
+                    last = Some(Reply::code(Hresult::NOERROR, None));
                 }
                 Action::WaitStatement { timeout } => match self.wait_statement(i, who, timeout) {
                     Some(r) => last = Some(r),
@@ -237,7 +239,7 @@ impl Exec {
                 } => {
                     self.sh.st().emit(who, "Spawn", w.clone(), None);
                     self.spawn(w, d, p);
-                    last = Some(Reply::code(Hresult::NOERROR, ""));
+                    last = Some(Reply::code(Hresult::NOERROR, None));
                 }
                 Action::Join => {
                     self.set(i, ThreadRun::Forever);
@@ -256,7 +258,7 @@ impl Exec {
                     }
                     drop(c);
                     self.set(i, ThreadRun::Busy);
-                    last = Some(Reply::code(Hresult::NOERROR, ""));
+                    last = Some(Reply::code(Hresult::NOERROR, None));
                 }
                 Action::Exit => {
                     self.sh.st().emit(who, "Exit", String::new(), None);
@@ -335,7 +337,7 @@ impl Exec {
                 Some(u) if now >= u => {
                     break Some(Reply {
                         code: Hresult::VD_E_TIMEOUT,
-                        clause: "server.outcome-messages",
+                        clause: Some(id::SERVER_OUTCOME_MESSAGES),
                         value: Value::None,
                     });
                 }
@@ -348,11 +350,11 @@ impl Exec {
                         who,
                         "WaitStatement",
                         format!("-> {:?}", o.status),
-                        Some("term.outcome-decides"),
+                        Some(id::TERM_OUTCOME_DECIDES),
                     );
                     break Some(Reply {
                         code: Hresult::NOERROR,
-                        clause: "term.outcome-decides",
+                        clause: Some(id::TERM_OUTCOME_DECIDES),
                         value: Value::Outcome(o),
                     });
                 }

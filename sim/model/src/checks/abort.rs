@@ -4,6 +4,7 @@
 
 use super::Violation;
 use crate::msg::DevIx;
+use vdi_spec::id;
 use vdi_spec::{ClientState, CommandCode};
 
 /// The violation of a command `code` fetched by device `dev` while the set
@@ -15,7 +16,7 @@ pub fn command_after_abort(
     code: CommandCode,
 ) -> Option<Violation> {
     (aborted && state == ClientState::Abort).then(|| Violation {
-        clause: "abort.no-commands-after".into(),
+        clause: id::ABORT_NO_COMMANDS_AFTER.into(),
         what: format!("dev{dev} received {} after abort", code.name()),
     })
 }

@@ -4,7 +4,8 @@
 //! parameter that decides an open choice.
 
 use super::Violation;
-use vdi_spec::{ClientState, Hresult, Profile, TableMethod};
+use vdi_spec::id;
+use vdi_spec::{ClauseId, ClientState, Hresult, Profile, TableMethod};
 
 /// Whether `code`, returned by `m` in state `st` under the decision of
 /// `clause`, is documented.
@@ -13,7 +14,7 @@ pub fn documented(
     m: TableMethod,
     st: ClientState,
     code: Hresult,
-    clause: &str,
+    clause: ClauseId,
 ) -> bool {
     vdi_spec::tables::client_cell(m, st).allows(code)
         || (vdi_spec::tables::documented_codes(m).contains(&code)
@@ -24,10 +25,10 @@ pub fn documented(
                     | Hresult::VD_E_ABORT
                     | Hresult::VD_E_CLOSE
             ))
-        || (clause == "close.invalidates-devices" && code == p.use_after_close_code)
-        || (clause == "get-command.after-device-closed" && code == Hresult::VD_E_PROTOCOL)
-        || (clause == "create.illegal-name" && code == p.create_illegal_name_code)
-        || (clause == "create.name-in-use" && code == p.create_name_in_use_code)
+        || (clause == id::CLOSE_INVALIDATES_DEVICES && code == p.use_after_close_code)
+        || (clause == id::GET_COMMAND_AFTER_DEVICE_CLOSED && code == Hresult::VD_E_PROTOCOL)
+        || (clause == id::CREATE_ILLEGAL_NAME && code == p.create_illegal_name_code)
+        || (clause == id::CREATE_NAME_IN_USE && code == p.create_name_in_use_code)
 }
 
 /// The violation of a call that returned an undocumented code, if it did.
@@ -35,7 +36,7 @@ pub fn check(
     p: &Profile,
     cell: (TableMethod, ClientState),
     code: Hresult,
-    clause: &str,
+    clause: ClauseId,
 ) -> Option<Violation> {
     let (m, st) = cell;
     if documented(p, m, st, code, clause) {

@@ -7,6 +7,7 @@
 use super::Violation;
 use crate::content::Content;
 use crate::statement::BackupRecord;
+use vdi_spec::id;
 
 /// The violations of a backup recorded as `rec` whose client media are
 /// `media`, when the backup `succeeded`.
@@ -19,7 +20,7 @@ pub fn backup_delivered(succeeded: bool, media: &[Content], rec: &BackupRecord) 
         let got = media.get(k).cloned().unwrap_or_default();
         if !got.is_stream(fam.origin, 0, fam.len) {
             out.push(Violation {
-                clause: "restore.byte-identical".into(),
+                clause: id::RESTORE_BYTE_IDENTICAL.into(),
                 what: format!(
                     "backup succeeded but device {k} holds {} bytes that are not the family's {} bytes",
                     got.len(),

@@ -2,6 +2,7 @@
 //! reads in issue order, short transfers, probes and ClearError.
 
 use super::*;
+use vdi_spec::id;
 
 impl ServerHalf {
     // ------------------------------------------------------------------
@@ -39,7 +40,7 @@ impl ServerHalf {
     ) {
         if !self.running {
             let clause = if self.state == ServerState::AbnormallyTerminated {
-                Some("signal-abort.effects")
+                Some(id::SIGNAL_ABORT_EFFECTS)
             } else {
                 None
             };
@@ -92,7 +93,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "Watchdog",
-                Some("watchdog.reset-on-completion"),
+                Some(id::WATCHDOG_RESET_ON_COMPLETION),
                 "completion id={}: deadline {}",
                 id.0,
                 match self.next_deadline() {
@@ -115,7 +116,7 @@ impl ServerHalf {
             return;
         }
         let clause = if code.has_buffer() && c.code == Win32::ERROR_SUCCESS {
-            Some("complete-command.returns-buffer")
+            Some(id::COMPLETE_COMMAND_RETURNS_BUFFER)
         } else {
             None
         };
@@ -163,7 +164,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "Redo",
-                        Some("io-error.reject-new"),
+                        Some(id::IO_ERROR_REJECT_NEW),
                         "dev={d} id={} read not performed: request cursor back to {}",
                         r.id.0,
                         dev.issued
@@ -190,7 +191,7 @@ impl ServerHalf {
                             tr,
                             now,
                             "Redo",
-                            Some("io-error.reject-new"),
+                            Some(id::IO_ERROR_REJECT_NEW),
                             "dev={d} id={} write not performed: {} bytes at {} sent again after ClearError",
                             slot.id.0,
                             slot.size,
@@ -202,7 +203,7 @@ impl ServerHalf {
                             tr,
                             now,
                             "Redo",
-                            Some("io-error.reject-new"),
+                            Some(id::IO_ERROR_REJECT_NEW),
                             "dev={d} id={} probe {} not performed; not sent again",
                             slot.id.0,
                             slot.code
@@ -261,7 +262,7 @@ impl ServerHalf {
         if is_eof(code) && self.client_enters_io_error(code) && self.devs[d].io_error.is_none() {
             // The client half is in IO-ERROR from now on; whether this EOF
             // is the normal end is decided when it is verified in order.
-            self.enter_io_error(now, d, code, IoErr::Eof, Some("io-error.eof"), tr);
+            self.enter_io_error(now, d, code, IoErr::Eof, Some(id::IO_ERROR_EOF), tr);
             self.send_clear_error(now, d, out, tr);
         }
         if code != Win32::ERROR_SUCCESS && !is_eof(code) {
@@ -323,7 +324,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "BadCount",
-                Some("restore.report-actual-bytes"),
+                Some(id::RESTORE_REPORT_ACTUAL_BYTES),
                 "dev={d} id={} reports {} bytes for a {}-byte read holding {} bytes",
                 slot.id.0,
                 bytes,
@@ -337,7 +338,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "BadMedia",
-                Some("restore.byte-identical"),
+                Some(id::RESTORE_BYTE_IDENTICAL),
                 "dev={d} id={} bytes={} at stream offset {}: not the bytes written",
                 slot.id.0,
                 bytes,
@@ -362,7 +363,7 @@ impl ServerHalf {
             tr,
             now,
             "Verified",
-            Some("restore.byte-identical"),
+            Some(id::RESTORE_BYTE_IDENTICAL),
             "dev={d} id={} pos={} bytes={} verified={}/{}",
             slot.id.0,
             slot.pos,
@@ -377,7 +378,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "EndOfStream",
-                    Some("restore.eof"),
+                    Some(id::RESTORE_EOF),
                     "dev={d} {code}: family ended normally at {}",
                     dev.done
                 );
@@ -386,7 +387,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "Truncated",
-                    Some("restore.truncated"),
+                    Some(id::RESTORE_TRUNCATED),
                     "dev={d} {code} at {} of {}",
                     dev.done,
                     dev.len
@@ -394,7 +395,14 @@ impl ServerHalf {
                 // With `eof-enters-io-error` the device is already in
                 // IO-ERROR (a ClearError is on its way): now a fatal one.
                 let io = if dev.io_error.is_some() {
-                    self.enter_io_error(now, d, code, IoErr::Fatal, Some("restore.truncated"), tr);
+                    self.enter_io_error(
+                        now,
+                        d,
+                        code,
+                        IoErr::Fatal,
+                        Some(id::RESTORE_TRUNCATED),
+                        tr,
+                    );
                     Some(d)
                 } else {
                     None
@@ -426,7 +434,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "ShortTransfer",
-                        Some("command.short-transfer"),
+                        Some(id::COMMAND_SHORT_TRANSFER),
                         "dev={d} id={} read {bytes} of {} as success: request cursor back to {}",
                         slot.id.0,
                         slot.size,
@@ -465,7 +473,7 @@ impl ServerHalf {
             tr,
             now,
             "ShortTransfer",
-            Some("command.short-transfer"),
+            Some(id::COMMAND_SHORT_TRANSFER),
             "dev={d} id={} {verb} {bytes} of {size} as success: {why}",
             id.0
         );
@@ -509,7 +517,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "ShortTransfer",
-                Some("command.short-transfer"),
+                Some(id::COMMAND_SHORT_TRANSFER),
                 "dev={d}: {} zero-byte transfers in a row; giving up",
                 dev.stalls
             );
@@ -556,7 +564,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "ClientMisuse",
-                Some("flush.restore-not-supported-misuse"),
+                Some(id::FLUSH_RESTORE_NOT_SUPPORTED_MISUSE),
                 "dev={d} VDC_Flush -> {code}: every client must support VDC_Flush"
             );
         }
@@ -566,7 +574,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "ExtraAnswered",
-                    Some("command.not-supported"),
+                    Some(id::COMMAND_NOT_SUPPORTED),
                     "dev={d} {} -> {code}: not performed; the device is in IO-ERROR until cleared",
                     slot.code
                 );
@@ -576,7 +584,7 @@ impl ServerHalf {
                         d,
                         code,
                         IoErr::Probe,
-                        Some("io-error.not-supported"),
+                        Some(id::IO_ERROR_NOT_SUPPORTED),
                         tr,
                     );
                     self.send_clear_error(now, d, out, tr);
@@ -588,7 +596,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "ExtraAnswered",
-                    Some("command.not-supported"),
+                    Some(id::COMMAND_NOT_SUPPORTED),
                     "dev={d} {} -> {code}: carry on",
                     slot.code
                 );
@@ -604,11 +612,11 @@ impl ServerHalf {
         if code != Win32::ERROR_SUCCESS {
             // Not a success: IO-ERROR, and the statement fails.
             let (reason, clause) = match slot.kind {
-                Kind::FinalFlush => (FailReason::Vetoed, "flush.final-veto"),
-                Kind::Complete => (FailReason::Vetoed, "complete.veto"),
-                _ => (FailReason::DeviceError, "io-error.enter"),
+                Kind::FinalFlush => (FailReason::Vetoed, id::FLUSH_FINAL_VETO),
+                Kind::Complete => (FailReason::Vetoed, id::COMPLETE_VETO),
+                _ => (FailReason::DeviceError, id::IO_ERROR_ENTER),
             };
-            if clause != "io-error.enter" {
+            if clause != id::IO_ERROR_ENTER {
                 ev!(
                     tr,
                     now,
@@ -666,7 +674,7 @@ impl ServerHalf {
                                 tr,
                                 now,
                                 "ShortTransfer",
-                                Some("command.short-transfer"),
+                                Some(id::COMMAND_SHORT_TRANSFER),
                                 "dev={d} id={} wrote {bytes} of {} as success: reissue {rest} bytes at {pos}",
                                 c.id.0,
                                 slot.size
@@ -703,7 +711,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "ClearErrorFailed",
-                Some("io-error.close-or-abort"),
+                Some(id::IO_ERROR_CLOSE_OR_ABORT),
                 "dev={d} VDC_ClearError -> {code}: abort"
             );
             if self.failure.is_none() {
@@ -720,7 +728,7 @@ impl ServerHalf {
             return self.server_abort(
                 now,
                 FailReason::DeviceError,
-                Some("io-error.close-or-abort"),
+                Some(id::IO_ERROR_CLOSE_OR_ABORT),
                 out,
                 tr,
             );
@@ -729,7 +737,7 @@ impl ServerHalf {
             tr,
             now,
             "ClearErrorDone",
-            Some("io-error.clear-error-success"),
+            Some(id::IO_ERROR_CLEAR_ERROR_SUCCESS),
             "dev={d} back to Active"
         );
         let dev = &mut self.devs[d];
@@ -749,7 +757,7 @@ impl ServerHalf {
                     .as_ref()
                     .map(|f| f.reason)
                     .unwrap_or(FailReason::DeviceError);
-                self.server_abort(now, reason, Some("io-error.close-or-abort"), out, tr);
+                self.server_abort(now, reason, Some(id::IO_ERROR_CLOSE_OR_ABORT), out, tr);
             }
             Term::ClearThenClose | Term::DrainThenClose | Term::None => {}
         }

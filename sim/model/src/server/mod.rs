@@ -92,9 +92,10 @@ use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use vdi_spec::id;
 use vdi_spec::layout::limits;
 use vdi_spec::profile::{ErrorTermination, ShortTransfer};
-use vdi_spec::{CommandCode, Features, Profile, ServerState, VdConfig, Win32};
+use vdi_spec::{ClauseId, CommandCode, Features, Profile, ServerState, VdConfig, Win32};
 
 /// Consecutive zero-byte short transfers tolerated on one device under
 /// `short-transfer = reissue` before the server gives up (a bound, so a
@@ -589,7 +590,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "Outcome",
-                Some("abort.server-death"),
+                Some(id::ABORT_SERVER_DEATH),
                 "Failed ServerDied (server is dead)"
             );
             return;
@@ -615,14 +616,14 @@ impl ServerHalf {
                 tr,
                 now,
                 "Open",
-                Some("server.open-missing-set"),
+                Some(id::SERVER_OPEN_MISSING_SET),
                 "name=\"{first}\" -> VD_E_INVALID (0x80770006)"
             );
             self.finish_failed(
                 now,
                 FailReason::OpenFailed,
                 vec![messages::cannot_open(&first)],
-                Some("server.open-missing-set"),
+                Some(id::SERVER_OPEN_MISSING_SET),
                 tr,
             );
             return;
@@ -657,14 +658,14 @@ impl ServerHalf {
                 tr,
                 now,
                 "DeviceCountMismatch",
-                Some("stripe.device-count-mismatch"),
+                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
                 "VIRTUAL_DEVICE clauses={n_stmt} deviceCount={n_cfg}"
             );
             self.abort_before_config(
                 now,
                 FailReason::DeviceCountMismatch,
                 messages::device_count(&first, n_stmt, n_cfg),
-                Some("stripe.device-count-mismatch"),
+                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
                 out,
                 tr,
             );
@@ -676,7 +677,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "DeviceCountMismatch",
-                Some("stripe.device-count-mismatch"),
+                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
                 "tolerated by the profile: using {n} of {n_stmt} VIRTUAL_DEVICE clauses"
             );
         }
@@ -715,7 +716,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "BlockSizeMismatch",
-                    Some("restore.read-sizes"),
+                    Some(id::RESTORE_READ_SIZES),
                     "backup BLOCKSIZE={} restore BLOCKSIZE={}",
                     rec.block_size,
                     opts.block_size
@@ -725,7 +726,7 @@ impl ServerHalf {
                     now,
                     FailReason::BadMedia,
                     m,
-                    Some("restore.read-sizes"),
+                    Some(id::RESTORE_READ_SIZES),
                     out,
                     tr,
                 );
@@ -767,7 +768,7 @@ impl ServerHalf {
             tr,
             now,
             "BeginConfiguration",
-            Some("server.begin-configuration-order"),
+            Some(id::SERVER_BEGIN_CONFIGURATION_ORDER),
             "features={:#010x} blockSize={} alignment={} maxTransferSize={} timeout=0",
             features.0,
             opts.block_size,
@@ -778,7 +779,7 @@ impl ServerHalf {
             tr,
             now,
             "FeaturesReturned",
-            Some("get-configuration.features-returned"),
+            Some(id::GET_CONFIGURATION_FEATURES_RETURNED),
             "{} = client {} | {}",
             features,
             client,
@@ -788,7 +789,7 @@ impl ServerHalf {
             tr,
             now,
             "CompleteNegotiation",
-            Some("complete.negotiation"),
+            Some(id::COMPLETE_NEGOTIATION),
             "VDF_RequestComplete {} server-supports-complete={} -> VDF_CompleteEnabled {}",
             if asked { "requested" } else { "not requested" },
             self.profile.server_supports_complete,
@@ -802,7 +803,7 @@ impl ServerHalf {
             tr,
             now,
             "RequestBuffers",
-            Some("stripe.shared-buffers"),
+            Some(id::STRIPE_SHARED_BUFFERS),
             "count={} size={} shared by {} devices",
             buffers,
             opts.max_transfer_size,
@@ -813,7 +814,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "RequestBuffers",
-                Some("stripe.default-buffer-count"),
+                Some(id::STRIPE_DEFAULT_BUFFER_COUNT),
                 "no BUFFERCOUNT: {} devices x default-buffer-count-per-device {}",
                 n,
                 self.profile.default_buffer_count_per_device
@@ -823,7 +824,7 @@ impl ServerHalf {
             tr,
             now,
             "QueueDepth",
-            Some("server.queue-depth"),
+            Some(id::SERVER_QUEUE_DEPTH),
             "up to {} commands in flight per device",
             self.qd
         );
@@ -831,7 +832,7 @@ impl ServerHalf {
             tr,
             now,
             "EndConfiguration",
-            Some("get-configuration.server-outputs"),
+            Some(id::GET_CONFIGURATION_SERVER_OUTPUTS),
             "blockSize={} maxIODepth={} maxTransferSize={} bufferAreaSize={}",
             cfg.block_size,
             cfg.max_io_depth,
@@ -847,7 +848,7 @@ impl ServerHalf {
             tr,
             now,
             "Configured",
-            Some("command.pipe-only"),
+            Some(id::COMMAND_PIPE_ONLY),
             "stream commands: {}{}",
             if self.kind.is_backup() {
                 "VDC_Write, VDC_Flush, VDC_ClearError"
@@ -866,7 +867,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "Watchdog",
-                Some("watchdog.disabled"),
+                Some(id::WATCHDOG_DISABLED),
                 "serverTimeOut={} watchdog-factor={}: disabled",
                 set.cfg.server_time_out,
                 self.profile.watchdog_factor
@@ -878,7 +879,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "Watchdog",
-                Some("watchdog.fires"),
+                Some(id::WATCHDOG_FIRES),
                 "armed: {} x serverTimeOut {} ms = {} ms with nothing completing",
                 self.profile.watchdog_factor,
                 set.cfg.server_time_out,
@@ -915,7 +916,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "OpenDevice",
-                    Some("stripe.distribution"),
+                    Some(id::STRIPE_DISTRIBUTION),
                     "dev={k} name=\"{name}\" family origin={origin:#018x} len={len}"
                 );
             } else {
@@ -934,7 +935,7 @@ impl ServerHalf {
                             tr,
                             now,
                             "ExtraRefused",
-                            Some("complete.never-unrequested"),
+                            Some(id::COMPLETE_NEVER_UNREQUESTED),
                             "dev={k} VDC_Complete probe not sent: VDF_CompleteEnabled was not returned"
                         );
                     } else {
@@ -998,7 +999,7 @@ impl ServerHalf {
         now: u64,
         reason: FailReason,
         msg: SqlMessage,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
@@ -1009,7 +1010,7 @@ impl ServerHalf {
             tr,
             now,
             "SignalAbort",
-            Some("abort.server-signal"),
+            Some(id::ABORT_SERVER_SIGNAL),
             "before configuration: {reason:?}"
         );
         self.finish_failed(now, reason, vec![msg], clause, tr);
@@ -1047,7 +1048,7 @@ impl ServerHalf {
             tr,
             now,
             "Watchdog",
-            Some("watchdog.fires"),
+            Some(id::WATCHDOG_FIRES),
             "{} commands outstanding, nothing completed since {} ({} ms): SignalAbort",
             self.outstanding,
             self.wd_anchor,
@@ -1057,7 +1058,7 @@ impl ServerHalf {
             tr,
             now,
             "Watchdog",
-            Some("command.unanswered"),
+            Some(id::COMMAND_UNANSWERED),
             "unanswered commands stalled the set"
         );
         let extra = self.aborted_messages();
@@ -1072,7 +1073,7 @@ impl ServerHalf {
                 })
             }
         }
-        self.server_abort(now, FailReason::Watchdog, Some("watchdog.fires"), out, tr);
+        self.server_abort(now, FailReason::Watchdog, Some(id::WATCHDOG_FIRES), out, tr);
     }
 
     /// Server-side SignalAbort requested by the fault plan (KILL).
@@ -1092,7 +1093,7 @@ impl ServerHalf {
         self.server_abort(
             now,
             FailReason::ServerAbort,
-            Some("abort.server-signal"),
+            Some(id::ABORT_SERVER_SIGNAL),
             out,
             tr,
         );
@@ -1127,7 +1128,7 @@ impl ServerHalf {
             tr,
             now,
             "CloseDevice",
-            Some("restore.early-close"),
+            Some(id::RESTORE_EARLY_CLOSE),
             "dev={d} early; {} commands still outstanding on it",
             self.devs[d].outstanding
         );
@@ -1154,14 +1155,14 @@ impl ServerHalf {
                 tr,
                 now,
                 "SendCommandRejected",
-                Some("server.send-command-rejected"),
+                Some(id::SERVER_SEND_COMMAND_REJECTED),
                 "dev={d} is closed but still had work: SendCommand would fail with ERROR_INVALID_HANDLE"
             );
             ev!(
                 tr,
                 now,
                 "StatementFails",
-                Some("term.outcome-decides"),
+                Some(id::TERM_OUTCOME_DECIDES),
                 "DeviceError: {}",
                 m.text
             );
@@ -1188,7 +1189,7 @@ impl ServerHalf {
             tr,
             now,
             "Died",
-            Some("abort.server-death"),
+            Some(id::ABORT_SERVER_DEATH),
             "server process death"
         );
         if !self.running {
@@ -1206,7 +1207,7 @@ impl ServerHalf {
             tr,
             now,
             "Outcome",
-            Some("abort.server-death"),
+            Some(id::ABORT_SERVER_DEATH),
             "Failed ServerDied"
         );
     }

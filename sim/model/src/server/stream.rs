@@ -2,6 +2,7 @@
 //! the phases of a statement (data, final Flush, VDC_Complete).
 
 use super::*;
+use vdi_spec::id;
 
 impl ServerHalf {
     // ------------------------------------------------------------------
@@ -39,7 +40,7 @@ impl ServerHalf {
         buf: Option<BufId>,
         data: Content,
         adv: u64,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
@@ -99,7 +100,7 @@ impl ServerHalf {
         d: usize,
         code: CommandCode,
         kind: Kind,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
@@ -190,7 +191,7 @@ impl ServerHalf {
                 buf,
                 data,
                 0,
-                Some("command.not-supported"),
+                Some(id::COMMAND_NOT_SUPPORTED),
                 out,
                 tr,
             );
@@ -229,7 +230,7 @@ impl ServerHalf {
                 Some(b),
                 data,
                 0,
-                Some("command.short-transfer"),
+                Some(id::COMMAND_SHORT_TRANSFER),
                 out,
                 tr,
             );
@@ -249,7 +250,7 @@ impl ServerHalf {
                     d,
                     CommandCode::Flush,
                     Kind::MidFlush,
-                    Some("flush.several"),
+                    Some(id::FLUSH_SEVERAL),
                     out,
                     tr,
                 );
@@ -279,7 +280,7 @@ impl ServerHalf {
             Some(b),
             data,
             0,
-            Some("stripe.distribution"),
+            Some(id::STRIPE_DISTRIBUTION),
             out,
             tr,
         );
@@ -315,9 +316,9 @@ impl ServerHalf {
         dev.read_ix += 1;
         dev.data_cmds = dev.data_cmds.saturating_add(1);
         let clause = if req as u64 > adv {
-            Some("restore.eof")
+            Some(id::RESTORE_EOF)
         } else {
-            Some("restore.read-sizes")
+            Some(id::RESTORE_READ_SIZES)
         };
         self.send(
             now,
@@ -418,7 +419,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "FinalFlush",
-                    Some("term.backup-sequence"),
+                    Some(id::TERM_BACKUP_SEQUENCE),
                     "every family written: final VDC_Flush on {} devices",
                     self.devs.len()
                 );
@@ -430,7 +431,7 @@ impl ServerHalf {
                         d,
                         CommandCode::Flush,
                         Kind::FinalFlush,
-                        Some("term.backup-sequence"),
+                        Some(id::TERM_BACKUP_SEQUENCE),
                         out,
                         tr,
                     );
@@ -453,7 +454,7 @@ impl ServerHalf {
                             d,
                             CommandCode::Complete,
                             Kind::Complete,
-                            Some("complete.negotiation"),
+                            Some(id::COMPLETE_NEGOTIATION),
                             out,
                             tr,
                         );
@@ -463,7 +464,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "CompleteSkipped",
-                        Some("complete.never-unrequested"),
+                        Some(id::COMPLETE_NEVER_UNREQUESTED),
                         "VDF_CompleteEnabled was not returned: no VDC_Complete"
                     );
                     self.finish_success(now, out, tr);

@@ -2,6 +2,7 @@
 //! SignalAbort from either side, and the outcome with its messages.
 
 use super::*;
+use vdi_spec::id;
 
 impl ServerHalf {
     // ------------------------------------------------------------------
@@ -14,7 +15,7 @@ impl ServerHalf {
         d: usize,
         code: Win32,
         why: IoErr,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         tr: &mut Trace,
     ) {
         let dev = &mut self.devs[d];
@@ -32,14 +33,14 @@ impl ServerHalf {
             tr,
             now,
             "IoError",
-            clause.or(Some("io-error.enter")),
+            clause.or(Some(id::IO_ERROR_ENTER)),
             "dev={d} {code}: device in IO-ERROR"
         );
         ev!(
             tr,
             now,
             "IoError",
-            Some("io-error.reject-new"),
+            Some(id::IO_ERROR_REJECT_NEW),
             "dev={d}: nothing but VDC_ClearError is sent; {} outstanding",
             dev.outstanding
         );
@@ -59,17 +60,17 @@ impl ServerHalf {
         tr: &mut Trace,
     ) {
         let clause = match code {
-            Win32::ERROR_DISK_FULL | Win32::ERROR_EOM_OVERFLOW => Some("io-error.disk-full"),
-            Win32::ERROR_END_OF_MEDIA => Some("io-error.end-of-media"),
-            Win32::ERROR_NOT_SUPPORTED => Some("command.not-supported"),
-            _ => Some("io-error.enter"),
+            Win32::ERROR_DISK_FULL | Win32::ERROR_EOM_OVERFLOW => Some(id::IO_ERROR_DISK_FULL),
+            Win32::ERROR_END_OF_MEDIA => Some(id::IO_ERROR_END_OF_MEDIA),
+            Win32::ERROR_NOT_SUPPORTED => Some(id::COMMAND_NOT_SUPPORTED),
+            _ => Some(id::IO_ERROR_ENTER),
         };
         if code == Win32::ERROR_END_OF_MEDIA {
             ev!(
                 tr,
                 now,
                 "EndOfMedia",
-                Some("io-error.end-of-media"),
+                Some(id::IO_ERROR_END_OF_MEDIA),
                 "dev={d}: media continuation (VDC_Load) is not modelled; device error"
             );
         }
@@ -91,7 +92,7 @@ impl ServerHalf {
             tr,
             now,
             "ClearError",
-            Some("io-error.clear-error-after-outstanding"),
+            Some(id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING),
             "dev={d}: the client delivers it after {} earlier outstanding commands",
             self.devs[d].outstanding
         );
@@ -101,7 +102,7 @@ impl ServerHalf {
             d,
             CommandCode::ClearError,
             Kind::ClearError,
-            Some("io-error.clear-error-after-outstanding"),
+            Some(id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING),
             out,
             tr,
         );
@@ -128,7 +129,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "StatementFails",
-                Some("term.outcome-decides"),
+                Some(id::TERM_OUTCOME_DECIDES),
                 "{reason:?}: {}",
                 msg.text
             );
@@ -149,10 +150,10 @@ impl ServerHalf {
                     tr,
                     now,
                     "ErrorTermination",
-                    Some("io-error.close-or-abort"),
+                    Some(id::IO_ERROR_CLOSE_OR_ABORT),
                     "abort at once"
                 );
-                self.server_abort(now, reason, Some("io-error.close-or-abort"), out, tr);
+                self.server_abort(now, reason, Some(id::IO_ERROR_CLOSE_OR_ABORT), out, tr);
             }
             ErrorTermination::ClearErrorThenAbort => match io_dev {
                 Some(d) => {
@@ -162,7 +163,7 @@ impl ServerHalf {
                             tr,
                             now,
                             "ErrorTermination",
-                            Some("io-error.close-or-abort"),
+                            Some(id::IO_ERROR_CLOSE_OR_ABORT),
                             "dev={d}: VDC_ClearError, then SignalAbort"
                         );
                     }
@@ -173,10 +174,10 @@ impl ServerHalf {
                         tr,
                         now,
                         "ErrorTermination",
-                        Some("io-error.close-or-abort"),
+                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
                         "no device in IO-ERROR: SignalAbort at once"
                     );
-                    self.server_abort(now, reason, Some("io-error.close-or-abort"), out, tr);
+                    self.server_abort(now, reason, Some(id::IO_ERROR_CLOSE_OR_ABORT), out, tr);
                 }
                 None => {}
             },
@@ -189,7 +190,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "ErrorTermination",
-                        Some("io-error.close-or-abort"),
+                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
                         "dev={d}: VDC_ClearError, then CloseDevice on every device"
                     );
                     self.send_clear_error(now, d, out, tr);
@@ -199,7 +200,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "ErrorTermination",
-                        Some("io-error.close-or-abort"),
+                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
                         "drain outstanding commands, then CloseDevice on every device"
                     );
                 }
@@ -232,7 +233,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "CloseDevice",
-                    Some("term.close-device"),
+                    Some(id::TERM_CLOSE_DEVICE),
                     "dev={d} after failure"
                 );
                 out.push(ToClient::CloseDevice { dev: d as DevIx });
@@ -243,7 +244,7 @@ impl ServerHalf {
             tr,
             now,
             "NormallyTerminated",
-            Some("term.normally-terminated"),
+            Some(id::TERM_NORMALLY_TERMINATED),
             "every device closed"
         );
         let reason = self
@@ -255,10 +256,10 @@ impl ServerHalf {
             tr,
             now,
             "ClosedAfterFailure",
-            Some("term.outcome-decides"),
+            Some(id::TERM_OUTCOME_DECIDES),
             "every device closed normally; the statement still fails ({reason:?})"
         );
-        self.finish_failed(now, reason, Vec::new(), Some("term.outcome-decides"), tr);
+        self.finish_failed(now, reason, Vec::new(), Some(id::TERM_OUTCOME_DECIDES), tr);
     }
 
     /// Server-side SignalAbort: every outstanding command completes with
@@ -268,7 +269,7 @@ impl ServerHalf {
         &mut self,
         now: u64,
         reason: FailReason,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
@@ -279,7 +280,7 @@ impl ServerHalf {
             tr,
             now,
             "SignalAbort",
-            clause.or(Some("abort.server-signal")),
+            clause.or(Some(id::ABORT_SERVER_SIGNAL)),
             "server-side abort: {reason:?}"
         );
         if self.devs.len() > 1 && self.failure.as_ref().is_some_and(|f| f.dev.is_some()) {
@@ -287,7 +288,7 @@ impl ServerHalf {
                 tr,
                 now,
                 "SignalAbort",
-                Some("io-error.one-device-fails"),
+                Some(id::IO_ERROR_ONE_DEVICE_FAILS),
                 "one device failed: the other {} devices see VD_E_ABORT",
                 self.devs.len() - 1
             );
@@ -300,11 +301,11 @@ impl ServerHalf {
                 tr,
                 now,
                 "Abort",
-                Some("abort.no-commands-after"),
+                Some(id::ABORT_NO_COMMANDS_AFTER),
                 "ToClient::Abort; no command is sent after it"
             );
         }
-        self.finish_failed(now, reason, Vec::new(), Some("abort.statement-fails"), tr);
+        self.finish_failed(now, reason, Vec::new(), Some(id::ABORT_STATEMENT_FAILS), tr);
     }
 
     /// The completion agent completes every outstanding command with
@@ -319,7 +320,7 @@ impl ServerHalf {
                         tr,
                         now,
                         "Completion",
-                        Some("signal-abort.effects"),
+                        Some(id::SIGNAL_ABORT_EFFECTS),
                         "dev={d} id={} VDC_Read (1) ERROR_OPERATION_ABORTED (995) server-side",
                         r.id.0
                     );
@@ -332,7 +333,7 @@ impl ServerHalf {
                     tr,
                     now,
                     "Completion",
-                    Some("signal-abort.effects"),
+                    Some(id::SIGNAL_ABORT_EFFECTS),
                     "dev={d} id={} {} ERROR_OPERATION_ABORTED (995) server-side",
                     s.id.0,
                     s.code
@@ -401,9 +402,9 @@ impl ServerHalf {
         tr: &mut Trace,
     ) {
         let (what, clause) = match how {
-            ClientEnd::Abort => ("ClientAbort", "abort.client-signal"),
-            ClientEnd::Closed => ("ClientClosed", "abort.client-signal"),
-            ClientEnd::Died => ("ClientDied", "abort.client-death"),
+            ClientEnd::Abort => ("ClientAbort", id::ABORT_CLIENT_SIGNAL),
+            ClientEnd::Closed => ("ClientClosed", id::ABORT_CLIENT_SIGNAL),
+            ClientEnd::Died => ("ClientDied", id::ABORT_CLIENT_DEATH),
         };
         if !self.running {
             ev!(tr, now, what, None, "ignored: no statement running");
@@ -432,7 +433,7 @@ impl ServerHalf {
             now,
             FailReason::ClientAbort,
             extra,
-            Some("abort.statement-fails"),
+            Some(id::ABORT_STATEMENT_FAILS),
             tr,
         );
     }
@@ -448,7 +449,7 @@ impl ServerHalf {
         now: u64,
         reason: FailReason,
         msgs: Vec<SqlMessage>,
-        clause: Option<&'static str>,
+        clause: Option<ClauseId>,
         tr: &mut Trace,
     ) {
         let (reason, mut all) = match self.failure.take() {
@@ -475,7 +476,7 @@ impl ServerHalf {
                 "server",
                 "Outcome",
                 format!("Failed {reason:?}: {}", texts.join(" | ")),
-                clause.or(Some("server.outcome-messages")),
+                clause.or(Some(id::SERVER_OUTCOME_MESSAGES)),
             );
         }
     }
@@ -483,9 +484,9 @@ impl ServerHalf {
     pub(super) fn finish_success(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
         let meta = self.kind.is_metadata_only();
         let clause = if meta {
-            Some("restore.early-close")
+            Some(id::RESTORE_EARLY_CLOSE)
         } else {
-            Some("term.close-device")
+            Some(id::TERM_CLOSE_DEVICE)
         };
         for d in 0..self.devs.len() {
             if self.devs[d].state != DevState::Closed {
@@ -499,7 +500,7 @@ impl ServerHalf {
             tr,
             now,
             "NormallyTerminated",
-            Some("term.normally-terminated"),
+            Some(id::TERM_NORMALLY_TERMINATED),
             "every device closed"
         );
         let bytes = self.outcome.bytes;
@@ -538,7 +539,7 @@ impl ServerHalf {
                 "server",
                 "Outcome",
                 format!("Succeeded bytes={bytes}: {}", texts.join(" | ")),
-                Some("server.outcome-messages"),
+                Some(id::SERVER_OUTCOME_MESSAGES),
             );
         }
     }

@@ -5,6 +5,7 @@
 use super::*;
 use crate::statement::{ExtraCommand, Family, ServerPlan};
 use vdi_spec::TransferOptions;
+use vdi_spec::id;
 use vdi_spec::profile::ErrorTermination;
 
 // ----------------------------------------------------------------------
@@ -232,7 +233,7 @@ impl H {
         self.all.iter().map(|c| c.code).collect()
     }
 
-    fn has_clause(&self, clause: &str) -> bool {
+    fn has_clause(&self, clause: vdi_spec::ClauseId) -> bool {
         self.tr.events().iter().any(|e| e.clause == Some(clause))
     }
 
@@ -337,7 +338,7 @@ fn term_backup_sequence_one_device() {
     assert_eq!(h.closes, vec![0]);
     assert_eq!(h.s.state(), ServerState::NormallyTerminated);
     assert!(h.s.is_idle());
-    assert!(h.has_clause("term.backup-sequence"));
+    assert!(h.has_clause(id::TERM_BACKUP_SEQUENCE));
 }
 
 /// Clause `stripe.distribution`: three devices receive the families of
@@ -373,7 +374,7 @@ fn stripe_distribution_three_devices() {
     assert_eq!(devs[0].commands.get("VDC_Flush"), Some(&1));
     assert_eq!(devs.iter().map(|d| d.bytes).sum::<u64>(), rec.total_bytes());
     assert_eq!(h.closes.len(), 3);
-    assert!(h.has_clause("stripe.distribution"));
+    assert!(h.has_clause(id::STRIPE_DISTRIBUTION));
 }
 
 /// Clause `stripe.shared-buffers`: BUFFERCOUNT buffers are shared by every
@@ -398,7 +399,7 @@ fn stripe_shared_buffers() {
     assert!(used.iter().all(|b| *b < 2), "{used:?}");
     // Every device got data, so buffers were shared round-robin.
     assert!(h.s.devices().iter().all(|d| d.bytes > 0));
-    assert!(h.has_clause("stripe.shared-buffers"));
+    assert!(h.has_clause(id::STRIPE_SHARED_BUFFERS));
 }
 
 /// Clause `complete-command.returns-buffer`: completing a Write returns its
@@ -419,7 +420,7 @@ fn complete_command_returns_buffer() {
             .all(|c| c.buffer == Some(BufId(0)))
     );
     assert_eq!(h.max_bufs_in_flight, 1);
-    assert!(h.has_clause("complete-command.returns-buffer"));
+    assert!(h.has_clause(id::COMPLETE_COMMAND_RETURNS_BUFFER));
 }
 
 /// Clause `get-configuration.server-outputs`: blockSize, maxIODepth = 4,
@@ -453,7 +454,7 @@ fn get_configuration_server_outputs() {
     st.options = opts(512, 4 << 20, Some(100_000));
     h.start(st, set_cfg(1, Features::LikePipe));
     assert_eq!(h.cfg.unwrap().buffer_area_size, u32::MAX);
-    assert!(h.has_clause("get-configuration.server-outputs"));
+    assert!(h.has_clause(id::GET_CONFIGURATION_SERVER_OUTPUTS));
 }
 
 /// Clause `get-configuration.features-returned`: client bits |
@@ -468,7 +469,7 @@ fn get_configuration_features_returned() {
     assert_eq!(h.cfg.unwrap().features, Features::ReadMedia.0);
     h.perfect();
     assert!(h.outcome().succeeded());
-    assert!(h.has_clause("get-configuration.features-returned"));
+    assert!(h.has_clause(id::GET_CONFIGURATION_FEATURES_RETURNED));
 }
 
 /// Clause `complete.negotiation`: VDF_RequestComplete on a supporting server
@@ -493,7 +494,7 @@ fn complete_negotiation() {
         &codes[n - 4..n - 2],
         &[CommandCode::Flush, CommandCode::Flush]
     );
-    assert!(h.has_clause("complete.negotiation"));
+    assert!(h.has_clause(id::COMPLETE_NEGOTIATION));
 }
 
 /// Clause `complete.never-unrequested`: without VDF_RequestComplete, or on a
@@ -512,7 +513,7 @@ fn complete_never_unrequested() {
     h.perfect();
     assert!(h.outcome().succeeded());
     assert!(!h.codes().contains(&CommandCode::Complete));
-    assert!(h.has_clause("complete.never-unrequested"));
+    assert!(h.has_clause(id::COMPLETE_NEVER_UNREQUESTED));
 
     let p = Profile {
         server_supports_complete: false,
@@ -565,7 +566,7 @@ fn flush_several() {
     }
     let fam = h.s.history()[0].families[0];
     assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
-    assert!(h.has_clause("flush.several"));
+    assert!(h.has_clause(id::FLUSH_SEVERAL));
 }
 
 /// Clause `command.pipe-only`: a pipe-like client only ever receives Read,
@@ -585,7 +586,7 @@ fn command_pipe_only() {
     h.perfect();
     assert!(h.outcome().succeeded());
     assert!(h.all.iter().all(|c| c.code == CommandCode::Read));
-    assert!(h.has_clause("command.pipe-only"));
+    assert!(h.has_clause(id::COMMAND_PIPE_ONLY));
 }
 
 /// Clause `term.close-device`: a successful statement closes every device.
@@ -595,7 +596,7 @@ fn term_close_device() {
     let mut c = h.closes.clone();
     c.sort_unstable();
     assert_eq!(c, vec![0, 1, 2, 3]);
-    assert!(h.has_clause("term.close-device"));
+    assert!(h.has_clause(id::TERM_CLOSE_DEVICE));
 }
 
 /// Clause `server.outcome-messages`: 4035 and 3014 with pages, seconds and
@@ -626,7 +627,7 @@ fn server_outcome_messages() {
         h.outcome().messages[1].text,
         "BACKUP DATABASE is terminating abnormally."
     );
-    assert!(h.has_clause("server.outcome-messages"));
+    assert!(h.has_clause(id::SERVER_OUTCOME_MESSAGES));
 }
 
 // ----------------------------------------------------------------------
@@ -647,7 +648,7 @@ fn restore_read_sizes_seeded() {
         h.perfect();
         assert!(h.outcome().succeeded(), "{:?}", h.outcome());
         assert_eq!(h.outcome().bytes, h.s.history()[0].total_bytes());
-        assert!(h.has_clause("restore.read-sizes"));
+        assert!(h.has_clause(id::RESTORE_READ_SIZES));
         h.all.iter().map(|c| c.size).collect::<Vec<u32>>()
     };
     let a = sizes_of(7);
@@ -718,7 +719,7 @@ fn restore_byte_identical() {
         h.text()
             .contains("The media family on device 'set1' is incorrectly formed.")
     );
-    assert!(h.has_clause("restore.byte-identical"));
+    assert!(h.has_clause(id::RESTORE_BYTE_IDENTICAL));
 }
 
 /// Clause `restore.truncated`: EOF before the family's end fails the
@@ -737,7 +738,7 @@ fn restore_truncated() {
         "Read on \"set1\" failed: 38(Reached the end of the file.)"
     );
     assert!(h.aborts == 1, "the set is aborted");
-    assert!(h.has_clause("restore.truncated"));
+    assert!(h.has_clause(id::RESTORE_TRUNCATED));
 }
 
 /// Clause `restore.eof`: with `restore-overread` the last read asks for a
@@ -784,7 +785,7 @@ fn restore_eof() {
             assert_eq!(last, 4096, "clipped to what remains");
         }
         assert_eq!(h.codes().contains(&CommandCode::ClearError), via_io_error);
-        assert!(!overread || h.has_clause("restore.eof"));
+        assert!(!overread || h.has_clause(id::RESTORE_EOF));
     }
 }
 
@@ -808,7 +809,7 @@ fn restore_early_close() {
     let mut c = h.closes.clone();
     c.sort_unstable();
     assert_eq!(c, vec![0, 1]);
-    assert!(h.has_clause("restore.early-close"));
+    assert!(h.has_clause(id::RESTORE_EARLY_CLOSE));
     // FILELISTONLY with no metadata reads nothing at all.
     let mut st = restore(StatementKind::RestoreFilelistOnly, 2);
     st.plan.metadata_bytes = 0;
@@ -907,7 +908,7 @@ fn io_error_disk_full() {
     assert!(h.s.history().is_empty(), "a failed backup is not recorded");
     assert_eq!(h.s.devices()[0].errors, vec![Win32::ERROR_DISK_FULL]);
     assert_eq!(h.s.state(), ServerState::AbnormallyTerminated);
-    assert!(h.has_clause("io-error.disk-full"));
+    assert!(h.has_clause(id::IO_ERROR_DISK_FULL));
     // ERROR_EOM_OVERFLOW likewise.
     let mut h = H::default();
     h.start(backup(1, 20 * 65536), set_cfg(1, Features::LikePipe));
@@ -927,7 +928,7 @@ fn io_error_end_of_media() {
         h.text()
             .contains("1100(The physical end of the tape has been reached.)")
     );
-    assert!(h.has_clause("io-error.end-of-media"));
+    assert!(h.has_clause(id::IO_ERROR_END_OF_MEDIA));
 }
 
 /// Clause `io-error.enter`: an error completion puts the device in IO-ERROR (see below).
@@ -973,8 +974,8 @@ fn check_io_error_enter_and_reject_new() {
             .contains("29(The system cannot write to the specified device.)")
     );
     assert_eq!(h.s.devices()[0].errors, vec![Win32::ERROR_WRITE_FAULT]);
-    assert!(h.has_clause("io-error.enter"));
-    assert!(h.has_clause("io-error.reject-new"));
+    assert!(h.has_clause(id::IO_ERROR_ENTER));
+    assert!(h.has_clause(id::IO_ERROR_REJECT_NEW));
 }
 
 /// Clause `io-error.clear-error-after-outstanding` (see below).
@@ -1010,8 +1011,8 @@ fn check_clear_error() {
     h.complete(done(&clear, Win32::ERROR_SUCCESS, 0));
     assert_eq!(h.aborts, 1);
     assert!(h.s.is_idle());
-    assert!(h.has_clause("io-error.clear-error-after-outstanding"));
-    assert!(h.has_clause("io-error.clear-error-success"));
+    assert!(h.has_clause(id::IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING));
+    assert!(h.has_clause(id::IO_ERROR_CLEAR_ERROR_SUCCESS));
 }
 
 /// Clause `io-error.close-or-abort`: the three error terminations.
@@ -1042,7 +1043,7 @@ fn io_error_close_or_abort() {
     assert_eq!(h.outcome().status, Status::Failed);
     assert_eq!(h.s.state(), ServerState::NormallyTerminated);
     assert!(h.s.devices().iter().all(|d| d.state == DevState::Closed));
-    assert!(h.has_clause("io-error.close-or-abort"));
+    assert!(h.has_clause(id::IO_ERROR_CLOSE_OR_ABORT));
 }
 
 /// Clause `term.outcome-decides`: devices can all close normally while the
@@ -1068,7 +1069,7 @@ fn term_outcome_decides() {
     assert_eq!(h.closes, vec![0]);
     assert_eq!(h.aborts, 0);
     assert!(!h.codes().contains(&CommandCode::ClearError));
-    assert!(h.has_clause("term.outcome-decides"));
+    assert!(h.has_clause(id::TERM_OUTCOME_DECIDES));
 }
 
 /// Clause `io-error.one-device-fails`: with three devices, one failing
@@ -1090,7 +1091,7 @@ fn io_error_one_device_fails() {
     assert!(devs.iter().all(|d| d.state == DevState::Aborted));
     assert!(!devs[1].errors.is_empty());
     assert!(devs[0].errors.is_empty());
-    assert!(h.has_clause("io-error.one-device-fails"));
+    assert!(h.has_clause(id::IO_ERROR_ONE_DEVICE_FAILS));
 }
 
 /// Clause `flush.final-veto`: an error on the final Flush vetoes the backup.
@@ -1107,7 +1108,7 @@ fn flush_final_veto() {
     assert_eq!(h.outcome().reason, Some(FailReason::Vetoed));
     assert!(h.s.history().is_empty());
     assert_eq!(h.numbers(), vec![3202, 3013]);
-    assert!(h.has_clause("flush.final-veto"));
+    assert!(h.has_clause(id::FLUSH_FINAL_VETO));
     // A mid-stream Flush failing is a plain device error.
     let mut h = H::default();
     let mut st = backup(1, 4 * 65536);
@@ -1135,7 +1136,7 @@ fn complete_veto() {
     });
     assert_eq!(h.outcome().reason, Some(FailReason::Vetoed));
     assert!(h.s.history().is_empty());
-    assert!(h.has_clause("complete.veto"));
+    assert!(h.has_clause(id::COMPLETE_VETO));
 }
 
 /// Clause `command.short-transfer`, policy `fail`: ERROR_SUCCESS with fewer
@@ -1176,7 +1177,7 @@ fn command_short_transfer_fail() {
         Reply::Perfect
     });
     assert_eq!(h.outcome().reason, Some(FailReason::ShortTransfer));
-    assert!(h.has_clause("command.short-transfer"));
+    assert!(h.has_clause(id::COMMAND_SHORT_TRANSFER));
 }
 
 /// Clause `command.short-transfer`, policy `reissue`: the remainder of a
@@ -1267,7 +1268,7 @@ fn command_short_transfer_reissue() {
         Reply::Perfect
     });
     assert_eq!(h.outcome().reason, Some(FailReason::ShortTransfer));
-    assert!(h.has_clause("command.short-transfer"));
+    assert!(h.has_clause(id::COMMAND_SHORT_TRANSFER));
 }
 
 /// Clause `command.not-supported`: a probe answered ERROR_NOT_SUPPORTED (or
@@ -1317,7 +1318,7 @@ fn command_not_supported() {
     assert!(!codes.contains(&CommandCode::Discard));
     let fam = h.s.history()[0].families[0];
     assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
-    assert!(h.has_clause("command.not-supported"));
+    assert!(h.has_clause(id::COMMAND_NOT_SUPPORTED));
 
     let mut h = H::default();
     h.start(backup(1, 4 * 65536), set_cfg(1, Features::LikePipe));
@@ -1373,7 +1374,7 @@ fn io_error_not_supported() {
     assert!(h.codes().contains(&CommandCode::ClearError));
     let fam = h.s.history()[0].families[0];
     assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
-    assert!(h.has_clause("io-error.not-supported"));
+    assert!(h.has_clause(id::IO_ERROR_NOT_SUPPORTED));
 
     // Without the profile key the probe is simply not performed.
     let mut h = H::default();
@@ -1404,7 +1405,7 @@ fn io_error_eof() {
     h.perfect();
     assert!(h.outcome().succeeded(), "{:?}", h.outcome());
     assert_eq!(h.codes().last(), Some(&CommandCode::ClearError));
-    assert!(h.has_clause("io-error.eof"));
+    assert!(h.has_clause(id::IO_ERROR_EOF));
 
     let mut h = backed_up(p, 1, 8 * 65536);
     let cut = h.client.media[0].slice(0, 2 * 65536);
@@ -1444,7 +1445,7 @@ fn server_open_missing_set() {
     assert!(h.cfg.is_none() && h.all.is_empty() && h.aborts == 0);
     assert!(h.s.is_idle());
     assert_eq!(h.s.state(), ServerState::Dne);
-    assert!(h.has_clause("server.open-missing-set"));
+    assert!(h.has_clause(id::SERVER_OPEN_MISSING_SET));
 }
 
 /// Invalid WITH options fail before the set is opened.
@@ -1470,7 +1471,7 @@ fn stripe_device_count_mismatch() {
     assert_eq!(h.aborts, 1);
     assert!(h.cfg.is_none());
     assert_eq!(h.numbers(), vec![18210, 3013]);
-    assert!(h.has_clause("stripe.device-count-mismatch"));
+    assert!(h.has_clause(id::STRIPE_DEVICE_COUNT_MISMATCH));
 
     let mut h = H::new(Profile {
         device_count_mismatch_fails: false,
@@ -1509,7 +1510,7 @@ fn abort_client_signal() {
         h.tr.events()
             .iter()
             .filter(|e| {
-                e.clause == Some("signal-abort.effects")
+                e.clause == Some(id::SIGNAL_ABORT_EFFECTS)
                     && e.detail.contains("ERROR_OPERATION_ABORTED (995)")
             })
             .count();
@@ -1521,9 +1522,9 @@ fn abort_client_signal() {
     }
     assert!(h.all.len() == held.len() && h.pending.is_empty());
     assert_eq!(h.outcome(), &o);
-    assert!(h.has_clause("abort.client-signal"));
-    assert!(h.has_clause("signal-abort.effects"));
-    assert!(h.has_clause("abort.statement-fails"));
+    assert!(h.has_clause(id::ABORT_CLIENT_SIGNAL));
+    assert!(h.has_clause(id::SIGNAL_ABORT_EFFECTS));
+    assert!(h.has_clause(id::ABORT_STATEMENT_FAILS));
 }
 
 /// Clause `signal-abort.effects`: a server SignalAbort completes every
@@ -1543,7 +1544,7 @@ fn signal_abort_effects() {
         h.tr.events()
             .iter()
             .filter(|e| {
-                e.clause == Some("signal-abort.effects") && e.detail.contains("(995) server-side")
+                e.clause == Some(id::SIGNAL_ABORT_EFFECTS) && e.detail.contains("(995) server-side")
             })
             .count();
     assert_eq!(n, 12);
@@ -1590,7 +1591,7 @@ fn abort_client_death() {
     let mut h = H::default();
     h.start(backup(1, 65536), set_cfg(1, Features::LikePipe));
     h.send(ToServer::Died);
-    assert!(h.has_clause("abort.client-death"));
+    assert!(h.has_clause(id::ABORT_CLIENT_DEATH));
     // A Closed after a finished statement is the normal end: ignored.
     let mut h = backed_up(Profile::default(), 1, 65536);
     let before = h.outcome().clone();
@@ -1658,8 +1659,8 @@ fn check_server_abort() {
     assert_eq!(h.aborts, 1);
     assert!(h.closes.is_empty());
     assert_eq!(h.s.state(), ServerState::AbnormallyTerminated);
-    assert!(h.has_clause("abort.server-signal"));
-    assert!(h.has_clause("abort.no-commands-after"));
+    assert!(h.has_clause(id::ABORT_SERVER_SIGNAL));
+    assert!(h.has_clause(id::ABORT_NO_COMMANDS_AFTER));
 }
 
 /// Clause `abort.server-death`: the server dies: Failed/ServerDied, nothing
@@ -1684,7 +1685,7 @@ fn abort_server_death() {
     h.start(backup(1, 65536), set_cfg(1, Features::LikePipe));
     assert_eq!(h.outcome().reason, Some(FailReason::ServerDied));
     assert!(h.cfg.is_none());
-    assert!(h.has_clause("abort.server-death"));
+    assert!(h.has_clause(id::ABORT_SERVER_DEATH));
 }
 
 /// Clause `abort.statement-fails`: every abort path ends the statement as
@@ -1697,7 +1698,7 @@ fn abort_statement_fails() {
     assert_eq!(h.outcome().status, Status::Failed);
     assert_eq!(h.outcome().messages.last().unwrap().number, 3013);
     assert!(h.outcome().ended_ms.is_some());
-    assert!(h.has_clause("abort.statement-fails"));
+    assert!(h.has_clause(id::ABORT_STATEMENT_FAILS));
 }
 
 // ----------------------------------------------------------------------
@@ -1726,8 +1727,8 @@ fn watchdog_fires() {
     assert_eq!(h.outcome().reason, Some(FailReason::Watchdog));
     assert!(h.text().contains("995"));
     assert_eq!(h.s.next_deadline(), None);
-    assert!(h.has_clause("watchdog.fires"));
-    assert!(h.has_clause("signal-abort.effects"));
+    assert!(h.has_clause(id::WATCHDOG_FIRES));
+    assert!(h.has_clause(id::SIGNAL_ABORT_EFFECTS));
 }
 
 /// Clause `watchdog.disabled`: serverTimeOut 0 arms no deadline.
@@ -1739,7 +1740,7 @@ fn watchdog_disabled() {
     h.tick(u64::MAX / 2);
     assert_eq!(h.aborts, 0);
     assert!(!h.s.is_idle());
-    assert!(h.has_clause("watchdog.disabled"));
+    assert!(h.has_clause(id::WATCHDOG_DISABLED));
 }
 
 /// Clause `watchdog.reset-on-completion`: every completion restarts the
@@ -1758,7 +1759,7 @@ fn watchdog_reset_on_completion() {
     h.perfect();
     assert!(h.outcome().succeeded());
     assert_eq!(h.s.next_deadline(), None);
-    assert!(h.has_clause("watchdog.reset-on-completion"));
+    assert!(h.has_clause(id::WATCHDOG_RESET_ON_COMPLETION));
 }
 
 // ----------------------------------------------------------------------
@@ -1838,7 +1839,7 @@ fn stray_inputs_are_ignored() {
     a.dev = 5;
     h.complete(a);
     assert_eq!(h.s.outstanding() as usize, h.pending.len());
-    assert!(h.has_clause("stripe.distribution"));
+    assert!(h.has_clause(id::STRIPE_DISTRIBUTION));
     assert!(h.tr.events().iter().any(|e| e.what == "CompletionIgnored"));
 }
 
