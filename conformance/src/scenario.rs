@@ -41,9 +41,9 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vdi_model::fault::{Fault, FaultPlan, PlannedFault};
 use vdi_model::outcome::FailReason;
-use vdi_model::programs::{ClientSpec, Flaw, Operation};
-use vdi_model::statement::{ExtraCommand, ReadSizes, ServerPlan, StatementKind};
-use vdi_spec::{CommandCode, Hresult, Profile, TransferOptions, Win32};
+use vdi_model::programs::{ClientProgram, ClientSpec};
+use vdi_model::statement::{ServerPlan, StatementSpec};
+use vdi_spec::{ClauseId, CommandCode, Hresult, Profile, TransferOptions, Win32};
 
 /// A malformed or unreadable scenario.
 #[derive(Debug, Error)]
@@ -193,106 +193,6 @@ pub struct ConfigSpec {
     pub server_time_out: Option<u32>,
 }
 
-/// The statement and the server's plan.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
-pub struct ServerSpec {
-    pub statement: StatementKind,
-    pub database: String,
-    /// VIRTUAL_DEVICE clauses.
-    pub devices: u16,
-    /// Explicit device names (default `{set}`, `{set}-dev1`, ...).
-    pub device_names: Option<Vec<String>>,
-    pub block_size: u32,
-    pub max_transfer_size: u32,
-    pub buffer_count: Option<u32>,
-    pub data_bytes: u64,
-    pub mid_flushes: u32,
-    /// `"max"`, `"seeded"` (from the case seed) or a byte count.
-    pub read_sizes: ReadSizeSpec,
-    pub metadata_bytes: u64,
-    pub extra_commands: Vec<ExtraSpec>,
-    /// For restores: seed the server's history and the client's media with
-    /// a backup of this database (default true for restore statements).
-    pub seed_backup: Option<bool>,
-}
-
-/// A probe command.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ExtraSpec {
-    #[serde(default)]
-    pub dev: u16,
-    #[serde(default)]
-    pub after_data_commands: u32,
-    /// Command name without `VDC_` (`GetError`, `FileInfoBegin`, ...).
-    pub code: String,
-}
-
-/// Read sizes in a scenario.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ReadSizeSpec {
-    Word(String),
-    Bytes(u32),
-    Cycle(Vec<u32>),
-}
-
-impl Default for ServerSpec {
-    fn default() -> Self {
-        ServerSpec {
-            statement: StatementKind::BackupDatabase,
-            database: "sales".into(),
-            devices: 1,
-            device_names: None,
-            block_size: 512,
-            max_transfer_size: 65536,
-            buffer_count: None,
-            data_bytes: 256 * 1024,
-            mid_flushes: 0,
-            read_sizes: ReadSizeSpec::Word("max".into()),
-            metadata_bytes: 64 * 1024,
-            extra_commands: Vec::new(),
-            seed_backup: None,
-        }
-    }
-}
-
-/// A built-in client program.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
-pub struct ClientProgramSpec {
-    /// `"reference"` (flaws may be added).
-    pub program: String,
-    pub flaws: Vec<Flaw>,
-    pub operation: Option<Operation>,
-    pub features: u32,
-    pub request_complete: bool,
-    pub server_timeout_ms: u32,
-    pub get_configuration_timeout_ms: u32,
-    pub get_configuration_attempts: u32,
-    pub get_command_timeout_ms: u32,
-    pub instance: Option<String>,
-}
-
-impl Default for ClientProgramSpec {
-    fn default() -> Self {
-        let d = ClientSpec::default();
-        ClientProgramSpec {
-            program: "reference".into(),
-            flaws: Vec::new(),
-            operation: None,
-            features: 0,
-            request_complete: false,
-            server_timeout_ms: d.server_timeout_ms,
-            get_configuration_timeout_ms: d.get_configuration_timeout_ms,
-            get_configuration_attempts: d.get_configuration_attempts,
-            get_command_timeout_ms: d.get_command_timeout_ms,
-            instance: None,
-        }
-    }
-}
-
 /// Faults: a named plan and/or an explicit list.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -350,11 +250,19 @@ pub struct Scenario {
     pub requires: Vec<String>,
     #[serde(default)]
     pub profile: Option<toml::Table>,
+    /// For restores: seed the server's history and the client's media with
+    /// a backup of the statement's database before the case starts
+    /// (default: true for restore statements).
     #[serde(default)]
-    pub server: ServerSpec,
+    pub seed_backup: Option<bool>,
+    /// The statement (`vdi_model::statement::StatementSpec`, the schema
+    /// plan files share).
+    #[serde(default)]
+    pub server: StatementSpec,
     #[serde(default)]
     pub faults: FaultSpec,
-    pub client: Option<ClientProgramSpec>,
+    /// A built-in client program.
+    pub client: Option<ClientProgram>,
     #[serde(default, rename = "step")]
     pub steps: Vec<Step>,
     #[serde(default)]
@@ -465,6 +373,17 @@ impl Scenario {
     }
 
     fn check(&self, p: &str) -> Result<(), ScenarioError> {
+        self.check_names(p)?;
+        self.check_shape(p)?;
+        self.check_server(p)?;
+        for (i, st) in self.steps.iter().enumerate() {
+            check_step(p, i + 1, st)?;
+        }
+        self.check_faults(p)
+    }
+
+    /// The id matches the file; clauses and capabilities exist.
+    fn check_names(&self, p: &str) -> Result<(), ScenarioError> {
         if let Some(stem) = self.path.file_stem().and_then(|s| s.to_str())
             && !stem.starts_with(&self.id)
         {
@@ -475,7 +394,7 @@ impl Scenario {
             ));
         }
         for c in &self.clauses {
-            if vdi_spec::clauses::all().iter().all(|k| k.id != c) {
+            if ClauseId::parse(c).is_none() {
                 return Err(Self::invalid(
                     p,
                     format!("clause '{c}' is not in the catalog"),
@@ -492,6 +411,11 @@ impl Scenario {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// A program or a script; clauses named; bounds that need the model.
+    fn check_shape(&self, p: &str) -> Result<(), ScenarioError> {
         if self.max_steps.is_some() && !self.requires.iter().any(|r| r == "scheduler-steps") {
             return Err(Self::invalid(
                 p,
@@ -513,16 +437,26 @@ impl Scenario {
                 "keep one of them",
             ));
         }
-        if !(1..=64).contains(&self.server.devices) {
+        Ok(())
+    }
+
+    /// The statement's devices, options and read sizes; the profile.
+    fn check_server(&self, p: &str) -> Result<(), ScenarioError> {
+        let n = self.server.device_names(&self.set_name(), 1).len();
+        if !(1..=64).contains(&n) {
             return Err(Self::invalid(
                 p,
-                format!("server.devices = {}: must be 1..64", self.server.devices),
-                "set server.devices between 1 and 64",
+                format!("server.devices: {n} devices; a statement names 1 to 64"),
+                "set server.devices between 1 and 64 (a count or a list of names)",
             ));
         }
         self.options()
             .validate()
             .map_err(|e| Self::invalid(p, format!("server: {e}"), "fix the option's value"))?;
+        self.server
+            .read_sizes
+            .resolve(0)
+            .map_err(|e| Self::invalid(p, format!("server.{e}"), "fix server.read-sizes"))?;
         self.profile().map_err(|e| {
             Self::invalid(
                 p,
@@ -530,84 +464,11 @@ impl Scenario {
                 "use the keys of `vdisim list --profile`",
             )
         })?;
-        for (i, st) in self.steps.iter().enumerate() {
-            let n = i + 1;
-            let Some(_) = st.action else {
-                return Err(Self::invalid(
-                    p,
-                    format!("step {n}: no `do`"),
-                    "say what the step does: do = \"create-ex\", ...",
-                ));
-            };
-            for name in expect_names(&st.expect) {
-                if name != "model" && name != "any" && parse_hresult(&name).is_none() {
-                    return Err(Self::invalid(
-                        p,
-                        format!("step {n}: expect '{name}' is not a code"),
-                        "use a code name such as VD_E_OPEN, NOERROR, 0x8077000D, or \"model\"",
-                    ));
-                }
-            }
-            if st.async_label.is_some()
-                && matches!(
-                    st.action,
-                    Some(
-                        Do::OpenAll
-                            | Do::StartStatement
-                            | Do::WaitStatement
-                            | Do::Sleep
-                            | Do::Event
-                            | Do::Await
-                    )
-                )
-            {
-                return Err(Self::invalid(
-                    p,
-                    format!(
-                        "step {n}: `async` is not supported with do = {:?}",
-                        st.action
-                    ),
-                    "make the step synchronous, or use async on a single call or on drain",
-                ));
-            }
-            if st.save_handle.is_some() && st.action == Some(Do::OpenAll) {
-                return Err(Self::invalid(
-                    p,
-                    format!("step {n}: save-handle on open-all"),
-                    "open-all keeps handles by device index; use open-device with save-handle",
-                ));
-            }
-            if let Some(c) = &st.code
-                && parse_win32(c).is_none()
-            {
-                return Err(Self::invalid(
-                    p,
-                    format!("step {n}: code '{c}' is not a Win32 code"),
-                    "use a name such as ERROR_SUCCESS or a number",
-                ));
-            }
-            if let Some(t) = &st.thread
-                && t != "ctl"
-                && t.strip_prefix("dev")
-                    .and_then(|d| d.parse::<u16>().ok())
-                    .is_none()
-            {
-                return Err(Self::invalid(
-                    p,
-                    format!("step {n}: thread '{t}'"),
-                    "use ctl or dev<N>",
-                ));
-            }
-        }
-        for e in &self.server.extra_commands {
-            if command_by_name(&e.code).is_none() {
-                return Err(Self::invalid(
-                    p,
-                    format!("extra command '{}' unknown", e.code),
-                    "use a VDC_ name without the prefix, e.g. GetError",
-                ));
-            }
-        }
+        Ok(())
+    }
+
+    /// The named fault plan exists.
+    fn check_faults(&self, p: &str) -> Result<(), ScenarioError> {
         if let Some(plan) = &self.faults.plan
             && plan != "none"
             && plan != "random"
@@ -643,38 +504,12 @@ impl Scenario {
     }
 
     pub fn options(&self) -> TransferOptions {
-        TransferOptions {
-            block_size: self.server.block_size,
-            max_transfer_size: self.server.max_transfer_size,
-            buffer_count: self.server.buffer_count,
-        }
+        self.server.options()
     }
 
-    /// The server's plan at `seed`.
+    /// The server's plan at `seed` (checked when the file was loaded).
     pub fn plan(&self, seed: u64) -> ServerPlan {
-        ServerPlan {
-            data_bytes: self.server.data_bytes,
-            mid_flushes: self.server.mid_flushes,
-            read_sizes: match &self.server.read_sizes {
-                ReadSizeSpec::Word(w) if w == "seeded" => ReadSizes::Seeded(seed),
-                ReadSizeSpec::Word(_) => ReadSizes::Max,
-                ReadSizeSpec::Bytes(b) => ReadSizes::Fixed(*b),
-                ReadSizeSpec::Cycle(v) => ReadSizes::Cycle(v.clone()),
-            },
-            metadata_bytes: self.server.metadata_bytes,
-            extra_commands: self
-                .server
-                .extra_commands
-                .iter()
-                .filter_map(|e| {
-                    Some(ExtraCommand {
-                        dev: e.dev,
-                        after_data_commands: e.after_data_commands,
-                        code: command_by_name(&e.code)?,
-                    })
-                })
-                .collect(),
-        }
+        self.server.plan(seed).unwrap_or_default()
     }
 
     /// The set name for this case.
@@ -682,21 +517,14 @@ impl Scenario {
         format!("vdisim-{}", self.id.replace('.', "-"))
     }
 
+    /// How many devices the statement names.
+    pub fn devices(&self) -> u16 {
+        self.server.device_count(1)
+    }
+
     /// Device names of the statement.
     pub fn device_names(&self) -> Vec<String> {
-        let set = self.set_name();
-        match &self.server.device_names {
-            Some(v) => v.iter().map(|n| n.replace("{set}", &set)).collect(),
-            None => (0..self.server.devices)
-                .map(|i| {
-                    if i == 0 {
-                        set.clone()
-                    } else {
-                        format!("{set}-dev{i}")
-                    }
-                })
-                .collect(),
-        }
+        self.server.device_names(&self.set_name(), 1)
     }
 
     /// The fault plan at `seed`.
@@ -718,41 +546,87 @@ impl Scenario {
 
     /// The client program of a program case (also used for plan context).
     pub fn client_spec(&self, seed: u64) -> ClientSpec {
-        let c = self.client.clone().unwrap_or_default();
-        let operation = c.operation.unwrap_or(if self.server.statement.is_backup() {
-            Operation::Backup
-        } else {
-            Operation::Restore
-        });
-        ClientSpec {
-            operation,
-            database: self.server.database.clone(),
-            devices: self.server.devices,
-            features: c.features,
-            request_complete: c.request_complete,
-            server_timeout_ms: c.server_timeout_ms,
-            get_configuration_timeout_ms: c.get_configuration_timeout_ms,
-            get_configuration_attempts: c.get_configuration_attempts,
-            get_command_timeout_ms: c.get_command_timeout_ms,
-            instance: c.instance,
-            set_name: self.set_name(),
-            options: self.options(),
-            plan: self.plan(seed),
-            restore_kind: if self.server.statement.is_backup() {
-                StatementKind::RestoreDatabase
-            } else {
-                self.server.statement
-            },
-            flaws: c.flaws.into_iter().collect(),
-        }
+        let program = self.client.clone().unwrap_or_default();
+        ClientSpec::new(&program, &self.server, &self.set_name(), seed)
+            .unwrap_or_default()
     }
 
     /// Whether the case seeds a backup before it starts.
     pub fn seeds_backup(&self) -> bool {
-        self.server
-            .seed_backup
+        self.seed_backup
             .unwrap_or(!self.server.statement.is_backup())
     }
+}
+
+/// One script step's names and combinations (`n`: its 1-based index).
+fn check_step(p: &str, n: usize, st: &Step) -> Result<(), ScenarioError> {
+        let Some(_) = st.action else {
+            return Err(Scenario::invalid(
+                p,
+                format!("step {n}: no `do`"),
+                "say what the step does: do = \"create-ex\", ...",
+            ));
+        };
+        for name in expect_names(&st.expect) {
+            if name != "model" && name != "any" && parse_hresult(&name).is_none() {
+                return Err(Scenario::invalid(
+                    p,
+                    format!("step {n}: expect '{name}' is not a code"),
+                    "use a code name such as VD_E_OPEN, NOERROR, 0x8077000D, or \"model\"",
+                ));
+            }
+        }
+        if st.async_label.is_some()
+            && matches!(
+                st.action,
+                Some(
+                    Do::OpenAll
+                        | Do::StartStatement
+                        | Do::WaitStatement
+                        | Do::Sleep
+                        | Do::Event
+                        | Do::Await
+                )
+            )
+        {
+            return Err(Scenario::invalid(
+                p,
+                format!(
+                    "step {n}: `async` is not supported with do = {:?}",
+                    st.action
+                ),
+                "make the step synchronous, or use async on a single call or on drain",
+            ));
+        }
+        if st.save_handle.is_some() && st.action == Some(Do::OpenAll) {
+            return Err(Scenario::invalid(
+                p,
+                format!("step {n}: save-handle on open-all"),
+                "open-all keeps handles by device index; use open-device with save-handle",
+            ));
+        }
+        if let Some(c) = &st.code
+            && parse_win32(c).is_none()
+        {
+            return Err(Scenario::invalid(
+                p,
+                format!("step {n}: code '{c}' is not a Win32 code"),
+                "use a name such as ERROR_SUCCESS or a number",
+            ));
+        }
+        if let Some(t) = &st.thread
+            && t != "ctl"
+            && t.strip_prefix("dev")
+                .and_then(|d| d.parse::<u16>().ok())
+                .is_none()
+        {
+            return Err(Scenario::invalid(
+                p,
+                format!("step {n}: thread '{t}'"),
+                "use ctl or dev<N>",
+            ));
+        }
+    Ok(())
 }
 
 /// The code names an expectation mentions.

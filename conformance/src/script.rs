@@ -67,7 +67,7 @@ fn timeout_of(s: &Step) -> Timeout {
 }
 
 fn config_of(sc: &Scenario, s: &Step) -> VdConfig {
-    let mut c = VdConfig::client(u32::from(sc.server.devices), Features::LikePipe);
+    let mut c = VdConfig::client(u32::from(sc.devices()), Features::LikePipe);
     if let Some(k) = &s.config {
         let set = |v: Option<u32>, f: &mut u32| {
             if let Some(v) = v {
@@ -108,7 +108,7 @@ pub fn seeded_backups(sc: &Scenario) -> Vec<BackupRecord> {
         &sc.server.database,
         StatementKind::BackupDatabase,
         1,
-        sc.server.devices as usize,
+        usize::from(sc.devices()),
         sc.server.data_bytes,
         &sc.options(),
     )]
@@ -416,7 +416,7 @@ fn run_step(
         }
         Do::StartStatement => {
             if sc.server.statement.is_backup() {
-                *media(b, st) = vec![Content::Empty; usize::from(sc.server.devices)];
+                *media(b, st) = vec![Content::Empty; usize::from(sc.devices())];
             } else if b.client_process().is_none() {
                 // The script keeps the media: planned truncations act on it
                 // when the restore starts (a modelled client process has

@@ -22,10 +22,8 @@ use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_model::msg::ToServer;
 use vdi_model::outcome::{Outcome, Status};
 use vdi_model::server::ServerDevSummary;
-use vdi_model::statement::{
-    BackupRecord, ExtraCommand, ReadSizes, ServerPlan, Statement, StatementKind,
-};
-use vdi_spec::{Profile, TransferOptions};
+use vdi_model::statement::{BackupRecord, Statement, StatementSpec};
+use vdi_spec::Profile;
 
 /// Environment variable naming the plan file.
 pub const ENV_PLAN: &str = "VDISIM_PLAN";
@@ -46,66 +44,65 @@ pub struct Plan {
     pub statements: Vec<PlanStatement>,
 }
 
-/// One planned statement.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+/// One planned statement: the statement (the schema scenario files share,
+/// `vdi_model::statement::StatementSpec`, whose keys sit directly in the
+/// `[[statement]]` table), and the plan file's own server behaviours.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PlanStatement {
-    /// `backup-database`, `backup-log`, `restore-database`, `restore-log`,
-    /// `restore-header-only`, `restore-filelist-only`, `restore-verify-only`.
-    pub kind: StatementKind,
-    /// Database name (default `vdisim`).
-    pub database: String,
-    /// VIRTUAL_DEVICE names; default: the set name, then `<set>-dev1`, ...
-    /// (as many as the set's deviceCount).
-    pub devices: Option<Vec<String>>,
-    /// BLOCKSIZE (default 512).
-    pub block_size: u32,
-    /// MAXTRANSFERSIZE (default 65536).
-    pub max_transfer_size: u32,
-    /// BUFFERCOUNT (default: the profile's rule).
-    pub buffer_count: Option<u32>,
-    /// BACKUP: bytes of database data (default 1 MiB).
-    pub data_bytes: u64,
-    /// BACKUP: Flushes mid-stream per device (default 0).
-    pub mid_flushes: u32,
-    /// RESTORE read sizes: `"max"`, `{ fixed = n }`, `{ cycle = [..] }`,
-    /// `{ seeded = s }` (s is XORed with VDISIM_SEED). Default `"max"`.
-    pub read_sizes: ReadSizes,
-    /// HEADERONLY/FILELISTONLY: bytes read before closing (default 64 KiB).
-    pub metadata_bytes: u64,
-    /// Extra commands (probes): `{ dev = 0, after_data_commands = 2, code =
-    /// "GetPosition" }` (command names without the `VDC_` prefix).
-    pub extra_commands: Vec<ExtraCommand>,
+    /// What the server runs.
+    #[serde(flatten)]
+    pub spec: StatementSpec,
     /// Fault: the server calls SignalAbort once the client has completed
     /// this many commands (a KILL mid-stream).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_after_commands: Option<u64>,
     /// Fault: the server calls SignalAbort this many ms after the set was
     /// created.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub abort_after_ms: Option<u64>,
     /// Fault: the server's Open does not find the set (wrong name): the
     /// statement fails and the client is never configured.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub open_fails: bool,
 }
 
-impl Default for PlanStatement {
-    fn default() -> Self {
-        let p = ServerPlan::default();
-        PlanStatement {
-            kind: StatementKind::BackupDatabase,
-            database: "vdisim".into(),
-            devices: None,
-            block_size: 512,
-            max_transfer_size: 65536,
-            buffer_count: None,
-            data_bytes: 1024 * 1024,
-            mid_flushes: 0,
-            read_sizes: ReadSizes::Max,
-            metadata_bytes: p.metadata_bytes,
-            extra_commands: Vec::new(),
-            abort_after_commands: None,
-            abort_after_ms: None,
-            open_fails: false,
-        }
+impl<'de> Deserialize<'de> for PlanStatement {
+    /// The plan's own keys are taken out of the table; the rest must be a
+    /// statement (unknown keys are refused, as everywhere in the file).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut t = toml::Table::deserialize(d)?;
+        let mut count = |key: &str| -> Result<Option<u64>, D::Error> {
+            match t.remove(key) {
+                None => Ok(None),
+                Some(toml::Value::Integer(n)) => u64::try_from(n)
+                    .map(Some)
+                    .map_err(|_| D::Error::custom(format!("{key} = {n}: must be 0 or more"))),
+                Some(v) => Err(D::Error::custom(format!(
+                    "{key} = {v}: must be a whole number"
+                ))),
+            }
+        };
+        let abort_after_commands = count("abort-after-commands")?;
+        let abort_after_ms = count("abort-after-ms")?;
+        let open_fails = match t.remove("open-fails") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => b,
+            Some(v) => {
+                return Err(D::Error::custom(format!(
+                    "open-fails = {v}: must be true or false"
+                )));
+            }
+        };
+        let spec = toml::Value::Table(t)
+            .try_into::<StatementSpec>()
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(PlanStatement {
+            spec,
+            abort_after_commands,
+            abort_after_ms,
+            open_fails,
+        })
     }
 }
 
@@ -336,39 +333,13 @@ impl PlanConnector {
     pub fn profile(&self) -> Arc<Profile> {
         self.profile.clone()
     }
-    fn statement(&self, p: &PlanStatement, set: &NewSet) -> Statement {
-        let devices = p.devices.clone().unwrap_or_else(|| {
-            (0..set.cfg.device_count.max(1))
-                .map(|i| {
-                    if i == 0 {
-                        set.name.clone()
-                    } else {
-                        format!("{}-dev{i}", set.name)
-                    }
-                })
-                .collect()
-        });
-        let read_sizes = match &p.read_sizes {
-            ReadSizes::Seeded(s) => ReadSizes::Seeded(s ^ self.seed),
-            other => other.clone(),
-        };
-        Statement {
-            kind: p.kind,
-            database: p.database.clone(),
-            devices,
-            options: TransferOptions {
-                block_size: p.block_size,
-                max_transfer_size: p.max_transfer_size,
-                buffer_count: p.buffer_count,
-            },
-            plan: ServerPlan {
-                data_bytes: p.data_bytes,
-                mid_flushes: p.mid_flushes,
-                read_sizes,
-                metadata_bytes: p.metadata_bytes,
-                extra_commands: p.extra_commands.clone(),
-            },
-        }
+    /// The statement `p` is for `set` (the set's deviceCount names the
+    /// devices when the plan does not), or why it cannot run.
+    fn statement(&self, p: &PlanStatement, set: &NewSet) -> Result<Statement, String> {
+        let count = u16::try_from(set.cfg.device_count).unwrap_or(u16::MAX);
+        p.spec
+            .resolve(&set.name, count, self.seed)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -406,7 +377,13 @@ impl Connector for PlanConnector {
             );
             return Connection::none();
         };
-        let stmt = self.statement(p, set);
+        let stmt = match self.statement(p, set) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("vdisim: plan statement #{} cannot run: {e}", k + 1);
+                return Connection::none();
+            }
+        };
         let block = stmt.options.block_size;
         let pool = Arc::new(Pool::new(
             set.cfg.prefix_zone_size,

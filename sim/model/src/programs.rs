@@ -14,7 +14,10 @@ use crate::content::Content;
 use crate::fault::PlanContext;
 use crate::msg::{Cmd, DevIx, Timeout};
 use crate::process::ClientProcess;
-use crate::statement::{BackupRecord, ServerPlan, Statement, StatementKind};
+use crate::statement::{
+    BackupRecord, ServerPlan, SpecError, Statement, StatementKind, StatementSpec,
+    default_device_names,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
@@ -115,6 +118,44 @@ pub enum Operation {
     Roundtrip,
 }
 
+/// A built-in client program as files write it (a scenario's `[client]`
+/// table): which program and its own parameters. What it backs up or
+/// restores comes from the statement; [`ClientSpec::new`] joins the two.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct ClientProgram {
+    /// `"reference"` (flaws may be added).
+    pub program: String,
+    pub flaws: Vec<Flaw>,
+    /// Default: a backup for a BACKUP statement, a restore for a RESTORE.
+    pub operation: Option<Operation>,
+    pub features: u32,
+    pub request_complete: bool,
+    pub server_timeout_ms: u32,
+    pub get_configuration_timeout_ms: u32,
+    pub get_configuration_attempts: u32,
+    pub get_command_timeout_ms: u32,
+    pub instance: Option<String>,
+}
+
+impl Default for ClientProgram {
+    fn default() -> Self {
+        let d = ClientSpec::default();
+        ClientProgram {
+            program: "reference".into(),
+            flaws: Vec::new(),
+            operation: None,
+            features: d.features,
+            request_complete: d.request_complete,
+            server_timeout_ms: d.server_timeout_ms,
+            get_configuration_timeout_ms: d.get_configuration_timeout_ms,
+            get_configuration_attempts: d.get_configuration_attempts,
+            get_command_timeout_ms: d.get_command_timeout_ms,
+            instance: d.instance,
+        }
+    }
+}
+
 /// A client program's parameters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -167,6 +208,43 @@ impl Default for ClientSpec {
 }
 
 impl ClientSpec {
+    /// The client `program` running `stmt` on set `set_name` at `seed`: a
+    /// backup and (for a roundtrip) a restore of the statement's database
+    /// over its devices.
+    pub fn new(
+        program: &ClientProgram,
+        stmt: &StatementSpec,
+        set_name: &str,
+        seed: u64,
+    ) -> Result<ClientSpec, SpecError> {
+        let backup = stmt.statement.is_backup();
+        Ok(ClientSpec {
+            operation: program.operation.unwrap_or(if backup {
+                Operation::Backup
+            } else {
+                Operation::Restore
+            }),
+            database: stmt.database.clone(),
+            devices: stmt.device_count(1),
+            features: program.features,
+            request_complete: program.request_complete,
+            server_timeout_ms: program.server_timeout_ms,
+            get_configuration_timeout_ms: program.get_configuration_timeout_ms,
+            get_configuration_attempts: program.get_configuration_attempts,
+            get_command_timeout_ms: program.get_command_timeout_ms,
+            instance: program.instance.clone(),
+            set_name: set_name.to_string(),
+            options: stmt.options(),
+            plan: stmt.plan(seed)?,
+            restore_kind: if backup {
+                StatementKind::RestoreDatabase
+            } else {
+                stmt.statement
+            },
+            flaws: program.flaws.iter().copied().collect(),
+        })
+    }
+
     pub fn has(&self, f: Flaw) -> bool {
         self.flaws.contains(&f)
     }
@@ -181,15 +259,7 @@ impl ClientSpec {
     }
     /// Device names for a phase: the first is the set name.
     pub fn device_names(&self, set: &str) -> Vec<String> {
-        (0..self.devices)
-            .map(|i| {
-                if i == 0 {
-                    set.to_string()
-                } else {
-                    format!("{set}-dev{i}")
-                }
-            })
-            .collect()
+        default_device_names(set, self.devices)
     }
     fn phases(&self) -> Vec<StatementKind> {
         match self.operation {

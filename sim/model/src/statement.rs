@@ -67,10 +67,15 @@ pub enum ReadSizes {
 
 /// A command the server sends besides the data stream, to probe how the
 /// client answers commands it may not support (clause `command.not-supported`).
+/// In files: `{ dev = 0, after-data-commands = 2, code = "GetError" }`
+/// (command names without the `VDC_` prefix).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ExtraCommand {
+    #[serde(default)]
     pub dev: DevIx,
     /// Sent once this many data commands have been sent on the device.
+    #[serde(default, alias = "after_data_commands")]
     pub after_data_commands: u32,
     pub code: CommandCode,
 }
@@ -104,6 +109,177 @@ impl Default for ServerPlan {
             extra_commands: Vec::new(),
         }
     }
+}
+
+/// The statement to run, as files write it: a scenario's `[server]` table
+/// and a plan file's `[[statement]]` entries share this one schema.
+/// [`StatementSpec::resolve`] turns it into the [`Statement`] the server
+/// half runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct StatementSpec {
+    /// `backup-database`, `backup-log`, `restore-database`, `restore-log`,
+    /// `restore-header-only`, `restore-filelist-only`, `restore-verify-only`.
+    #[serde(alias = "kind")]
+    pub statement: StatementKind,
+    /// The database (default `sales`).
+    pub database: String,
+    /// The VIRTUAL_DEVICE clauses: a count (names `{set}`, `{set}-dev1`,
+    /// ...), or the names themselves (`{set}` is replaced by the set's
+    /// name). Absent: as many as the set's deviceCount, where the set is
+    /// known when the statement is resolved (a plan), else 1.
+    pub devices: Option<DeviceList>,
+    /// BLOCKSIZE (default 512).
+    pub block_size: u32,
+    /// MAXTRANSFERSIZE (default 65536).
+    pub max_transfer_size: u32,
+    /// BUFFERCOUNT (default: the profile's rule).
+    pub buffer_count: Option<u32>,
+    /// BACKUP: bytes of database data (default 256 KiB), rounded up to
+    /// BLOCKSIZE.
+    pub data_bytes: u64,
+    /// BACKUP: Flushes sent mid-stream on each device (default 0).
+    pub mid_flushes: u32,
+    /// RESTORE read sizes (default `"max"`).
+    pub read_sizes: ReadSizeSpec,
+    /// HEADERONLY / FILELISTONLY: bytes read before closing (default 64 KiB).
+    pub metadata_bytes: u64,
+    /// Probes: commands sent besides the data stream.
+    pub extra_commands: Vec<ExtraCommand>,
+}
+
+/// VIRTUAL_DEVICE clauses in a file: how many, or which names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeviceList {
+    Count(u16),
+    Names(Vec<String>),
+}
+
+/// Restore read sizes in a file: `"max"`, `"seeded"` (from the run's
+/// seed), a byte count, a list of byte counts taken in turn, or the
+/// tagged forms `{ fixed = n }`, `{ cycle = [..] }`, `{ seeded = s }` (`s`
+/// XORed with the run's seed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReadSizeSpec {
+    Word(String),
+    Bytes(u32),
+    Cycle(Vec<u32>),
+    Tagged(ReadSizes),
+}
+
+impl Default for StatementSpec {
+    fn default() -> Self {
+        StatementSpec {
+            statement: StatementKind::BackupDatabase,
+            database: "sales".into(),
+            devices: None,
+            block_size: 512,
+            max_transfer_size: 65536,
+            buffer_count: None,
+            data_bytes: 256 * 1024,
+            mid_flushes: 0,
+            read_sizes: ReadSizeSpec::Word("max".into()),
+            metadata_bytes: 64 * 1024,
+            extra_commands: Vec::new(),
+        }
+    }
+}
+
+/// Why a statement in a file cannot be run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("read-sizes \"{0}\": use \"max\", \"seeded\", a byte count or a list of them")]
+    ReadSizes(String),
+    #[error("devices: a statement names 1 to 64 virtual devices, not {0}")]
+    Devices(usize),
+}
+
+impl ReadSizeSpec {
+    /// The read sizes at `seed`.
+    pub fn resolve(&self, seed: u64) -> Result<ReadSizes, SpecError> {
+        Ok(match self {
+            ReadSizeSpec::Word(w) if w == "max" => ReadSizes::Max,
+            ReadSizeSpec::Word(w) if w == "seeded" => ReadSizes::Seeded(seed),
+            ReadSizeSpec::Word(w) => return Err(SpecError::ReadSizes(w.clone())),
+            ReadSizeSpec::Bytes(b) => ReadSizes::Fixed(*b),
+            ReadSizeSpec::Cycle(v) => ReadSizes::Cycle(v.clone()),
+            ReadSizeSpec::Tagged(ReadSizes::Seeded(s)) => ReadSizes::Seeded(s ^ seed),
+            ReadSizeSpec::Tagged(r) => r.clone(),
+        })
+    }
+}
+
+impl StatementSpec {
+    /// The WITH options.
+    pub fn options(&self) -> TransferOptions {
+        TransferOptions {
+            block_size: self.block_size,
+            max_transfer_size: self.max_transfer_size,
+            buffer_count: self.buffer_count,
+        }
+    }
+
+    /// The server's plan at `seed`.
+    pub fn plan(&self, seed: u64) -> Result<ServerPlan, SpecError> {
+        Ok(ServerPlan {
+            data_bytes: self.data_bytes,
+            mid_flushes: self.mid_flushes,
+            read_sizes: self.read_sizes.resolve(seed)?,
+            metadata_bytes: self.metadata_bytes,
+            extra_commands: self.extra_commands.clone(),
+        })
+    }
+
+    /// The VIRTUAL_DEVICE names for set `set` whose deviceCount is
+    /// `device_count` (used when the file names none).
+    pub fn device_names(&self, set: &str, device_count: u16) -> Vec<String> {
+        match &self.devices {
+            Some(DeviceList::Names(v)) => v.iter().map(|n| n.replace("{set}", set)).collect(),
+            Some(DeviceList::Count(n)) => default_device_names(set, *n),
+            None => default_device_names(set, device_count.max(1)),
+        }
+    }
+
+    /// How many devices the statement names (`device_count` when the file
+    /// names none).
+    pub fn device_count(&self, device_count: u16) -> u16 {
+        match &self.devices {
+            Some(DeviceList::Names(v)) => u16::try_from(v.len()).unwrap_or(u16::MAX),
+            Some(DeviceList::Count(n)) => *n,
+            None => device_count.max(1),
+        }
+    }
+
+    /// The statement for set `set` (deviceCount `device_count`) at `seed`.
+    pub fn resolve(&self, set: &str, device_count: u16, seed: u64) -> Result<Statement, SpecError> {
+        let devices = self.device_names(set, device_count);
+        if devices.is_empty() || devices.len() > 64 {
+            return Err(SpecError::Devices(devices.len()));
+        }
+        Ok(Statement {
+            kind: self.statement,
+            database: self.database.clone(),
+            devices,
+            options: self.options(),
+            plan: self.plan(seed)?,
+        })
+    }
+}
+
+/// `set`, `set-dev1`, ... (`n` names): the first device is named like the
+/// set (clause `open-device.first-is-set-name`).
+pub fn default_device_names(set: &str, n: u16) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                set.to_string()
+            } else {
+                format!("{set}-dev{i}")
+            }
+        })
+        .collect()
 }
 
 /// A BACKUP or RESTORE statement.

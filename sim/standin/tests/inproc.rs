@@ -284,7 +284,8 @@ open-fails = false
     )
     .expect("full plan");
     assert_eq!(p.statements.len(), 1);
-    assert_eq!(p.statements[0].buffer_count, Some(6));
+    assert_eq!(p.statements[0].spec.buffer_count, Some(6));
+    assert_eq!(p.statements[0].abort_after_commands, Some(5));
     assert!(Plan::from_toml("[[statement]]\nkind = \"backup-database\"\nbogus = 1\n").is_err());
     assert!(Plan::from_toml("[[statement]]\nkind = \"nonsense\"\n").is_err());
     assert_eq!(vdi_host::plan::parse_seed("0x10").unwrap(), 16);
