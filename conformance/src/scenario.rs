@@ -547,8 +547,7 @@ impl Scenario {
     /// The client program of a program case (also used for plan context).
     pub fn client_spec(&self, seed: u64) -> ClientSpec {
         let program = self.client.clone().unwrap_or_default();
-        ClientSpec::new(&program, &self.server, &self.set_name(), seed)
-            .unwrap_or_default()
+        ClientSpec::new(&program, &self.server, &self.set_name(), seed).unwrap_or_default()
     }
 
     /// Whether the case seeds a backup before it starts.
@@ -560,72 +559,72 @@ impl Scenario {
 
 /// One script step's names and combinations (`n`: its 1-based index).
 fn check_step(p: &str, n: usize, st: &Step) -> Result<(), ScenarioError> {
-        let Some(_) = st.action else {
+    let Some(_) = st.action else {
+        return Err(Scenario::invalid(
+            p,
+            format!("step {n}: no `do`"),
+            "say what the step does: do = \"create-ex\", ...",
+        ));
+    };
+    for name in expect_names(&st.expect) {
+        if name != "model" && name != "any" && parse_hresult(&name).is_none() {
             return Err(Scenario::invalid(
                 p,
-                format!("step {n}: no `do`"),
-                "say what the step does: do = \"create-ex\", ...",
+                format!("step {n}: expect '{name}' is not a code"),
+                "use a code name such as VD_E_OPEN, NOERROR, 0x8077000D, or \"model\"",
             ));
-        };
-        for name in expect_names(&st.expect) {
-            if name != "model" && name != "any" && parse_hresult(&name).is_none() {
-                return Err(Scenario::invalid(
-                    p,
-                    format!("step {n}: expect '{name}' is not a code"),
-                    "use a code name such as VD_E_OPEN, NOERROR, 0x8077000D, or \"model\"",
-                ));
-            }
         }
-        if st.async_label.is_some()
-            && matches!(
-                st.action,
-                Some(
-                    Do::OpenAll
-                        | Do::StartStatement
-                        | Do::WaitStatement
-                        | Do::Sleep
-                        | Do::Event
-                        | Do::Await
-                )
+    }
+    if st.async_label.is_some()
+        && matches!(
+            st.action,
+            Some(
+                Do::OpenAll
+                    | Do::StartStatement
+                    | Do::WaitStatement
+                    | Do::Sleep
+                    | Do::Event
+                    | Do::Await
             )
-        {
-            return Err(Scenario::invalid(
-                p,
-                format!(
-                    "step {n}: `async` is not supported with do = {:?}",
-                    st.action
-                ),
-                "make the step synchronous, or use async on a single call or on drain",
-            ));
-        }
-        if st.save_handle.is_some() && st.action == Some(Do::OpenAll) {
-            return Err(Scenario::invalid(
-                p,
-                format!("step {n}: save-handle on open-all"),
-                "open-all keeps handles by device index; use open-device with save-handle",
-            ));
-        }
-        if let Some(c) = &st.code
-            && parse_win32(c).is_none()
-        {
-            return Err(Scenario::invalid(
-                p,
-                format!("step {n}: code '{c}' is not a Win32 code"),
-                "use a name such as ERROR_SUCCESS or a number",
-            ));
-        }
-        if let Some(t) = &st.thread
-            && t != "ctl"
-            && t.strip_prefix("dev")
-                .and_then(|d| d.parse::<u16>().ok())
-                .is_none()
-        {
-            return Err(Scenario::invalid(
-                p,
-                format!("step {n}: thread '{t}'"),
-                "use ctl or dev<N>",
-            ));
-        }
+        )
+    {
+        return Err(Scenario::invalid(
+            p,
+            format!(
+                "step {n}: `async` is not supported with do = {:?}",
+                st.action
+            ),
+            "make the step synchronous, or use async on a single call or on drain",
+        ));
+    }
+    if st.save_handle.is_some() && st.action == Some(Do::OpenAll) {
+        return Err(Scenario::invalid(
+            p,
+            format!("step {n}: save-handle on open-all"),
+            "open-all keeps handles by device index; use open-device with save-handle",
+        ));
+    }
+    if let Some(c) = &st.code
+        && parse_win32(c).is_none()
+    {
+        return Err(Scenario::invalid(
+            p,
+            format!("step {n}: code '{c}' is not a Win32 code"),
+            "use a name such as ERROR_SUCCESS or a number",
+        ));
+    }
+    if let Some(t) = &st.thread
+        && t != "ctl"
+        && t.strip_prefix("dev")
+            .and_then(|d| d.parse::<u16>().ok())
+            .is_none()
+    {
+        return Err(Scenario::invalid(
+            p,
+            format!("step {n}: thread '{t}'"),
+            "use ctl or dev<N>",
+        ));
+    }
     Ok(())
 }
 

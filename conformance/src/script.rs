@@ -316,7 +316,108 @@ fn run_step(
     index: usize,
 ) -> Result<Option<(Hresult, String)>, BackendError> {
     let action = s.action.unwrap_or(Do::Close);
-    let call = match action {
+    if let Some(done) = control_step(b, sc, setup, s, thread, st, index)? {
+        return Ok(done);
+    }
+    let call = call_of(b, sc, s, st, index, action)?;
+    if let Some(label) = &s.async_label {
+        let t = b.start(thread, call)?;
+        st.tickets.insert(label.clone(), (t, index));
+        return Ok(None);
+    }
+    let r = b.call(thread, call)?;
+    Ok(Some(absorb(r, s, st)))
+}
+
+/// A step that is not one API call (open-all, drain, statements, sleep,
+/// events, await): `Some(result)` when `s` is one and has run.
+#[allow(clippy::type_complexity)]
+fn control_step(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    setup: &CaseSetup,
+    s: &Step,
+    thread: &str,
+    st: &mut State,
+    index: usize,
+) -> Result<Option<Option<(Hresult, String)>>, BackendError> {
+    Ok(Some(match s.action.unwrap_or(Do::Close) {
+        Do::OpenAll => {
+            let mut last = Hresult::NOERROR;
+            for (k, n) in sc.device_names().iter().enumerate() {
+                let r = b.call(thread, Call::OpenDevice { name: n.clone() })?;
+                if let Value::Device(h) = r.value {
+                    st.handles.insert(k as u16, h);
+                }
+                last = r.code;
+                if r.code != Hresult::NOERROR {
+                    break;
+                }
+            }
+            Some((last, String::new()))
+        }
+        Do::Drain => {
+            if let Some(label) = &s.async_label {
+                let h = handle(st, s)?;
+                let t = b.start_drain(thread, h, timeout_of(s))?;
+                st.tickets.insert(label.clone(), (t, index));
+                None
+            } else {
+                Some(drain(b, s, thread, st)?)
+            }
+        }
+        Do::StartStatement => {
+            if sc.server.statement.is_backup() {
+                *media(b, st) = vec![Content::Empty; usize::from(sc.devices())];
+            } else if b.client_process().is_none() {
+                // The script keeps the media: planned truncations act on it
+                // when the restore starts (a modelled client process has
+                // them applied by its backend).
+                truncate_media(&mut st.media, &setup.faults);
+            }
+            b.start_statement(&statement(sc, setup.seed))?;
+            Some((Hresult::NOERROR, String::new()))
+        }
+        Do::WaitStatement => {
+            let t = s.ms.map_or(Timeout::Infinite, Timeout::Ms);
+            let o = b.wait_statement(t)?;
+            let note = o.map_or("no outcome yet".to_string(), |o| format!("{:?}", o.status));
+            Some((Hresult::NOERROR, note))
+        }
+        Do::Sleep => {
+            b.sleep(s.ms.unwrap_or(0))?;
+            None
+        }
+        Do::Event => {
+            let f = s.fault.clone().ok_or_else(|| {
+                BackendError::Failed(format!("step {}: event without fault", index + 1))
+            })?;
+            b.event(f)?;
+            None
+        }
+        Do::Await => {
+            let label = s.label.clone().unwrap_or_default();
+            let (t, _) = st
+                .tickets
+                .remove(&label)
+                .ok_or_else(|| BackendError::Failed(format!("no async step labelled '{label}'")))?;
+            let r = b.join(t)?;
+            Some(absorb(r, s, st))
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The API call step `s` makes.
+fn call_of(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    s: &Step,
+    st: &mut State,
+    index: usize,
+    action: Do,
+) -> Result<Call, BackendError> {
+    Ok(match action {
         Do::Create => Call::Create {
             name: name_of(sc, s),
             cfg: config_of(sc, s),
@@ -332,20 +433,6 @@ fn run_step(
         Do::OpenDevice => Call::OpenDevice {
             name: name_of(sc, s),
         },
-        Do::OpenAll => {
-            let mut last = Hresult::NOERROR;
-            for (k, n) in sc.device_names().iter().enumerate() {
-                let r = b.call(thread, Call::OpenDevice { name: n.clone() })?;
-                if let Value::Device(h) = r.value {
-                    st.handles.insert(k as u16, h);
-                }
-                last = r.code;
-                if r.code != Hresult::NOERROR {
-                    break;
-                }
-            }
-            return Ok(Some((last, String::new())));
-        }
         Do::Close => Call::Close,
         Do::SignalAbort => Call::SignalAbort,
         Do::OpenInSecondary => Call::OpenInSecondary {
@@ -373,102 +460,64 @@ fn run_step(
             dev: handle(st, s)?,
             timeout: timeout_of(s),
         },
-        Do::CompleteCommand => {
-            let h = handle(st, s)?;
-            let d = s.device.unwrap_or(h.index);
-            let mut cmd = match s.cmd.as_deref() {
-                Some(n) if n.starts_with("saved:") => st.saved_cmds.get(&n[6..]).cloned(),
-                Some("foreign") => st
-                    .last_cmd
-                    .iter()
-                    .find(|(k, _)| **k != d)
-                    .map(|(_, c)| c.clone()),
-                _ => st.last_cmd.get(&d).cloned(),
-            }
-            .ok_or_else(|| {
-                BackendError::Failed(format!(
-                    "step {}: no command to complete on device {d}",
-                    index + 1
-                ))
-            })?;
-            let (rc, bytes, data) = reference_completion(&cmd, media(b, st), s.bytes);
-            let code = s.code.as_deref().and_then(parse_win32).unwrap_or(rc);
-            if s.tamper == Some(true) {
-                cmd.size = cmd.size.wrapping_add(1);
-            }
-            Call::CompleteCommand {
-                dev: h,
-                position: cmd.position,
-                cmd,
-                code,
-                bytes,
-                data,
-            }
+        Do::CompleteCommand => completion_of(b, s, st, index)?,
+        other => {
+            return Err(BackendError::Failed(format!(
+                "step {}: {other:?} is not an API call",
+                index + 1
+            )));
         }
-        Do::Drain => {
-            if let Some(label) = &s.async_label {
-                let h = handle(st, s)?;
-                let t = b.start_drain(thread, h, timeout_of(s))?;
-                st.tickets.insert(label.clone(), (t, index));
-                return Ok(None);
-            }
-            return drain(b, s, thread, st).map(Some);
-        }
-        Do::StartStatement => {
-            if sc.server.statement.is_backup() {
-                *media(b, st) = vec![Content::Empty; usize::from(sc.devices())];
-            } else if b.client_process().is_none() {
-                // The script keeps the media: planned truncations act on it
-                // when the restore starts (a modelled client process has
-                // them applied by its backend).
-                truncate_media(&mut st.media, &setup.faults);
-            }
-            b.start_statement(&statement(sc, setup.seed))?;
-            return Ok(Some((Hresult::NOERROR, String::new())));
-        }
-        Do::WaitStatement => {
-            let t = s.ms.map_or(Timeout::Infinite, Timeout::Ms);
-            let o = b.wait_statement(t)?;
-            let note = o.map_or("no outcome yet".to_string(), |o| format!("{:?}", o.status));
-            return Ok(Some((Hresult::NOERROR, note)));
-        }
-        Do::Sleep => {
-            b.sleep(s.ms.unwrap_or(0))?;
-            return Ok(None);
-        }
-        Do::Event => {
-            let f = s.fault.clone().ok_or_else(|| {
-                BackendError::Failed(format!("step {}: event without fault", index + 1))
-            })?;
-            b.event(f)?;
-            return Ok(None);
-        }
-        Do::Await => {
-            let label = s.label.clone().unwrap_or_default();
-            let (t, _) = st
-                .tickets
-                .remove(&label)
-                .ok_or_else(|| BackendError::Failed(format!("no async step labelled '{label}'")))?;
-            let r = b.join(t)?;
-            return Ok(Some(absorb(r, s, st)));
-        }
-    };
-    if let Some(label) = &s.async_label {
-        let t = b.start(thread, call)?;
-        st.tickets.insert(label.clone(), (t, index));
-        return Ok(None);
-    }
-    let r = b.call(thread, call)?;
-    Ok(Some(absorb(r, s, st)))
+    })
 }
 
-/// Applies the plan's media truncations (phase any or restore) to `media`.
+/// The CompleteCommand step `s` makes: the command it names, completed
+/// as the reference client would unless the step says otherwise.
+fn completion_of(
+    b: &mut dyn Backend,
+    s: &Step,
+    st: &mut State,
+    index: usize,
+) -> Result<Call, BackendError> {
+    let h = handle(st, s)?;
+    let d = s.device.unwrap_or(h.index);
+    let mut cmd = match s.cmd.as_deref() {
+        Some(n) if n.starts_with("saved:") => st.saved_cmds.get(&n[6..]).cloned(),
+        Some("foreign") => st
+            .last_cmd
+            .iter()
+            .find(|(k, _)| **k != d)
+            .map(|(_, c)| c.clone()),
+        _ => st.last_cmd.get(&d).cloned(),
+    }
+    .ok_or_else(|| {
+        BackendError::Failed(format!(
+            "step {}: no command to complete on device {d}",
+            index + 1
+        ))
+    })?;
+    let (rc, bytes, data) = reference_completion(&cmd, media(b, st), s.bytes);
+    let code = s.code.as_deref().and_then(parse_win32).unwrap_or(rc);
+    if s.tamper == Some(true) {
+        cmd.size = cmd.size.wrapping_add(1);
+    }
+    Ok(Call::CompleteCommand {
+        dev: h,
+        position: cmd.position,
+        cmd,
+        code,
+        bytes,
+        data,
+    })
+}
+
+/// Applies the plan's media truncations (those a restore's start fires,
+/// as the model's trigger matcher says) to `media`.
 fn truncate_media(media: &mut [Content], plan: &vdi_model::fault::FaultPlan) {
-    use vdi_model::fault::{Fault, Phase};
-    for pf in &plan.faults {
-        if let Fault::TruncateMedia { dev, bytes } = pf.fault
-            && matches!(pf.phase, Phase::Any | Phase::Restore)
-            && let Some(m) = media.get_mut(dev as usize)
+    use vdi_model::fault::{Fault, FaultSchedule};
+    let mut schedule = FaultSchedule::new(plan);
+    for i in schedule.restore_starts() {
+        if let Fault::TruncateMedia { dev, bytes } = schedule.fire(i)
+            && let Some(m) = media.get_mut(usize::from(dev))
         {
             *m = m.slice(0, bytes);
         }
