@@ -648,24 +648,19 @@ pub fn command_by_name(s: &str) -> Option<CommandCode> {
         .find(|c| c.name().strip_prefix("VDC_") == Some(s))
 }
 
-/// Loads every `*.toml` under `dir`, sorted by id. Errors are collected,
+/// Loads every `*.toml` under `dir` and its area folders, sorted by id. Errors are collected,
 /// not fatal to the others.
 pub fn load_dir(dir: &Path) -> (Vec<Scenario>, Vec<ScenarioError>) {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-            .collect(),
-        Err(e) => {
-            return (
-                Vec::new(),
-                vec![ScenarioError::Read {
-                    path: dir.display().to_string(),
-                    err: e.to_string(),
-                }],
-            );
-        }
-    };
+    let mut files = Vec::new();
+    if let Err(e) = toml_files(dir, 0, &mut files) {
+        return (
+            Vec::new(),
+            vec![ScenarioError::Read {
+                path: dir.display().to_string(),
+                err: e.to_string(),
+            }],
+        );
+    }
     files.sort();
     let mut ok = Vec::new();
     let mut errs = Vec::new();
@@ -677,6 +672,25 @@ pub fn load_dir(dir: &Path) -> (Vec<Scenario>, Vec<ScenarioError>) {
     }
     ok.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.path.cmp(&b.path)));
     (ok, errs)
+}
+
+/// How deep area folders may nest under a scenario directory.
+const MAX_DEPTH: usize = 4;
+
+/// Every `*.toml` under `dir` (area folders included, at most
+/// [`MAX_DEPTH`] deep; links are not followed).
+fn toml_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        let kind = e.file_type()?;
+        if kind.is_dir() && depth < MAX_DEPTH {
+            toml_files(&p, depth + 1, out)?;
+        } else if kind.is_file() && p.extension().is_some_and(|x| x == "toml") {
+            out.push(p);
+        }
+    }
+    Ok(())
 }
 
 /// Where the catalog lives: `$VDISIM_SCENARIOS`, else `conformance/scenarios`
