@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use vdi_conformance::commands::load_catalog;
 use vdi_conformance::oracle::CaseOptions;
 use vdi_conformance::random;
-use vdi_conformance::runner::{self, Plan};
+use vdi_conformance::runner::{self, RunConfig};
 use vdi_conformance::scenario;
 use vdi_model::trace::Trace;
 
@@ -25,7 +25,7 @@ fn main() {
 fn catalog_model(b: divan::Bencher) {
     let cases = load_catalog(&scenario::default_dir()).expect("catalog");
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let plan = Plan {
+    let plan = RunConfig {
         backends: vec!["model".into()],
         extra_seeds: 0,
         workers,

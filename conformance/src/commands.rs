@@ -3,7 +3,7 @@
 
 use crate::backends;
 use crate::oracle::{self, CaseOptions};
-use crate::runner::{self, Plan};
+use crate::runner::{self, RunConfig};
 use crate::scenario::{self, Scenario};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -118,7 +118,7 @@ pub fn run(
             dir.display()
         ));
     }
-    let plan = Plan {
+    let plan = RunConfig {
         backends: backend.to_vec(),
         extra_seeds: seeds,
         workers: workers

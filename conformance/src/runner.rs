@@ -56,7 +56,7 @@ pub fn load_deviations(dir: &Path, backend: &str) -> Result<Vec<Deviation>, Devi
 
 /// What to run.
 #[derive(Clone, Debug)]
-pub struct Plan {
+pub struct RunConfig {
     pub backends: Vec<String>,
     /// Extra seeds 1..=n for every case, besides the case's own.
     pub extra_seeds: u64,
@@ -66,7 +66,7 @@ pub struct Plan {
 }
 
 /// The jobs of a plan, in merge order.
-fn jobs(cases: &[Scenario], plan: &Plan) -> Vec<(usize, String, u64)> {
+fn jobs(cases: &[Scenario], plan: &RunConfig) -> Vec<(usize, String, u64)> {
     let mut v = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let mut seeds = c.seeds.clone();
@@ -83,7 +83,7 @@ fn jobs(cases: &[Scenario], plan: &Plan) -> Vec<(usize, String, u64)> {
 }
 
 /// Runs `cases` as `plan` says and assembles the report.
-pub fn run(cases: &[Scenario], plan: &Plan) -> Result<RunReport, String> {
+pub fn run(cases: &[Scenario], plan: &RunConfig) -> Result<RunReport, String> {
     let jobs = jobs(cases, plan);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Graded>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
@@ -140,7 +140,11 @@ pub fn run(cases: &[Scenario], plan: &Plan) -> Result<RunReport, String> {
     assemble(cases, plan, graded)
 }
 
-fn assemble(cases: &[Scenario], plan: &Plan, graded: Vec<Graded>) -> Result<RunReport, String> {
+fn assemble(
+    cases: &[Scenario],
+    plan: &RunConfig,
+    graded: Vec<Graded>,
+) -> Result<RunReport, String> {
     let mut clause_hits: BTreeMap<String, u64> = BTreeMap::new();
     let mut cell_hits: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut results = Vec::new();

@@ -7,7 +7,7 @@
 
 use vdi_conformance::commands::load_catalog;
 use vdi_conformance::oracle::CaseOptions;
-use vdi_conformance::runner::{self, Plan};
+use vdi_conformance::runner::{self, RunConfig};
 use vdi_conformance::scenario;
 use vdi_reports::schema::Verdict;
 use vdi_spec::id;
@@ -60,7 +60,7 @@ fn abi_backends_match_the_model_on_a_subset() {
             "program case {p} is missing from the catalog"
         );
     }
-    let plan = Plan {
+    let plan = RunConfig {
         backends: if cfg!(unix) {
             vec![
                 "model".into(),

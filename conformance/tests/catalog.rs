@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use vdi_conformance::commands::load_catalog;
 use vdi_conformance::oracle::CaseOptions;
-use vdi_conformance::runner::{self, Plan};
+use vdi_conformance::runner::{self, RunConfig};
 use vdi_conformance::scenario::{self, Scenario};
 use vdi_reports::schema::Verdict;
 use vdi_spec::id;
@@ -16,7 +16,7 @@ fn catalog() -> Vec<Scenario> {
 #[test]
 fn catalog_passes_on_model() {
     let cases = catalog();
-    let plan = Plan {
+    let plan = RunConfig {
         backends: vec!["model".into()],
         extra_seeds: 0,
         workers: 2,

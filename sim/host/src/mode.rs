@@ -22,7 +22,7 @@
 
 use crate::case::CaseHost;
 use crate::harness::CaseControl;
-use crate::plan::{self, Board, Plan, PlanConnector};
+use crate::plan::{self, Board, PlanConnector, PlanFile};
 #[cfg(unix)]
 use crate::remote::{connector::RemoteConnector, forward::ForwardHost};
 use crate::runtime::{Connection, Connector, NewSet, RuntimeConfig, SetRuntime};
@@ -204,7 +204,7 @@ fn from_environment() -> Mode {
             )));
         }
     };
-    match Plan::load(&path) {
+    match PlanFile::load(&path) {
         Ok(plan) => Mode::Plan(PlanConnector::new(plan, seed)),
         Err(e) => Mode::None(NoServerNotice::new(format!(
             "vdisim: no in-process server: {e}"

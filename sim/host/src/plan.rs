@@ -7,7 +7,7 @@
 //! The statement's outcome, and msdb history (so a RESTORE finds the
 //! BACKUP), are published on a [`Board`] when the statement ends.
 //!
-//! Plan format: see the stand-in's README.
+//! PlanFile format: see the stand-in's README.
 
 use crate::buffers::{BufferMap, Pool};
 use crate::local::{LocalEnd, LocalTransport};
@@ -34,7 +34,7 @@ pub const ENV_SEED: &str = "VDISIM_SEED";
 /// created, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Plan {
+pub struct PlanFile {
     /// The model profile for client and server halves (vdi_spec::Profile
     /// keys); default profile when absent.
     #[serde(default)]
@@ -130,19 +130,19 @@ pub enum PlanError {
     Seed(String),
 }
 
-impl Plan {
+impl PlanFile {
     /// Reads a plan from TOML text.
-    pub fn from_toml(text: &str) -> Result<Plan, String> {
+    pub fn from_toml(text: &str) -> Result<PlanFile, String> {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
     /// Reads a plan file.
-    pub fn load(path: &str) -> Result<Plan, PlanError> {
+    pub fn load(path: &str) -> Result<PlanFile, PlanError> {
         let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
             path: path.into(),
             source,
         })?;
-        Plan::from_toml(&text).map_err(|message| PlanError::Parse {
+        PlanFile::from_toml(&text).map_err(|message| PlanError::Parse {
             path: path.into(),
             message,
         })
@@ -264,7 +264,7 @@ impl Board {
 
 /// Runs the planned statements, one server host per set created.
 pub struct PlanConnector {
-    plan: Plan,
+    plan: PlanFile,
     profile: Arc<Profile>,
     seed: u64,
     next: AtomicUsize,
@@ -314,7 +314,7 @@ impl Drop for PlanTransport {
 
 impl PlanConnector {
     /// A host for `plan` with `seed`, publishing on a fresh board.
-    pub fn new(plan: Plan, seed: u64) -> PlanConnector {
+    pub fn new(plan: PlanFile, seed: u64) -> PlanConnector {
         PlanConnector {
             profile: Arc::new(plan.profile()),
             plan,

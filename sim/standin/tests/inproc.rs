@@ -6,7 +6,7 @@
 use sqlvdi::objects::SetCore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use vdi_host::plan::{Board, Plan, PlanConnector};
+use vdi_host::plan::{Board, PlanConnector, PlanFile};
 use vdi_host::runtime::{CreateKind, SetRuntime};
 use vdi_model::msg::Timeout;
 use vdi_model::outcome::{FailReason, Status};
@@ -23,7 +23,7 @@ fn unique(p: &str) -> String {
 }
 
 fn host(plan: &str) -> (Arc<SetCore>, Arc<Board>) {
-    let plan = Plan::from_toml(plan).expect("plan");
+    let plan = PlanFile::from_toml(plan).expect("plan");
     let c = PlanConnector::new(plan, 3);
     let board = c.board();
     let rt = SetRuntime::new(c.profile(), Arc::new(c));
@@ -260,7 +260,7 @@ fn buffer_handles_roundtrip() {
 /// The plan format rejects unknown keys and reads every documented one.
 #[test]
 fn plan_format() {
-    let p = Plan::from_toml(
+    let p = PlanFile::from_toml(
         r#"
 [profile]
 completion-order = "in-order"
@@ -286,8 +286,8 @@ open-fails = false
     assert_eq!(p.statements.len(), 1);
     assert_eq!(p.statements[0].spec.buffer_count, Some(6));
     assert_eq!(p.statements[0].abort_after_commands, Some(5));
-    assert!(Plan::from_toml("[[statement]]\nkind = \"backup-database\"\nbogus = 1\n").is_err());
-    assert!(Plan::from_toml("[[statement]]\nkind = \"nonsense\"\n").is_err());
+    assert!(PlanFile::from_toml("[[statement]]\nkind = \"backup-database\"\nbogus = 1\n").is_err());
+    assert!(PlanFile::from_toml("[[statement]]\nkind = \"nonsense\"\n").is_err());
     assert_eq!(vdi_host::plan::parse_seed("0x10").unwrap(), 16);
     assert!(vdi_host::plan::parse_seed("ten").is_err());
 }
