@@ -1,12 +1,12 @@
 //! Property: virtual data is self-describing. Bytes materialised by
-//! `vdi_sim::data::fill(origin, offset, buf)` parse back
+//! `vdi_model::content::fill(origin, offset, buf)` parse back
 //! (`data::parse(bytes, origin, offset)`) to exactly
 //! `Content::stream(origin, offset, len)`, and flipping any one byte makes
 //! the parse differ from it (parsing never invents a match).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vdi_sim::data::{self, Content};
+use vdi_model::content::{self as data, Content};
 
 /// Streams are far shorter than this; it keeps `offset + len` in range.
 const OFFSET_MAX: u64 = 1 << 48;

@@ -1,11 +1,11 @@
-//! Property: the T-SQL parser (`vdi_sim::tsql::parse_batch`) never panics on
+//! Property: the T-SQL parser (`vdi_sqlserver::tsql::parse_batch`) never panics on
 //! any UTF-8 text, and every BACKUP / RESTORE statement it accepts prints
 //! (`Statement::to_tsql`) as text that parses back to exactly that one
 //! statement.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vdi_sim::tsql::{ParsedStatement, parse_batch};
+use vdi_sqlserver::tsql::{ParsedStatement, parse_batch};
 
 fuzz_target!(|text: &str| {
     let Ok(statements) = parse_batch(text) else {

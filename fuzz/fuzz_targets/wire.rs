@@ -1,11 +1,11 @@
-//! Property: the control-channel frame reader (`sqlvdi::remote::wire::
+//! Property: the control-channel frame reader (`vdi_host::remote::wire::
 //! read_frame`, what `vdisim serve` and the stand-in library read from the
 //! socket) never panics on any byte stream: it yields frames, a clean end
 //! or an error, and a reader looping until then always stops.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sqlvdi::remote::wire::read_frame;
+use vdi_host::remote::wire::read_frame;
 
 fuzz_target!(|bytes: &[u8]| {
     let mut r = bytes;

@@ -9,7 +9,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vdi_conformance::random;
-use vdi_sim::trace::Trace;
+use vdi_model::trace::Trace;
 
 fuzz_target!(|bytes: &[u8]| {
     let mut seed = [0u8; 8];
