@@ -51,9 +51,11 @@
 //!   destroyed; after that, using them is undefined (as with the real
 //!   library).
 
-pub mod com;
+mod com;
 pub mod harness;
-pub mod linux;
-pub mod objects;
+mod linux;
+mod objects;
 #[cfg(windows)]
-pub mod windows;
+mod windows;
+
+pub use objects::{DevCore, SetCore};

@@ -367,11 +367,6 @@ pub fn lookup_device(k: usize) -> Option<Arc<DevCore>> {
     registry_read().devices.get(&k).cloned()
 }
 
-/// Number of set objects alive in the registry (Linux objects).
-pub fn live_sets() -> usize {
-    registry_read().sets.len()
-}
-
 // ----- names -------------------------------------------------------------------------
 
 /// Decodes UTF-8 code units (a Linux `char*` name, NUL excluded).

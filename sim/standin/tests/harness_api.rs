@@ -4,7 +4,7 @@
 //! as JSON through the exported C functions.
 
 use sqlvdi::harness;
-use sqlvdi::objects::SetCore;
+use sqlvdi::SetCore;
 use std::ffi::CString;
 use vdi_host::contract::{CaseSetup as HarnessSetup, Observation};
 use vdi_host::harness::CaseControl;

@@ -3,7 +3,7 @@
 //! the server catches byte for byte, a server abort after N commands, the
 //! watchdog, an Open failure, buffer handles, and plan parsing.
 
-use sqlvdi::objects::SetCore;
+use sqlvdi::SetCore;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use vdi_host::plan::{Board, PlanConnector, PlanFile};
@@ -35,7 +35,7 @@ type Media = Vec<Vec<u8>>;
 
 /// Serves one device until its GetCommand or CompleteCommand fails;
 /// returns that code. `corrupt` flips one byte of the first Read.
-fn serve_device(d: &sqlvdi::objects::DevCore, media: &mut Vec<u8>, corrupt: bool) -> Hresult {
+fn serve_device(d: &sqlvdi::DevCore, media: &mut Vec<u8>, corrupt: bool) -> Hresult {
     let mut cursor = 0usize;
     let mut first_read = true;
     loop {
