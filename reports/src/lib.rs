@@ -3,9 +3,15 @@
 //! `vdisim run` executes scenarios against one or more backends (the model,
 //! a `libsqlvdi.so` through the Linux ABI, a COM object, a replayed trace)
 //! and grades every result. This crate holds the result as data and renders
-//! it for each audience. It knows nothing about how results are produced: it
-//! depends on `vdi-spec` only (for the clause catalog and the client
-//! transition table), and the simulator and the harness depend on it.
+//! it for each audience.
+//!
+//! ## What this crate must not do
+//!
+//! It knows nothing about how results are produced: it depends on
+//! `vdi-spec` only (for the clause catalog and the client transition
+//! table), never on the model, the engine or the harness, which depend on
+//! it; and a renderer never reads a clock or a hash map's order, so the same
+//! report renders to the same bytes.
 //!
 //! ## How the pieces fit
 //!

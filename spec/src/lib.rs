@@ -1,9 +1,9 @@
 //! # vdi-spec — the SQL Server Virtual Device Interface as data
 //!
 //! Everything here is a fact about the protocol or a named choice where the
-//! reference is silent, and nothing here runs the protocol: the simulator
-//! (`vdi-sim`), the stand-in library and the conformance harness all read
-//! their truth from this crate.
+//! reference is silent, and nothing here runs the protocol: the model
+//! (`vdi-model`), the engine (`vdi-sim`), the hosts, the stand-in library
+//! and the conformance harness all read their truth from this crate.
 //!
 //! - [`codes`]: `VD_E_*` HRESULTs and Win32 completion codes, printed as
 //!   `NAME (0xHEX)`.
@@ -16,10 +16,17 @@
 //!   each cell with its clause id.
 //! - [`clauses`]: the clause catalog — every normative statement the model
 //!   implements, with a stable id, its source, and whether it is documented
-//!   or inferred.
+//!   or inferred; [`clause_id`]: one typed constant per clause
+//!   (`vdi_spec::id::CLOSE_DEVICES_OPEN`), so code never names a clause by
+//!   a string.
 //! - [`abi`]: COM vtable shapes and GUIDs, Linux class symbols.
 //! - [`profile`]: the named parameters for everything the reference leaves
 //!   open, with documented defaults.
+//!
+//! ## What this crate must not do
+//!
+//! It holds no behaviour: no state machine, no thread, no IO. It depends on
+//! serde alone, and every other crate depends on it.
 //!
 //! References: `vdi-spec.md` (sections cited as §n.m) and
 //! `vdi-abi-and-field-notes.md` (Part 1 for ABI, Part 2 rows for field

@@ -2,7 +2,7 @@
 //!
 //! [`AbiDriver::run_program`] runs a [`ClientSpec`]'s controller, and every
 //! thread it spawns, each on its own OS thread. Every [`Action::Call`] goes
-//! through the same [`perform`] path as a script's calls (the real binary
+//! through the same `perform` path as a script's calls (the real binary
 //! interface of the library); the replies are recorded in one
 //! [`ClientProcess`] by `ClientProcess::absorb`, as the model's world
 //! records them, and the program's own `next` keeps the media, read
@@ -20,7 +20,7 @@
 //! could still be waiting for (watchdog, stalls) plus a margin.
 //!
 //! Planned faults are the driver's ([`super::client_faults`]): those a
-//! fetch triggers fire in [`perform`] right after GetCommand returned the
+//! fetch triggers fire in `perform` right after GetCommand returned the
 //! command, for program threads and script threads alike; the client's own
 //! faults at a time fire from the supervisor loop here.
 
