@@ -9,7 +9,7 @@
 
 use crate::backend::{Backend, BackendError, CaseSetup};
 use crate::scenario::{Scenario, parse_hresult};
-use crate::script::{self, Grade};
+use crate::script::{self, Grade, ScriptRun, StepOutcome};
 use std::collections::BTreeMap;
 use vdi_model::outcome::Status;
 use vdi_reports::schema::{CaseResult, Divergence, TimelineEvent, Verdict};
@@ -194,73 +194,102 @@ fn end_name(e: End) -> &'static str {
     }
 }
 
+/// A failed `[expect]` check: (clause, expected, actual).
+type EndFailure = (String, String, String);
+
 /// Checks `[expect]` against a run; the first failure as (clause, expected, actual).
-fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
-    let e = &sc.expect;
+fn check_end(sc: &Scenario, r: &RunResult) -> Option<EndFailure> {
     let first = sc.clauses.first().cloned().unwrap_or_default();
-    let want_end = e.end.clone().unwrap_or_else(|| "finished".into());
+    check_run_end(sc, r, &first)
+        .or_else(|| check_outcome(sc, r, &first))
+        .or_else(|| check_reason(sc, r, &first))
+        .or_else(|| check_messages(sc, r))
+        .or_else(|| check_device_ends(sc, r, &first))
+        .or_else(|| check_believed_success(sc, r))
+        .or_else(|| check_cited_clauses(sc, r))
+        .or_else(|| check_violations(sc, r))
+}
+
+/// `end`: how the run ended (`finished` when not given).
+fn check_run_end(sc: &Scenario, r: &RunResult, first: &str) -> Option<EndFailure> {
+    let want_end = sc.expect.end.clone().unwrap_or_else(|| "finished".into());
     if end_name(r.end) != want_end {
         return Some((
-            first,
+            first.into(),
             format!("run ends {want_end}"),
             format!("run ended {}", end_name(r.end)),
         ));
     }
-    if let Some(o) = &e.outcome {
-        let want = match o.as_str() {
-            "succeeded" => Some(Status::Succeeded),
-            "failed" => Some(Status::Failed),
-            "not-started" => None,
-            _ => Some(Status::Running),
-        };
-        match want {
-            None => {
-                if !r.statements.is_empty() {
-                    return Some((
-                        first,
-                        "no statement".into(),
-                        format!("{} statement(s)", r.statements.len()),
-                    ));
-                }
-            }
-            Some(w) => {
-                if r.statements.is_empty() {
-                    return Some((first, format!("statement {o}"), "no statement ran".into()));
-                }
-                // "succeeded": every statement; "failed": the last one.
-                let checked: Vec<_> = if w == Status::Succeeded {
-                    r.statements.iter().collect()
-                } else {
-                    r.statements.iter().rev().take(1).collect()
-                };
-                for (s, out) in checked {
-                    if out.status != w {
-                        return Some((
-                            id::TERM_OUTCOME_DECIDES.into(),
-                            format!("{} {o}", s.kind.verb()),
-                            format!(
-                                "{} {:?} {}",
-                                s.kind.verb(),
-                                out.status,
-                                out.reason.map(|r| format!("({r:?})")).unwrap_or_default()
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if let Some(reason) = e.reason {
-        let got = r.statements.last().and_then(|(_, o)| o.reason);
-        if got != Some(reason) {
+    None
+}
+
+/// `outcome`: `not-started` means no statement ran; `succeeded` checks
+/// every statement, `failed` (or any other word: running) the last one.
+fn check_outcome(sc: &Scenario, r: &RunResult, first: &str) -> Option<EndFailure> {
+    let o = sc.expect.outcome.as_ref()?;
+    let want = match o.as_str() {
+        "succeeded" => Some(Status::Succeeded),
+        "failed" => Some(Status::Failed),
+        "not-started" => None,
+        _ => Some(Status::Running),
+    };
+    let Some(w) = want else {
+        if !r.statements.is_empty() {
             return Some((
-                first,
-                format!("failure reason {reason:?}"),
-                format!("{got:?}"),
+                first.into(),
+                "no statement".into(),
+                format!("{} statement(s)", r.statements.len()),
+            ));
+        }
+        return None;
+    };
+    if r.statements.is_empty() {
+        return Some((
+            first.into(),
+            format!("statement {o}"),
+            "no statement ran".into(),
+        ));
+    }
+    // "succeeded": every statement; "failed": the last one.
+    let checked: Vec<_> = if w == Status::Succeeded {
+        r.statements.iter().collect()
+    } else {
+        r.statements.iter().rev().take(1).collect()
+    };
+    for (s, out) in checked {
+        if out.status != w {
+            return Some((
+                id::TERM_OUTCOME_DECIDES.into(),
+                format!("{} {o}", s.kind.verb()),
+                format!(
+                    "{} {:?} {}",
+                    s.kind.verb(),
+                    out.status,
+                    out.reason.map(|r| format!("({r:?})")).unwrap_or_default()
+                ),
             ));
         }
     }
-    for n in &e.messages {
+    None
+}
+
+/// `reason`: the failure reason of the last statement.
+fn check_reason(sc: &Scenario, r: &RunResult, first: &str) -> Option<EndFailure> {
+    let reason = sc.expect.reason?;
+    let got = r.statements.last().and_then(|(_, o)| o.reason);
+    if got != Some(reason) {
+        return Some((
+            first.into(),
+            format!("failure reason {reason:?}"),
+            format!("{got:?}"),
+        ));
+    }
+    None
+}
+
+/// `messages`: each number is among some statement's messages.
+fn check_messages(sc: &Scenario, r: &RunResult) -> Option<EndFailure> {
+    for n in &sc.expect.messages {
         if !r
             .statements
             .iter()
@@ -273,29 +302,43 @@ fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
             ));
         }
     }
-    if let Some(devs) = &e.devices {
-        for (i, want) in devs.iter().enumerate() {
-            let got = r.client.devices.get(i).and_then(|d| d.end);
-            let want_c = parse_hresult(want);
-            if want != "any" && got != want_c {
-                return Some((
-                    first,
-                    format!("dev{i} ends {want}"),
-                    format!("dev{i} ended {}", got.map_or("-".into(), |c| c.to_string())),
-                ));
-            }
+    None
+}
+
+/// `devices`: the code each of the client's devices ended with (`any`
+/// matches every end).
+fn check_device_ends(sc: &Scenario, r: &RunResult, first: &str) -> Option<EndFailure> {
+    let devs = sc.expect.devices.as_ref()?;
+    for (i, want) in devs.iter().enumerate() {
+        let got = r.client.devices.get(i).and_then(|d| d.end);
+        let want_c = parse_hresult(want);
+        if want != "any" && got != want_c {
+            return Some((
+                first.into(),
+                format!("dev{i} ends {want}"),
+                format!("dev{i} ended {}", got.map_or("-".into(), |c| c.to_string())),
+            ));
         }
     }
-    if let Some(b) = e.client_believes_success
-        && r.client.believes_success != Some(b)
-    {
+    None
+}
+
+/// `client-believes-success`: what the client concluded of the run.
+fn check_believed_success(sc: &Scenario, r: &RunResult) -> Option<EndFailure> {
+    let b = sc.expect.client_believes_success?;
+    if r.client.believes_success != Some(b) {
         return Some((
             id::TERM_OUTCOME_DECIDES.into(),
             format!("client believes success = {b}"),
             format!("{:?}", r.client.believes_success),
         ));
     }
-    for h in &e.hits {
+    None
+}
+
+/// `hits`: each clause is cited by the run.
+fn check_cited_clauses(sc: &Scenario, r: &RunResult) -> Option<EndFailure> {
+    for h in &sc.expect.hits {
         if !r.clauses.keys().any(|k| k == h) {
             return Some((
                 h.clone(),
@@ -304,6 +347,13 @@ fn check_end(sc: &Scenario, r: &RunResult) -> Option<(String, String, String)> {
             ));
         }
     }
+    None
+}
+
+/// `violations`: the invariant check reports exactly these clauses (an
+/// unexpected violation first, then a missing one).
+fn check_violations(sc: &Scenario, r: &RunResult) -> Option<EndFailure> {
+    let e = &sc.expect;
     for v in &r.violations {
         if !e.violations.contains(&v.clause) {
             return Some((v.clause.clone(), "invariants hold".into(), v.what.clone()));
@@ -337,6 +387,36 @@ fn timeline(r: &RunResult, cap: usize) -> Vec<TimelineEvent> {
         .collect()
 }
 
+/// What a case has shown so far: its verdict, the verdict's detail and the
+/// first divergence.
+struct Finding {
+    verdict: Verdict,
+    detail: String,
+    divergence: Option<Divergence>,
+}
+
+impl Finding {
+    fn pass() -> Self {
+        Finding::of(Verdict::Pass, String::new())
+    }
+
+    fn of(verdict: Verdict, detail: String) -> Self {
+        Finding {
+            verdict,
+            detail,
+            divergence: None,
+        }
+    }
+}
+
+/// What a run leaves in its result record.
+struct RunRecord {
+    trace_hash: String,
+    virtual_ms: u64,
+    steps: u64,
+    timeline: Vec<TimelineEvent>,
+}
+
 /// Runs `sc` on `b` at `seed` and grades it. `predicted` is the model's
 /// code per step (script cases; empty for the model itself).
 pub fn grade(
@@ -348,154 +428,247 @@ pub fn grade(
 ) -> Graded {
     let name = b.info().name;
     let set = setup(sc, seed, true);
-    let mut verdict = Verdict::Pass;
-    let mut detail = String::new();
-    let mut divergence = None;
-    let run: Option<RunResult>;
+    let (run, mut finding) = match unimplemented(b, sc, &name) {
+        Some(f) => (None, f),
+        None if sc.client.is_some() => run_program(b, sc, seed, &set),
+        None => run_script(b, sc, &set, predicted),
+    };
+    let (clause_hits, cell_hits) = hits(run.as_ref());
+    let mut record = run_record(run.as_ref(), opts);
+    if matches!(finding.verdict, Verdict::Pass | Verdict::Lenient)
+        && let Some(r) = &run
+        && let Some(f) = end_violation(sc, r)
+    {
+        finding = f;
+    }
+    if finding.verdict == Verdict::Pass {
+        finding.detail = pass_detail(sc);
+        if opts.keep_timeline {
+            record.timeline.truncate(opts.timeline_cap);
+        } else {
+            record.timeline.clear();
+        }
+    }
+    Graded {
+        result: case_result(sc, &name, seed, finding, record),
+        clause_hits,
+        cell_hits,
+    }
+}
+
+/// *Unimplemented* when `b` lacks a capability the case requires.
+fn unimplemented(b: &dyn Backend, sc: &Scenario, name: &str) -> Option<Finding> {
     let missing: Vec<&String> = sc
         .requires
         .iter()
         .filter(|r| !b.capabilities().contains(&r.as_str()))
         .collect();
-    if !missing.is_empty() {
-        run = None;
-        verdict = Verdict::Unimplemented;
-        detail = format!(
+    if missing.is_empty() {
+        return None;
+    }
+    Some(Finding::of(
+        Verdict::Unimplemented,
+        format!(
             "the {name} backend cannot stage this case: it needs {}",
             missing
                 .iter()
                 .map(|s| s.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
-    } else if sc.client.is_some() {
-        match b.run_program(&set, &sc.client_spec(seed)) {
-            Ok(r) => run = Some(r),
-            Err(BackendError::Unsupported(m)) => {
-                run = None;
-                verdict = Verdict::Unimplemented;
-                detail = format!("the backend cannot stage this case: {m}");
-            }
-            Err(e) => {
-                run = None;
-                verdict = Verdict::Violation;
-                detail = format!("the backend failed: {e}");
-            }
-        }
-    } else {
-        let s = script::run(b, sc, &set, predicted);
-        if s.steps.iter().any(|x| x.grade == Grade::Unimplemented) {
-            verdict = Verdict::Unimplemented;
-            detail = s
-                .steps
-                .iter()
-                .find(|x| x.grade == Grade::Unimplemented)
-                .map(|x| x.note.clone())
-                .unwrap_or_default();
-        } else if let Some(m) = s.steps.iter().find(|x| x.grade == Grade::Mismatch) {
-            verdict = Verdict::Violation;
-            let actual = m
-                .code
-                .map_or(format!("no result ({})", m.note), |c| c.to_string());
-            detail = format!(
-                "step {} ({} on {}): expected {}, got {}",
-                m.index, m.action, m.thread, m.expected, actual
-            );
-            divergence = Some(Divergence {
-                seq: m.index as u64,
-                clause: m.clause.clone().or_else(|| sc.clauses.first().cloned()),
-                expected: m.expected.clone(),
-                actual,
-            });
-        } else if let Some(e) = &s.error
-            && !(matches!(e, BackendError::Ended(x) if sc.expect.end.as_deref().is_some_and(|w| x.eq_ignore_ascii_case(w))))
-        {
-            verdict = Verdict::Violation;
-            detail = format!("the script could not finish: {e}");
-        } else if let Some(l) = s.steps.iter().find(|x| x.grade == Grade::Lenient) {
-            verdict = Verdict::Lenient;
-            detail = format!(
+        ),
+    ))
+}
+
+/// Runs a program case: *unimplemented* when the backend cannot stage it,
+/// a *violation* when it fails.
+fn run_program(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    seed: u64,
+    set: &CaseSetup,
+) -> (Option<RunResult>, Finding) {
+    match b.run_program(set, &sc.client_spec(seed)) {
+        Ok(r) => (Some(r), Finding::pass()),
+        Err(BackendError::Unsupported(m)) => (
+            None,
+            Finding::of(
+                Verdict::Unimplemented,
+                format!("the backend cannot stage this case: {m}"),
+            ),
+        ),
+        Err(e) => (
+            None,
+            Finding::of(Verdict::Violation, format!("the backend failed: {e}")),
+        ),
+    }
+}
+
+/// Runs a script case and grades its steps.
+fn run_script(
+    b: &mut dyn Backend,
+    sc: &Scenario,
+    set: &CaseSetup,
+    predicted: &[Option<Hresult>],
+) -> (Option<RunResult>, Finding) {
+    let s = script::run(b, sc, set, predicted);
+    let finding = grade_steps(sc, &s);
+    (s.result, finding)
+}
+
+/// A script run's verdict from its steps: *unimplemented* if a step is; a
+/// *violation* at the first mismatching step, or when the script could not
+/// finish (unless it ended as `[expect]` says); *lenient* if a step matched
+/// only a lenient alternative; else *pass*.
+fn grade_steps(sc: &Scenario, s: &ScriptRun) -> Finding {
+    if let Some(u) = s.steps.iter().find(|x| x.grade == Grade::Unimplemented) {
+        Finding::of(Verdict::Unimplemented, u.note.clone())
+    } else if let Some(m) = s.steps.iter().find(|x| x.grade == Grade::Mismatch) {
+        mismatch(sc, m)
+    } else if let Some(e) = &s.error
+        && !ended_as_expected(sc, e)
+    {
+        Finding::of(
+            Verdict::Violation,
+            format!("the script could not finish: {e}"),
+        )
+    } else if let Some(l) = s.steps.iter().find(|x| x.grade == Grade::Lenient) {
+        Finding::of(
+            Verdict::Lenient,
+            format!(
                 "step {} ({}): {} accepted as lenient; the reference prefers {}",
                 l.index,
                 l.action,
                 l.code.map_or("-".into(), |c| c.to_string()),
                 l.expected
-            );
-        }
-        run = s.result;
+            ),
+        )
+    } else {
+        Finding::pass()
     }
+}
+
+/// Whether a script stopped because the run ended as `[expect]` says.
+fn ended_as_expected(sc: &Scenario, e: &BackendError) -> bool {
+    matches!(e, BackendError::Ended(x) if sc.expect.end.as_deref().is_some_and(|w| x.eq_ignore_ascii_case(w)))
+}
+
+/// The *violation* of a step whose result differs from its expectation.
+fn mismatch(sc: &Scenario, m: &StepOutcome) -> Finding {
+    let actual = m
+        .code
+        .map_or(format!("no result ({})", m.note), |c| c.to_string());
+    Finding {
+        verdict: Verdict::Violation,
+        detail: format!(
+            "step {} ({} on {}): expected {}, got {}",
+            m.index, m.action, m.thread, m.expected, actual
+        ),
+        divergence: Some(Divergence {
+            seq: m.index as u64,
+            clause: m.clause.clone().or_else(|| sc.clauses.first().cloned()),
+            expected: m.expected.clone(),
+            actual,
+        }),
+    }
+}
+
+/// The clauses and table cells a run cited, with their counts.
+fn hits(
+    run: Option<&RunResult>,
+) -> (
+    BTreeMap<String, u64>,
+    BTreeMap<(TableMethod, ClientState), u64>,
+) {
     let mut clause_hits = BTreeMap::new();
     let mut cell_hits = BTreeMap::new();
-    let (hash, ms, steps, mut tl) = match &run {
-        Some(r) => {
-            for (k, v) in &r.clauses {
-                clause_hits.insert(k.to_string(), *v);
-            }
-            cell_hits = r.cells.clone();
-            (
-                r.trace_hash(),
-                r.now_ms,
-                r.steps,
-                timeline(r, opts.failure_timeline_cap.max(opts.timeline_cap)),
-            )
+    if let Some(r) = run {
+        for (k, v) in &r.clauses {
+            clause_hits.insert(k.to_string(), *v);
         }
-        None => (String::from("0000000000000000"), 0, 0, Vec::new()),
-    };
-    if matches!(verdict, Verdict::Pass | Verdict::Lenient)
-        && let Some(r) = &run
-        && let Some((clause, expected, actual)) = check_end(sc, r)
-    {
-        verdict = Verdict::Violation;
-        detail = format!("[{clause}] expected {expected}; {actual}");
-        // Point the divergence at the first trace event citing the clause, if any.
-        let seq = r
-            .trace
-            .events()
-            .iter()
-            .find(|e| e.clause.is_some_and(|c| c == clause.as_str()) || e.what == "End")
-            .map_or(0, |e| e.seq);
-        divergence = Some(Divergence {
+        cell_hits = r.cells.clone();
+    }
+    (clause_hits, cell_hits)
+}
+
+/// The trace hash, virtual time, steps and timeline (at the longer of the
+/// two caps) of a run; zeros when there was none.
+fn run_record(run: Option<&RunResult>, opts: &CaseOptions) -> RunRecord {
+    match run {
+        Some(r) => RunRecord {
+            trace_hash: r.trace_hash(),
+            virtual_ms: r.now_ms,
+            steps: r.steps,
+            timeline: timeline(r, opts.failure_timeline_cap.max(opts.timeline_cap)),
+        },
+        None => RunRecord {
+            trace_hash: String::from("0000000000000000"),
+            virtual_ms: 0,
+            steps: 0,
+            timeline: Vec::new(),
+        },
+    }
+}
+
+/// A *violation* when the run's end differs from `[expect]`, its
+/// divergence pointing at the first trace event citing the clause (or the
+/// `End` event).
+fn end_violation(sc: &Scenario, r: &RunResult) -> Option<Finding> {
+    let (clause, expected, actual) = check_end(sc, r)?;
+    // Point the divergence at the first trace event citing the clause, if any.
+    let seq = r
+        .trace
+        .events()
+        .iter()
+        .find(|e| e.clause.is_some_and(|c| c == clause.as_str()) || e.what == "End")
+        .map_or(0, |e| e.seq);
+    Some(Finding {
+        verdict: Verdict::Violation,
+        detail: format!("[{clause}] expected {expected}; {actual}"),
+        divergence: Some(Divergence {
             seq,
             clause: Some(clause),
             expected,
             actual,
-        });
-    }
-    if verdict == Verdict::Pass {
-        detail = format!(
-            "{} as the model predicts",
-            if sc.client.is_some() {
-                "the program ran"
-            } else {
-                "every step returned"
-            }
-        );
-        if opts.keep_timeline {
-            tl.truncate(opts.timeline_cap);
+        }),
+    })
+}
+
+/// The detail of a passing case.
+fn pass_detail(sc: &Scenario) -> String {
+    format!(
+        "{} as the model predicts",
+        if sc.client.is_some() {
+            "the program ran"
         } else {
-            tl.clear();
+            "every step returned"
         }
-    }
-    Graded {
-        result: CaseResult {
-            case: sc.id.clone(),
-            file: sc.path.display().to_string(),
-            summary: sc.summary.clone(),
-            clauses: sc.clauses.clone(),
-            backend: name.clone(),
-            seed,
-            verdict,
-            detail,
-            divergence,
-            trace_hash: hash,
-            virtual_ms: ms,
-            steps,
-            repro: repro(sc, &name, seed),
-            deviation_reason: None,
-            timeline: tl,
-        },
-        clause_hits,
-        cell_hits,
+    )
+}
+
+/// The report entry of a graded case.
+fn case_result(
+    sc: &Scenario,
+    name: &str,
+    seed: u64,
+    finding: Finding,
+    record: RunRecord,
+) -> CaseResult {
+    CaseResult {
+        case: sc.id.clone(),
+        file: sc.path.display().to_string(),
+        summary: sc.summary.clone(),
+        clauses: sc.clauses.clone(),
+        backend: name.to_string(),
+        seed,
+        verdict: finding.verdict,
+        detail: finding.detail,
+        divergence: finding.divergence,
+        trace_hash: record.trace_hash,
+        virtual_ms: record.virtual_ms,
+        steps: record.steps,
+        repro: repro(sc, name, seed),
+        deviation_reason: None,
+        timeline: record.timeline,
     }
 }
 

@@ -181,132 +181,146 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// A profile parameter: its key, how to read its value from a profile,
+/// the basis of its default and what it decides.
+struct Param {
+    key: &'static str,
+    value: fn(&Profile) -> String,
+    basis: &'static str,
+    doc: &'static str,
+}
+
+/// Every profile parameter, in the order [`Profile::describe`] lists them.
+const PARAMS: &[Param] = &[
+    Param {
+        key: "open-device-precedence",
+        value: |d| json(&d.open_device_precedence),
+        basis: "INFERRED §4.2.1, §8 #2",
+        doc: "OpenDevice when every device is open: VD_E_OPEN (all-open-first) or VD_E_PROTOCOL for the reopened device (this-device-first)",
+    },
+    Param {
+        key: "get-command-after-device-closed",
+        value: |d| json(&d.get_command_after_device_closed),
+        basis: "INFERRED §4.2.3, §8 #4",
+        doc: "GetCommand on a device already closed while others are active: VD_E_CLOSE or VD_E_PROTOCOL",
+    },
+    Param {
+        key: "close-with-open-devices",
+        value: |d| json(&d.close_with_open_devices),
+        basis: "DOCUMENTED (Close page) vs matrix, §8 #3",
+        doc: "Close with devices open returns VD_E_OPEN (method page) or NOERROR (matrix); both abort and release",
+    },
+    Param {
+        key: "completion-order",
+        value: |d| json(&d.completion_order),
+        basis: "INFERRED §4.3, §8 #10",
+        doc: "which outstanding commands CompleteCommand accepts: any, or only the oldest (in-order)",
+    },
+    Param {
+        key: "short-transfer",
+        value: |d| json(&d.short_transfer),
+        basis: "INFERRED field row 12",
+        doc: "ERROR_SUCCESS with fewer bytes than asked: fail the statement, or reissue the remainder",
+    },
+    Param {
+        key: "eof-enters-io-error",
+        value: |d| json(&d.eof_enters_io_error),
+        basis: "INFERRED §4.7 vs §5.1",
+        doc: "an expected ERROR_HANDLE_EOF on the last restore read puts the device in IO-ERROR",
+    },
+    Param {
+        key: "not-supported-enters-io-error",
+        value: |d| json(&d.not_supported_enters_io_error),
+        basis: "INFERRED §4.7 vs §5.0",
+        doc: "completing a command with ERROR_NOT_SUPPORTED puts the device in IO-ERROR",
+    },
+    Param {
+        key: "error-termination",
+        value: |d| json(&d.error_termination),
+        basis: "INFERRED §4.5, §4.7",
+        doc: "how the server ends a statement after a fatal device error",
+    },
+    Param {
+        key: "server-supports-complete",
+        value: |d| json(&d.server_supports_complete),
+        basis: "DOCUMENTED KB3188454",
+        doc: "the server grants VDF_RequestComplete with VDF_CompleteEnabled and sends VDC_Complete",
+    },
+    Param {
+        key: "watchdog-factor",
+        value: |d| json(&d.watchdog_factor),
+        basis: "DOCUMENTED §4.5",
+        doc: "the watchdog aborts after factor × serverTimeOut with requests pending and none completing",
+    },
+    Param {
+        key: "queue-depth-per-device",
+        value: |d| json(&d.queue_depth_per_device),
+        basis: "INFERRED §3.4 maxIODepth",
+        doc: "commands the server keeps in flight on one device",
+    },
+    Param {
+        key: "default-buffer-count-per-device",
+        value: |d| json(&d.default_buffer_count_per_device),
+        basis: "INFERRED §1.3",
+        doc: "BUFFERCOUNT per device when the statement names none",
+    },
+    Param {
+        key: "create-illegal-name-code",
+        value: |d| json(&d.create_illegal_name_code),
+        basis: "INFERRED field row 17",
+        doc: "code Create returns for an empty set name or one with a backslash",
+    },
+    Param {
+        key: "create-name-in-use-code",
+        value: |d| json(&d.create_name_in_use_code),
+        basis: "INFERRED",
+        doc: "code Create returns when another live set has the same name",
+    },
+    Param {
+        key: "empty-instance-is-default",
+        value: |d| json(&d.empty_instance_is_default),
+        basis: "INFERRED field row 16",
+        doc: "CreateEx with \"\" as instance name means the default instance",
+    },
+    Param {
+        key: "instances",
+        value: |d| json(&d.instances),
+        basis: "INFERRED",
+        doc: "named instances CreateEx accepts besides NULL",
+    },
+    Param {
+        key: "device-count-mismatch-fails",
+        value: |d| json(&d.device_count_mismatch_fails),
+        basis: "INFERRED §8 #14",
+        doc: "the statement fails when its VIRTUAL_DEVICE count differs from deviceCount",
+    },
+    Param {
+        key: "use-after-close-code",
+        value: |d| json(&d.use_after_close_code),
+        basis: "INFERRED (undefined in the reference)",
+        doc: "code for a device interface used after Close",
+    },
+    Param {
+        key: "restore-overread",
+        value: |d| json(&d.restore_overread),
+        basis: "INFERRED §5.19",
+        doc: "the final restore read asks past the end of the stream",
+    },
+];
+
 impl Profile {
     /// The parameters, their defaults and what they decide, in one place.
     pub fn describe() -> Vec<ParamDoc> {
         let d = Profile::default();
-        let p = |key, default: String, basis, doc| ParamDoc {
-            key,
-            default,
-            basis,
-            doc,
-        };
-        vec![
-            p(
-                "open-device-precedence",
-                json(&d.open_device_precedence),
-                "INFERRED §4.2.1, §8 #2",
-                "OpenDevice when every device is open: VD_E_OPEN (all-open-first) or VD_E_PROTOCOL for the reopened device (this-device-first)",
-            ),
-            p(
-                "get-command-after-device-closed",
-                json(&d.get_command_after_device_closed),
-                "INFERRED §4.2.3, §8 #4",
-                "GetCommand on a device already closed while others are active: VD_E_CLOSE or VD_E_PROTOCOL",
-            ),
-            p(
-                "close-with-open-devices",
-                json(&d.close_with_open_devices),
-                "DOCUMENTED (Close page) vs matrix, §8 #3",
-                "Close with devices open returns VD_E_OPEN (method page) or NOERROR (matrix); both abort and release",
-            ),
-            p(
-                "completion-order",
-                json(&d.completion_order),
-                "INFERRED §4.3, §8 #10",
-                "which outstanding commands CompleteCommand accepts: any, or only the oldest (in-order)",
-            ),
-            p(
-                "short-transfer",
-                json(&d.short_transfer),
-                "INFERRED field row 12",
-                "ERROR_SUCCESS with fewer bytes than asked: fail the statement, or reissue the remainder",
-            ),
-            p(
-                "eof-enters-io-error",
-                json(&d.eof_enters_io_error),
-                "INFERRED §4.7 vs §5.1",
-                "an expected ERROR_HANDLE_EOF on the last restore read puts the device in IO-ERROR",
-            ),
-            p(
-                "not-supported-enters-io-error",
-                json(&d.not_supported_enters_io_error),
-                "INFERRED §4.7 vs §5.0",
-                "completing a command with ERROR_NOT_SUPPORTED puts the device in IO-ERROR",
-            ),
-            p(
-                "error-termination",
-                json(&d.error_termination),
-                "INFERRED §4.5, §4.7",
-                "how the server ends a statement after a fatal device error",
-            ),
-            p(
-                "server-supports-complete",
-                json(&d.server_supports_complete),
-                "DOCUMENTED KB3188454",
-                "the server grants VDF_RequestComplete with VDF_CompleteEnabled and sends VDC_Complete",
-            ),
-            p(
-                "watchdog-factor",
-                json(&d.watchdog_factor),
-                "DOCUMENTED §4.5",
-                "the watchdog aborts after factor × serverTimeOut with requests pending and none completing",
-            ),
-            p(
-                "queue-depth-per-device",
-                json(&d.queue_depth_per_device),
-                "INFERRED §3.4 maxIODepth",
-                "commands the server keeps in flight on one device",
-            ),
-            p(
-                "default-buffer-count-per-device",
-                json(&d.default_buffer_count_per_device),
-                "INFERRED §1.3",
-                "BUFFERCOUNT per device when the statement names none",
-            ),
-            p(
-                "create-illegal-name-code",
-                json(&d.create_illegal_name_code),
-                "INFERRED field row 17",
-                "code Create returns for an empty set name or one with a backslash",
-            ),
-            p(
-                "create-name-in-use-code",
-                json(&d.create_name_in_use_code),
-                "INFERRED",
-                "code Create returns when another live set has the same name",
-            ),
-            p(
-                "empty-instance-is-default",
-                json(&d.empty_instance_is_default),
-                "INFERRED field row 16",
-                "CreateEx with \"\" as instance name means the default instance",
-            ),
-            p(
-                "instances",
-                json(&d.instances),
-                "INFERRED",
-                "named instances CreateEx accepts besides NULL",
-            ),
-            p(
-                "device-count-mismatch-fails",
-                json(&d.device_count_mismatch_fails),
-                "INFERRED §8 #14",
-                "the statement fails when its VIRTUAL_DEVICE count differs from deviceCount",
-            ),
-            p(
-                "use-after-close-code",
-                json(&d.use_after_close_code),
-                "INFERRED (undefined in the reference)",
-                "code for a device interface used after Close",
-            ),
-            p(
-                "restore-overread",
-                json(&d.restore_overread),
-                "INFERRED §5.19",
-                "the final restore read asks past the end of the stream",
-            ),
-        ]
+        PARAMS
+            .iter()
+            .map(|p| ParamDoc {
+                key: p.key,
+                default: (p.value)(&d),
+                basis: p.basis,
+                doc: p.doc,
+            })
+            .collect()
     }
 }
 

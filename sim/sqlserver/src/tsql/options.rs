@@ -1,0 +1,215 @@
+//! WITH options: which are honoured, ignored or refused, and the parser of
+//! a statement's WITH clause.
+
+use vdi_spec::TransferOptions;
+
+use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError, not_served, syntax};
+use super::keywords::is_in;
+use super::lexer::{Tok, Token};
+use super::parser::Parser;
+
+/// WITH options accepted and ignored, on BACKUP and RESTORE alike (one list
+/// for both: vdisim does not check which statement an option belongs to).
+/// BLOCKSIZE, MAXTRANSFERSIZE and BUFFERCOUNT are honoured, not ignored.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "BLOCKSIZE",
+    "BUFFERCOUNT",
+    "MAXTRANSFERSIZE",
+    "CHECKSUM",
+    "NO_CHECKSUM",
+    "COMPRESSION",
+    "NO_COMPRESSION",
+    "CONTINUE_AFTER_ERROR",
+    "STOP_ON_ERROR",
+    "COPY_ONLY",
+    "CREDENTIAL",
+    "DBO_ONLY",
+    "DESCRIPTION",
+    "DIFFERENTIAL",
+    "ENABLE_BROKER",
+    "ENCRYPTION",
+    "ERROR_BROKER_CONVERSATIONS",
+    "EXPIREDATE",
+    "FILE",
+    "FILESTREAM",
+    "FORMAT",
+    "NOFORMAT",
+    "INIT",
+    "NOINIT",
+    "KEEP_CDC",
+    "KEEP_REPLICATION",
+    "LOADHISTORY",
+    "MEDIADESCRIPTION",
+    "MEDIANAME",
+    "MEDIAPASSWORD",
+    "MOVE",
+    "NAME",
+    "NEW_BROKER",
+    "NORECOVERY",
+    "NO_TRUNCATE",
+    "PARTIAL",
+    "PASSWORD",
+    "RECOVERY",
+    "REPLACE",
+    "RESTART",
+    "RESTRICTED_USER",
+    "RETAINDAYS",
+    "REWIND",
+    "NOREWIND",
+    "SKIP",
+    "NOSKIP",
+    "STANDBY",
+    "STATS",
+    "STOPAT",
+    "STOPATMARK",
+    "STOPBEFOREMARK",
+    "UNLOAD",
+    "NOUNLOAD",
+];
+
+/// WITH options SQL Server accepts but vdisim refuses ([`MSG_NOT_SERVED`]):
+/// they change what the VDI stream is, and the model does not know how.
+///
+/// [`MSG_NOT_SERVED`]: super::MSG_NOT_SERVED
+pub const UNMODELLED_OPTIONS: &[&str] = &["SNAPSHOT", "METADATA_ONLY"];
+
+/// Where each honoured option was last set, to point an error at it.
+#[derive(Default)]
+pub(super) struct OptionSites {
+    pub(super) block_size: Option<Token>,
+    pub(super) max_transfer_size: Option<Token>,
+    pub(super) buffer_count: Option<Token>,
+}
+
+impl Parser {
+    /// The WITH clause, if any: the honoured options and where each was
+    /// set; `verb` (BACKUP or RESTORE) names the statement in Msg 155.
+    pub(super) fn with_clause(
+        &mut self,
+        verb: &str,
+    ) -> Result<(TransferOptions, OptionSites), SqlError> {
+        let mut o = TransferOptions::default();
+        let mut sites = OptionSites::default();
+        if !self.peek_word("WITH") {
+            return Ok((o, sites));
+        }
+        self.pos += 1;
+        loop {
+            let t = self.next()?;
+            let Tok::Word(name) = &t.tok else {
+                return Err(syntax(&t));
+            };
+            let upper = name.to_ascii_uppercase();
+            match upper.as_str() {
+                "BLOCKSIZE" => {
+                    o.block_size = self.int_value()?;
+                    sites.block_size = Some(t.clone());
+                }
+                "MAXTRANSFERSIZE" => {
+                    o.max_transfer_size = self.int_value()?;
+                    sites.max_transfer_size = Some(t.clone());
+                }
+                "BUFFERCOUNT" => {
+                    o.buffer_count = Some(self.int_value()?);
+                    sites.buffer_count = Some(t.clone());
+                }
+                "MOVE" => {
+                    self.value()?;
+                    self.expect_word("TO")?;
+                    self.value()?;
+                }
+                _ if is_in(&upper, KNOWN_OPTIONS) => {
+                    if self.peek_punct('=') {
+                        self.pos += 1;
+                        self.value()?;
+                        if matches!(upper.as_str(), "STOPATMARK" | "STOPBEFOREMARK")
+                            && self.peek_word("AFTER")
+                        {
+                            self.pos += 1;
+                            self.value()?;
+                        }
+                    } else if self.peek_punct('(') {
+                        self.parens()?;
+                    }
+                }
+                _ if is_in(&upper, UNMODELLED_OPTIONS) => {
+                    return Err(not_served(
+                        &t,
+                        format!("vdisim does not model WITH {upper}; leave the option out."),
+                    ));
+                }
+                _ => {
+                    return Err(t.error(
+                        MSG_UNKNOWN_OPTION,
+                        15,
+                        1,
+                        format!("'{name}' is not a recognized {verb} option."),
+                    ));
+                }
+            }
+            if self.peek_punct(',') {
+                self.pos += 1;
+            } else {
+                return Ok((o, sites));
+            }
+        }
+    }
+
+    /// `= n` for an honoured option: a whole number that fits an `int`.
+    fn int_value(&mut self) -> Result<u32, SqlError> {
+        self.expect_punct('=')?;
+        let t = self.next()?;
+        let Tok::Number(n) = &t.tok else {
+            return Err(syntax(&t));
+        };
+        if n.contains('.') {
+            return Err(syntax(&t));
+        }
+        match n.parse::<u32>() {
+            Ok(v) if i32::try_from(v).is_ok() => Ok(v),
+            _ => Err(t.error(
+                MSG_OVERFLOW,
+                16,
+                2,
+                "Arithmetic overflow error converting expression to data type int.".into(),
+            )),
+        }
+    }
+
+    /// An ignored option's value: a number (optionally signed), a string, an
+    /// identifier.
+    fn value(&mut self) -> Result<(), SqlError> {
+        let mut t = self.next()?;
+        if matches!(t.tok, Tok::Punct('-' | '+')) {
+            t = self.next()?;
+            if matches!(t.tok, Tok::Number(_)) {
+                return Ok(());
+            }
+            return Err(syntax(&t));
+        }
+        match t.tok {
+            Tok::Number(_) | Tok::Str(_) | Tok::Word(_) | Tok::Quoted(_) => Ok(()),
+            _ => Err(syntax(&t)),
+        }
+    }
+
+    /// A balanced parenthesised group, e.g. `ENCRYPTION (ALGORITHM = AES_256,
+    /// SERVER CERTIFICATE = c)`; its content is not checked beyond variables.
+    fn parens(&mut self) -> Result<(), SqlError> {
+        let mut depth = 0u32;
+        loop {
+            let t = self.next()?;
+            match t.tok {
+                Tok::Punct('(') => depth += 1,
+                Tok::Punct(')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                Tok::Variable(_) => return Err(syntax(&t)),
+                _ => {}
+            }
+        }
+    }
+}
