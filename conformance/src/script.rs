@@ -240,11 +240,7 @@ pub fn run(
     }
     let mut st = State::default();
     if let Some(rec) = setup.seed_backups.last() {
-        st.media = rec
-            .families
-            .iter()
-            .map(|f| Content::stream(f.origin, 0, f.len))
-            .collect();
+        st.media = rec.media();
     }
     for (i, step) in sc.steps.iter().enumerate() {
         let thread = step.thread.clone().unwrap_or_else(|| "ctl".into());

@@ -6,7 +6,7 @@
 use crate::buffers::{BufferMap, Pool};
 use crate::contract::{CaseSetup, Observation};
 use crate::harness::{CaseControl, HarnessError};
-use crate::local::{LocalEnd, LocalTransport};
+use crate::local::{self, LocalTransport};
 use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Tally};
 use crate::server::{HostMsg, HostSetup, ServerHost};
 use std::sync::mpsc::Sender;
@@ -153,7 +153,7 @@ impl CaseConnector {
 
 impl Connector for CaseConnector {
     fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
-        let key = (runtime.as_ptr() as usize, set.incarnation);
+        let key = local::key_of(&runtime, set);
         let pool = Arc::new(Pool::new(
             set.cfg.prefix_zone_size,
             POOL_BYTES,
@@ -167,16 +167,7 @@ impl Connector for CaseConnector {
             }
         }
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = tx.send(HostMsg::Connect {
-            key,
-            name: set.name.clone(),
-            end: Arc::new(LocalEnd {
-                rt: runtime,
-                incarnation: set.incarnation,
-                name: set.name.clone(),
-                pool: pool.clone(),
-            }),
-        });
+        let _ = tx.send(local::connect(runtime, set, &pool));
         Connection {
             transport: Arc::new(LocalTransport::new(tx, key)),
             buffers: Some(pool as Arc<dyn BufferMap>),

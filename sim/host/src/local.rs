@@ -4,7 +4,7 @@
 //! server both connect sets this way.
 
 use crate::buffers::{Pool, ServerBuffers};
-use crate::runtime::{ProcessNamespace, SetRuntime, Transport};
+use crate::runtime::{NewSet, ProcessNamespace, SetRuntime, Transport};
 use crate::server::{HostMsg, SetEnd, SetKey};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, Weak};
@@ -37,12 +37,32 @@ impl Transport for LocalTransport {
     }
 }
 
+/// The key a host knows set incarnation `set` of `runtime` by.
+pub(crate) fn key_of(runtime: &Weak<SetRuntime>, set: &NewSet) -> SetKey {
+    (runtime.as_ptr() as usize, set.incarnation)
+}
+
+/// Tells a host of set incarnation `set` of `runtime`, whose buffers are
+/// `pool`.
+pub(crate) fn connect(runtime: Weak<SetRuntime>, set: &NewSet, pool: &Arc<Pool>) -> HostMsg {
+    HostMsg::Connect {
+        key: key_of(&runtime, set),
+        name: set.name.clone(),
+        end: Arc::new(LocalEnd {
+            rt: runtime,
+            incarnation: set.incarnation,
+            name: set.name.clone(),
+            pool: pool.clone(),
+        }),
+    }
+}
+
 /// The host's view of a set incarnation of this process.
-pub(crate) struct LocalEnd {
-    pub(crate) rt: Weak<SetRuntime>,
-    pub(crate) incarnation: u32,
-    pub(crate) name: String,
-    pub(crate) pool: Arc<Pool>,
+struct LocalEnd {
+    rt: Weak<SetRuntime>,
+    incarnation: u32,
+    name: String,
+    pool: Arc<Pool>,
 }
 
 impl SetEnd for LocalEnd {

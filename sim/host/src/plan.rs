@@ -10,7 +10,7 @@
 //! PlanFile format: see the stand-in's README.
 
 use crate::buffers::{BufferMap, Pool};
-use crate::local::{LocalEnd, LocalTransport};
+use crate::local::{self, LocalTransport};
 use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Transport};
 use crate::server::{HostMsg, HostSetup, ServerHost, StatementListener};
 use serde::{Deserialize, Serialize};
@@ -414,20 +414,11 @@ impl Connector for PlanConnector {
                 ix,
             })),
         );
-        let key = (runtime.as_ptr() as usize, set.incarnation);
+        let key = local::key_of(&runtime, set);
         // IServerVirtualDeviceSet2::Open by the first device name; a plan
         // whose Open fails never tells the host of the set.
         if !p.open_fails {
-            host.send(HostMsg::Connect {
-                key,
-                name: set.name.clone(),
-                end: Arc::new(LocalEnd {
-                    rt: runtime,
-                    incarnation: set.incarnation,
-                    name: set.name.clone(),
-                    pool: pool.clone(),
-                }),
-            });
+            host.send(local::connect(runtime, set, &pool));
         }
         host.start_statement(stmt);
         Connection {

@@ -10,6 +10,7 @@ use crate::call::{Call, Method, Reply, Value};
 use crate::client::DeviceHandle;
 use crate::content::Content;
 use crate::msg::DevIx;
+use crate::statement::BackupRecord;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use vdi_spec::{Hresult, VdConfig};
@@ -71,11 +72,11 @@ impl CallMark {
 }
 
 impl ClientProcess {
-    /// A process whose media are `media` (a restore with no backup in the
-    /// run reads what a seeded backup left).
-    pub fn with_media(media: Vec<Content>) -> ClientProcess {
+    /// A process holding the media of `backup` (a restore with no backup
+    /// in the run reads what a seeded backup left), or none.
+    pub fn holding(backup: Option<&BackupRecord>) -> ClientProcess {
         ClientProcess {
-            media,
+            media: backup.map(BackupRecord::media).unwrap_or_default(),
             ..ClientProcess::default()
         }
     }

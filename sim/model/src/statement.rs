@@ -414,6 +414,15 @@ impl BackupRecord {
     pub fn total_bytes(&self) -> u64 {
         self.families.iter().map(|f| f.len).sum()
     }
+
+    /// What a client that took this backup holds: one medium per family,
+    /// each exactly the family's bytes.
+    pub fn media(&self) -> Vec<crate::content::Content> {
+        self.families
+            .iter()
+            .map(|f| crate::content::Content::stream(f.origin, 0, f.len))
+            .collect()
+    }
 }
 
 #[cfg(test)]

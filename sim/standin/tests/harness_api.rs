@@ -3,8 +3,8 @@
 //! backup through real buffers, the outcome and the observation come back
 //! as JSON through the exported C functions.
 
-use sqlvdi::harness;
 use sqlvdi::SetCore;
+use sqlvdi::harness;
 use std::ffi::CString;
 use vdi_host::contract::{CaseSetup as HarnessSetup, Observation};
 use vdi_host::harness::CaseControl;

@@ -11,7 +11,7 @@ use vdi_model::msg::{Cmd, Timeout};
 use vdi_model::process::CallMark;
 use vdi_model::programs::Action;
 use vdi_spec::id;
-use vdi_spec::{Hresult, VdConfig};
+use vdi_spec::{ClauseId, Hresult, VdConfig};
 
 impl World {
     /// Counts a call's table cell and clause, and checks its code.
@@ -32,6 +32,29 @@ impl World {
     fn answer(&mut self, i: usize, mark: CallMark, reply: Reply) {
         self.process.absorb(&mark, &reply);
         self.threads[i].reply = Some(reply);
+    }
+
+    /// Answers thread `i`'s blocking call of `method` (which returned
+    /// `code` under `clause`, with `value`) when its wait ends.
+    pub(crate) fn answer_wait(
+        &mut self,
+        i: usize,
+        method: Method,
+        code: Hresult,
+        clause: ClauseId,
+        value: Value,
+    ) {
+        let mark = CallMark {
+            method,
+            thread_dev: self.threads[i].dev,
+            completion: None,
+        };
+        let reply = Reply {
+            code,
+            clause: Some(clause),
+            value,
+        };
+        self.answer(i, mark, reply);
     }
 
     pub(crate) fn run_thread(&mut self, i: usize) {
@@ -333,21 +356,8 @@ impl World {
             },
             Some(r.clause),
         );
-        let value = match r.result {
-            Ok(c) => Value::Config(c),
-            Err(_) => Value::None,
-        };
-        let mark = CallMark {
-            method: Method::GetConfiguration,
-            thread_dev: self.threads[i].dev,
-            completion: None,
-        };
-        let reply = Reply {
-            code,
-            clause: Some(r.clause),
-            value,
-        };
-        self.answer(i, mark, reply);
+        let value = r.result.map_or(Value::None, Value::Config);
+        self.answer_wait(i, Method::GetConfiguration, code, r.clause, value);
         self.make_ready(i);
         self.flush_client_out();
     }
@@ -393,21 +403,8 @@ impl World {
                 Some(r.clause),
             );
         }
-        let value = match r.result {
-            Ok(c) => Value::Command(c),
-            Err(_) => Value::None,
-        };
-        let mark = CallMark {
-            method: Method::GetCommand,
-            thread_dev: self.threads[i].dev,
-            completion: None,
-        };
-        let reply = Reply {
-            code,
-            clause: Some(r.clause),
-            value,
-        };
-        self.answer(i, mark, reply);
+        let value = r.result.map_or(Value::None, Value::Command);
+        self.answer_wait(i, Method::GetCommand, code, r.clause, value);
         self.make_ready(i);
         for fi in fire {
             self.fire_fault(fi, Some(i));

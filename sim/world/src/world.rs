@@ -17,7 +17,6 @@ use vdi_model::call::Reply;
 use vdi_model::channel::Link;
 use vdi_model::checks::Violation;
 use vdi_model::client::{ClientSet, DeviceHandle, Namespace};
-use vdi_model::content::Content;
 use vdi_model::fault::{FaultPlan, FaultSchedule};
 use vdi_model::msg::{DevIx, ToClient};
 use vdi_model::outcome::Outcome;
@@ -221,15 +220,7 @@ impl World {
         }
         let mut client = ClientSet::new(profile);
         client.tracing = trace.on();
-        let process = match cfg.seed_backups.last() {
-            Some(b) => ClientProcess::with_media(
-                b.families
-                    .iter()
-                    .map(|f| Content::stream(f.origin, 0, f.len))
-                    .collect(),
-            ),
-            None => ClientProcess::default(),
-        };
+        let process = ClientProcess::holding(cfg.seed_backups.last());
         World {
             now: 0,
             step: 0,

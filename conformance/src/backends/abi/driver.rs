@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use vdi_host::clock::scaled_wait;
 use vdi_model::call::{Call, Reply};
 use vdi_model::client::DeviceHandle;
-use vdi_model::content::Content;
 use vdi_model::fault::Fault;
 use vdi_model::msg::Timeout;
 use vdi_model::outcome::Outcome;
@@ -218,12 +217,7 @@ impl AbiDriver {
         let media = setup
             .seed_backups
             .last()
-            .map(|rec| {
-                rec.families
-                    .iter()
-                    .map(|f| Content::stream(f.origin, 0, f.len))
-                    .collect()
-            })
+            .map(BackupRecord::media)
             .unwrap_or_default();
         *st = CaseState::new(
             set,

@@ -480,15 +480,7 @@ impl AbiDriver {
             setup.seed_backups.push(spec.backup_layout());
         }
         self.reset(&setup)?;
-        let process = match setup.seed_backups.last() {
-            Some(b) => ClientProcess::with_media(
-                b.families
-                    .iter()
-                    .map(|f| Content::stream(f.origin, 0, f.len))
-                    .collect(),
-            ),
-            None => ClientProcess::default(),
-        };
+        let process = ClientProcess::holding(setup.seed_backups.last());
         let ex = Arc::new(Exec {
             sh: self.shared.clone(),
             harness,
