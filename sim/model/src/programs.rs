@@ -362,159 +362,195 @@ impl Controller {
     }
 }
 
-impl Program for Controller {
-    fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
-        loop {
-            match self.step {
-                Step::Create => {
-                    if let Some(r) = &last
-                        && r.code != Hresult::NOERROR
-                    {
-                        // clause create.access-denied: report and exit cleanly.
-                        self.log(p, format!("CreateEx failed with {}; giving up", r.code));
-                        p.believes_success = Some(false);
-                        self.step = Step::Done;
-                        continue;
-                    }
-                    if last.is_some() {
-                        self.step = Step::Start;
-                        continue;
-                    }
-                    return Action::Call(Call::CreateEx {
-                        instance: self.spec.instance.clone(),
-                        name: self.set_name(),
-                        cfg: self.spec.config(),
-                    });
-                }
-                Step::Start => {
-                    self.step = Step::GetConfig;
-                    self.attempts = 0;
-                    p.cursors = vec![0; self.spec.devices as usize];
-                    p.handles.clear();
-                    if self.phases[self.phase].is_backup() {
-                        p.media = vec![Content::Empty; self.spec.devices as usize];
-                    }
-                    self.started = true;
-                    return Action::StartStatement(self.statement());
-                }
-                Step::GetConfig => {
-                    let Some(r) = &last else { return Action::Exit };
-                    if std::mem::take(&mut self.started) || r.code == Hresult::VD_E_TIMEOUT {
-                        // First attempt (reply to StartStatement) or a timeout: try again.
-                        if r.code == Hresult::VD_E_TIMEOUT {
-                            self.attempts += 1;
-                            if self.attempts >= self.spec.get_configuration_attempts {
-                                self.log(
-                                    p,
-                                    "no configuration: the server never opened the set".into(),
-                                );
-                                self.step = Step::Close;
-                                return Action::Call(Call::Close);
-                            }
-                        }
-                        return Action::Call(Call::GetConfiguration {
-                            timeout: Timeout::from_dword(self.spec.get_configuration_timeout_ms),
-                        });
-                    }
-                    if r.code != Hresult::NOERROR {
-                        self.log(p, format!("GetConfiguration returned {}", r.code));
-                        self.step = Step::Close;
-                        return Action::Call(Call::Close);
-                    }
-                    self.step = Step::OpenDevices;
-                    self.opened = 0;
-                    let names = self.spec.device_names(&self.set_name());
-                    return Action::Call(Call::OpenDevice {
-                        name: names[0].clone(),
-                    });
-                }
-                Step::OpenDevices => {
-                    let Some(r) = &last else { return Action::Exit };
-                    if r.code != Hresult::NOERROR {
-                        // clause open-device.abort (field row 1): do not hang; Close.
-                        self.log(p, format!("OpenDevice returned {}", r.code));
-                        self.step = Step::Close;
-                        return Action::Call(Call::Close);
-                    }
-                    self.opened += 1;
-                    if self.opened < self.spec.devices {
-                        let names = self.spec.device_names(&self.set_name());
-                        return Action::Call(Call::OpenDevice {
-                            name: names[self.opened as usize].clone(),
-                        });
-                    }
-                    self.step = Step::Spawn;
-                    self.opened = 0;
-                    continue;
-                }
-                Step::Spawn => {
-                    if self.opened < self.spec.devices {
-                        let d = self.opened;
-                        self.opened += 1;
-                        let Some(h) = p.handles.get(d as usize).copied().flatten() else {
-                            continue;
-                        };
-                        p.devices
-                            .resize(p.devices.len().max(d as usize + 1), Default::default());
-                        return Action::Spawn {
-                            who: format!("dev{d}"),
-                            dev: Some(d),
-                            prog: Box::new(DeviceLoop {
-                                spec: self.spec.clone(),
-                                dev: h,
-                                pending: None,
-                                done: false,
-                            }),
-                        };
-                    }
-                    self.step = Step::Join;
-                    return Action::Join;
-                }
-                Step::Join => {
-                    self.step = Step::Close;
-                    return Action::Call(Call::Close);
-                }
-                Step::Close => {
-                    self.step = Step::Wait;
-                    if self.spec.has(Flaw::IgnoresOutcome) {
-                        let all_closed =
-                            p.devices.iter().all(|d| d.end == Some(Hresult::VD_E_CLOSE));
-                        p.believes_success = Some(all_closed);
-                        self.log(
-                            p,
-                            format!("believes success = {all_closed} from VD_E_CLOSE alone"),
-                        );
-                        self.step = Step::NextPhase;
-                        continue;
-                    }
-                    return Action::WaitStatement {
-                        timeout: Timeout::Infinite,
-                    };
-                }
-                Step::Wait => {
-                    let ok = matches!(&last, Some(Reply { value: Value::Outcome(o), .. }) if o.succeeded());
-                    p.believes_success = Some(ok);
+impl Controller {
+    /// CreateEx for the current phase's set.
+    fn create_call(&self) -> Action {
+        Action::Call(Call::CreateEx {
+            instance: self.spec.instance.clone(),
+            name: self.set_name(),
+            cfg: self.spec.config(),
+        })
+    }
+
+    /// Step::Create: CreateEx, then start the statement once it succeeded;
+    /// a failed CreateEx ends the program (clause `create.access-denied`).
+    fn on_create(&mut self, last: Option<&Reply>, p: &mut ClientProcess) -> Option<Action> {
+        if let Some(r) = last
+            && r.code != Hresult::NOERROR
+        {
+            // clause create.access-denied: report and exit cleanly.
+            self.log(p, format!("CreateEx failed with {}; giving up", r.code));
+            p.believes_success = Some(false);
+            self.step = Step::Done;
+            return None;
+        }
+        if last.is_some() {
+            self.step = Step::Start;
+            return None;
+        }
+        Some(self.create_call())
+    }
+
+    /// Step::Start: resets what the process saw of devices and media, and
+    /// sends the statement.
+    fn start_statement(&mut self, p: &mut ClientProcess) -> Action {
+        self.step = Step::GetConfig;
+        self.attempts = 0;
+        p.cursors = vec![0; self.spec.devices as usize];
+        p.handles.clear();
+        if self.phases[self.phase].is_backup() {
+            p.media = vec![Content::Empty; self.spec.devices as usize];
+        }
+        self.started = true;
+        Action::StartStatement(self.statement())
+    }
+
+    /// Step::GetConfig: GetConfiguration until the server configured the
+    /// set (or the attempts run out: Close), then the first OpenDevice.
+    fn on_get_config(&mut self, last: Option<&Reply>, p: &mut ClientProcess) -> Option<Action> {
+        let Some(r) = last else {
+            return Some(Action::Exit);
+        };
+        if std::mem::take(&mut self.started) || r.code == Hresult::VD_E_TIMEOUT {
+            // First attempt (reply to StartStatement) or a timeout: try again.
+            if r.code == Hresult::VD_E_TIMEOUT {
+                self.attempts += 1;
+                if self.attempts >= self.spec.get_configuration_attempts {
                     self.log(
                         p,
-                        format!("statement {}", if ok { "succeeded" } else { "failed" }),
+                        "no configuration: the server never opened the set".into(),
                     );
-                    self.step = if ok { Step::NextPhase } else { Step::Done };
-                    continue;
+                    self.step = Step::Close;
+                    return Some(Action::Call(Call::Close));
                 }
-                Step::NextPhase => {
-                    self.phase += 1;
-                    if self.phase >= self.phases.len() {
-                        self.step = Step::Done;
-                        continue;
-                    }
-                    self.step = Step::Create;
-                    return Action::Call(Call::CreateEx {
-                        instance: self.spec.instance.clone(),
-                        name: self.set_name(),
-                        cfg: self.spec.config(),
-                    });
+            }
+            return Some(Action::Call(Call::GetConfiguration {
+                timeout: Timeout::from_dword(self.spec.get_configuration_timeout_ms),
+            }));
+        }
+        if r.code != Hresult::NOERROR {
+            self.log(p, format!("GetConfiguration returned {}", r.code));
+            self.step = Step::Close;
+            return Some(Action::Call(Call::Close));
+        }
+        self.step = Step::OpenDevices;
+        self.opened = 0;
+        let names = self.spec.device_names(&self.set_name());
+        Some(Action::Call(Call::OpenDevice {
+            name: names[0].clone(),
+        }))
+    }
+
+    /// Step::OpenDevices: OpenDevice for every device in turn; a failure
+    /// closes the set (clause `open-device.abort`).
+    fn on_open_device(&mut self, last: Option<&Reply>, p: &mut ClientProcess) -> Option<Action> {
+        let Some(r) = last else {
+            return Some(Action::Exit);
+        };
+        if r.code != Hresult::NOERROR {
+            // clause open-device.abort (field row 1): do not hang; Close.
+            self.log(p, format!("OpenDevice returned {}", r.code));
+            self.step = Step::Close;
+            return Some(Action::Call(Call::Close));
+        }
+        self.opened += 1;
+        if self.opened < self.spec.devices {
+            let names = self.spec.device_names(&self.set_name());
+            return Some(Action::Call(Call::OpenDevice {
+                name: names[self.opened as usize].clone(),
+            }));
+        }
+        self.step = Step::Spawn;
+        self.opened = 0;
+        None
+    }
+
+    /// Step::Spawn: a device thread per opened device, then Join.
+    fn spawn_device(&mut self, p: &mut ClientProcess) -> Option<Action> {
+        if self.opened >= self.spec.devices {
+            self.step = Step::Join;
+            return Some(Action::Join);
+        }
+        let d = self.opened;
+        self.opened += 1;
+        let h = p.handles.get(d as usize).copied().flatten()?;
+        p.devices
+            .resize(p.devices.len().max(d as usize + 1), Default::default());
+        Some(Action::Spawn {
+            who: format!("dev{d}"),
+            dev: Some(d),
+            prog: device_loop(&self.spec, h),
+        })
+    }
+
+    /// Step::Close (the reply to Close): wait for the statement, or, with
+    /// [`Flaw::IgnoresOutcome`], believe VD_E_CLOSE alone.
+    fn after_close(&mut self, p: &mut ClientProcess) -> Option<Action> {
+        self.step = Step::Wait;
+        if self.spec.has(Flaw::IgnoresOutcome) {
+            let all_closed = p.devices.iter().all(|d| d.end == Some(Hresult::VD_E_CLOSE));
+            p.believes_success = Some(all_closed);
+            self.log(
+                p,
+                format!("believes success = {all_closed} from VD_E_CLOSE alone"),
+            );
+            self.step = Step::NextPhase;
+            return None;
+        }
+        Some(Action::WaitStatement {
+            timeout: Timeout::Infinite,
+        })
+    }
+
+    /// Step::Wait: the statement's outcome decides (clause
+    /// `term.outcome-decides`): the next phase, or done.
+    fn on_outcome(&mut self, last: Option<&Reply>, p: &mut ClientProcess) {
+        let ok = matches!(last, Some(Reply { value: Value::Outcome(o), .. }) if o.succeeded());
+        p.believes_success = Some(ok);
+        self.log(
+            p,
+            format!("statement {}", if ok { "succeeded" } else { "failed" }),
+        );
+        self.step = if ok { Step::NextPhase } else { Step::Done };
+    }
+
+    /// Step::NextPhase: CreateEx again on the same object for the next
+    /// phase (clause `close.reuse`), or done.
+    fn next_phase(&mut self) -> Option<Action> {
+        self.phase += 1;
+        if self.phase >= self.phases.len() {
+            self.step = Step::Done;
+            return None;
+        }
+        self.step = Step::Create;
+        Some(self.create_call())
+    }
+}
+
+impl Program for Controller {
+    fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
+        let last = last.as_ref();
+        loop {
+            let action = match self.step {
+                Step::Create => self.on_create(last, p),
+                Step::Start => Some(self.start_statement(p)),
+                Step::GetConfig => self.on_get_config(last, p),
+                Step::OpenDevices => self.on_open_device(last, p),
+                Step::Spawn => self.spawn_device(p),
+                Step::Join => {
+                    self.step = Step::Close;
+                    Some(Action::Call(Call::Close))
                 }
-                Step::Done => return Action::Exit,
+                Step::Close => self.after_close(p),
+                Step::Wait => {
+                    self.on_outcome(last, p);
+                    None
+                }
+                Step::NextPhase => self.next_phase(),
+                Step::Done => Some(Action::Exit),
+            };
+            if let Some(action) = action {
+                return action;
             }
         }
     }

@@ -71,6 +71,11 @@ impl ServerHalf {
             );
             return;
         };
+        debug_assert!(self.outstanding > 0, "a command found is outstanding");
+        debug_assert!(
+            self.devs[d].outstanding > 0,
+            "a command found is outstanding on its device"
+        );
         self.outstanding = self.outstanding.saturating_sub(1);
         self.devs[d].outstanding = self.devs[d].outstanding.saturating_sub(1);
         self.wd_anchor = now;
@@ -295,15 +300,18 @@ impl ServerHalf {
         }
     }
 
+    /// Verifies one read, in issue order, against the backup's stream
+    /// (clause `restore.byte-identical`): counts its bytes, then ends the
+    /// family at EOF or handles a short read.
     pub(super) fn verify_read(
         &mut self,
         now: u64,
         d: usize,
-        slot: ReadSlot,
+        mut slot: ReadSlot,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
-        let Some((code, bytes, data)) = slot.result else {
+        let Some((code, bytes, data)) = slot.result.take() else {
             return;
         };
         let dev = &self.devs[d];
@@ -372,83 +380,109 @@ impl ServerHalf {
             dev.target
         );
         if is_eof(code) {
-            if dev.done == dev.len {
-                dev.ended = true;
-                ev!(
-                    tr,
-                    now,
-                    "EndOfStream",
-                    Some(id::RESTORE_EOF),
-                    "dev={d} {code}: family ended normally at {}",
-                    dev.done
-                );
-            } else {
-                ev!(
-                    tr,
-                    now,
-                    "Truncated",
-                    Some(id::RESTORE_TRUNCATED),
-                    "dev={d} {code} at {} of {}",
-                    dev.done,
-                    dev.len
-                );
-                // With `eof-enters-io-error` the device is already in
-                // IO-ERROR (a ClearError is on its way): now a fatal one.
-                let io = if dev.io_error.is_some() {
-                    self.enter_io_error(
-                        now,
-                        d,
-                        code,
-                        IoErr::Fatal,
-                        Some(id::RESTORE_TRUNCATED),
-                        tr,
-                    );
-                    Some(d)
-                } else {
-                    None
-                };
-                self.fail(
-                    now,
-                    io,
-                    FailReason::BadMedia,
-                    messages::read_failed(&name, code),
-                    code,
-                    out,
-                    tr,
-                );
-            }
+            self.read_eof(now, d, code, &name, out, tr);
             return;
         }
         if bytes < u64::from(slot.size) {
-            match self.profile.short_transfer {
-                ShortTransfer::Fail => {
-                    let size = slot.size;
-                    self.fail_short_transfer(
-                        now, d, false, slot.id, bytes, size, "fail", code, out, tr,
-                    );
-                }
-                ShortTransfer::Reissue => {
-                    let dev = &mut self.devs[d];
-                    dev.issued = dev.issued.saturating_sub(slot.adv.saturating_sub(bytes));
-                    ev!(
-                        tr,
-                        now,
-                        "ShortTransfer",
-                        Some(id::COMMAND_SHORT_TRANSFER),
-                        "dev={d} id={} read {bytes} of {} as success: request cursor back to {}",
-                        slot.id.0,
-                        slot.size,
-                        dev.issued
-                    );
-                    self.note_progress(now, d, bytes, false, out, tr);
-                }
-            }
+            self.short_read(now, d, &slot, bytes, code, out, tr);
         } else {
             self.devs[d].stalls = 0;
         }
         let dev = &mut self.devs[d];
         if dev.done >= dev.target && dev.reads.is_empty() && self.running {
             dev.ended = true;
+        }
+    }
+
+    /// A verified read answered EOF: the family's normal end if every byte
+    /// was read (clause `restore.eof`), else a truncated family that fails
+    /// the statement (clause `restore.truncated`).
+    fn read_eof(
+        &mut self,
+        now: u64,
+        d: usize,
+        code: Win32,
+        name: &str,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let dev = &mut self.devs[d];
+        if dev.done == dev.len {
+            dev.ended = true;
+            ev!(
+                tr,
+                now,
+                "EndOfStream",
+                Some(id::RESTORE_EOF),
+                "dev={d} {code}: family ended normally at {}",
+                dev.done
+            );
+            return;
+        }
+        ev!(
+            tr,
+            now,
+            "Truncated",
+            Some(id::RESTORE_TRUNCATED),
+            "dev={d} {code} at {} of {}",
+            dev.done,
+            dev.len
+        );
+        // With `eof-enters-io-error` the device is already in
+        // IO-ERROR (a ClearError is on its way): now a fatal one.
+        let io = if dev.io_error.is_some() {
+            self.enter_io_error(now, d, code, IoErr::Fatal, Some(id::RESTORE_TRUNCATED), tr);
+            Some(d)
+        } else {
+            None
+        };
+        self.fail(
+            now,
+            io,
+            FailReason::BadMedia,
+            messages::read_failed(name, code),
+            code,
+            out,
+            tr,
+        );
+    }
+
+    /// A verified read that returned `bytes`, fewer than asked, as success
+    /// (clause `command.short-transfer`): fails the statement, or under
+    /// `reissue` lowers the request cursor so the rest is read again.
+    #[allow(clippy::too_many_arguments)]
+    fn short_read(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &ReadSlot,
+        bytes: u64,
+        code: Win32,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        match self.profile.short_transfer {
+            ShortTransfer::Fail => {
+                let size = slot.size;
+                self.fail_short_transfer(
+                    now, d, false, slot.id, bytes, size, "fail", code, out, tr,
+                );
+            }
+            ShortTransfer::Reissue => {
+                let dev = &mut self.devs[d];
+                dev.issued = dev.issued.saturating_sub(slot.adv.saturating_sub(bytes));
+                ev!(
+                    tr,
+                    now,
+                    "ShortTransfer",
+                    Some(id::COMMAND_SHORT_TRANSFER),
+                    "dev={d} id={} read {bytes} of {} as success: request cursor back to {}",
+                    slot.id.0,
+                    slot.size,
+                    dev.issued
+                );
+                self.note_progress(now, d, bytes, false, out, tr);
+            }
         }
     }
 
@@ -534,6 +568,9 @@ impl ServerHalf {
         }
     }
 
+    /// The completion of a command other than a stream Read: a barrier or
+    /// ClearError ends, a probe is answered, a failure fails the statement,
+    /// a Write counts its bytes.
     pub(super) fn on_slot_completion(
         &mut self,
         now: u64,
@@ -545,7 +582,6 @@ impl ServerHalf {
     ) {
         self.trace_completion(now, d, slot.code, &c, tr);
         let code = c.code;
-        let name = self.devs[d].name.clone();
         if matches!(
             slot.kind,
             Kind::MidFlush | Kind::FinalFlush | Kind::Complete
@@ -569,123 +605,13 @@ impl ServerHalf {
             );
         }
         if slot.kind == Kind::Extra && !flush_refused {
-            if code == Win32::ERROR_NOT_SUPPORTED && self.client_enters_io_error(code) {
-                ev!(
-                    tr,
-                    now,
-                    "ExtraAnswered",
-                    Some(id::COMMAND_NOT_SUPPORTED),
-                    "dev={d} {} -> {code}: not performed; the device is in IO-ERROR until cleared",
-                    slot.code
-                );
-                if self.devs[d].io_error.is_none() && self.term == Term::None {
-                    self.enter_io_error(
-                        now,
-                        d,
-                        code,
-                        IoErr::Probe,
-                        Some(id::IO_ERROR_NOT_SUPPORTED),
-                        tr,
-                    );
-                    self.send_clear_error(now, d, out, tr);
-                }
-                return;
-            }
-            if code == Win32::ERROR_SUCCESS || code == Win32::ERROR_NOT_SUPPORTED {
-                ev!(
-                    tr,
-                    now,
-                    "ExtraAnswered",
-                    Some(id::COMMAND_NOT_SUPPORTED),
-                    "dev={d} {} -> {code}: carry on",
-                    slot.code
-                );
-                return;
-            }
-            let m = if self.kind.is_backup() {
-                messages::write_failed(&name, code)
-            } else {
-                messages::read_failed(&name, code)
-            };
-            return self.device_error(now, d, code, FailReason::DeviceError, m, out, tr);
+            return self.on_probe_answer(now, d, &slot, code, out, tr);
         }
         if code != Win32::ERROR_SUCCESS {
-            // Not a success: IO-ERROR, and the statement fails.
-            let (reason, clause) = match slot.kind {
-                Kind::FinalFlush => (FailReason::Vetoed, id::FLUSH_FINAL_VETO),
-                Kind::Complete => (FailReason::Vetoed, id::COMPLETE_VETO),
-                _ => (FailReason::DeviceError, id::IO_ERROR_ENTER),
-            };
-            if clause != id::IO_ERROR_ENTER {
-                ev!(
-                    tr,
-                    now,
-                    "Veto",
-                    Some(clause),
-                    "dev={d} {} -> {code}: the client vetoes the backup",
-                    slot.code
-                );
-            }
-            let m = if self.kind.is_backup() {
-                messages::write_failed(&name, code)
-            } else {
-                messages::read_failed(&name, code)
-            };
-            return self.device_error(now, d, code, reason, m, out, tr);
+            return self.on_slot_failure(now, d, &slot, code, out, tr);
         }
         match slot.kind {
-            Kind::Write => {
-                let mut bytes = c.bytes;
-                if bytes > u64::from(slot.size) {
-                    ev!(
-                        tr,
-                        now,
-                        "Anomaly",
-                        None,
-                        "dev={d} id={} reports {bytes} bytes for a {}-byte write; counted as {}",
-                        c.id.0,
-                        slot.size,
-                        slot.size
-                    );
-                    bytes = u64::from(slot.size);
-                }
-                let dev = &mut self.devs[d];
-                dev.done += bytes;
-                dev.bytes += bytes;
-                self.outcome.bytes += bytes;
-                if bytes < u64::from(slot.size) {
-                    match self.profile.short_transfer {
-                        ShortTransfer::Fail => {
-                            self.fail_short_transfer(
-                                now, d, true, c.id, bytes, slot.size, "fail", code, out, tr,
-                            );
-                        }
-                        ShortTransfer::Reissue if !self.reissue_keeps_order(d, &slot, bytes) => {
-                            let why = "the remainder cannot be reissued in stream order (later writes already sent, or not a BLOCKSIZE multiple): fail";
-                            self.fail_short_transfer(
-                                now, d, true, c.id, bytes, slot.size, why, code, out, tr,
-                            );
-                        }
-                        ShortTransfer::Reissue => {
-                            let rest = slot.size - bytes as u32;
-                            let pos = slot.pos + bytes;
-                            self.devs[d].reissue.push_back((pos, rest));
-                            ev!(
-                                tr,
-                                now,
-                                "ShortTransfer",
-                                Some(id::COMMAND_SHORT_TRANSFER),
-                                "dev={d} id={} wrote {bytes} of {} as success: reissue {rest} bytes at {pos}",
-                                c.id.0,
-                                slot.size
-                            );
-                            self.note_progress(now, d, bytes, true, out, tr);
-                        }
-                    }
-                } else {
-                    dev.stalls = 0;
-                }
-            }
+            Kind::Write => self.on_write_done(now, d, &slot, &c, out, tr),
             Kind::MidFlush => {
                 self.devs[d].flushes_done += 1;
             }
@@ -693,6 +619,162 @@ impl ServerHalf {
                 self.devs[d].stage_done = true;
             }
             Kind::ClearError | Kind::Extra => {}
+        }
+    }
+
+    /// The answer to a probe (clause `command.not-supported`):
+    /// ERROR_NOT_SUPPORTED under `not-supported-enters-io-error` puts the
+    /// device in IO-ERROR until cleared; ERROR_SUCCESS or
+    /// ERROR_NOT_SUPPORTED otherwise carries on; anything else is a device
+    /// error.
+    fn on_probe_answer(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &Slot,
+        code: Win32,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        if code == Win32::ERROR_NOT_SUPPORTED && self.client_enters_io_error(code) {
+            ev!(
+                tr,
+                now,
+                "ExtraAnswered",
+                Some(id::COMMAND_NOT_SUPPORTED),
+                "dev={d} {} -> {code}: not performed; the device is in IO-ERROR until cleared",
+                slot.code
+            );
+            if self.devs[d].io_error.is_none() && self.term == Term::None {
+                self.enter_io_error(
+                    now,
+                    d,
+                    code,
+                    IoErr::Probe,
+                    Some(id::IO_ERROR_NOT_SUPPORTED),
+                    tr,
+                );
+                self.send_clear_error(now, d, out, tr);
+            }
+            return;
+        }
+        if code == Win32::ERROR_SUCCESS || code == Win32::ERROR_NOT_SUPPORTED {
+            ev!(
+                tr,
+                now,
+                "ExtraAnswered",
+                Some(id::COMMAND_NOT_SUPPORTED),
+                "dev={d} {} -> {code}: carry on",
+                slot.code
+            );
+            return;
+        }
+        let m = self.transfer_failed(d, code);
+        self.device_error(now, d, code, FailReason::DeviceError, m, out, tr);
+    }
+
+    /// A Write, Flush or Complete answered with an error: IO-ERROR, and the
+    /// statement fails; a final Flush or a Complete that fails is the
+    /// client's veto (clauses `flush.final-veto`, `complete.veto`).
+    fn on_slot_failure(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &Slot,
+        code: Win32,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let (reason, clause) = match slot.kind {
+            Kind::FinalFlush => (FailReason::Vetoed, id::FLUSH_FINAL_VETO),
+            Kind::Complete => (FailReason::Vetoed, id::COMPLETE_VETO),
+            _ => (FailReason::DeviceError, id::IO_ERROR_ENTER),
+        };
+        if clause != id::IO_ERROR_ENTER {
+            ev!(
+                tr,
+                now,
+                "Veto",
+                Some(clause),
+                "dev={d} {} -> {code}: the client vetoes the backup",
+                slot.code
+            );
+        }
+        let m = self.transfer_failed(d, code);
+        self.device_error(now, d, code, reason, m, out, tr);
+    }
+
+    /// The message for a failed command on device `d`: Msg 3202 (write
+    /// failed) for a BACKUP, Msg 3203 (read failed) for a RESTORE.
+    fn transfer_failed(&self, d: usize, code: Win32) -> SqlMessage {
+        let name = &self.devs[d].name;
+        if self.kind.is_backup() {
+            messages::write_failed(name, code)
+        } else {
+            messages::read_failed(name, code)
+        }
+    }
+
+    /// A Write answered ERROR_SUCCESS: counts its bytes (at most its size);
+    /// fewer than asked is a short transfer, failed or (under `reissue`, when
+    /// the stream stays in order) written again.
+    fn on_write_done(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &Slot,
+        c: &Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let code = c.code;
+        let mut bytes = c.bytes;
+        if bytes > u64::from(slot.size) {
+            ev!(
+                tr,
+                now,
+                "Anomaly",
+                None,
+                "dev={d} id={} reports {bytes} bytes for a {}-byte write; counted as {}",
+                c.id.0,
+                slot.size,
+                slot.size
+            );
+            bytes = u64::from(slot.size);
+        }
+        let dev = &mut self.devs[d];
+        dev.done += bytes;
+        dev.bytes += bytes;
+        self.outcome.bytes += bytes;
+        if bytes >= u64::from(slot.size) {
+            dev.stalls = 0;
+            return;
+        }
+        match self.profile.short_transfer {
+            ShortTransfer::Fail => {
+                self.fail_short_transfer(
+                    now, d, true, c.id, bytes, slot.size, "fail", code, out, tr,
+                );
+            }
+            ShortTransfer::Reissue if !self.reissue_keeps_order(d, slot, bytes) => {
+                let why = "the remainder cannot be reissued in stream order (later writes already sent, or not a BLOCKSIZE multiple): fail";
+                self.fail_short_transfer(now, d, true, c.id, bytes, slot.size, why, code, out, tr);
+            }
+            ShortTransfer::Reissue => {
+                let rest = slot.size - bytes as u32;
+                let pos = slot.pos + bytes;
+                self.devs[d].reissue.push_back((pos, rest));
+                ev!(
+                    tr,
+                    now,
+                    "ShortTransfer",
+                    Some(id::COMMAND_SHORT_TRANSFER),
+                    "dev={d} id={} wrote {bytes} of {} as success: reissue {rest} bytes at {pos}",
+                    c.id.0,
+                    slot.size
+                );
+                self.note_progress(now, d, bytes, true, out, tr);
+            }
         }
     }
 
@@ -705,6 +787,7 @@ impl ServerHalf {
         tr: &mut Trace,
     ) {
         let was = self.devs[d].io_error;
+        debug_assert!(was.is_some(), "a VDC_ClearError answers an IO-ERROR");
         if code != Win32::ERROR_SUCCESS {
             self.devs[d].note_error(code);
             ev!(

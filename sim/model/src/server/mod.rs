@@ -8,6 +8,11 @@
 //! negotiated, handles IO-ERROR and ClearError, closes the devices, aborts,
 //! runs the 2 × serverTimeOut watchdog, and decides the statement's outcome.
 //!
+//! The code: `start.rs` opens and configures the set and its devices,
+//! `stream.rs` sends the command streams, `completion.rs` takes the client's
+//! completions, `termination.rs` ends a statement, and `invariants.rs` holds
+//! what every public transition keeps (asserted in debug builds).
+//!
 //! Nothing here reads a clock, spawns a thread or draws randomness: time is
 //! the `now` argument (virtual milliseconds), everything the server says to
 //! the client is pushed onto `out`, and everything it decides is traced with
@@ -78,7 +83,9 @@ macro_rules! ev {
 }
 
 mod completion;
+mod invariants;
 pub mod messages;
+mod start;
 mod stream;
 mod termination;
 #[cfg(test)]
@@ -545,489 +552,17 @@ impl ServerHalf {
     }
 
     // ------------------------------------------------------------------
-    // start
-    // ------------------------------------------------------------------
-
-    /// Starts a statement. `set` is what `IServerVirtualDeviceSet2::Open`
-    /// found under the first device name (`None`: no such set).
-    ///
-    /// Model choices: WITH options are checked before the set is opened (the
-    /// client is then never configured and its GetConfiguration times out,
-    /// vdi-spec.md §7.1); a RESTORE whose BLOCKSIZE differs from the backup's
-    /// fails with BadMedia before configuration; a RESTORE without a backup,
-    /// or with a family-count mismatch, aborts the set before configuration.
-    /// A `start` while a statement runs is ignored (traced).
-    pub fn start(
-        &mut self,
-        now: u64,
-        stmt: Statement,
-        set: Option<SetInfo>,
-        out: &mut Vec<ToClient>,
-        tr: &mut Trace,
-    ) {
-        if self.running {
-            ev!(
-                tr,
-                now,
-                "StartIgnored",
-                None,
-                "a statement is already running"
-            );
-            return;
-        }
-        self.reset_statement(&stmt);
-        self.started = now;
-        self.outcome = Outcome {
-            status: Status::Running,
-            ..Outcome::default()
-        };
-        ev!(tr, now, "Start", None, "{}", stmt.to_tsql());
-        if self.dead {
-            self.outcome.status = Status::Failed;
-            self.outcome.reason = Some(FailReason::ServerDied);
-            self.outcome.ended_ms = Some(now);
-            ev!(
-                tr,
-                now,
-                "Outcome",
-                Some(id::ABORT_SERVER_DEATH),
-                "Failed ServerDied (server is dead)"
-            );
-            return;
-        }
-        self.running = true;
-        self.state = ServerState::Dne;
-        let first = stmt.devices.first().cloned().unwrap_or_default();
-
-        if let Err(e) = stmt.options.validate() {
-            let text = e.to_string();
-            self.finish_failed(
-                now,
-                FailReason::BadOptions,
-                vec![messages::bad_option(&text)],
-                None,
-                tr,
-            );
-            return;
-        }
-
-        let Some(set) = set else {
-            ev!(
-                tr,
-                now,
-                "Open",
-                Some(id::SERVER_OPEN_MISSING_SET),
-                "name=\"{first}\" -> VD_E_INVALID (0x80770006)"
-            );
-            self.finish_failed(
-                now,
-                FailReason::OpenFailed,
-                vec![messages::cannot_open(&first)],
-                Some(id::SERVER_OPEN_MISSING_SET),
-                tr,
-            );
-            return;
-        };
-        self.state = ServerState::Connected;
-        ev!(
-            tr,
-            now,
-            "Open",
-            None,
-            "name=\"{}\" -> NOERROR (0x00000000)",
-            set.name
-        );
-        ev!(
-            tr,
-            now,
-            "GetConfiguration",
-            None,
-            "deviceCount={} features={} prefixZoneSize={} serverTimeOut={}",
-            set.cfg.device_count,
-            set.cfg.features(),
-            set.cfg.prefix_zone_size,
-            set.cfg.server_time_out
-        );
-
-        let n_stmt = stmt.devices.len();
-        let n_cfg = set.cfg.device_count;
-        if n_stmt as u64 != u64::from(n_cfg)
-            && (self.profile.device_count_mismatch_fails || n_stmt == 0 || n_cfg == 0)
-        {
-            ev!(
-                tr,
-                now,
-                "DeviceCountMismatch",
-                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
-                "VIRTUAL_DEVICE clauses={n_stmt} deviceCount={n_cfg}"
-            );
-            self.abort_before_config(
-                now,
-                FailReason::DeviceCountMismatch,
-                messages::device_count(&first, n_stmt, n_cfg),
-                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
-                out,
-                tr,
-            );
-            return;
-        }
-        let n = n_stmt.min(n_cfg as usize);
-        if n != n_stmt {
-            ev!(
-                tr,
-                now,
-                "DeviceCountMismatch",
-                Some(id::STRIPE_DEVICE_COUNT_MISMATCH),
-                "tolerated by the profile: using {n} of {n_stmt} VIRTUAL_DEVICE clauses"
-            );
-        }
-        let opts = stmt.options;
-
-        // The media: what a BACKUP will write, or what a RESTORE must find.
-        let record = if self.kind.is_backup() {
-            BackupRecord::plan(
-                &stmt.database,
-                stmt.kind,
-                u32::try_from(self.history.len() + 1).unwrap_or(u32::MAX),
-                n,
-                stmt.plan.data_bytes,
-                &opts,
-            )
-        } else {
-            let found = crate::statement::backup_to_restore(&self.history, &stmt.database).cloned();
-            let Some(rec) = found else {
-                self.abort_before_config(
-                    now,
-                    FailReason::NoBackup,
-                    messages::no_backup(&stmt.database),
-                    None,
-                    out,
-                    tr,
-                );
-                return;
-            };
-            if !self.kind.is_metadata_only() && rec.families.len() != n {
-                let m = messages::family_count(&first, rec.families.len(), n);
-                self.abort_before_config(now, FailReason::BadMedia, m, None, out, tr);
-                return;
-            }
-            if rec.block_size != opts.block_size {
-                ev!(
-                    tr,
-                    now,
-                    "BlockSizeMismatch",
-                    Some(id::RESTORE_READ_SIZES),
-                    "backup BLOCKSIZE={} restore BLOCKSIZE={}",
-                    rec.block_size,
-                    opts.block_size
-                );
-                let m = messages::bad_family(&first);
-                self.abort_before_config(
-                    now,
-                    FailReason::BadMedia,
-                    m,
-                    Some(id::RESTORE_READ_SIZES),
-                    out,
-                    tr,
-                );
-                return;
-            }
-            rec
-        };
-
-        // Configuration (BeginConfiguration .. EndConfiguration).
-        self.state = ServerState::Configurable;
-        let client = set.cfg.features();
-        let media = if self.kind.is_backup() {
-            Features::WriteMedia
-        } else {
-            Features::ReadMedia
-        };
-        let asked = client.contains(Features::RequestComplete);
-        self.complete_enabled = asked && self.profile.server_supports_complete;
-        let mut features = client.union(media);
-        if self.complete_enabled {
-            features = features.union(Features::CompleteEnabled);
-        }
-        self.features = features;
-        self.block = opts.block_size;
-        self.mts = opts.max_transfer_size;
-        self.qd = self.profile.queue_depth_per_device.max(1);
-        let buffers = opts
-            .effective_buffer_count(n as u32, self.profile.default_buffer_count_per_device)
-            .clamp(1, u32::MAX - 1);
-        self.buf_total = buffers;
-        let mut cfg = set.cfg;
-        cfg.features = features.0;
-        cfg.block_size = opts.block_size;
-        cfg.max_io_depth = limits::MAX_IO_DEPTH_REPORTED;
-        cfg.max_transfer_size = opts.max_transfer_size;
-        cfg.buffer_area_size =
-            buffers.saturating_mul(opts.max_transfer_size.saturating_add(cfg.prefix_zone_size));
-        ev!(
-            tr,
-            now,
-            "BeginConfiguration",
-            Some(id::SERVER_BEGIN_CONFIGURATION_ORDER),
-            "features={:#010x} blockSize={} alignment={} maxTransferSize={} timeout=0",
-            features.0,
-            opts.block_size,
-            set.cfg.alignment.max(opts.block_size),
-            opts.max_transfer_size
-        );
-        ev!(
-            tr,
-            now,
-            "FeaturesReturned",
-            Some(id::GET_CONFIGURATION_FEATURES_RETURNED),
-            "{} = client {} | {}",
-            features,
-            client,
-            media
-        );
-        ev!(
-            tr,
-            now,
-            "CompleteNegotiation",
-            Some(id::COMPLETE_NEGOTIATION),
-            "VDF_RequestComplete {} server-supports-complete={} -> VDF_CompleteEnabled {}",
-            if asked { "requested" } else { "not requested" },
-            self.profile.server_supports_complete,
-            if self.complete_enabled {
-                "returned"
-            } else {
-                "not returned"
-            }
-        );
-        ev!(
-            tr,
-            now,
-            "RequestBuffers",
-            Some(id::STRIPE_SHARED_BUFFERS),
-            "count={} size={} shared by {} devices",
-            buffers,
-            opts.max_transfer_size,
-            n
-        );
-        if opts.buffer_count.is_none() {
-            ev!(
-                tr,
-                now,
-                "RequestBuffers",
-                Some(id::STRIPE_DEFAULT_BUFFER_COUNT),
-                "no BUFFERCOUNT: {} devices x default-buffer-count-per-device {}",
-                n,
-                self.profile.default_buffer_count_per_device
-            );
-        }
-        ev!(
-            tr,
-            now,
-            "QueueDepth",
-            Some(id::SERVER_QUEUE_DEPTH),
-            "up to {} commands in flight per device",
-            self.qd
-        );
-        ev!(
-            tr,
-            now,
-            "EndConfiguration",
-            Some(id::GET_CONFIGURATION_SERVER_OUTPUTS),
-            "blockSize={} maxIODepth={} maxTransferSize={} bufferAreaSize={}",
-            cfg.block_size,
-            cfg.max_io_depth,
-            cfg.max_transfer_size,
-            cfg.buffer_area_size
-        );
-        self.state = ServerState::Initializing;
-        out.push(ToClient::Configured {
-            cfg,
-            devices: stmt.devices.iter().take(n).cloned().collect(),
-        });
-        ev!(
-            tr,
-            now,
-            "Configured",
-            Some(id::COMMAND_PIPE_ONLY),
-            "stream commands: {}{}",
-            if self.kind.is_backup() {
-                "VDC_Write, VDC_Flush, VDC_ClearError"
-            } else {
-                "VDC_Read, VDC_ClearError"
-            },
-            if self.complete_enabled && self.kind.is_backup() {
-                ", VDC_Complete"
-            } else {
-                ""
-            }
-        );
-
-        self.wd_period = if set.cfg.server_time_out == 0 || self.profile.watchdog_factor == 0 {
-            ev!(
-                tr,
-                now,
-                "Watchdog",
-                Some(id::WATCHDOG_DISABLED),
-                "serverTimeOut={} watchdog-factor={}: disabled",
-                set.cfg.server_time_out,
-                self.profile.watchdog_factor
-            );
-            0
-        } else {
-            let p = u64::from(set.cfg.server_time_out) * u64::from(self.profile.watchdog_factor);
-            ev!(
-                tr,
-                now,
-                "Watchdog",
-                Some(id::WATCHDOG_FIRES),
-                "armed: {} x serverTimeOut {} ms = {} ms with nothing completing",
-                self.profile.watchdog_factor,
-                set.cfg.server_time_out,
-                p
-            );
-            p
-        };
-
-        // Devices (OpenDevice per device; the completion agent runs).
-        let meta = self.kind.is_metadata_only();
-        let mut devs = Vec::with_capacity(n);
-        for (k, name) in stmt.devices.iter().take(n).enumerate() {
-            let fam = record.families.get(k).copied();
-            let (origin, len) = fam.map(|f| (f.origin, f.len)).unwrap_or((0, 0));
-            let target = if self.kind.is_backup() {
-                0
-            } else if meta {
-                if k == 0 {
-                    let b = u64::from(self.block);
-                    stmt.plan
-                        .metadata_bytes
-                        .div_ceil(b)
-                        .saturating_mul(b)
-                        .min(len)
-                } else {
-                    0
-                }
-            } else {
-                len
-            };
-            let mut d = Dev::new(name.clone(), origin, len, target, self.qd);
-            if self.kind.is_backup() {
-                ev!(
-                    tr,
-                    now,
-                    "OpenDevice",
-                    Some(id::STRIPE_DISTRIBUTION),
-                    "dev={k} name=\"{name}\" family origin={origin:#018x} len={len}"
-                );
-            } else {
-                ev!(
-                    tr,
-                    now,
-                    "OpenDevice",
-                    None,
-                    "dev={k} name=\"{name}\" family origin={origin:#018x} len={len} read={target}"
-                );
-            }
-            for x in &stmt.plan.extra_commands {
-                if usize::from(x.dev) == k {
-                    if x.code == CommandCode::Complete && !self.complete_enabled {
-                        ev!(
-                            tr,
-                            now,
-                            "ExtraRefused",
-                            Some(id::COMPLETE_NEVER_UNREQUESTED),
-                            "dev={k} VDC_Complete probe not sent: VDF_CompleteEnabled was not returned"
-                        );
-                    } else {
-                        d.extras.push((x.after_data_commands, x.code));
-                    }
-                }
-            }
-            d.extras.sort_by_key(|x| x.0);
-            devs.push(d);
-        }
-        for x in &stmt.plan.extra_commands {
-            if usize::from(x.dev) >= n {
-                ev!(
-                    tr,
-                    now,
-                    "ExtraIgnored",
-                    None,
-                    "dev={} does not exist; {} not sent",
-                    x.dev,
-                    x.code
-                );
-            }
-        }
-        self.devs = devs;
-        self.record = Some(record);
-        self.state = ServerState::Active;
-        self.advance(now, out, tr);
-    }
-
-    fn reset_statement(&mut self, stmt: &Statement) {
-        self.kind = stmt.kind;
-        self.database = stmt.database.clone();
-        self.mid_flushes = stmt.plan.mid_flushes;
-        self.read_sizes = stmt.plan.read_sizes.clone();
-        self.features = Features(0);
-        self.complete_enabled = false;
-        self.block = stmt.options.block_size.max(1);
-        self.mts = stmt.options.max_transfer_size.max(self.block);
-        self.qd = 1;
-        self.buf_total = 0;
-        self.buf_next = 0;
-        self.buf_free.clear();
-        self.buf_starved = false;
-        self.devs.clear();
-        self.phase = Phase::Data;
-        self.record = None;
-        self.outstanding = 0;
-        self.wd_anchor = 0;
-        self.wd_period = 0;
-        self.failure = None;
-        self.term = Term::None;
-        self.rr = 0;
-        self.abort_sent = false;
-    }
-
-    /// The server inspected the client's configuration (or the media) and
-    /// cannot go on: SignalAbort before EndConfiguration, so the client's
-    /// GetConfiguration returns VD_E_ABORT instead of waiting.
-    fn abort_before_config(
-        &mut self,
-        now: u64,
-        reason: FailReason,
-        msg: SqlMessage,
-        clause: Option<ClauseId>,
-        out: &mut Vec<ToClient>,
-        tr: &mut Trace,
-    ) {
-        self.state = ServerState::AbnormallyTerminated;
-        self.abort_sent = true;
-        out.push(ToClient::Abort);
-        ev!(
-            tr,
-            now,
-            "SignalAbort",
-            Some(id::ABORT_SERVER_SIGNAL),
-            "before configuration: {reason:?}"
-        );
-        self.finish_failed(now, reason, vec![msg], clause, tr);
-    }
-
-    // ------------------------------------------------------------------
     // messages from the client
     // ------------------------------------------------------------------
 
     /// A message from the client half.
     pub fn on_message(&mut self, now: u64, msg: ToServer, out: &mut Vec<ToClient>, tr: &mut Trace) {
-        match msg {
-            ToServer::Completed(c) => self.on_completion(now, c, out, tr),
-            ToServer::Abort => self.client_end(now, ClientEnd::Abort, out, tr),
-            ToServer::Closed => self.client_end(now, ClientEnd::Closed, out, tr),
-            ToServer::Died => self.client_end(now, ClientEnd::Died, out, tr),
-        }
+        self.transition(now, |s| match msg {
+            ToServer::Completed(c) => s.on_completion(now, c, out, tr),
+            ToServer::Abort => s.client_end(now, ClientEnd::Abort, out, tr),
+            ToServer::Closed => s.client_end(now, ClientEnd::Closed, out, tr),
+            ToServer::Died => s.client_end(now, ClientEnd::Died, out, tr),
+        });
     }
 
     // ------------------------------------------------------------------
@@ -1038,6 +573,11 @@ impl ServerHalf {
     /// commands outstanding and nothing completed for watchdog-factor ×
     /// serverTimeOut, the server aborts the set.
     pub fn on_time(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        self.transition(now, |s| s.watchdog(now, out, tr));
+    }
+
+    /// [`ServerHalf::on_time`] without the invariant checks around it.
+    fn watchdog(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
         let Some(dl) = self.next_deadline() else {
             return;
         };
@@ -1078,6 +618,11 @@ impl ServerHalf {
 
     /// Server-side SignalAbort requested by the fault plan (KILL).
     pub fn signal_abort(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        self.transition(now, |s| s.kill(now, out, tr));
+    }
+
+    /// [`ServerHalf::signal_abort`] without the invariant checks around it.
+    fn kill(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
         if !self.running {
             ev!(tr, now, "SignalAbortIgnored", None, "no statement running");
             return;
@@ -1112,6 +657,12 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        self.transition(now, |s| s.close_early(now, dev, out, tr));
+    }
+
+    /// [`ServerHalf::close_device_early`] without the invariant checks
+    /// around it.
+    fn close_early(&mut self, now: u64, dev: DevIx, out: &mut Vec<ToClient>, tr: &mut Trace) {
         let d = usize::from(dev);
         if !self.running || d >= self.devs.len() || self.devs[d].state == DevState::Closed {
             ev!(
@@ -1123,6 +674,10 @@ impl ServerHalf {
             );
             return;
         }
+        debug_assert!(
+            self.devs[d].state != DevState::Aborted,
+            "a running statement has no Aborted device"
+        );
         self.devs[d].state = DevState::Closed;
         ev!(
             tr,
@@ -1181,6 +736,12 @@ impl ServerHalf {
     /// world delivers `ToClient::Died` itself); a running statement fails
     /// with ServerDied and no messages (the connection is gone).
     pub fn die(&mut self, now: u64, tr: &mut Trace) {
+        self.transition(now, |s| s.process_death(now, tr));
+        debug_assert!(self.dead, "a server that died stays dead");
+    }
+
+    /// [`ServerHalf::die`] without the invariant checks around it.
+    fn process_death(&mut self, now: u64, tr: &mut Trace) {
         if self.dead {
             return;
         }

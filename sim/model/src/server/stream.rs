@@ -24,6 +24,8 @@ impl ServerHalf {
 
     pub(super) fn free_buf(&mut self, b: Option<BufId>) {
         if let Some(b) = b {
+            debug_assert!(b.0 < self.buf_next, "only a buffer handed out is freed");
+            debug_assert!(!self.buf_free.contains(&b), "a buffer is freed once");
             self.buf_free.push(b);
         }
     }
@@ -44,6 +46,39 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        debug_assert!(
+            self.running,
+            "commands are sent only while a statement runs"
+        );
+        debug_assert!(!self.abort_sent, "no command is sent after SignalAbort");
+        debug_assert!(
+            self.term == Term::None || kind == Some(Kind::ClearError),
+            "while a failure is being terminated only VDC_ClearError is sent"
+        );
+        debug_assert!(
+            match self.devs[d].state {
+                DevState::Active => true,
+                DevState::IoError => code == CommandCode::ClearError,
+                DevState::Closed | DevState::Aborted => false,
+            },
+            "commands go to open devices, only VDC_ClearError to one in IO-ERROR"
+        );
+        debug_assert_eq!(
+            buf.is_some(),
+            code.has_buffer(),
+            "a command carries a buffer exactly when it transfers data"
+        );
+        debug_assert!(
+            match kind {
+                None => code == CommandCode::Read,
+                Some(Kind::Write) => code == CommandCode::Write,
+                Some(Kind::MidFlush | Kind::FinalFlush) => code == CommandCode::Flush,
+                Some(Kind::Complete) => code == CommandCode::Complete,
+                Some(Kind::ClearError) => code == CommandCode::ClearError,
+                Some(Kind::Extra) => true,
+            },
+            "a command's code matches what it is for"
+        );
         let id = CmdId(self.next_id);
         self.next_id += 1;
         if self.outstanding == 0 {
@@ -414,6 +449,10 @@ impl ServerHalf {
                     self.finish_success(now, out, tr);
                     return;
                 }
+                debug_assert_eq!(
+                    self.outstanding, 0,
+                    "the final Flush waits for every data command"
+                );
                 self.phase = Phase::FinalFlush;
                 ev!(
                     tr,
@@ -445,6 +484,10 @@ impl ServerHalf {
                     return;
                 }
                 if self.complete_enabled {
+                    debug_assert_eq!(
+                        self.outstanding, 0,
+                        "VDC_Complete waits for every final Flush"
+                    );
                     self.phase = Phase::Complete;
                     for d in 0..self.devs.len() {
                         self.devs[d].stage_done = false;

@@ -226,6 +226,10 @@ impl ServerHalf {
         {
             return;
         }
+        debug_assert!(
+            self.failure.is_some(),
+            "closing after a failure has the failure to report"
+        );
         for d in 0..self.devs.len() {
             if self.devs[d].state != DevState::Closed {
                 self.devs[d].state = DevState::Closed;
@@ -349,6 +353,11 @@ impl ServerHalf {
             }
         }
         self.outstanding = 0;
+        debug_assert_eq!(
+            self.buf_free.len(),
+            self.buf_next as usize,
+            "after an abort every buffer is back in the pool"
+        );
     }
 
     /// The 18210 lines for what was outstanding when the set was aborted
@@ -452,6 +461,7 @@ impl ServerHalf {
         clause: Option<ClauseId>,
         tr: &mut Trace,
     ) {
+        debug_assert!(self.running, "only a running statement fails");
         let (reason, mut all) = match self.failure.take() {
             Some(f) => (f.reason, f.msgs),
             None => (reason, Vec::new()),
@@ -482,6 +492,20 @@ impl ServerHalf {
     }
 
     pub(super) fn finish_success(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        debug_assert!(self.running, "only a running statement succeeds");
+        debug_assert!(
+            self.failure.is_none(),
+            "a statement with a failure never succeeds"
+        );
+        debug_assert_eq!(
+            self.term,
+            Term::None,
+            "a terminating statement never succeeds"
+        );
+        debug_assert_eq!(
+            self.outstanding, 0,
+            "a statement succeeds with nothing outstanding"
+        );
         let meta = self.kind.is_metadata_only();
         let clause = if meta {
             Some(id::RESTORE_EARLY_CLOSE)

@@ -10,6 +10,9 @@
 //! the server enter through [`ClientSet::deliver`]. Each method returns a
 //! [`Ret`] naming the clause that decided the result and the transition-table
 //! cell it exercised, for traces and coverage.
+//!
+//! Every public transition runs between two checks of the half's invariants
+//! (`invariants.rs`, debug builds only).
 
 use crate::content::Content;
 use crate::msg::{BufId, Cmd, Completion, DevIx, ToClient, ToServer};
@@ -22,6 +25,8 @@ use vdi_spec::profile::{
 use vdi_spec::{
     ClauseId, ClientState, CommandCode, Hresult, Profile, TableMethod, VdConfig, Win32,
 };
+
+mod invariants;
 
 /// A device interface returned by OpenDevice. It names the set incarnation
 /// it came from, so use after Close is detected (clause
@@ -209,6 +214,11 @@ impl ClientSet {
 
     /// `Create` (and `CreateEx` after its instance check).
     pub fn create(&mut self, name: &str, cfg: &VdConfig, ns: &mut dyn Namespace) -> Ret<()> {
+        self.transition(|s| s.create_inner(name, cfg, ns))
+    }
+
+    /// [`ClientSet::create`] without the invariant checks around it.
+    fn create_inner(&mut self, name: &str, cfg: &VdConfig, ns: &mut dyn Namespace) -> Ret<()> {
         let cell = self.cell(TableMethod::Create);
         if self.state != ClientState::Dne {
             return err(Hresult::VD_E_PROTOCOL, id::CREATE_ALREADY_EXISTS, cell);
@@ -257,6 +267,17 @@ impl ClientSet {
         cfg: &VdConfig,
         ns: &mut dyn Namespace,
     ) -> Ret<()> {
+        self.transition(|s| s.create_ex_inner(instance, name, cfg, ns))
+    }
+
+    /// [`ClientSet::create_ex`] without the invariant checks around it.
+    fn create_ex_inner(
+        &mut self,
+        instance: Option<&str>,
+        name: &str,
+        cfg: &VdConfig,
+        ns: &mut dyn Namespace,
+    ) -> Ret<()> {
         let cell = self.cell(TableMethod::Create);
         if self.state == ClientState::Dne {
             match instance {
@@ -285,7 +306,7 @@ impl ClientSet {
                 Some(_) => {}
             }
         }
-        let r = self.create(name, cfg, ns);
+        let r = self.create_inner(name, cfg, ns);
         if r.result.is_ok() {
             let clause = match instance {
                 None => id::CREATE_EX_NULL_INSTANCE,
@@ -301,6 +322,11 @@ impl ClientSet {
 
     /// `GetConfiguration`. Pending while the server has not configured the set.
     pub fn get_configuration(&mut self) -> Blocking<Ret<VdConfig>> {
+        self.transition(|s| s.get_configuration_inner())
+    }
+
+    /// [`ClientSet::get_configuration`] without the invariant checks around it.
+    fn get_configuration_inner(&mut self) -> Blocking<Ret<VdConfig>> {
         let cell = self.cell(TableMethod::GetConfiguration);
         Blocking::Ready(match self.state {
             ClientState::Dne => err(
@@ -335,6 +361,11 @@ impl ClientSet {
 
     /// `OpenDevice`.
     pub fn open_device(&mut self, name: &str) -> Ret<DeviceHandle> {
+        self.transition(|s| s.open_device_inner(name))
+    }
+
+    /// [`ClientSet::open_device`] without the invariant checks around it.
+    fn open_device_inner(&mut self, name: &str) -> Ret<DeviceHandle> {
         // §4.2.1: the set is Initializing for OpenDevice purposes until every
         // device is open.
         let some_unopened = self.devices.iter().any(|d| !d.opened);
@@ -377,6 +408,7 @@ impl ClientSet {
             }
         }
         let i = idx.unwrap_or_default();
+        debug_assert!(!self.devices[i].opened, "OpenDevice opens a device once");
         self.devices[i].opened = true;
         self.state = ClientState::Active;
         let clause = if i == 0 {
@@ -396,6 +428,11 @@ impl ClientSet {
 
     /// `Close`.
     pub fn close(&mut self, ns: &mut dyn Namespace) -> Ret<()> {
+        self.transition(|s| s.close_inner(ns))
+    }
+
+    /// [`ClientSet::close`] without the invariant checks around it.
+    fn close_inner(&mut self, ns: &mut dyn Namespace) -> Ret<()> {
         let cell = self.cell(TableMethod::Close);
         let (code, clause) = match self.state {
             ClientState::Dne => return err(Hresult::VD_E_PROTOCOL, id::CLOSE_NOT_OPEN, cell),
@@ -439,6 +476,11 @@ impl ClientSet {
 
     /// `SignalAbort`.
     pub fn signal_abort(&mut self) -> Ret<()> {
+        self.transition(|s| s.signal_abort_inner())
+    }
+
+    /// [`ClientSet::signal_abort`] without the invariant checks around it.
+    fn signal_abort_inner(&mut self) -> Ret<()> {
         let cell = self.cell(TableMethod::SignalAbort);
         match self.state {
             ClientState::Dne => err(Hresult::VD_E_PROTOCOL, id::SIGNAL_ABORT_DNE, cell),
@@ -466,6 +508,11 @@ impl ClientSet {
     /// secondary shares this set's device table (a simplification: the
     /// model does not give secondaries their own view of buffers).
     pub fn open_in_secondary(&mut self, secondary: u32, name: &str) -> Ret<()> {
+        self.transition(|s| s.open_in_secondary_inner(secondary, name))
+    }
+
+    /// [`ClientSet::open_in_secondary`] without the invariant checks around it.
+    fn open_in_secondary_inner(&mut self, secondary: u32, name: &str) -> Ret<()> {
         match self.state {
             ClientState::Abort => err(Hresult::VD_E_ABORT, id::OPEN_IN_SECONDARY_ABORT, None),
             ClientState::Initializing | ClientState::Active if name == self.name => {
@@ -541,6 +588,11 @@ impl ClientSet {
 
     /// `GetCommand`. Pending while nothing is queued and the device is open.
     pub fn get_command(&mut self, h: DeviceHandle) -> Blocking<Ret<Cmd>> {
+        self.transition(|s| s.get_command_inner(h))
+    }
+
+    /// [`ClientSet::get_command`] without the invariant checks around it.
+    fn get_command_inner(&mut self, h: DeviceHandle) -> Blocking<Ret<Cmd>> {
         let cell = self.cell(TableMethod::GetCommand);
         let i = match self.device_check(h, TableMethod::GetCommand) {
             Ok(i) => i,
@@ -588,6 +640,10 @@ impl ClientSet {
             return Blocking::Ready(ok(c, clause, cell));
         }
         if d.server_closed && d.held_clear_error.is_none() {
+            debug_assert!(
+                d.queue.is_empty(),
+                "VD_E_CLOSE only once the queue is drained"
+            );
             d.close_seen = true;
             if self.devices.iter().all(|d| d.close_seen) {
                 self.state = ClientState::NormallyTerminated;
@@ -630,6 +686,19 @@ impl ClientSet {
         position: u64,
         data: Content,
     ) -> Ret<()> {
+        self.transition(|s| s.complete_command_inner(h, seen, code, bytes, position, data))
+    }
+
+    /// [`ClientSet::complete_command`] without the invariant checks around it.
+    fn complete_command_inner(
+        &mut self,
+        h: DeviceHandle,
+        seen: &Cmd,
+        code: Win32,
+        bytes: u64,
+        position: u64,
+        data: Content,
+    ) -> Ret<()> {
         let cell = self.cell(TableMethod::CompleteCommand);
         let i = match self.device_check(h, TableMethod::CompleteCommand) {
             Ok(i) => i,
@@ -643,6 +712,10 @@ impl ClientSet {
             return err(Hresult::VD_E_INVALID, id::COMPLETE_COMMAND_ORDER, cell);
         }
         let orig = d.outstanding.remove(pos);
+        debug_assert!(
+            d.outstanding.iter().all(|c| c.id != orig.id),
+            "a completed command is no longer outstanding"
+        );
         let tampered = orig.block() != seen.block();
         let data = if orig.code == CommandCode::Read {
             data.slice(0, bytes)
@@ -712,6 +785,10 @@ impl ClientSet {
     /// `io-error.reject-new`), or holds a ClearError.
     fn auto_complete(&mut self, c: Cmd) {
         let i = c.dev as usize;
+        debug_assert!(
+            self.devices[i].io_error,
+            "only a device in IO-ERROR auto-completes"
+        );
         if c.code == CommandCode::ClearError {
             self.devices[i].held_clear_error = Some(c);
             return;
@@ -739,6 +816,11 @@ impl ClientSet {
 
     /// Takes one message from the server.
     pub fn deliver(&mut self, msg: ToClient) {
+        self.transition(|s| s.deliver_inner(msg))
+    }
+
+    /// [`ClientSet::deliver`] without the invariant checks around it.
+    fn deliver_inner(&mut self, msg: ToClient) {
         if self.state == ClientState::Dne {
             return;
         }
