@@ -280,6 +280,32 @@ pub struct FaultSchedule {
     fetched: std::collections::BTreeMap<(DevIx, Option<CommandCode>), u64>,
     completions: u64,
     phase: Phase,
+    /// Which kinds of trigger the plan has (the counts no trigger watches
+    /// are not kept).
+    watches: Watches,
+}
+
+/// Which trigger kinds a schedule holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Watches {
+    fetches: bool,
+    steps: bool,
+    completions: bool,
+}
+
+impl Watches {
+    fn of<'a>(faults: impl Iterator<Item = &'a PlannedFault>) -> Watches {
+        let mut w = Watches::default();
+        for pf in faults {
+            match pf.trigger {
+                Trigger::OnCommand { .. } => w.fetches = true,
+                Trigger::AtStep { .. } => w.steps = true,
+                Trigger::AfterCompletions { .. } => w.completions = true,
+                Trigger::AtMs { .. } => {}
+            }
+        }
+        w
+    }
 }
 
 impl FaultSchedule {
@@ -287,6 +313,7 @@ impl FaultSchedule {
     pub fn new(plan: &FaultPlan) -> FaultSchedule {
         FaultSchedule {
             planned: plan.faults.iter().cloned().map(|f| (f, false)).collect(),
+            watches: Watches::of(plan.faults.iter()),
             ..FaultSchedule::default()
         }
     }
@@ -349,6 +376,9 @@ impl FaultSchedule {
     /// order, the any-code count first.
     pub fn on_fetch(&mut self, dev: DevIx, code: CommandCode) -> Vec<usize> {
         let mut due = Vec::new();
+        if !self.watches.fetches {
+            return due;
+        }
         for key in [(dev, None), (dev, Some(code))] {
             let n = self.fetched.entry(key).or_default();
             *n += 1;
@@ -376,6 +406,9 @@ impl FaultSchedule {
     /// The server took a completion from the client: counts it and returns
     /// the faults it triggers (not yet marked fired).
     pub fn on_completion(&mut self) -> Vec<usize> {
+        if !self.watches.completions {
+            return Vec::new();
+        }
         self.completions += 1;
         let n = self.completions;
         (0..self.planned.len())
@@ -400,7 +433,7 @@ impl FaultSchedule {
 
     /// Faults due at scheduler step `step` (not yet marked fired).
     pub fn due_at_step(&self, step: u64) -> Vec<usize> {
-        if self.all_fired() {
+        if !self.watches.steps || self.all_fired() {
             return Vec::new();
         }
         (0..self.planned.len())

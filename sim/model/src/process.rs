@@ -105,7 +105,13 @@ impl ClientProcess {
             Value::Config(c) => self.config = Some(*c),
             Value::Command(c) => {
                 if let Some(rep) = self.devices.get_mut(usize::from(c.dev)) {
-                    *rep.commands.entry(c.code.name().to_string()).or_default() += 1;
+                    let name = c.code.name();
+                    match rep.commands.get_mut(name) {
+                        Some(n) => *n += 1,
+                        None => {
+                            rep.commands.insert(name.to_string(), 1);
+                        }
+                    }
                 }
             }
             _ => {}

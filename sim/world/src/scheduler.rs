@@ -24,6 +24,23 @@ pub trait Scheduler: Send {
     fn pick(&mut self, choices: &[Choice]) -> usize;
 }
 
+/// The world's scheduler: the seeded random one directly (the common case,
+/// no indirect call per step), or any other.
+pub(crate) enum Picker {
+    Random(RandomScheduler),
+    Other(Box<dyn Scheduler>),
+}
+
+impl Picker {
+    #[inline]
+    pub(crate) fn pick(&mut self, choices: &[Choice]) -> usize {
+        match self {
+            Picker::Random(r) => r.pick(choices),
+            Picker::Other(s) => s.pick(choices),
+        }
+    }
+}
+
 /// Uniform choice from a seeded ChaCha8 stream: one draw per step, the
 /// draw modulo the number of choices.
 pub struct RandomScheduler {
@@ -40,6 +57,7 @@ impl RandomScheduler {
 }
 
 impl Scheduler for RandomScheduler {
+    #[inline]
     fn pick(&mut self, choices: &[Choice]) -> usize {
         debug_assert!(!choices.is_empty(), "a step with nothing to pick");
         (self.rng.next_u64() % choices.len() as u64) as usize

@@ -9,7 +9,7 @@
 //! fault, a stall's end). If nothing can step and nothing is due, the run
 //! ends as a hang, which the harness reports instead of hanging itself.
 
-use crate::scheduler::{RandomScheduler, Scheduler};
+use crate::scheduler::{Picker, RandomScheduler, Scheduler};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -172,7 +172,7 @@ impl Namespace for SetNames {
 pub struct World {
     pub(crate) now: u64,
     pub(crate) step: u64,
-    pub(crate) scheduler: Box<dyn Scheduler>,
+    pub(crate) scheduler: Picker,
     pub(crate) cfg: WorldConfig,
     pub(crate) client: ClientSet,
     pub(crate) client_alive: bool,
@@ -202,8 +202,8 @@ impl World {
     /// A world with one client object running `controller` (the client's
     /// main thread), scheduled by the seeded ChaCha scheduler.
     pub fn new(cfg: WorldConfig, controller: Box<dyn Program>, trace: Trace) -> World {
-        let scheduler = Box::new(RandomScheduler::new(cfg.seed));
-        World::with_scheduler(cfg, controller, trace, scheduler)
+        let scheduler = Picker::Random(RandomScheduler::new(cfg.seed));
+        World::build(cfg, controller, trace, scheduler)
     }
 
     /// A world whose scheduling decisions `scheduler` makes.
@@ -212,6 +212,15 @@ impl World {
         controller: Box<dyn Program>,
         trace: Trace,
         scheduler: Box<dyn Scheduler>,
+    ) -> World {
+        World::build(cfg, controller, trace, Picker::Other(scheduler))
+    }
+
+    fn build(
+        cfg: WorldConfig,
+        controller: Box<dyn Program>,
+        trace: Trace,
+        scheduler: Picker,
     ) -> World {
         let profile = Arc::new(cfg.profile.clone());
         let mut server = ServerHalf::new(profile.clone());

@@ -9,6 +9,7 @@ use vdi_spec::{ClauseId, ClientState, Hresult, Profile, TableMethod};
 
 /// Whether `code`, returned by `m` in state `st` under the decision of
 /// `clause`, is documented.
+#[inline]
 pub fn documented(
     p: &Profile,
     m: TableMethod,
@@ -32,6 +33,7 @@ pub fn documented(
 }
 
 /// The violation of a call that returned an undocumented code, if it did.
+#[inline]
 pub fn check(
     p: &Profile,
     cell: (TableMethod, ClientState),

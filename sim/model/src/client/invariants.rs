@@ -9,6 +9,7 @@ use vdi_spec::layout::limits;
 impl ClientSet {
     /// Runs `f`, a public transition, between two checks of the invariants;
     /// also checks that the incarnation only grows (debug builds only).
+    #[inline(always)]
     pub(super) fn transition<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         self.check_invariants();
         let incarnation = self.incarnation;
@@ -22,6 +23,7 @@ impl ClientSet {
     }
 
     /// Asserts the invariants of the client half.
+    #[inline(always)]
     pub(super) fn check_invariants(&self) {
         if !cfg!(debug_assertions) {
             return;

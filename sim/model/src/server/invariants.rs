@@ -10,6 +10,7 @@ impl ServerHalf {
     /// Runs `f`, a public transition at virtual time `now`, between two
     /// checks of the invariants; also checks that command ids and msdb
     /// history only grow (debug builds only).
+    #[inline(always)]
     pub(super) fn transition<R>(&mut self, now: u64, f: impl FnOnce(&mut Self) -> R) -> R {
         self.check_invariants(now);
         let (next_id, history) = (self.next_id, self.history.len());
@@ -21,6 +22,7 @@ impl ServerHalf {
     }
 
     /// Asserts the invariants of the server half at virtual time `now`.
+    #[inline(always)]
     pub(super) fn check_invariants(&self, now: u64) {
         if !cfg!(debug_assertions) {
             return;
