@@ -25,7 +25,9 @@ pub trait Scheduler: Send {
 }
 
 /// The world's scheduler: the seeded random one directly (the common case,
-/// no indirect call per step), or any other.
+/// no indirect call per step), or any other. One per world, so the size of
+/// the generator's state does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Picker {
     Random(RandomScheduler),
     Other(Box<dyn Scheduler>),
