@@ -36,10 +36,13 @@ impl Event {
     /// control characters; everything else as is). This is the exact text
     /// the trace hash covers.
     pub fn to_json(&self) -> String {
-        use std::fmt::Write;
         let mut s =
-            String::with_capacity(48 + self.who.len() + self.what.len() + self.detail.len());
-        let _ = write!(s, "{{\"seq\":{},\"t\":{},\"who\":", self.seq, self.t);
+            String::with_capacity(64 + self.who.len() + self.what.len() + self.detail.len());
+        s.push_str("{\"seq\":");
+        push_u64(&mut s, self.seq);
+        s.push_str(",\"t\":");
+        push_u64(&mut s, self.t);
+        s.push_str(",\"who\":");
         json_string(&mut s, &self.who);
         s.push_str(",\"what\":");
         json_string(&mut s, &self.what);
