@@ -181,11 +181,14 @@ impl ServerHalf {
                 self.free_buf(slot.buf);
                 self.trace_completion(now, d, slot.code, &c, tr);
                 if fatal || self.term != Term::None {
-                    if matches!(
-                        slot.kind,
-                        Kind::MidFlush | Kind::FinalFlush | Kind::Complete
-                    ) {
-                        self.devs[d].barrier = false;
+                    match slot.kind {
+                        Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                            self.devs[d].barrier = false;
+                        }
+                        // The ClearError is answered (on the client's
+                        // behalf): the device may be sent another.
+                        Kind::ClearError => self.devs[d].clearing = false,
+                        _ => {}
                     }
                     return;
                 }

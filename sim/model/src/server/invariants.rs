@@ -233,11 +233,10 @@ impl ServerHalf {
         );
         let clears = dev.count_kind(|k| k == Kind::ClearError);
         debug_assert!(clears <= 1, "dev={d}: at most one ClearError outstanding");
-        // Only this direction: an auto-completed ClearError after a fatal
-        // error (which the client half never sends) leaves `clearing` set.
-        debug_assert!(
-            clears == 0 || dev.clearing,
-            "dev={d}: `clearing` while a ClearError is outstanding"
+        debug_assert_eq!(
+            clears == 1,
+            dev.clearing,
+            "dev={d}: `clearing` exactly while a ClearError is outstanding"
         );
         let barriers =
             dev.count_kind(|k| matches!(k, Kind::MidFlush | Kind::FinalFlush | Kind::Complete));
