@@ -106,7 +106,7 @@ mod imp {
         assert!(ends.iter().all(|e| *e == Hresult::VD_E_CLOSE), "{ends:?}");
         assert_eq!(set.close().code(), Hresult::NOERROR);
         match stmt.join().unwrap() {
-            Response::Sql { messages } => assert_eq!(
+            Response::Sql { messages, .. } => assert_eq!(
                 messages.last().map(|m| m.message.number),
                 Some(3014),
                 "{messages:?}"

@@ -209,7 +209,7 @@ fn sqlcmd(args: &[String]) -> u8 {
             return u8::try_from(e.exit_code()).unwrap_or(1);
         }
     };
-    let mut exec = vdi_sqlserver::serve::ServeExecutor::new(a.server.as_deref());
+    let mut exec = vdi_sqlserver::sqlcmd::ServeExecutor::new(a.server.as_deref());
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();

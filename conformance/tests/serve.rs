@@ -37,7 +37,7 @@ fn sql_at(path: &Path, text: &str) -> Vec<LineMessage> {
         })
         .unwrap()
     {
-        Response::Sql { messages } => messages,
+        Response::Sql { messages, .. } => messages,
         other => panic!("unexpected {other:?}"),
     }
 }

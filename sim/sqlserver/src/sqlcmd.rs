@@ -571,5 +571,10 @@ pub fn run(
     }
 }
 
+#[cfg(unix)]
+mod serve_executor;
+#[cfg(unix)]
+pub use serve_executor::ServeExecutor;
+
 #[cfg(test)]
 mod tests;

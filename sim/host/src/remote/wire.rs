@@ -14,8 +14,17 @@ use vdi_spec::{CommandCode, VdConfig};
 /// The protocol version both sides must speak.
 pub const PROTOCOL: u32 = 2;
 
-/// The largest frame accepted (bytes of JSON).
+/// The largest frame accepted on a control connection (bytes of JSON): a
+/// T-SQL batch, a case setup, an observation.
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// The largest frame accepted on a set connection: hellos, completions,
+/// commands and buffer maps are a few hundred bytes.
+pub const MAX_SET_FRAME: usize = 64 * 1024;
+
+/// Longest a frame may take to arrive once its first byte has (a peer
+/// that stops mid-frame, or drips a byte at a time, is dropped).
+pub const FRAME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One frame.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,6 +96,12 @@ pub enum Request {
         database: Option<String>,
         first_line: u32,
     },
+    /// Cancel the batch this connection is running (a TDS attention: sqlcmd
+    /// sends it on `-t` timeout or Ctrl-C). The running `Sql` request is
+    /// answered once, with `cancelled` set; the cancel itself gets no
+    /// answer. A running BACKUP or RESTORE ends with Msg 3204 and 3013 and
+    /// its set aborted.
+    Cancel,
     /// Start a harness case owned by this connection (ending the ones it
     /// started before); answered with its id.
     Reset { setup: CaseSetup },
@@ -152,8 +167,12 @@ pub enum Response {
     Case { id: u64 },
     /// The request could not be served (the text says why and what to do).
     Error { message: String },
-    /// A batch's messages, in order.
-    Sql { messages: Vec<LineMessage> },
+    /// A batch's messages, in order; `cancelled` when a `Cancel` ended it.
+    Sql {
+        messages: Vec<LineMessage>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancelled: bool,
+    },
     /// A statement's outcome (`None`: not final before the timeout).
     Outcome { outcome: Option<Outcome> },
     /// What a case observed.
@@ -178,6 +197,14 @@ pub fn write_frame(w: &mut impl Write, f: &Frame) -> io::Result<()> {
 
 /// Reads one frame; `Ok(None)` at a clean end of stream (before a length).
 pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
+    read_frame_capped(r, MAX_FRAME)
+}
+
+/// Reads one frame of at most `max` bytes: `Ok(None)` at a clean end of
+/// stream. The body is read as it arrives (a length prefix alone allocates
+/// nothing), so a peer that announces a large frame and stops holds no
+/// memory.
+pub fn read_frame_capped(r: &mut impl Read, max: usize) -> io::Result<Option<Frame>> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -194,14 +221,20 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<Frame>> {
         got += n;
     }
     let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
+            format!("frame of {len} bytes exceeds the {max}-byte limit"),
         ));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    let mut body = Vec::new();
+    r.take(len as u64).read_to_end(&mut body)?;
+    if body.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection ended inside a frame",
+        ));
+    }
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad frame: {e}")))

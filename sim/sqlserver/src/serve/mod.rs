@@ -1,0 +1,387 @@
+//! `vdisim serve`: a long-running process that plays SQL Server.
+//!
+//! It keeps simulated databases (name → size and a content digest) and
+//! msdb's backup history, accepts set connections from the stand-in library
+//! in backup programs (one per set incarnation: the set's name and
+//! configuration, then the model's messages; buffers in shared memory, see
+//! `vdi_host::remote`), and control connections carrying T-SQL (from
+//! `vdisim sqlcmd`) or harness case control (the `serve` backend).
+//!
+//! Each BACKUP or RESTORE runs on its own [`ServerHost`] — the same server host
+//! the in-process harness uses — seeded with the history, bound to the live
+//! set its first VIRTUAL_DEVICE names, so many sets and clients run at once.
+//! A client that dies mid-stream (its connection ends before Close) is an
+//! abort for the statement (clause `abort.client-death`); the set is
+//! forgotten and its buffer memory freed.
+//!
+//! Databases: `BACKUP DATABASE x` streams `size(x)` bytes and records the
+//! digest of x's content with the backup; a successful `RESTORE DATABASE x`
+//! (every byte read back verified by the server half) sets x's content to
+//! the backup's; a failed one leaves x `restoring`, as SQL Server does.
+//! A RESTORE uses the latest backup of its database in history (the model's
+//! rule, `vdi_sim::server`).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use vdi_host::buffers::ServerBuffers;
+use vdi_host::remote::shm::{Geometry, ServerPool};
+use vdi_host::remote::wire::{
+    self, DatabaseInfo, Frame, LineMessage, PROTOCOL, Request, Response, ServerStatus,
+};
+use vdi_host::server::{HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
+use vdi_model::content::Content;
+use vdi_model::fault::{FaultPlan, Trigger};
+use vdi_model::msg::{DevIx, ToClient, ToServer};
+use vdi_model::outcome::{Outcome, SqlMessage, Status};
+use vdi_model::statement::{BackupRecord, Statement, StatementKind};
+use vdi_spec::{CommandCode, Profile, VdConfig};
+
+mod catalog;
+mod control;
+mod sets;
+mod socket;
+
+use catalog::{Catalog, Db};
+use control::CaseEntry;
+use sets::RemoteEnd;
+
+/// Buffer data bytes per buffer: the largest MAXTRANSFERSIZE (the statement
+/// is not known when the set connects); pages are touched only up to each
+/// command's size.
+const BUFFER_BYTES: u32 = 4 * 1024 * 1024;
+/// Data-zone alignment (at least the largest BLOCKSIZE).
+const BUFFER_ALIGN: u32 = 65536;
+
+/// The databases a server has when none are configured.
+pub const DEFAULT_DATABASES: &[(&str, u64)] =
+    &[("sales", 8 * 1024 * 1024), ("inventory", 64 * 1024 * 1024)];
+
+/// How `vdisim serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The socket path to listen on.
+    pub listen: PathBuf,
+    /// The name messages show (`@@SERVERNAME`).
+    pub server_name: String,
+    /// Databases: name and size in bytes.
+    pub databases: Vec<(String, u64)>,
+    pub profile: Profile,
+    pub seed: u64,
+    /// Faults applied to every statement (the server-side ones; the
+    /// library reports fetches when one of them is triggered by a fetch).
+    pub faults: FaultPlan,
+    /// Append each statement's server trace (JSONL) here.
+    pub trace: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    /// Defaults: the per-user socket, the default databases, the default
+    /// profile, seed 0, no faults, no trace.
+    pub fn new(listen: PathBuf) -> ServeConfig {
+        ServeConfig {
+            listen,
+            server_name: "VDISIM".into(),
+            databases: DEFAULT_DATABASES
+                .iter()
+                .map(|(n, s)| (n.to_string(), *s))
+                .collect(),
+            profile: Profile::default(),
+            seed: 0,
+            faults: FaultPlan::none(),
+            trace: None,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(
+        "a server is already listening at {0}; stop it, or choose another path with --listen or VDISIM_SERVER"
+    )]
+    InUse(PathBuf),
+    #[error("cannot listen at {path}: {err}")]
+    Listen { path: PathBuf, err: io::Error },
+    #[error("cannot open the trace file {path}: {err}")]
+    Trace { path: PathBuf, err: io::Error },
+}
+
+struct Inner {
+    cfg: ServeConfig,
+    cases: Mutex<BTreeMap<u64, Arc<CaseEntry>>>,
+    next_case: AtomicU64,
+    catalog: Mutex<Catalog>,
+    sets: Mutex<BTreeMap<String, Arc<RemoteEnd>>>,
+    next_conn: AtomicUsize,
+    statements: AtomicU64,
+    stop: AtomicBool,
+    trace: Mutex<Option<File>>,
+}
+
+/// A running server.
+pub struct Server {
+    inner: Arc<Inner>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+fn digest(parts: &[&[u8]]) -> u64 {
+    parts
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, p| vdi_model::trace::fnv1a(h, p))
+}
+
+impl Server {
+    /// Binds the socket and starts accepting connections.
+    pub fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
+        let listener = socket::prepare_socket(&cfg.listen)?;
+        let trace = match &cfg.trace {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|err| ServeError::Trace {
+                        path: p.clone(),
+                        err,
+                    })?,
+            ),
+            None => None,
+        };
+        let mut catalog = Catalog::default();
+        for (name, size) in &cfg.databases {
+            catalog.databases.insert(
+                name.clone(),
+                Db {
+                    size: *size,
+                    content: digest(&[name.as_bytes(), &cfg.seed.to_le_bytes()]),
+                    state: "online",
+                    restored_from: None,
+                },
+            );
+        }
+        let inner = Arc::new(Inner {
+            cfg,
+            cases: Mutex::new(BTreeMap::new()),
+            next_case: AtomicU64::new(1),
+            catalog: Mutex::new(catalog),
+            sets: Mutex::new(BTreeMap::new()),
+            next_conn: AtomicUsize::new(1),
+            statements: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            trace: Mutex::new(trace),
+        });
+        let i2 = inner.clone();
+        let accept = std::thread::Builder::new()
+            .name("vdisim-serve-accept".into())
+            .spawn(move || i2.accept_loop(listener))
+            .map_err(|err| ServeError::Listen {
+                path: inner.cfg.listen.clone(),
+                err,
+            })?;
+        Ok(Server {
+            inner,
+            accept: Some(accept),
+        })
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.inner.cfg.listen
+    }
+
+    /// Blocks until a `Shutdown` request (or [`Server::shutdown`]).
+    pub fn wait(mut self) {
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Stops accepting and removes the socket file.
+    pub fn shutdown(&self) {
+        self.inner.request_stop();
+    }
+
+    /// What the server holds now.
+    pub fn status(&self) -> ServerStatus {
+        self.inner.status()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.request_stop();
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub(super) fn request_stop(&self) {
+        if !self.stop.swap(true, Ordering::SeqCst) {
+            // Wake the accept loop.
+            let _ = UnixStream::connect(&self.cfg.listen);
+        }
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: UnixListener) {
+        for conn in listener.incoming() {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(s) = conn else { continue };
+            let me = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("vdisim-serve-conn".into())
+                .spawn(move || me.connection(s));
+        }
+        let _ = std::fs::remove_file(&self.cfg.listen);
+    }
+
+    fn connection(self: Arc<Self>, mut s: UnixStream) {
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let first = wire::read_frame(&mut s);
+        let _ = s.set_read_timeout(None);
+        match first {
+            Ok(Some(Frame::HelloSet {
+                protocol,
+                pid,
+                name,
+                cfg,
+            })) => {
+                let refused = if protocol != PROTOCOL {
+                    Some(format!(
+                        "protocol {protocol} is not this server's ({PROTOCOL}): use the library and vdisim of one build"
+                    ))
+                } else if let Err(e) = cfg.validate_client() {
+                    // The library validates at Create; anything else
+                    // speaking the protocol gets the same check.
+                    Some(format!("invalid VDConfig for set '{name}': {e}"))
+                } else {
+                    None
+                };
+                if let Some(reason) = refused {
+                    let _ = wire::write_frame(&mut s, &Frame::Refused { reason });
+                    return;
+                }
+                self.set_connection(s, name, cfg, pid);
+            }
+            Ok(Some(Frame::HelloControl { protocol, .. })) => {
+                if protocol != PROTOCOL {
+                    let _ = wire::write_frame(
+                        &mut s,
+                        &Frame::Response(Response::Error {
+                            message: format!(
+                                "protocol {protocol} is not this server's ({PROTOCOL})"
+                            ),
+                        }),
+                    );
+                    return;
+                }
+                self.control_connection(s);
+            }
+            _ => {}
+        }
+    }
+
+    fn status(&self) -> ServerStatus {
+        let c = lock(&self.catalog);
+        ServerStatus {
+            server: self.cfg.server_name.clone(),
+            databases: c
+                .databases
+                .iter()
+                .map(|(n, d)| DatabaseInfo {
+                    name: n.clone(),
+                    size: d.size,
+                    content: format!("{:016x}", d.content),
+                    state: d.state.to_string(),
+                    restored_from: d.restored_from,
+                })
+                .collect(),
+            sets: lock(&self.sets).keys().cloned().collect(),
+            backups: u32::try_from(c.history.len()).unwrap_or(u32::MAX),
+            statements: self.statements.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The server-side faults of the configured plan: what each
+    /// statement's host fires (the client's own faults are the client's).
+    fn server_faults(&self) -> FaultPlan {
+        FaultPlan {
+            name: self.cfg.faults.name.clone(),
+            faults: self
+                .cfg
+                .faults
+                .faults
+                .iter()
+                .filter(|pf| pf.fault.is_server_side())
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Whether set connections must report the commands their client
+    /// fetches: a server-side fault of the plan is triggered by a fetch.
+    fn wants_fetches(&self) -> bool {
+        self.cfg
+            .faults
+            .faults
+            .iter()
+            .any(|pf| pf.fault.is_server_side() && matches!(pf.trigger, Trigger::OnCommand { .. }))
+    }
+
+    /// Appends one line about a set connection to the trace file (if any).
+    fn trace_set(&self, event: &str, name: &str, pid: u32) {
+        let mut g = lock(&self.trace);
+        let Some(f) = g.as_mut() else { return };
+        #[derive(Serialize)]
+        struct Line<'a> {
+            set: &'a str,
+            event: &'a str,
+            pid: u32,
+        }
+        let l = Line {
+            set: name,
+            event,
+            pid,
+        };
+        let _ = writeln!(f, "{}", serde_json::to_string(&l).unwrap_or_default());
+        let _ = f.flush();
+    }
+
+    fn write_trace(&self, stmt: &Statement, outcome: &Outcome, jsonl: &str) {
+        let mut g = lock(&self.trace);
+        let Some(f) = g.as_mut() else { return };
+        #[derive(Serialize)]
+        struct Header<'a> {
+            statement: String,
+            status: Status,
+            messages: Vec<u32>,
+            trace: &'a str,
+        }
+        let h = Header {
+            statement: stmt.to_tsql(),
+            status: outcome.status,
+            messages: outcome.messages.iter().map(|m| m.number).collect(),
+            trace: "follows",
+        };
+        let _ = writeln!(f, "{}", serde_json::to_string(&h).unwrap_or_default());
+        let _ = f.write_all(jsonl.as_bytes());
+        let _ = f.flush();
+    }
+}

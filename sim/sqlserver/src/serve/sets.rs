@@ -1,0 +1,157 @@
+//! Set connections: one per set incarnation in a client process.
+
+use super::*;
+
+/// A set incarnation in a client process, reached over its connection.
+pub(super) struct RemoteEnd {
+    pub(super) key: SetKey,
+    pub(super) cfg: VdConfig,
+    pub(super) writer: Mutex<UnixStream>,
+    pub(super) pool: ServerPool,
+    pub(super) closed: AtomicBool,
+    pub(super) dead: AtomicBool,
+    /// The host its messages go to, while a statement is bound to it.
+    pub(super) route: Mutex<Option<Sender<HostMsg>>>,
+}
+
+impl RemoteEnd {
+    pub(super) fn forward(&self, msg: ToServer) {
+        if let Some(tx) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(HostMsg::Client { key: self.key, msg });
+        }
+    }
+
+    /// The library reported a fetch (only when the Welcome asked).
+    pub(super) fn fetched(&self, dev: DevIx, code: CommandCode) {
+        if let Some(tx) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(HostMsg::Fetched {
+                key: self.key,
+                dev,
+                code,
+            });
+        }
+    }
+}
+
+impl SetEnd for RemoteEnd {
+    fn deliver(&self, msg: ToClient) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let msg = match msg {
+            ToClient::Command(mut c) => {
+                if c.buffer.is_some() {
+                    for m in self.pool.take_announcements() {
+                        let _ = wire::write_frame(&mut *w, &Frame::Map(m));
+                    }
+                }
+                // The bytes are in the shared buffer; the socket carries
+                // only the command block.
+                c.data = Content::Empty;
+                ToClient::Command(c)
+            }
+            m => m,
+        };
+        let _ = wire::write_frame(&mut *w, &Frame::ToClient { msg });
+    }
+    fn live(&self) -> Option<VdConfig> {
+        (!self.closed.load(Ordering::SeqCst) && !self.dead.load(Ordering::SeqCst))
+            .then_some(self.cfg)
+    }
+    fn buffers(&self) -> &dyn ServerBuffers {
+        &self.pool
+    }
+}
+
+impl Inner {
+    // ----- set connections ---------------------------------------------------------------
+
+    pub(super) fn set_connection(
+        self: &Arc<Self>,
+        s: UnixStream,
+        name: String,
+        cfg: VdConfig,
+        pid: u32,
+    ) {
+        let Ok(mut read) = s.try_clone() else { return };
+        let key = (self.next_conn.fetch_add(1, Ordering::Relaxed), 0);
+        let geo = Geometry::new(
+            cfg.prefix_zone_size,
+            BUFFER_BYTES,
+            cfg.alignment.max(BUFFER_ALIGN),
+        );
+        let end = Arc::new(RemoteEnd {
+            key,
+            cfg,
+            writer: Mutex::new(s),
+            pool: ServerPool::new(geo),
+            closed: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
+            route: Mutex::new(None),
+        });
+        // Known before the client hears back: a statement sent right after
+        // Create returns must find the set.
+        lock(&self.sets).insert(name.clone(), end.clone());
+        let welcomed = {
+            let mut w = lock(&end.writer);
+            wire::write_frame(
+                &mut *w,
+                &Frame::Welcome {
+                    server: self.cfg.server_name.clone(),
+                    fetches: self.wants_fetches(),
+                },
+            )
+            .is_ok()
+        };
+        let forget = |me: &Self| {
+            let mut sets = lock(&me.sets);
+            if sets.get(&name).is_some_and(|e| Arc::ptr_eq(e, &end)) {
+                sets.remove(&name);
+            }
+        };
+        if !welcomed {
+            forget(self);
+            return;
+        }
+        self.trace_set("created", &name, pid);
+        loop {
+            match wire::read_frame(&mut read) {
+                Ok(Some(Frame::ToServer { msg })) => {
+                    if msg == ToServer::Closed {
+                        end.closed.store(true, Ordering::SeqCst);
+                        forget(self);
+                        self.trace_set("closed", &name, pid);
+                    } else if msg == ToServer::Died {
+                        self.trace_set("client-died", &name, pid);
+                    }
+                    end.forward(msg);
+                }
+                Ok(Some(Frame::Mapped { chunk })) => end.pool.unlink(chunk),
+                Ok(Some(Frame::Fetched { dev, code })) => end.fetched(dev, code),
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    if !end.closed.load(Ordering::SeqCst) {
+                        // The client process died (or dropped the set
+                        // without Close): clause abort.client-death.
+                        end.dead.store(true, Ordering::SeqCst);
+                        end.forward(ToServer::Died);
+                        self.trace_set("connection-lost", &name, pid);
+                    }
+                    forget(self);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Binds the live set `name` to `host`: the host learns of it and
+    /// its client messages go there.
+    pub(super) fn bind(&self, host: &ServerHost, name: &str) -> Option<Arc<RemoteEnd>> {
+        let end = lock(&self.sets).get(name).cloned()?;
+        host.send(HostMsg::Connect {
+            key: end.key,
+            name: name.to_string(),
+            end: end.clone(),
+        });
+        *lock(&end.route) = Some(host.sender());
+        Some(end)
+    }
+}
