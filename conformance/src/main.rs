@@ -50,8 +50,9 @@ enum Cmd {
         backend: Vec<String>,
         #[arg(long)]
         filter: Option<String>,
-        /// Extra seeds 1..=N for every case, besides its own.
-        #[arg(long, default_value_t = 0)]
+        /// Extra seeds 1..=N for every case, besides its own (at most 10000).
+        #[arg(long, default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=vdi_spec::bounds::RUN_SEEDS_MAX))]
         seeds: u64,
         /// Where report.json, junit.xml, summary.md and index.html go.
         #[arg(long, default_value = "vdisim-report")]
@@ -72,7 +73,9 @@ enum Cmd {
     },
     /// Run every case and many random worlds twice per seed; hashes must match.
     CheckDeterminism {
-        #[arg(long, default_value_t = 3)]
+        /// Seeds per case and random world (at most 10000).
+        #[arg(long, default_value_t = 3,
+              value_parser = clap::value_parser!(u64).range(0..=vdi_spec::bounds::DETERMINISM_SEEDS_MAX))]
         seeds: u64,
     },
     /// Play SQL Server: a long-running process that the stand-in library's

@@ -376,6 +376,7 @@ impl Scenario {
         self.check_names(p)?;
         self.check_shape(p)?;
         self.check_server(p)?;
+        self.check_bounds(p)?;
         for (i, st) in self.steps.iter().enumerate() {
             check_step(p, i + 1, st)?;
         }
@@ -410,6 +411,73 @@ impl Scenario {
                     format!("use one of {}", CAPABILITIES.join(", ")),
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// Times, counts and seeds within `vdi_spec::bounds`.
+    fn check_bounds(&self, p: &str) -> Result<(), ScenarioError> {
+        use vdi_spec::bounds::{self, at_most};
+        let bad = |e: bounds::BoundError| Self::invalid(p, e.to_string(), "see vdi_spec::bounds");
+        at_most(
+            "budget-ms",
+            self.budget_ms,
+            bounds::VIRTUAL_MS_MAX,
+            "use at most 30 days",
+        )
+        .map_err(bad)?;
+        if let Some(n) = self.max_steps {
+            at_most(
+                "max-steps",
+                n,
+                bounds::SCENARIO_STEPS_MAX,
+                "use fewer steps",
+            )
+            .map_err(bad)?;
+        }
+        at_most(
+            "seeds (entries)",
+            self.seeds.len(),
+            bounds::SCENARIO_SEEDS_MAX,
+            "list fewer seeds",
+        )
+        .map_err(bad)?;
+        for (i, st) in self.steps.iter().enumerate() {
+            let at = |what: &str| format!("step {}: {what}", i + 1);
+            if let Some(ms) = st.ms {
+                at_most(&at("ms"), ms, bounds::VIRTUAL_MS_MAX, "use at most 30 days")
+                    .map_err(bad)?;
+            }
+            if let Some(c) = st.count {
+                at_most(
+                    &at("count"),
+                    c,
+                    bounds::DATA_COMMANDS_MAX,
+                    "drain fewer commands",
+                )
+                .map_err(bad)?;
+            }
+            if let Some(b) = st.bytes {
+                at_most(
+                    &at("bytes"),
+                    b,
+                    u64::from(u32::MAX),
+                    "a completion reports a DWORD",
+                )
+                .map_err(bad)?;
+            }
+            if let Some(f) = &st.fault {
+                PlannedFault {
+                    phase: Default::default(),
+                    trigger: vdi_model::fault::Trigger::AtMs { ms: 0 },
+                    fault: f.clone(),
+                }
+                .check_bounds()
+                .map_err(&bad)?;
+            }
+        }
+        for f in &self.faults.list {
+            f.check_bounds().map_err(bad)?;
         }
         Ok(())
     }
@@ -453,10 +521,17 @@ impl Scenario {
         self.options()
             .validate()
             .map_err(|e| Self::invalid(p, format!("server: {e}"), "fix the option's value"))?;
-        self.server
-            .read_sizes
-            .resolve(0)
+        let plan = self
+            .server
+            .plan(0)
             .map_err(|e| Self::invalid(p, format!("server.{e}"), "fix server.read-sizes"))?;
+        for kind in [
+            vdi_model::statement::StatementKind::BackupDatabase,
+            vdi_model::statement::StatementKind::RestoreDatabase,
+        ] {
+            plan.check_bounds(&self.options(), n, kind, None)
+                .map_err(|e| Self::invalid(p, format!("server: {e}"), "see vdi_spec::bounds"))?;
+        }
         self.profile().map_err(|e| {
             Self::invalid(
                 p,

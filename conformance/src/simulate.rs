@@ -80,6 +80,8 @@ pub enum SimulateError {
     Options(#[from] vdi_spec::options::OptionError),
     #[error("--faults: {0}")]
     Faults(vdi_model::fault::UnknownPlan),
+    #[error(transparent)]
+    Bound(#[from] vdi_spec::bounds::BoundError),
 }
 
 /// What `simulate` produced.
@@ -125,6 +127,18 @@ pub fn build(a: &SimulateArgs) -> Result<(ClientSpec, WorldConfig), SimulateErro
             _ => return Err(SimulateError::ReadSizes(n.to_string())),
         },
     };
+    let kinds: &[StatementKind] = match spec.operation {
+        Operation::Backup => &[StatementKind::BackupDatabase],
+        Operation::Restore => &[StatementKind::RestoreDatabase],
+        _ => &[
+            StatementKind::BackupDatabase,
+            StatementKind::RestoreDatabase,
+        ],
+    };
+    for kind in kinds {
+        spec.plan
+            .check_bounds(&spec.options, usize::from(a.devices), *kind, None)?;
+    }
     if a.client != "reference" {
         for f in a.client.split(',') {
             let flaw = Flaw::from_name(f.trim()).ok_or_else(|| {

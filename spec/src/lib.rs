@@ -20,6 +20,7 @@
 //!   (`vdi_spec::id::CLOSE_DEVICES_OPEN`), so code never names a clause by
 //!   a string.
 //! - [`abi`]: COM vtable shapes and GUIDs, Linux class symbols.
+//! - [`bounds`]: the largest size, count and time each input may carry.
 //! - [`profile`]: the named parameters for everything the reference leaves
 //!   open, with documented defaults.
 //!
@@ -34,6 +35,7 @@
 //! samples.
 
 pub mod abi;
+pub mod bounds;
 pub mod clause_id;
 pub mod clauses;
 pub mod codes;

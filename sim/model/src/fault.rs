@@ -105,6 +105,26 @@ pub struct PlannedFault {
     pub fault: Fault,
 }
 
+impl PlannedFault {
+    /// Checks the fault's times against `vdi_spec::bounds::VIRTUAL_MS_MAX`
+    /// (a trigger time, a stall): a real backend sleeps them.
+    pub fn check_bounds(&self) -> Result<(), vdi_spec::bounds::BoundError> {
+        use vdi_spec::bounds::{VIRTUAL_MS_MAX, at_most};
+        if let Trigger::AtMs { ms } = self.trigger {
+            at_most(
+                "trigger at-ms",
+                ms,
+                VIRTUAL_MS_MAX,
+                "use a time within 30 days",
+            )?;
+        }
+        if let Fault::ServerStall { ms } | Fault::ClientStall { ms } = self.fault {
+            at_most("stall ms", ms, VIRTUAL_MS_MAX, "stall for at most 30 days")?;
+        }
+        Ok(())
+    }
+}
+
 /// A named list of faults.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,7 @@
 use crate::content::origin_of;
 use crate::msg::DevIx;
 use serde::{Deserialize, Serialize};
+use vdi_spec::bounds::{self, BoundError};
 use vdi_spec::{CommandCode, TransferOptions};
 
 /// The statement forms vdisim runs.
@@ -111,6 +112,98 @@ impl Default for ServerPlan {
     }
 }
 
+impl ReadSizes {
+    /// The smallest read these sizes can ask for (after the clamp into
+    /// `BLOCKSIZE..=MAXTRANSFERSIZE`).
+    pub fn smallest(&self, o: &TransferOptions) -> u32 {
+        let block = o.block_size.max(1);
+        let clamp = |n: u32| n.clamp(block, o.max_transfer_size.max(block));
+        match self {
+            ReadSizes::Max => o.max_transfer_size.max(block),
+            ReadSizes::Fixed(n) => clamp(*n),
+            ReadSizes::Cycle(v) => v.iter().map(|n| clamp(*n)).min().unwrap_or(block),
+            ReadSizes::Seeded(_) => block,
+        }
+    }
+}
+
+impl ServerPlan {
+    /// Checks the plan against the project's bounds (`vdi_spec::bounds`)
+    /// for a statement with these options over `devices` devices: a BACKUP
+    /// of `data_bytes`, or a RESTORE reading `restore_bytes` (the backup's
+    /// size; `data_bytes` when unknown). Within them every count the server
+    /// half computes fits in a `u64`.
+    pub fn check_bounds(
+        &self,
+        o: &TransferOptions,
+        devices: usize,
+        kind: StatementKind,
+        restore_bytes: Option<u64>,
+    ) -> Result<(), BoundError> {
+        bounds::at_most(
+            "data-bytes",
+            self.data_bytes,
+            bounds::DATA_BYTES_MAX,
+            "use a smaller database (1 TiB at most)",
+        )?;
+        bounds::at_most(
+            "mid-flushes",
+            self.mid_flushes,
+            bounds::MID_FLUSHES_MAX,
+            "ask for fewer Flushes per device",
+        )?;
+        bounds::at_most(
+            "metadata-bytes",
+            self.metadata_bytes,
+            bounds::METADATA_BYTES_MAX,
+            "read a smaller header",
+        )?;
+        bounds::at_most(
+            "extra-commands",
+            self.extra_commands.len(),
+            bounds::EXTRA_COMMANDS_MAX,
+            "probe with fewer extra commands",
+        )?;
+        if let ReadSizes::Cycle(v) = &self.read_sizes {
+            bounds::at_most(
+                "read-sizes (entries)",
+                v.len(),
+                bounds::READ_SIZE_CYCLE_MAX,
+                "use a shorter cycle",
+            )?;
+        }
+        if let Some(c) = o.buffer_count {
+            bounds::at_most(
+                "BUFFERCOUNT x MAXTRANSFERSIZE",
+                u64::from(c) * u64::from(o.max_transfer_size),
+                bounds::BUFFER_AREA_BYTES_MAX,
+                "lower BUFFERCOUNT or MAXTRANSFERSIZE (2 GiB of buffers at most)",
+            )?;
+        }
+        let (bytes, unit, what) = if kind.is_backup() {
+            (self.data_bytes, o.max_transfer_size, "backup")
+        } else {
+            let bytes = restore_bytes.unwrap_or(self.data_bytes);
+            (bytes, self.read_sizes.smallest(o), "restore")
+        };
+        bounds::at_most(
+            "data-bytes",
+            bytes,
+            bounds::DATA_BYTES_MAX,
+            "use a smaller database (1 TiB at most)",
+        )?;
+        let commands =
+            bytes.div_ceil(u64::from(unit.max(1))) + u64::from(self.mid_flushes) * devices as u64;
+        bounds::at_most(
+            &format!("data commands of this {what} ({bytes} bytes in transfers of {unit})"),
+            commands,
+            bounds::DATA_COMMANDS_MAX,
+            "use a larger MAXTRANSFERSIZE (or read size), or fewer data bytes",
+        )?;
+        Ok(())
+    }
+}
+
 /// The statement to run, as files write it: a scenario's `[server]` table
 /// and a plan file's `[[statement]]` entries share this one schema.
 /// [`StatementSpec::resolve`] turns it into the [`Statement`] the server
@@ -194,6 +287,8 @@ pub enum SpecError {
     ReadSizes(String),
     #[error("devices: a statement names 1 to 64 virtual devices, not {0}")]
     Devices(usize),
+    #[error(transparent)]
+    Bound(#[from] BoundError),
 }
 
 impl ReadSizeSpec {
@@ -258,13 +353,15 @@ impl StatementSpec {
         if devices.is_empty() || devices.len() > 64 {
             return Err(SpecError::Devices(devices.len()));
         }
-        Ok(Statement {
+        let stmt = Statement {
             kind: self.statement,
             database: self.database.clone(),
             devices,
             options: self.options(),
             plan: self.plan(seed)?,
-        })
+        };
+        stmt.check_bounds(None)?;
+        Ok(stmt)
     }
 }
 
@@ -324,6 +421,25 @@ impl Statement {
             devs.join(", "),
             with.join(", ")
         )
+    }
+}
+
+impl Statement {
+    /// Checks the statement against the project's bounds: names of at most
+    /// 128 characters (`sysname`), and its plan (see
+    /// [`ServerPlan::check_bounds`]). `restore_bytes` is the size of the
+    /// backup a RESTORE reads, when known.
+    pub fn check_bounds(&self, restore_bytes: Option<u64>) -> Result<(), BoundError> {
+        for name in std::iter::once(&self.database).chain(&self.devices) {
+            bounds::at_most(
+                "name length",
+                name.chars().count(),
+                bounds::NAME_CHARS_MAX,
+                "use a name of at most 128 characters",
+            )?;
+        }
+        self.plan
+            .check_bounds(&self.options, self.devices.len(), self.kind, restore_bytes)
     }
 }
 
@@ -428,6 +544,46 @@ impl BackupRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bounds (`vdi_spec::bounds`): sizes that would wrap, and work without
+    /// end, are refused; the largest accepted values leave room in a u64.
+    #[test]
+    fn bounds_refuse_wrapping_and_endless_plans() {
+        let o = TransferOptions {
+            block_size: 512,
+            max_transfer_size: 4 * 1024 * 1024,
+            buffer_count: None,
+        };
+        let ok = |p: &ServerPlan, kind| p.check_bounds(&o, 64, kind, None);
+        let mut p = ServerPlan {
+            data_bytes: vdi_spec::bounds::DATA_BYTES_MAX,
+            read_sizes: ReadSizes::Max,
+            ..ServerPlan::default()
+        };
+        assert!(ok(&p, StatementKind::BackupDatabase).is_ok());
+        assert!(ok(&p, StatementKind::RestoreDatabase).is_ok());
+        p.read_sizes = ReadSizes::Seeded(1);
+        let e = ok(&p, StatementKind::RestoreDatabase).unwrap_err();
+        assert!(e.what.contains("restore"), "{e}");
+        p.data_bytes = u64::MAX;
+        assert_eq!(
+            ok(&p, StatementKind::BackupDatabase).unwrap_err().what,
+            "data-bytes"
+        );
+        p.data_bytes = 1;
+        p.mid_flushes = u32::MAX;
+        assert_eq!(
+            ok(&p, StatementKind::BackupDatabase).unwrap_err().what,
+            "mid-flushes"
+        );
+        p.mid_flushes = 0;
+        // A restore of a backup whose size is known.
+        p.read_sizes = ReadSizes::Max;
+        assert!(
+            p.check_bounds(&o, 1, StatementKind::RestoreDatabase, Some(u64::MAX))
+                .is_err()
+        );
+    }
 
     #[test]
     fn stripe_distribution_round_robin() {
