@@ -124,6 +124,10 @@ struct ServeArgs {
     /// by another program).
     #[arg(long, value_name = "PID")]
     exit_with: Option<u32>,
+    /// Connections served at once (1..=65536); one more is refused with a
+    /// message.
+    #[arg(long, default_value_t = vdi_spec::bounds::CONNECTIONS_DEFAULT)]
+    max_connections: usize,
 }
 
 fn main() -> ExitCode {
@@ -344,7 +348,21 @@ fn serve(a: ServeArgs) -> Result<u8> {
         cfg.faults = plan;
     }
     cfg.server_name = a.server_name;
-    let server = Server::start(cfg)?;
+    cfg.max_connections = a.max_connections;
+    // SIGINT and SIGTERM stop the server and remove its socket; they are
+    // blocked before any thread starts so that only the signal thread
+    // takes them.
+    let signals = vdi_sqlserver::serve::Signals::block().context("cannot block SIGINT/SIGTERM")?;
+    let server = match Server::start(cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vdisim: error: {e}");
+            return Ok(2);
+        }
+    };
+    signals
+        .stop_on_signal(&server)
+        .context("cannot start the signal thread")?;
     if let Some(pid) = a.exit_with {
         let proc_dir = PathBuf::from(format!("/proc/{pid}"));
         let listen = server.path().to_path_buf();
@@ -352,17 +370,11 @@ fn serve(a: ServeArgs) -> Result<u8> {
             while proc_dir.exists() {
                 std::thread::sleep(std::time::Duration::from_millis(500));
             }
-            // The parent is gone: stop (the accept loop removes the socket),
-            // and remove the socket's directory if that leaves it empty (a
-            // private directory the parent made for this server).
+            // The parent is gone: stop (the accept loop removes the socket
+            // this server made).
             if let Ok(mut c) = Control::connect(&listen, "vdisim serve --exit-with") {
                 let _ = c.request(wire::Request::Shutdown);
             }
-            let _ = std::fs::remove_file(&listen);
-            if let Some(dir) = listen.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-            std::process::exit(0);
         });
     }
     eprintln!(
@@ -371,7 +383,18 @@ fn serve(a: ServeArgs) -> Result<u8> {
         remote::ENV_SERVER,
         server.path().display()
     );
+    let listen = server.path().to_path_buf();
     server.wait();
+    // The serve backend's private directory (named for its pid, see
+    // backends/serve.rs) is removed once empty: its maker, gone, cannot.
+    if let Some(pid) = a.exit_with
+        && let Some(dir) = listen.parent()
+        && dir
+            .file_name()
+            .is_some_and(|n| *n == *format!("vdisim-serve-backend-{pid}"))
+    {
+        let _ = std::fs::remove_dir(dir);
+    }
     Ok(0)
 }
 

@@ -339,7 +339,7 @@ fn bad_connections_are_refused_or_dropped_not_fatal() {
     )
     .unwrap();
     match wire::read_frame(&mut c).unwrap() {
-        Some(Frame::Refused { reason }) => assert!(reason.contains("VDConfig"), "{reason}"),
+        Some(Frame::Refused { reason, .. }) => assert!(reason.contains("VDConfig"), "{reason}"),
         other => panic!("{other:?}"),
     }
     // Another protocol version.

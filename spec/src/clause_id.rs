@@ -157,6 +157,8 @@ pub mod id {
         ABORT_NO_COMMANDS_AFTER = "abort.no-commands-after";
         ABORT_CLIENT_DEATH = "abort.client-death";
         ABORT_SERVER_DEATH = "abort.server-death";
+        ABORT_ATTENTION = "abort.attention";
+        ABORT_DISCONNECT = "abort.disconnect";
         ABORT_ONLY_CLOSE = "abort.only-close";
         ABORT_STATEMENT_FAILS = "abort.statement-fails";
         ABORT_SECONDARY_DEATH_UNDETECTED = "abort.secondary-death-undetected";

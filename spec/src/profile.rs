@@ -77,6 +77,20 @@ pub enum ErrorTermination {
     ClearErrorThenClose,
 }
 
+/// What the server does when the connection running a BACKUP or RESTORE
+/// ends without a TDS attention (clause `abort.disconnect`). The reference
+/// does not say: SQL Server may notice a dead client connection only when
+/// it next writes to it, which for a BACKUP is at the statement's end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disconnect {
+    /// The statement runs to its end; its result is recorded (a backup that
+    /// completes is in msdb history) but reaches no one.
+    RunToEnd,
+    /// The statement is aborted as by an attention.
+    Abort,
+}
+
 /// Every open choice of the model. See each field for its clause and default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -138,6 +152,10 @@ pub struct Profile {
     /// remains, so a conformant client answers ERROR_HANDLE_EOF with a short
     /// count — default `false`. INFERRED (§5.19).
     pub restore_overread: bool,
+    /// `abort.disconnect`: a statement whose connection ends without an
+    /// attention — default `run-to-end`. INFERRED (SQL Server notices a dead
+    /// connection when it next writes to it).
+    pub disconnect_without_attention: Disconnect,
 }
 
 impl Default for Profile {
@@ -163,6 +181,7 @@ impl Default for Profile {
             device_count_mismatch_fails: true,
             use_after_close_code: Hresult::VD_E_PROTOCOL,
             restore_overread: false,
+            disconnect_without_attention: Disconnect::RunToEnd,
         }
     }
 }
@@ -305,6 +324,12 @@ const PARAMS: &[Param] = &[
         value: |d| json(&d.restore_overread),
         basis: "INFERRED §5.19",
         doc: "the final restore read asks past the end of the stream",
+    },
+    Param {
+        key: "disconnect-without-attention",
+        value: |d| json(&d.disconnect_without_attention),
+        basis: "INFERRED (SQL Server notices a dead connection when it next writes)",
+        doc: "a BACKUP/RESTORE whose connection ends without a cancel: run-to-end or abort",
     },
 ];
 

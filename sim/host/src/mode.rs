@@ -25,7 +25,7 @@ use crate::harness::CaseControl;
 use crate::plan::{self, Board, PlanConnector, PlanFile};
 #[cfg(unix)]
 use crate::remote::{connector::RemoteConnector, forward::ForwardHost};
-use crate::runtime::{Connection, Connector, NewSet, RuntimeConfig, SetRuntime};
+use crate::runtime::{Connection, Connector, NameInUse, NewSet, RuntimeConfig, SetRuntime};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use thiserror::Error;
@@ -150,6 +150,13 @@ struct Static(&'static dyn Connector);
 impl Connector for Static {
     fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
         self.0.connect(runtime, set)
+    }
+    fn connect_named(
+        &self,
+        runtime: Weak<SetRuntime>,
+        set: &NewSet,
+    ) -> Result<Connection, NameInUse> {
+        self.0.connect_named(runtime, set)
     }
 }
 

@@ -408,6 +408,7 @@ impl Connector for PlanConnector {
                 budget_ms: 0,
                 faults: plan_faults(p),
                 record: false,
+                backups_before: 0,
             },
             Some(Arc::new(Publisher {
                 board: self.board.clone(),

@@ -98,7 +98,23 @@ pub struct NewSet {
 pub trait Connector: Send + Sync {
     /// The connection for `set`.
     fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection;
+
+    /// As [`Connector::connect`], or [`NameInUse`] when the server refuses
+    /// the set's name because a set in another process holds it (only a
+    /// server that many processes share can; clause `create.name-in-use`).
+    fn connect_named(
+        &self,
+        runtime: Weak<SetRuntime>,
+        set: &NewSet,
+    ) -> Result<Connection, NameInUse> {
+        Ok(self.connect(runtime, set))
+    }
 }
+
+/// The server refused a new set's name: a live set in another process has
+/// it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameInUse;
 
 /// A connector that never connects: every set waits for a server that never
 /// comes.
@@ -437,13 +453,17 @@ impl SetRuntime {
             CreateKind::Create => g.client.create(name, cfg, &mut ns),
             CreateKind::CreateEx(i) => g.client.create_ex(i, name, cfg, &mut ns),
         };
+        let mut r = r;
         if r.result.is_ok() {
             let set = NewSet {
                 incarnation: g.client.incarnation(),
                 name: name.to_string(),
                 cfg: *cfg,
             };
-            g.conn = Some(self.connector.connect(Arc::downgrade(self), &set));
+            match self.connector.connect_named(Arc::downgrade(self), &set) {
+                Ok(c) => g.conn = Some(c),
+                Err(NameInUse) => r = g.client.refuse_name(&mut ns),
+            }
         }
         self.finish(g);
         self.counted(r)

@@ -74,6 +74,9 @@ pub enum HostMsg {
     Statement(Box<Statement>),
     /// Apply a server-side event now; the sender is told when it is applied.
     Fault(Fault, Sender<()>),
+    /// The statement's connection sent an attention (a cancel); the sender
+    /// is told when it is applied.
+    Attention(Sender<()>),
     /// End the host.
     Stop,
 }
@@ -93,6 +96,10 @@ pub struct HostSetup {
     pub faults: FaultPlan,
     /// Keep the server half's trace whole (else only hashed).
     pub record: bool,
+    /// Backups taken before `seed_backups` that the host is not given
+    /// (a long-running server passes only the backup a RESTORE reads):
+    /// the first new backup is numbered after them and the seeds.
+    pub backups_before: u32,
 }
 
 impl HostSetup {
@@ -107,6 +114,7 @@ impl HostSetup {
             budget_ms: setup.budget_ms,
             faults: setup.server_timed_faults(),
             record: setup.record_trace,
+            backups_before: 0,
         }
     }
 
@@ -252,6 +260,14 @@ impl ServerHost {
         Ok(())
     }
 
+    /// The statement's connection cancelled it (a TDS attention; clause
+    /// `abort.attention`): applied before returning (at most 10 s).
+    pub fn attention(&self) {
+        let (ack, done) = mpsc::channel();
+        self.send(HostMsg::Attention(ack));
+        let _ = done.recv_timeout(Duration::from_secs(10));
+    }
+
     /// Waits up to `timeout` (`None`: forever) for the latest statement's
     /// outcome; `Some` when final, `None` on timeout (or no statement, or
     /// the host stopped).
@@ -394,6 +410,7 @@ impl HostThread {
         let known = setup.seed_backups.len();
         let scale = setup.scale();
         let faults = FaultSchedule::new(&setup.faults);
+        server.number_backups_after(setup.backups_before);
         for rec in setup.seed_backups {
             server.add_backup(rec);
         }
@@ -701,6 +718,14 @@ impl HostThread {
                 Ok(HostMsg::Statement(s)) => self.start(*s),
                 Ok(HostMsg::Fault(f, ack)) => {
                     self.fault(f);
+                    let _ = ack.send(());
+                }
+                Ok(HostMsg::Attention(ack)) => {
+                    if self.alive {
+                        let now = self.now();
+                        self.server.attention(now, &mut self.out, &mut self.tr);
+                        self.flush();
+                    }
                     let _ = ack.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {

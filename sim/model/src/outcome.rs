@@ -96,6 +96,9 @@ pub enum FailReason {
     NoBackup,
     /// The server process died; the connection is gone.
     ServerDied,
+    /// The client's connection sent an attention (a cancel; clause
+    /// `abort.attention`), or ended and the profile aborts on that.
+    Cancelled,
 }
 
 /// The statement's result.

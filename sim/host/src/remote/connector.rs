@@ -4,8 +4,8 @@
 //! half's.
 
 use super::shm::ClientMap;
-use super::wire::{self, Frame, PROTOCOL};
-use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Transport};
+use super::wire::{self, Frame, PROTOCOL, Refusal};
+use crate::runtime::{Connection, Connector, NameInUse, NewSet, SetRuntime, Transport};
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -88,9 +88,23 @@ impl Drop for RemoteTransport {
     }
 }
 
+/// Why a hello did not lead to a connection.
+enum Hello {
+    /// The server refused the name.
+    NameInUse,
+    /// No server, or it refused for another reason.
+    Failed(io::Error),
+}
+
+impl From<io::Error> for Hello {
+    fn from(e: io::Error) -> Hello {
+        Hello::Failed(e)
+    }
+}
+
 /// Says hello for `set`; the stream, and whether the server wants fetch
 /// reports.
-fn hello(addr: &PathBuf, set: &NewSet) -> io::Result<(UnixStream, bool)> {
+fn hello(addr: &PathBuf, set: &NewSet) -> Result<(UnixStream, bool), Hello> {
     let mut s = UnixStream::connect(addr)?;
     s.set_read_timeout(Some(HELLO_TIMEOUT))?;
     s.set_write_timeout(Some(HELLO_TIMEOUT))?;
@@ -105,12 +119,17 @@ fn hello(addr: &PathBuf, set: &NewSet) -> io::Result<(UnixStream, bool)> {
     )?;
     let fetches = match wire::read_frame(&mut s)? {
         Some(Frame::Welcome { fetches, .. }) => fetches,
-        Some(Frame::Refused { reason }) => return Err(io::Error::other(reason)),
+        Some(Frame::Refused {
+            why: Refusal::NameInUse,
+            ..
+        }) => return Err(Hello::NameInUse),
+        Some(Frame::Refused { reason, .. }) => return Err(io::Error::other(reason).into()),
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unexpected answer to hello: {other:?}"),
-            ));
+            )
+            .into());
         }
     };
     s.set_read_timeout(None)?;
@@ -150,10 +169,20 @@ fn reader(mut s: UnixStream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetR
 
 impl Connector for RemoteConnector {
     fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
+        self.connect_named(runtime, set)
+            .unwrap_or_else(|_| Connection::none())
+    }
+
+    fn connect_named(
+        &self,
+        runtime: Weak<SetRuntime>,
+        set: &NewSet,
+    ) -> Result<Connection, NameInUse> {
         let addr = self.addr.clone().unwrap_or_else(super::address);
         let (s, fetches) = match hello(&addr, set) {
             Ok(s) => s,
-            Err(e) => {
+            Err(Hello::NameInUse) => return Err(NameInUse),
+            Err(Hello::Failed(e)) => {
                 self.said.call_once(|| {
                     eprintln!(
                         "vdisim: no server at {} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket), or set {}=<plan.toml> for an in-process server",
@@ -162,12 +191,12 @@ impl Connector for RemoteConnector {
                         crate::plan::ENV_PLAN
                     )
                 });
-                return Connection::none();
+                return Ok(Connection::none());
             }
         };
         let (read, write) = match s.try_clone() {
             Ok(r) => (r, s),
-            Err(_) => return Connection::none(),
+            Err(_) => return Ok(Connection::none()),
         };
         let link = Arc::new(Link {
             stream: Mutex::new(write),
@@ -179,11 +208,11 @@ impl Connector for RemoteConnector {
             .name("vdisim-remote".into())
             .spawn(move || reader(read, l2, m2, runtime, inc));
         if spawned.is_err() {
-            return Connection::none();
+            return Ok(Connection::none());
         }
-        Connection {
+        Ok(Connection {
             transport: Arc::new(RemoteTransport { link, fetches }),
             buffers: Some(map),
-        }
+        })
     }
 }

@@ -11,7 +11,7 @@ use super::wire::{Request, Response};
 use crate::clock::scaled_wait;
 use crate::contract::{CaseSetup, Observation};
 use crate::harness::{CaseControl, HarnessError};
-use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Tally};
+use crate::runtime::{Connection, Connector, NameInUse, NewSet, SetRuntime, Tally};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -140,12 +140,20 @@ struct ForwardConnector(Arc<ForwardHost>);
 
 impl Connector for ForwardConnector {
     fn connect(&self, runtime: Weak<SetRuntime>, set: &NewSet) -> Connection {
+        self.connect_named(runtime, set)
+            .unwrap_or_else(|_| Connection::none())
+    }
+    fn connect_named(
+        &self,
+        runtime: Weak<SetRuntime>,
+        set: &NewSet,
+    ) -> Result<Connection, NameInUse> {
         {
             let mut g = self.0.lock();
             g.runtimes.retain(|w| w.strong_count() > 0);
             g.runtimes.push(runtime.clone());
         }
-        RemoteConnector::at(self.0.path.clone()).connect(runtime, set)
+        RemoteConnector::at(self.0.path.clone()).connect_named(runtime, set)
     }
 }
 

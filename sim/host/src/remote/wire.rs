@@ -12,7 +12,7 @@ use vdi_model::statement::Statement;
 use vdi_spec::{CommandCode, VdConfig};
 
 /// The protocol version both sides must speak.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// The largest frame accepted on a control connection (bytes of JSON): a
 /// T-SQL batch, a case setup, an observation.
@@ -25,6 +25,20 @@ pub const MAX_SET_FRAME: usize = 64 * 1024;
 /// Longest a frame may take to arrive once its first byte has (a peer
 /// that stops mid-frame, or drips a byte at a time, is dropped).
 pub const FRAME_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why the server refused a connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Refusal {
+    /// Anything but the reasons below (protocol, configuration, peer).
+    #[default]
+    Other,
+    /// Another live set has this name (clause `create.name-in-use`): the
+    /// library's Create fails as it does for a name in use in its process.
+    NameInUse,
+    /// The server holds as many connections as it accepts.
+    Busy,
+}
 
 /// One frame.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,7 +61,12 @@ pub enum Frame {
         fetches: bool,
     },
     /// Server → library: the hello was refused (the reason says why).
-    Refused { reason: String },
+    Refused {
+        reason: String,
+        /// Why, for the library to act on.
+        #[serde(default)]
+        why: Refusal,
+    },
     /// Server → library: map this chunk of buffers before the next frame.
     Map(MapChunk),
     /// Library → server: chunk `chunk` is mapped (the server may unlink its file).

@@ -258,6 +258,29 @@ impl ClientSet {
         ok((), clause, cell)
     }
 
+    /// The server refused the name right after Create claimed it in this
+    /// process: a live set in another process holds it (clause
+    /// `create.name-in-use`). The Create fails as it does for a name in use
+    /// in this process, and there is no set; the incarnation number stays
+    /// used.
+    pub fn refuse_name(&mut self, ns: &mut dyn Namespace) -> Ret<()> {
+        self.transition(|s| {
+            debug_assert_eq!(
+                s.state,
+                ClientState::Configurable,
+                "a name is refused right after Create"
+            );
+            ns.release(&s.name);
+            s.state = ClientState::Dne;
+            s.name.clear();
+            err(
+                s.profile.create_name_in_use_code,
+                id::CREATE_NAME_IN_USE,
+                Some((TableMethod::Create, ClientState::Dne)),
+            )
+        })
+    }
+
     /// `CreateEx`: `instance` `None` is the default instance (clause
     /// `create-ex.null-instance`).
     pub fn create_ex(

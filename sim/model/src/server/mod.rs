@@ -354,6 +354,8 @@ enum ClientEnd {
 pub struct ServerHalf {
     profile: Arc<Profile>,
     history: Vec<BackupRecord>,
+    /// Backups before `history` that it does not hold (numbering only).
+    numbered_after: u32,
     next_id: u64,
     outcome: Outcome,
     state: ServerState,
@@ -442,6 +444,7 @@ impl ServerHalf {
         ServerHalf {
             profile,
             history: Vec::new(),
+            numbered_after: 0,
             next_id: 1,
             outcome: Outcome::default(),
             state: ServerState::Dne,
@@ -472,6 +475,13 @@ impl ServerHalf {
             rr: 0,
             abort_sent: false,
         }
+    }
+
+    /// Numbers this server's backups after `n` earlier ones that its
+    /// history does not hold (a long-running server hands a statement only
+    /// the backup it reads). Call before [`ServerHalf::add_backup`].
+    pub fn number_backups_after(&mut self, n: u32) {
+        self.numbered_after = n;
     }
 
     /// Seeds msdb history (a backup taken before this world started).
@@ -639,6 +649,46 @@ impl ServerHalf {
             now,
             FailReason::ServerAbort,
             Some(id::ABORT_SERVER_SIGNAL),
+            out,
+            tr,
+        );
+    }
+
+    /// The connection running the statement sent a TDS attention (a query
+    /// timeout, Ctrl-C; clause `abort.attention`): the statement is aborted
+    /// as by KILL — the set is aborted, outstanding commands complete with
+    /// ERROR_OPERATION_ABORTED — and fails with Msg 3204 and 3013. Without a
+    /// running statement the attention is only acknowledged.
+    pub fn attention(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        self.transition(now, |s| s.cancel(now, out, tr));
+        debug_assert!(!self.running, "an attention ends the statement");
+    }
+
+    /// [`ServerHalf::attention`] without the invariant checks around it.
+    fn cancel(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        if !self.running {
+            ev!(tr, now, "AttentionIgnored", None, "no statement running");
+            return;
+        }
+        ev!(
+            tr,
+            now,
+            "Attention",
+            Some(id::ABORT_ATTENTION),
+            "the client's connection cancelled the statement"
+        );
+        if self.failure.is_none() {
+            self.failure = Some(Failure {
+                reason: FailReason::Cancelled,
+                msgs: vec![messages::aborted()],
+                code: Win32::ERROR_OPERATION_ABORTED,
+                dev: None,
+            });
+        }
+        self.server_abort(
+            now,
+            FailReason::Cancelled,
+            Some(id::ABORT_ATTENTION),
             out,
             tr,
         );

@@ -242,7 +242,9 @@ impl ServerHalf {
             return Some(BackupRecord::plan(
                 &stmt.database,
                 stmt.kind,
-                u32::try_from(self.history.len() + 1).unwrap_or(u32::MAX),
+                u32::try_from(self.history.len() + 1)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(self.numbered_after),
                 n,
                 stmt.plan.data_bytes,
                 &stmt.options,

@@ -1620,6 +1620,31 @@ fn abort_client_signal_during_restore() {
     );
 }
 
+/// Clause `abort.attention`: an attention aborts the running statement as
+/// KILL does (one ToClient::Abort, Msg 3204 and 3013, reason Cancelled, no
+/// backup recorded); a second attention, or one with nothing running, is
+/// only acknowledged.
+#[test]
+fn abort_attention() {
+    let mut h = H::default();
+    h.start(backup(2, 20 * 65536), set_cfg(2, Features::LikePipe));
+    let held: Vec<Cmd> = h.pending.drain(..).collect();
+    assert!(!held.is_empty());
+    h.now += 5;
+    let mut out = Vec::new();
+    h.s.attention(h.now, &mut out, &mut h.tr);
+    h.s.attention(h.now, &mut out, &mut h.tr);
+    h.absorb(out);
+    assert_eq!(h.aborts, 1);
+    assert_eq!(h.outcome().reason, Some(FailReason::Cancelled));
+    assert_eq!(h.numbers(), vec![3204, 3013]);
+    assert!(h.s.history().is_empty(), "a cancelled backup is not recorded");
+    assert!(h.has_clause(id::ABORT_ATTENTION));
+    let jsonl = h.tr.to_jsonl();
+    assert_eq!(jsonl.matches("\"Attention\"").count(), 1, "{jsonl}");
+    assert!(jsonl.contains("AttentionIgnored"), "{jsonl}");
+}
+
 /// Clause `abort.server-signal` (see below).
 #[test]
 fn abort_server_signal() {

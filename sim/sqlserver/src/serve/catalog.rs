@@ -11,29 +11,161 @@ pub(super) struct Db {
     pub(super) restored_from: Option<u32>,
 }
 
+/// The databases and msdb's backup history.
 #[derive(Default)]
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
-    pub(super) history: Vec<BackupRecord>,
-    /// Backup number → (content digest, size) of the database it copied.
-    pub(super) backed_up: BTreeMap<u32, (u64, u64)>,
+    pub(super) history: History,
+}
+
+/// A backup in the history, with what it copied.
+#[derive(Clone, Debug)]
+pub(super) struct Taken {
+    pub(super) rec: BackupRecord,
+    /// Content digest and size of the database it copied.
+    pub(super) copied: Option<(u64, u64)>,
+}
+
+/// msdb's backup history: indexed by number and by database, and bounded
+/// (`vdi_spec::bounds::HISTORY_MAX`; the oldest backups are forgotten), so
+/// each statement costs O(log n) however long the server has run.
+#[derive(Default)]
+pub(super) struct History {
+    by_number: BTreeMap<u32, Taken>,
+    latest: HashMap<String, u32>,
+    /// Backup numbers handed out (a BACKUP reserves its number when it
+    /// starts, so statements running at once never share one).
+    reserved: u32,
+}
+
+impl History {
+    /// Reserves the next backup number.
+    pub(super) fn reserve(&mut self) -> u32 {
+        self.reserved = self.reserved.saturating_add(1);
+        self.reserved
+    }
+
+    /// The backup a RESTORE of `database` reads: the latest of that
+    /// database (of any, for HEADERONLY / FILELISTONLY / VERIFYONLY, which
+    /// name none) — the server half's own rule
+    /// (`vdi_model::statement::backup_to_restore`).
+    pub(super) fn to_restore(&self, database: &str) -> Option<&Taken> {
+        if database.is_empty() {
+            return self.by_number.values().next_back();
+        }
+        self.by_number.get(self.latest.get(database)?)
+    }
+
+    /// Records a finished backup.
+    pub(super) fn add(&mut self, t: Taken) {
+        let n = t.rec.number;
+        let latest = self.latest.entry(t.rec.database.clone()).or_insert(n);
+        *latest = (*latest).max(n);
+        self.by_number.insert(n, t);
+        while self.by_number.len() > vdi_spec::bounds::HISTORY_MAX {
+            let Some((old, t)) = self.by_number.pop_first() else {
+                break;
+            };
+            if self.latest.get(&t.rec.database) == Some(&old) {
+                self.latest.remove(&t.rec.database);
+            }
+        }
+    }
+
+    /// Backups the history holds.
+    pub(super) fn len(&self) -> usize {
+        self.by_number.len()
+    }
+}
+
+/// How a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BatchEnd {
+    /// Every statement ran.
+    Done,
+    /// The connection cancelled it (an attention).
+    Cancelled,
+    /// The simulated server process died under a statement: the connection
+    /// is dropped without an answer, as a client of a dying SQL Server
+    /// loses its connection.
+    ServerDied,
+}
+
+/// A batch's messages and how it ended.
+pub(super) struct Batch {
+    pub(super) messages: Vec<LineMessage>,
+    pub(super) end: BatchEnd,
+}
+
+/// The attention switch of one control connection: the connection's reader
+/// sets it (a `Cancel` frame, or the connection ending under the profile's
+/// `disconnect-without-attention = abort`), the running batch obeys it.
+#[derive(Default)]
+pub(super) struct Attention {
+    cancelled: AtomicBool,
+    running: Mutex<Option<Arc<ServerHost>>>,
+}
+
+impl Attention {
+    /// Cancels the running batch: the statement running now is aborted
+    /// (clause `abort.attention`), no later statement starts.
+    pub(super) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let host = lock(&self.running).clone();
+        if let Some(h) = host {
+            h.attention();
+        }
+    }
+
+    pub(super) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// A new batch starts: the switch is reset.
+    pub(super) fn reset(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+    }
+
+    /// `host` runs the statement now (`None`: it ended). A cancel that came
+    /// just before the host was known is applied to it now.
+    fn running(&self, host: Option<Arc<ServerHost>>) {
+        let apply = host.clone().filter(|_| self.is_cancelled());
+        *lock(&self.running) = host;
+        if let Some(h) = apply {
+            h.attention();
+        }
+    }
 }
 
 impl Inner {
     // ----- T-SQL -------------------------------------------------------------------------
 
-    pub(super) fn run_batch(&self, text: &str, database: &mut Option<String>) -> Vec<LineMessage> {
+    pub(super) fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+    ) -> Batch {
         let parsed = match tsql::parse_batch_located(text) {
             Ok(p) => p,
             Err(e) => {
-                return vec![LineMessage {
-                    message: e.to_message(),
-                    line: e.line.max(1),
-                }];
+                return Batch {
+                    messages: vec![LineMessage {
+                        message: e.to_message(),
+                        line: e.line.max(1),
+                    }],
+                    end: BatchEnd::Done,
+                };
             }
         };
         let mut out = Vec::new();
         for p in parsed {
+            if attention.is_cancelled() {
+                return Batch {
+                    messages: out,
+                    end: BatchEnd::Cancelled,
+                };
+            }
             // Lines are relative to the batch, as SQL Server reports them.
             let line = p.line.max(1);
             match p.statement {
@@ -48,106 +180,165 @@ impl Inner {
                     }
                 }
                 ParsedStatement::Run(stmt) => {
-                    for m in self.run_statement(stmt) {
+                    let (messages, end) = self.run_statement(stmt, attention);
+                    for m in messages {
                         out.push(LineMessage { message: m, line });
+                    }
+                    if end != BatchEnd::Done {
+                        return Batch { messages: out, end };
                     }
                 }
             }
         }
-        out
+        Batch {
+            messages: out,
+            end: BatchEnd::Done,
+        }
     }
 
-    /// Runs one BACKUP or RESTORE to its end and returns its messages.
-    pub(super) fn run_statement(&self, mut stmt: Statement) -> Vec<SqlMessage> {
+    /// Runs one BACKUP or RESTORE to its end and returns its messages and
+    /// how it ended (cancelled by `attention`, or under a server death).
+    pub(super) fn run_statement(
+        &self,
+        mut stmt: Statement,
+        attention: &Attention,
+    ) -> (Vec<SqlMessage>, BatchEnd) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        let history = {
-            let c = lock(&self.catalog);
-            if stmt.kind.is_backup() {
-                match c.databases.get(&stmt.database) {
-                    Some(db) if db.state == "online" => stmt.plan.data_bytes = db.size,
-                    Some(_) => {
-                        return vec![
-                            SqlMessage::error(
-                                927,
-                                format!(
-                                    "Database '{}' cannot be opened. It is in the middle of a restore.",
-                                    stmt.database
-                                ),
-                            ),
-                            vdi_model::server::messages::terminating(stmt.kind),
-                        ];
-                    }
-                    None => {
-                        return vec![
-                            no_database(&stmt.database),
-                            vdi_model::server::messages::terminating(stmt.kind),
-                        ];
-                    }
-                }
-            }
-            c.history.clone()
+        let (seed, backups_before) = match self.prepare(&mut stmt) {
+            Ok(p) => p,
+            Err(messages) => return (messages, BatchEnd::Done),
         };
-        // The backup the server half will read (its own rule).
-        let restoring = (stmt.kind == StatementKind::RestoreDatabase)
-            .then(|| vdi_model::statement::backup_to_restore(&history, &stmt.database))
-            .flatten()
-            .map(|r| r.number);
         let setup = HostSetup {
             profile: self.cfg.profile.clone(),
-            seed_backups: history,
+            seed_backups: seed.iter().map(|t| t.rec.clone()).collect(),
             time_scale: 1,
             budget_ms: 0,
             faults: self.server_faults(),
             record: self.cfg.trace.is_some(),
+            backups_before,
         };
         let host = ServerHost::start(setup);
         let name = stmt.devices.first().cloned().unwrap_or_default();
         let end = self.bind(&host, &name);
         host.start_statement(stmt.clone());
+        attention.running(Some(host.clone()));
         let outcome = host.wait_statement(None).unwrap_or_else(|| Outcome {
             status: Status::Failed,
             ..Outcome::default()
         });
+        attention.running(None);
         let obs = host.finish(Duration::from_secs(1));
         if let Some(e) = end {
             *lock(&e.route) = None;
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
+        self.record(&stmt, &outcome, &obs.new_backups, seed);
+        let end = match outcome.reason {
+            Some(FailReason::ServerDied) => BatchEnd::ServerDied,
+            Some(FailReason::Cancelled) => BatchEnd::Cancelled,
+            _ => BatchEnd::Done,
+        };
+        (outcome.messages, end)
+    }
+
+    /// Checks a statement against the databases and the bounds and sizes
+    /// it: `Ok` with the backup a RESTORE reads and the number of backups
+    /// before the first one this statement may add; `Err` with the
+    /// messages the statement fails with.
+    fn prepare(&self, stmt: &mut Statement) -> Result<(Option<Taken>, u32), Vec<SqlMessage>> {
+        let fail = |m: SqlMessage| vec![m, vdi_model::server::messages::terminating(stmt.kind)];
+        let mut c = lock(&self.catalog);
+        if stmt.kind.is_backup() {
+            match c.databases.get(&stmt.database) {
+                Some(db) if db.state == "online" => stmt.plan.data_bytes = db.size,
+                Some(_) => {
+                    return Err(fail(SqlMessage::error(
+                        927,
+                        format!(
+                            "Database '{}' cannot be opened. It is in the middle of a restore.",
+                            stmt.database
+                        ),
+                    )));
+                }
+                None => return Err(fail(no_database(&stmt.database))),
+            }
+        }
+        let seed = if stmt.kind.is_backup() {
+            None
+        } else {
+            c.history.to_restore(&stmt.database).cloned()
+        };
+        let restore_bytes = seed.as_ref().map(|t| t.rec.total_bytes());
+        if let Err(e) = stmt.check_bounds(restore_bytes) {
+            return Err(fail(out_of_bounds(&e)));
+        }
+        let before = if stmt.kind.is_backup() {
+            c.history.reserve() - 1
+        } else {
+            seed.as_ref().map_or(0, |t| t.rec.number.saturating_sub(1))
+        };
+        Ok((seed, before))
+    }
+
+    /// Records what a statement did: a backup in the history, a restore's
+    /// database content and state.
+    fn record(
+        &self,
+        stmt: &Statement,
+        outcome: &Outcome,
+        new_backups: &[BackupRecord],
+        restored: Option<Taken>,
+    ) {
         let mut c = lock(&self.catalog);
         if outcome.succeeded() {
-            for rec in &obs.new_backups {
-                if let Some(db) = c.databases.get(&rec.database) {
-                    let v = (db.content, db.size);
-                    c.backed_up.insert(rec.number, v);
-                }
-                c.history.push(rec.clone());
+            for rec in new_backups {
+                let copied = c.databases.get(&rec.database).map(|d| (d.content, d.size));
+                c.history.add(Taken {
+                    rec: rec.clone(),
+                    copied,
+                });
             }
         }
-        if let Some(number) = restoring {
-            let from = c.backed_up.get(&number).copied();
-            let db = c.databases.entry(stmt.database.clone()).or_insert(Db {
-                size: 0,
-                content: 0,
-                state: "restoring",
-                restored_from: None,
-            });
-            match (outcome.succeeded(), from) {
-                (true, Some((content, size))) => {
-                    *db = Db {
-                        size,
-                        content,
-                        state: "online",
-                        restored_from: Some(number),
-                    };
-                }
-                (true, None) => {
-                    db.state = "online";
-                    db.restored_from = Some(number);
-                }
-                (false, _) => db.state = "restoring",
-            }
+        if stmt.kind != StatementKind::RestoreDatabase {
+            return;
         }
-        outcome.messages
+        let Some(from) = restored else { return };
+        let db = c.databases.entry(stmt.database.clone()).or_insert(Db {
+            size: 0,
+            content: 0,
+            state: "restoring",
+            restored_from: None,
+        });
+        let number = from.rec.number;
+        match (outcome.succeeded(), from.copied) {
+            (true, Some((content, size))) => {
+                *db = Db {
+                    size,
+                    content,
+                    state: "online",
+                    restored_from: Some(number),
+                };
+            }
+            (true, None) => {
+                db.state = "online";
+                db.restored_from = Some(number);
+            }
+            (false, _) => db.state = "restoring",
+        }
+    }
+}
+
+/// A statement beyond one of the simulator's bounds (`vdi_spec::bounds`):
+/// a buffer pool beyond 2 GiB is SQL Server's Msg 701; any other bound is
+/// the simulator's own, reported as a user-range Msg 50000 that names it.
+fn out_of_bounds(e: &vdi_spec::bounds::BoundError) -> SqlMessage {
+    if e.what.starts_with("BUFFERCOUNT") {
+        SqlMessage::error(
+            701,
+            "There is insufficient system memory in resource pool 'default' to run this query.",
+        )
+    } else {
+        SqlMessage::error(50000, format!("vdisim: {e}"))
     }
 }
 

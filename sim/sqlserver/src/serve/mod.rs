@@ -22,7 +22,7 @@
 //! rule, `vdi_sim::server`).
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -36,20 +36,26 @@ use thiserror::Error;
 use vdi_host::buffers::ServerBuffers;
 use vdi_host::remote::shm::{Geometry, ServerPool};
 use vdi_host::remote::wire::{
-    self, DatabaseInfo, Frame, LineMessage, PROTOCOL, Request, Response, ServerStatus,
+    self, DatabaseInfo, Frame, LineMessage, PROTOCOL, Refusal, Request, Response, ServerStatus,
 };
 use vdi_host::server::{HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
 use vdi_model::content::Content;
 use vdi_model::fault::{FaultPlan, Trigger};
 use vdi_model::msg::{DevIx, ToClient, ToServer};
-use vdi_model::outcome::{Outcome, SqlMessage, Status};
+use vdi_model::outcome::{FailReason, Outcome, SqlMessage, Status};
 use vdi_model::statement::{BackupRecord, Statement, StatementKind};
+use vdi_spec::profile::Disconnect;
 use vdi_spec::{CommandCode, Profile, VdConfig};
 
 mod catalog;
 mod control;
+mod frames;
 mod sets;
 mod socket;
+
+pub use socket::Signals;
+
+use frames::read_frame_timed;
 
 use catalog::{Catalog, Db};
 use control::CaseEntry;
@@ -82,6 +88,10 @@ pub struct ServeConfig {
     pub faults: FaultPlan,
     /// Append each statement's server trace (JSONL) here.
     pub trace: Option<PathBuf>,
+    /// Connections served at once; one more is refused with a message
+    /// (`vdi_spec::bounds::CONNECTIONS_DEFAULT`, at most
+    /// `CONNECTIONS_MAX`).
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
@@ -99,6 +109,7 @@ impl ServeConfig {
             seed: 0,
             faults: FaultPlan::none(),
             trace: None,
+            max_connections: vdi_spec::bounds::CONNECTIONS_DEFAULT,
         }
     }
 }
@@ -114,6 +125,59 @@ pub enum ServeError {
     Listen { path: PathBuf, err: io::Error },
     #[error("cannot open the trace file {path}: {err}")]
     Trace { path: PathBuf, err: io::Error },
+    #[error("{0}")]
+    Bound(#[from] vdi_spec::bounds::BoundError),
+    #[error(
+        "{path} exists and is not a socket: vdisim serve replaces only a socket that nothing listens on; remove the file yourself or choose another path with --listen or VDISIM_SERVER"
+    )]
+    NotASocket { path: PathBuf },
+    #[error(
+        "the directory {dir} does not exist: create it, or choose another path with --listen or VDISIM_SERVER"
+    )]
+    NoDirectory { dir: PathBuf },
+}
+
+impl ServeConfig {
+    /// Checks the configuration against the bounds (`vdi_spec::bounds`):
+    /// database count, names and sizes, connections.
+    pub fn check(&self) -> Result<(), vdi_spec::bounds::BoundError> {
+        use vdi_spec::bounds::{self, at_most};
+        at_most(
+            "databases",
+            self.databases.len(),
+            bounds::DATABASES_MAX,
+            "serve fewer databases",
+        )?;
+        for (name, size) in &self.databases {
+            at_most(
+                &format!("database '{name}' name length"),
+                name.chars().count(),
+                bounds::NAME_CHARS_MAX,
+                "use a name of at most 128 characters",
+            )?;
+            at_most(
+                &format!("database '{name}' size"),
+                *size,
+                bounds::DATA_BYTES_MAX,
+                "use a size of at most 1TiB",
+            )?;
+        }
+        at_most(
+            "--max-connections",
+            self.max_connections,
+            bounds::CONNECTIONS_MAX,
+            "accept at most 65536 connections",
+        )?;
+        if self.max_connections == 0 {
+            return Err(bounds::BoundError::new(
+                "--max-connections",
+                0,
+                "at least 1",
+                "accept at least one connection",
+            ));
+        }
+        Ok(())
+    }
 }
 
 struct Inner {
@@ -123,6 +187,8 @@ struct Inner {
     catalog: Mutex<Catalog>,
     sets: Mutex<BTreeMap<String, Arc<RemoteEnd>>>,
     next_conn: AtomicUsize,
+    /// Connections being served now.
+    live: AtomicUsize,
     statements: AtomicU64,
     stop: AtomicBool,
     trace: Mutex<Option<File>>,
@@ -143,6 +209,7 @@ fn digest(parts: &[&[u8]]) -> u64 {
 impl Server {
     /// Binds the socket and starts accepting connections.
     pub fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
+        cfg.check()?;
         let listener = socket::prepare_socket(&cfg.listen)?;
         let trace = match &cfg.trace {
             Some(p) => Some(
@@ -176,6 +243,7 @@ impl Server {
             catalog: Mutex::new(catalog),
             sets: Mutex::new(BTreeMap::new()),
             next_conn: AtomicUsize::new(1),
+            live: AtomicUsize::new(0),
             statements: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             trace: Mutex::new(trace),
@@ -226,6 +294,13 @@ impl Drop for Server {
     }
 }
 
+/// Refuses a connection with a frame that says why (written with a short
+/// timeout: a peer that does not read is not waited for).
+fn refuse(s: &mut UnixStream, reason: String, why: Refusal) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = wire::write_frame(s, &Frame::Refused { reason, why });
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -239,27 +314,61 @@ impl Inner {
     }
 
     fn accept_loop(self: Arc<Self>, listener: UnixListener) {
+        let uid = frames::own_uid();
         for conn in listener.incoming() {
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let Ok(s) = conn else { continue };
+            let Ok(mut s) = conn else { continue };
+            // Only this user's processes (and root's) may use the server.
+            let pid = match frames::peer(&s) {
+                Ok((peer_uid, pid)) if peer_uid == uid || peer_uid == 0 => pid,
+                Ok((peer_uid, _)) => {
+                    refuse(
+                        &mut s,
+                        format!("user {peer_uid} may not use the vdisim serve of user {uid}"),
+                        Refusal::Other,
+                    );
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let max = self.cfg.max_connections;
+            if self.live.fetch_add(1, Ordering::SeqCst) >= max {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+                refuse(
+                    &mut s,
+                    format!(
+                        "vdisim serve is serving {max} connections, its limit: close some, or start it with a larger --max-connections"
+                    ),
+                    Refusal::Busy,
+                );
+                continue;
+            }
             let me = self.clone();
-            let _ = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("vdisim-serve-conn".into())
-                .spawn(move || me.connection(s));
+                .spawn(move || {
+                    let inner = me.clone();
+                    me.connection(s, u32::try_from(pid).unwrap_or(0));
+                    inner.live.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.live.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         let _ = std::fs::remove_file(&self.cfg.listen);
     }
 
-    fn connection(self: Arc<Self>, mut s: UnixStream) {
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let first = wire::read_frame(&mut s);
+    /// Serves one connection: its hello (within [`frames::HELLO_WAIT`])
+    /// decides whether it is a set's or a control connection.
+    fn connection(self: Arc<Self>, mut s: UnixStream, pid: u32) {
+        let first = read_frame_timed(&mut s, wire::MAX_SET_FRAME, Some(frames::HELLO_WAIT));
         let _ = s.set_read_timeout(None);
         match first {
             Ok(Some(Frame::HelloSet {
                 protocol,
-                pid,
+                pid: _,
                 name,
                 cfg,
             })) => {
@@ -271,11 +380,17 @@ impl Inner {
                     // The library validates at Create; anything else
                     // speaking the protocol gets the same check.
                     Some(format!("invalid VDConfig for set '{name}': {e}"))
+                } else if name.chars().count() > vdi_spec::bounds::NAME_CHARS_MAX {
+                    Some(format!(
+                        "set name of {} characters: the limit is {}",
+                        name.chars().count(),
+                        vdi_spec::bounds::NAME_CHARS_MAX
+                    ))
                 } else {
                     None
                 };
                 if let Some(reason) = refused {
-                    let _ = wire::write_frame(&mut s, &Frame::Refused { reason });
+                    refuse(&mut s, reason, Refusal::Other);
                     return;
                 }
                 self.set_connection(s, name, cfg, pid);

@@ -6,6 +6,8 @@ use super::*;
 pub(super) struct RemoteEnd {
     pub(super) key: SetKey,
     pub(super) cfg: VdConfig,
+    /// The creator's process id (from the connection's credentials).
+    pub(super) pid: u32,
     pub(super) writer: Mutex<UnixStream>,
     pub(super) pool: ServerPool,
     pub(super) closed: AtomicBool,
@@ -81,6 +83,7 @@ impl Inner {
         let end = Arc::new(RemoteEnd {
             key,
             cfg,
+            pid,
             writer: Mutex::new(s),
             pool: ServerPool::new(geo),
             closed: AtomicBool::new(false),
@@ -88,8 +91,33 @@ impl Inner {
             route: Mutex::new(None),
         });
         // Known before the client hears back: a statement sent right after
-        // Create returns must find the set.
-        lock(&self.sets).insert(name.clone(), end.clone());
+        // Create returns must find the set. A live set of another process
+        // keeps its name (clause create.name-in-use); within one process
+        // the library has already checked, and the latest incarnation wins
+        // (its Close may still be on the way).
+        {
+            let mut sets = lock(&self.sets);
+            let holder = sets
+                .get(&name)
+                .filter(|other| other.pid != pid && other.live().is_some())
+                .map(|other| other.pid);
+            if let Some(holder) = holder {
+                drop(sets);
+                let mut w = lock(&end.writer);
+                let _ = wire::write_frame(
+                    &mut *w,
+                    &Frame::Refused {
+                        reason: format!(
+                            "a set named '{name}' is live in process {holder}: choose another name (a GUID is unique)"
+                        ),
+                        why: Refusal::NameInUse,
+                    },
+                );
+                self.trace_set("name-in-use", &name, pid);
+                return;
+            }
+            sets.insert(name.clone(), end.clone());
+        }
         let welcomed = {
             let mut w = lock(&end.writer);
             wire::write_frame(
@@ -113,7 +141,7 @@ impl Inner {
         }
         self.trace_set("created", &name, pid);
         loop {
-            match wire::read_frame(&mut read) {
+            match read_frame_timed(&mut read, wire::MAX_SET_FRAME, None) {
                 Ok(Some(Frame::ToServer { msg })) => {
                     if msg == ToServer::Closed {
                         end.closed.store(true, Ordering::SeqCst);
@@ -126,8 +154,10 @@ impl Inner {
                 }
                 Ok(Some(Frame::Mapped { chunk })) => end.pool.unlink(chunk),
                 Ok(Some(Frame::Fetched { dev, code })) => end.fetched(dev, code),
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
+                // Only the frames above belong on a set connection: any
+                // other is a peer that does not speak the protocol, and
+                // ends the connection like a lost one.
+                Ok(Some(_)) | Ok(None) | Err(_) => {
                     if !end.closed.load(Ordering::SeqCst) {
                         // The client process died (or dropped the set
                         // without Close): clause abort.client-death.
