@@ -128,6 +128,11 @@ struct ServeArgs {
     /// message.
     #[arg(long, default_value_t = vdi_spec::bounds::CONNECTIONS_DEFAULT)]
     max_connections: usize,
+    /// How long a new connection may take to say hello, and a frame to
+    /// arrive once its first byte has (100..=600000 ms); a slower peer is
+    /// dropped.
+    #[arg(long, default_value_t = 10_000)]
+    frame_deadline_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -349,6 +354,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
     }
     cfg.server_name = a.server_name;
     cfg.max_connections = a.max_connections;
+    cfg.frame_deadline = std::time::Duration::from_millis(a.frame_deadline_ms);
     // SIGINT and SIGTERM stop the server and remove its socket; they are
     // blocked before any thread starts so that only the signal thread
     // takes them.

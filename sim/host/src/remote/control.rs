@@ -30,10 +30,9 @@ impl Control {
         wire::write_frame(&mut self.s, &Frame::Request(r))?;
         match wire::read_frame(&mut self.s)? {
             Some(Frame::Response(resp)) => Ok(resp),
-            Some(Frame::Refused { reason, .. }) => Err(io::Error::new(
-                io::ErrorKind::ConnectionRefused,
-                reason,
-            )),
+            Some(Frame::Refused { reason, .. }) => {
+                Err(io::Error::new(io::ErrorKind::ConnectionRefused, reason))
+            }
             Some(other) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("unexpected frame from the server: {other:?}"),

@@ -1638,7 +1638,10 @@ fn abort_attention() {
     assert_eq!(h.aborts, 1);
     assert_eq!(h.outcome().reason, Some(FailReason::Cancelled));
     assert_eq!(h.numbers(), vec![3204, 3013]);
-    assert!(h.s.history().is_empty(), "a cancelled backup is not recorded");
+    assert!(
+        h.s.history().is_empty(),
+        "a cancelled backup is not recorded"
+    );
     assert!(h.has_clause(id::ABORT_ATTENTION));
     let jsonl = h.tr.to_jsonl();
     assert_eq!(jsonl.matches("\"Attention\"").count(), 1, "{jsonl}");

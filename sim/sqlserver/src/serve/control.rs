@@ -36,13 +36,11 @@ impl Inner {
         let mut st = ControlState::default();
         let attention = Arc::new(Attention::default());
         let mut batch: Option<std::thread::JoinHandle<()>> = None;
-        loop {
-            let req = match read_frame_timed(&mut reader, wire::MAX_FRAME, None) {
-                Ok(Some(Frame::Request(r))) => r,
-                // Not a request, a frame too large, a frame that stopped
-                // arriving, or the end: the connection is dropped.
-                Ok(Some(_)) | Ok(None) | Err(_) => break,
-            };
+        // Anything but a request (a frame too large, a frame that stopped
+        // arriving, the end) drops the connection.
+        while let Ok(Some(Frame::Request(req))) =
+            read_frame_timed(&mut reader, wire::MAX_FRAME, None, self.cfg.frame_deadline)
+        {
             if matches!(req, Request::Cancel) {
                 if batch.as_ref().is_some_and(|b| !b.is_finished()) {
                     attention.cancel();
@@ -65,8 +63,7 @@ impl Inner {
             }
             let shutdown = matches!(req, Request::Shutdown);
             let resp = self.control_request(req, &mut st);
-            if wire::write_frame(&mut *lock(&writer), &Frame::Response(resp)).is_err() || shutdown
-            {
+            if wire::write_frame(&mut *lock(&writer), &Frame::Response(resp)).is_err() || shutdown {
                 if shutdown {
                     self.request_stop();
                 }

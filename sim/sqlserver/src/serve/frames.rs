@@ -5,18 +5,16 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
-use vdi_host::remote::wire::{self, FRAME_DEADLINE, Frame};
-
-/// How long a new connection may take to say hello.
-pub(super) const HELLO_WAIT: Duration = Duration::from_secs(10);
+use vdi_host::remote::wire::{self, Frame};
 
 /// A reader that gives the peer up to `idle` (`None`: forever) to start a
-/// frame, and then [`FRAME_DEADLINE`] in all for the rest of it, however the
+/// frame, and then `limit` in all for the rest of it, however the
 /// bytes are spread (a peer that drips a byte at a time, or stops mid-frame,
 /// is cut off at the deadline).
 struct Timed<'a> {
     s: &'a mut UnixStream,
     idle: Option<Duration>,
+    limit: Duration,
     deadline: Option<Instant>,
 }
 
@@ -38,22 +36,25 @@ impl Read for Timed<'_> {
         self.s.set_read_timeout(wait)?;
         let n = self.s.read(buf)?;
         if n > 0 && self.deadline.is_none() {
-            self.deadline = Some(Instant::now() + FRAME_DEADLINE);
+            self.deadline = Some(Instant::now() + self.limit);
         }
         Ok(n)
     }
 }
 
-/// Reads one frame of at most `max` bytes: `Ok(None)` at a clean end.
-/// Nothing is allocated for a length prefix alone.
+/// Reads one frame of at most `max` bytes, waiting `idle` (`None`:
+/// forever) for its first byte and `limit` for the rest: `Ok(None)` at a
+/// clean end. Nothing is allocated for a length prefix alone.
 pub(super) fn read_frame_timed(
     s: &mut UnixStream,
     max: usize,
     idle: Option<Duration>,
+    limit: Duration,
 ) -> io::Result<Option<Frame>> {
     let mut t = Timed {
         s,
         idle,
+        limit,
         deadline: None,
     };
     let r = wire::read_frame_capped(&mut t, max);

@@ -92,6 +92,10 @@ pub struct ServeConfig {
     /// (`vdi_spec::bounds::CONNECTIONS_DEFAULT`, at most
     /// `CONNECTIONS_MAX`).
     pub max_connections: usize,
+    /// How long a new connection may take to say hello, and a frame to
+    /// arrive once its first byte has (default 10 s,
+    /// `vdi_host::remote::wire::FRAME_DEADLINE`; 100 ms to 10 min).
+    pub frame_deadline: Duration,
 }
 
 impl ServeConfig {
@@ -110,6 +114,7 @@ impl ServeConfig {
             faults: FaultPlan::none(),
             trace: None,
             max_connections: vdi_spec::bounds::CONNECTIONS_DEFAULT,
+            frame_deadline: wire::FRAME_DEADLINE,
         }
     }
 }
@@ -168,6 +173,15 @@ impl ServeConfig {
             bounds::CONNECTIONS_MAX,
             "accept at most 65536 connections",
         )?;
+        let ms = self.frame_deadline.as_millis();
+        if !(100..=600_000).contains(&ms) {
+            return Err(bounds::BoundError::new(
+                "--frame-deadline-ms",
+                ms,
+                "100..=600000",
+                "give a frame 100 ms to 10 minutes",
+            ));
+        }
         if self.max_connections == 0 {
             return Err(bounds::BoundError::new(
                 "--max-connections",
@@ -360,10 +374,15 @@ impl Inner {
         let _ = std::fs::remove_file(&self.cfg.listen);
     }
 
-    /// Serves one connection: its hello (within [`frames::HELLO_WAIT`])
+    /// Serves one connection: its hello (within `frame_deadline` of the connection)
     /// decides whether it is a set's or a control connection.
     fn connection(self: Arc<Self>, mut s: UnixStream, pid: u32) {
-        let first = read_frame_timed(&mut s, wire::MAX_SET_FRAME, Some(frames::HELLO_WAIT));
+        let first = read_frame_timed(
+            &mut s,
+            wire::MAX_SET_FRAME,
+            Some(self.cfg.frame_deadline),
+            self.cfg.frame_deadline,
+        );
         let _ = s.set_read_timeout(None);
         match first {
             Ok(Some(Frame::HelloSet {

@@ -141,7 +141,12 @@ impl Inner {
         }
         self.trace_set("created", &name, pid);
         loop {
-            match read_frame_timed(&mut read, wire::MAX_SET_FRAME, None) {
+            match read_frame_timed(
+                &mut read,
+                wire::MAX_SET_FRAME,
+                None,
+                self.cfg.frame_deadline,
+            ) {
                 Ok(Some(Frame::ToServer { msg })) => {
                     if msg == ToServer::Closed {
                         end.closed.store(true, Ordering::SeqCst);
