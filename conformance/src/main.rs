@@ -279,25 +279,11 @@ fn parse_database(s: &str) -> Result<(String, u64)> {
 
 #[cfg(unix)]
 fn serve(a: ServeArgs) -> Result<u8> {
-    use vdi_host::remote::{self, control::Control, wire};
+    use vdi_host::remote;
     use vdi_sqlserver::serve::{ServeConfig, Server};
     let listen = a.listen.unwrap_or_else(remote::address);
     if a.status || a.stop {
-        let mut c = Control::connect(&listen, "vdisim serve")
-            .with_context(|| format!("no server at {}", listen.display()))?;
-        let req = if a.stop {
-            wire::Request::Shutdown
-        } else {
-            wire::Request::Status
-        };
-        match c.request(req)? {
-            wire::Response::Status { status } => {
-                println!("{}", serde_json::to_string_pretty(&status)?)
-            }
-            wire::Response::Ok => println!("vdisim serve at {} stopped", listen.display()),
-            other => bail!("unexpected answer: {other:?}"),
-        }
-        return Ok(0);
+        return serve_control(&listen, a.stop);
     }
     let mut cfg = ServeConfig::new(listen);
     if !a.databases.is_empty() {
@@ -370,18 +356,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
         .stop_on_signal(&server)
         .context("cannot start the signal thread")?;
     if let Some(pid) = a.exit_with {
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        let listen = server.path().to_path_buf();
-        std::thread::spawn(move || {
-            while proc_dir.exists() {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            // The parent is gone: stop (the accept loop removes the socket
-            // this server made).
-            if let Ok(mut c) = Control::connect(&listen, "vdisim serve --exit-with") {
-                let _ = c.request(wire::Request::Shutdown);
-            }
-        });
+        exit_with(pid, server.path().to_path_buf());
     }
     eprintln!(
         "vdisim serve: listening at {} (clients find it through {}={})",
@@ -402,6 +377,43 @@ fn serve(a: ServeArgs) -> Result<u8> {
         let _ = std::fs::remove_dir(dir);
     }
     Ok(0)
+}
+
+/// `vdisim serve --status` / `--stop`: asks the running server.
+#[cfg(unix)]
+fn serve_control(listen: &std::path::Path, stop: bool) -> Result<u8> {
+    use vdi_host::remote::{control::Control, wire};
+    let mut c = Control::connect(listen, "vdisim serve")
+        .with_context(|| format!("no server at {}", listen.display()))?;
+    let req = if stop {
+        wire::Request::Shutdown
+    } else {
+        wire::Request::Status
+    };
+    match c.request(req)? {
+        wire::Response::Status { status } => {
+            println!("{}", serde_json::to_string_pretty(&status)?)
+        }
+        wire::Response::Ok => println!("vdisim serve at {} stopped", listen.display()),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+    Ok(0)
+}
+
+/// `--exit-with PID`: stops the server at `listen` once process `pid` has
+/// ended (the accept loop removes the socket this server made).
+#[cfg(unix)]
+fn exit_with(pid: u32, listen: PathBuf) {
+    use vdi_host::remote::{control::Control, wire};
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    std::thread::spawn(move || {
+        while proc_dir.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        if let Ok(mut c) = Control::connect(&listen, "vdisim serve --exit-with") {
+            let _ = c.request(wire::Request::Shutdown);
+        }
+    });
 }
 
 #[cfg(not(unix))]

@@ -74,9 +74,6 @@ pub enum HostMsg {
     Statement(Box<Statement>),
     /// Apply a server-side event now; the sender is told when it is applied.
     Fault(Fault, Sender<()>),
-    /// The statement's connection sent an attention (a cancel); the sender
-    /// is told when it is applied.
-    Attention(Sender<()>),
     /// End the host.
     Stop,
 }
@@ -258,14 +255,6 @@ impl ServerHost {
         self.send(HostMsg::Fault(f, ack));
         let _ = done.recv_timeout(Duration::from_secs(10));
         Ok(())
-    }
-
-    /// The statement's connection cancelled it (a TDS attention; clause
-    /// `abort.attention`): applied before returning (at most 10 s).
-    pub fn attention(&self) {
-        let (ack, done) = mpsc::channel();
-        self.send(HostMsg::Attention(ack));
-        let _ = done.recv_timeout(Duration::from_secs(10));
     }
 
     /// Waits up to `timeout` (`None`: forever) for the latest statement's
@@ -661,6 +650,14 @@ impl HostThread {
                 self.out.push(ToClient::Died);
                 self.flush();
             }
+            Fault::Attention => {
+                self.server.attention(now, &mut self.out, &mut self.tr);
+                self.flush();
+            }
+            Fault::Disconnect => {
+                self.server.disconnected(now, &mut self.out, &mut self.tr);
+                self.flush();
+            }
             Fault::ServerStall { ms } => self.stalled_until = now.saturating_add(ms),
             Fault::EarlyCloseDevice { dev } => {
                 self.server
@@ -718,14 +715,6 @@ impl HostThread {
                 Ok(HostMsg::Statement(s)) => self.start(*s),
                 Ok(HostMsg::Fault(f, ack)) => {
                     self.fault(f);
-                    let _ = ack.send(());
-                }
-                Ok(HostMsg::Attention(ack)) => {
-                    if self.alive {
-                        let now = self.now();
-                        self.server.attention(now, &mut self.out, &mut self.tr);
-                        self.flush();
-                    }
                     let _ = ack.send(());
                 }
                 Err(RecvTimeoutError::Timeout) => {

@@ -64,6 +64,14 @@ pub enum Fault {
     /// Before the restore, the client's media for `dev` is cut to `bytes`
     /// (clause `restore.truncated`).
     TruncateMedia { dev: DevIx, bytes: u64 },
+    /// The connection running the statement sends a TDS attention (a query
+    /// timeout, Ctrl-C): the server cancels the statement (clause
+    /// `abort.attention`).
+    Attention,
+    /// The connection running the statement ends without an attention: the
+    /// profile's `disconnect-without-attention` decides (clause
+    /// `abort.disconnect`).
+    Disconnect,
 }
 
 impl Fault {
@@ -76,6 +84,8 @@ impl Fault {
                 | Fault::ServerDeath
                 | Fault::ServerStall { .. }
                 | Fault::EarlyCloseDevice { .. }
+                | Fault::Attention
+                | Fault::Disconnect
         )
     }
 
@@ -91,6 +101,8 @@ impl Fault {
             Fault::CompleteWithError { .. } => "complete-with-error",
             Fault::EarlyCloseDevice { .. } => "early-close-device",
             Fault::TruncateMedia { .. } => "truncate-media",
+            Fault::Attention => "attention",
+            Fault::Disconnect => "disconnect",
         }
     }
 }
@@ -153,6 +165,8 @@ pub const NAMED_PLANS: &[&str] = &[
     "read-fault",
     "truncated-media",
     "early-close",
+    "cancel",
+    "disconnect",
 ];
 
 /// What the named plans need to know about the run.
@@ -208,6 +222,8 @@ impl FaultPlan {
             ),
             "client-death" => one(name, Phase::Any, on(0, 3, None), Fault::ClientDeath),
             "server-death" => one(name, Phase::Any, on(0, 3, None), Fault::ServerDeath),
+            "cancel" => one(name, Phase::Any, on(0, 3, None), Fault::Attention),
+            "disconnect" => one(name, Phase::Any, on(0, 3, None), Fault::Disconnect),
             "server-stall" => one(
                 name,
                 Phase::Any,

@@ -53,6 +53,18 @@ impl World {
                     self.wake_statement_waiters();
                 }
             }
+            Fault::Attention | Fault::Disconnect => {
+                if self.server_alive {
+                    let (now, out, tr) = (self.now, &mut self.out_buf, &mut self.trace);
+                    if f == Fault::Attention {
+                        self.server.attention(now, out, tr);
+                    } else {
+                        self.server.disconnected(now, out, tr);
+                    }
+                    self.flush_server_out();
+                    self.wake_statement_waiters();
+                }
+            }
             Fault::ClientDeath => self.kill_client(),
             Fault::ServerDeath => self.kill_server(),
             Fault::ServerStall { ms } => self.server_stalled_until = self.now.saturating_add(ms),

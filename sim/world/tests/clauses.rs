@@ -1760,6 +1760,44 @@ fn abort_server_death() {
     assert_eq!(ready(c.get_command(hs[0])).code(), Hresult::VD_E_ABORT);
 }
 
+/// `abort.attention`: a cancel on the statement's connection aborts it as
+/// KILL does: every device sees VD_E_ABORT, the statement fails with 3204
+/// and 3013, no backup is recorded.
+#[test]
+fn abort_attention() {
+    let r = run_plan(&spec(Operation::Backup, 2, 8), "cancel", 5);
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::Cancelled));
+    assert_eq!(
+        o.messages.iter().map(|m| m.number).collect::<Vec<_>>(),
+        vec![3204, 3013],
+        "{}",
+        msgs(o)
+    );
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_ABORT); 2]);
+    assert_eq!(r.client.believes_success, Some(false));
+}
+
+/// `abort.disconnect`: the statement's connection ends without a cancel;
+/// by default the statement runs to its end, under `abort` it is
+/// cancelled.
+#[test]
+fn abort_disconnect() {
+    let s = spec(Operation::Backup, 2, 8);
+    let r = run_plan(&s, "disconnect", 5);
+    assert_clean(&r);
+    assert!(outcome(&r, 0).succeeded(), "{:?}", outcome(&r, 0));
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_CLOSE); 2]);
+    let mut cfg = WorldConfig::new(5);
+    cfg.faults = simulate::fault_plan("disconnect", &s, 5).unwrap();
+    cfg.profile.disconnect_without_attention = vdi_spec::profile::Disconnect::Abort;
+    let r = run(&s, cfg);
+    assert_clean(&r);
+    assert_eq!(outcome(&r, 0).reason, Some(FailReason::Cancelled));
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_ABORT); 2]);
+}
+
 /// `abort.only-close`: in Abort GetConfiguration, OpenDevice, GetCommand
 /// and CompleteCommand return VD_E_ABORT, SignalAbort NOERROR, Create
 /// VD_E_PROTOCOL, and Close works.

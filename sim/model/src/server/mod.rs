@@ -101,7 +101,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use vdi_spec::id;
 use vdi_spec::layout::limits;
-use vdi_spec::profile::{ErrorTermination, ShortTransfer};
+use vdi_spec::profile::{Disconnect, ErrorTermination, ShortTransfer};
 use vdi_spec::{ClauseId, CommandCode, Features, Profile, ServerState, VdConfig, Win32};
 
 /// Consecutive zero-byte short transfers tolerated on one device under
@@ -694,6 +694,36 @@ impl ServerHalf {
         );
     }
 
+    /// The connection running the statement ended without an attention
+    /// (clause `abort.disconnect`): under the profile's
+    /// `disconnect-without-attention = abort` the statement is cancelled as
+    /// by [`ServerHalf::attention`]; under `run-to-end` it goes on, its
+    /// result reaching no one.
+    pub fn disconnected(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
+        if !self.running {
+            return;
+        }
+        match self.profile.disconnect_without_attention {
+            Disconnect::Abort => {
+                ev!(
+                    tr,
+                    now,
+                    "Disconnected",
+                    Some(id::ABORT_DISCONNECT),
+                    "the statement's connection ended: cancelled (disconnect-without-attention = abort)"
+                );
+                self.attention(now, out, tr);
+            }
+            Disconnect::RunToEnd => ev!(
+                tr,
+                now,
+                "Disconnected",
+                Some(id::ABORT_DISCONNECT),
+                "the statement's connection ended: it runs to its end (disconnect-without-attention = run-to-end)"
+            ),
+        }
+    }
+
     /// Fault: the server calls CloseDevice on `dev` early, as a metadata-only
     /// RESTORE does. If the device still had work to do, the statement
     /// fails (its next SendCommand would get ERROR_INVALID_HANDLE) and ends
@@ -784,7 +814,8 @@ impl ServerHalf {
 
     /// The server process dies: everything stops, nothing more is sent (the
     /// world delivers `ToClient::Died` itself); a running statement fails
-    /// with ServerDied and no messages (the connection is gone).
+    /// with ServerDied and the transport error its connection gets, Msg
+    /// 10054 ([`Outcome::server_died`]).
     pub fn die(&mut self, now: u64, tr: &mut Trace) {
         self.transition(now, |s| s.process_death(now, tr));
         debug_assert!(self.dead, "a server that died stays dead");
@@ -810,10 +841,11 @@ impl ServerHalf {
         self.failure = None;
         self.running = false;
         self.term = Term::None;
-        self.outcome.status = Status::Failed;
-        self.outcome.reason = Some(FailReason::ServerDied);
-        self.outcome.messages.clear();
-        self.outcome.ended_ms = Some(now);
+        let died = Outcome::server_died(Some(now));
+        self.outcome.status = died.status;
+        self.outcome.reason = died.reason;
+        self.outcome.messages = died.messages;
+        self.outcome.ended_ms = died.ended_ms;
         ev!(
             tr,
             now,

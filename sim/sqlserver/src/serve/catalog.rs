@@ -113,7 +113,18 @@ impl Attention {
         self.cancelled.store(true, Ordering::SeqCst);
         let host = lock(&self.running).clone();
         if let Some(h) = host {
-            h.attention();
+            let _ = h.event(Fault::Attention);
+        }
+    }
+
+    /// The connection ended under the running batch without a cancel:
+    /// the server half applies the profile (clause `abort.disconnect`); no
+    /// later statement of the batch starts.
+    pub(super) fn disconnected(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        let host = lock(&self.running).clone();
+        if let Some(h) = host {
+            let _ = h.event(Fault::Disconnect);
         }
     }
 
@@ -132,7 +143,7 @@ impl Attention {
         let apply = host.clone().filter(|_| self.is_cancelled());
         *lock(&self.running) = host;
         if let Some(h) = apply {
-            h.attention();
+            let _ = h.event(Fault::Attention);
         }
     }
 }

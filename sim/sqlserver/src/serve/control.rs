@@ -73,8 +73,8 @@ impl Inner {
         if let Some(b) = batch.take() {
             // The connection ended under a running batch without a cancel:
             // the profile decides (clause abort.disconnect).
-            if self.cfg.profile.disconnect_without_attention == Disconnect::Abort {
-                attention.cancel();
+            if !b.is_finished() {
+                attention.disconnected();
             }
             let _ = b.join();
         }

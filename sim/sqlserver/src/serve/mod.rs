@@ -8,8 +8,9 @@
 //! `vdisim sqlcmd`) or harness case control (the `serve` backend).
 //!
 //! Each BACKUP or RESTORE runs on its own [`ServerHost`] — the same server host
-//! the in-process harness uses — seeded with the history, bound to the live
-//! set its first VIRTUAL_DEVICE names, so many sets and clients run at once.
+//! the in-process harness uses — given the one backup it reads (a RESTORE)
+//! and the number its backup will take (a BACKUP), bound to the live set its
+//! first VIRTUAL_DEVICE names, so many sets and clients run at once.
 //! A client that dies mid-stream (its connection ends before Close) is an
 //! abort for the statement (clause `abort.client-death`); the set is
 //! forgotten and its buffer memory freed.
@@ -19,7 +20,47 @@
 //! (every byte read back verified by the server half) sets x's content to
 //! the backup's; a failed one leaves x `restoring`, as SQL Server does.
 //! A RESTORE uses the latest backup of its database in history (the model's
-//! rule, `vdi_sim::server`).
+//! rule, `vdi_model::statement::backup_to_restore`). The history is indexed
+//! by number and database and keeps the latest
+//! `vdi_spec::bounds::HISTORY_MAX` backups.
+//!
+//! ## Never a false success
+//!
+//! - **Server death** (`--faults server-death`): the statement's outcome is
+//!   Msg 10054 (in the trace) and its control connection is dropped without
+//!   an answer, as a SQL Server client loses its connection when the server
+//!   dies; `vdisim sqlcmd` reports the communication-link failure and exits
+//!   with status 1. The serve process itself goes on, as a restarted SQL
+//!   Server would, with the history and databases the death left.
+//! - **Cancel**: a `Cancel` frame on the control connection running a batch
+//!   (sqlcmd's `-t` timeout and Ctrl-C send one, as drivers send a TDS
+//!   attention) aborts the running statement (clause `abort.attention`: the
+//!   set aborted, Msg 3204 and 3013, no backup recorded) and answers the
+//!   batch once, marked `cancelled`. A connection that ends under a running
+//!   batch without a cancel is the profile's `disconnect-without-attention`
+//!   (clause `abort.disconnect`; default `run-to-end`).
+//! - **Bounds**: a statement beyond `vdi_spec::bounds` fails before it
+//!   starts: a buffer pool beyond 2 GiB with SQL Server's Msg 701, any other
+//!   bound with Msg 50000 naming it; then Msg 3013.
+//!
+//! ## Trust and exhaustion
+//!
+//! - The socket replaces only a socket nothing listens on; any other file
+//!   is refused and left alone; a missing directory is not made (except
+//!   the per-user default directory, mode 0700). SIGINT and SIGTERM stop the
+//!   server and remove the socket ([`Signals`]).
+//! - Only processes of the server's own user (and root) are served
+//!   (`SO_PEERCRED`). A set name live in one process is refused to another
+//!   (clause `create.name-in-use`: the library's Create returns the profile's
+//!   code, VD_E_BUSY), so a second hello never receives a waiting client's
+//!   configuration, commands or buffer maps; each set's messages travel on
+//!   the one connection that created it.
+//! - A new connection has `frame_deadline` (10 s) to say hello, and any
+//!   frame that has started must arrive within it (a peer that drips bytes
+//!   or stops mid-frame is dropped). Hello and set frames are capped at
+//!   64 KiB, control frames at 16 MiB; a length prefix alone allocates
+//!   nothing. At most `max_connections` (256) connections are served at
+//!   once, one thread each; one more is refused with a frame that says why.
 
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -40,11 +81,10 @@ use vdi_host::remote::wire::{
 };
 use vdi_host::server::{HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
 use vdi_model::content::Content;
-use vdi_model::fault::{FaultPlan, Trigger};
+use vdi_model::fault::{Fault, FaultPlan, Trigger};
 use vdi_model::msg::{DevIx, ToClient, ToServer};
 use vdi_model::outcome::{FailReason, Outcome, SqlMessage, Status};
 use vdi_model::statement::{BackupRecord, Statement, StatementKind};
-use vdi_spec::profile::Disconnect;
 use vdi_spec::{CommandCode, Profile, VdConfig};
 
 mod catalog;
