@@ -78,7 +78,7 @@ fn a_scenario_beyond_a_bound_is_refused_with_its_file() {
     std::fs::write(
         dir.join("big.toml"),
         "id = \"big\"\nsummary = \"s\"\nclauses = [\"close.devices-open\"]\n\
-         [server]\ndata-bytes = 18446744073709551615\n[client]\noperation = \"backup\"\n",
+         [server]\ndata-bytes = 4611686018427387904\n[client]\noperation = \"backup\"\n",
     )
     .unwrap();
     let (code, text) = vdisim(&["--scenarios", dir.to_str().unwrap(), "run"]);

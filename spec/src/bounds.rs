@@ -70,6 +70,9 @@ pub const SCENARIO_SEEDS_MAX: usize = 1000;
 /// (0xFFFFFFFF) timeouts are exempt: they mean "wait forever".
 pub const VIRTUAL_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 
+/// Statements a plan file (`VDISIM_PLAN`) lists: 100,000.
+pub const PLAN_STATEMENTS_MAX: usize = 100_000;
+
 /// Concurrent connections `vdisim serve` accepts by default
 /// (`--max-connections`); a connection beyond it is refused with a message.
 pub const CONNECTIONS_DEFAULT: usize = 256;

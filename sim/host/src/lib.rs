@@ -18,6 +18,8 @@
 //!   connections.
 //! - [`contract`]: the harness contract — one case setup, one observation —
 //!   as JSON between the harness, the library and the server process.
+//! - [`history`]: msdb history as a long-running server keeps it (indexed,
+//!   bounded).
 //! - [`plan`]: the in-process server a plan file describes (`VDISIM_PLAN`).
 //! - [`mode`]: which server this process talks to, decided once.
 //! - [`harness`]: case control over whichever server the mode chose.
@@ -34,6 +36,7 @@ pub mod case;
 pub mod clock;
 pub mod contract;
 pub mod harness;
+pub mod history;
 mod local;
 pub mod mode;
 pub mod plan;

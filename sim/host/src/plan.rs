@@ -10,6 +10,7 @@
 //! PlanFile format: see the stand-in's README.
 
 use crate::buffers::{BufferMap, Pool};
+use crate::history::{History, Seeds};
 use crate::local::{self, LocalTransport};
 use crate::runtime::{Connection, Connector, NewSet, SetRuntime, Transport};
 use crate::server::{HostMsg, HostSetup, ServerHost, StatementListener};
@@ -133,7 +134,21 @@ pub enum PlanError {
 impl PlanFile {
     /// Reads a plan from TOML text.
     pub fn from_toml(text: &str) -> Result<PlanFile, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let plan: PlanFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        vdi_spec::bounds::at_most(
+            "statements",
+            plan.statements.len(),
+            vdi_spec::bounds::PLAN_STATEMENTS_MAX,
+            "list fewer [[statement]]s",
+        )
+        .map_err(|e| e.to_string())?;
+        // Each statement within the bounds now, not when its set comes.
+        for (i, p) in plan.statements.iter().enumerate() {
+            p.spec
+                .resolve("set", 1, 0)
+                .map_err(|e| format!("statement #{}: {e}", i + 1))?;
+        }
+        Ok(plan)
     }
 
     /// Reads a plan file.
@@ -184,7 +199,7 @@ pub struct PlanRun {
 #[derive(Default)]
 struct BoardInner {
     runs: Vec<PlanRun>,
-    history: Vec<BackupRecord>,
+    history: History,
 }
 
 /// Where the in-process server publishes outcomes and backup history.
@@ -214,7 +229,9 @@ impl Board {
         new: &[BackupRecord],
     ) {
         let mut g = self.lock();
-        g.history.extend_from_slice(new);
+        for rec in new {
+            g.history.add(rec.clone(), ());
+        }
         if let Some(r) = g.runs.get_mut(ix) {
             r.outcome = outcome;
             r.devices = devices;
@@ -222,9 +239,10 @@ impl Board {
         self.cond.notify_all();
     }
 
-    /// msdb history so far.
-    pub fn history(&self) -> Vec<BackupRecord> {
-        self.lock().history.clone()
+    /// What `stmt`'s server host starts with (the backup a RESTORE reads,
+    /// the number a BACKUP takes).
+    fn seeds_for(&self, stmt: &Statement) -> Seeds {
+        self.lock().history.seeds_for(stmt)
     }
 
     /// Every statement run so far, in start order.
@@ -400,15 +418,16 @@ impl Connector for PlanConnector {
             },
             devices: Vec::new(),
         });
+        let seeds = self.board.seeds_for(&stmt);
         let host = ServerHost::start_with(
             HostSetup {
                 profile: (*self.profile).clone(),
-                seed_backups: self.board.history(),
+                seed_backups: seeds.restore.into_iter().collect(),
                 time_scale: 1,
                 budget_ms: 0,
                 faults: plan_faults(p),
                 record: false,
-                backups_before: 0,
+                backups_before: seeds.backups_before,
             },
             Some(Arc::new(Publisher {
                 board: self.board.clone(),

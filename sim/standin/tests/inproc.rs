@@ -288,6 +288,12 @@ open-fails = false
     assert_eq!(p.statements[0].abort_after_commands, Some(5));
     assert!(PlanFile::from_toml("[[statement]]\nkind = \"backup-database\"\nbogus = 1\n").is_err());
     assert!(PlanFile::from_toml("[[statement]]\nkind = \"nonsense\"\n").is_err());
+    // Beyond the bounds: refused at load, naming the statement and the bound.
+    let e = PlanFile::from_toml("[[statement]]\ndata-bytes = 4611686018427387904\n").unwrap_err();
+    assert!(
+        e.contains("statement #1") && e.contains("data-bytes"),
+        "{e}"
+    );
     assert_eq!(vdi_host::plan::parse_seed("0x10").unwrap(), 16);
     assert!(vdi_host::plan::parse_seed("ten").is_err());
 }

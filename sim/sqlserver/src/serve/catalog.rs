@@ -11,72 +11,16 @@ pub(super) struct Db {
     pub(super) restored_from: Option<u32>,
 }
 
-/// The databases and msdb's backup history.
+/// The databases and msdb's backup history (each backup with the content
+/// digest and size of the database it copied).
 #[derive(Default)]
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
-    pub(super) history: History,
+    pub(super) history: History<Option<(u64, u64)>>,
 }
 
-/// A backup in the history, with what it copied.
-#[derive(Clone, Debug)]
-pub(super) struct Taken {
-    pub(super) rec: BackupRecord,
-    /// Content digest and size of the database it copied.
-    pub(super) copied: Option<(u64, u64)>,
-}
-
-/// msdb's backup history: indexed by number and by database, and bounded
-/// (`vdi_spec::bounds::HISTORY_MAX`; the oldest backups are forgotten), so
-/// each statement costs O(log n) however long the server has run.
-#[derive(Default)]
-pub(super) struct History {
-    by_number: BTreeMap<u32, Taken>,
-    latest: HashMap<String, u32>,
-    /// Backup numbers handed out (a BACKUP reserves its number when it
-    /// starts, so statements running at once never share one).
-    reserved: u32,
-}
-
-impl History {
-    /// Reserves the next backup number.
-    pub(super) fn reserve(&mut self) -> u32 {
-        self.reserved = self.reserved.saturating_add(1);
-        self.reserved
-    }
-
-    /// The backup a RESTORE of `database` reads: the latest of that
-    /// database (of any, for HEADERONLY / FILELISTONLY / VERIFYONLY, which
-    /// name none) — the server half's own rule
-    /// (`vdi_model::statement::backup_to_restore`).
-    pub(super) fn to_restore(&self, database: &str) -> Option<&Taken> {
-        if database.is_empty() {
-            return self.by_number.values().next_back();
-        }
-        self.by_number.get(self.latest.get(database)?)
-    }
-
-    /// Records a finished backup.
-    pub(super) fn add(&mut self, t: Taken) {
-        let n = t.rec.number;
-        let latest = self.latest.entry(t.rec.database.clone()).or_insert(n);
-        *latest = (*latest).max(n);
-        self.by_number.insert(n, t);
-        while self.by_number.len() > vdi_spec::bounds::HISTORY_MAX {
-            let Some((old, t)) = self.by_number.pop_first() else {
-                break;
-            };
-            if self.latest.get(&t.rec.database) == Some(&old) {
-                self.latest.remove(&t.rec.database);
-            }
-        }
-    }
-
-    /// Backups the history holds.
-    pub(super) fn len(&self) -> usize {
-        self.by_number.len()
-    }
-}
+/// The backup a RESTORE reads, with what it copied.
+pub(super) type Taken = (BackupRecord, Option<(u64, u64)>);
 
 /// How a batch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,7 +165,7 @@ impl Inner {
         };
         let setup = HostSetup {
             profile: self.cfg.profile.clone(),
-            seed_backups: seed.iter().map(|t| t.rec.clone()).collect(),
+            seed_backups: seed.iter().map(|(r, _)| r.clone()).collect(),
             time_scale: 1,
             budget_ms: 0,
             faults: self.server_faults(),
@@ -279,16 +223,12 @@ impl Inner {
         } else {
             c.history.to_restore(&stmt.database).cloned()
         };
-        let restore_bytes = seed.as_ref().map(|t| t.rec.total_bytes());
+        let restore_bytes = seed.as_ref().map(|(r, _)| r.total_bytes());
         if let Err(e) = stmt.check_bounds(restore_bytes) {
             return Err(fail(out_of_bounds(&e)));
         }
-        let before = if stmt.kind.is_backup() {
-            c.history.reserve() - 1
-        } else {
-            seed.as_ref().map_or(0, |t| t.rec.number.saturating_sub(1))
-        };
-        Ok((seed, before))
+        let seeds = c.history.seeds_for(stmt);
+        Ok((seed, seeds.backups_before))
     }
 
     /// Records what a statement did: a backup in the history, a restore's
@@ -304,10 +244,7 @@ impl Inner {
         if outcome.succeeded() {
             for rec in new_backups {
                 let copied = c.databases.get(&rec.database).map(|d| (d.content, d.size));
-                c.history.add(Taken {
-                    rec: rec.clone(),
-                    copied,
-                });
+                c.history.add(rec.clone(), copied);
             }
         }
         if stmt.kind != StatementKind::RestoreDatabase {
@@ -320,8 +257,8 @@ impl Inner {
             state: "restoring",
             restored_from: None,
         });
-        let number = from.rec.number;
-        match (outcome.succeeded(), from.copied) {
+        let number = from.0.number;
+        match (outcome.succeeded(), from.1) {
             (true, Some((content, size))) => {
                 *db = Db {
                     size,

@@ -63,7 +63,7 @@
 //!   once, one thread each; one more is refused with a frame that says why.
 
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -75,6 +75,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use vdi_host::buffers::ServerBuffers;
+use vdi_host::history::History;
 use vdi_host::remote::shm::{Geometry, ServerPool};
 use vdi_host::remote::wire::{
     self, DatabaseInfo, Frame, LineMessage, PROTOCOL, Refusal, Request, Response, ServerStatus,
