@@ -857,15 +857,19 @@ mod transport {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
+        let socket = path.clone();
         let h = std::thread::spawn(move || {
             let t0 = Instant::now();
-            let mut s = loop {
+            let accepted = loop {
                 match listener.accept() {
-                    Ok((s, _)) => break s,
+                    Ok((s, _)) => break Ok(s),
                     Err(_) if t0.elapsed() < BOUND => std::thread::sleep(Duration::from_millis(2)),
-                    Err(e) => panic!("no client connected: {e}"),
+                    Err(e) => break Err(e),
                 }
             };
+            // The socket's file is not needed once the client is in.
+            let _ = std::fs::remove_file(&socket);
+            let mut s = accepted.expect("a client connects");
             s.set_nonblocking(false).unwrap();
             s.set_read_timeout(Some(BOUND)).unwrap();
             match wire::read_frame(&mut s) {
