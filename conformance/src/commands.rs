@@ -21,8 +21,9 @@ fn ok(text: String) -> Output {
 }
 
 /// Loads the catalog (regressions first, then the scenarios), failing on
-/// any malformed file.
+/// a scenario directory that is not there and on any malformed file.
 pub fn load_catalog(dir: &Path) -> Result<Vec<Scenario>, String> {
+    check_dir(dir)?;
     let mut all = Vec::new();
     let reg = dir.parent().map(|p| p.join("regressions"));
     for d in reg.iter().chain(std::iter::once(&dir.to_path_buf())) {
@@ -37,6 +38,39 @@ pub fn load_catalog(dir: &Path) -> Result<Vec<Scenario>, String> {
         all.extend(cases);
     }
     Ok(all)
+}
+
+/// Checks that the scenario directory is a directory, before anything is
+/// read from it (an empty catalog would read as "nothing failed").
+fn check_dir(dir: &Path) -> Result<(), String> {
+    let fix = "point --scenarios (or VDISIM_SCENARIOS) at a directory of scenario .toml files, such as conformance/scenarios";
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "scenario directory {} is not a directory; {fix}",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "scenario directory {} does not exist; {fix}",
+            dir.display()
+        )),
+        Err(e) => Err(format!(
+            "scenario directory {} cannot be read: {e}; {fix}",
+            dir.display()
+        )),
+    }
+}
+
+/// Builds the backend named `name` to check the name, and, for a backend
+/// that loads a VDI library, checks up front that the library loads: a
+/// library that does not is an input error (exit 2), not a violation in
+/// every case.
+fn check_backend(name: &str) -> Result<(), String> {
+    let b = backends::by_name(name).map_err(|e| e.to_string())?;
+    if b.capabilities().contains(&"abi") {
+        backends::abi::check_loadable().map_err(|e| format!("--backend {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Keeps cases whose id contains any of the comma-separated `filter` words.
@@ -109,14 +143,20 @@ pub fn run(
     workers: Option<usize>,
 ) -> Result<(Output, RunReport), String> {
     for b in backend {
-        backends::by_name(b).map_err(|e| e.to_string())?;
+        check_backend(b)?;
     }
     let cases = filter(load_catalog(dir)?, f);
     if cases.is_empty() {
-        return Err(format!(
-            "no case matches the filter {f:?} in {}",
-            dir.display()
-        ));
+        return Err(match f {
+            Some(f) => format!(
+                "no case in {} matches the filter '{f}'; `vdisim list` shows the ids",
+                dir.display()
+            ),
+            None => format!(
+                "no case in {}; point --scenarios at a directory of scenario .toml files",
+                dir.display()
+            ),
+        });
     }
     let plan = RunConfig {
         backends: backend.to_vec(),
@@ -274,6 +314,7 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
 
 /// `vdisim replay <case-or-file> [--seed S] [--backend B]`.
 pub fn replay(dir: &Path, name: &str, seed: Option<u64>, backend: &str) -> Result<Output, String> {
+    check_backend(backend)?;
     let sc = find_case(dir, name)?;
     let seed = seed.unwrap_or(sc.seeds[0]);
     let mut b = backends::by_name(backend).map_err(|e| e.to_string())?;

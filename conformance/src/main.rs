@@ -2,15 +2,26 @@
 //! and exit codes here (anyhow); the libraries use typed errors.
 //!
 //! Exit status: 0 when nothing violated the specification, 1 when something
-//! did, 2 for bad arguments or unreadable input.
+//! did, 2 for bad arguments or unreadable input. `vdisim sqlcmd` exits as
+//! sqlcmd does (its module docs).
+//!
+//! Standard output that goes away (`vdisim serve --status | head -c1`, a
+//! pager quit early) ends the process quietly with status 141, what a
+//! shell reports for a process ended by SIGPIPE, as a C tool's would: no
+//! message, no backtrace, and a pipeline under `set -o pipefail` still
+//! learns that the output was cut short. Any other failure to write
+//! standard output is reported on standard error, status 2. Writes to
+//! standard error that fail are ignored.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use std::fmt::Display;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vdi_conformance::commands;
 use vdi_conformance::scenario;
-use vdi_conformance::simulate::{SimulateArgs, run_simulate};
+use vdi_conformance::simulate::{SimulateArgs, faults_help, run_simulate};
 
 #[derive(Parser)]
 #[command(
@@ -147,32 +158,60 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("vdisim: error: {e:#}");
+            err_line(format_args!("vdisim: error: {e:#}"));
             ExitCode::from(2)
         }
     }
 }
 
+/// The status of a process whose standard output went away (128 + SIGPIPE).
+const CLOSED_PIPE: i32 = 141;
+
+/// Writes `text` to standard output (see the module docs for a closed pipe).
+fn out(text: impl Display) {
+    let mut o = std::io::stdout().lock();
+    let written = write!(o, "{text}").and_then(|()| o.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(CLOSED_PIPE),
+        Err(e) => {
+            err_line(format_args!(
+                "vdisim: error: cannot write to standard output: {e}"
+            ));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Writes one line to standard error, ignoring failure.
+fn err_line(text: impl Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
+
 fn emit(o: commands::Output) -> u8 {
-    print!("{}", o.text);
+    out(&o.text);
     o.status
 }
 
 fn run(cli: Cli) -> Result<u8> {
     let dir = cli.scenarios.unwrap_or_else(scenario::default_dir);
     match cli.cmd {
+        Cmd::Simulate(a) if a.faults == "help" => {
+            out(faults_help());
+            Ok(0)
+        }
         Cmd::Simulate(a) => {
-            let out = run_simulate(&a)?;
-            print!("{}", out.text);
+            let sim = run_simulate(&a)?;
+            out(&sim.text);
             if let Some(path) = &a.trace {
                 if path.as_os_str().is_empty() {
                     bail!("--trace needs a file name");
                 }
-                std::fs::write(path, &out.trace_jsonl)
+                std::fs::write(path, &sim.trace_jsonl)
                     .with_context(|| format!("cannot write the trace to {}", path.display()))?;
             }
-            println!("trace-hash {}", out.trace_hash);
-            Ok(if out.violations > 0 { 1 } else { 0 })
+            out(format_args!("trace-hash {}\n", sim.trace_hash));
+            Ok(if sim.violations > 0 { 1 } else { 0 })
         }
         Cmd::List {
             filter,
@@ -210,31 +249,47 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// Runs the sqlcmd look-alike; its exit code is sqlcmd's.
+/// Runs the sqlcmd look-alike; its exit code is sqlcmd's. Here, and only
+/// here, Ctrl-C during a batch is caught (for the batch's length) to
+/// cancel it on the server.
 #[cfg(unix)]
 fn sqlcmd(args: &[String]) -> u8 {
-    use vdi_sqlserver::sqlcmd;
+    use vdi_sqlserver::sqlcmd::{self, ServeExecutor, interrupt};
     let a = match sqlcmd::parse_args(args) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("{e}");
+            err_line(&e);
             return u8::try_from(e.exit_code()).unwrap_or(1);
         }
     };
-    let mut exec = vdi_sqlserver::sqlcmd::ServeExecutor::new(a.server.as_deref());
+    // sqlcmd opens its output file before it connects.
+    let file = match &a.output_file {
+        Some(p) if !a.help => match std::fs::File::create(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                err_line(format_args!(
+                    "Sqlcmd: '{}': cannot open the output file for writing: {e}.",
+                    p.display()
+                ));
+                return 1;
+            }
+        },
+        _ => None,
+    };
+    let mut exec = ServeExecutor::new(a.server.as_deref());
+    exec.watch_interrupt(interrupt::flag());
+    // Messages name the server as it names itself (`--server-name`).
+    let server_name = if a.help {
+        "VDISIM".to_string()
+    } else {
+        exec.server_name().unwrap_or_else(|| "VDISIM".into())
+    };
+    let mut exec = interrupt::CtrlCDuringBatch::new(exec);
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();
-    // Messages name the server as it names itself (`--server-name`).
-    let server_name = exec.server_name().unwrap_or_else(|| "VDISIM".into());
-    let code = match &a.output_file {
-        Some(p) => match std::fs::File::create(p) {
-            Ok(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),
-            Err(e) => {
-                eprintln!("Sqlcmd: '{}': {e}.", p.display());
-                1
-            }
-        },
+    let code = match file {
+        Some(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),
         None => {
             let mut out = std::io::stdout();
             sqlcmd::run(&a, &mut exec, &mut input, &mut out, &mut err, &server_name)
@@ -245,7 +300,7 @@ fn sqlcmd(args: &[String]) -> u8 {
 
 #[cfg(not(unix))]
 fn sqlcmd(_args: &[String]) -> u8 {
-    eprintln!("vdisim sqlcmd talks to vdisim serve, which runs on Linux");
+    err_line("vdisim sqlcmd talks to vdisim serve, which runs on Linux");
     1
 }
 
@@ -281,6 +336,10 @@ fn parse_database(s: &str) -> Result<(String, u64)> {
 fn serve(a: ServeArgs) -> Result<u8> {
     use vdi_host::remote;
     use vdi_sqlserver::serve::{ServeConfig, Server};
+    if a.faults.as_deref() == Some("help") {
+        out(faults_help());
+        return Ok(0);
+    }
     let listen = a.listen.unwrap_or_else(remote::address);
     if a.status || a.stop {
         return serve_control(&listen, a.stop);
@@ -296,47 +355,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
     cfg.seed = a.seed;
     cfg.trace = a.trace;
     if let Some(name) = &a.faults {
-        let cx = vdi_model::fault::PlanContext {
-            devices: 1,
-            longest_timeout_ms: 60_000,
-            server_timeout_ms: 60_000,
-            family_bytes: 0,
-        };
-        let plan =
-            vdi_sim::plans::fault_plan(name, &cx, a.seed).map_err(|e| anyhow!("--faults: {e}"))?;
-        let (server, client): (Vec<_>, Vec<_>) =
-            plan.faults.iter().partition(|pf| pf.fault.is_server_side());
-        if server.is_empty() {
-            bail!(
-                "--faults {name}: this plan's faults are all the client's to apply ({}); a server process applies only server-abort, server-death, server-stall and early-close",
-                client
-                    .iter()
-                    .map(|pf| pf.fault.kind())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        eprintln!(
-            "vdisim serve: fault plan {name}: applying {}{}",
-            server
-                .iter()
-                .map(|pf| pf.fault.kind())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if client.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; not applying the client's own faults ({})",
-                    client
-                        .iter()
-                        .map(|pf| pf.fault.kind())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        );
-        cfg.faults = plan;
+        cfg.faults = serve_fault_plan(name, a.seed)?;
     }
     cfg.server_name = a.server_name;
     cfg.max_connections = a.max_connections;
@@ -358,12 +377,12 @@ fn serve(a: ServeArgs) -> Result<u8> {
     if let Some(pid) = a.exit_with {
         exit_with(pid, server.path().to_path_buf());
     }
-    eprintln!(
+    err_line(format_args!(
         "vdisim serve: listening at {} (clients find it through {}={})",
         server.path().display(),
         remote::ENV_SERVER,
         server.path().display()
-    );
+    ));
     let listen = server.path().to_path_buf();
     server.wait();
     // The serve backend's private directory (named for its pid, see
@@ -392,9 +411,12 @@ fn serve_control(listen: &std::path::Path, stop: bool) -> Result<u8> {
     };
     match c.request(req)? {
         wire::Response::Status { status } => {
-            println!("{}", serde_json::to_string_pretty(&status)?)
+            out(format_args!("{}\n", serde_json::to_string_pretty(&status)?))
         }
-        wire::Response::Ok => println!("vdisim serve at {} stopped", listen.display()),
+        wire::Response::Ok => out(format_args!(
+            "vdisim serve at {} stopped\n",
+            listen.display()
+        )),
         other => bail!("unexpected answer: {other:?}"),
     }
     Ok(0)
@@ -414,6 +436,47 @@ fn exit_with(pid: u32, listen: PathBuf) {
             let _ = c.request(wire::Request::Shutdown);
         }
     });
+}
+
+/// `vdisim serve --faults NAME`: the plan, after saying on standard error
+/// which of its faults the server applies. A plan with no faults (`none`)
+/// says nothing; one whose faults are all the client's is refused.
+#[cfg(unix)]
+fn serve_fault_plan(name: &str, seed: u64) -> Result<vdi_model::fault::FaultPlan> {
+    let cx = vdi_model::fault::PlanContext {
+        devices: 1,
+        longest_timeout_ms: 60_000,
+        server_timeout_ms: 60_000,
+        family_bytes: 0,
+    };
+    let plan = vdi_sim::plans::fault_plan(name, &cx, seed)
+        .map_err(|e| anyhow!("--faults: {e}; `--faults help` describes each plan"))?;
+    let kinds = |side: bool| {
+        plan.faults
+            .iter()
+            .filter(|pf| pf.fault.is_server_side() == side)
+            .map(|pf| pf.fault.kind())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (server, client) = (kinds(true), kinds(false));
+    if plan.faults.is_empty() {
+        return Ok(plan);
+    }
+    if server.is_empty() {
+        bail!(
+            "--faults {name}: this plan's faults are all the client's to apply ({client}); a server process applies only server-abort, server-death, server-stall, early-close, cancel and disconnect (`--faults help` lists each plan's side)"
+        );
+    }
+    let not_applied = if client.is_empty() {
+        String::new()
+    } else {
+        format!("; not applying the client's own faults ({client})")
+    };
+    err_line(format_args!(
+        "vdisim serve: fault plan {name}: applying {server}{not_applied}"
+    ));
+    Ok(plan)
 }
 
 #[cfg(not(unix))]

@@ -257,3 +257,185 @@ pub fn render(spec: &ClientSpec, cfg: &WorldConfig, r: &RunResult) -> String {
     );
     s
 }
+
+/// What a correct client observes under each named fault plan
+/// ([`vdi_model::fault::NAMED_PLANS`]), as the model plays it: the text
+/// `--faults help` prints for `simulate` and `serve`. Which side applies a
+/// plan's faults, and when they fire, are read from the plans themselves.
+pub const PLAN_EFFECTS: &[(&str, &str)] = &[
+    (
+        "client-abort",
+        "every device's next call returns VD_E_ABORT; the BACKUP fails with Msg 18210 (operating system error 995) per device and Msg 3013",
+    ),
+    (
+        "server-abort",
+        "as after KILL: every device's next call returns VD_E_ABORT; the statement fails with Msg 3204 and Msg 3013",
+    ),
+    (
+        "client-death",
+        "the server aborts the set (abort.client-death); the statement fails with Msg 18210 (operating system error 995) and Msg 3013",
+    ),
+    (
+        "server-death",
+        "every device call returns VD_E_ABORT (abort.server-death); the statement fails with the transport error Msg 10054 and its connection is dropped: vdisim sqlcmd reports the connection lost (Communication link failure) and exits 1",
+    ),
+    (
+        "server-stall",
+        "GetCommand returns VD_E_TIMEOUT while the server stalls (three times the longest timeout); a client that retries finishes and the statement succeeds",
+    ),
+    (
+        "slow-client",
+        "the device stalls three times serverTimeOut, so the server's watchdog fires: devices get VD_E_ABORT and the statement fails with Msg 18210 (995) and Msg 3013",
+    ),
+    (
+        "disk-full",
+        "the device enters IO-ERROR (the server sends VDC_ClearError), then the set is aborted (VD_E_ABORT); the BACKUP fails with Msg 3202 (112, not enough space) and Msg 3013",
+    ),
+    (
+        "end-of-media",
+        "as disk-full with error 1100: no media change is modelled, the BACKUP fails with Msg 3202 (1100) and Msg 3013",
+    ),
+    (
+        "write-fault",
+        "the set is aborted (VD_E_ABORT on every device); the BACKUP fails with Msg 3202 (29, cannot write) and Msg 3013",
+    ),
+    (
+        "read-fault",
+        "the set is aborted (VD_E_ABORT on every device); the RESTORE fails with Msg 3203 (30, cannot read) and Msg 3013",
+    ),
+    (
+        "truncated-media",
+        "the client answers the read past its media's end with ERROR_HANDLE_EOF; the RESTORE fails with Msg 3203 (38) and Msg 3013, devices get VD_E_ABORT",
+    ),
+    (
+        "early-close",
+        "GetCommand on the closed device returns VD_E_CLOSE and the client stops serving it; the RESTORE fails with Msg 3203 (6) and Msg 3013",
+    ),
+    (
+        "cancel",
+        "the statement's connection sends an attention (sqlcmd -t, Ctrl-C): as after KILL every device's next call returns VD_E_ABORT; the statement fails with Msg 3204 and Msg 3013 and no backup is recorded",
+    ),
+    (
+        "disconnect",
+        "the statement's connection ends without a cancel: by default (disconnect-without-attention = run-to-end) the statement runs to its end and devices end with VD_E_CLOSE; under `abort` it is cancelled as by `cancel`",
+    ),
+];
+
+/// `--faults help`: every named plan, the side that applies its faults
+/// (`server`, `client`, or `both`), what fires when, and what a correct
+/// client observes.
+pub fn faults_help() -> String {
+    use std::fmt::Write;
+    use vdi_model::fault::{FaultPlan, NAMED_PLANS, PlanContext};
+    let cx = PlanContext {
+        devices: 2,
+        longest_timeout_ms: 10_000,
+        server_timeout_ms: 60_000,
+        family_bytes: 4 << 20,
+    };
+    let mut s = String::from(
+        "Fault plans for --faults (`none`: no faults; `random`: a subset drawn from the seed).\n\
+         side: who applies the faults. `vdisim simulate` applies both sides; `vdisim serve`\n\
+         applies the server's and refuses a plan whose faults are all the client's.\n\n",
+    );
+    for name in NAMED_PLANS {
+        let plan = match FaultPlan::named(name, &cx) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writeln!(s, "{name:<16} ?       {e}");
+                continue;
+            }
+        };
+        let server = plan
+            .faults
+            .iter()
+            .filter(|f| f.fault.is_server_side())
+            .count();
+        let side = match (server, plan.faults.len() - server) {
+            (0, _) => "client",
+            (_, 0) => "server",
+            _ => "both",
+        };
+        let when: Vec<String> = plan
+            .faults
+            .iter()
+            .map(|f| describe_fault(f, cx.devices))
+            .collect();
+        let effect = PLAN_EFFECTS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("(not described)", |(_, e)| *e);
+        let _ = writeln!(s, "{name:<16} {side:<7} {}", when.join("; "));
+        let _ = writeln!(s, "{:<24} {effect}\n", "");
+    }
+    s
+}
+
+/// One planned fault as a person reads it: what, when, in which statement.
+fn describe_fault(f: &vdi_model::fault::PlannedFault, devices: u16) -> String {
+    use vdi_model::fault::{Fault, Phase, Trigger};
+    let when = match (&f.fault, &f.trigger) {
+        (Fault::TruncateMedia { .. }, _) => "when the restore starts".to_string(),
+        (_, Trigger::OnCommand { dev, nth, code }) => {
+            let device = if devices > 1 && *dev == devices - 1 && *dev != 0 {
+                "the last device".to_string()
+            } else {
+                format!("device {dev}")
+            };
+            let what = code.map_or("command".to_string(), |c| c.name().to_string());
+            format!("when {device} fetches its {} {what}", ordinal(*nth))
+        }
+        (_, Trigger::AtMs { ms }) => format!("at {ms} ms"),
+        (_, Trigger::AtStep { step }) => format!("at scheduler step {step}"),
+        (_, Trigger::AfterCompletions { nth }) => {
+            format!("once the server has taken {nth} completions")
+        }
+    };
+    let phase = match f.phase {
+        Phase::Any => "any statement",
+        Phase::Backup => "backup",
+        Phase::Restore => "restore",
+    };
+    format!("{} {when} ({phase})", f.fault.kind())
+}
+
+fn ordinal(n: u64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_plan_is_described_once() {
+        let named = vdi_model::fault::NAMED_PLANS;
+        for n in named {
+            assert_eq!(
+                PLAN_EFFECTS.iter().filter(|(p, _)| p == n).count(),
+                1,
+                "{n}"
+            );
+        }
+        assert_eq!(PLAN_EFFECTS.len(), named.len());
+        assert!(!faults_help().contains("not described"));
+    }
+
+    #[test]
+    fn ordinals() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101].map(ordinal).to_vec();
+        assert_eq!(
+            got,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st"
+            ]
+        );
+    }
+}

@@ -500,3 +500,82 @@ fn sizes_beyond_the_bounds_are_refused() {
     );
     assert!(!d.path("other.sock").exists());
 }
+
+/// `vdisim sqlcmd -t 1` against a BACKUP that cannot finish (its set never
+/// takes a command): the timeout sends a cancel, the server aborts the
+/// statement (the set gets the abort, no backup is recorded), and sqlcmd
+/// says the query timed out and exits 1.
+#[test]
+fn sqlcmd_query_timeout_cancels_the_backup_on_the_server() {
+    let d = Scratch::new("sqlcmd-t");
+    let s = Server::start(config(d.path("s.sock"))).unwrap();
+    let (mut set, welcome) = raw_set(s.path(), "idle");
+    assert!(matches!(welcome, Some(Frame::Welcome { .. })));
+    let out = Command::new(env!("CARGO_BIN_EXE_vdisim"))
+        .args(["sqlcmd", "-S"])
+        .arg(s.path())
+        .args([
+            "-b",
+            "-t",
+            "1",
+            "-Q",
+            "BACKUP DATABASE sales TO VIRTUAL_DEVICE='idle'",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Query timeout expired"), "{err}");
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Abort
+            }
+        )
+    });
+    assert_eq!(s.status().backups, 0);
+}
+
+/// A server death under `vdisim sqlcmd -Q "BACKUP ..."` (no `-b`): sqlcmd
+/// reports the lost connection and exits 1 — a program that trusts the
+/// exit status never records the lost backup as good.
+#[test]
+fn sqlcmd_reports_a_server_death_and_exits_1() {
+    let d = Scratch::new("sqlcmd-death");
+    let mut cfg = config(d.path("s.sock"));
+    let cx = vdi_model::fault::PlanContext {
+        devices: 1,
+        longest_timeout_ms: 60_000,
+        server_timeout_ms: 60_000,
+        family_bytes: 0,
+    };
+    cfg.faults = vdi_sim::plans::fault_plan("server-death", &cx, 0).unwrap();
+    let s = Server::start(cfg).unwrap();
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "sd", 1), Hresult::NOERROR);
+    let sqlcmd = Command::new(env!("CARGO_BIN_EXE_vdisim"))
+        .args(["sqlcmd", "-S"])
+        .arg(s.path())
+        .args(["-Q", "BACKUP DATABASE sales TO VIRTUAL_DEVICE='sd'"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let devs = open_all(&set, "sd", 1).unwrap();
+    let media = vec![Arc::new(Mutex::new(Vec::new()))];
+    let (ends, _) = run_devices(&devs, &media, Sink::Discard);
+    assert_eq!(ends, vec![Hresult::VD_E_ABORT]);
+    set.close();
+    let out = sqlcmd.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Communication link failure"), "{err}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("successfully"),
+        "no success line"
+    );
+    assert_eq!(s.status().backups, 0);
+}

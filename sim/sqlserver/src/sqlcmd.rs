@@ -14,15 +14,33 @@
 //! standard input), `-i file[,file...]` (may repeat), `-o file` (recorded in
 //! [`SqlcmdArgs::output_file`]; the caller opens it and passes it as `out`),
 //! `-b` (exit 1 on the first error), `-r[0|1]` (error messages, or all
-//! messages, to standard error), `-c terminator` (instead of `GO`), `-?`.
+//! messages, to standard error), `-c terminator` (instead of `GO`),
+//! `-t seconds` (query timeout: 0, the default, waits forever; 1 to 65534
+//! as with sqlcmd, anything else is a usage error), `-?` or `--help`.
 //! A value may follow its option as the next argument (`-S host`) or be
 //! attached (`-Shost`).
 //!
-//! Accepted and ignored ([`IGNORED_OPTIONS`]): `-C`, `-l n`, `-t n`, `-h n`,
+//! Accepted and ignored ([`IGNORED_OPTIONS`]): `-C`, `-l n`, `-h n`,
 //! `-W`, `-s x`, `-w n`, `-x`, `-X[1]`, `-N[s|m|o]`, `-m n`, `-V n`, `-I`,
 //! `-e`, `-H name`, `-a n`, `-u`, `-k[1|2]`. Numeric values are checked.
 //!
 //! Anything else is sqlcmd's "Unknown Option" error, exit code 1.
+//!
+//! ## Input
+//!
+//! `-i` files are read as sqlcmd reads them: UTF-8 with or without a byte
+//! order mark, or UTF-16 (little- or big-endian) with one ([`input`]).
+//! Anything else — bytes that are not UTF-8 without a mark, NUL bytes
+//! (UTF-16 saved without a mark), a broken UTF-16 file — is refused
+//! before anything runs, with the file, the offset and how to save it; a
+//! file that does not exist is sqlcmd's "Invalid filename.". Standard
+//! input must be UTF-8 (a leading byte order mark is dropped); other bytes
+//! end the run with a message and exit code 1.
+//!
+//! A batch (or `-i` file) larger than
+//! [`vdi_spec::bounds::BATCH_BYTES_MAX`] is not sent: a message gives its
+//! size and the limit, and the run ends with exit code 1 (a simulator
+//! limit, not sqlcmd's: failing loudly beats a partial script).
 //!
 //! ## Output
 //!
@@ -39,18 +57,55 @@
 //! In interactive mode the prompts (`1> `, `2> `, ...) go to `out`, as sqlcmd
 //! prints them even when standard input is not a terminal.
 //!
+//! ## A lost connection, a timeout, Ctrl-C
+//!
+//! - **The connection ends** (end of stream or reset — the server process
+//!   died, or dropped the connection) while a batch's answer is awaited:
+//!   `err` gets what sqlcmd prints when its connection is lost,
+//!
+//!   ```text
+//!   Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : TCP Provider: An existing connection was forcibly closed by the remote host.
+//!   Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : Communication link failure.
+//!   ```
+//!
+//!   and the run ends with exit code 1, with or without `-b`: a program
+//!   that trusts the exit code never sees 0 for a backup that did not
+//!   happen. (The hint to start `vdisim serve` is only for a server that
+//!   cannot be reached at all.)
+//! - **`-t` expires**: the executor cancels the batch (the server ends it,
+//!   a BACKUP or RESTORE with Msg 3204 and 3013) and `err` gets
+//!   `Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : Query
+//!   timeout expired.` The timeout is an error like a server error: with
+//!   `-b` the run ends with exit code 1; without it sqlcmd goes on with
+//!   the next batch (and ends with 0, as after any error without `-b`).
+//!   The cancelled batch's own messages are not printed: sqlcmd discards
+//!   a batch's results once it has cancelled it.
+//! - **Ctrl-C** while a batch runs (when the front end installs
+//!   [`interrupt::CtrlCDuringBatch`]): the batch is cancelled the same
+//!   way, `err` gets `Sqlcmd: Warning: The last operation was terminated
+//!   because the user pressed CTRL+C.` and the run ends with exit code 1
+//!   (inferred: sqlcmd's documentation gives no code for Ctrl-C; 1 is its
+//!   failure code, what backup programs test). Ctrl-C outside a batch ends
+//!   the process as the signal's default does.
+//!
+//! If no answer comes within 10 s of a cancel, the connection counts as
+//! lost (above).
+//!
 //! ## Exit codes
 //!
-//! 0 when the run ends, even after server errors, unless `-b` is given:
-//! then the first error of severity above 10 ends the run with 1. No
-//! connection, a lost connection, a bad option or a missing `-i` file: 1.
+//! 0 when the run ends, even after server errors and timeouts, unless `-b`
+//! is given: then the first error of severity above 10 (or timeout) ends
+//! the run with 1. No connection, a lost connection, Ctrl-C, a bad option,
+//! an unreadable `-i` file or standard input, a batch too large: 1.
 //! `-?`: 0.
 
 use crate::tsql;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 use thiserror::Error;
 use vdi_model::outcome::SqlMessage;
+use vdi_spec::bounds::BATCH_BYTES_MAX;
 
 /// What `-Q` or `-q` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,7 +151,10 @@ pub struct SqlcmdArgs {
     pub redirect: Option<Redirect>,
     /// `-c`: the batch terminator, `GO` by default.
     pub batch_terminator: String,
-    /// `-?`: print usage and exit 0.
+    /// `-t`: seconds a batch may run before it is cancelled (`-t 0`, or
+    /// no `-t`: no limit).
+    pub query_timeout: Option<u32>,
+    /// `-?` or `--help`: print usage and exit 0.
     pub help: bool,
     /// Ignored options as given (`-C`, `-l 30`, ...), for diagnostics.
     pub ignored: Vec<String>,
@@ -116,6 +174,7 @@ impl Default for SqlcmdArgs {
             output_file: None,
             redirect: None,
             batch_terminator: "GO".to_string(),
+            query_timeout: None,
             help: false,
             ignored: Vec::new(),
         }
@@ -139,10 +198,27 @@ pub enum UsageError {
         /// The value given.
         value: String,
     },
+    /// A number outside the option's range (`-t 70000`).
+    #[error(
+        "Sqlcmd: '{option} {value}': value must be greater than or equal to {min} and less than or equal to {max}."
+    )]
+    OutOfRange {
+        /// The option, with its dash.
+        option: String,
+        /// The value given.
+        value: String,
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
     /// Two options that cannot go together.
     #[error("Sqlcmd: The {0} and the {1} options are mutually exclusive.")]
     Exclusive(&'static str, &'static str),
 }
+
+/// The largest `-t` sqlcmd accepts, in seconds.
+pub const QUERY_TIMEOUT_MAX: u32 = 65534;
 
 impl UsageError {
     /// sqlcmd's exit code for a bad command line.
@@ -155,7 +231,6 @@ impl UsageError {
 pub const IGNORED_OPTIONS: &[(char, ValueForm)] = &[
     ('C', ValueForm::None),
     ('l', ValueForm::Number),
-    ('t', ValueForm::Number),
     ('h', ValueForm::Number),
     ('W', ValueForm::None),
     ('s', ValueForm::Text),
@@ -194,7 +269,7 @@ pub fn parse_args(args: &[String]) -> Result<SqlcmdArgs, UsageError> {
     while i < args.len() {
         let arg = &args[i];
         i += 1;
-        if arg == "-?" || arg == "/?" {
+        if arg == "-?" || arg == "/?" || arg == "--help" {
             a.help = true;
             return Ok(a);
         }
@@ -206,6 +281,7 @@ pub fn parse_args(args: &[String]) -> Result<SqlcmdArgs, UsageError> {
         let name = format!("-{opt}");
         let form = match opt {
             'S' | 'U' | 'P' | 'd' | 'Q' | 'q' | 'i' | 'o' | 'c' => ValueForm::Text,
+            't' => ValueForm::Number,
             'E' | 'b' => ValueForm::None,
             'r' => ValueForm::Attached,
             _ => match IGNORED_OPTIONS.iter().find(|(c, _)| *c == opt) {
@@ -257,6 +333,19 @@ pub fn parse_args(args: &[String]) -> Result<SqlcmdArgs, UsageError> {
                     .map(PathBuf::from),
             ),
             'o' => a.output_file = Some(PathBuf::from(value)),
+            't' => {
+                let secs = value.parse::<i64>().map_err(|_| invalid())?;
+                let max = i64::from(QUERY_TIMEOUT_MAX);
+                if !(0..=max).contains(&secs) {
+                    return Err(UsageError::OutOfRange {
+                        option: name,
+                        value,
+                        min: 0,
+                        max,
+                    });
+                }
+                a.query_timeout = u32::try_from(secs).ok().filter(|s| *s > 0);
+            }
             'c' if value.trim().is_empty() => return Err(invalid()),
             'c' => a.batch_terminator = value,
             'r' => {
@@ -300,8 +389,9 @@ Microsoft (R) SQL Server Command Line Tool, as played by vdisim
 usage: sqlcmd [-S server] [-U login id] [-P password] [-E trusted connection]
   [-d use database name] [-Q \"cmdline query\" and exit] [-q \"cmdline query\"]
   [-i inputfile[,inputfile...]] [-o outputfile] [-b On error batch abort]
-  [-r[0|1] msgs to stderr] [-c cmdend] [-? show syntax summary]
-Accepted and ignored: -C -l -t -h -W -s -w -x -X -N -m -V -I -e -H -a -u -k
+  [-r[0|1] msgs to stderr] [-c cmdend] [-t query timeout]
+  [-? show syntax summary]
+Accepted and ignored: -C -l -h -W -s -w -x -X -N -m -V -I -e -H -a -u -k
 Only BACKUP and RESTORE to or from VIRTUAL_DEVICE, and USE, are served.
 ";
 
@@ -332,9 +422,19 @@ pub enum ExecError {
         /// What went wrong (connection refused, ...).
         reason: String,
     },
-    /// The connection broke during the batch.
+    /// The connection ended (end of stream, reset) or stopped answering
+    /// while a batch's answer was awaited.
     #[error("the connection to the server was lost: {0}")]
     Lost(String),
+    /// The batch ran past its `-t` timeout and was cancelled.
+    #[error("Query timeout expired")]
+    Timeout,
+    /// The batch was cancelled by Ctrl-C.
+    #[error("The last operation was terminated because the user pressed CTRL+C")]
+    Cancelled,
+    /// The server answered the batch with a refusal (the text says why).
+    #[error("the server refused the batch: {0}")]
+    Refused(String),
 }
 
 /// Sends batches to the server; the transport belongs to the implementor.
@@ -351,11 +451,19 @@ pub trait Executor {
     /// keeps its current database (USE) across batches itself.
     /// `first_line` is the 1-based line of the batch within its script (1
     /// for `-Q`/`-q` text); SQL Server's line numbers stay batch-relative.
+    ///
+    /// `timeout` is `-t`: when it passes, the executor cancels the batch
+    /// (the server ends it), waits for the batch's end and answers
+    /// [`ExecError::Timeout`]. An executor that can be interrupted (Ctrl-C)
+    /// answers [`ExecError::Cancelled`] the same way. A connection that
+    /// ends while the answer is awaited, or gives no answer within a
+    /// bounded time of a cancel, is [`ExecError::Lost`].
     fn execute(
         &mut self,
         batch: &str,
         database: Option<&str>,
         first_line: u32,
+        timeout: Option<Duration>,
     ) -> Result<BatchResult, ExecError>;
 }
 
@@ -377,6 +485,9 @@ enum Flow {
     Continue,
     Exit(i32),
 }
+
+/// What sqlcmd prints before its own errors.
+const ODBC: &str = "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : ";
 
 struct Session<'a> {
     args: &'a SqlcmdArgs,
@@ -404,26 +515,67 @@ impl Session<'_> {
         writeln!(w, "{}", m.msg.text)
     }
 
-    fn exec_error(&mut self, e: &ExecError) {
+    /// Reports `e` as sqlcmd does; says whether the run goes on.
+    fn exec_error(&mut self, e: &ExecError) -> Flow {
+        let lines: &[&str] = match e {
+            ExecError::Connect { .. } => {
+                let _ = writeln!(self.err, "{ODBC}{e}.");
+                &[
+                    "vdisim plays the server: start `vdisim serve`, or set VDISIM_SERVER to the address of a running one.",
+                ]
+            }
+            ExecError::Lost(_) => &[
+                "TCP Provider: An existing connection was forcibly closed by the remote host.",
+                "Communication link failure.",
+            ],
+            ExecError::Timeout => &["Query timeout expired."],
+            ExecError::Cancelled => {
+                let _ = writeln!(
+                    self.err,
+                    "Sqlcmd: Warning: The last operation was terminated because the user pressed CTRL+C."
+                );
+                &[]
+            }
+            ExecError::Refused(_) => {
+                let _ = writeln!(self.err, "{ODBC}{e}.");
+                &[]
+            }
+        };
+        for l in lines {
+            let _ = writeln!(self.err, "{ODBC}{l}");
+        }
+        match e {
+            ExecError::Timeout if !self.args.abort_on_error => Flow::Continue,
+            _ => Flow::Exit(1),
+        }
+    }
+
+    /// Refuses a batch over [`BATCH_BYTES_MAX`].
+    fn too_large(&mut self, first_line: u32, bytes: usize) -> Flow {
         let _ = writeln!(
             self.err,
-            "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : {e}."
+            "Sqlcmd: Error: the batch starting at line {first_line} is {bytes} bytes; vdisim serve takes batches of at most {BATCH_BYTES_MAX} bytes (vdi_spec::bounds::BATCH_BYTES_MAX): split it with {}.",
+            self.args.batch_terminator
         );
-        let _ = writeln!(
-            self.err,
-            "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : vdisim plays the server: start `vdisim serve`, or set VDISIM_SERVER to the address of a running one."
-        );
+        Flow::Exit(1)
     }
 
     fn batch(&mut self, text: &str, first_line: u32, repeat: u32) -> Flow {
+        if text.len() > BATCH_BYTES_MAX {
+            return self.too_large(first_line, text.len());
+        }
+        let timeout = self
+            .args
+            .query_timeout
+            .map(|s| Duration::from_secs(u64::from(s)));
         for _ in 0..repeat.max(1) {
             let db = self.args.database.as_deref();
-            let result = match self.exec.execute(text, db, first_line) {
+            let result = match self.exec.execute(text, db, first_line, timeout) {
                 Ok(r) => r,
-                Err(e) => {
-                    self.exec_error(&e);
-                    return Flow::Exit(1);
-                }
+                Err(e) => match self.exec_error(&e) {
+                    Flow::Continue => continue,
+                    exit => return exit,
+                },
             };
             let mut failed = false;
             for m in &result.messages {
@@ -448,6 +600,44 @@ impl Session<'_> {
         Flow::Continue
     }
 
+    /// Reads one line of standard input into `line`: `Ok(false)` at its
+    /// end; a message and `Err` when it is not UTF-8 or cannot be read.
+    fn read_line(
+        &mut self,
+        stdin: &mut dyn BufRead,
+        line: &mut String,
+        line_no: u32,
+    ) -> Result<bool, ()> {
+        // A line longer than a batch may be is cut there (and refused as
+        // the batch's), so a stream without newlines holds bounded memory.
+        let limit = BATCH_BYTES_MAX as u64 + 1;
+        match Read::take(&mut *stdin, limit).read_line(line) {
+            Ok(0) => Ok(false),
+            Ok(_) => {
+                if line_no == 1
+                    && let Some(rest) = line.strip_prefix('\u{feff}')
+                {
+                    *line = rest.to_string();
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                let _ = writeln!(
+                    self.err,
+                    "Sqlcmd: Error: standard input is not UTF-8 text (line {line_no}); pipe T-SQL as UTF-8, or save it to a file and pass it with -i (which also reads UTF-16 with a byte order mark)."
+                );
+                Err(())
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    self.err,
+                    "Sqlcmd: Error: cannot read standard input (line {line_no}): {e}."
+                );
+                Err(())
+            }
+        }
+    }
+
     /// Reads batches from `stdin` until EOF, `EXIT` or `QUIT`.
     fn interactive(&mut self, stdin: &mut dyn BufRead) -> Flow {
         let mut text = String::new();
@@ -460,10 +650,10 @@ impl Session<'_> {
             }
             let _ = self.out.flush();
             let mut line = String::new();
-            match stdin.read_line(&mut line) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(_) => return Flow::Exit(1),
+            match self.read_line(stdin, &mut line, line_no + 1) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(()) => return Flow::Exit(1),
             }
             line_no += 1;
             let word = line.trim();
@@ -492,6 +682,9 @@ impl Session<'_> {
             text.push_str(&line);
             if !line.ends_with('\n') {
                 text.push('\n');
+            }
+            if text.len() > BATCH_BYTES_MAX {
+                return self.too_large(first_line, text.len());
             }
             prompt += 1;
         }
@@ -527,10 +720,10 @@ pub fn run(
     // sqlcmd checks every input file before it runs anything.
     let mut scripts = Vec::with_capacity(args.input_files.len());
     for path in &args.input_files {
-        match std::fs::read_to_string(path) {
+        match input::read_script(path) {
             Ok(text) => scripts.push(text),
-            Err(_) => {
-                let _ = writeln!(err, "Sqlcmd: '{}': Invalid filename.", path.display());
+            Err(e) => {
+                let _ = writeln!(err, "{}", e.message(path));
                 return 1;
             }
         }
@@ -571,10 +764,13 @@ pub fn run(
     }
 }
 
+pub mod input;
+#[cfg(unix)]
+pub mod interrupt;
 #[cfg(unix)]
 mod serve_executor;
 #[cfg(unix)]
-pub use serve_executor::ServeExecutor;
+pub use serve_executor::{CANCEL_GRACE, STATUS_WAIT, ServeExecutor};
 
 #[cfg(test)]
 mod tests;

@@ -16,6 +16,12 @@ static LOADED: Mutex<BTreeMap<PathBuf, &'static Library>> = Mutex::new(BTreeMap:
 
 /// Loads (once per process) the library at `path`.
 pub fn load(path: &Path) -> Result<&'static Library, BackendError> {
+    load_or_loader_error(path)
+        .map_err(|e| BackendError::Failed(format!("cannot load {}: {e}", path.display())))
+}
+
+/// [`load`], failing with the dynamic loader's own words.
+fn load_or_loader_error(path: &Path) -> Result<&'static Library, libloading::Error> {
     let mut g = LOADED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(l) = g.get(path) {
         return Ok(l);
@@ -23,11 +29,35 @@ pub fn load(path: &Path) -> Result<&'static Library, BackendError> {
     // SAFETY: loading a shared library runs its initialisers; the VDI
     // libraries this backend is meant for (the stand-in, Microsoft's) have
     // none with preconditions.
-    let lib = unsafe { Library::new(path) }
-        .map_err(|e| BackendError::Failed(format!("cannot load {}: {e}", path.display())))?;
+    let lib = unsafe { Library::new(path) }?;
     let lib: &'static Library = Box::leak(Box::new(lib));
     g.insert(path.to_path_buf(), lib);
     Ok(lib)
+}
+
+/// Checks, before any case runs, that the library the ABI backends load
+/// ([`library_path`]) can be found and loaded, and returns its path. The
+/// error names where the path came from, the loader's error, and the fix:
+/// a `$VDISIM_LIBSQLVDI` that is not a loadable library is an input error,
+/// not a failure of every case.
+pub fn check_loadable() -> Result<PathBuf, String> {
+    let from_env = std::env::var_os(ENV_LIBRARY).is_some_and(|p| !p.is_empty());
+    let path = library_path().map_err(|e| {
+        format!(
+            "no VDI library to load ({e}); build the stand-in with `cargo build -p vdi-standin`, or set {ENV_LIBRARY} to a libsqlvdi.so"
+        )
+    })?;
+    match load_or_loader_error(&path) {
+        Ok(_) => Ok(path),
+        Err(e) if from_env => Err(format!(
+            "{ENV_LIBRARY}={}: the library cannot be loaded: {e}; point {ENV_LIBRARY} at a VDI library (libsqlvdi.so; `cargo build -p vdi-standin` builds the stand-in into target/<profile>/), or unset {ENV_LIBRARY} to use the stand-in built next to vdisim",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "the stand-in library {} cannot be loaded: {e}; rebuild it with `cargo build -p vdi-standin`, or set {ENV_LIBRARY} to a VDI library",
+            path.display()
+        )),
+    }
 }
 
 /// Looks up `name` in `lib` as a value of type `T` (a function pointer).
