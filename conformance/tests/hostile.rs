@@ -398,6 +398,12 @@ impl Drop for Serve {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            // A killed server cannot unlink the buffer files of sets whose
+            // peer never mapped them: they are this test's (its child's)
+            // to remove.
+            for f in shm_left(self.pid) {
+                let _ = std::fs::remove_file(shm_dir().join(f));
+            }
         }
         if std::thread::panicking() {
             eprintln!("vdisim serve's stderr:\n{}", self.stderr());
@@ -1401,16 +1407,21 @@ fn stalled_reader(serve: &mut Serve) -> Duration {
     took
 }
 
-/// Files of the server's shared buffer memory still in the shm directory.
-fn shm_left(pid: u32) -> Vec<String> {
+/// Where the server puts its shared buffer memory (`vdi_host::remote::shm`).
+fn shm_dir() -> PathBuf {
     let d = Path::new("/dev/shm");
-    let dir = if d.is_dir() {
+    if d.is_dir() {
         d.to_path_buf()
     } else {
         std::env::temp_dir()
-    };
+    }
+}
+
+/// Files of the server's shared buffer memory still in the shm directory
+/// (named `vdisim-<server pid>-...`).
+fn shm_left(pid: u32) -> Vec<String> {
     let prefix = format!("vdisim-{pid}-");
-    std::fs::read_dir(dir)
+    std::fs::read_dir(shm_dir())
         .map(|r| {
             r.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -1626,6 +1637,10 @@ fn a_second_statement_naming_a_set_in_use_sends_it_nothing() {
             }) => {
                 ids.insert(c.id.0);
             }
+            // As the library does: the server may then unlink the file.
+            Ok(Frame::Map(m)) => s
+                .write_all(&encode(&Frame::Mapped { chunk: m.chunk }))
+                .unwrap(),
             Ok(_) => {}
             Err(e) => panic!("the set's connection: {e:?}"),
         }
