@@ -374,6 +374,13 @@ fn serve(a: ServeArgs) -> Result<u8> {
     signals
         .stop_on_signal(&server)
         .context("cannot start the signal thread")?;
+    if server.max_connections() < a.max_connections {
+        err_line(format_args!(
+            "vdisim serve: serving at most {} connections, not {}: the descriptor limit (ulimit -n) allows no more (each connection holds two)",
+            server.max_connections(),
+            a.max_connections
+        ));
+    }
     if let Some(pid) = a.exit_with {
         exit_with(pid, server.path().to_path_buf());
     }

@@ -43,10 +43,10 @@
 //! Every figure is printed on a line starting `hostile: ` (key=value
 //! pairs); reports/RELIABILITY.md copies them from a run.
 //!
-//! Two server bugs found while writing the suite are tests marked
-//! `#[ignore]` at the end of this file (each says what it expects and what
-//! the server does): a second statement naming a set already in use, and
-//! the accept loop out of file descriptors. Run them with `--ignored`.
+//! Two server bugs found while writing the suite have tests at the end of
+//! this file (each says what it expects and what the server did before the
+//! fix): a second statement naming a set already in use, and the accept
+//! loop out of file descriptors.
 
 #![cfg(unix)]
 
@@ -1602,7 +1602,7 @@ fn finished<T>(h: &JoinHandle<T>, limit: Duration) -> bool {
 /// must fail (ending with Msg 3013) and nothing of it may reach the set,
 /// whose first statement goes on.
 ///
-/// What `vdisim serve` does instead: `Inner::bind` (serve/sets.rs) binds
+/// What `vdisim serve` did before the fix: `Inner::bind` (serve/sets.rs) bound
 /// the set to the second statement's host whatever statement holds it —
 /// it replaces the set's route, so the set's completions now go to the
 /// second host, and the second host sends the set a second
@@ -1612,7 +1612,6 @@ fn finished<T>(h: &JoinHandle<T>, limit: Duration) -> bool {
 /// `vdisim-remote` reader thread, in a debug build); the first statement
 /// never gets its completions back.
 #[test]
-#[ignore = "server bug: a second statement naming a set in use by a running statement rebinds the set (serve/sets.rs Inner::bind) and sends it a second configuration and commands with repeated ids, instead of failing"]
 fn a_second_statement_naming_a_set_in_use_sends_it_nothing() {
     let scratch = Scratch::new();
     let serve = Serve::start(&scratch.0);
@@ -1671,7 +1670,7 @@ fn a_second_statement_naming_a_set_in_use_sends_it_nothing() {
         .collect();
     let done = finished(&second, Duration::from_secs(10));
     eprintln!(
-        "hostile: bug=second-statement first_ids={ids:?} sent_to_set_after_second={got:?} second_finished={done}"
+        "hostile: phase=second-statement first_ids={ids:?} sent_to_set_after_second={got:?} second_finished={done}"
     );
     assert!(
         got.is_empty(),
@@ -1706,7 +1705,7 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// the connection it cannot take is refused (or at least answered by a
 /// close) and the server does not spin.
 ///
-/// What `vdisim serve` does instead: with every descriptor held by
+/// What `vdisim serve` did before the fix: with every descriptor held by
 /// connections that have not said hello yet, `accept` fails with EMFILE
 /// and the accept loop (serve/mod.rs `Inner::accept_loop`, `let Ok(mut s)
 /// = conn else { continue }`) retries at once: one core at 100 % until a
@@ -1716,7 +1715,6 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// 199 ticks of CPU in 2 s (a whole core) with 100 idle connections
 /// against `--nofile=64`, and a new client's read timed out after 3 s.
 #[test]
-#[ignore = "server bug: out of file descriptors, the accept loop (serve/mod.rs) retries EMFILE at once, spinning one core, and leaves new connections unanswered; --max-connections is not checked against RLIMIT_NOFILE"]
 fn out_of_descriptors_the_server_neither_spins_nor_ignores_clients() {
     let have_prlimit = Command::new("prlimit")
         .arg("--version")
@@ -1744,7 +1742,7 @@ fn out_of_descriptors_the_server_neither_spins_nor_ignores_clients() {
     let mut extra = UnixStream::connect(&serve.sock).unwrap();
     let answer = read_one(&mut extra, Duration::from_secs(3));
     eprintln!(
-        "hostile: bug=out-of-descriptors idle_connections={} server_fds={} server_threads={} server_cpu_fraction={busy:.2} new_client={:?}",
+        "hostile: phase=out-of-descriptors idle_connections={} server_fds={} server_threads={} server_cpu_fraction={busy:.2} new_client={:?}",
         held.len(),
         serve.sample().fds,
         serve.sample().threads,

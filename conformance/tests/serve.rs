@@ -106,11 +106,16 @@ fn striped_backup_then_restore_across_processes_boundary() {
         db.content, was.content,
         "restored content is the backed-up content"
     );
-    assert!(
-        after.sets.is_empty(),
-        "closed sets are forgotten: {:?}",
-        after.sets
-    );
+    // The server handles the Close frame on its own thread: wait for it.
+    let t0 = std::time::Instant::now();
+    while !s.status().sets.is_empty() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "closed sets are forgotten: {:?}",
+            s.status().sets
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[test]

@@ -70,6 +70,11 @@ pub const SCENARIO_SEEDS_MAX: usize = 1000;
 /// (0xFFFFFFFF) timeouts are exempt: they mean "wait forever".
 pub const VIRTUAL_MS_MAX: u64 = 30 * 24 * 3600 * 1000;
 
+/// Bytes of control frames `vdisim serve` holds while they arrive, all
+/// connections together: 256 MiB (a frame is at most 16 MiB; a frame the
+/// budget cannot hold ends its connection).
+pub const PARTIAL_FRAME_BYTES_MAX: usize = 256 << 20;
+
 /// Statements a plan file (`VDISIM_PLAN`) lists: 100,000.
 pub const PLAN_STATEMENTS_MAX: usize = 100_000;
 

@@ -38,9 +38,12 @@ impl Inner {
         let mut batch: Option<std::thread::JoinHandle<()>> = None;
         // Anything but a request (a frame too large, a frame that stopped
         // arriving, the end) drops the connection.
-        while let Ok(Some(Frame::Request(req))) =
-            read_frame_timed(&mut reader, wire::MAX_FRAME, None, self.cfg.frame_deadline)
-        {
+        while let Ok(Some(Frame::Request(req))) = super::frames::read_frame_budgeted(
+            &mut reader,
+            wire::MAX_FRAME,
+            self.cfg.frame_deadline,
+            &self.partial,
+        ) {
             if matches!(req, Request::Cancel) {
                 if batch.as_ref().is_some_and(|b| !b.is_finished()) {
                     attention.cancel();

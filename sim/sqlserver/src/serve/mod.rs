@@ -244,6 +244,11 @@ struct Inner {
     next_conn: AtomicUsize,
     /// Connections being served now.
     live: AtomicUsize,
+    /// Bytes of control frames being received, server-wide.
+    partial: frames::Budget,
+    /// Connections served at once: `max_connections`, or fewer if the
+    /// process's descriptor limit allows fewer ([`fd_budget`]).
+    max_connections: usize,
     statements: AtomicU64,
     stop: AtomicBool,
     trace: Mutex<Option<File>>,
@@ -265,6 +270,7 @@ impl Server {
     /// Binds the socket and starts accepting connections.
     pub fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
         cfg.check()?;
+        let max_connections = fd_budget(cfg.max_connections);
         let listener = socket::prepare_socket(&cfg.listen)?;
         let trace = match &cfg.trace {
             Some(p) => Some(
@@ -299,6 +305,8 @@ impl Server {
             sets: Mutex::new(BTreeMap::new()),
             next_conn: AtomicUsize::new(1),
             live: AtomicUsize::new(0),
+            partial: frames::Budget::new(vdi_spec::bounds::PARTIAL_FRAME_BYTES_MAX),
+            max_connections,
             statements: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             trace: Mutex::new(trace),
@@ -334,6 +342,13 @@ impl Server {
         self.inner.request_stop();
     }
 
+    /// Connections served at once: the configured `max_connections`, or
+    /// fewer when the process's descriptor limit allows fewer (each
+    /// connection holds two descriptors).
+    pub fn max_connections(&self) -> usize {
+        self.inner.max_connections
+    }
+
     /// What the server holds now.
     pub fn status(&self) -> ServerStatus {
         self.inner.status()
@@ -347,6 +362,37 @@ impl Drop for Server {
             let _ = h.join();
         }
     }
+}
+
+/// Descriptors a server needs besides its connections' (the listener,
+/// trace, buffer files being mapped, standard streams, the reserve).
+const FDS_BESIDES: usize = 32;
+
+/// The connections the process's descriptor limit allows, up to `wanted`:
+/// each holds two descriptors. The soft limit is raised toward the hard
+/// one as far as `wanted` needs.
+fn fd_budget(wanted: usize) -> usize {
+    let need = (wanted * 2 + FDS_BESIDES) as libc::rlim_t;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is valid for a write of its size.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return wanted;
+    }
+    if lim.rlim_cur < need && lim.rlim_max > lim.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: need.min(lim.rlim_max),
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: `raised` is a valid rlimit within the hard limit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        }
+    }
+    let have = usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX);
+    wanted.min(have.saturating_sub(FDS_BESIDES) / 2).max(1)
 }
 
 /// Refuses a connection with a frame that says why (written with a short
@@ -370,11 +416,35 @@ impl Inner {
 
     fn accept_loop(self: Arc<Self>, listener: UnixListener) {
         let uid = frames::own_uid();
-        for conn in listener.incoming() {
+        // One descriptor kept in reserve: out of descriptors, it is given
+        // up to accept the waiting connection and refuse it, instead of
+        // leaving it unanswered while `accept` fails at once, again and
+        // again.
+        let mut reserve = std::fs::File::open("/dev/null").ok();
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut s = match listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    drop(reserve.take());
+                    if let Ok((mut s, _)) = listener.accept() {
+                        refuse(
+                            &mut s,
+                            "vdisim serve is out of file descriptors: close some connections, or raise its limit (ulimit -n)".into(),
+                            Refusal::Busy,
+                        );
+                    }
+                    reserve = std::fs::File::open("/dev/null").ok();
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let Ok(mut s) = conn else { continue };
             // Only this user's processes (and root's) may use the server.
             let pid = match frames::peer(&s) {
                 Ok((peer_uid, pid)) if peer_uid == uid || peer_uid == 0 => pid,
@@ -388,7 +458,7 @@ impl Inner {
                 }
                 Err(_) => continue,
             };
-            let max = self.cfg.max_connections;
+            let max = self.max_connections;
             if self.live.fetch_add(1, Ordering::SeqCst) >= max {
                 self.live.fetch_sub(1, Ordering::SeqCst);
                 refuse(

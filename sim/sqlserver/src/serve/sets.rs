@@ -2,6 +2,13 @@
 
 use super::*;
 
+/// The host a set's messages go to while one statement holds it.
+pub(super) struct Route {
+    /// Which host (its address: one host per statement or case).
+    host: usize,
+    tx: Sender<HostMsg>,
+}
+
 /// A set incarnation in a client process, reached over its connection.
 pub(super) struct RemoteEnd {
     pub(super) key: SetKey,
@@ -13,20 +20,20 @@ pub(super) struct RemoteEnd {
     pub(super) closed: AtomicBool,
     pub(super) dead: AtomicBool,
     /// The host its messages go to, while a statement is bound to it.
-    pub(super) route: Mutex<Option<Sender<HostMsg>>>,
+    pub(super) route: Mutex<Option<Route>>,
 }
 
 impl RemoteEnd {
     pub(super) fn forward(&self, msg: ToServer) {
-        if let Some(tx) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
-            let _ = tx.send(HostMsg::Client { key: self.key, msg });
+        if let Some(r) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = r.tx.send(HostMsg::Client { key: self.key, msg });
         }
     }
 
     /// The library reported a fetch (only when the Welcome asked).
     pub(super) fn fetched(&self, dev: DevIx, code: CommandCode) {
-        if let Some(tx) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
-            let _ = tx.send(HostMsg::Fetched {
+        if let Some(r) = &*self.route.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = r.tx.send(HostMsg::Fetched {
                 key: self.key,
                 dev,
                 code,
@@ -181,12 +188,25 @@ impl Inner {
     /// its client messages go there.
     pub(super) fn bind(&self, host: &ServerHost, name: &str) -> Option<Arc<RemoteEnd>> {
         let end = lock(&self.sets).get(name).cloned()?;
+        let id = std::ptr::from_ref(host) as usize;
+        {
+            // SQL Server opens a set for one statement at a time: a set
+            // another statement's host holds is not there for this one (it
+            // fails to open it, Msg 3201), and nothing of it reaches the set.
+            let mut route = lock(&end.route);
+            if route.as_ref().is_some_and(|r| r.host != id) {
+                return None;
+            }
+            *route = Some(Route {
+                host: id,
+                tx: host.sender(),
+            });
+        }
         host.send(HostMsg::Connect {
             key: end.key,
             name: name.to_string(),
             end: end.clone(),
         });
-        *lock(&end.route) = Some(host.sender());
         Some(end)
     }
 }
