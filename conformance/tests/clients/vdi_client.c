@@ -1,0 +1,629 @@
+/*
+ * vdi_client.c - a VDI backup program in C over the COM-shaped interface,
+ * started in READY-LINE MODE: it creates the virtual device set, prints
+ * exactly "READY" on standard output, and leaves the BACKUP or RESTORE
+ * statement to whoever started it (a scheduler, a script, the test
+ * harness). It learns the statement's outcome only from the VDI side:
+ * VD_E_CLOSE on every device is success, VD_E_ABORT is failure.
+ *
+ *   vdi_client <backup|restore> <database> <device> <devices> <file> <server>
+ *
+ *   device   the set's name, also the first device's; device k > 0 is
+ *            "<device>-dev<k>"
+ *   devices  how many devices (1..64)
+ *   file     the media: device 0 uses <file>, device k > 0 uses <file>.<k>;
+ *            a backup creates (truncates) them, a restore reads them
+ *   server   unused in this mode (the statement is sent by someone else);
+ *            accepted so that both start modes share one command line
+ *
+ * Exit status: 0 the program believes the operation succeeded, 1 it
+ * believes it failed, 2 bad usage. Progress goes to standard error;
+ * standard output carries only the READY line. Standard input is never
+ * read (its end is not a reason to stop).
+ *
+ * Built with -DFLAW_<NAME> it carries one product bug (see README.md in
+ * this directory): TIMEOUT_FATAL, CLOSE_EARLY, FLUSH_UNANSWERED,
+ * SHORT_READ_SUCCESS, SUCCESS_ALWAYS, TIMEOUT_SECONDS, NO_CLOSE,
+ * TAMPER_BLOCK, WAIT_AFTER_ABORT.
+ *
+ * Tunables (environment, milliseconds; for test runs):
+ *   VDICLIENT_GETCOMMAND_MS   GetCommand timeout (default 10000)
+ *   VDICLIENT_CONFIG_WAIT_MS  how long to wait for the configuration
+ *                             (default 60000, polled 1000 ms at a time)
+ *   VDICLIENT_IDLE_MS         give up (SignalAbort) after this long with no
+ *                             command on a device (default 300000)
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "vdisim_vdi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ----- which product bug this build carries -------------------------------- */
+
+#if defined(FLAW_TIMEOUT_FATAL) + defined(FLAW_CLOSE_EARLY) + defined(FLAW_FLUSH_UNANSWERED) +      \
+        defined(FLAW_SHORT_READ_SUCCESS) + defined(FLAW_SUCCESS_ALWAYS) +                          \
+        defined(FLAW_TIMEOUT_SECONDS) + defined(FLAW_NO_CLOSE) + defined(FLAW_TAMPER_BLOCK) +      \
+        defined(FLAW_WAIT_AFTER_ABORT) >                                                           \
+    1
+#error "at most one FLAW_* per build"
+#endif
+
+#if defined(FLAW_TIMEOUT_FATAL)
+#define BUILD "FLAW_TIMEOUT_FATAL"
+#elif defined(FLAW_CLOSE_EARLY)
+#define BUILD "FLAW_CLOSE_EARLY"
+#elif defined(FLAW_FLUSH_UNANSWERED)
+#define BUILD "FLAW_FLUSH_UNANSWERED"
+#elif defined(FLAW_SHORT_READ_SUCCESS)
+#define BUILD "FLAW_SHORT_READ_SUCCESS"
+#elif defined(FLAW_SUCCESS_ALWAYS)
+#define BUILD "FLAW_SUCCESS_ALWAYS"
+#elif defined(FLAW_TIMEOUT_SECONDS)
+#define BUILD "FLAW_TIMEOUT_SECONDS"
+#elif defined(FLAW_NO_CLOSE)
+#define BUILD "FLAW_NO_CLOSE"
+#elif defined(FLAW_TAMPER_BLOCK)
+#define BUILD "FLAW_TAMPER_BLOCK"
+#elif defined(FLAW_WAIT_AFTER_ABORT)
+#define BUILD "FLAW_WAIT_AFTER_ABORT"
+#else
+#define BUILD "correct"
+#endif
+
+/* Win32 codes the header leaves out. */
+#ifndef ERROR_ACCESS_DENIED
+#define ERROR_ACCESS_DENIED 5
+#endif
+#ifndef ERROR_WRITE_FAULT
+#define ERROR_WRITE_FAULT 29
+#endif
+#ifndef ERROR_READ_FAULT
+#define ERROR_READ_FAULT 30
+#endif
+
+#define MAX_DEVICES 64
+#define CONFIG_POLL_MS 1000u
+
+/* ----- logging --------------------------------------------------------------- */
+
+static void say(const char *fmt, ...) {
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "vdi_client: %s\n", line);
+}
+
+static const char *hr_name(HRESULT hr, char *buf, size_t len) {
+    switch (hr) {
+    case NOERROR: return "NOERROR";
+    case VD_E_TIMEOUT: return "VD_E_TIMEOUT";
+    case VD_E_ABORT: return "VD_E_ABORT";
+    case VD_E_INVALID: return "VD_E_INVALID";
+    case VD_E_NOTSUPPORTED: return "VD_E_NOTSUPPORTED";
+    case VD_E_PROTOCOL: return "VD_E_PROTOCOL";
+    case VD_E_OPEN: return "VD_E_OPEN";
+    case VD_E_CLOSE: return "VD_E_CLOSE";
+    case VD_E_BUSY: return "VD_E_BUSY";
+    default: snprintf(buf, len, "0x%08x", (unsigned)hr); return buf;
+    }
+}
+#define HR(hr) hr_name((hr), (char[16]){0}, 16)
+
+/* ----- the command line and tunables ------------------------------------------ */
+
+static int backup; /* 1: BACKUP (write the media), 0: RESTORE (read it) */
+static int ndev;
+static IClientVirtualDeviceSet2 *set;
+
+static DWORD env_ms(const char *name, DWORD dflt) {
+    const char *v = getenv(name);
+    if (v == NULL || *v == 0)
+        return dflt;
+    char *end;
+    unsigned long n = strtoul(v, &end, 10);
+    if (*end != 0 || n == 0 || n > 86400000ul) {
+        say("ignoring %s=%s (want 1..86400000 ms)", name, v);
+        return dflt;
+    }
+    return (DWORD)n;
+}
+
+static DWORD getcommand_ms, config_wait_ms, idle_ms;
+
+/* UTF-8 to NUL-terminated UTF-16 (what the COM-shaped interface takes). */
+static uint16_t *utf16(const char *s) {
+    size_t n = strlen(s);
+    uint16_t *out = malloc((n + 1) * sizeof *out), *o = out;
+    if (out == NULL)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c = *p++;
+        int more = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+        if (more)
+            c &= 0x3fu >> more;
+        while (more-- > 0 && (*p & 0xc0) == 0x80)
+            c = (c << 6) | (*p++ & 0x3fu);
+        if (c >= 0x10000) {
+            c -= 0x10000;
+            *o++ = (uint16_t)(0xd800 + (c >> 10));
+            *o++ = (uint16_t)(0xdc00 + (c & 0x3ff));
+        } else {
+            *o++ = (uint16_t)c;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+/* ----- the media -------------------------------------------------------------- */
+
+static DWORD errno_to_win32(int e, int writing) {
+    switch (e) {
+    case ENOSPC:
+    case EFBIG:
+#ifdef EDQUOT
+    case EDQUOT:
+#endif
+        return ERROR_DISK_FULL;
+    case EACCES:
+    case EPERM:
+        return ERROR_ACCESS_DENIED;
+    default:
+        return writing ? ERROR_WRITE_FAULT : ERROR_READ_FAULT;
+    }
+}
+
+typedef struct {
+    int index;
+    char *name;
+    char *path;
+    IClientVirtualDevice *dev;
+    int fd;
+    uint64_t media_size; /* restore: the file's size */
+    uint64_t offset;     /* bytes written / read so far */
+    unsigned long commands, flushes;
+    int completes;   /* VDC_Complete answered with ERROR_SUCCESS */
+    int media_error; /* a Write/Read/Flush failed on our side */
+    HRESULT end;     /* the code that ended the device's loop */
+    int finished;    /* FLAW_CLOSE_EARLY: left the loop on its own */
+} Device;
+
+static Device devs[MAX_DEVICES];
+
+static DWORD media_write(Device *d, const uint8_t *buf, size_t n, size_t *done) {
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(d->fd, buf + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            *done = off;
+            d->offset += off;
+            say("dev%d: write to %s failed after %llu bytes: %s", d->index, d->path,
+                (unsigned long long)d->offset, strerror(e));
+            return errno_to_win32(e, 1);
+        }
+        off += (size_t)w;
+    }
+    *done = off;
+    d->offset += off;
+    return ERROR_SUCCESS;
+}
+
+static DWORD media_read(Device *d, uint8_t *buf, size_t n, size_t *done) {
+    size_t off = 0;
+    while (off < n) {
+        ssize_t r = read(d->fd, buf + off, n - off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            *done = off;
+            d->offset += off;
+            say("dev%d: read from %s failed at %llu: %s", d->index, d->path,
+                (unsigned long long)d->offset, strerror(e));
+            return errno_to_win32(e, 0);
+        }
+        if (r == 0)
+            break;
+        off += (size_t)r;
+    }
+    *done = off;
+    d->offset += off;
+    if (off < n) {
+#ifdef FLAW_SHORT_READ_SUCCESS
+        /* The bug: only a read that got nothing is the end of the media. */
+        if (off > 0)
+            return ERROR_SUCCESS;
+#endif
+        return ERROR_HANDLE_EOF;
+    }
+    return ERROR_SUCCESS;
+}
+
+static DWORD media_sync(Device *d) {
+    if (fsync(d->fd) == 0 || errno == EINVAL || errno == EROFS || errno == EBADF)
+        return ERROR_SUCCESS;
+    say("dev%d: fsync %s: %s", d->index, d->path, strerror(errno));
+    return errno_to_win32(errno, 1);
+}
+
+/* ----- the device threads ------------------------------------------------------ */
+
+static int complete_enabled;
+#ifdef FLAW_CLOSE_EARLY
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static int ended_count, closed_early;
+#endif
+
+static void signal_abort(const char *why) {
+    say("%s: SignalAbort", why);
+    HRESULT hr = set->lpVtbl->SignalAbort(set);
+    if (hr != NOERROR)
+        say("SignalAbort = %s", HR(hr));
+}
+
+#ifdef FLAW_WAIT_AFTER_ABORT
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* The bug: after VD_E_ABORT the device keeps asking for commands, waiting
+ * for the VD_E_CLOSE that never comes after an abort, instead of letting
+ * the program Close. */
+static HRESULT wait_for_close(Device *d) {
+    say("dev%d: VD_E_ABORT; waiting for VD_E_CLOSE", d->index);
+    for (;;) {
+        VDC_Command *cmd = NULL;
+        HRESULT hr = d->dev->lpVtbl->GetCommand(d->dev, getcommand_ms, &cmd);
+        if (hr == VD_E_CLOSE)
+            return hr;
+        if (hr == NOERROR && cmd != NULL)
+            d->dev->lpVtbl->CompleteCommand(d->dev, cmd, ERROR_SUCCESS, 0, 0);
+        else
+            sleep_ms(200);
+    }
+}
+#endif
+
+/* A device's loop has ended with `hr`. */
+static void device_ended(Device *d, HRESULT hr) {
+#ifdef FLAW_WAIT_AFTER_ABORT
+    if (hr == VD_E_ABORT)
+        hr = wait_for_close(d);
+#endif
+    d->end = hr;
+#ifdef FLAW_CLOSE_EARLY
+    /* The bug: once every device is done by the program's own reckoning
+     * (the first Flush of a backup, the last byte of a restore's media),
+     * the set is closed at once, without waiting for VD_E_CLOSE. */
+    pthread_mutex_lock(&mu);
+    int last = ++ended_count == ndev;
+    int any_finished = 0;
+    for (int i = 0; i < ndev; i++)
+        any_finished |= devs[i].finished;
+    if (last && any_finished) {
+        HRESULT c = set->lpVtbl->Close(set);
+        say("every device done: Close = %s", HR(c));
+        closed_early = 1;
+    }
+    pthread_mutex_unlock(&mu);
+#endif
+}
+
+static void *device_main(void *arg) {
+    Device *d = arg;
+#ifdef FLAW_TIMEOUT_SECONDS
+    /* The bug: the timeout is meant as 90 seconds; GetCommand takes ms. */
+    const DWORD timeout = 90;
+#else
+    const DWORD timeout = getcommand_ms;
+#endif
+#if !defined(FLAW_TIMEOUT_FATAL) && !defined(FLAW_TIMEOUT_SECONDS)
+    DWORD idle = 0;
+#endif
+    for (;;) {
+        VDC_Command *cmd = NULL;
+        HRESULT hr = d->dev->lpVtbl->GetCommand(d->dev, timeout, &cmd);
+        if (hr == VD_E_TIMEOUT) {
+#if defined(FLAW_TIMEOUT_FATAL) || defined(FLAW_TIMEOUT_SECONDS)
+            /* The bug: a timeout is taken for a dead server. */
+            say("dev%d: GetCommand timed out: the server is gone", d->index);
+            signal_abort("timeout");
+            device_ended(d, hr);
+            return NULL;
+#else
+            idle += timeout;
+            if (idle >= idle_ms) {
+                say("dev%d: no command for %lu ms", d->index, (unsigned long)idle);
+                signal_abort("idle");
+                device_ended(d, hr);
+                return NULL;
+            }
+            continue;
+#endif
+        }
+        if (hr != NOERROR) {
+            device_ended(d, hr);
+            return NULL;
+        }
+#if !defined(FLAW_TIMEOUT_FATAL) && !defined(FLAW_TIMEOUT_SECONDS)
+        idle = 0;
+#endif
+        DWORD code = ERROR_SUCCESS;
+        size_t bytes = 0;
+        int answer = 1;
+        switch (cmd->commandCode) {
+        case VDC_Write:
+            code = media_write(d, cmd->buffer, (size_t)cmd->size, &bytes);
+            if (code != ERROR_SUCCESS)
+                d->media_error = 1;
+            break;
+        case VDC_Read:
+            code = media_read(d, cmd->buffer, (size_t)cmd->size, &bytes);
+            if (code != ERROR_SUCCESS && code != ERROR_HANDLE_EOF)
+                d->media_error = 1;
+            if (code == ERROR_HANDLE_EOF)
+                say("dev%d: end of media after %llu bytes", d->index,
+                    (unsigned long long)d->offset);
+            break;
+        case VDC_Flush:
+            d->flushes++;
+            code = media_sync(d);
+            if (code != ERROR_SUCCESS)
+                d->media_error = 1;
+#ifdef FLAW_FLUSH_UNANSWERED
+            answer = 0; /* the bug: the flush is done but never completed */
+#endif
+            break;
+        case VDC_Complete:
+            code = media_sync(d);
+            if (code == ERROR_SUCCESS)
+                d->completes = 1;
+            else
+                d->media_error = 1;
+            say("dev%d: VDC_Complete after %llu bytes", d->index, (unsigned long long)d->offset);
+#ifdef FLAW_FLUSH_UNANSWERED
+            answer = 0;
+#endif
+            break;
+        case VDC_ClearError:
+            say("dev%d: VDC_ClearError", d->index);
+            break;
+        default:
+            say("dev%d: command %d not supported", d->index, (int)cmd->commandCode);
+            code = ERROR_NOT_SUPPORTED;
+        }
+        d->commands++;
+        if (!answer)
+            continue;
+#ifdef FLAW_TAMPER_BLOCK
+        /* The bug: the block's size field is used as "bytes still to do". */
+        if (cmd->commandCode == VDC_Read || cmd->commandCode == VDC_Write)
+            cmd->size -= (int32_t)bytes;
+#endif
+        hr = d->dev->lpVtbl->CompleteCommand(d->dev, cmd, code, (DWORD)bytes, 0);
+        if (hr != NOERROR) {
+            say("dev%d: CompleteCommand = %s", d->index, HR(hr));
+            device_ended(d, hr);
+            return NULL;
+        }
+#ifdef FLAW_CLOSE_EARLY
+        if (backup ? cmd->commandCode == VDC_Flush
+                   : cmd->commandCode == VDC_Read && d->offset >= d->media_size) {
+            d->finished = 1;
+            device_ended(d, NOERROR);
+            return NULL;
+        }
+#endif
+    }
+}
+
+/* ----- the program -------------------------------------------------------------- */
+
+/* Opens the devices, serves them on one thread each until every one has
+ * ended, and says whether the operation succeeded as far as VDI tells. */
+static int run_devices(const VDConfig *cfg) {
+    if ((backup && (cfg->features & VDF_ReadMedia)) ||
+        (!backup && (cfg->features & VDF_WriteMedia))) {
+        say("the statement %s the media but this program was started to %s it",
+            backup ? "reads" : "writes", backup ? "write" : "read");
+        signal_abort("wrong direction");
+        return 0;
+    }
+    for (int i = 0; i < ndev; i++) {
+        uint16_t *w = utf16(devs[i].name);
+        HRESULT hr = w ? set->lpVtbl->OpenDevice(set, w, &devs[i].dev) : VD_E_MEMORY;
+        free(w);
+        if (hr != NOERROR) {
+            say("OpenDevice '%s' = %s", devs[i].name, HR(hr));
+            if (hr != VD_E_ABORT)
+                signal_abort("open failed");
+            return 0;
+        }
+    }
+    pthread_t threads[MAX_DEVICES];
+    int started = 0;
+    for (; started < ndev; started++)
+        if (pthread_create(&threads[started], NULL, device_main, &devs[started]) != 0) {
+            say("cannot start a device thread");
+            signal_abort("no thread");
+            break;
+        }
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+
+    int ok = started == ndev;
+    for (int i = 0; i < ndev; i++) {
+        Device *d = &devs[i];
+        say("dev%d '%s': %s after %lu commands, %llu bytes%s", i, d->name, HR(d->end), d->commands,
+            (unsigned long long)d->offset, d->media_error ? ", media error" : "");
+        int closed = d->end == VD_E_CLOSE;
+#ifdef FLAW_CLOSE_EARLY
+        closed |= d->finished;
+#endif
+        if (!closed || d->media_error)
+            ok = 0;
+        /* With VDC_Complete negotiated, a backup is whole only once every
+         * device has answered it. */
+        if (backup && complete_enabled && !d->completes && d->end == VD_E_CLOSE)
+            ok = 0;
+    }
+    return ok;
+}
+
+static int finish(int ok) {
+    say("%s %s", backup ? "backup" : "restore", ok ? "succeeded" : "FAILED");
+#ifdef FLAW_SUCCESS_ALWAYS
+    return 0; /* the bug: the outcome is never looked at */
+#else
+    return ok ? 0 : 1;
+#endif
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: vdi_client <backup|restore> <database> <device> <devices> <file> "
+                    "<server>\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7)
+        return usage();
+    if (strcmp(argv[1], "backup") == 0)
+        backup = 1;
+    else if (strcmp(argv[1], "restore") == 0)
+        backup = 0;
+    else
+        return usage();
+    const char *database = argv[2], *setname = argv[3], *file = argv[5];
+    char *end;
+    long n = strtol(argv[4], &end, 10);
+    if (*end != 0 || n < 1 || n > MAX_DEVICES || !*setname || !*file)
+        return usage();
+    ndev = (int)n;
+    getcommand_ms = env_ms("VDICLIENT_GETCOMMAND_MS", 10000);
+    config_wait_ms = env_ms("VDICLIENT_CONFIG_WAIT_MS", 60000);
+    idle_ms = env_ms("VDICLIENT_IDLE_MS", 300000);
+    /* A file-size limit must fail the write (EFBIG), not kill the program. */
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    say("%s of [%s] on %d device(s) '%s', media %s (build %s, ready-line mode)",
+        backup ? "backup" : "restore", database, ndev, setname, file, BUILD);
+
+    /* The media first: a program that cannot open them does not start. */
+    for (int i = 0; i < ndev; i++) {
+        Device *d = &devs[i];
+        d->index = i;
+        d->name = malloc(strlen(setname) + 16);
+        d->path = malloc(strlen(file) + 16);
+        if (d->name == NULL || d->path == NULL)
+            return finish(0);
+        if (i == 0) {
+            strcpy(d->name, setname);
+            strcpy(d->path, file);
+        } else {
+            sprintf(d->name, "%s-dev%d", setname, i);
+            sprintf(d->path, "%s.%d", file, i);
+        }
+        d->fd = backup ? open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+                       : open(d->path, O_RDONLY | O_CLOEXEC);
+        if (d->fd < 0) {
+            say("cannot open %s: %s", d->path, strerror(errno));
+            return finish(0);
+        }
+        struct stat st;
+        if (!backup && fstat(d->fd, &st) == 0)
+            d->media_size = (uint64_t)st.st_size;
+    }
+
+    void *p = NULL;
+    HRESULT hr = vdisim_CreateClientVirtualDeviceSet(&IID_IClientVirtualDeviceSet2, &p);
+    if (hr != NOERROR) {
+        say("cannot make a set object: %s", HR(hr));
+        return finish(0);
+    }
+    set = p;
+    VDConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.deviceCount = (uint32_t)ndev;
+    cfg.features = VDF_LikePipe | VDF_RequestComplete;
+    cfg.serverTimeOut = 60000;
+    uint16_t *wname = utf16(setname);
+    hr = wname ? set->lpVtbl->CreateEx(set, NULL, wname, &cfg) : VD_E_MEMORY;
+    if (hr != NOERROR) {
+        say("CreateEx '%s' = %s", setname, HR(hr));
+        set->lpVtbl->Release(set);
+        return finish(0);
+    }
+    printf("READY\n");
+    fflush(stdout);
+
+    /* The statement is someone else's: wait for the server to configure. */
+    DWORD waited = 0;
+    for (;;) {
+        hr = set->lpVtbl->GetConfiguration(set, CONFIG_POLL_MS, &cfg);
+        if (hr != VD_E_TIMEOUT)
+            break;
+        waited += CONFIG_POLL_MS;
+        if (waited >= config_wait_ms)
+            break;
+    }
+    int ok = 0;
+    if (hr != NOERROR) {
+        say("GetConfiguration = %s after %lu ms: no statement opened the set", HR(hr),
+            (unsigned long)waited);
+    } else {
+        complete_enabled = (cfg.features & VDF_CompleteEnabled) != 0;
+        say("configured: deviceCount=%u blockSize=%u maxTransferSize=%u features=0x%x",
+            cfg.deviceCount, cfg.blockSize, cfg.maxTransferSize, cfg.features);
+        ok = run_devices(&cfg);
+    }
+
+    int close_it = 1;
+#ifdef FLAW_CLOSE_EARLY
+    close_it = !closed_early;
+#endif
+#ifdef FLAW_NO_CLOSE
+    say("exiting without Close"); /* the bug */
+    close_it = 0;
+#endif
+    if (close_it) {
+        hr = set->lpVtbl->Close(set);
+        if (hr != NOERROR) {
+            say("Close = %s", HR(hr));
+            ok = 0;
+        }
+    }
+    for (int i = 0; i < ndev; i++) {
+        if (backup && fsync(devs[i].fd) != 0 && errno != EINVAL)
+            ok = 0;
+        close(devs[i].fd);
+#ifndef FLAW_NO_CLOSE
+        if (devs[i].dev)
+            devs[i].dev->lpVtbl->Release(devs[i].dev);
+#endif
+    }
+#ifndef FLAW_NO_CLOSE
+    set->lpVtbl->Release(set);
+#endif
+    free(wname);
+    return finish(ok);
+}
