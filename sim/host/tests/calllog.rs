@@ -197,7 +197,6 @@ fn a_scripted_session_is_logged_call_by_call() {
             mid_stream_flushes: 0,
         }],
         end: ProgramEnd::Exited { code: 0 },
-        end_ms: None,
         unimplemented_code: None,
     };
     let found: Vec<String> = obligations::check(&calls, &cx)

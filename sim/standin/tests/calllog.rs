@@ -167,7 +167,6 @@ fn log_scale_and_profile_apply_to_sets_of_vdisim_serve() {
     let cx = Context {
         statements: Vec::new(),
         end: ProgramEnd::Exited { code: 0 },
-        end_ms: None,
         unimplemented_code: None,
     };
     let found: Vec<String> = obligations::check(&calls, &cx)
@@ -283,7 +282,6 @@ fn the_linux_sample_graded_from_its_log() {
         let cx = Context {
             statements,
             end: ProgramEnd::Exited { code },
-            end_ms: None,
             unimplemented_code: None,
         };
         obligations::check(&calls, &cx)

@@ -3400,7 +3400,6 @@ fn graded_context(outcomes: Vec<Outcome>, end: ProgramEnd) -> Context {
             })
             .collect(),
         end,
-        end_ms: None,
         unimplemented_code: None,
     }
 }

@@ -12,10 +12,6 @@ pub struct Context {
     pub statements: Vec<StatementEnd>,
     /// How the program ended.
     pub end: ProgramEnd,
-    /// When the program ended, on the log's clock of its first process
-    /// (see [`crate::calllog::ProcessLine::log_ms_at`]); `None` if unknown.
-    #[serde(default)]
-    pub end_ms: Option<u64>,
     /// The exit code the program declares for "this client cannot do what
     /// the case asks": such an exit is not graded at all.
     #[serde(default)]
@@ -36,7 +32,8 @@ pub struct StatementEnd {
     /// Its result (`Status::Running` or `NotStarted` if it never ended).
     pub outcome: Outcome,
     /// When it ended, on the log's clock of the process that created its
-    /// set; `None` if unknown (or it never ended).
+    /// set (`ProcessLine::log_ms_at` converts a wall-clock time); `None` if
+    /// unknown (or it never ended).
     #[serde(default)]
     pub ended_ms: Option<u64>,
     /// The Flushes the server sent on each device in the middle of the

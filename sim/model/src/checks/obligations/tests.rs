@@ -256,7 +256,6 @@ fn cx(outcome: Outcome, end: ProgramEnd) -> Context {
             mid_stream_flushes: 0,
         }],
         end,
-        end_ms: None,
         unimplemented_code: Some(3),
     }
 }
