@@ -100,6 +100,7 @@ pub mod id {
         CLOSE_REUSE = "close.reuse";
         CLOSE_WAIT_FOR_CLOSE = "close.wait-for-close";
         CLOSE_BEFORE_SERVER_OPEN = "close.before-server-open";
+        CLOSE_EXACTLY_ONCE = "close.exactly-once";
         CREATE_OK = "create.ok";
         CREATE_CONFIG_INVALID = "create.config-invalid";
         CREATE_ALREADY_EXISTS = "create.already-exists";
@@ -166,6 +167,7 @@ pub mod id {
         TERM_NORMALLY_TERMINATED = "term.normally-terminated";
         TERM_OUTCOME_DECIDES = "term.outcome-decides";
         TERM_BACKUP_SEQUENCE = "term.backup-sequence";
+        TERM_EXITS = "term.exits";
         IO_ERROR_ENTER = "io-error.enter";
         IO_ERROR_REJECT_NEW = "io-error.reject-new";
         IO_ERROR_CLEAR_ERROR_AFTER_OUTSTANDING = "io-error.clear-error-after-outstanding";

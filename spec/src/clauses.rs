@@ -145,6 +145,15 @@ pub static CATALOG: &[Clause] = &[
         None,
         &[6],
     ),
+    c(
+        id::CLOSE_EXACTLY_ONCE,
+        "A client calls Close exactly once for each set it created — when every device has returned VD_E_CLOSE, or after an abort — and then makes no call on that set or its device interfaces (Create/CreateEx on the same object starts a new set); exiting or destroying the object without Close, a second Close, or a call after Close is a client violation.",
+        "§2.1 Close; §4.3; §4.6",
+        "[SPEC Close]; [SPEC Normal Termination]; [3P Bareos]; INFERRED: exactly once",
+        I,
+        None,
+        &[14],
+    ),
     // ---- Create / CreateEx ----------------------------------------------------
     c(
         id::CREATE_OK,
@@ -748,6 +757,15 @@ pub static CATALOG: &[Clause] = &[
         I,
         None,
         &[3],
+    ),
+    c(
+        id::TERM_EXITS,
+        "Once its statement has ended (and its set is closed) the client program finishes and exits: a program still running a bound after the statement ended — waiting for a configuration, a command or a VD_E_CLOSE that will never come — hangs, and one that dies of a signal crashes; the harness kills a hung program and grades either as a violation.",
+        "§1.4; §4.6; §7 items 1, 2",
+        "[SAMPLE]; [3P Bareos]; INFERRED: the harness's exit bound",
+        I,
+        None,
+        &[],
     ),
     // ---- IO-ERROR (§4.7) ------------------------------------------------------
     c(

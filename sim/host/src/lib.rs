@@ -22,6 +22,9 @@
 //!   bounded).
 //! - [`plan`]: the in-process server a plan file describes (`VDISIM_PLAN`).
 //! - [`mode`]: which server this process talks to, decided once.
+//! - [`calllog`]: the call log the client host writes of a program's calls
+//!   (`VDISIM_CLIENT_LOG`), and the client environment of client-test
+//!   cases (`VDISIM_TIME_SCALE`, `VDISIM_PROFILE`).
 //! - [`harness`]: case control over whichever server the mode chose.
 //!
 //! ## What this crate must not do
@@ -32,6 +35,7 @@
 //! face) and has no notion of scenarios or verdicts (the harness's).
 
 pub mod buffers;
+pub mod calllog;
 pub mod case;
 pub mod clock;
 pub mod contract;

@@ -19,7 +19,13 @@
 //! where their cited clauses are counted, where case control goes — asks
 //! the mode; nothing else holds process-wide server state. A later request
 //! for another kind of server is refused with [`ModeError`].
+//!
+//! The client environment ([`ClientEnv`]) is read once too, at the first
+//! set object: `VDISIM_CLIENT_LOG` (the call log, in every mode), and, for
+//! sets connected to `vdisim serve`, `VDISIM_TIME_SCALE` and
+//! `VDISIM_PROFILE` (a plan file and harness cases bring their own).
 
+use crate::calllog::ClientEnv;
 use crate::case::CaseHost;
 use crate::harness::CaseControl;
 use crate::plan::{self, Board, PlanConnector, PlanFile};
@@ -60,6 +66,7 @@ pub struct ModeError {
 }
 
 static MODE: OnceLock<Mode> = OnceLock::new();
+static CLIENT_ENV: OnceLock<ClientEnv> = OnceLock::new();
 
 /// The process's mode, decided from the environment if nothing decided it
 /// before.
@@ -109,12 +116,34 @@ impl Mode {
         }
     }
 
-    /// How a new set object is connected and timed.
+    /// Whether sets connect to a `vdisim serve` process.
+    fn is_serve(&self) -> bool {
+        #[cfg(unix)]
+        return matches!(self, Mode::Serve(_));
+        #[cfg(not(unix))]
+        return false;
+    }
+
+    /// The client environment, read (and its unusable values reported on
+    /// stderr) at the first call.
+    pub fn client_env(&'static self) -> &'static ClientEnv {
+        CLIENT_ENV.get_or_init(|| ClientEnv::from_process(self.is_serve(), self.name()))
+    }
+
+    /// How a new set object is connected, timed and logged.
     pub fn runtime_config(&'static self) -> RuntimeConfig {
+        let env = self.client_env();
         let (profile, connector, scale, tally) = match self {
             Mode::Plan(p) => (p.profile(), connector_of(p), 1, None),
             #[cfg(unix)]
-            Mode::Serve(r) => (Arc::new(Profile::default()), connector_of(r), 1, None),
+            Mode::Serve(r) => (
+                env.profile
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(Profile::default())),
+                connector_of(r),
+                env.scale,
+                None,
+            ),
             Mode::Cases(c) => (
                 c.profile().unwrap_or_default(),
                 c.connector()
@@ -126,11 +155,13 @@ impl Mode {
             Mode::Forward(f) => (f.profile(), f.connector(), f.time_scale(), Some(f.tally())),
             Mode::None(n) => (Arc::new(Profile::default()), connector_of(n), 1, None),
         };
+        let log = env.log(scale, self.name(), &profile.name);
         RuntimeConfig {
             profile,
             connector,
             scale,
             tally,
+            log,
         }
     }
 

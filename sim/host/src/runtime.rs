@@ -28,13 +28,23 @@
 //! The only call made with the lock held is [`Connector::connect`], which
 //! must therefore not call back synchronously (it gets a [`Weak`] handle and
 //! typically spawns a thread).
+//!
+//! # What it logs
+//!
+//! With a call log ([`RuntimeConfig::log`], `VDISIM_CLIENT_LOG`), every
+//! public API method (`create` ... `complete_command`, and `close_if_open`
+//! when it closes a set) writes one record when it returns
+//! ([`crate::calllog`]); the record is built outside the runtime's lock.
+//! Without one, a call pays one test of an `Option`.
 
 use crate::buffers::BufferMap;
+use crate::calllog::{Began, CallLog, ObjectLog, Returned};
 use crate::clock::scaled_wait;
 use crate::sync::{self, Clock, Condvar, Instant, Mutex, MutexGuard};
 use std::collections::{BTreeMap, VecDeque};
 use std::ptr::NonNull;
 use std::sync::{Arc, Weak};
+use vdi_model::calllog::{Api, Args, BlockView, CompletionArg, ConfigView, Produced, TimeoutArg};
 use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Namespace, Note, Ret};
 use vdi_model::msg::{BufId, Cmd, Timeout, ToClient, ToServer};
 use vdi_spec::id;
@@ -155,6 +165,46 @@ pub enum CreateKind<'a> {
     CreateEx(Option<&'a str>),
 }
 
+/// A timeout as the program passed it: the wait, and the number itself
+/// (a Linux `time_t`, negative for ever; a Windows DWORD, INFINITE for
+/// ever), which the call log keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    /// How long to wait.
+    pub timeout: Timeout,
+    /// The number the program passed.
+    pub raw: i64,
+}
+
+impl Wait {
+    /// A Linux `time_t` timeout (negative waits forever).
+    pub fn linux(v: i64) -> Wait {
+        Wait {
+            timeout: Timeout::from_linux(v),
+            raw: v,
+        }
+    }
+
+    /// A Windows DWORD timeout (`INFINITE` waits forever).
+    pub fn dword(v: u32) -> Wait {
+        Wait {
+            timeout: Timeout::from_dword(v),
+            raw: i64::from(v),
+        }
+    }
+}
+
+impl From<Timeout> for Wait {
+    /// A timeout given as a value: its milliseconds, or -1 for ever.
+    fn from(t: Timeout) -> Wait {
+        let raw = match t {
+            Timeout::Ms(ms) => i64::try_from(ms).unwrap_or(i64::MAX),
+            Timeout::Infinite => -1,
+        };
+        Wait { timeout: t, raw }
+    }
+}
+
 struct Inner {
     client: ClientSet,
     outbox: VecDeque<(Arc<dyn Transport>, Outgoing)>,
@@ -186,6 +236,8 @@ pub struct SetRuntime {
     scale: u32,
     connector: Arc<dyn Connector>,
     tally: Option<Arc<Tally>>,
+    /// This object's part of the call log, if one is written.
+    log: Option<ObjectLog>,
 }
 
 impl std::fmt::Debug for SetRuntime {
@@ -274,6 +326,9 @@ pub struct RuntimeConfig {
     pub scale: u32,
     /// Where the clauses the half cites are counted, if anywhere.
     pub tally: Option<Arc<Tally>>,
+    /// The call log every API call of the runtime is written to, if any
+    /// (`VDISIM_CLIENT_LOG`).
+    pub log: Option<Arc<CallLog>>,
 }
 
 impl SetRuntime {
@@ -285,6 +340,7 @@ impl SetRuntime {
             connector,
             scale: 1,
             tally: None,
+            log: None,
         })
     }
 
@@ -311,6 +367,7 @@ impl SetRuntime {
             scale: c.scale,
             connector: c.connector,
             tally: c.tally,
+            log: c.log.map(|l| ObjectLog::new(l, c.scale)),
         })
     }
 
@@ -447,6 +504,7 @@ impl SetRuntime {
     /// `Create` / `CreateEx`. On success the new incarnation is connected
     /// through the connector.
     pub fn create(self: &Arc<Self>, kind: CreateKind<'_>, name: &str, cfg: &VdConfig) -> Ret<()> {
+        let began = self.began();
         let mut g = self.lock();
         let mut ns = ProcessNamespace;
         let r = match kind {
@@ -466,49 +524,113 @@ impl SetRuntime {
             }
         }
         self.finish(g);
-        self.counted(r)
+        let r = self.counted(r);
+        if let Some(b) = began {
+            let (method, instance) = match kind {
+                CreateKind::Create => (Api::Create, None),
+                CreateKind::CreateEx(i) => (Api::CreateEx, i.map(str::to_string)),
+            };
+            let args = Args {
+                name: Some(name.to_string()),
+                instance,
+                config: Some(ConfigView::of(cfg)),
+                ..Args::default()
+            };
+            self.log_set_call(b, method, args, &r, None);
+        }
+        r
     }
 
     /// `GetConfiguration`, waiting up to `timeout`.
-    pub fn get_configuration(&self, timeout: Timeout) -> Ret<VdConfig> {
-        self.counted(self.block_on(
-            timeout,
+    pub fn get_configuration(&self, timeout: impl Into<Wait>) -> Ret<VdConfig> {
+        let w = timeout.into();
+        let began = self.began();
+        let r = self.counted(self.block_on(
+            w.timeout,
             |c| c.get_configuration(),
             |c| c.get_configuration_timeout(),
-        ))
+        ));
+        if let Some(b) = began {
+            let args = Args {
+                timeout: Some(TimeoutArg::new(w.timeout, w.raw)),
+                ..Args::default()
+            };
+            let v = r
+                .result
+                .as_ref()
+                .ok()
+                .map(|c| Produced::Config(ConfigView::of(c)));
+            self.log_set_call(b, Api::GetConfiguration, args, &r, v);
+        }
+        r
     }
 
     /// `OpenDevice`.
     pub fn open_device(&self, name: &str) -> Ret<DeviceHandle> {
-        self.counted(self.with(|g| g.client.open_device(name)))
+        let began = self.began();
+        let r = self.counted(self.with(|g| g.client.open_device(name)));
+        if let Some(b) = began {
+            let args = Args {
+                name: Some(name.to_string()),
+                ..Args::default()
+            };
+            let v = r.result.as_ref().ok().map(|h| Produced::Device(h.index));
+            self.log_set_call(b, Api::OpenDevice, args, &r, v);
+        }
+        r
     }
 
     /// `Close`. Wakes every blocked call (they then see the set gone).
     pub fn close(&self) -> Ret<()> {
-        self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)))
+        let began = self.began();
+        let r = self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)));
+        if let Some(b) = began {
+            self.log_set_call(b, Api::Close, Args::default(), &r, None);
+        }
+        r
     }
 
     /// Closes the set if one exists (object destruction); `None` if there
-    /// was nothing to close.
+    /// was nothing to close. Logged as `Destroy` when it closes one.
     pub fn close_if_open(&self) -> Option<Ret<()>> {
-        self.with(|g| {
+        let began = self.began();
+        let r = self.with(|g| {
             (g.client.state() != ClientState::Dne).then(|| g.client.close(&mut ProcessNamespace))
-        })
+        });
+        if let (Some(b), Some(r)) = (began, &r) {
+            self.log_set_call(b, Api::Destroy, Args::default(), r, None);
+        }
+        r
     }
 
     /// `SignalAbort`. Wakes every blocked call (they then see VD_E_ABORT).
     pub fn signal_abort(&self) -> Ret<()> {
-        self.counted(self.with(|g| g.client.signal_abort()))
+        let began = self.began();
+        let r = self.counted(self.with(|g| g.client.signal_abort()));
+        if let Some(b) = began {
+            self.log_set_call(b, Api::SignalAbort, Args::default(), &r, None);
+        }
+        r
     }
 
     /// `OpenInSecondary(Ex)` as secondary `secondary` of this set.
     pub fn open_in_secondary(&self, secondary: u32, name: &str) -> Ret<()> {
-        self.counted(self.with(|g| g.client.open_in_secondary(secondary, name)))
+        let began = self.began();
+        let r = self.counted(self.with(|g| g.client.open_in_secondary(secondary, name)));
+        if let Some(b) = began {
+            let args = Args {
+                name: Some(name.to_string()),
+                ..Args::default()
+            };
+            self.log_set_call(b, Api::OpenInSecondary, args, &r, None);
+        }
+        r
     }
 
     /// `GetBufferHandle` for a buffer address.
     pub fn get_buffer_handle(&self, addr: usize) -> Ret<u32> {
-        self.counted(self.with(|g| {
+        let began = self.began();
+        let r = self.counted(self.with(|g| {
             let id = g
                 .conn
                 .as_ref()
@@ -518,12 +640,18 @@ impl SetRuntime {
             // names one, so the half answers VD_E_INVALID.
             g.client
                 .get_buffer_handle(Some(id.unwrap_or(BufId(u32::MAX))))
-        }))
+        }));
+        if let Some(b) = began {
+            let v = r.result.as_ref().ok().map(|h| Produced::Handle(*h));
+            self.log_set_call(b, Api::GetBufferHandle, Args::default(), &r, v);
+        }
+        r
     }
 
     /// `MapBufferHandle`: the address of the buffer behind `handle`.
     pub fn map_buffer_handle(&self, handle: u32) -> Ret<usize> {
-        self.counted(self.with(|g| {
+        let began = self.began();
+        let r = self.counted(self.with(|g| {
             let r = g.client.map_buffer_handle(handle);
             let addr = match &r.result {
                 Ok(id) => g
@@ -550,7 +678,15 @@ impl SetRuntime {
                     cell: r.cell,
                 },
             }
-        }))
+        }));
+        if let Some(b) = began {
+            let args = Args {
+                handle: Some(handle),
+                ..Args::default()
+            };
+            self.log_set_call(b, Api::MapBufferHandle, args, &r, None);
+        }
+        r
     }
 
     // ----- IClientVirtualDevice -------------------------------------------------------
@@ -558,10 +694,12 @@ impl SetRuntime {
     /// `GetCommand` on device `h`, waiting up to `timeout`. A command
     /// fetched is reported to the server host (for faults a fetch
     /// triggers), ahead of anything the call itself sends.
-    pub fn get_command(&self, h: DeviceHandle, timeout: Timeout) -> Ret<Cmd> {
-        let poll = timeout == Timeout::Ms(0);
+    pub fn get_command(&self, h: DeviceHandle, timeout: impl Into<Wait>) -> Ret<Cmd> {
+        let w = timeout.into();
+        let began = self.began();
+        let poll = w.timeout == Timeout::Ms(0);
         let r = self.block_on_inner(
-            timeout,
+            w.timeout,
             |g| {
                 let r = g.client.get_command(h);
                 if let Blocking::Ready(Ret { result: Ok(c), .. }) = &r
@@ -574,7 +712,11 @@ impl SetRuntime {
             },
             |g| g.client.get_command_timeout(poll),
         );
-        self.counted(r)
+        let r = self.counted(r);
+        if let Some(b) = began {
+            self.log_get_command(b, h, w, &r);
+        }
+        r
     }
 
     /// `CompleteCommand`: `seen` is the block as the client handed it back.
@@ -586,7 +728,8 @@ impl SetRuntime {
         bytes: u64,
         position: u64,
     ) -> Ret<()> {
-        self.counted(self.with(|g| {
+        let began = self.began();
+        let r = self.counted(self.with(|g| {
             g.client.complete_command(
                 h,
                 seen,
@@ -595,7 +738,104 @@ impl SetRuntime {
                 position,
                 vdi_model::content::Content::Empty,
             )
-        }))
+        }));
+        if let Some(b) = began {
+            let k = CompletionArg::new(code, bytes, position);
+            self.log_complete(b, h, seen, k, &r);
+        }
+        r
+    }
+
+    // ----- the call log ---------------------------------------------------------------
+
+    /// A call begins: its log entry's start, when a log is written.
+    #[inline]
+    fn began(&self) -> Option<Began> {
+        self.log.as_ref().map(ObjectLog::begin)
+    }
+
+    /// Logs a call on the set object (the incarnation is the object's now).
+    #[cold]
+    #[inline(never)]
+    fn log_set_call<T>(
+        &self,
+        b: Began,
+        method: Api,
+        args: Args,
+        r: &Ret<T>,
+        value: Option<Produced>,
+    ) {
+        let Some(l) = &self.log else { return };
+        let ret = Returned {
+            incarnation: self.incarnation(),
+            code: r.code(),
+            clause: r.clause,
+            value,
+            block_modified: None,
+        };
+        l.record(b, method, args, ret);
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn log_get_command(&self, b: Began, h: DeviceHandle, w: Wait, r: &Ret<Cmd>) {
+        let Some(l) = &self.log else { return };
+        let value = r.result.as_ref().ok().map(|c| {
+            l.fetch(h.incarnation, h.index, c);
+            Produced::Command(vdi_model::calllog::CommandView::of(c))
+        });
+        let args = Args {
+            device: Some(h.index),
+            timeout: Some(TimeoutArg::new(w.timeout, w.raw)),
+            ..Args::default()
+        };
+        let ret = Returned {
+            incarnation: h.incarnation,
+            code: r.code(),
+            clause: r.clause,
+            value,
+            block_modified: None,
+        };
+        l.record(b, Api::GetCommand, args, ret);
+    }
+
+    /// Logs a CompleteCommand: the command as delivered, the completion,
+    /// and whether the block handed back differs from it (an ABI face marks
+    /// a changed buffer pointer with buffer id `u32::MAX`).
+    #[cold]
+    #[inline(never)]
+    fn log_complete(&self, b: Began, h: DeviceHandle, seen: &Cmd, k: CompletionArg, r: &Ret<()>) {
+        let Some(l) = &self.log else { return };
+        let done = r.code() == Hresult::NOERROR;
+        let command = l.command(h.incarnation, h.index, seen.id.0, done);
+        let moved = seen.buffer == Some(BufId(u32::MAX));
+        let modified = match &command {
+            Some(c) => {
+                moved
+                    || (c.code, c.size, c.position) != (seen.code as u32, seen.size, seen.position)
+            }
+            None => r.clause == id::COMPLETE_COMMAND_READ_ONLY_BLOCK,
+        };
+        let args = Args {
+            device: Some(h.index),
+            command,
+            completion: Some(k),
+            handed_back: modified.then_some(BlockView {
+                code: seen.code as u32,
+                size: seen.size,
+                position: seen.position,
+                buffer_changed: moved,
+            }),
+            ..Args::default()
+        };
+        let ret = Returned {
+            incarnation: h.incarnation,
+            code: r.code(),
+            clause: r.clause,
+            value: None,
+            block_modified: Some(modified),
+        };
+        l.record(b, Api::CompleteCommand, args, ret);
     }
 
     // ----- the server side ------------------------------------------------------------

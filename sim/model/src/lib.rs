@@ -21,7 +21,10 @@
 //!   ([`fault::FaultSchedule`]) every driver uses.
 //! - [`process`]: what the client process saw ([`process::ClientProcess`]),
 //!   absorbed call by call the same way by every driver.
-//! - [`checks`]: the invariants, one file per family.
+//! - [`calllog`]: the call log a library writes of a real client program's
+//!   calls ([`calllog::CallRecord`], JSON lines).
+//! - [`checks`]: the invariants, one file per family, and the client
+//!   obligations a call log is graded by ([`checks::obligations`]).
 //! - [`programs`]: client programs — the reference client and the flawed
 //!   clients real products have been seen to be.
 //!
@@ -35,6 +38,7 @@
 //! truth: every driver runs this code, none restates it.
 
 pub mod call;
+pub mod calllog;
 pub mod channel;
 pub mod checks;
 pub mod client;

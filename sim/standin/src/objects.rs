@@ -10,9 +10,8 @@ use std::cell::UnsafeCell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, RwLock};
-use vdi_host::runtime::{BlockModification, CreateKind, SetRuntime};
+use vdi_host::runtime::{BlockModification, CreateKind, SetRuntime, Wait};
 use vdi_model::client::DeviceHandle;
-use vdi_model::msg::Timeout;
 use vdi_model::msg::{BufId, Cmd, CmdId};
 use vdi_spec::{ClientState, CommandCode, Hresult, VdConfig, VdcCommand, Win32};
 
@@ -91,7 +90,9 @@ impl DevCore {
     }
 
     /// `GetCommand`: on success, the address of a library-owned block.
-    pub fn get_command(&self, timeout: Timeout) -> Result<*mut VdcCommand, Hresult> {
+    /// `timeout` is a [`Timeout`](vdi_model::msg::Timeout), or a [`Wait`]
+    /// keeping the number the program passed (for the call log).
+    pub fn get_command(&self, timeout: impl Into<Wait>) -> Result<*mut VdcCommand, Hresult> {
         let r = self.rt.get_command(self.handle, timeout);
         let cmd = r.result?;
         let buffer = self
@@ -237,8 +238,8 @@ impl SetCore {
         code_of(&self.rt.create(kind, name, cfg).result)
     }
 
-    /// `GetConfiguration`.
-    pub fn get_configuration(&self, timeout: Timeout) -> Result<VdConfig, Hresult> {
+    /// `GetConfiguration` (`timeout` as for [`DevCore::get_command`]).
+    pub fn get_configuration(&self, timeout: impl Into<Wait>) -> Result<VdConfig, Hresult> {
         self.rt.get_configuration(timeout).result
     }
 
@@ -382,12 +383,14 @@ pub fn name_from_utf16(units: &[u16]) -> Result<String, Hresult> {
     String::from_utf16(units).map_err(|_| Hresult::VD_E_INVALID)
 }
 
-/// A Linux timeout (`time_t` ms; negative waits forever).
-pub fn linux_timeout(v: i64) -> Timeout {
-    Timeout::from_linux(v)
+/// A Linux timeout (`time_t` ms; negative waits forever), with the number
+/// as passed.
+pub fn linux_timeout(v: i64) -> Wait {
+    Wait::linux(v)
 }
 
-/// A Windows timeout (DWORD ms; `INFINITE` waits forever).
-pub fn dword_timeout(v: u32) -> Timeout {
-    Timeout::from_dword(v)
+/// A Windows timeout (DWORD ms; `INFINITE` waits forever), with the number
+/// as passed.
+pub fn dword_timeout(v: u32) -> Wait {
+    Wait::dword(v)
 }

@@ -12,7 +12,11 @@ mod common;
 
 use common::{CHUNK, Driver, Ns, device_names, handle, pipe, statement};
 use std::sync::Arc;
-use vdi_model::call::{Call, Value};
+use vdi_model::call::{Call, Reply, Value};
+use vdi_model::calllog::{
+    Api, Args, CallRecord, Code, CommandView, CompletionArg, ConfigView, Produced, TimeoutArg,
+};
+use vdi_model::checks::obligations::{self, Context, ProgramEnd, StatementEnd};
 use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Ret};
 use vdi_model::content::Content;
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
@@ -490,6 +494,52 @@ fn close_wait_for_close() {
         (r.code(), r.clause),
         (Hresult::NOERROR, id::CLOSE_WAIT_FOR_CLOSE)
     );
+}
+
+/// `close.exactly-once`: a driven session logged as the library logs a
+/// program's calls (`vdi_model::calllog`) and graded
+/// (`vdi_model::checks::obligations`): one Close after VD_E_CLOSE keeps the
+/// obligation; a second Close (VD_E_PROTOCOL, `close.not-open`) and a
+/// GetCommand on the closed set's device break it.
+#[test]
+fn close_exactly_once() {
+    let mut l = Logged::new(WorldConfig::new(5));
+    let ctl = l.d.w.add_thread("ctl", None);
+    let t = l.d.w.add_thread("dev0", Some(0));
+    let create = Call::Create {
+        name: SET.into(),
+        cfg: pipe(1),
+    };
+    assert_eq!(l.call(ctl, create).code, Hresult::NOERROR);
+    l.d.w
+        .send_statement(statement(StatementKind::BackupDatabase, SET, 1, 3 * CHUNK));
+    let timeout = Timeout::Ms(10_000);
+    l.call(ctl, Call::GetConfiguration { timeout });
+    let dev = handle(&l.call(ctl, Call::OpenDevice { name: SET.into() }));
+    assert_eq!(l.serve(t, dev), Hresult::VD_E_CLOSE);
+    assert_eq!(l.call(ctl, Call::Close).code, Hresult::NOERROR);
+    let o = l.d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
+    assert!(o.succeeded());
+    let cx = graded_context(vec![o], ProgramEnd::Exited { code: 0 });
+    assert_eq!(obligations::check(&l.recs, &cx), []);
+    let again = l.call(ctl, Call::Close);
+    assert_eq!(
+        (again.code, again.clause),
+        (Hresult::VD_E_PROTOCOL, Some(id::CLOSE_NOT_OPEN))
+    );
+    l.call(t, Call::GetCommand { dev, timeout });
+    let found = obligations::check(&l.recs, &cx);
+    let clauses: Vec<&str> = found.iter().map(|v| v.clause.as_str()).collect();
+    assert_eq!(
+        clauses,
+        [
+            id::CLOSE_EXACTLY_ONCE.as_str(),
+            id::CLOSE_EXACTLY_ONCE.as_str()
+        ],
+        "{found:#?}"
+    );
+    assert!(found[0].what.contains("Close was called 2 times"));
+    assert!(found[1].what.contains("GetCommand on device 0"));
 }
 
 /// `close.before-server-open`: a client that closes before the server
@@ -1912,6 +1962,30 @@ fn term_outcome_decides() {
     );
 }
 
+/// `term.exits`: the reference client ends once its statement has; a
+/// client that waits for data that never comes (flaw reads-until-full,
+/// truncated media) is still running after its RESTORE failed — what the
+/// runner kills after its bound — and grading says so.
+#[test]
+fn term_exits() {
+    let s = spec(Operation::Roundtrip, 1, 6);
+    let r = run(&s, WorldConfig::new(52));
+    assert_clean(&r);
+    let ok = graded_context(outcomes(&r), ProgramEnd::Exited { code: 0 });
+    assert_eq!(obligations::check(&[], &ok), []);
+    let mut s = s.clone();
+    s.server_timeout_ms = 2_000;
+    s.flaws.insert(Flaw::ReadsUntilFull);
+    let r = run_plan(&s, "truncated-media", 50);
+    assert_eq!(outcome(&r, 1).status, Status::Failed);
+    assert_ne!(r.end, End::Finished, "the program never ends");
+    let hung = graded_context(outcomes(&r), ProgramEnd::Hung { bound_ms: 30_000 });
+    let found = obligations::check(&[], &hung);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].clause, id::TERM_EXITS.as_str());
+    assert!(found[0].what.contains("30000 ms after its statement ended"));
+}
+
 /// `term.backup-sequence`: a pipe BACKUP stream is Write* … Flush …
 /// [Complete], then VD_E_CLOSE, on every device.
 #[test]
@@ -3166,6 +3240,168 @@ fn client_table_cells() {
     let r = c.close(&mut ns);
     let cell = vdi_spec::tables::client_cell(TableMethod::Close, ClientState::Active);
     assert!(cell.allows(r.code()), "{}", cell.clause);
+}
+
+// ----------------------------------------------------------------------
+// graded sessions (client obligations)
+// ----------------------------------------------------------------------
+
+/// A driven session whose calls are recorded as the library logs a
+/// program's calls, for grading.
+struct Logged {
+    d: Driver,
+    recs: Vec<CallRecord>,
+    incarnation: u32,
+}
+
+impl Logged {
+    fn new(cfg: WorldConfig) -> Logged {
+        Logged {
+            d: Driver::new(cfg, Trace::hashing()),
+            recs: Vec::new(),
+            incarnation: 0,
+        }
+    }
+
+    /// Makes `call` on thread `t` and records it.
+    fn call(&mut self, t: usize, call: Call) -> Reply {
+        let start_ms = self.d.w.now();
+        let (method, args, on_device) = described(&call);
+        let r = self.d.call(t, call);
+        if matches!(method, Api::Create) && r.code == Hresult::NOERROR {
+            self.incarnation += 1;
+        }
+        let value = match &r.value {
+            Value::Command(c) => Some(Produced::Command(CommandView::of(c))),
+            Value::Config(c) => Some(Produced::Config(ConfigView::of(c))),
+            Value::Device(h) => Some(Produced::Device(h.index)),
+            _ => None,
+        };
+        let seq = self.recs.len() as u64 + 1;
+        self.recs.push(CallRecord {
+            pid: 1,
+            seq,
+            after: seq - 1,
+            thread: t as u64 + 1,
+            object: 1,
+            incarnation: on_device.unwrap_or(self.incarnation),
+            start_ms,
+            end_ms: self.d.w.now(),
+            method,
+            args,
+            ret: Code::of(r.code),
+            value,
+            block_modified: (method == Api::CompleteCommand)
+                .then_some(r.clause == Some(id::COMPLETE_COMMAND_READ_ONLY_BLOCK)),
+            clause: r.clause.map(String::from),
+        });
+        r
+    }
+
+    /// Serves `dev` until GetCommand returns no command, as the driver's
+    /// perfect client does; returns that code.
+    fn serve(&mut self, t: usize, dev: DeviceHandle) -> Hresult {
+        loop {
+            let r = self.call(
+                t,
+                Call::GetCommand {
+                    dev,
+                    timeout: Timeout::Ms(10_000),
+                },
+            );
+            let Value::Command(c) = r.value else {
+                return r.code;
+            };
+            let bytes = if c.code.has_buffer() {
+                u64::from(c.size)
+            } else {
+                0
+            };
+            self.d.w.process().media.resize(1, Content::Empty);
+            self.d.w.process().media[0].append(&c.data);
+            let done = Call::CompleteCommand {
+                dev,
+                position: c.position,
+                cmd: c,
+                code: Win32::ERROR_SUCCESS,
+                bytes,
+                data: Content::Empty,
+            };
+            assert_eq!(self.call(t, done).code, Hresult::NOERROR);
+        }
+    }
+}
+
+/// The log's method, arguments and (for a device call) the device's
+/// incarnation of `call`.
+fn described(call: &Call) -> (Api, Args, Option<u32>) {
+    let mut a = Args::default();
+    let wait = |t: &Timeout| {
+        let raw = match t {
+            Timeout::Ms(ms) => *ms as i64,
+            Timeout::Infinite => -1,
+        };
+        Some(TimeoutArg::new(*t, raw))
+    };
+    let (m, dev) = match call {
+        Call::Create { name, cfg } => {
+            a.name = Some(name.clone());
+            a.config = Some(ConfigView::of(cfg));
+            (Api::Create, None)
+        }
+        Call::GetConfiguration { timeout } => {
+            a.timeout = wait(timeout);
+            (Api::GetConfiguration, None)
+        }
+        Call::OpenDevice { name } => {
+            a.name = Some(name.clone());
+            (Api::OpenDevice, None)
+        }
+        Call::Close => (Api::Close, None),
+        Call::SignalAbort => (Api::SignalAbort, None),
+        Call::GetCommand { dev, timeout } => {
+            a.device = Some(dev.index);
+            a.timeout = wait(timeout);
+            (Api::GetCommand, Some(dev.incarnation))
+        }
+        Call::CompleteCommand {
+            dev,
+            cmd,
+            code,
+            bytes,
+            position,
+            ..
+        } => {
+            a.device = Some(dev.index);
+            a.command = Some(CommandView::of(cmd));
+            a.completion = Some(CompletionArg::new(*code, *bytes, *position));
+            (Api::CompleteCommand, Some(dev.incarnation))
+        }
+        other => panic!("not logged by this test: {other:?}"),
+    };
+    (m, a, dev)
+}
+
+fn outcomes(r: &RunResult) -> Vec<Outcome> {
+    r.statements.iter().map(|(_, o)| o.clone()).collect()
+}
+
+/// What the runner knows: these statements' outcomes and the program's end.
+fn graded_context(outcomes: Vec<Outcome>, end: ProgramEnd) -> Context {
+    Context {
+        statements: outcomes
+            .into_iter()
+            .map(|outcome| StatementEnd {
+                set: None,
+                kind: None,
+                outcome,
+                ended_ms: None,
+                mid_stream_flushes: 0,
+            })
+            .collect(),
+        end,
+        unimplemented_code: None,
+    }
 }
 
 // ======================================================================

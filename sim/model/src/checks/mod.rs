@@ -6,10 +6,13 @@
 //!   state (the transition table, the method's page, or a profile choice).
 //! - [`abort`]: no command reaches the client after an abort.
 //! - [`media`]: a BACKUP that reports success delivered every byte.
+//! - [`obligations`]: what a client program must do, graded from the call
+//!   log its library wrote (`vdisim client-test`).
 
 pub mod abort;
 pub mod codes;
 pub mod media;
+pub mod obligations;
 
 use serde::{Deserialize, Serialize};
 
