@@ -427,6 +427,7 @@ impl Connector for PlanConnector {
                 budget_ms: 0,
                 faults: plan_faults(p),
                 record: false,
+                client_faults: None,
                 backups_before: seeds.backups_before,
             },
             Some(Arc::new(Publisher {

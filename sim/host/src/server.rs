@@ -93,6 +93,10 @@ pub struct HostSetup {
     pub faults: FaultPlan,
     /// Keep the server half's trace whole (else only hashed).
     pub record: bool,
+    /// Where the client-side faults of `faults` go when they fire (a
+    /// runner that controls the client process applies them: kills it,
+    /// stops it). Without a hook, client-side faults are not the host's.
+    pub client_faults: Option<ClientFaultHook>,
     /// Backups taken before `seed_backups` that the host is not given
     /// (a long-running server passes only the backup a RESTORE reads):
     /// the first new backup is numbered after them and the seeds.
@@ -111,12 +115,25 @@ impl HostSetup {
             budget_ms: setup.budget_ms,
             faults: setup.server_timed_faults(),
             record: setup.record_trace,
+            client_faults: None,
             backups_before: 0,
         }
     }
 
     fn scale(&self) -> u32 {
         self.time_scale.max(1)
+    }
+}
+
+/// Applies the client-side faults a host's plan fires (see
+/// [`HostSetup::client_faults`]): called on the host thread, it must not
+/// block for long.
+#[derive(Clone)]
+pub struct ClientFaultHook(pub Arc<dyn Fn(&Fault) + Send + Sync>);
+
+impl std::fmt::Debug for ClientFaultHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientFaultHook")
     }
 }
 
@@ -385,6 +402,7 @@ struct HostThread {
     faults: FaultSchedule,
     /// When the server died (virtual ms), if it did.
     died_at: Option<u64>,
+    client_faults: Option<ClientFaultHook>,
 }
 
 impl HostThread {
@@ -429,6 +447,7 @@ impl HostThread {
             scale,
             faults,
             died_at: None,
+            client_faults: setup.client_faults,
         }
     }
 
@@ -634,6 +653,12 @@ impl HostThread {
         self.fired.push(f.kind().to_string());
         let now = self.now();
         if !self.alive {
+            return;
+        }
+        if !f.is_server_side() {
+            if let Some(h) = &self.client_faults {
+                (h.0)(&f);
+            }
             return;
         }
         match f {

@@ -161,15 +161,26 @@ impl Inner {
         self.statements.fetch_add(1, Ordering::Relaxed);
         let (seed, backups_before) = match self.prepare(&mut stmt) {
             Ok(p) => p,
-            Err(messages) => return (messages, BatchEnd::Done),
+            Err(messages) => {
+                self.log_outcome(
+                    &stmt,
+                    &Outcome {
+                        status: Status::Failed,
+                        messages: messages.clone(),
+                        ..Outcome::default()
+                    },
+                );
+                return (messages, BatchEnd::Done);
+            }
         };
         let setup = HostSetup {
             profile: self.cfg.profile.clone(),
             seed_backups: seed.iter().map(|(r, _)| r.clone()).collect(),
-            time_scale: 1,
+            time_scale: self.cfg.time_scale,
             budget_ms: 0,
             faults: self.server_faults(),
             record: self.cfg.trace.is_some(),
+            client_faults: self.cfg.client_faults.clone(),
             backups_before,
         };
         let host = ServerHost::start(setup);
@@ -188,6 +199,7 @@ impl Inner {
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
         self.record(&stmt, &outcome, &obs.new_backups, seed);
+        self.log_outcome(&stmt, &outcome);
         let end = match outcome.reason {
             Some(FailReason::ServerDied) => BatchEnd::ServerDied,
             Some(FailReason::Cancelled) => BatchEnd::Cancelled,
@@ -196,11 +208,30 @@ impl Inner {
         (outcome.messages, end)
     }
 
+    /// Keeps the statement's outcome for [`Server::outcomes`] (the latest
+    /// [`OUTCOMES_KEPT`]).
+    fn log_outcome(&self, stmt: &Statement, outcome: &Outcome) {
+        let mut g = lock(&self.outcomes);
+        if g.len() >= OUTCOMES_KEPT {
+            g.pop_front();
+        }
+        g.push_back(StatementOutcome {
+            statement: stmt.clone(),
+            outcome: outcome.clone(),
+            ended_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        });
+    }
+
     /// Checks a statement against the databases and the bounds and sizes
     /// it: `Ok` with the backup a RESTORE reads and the number of backups
     /// before the first one this statement may add; `Err` with the
     /// messages the statement fails with.
     fn prepare(&self, stmt: &mut Statement) -> Result<(Option<Taken>, u32), Vec<SqlMessage>> {
+        if let Some(o) = &*lock(&self.plan) {
+            o.apply(&mut stmt.plan);
+        }
         let fail = |m: SqlMessage| vec![m, vdi_model::server::messages::terminating(stmt.kind)];
         let mut c = lock(&self.catalog);
         if stmt.kind.is_backup() {

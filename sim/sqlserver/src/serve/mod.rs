@@ -80,7 +80,7 @@ use vdi_host::remote::shm::{Geometry, ServerPool};
 use vdi_host::remote::wire::{
     self, DatabaseInfo, Frame, LineMessage, PROTOCOL, Refusal, Request, Response, ServerStatus,
 };
-use vdi_host::server::{HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
+use vdi_host::server::{ClientFaultHook, HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
 use vdi_model::content::Content;
 use vdi_model::fault::{Fault, FaultPlan, Trigger};
 use vdi_model::msg::{DevIx, ToClient, ToServer};
@@ -137,6 +137,53 @@ pub struct ServeConfig {
     /// arrive once its first byte has (default 10 s,
     /// `vdi_host::remote::wire::FRAME_DEADLINE`; 100 ms to 10 min).
     pub frame_deadline: Duration,
+    /// Virtual milliseconds per real millisecond for every statement's
+    /// server half (its watchdog, stalls, planned times): 1 (real time) to
+    /// 1000. A client library run with the same `VDISIM_TIME_SCALE` waits
+    /// its timeouts on the same clock.
+    pub time_scale: u32,
+    /// What every statement's server does besides the T-SQL (mid-stream
+    /// Flushes, restore read sizes, probe commands): applied to each parsed
+    /// statement; `None` keeps the statement's own plan.
+    pub plan: Option<PlanOverlay>,
+    /// Applies the client-side faults of `faults` when they fire (a runner
+    /// that controls the client process: kills it, stops it); without it
+    /// they are the client's own and the server does not fire them.
+    pub client_faults: Option<ClientFaultHook>,
+}
+
+/// Statement outcomes a server keeps for [`Server::outcomes`].
+pub const OUTCOMES_KEPT: usize = 10_000;
+
+/// A statement the server ran, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatementOutcome {
+    pub statement: Statement,
+    pub outcome: Outcome,
+    /// When it ended: wall-clock milliseconds since the Unix epoch.
+    pub ended_unix_ms: u64,
+}
+
+/// Server behaviour a statement's T-SQL cannot ask for, applied to every
+/// statement a server runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanOverlay {
+    /// BACKUP: Flushes sent mid-stream on each device.
+    pub mid_flushes: u32,
+    /// RESTORE read sizes.
+    pub read_sizes: Option<vdi_model::statement::ReadSizes>,
+    /// Commands sent besides the data stream (probes).
+    pub extra_commands: Vec<vdi_model::statement::ExtraCommand>,
+}
+
+impl PlanOverlay {
+    fn apply(&self, plan: &mut vdi_model::statement::ServerPlan) {
+        plan.mid_flushes = self.mid_flushes;
+        if let Some(r) = &self.read_sizes {
+            plan.read_sizes = r.clone();
+        }
+        plan.extra_commands = self.extra_commands.clone();
+    }
 }
 
 impl ServeConfig {
@@ -156,6 +203,9 @@ impl ServeConfig {
             trace: None,
             max_connections: vdi_spec::bounds::CONNECTIONS_DEFAULT,
             frame_deadline: wire::FRAME_DEADLINE,
+            time_scale: 1,
+            plan: None,
+            client_faults: None,
         }
     }
 }
@@ -223,6 +273,14 @@ impl ServeConfig {
                 "give a frame 100 ms to 10 minutes",
             ));
         }
+        if !(1..=1000).contains(&self.time_scale) {
+            return Err(bounds::BoundError::new(
+                "--time-scale",
+                self.time_scale,
+                "1..=1000",
+                "run at most 1000 virtual ms per real ms",
+            ));
+        }
         if self.max_connections == 0 {
             return Err(bounds::BoundError::new(
                 "--max-connections",
@@ -244,6 +302,10 @@ struct Inner {
     next_conn: AtomicUsize,
     /// Connections being served now.
     live: AtomicUsize,
+    /// The plan overlay in force (see [`Server::set_plan`]).
+    plan: Mutex<Option<PlanOverlay>>,
+    /// The latest statements' outcomes.
+    outcomes: Mutex<std::collections::VecDeque<StatementOutcome>>,
     /// Bytes of control frames being received, server-wide.
     partial: frames::Budget,
     /// Connections served at once: `max_connections`, or fewer if the
@@ -297,6 +359,7 @@ impl Server {
                 },
             );
         }
+        let plan = cfg.plan.clone();
         let inner = Arc::new(Inner {
             cfg,
             cases: Mutex::new(BTreeMap::new()),
@@ -305,6 +368,8 @@ impl Server {
             sets: Mutex::new(BTreeMap::new()),
             next_conn: AtomicUsize::new(1),
             live: AtomicUsize::new(0),
+            plan: Mutex::new(plan),
+            outcomes: Mutex::new(std::collections::VecDeque::new()),
             partial: frames::Budget::new(vdi_spec::bounds::PARTIAL_FRAME_BYTES_MAX),
             max_connections,
             statements: AtomicU64::new(0),
@@ -347,6 +412,18 @@ impl Server {
     /// connection holds two descriptors).
     pub fn max_connections(&self) -> usize {
         self.inner.max_connections
+    }
+
+    /// Replaces the plan overlay for the statements that start from now on
+    /// (a runner that backs up plainly, then restores under a plan).
+    pub fn set_plan(&self, plan: Option<PlanOverlay>) {
+        *lock(&self.inner.plan) = plan;
+    }
+
+    /// The statements this server ran (the latest [`OUTCOMES_KEPT`]), in
+    /// the order they ended, with their outcomes.
+    pub fn outcomes(&self) -> Vec<StatementOutcome> {
+        lock(&self.inner.outcomes).iter().cloned().collect()
     }
 
     /// What the server holds now.
@@ -574,20 +651,27 @@ impl Inner {
                 .faults
                 .faults
                 .iter()
-                .filter(|pf| pf.fault.is_server_side())
+                .filter(|pf| self.applies(&pf.fault))
                 .cloned()
                 .collect(),
         }
     }
 
+    /// Whether a statement's host fires `f`: a server-side fault, or a
+    /// client-side one when a hook applies those
+    /// ([`ServeConfig::client_faults`]).
+    fn applies(&self, f: &Fault) -> bool {
+        f.is_server_side() || self.cfg.client_faults.is_some()
+    }
+
     /// Whether set connections must report the commands their client
-    /// fetches: a server-side fault of the plan is triggered by a fetch.
+    /// fetches: a fault the server fires is triggered by a fetch.
     fn wants_fetches(&self) -> bool {
         self.cfg
             .faults
             .faults
             .iter()
-            .any(|pf| pf.fault.is_server_side() && matches!(pf.trigger, Trigger::OnCommand { .. }))
+            .any(|pf| self.applies(&pf.fault) && matches!(pf.trigger, Trigger::OnCommand { .. }))
     }
 
     /// Appends one line about a set connection to the trace file (if any).
