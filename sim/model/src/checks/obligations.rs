@@ -362,6 +362,13 @@ fn flushes(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
         if stop.is_none() && SetView::killed(cx) {
             continue;
         }
+        // The set aborted (another device saw VD_E_ABORT) before the
+        // program stopped: stopping is then what `abort.only-close` asks.
+        if s.abort
+            .is_some_and(|a| stop.is_none_or(|st| a.seq < st.seq))
+        {
+            continue;
+        }
         if !running_at(s.stmt, Some(done.end_ms)) {
             continue;
         }

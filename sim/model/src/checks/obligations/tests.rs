@@ -774,6 +774,40 @@ fn finishing_at_a_mid_stream_flush() {
     assert_eq!(clauses(&v), [id::CLOSE_WAIT_FOR_CLOSE.as_str()], "{v:#?}");
 }
 
+/// Found by client-test (`backup.devices-3.flushes-1.abort`): device 1
+/// had just answered a mid-stream Flush when the server aborted the set;
+/// device 0 saw VD_E_ABORT and the program closed. Not a finish at the
+/// Flush: stopping after an abort is the obligation.
+#[test]
+fn closing_after_an_abort_seen_on_another_device_at_a_flush() {
+    let mut b = B::new();
+    b.create(Features::LikePipe)
+        .config(Features::WriteMedia)
+        .open(0)
+        .open(1);
+    b.serve(1, CommandCode::Write, 65536)
+        .serve(1, CommandCode::Flush, 0);
+    b.get(0, Hresult::VD_E_ABORT, -1);
+    b.call(Api::Close, Hresult::NOERROR);
+    let mut c = cx(failure(FailReason::ServerAbort), EXIT1);
+    c.statements[0].mid_stream_flushes = 1;
+    let v = check(&b.recs, &c);
+    assert_eq!(clauses(&v), [] as [&str; 0], "{v:#?}");
+    // The same log without the abort is a finish at the Flush.
+    let mut b = B::new();
+    b.create(Features::LikePipe)
+        .config(Features::WriteMedia)
+        .open(0)
+        .open(1);
+    b.serve(1, CommandCode::Write, 65536)
+        .serve(1, CommandCode::Flush, 0);
+    b.call(Api::Close, Hresult::VD_E_OPEN);
+    let mut c = cx(failure(FailReason::ClientAbort), EXIT1);
+    c.statements[0].mid_stream_flushes = 1;
+    let v = check(&b.recs, &c);
+    assert!(clauses(&v).contains(&id::FLUSH_SEVERAL.as_str()), "{v:#?}");
+}
+
 #[test]
 fn finishing_at_the_flush_when_complete_was_negotiated() {
     let granted = Features(
