@@ -33,6 +33,8 @@
 
 pub mod backend;
 pub mod backends;
+#[cfg(unix)]
+pub mod client_test;
 pub mod commands;
 pub mod oracle;
 pub mod random;

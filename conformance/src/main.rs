@@ -92,6 +92,11 @@ enum Cmd {
     /// Play SQL Server: a long-running process that the stand-in library's
     /// sets connect to and `vdisim sqlcmd` sends BACKUP / RESTORE to.
     Serve(ServeArgs),
+    /// Grade your own VDI client program: run it under every server
+    /// behaviour against private simulated servers and the stand-in
+    /// library, and judge what it did (conformance/CLIENT-TESTING.md).
+    #[cfg(unix)]
+    ClientTest(vdi_conformance::client_test::ClientTestArgs),
     /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
     /// program does when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
@@ -144,6 +149,11 @@ struct ServeArgs {
     /// dropped.
     #[arg(long, default_value_t = 10_000)]
     frame_deadline_ms: u64,
+    /// Virtual ms per real ms for every statement's server (watchdog,
+    /// stalls), 1..=1000; run the client with the same VDISIM_TIME_SCALE so
+    /// the library waits its timeouts on the same clock.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    time_scale: u32,
 }
 
 fn main() -> ExitCode {
@@ -245,8 +255,22 @@ fn run(cli: Cli) -> Result<u8> {
             commands::check_determinism(&dir, seeds).map_err(|e| anyhow!(e))?,
         )),
         Cmd::Serve(a) => serve(a),
+        #[cfg(unix)]
+        Cmd::ClientTest(a) => client_test(&a),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
     }
+}
+
+/// `vdisim client-test`: exit 0 when nothing failed, 1 when a case did.
+#[cfg(unix)]
+fn client_test(a: &vdi_conformance::client_test::ClientTestArgs) -> Result<u8> {
+    let vdisim = match std::env::var_os("VDISIM_BIN").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => std::env::current_exe().context("cannot find the vdisim executable")?,
+    };
+    let s = vdi_conformance::client_test::run(a, &vdisim)?;
+    out(&s.text);
+    Ok(if s.failed() { 1 } else { 0 })
 }
 
 /// Runs the sqlcmd look-alike; its exit code is sqlcmd's. Here, and only
@@ -360,6 +384,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
     cfg.server_name = a.server_name;
     cfg.max_connections = a.max_connections;
     cfg.frame_deadline = std::time::Duration::from_millis(a.frame_deadline_ms);
+    cfg.time_scale = a.time_scale;
     // SIGINT and SIGTERM stop the server and remove its socket; they are
     // blocked before any thread starts so that only the signal thread
     // takes them.

@@ -89,3 +89,36 @@ fn a_scenario_beyond_a_bound_is_refused_with_its_file() {
         "{text}"
     );
 }
+
+/// The clocks: `serve --time-scale` and `client-test --time-scale` take
+/// 1..=1000, checked before a socket or a program is touched.
+#[cfg(unix)]
+#[test]
+fn time_scales_are_bounded() {
+    let dir = std::env::temp_dir().join(format!("vdisim-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("s.sock");
+    let sock = sock.to_str().unwrap();
+    refused(
+        &["serve", "--listen", sock, "--time-scale", "0"],
+        &["--time-scale", "1..=1000"],
+    );
+    refused(
+        &["serve", "--listen", sock, "--time-scale", "1001"],
+        &["--time-scale", "1..=1000"],
+    );
+    assert!(!std::path::Path::new(sock).exists(), "no socket left");
+    refused(
+        &[
+            "client-test",
+            "--program",
+            "/bin/true {device}",
+            "--ready-line",
+            "READY",
+            "--time-scale",
+            "5000",
+        ],
+        &["--time-scale", "5000"],
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
