@@ -254,6 +254,17 @@ fn each_flawed_client_gets_its_clause() {
             r[0].3
         );
         assert_eq!(code, 1, "{text}");
+        // The report's first divergence is the violating call itself.
+        if *flaw == "TAMPER_BLOCK" {
+            let case = &report["cases"][0];
+            let seq = &case["divergence"]["seq"];
+            let ev = case["timeline"]
+                .as_array()
+                .and_then(|t| t.iter().find(|e| &e["seq"] == seq))
+                .unwrap_or_else(|| panic!("the divergence {seq} is an event: {case}"));
+            assert_eq!(ev["what"], "CompleteCommand", "{ev}");
+            assert!(ev["detail"].as_str().unwrap().contains("MODIFIED"), "{ev}");
+        }
         assert!(
             text.contains(&format!("--case {case}")) || text.contains(&format!("--case '{case}'")),
             "a repro line: {text}"

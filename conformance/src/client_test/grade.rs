@@ -91,7 +91,9 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
     let mut findings: Vec<Violation> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut unimplemented = r.unimplemented.clone();
-    let mut timeline = Vec::new();
+    let mut timeline: Vec<TimelineEvent> = Vec::new();
+    // Where the first finding points in `timeline`.
+    let mut diverged: Option<u64> = None;
     let mut calls = 0u64;
     let mut virtual_ms = 0u64;
     for (op, run) in [(Op::Backup, &r.backup), (Op::Restore, &r.restore)] {
@@ -106,7 +108,14 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
         let g = grade_op(h, &case, run);
         calls += g.calls;
         virtual_ms = virtual_ms.max(g.virtual_ms);
-        timeline.extend(g.timeline);
+        let offset = timeline.len() as u64;
+        if diverged.is_none() && !g.findings.is_empty() {
+            diverged = g.divergence_index().map(|i| offset + i as u64);
+        }
+        timeline.extend(g.timeline.into_iter().map(|mut e| {
+            e.seq += offset;
+            e
+        }));
         findings.extend(g.findings);
         notes.extend(g.notes);
         if let Some(u) = g.unimplemented {
@@ -133,7 +142,7 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
             .join("; "),
     };
     let divergence = findings.first().map(|v| Divergence {
-        seq: 0,
+        seq: diverged.unwrap_or(timeline.len() as u64),
         clause: Some(v.clause.clone()),
         expected: "a correct client's behaviour (see the clause)".into(),
         actual: v.what.clone(),
@@ -177,17 +186,35 @@ struct OpGrade {
     notes: Vec<String>,
     unimplemented: Option<String>,
     timeline: Vec<TimelineEvent>,
+    /// The call-log `seq` of each timeline event (`None`: a statement end).
+    call_seqs: Vec<Option<u64>>,
     calls: u64,
     virtual_ms: u64,
 }
 
+impl OpGrade {
+    /// The timeline event the first finding is about: the call it names,
+    /// else the statement's end.
+    fn divergence_index(&self) -> Option<usize> {
+        let first = self.findings.first()?;
+        if let Some(at) = first.at
+            && let Some(i) = self.call_seqs.iter().position(|s| *s == Some(at))
+        {
+            return Some(i);
+        }
+        self.call_seqs.iter().rposition(Option::is_none)
+    }
+}
+
 fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
     let log = parse(&run.record.log_lines);
+    let (timeline, call_seqs) = timeline(run.op, &log, run);
     let mut g = OpGrade {
         findings: Vec::new(),
         notes: Vec::new(),
         unimplemented: None,
-        timeline: timeline(run.op, &log, run),
+        timeline,
+        call_seqs,
         calls: log.calls.len() as u64,
         virtual_ms: log.calls.iter().map(|c| c.end_ms).max().unwrap_or(0),
     };
@@ -300,10 +327,7 @@ fn vdi_side_clean(calls: &[CallRecord]) -> bool {
 
 /// A finding with no clause of its own (the harness could not grade).
 fn plain(what: String) -> Violation {
-    Violation {
-        clause: id::TERM_OUTCOME_DECIDES.to_string(),
-        what,
-    }
+    Violation::new(id::TERM_OUTCOME_DECIDES, what)
 }
 
 /// Where a correct client's statement succeeds, a failed one is a finding
@@ -320,7 +344,7 @@ fn expected_outcome(case: &ClientCase, run: &OpRun, g: &mut OpGrade) {
             what: format!(
                 "no {what} statement ran: a program that runs its own T-SQL must run it through sqlcmd -S {{server}} naming set {{device}}"
             ),
-        });
+         at: None, });
         return;
     };
     if last.outcome.succeeded() {
@@ -347,6 +371,7 @@ fn expected_outcome(case: &ClientCase, run: &OpRun, g: &mut OpGrade) {
             last.outcome.reason,
             msgs.join(" / ")
         ),
+        at: None,
     });
 }
 
@@ -364,10 +389,11 @@ fn last_lines(text: &str, n: usize) -> String {
     if s.is_empty() { "(nothing)".into() } else { s }
 }
 
-/// The client's calls and the server's statement ends, as lanes.
-fn timeline(op: Op, log: &Log, run: &OpRun) -> Vec<TimelineEvent> {
+/// The client's calls and the server's statement ends, as lanes, with the
+/// call-log `seq` of each event (`None` for a statement's end).
+fn timeline(op: Op, log: &Log, run: &OpRun) -> (Vec<TimelineEvent>, Vec<Option<u64>>) {
     const EVENTS_MAX: usize = 2000;
-    let mut ev: Vec<(u64, TimelineEvent)> = log
+    let mut ev: Vec<(u64, Option<u64>, TimelineEvent)> = log
         .calls
         .iter()
         .take(EVENTS_MAX)
@@ -382,6 +408,7 @@ fn timeline(op: Op, log: &Log, run: &OpRun) -> Vec<TimelineEvent> {
             }
             (
                 c.end_ms,
+                Some(c.seq),
                 TimelineEvent {
                     seq: 0,
                     t: c.end_ms,
@@ -406,6 +433,7 @@ fn timeline(op: Op, log: &Log, run: &OpRun) -> Vec<TimelineEvent> {
             .collect();
         ev.push((
             t,
+            None,
             TimelineEvent {
                 seq: 0,
                 t,
@@ -416,14 +444,14 @@ fn timeline(op: Op, log: &Log, run: &OpRun) -> Vec<TimelineEvent> {
             },
         ));
     }
-    ev.sort_by_key(|(t, _)| *t);
+    ev.sort_by_key(|(t, _, _)| *t);
     ev.into_iter()
         .enumerate()
-        .map(|(i, (_, mut e))| {
+        .map(|(i, (_, seq, mut e))| {
             e.seq = i as u64;
-            e
+            (e, seq)
         })
-        .collect()
+        .unzip()
 }
 
 fn args_text(c: &CallRecord) -> String {

@@ -352,6 +352,7 @@ impl World {
             self.violations.push(Violation {
                 clause: id::WORLD_BOUNDED.into(),
                 what: "the step bound was reached".into(),
+                at: None,
             });
         }
     }

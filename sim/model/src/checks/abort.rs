@@ -18,5 +18,6 @@ pub fn command_after_abort(
     (aborted && state == ClientState::Abort).then(|| Violation {
         clause: id::ABORT_NO_COMMANDS_AFTER.into(),
         what: format!("dev{dev} received {} after abort", code.name()),
+        at: None,
     })
 }

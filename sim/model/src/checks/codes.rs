@@ -51,5 +51,6 @@ pub fn check(
             m.name(),
             st.name()
         ),
+        at: None,
     })
 }

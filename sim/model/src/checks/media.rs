@@ -26,7 +26,7 @@ pub fn backup_delivered(succeeded: bool, media: &[Content], rec: &BackupRecord) 
                     got.len(),
                     fam.len
                 ),
-            });
+             at: None, });
         }
     }
     out

@@ -23,4 +23,26 @@ pub struct Violation {
     pub clause: String,
     /// What happened, in words.
     pub what: String,
+    /// The call the finding is about, when it is about one: its `seq` in
+    /// the client's call log (`vdi_model::calllog`); reports highlight it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+}
+
+impl Violation {
+    /// A finding about no call in particular.
+    pub fn new(clause: impl Into<String>, what: impl Into<String>) -> Violation {
+        Violation {
+            clause: clause.into(),
+            what: what.into(),
+            at: None,
+        }
+    }
+
+    /// The same finding, about the call with log sequence number `seq`.
+    #[must_use]
+    pub fn at(mut self, seq: u64) -> Violation {
+        self.at = Some(seq);
+        self
+    }
 }

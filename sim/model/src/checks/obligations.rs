@@ -76,10 +76,7 @@ pub fn check(log: &[CallRecord], cx: &Context) -> Vec<Violation> {
 }
 
 fn violation(clause: ClauseId, what: String) -> Violation {
-    Violation {
-        clause: clause.into(),
-        what,
-    }
+    Violation::new(clause, what)
 }
 
 // ----- the obligations --------------------------------------------------------------------
@@ -187,7 +184,7 @@ fn timeouts(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                 stop_words(stop, cx),
                 s.verb()
             ),
-        ));
+        ).at(last.seq));
         if let Some(t) = t
             && (1..1000).contains(&t.raw)
         {
@@ -201,7 +198,7 @@ fn timeouts(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                     t.raw * 1000,
                     t.raw
                 ),
-            ));
+            ).at(last.seq));
         }
     }
 }
@@ -239,7 +236,7 @@ fn configuration_wait(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                 messages(&st.outcome),
                 last.end_ms
             ),
-        ));
+        ).at(last.seq));
         return;
     }
     let gave_up = stop.is_some() || matches!(cx.end, ProgramEnd::Exited { .. });
@@ -262,7 +259,7 @@ fn configuration_wait(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
             s.verb(),
             st.ended_ms.unwrap_or_default()
         ),
-    ));
+    ).at(last.seq));
     out.push(violation(
         id::TIMEOUT_MILLISECONDS,
         format!(
@@ -273,7 +270,7 @@ fn configuration_wait(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
             t.raw * 1000,
             t.raw
         ),
-    ));
+    ).at(last.seq));
 }
 
 /// `close.wait-for-close`: Close (or the object's destruction) while an
@@ -326,7 +323,7 @@ fn close_wait(s: &SetView<'_>, out: &mut Vec<Violation>) {
             list.join(", "),
             s.verb()
         ),
-    ));
+    ).at(rel.seq));
 }
 
 /// `flush.several` / `complete.negotiation`: a device whose last fetched
@@ -396,7 +393,7 @@ fn flushes(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
         } else {
             continue;
         };
-        out.push(violation(clause, what));
+        out.push(violation(clause, what).at(stop.unwrap_or(done).seq));
     }
 }
 
@@ -424,7 +421,7 @@ fn after_abort(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                     s.dev_label(d),
                     ab.end_ms
                 ),
-            ));
+            ).at(dev.gets.iter().find(|g| g.seq > ab.seq && g.after >= ab.seq).map_or(ab.seq, |g| g.seq)));
         }
     }
     if SetView::killed(cx) || s.closes.iter().any(|c| c.seq > a.seq) {
@@ -453,7 +450,7 @@ fn after_abort(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
             "{} was aborted ({sign}) and the program {ending} without calling Close. After VD_E_ABORT only Close is useful: stop using the devices and call Close.",
             s.label()
         ),
-    ));
+    ).at(a.seq));
 }
 
 /// Whether a client in the set's mode must perform `code` (else it may
@@ -523,15 +520,18 @@ fn unanswered(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                     "a command the program does not support must be completed with ERROR_NOT_SUPPORTED; ignoring it stalls the server until its watchdog aborts the statement",
                 )
             };
-            out.push(violation(
-                clause,
-                format!(
-                    "{}: {} (fetched at {} ms){more} was never completed {by}; {advice}.",
-                    s.dev_label(d),
-                    command_words(c),
-                    g.end_ms
-                ),
-            ));
+            out.push(
+                violation(
+                    clause,
+                    format!(
+                        "{}: {} (fetched at {} ms){more} was never completed {by}; {advice}.",
+                        s.dev_label(d),
+                        command_words(c),
+                        g.end_ms
+                    ),
+                )
+                .at(g.seq),
+            );
         }
     }
 }
@@ -595,7 +595,7 @@ fn completions(s: &SetView<'_>, out: &mut Vec<Violation>) {
                 changes(b.first),
                 more_words(b.count, "block")
             ),
-        ));
+        ).at(b.first.seq));
     }
     for (d, b) in short {
         let (c, k) = match (&b.first.args.command, &b.first.args.completion) {
@@ -617,7 +617,7 @@ fn completions(s: &SetView<'_>, out: &mut Vec<Violation>) {
                 k.bytes,
                 more_words(b.count, "completion")
             ),
-        ));
+        ).at(b.first.seq));
     }
     for (d, b) in flush {
         out.push(violation(
@@ -632,7 +632,7 @@ fn completions(s: &SetView<'_>, out: &mut Vec<Violation>) {
                     .map_or_else(|| "VDC_Flush".to_string(), command_words),
                 more_words(b.count, "Flush")
             ),
-        ));
+        ).at(b.first.seq));
     }
 }
 
@@ -682,7 +682,7 @@ fn close_once(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                 s.label(),
                 s.create.start_ms
             ),
-        ));
+        ).at(s.create.seq));
         return;
     };
     if s.closes.len() > 1 {
@@ -699,7 +699,7 @@ fn close_once(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
                 s.closes.len(),
                 at.join(", ")
             ),
-        ));
+        ).at(s.closes[1].seq));
     }
     let mut after: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for c in s.calls.iter().filter(|c| c.after >= first.seq) {
@@ -736,7 +736,7 @@ fn close_once(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
             first.start_ms,
             list.join(", ")
         ),
-    ));
+    ).at(s.calls.iter().find(|c| c.after >= first.seq && !matches!(c.method, Api::Create | Api::CreateEx | Api::Close | Api::Destroy)).map_or(first.seq, |c| c.seq)));
 }
 
 /// `term.exits`: the program hung (and was killed) or crashed.

@@ -677,6 +677,14 @@ fn a_written_command_block() {
         "{}",
         v[0].what
     );
+    // The finding points at the first modified completion (reports
+    // highlight that call).
+    let first = b
+        .recs
+        .iter()
+        .find(|r| r.block_modified == Some(true))
+        .unwrap();
+    assert_eq!(v[0].at, Some(first.seq));
 }
 
 #[test]
