@@ -400,3 +400,47 @@ fn nothing_is_left_behind() {
     let shm = left(Path::new("/dev/shm"), &format!("vdisim-{runner}-"));
     assert!(shm.is_empty(), "shared memory left: {shm:?}");
 }
+
+/// A program that leaves a process in a session of its own (`setsid`, as a
+/// daemonising helper does) does not leave it running: the runner, the
+/// reaper of the programs' orphans, finds it by its environment, kills it
+/// and says so in the result.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_process_that_escapes_its_group_is_killed() {
+    let Some(prog) = program(Lang::C, None) else {
+        return;
+    };
+    let dir = Scratch::new("escape");
+    let marker = format!("{}.{}", 7_000_000 + std::process::id() % 1_000_000, 5);
+    let script = dir.0.join("escape.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nsetsid sleep {marker} </dev/null >/dev/null 2>&1 &\nexec {} \"$@\"\n",
+            prog.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, report, text) = client_test(Lang::C, &script, &["--case", "backup"], &dir.0);
+    assert_eq!(code, 0, "{text}");
+    let r = results(&report);
+    assert_eq!(r[0].2, "pass", "{text}");
+    assert!(
+        r[0].3.contains("outside its process group") && r[0].3.contains("(sleep)"),
+        "{}",
+        r[0].3
+    );
+    let p = Command::new("pgrep")
+        .args(["-f", &format!("sleep {marker}")])
+        .output();
+    if let Ok(p) = p {
+        assert!(
+            p.stdout.is_empty(),
+            "left running: {}",
+            String::from_utf8_lossy(&p.stdout)
+        );
+    }
+}

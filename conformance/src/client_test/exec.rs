@@ -54,6 +54,10 @@ pub struct RunRecord {
     pub real_ms: u64,
     /// When the program ended: wall-clock ms since the Unix epoch.
     pub ended_unix_ms: u64,
+    /// Processes the program left running outside its process group
+    /// (`setsid`, double fork), found and killed after it ended: "pid
+    /// (name)".
+    pub escaped: Vec<String>,
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -115,6 +119,7 @@ pub fn run(s: &RunSetup<'_>) -> RunRecord {
                 runner_statement: None,
                 real_ms: 0,
                 ended_unix_ms: unix_ms(),
+                escaped: Vec::new(),
             };
         }
     };
@@ -148,6 +153,7 @@ pub fn run(s: &RunSetup<'_>) -> RunRecord {
     kill_group(pgid, libc::SIGKILL);
     let _ = child.wait();
     s.group.store(0, Ordering::SeqCst);
+    let escaped = reap_escaped(&s.log);
     drop(stdin);
     for t in [out_t, err_t].into_iter().flatten() {
         let _ = t.join();
@@ -170,7 +176,79 @@ pub fn run(s: &RunSetup<'_>) -> RunRecord {
         runner_statement,
         real_ms: t0.elapsed().as_millis() as u64,
         ended_unix_ms,
+        escaped,
     }
+}
+
+/// Makes this process the reaper of the programs' orphans (Linux
+/// PR_SET_CHILD_SUBREAPER), so that a process a program started in a
+/// session or group of its own becomes our child when its parent ends, and
+/// [`reap_escaped`] can find it. Elsewhere, nothing.
+pub fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) takes no pointers and only
+    // changes how this process's orphaned descendants are reparented.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
+    }
+}
+
+/// Finds the processes a run's program left behind outside its process
+/// group — our children (see [`become_subreaper`]) whose environment names
+/// this run's call log — kills and reaps them; "pid (name)" of each. A
+/// process that cleared its environment is not recognised.
+fn reap_escaped(log: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    #[cfg(target_os = "linux")]
+    {
+        let mark = format!("{}={}", crate::client_test::LOG_ENV, log.display()).into_bytes();
+        let me = std::process::id().to_string();
+        // A killed escapee's own children reach us only once it has
+        // ended: a few rounds.
+        for i in 0..20 {
+            let mut round = 0;
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                break;
+            };
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                // "pid (comm) state ppid ...": comm may hold spaces.
+                let Some((name, rest)) = stat.rsplit_once(')') else {
+                    continue;
+                };
+                let ppid = rest.split_whitespace().nth(1).unwrap_or("");
+                if ppid != me {
+                    continue;
+                }
+                let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+                if !env.split(|b| *b == 0).any(|v| v == mark.as_slice()) {
+                    continue;
+                }
+                // SAFETY: kill and waitpid on a child of ours, by pid; no
+                // memory is passed but the status word, a local.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                    let mut st = 0;
+                    libc::waitpid(pid, &mut st, 0);
+                }
+                let name = name.split_once('(').map_or("", |(_, n)| n);
+                found.push(format!("{pid} ({name})"));
+                round += 1;
+            }
+            if round == 0 && i > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = log;
+    found
 }
 
 fn spawn(s: &RunSetup<'_>, argv: &[String]) -> std::io::Result<Child> {
@@ -180,7 +258,7 @@ fn spawn(s: &RunSetup<'_>, argv: &[String]) -> std::io::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env(vdi_host::remote::ENV_SERVER, s.socket)
-        .env("VDISIM_CLIENT_LOG", &s.log)
+        .env(crate::client_test::LOG_ENV, &s.log)
         .env("VDISIM_TIME_SCALE", s.time_scale.to_string())
         .env_remove("VDISIM_PLAN");
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -219,6 +219,13 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
         virtual_ms: log.calls.iter().map(|c| c.end_ms).max().unwrap_or(0),
     };
     let what = op_word(run.op);
+    if !run.record.escaped.is_empty() {
+        g.notes.push(format!(
+            "the {what} left {} process(es) running outside its process group after it ended, killed by the runner: {}",
+            run.record.escaped.len(),
+            run.record.escaped.join(", ")
+        ));
+    }
     if log.bad > 0 {
         g.notes.push(format!(
             "{} line(s) of the call log did not parse: is the program loading this vdisim's libsqlvdi.so?",

@@ -36,6 +36,10 @@ use vdi_reports::schema::{CaseResult, Verdict};
 /// unimplemented), unless `--unimplemented-code` says otherwise.
 pub const UNIMPLEMENTED_CODE: i32 = 89;
 
+/// The environment variable naming the call log the library writes; it
+/// also marks the processes of a run (see `exec::reap_escaped`).
+pub const LOG_ENV: &str = "VDISIM_CLIENT_LOG";
+
 /// Arguments of `vdisim client-test`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientTestArgs {
@@ -225,6 +229,7 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         exit_bound: Duration::from_millis(a.exit_timeout_ms),
         run_bound: Duration::from_secs(300),
     };
+    exec::become_subreaper();
     h.behaviour = probe(&h);
     let jobs = a
         .jobs
