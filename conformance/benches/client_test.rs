@@ -21,12 +21,12 @@ mod clients;
 #[cfg(unix)]
 mod imp {
     use super::clients::{self, Lang};
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::process::Command;
 
     const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
 
-    fn matrix(lang: Lang, prog: &PathBuf, report: &PathBuf) {
+    fn matrix(lang: Lang, prog: &Path, report: &Path) {
         let template = format!(
             "{} {{op}} {{database}} {{device}} {{devices}} {{file}} {{server}}",
             prog.display()
