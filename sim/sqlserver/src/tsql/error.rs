@@ -4,9 +4,6 @@
 use thiserror::Error;
 use vdi_model::outcome::SqlMessage;
 
-use super::keywords::{RESERVED_KEYWORDS, is_in};
-use super::lexer::{Tok, Token};
-
 /// Msg 102: "Incorrect syntax near 'X'." (level 15).
 pub const MSG_SYNTAX: u32 = 102;
 /// Msg 103: an identifier longer than 128 characters (level 15).
@@ -75,32 +72,4 @@ impl SqlError {
             text: self.text.clone(),
         }
     }
-}
-
-/// Msg 102 or 156 near `t`; Msg 137 for a variable.
-pub(super) fn syntax(t: &Token) -> SqlError {
-    match &t.tok {
-        Tok::Word(w) if is_in(w, RESERVED_KEYWORDS) => t.error(
-            MSG_SYNTAX_KEYWORD,
-            15,
-            1,
-            format!("Incorrect syntax near the keyword '{w}'."),
-        ),
-        Tok::Variable(v) => t.error(
-            MSG_UNDECLARED_VARIABLE,
-            15,
-            2,
-            format!("Must declare the scalar variable \"{v}\"."),
-        ),
-        _ => t.error(
-            MSG_SYNTAX,
-            15,
-            1,
-            format!("Incorrect syntax near '{}'.", t.near()),
-        ),
-    }
-}
-
-pub(super) fn not_served(t: &Token, text: String) -> SqlError {
-    t.error(MSG_NOT_SERVED, 16, 1, text)
 }

@@ -3,8 +3,10 @@
 //! comments and whitespace skipped and each token's line and column kept.
 
 use super::error::{
-    MSG_EMPTY_IDENT, MSG_IDENT_TOO_LONG, MSG_UNCLOSED_COMMENT, MSG_UNCLOSED_QUOTE, SqlError,
+    MSG_EMPTY_IDENT, MSG_IDENT_TOO_LONG, MSG_NOT_SERVED, MSG_SYNTAX, MSG_SYNTAX_KEYWORD,
+    MSG_UNCLOSED_COMMENT, MSG_UNCLOSED_QUOTE, MSG_UNDECLARED_VARIABLE, SqlError,
 };
+use super::keywords::{RESERVED_KEYWORDS, is_in};
 
 /// Longest identifier SQL Server accepts (`sysname`), in characters.
 pub const IDENT_LEN_MAX: usize = 128;
@@ -249,4 +251,32 @@ pub(super) fn lex(text: &str) -> Result<Vec<Token>, SqlError> {
         out.push(Token { tok, line, col });
     }
     Ok(out)
+}
+
+/// Msg 102 or 156 near `t`; Msg 137 for a variable.
+pub(super) fn syntax(t: &Token) -> SqlError {
+    match &t.tok {
+        Tok::Word(w) if is_in(w, RESERVED_KEYWORDS) => t.error(
+            MSG_SYNTAX_KEYWORD,
+            15,
+            1,
+            format!("Incorrect syntax near the keyword '{w}'."),
+        ),
+        Tok::Variable(v) => t.error(
+            MSG_UNDECLARED_VARIABLE,
+            15,
+            2,
+            format!("Must declare the scalar variable \"{v}\"."),
+        ),
+        _ => t.error(
+            MSG_SYNTAX,
+            15,
+            1,
+            format!("Incorrect syntax near '{}'.", t.near()),
+        ),
+    }
+}
+
+pub(super) fn not_served(t: &Token, text: String) -> SqlError {
+    t.error(MSG_NOT_SERVED, 16, 1, text)
 }

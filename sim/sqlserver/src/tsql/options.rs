@@ -3,9 +3,9 @@
 
 use vdi_spec::TransferOptions;
 
-use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError, not_served, syntax};
+use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError};
 use super::keywords::is_in;
-use super::lexer::{Tok, Token};
+use super::lexer::{Tok, Token, not_served, syntax};
 use super::parser::Parser;
 
 /// WITH options accepted and ignored, on BACKUP and RESTORE alike (one list

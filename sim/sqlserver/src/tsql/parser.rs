@@ -7,11 +7,9 @@ use vdi_model::statement::{ServerPlan, Statement, StatementKind};
 use vdi_spec::layout::limits;
 use vdi_spec::options::OptionError;
 
-use super::error::{
-    MSG_NOT_VIRTUAL_DEVICE, MSG_TOO_MANY_DEVICES, MSG_WITH_START, SqlError, not_served, syntax,
-};
+use super::error::{MSG_NOT_VIRTUAL_DEVICE, MSG_TOO_MANY_DEVICES, MSG_WITH_START, SqlError};
 use super::keywords::{RESERVED_KEYWORDS, UNSERVED_STATEMENTS, is_in};
-use super::lexer::{Tok, Token};
+use super::lexer::{Tok, Token, not_served, syntax};
 use super::{LocatedStatement, ParsedStatement};
 
 /// A batch's tokens and the position of the next one to read.
