@@ -28,6 +28,15 @@ pub enum ReportError {
         /// The version this build reads.
         supported: u32,
     },
+    /// A file of a report's name exists and was not written by vdisim.
+    #[error(
+        "{} exists and was not written by vdisim; nothing was written: choose another report directory, or move that file away",
+        path.display()
+    )]
+    NotOurs {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file or directory could not be written.
     #[error("cannot write {}: {source}", path.display())]
     Io {

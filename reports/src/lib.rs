@@ -128,14 +128,35 @@ impl Written {
     }
 }
 
+/// What each report file starts with when vdisim wrote it (within its
+/// first [`SIGNATURE_WINDOW`] bytes).
+const SIGNATURES: [(&str, &str); 4] = [
+    (REPORT_JSON, "\"name\": \"vdisim\""),
+    (JUNIT_XML, "<testsuites name=\"vdisim"),
+    (SUMMARY_MD, "vdisim conformance"),
+    (INDEX_HTML, "<title>vdisim conformance"),
+];
+
+/// How much of an existing report file [`write_all`] reads to recognise it.
+const SIGNATURE_WINDOW: u64 = 4096;
+
 /// Renders `report` in every format and writes `report.json`, `junit.xml`,
 /// `summary.md` and `index.html` into `dir`, creating it (and its parents)
-/// if needed. Existing files are replaced.
+/// if needed. Existing report files are replaced only when vdisim wrote
+/// them (recognised by their first lines); any other file of those names
+/// is left alone and the call fails with [`ReportError::NotOurs`] before
+/// anything is written.
 pub fn write_all(report: &RunReport, dir: &Path) -> Result<Written, ReportError> {
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
+    for (name, signature) in SIGNATURES {
+        let path = dir.join(name);
+        if let Some(false) = written_by_vdisim(&path, signature) {
+            return Err(ReportError::NotOurs { path });
+        }
+    }
     let write = |name: &str, contents: String| -> Result<PathBuf, ReportError> {
         let path = dir.join(name);
         std::fs::write(&path, contents).map_err(|source| ReportError::Io {
@@ -150,4 +171,19 @@ pub fn write_all(report: &RunReport, dir: &Path) -> Result<Written, ReportError>
         summary_md: write(SUMMARY_MD, markdown::render(report))?,
         index_html: write(INDEX_HTML, html::render(report))?,
     })
+}
+
+/// Whether the file at `path` holds `signature` near its start: `None`
+/// when there is no such file.
+fn written_by_vdisim(path: &Path, signature: &str) -> Option<bool> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() {
+        return Some(false);
+    }
+    let mut head = Vec::new();
+    let ok = std::fs::File::open(path)
+        .and_then(|f| f.take(SIGNATURE_WINDOW).read_to_end(&mut head))
+        .is_ok();
+    Some(ok && String::from_utf8_lossy(&head).contains(signature))
 }

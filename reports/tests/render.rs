@@ -885,3 +885,33 @@ fn write_all_reports_io_errors() {
     assert!(err.to_string().contains("not-a-dir"), "{err}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// A file of a report's name that vdisim did not write is never replaced:
+/// the call fails naming it, and none of the four files is written.
+#[test]
+fn write_all_leaves_files_it_did_not_write() {
+    let r = sample::report();
+    for name in ["report.json", "junit.xml", "summary.md", "index.html"] {
+        let dir = scratch_dir(&format!("foreign-{name}"));
+        std::fs::create_dir_all(&dir).expect("scratch");
+        std::fs::write(dir.join(name), "the user's own notes\n").expect("file");
+        let err = write_all(&r, &dir).expect_err("a foreign file is kept");
+        assert!(matches!(err, ReportError::NotOurs { .. }), "{err}");
+        assert!(err.to_string().contains(name), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(name)).unwrap(),
+            "the user's own notes\n"
+        );
+        let entries = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(entries, 1, "nothing else was written");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // A directory in a report's place is not ours either.
+    let dir = scratch_dir("foreign-dir");
+    std::fs::create_dir_all(dir.join("index.html")).expect("scratch");
+    assert!(matches!(
+        write_all(&r, &dir),
+        Err(ReportError::NotOurs { .. })
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+}
