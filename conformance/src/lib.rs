@@ -18,7 +18,8 @@
 //! - [`runner`]: every case × seed × backend on every core, merged in a
 //!   deterministic order, expected deviations applied, the report built.
 //! - [`random`]: randomized cases (swarm), their oracle, and the scenario
-//!   file a failure is written to.
+//!   file a failure is written to; [`campaign`]: `vdisim fuzz`, sharded,
+//!   resumable, coverage-guided campaigns of them.
 //! - [`simulate`], [`commands`]: the `vdisim` subcommands (`serve` and
 //!   `sqlcmd` are `vdi-sqlserver`'s); [`sqlserver`]: server control of a
 //!   real SQL Server over TDS (feature `tds`).
@@ -33,6 +34,7 @@
 
 pub mod backend;
 pub mod backends;
+pub mod campaign;
 #[cfg(unix)]
 pub mod client_test;
 pub mod commands;

@@ -97,6 +97,10 @@ enum Cmd {
     /// library, and judge what it did (conformance/CLIENT-TESTING.md).
     #[cfg(unix)]
     ClientTest(vdi_conformance::client_test::ClientTestArgs),
+    /// A swarm campaign over the model on every core: sharded (--shard
+    /// i/n), resumable (--state DIR), guided by clause and client-table
+    /// coverage; each failure shrunk to a scenario file `replay` runs.
+    Fuzz(vdi_conformance::campaign::FuzzArgs),
     /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
     /// program does when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
@@ -258,7 +262,15 @@ fn run(cli: Cli) -> Result<u8> {
         #[cfg(unix)]
         Cmd::ClientTest(a) => client_test(&a),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
+        Cmd::Fuzz(a) => fuzz(&a),
     }
+}
+
+/// `vdisim fuzz`: exit 0 when no case failed, 1 when one did.
+fn fuzz(a: &vdi_conformance::campaign::FuzzArgs) -> Result<u8> {
+    let s = vdi_conformance::campaign::run(a)?;
+    out(s.text());
+    Ok(if s.state.failures.is_empty() { 0 } else { 1 })
 }
 
 /// `vdisim client-test`: exit 0 when nothing failed, 1 when a case did.

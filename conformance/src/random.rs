@@ -15,7 +15,7 @@
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_model::programs::{ClientSpec, Flaw, Operation};
 use vdi_model::statement::ReadSizes;
@@ -26,7 +26,7 @@ use vdi_spec::id;
 use vdi_spec::{Hresult, TransferOptions};
 
 /// One randomized case: everything needed to run and replay it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RandomCase {
     pub seed: u64,
     pub spec: ClientSpec,
