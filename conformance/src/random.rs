@@ -88,6 +88,11 @@ pub fn config(c: &RandomCase) -> WorldConfig {
     // Bounded virtual time: every timeout, stall and watchdog of a random
     // case fits in ten minutes; a run still going then is a hang the oracle judges.
     cfg.budget_ms = 600_000;
+    // A polling client backs off to 64 ms while nothing arrives, so a long
+    // stall costs a few thousand steps, not one per millisecond per thread
+    // (the campaign's long tail); every timeout of a random case is 0, 50
+    // ms or at least 1 s, and a watchdog at least 1 s.
+    cfg.poll_backoff_max_ms = 64;
     // The step bound is a safety net that must never end a run before its
     // budget: a client whose threads all poll (timeout 0) while nothing can
     // change takes one step per polling thread per poll interval, so the

@@ -32,6 +32,7 @@ impl World {
     fn answer(&mut self, i: usize, mark: CallMark, reply: Reply) {
         self.process.absorb(&mark, &reply);
         self.threads[i].reply = Some(reply);
+        self.threads[i].polls = 0;
     }
 
     /// Answers thread `i`'s blocking call of `method` (which returned

@@ -36,6 +36,7 @@ impl World {
             pending_stall: 0,
             dev,
             scripted: true,
+            polls: 0,
         });
         self.threads.len() - 1
     }
@@ -81,6 +82,7 @@ impl World {
             pending_stall: 0,
             dev,
             scripted: false,
+            polls: 0,
         });
         self.threads.len() - 1
     }

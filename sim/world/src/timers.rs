@@ -121,9 +121,17 @@ impl World {
         self.threads[i].reply = Some(reply);
         self.make_ready(i);
         if poll && !self.threads[i].scripted && self.cfg.poll_interval_ms > 0 {
+            let base = self.cfg.poll_interval_ms;
+            let shift = self.threads[i].polls.min(20);
+            let wait = base
+                .saturating_mul(1 << shift)
+                .min(self.cfg.poll_backoff_max_ms.max(base));
+            self.threads[i].polls = self.threads[i].polls.saturating_add(1);
             self.threads[i].state = ThreadState::Sleeping {
-                until: self.now.saturating_add(self.cfg.poll_interval_ms),
+                until: self.now.saturating_add(wait),
             };
+        } else {
+            self.threads[i].polls = 0;
         }
     }
 }

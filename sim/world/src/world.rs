@@ -82,6 +82,9 @@ pub(crate) struct Thread {
     pub(crate) pending_stall: u64,
     pub(crate) dev: Option<DevIx>,
     pub(crate) scripted: bool,
+    /// Polls in a row that found nothing (see
+    /// [`WorldConfig::poll_backoff_max_ms`]).
+    pub(crate) polls: u32,
 }
 
 /// Everything a run needs.
@@ -106,6 +109,13 @@ pub struct WorldConfig {
     /// client's loop overhead. Without it a busy-polling client would stop
     /// virtual time (and any stall or watchdog) from ever arriving.
     pub poll_interval_ms: u64,
+    /// When above `poll_interval_ms`: each further poll in a row that finds
+    /// nothing doubles the polling thread's interval, up to this (a client
+    /// that backs off while idle). A campaign setting, not a model rule:
+    /// it lets virtual time cross a long stall in a few hundred steps
+    /// instead of one step per millisecond per polling thread. 0 (the
+    /// default): every poll costs `poll_interval_ms`.
+    pub poll_backoff_max_ms: u64,
 }
 
 impl WorldConfig {
@@ -120,6 +130,7 @@ impl WorldConfig {
             seed_backups: Vec::new(),
             link_capacity: 1 << 16,
             poll_interval_ms: 1,
+            poll_backoff_max_ms: 0,
         }
     }
 }
@@ -252,6 +263,7 @@ impl World {
                 pending_stall: 0,
                 dev: None,
                 scripted: false,
+                polls: 0,
             }],
             process,
             trace,
