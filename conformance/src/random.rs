@@ -275,3 +275,133 @@ pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
     }
     t
 }
+
+/// The case a fuzzer's bytes describe: every field of a randomized case
+/// (program, options, flaws, up to four planned faults, the scheduler seed)
+/// decoded from `bytes` with `arbitrary`, over the same ranges as the
+/// property test `conformance/tests/randomized.rs` draws from, so coverage
+/// guidance can steer every dimension (the `world` fuzz target). Any bytes
+/// make a case; too few make the smallest values.
+pub fn from_bytes(bytes: &[u8]) -> RandomCase {
+    let mut u = arbitrary::Unstructured::new(bytes);
+    structured(&mut u).unwrap_or_else(|_| from_seed(0))
+}
+
+fn structured(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<RandomCase> {
+    let devices: u16 = u.int_in_range(1..=6)?;
+    let seed: u64 = u.arbitrary()?;
+    let mut spec = ClientSpec {
+        operation: *u.choose(&[Operation::Backup, Operation::Restore, Operation::Roundtrip])?,
+        devices,
+        request_complete: u.arbitrary()?,
+        server_timeout_ms: *u.choose(&[0u32, 1_000, 60_000])?,
+        get_command_timeout_ms: *u.choose(&[0u32, 100, 10_000, 0xFFFF_FFFF])?,
+        set_name: "fuzz".into(),
+        options: TransferOptions {
+            block_size: *u.choose(&[512u32, 4096, 65536])?,
+            max_transfer_size: 65536 * u.int_in_range(1u32..=8)?,
+            buffer_count: if u.arbitrary()? {
+                Some(u.int_in_range(1u32..=12)?)
+            } else {
+                None
+            },
+        },
+        ..ClientSpec::default()
+    };
+    spec.plan.data_bytes = u.int_in_range(1u64..=(1 << 20) - 1)?;
+    spec.plan.mid_flushes = u.int_in_range(0u32..=2)?;
+    spec.plan.read_sizes = if u.arbitrary()? {
+        ReadSizes::Seeded(seed)
+    } else {
+        ReadSizes::Max
+    };
+    for _ in 0..u.int_in_range(0..=2)? {
+        spec.flaws.insert(*u.choose(&Flaw::ALL)?);
+    }
+    let mut faults = Vec::new();
+    for _ in 0..u.int_in_range(0..=3)? {
+        faults.push(planned(u, devices)?);
+    }
+    Ok(RandomCase { seed, spec, faults })
+}
+
+fn planned(u: &mut arbitrary::Unstructured<'_>, devices: u16) -> arbitrary::Result<PlannedFault> {
+    let phase = *u.choose(&[Phase::Any, Phase::Backup, Phase::Restore])?;
+    let trigger = if u.arbitrary()? {
+        Trigger::AtStep {
+            step: u.int_in_range(0u64..=299)?,
+        }
+    } else {
+        Trigger::OnCommand {
+            dev: u.int_in_range(0..=devices - 1)?,
+            nth: u.int_in_range(1u64..=15)?,
+            code: *u.choose(&[
+                None,
+                Some(vdi_spec::CommandCode::Write),
+                Some(vdi_spec::CommandCode::Read),
+                Some(vdi_spec::CommandCode::Flush),
+            ])?,
+        }
+    };
+    let dev = u.int_in_range(0..=devices - 1)?;
+    let fault = match u.int_in_range(0u8..=8)? {
+        0 => Fault::ClientSignalAbort,
+        1 => Fault::ServerSignalAbort,
+        2 => Fault::ClientDeath,
+        3 => Fault::ServerDeath,
+        4 => Fault::ServerStall {
+            ms: u.int_in_range(1u64..=199_999)?,
+        },
+        5 => Fault::ClientStall {
+            ms: u.int_in_range(1u64..=199_999)?,
+        },
+        6 => Fault::CompleteWithError {
+            code: *u.choose(&[
+                vdi_spec::Win32::ERROR_DISK_FULL,
+                vdi_spec::Win32::ERROR_EOM_OVERFLOW,
+                vdi_spec::Win32::ERROR_WRITE_FAULT,
+                vdi_spec::Win32::ERROR_READ_FAULT,
+                vdi_spec::Win32::ERROR_HANDLE_EOF,
+                vdi_spec::Win32::ERROR_END_OF_MEDIA,
+                vdi_spec::Win32::ERROR_NOT_SUPPORTED,
+            ])?,
+        },
+        7 => Fault::EarlyCloseDevice { dev },
+        _ => Fault::TruncateMedia {
+            dev,
+            bytes: u.int_in_range(0u64..=(1 << 20) - 1)?,
+        },
+    };
+    Ok(PlannedFault {
+        phase,
+        trigger,
+        fault,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings decode to cases over the whole space, deterministically,
+    /// and the cases hold the oracle (as the property test's do).
+    #[test]
+    fn bytes_make_cases_that_hold_the_oracle() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let mut devices = std::collections::BTreeSet::new();
+        let mut with_faults = 0;
+        for n in 0..400 {
+            let len = (n % 64) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            let c = from_bytes(&bytes);
+            assert_eq!(c, from_bytes(&bytes));
+            devices.insert(c.spec.devices);
+            with_faults += usize::from(!c.faults.is_empty());
+            let r = run(&c, Trace::off());
+            assert_eq!(check(&c, &r), [], "{c:?}");
+        }
+        assert!(devices.len() >= 4, "{devices:?}");
+        assert!(with_faults > 50, "{with_faults}");
+        assert_eq!(from_bytes(&[]).spec.devices, 1);
+    }
+}
