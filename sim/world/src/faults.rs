@@ -158,6 +158,12 @@ impl World {
         self.faults.statement_starts(stmt.kind.is_backup());
         self.statements.push((stmt.clone(), Outcome::default()));
         if !self.server_alive {
+            // Sent to a server that has died (clause abort.server-death):
+            // it ends at once as the death's outcome, and whoever waits for
+            // it learns so (found by the structure-aware world fuzz target:
+            // a death before the delayed start left the controller waiting
+            // forever).
+            self.wake_statement_waiters();
             return;
         }
         self.server
