@@ -19,6 +19,8 @@
 //!   deterministic order, expected deviations applied, the report built.
 //! - [`random`]: randomized cases (swarm), their oracle, and the scenario
 //!   file a failure is written to.
+//! - [`explore`]: `vdisim explore`, bounded exhaustive exploration of
+//!   named small worlds' interleavings.
 //! - [`simulate`], [`commands`]: the `vdisim` subcommands (`serve` and
 //!   `sqlcmd` are `vdi-sqlserver`'s); [`sqlserver`]: server control of a
 //!   real SQL Server over TDS (feature `tds`).
@@ -36,6 +38,7 @@ pub mod backends;
 #[cfg(unix)]
 pub mod client_test;
 pub mod commands;
+pub mod explore;
 pub mod oracle;
 pub mod random;
 pub mod runner;

@@ -97,6 +97,8 @@ enum Cmd {
     /// library, and judge what it did (conformance/CLIENT-TESTING.md).
     #[cfg(unix)]
     ClientTest(vdi_conformance::client_test::ClientTestArgs),
+    /// Explore every interleaving of a small world with at most k preemptions.
+    Explore(vdi_conformance::explore::ExploreArgs),
     /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
     /// program does when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
@@ -257,6 +259,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Serve(a) => serve(a),
         #[cfg(unix)]
         Cmd::ClientTest(a) => client_test(&a),
+        Cmd::Explore(a) => Ok(emit(vdi_conformance::explore::run(&a)?)),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
     }
 }
