@@ -362,6 +362,7 @@ pub fn run(a: &ExploreArgs) -> Result<Output, ExploreArgError> {
         let limits = Limits {
             bound,
             max_schedules: a.max_schedules,
+            prune: true,
         };
         let e = c.explore(limits)?;
         status = status.max(report(&mut text, c, bound, &e, &a.out_dir)?);

@@ -16,6 +16,7 @@ fn limits(bound: u32) -> Limits {
     Limits {
         bound,
         max_schedules: 1_000_000,
+        prune: true,
     }
 }
 
@@ -75,12 +76,38 @@ fn a_higher_bound_explores_more() {
 }
 
 #[test]
+fn pruning_keeps_every_state() {
+    // Pruning is sound here: without it every schedule runs to its end and
+    // reaches exactly the states the pruned search reached.
+    for (name, bound) in [("backup1-abort-vs-complete", 3), ("racy-staging", 0)] {
+        let c = config(name).expect("a configuration");
+        let pruned = c.explore(limits(bound)).expect("explores").stats;
+        let full = c
+            .explore(Limits {
+                prune: false,
+                ..limits(bound)
+            })
+            .expect("explores")
+            .stats;
+        assert!(full.exhausted && pruned.exhausted);
+        assert_eq!(full.pruned, 0);
+        assert_eq!(
+            (full.states, full.max_depth),
+            (pruned.states, pruned.max_depth),
+            "{name}: {full:?} {pruned:?}"
+        );
+        assert!(full.schedules > pruned.schedules, "{name}");
+    }
+}
+
+#[test]
 fn the_schedule_cap_stops_exploration() {
     let c = config("backup2-client-abort").expect("a configuration");
     let e = c
         .explore(Limits {
             bound: c.bound,
             max_schedules: 10,
+            prune: true,
         })
         .expect("explores");
     assert_eq!(e.stats.schedules, 10);
@@ -103,8 +130,7 @@ fn the_racy_client_is_found_and_replayed() {
     let found = e.violation.expect("a violation within the default bound");
     assert_eq!(found.preemptions, 1);
     assert_eq!(
-        found.result.violations[0].clause,
-        "restore.byte-identical",
+        found.result.violations[0].clause, "restore.byte-identical",
         "{:?}",
         found.result.violations
     );
@@ -116,7 +142,10 @@ fn the_racy_client_is_found_and_replayed() {
     let (r, taken) = c.replay(&found.schedule).expect("replays");
     assert_eq!(taken, found.schedule);
     assert_eq!(r.violations, found.result.violations);
-    assert_eq!(r.trace_hash(), c.replay(&found.schedule).unwrap().0.trace_hash());
+    assert_eq!(
+        r.trace_hash(),
+        c.replay(&found.schedule).unwrap().0.trace_hash()
+    );
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -139,7 +168,10 @@ fn the_command_writes_a_schedule_file_that_replays() {
     assert!(text.contains("[restore.byte-identical]"), "{text}");
     let file = dir.join("explore-racy-staging.json");
     let f = explore::read_schedule(&file).expect("a schedule file");
-    assert_eq!((f.config.as_str(), f.bound, f.preemptions), ("racy-staging", 1, 1));
+    assert_eq!(
+        (f.config.as_str(), f.bound, f.preemptions),
+        ("racy-staging", 1, 1)
+    );
     let out = Command::new(VDISIM)
         .args(["explore", "--replay"])
         .arg(&file)
@@ -148,7 +180,10 @@ fn the_command_writes_a_schedule_file_that_replays() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("invariants: 1 violated"), "{text}");
-    assert!(text.contains("\"what\":\"End\""), "the trace is printed: {text}");
+    assert!(
+        text.contains("\"what\":\"End\""),
+        "the trace is printed: {text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -170,7 +205,10 @@ fn the_command_exit_statuses() {
         .expect("runs vdisim");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("backup3-watchdog"), "names the configurations: {err}");
+    assert!(
+        err.contains("backup3-watchdog"),
+        "names the configurations: {err}"
+    );
     let bad = temp_dir("bad").join("bad.json");
     std::fs::write(&bad, "{\"config\": \"racy-staging\"}").expect("writes");
     let out = Command::new(VDISIM)

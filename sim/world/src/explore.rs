@@ -57,8 +57,12 @@ pub type Schedule = Vec<u32>;
 pub struct Limits {
     /// Most preemptions in one schedule.
     pub bound: u32,
-    /// Most schedules run (complete runs of the world).
+    /// Most schedules run (runs of the world).
     pub max_schedules: u64,
+    /// Stop a run at a state explored before (when fingerprints are
+    /// exact). Without it every schedule runs to its end: the same states,
+    /// many more runs.
+    pub prune: bool,
 }
 
 /// What an exploration counted.
@@ -188,6 +192,7 @@ impl Scheduler for Replay {
 /// What the explorer remembers across runs.
 #[derive(Default)]
 struct Seen {
+    prune: bool,
     /// Every fingerprint seen.
     states: HashSet<u64>,
     /// Exact fingerprints with the previous actor → the fewest preemptions
@@ -201,7 +206,7 @@ impl Seen {
     fn visit(&mut self, w: &World, with_step: bool, log: &Mutex<Log>) -> bool {
         let (fp, exact) = w.fingerprint(with_step);
         self.states.insert(fp);
-        if !exact {
+        if !exact || !self.prune {
             return false;
         }
         let (prev, spent) = {
@@ -362,7 +367,10 @@ fn backtrack(path: &mut Vec<Node>, bound: u32) -> bool {
 /// fixed order, and stops at the first run that breaks an invariant.
 pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreError> {
     let mut path: Vec<Node> = Vec::new();
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        prune: limits.prune,
+        ..Seen::default()
+    };
     let mut stats = Stats::default();
     loop {
         let prefix: Vec<u32> = path.iter().map(|n| n.taken).collect();
@@ -511,6 +519,78 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::WorldConfig;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use vdi_model::programs::{ClientSpec, Operation};
+
+    fn spec(data_bytes: u64) -> ClientSpec {
+        let mut s = ClientSpec {
+            operation: Operation::Backup,
+            devices: 2,
+            ..ClientSpec::default()
+        };
+        s.plan.data_bytes = data_bytes;
+        s
+    }
+
+    fn build(s: Box<dyn Scheduler>, t: Trace) -> World {
+        World::with_scheduler(WorldConfig::new(1), spec(128 << 10).controller(), t, s)
+    }
+
+    fn limits(bound: u32) -> Limits {
+        Limits {
+            bound,
+            max_schedules: 100_000,
+            prune: true,
+        }
+    }
+
+    #[test]
+    fn a_small_backup_is_exhausted_the_same_way_twice() {
+        let a = explore(&build, limits(1)).unwrap();
+        let b = explore(&build, limits(1)).unwrap();
+        assert!(a.violation.is_none());
+        assert!(a.stats.exhausted);
+        assert_eq!(a.stats, b.stats);
+        assert!(a.stats.schedules > 1 && a.stats.states > a.stats.max_depth);
+        let none = explore(&build, limits(0)).unwrap().stats;
+        assert!(none.exhausted && none.schedules < a.stats.schedules);
+    }
+
+    #[test]
+    fn the_empty_schedule_is_the_default_run() {
+        let (r, taken) = replay(&build, &[], Trace::hashing()).unwrap();
+        assert!(r.violations.is_empty());
+        assert_eq!(taken.len() as u64, r.steps);
+        assert_eq!(preemptions(&build, &taken).unwrap(), 0);
+        let (again, _) = replay(&build, &taken, Trace::hashing()).unwrap();
+        assert_eq!(again.trace_hash(), r.trace_hash());
+    }
+
+    #[test]
+    fn a_choice_out_of_range_is_refused() {
+        let e = replay(&build, &[7], Trace::off()).unwrap_err();
+        assert_eq!(
+            e,
+            ExploreError::BadSchedule {
+                step: 1,
+                index: 7,
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_world_that_changes_between_runs_is_refused() {
+        let runs = AtomicU64::new(0);
+        let drifting = |s: Box<dyn Scheduler>, t: Trace| {
+            let n = runs.fetch_add(1, Ordering::Relaxed);
+            let data = if n == 0 { 128 << 10 } else { 512 << 10 };
+            World::with_scheduler(WorldConfig::new(1), spec(data).controller(), t, s)
+        };
+        let e = explore(&drifting, limits(1)).unwrap_err();
+        assert!(matches!(e, ExploreError::Nondeterministic { .. }), "{e}");
+    }
 
     #[test]
     fn default_keeps_the_actor() {
