@@ -39,11 +39,13 @@ pub struct ExploreArgs {
     /// Configurations to explore (default: every one but the deliberately
     /// flawed `racy-staging`). `vdisim explore --list` names them.
     pub configs: Vec<String>,
-    /// Most preemptions per schedule (default: each configuration's own).
-    #[arg(long)]
+    /// Most preemptions per schedule, 0..=8 (default: each configuration's own).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(vdi_spec::bounds::EXPLORE_BOUND_MAX)))]
     pub bound: Option<u32>,
-    /// Most schedules run per configuration.
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Most schedules run per configuration (each to its end, or to a
+    /// state explored before), 1..=100000000.
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=vdi_spec::bounds::EXPLORE_SCHEDULES_MAX))]
     pub max_schedules: u64,
     /// Directory a violating schedule file is written to.
     #[arg(long, default_value = ".")]

@@ -79,7 +79,12 @@ fn a_higher_bound_explores_more() {
 fn pruning_keeps_every_state() {
     // Pruning is sound here: without it every schedule runs to its end and
     // reaches exactly the states the pruned search reached.
-    for (name, bound) in [("backup1-abort-vs-complete", 3), ("racy-staging", 0)] {
+    for (name, bound) in [
+        ("backup1-abort-vs-complete", 3),
+        ("backup2-server-abort", 1),
+        ("restore2-read-fault", 1),
+        ("racy-staging", 0),
+    ] {
         let c = config(name).expect("a configuration");
         let pruned = c.explore(limits(bound)).expect("explores").stats;
         let full = c
@@ -209,6 +214,14 @@ fn the_command_exit_statuses() {
         err.contains("backup3-watchdog"),
         "names the configurations: {err}"
     );
+    for flag in [["--bound", "9"], ["--max-schedules", "0"]] {
+        let out = Command::new(VDISIM)
+            .arg("explore")
+            .args(flag)
+            .output()
+            .expect("runs vdisim");
+        assert_eq!(out.status.code(), Some(2), "{flag:?}");
+    }
     let bad = temp_dir("bad").join("bad.json");
     std::fs::write(&bad, "{\"config\": \"racy-staging\"}").expect("writes");
     let out = Command::new(VDISIM)
