@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use vdi_model::call::{Reply, Value};
 use vdi_model::content::Content;
-use vdi_model::fault::{FaultPlan, UnknownPlan};
+use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger, UnknownPlan};
 use vdi_model::process::ClientProcess;
 use vdi_model::programs::{Action, ClientSpec, Operation, Program};
 use vdi_model::trace::Trace;
@@ -47,6 +47,10 @@ pub struct ExploreArgs {
     #[arg(long, default_value_t = 1_000_000,
           value_parser = clap::value_parser!(u64).range(1..=vdi_spec::bounds::EXPLORE_SCHEDULES_MAX))]
     pub max_schedules: u64,
+    /// Run every schedule to its end instead of stopping at a state explored
+    /// before (the same states, many more runs: a check on the pruning).
+    #[arg(long)]
+    pub no_prune: bool,
     /// Directory a violating schedule file is written to.
     #[arg(long, default_value = ".")]
     pub out_dir: PathBuf,
@@ -86,7 +90,16 @@ pub struct Config {
     /// A deliberately flawed client, explored only when named.
     pub flawed: bool,
     spec: ClientSpec,
-    plan: &'static str,
+    plan: Plan,
+}
+
+/// A configuration's fault plan.
+enum Plan {
+    /// A named plan (`vdi_model::fault::FaultPlan::named`).
+    Named(&'static str),
+    /// The server aborts once it has taken the client's `nth` completion,
+    /// while later completions may be on their way (the abort races them).
+    AbortAfterCompletions(u64),
 }
 
 fn spec(op: Operation, devices: u16, data_bytes: u64, server_timeout_ms: u32) -> ClientSpec {
@@ -110,7 +123,7 @@ pub fn configs() -> Vec<Config> {
             bound: 2,
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
-            plan: "client-abort",
+            plan: Plan::Named("client-abort"),
         },
         Config {
             name: "backup2-server-abort",
@@ -118,15 +131,15 @@ pub fn configs() -> Vec<Config> {
             bound: 2,
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
-            plan: "server-abort",
+            plan: Plan::Named("server-abort"),
         },
         Config {
             name: "backup1-abort-vs-complete",
-            about: "1-device BACKUP (2 writes and a Flush); the server aborts when the device fetches the Flush, racing its completion",
+            about: "1-device BACKUP (3 writes and a Flush); the server aborts once it has taken the first completion, racing the client's completion of the next writes",
             bound: 3,
             flawed: false,
-            spec: spec(Operation::Backup, 1, 128 << 10, 60_000),
-            plan: "server-abort",
+            spec: spec(Operation::Backup, 1, 192 << 10, 60_000),
+            plan: Plan::AbortAfterCompletions(1),
         },
         Config {
             name: "restore2-read-fault",
@@ -134,7 +147,7 @@ pub fn configs() -> Vec<Config> {
             bound: 2,
             flawed: false,
             spec: spec(Operation::Restore, 2, 64 << 10, 60_000),
-            plan: "read-fault",
+            plan: Plan::Named("read-fault"),
         },
         Config {
             name: "backup3-watchdog",
@@ -142,7 +155,7 @@ pub fn configs() -> Vec<Config> {
             bound: 1,
             flawed: false,
             spec: spec(Operation::Backup, 3, 64 << 10, 1_000),
-            plan: "slow-client",
+            plan: Plan::Named("slow-client"),
         },
         Config {
             name: "racy-staging",
@@ -150,7 +163,7 @@ pub fn configs() -> Vec<Config> {
             bound: 1,
             flawed: true,
             spec: spec(Operation::Backup, 2, 128 << 10, 60_000),
-            plan: "none",
+            plan: Plan::Named("none"),
         },
     ]
 }
@@ -176,8 +189,18 @@ impl Config {
     /// here, the explorer's scheduler decides every step).
     pub fn world_config(&self) -> Result<WorldConfig, ExploreArgError> {
         let mut cfg = WorldConfig::new(1);
-        cfg.faults = FaultPlan::named(self.plan, &self.spec.plan_context())
-            .map_err(|e| ExploreArgError::Plan(self.name.to_string(), e))?;
+        cfg.faults = match self.plan {
+            Plan::Named(n) => FaultPlan::named(n, &self.spec.plan_context())
+                .map_err(|e| ExploreArgError::Plan(self.name.to_string(), e))?,
+            Plan::AbortAfterCompletions(nth) => FaultPlan {
+                name: format!("server-abort-after-completions:{nth}"),
+                faults: vec![PlannedFault {
+                    phase: Phase::Backup,
+                    trigger: Trigger::AfterCompletions { nth },
+                    fault: Fault::ServerSignalAbort,
+                }],
+            },
+        };
         cfg.budget_ms = 600_000;
         cfg.max_steps = 20_000;
         if self.spec.operation == Operation::Restore {
@@ -364,7 +387,7 @@ pub fn run(a: &ExploreArgs) -> Result<Output, ExploreArgError> {
         let limits = Limits {
             bound,
             max_schedules: a.max_schedules,
-            prune: true,
+            prune: !a.no_prune,
         };
         let e = c.explore(limits)?;
         status = status.max(report(&mut text, c, bound, &e, &a.out_dir)?);

@@ -78,6 +78,9 @@ pub struct Stats {
     pub max_depth: u64,
     /// Steps taken over all runs (prefixes re-executed included).
     pub steps: u64,
+    /// Distinct endings of the runs that ran to their end: how the run
+    /// ended, each statement's outcome, each device loop's last code.
+    pub endings: u64,
     /// Every schedule within the bound was run (not stopped by the cap or
     /// by a violation).
     pub exhausted: bool,
@@ -195,6 +198,8 @@ struct Seen {
     prune: bool,
     /// Every fingerprint seen.
     states: HashSet<u64>,
+    /// Endings of complete runs.
+    endings: HashSet<String>,
     /// Exact fingerprints with the previous actor → the fewest preemptions
     /// spent on reaching them.
     explored: HashMap<(u64, Option<Choice>), u32>,
@@ -350,6 +355,17 @@ fn extend(path: &mut Vec<Node>, picks: Vec<Pick>) -> Result<(), ExploreError> {
     Ok(())
 }
 
+/// How a run ended, as [`Stats::endings`] tells endings apart.
+fn ending(r: &RunResult) -> String {
+    let outcomes: Vec<_> = r
+        .statements
+        .iter()
+        .map(|(_, o)| (o.status, o.reason))
+        .collect();
+    let devices: Vec<_> = r.client.devices.iter().map(|d| d.end).collect();
+    format!("{:?} {outcomes:?} {devices:?}", r.end)
+}
+
 /// Moves `path` to the deepest step with an untried alternative within
 /// `bound` (taken); `false` when there is none left.
 fn backtrack(path: &mut Vec<Node>, bound: u32) -> bool {
@@ -390,8 +406,10 @@ pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreErr
             }
             continue;
         };
+        seen.endings.insert(ending(&result));
         if !result.violations.is_empty() {
             stats.states = seen.states.len() as u64;
+            stats.endings = seen.endings.len() as u64;
             let preemptions = path.last().map_or(0, |n| n.after().1);
             return Ok(Explored {
                 stats,
@@ -411,6 +429,7 @@ pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreErr
         }
     }
     stats.states = seen.states.len() as u64;
+    stats.endings = seen.endings.len() as u64;
     Ok(Explored {
         stats,
         violation: None,
