@@ -5,8 +5,9 @@
 //! Each configuration is a client program, a statement and a fault plan
 //! from the catalog of named plans (`vdi_model::fault::FaultPlan::named`),
 //! with a few commands per device so the space is finite and small. A
-//! violation of any invariant the world checks stops the exploration of
-//! that configuration and writes a *schedule file* (JSON: the
+//! violation of any invariant the world checks, or of [`oracle`] (the run
+//! ends by itself, every device loop with VD_E_CLOSE or VD_E_ABORT), stops
+//! the exploration of that configuration and writes a *schedule file* (JSON: the
 //! configuration, the bound and the choice index of every step), which
 //! `vdisim explore --replay FILE` runs again and prints with its trace.
 //!
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use vdi_model::call::{Reply, Value};
+use vdi_model::checks::Violation;
 use vdi_model::content::Content;
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger, UnknownPlan};
 use vdi_model::process::ClientProcess;
@@ -28,8 +30,8 @@ use vdi_model::programs::{Action, ClientSpec, Operation, Program};
 use vdi_model::trace::Trace;
 use vdi_sim::explore::{self, Build, ExploreError, Explored, Limits, Schedule};
 use vdi_sim::scheduler::Scheduler;
-use vdi_sim::world::{RunResult, World, WorldConfig};
-use vdi_spec::CommandCode;
+use vdi_sim::world::{End, RunResult, World, WorldConfig};
+use vdi_spec::{CommandCode, Hresult, id};
 
 use crate::commands::Output;
 
@@ -238,19 +240,56 @@ impl Config {
         Ok(World::new(cfg, self.controller(), Trace::off()).run())
     }
 
-    /// Explores this configuration.
+    /// Explores this configuration; every run that ends is judged by the
+    /// world's invariants and [`oracle`].
     pub fn explore(&self, limits: Limits) -> Result<Explored, ExploreArgError> {
         let b = self.builder()?;
-        explore::explore(&b as &Build<'_>, limits)
+        explore::explore_checked(&b as &Build<'_>, limits, &oracle)
             .map_err(|e| ExploreArgError::Explore(self.name.to_string(), e))
     }
 
-    /// Replays `schedule` with a recorded trace.
+    /// Replays `schedule` with a recorded trace, judged as [`Config::explore`]
+    /// judges.
     pub fn replay(&self, schedule: &[u32]) -> Result<(RunResult, Schedule), ExploreArgError> {
         let b = self.builder()?;
-        explore::replay(&b as &Build<'_>, schedule, Trace::recording())
-            .map_err(|e| ExploreArgError::Explore(self.name.to_string(), e))
+        let (mut r, taken) = explore::replay(&b as &Build<'_>, schedule, Trace::recording())
+            .map_err(|e| ExploreArgError::Explore(self.name.to_string(), e))?;
+        let extra = oracle(&r);
+        r.violations.extend(extra);
+        Ok((r, taken))
     }
+}
+
+/// What every configuration's client (the reference client, or one whose
+/// flaw is a data race) must do beyond the world's invariants, as the
+/// randomized oracle (`crate::random::check`) asks of reference-like
+/// clients: the run ends by itself (no hang, no budget or step bound), and
+/// every device loop ends with VD_E_CLOSE or VD_E_ABORT.
+pub fn oracle(r: &RunResult) -> Vec<Violation> {
+    let mut v = Vec::new();
+    if r.end != End::Finished {
+        v.push(Violation {
+            clause: id::WATCHDOG_FIRES.into(),
+            what: format!(
+                "the run did not end by itself ({:?} at {} ms)",
+                r.end, r.now_ms
+            ),
+            at: None,
+        });
+    }
+    for (i, d) in r.client.devices.iter().enumerate() {
+        if let Some(e) = d.end
+            && e != Hresult::VD_E_CLOSE
+            && e != Hresult::VD_E_ABORT
+        {
+            v.push(Violation {
+                clause: id::TERM_CLOSE_DEVICE.into(),
+                what: format!("dev{i} ended its loop with {e}, not VD_E_CLOSE or VD_E_ABORT"),
+                at: None,
+            });
+        }
+    }
+    v
 }
 
 /// The controller of `racy-staging`: the reference controller, whose

@@ -44,6 +44,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
+use vdi_model::checks::Violation;
 use vdi_model::fault::Trigger;
 use vdi_model::trace::Trace;
 
@@ -382,6 +383,22 @@ fn backtrack(path: &mut Vec<Node>, bound: u32) -> bool {
 /// `limits.bound` preemptions (up to `limits.max_schedules` runs), in a
 /// fixed order, and stops at the first run that breaks an invariant.
 pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreError> {
+    explore_checked(build, limits, &|_| Vec::new())
+}
+
+/// A check of a run that ended, beyond the world's own invariants (an
+/// oracle): what it returns is added to the run's violations.
+pub type Check<'a> = dyn Fn(&RunResult) -> Vec<Violation> + 'a;
+
+/// [`explore`], with `check` judging every run that reaches its end as
+/// well. The check must depend only on what the fingerprint holds (how the
+/// run ended, the clock, the outcome, the client process), as the world's
+/// end-of-run invariants do, for pruning to stay sound.
+pub fn explore_checked(
+    build: &Build<'_>,
+    limits: Limits,
+    check: &Check<'_>,
+) -> Result<Explored, ExploreError> {
     let mut path: Vec<Node> = Vec::new();
     let mut seen = Seen {
         prune: limits.prune,
@@ -395,7 +412,7 @@ pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreErr
         stats.steps += log.picks.len() as u64;
         stats.max_depth = stats.max_depth.max(log.picks.len() as u64);
         extend(&mut path, log.picks)?;
-        let Some(result) = result else {
+        let Some(mut result) = result else {
             stats.pruned += 1;
             if !backtrack(&mut path, limits.bound) {
                 stats.exhausted = true;
@@ -406,6 +423,8 @@ pub fn explore(build: &Build<'_>, limits: Limits) -> Result<Explored, ExploreErr
             }
             continue;
         };
+        let extra = check(&result);
+        result.violations.extend(extra);
         seen.endings.insert(ending(&result));
         if !result.violations.is_empty() {
             stats.states = seen.states.len() as u64;
@@ -584,6 +603,23 @@ mod tests {
         assert_eq!(preemptions(&build, &taken).unwrap(), 0);
         let (again, _) = replay(&build, &taken, Trace::hashing()).unwrap();
         assert_eq!(again.trace_hash(), r.trace_hash());
+    }
+
+    #[test]
+    fn a_check_stops_exploration_at_the_first_run_it_flags() {
+        let flag = |r: &RunResult| {
+            vec![Violation {
+                clause: "test.flag".into(),
+                what: format!("ended {:?}", r.end),
+                at: None,
+            }]
+        };
+        let e = explore_checked(&build, limits(1), &flag).unwrap();
+        let found = e.violation.expect("flagged");
+        assert_eq!((e.stats.schedules, found.preemptions), (1, 0));
+        assert_eq!(found.result.violations[0].clause, "test.flag");
+        assert_eq!(found.schedule.len() as u64, found.result.steps);
+        assert!(!e.stats.exhausted);
     }
 
     #[test]
