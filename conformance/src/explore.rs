@@ -121,7 +121,7 @@ pub fn configs() -> Vec<Config> {
     vec![
         Config {
             name: "backup2-client-abort",
-            about: "2-device BACKUP (2 writes and a Flush per device); the client calls SignalAbort when device 0 fetches its 3rd command, racing both device loops and Close",
+            about: "2-device BACKUP (2 writes and a Flush per device); the client calls SignalAbort when device 0 fetches its 3rd command, racing device 1's loop and the messages in flight (Close follows once both loops end)",
             bound: 2,
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
@@ -129,7 +129,7 @@ pub fn configs() -> Vec<Config> {
         },
         Config {
             name: "backup2-server-abort",
-            about: "2-device BACKUP (2 writes and a Flush per device); the server aborts (KILL) when the last device fetches its 3rd command, racing both device loops and Close",
+            about: "2-device BACKUP (2 writes and a Flush per device); the server aborts (KILL) when the last device fetches its 3rd command, racing device 0's loop and the messages in flight (Close follows once both loops end)",
             bound: 2,
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
@@ -483,9 +483,10 @@ fn report(
     }
     let _ = writeln!(
         text,
-        "  schedule of {} steps with {} preemptions written to {}\n  replay: vdisim explore --replay {}",
+        "  schedule of {} steps with {} preemption{} written to {}\n  replay: vdisim explore --replay {}",
         found.schedule.len(),
         found.preemptions,
+        if found.preemptions == 1 { "" } else { "s" },
         path.display(),
         path.display()
     );

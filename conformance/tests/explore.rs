@@ -206,6 +206,15 @@ fn the_command_exit_statuses() {
         "all schedules with ≤ 3 preemptions of configuration backup1-abort-vs-complete: 203 schedules, 148 states, max depth 25, no violation\n"
     );
     let out = Command::new(VDISIM)
+        .args(["explore", "--list"])
+        .output()
+        .expect("runs vdisim");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for c in configs() {
+        assert!(text.contains(c.name), "{text}");
+    }
+    let out = Command::new(VDISIM)
         .args(["explore", "no-such-config"])
         .output()
         .expect("runs vdisim");
