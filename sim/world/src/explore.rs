@@ -2,7 +2,7 @@
 //! model checking with a preemption bound, as CHESS, loom and shuttle do.
 //!
 //! The explorer runs the world from scratch once per schedule, under a
-//! [`Replay`] scheduler that follows a prefix of choice indices and then
+//! replaying [`Scheduler`] that follows a prefix of choice indices and then
 //! the default: the previous step's actor again while it can still act (no
 //! preemption), else the first choice. Every run records the choice list
 //! of each step. After a run the explorer backtracks to the deepest step
@@ -19,7 +19,8 @@
 //! Invariants are the world's own: every call's code is documented, no
 //! command after an abort, a successful backup delivered every byte, the
 //! step bound (`world.bounded`) — whatever lands in
-//! [`RunResult::violations`].
+//! [`RunResult::violations`] — and, with [`explore_checked`], an oracle's
+//! judgement of every run that ends.
 //!
 //! States: after every step the explorer hashes [`World::fingerprint`]
 //! and counts the distinct hashes. When every client program describes
@@ -33,8 +34,15 @@
 //! its first visit and a step-bound violation (`world.bounded`) that only
 //! the deeper one reaches is not reported.
 //!
+//! A *schedule* in the counts is one run: to its end, or to a state
+//! explored before ([`Stats::pruned`] of them). With pruning off every
+//! schedule runs to its end; the distinct states are the same (the
+//! conformance tests check it), the runs many more.
+//!
 //! Exploration is deterministic: the same world and bound give the same
-//! schedules, states and depth.
+//! schedules, states and depth. No sleep sets or partial-order reduction:
+//! independent steps in either order are two schedules, and state hashing
+//! is what folds them back together.
 //!
 //! [`Program::describe`]: vdi_model::programs::Program::describe
 
