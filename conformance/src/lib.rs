@@ -20,6 +20,8 @@
 //! - [`random`]: randomized cases (swarm), their oracle, and the scenario
 //!   file a failure is written to; [`campaign`]: `vdisim fuzz`, sharded,
 //!   resumable, coverage-guided campaigns of them.
+//! - [`explore`]: `vdisim explore`, bounded exhaustive exploration of
+//!   named small worlds' interleavings.
 //! - [`simulate`], [`commands`]: the `vdisim` subcommands (`serve` and
 //!   `sqlcmd` are `vdi-sqlserver`'s); [`sqlserver`]: server control of a
 //!   real SQL Server over TDS (feature `tds`).
@@ -38,6 +40,7 @@ pub mod campaign;
 #[cfg(unix)]
 pub mod client_test;
 pub mod commands;
+pub mod explore;
 pub mod oracle;
 pub mod random;
 pub mod runner;

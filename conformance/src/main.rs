@@ -101,6 +101,8 @@ enum Cmd {
     /// i/n), resumable (--state DIR), guided by clause and client-table
     /// coverage; each failure shrunk to a scenario file `replay` runs.
     Fuzz(vdi_conformance::campaign::FuzzArgs),
+    /// Explore every interleaving of a small world with at most k preemptions.
+    Explore(vdi_conformance::explore::ExploreArgs),
     /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
     /// program does when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
@@ -261,6 +263,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Serve(a) => serve(a),
         #[cfg(unix)]
         Cmd::ClientTest(a) => client_test(&a),
+        Cmd::Explore(a) => Ok(emit(vdi_conformance::explore::run(&a)?)),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
         Cmd::Fuzz(a) => fuzz(&a),
     }

@@ -47,6 +47,15 @@ pub const RUN_SEEDS_MAX: u64 = 10_000;
 /// Seeds `vdisim check-determinism --seeds` runs: 10,000.
 pub const DETERMINISM_SEEDS_MAX: u64 = 10_000;
 
+/// Preemptions per schedule in `vdisim explore --bound`: 8. The number
+/// of schedules grows as the number of steps to the power of the bound;
+/// the named configurations need 1 to 3.
+pub const EXPLORE_BOUND_MAX: u32 = 8;
+
+/// Schedules per configuration in `vdisim explore --max-schedules`:
+/// 100,000,000 (hours of CPU at a few thousand schedules a second).
+pub const EXPLORE_SCHEDULES_MAX: u64 = 100_000_000;
+
 /// Characters of a database, set or device name: 128 (SQL Server's
 /// `sysname`).
 pub const NAME_CHARS_MAX: usize = 128;

@@ -48,6 +48,15 @@ pub enum Action {
 pub trait Program: Send {
     /// The next action, given the reply to the previous one (`None` first).
     fn next(&mut self, last: Option<Reply>, proc_: &mut ClientProcess) -> Action;
+
+    /// Writes the program's private state — whatever decides its next
+    /// actions besides the replies it is given and the client process — to
+    /// `out`, for an explorer's state hashing (`vdi_sim::explore`), and
+    /// returns `true`; `false` (the default) when the program cannot, and
+    /// the explorer then counts states but prunes none.
+    fn describe(&self, _out: &mut dyn std::fmt::Write) -> bool {
+        false
+    }
 }
 
 /// A mistake real clients make.
@@ -554,6 +563,16 @@ impl Program for Controller {
             }
         }
     }
+
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> bool {
+        // The spec and the phases are fixed for the program's life.
+        write!(
+            out,
+            "ctl {} {:?} {} {} {}",
+            self.phase, self.step, self.attempts, self.opened, self.started
+        )
+        .is_ok()
+    }
 }
 
 /// The reference device loop for handle `dev`, as a program of its own
@@ -662,6 +681,10 @@ impl DeviceLoop {
 }
 
 impl Program for DeviceLoop {
+    fn describe(&self, out: &mut dyn std::fmt::Write) -> bool {
+        write!(out, "dev {:?} {:?} {}", self.dev, self.pending, self.done).is_ok()
+    }
+
     fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
         let Some(r) = last else { return self.get() };

@@ -18,6 +18,8 @@
 //!   backend of the harness);
 //! - [`scheduler`]: the [`Scheduler`](scheduler::Scheduler) trait and its
 //!   seeded ChaCha implementation;
+//! - [`explore`]: bounded exhaustive exploration of the interleavings
+//!   (stateless model checking with a preemption bound);
 //! - [`plans`]: fault plans that need a generator (`random`, swarm);
 //! - [`simulate`]: one client program in one world.
 //!
@@ -31,6 +33,7 @@
 
 mod calls;
 mod driven;
+pub mod explore;
 mod faults;
 pub mod plans;
 pub mod scheduler;

@@ -398,4 +398,8 @@ impl Program for Idle {
     fn next(&mut self, _last: Option<Reply>, _p: &mut ClientProcess) -> Action {
         Action::Exit
     }
+
+    fn describe(&self, _out: &mut dyn std::fmt::Write) -> bool {
+        true
+    }
 }
