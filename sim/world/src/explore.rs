@@ -543,8 +543,8 @@ impl World {
         for t in &self.threads {
             let _ = write!(
                 h,
-                "{} {:?} {:?} {} {:?} {}|",
-                t.who, t.state, t.reply, t.pending_stall, t.dev, t.scripted
+                "{} {:?} {:?} {} {:?} {} {}|",
+                t.who, t.state, t.reply, t.pending_stall, t.dev, t.scripted, t.polls
             );
             exact &= matches!(t.state, ThreadState::Done) || t.prog.describe(&mut h);
         }
