@@ -471,7 +471,16 @@ fn report(
     };
     let path = out_dir.join(format!("explore-{}.json", c.name));
     let json = serde_json::to_string(&file).unwrap_or_default();
-    std::fs::write(&path, json + "\n")
+    // A file of that name is replaced only when it is a schedule file.
+    if path.exists() && read_schedule(&path).is_err() {
+        return Err(ExploreArgError::Write(
+            path.clone(),
+            "a file that is not a vdisim explore schedule is there; choose another --out-dir"
+                .into(),
+        ));
+    }
+    std::fs::create_dir_all(out_dir)
+        .and_then(|()| std::fs::write(&path, json + "\n"))
         .map_err(|err| ExploreArgError::Write(path.clone(), err.to_string()))?;
     let _ = writeln!(
         text,

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use std::fmt::Display;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vdi_conformance::commands;
 use vdi_conformance::scenario;
@@ -74,7 +74,8 @@ enum Cmd {
     },
     /// Explain a case: its clauses, what it checks, and the expected trace.
     Explain { case: String },
-    /// Replay a case (by id or file) and print its trace and verdict.
+    /// Replay a case (by id or file) and print its trace and verdict; a
+    /// `.json` schedule file `vdisim explore` wrote replays that schedule.
     Replay {
         case: String,
         #[arg(long)]
@@ -250,6 +251,10 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Explain { case } => Ok(emit(
             commands::explain(&dir, &case).map_err(|e| anyhow!(e))?,
         )),
+        // A `.json` file is a schedule `vdisim explore` wrote.
+        Cmd::Replay { case, .. } if case.ends_with(".json") && Path::new(&case).is_file() => Ok(
+            emit(vdi_conformance::explore::replay_file(Path::new(&case))?),
+        ),
         Cmd::Replay {
             case,
             seed,

@@ -190,6 +190,33 @@ fn the_command_writes_a_schedule_file_that_replays() {
         text.contains("\"what\":\"End\""),
         "the trace is printed: {text}"
     );
+    // `vdisim replay` takes the schedule file too.
+    let out = Command::new(VDISIM)
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .expect("runs vdisim");
+    let replayed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{replayed}");
+    assert_eq!(replayed, text);
+    // A file of the schedule's name that is not a schedule is kept.
+    std::fs::write(&file, "mine\n").unwrap();
+    let out = Command::new(VDISIM)
+        .args(["explore", "racy-staging", "--out-dir"])
+        .arg(&dir)
+        .output()
+        .expect("runs vdisim");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "mine\n");
+    // A missing output directory is made.
+    let deeper = dir.join("a/b");
+    let out = Command::new(VDISIM)
+        .args(["explore", "racy-staging", "--out-dir"])
+        .arg(&deeper)
+        .output()
+        .expect("runs vdisim");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(deeper.join("explore-racy-staging.json").is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
