@@ -20,7 +20,7 @@ const FAILURE_MARK: &str = "# Written by a failing randomized run";
 /// What is wrong with a state directory.
 #[derive(Debug, Error)]
 pub enum StateError {
-    #[error("{}: {source}; check the --state directory", path.display())]
+    #[error("{}: the campaign's state directory cannot be used (check --state)", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
