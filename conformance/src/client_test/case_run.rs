@@ -38,11 +38,14 @@ impl Behaviour {
 
     /// A server stall longer than the program's GetCommand timeout (so it
     /// sees VD_E_TIMEOUT) and shorter than half its watchdog (so a program
-    /// that polls survives): `Err` says why none fits.
-    pub fn stall_ms(&self, profile: &Profile) -> Result<u64, String> {
+    /// that polls survives), and where both allow at least `floor_ms`
+    /// (virtual ms: [`STALL_REAL_MIN_MS`] of real time on the case's clock,
+    /// so that a loaded machine still lets the program reach a GetCommand
+    /// inside the stall): `Err` says why none fits.
+    pub fn stall_ms(&self, profile: &Profile, floor_ms: u64) -> Result<u64, String> {
         let wd = self.watchdog_ms(profile);
         match (self.get_command_timeout_ms, wd) {
-            (Some(t), 0) => Ok(t.saturating_mul(3).max(1)),
+            (Some(t), 0) => Ok(t.saturating_mul(3).max(floor_ms).max(1)),
             (Some(t), wd) => {
                 let (lo, hi) = (t + t / 2 + 1, wd / 2);
                 if lo > hi {
@@ -51,7 +54,7 @@ impl Behaviour {
                         profile.watchdog_factor
                     ))
                 } else {
-                    Ok(t.saturating_mul(3).clamp(lo, hi))
+                    Ok(t.saturating_mul(3).max(floor_ms).clamp(lo, hi))
                 }
             }
             (None, 0) => Ok(30_000),
@@ -69,6 +72,12 @@ impl Behaviour {
         u32::try_from((wd / 2000).clamp(1, 100)).unwrap_or(100)
     }
 }
+
+/// The least real time a server stall lasts when the program's timeouts
+/// allow it (see [`Behaviour::stall_ms`]): with a stall only a few real
+/// milliseconds long, a program descheduled on a busy machine could miss
+/// it and a timeout-is-fatal program pass (seen once in CI).
+pub const STALL_REAL_MIN_MS: u64 = 250;
 
 /// The clock of the probe run under `--time-scale auto`: the probe learns
 /// the program's timeouts from the arguments it passes, not from timing, so
@@ -137,13 +146,15 @@ impl Harness {
         let profile = case_profile(case);
         let scale = self.scale(&profile);
         let stall = match (case.server_fault, &self.behaviour) {
-            (Some(ServerFault::Stall), Some(b)) => match b.stall_ms(&profile) {
-                Ok(ms) => Some(ms),
-                Err(why) => {
-                    out.unimplemented = Some(why);
-                    return out;
+            (Some(ServerFault::Stall), Some(b)) => {
+                match b.stall_ms(&profile, STALL_REAL_MIN_MS.saturating_mul(u64::from(scale))) {
+                    Ok(ms) => Some(ms),
+                    Err(why) => {
+                        out.unimplemented = Some(why);
+                        return out;
+                    }
                 }
-            },
+            }
             (Some(ServerFault::Stall), None) => {
                 out.unimplemented =
                     Some("the plain backup did not run, so no stall can be sized".into());
@@ -462,4 +473,39 @@ fn media_fault(case: &ClientCase, dir: &Path) -> Result<(), String> {
         }
     };
     std::fs::write(&f, out).map_err(|e| format!("cannot alter {}: {e}", f.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(t: Option<u64>, server_timeout_ms: u64) -> Behaviour {
+        Behaviour {
+            get_command_timeout_ms: t,
+            server_timeout_ms,
+        }
+    }
+
+    /// The stall outlasts the GetCommand timeout, stays under half the
+    /// watchdog, and lasts at least the floor where the two allow it.
+    #[test]
+    fn stalls_are_sized_from_the_program() {
+        let p = Profile::default();
+        let wd = 60_000 * u64::from(p.watchdog_factor);
+        // 90 ms timeouts (seconds meant), 60 s serverTimeOut, scale 60.
+        let s = b(Some(90), 60_000).stall_ms(&p, 250 * 60).unwrap();
+        assert_eq!(s, 15_000);
+        assert!(s > 135 && s <= wd / 2);
+        // Without the floor, three timeouts.
+        assert_eq!(b(Some(90), 60_000).stall_ms(&p, 0).unwrap(), 270);
+        // The floor never passes half the watchdog.
+        let s = b(Some(500), 1_000).stall_ms(&p, 1_000_000).unwrap();
+        assert_eq!(s, u64::from(p.watchdog_factor) * 1_000 / 2);
+        // No watchdog: the floor or three timeouts.
+        assert_eq!(b(Some(50), 0).stall_ms(&p, 400).unwrap(), 400);
+        // A timeout too long for any stall under half the watchdog.
+        assert!(b(Some(60_000), 1_000).stall_ms(&p, 0).is_err());
+        // Blocking forever: half the watchdog, at most 30 s.
+        assert_eq!(b(None, 0).stall_ms(&p, 0).unwrap(), 30_000);
+    }
 }
