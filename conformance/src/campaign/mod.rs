@@ -286,6 +286,7 @@ fn save(sh: &Shared, dir: &Path) -> Result<(), FuzzError> {
         .copied()
         .unwrap_or_else(|| sh.next.load(Ordering::SeqCst));
     drop(flight);
+    lock(&sh.state).next = st.next;
     let corpus = lock(&sh.corpus).clone();
     state::save(dir, &st, &corpus)?;
     Ok(())
