@@ -277,7 +277,7 @@ fn configuration_wait(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
 /// opened device had not seen VD_E_CLOSE and the set had not aborted.
 fn close_wait(s: &SetView<'_>, out: &mut Vec<Violation>) {
     let Some(rel) = s.release() else { return };
-    if s.abort.is_some_and(|a| a.seq < rel.seq) {
+    if s.aborted_before(Some(rel)) {
         return;
     }
     let open: Vec<(u16, &Dev<'_>)> = s
@@ -361,9 +361,7 @@ fn flushes(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
         }
         // The set aborted (another device saw VD_E_ABORT) before the
         // program stopped: stopping is then what `abort.only-close` asks.
-        if s.abort
-            .is_some_and(|a| stop.is_none_or(|st| a.seq < st.seq))
-        {
+        if s.aborted_before(stop) {
             continue;
         }
         if !running_at(s.stmt, Some(done.end_ms)) {

@@ -119,6 +119,14 @@ impl<'a> SetView<'a> {
             .find(|c| matches!(c.method, Api::SignalAbort | Api::Close | Api::Destroy))
     }
 
+    /// Whether the set had aborted before `stop` (or at all, when the
+    /// program never stopped): stopping then is what `abort.only-close`
+    /// asks, not a premature end.
+    pub(super) fn aborted_before(&self, stop: Option<&CallRecord>) -> bool {
+        self.abort
+            .is_some_and(|a| stop.is_none_or(|st| a.seq < st.seq))
+    }
+
     /// "set 'X'".
     pub(super) fn label(&self) -> String {
         format!("set '{}'", self.name)
