@@ -83,6 +83,7 @@ pub fn outcome_from(errors: &[(u32, u8, u8, String)], ended_ms: u64) -> Outcome 
             messages: Vec::new(),
             bytes: 0,
             ended_ms: Some(ended_ms),
+            media: None,
         };
     }
     let messages: Vec<SqlMessage> = errors
@@ -108,9 +109,11 @@ pub fn outcome_from(errors: &[(u32, u8, u8, String)], ended_ms: u64) -> Outcome 
         FailReason::ClientAbort
     } else if messages
         .iter()
-        .any(|m| m.number == 3241 || m.number == 3231)
+        .any(|m| matches!(m.number, 3241 | 3231 | 3132 | 3227 | 3135))
     {
         FailReason::BadMedia
+    } else if messages.iter().any(|m| m.number == 3254) {
+        FailReason::NoBackup
     } else {
         FailReason::DeviceError
     };
@@ -120,6 +123,7 @@ pub fn outcome_from(errors: &[(u32, u8, u8, String)], ended_ms: u64) -> Outcome 
         messages,
         bytes: 0,
         ended_ms: Some(ended_ms),
+        media: None,
     }
 }
 

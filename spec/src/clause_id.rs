@@ -192,6 +192,7 @@ pub mod id {
         RESTORE_EOF = "restore.eof";
         RESTORE_TRUNCATED = "restore.truncated";
         RESTORE_BYTE_IDENTICAL = "restore.byte-identical";
+        MEDIA_HEADER = "media.header";
         RESTORE_EARLY_CLOSE = "restore.early-close";
         RESTORE_REPORT_ACTUAL_BYTES = "restore.report-actual-bytes";
         STRIPE_SHARED_BUFFERS = "stripe.shared-buffers";

@@ -988,6 +988,15 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
+        id::MEDIA_HEADER,
+        "Media are self-describing: a BACKUP's first transfer on each device is that family's 64 KiB media header (backup set, database, family k of n, backup type, LSNs, sizes), and a RESTORE reads each device's header before any data and takes the backup to restore from the headers, not from the server's history. An empty device fails the RESTORE with Msg 3254, a header that is not one (or a family of another media set) with Msg 3241, a missing family with Msg 3132, a family given twice with Msg 3227, too many devices with Msg 3231, and a backup of the wrong type for the RESTORE with Msg 3135; families may be given in any device order.",
+        "§1.1; §5.1",
+        "[SPEC Overview]; [SPEC VDC_Read]; INFERRED (the simulator's media format, docs/MEDIA.md; SQL Server writes Microsoft Tape Format)",
+        I,
+        None,
+        &[],
+    ),
+    c(
         id::RESTORE_EARLY_CLOSE,
         "Metadata restores (HEADERONLY, FILELISTONLY, VERIFYONLY passes) may read only a prefix and then close the device: the client accepts VD_E_CLOSE before EOF as a normal end and may create a new set on the same object for the real restore.",
         "§5.19; §4.6",
@@ -1376,6 +1385,7 @@ mod tests {
         "restore.eof",
         "restore.truncated",
         "restore.byte-identical",
+        "media.header",
         "restore.early-close",
         "restore.report-actual-bytes",
         "stripe.shared-buffers",

@@ -192,6 +192,7 @@ fn a_scripted_session_is_logged_call_by_call() {
                 )],
                 bytes: 65536,
                 ended_ms: None,
+                media: None,
             },
             ended_ms: None,
             mid_stream_flushes: 0,

@@ -12,23 +12,40 @@
 //! [`fill`] materialises real bytes (used where real buffers exist: the
 //! stand-in library) and [`parse`] recognises them again.
 
+use crate::media::{HEADER_BYTES, MAGIC, MediaHeader};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The unit in which materialised data is self-describing.
 pub const TAG_BLOCK: u64 = 512;
 
-/// A run of stream bytes, or bytes of no stream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A run of stream bytes, of a media header, or bytes of no stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Extent {
-    Stream { origin: u64, offset: u64, len: u64 },
-    Garbage { len: u64 },
+    Stream {
+        origin: u64,
+        offset: u64,
+        len: u64,
+    },
+    Garbage {
+        len: u64,
+    },
+    /// Bytes `skip..skip+len` of the [`HEADER_BYTES`] region holding
+    /// `header` (see `media`).
+    Header {
+        header: Arc<MediaHeader>,
+        skip: u64,
+        len: u64,
+    },
 }
 
 impl Extent {
     pub fn len(&self) -> u64 {
         match *self {
-            Extent::Stream { len, .. } | Extent::Garbage { len } => len,
+            Extent::Stream { len, .. } | Extent::Garbage { len } | Extent::Header { len, .. } => {
+                len
+            }
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -56,17 +73,33 @@ impl Extent {
                 *len += l2;
                 true
             }
+            (
+                Extent::Header { header, skip, len },
+                Extent::Header {
+                    header: h2,
+                    skip: s2,
+                    len: l2,
+                },
+            ) if *skip + *len == *s2 && (Arc::ptr_eq(header, h2) || header == h2) => {
+                *len += l2;
+                true
+            }
             _ => false,
         }
     }
-    fn sub(&self, skip: u64, take: u64) -> Extent {
-        match *self {
+    fn sub(&self, from: u64, take: u64) -> Extent {
+        match self {
             Extent::Stream { origin, offset, .. } => Extent::Stream {
-                origin,
-                offset: offset + skip,
+                origin: *origin,
+                offset: offset + from,
                 len: take,
             },
             Extent::Garbage { .. } => Extent::Garbage { len: take },
+            Extent::Header { header, skip, .. } => Extent::Header {
+                header: header.clone(),
+                skip: skip + from,
+                len: take,
+            },
         }
     }
 }
@@ -111,6 +144,27 @@ impl Content {
         }
     }
 
+    /// The whole media header region holding `header`.
+    pub fn header(header: Arc<MediaHeader>) -> Content {
+        Content::One(Extent::Header {
+            header,
+            skip: 0,
+            len: HEADER_BYTES,
+        })
+    }
+
+    /// The header, when this is exactly one whole media header region.
+    pub fn as_header(&self) -> Option<&Arc<MediaHeader>> {
+        match self {
+            Content::One(Extent::Header {
+                header,
+                skip: 0,
+                len,
+            }) if *len == HEADER_BYTES => Some(header),
+            _ => None,
+        }
+    }
+
     pub fn extents(&self) -> &[Extent] {
         match self {
             Content::Empty => &[],
@@ -136,7 +190,7 @@ impl Content {
             Content::Empty => *self = Content::One(e),
             Content::One(last) => {
                 if !last.join(&e) {
-                    *self = Content::Many(vec![*last, e]);
+                    *self = Content::Many(vec![last.clone(), e]);
                 }
             }
             Content::Many(v) => {
@@ -152,7 +206,7 @@ impl Content {
 
     pub fn append(&mut self, other: &Content) {
         for e in other.extents() {
-            self.push(*e);
+            self.push(e.clone());
         }
     }
 
@@ -282,18 +336,45 @@ pub fn materialize(content: &Content, buf: &mut [u8]) {
     let mut at = 0usize;
     for e in content.extents() {
         let l = e.len() as usize;
-        match *e {
-            Extent::Stream { origin, offset, .. } => fill(origin, offset, &mut buf[at..at + l]),
+        match e {
+            Extent::Stream { origin, offset, .. } => fill(*origin, *offset, &mut buf[at..at + l]),
             Extent::Garbage { .. } => buf[at..at + l].fill(0),
+            Extent::Header { header, skip, .. } => {
+                fill_header(header, *skip, &mut buf[at..at + l]);
+            }
         }
         at += l;
     }
+}
+
+/// Writes bytes `skip..skip+buf.len()` of `header`'s region into `buf`.
+fn fill_header(header: &MediaHeader, skip: u64, buf: &mut [u8]) {
+    buf.fill(0);
+    let enc = header.encode();
+    let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+    if skip < enc.len() {
+        let n = (enc.len() - skip).min(buf.len());
+        buf[..n].copy_from_slice(&enc[skip..skip + n]);
+    }
+}
+
+/// The media header (and how many bytes of its region `bytes` holds) when
+/// `bytes` begins with one.
+fn header_at(bytes: &[u8]) -> Option<(Arc<MediaHeader>, usize)> {
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let h = MediaHeader::decode(bytes).ok()?;
+    Some((Arc::new(h), bytes.len().min(HEADER_BYTES as usize)))
 }
 
 /// Recognises materialised bytes as content, given the stream position the
 /// first byte is expected to have (`hint`). Bytes that are not exactly the
 /// hinted stream become `Garbage`: parsing never invents a match.
 pub fn parse(bytes: &[u8], hint_origin: u64, hint_offset: u64) -> Content {
+    if hint_offset == 0 && header_at(bytes).is_some() {
+        return parse_tagged(bytes);
+    }
     let mut out = Content::Empty;
     let mut scratch = [0u8; TAG_BLOCK as usize];
     let mut i = 0usize;
@@ -328,8 +409,23 @@ pub fn parse_tagged(bytes: &[u8]) -> Content {
     let mut out = Content::Empty;
     let mut scratch = [0u8; TAG_BLOCK as usize];
     let mut next: Option<(u64, u64)> = None;
-    for chunk in bytes.chunks(TAG_BLOCK as usize) {
+    let mut i = 0usize;
+    while i < bytes.len() {
+        // A media header (see `media`): its whole region, or what of it
+        // `bytes` holds; the family's data stream continues after it.
+        if let Some((header, n)) = header_at(&bytes[i..]) {
+            next = (n as u64 == HEADER_BYTES).then_some((header.origin, HEADER_BYTES));
+            out.push(Extent::Header {
+                header,
+                skip: 0,
+                len: n as u64,
+            });
+            i += n;
+            continue;
+        }
+        let chunk = &bytes[i..bytes.len().min(i + TAG_BLOCK as usize)];
         let n = chunk.len();
+        i += n;
         let mut candidates: [Option<(u64, u64)>; 2] = [next, None];
         if n >= 16 {
             let origin = u64::from_le_bytes(chunk[0..8].try_into().unwrap_or_default());
@@ -434,5 +530,26 @@ mod tests {
     fn origins_differ() {
         assert_ne!(origin_of(&[1, 0]), origin_of(&[1, 1]));
         assert_ne!(origin_of(&[1, 0]), origin_of(&[0, 1]));
+    }
+
+    #[test]
+    fn media_header_materialises_and_parses_back() {
+        let h = Arc::new(crate::media::tests::sample());
+        let mut c = Content::header(h.clone());
+        c.append(&Content::stream(h.origin, HEADER_BYTES, 4096));
+        let mut buf = vec![0u8; c.len() as usize];
+        materialize(&c, &mut buf);
+        assert_eq!(parse_tagged(&buf), c);
+        assert_eq!(c.slice(0, HEADER_BYTES).as_header(), Some(&h));
+        // Halves of the region join back into the whole.
+        let mut halves = c.slice(0, 1000);
+        halves.append(&c.slice(1000, HEADER_BYTES - 1000));
+        assert_eq!(halves.as_header(), Some(&h));
+        let mut part = vec![0u8; 1000];
+        materialize(&c.slice(0, 1000), &mut part);
+        assert_eq!(part, buf[..1000]);
+        // A damaged header is garbage, never a header.
+        buf[25] ^= 0x40;
+        assert_eq!(parse_tagged(&buf).extents()[0], Extent::Garbage { len: HEADER_BYTES });
     }
 }

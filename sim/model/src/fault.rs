@@ -278,7 +278,8 @@ impl FaultPlan {
                 Trigger::AtStep { step: 0 },
                 Fault::TruncateMedia {
                     dev: 0,
-                    bytes: (cx.family_bytes / 2) / 512 * 512 + 100,
+                    // Halfway through the data, after the media header.
+                    bytes: crate::media::HEADER_BYTES + (cx.family_bytes / 2) / 512 * 512 + 100,
                 },
             ),
             "early-close" => one(

@@ -13,7 +13,8 @@
 //!   statement's outcome.
 //! - [`msg`]: what crosses between them (and [`msg::Timeout`], how long a
 //!   client call may wait); [`channel`]: the in-memory link.
-//! - [`content`]: virtual stream content, checkable byte for byte.
+//! - [`content`]: virtual stream content, checkable byte for byte;
+//!   [`media`]: the self-describing header every media family begins with.
 //! - [`statement`]: BACKUP / RESTORE statements, the server's plan, the
 //!   backup history; [`outcome`]: what the statement's connection reports.
 //! - [`trace`]: the canonical JSONL trace and its hash.
@@ -44,6 +45,7 @@ pub mod checks;
 pub mod client;
 pub mod content;
 pub mod fault;
+pub mod media;
 pub mod msg;
 pub mod outcome;
 pub mod process;

@@ -112,6 +112,11 @@ pub struct Outcome {
     pub bytes: u64,
     /// Virtual time the statement ended at.
     pub ended_ms: Option<u64>,
+    /// RESTORE: the backup its media headers describe (clause
+    /// `media.header`), once every header was read. In-process only: the
+    /// outcome's JSON (the harness contract) keeps its shape.
+    #[serde(skip)]
+    pub media: Option<crate::statement::BackupRecord>,
 }
 
 impl Default for Outcome {
@@ -122,6 +127,7 @@ impl Default for Outcome {
             messages: Vec::new(),
             bytes: 0,
             ended_ms: None,
+            media: None,
         }
     }
 }
@@ -140,6 +146,7 @@ impl Outcome {
             )],
             bytes: 0,
             ended_ms,
+            media: None,
         }
     }
 

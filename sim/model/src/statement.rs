@@ -3,7 +3,9 @@
 //! a RESTORE know what the media must hold.
 
 use crate::content::origin_of;
+use crate::media::{BackupType, HEADER_BYTES, MediaHeader, SetId};
 use crate::msg::DevIx;
+use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vdi_spec::bounds::{self, BoundError};
 use vdi_spec::{CommandCode, TransferOptions};
@@ -98,6 +100,11 @@ pub struct ServerPlan {
     pub metadata_bytes: u64,
     /// Extra commands to send.
     pub extra_commands: Vec<ExtraCommand>,
+    /// BACKUP: what the media header says beyond the layout (the server
+    /// process's database identity, LSNs, clock); the deterministic world
+    /// leaves it default.
+    #[serde(default, skip_serializing_if = "BackupMeta::is_default")]
+    pub media: BackupMeta,
 }
 
 impl Default for ServerPlan {
@@ -108,6 +115,7 @@ impl Default for ServerPlan {
             read_sizes: ReadSizes::Max,
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
+            media: BackupMeta::default(),
         }
     }
 }
@@ -324,6 +332,7 @@ impl StatementSpec {
             read_sizes: self.read_sizes.resolve(seed)?,
             metadata_bytes: self.metadata_bytes,
             extra_commands: self.extra_commands.clone(),
+            media: BackupMeta::default(),
         })
     }
 
@@ -466,11 +475,50 @@ pub fn backup_to_restore<'a>(
         .find(|r| database.is_empty() || r.database == database)
 }
 
-/// One media family of a backup: the bytes one device received.
+/// One media family of a backup: the bytes one device received after the
+/// family's media header (at media positions `HEADER_BYTES..`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Family {
     pub origin: u64,
+    /// Data bytes (the media hold `HEADER_BYTES` more).
     pub len: u64,
+}
+
+impl Family {
+    /// Bytes of the family's media: the header region and the data.
+    pub fn media_len(&self) -> u64 {
+        HEADER_BYTES + self.len
+    }
+}
+
+/// What a backup's media headers say beyond its layout: the identity and
+/// state of the database it copied, as the server running it knows them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackupMeta {
+    /// The backup set's identity; [`BackupRecord::plan`] derives one from
+    /// the database and the backup's number, which a server plan's 0 keeps.
+    pub set_id: SetId,
+    pub server: String,
+    pub backup_type: BackupType,
+    pub checksum: bool,
+    pub copy_only: bool,
+    /// The database content identity the backup copies.
+    pub content: u64,
+    /// The database's size (the data streamed is this, rounded up to
+    /// BLOCKSIZE).
+    pub database_bytes: u64,
+    pub first_lsn: u64,
+    pub last_lsn: u64,
+    pub checkpoint_lsn: u64,
+    pub database_backup_lsn: u64,
+    pub started_unix_ms: u64,
+}
+
+impl BackupMeta {
+    pub fn is_default(&self) -> bool {
+        *self == BackupMeta::default()
+    }
 }
 
 /// A finished backup, as msdb records it.
@@ -483,6 +531,8 @@ pub struct BackupRecord {
     pub block_size: u32,
     pub max_transfer_size: u32,
     pub families: Vec<Family>,
+    #[serde(default)]
+    pub meta: BackupMeta,
 }
 
 impl BackupRecord {
@@ -524,20 +574,105 @@ impl BackupRecord {
             block_size: options.block_size,
             max_transfer_size: options.max_transfer_size,
             families,
+            meta: BackupMeta {
+                set_id: SetId((u128::from(origin_of(&[db, u64::from(number), 0x5E7])) << 64)
+                    | u128::from(origin_of(&[db, u64::from(number), 0x1D]))),
+                database_bytes: data_bytes,
+                ..BackupMeta::default()
+            },
         }
     }
 
+    /// Data bytes over every family (the media hold a header more each).
     pub fn total_bytes(&self) -> u64 {
         self.families.iter().map(|f| f.len).sum()
     }
 
+    /// Media bytes over every family: headers and data.
+    pub fn media_bytes(&self) -> u64 {
+        self.families.iter().map(Family::media_len).sum()
+    }
+
+    /// The media header of family `k` (0-based).
+    pub fn header(&self, k: usize) -> MediaHeader {
+        let f = self.families.get(k).copied().unwrap_or(Family { origin: 0, len: 0 });
+        let m = &self.meta;
+        MediaHeader {
+            set_id: m.set_id,
+            number: self.number,
+            family: (k + 1).min(usize::from(u16::MAX)) as u16,
+            families: self.families.len().min(usize::from(u16::MAX)) as u16,
+            backup_type: m.backup_type,
+            checksum: m.checksum,
+            copy_only: m.copy_only,
+            block_size: self.block_size,
+            max_transfer_size: self.max_transfer_size,
+            family_bytes: f.len,
+            database_bytes: m.database_bytes,
+            origin: f.origin,
+            content: m.content,
+            first_lsn: m.first_lsn,
+            last_lsn: m.last_lsn,
+            checkpoint_lsn: m.checkpoint_lsn,
+            database_backup_lsn: m.database_backup_lsn,
+            started_unix_ms: m.started_unix_ms,
+            database: self.database.clone(),
+            server: m.server.clone(),
+        }
+    }
+
+    /// Family `k`'s media: its header region, then its data stream at
+    /// media positions `HEADER_BYTES..`.
+    pub fn family_media(&self, k: usize) -> crate::content::Content {
+        let f = self.families.get(k).copied().unwrap_or(Family { origin: 0, len: 0 });
+        let mut c = crate::content::Content::header(Arc::new(self.header(k)));
+        c.append(&crate::content::Content::stream(f.origin, HEADER_BYTES, f.len));
+        c
+    }
+
     /// What a client that took this backup holds: one medium per family,
-    /// each exactly the family's bytes.
+    /// each exactly the family's media.
     pub fn media(&self) -> Vec<crate::content::Content> {
-        self.families
-            .iter()
-            .map(|f| crate::content::Content::stream(f.origin, 0, f.len))
-            .collect()
+        (0..self.families.len()).map(|k| self.family_media(k)).collect()
+    }
+
+    /// The backup a set of family headers (one per device, in device
+    /// order) describes, families in family order.
+    pub fn from_headers(headers: &[Arc<MediaHeader>]) -> Option<BackupRecord> {
+        let first = headers.first()?;
+        let mut families = vec![Family { origin: 0, len: 0 }; usize::from(first.families)];
+        for h in headers {
+            *families.get_mut(usize::from(h.family).checked_sub(1)?)? = Family {
+                origin: h.origin,
+                len: h.family_bytes,
+            };
+        }
+        let kind = match first.backup_type {
+            BackupType::Log => StatementKind::BackupLog,
+            BackupType::Full | BackupType::Differential => StatementKind::BackupDatabase,
+        };
+        Some(BackupRecord {
+            database: first.database.clone(),
+            kind,
+            number: first.number,
+            block_size: first.block_size,
+            max_transfer_size: first.max_transfer_size,
+            families,
+            meta: BackupMeta {
+                set_id: first.set_id,
+                server: first.server.clone(),
+                backup_type: first.backup_type,
+                checksum: first.checksum,
+                copy_only: first.copy_only,
+                content: first.content,
+                database_bytes: first.database_bytes,
+                first_lsn: first.first_lsn,
+                last_lsn: first.last_lsn,
+                checkpoint_lsn: first.checkpoint_lsn,
+                database_backup_lsn: first.database_backup_lsn,
+                started_unix_ms: first.started_unix_ms,
+            },
+        })
     }
 }
 

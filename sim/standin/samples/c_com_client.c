@@ -306,11 +306,17 @@ static unsigned long long check_stored(const char *phase) {
             printf("UNEXPECTED: %s: dev%d stored %zu bytes\n", phase, i, m->len);
             return 0;
         }
-        for (size_t off = 0; off < m->len; off += 512) {
+        /* The family's 64 KiB media header, then 512-byte blocks tagged
+         * with their stream and media position (docs/MEDIA.md). */
+        if (m->len < 65536 || memcmp(m->data, "VDISIMMF", 8) != 0) {
+            printf("UNEXPECTED: %s: dev%d has no media header\n", phase, i);
+            return 0;
+        }
+        for (size_t off = 65536; off < m->len; off += 512) {
             uint64_t origin, pos;
             memcpy(&origin, m->data + off, 8);
             memcpy(&pos, m->data + off + 8, 8);
-            if (off == 0)
+            if (off == 65536)
                 origins[i] = origin;
             if (origin != origins[i] || pos != off) {
                 printf("UNEXPECTED: %s: dev%d block at %zu has origin %llx offset %llu\n", phase,
@@ -325,7 +331,7 @@ static unsigned long long check_stored(const char *phase) {
             }
         total += m->len;
     }
-    printf("%s: stored %llu bytes on %d devices, every block tagged with its stream and offset\n",
+    printf("%s: stored %llu bytes on %d devices, its media header and every block tagged with its stream and offset\n",
            phase, total, NDEV);
     return total;
 }

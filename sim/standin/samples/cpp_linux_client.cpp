@@ -250,11 +250,17 @@ public:
                             d.size());
                 return false;
             }
-            for (size_t off = 0; off < d.size(); off += 512) {
+            // The family's 64 KiB media header, then 512-byte blocks tagged
+            // with their stream and media position (docs/MEDIA.md).
+            if (d.size() < 65536 || std::memcmp(d.data(), "VDISIMMF", 8) != 0) {
+                std::printf("UNEXPECTED: %s: dev%d has no media header\n", phase.c_str(), i);
+                return false;
+            }
+            for (size_t off = 65536; off < d.size(); off += 512) {
                 uint64_t origin, pos;
                 std::memcpy(&origin, d.data() + off, 8);
                 std::memcpy(&pos, d.data() + off + 8, 8);
-                if (off == 0)
+                if (off == 65536)
                     origins[i] = origin;
                 if (origin != origins[i] || pos != off) {
                     std::printf("UNEXPECTED: %s: dev%d block at %zu has origin %llx offset %llu\n",
@@ -271,7 +277,7 @@ public:
                 }
             total += d.size();
         }
-        std::printf("%s: stored %llu bytes on %d devices, every block tagged with its stream and "
+        std::printf("%s: stored %llu bytes on %d devices, its media header and every block tagged with its stream and "
                     "offset\n",
                     phase.c_str(), total, NDEV);
         return true;

@@ -192,11 +192,14 @@ int main(int argc, char **argv) {
     unsigned long long total = 0;
     for (int i = 0; i < NDEV; i++) {
         uint64_t first = 0;
-        for (size_t off = 0; off < media[i].len; off += 512) {
+        /* The family's 64 KiB media header, then tagged blocks. */
+        if (media[i].len < 65536 || memcmp(media[i].data, "VDISIMMF", 8) != 0)
+            fail("stored family has no media header", (HRESULT)i);
+        for (size_t off = 65536; off < media[i].len; off += 512) {
             uint64_t origin, pos;
             memcpy(&origin, media[i].data + off, 8);
             memcpy(&pos, media[i].data + off + 8, 8);
-            if (off == 0)
+            if (off == 65536)
                 first = origin;
             if (origin != first || pos != off)
                 fail("stored block not tagged with its stream and offset", (HRESULT)off);

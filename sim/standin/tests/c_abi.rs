@@ -91,9 +91,10 @@ fn expect_ok(what: &str, o: &std::process::Output) {
     );
 }
 
-/// The backup's total: 1,000,000 bytes rounded up to BLOCKSIZE 512.
+/// The backup's media over its 2 devices: 1,000,000 bytes rounded up to
+/// BLOCKSIZE 512, and a 64 KiB media header per family.
 fn expected_total() -> String {
-    DATA_BYTES.div_ceil(512).saturating_mul(512).to_string()
+    (DATA_BYTES.div_ceil(512).saturating_mul(512) + 2 * vdi_model::media::HEADER_BYTES).to_string()
 }
 
 /// A C program over the COM-shaped interface: 2-device BACKUP then RESTORE

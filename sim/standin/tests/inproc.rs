@@ -150,7 +150,11 @@ fn roundtrip_then_corrupted_restore_fails() {
     assert_eq!(ends, vec![Hresult::VD_E_CLOSE; 3]);
     let b = board.wait_latest(None).unwrap();
     assert_eq!(b.outcome.status, Status::Succeeded, "{:?}", b.outcome);
-    assert_eq!(b.outcome.bytes, 300_032, "300000 rounded up to 512");
+    assert_eq!(
+        b.outcome.bytes,
+        300_032 + 3 * vdi_model::media::HEADER_BYTES,
+        "300000 rounded up to 512, and a media header per family"
+    );
     let ends = serve(&set, &name, 3, &mut media, false);
     assert_eq!(ends, vec![Hresult::VD_E_CLOSE; 3]);
     let r = board.wait_latest(None).unwrap();

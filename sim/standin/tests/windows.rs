@@ -275,11 +275,13 @@ fn wine_com_roundtrip() {
         "backup: dev0 end = VD_E_CLOSE",
         "backup: dev1 end = VD_E_CLOSE",
         "backup: statement = SUCCEEDED",
-        "backup: stored 1000448 bytes on 2 devices",
+        // 1,000,000 bytes rounded up to 512, and a 64 KiB media header on
+        // each of the 2 devices.
+        "backup: stored 1131520 bytes on 2 devices",
         "restore: dev0 end = VD_E_CLOSE",
         "restore: dev1 end = VD_E_CLOSE",
         "restore: statement = SUCCEEDED",
-        "restore: read back 1000448 bytes",
+        "restore: read back 1131520 bytes",
         "set released (refs 0)",
         "OK",
     ] {

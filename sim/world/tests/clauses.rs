@@ -1175,7 +1175,7 @@ fn get_command_poll() {
     let (mut d, _ctl, ts, hs) = driven_backup(WorldConfig::new(16), 1, 2, pipe(1));
     d.w.sleep(10).unwrap();
     let got = drain(&mut d, ts[0], hs[0]);
-    assert_eq!(got.len(), 2, "both Writes were queued");
+    assert_eq!(got.len(), 3, "the header and both data Writes were queued");
     let t = d.w.now();
     let r = d.call(
         ts[0],
@@ -1516,7 +1516,7 @@ fn complete_command_returns_buffer() {
         .iter()
         .filter(|e| e.detail.contains("VDC_Write"))
         .collect();
-    assert_eq!(writes.len(), 6);
+    assert_eq!(writes.len(), 8, "a media header and 3 data Writes per device");
     assert!(
         writes.iter().all(|e| e.detail.contains(" buf=0 ")),
         "one buffer, reused"
@@ -2007,7 +2007,7 @@ fn term_backup_sequence() {
     let r = run(&s, WorldConfig::new(31));
     assert_eq!(
         fetched(&r, "dev0"),
-        ["VDC_Write", "VDC_Write", "VDC_Write", "VDC_Flush"]
+        ["VDC_Write", "VDC_Write", "VDC_Write", "VDC_Write", "VDC_Flush"]
     );
 }
 
@@ -2527,6 +2527,52 @@ fn restore_truncated() {
     assert!(r.now_ms <= WorldConfig::new(0).budget_ms);
 }
 
+/// `media.header`: every family begins with its media header; a RESTORE
+/// reads the headers first and restores what they describe, even media no
+/// backup of this server made; an empty device fails with Msg 3254.
+#[test]
+fn media_header() {
+    let s = spec(Operation::Roundtrip, 2, 5);
+    let r = run(&s, WorldConfig::new(47));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 1)));
+    assert!(cites(&r, id::MEDIA_HEADER));
+    assert_eq!(events(&r, "server", "MediaFound").len(), 1);
+    assert_eq!(outcome(&r, 1).media.as_ref(), Some(&s.backup_layout()));
+
+    // Media another server made (its own number and set); this world's
+    // history is empty.
+    let restore_from = |media: Vec<Content>| {
+        let mut d = Driver::new(WorldConfig::new(47), Trace::recording());
+        d.w.process().media = media;
+        let ctl = d.w.add_thread("ctl", None);
+        let t = d.w.add_thread("dev0", Some(0));
+        d.create(ctl, SET, pipe(1));
+        d.w.send_statement(statement(StatementKind::RestoreDatabase, SET, 1, 0));
+        d.get_configuration(ctl);
+        let h = handle(&d.open(ctl, SET));
+        let end = d.serve(t, h);
+        d.call(ctl, Call::Close);
+        (end, d.w.wait_statement(Timeout::Infinite).unwrap().unwrap())
+    };
+    let mut rec = vdi_model::statement::BackupRecord::plan(
+        "elsewhere",
+        StatementKind::BackupDatabase,
+        9,
+        1,
+        3 * CHUNK,
+        &vdi_spec::TransferOptions::default(),
+    );
+    rec.meta.server = "OTHER".into();
+    let (end, o) = restore_from(rec.media());
+    assert_eq!(end, Hresult::VD_E_CLOSE);
+    assert!(o.succeeded(), "{}", msgs(&o));
+    assert_eq!(o.media, Some(rec));
+    let (_, o) = restore_from(Vec::new());
+    assert_eq!(o.reason, Some(FailReason::NoBackup));
+    assert_eq!(o.messages[0].number, 3254, "{}", msgs(&o));
+}
+
 /// `restore.byte-identical`: what RESTORE reads back must be what BACKUP
 /// wrote; wrong bytes fail it (Msg 3241).
 #[test]
@@ -2535,10 +2581,10 @@ fn restore_byte_identical() {
     let r = run(&s, WorldConfig::new(51));
     assert!(all_succeeded(&r));
     let rec = s.backup_layout();
-    for (m, f) in r.client.media.iter().zip(&rec.families) {
-        assert!(m.is_stream(f.origin, 0, f.len));
+    for (k, m) in r.client.media.iter().enumerate() {
+        assert_eq!(*m, rec.family_media(k));
     }
-    assert_eq!(outcome(&r, 1).bytes, rec.total_bytes());
+    assert_eq!(outcome(&r, 1).bytes, rec.media_bytes());
     // Garbage instead of the family.
     let one = spec(Operation::Restore, 1, 2);
     let mut cfg = WorldConfig::new(51);
@@ -2693,8 +2739,8 @@ fn stripe_distribution() {
     let lens: Vec<u64> = rec.families.iter().map(|f| f.len).collect();
     assert_eq!(lens, vec![3 * CHUNK, 2 * CHUNK + 1024, 2 * CHUNK]);
     for (k, (m, f)) in r.client.media.iter().zip(&rec.families).enumerate() {
-        assert!(m.is_stream(f.origin, 0, f.len), "dev{k}");
-        assert_eq!(r.client.devices[k].bytes, f.len);
+        assert_eq!(*m, rec.family_media(k), "dev{k}");
+        assert_eq!(r.client.devices[k].bytes, f.media_len());
     }
 }
 
@@ -2821,13 +2867,13 @@ fn command_short_transfer() {
     // A pipe-like device is a sequential stream (position matters only with
     // VDF_RandomAccess, vdi-spec.md §5.2): the successful backup must have
     // left the family on it in order.
-    let fam = spec(Operation::Backup, 1, 2).backup_layout().families[0];
+    let rec = spec(Operation::Backup, 1, 2).backup_layout();
     let media = d.w.process().media[0].clone();
     let r = d.w.finish_driven();
     assert!(cites(&r, id::COMMAND_SHORT_TRANSFER));
-    assert_eq!(media.len(), fam.len);
+    assert_eq!(media.len(), rec.families[0].media_len());
     assert!(
-        media.is_stream(fam.origin, 0, fam.len),
+        media == rec.family_media(0),
         "the reissued remainder must precede later data on a pipe: {media:?}"
     );
     assert!(r.violations.is_empty(), "{:?}", r.violations);

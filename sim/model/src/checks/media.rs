@@ -1,5 +1,6 @@
 //! Invariant: a BACKUP that reports success delivered every byte — the
-//! client's media hold exactly the families the server recorded (clause
+//! client's media hold exactly the families the server recorded, each its
+//! media header and its data (clause
 //! `restore.byte-identical`: what a restore of them reads back is what was
 //! backed up). Checked when the backup ends, before anything (a truncation
 //! fault) touches the media.
@@ -18,15 +19,16 @@ pub fn backup_delivered(succeeded: bool, media: &[Content], rec: &BackupRecord) 
     let mut out = Vec::new();
     for (k, fam) in rec.families.iter().enumerate() {
         let got = media.get(k).cloned().unwrap_or_default();
-        if !got.is_stream(fam.origin, 0, fam.len) {
+        if got != rec.family_media(k) {
             out.push(Violation {
                 clause: id::RESTORE_BYTE_IDENTICAL.into(),
                 what: format!(
-                    "backup succeeded but device {k} holds {} bytes that are not the family's {} bytes",
+                    "backup succeeded but device {k} holds {} bytes that are not the family's {} bytes (its media header and data)",
                     got.len(),
-                    fam.len
+                    fam.media_len()
                 ),
-             at: None, });
+                at: None,
+            });
         }
     }
     out

@@ -319,6 +319,10 @@ impl ServerHalf {
         };
         let dev = &self.devs[d];
         let name = dev.name.clone();
+        if self.record.is_none() && !dev.ended {
+            self.verify_header(now, d, &slot, (code, bytes, &data), out, tr);
+            return;
+        }
         if dev.ended {
             ev!(
                 tr,
@@ -454,7 +458,7 @@ impl ServerHalf {
     /// (clause `command.short-transfer`): fails the statement, or under
     /// `reissue` lowers the request cursor so the rest is read again.
     #[allow(clippy::too_many_arguments)]
-    fn short_read(
+    pub(super) fn short_read(
         &mut self,
         now: u64,
         d: usize,

@@ -87,6 +87,43 @@ pub fn bad_family(dev: &str) -> SqlMessage {
     )
 }
 
+/// Msg 3254: the device holds no media at all (its first read found EOF).
+pub fn empty_volume(dev: &str) -> SqlMessage {
+    SqlMessage::error(3254, format!("The volume on device '{dev}' is empty."))
+}
+
+/// Msg 3132: fewer devices than the media set has families.
+pub fn missing_families(families: usize, devices: usize) -> SqlMessage {
+    SqlMessage::error(
+        3132,
+        format!(
+            "The media set has {families} media families but only {devices} are provided. All members must be provided."
+        ),
+    )
+}
+
+/// Msg 3227: the same family given on two devices.
+pub fn duplicate_family(dev: &str, family: u16, other: &str) -> SqlMessage {
+    SqlMessage::error(
+        3227,
+        format!(
+            "The backup media on \"{dev}\" is part of media family {family} which has already been processed on \"{other}\". Ensure that backup devices are correctly specified and loaded."
+        ),
+    )
+}
+
+/// Msg 3135 (INFERRED number and text): the media hold a backup of a type
+/// this RESTORE cannot use (a log backup for RESTORE DATABASE, a database
+/// backup for RESTORE LOG).
+pub fn wrong_backup_type(made_by: &str, restore: &str) -> SqlMessage {
+    SqlMessage::error(
+        3135,
+        format!(
+            "The backup set in file 1 was created by {made_by} and cannot be used for this restore operation ({restore})."
+        ),
+    )
+}
+
 /// Model choice (no text in the reference): RESTORE of a database with no
 /// backup in this world's msdb. Number 3206 is SQL Server's "no entry for
 /// backup device" message, the closest real one.

@@ -44,13 +44,17 @@
 //!   the request cursor is taken back once the error is cleared.
 //! - WITH options are checked before the set is opened: the client is never
 //!   configured (its GetConfiguration times out, vdi-spec.md §7.1).
-//! - A RESTORE with no backup of its database in history (NoBackup), with a
-//!   family count different from its device count, or with a BLOCKSIZE
-//!   different from the backup's (BadMedia) aborts the set before
-//!   configuration. RESTORE uses the latest backup of its database whatever
-//!   its kind; an empty database name means the latest backup of any.
-//! - HEADERONLY/FILELISTONLY read `metadata_bytes` (rounded up to BLOCKSIZE,
-//!   at most the family) from device 0; no family-count check.
+//! - Media are self-describing (clause `media.header`, module `media`): a
+//!   BACKUP's first Write on each device is the family's 64 KiB header; a
+//!   RESTORE reads every device's header first (one 64 KiB Read each) and
+//!   takes its backup from them, never from the history: an empty device
+//!   (NoBackup, Msg 3254), a header that is none or of another media set, a
+//!   BLOCKSIZE other than the backup's (BadMedia, Msg 3241), a missing or
+//!   repeated family (3132, 3227), too many devices (3231) or a backup of
+//!   the wrong type (3135) fail the statement after configuration.
+//! - HEADERONLY/FILELISTONLY read device 0's header, then up to
+//!   `metadata_bytes` (rounded up to BLOCKSIZE, at most the family) from
+//!   it; no family-count check.
 //! - Restore read sizes: `Seeded(s)` hashes (s, device, read index).
 //! - Mid-stream Flush `i` of `m` sits at `len × i / (m + 1)` rounded down to
 //!   BLOCKSIZE; Writes are cut at that point.
@@ -84,6 +88,7 @@ macro_rules! ev {
 
 mod completion;
 mod invariants;
+mod media;
 pub mod messages;
 mod start;
 mod stream;
@@ -220,6 +225,10 @@ struct Dev {
     name: String,
     /// Stream origin of this device's family.
     origin: u64,
+    /// RESTORE: the media header this device's first read held.
+    header: Option<std::sync::Arc<crate::media::MediaHeader>>,
+    /// RESTORE: the header bytes read so far (short reads gather).
+    header_buf: Content,
     /// Family length.
     len: u64,
     /// RESTORE: bytes to read (the family, or the metadata prefix).
@@ -261,6 +270,8 @@ impl Dev {
         Dev {
             name,
             origin,
+            header: None,
+            header_buf: Content::Empty,
             len,
             target,
             issued: 0,
@@ -366,6 +377,8 @@ pub struct ServerHalf {
     database: String,
     started: u64,
     mid_flushes: u32,
+    /// HEADERONLY / FILELISTONLY: bytes read from device 0.
+    metadata_bytes: u64,
     read_sizes: ReadSizes,
     features: Features,
     complete_enabled: bool,
@@ -454,6 +467,7 @@ impl ServerHalf {
             database: String::new(),
             started: 0,
             mid_flushes: 0,
+            metadata_bytes: 0,
             read_sizes: ReadSizes::Max,
             features: Features(0),
             complete_enabled: false,

@@ -4,6 +4,7 @@
 //! order (vdi-spec.md §4.4, §7.1).
 
 use super::*;
+use crate::media::{BackupType, HEADER_BYTES, SetId};
 use vdi_spec::{TransferOptions, id};
 
 impl ServerHalf {
@@ -16,9 +17,8 @@ impl ServerHalf {
     ///
     /// Model choices: WITH options are checked before the set is opened (the
     /// client is then never configured and its GetConfiguration times out,
-    /// vdi-spec.md §7.1); a RESTORE whose BLOCKSIZE differs from the backup's
-    /// fails with BadMedia before configuration; a RESTORE without a backup,
-    /// or with a family-count mismatch, aborts the set before configuration.
+    /// vdi-spec.md §7.1); a RESTORE checks its media when it has read their
+    /// headers (clause `media.header`).
     /// A `start` while a statement runs is ignored (traced).
     pub fn start(
         &mut self,
@@ -79,13 +79,11 @@ impl ServerHalf {
         let Some(n) = self.usable_devices(now, &stmt, &set, &first, out, tr) else {
             return;
         };
-        let Some(record) = self.media(now, &stmt, n, &first, out, tr) else {
-            return;
-        };
+        let record = self.media(&stmt, n);
         self.configure(now, &stmt, &set, n, out, tr);
         self.arm_watchdog(now, &set.cfg, tr);
-        self.devs = self.open_devices(now, &stmt, &record, n, tr);
-        self.record = Some(record);
+        self.devs = self.open_devices(now, &stmt, record.as_ref(), n, tr);
+        self.record = record;
         self.state = ServerState::Active;
         self.advance(now, out, tr);
     }
@@ -95,6 +93,7 @@ impl ServerHalf {
         self.kind = stmt.kind;
         self.database = stmt.database.clone();
         self.mid_flushes = stmt.plan.mid_flushes;
+        self.metadata_bytes = stmt.plan.metadata_bytes;
         self.read_sizes = stmt.plan.read_sizes.clone();
         self.features = Features(0);
         self.complete_enabled = false;
@@ -226,68 +225,35 @@ impl ServerHalf {
         Some(n)
     }
 
-    /// The media: what a BACKUP will write over `n` devices, or the backup a
-    /// RESTORE must find in history. `None` once a RESTORE found no usable
-    /// backup and aborted the set.
-    fn media(
-        &mut self,
-        now: u64,
-        stmt: &Statement,
-        n: usize,
-        first: &str,
-        out: &mut Vec<ToClient>,
-        tr: &mut Trace,
-    ) -> Option<BackupRecord> {
-        if self.kind.is_backup() {
-            return Some(BackupRecord::plan(
-                &stmt.database,
-                stmt.kind,
-                u32::try_from(self.history.len() + 1)
-                    .unwrap_or(u32::MAX)
-                    .saturating_add(self.numbered_after),
-                n,
-                stmt.plan.data_bytes,
-                &stmt.options,
-            ));
-        }
-        let found = crate::statement::backup_to_restore(&self.history, &stmt.database).cloned();
-        let Some(rec) = found else {
-            self.abort_before_config(
-                now,
-                FailReason::NoBackup,
-                messages::no_backup(&stmt.database),
-                None,
-                out,
-                tr,
-            );
-            return None;
-        };
-        if !self.kind.is_metadata_only() && rec.families.len() != n {
-            let m = messages::family_count(first, rec.families.len(), n);
-            self.abort_before_config(now, FailReason::BadMedia, m, None, out, tr);
+    /// The media: what a BACKUP will write over `n` devices (its layout and
+    /// its headers' contents). A RESTORE learns its backup from the media
+    /// headers it reads first (clause `media.header`), so it has none yet.
+    fn media(&self, stmt: &Statement, n: usize) -> Option<BackupRecord> {
+        if !self.kind.is_backup() {
             return None;
         }
-        if rec.block_size != stmt.options.block_size {
-            ev!(
-                tr,
-                now,
-                "BlockSizeMismatch",
-                Some(id::RESTORE_READ_SIZES),
-                "backup BLOCKSIZE={} restore BLOCKSIZE={}",
-                rec.block_size,
-                stmt.options.block_size
-            );
-            let m = messages::bad_family(first);
-            self.abort_before_config(
-                now,
-                FailReason::BadMedia,
-                m,
-                Some(id::RESTORE_READ_SIZES),
-                out,
-                tr,
-            );
-            return None;
+        let number = u32::try_from(self.history.len() + 1)
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.numbered_after);
+        let mut rec = BackupRecord::plan(
+            &stmt.database,
+            stmt.kind,
+            number,
+            n,
+            stmt.plan.data_bytes,
+            &stmt.options,
+        );
+        let mut meta = stmt.plan.media.clone();
+        if meta.database_bytes == 0 {
+            meta.database_bytes = stmt.plan.data_bytes;
         }
+        if stmt.kind == StatementKind::BackupLog {
+            meta.backup_type = BackupType::Log;
+        }
+        if meta.set_id == SetId::default() {
+            meta.set_id = rec.meta.set_id;
+        }
+        rec.meta = meta;
         Some(rec)
     }
 
@@ -529,7 +495,7 @@ impl ServerHalf {
         &self,
         now: u64,
         stmt: &Statement,
-        record: &BackupRecord,
+        record: Option<&BackupRecord>,
         n: usize,
         tr: &mut Trace,
     ) -> Vec<Dev> {
@@ -553,9 +519,10 @@ impl ServerHalf {
         devs
     }
 
-    /// Device `k` named `name`: its family, what a RESTORE reads from it
-    /// (the family, or the metadata prefix on device 0), and its probes
-    /// sorted by trigger (a VDC_Complete probe is refused without
+    /// Device `k` named `name`: a BACKUP's family (its header, then its
+    /// data), or what a RESTORE reads first (the media header: every
+    /// device's, or device 0's alone for HEADERONLY / FILELISTONLY), and its
+    /// probes sorted by trigger (a VDC_Complete probe is refused without
     /// VDF_CompleteEnabled).
     fn open_device(
         &self,
@@ -563,45 +530,37 @@ impl ServerHalf {
         k: usize,
         name: &str,
         stmt: &Statement,
-        record: &BackupRecord,
+        record: Option<&BackupRecord>,
         tr: &mut Trace,
     ) -> Dev {
-        let fam = record.families.get(k).copied();
-        let (origin, len) = fam.map(|f| (f.origin, f.len)).unwrap_or((0, 0));
-        let target = if self.kind.is_backup() {
-            0
-        } else if self.kind.is_metadata_only() {
-            if k == 0 {
-                let b = u64::from(self.block);
-                stmt.plan
-                    .metadata_bytes
-                    .div_ceil(b)
-                    .saturating_mul(b)
-                    .min(len)
-            } else {
-                0
-            }
-        } else {
-            len
-        };
-        let mut d = Dev::new(name.to_string(), origin, len, target, self.qd);
-        if self.kind.is_backup() {
+        let fam = record.and_then(|r| r.families.get(k).copied());
+        let mut d = if let Some(f) = fam {
             ev!(
                 tr,
                 now,
                 "OpenDevice",
                 Some(id::STRIPE_DISTRIBUTION),
-                "dev={k} name=\"{name}\" family origin={origin:#018x} len={len}"
+                "dev={k} name=\"{name}\" family {} origin={:#018x} len={}",
+                k + 1,
+                f.origin,
+                f.media_len()
             );
+            Dev::new(name.to_string(), f.origin, f.media_len(), 0, self.qd)
         } else {
+            let target = if self.kind.is_metadata_only() && k > 0 {
+                0
+            } else {
+                HEADER_BYTES
+            };
             ev!(
                 tr,
                 now,
                 "OpenDevice",
-                None,
-                "dev={k} name=\"{name}\" family origin={origin:#018x} len={len} read={target}"
+                Some(id::MEDIA_HEADER),
+                "dev={k} name=\"{name}\" read={target}: the media header first"
             );
-        }
+            Dev::new(name.to_string(), 0, HEADER_BYTES, target, self.qd)
+        };
         for x in &stmt.plan.extra_commands {
             if usize::from(x.dev) == k {
                 if x.code == CommandCode::Complete && !self.complete_enabled {

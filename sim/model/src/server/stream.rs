@@ -2,6 +2,7 @@
 //! the phases of a statement (data, final Flush, VDC_Complete).
 
 use super::*;
+use crate::media::HEADER_BYTES;
 use vdi_spec::id;
 
 impl ServerHalf {
@@ -251,10 +252,10 @@ impl ServerHalf {
             let Some(b) = self.alloc_buf() else {
                 return false;
             };
+            let data = self.media_content(d, pos, size);
             let dev = &mut self.devs[d];
             dev.reissue.pop_front();
             dev.data_cmds = dev.data_cmds.saturating_add(1);
-            let data = Content::stream(dev.origin, pos, u64::from(size));
             self.send(
                 now,
                 d,
@@ -271,10 +272,15 @@ impl ServerHalf {
             );
             return true;
         }
+        if dev.issued == 0 {
+            return self.issue_header_write(now, d, out, tr);
+        }
         let m = self.mid_flushes;
         let mut limit = dev.len;
         if dev.flushes_done < m {
-            let p = flush_point(dev.len, m, dev.flushes_done + 1, self.block);
+            // Evenly spaced over the data, after the header.
+            let data = dev.len.saturating_sub(HEADER_BYTES);
+            let p = HEADER_BYTES + flush_point(data, m, dev.flushes_done + 1, self.block);
             if dev.issued >= p {
                 if dev.outstanding > 0 {
                     return false;
@@ -322,6 +328,51 @@ impl ServerHalf {
         true
     }
 
+    /// The first write on each device: the family's media header, one
+    /// whole transfer (clause `media.header`).
+    fn issue_header_write(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) -> bool {
+        let Some(b) = self.alloc_buf() else {
+            return false;
+        };
+        let size = HEADER_BYTES as u32;
+        let data = self.media_content(d, 0, size);
+        let dev = &mut self.devs[d];
+        dev.issued = HEADER_BYTES;
+        dev.data_cmds = dev.data_cmds.saturating_add(1);
+        self.send(
+            now,
+            d,
+            CommandCode::Write,
+            Some(Kind::Write),
+            size,
+            0,
+            Some(b),
+            data,
+            0,
+            Some(id::MEDIA_HEADER),
+            out,
+            tr,
+        );
+        true
+    }
+
+    /// Bytes `pos..pos+size` of device `d`'s family media (a BACKUP).
+    fn media_content(&self, d: usize, pos: u64, size: u32) -> Content {
+        if pos >= HEADER_BYTES {
+            return Content::stream(self.devs[d].origin, pos, u64::from(size));
+        }
+        match &self.record {
+            Some(rec) => rec.family_media(d).slice(pos, u64::from(size)),
+            None => Content::Empty,
+        }
+    }
+
     pub(super) fn try_issue_read(
         &mut self,
         now: u64,
@@ -333,7 +384,12 @@ impl ServerHalf {
         if dev.ended || dev.issued >= dev.target {
             return false;
         }
-        let size = read_size(&self.read_sizes, self.block, self.mts, d, dev.read_ix);
+        // Until the media are known, the one read is the header's.
+        let size = if self.record.is_none() {
+            HEADER_BYTES as u32
+        } else {
+            read_size(&self.read_sizes, self.block, self.mts, d, dev.read_ix)
+        };
         let remaining = dev.target - dev.issued;
         let adv = u64::from(size).min(remaining);
         let overread = self.profile.restore_overread && dev.target == dev.len;
@@ -350,7 +406,9 @@ impl ServerHalf {
         dev.issued += adv;
         dev.read_ix += 1;
         dev.data_cmds = dev.data_cmds.saturating_add(1);
-        let clause = if req as u64 > adv {
+        let clause = if pos < HEADER_BYTES {
+            Some(id::MEDIA_HEADER)
+        } else if req as u64 > adv {
             Some(id::RESTORE_EOF)
         } else {
             Some(id::RESTORE_READ_SIZES)

@@ -527,14 +527,19 @@ impl ServerHalf {
             Some(id::TERM_NORMALLY_TERMINATED),
             "every device closed"
         );
-        let bytes = self.outcome.bytes;
+        // Pages and rates count the database's data, not the media headers.
+        let bytes = self
+            .record
+            .as_ref()
+            .map_or(self.outcome.bytes, BackupRecord::total_bytes);
         let pages = messages::pages(bytes);
         let ms = now.saturating_sub(self.started);
         let mut msgs = Vec::new();
         match self.kind {
             StatementKind::BackupDatabase | StatementKind::BackupLog => {
                 if let Some(rec) = self.record.take() {
-                    msgs.push(messages::processed(pages, &self.database, rec.number));
+                    // A VDI media set holds one backup set: it is file 1 on it.
+                    msgs.push(messages::processed(pages, &self.database, 1));
                     self.history.push(rec);
                 }
                 msgs.push(messages::success(self.kind.verb(), pages, bytes, ms));

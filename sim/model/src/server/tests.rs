@@ -328,8 +328,14 @@ fn term_backup_sequence_one_device() {
     assert_eq!(rec.number, 1);
     assert_eq!(rec.total_bytes(), 300_032); // rounded up to BLOCKSIZE
     let fam = rec.families[0];
-    assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
-    assert_eq!(o.bytes, fam.len);
+    assert_eq!(h.client.media[0], rec.family_media(0));
+    assert_eq!(o.bytes, fam.media_len());
+    // The first write is the media header (clause `media.header`).
+    assert_eq!(h.all[0].size, crate::media::HEADER_BYTES as u32);
+    assert_eq!(
+        h.all[0].data.as_header().map(|x| (x.family, x.families)),
+        Some((1, 1))
+    );
     let codes = h.codes();
     let (last, writes) = codes.split_last().unwrap();
     assert_eq!(*last, CommandCode::Flush);
@@ -358,13 +364,9 @@ fn stripe_distribution_three_devices() {
         5 * 65536 + 1000,
         &opts(512, 65536, None),
     );
-    assert_eq!(rec, plan);
-    for (k, f) in rec.families.iter().enumerate() {
-        assert_eq!(
-            h.client.media[k],
-            Content::stream(f.origin, 0, f.len),
-            "family {k}"
-        );
+    assert_eq!(rec.families, plan.families);
+    for k in 0..rec.families.len() {
+        assert_eq!(h.client.media[k], rec.family_media(k), "family {k}");
     }
     let devs = h.s.devices();
     assert_eq!(devs.len(), 3);
@@ -372,7 +374,7 @@ fn stripe_distribution_three_devices() {
     assert_eq!(h.dev_names, vec!["set1", "dev2", "dev3"]);
     assert!(devs.iter().all(|d| d.state == DevState::Closed));
     assert_eq!(devs[0].commands.get("VDC_Flush"), Some(&1));
-    assert_eq!(devs.iter().map(|d| d.bytes).sum::<u64>(), rec.total_bytes());
+    assert_eq!(devs.iter().map(|d| d.bytes).sum::<u64>(), rec.media_bytes());
     assert_eq!(h.closes.len(), 3);
     assert!(h.has_clause(id::STRIPE_DISTRIBUTION));
 }
@@ -561,11 +563,11 @@ fn flush_several() {
             .map(|(i, _)| i)
             .collect();
         assert_eq!(flushes.len(), 4, "3 mid + 1 final on dev {d}");
-        // Evenly spaced: 16 writes per device, flushes after 4, 8, 12.
-        assert_eq!(flushes, vec![4, 9, 14, 19]);
+        // The header, then evenly spaced: 16 data writes per device,
+        // flushes after 4, 8, 12 of them.
+        assert_eq!(flushes, vec![5, 10, 15, 20]);
     }
-    let fam = h.s.history()[0].families[0];
-    assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
+    assert_eq!(h.client.media[0], h.s.history()[0].family_media(0));
     assert!(h.has_clause(id::FLUSH_SEVERAL));
 }
 
@@ -647,7 +649,7 @@ fn restore_read_sizes_seeded() {
         restore_again(&mut h, st);
         h.perfect();
         assert!(h.outcome().succeeded(), "{:?}", h.outcome());
-        assert_eq!(h.outcome().bytes, h.s.history()[0].total_bytes());
+        assert_eq!(h.outcome().bytes, h.s.history()[0].media_bytes());
         assert!(h.has_clause(id::RESTORE_READ_SIZES));
         h.all.iter().map(|c| c.size).collect::<Vec<u32>>()
     };
@@ -810,17 +812,20 @@ fn restore_early_close() {
     c.sort_unstable();
     assert_eq!(c, vec![0, 1]);
     assert!(h.has_clause(id::RESTORE_EARLY_CLOSE));
-    // FILELISTONLY with no metadata reads nothing at all.
+    // FILELISTONLY with no metadata reads the media header alone.
     let mut st = restore(StatementKind::RestoreFilelistOnly, 2);
     st.plan.metadata_bytes = 0;
     restore_again(&mut h, st);
-    assert!(h.all.is_empty());
+    h.perfect();
+    assert_eq!(h.all.len(), 1);
+    assert_eq!(h.outcome().bytes, crate::media::HEADER_BYTES);
     assert!(h.outcome().succeeded());
     assert_eq!(h.closes.len(), 2);
 }
 
-/// VERIFYONLY reads everything and reports Msg 3262; RESTORE without a
-/// backup or with the wrong number of devices fails before configuration.
+/// VERIFYONLY reads everything and reports Msg 3262; a RESTORE reads the
+/// media headers first and refuses media that are not all of one backup
+/// set, or not a backup at all (clause `media.header`).
 #[test]
 fn restore_verifyonly_and_media_checks() {
     let mut h = backed_up(Profile::default(), 2, 5 * 65536);
@@ -828,28 +833,49 @@ fn restore_verifyonly_and_media_checks() {
     h.perfect();
     assert!(h.outcome().succeeded());
     assert_eq!(h.numbers(), vec![3262]);
+    assert_eq!(h.outcome().media.as_ref(), h.s.history().last());
 
+    // One device for a two-family media set: Msg 3132, after the header.
     restore_again(&mut h, restore(StatementKind::RestoreDatabase, 1));
+    h.perfect();
     assert_eq!(h.outcome().reason, Some(FailReason::BadMedia));
-    assert_eq!(h.numbers(), vec![3231, 3013]);
-    assert!(h.cfg.is_none() && h.aborts == 1);
+    assert_eq!(h.numbers(), vec![3132, 3013]);
 
-    let mut st = restore(StatementKind::RestoreDatabase, 2);
-    st.database = "other".into();
-    restore_again(&mut h, st);
+    // The families in the other device order restore.
+    h.client.media.reverse();
+    restore_again(&mut h, restore(StatementKind::RestoreDatabase, 2));
+    h.perfect();
+    assert!(h.outcome().succeeded(), "{:?}", h.outcome());
+    // The same family twice: Msg 3227.
+    h.client.media[1] = h.client.media[0].clone();
+    restore_again(&mut h, restore(StatementKind::RestoreDatabase, 2));
+    h.perfect();
+    assert_eq!(h.numbers(), vec![3227, 3013]);
+
+    // An empty device: Msg 3254.
+    h.client.media = vec![Content::Empty, Content::Empty];
+    restore_again(&mut h, restore(StatementKind::RestoreDatabase, 2));
+    h.perfect();
     assert_eq!(h.outcome().reason, Some(FailReason::NoBackup));
-    assert_eq!(h.numbers(), vec![3206, 3013]);
+    assert_eq!(h.numbers(), vec![3254, 3013]);
 
-    let mut st = restore(StatementKind::RestoreDatabase, 2);
+    let mut h = backed_up(Profile::default(), 1, 5 * 65536);
+    let mut st = restore(StatementKind::RestoreDatabase, 1);
     st.options.block_size = 4096;
     restore_again(&mut h, st);
+    h.perfect();
     assert_eq!(h.outcome().reason, Some(FailReason::BadMedia));
+    // A database backup is no log backup: Msg 3135.
+    restore_again(&mut h, restore(StatementKind::RestoreLog, 1));
+    h.perfect();
+    assert_eq!(h.numbers(), vec![3135, 3013]);
 
-    // Seeded history: a restore works without a backup in this world.
+    // Media from another server: the headers say what they hold, this
+    // server's history has nothing.
     let mut h = H::default();
-    let rec = BackupRecord {
+    let mut rec = BackupRecord {
         database: "sales".into(),
-        kind: StatementKind::BackupDatabase,
+        kind: StatementKind::BackupLog,
         number: 9,
         block_size: 512,
         max_transfer_size: 65536,
@@ -857,17 +883,21 @@ fn restore_verifyonly_and_media_checks() {
             origin: 77,
             len: 3 * 65536,
         }],
+        meta: Default::default(),
     };
-    h.s.add_backup(rec);
-    h.client.media = vec![Content::stream(77, 0, 3 * 65536)];
+    rec.meta.backup_type = crate::media::BackupType::Log;
+    h.client.media = rec.media();
     restore_again(&mut h, restore(StatementKind::RestoreLog, 1));
     h.perfect();
     assert!(h.outcome().succeeded());
     assert!(
         h.outcome().messages[1]
             .text
-            .starts_with("RESTORE LOG successfully processed 24 pages")
+            .starts_with("RESTORE LOG successfully processed 24 pages"),
+        "{:?}",
+        h.outcome().messages
     );
+    assert_eq!(h.outcome().media.as_ref(), Some(&rec));
 }
 
 // ----------------------------------------------------------------------
@@ -1240,7 +1270,7 @@ fn command_short_transfer_reissue() {
         .filter(|c| c.code == CommandCode::Write && c.size == 32768)
         .collect();
     assert!(!reissued.is_empty());
-    assert_eq!(h.outcome().bytes, 8 * 65536);
+    assert_eq!(h.outcome().bytes, 9 * 65536);
 
     // Reads: every read comes back half full; the restore still verifies.
     let mut h = backed_up(p.clone(), 1, 8 * 65536);
@@ -1255,8 +1285,8 @@ fn command_short_transfer_reissue() {
         Reply::With(c)
     });
     assert!(h.outcome().succeeded(), "{:?}", h.outcome());
-    assert_eq!(h.outcome().bytes, 8 * 65536);
-    assert!(h.all.len() > 8);
+    assert_eq!(h.outcome().bytes, 9 * 65536, "the header and the data");
+    assert!(h.all.len() > 9);
 
     // Zero progress forever is bounded.
     let mut h = H::new(p);
@@ -1316,8 +1346,7 @@ fn command_not_supported() {
     );
     assert!(codes.contains(&CommandCode::FileInfoBegin));
     assert!(!codes.contains(&CommandCode::Discard));
-    let fam = h.s.history()[0].families[0];
-    assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
+    assert_eq!(h.client.media[0], h.s.history()[0].family_media(0));
     assert!(h.has_clause(id::COMMAND_NOT_SUPPORTED));
 
     let mut h = H::default();
@@ -1372,8 +1401,7 @@ fn io_error_not_supported() {
     }
     assert!(h.outcome().succeeded(), "{:?}", h.outcome());
     assert!(h.codes().contains(&CommandCode::ClearError));
-    let fam = h.s.history()[0].families[0];
-    assert_eq!(h.client.media[0], Content::stream(fam.origin, 0, fam.len));
+    assert_eq!(h.client.media[0], h.s.history()[0].family_media(0));
     assert!(h.has_clause(id::IO_ERROR_NOT_SUPPORTED));
 
     // Without the profile key the probe is simply not performed.

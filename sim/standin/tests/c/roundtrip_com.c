@@ -103,15 +103,17 @@ static void *device_thread(void *arg) {
     return dev;
 }
 
-/* Every 512-byte block a device received starts with its stream's origin
- * and its offset: one origin per device, offsets 0, 512, 1024, ... */
+/* A family is its 64 KiB media header (it begins "VDISIMMF"), then
+ * 512-byte blocks that each start with the stream's origin and the block's
+ * media position: one origin per device, positions 65536, 66048, ... */
 static uint64_t check_family(const Media *m) {
     uint64_t origin = 0;
-    for (size_t off = 0; off < m->len; off += 512) {
+    CHECK(m->len >= 65536 && memcmp(m->data, "VDISIMMF", 8) == 0, "no media header");
+    for (size_t off = 65536; off < m->len; off += 512) {
         uint64_t o, pos;
         memcpy(&o, m->data + off, 8);
         memcpy(&pos, m->data + off + 8, 8);
-        if (off == 0)
+        if (off == 65536)
             origin = o;
         CHECK(o == origin && pos == off, "block at %zu: origin %llx offset %llu", off,
               (unsigned long long)o, (unsigned long long)pos);

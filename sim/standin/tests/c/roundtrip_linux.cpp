@@ -153,11 +153,15 @@ int main(int argc, char **argv) {
             for (int i = 0; i < NDEV; i++) {
                 const auto &d = media[i].data;
                 CHECK(!d.empty(), "device %d received nothing", i);
-                for (size_t off = 0; off < d.size(); off += 512) {
+                // The 64 KiB media header, then blocks tagged with their
+                // stream and media position.
+                CHECK(d.size() >= 65536 && std::memcmp(d.data(), "VDISIMMF", 8) == 0,
+                      "dev %d: no media header", i);
+                for (size_t off = 65536; off < d.size(); off += 512) {
                     uint64_t o, pos;
                     std::memcpy(&o, d.data() + off, 8);
                     std::memcpy(&pos, d.data() + off + 8, 8);
-                    if (off == 0)
+                    if (off == 65536)
                         origin[i] = o;
                     CHECK(o == origin[i] && pos == off, "dev %d block at %zu", i, off);
                 }

@@ -230,6 +230,7 @@ fn success() -> Outcome {
         )],
         bytes: 1 << 20,
         ended_ms: None,
+        media: None,
     }
 }
 
@@ -243,6 +244,7 @@ fn failure(reason: FailReason) -> Outcome {
         )],
         bytes: 0,
         ended_ms: None,
+        media: None,
     }
 }
 
