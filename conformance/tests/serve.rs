@@ -16,6 +16,9 @@ use vdi_model::msg::Timeout;
 use vdi_spec::Hresult;
 use vdi_sqlserver::serve::{ServeConfig, Server};
 
+/// The media header at the start of every family (`vdi_model::media`).
+const HEADER: u64 = vdi_model::media::HEADER_BYTES;
+
 fn temp_socket(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vdisim-test-{}-{tag}.sock", std::process::id()))
 }
@@ -61,6 +64,7 @@ fn sql_async(server: &Server, text: String) -> std::thread::JoinHandle<Vec<LineM
 fn striped_backup_then_restore_across_processes_boundary() {
     let s = server("roundtrip");
     let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..3).map(|_| Arc::default()).collect();
+    let at_backup = s.status();
     // BACKUP over 3 devices.
     let set = set_at(s.path());
     assert_eq!(create(&set, "rt", 3), Hresult::NOERROR);
@@ -79,7 +83,8 @@ fn striped_backup_then_restore_across_processes_boundary() {
     assert_eq!(set.close().code(), Hresult::NOERROR);
     let msgs = stmt.join().unwrap();
     assert_eq!(numbers(&msgs), vec![4035, 3014], "{msgs:?}");
-    assert_eq!(bytes, 3 * 65536 + 4096);
+    // The data, and a 64 KiB media header on each device.
+    assert_eq!(bytes, 3 * 65536 + 4096 + 3 * HEADER);
     let before = s.status();
     assert_eq!(before.backups, 1);
     // RESTORE from the same bytes, with a fresh object.
@@ -101,7 +106,16 @@ fn striped_backup_then_restore_across_processes_boundary() {
     let db = after.databases.iter().find(|d| d.name == "sales").unwrap();
     assert_eq!(db.state, "online");
     assert_eq!(db.restored_from, Some(1));
-    let was = before.databases.iter().find(|d| d.name == "sales").unwrap();
+    let was = at_backup
+        .databases
+        .iter()
+        .find(|d| d.name == "sales")
+        .unwrap();
+    let moved = before.databases.iter().find(|d| d.name == "sales").unwrap();
+    assert_ne!(
+        moved.content, was.content,
+        "the database lives on after a backup"
+    );
     assert_eq!(
         db.content, was.content,
         "restored content is the backed-up content"
@@ -311,9 +325,9 @@ fn many_sets_and_clients_at_once() {
     assert_eq!(
         got,
         vec![
-            ("a", 8 * 65536, vec![4035, 3014]),
-            ("b", 12 * 65536, vec![4035, 3014]),
-            ("c", 5 * 65536, vec![4035, 3014]),
+            ("a", 8 * 65536 + 2 * HEADER, vec![4035, 3014]),
+            ("b", 12 * 65536 + 2 * HEADER, vec![4035, 3014]),
+            ("c", 5 * 65536 + 2 * HEADER, vec![4035, 3014]),
         ]
     );
     assert_eq!(s.status().backups, 3);
@@ -368,5 +382,71 @@ fn bad_connections_are_refused_or_dropped_not_fatal() {
     assert_eq!(
         numbers(&sql(&s, "BACKUP DATABASE sales TO VIRTUAL_DEVICE='x'")),
         vec![3201, 3013]
+    );
+}
+
+/// The content identity `server` reports for `db`.
+fn content_of(server: &Server, db: &str) -> String {
+    let st = server.status();
+    st.databases
+        .iter()
+        .find(|d| d.name == db)
+        .map(|d| d.content.clone())
+        .expect("the database exists")
+}
+
+/// Runs `text` (naming the VIRTUAL_DEVICE clauses of set `tag` where it
+/// says `{devices}`) with the client serving `media`; the messages.
+fn transfer(server: &Server, tag: &str, media: &[Arc<Mutex<Vec<u8>>>], text: &str) -> Vec<u32> {
+    let set = set_at(server.path());
+    let n = media.len() as u32;
+    assert_eq!(create(&set, tag, n), Hresult::NOERROR);
+    let names = device_names(tag, n)
+        .iter()
+        .map(|d| format!("VIRTUAL_DEVICE=N'{d}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stmt = sql_async(server, text.replace("{devices}", &names));
+    if let Ok(devs) = open_all(&set, tag, n) {
+        run_devices(&devs, media, Sink::Keep);
+    }
+    set.close();
+    numbers(&stmt.join().unwrap())
+}
+
+/// Clause `media.header`: backups restore on a server that never made them
+/// (a new process: its history is empty) — the older as well as the newer,
+/// each giving the database the content it had when it was backed up; the
+/// families of two different backups together are refused (Msg 3241).
+#[test]
+fn backups_restore_on_a_new_server_older_and_newer() {
+    let a = server("made-here");
+    let fresh = || -> Vec<Arc<Mutex<Vec<u8>>>> { (0..2).map(|_| Arc::default()).collect() };
+    let (old, new) = (fresh(), fresh());
+    let old_content = content_of(&a, "sales");
+    let backup = "BACKUP DATABASE sales TO {devices}";
+    assert_eq!(transfer(&a, "b-old", &old, backup), vec![4035, 3014]);
+    let new_content = content_of(&a, "sales");
+    assert_ne!(old_content, new_content, "the database lived on");
+    assert_eq!(transfer(&a, "b-new", &new, backup), vec![4035, 3014]);
+    drop(a);
+
+    let b = server("restarted");
+    assert_eq!(b.status().backups, 0);
+    let restore = "RESTORE DATABASE [sales] FROM {devices}";
+    for (media, content, tag) in [(&new, &new_content, "r-new"), (&old, &old_content, "r-old")] {
+        let m = transfer(&b, tag, media, restore);
+        assert_eq!(m.last(), Some(&3014), "{tag}: {m:?}");
+        assert_eq!(&content_of(&b, "sales"), content, "{tag}");
+    }
+    // One family of each backup: not one media set.
+    let mixed = vec![old[0].clone(), new[1].clone()];
+    let m = transfer(&b, "r-mixed", &mixed, restore);
+    assert_eq!(m, vec![3241, 3013]);
+    let st = b.status();
+    let db = st.databases.iter().find(|d| d.name == "sales").unwrap();
+    assert_eq!(
+        db.state, "restoring",
+        "a failed restore leaves it restoring"
     );
 }

@@ -550,6 +550,9 @@ mod tests {
         assert_eq!(part, buf[..1000]);
         // A damaged header is garbage, never a header.
         buf[25] ^= 0x40;
-        assert_eq!(parse_tagged(&buf).extents()[0], Extent::Garbage { len: HEADER_BYTES });
+        assert_eq!(
+            parse_tagged(&buf).extents()[0],
+            Extent::Garbage { len: HEADER_BYTES }
+        );
     }
 }

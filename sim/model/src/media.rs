@@ -39,11 +39,8 @@ pub struct SetId(pub u128);
 impl fmt::Display for SetId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0.to_be_bytes();
-        let hex = |r: std::ops::Range<usize>| {
-            b[r].iter()
-                .map(|x| format!("{x:02X}"))
-                .collect::<String>()
-        };
+        let hex =
+            |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02X}")).collect::<String>();
         write!(
             f,
             "{}-{}-{}-{}-{}",
@@ -221,9 +218,8 @@ impl MediaHeader {
             return Err(MediaError::Truncated("prefix"));
         }
         let u16_at = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-        let u32_at = |i: usize| {
-            u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
-        };
+        let u32_at =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let version = u16_at(8);
         if version != VERSION {
             return Err(MediaError::Version(version));
@@ -350,7 +346,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     for b in bytes {
         c ^= u32::from(*b);
         for _ in 0..8 {
-            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -403,11 +403,17 @@ pub(crate) mod tests {
         assert_eq!(MediaHeader::decode(&bad), Err(MediaError::Checksum));
         let mut bad = region.clone();
         bad[9] = 9;
-        assert_eq!(MediaHeader::decode(&bad), Err(MediaError::Version(0x0900 | 1)));
+        assert_eq!(
+            MediaHeader::decode(&bad),
+            Err(MediaError::Version(0x0900 | 1))
+        );
         let mut bad = region.clone();
         bad[60000] = 1;
         assert_eq!(MediaHeader::decode(&bad), Err(MediaError::Padding(60000)));
-        assert_eq!(MediaHeader::decode(&region[..10]), Err(MediaError::Truncated("prefix")));
+        assert_eq!(
+            MediaHeader::decode(&region[..10]),
+            Err(MediaError::Truncated("prefix"))
+        );
         assert_eq!(MediaHeader::decode(&[0u8; 100]), Err(MediaError::NoMagic));
         assert_eq!(
             MediaHeader::decode(&enc[..enc.len() - 1]),

@@ -5,8 +5,8 @@
 use crate::content::origin_of;
 use crate::media::{BackupType, HEADER_BYTES, MediaHeader, SetId};
 use crate::msg::DevIx;
-use std::sync::Arc;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use vdi_spec::bounds::{self, BoundError};
 use vdi_spec::{CommandCode, TransferOptions};
 
@@ -575,8 +575,10 @@ impl BackupRecord {
             max_transfer_size: options.max_transfer_size,
             families,
             meta: BackupMeta {
-                set_id: SetId((u128::from(origin_of(&[db, u64::from(number), 0x5E7])) << 64)
-                    | u128::from(origin_of(&[db, u64::from(number), 0x1D]))),
+                set_id: SetId(
+                    (u128::from(origin_of(&[db, u64::from(number), 0x5E7])) << 64)
+                        | u128::from(origin_of(&[db, u64::from(number), 0x1D])),
+                ),
                 database_bytes: data_bytes,
                 ..BackupMeta::default()
             },
@@ -595,7 +597,11 @@ impl BackupRecord {
 
     /// The media header of family `k` (0-based).
     pub fn header(&self, k: usize) -> MediaHeader {
-        let f = self.families.get(k).copied().unwrap_or(Family { origin: 0, len: 0 });
+        let f = self
+            .families
+            .get(k)
+            .copied()
+            .unwrap_or(Family { origin: 0, len: 0 });
         let m = &self.meta;
         MediaHeader {
             set_id: m.set_id,
@@ -624,16 +630,26 @@ impl BackupRecord {
     /// Family `k`'s media: its header region, then its data stream at
     /// media positions `HEADER_BYTES..`.
     pub fn family_media(&self, k: usize) -> crate::content::Content {
-        let f = self.families.get(k).copied().unwrap_or(Family { origin: 0, len: 0 });
+        let f = self
+            .families
+            .get(k)
+            .copied()
+            .unwrap_or(Family { origin: 0, len: 0 });
         let mut c = crate::content::Content::header(Arc::new(self.header(k)));
-        c.append(&crate::content::Content::stream(f.origin, HEADER_BYTES, f.len));
+        c.append(&crate::content::Content::stream(
+            f.origin,
+            HEADER_BYTES,
+            f.len,
+        ));
         c
     }
 
     /// What a client that took this backup holds: one medium per family,
     /// each exactly the family's media.
     pub fn media(&self) -> Vec<crate::content::Content> {
-        (0..self.families.len()).map(|k| self.family_media(k)).collect()
+        (0..self.families.len())
+            .map(|k| self.family_media(k))
+            .collect()
     }
 
     /// The backup a set of family headers (one per device, in device

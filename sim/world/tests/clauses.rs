@@ -1516,7 +1516,11 @@ fn complete_command_returns_buffer() {
         .iter()
         .filter(|e| e.detail.contains("VDC_Write"))
         .collect();
-    assert_eq!(writes.len(), 8, "a media header and 3 data Writes per device");
+    assert_eq!(
+        writes.len(),
+        8,
+        "a media header and 3 data Writes per device"
+    );
     assert!(
         writes.iter().all(|e| e.detail.contains(" buf=0 ")),
         "one buffer, reused"
@@ -2007,7 +2011,13 @@ fn term_backup_sequence() {
     let r = run(&s, WorldConfig::new(31));
     assert_eq!(
         fetched(&r, "dev0"),
-        ["VDC_Write", "VDC_Write", "VDC_Write", "VDC_Write", "VDC_Flush"]
+        [
+            "VDC_Write",
+            "VDC_Write",
+            "VDC_Write",
+            "VDC_Write",
+            "VDC_Flush"
+        ]
     );
 }
 

@@ -349,7 +349,11 @@ fn reuse_after_close() {
             .expect("an outcome");
     assert_eq!(o.status, Status::Succeeded, "{}", messages(&o));
     assert!(has_msg(&o, 3014, "BACKUP DATABASE successfully processed"));
-    assert_eq!(o.bytes, DATA + vdi_model::media::HEADER_BYTES, "the header and the data");
+    assert_eq!(
+        o.bytes,
+        DATA + vdi_model::media::HEADER_BYTES,
+        "the header and the data"
+    );
 
     let r = d.create(ctl, "seed-reuse", pipe(1));
     assert_eq!(
@@ -373,10 +377,9 @@ fn reuse_after_close() {
     assert_eq!(r.end, End::Finished);
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     assert!(
-        r.server_devices
-            .iter()
-            .all(|s| s.state == DevState::Closed
-                && s.bytes == DATA + vdi_model::media::HEADER_BYTES)
+        r.server_devices.iter().all(
+            |s| s.state == DevState::Closed && s.bytes == DATA + vdi_model::media::HEADER_BYTES
+        )
     );
     insta::assert_snapshot!(check_trace(&r));
 }

@@ -92,10 +92,7 @@ impl ServerHalf {
         let dev = &mut self.devs[d];
         dev.header_buf = Content::Empty;
         dev.header = Some(h);
-        let waiting = self
-            .devs
-            .iter()
-            .any(|v| v.target > 0 && v.header.is_none());
+        let waiting = self.devs.iter().any(|v| v.target > 0 && v.header.is_none());
         if !waiting {
             self.media_found(now, out, tr);
         }

@@ -252,6 +252,14 @@ impl ServerHalf {
         }
         if meta.set_id == SetId::default() {
             meta.set_id = rec.meta.set_id;
+        } else {
+            // A set id from the server process: the data streams are the
+            // set's own, so backups of different servers never share bytes.
+            let n = rec.families.len() as u64;
+            let (hi, lo) = ((meta.set_id.0 >> 64) as u64, meta.set_id.0 as u64);
+            for (k, f) in rec.families.iter_mut().enumerate() {
+                f.origin = crate::content::origin_of(&[hi, lo, k as u64, n]);
+            }
         }
         rec.meta = meta;
         Some(rec)

@@ -2,25 +2,32 @@
 
 use super::*;
 use crate::tsql::{self, ParsedStatement};
+use vdi_model::media::SetId;
+use vdi_model::statement::BackupMeta;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(super) struct Db {
     pub(super) size: u64,
+    /// The content's identity: what a backup copies and a restore sets.
     pub(super) content: u64,
-    pub(super) state: &'static str,
+    pub(super) state: String,
     pub(super) restored_from: Option<u32>,
+    /// The log sequence number: advances with simulated activity (each
+    /// backup's stream); a backup's header carries it.
+    #[serde(default)]
+    pub(super) lsn: u64,
 }
 
-/// The databases and msdb's backup history (each backup with the content
-/// digest and size of the database it copied).
+/// The LSN a new database starts at.
+pub(super) const FIRST_LSN: u64 = 10_000;
+
+/// The databases and msdb's backup history (each backup's record carries
+/// what its media headers say: the database's content, size and LSNs).
 #[derive(Default)]
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
-    pub(super) history: History<Option<(u64, u64)>>,
+    pub(super) history: History<()>,
 }
-
-/// The backup a RESTORE reads, with what it copied.
-pub(super) type Taken = (BackupRecord, Option<(u64, u64)>);
 
 /// How a batch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +166,7 @@ impl Inner {
         attention: &Attention,
     ) -> (Vec<SqlMessage>, BatchEnd) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        let (seed, backups_before) = match self.prepare(&mut stmt) {
+        let backups_before = match self.prepare(&mut stmt) {
             Ok(p) => p,
             Err(messages) => {
                 self.log_outcome(
@@ -175,7 +182,7 @@ impl Inner {
         };
         let setup = HostSetup {
             profile: self.cfg.profile.clone(),
-            seed_backups: seed.iter().map(|(r, _)| r.clone()).collect(),
+            seed_backups: Vec::new(),
             time_scale: self.cfg.time_scale,
             budget_ms: 0,
             faults: self.server_faults(),
@@ -198,7 +205,7 @@ impl Inner {
             *lock(&e.route) = None;
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
-        self.record(&stmt, &outcome, &obs.new_backups, seed);
+        self.record(&stmt, &outcome, &obs.new_backups);
         self.log_outcome(&stmt, &outcome);
         let end = match outcome.reason {
             Some(FailReason::ServerDied) => BatchEnd::ServerDied,
@@ -225,18 +232,42 @@ impl Inner {
     }
 
     /// Checks a statement against the databases and the bounds and sizes
-    /// it: `Ok` with the backup a RESTORE reads and the number of backups
-    /// before the first one this statement may add; `Err` with the
-    /// messages the statement fails with.
-    fn prepare(&self, stmt: &mut Statement) -> Result<(Option<Taken>, u32), Vec<SqlMessage>> {
+    /// it: `Ok` with the number of backups before the first one this
+    /// statement may add; `Err` with the messages the statement fails with.
+    /// A BACKUP's plan carries what its media headers will say (this
+    /// server, the database's content, size and LSNs, a fresh backup set
+    /// id); a RESTORE needs nothing from the history: it reads the media
+    /// (clause `media.header`).
+    fn prepare(&self, stmt: &mut Statement) -> Result<u32, Vec<SqlMessage>> {
         if let Some(o) = &*lock(&self.plan) {
             o.apply(&mut stmt.plan);
         }
         let fail = |m: SqlMessage| vec![m, vdi_model::server::messages::terminating(stmt.kind)];
         let mut c = lock(&self.catalog);
         if stmt.kind.is_backup() {
-            match c.databases.get(&stmt.database) {
-                Some(db) if db.state == "online" => stmt.plan.data_bytes = db.size,
+            match c.databases.get_mut(&stmt.database) {
+                Some(db) if db.state == "online" => {
+                    stmt.plan.data_bytes = db.size;
+                    let first = db.lsn;
+                    // The activity the backup covers: one LSN per page.
+                    db.lsn = db.lsn.saturating_add(db.size / 8192 + 1);
+                    stmt.plan.media = BackupMeta {
+                        set_id: fresh_set_id(&self.cfg.server_name),
+                        server: self.cfg.server_name.clone(),
+                        content: db.content,
+                        database_bytes: db.size,
+                        first_lsn: first,
+                        last_lsn: db.lsn,
+                        checkpoint_lsn: db.lsn,
+                        database_backup_lsn: first,
+                        started_unix_ms: unix_ms(),
+                        ..BackupMeta::default()
+                    };
+                    // The database lives on after the backup's snapshot:
+                    // its content moves with the activity, so a restore of
+                    // an older backup is told apart from a newer one.
+                    db.content = digest(&[&db.content.to_le_bytes(), &db.lsn.to_le_bytes()]);
+                }
                 Some(_) => {
                     return Err(fail(SqlMessage::error(
                         927,
@@ -249,62 +280,75 @@ impl Inner {
                 None => return Err(fail(no_database(&stmt.database))),
             }
         }
-        let seed = if stmt.kind.is_backup() {
-            None
-        } else {
-            c.history.to_restore(&stmt.database).cloned()
-        };
-        let restore_bytes = seed.as_ref().map(|(r, _)| r.total_bytes());
-        if let Err(e) = stmt.check_bounds(restore_bytes) {
+        if let Err(e) = stmt.check_bounds(None) {
             return Err(fail(out_of_bounds(&e)));
         }
-        let seeds = c.history.seeds_for(stmt);
-        Ok((seed, seeds.backups_before))
+        if !stmt.kind.is_backup() {
+            return Ok(0);
+        }
+        Ok(c.history.seeds_for(stmt).backups_before)
     }
 
     /// Records what a statement did: a backup in the history, a restore's
-    /// database content and state.
-    fn record(
-        &self,
-        stmt: &Statement,
-        outcome: &Outcome,
-        new_backups: &[BackupRecord],
-        restored: Option<Taken>,
-    ) {
+    /// database content and state (from the media it read).
+    fn record(&self, stmt: &Statement, outcome: &Outcome, new_backups: &[BackupRecord]) {
         let mut c = lock(&self.catalog);
         if outcome.succeeded() {
             for rec in new_backups {
-                let copied = c.databases.get(&rec.database).map(|d| (d.content, d.size));
-                c.history.add(rec.clone(), copied);
+                c.history.add(rec.clone(), ());
             }
         }
-        if stmt.kind != StatementKind::RestoreDatabase {
+        if stmt.kind != StatementKind::RestoreDatabase
+            && !(stmt.kind == StatementKind::RestoreLog && outcome.succeeded())
+        {
             return;
         }
-        let Some(from) = restored else { return };
         let db = c.databases.entry(stmt.database.clone()).or_insert(Db {
             size: 0,
             content: 0,
-            state: "restoring",
+            state: "restoring".into(),
             restored_from: None,
+            lsn: FIRST_LSN,
         });
-        let number = from.0.number;
-        match (outcome.succeeded(), from.1) {
-            (true, Some((content, size))) => {
+        match (outcome.succeeded(), &outcome.media) {
+            (true, Some(rec)) => {
                 *db = Db {
-                    size,
-                    content,
-                    state: "online",
-                    restored_from: Some(number),
+                    size: rec.meta.database_bytes,
+                    content: rec.meta.content,
+                    state: "online".into(),
+                    restored_from: Some(rec.number),
+                    lsn: rec.meta.last_lsn.max(db.lsn),
                 };
             }
-            (true, None) => {
-                db.state = "online";
-                db.restored_from = Some(number);
-            }
-            (false, _) => db.state = "restoring",
+            (true, None) => db.state = "online".into(),
+            (false, _) => db.state = "restoring".into(),
         }
     }
+}
+
+/// A backup set id no other backup of any server shares: this server's
+/// name, its process, the clock and a counter, mixed.
+fn fresh_set_id(server: &str) -> SetId {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let a = digest(&[
+        server.as_bytes(),
+        &std::process::id().to_le_bytes(),
+        &nanos.to_le_bytes(),
+        &n.to_le_bytes(),
+    ]);
+    let b = vdi_model::content::origin_of(&[a, n, nanos]);
+    SetId((u128::from(a) << 64) | u128::from(b))
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A statement beyond one of the simulator's bounds (`vdi_spec::bounds`):

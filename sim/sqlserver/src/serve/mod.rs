@@ -15,14 +15,16 @@
 //! abort for the statement (clause `abort.client-death`); the set is
 //! forgotten and its buffer memory freed.
 //!
-//! Databases: `BACKUP DATABASE x` streams `size(x)` bytes and records the
-//! digest of x's content with the backup; a successful `RESTORE DATABASE x`
-//! (every byte read back verified by the server half) sets x's content to
-//! the backup's; a failed one leaves x `restoring`, as SQL Server does.
-//! A RESTORE uses the latest backup of its database in history (the model's
-//! rule, `vdi_model::statement::backup_to_restore`). The history is indexed
-//! by number and database and keeps the latest
-//! `vdi_spec::bounds::HISTORY_MAX` backups.
+//! Databases: `BACKUP DATABASE x` streams `size(x)` bytes, each family
+//! after its media header (`vdi_model::media`, docs/MEDIA.md), which says
+//! which server, database, backup set, content identity, size and LSNs it
+//! holds; a successful `RESTORE DATABASE x` (every header and byte read
+//! back verified by the server half) sets x's content, size and LSN to what
+//! the media's headers say — any backup of any serve instance restores, the
+//! history is not consulted (clause `media.header`); a failed one leaves x
+//! `restoring`, as SQL Server does. The history (msdb) is indexed by
+//! number and database and keeps the latest `vdi_spec::bounds::HISTORY_MAX`
+//! backups.
 //!
 //! ## Never a false success
 //!
@@ -354,8 +356,9 @@ impl Server {
                 Db {
                     size: *size,
                     content: digest(&[name.as_bytes(), &cfg.seed.to_le_bytes()]),
-                    state: "online",
+                    state: "online".into(),
                     restored_from: None,
+                    lsn: catalog::FIRST_LSN,
                 },
             );
         }
@@ -631,7 +634,7 @@ impl Inner {
                     name: n.clone(),
                     size: d.size,
                     content: format!("{:016x}", d.content),
-                    state: d.state.to_string(),
+                    state: d.state.clone(),
                     restored_from: d.restored_from,
                 })
                 .collect(),
