@@ -63,7 +63,7 @@ mod imp {
             let path =
                 std::env::temp_dir().join(format!("vdisim-bench-{}.sock", std::process::id()));
             let child = Command::new(env!("CARGO_BIN_EXE_vdisim"))
-                .args(["serve", "--listen"])
+                .args(["serve", "--ephemeral", "--listen"])
                 .arg(&path)
                 .args(["--database", &format!("big={DB_BYTES}")])
                 .spawn()

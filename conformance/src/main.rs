@@ -161,6 +161,15 @@ struct ServeArgs {
     /// the library waits its timeouts on the same clock.
     #[arg(long, default_value_t = 1, value_name = "N")]
     time_scale: u32,
+    /// Keep the databases and msdb's backup history in DIR across restarts
+    /// (crash-safe; one server per directory). Default:
+    /// $XDG_STATE_HOME/vdisim/serve, else ~/.local/state/vdisim/serve.
+    #[arg(long, value_name = "DIR", conflicts_with = "ephemeral")]
+    data_dir: Option<PathBuf>,
+    /// Keep nothing: the databases and history live and die with this
+    /// process (tests, throwaway servers).
+    #[arg(long)]
+    ephemeral: bool,
 }
 
 fn main() -> ExitCode {
@@ -405,6 +414,14 @@ fn serve(a: ServeArgs) -> Result<u8> {
     cfg.max_connections = a.max_connections;
     cfg.frame_deadline = std::time::Duration::from_millis(a.frame_deadline_ms);
     cfg.time_scale = a.time_scale;
+    cfg.data_dir = if a.ephemeral {
+        None
+    } else {
+        let dir = a.data_dir.or_else(vdi_sqlserver::serve::default_data_dir);
+        Some(dir.context(
+            "no data directory: neither HOME nor XDG_STATE_HOME is set; give --data-dir DIR, or --ephemeral",
+        )?)
+    };
     // SIGINT and SIGTERM stop the server and remove its socket; they are
     // blocked before any thread starts so that only the signal thread
     // takes them.

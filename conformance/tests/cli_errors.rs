@@ -621,7 +621,7 @@ fn serve_with_no_faults_says_nothing_of_client_faults() {
     let sock = dir.join("s.sock");
     let s = sock.to_str().unwrap();
     let mut child = Command::new(VDISIM)
-        .args(["serve", "--listen", s, "--faults", "none"])
+        .args(["serve", "--ephemeral", "--listen", s, "--faults", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

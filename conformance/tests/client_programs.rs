@@ -149,7 +149,7 @@ impl Serve {
     fn start(dir: &Path, faults: Option<&str>) -> Serve {
         let sock = dir.join("serve.sock");
         let mut c = Command::new(VDISIM);
-        c.args(["serve", "--listen"])
+        c.args(["serve", "--ephemeral", "--listen"])
             .arg(&sock)
             .args(["--exit-with", &std::process::id().to_string()])
             .args(["--database", "sales=1MiB", "--database", "hr=256KiB"]);

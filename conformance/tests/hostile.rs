@@ -287,7 +287,7 @@ impl Serve {
             None => Command::new(VDISIM),
         };
         let child = cmd
-            .args(["serve", "--listen"])
+            .args(["serve", "--ephemeral", "--listen"])
             .arg(&sock)
             .args([
                 "--frame-deadline-ms",

@@ -450,3 +450,32 @@ fn backups_restore_on_a_new_server_older_and_newer() {
         "a failed restore leaves it restoring"
     );
 }
+
+/// The data directory: a backup made before a restart restores after it,
+/// on a new server over the same directory, whose history still holds it.
+#[test]
+fn state_survives_a_restart_in_the_data_dir() {
+    let dir = std::env::temp_dir().join(format!("vdisim-test-{}-datadir", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let start = |tag: &str| {
+        let mut cfg = ServeConfig::new(temp_socket(tag));
+        cfg.databases = vec![("sales".into(), 3 * 65536 + 4096)];
+        cfg.data_dir = Some(dir.clone());
+        Server::start(cfg).expect("server starts")
+    };
+    let a = start("dd-a");
+    let media: Vec<Arc<Mutex<Vec<u8>>>> = (0..2).map(|_| Arc::default()).collect();
+    let content = content_of(&a, "sales");
+    let m = transfer(&a, "dd-b", &media, "BACKUP DATABASE sales TO {devices}");
+    assert_eq!(m, vec![4035, 3014]);
+    let moved = content_of(&a, "sales");
+    drop(a);
+    let b = start("dd-b");
+    assert_eq!(b.status().backups, 1, "the history survived");
+    assert_eq!(content_of(&b, "sales"), moved, "the database survived");
+    let m = transfer(&b, "dd-r", &media, "RESTORE DATABASE [sales] FROM {devices}");
+    assert_eq!(m.last(), Some(&3014), "{m:?}");
+    assert_eq!(content_of(&b, "sales"), content);
+    drop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}

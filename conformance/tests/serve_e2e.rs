@@ -46,7 +46,7 @@ impl Drop for Serve {
 fn start_serve(dir: &Path, databases: &[&str]) -> Serve {
     let sock = dir.join("serve.sock");
     let mut c = Command::new(VDISIM);
-    c.args(["serve", "--listen"])
+    c.args(["serve", "--ephemeral", "--listen"])
         .arg(&sock)
         .arg("--trace")
         .arg(dir.join("trace.jsonl"));

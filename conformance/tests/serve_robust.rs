@@ -350,7 +350,7 @@ fn a_signal_stops_the_server_and_removes_its_socket() {
         let d = Scratch::new(&format!("sig-{sig}"));
         let sock = d.path("s.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_vdisim"))
-            .args(["serve", "--listen"])
+            .args(["serve", "--ephemeral", "--listen"])
             .arg(&sock)
             .stderr(Stdio::null())
             .spawn()
@@ -487,7 +487,7 @@ fn sizes_beyond_the_bounds_are_refused() {
         other => panic!("{other:?}"),
     }
     let out = Command::new(env!("CARGO_BIN_EXE_vdisim"))
-        .args(["serve", "--listen"])
+        .args(["serve", "--ephemeral", "--listen"])
         .arg(d.path("other.sock"))
         .args(["--database", "huge=18446744073709551615"])
         .output()

@@ -61,7 +61,7 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
         std::fs::create_dir_all(&dir).map_err(|e| BackendError::Failed(e.to_string()))?;
         let sock = dir.join("serve.sock");
         let child = Command::new(vdisim_exe()?)
-            .args(["serve", "--listen"])
+            .args(["serve", "--ephemeral", "--listen"])
             .arg(&sock)
             .args(["--exit-with", &std::process::id().to_string()])
             .stdin(Stdio::null())

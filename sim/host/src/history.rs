@@ -85,6 +85,21 @@ impl<T: Clone> History<T> {
         }
     }
 
+    /// The backups held, oldest first.
+    pub fn records(&self) -> impl Iterator<Item = &BackupRecord> {
+        self.by_number.values().map(|(r, _)| r)
+    }
+
+    /// Backup numbers handed out so far.
+    pub fn numbered(&self) -> u32 {
+        self.reserved
+    }
+
+    /// Numbers up to `n` are taken (a history restored from disk).
+    pub fn reserve_through(&mut self, n: u32) {
+        self.reserved = self.reserved.max(n);
+    }
+
     /// Backups the history holds.
     pub fn len(&self) -> usize {
         self.by_number.len()

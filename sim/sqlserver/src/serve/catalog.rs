@@ -206,6 +206,14 @@ impl Inner {
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
         self.record(&stmt, &outcome, &obs.new_backups);
+        let mut outcome = outcome;
+        if let Err(m) = self.persist() {
+            outcome.status = Status::Failed;
+            outcome.messages.push(m);
+            outcome
+                .messages
+                .push(vdi_model::server::messages::terminating(stmt.kind));
+        }
         self.log_outcome(&stmt, &outcome);
         let end = match outcome.reason {
             Some(FailReason::ServerDied) => BatchEnd::ServerDied,
@@ -293,6 +301,16 @@ impl Inner {
     /// database content and state (from the media it read).
     fn record(&self, stmt: &Statement, outcome: &Outcome, new_backups: &[BackupRecord]) {
         let mut c = lock(&self.catalog);
+        self.record_in(&mut c, stmt, outcome, new_backups);
+    }
+
+    fn record_in(
+        &self,
+        c: &mut Catalog,
+        stmt: &Statement,
+        outcome: &Outcome,
+        new_backups: &[BackupRecord],
+    ) {
         if outcome.succeeded() {
             for rec in new_backups {
                 c.history.add(rec.clone(), ());
@@ -323,6 +341,20 @@ impl Inner {
             (true, None) => db.state = "online".into(),
             (false, _) => db.state = "restoring".into(),
         }
+    }
+
+    /// Saves the state to the data directory, if there is one, before the
+    /// statement's outcome is answered. A failed save is the server's own
+    /// error: the statement's record would not survive a restart, so its
+    /// success is not reported (never a false success).
+    fn persist(&self) -> Result<(), SqlMessage> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let c = lock(&self.catalog);
+        store
+            .save(&c)
+            .map_err(|e| SqlMessage::error(50000, format!("vdisim: {e}")))
     }
 }
 

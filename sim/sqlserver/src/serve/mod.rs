@@ -95,8 +95,10 @@ mod control;
 mod frames;
 mod sets;
 mod socket;
+mod store;
 
 pub use socket::Signals;
+pub use store::{StoreError, default_data_dir};
 
 use frames::read_frame_timed;
 
@@ -152,6 +154,9 @@ pub struct ServeConfig {
     /// that controls the client process: kills it, stops it); without it
     /// they are the client's own and the server does not fire them.
     pub client_faults: Option<ClientFaultHook>,
+    /// Keep the databases and msdb history here across restarts (see
+    /// `store`); `None`: they live and die with the process (`--ephemeral`).
+    pub data_dir: Option<PathBuf>,
 }
 
 /// Statement outcomes a server keeps for [`Server::outcomes`].
@@ -208,6 +213,7 @@ impl ServeConfig {
             time_scale: 1,
             plan: None,
             client_faults: None,
+            data_dir: None,
         }
     }
 }
@@ -225,6 +231,8 @@ pub enum ServeError {
     Trace { path: PathBuf, err: io::Error },
     #[error("{0}")]
     Bound(#[from] vdi_spec::bounds::BoundError),
+    #[error("{0}")]
+    DataDir(#[from] StoreError),
     #[error(
         "{path} exists and is not a socket: vdisim serve replaces only a socket that nothing listens on; remove the file yourself or choose another path with --listen or VDISIM_SERVER"
     )]
@@ -316,6 +324,8 @@ struct Inner {
     statements: AtomicU64,
     stop: AtomicBool,
     trace: Mutex<Option<File>>,
+    /// The data directory, when the state outlives the process.
+    store: Option<store::Store>,
 }
 
 /// A running server.
@@ -362,6 +372,14 @@ impl Server {
                 },
             );
         }
+        let store = match &cfg.data_dir {
+            Some(dir) => {
+                let st = store::Store::open(dir)?;
+                st.load(&mut catalog)?;
+                Some(st)
+            }
+            None => None,
+        };
         let plan = cfg.plan.clone();
         let inner = Arc::new(Inner {
             cfg,
@@ -378,6 +396,7 @@ impl Server {
             statements: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             trace: Mutex::new(trace),
+            store,
         });
         let i2 = inner.clone();
         let accept = std::thread::Builder::new()
