@@ -473,7 +473,12 @@ fn state_survives_a_restart_in_the_data_dir() {
     let b = start("dd-b");
     assert_eq!(b.status().backups, 1, "the history survived");
     assert_eq!(content_of(&b, "sales"), moved, "the database survived");
-    let m = transfer(&b, "dd-r", &media, "RESTORE DATABASE [sales] FROM {devices}");
+    let m = transfer(
+        &b,
+        "dd-r",
+        &media,
+        "RESTORE DATABASE [sales] FROM {devices}",
+    );
     assert_eq!(m.last(), Some(&3014), "{m:?}");
     assert_eq!(content_of(&b, "sales"), content);
     drop(b);

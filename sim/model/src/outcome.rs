@@ -116,7 +116,7 @@ pub struct Outcome {
     /// `media.header`), once every header was read. In-process only: the
     /// outcome's JSON (the harness contract) keeps its shape.
     #[serde(skip)]
-    pub media: Option<crate::statement::BackupRecord>,
+    pub media: Option<Box<crate::statement::BackupRecord>>,
 }
 
 impl Default for Outcome {

@@ -103,8 +103,8 @@ pub struct ServerPlan {
     /// BACKUP: what the media header says beyond the layout (the server
     /// process's database identity, LSNs, clock); the deterministic world
     /// leaves it default.
-    #[serde(default, skip_serializing_if = "BackupMeta::is_default")]
-    pub media: BackupMeta,
+    #[serde(default, skip_serializing_if = "BackupMeta::is_default_boxed")]
+    pub media: Box<BackupMeta>,
 }
 
 impl Default for ServerPlan {
@@ -115,7 +115,7 @@ impl Default for ServerPlan {
             read_sizes: ReadSizes::Max,
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
-            media: BackupMeta::default(),
+            media: Box::default(),
         }
     }
 }
@@ -332,7 +332,7 @@ impl StatementSpec {
             read_sizes: self.read_sizes.resolve(seed)?,
             metadata_bytes: self.metadata_bytes,
             extra_commands: self.extra_commands.clone(),
-            media: BackupMeta::default(),
+            media: Box::default(),
         })
     }
 
@@ -518,6 +518,11 @@ pub struct BackupMeta {
 impl BackupMeta {
     pub fn is_default(&self) -> bool {
         *self == BackupMeta::default()
+    }
+    // The signature serde's `skip_serializing_if` needs for a boxed field.
+    #[allow(clippy::borrowed_box)]
+    fn is_default_boxed(m: &Box<BackupMeta>) -> bool {
+        m.is_default()
     }
 }
 

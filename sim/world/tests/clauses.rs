@@ -2548,7 +2548,7 @@ fn media_header() {
     assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 1)));
     assert!(cites(&r, id::MEDIA_HEADER));
     assert_eq!(events(&r, "server", "MediaFound").len(), 1);
-    assert_eq!(outcome(&r, 1).media.as_ref(), Some(&s.backup_layout()));
+    assert_eq!(outcome(&r, 1).media.as_deref(), Some(&s.backup_layout()));
 
     // Media another server made (its own number and set); this world's
     // history is empty.
@@ -2577,7 +2577,7 @@ fn media_header() {
     let (end, o) = restore_from(rec.media());
     assert_eq!(end, Hresult::VD_E_CLOSE);
     assert!(o.succeeded(), "{}", msgs(&o));
-    assert_eq!(o.media, Some(rec));
+    assert_eq!(o.media.as_deref(), Some(&rec));
     let (_, o) = restore_from(Vec::new());
     assert_eq!(o.reason, Some(FailReason::NoBackup));
     assert_eq!(o.messages[0].number, 3254, "{}", msgs(&o));

@@ -167,7 +167,7 @@ impl ServerHalf {
             rec.families.len(),
             rec.total_bytes()
         );
-        self.outcome.media = Some(rec.clone());
+        self.outcome.media = Some(Box::new(rec.clone()));
         self.record = Some(rec);
         // Every device waited for the others' headers: all read on now.
         self.pump(now, out, tr);

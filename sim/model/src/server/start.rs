@@ -243,7 +243,7 @@ impl ServerHalf {
             stmt.plan.data_bytes,
             &stmt.options,
         );
-        let mut meta = stmt.plan.media.clone();
+        let mut meta = (*stmt.plan.media).clone();
         if meta.database_bytes == 0 {
             meta.database_bytes = stmt.plan.data_bytes;
         }

@@ -833,7 +833,7 @@ fn restore_verifyonly_and_media_checks() {
     h.perfect();
     assert!(h.outcome().succeeded());
     assert_eq!(h.numbers(), vec![3262]);
-    assert_eq!(h.outcome().media.as_ref(), h.s.history().last());
+    assert_eq!(h.outcome().media.as_deref(), h.s.history().last());
 
     // One device for a two-family media set: Msg 3132, after the header.
     restore_again(&mut h, restore(StatementKind::RestoreDatabase, 1));
@@ -897,7 +897,7 @@ fn restore_verifyonly_and_media_checks() {
         "{:?}",
         h.outcome().messages
     );
-    assert_eq!(h.outcome().media.as_ref(), Some(&rec));
+    assert_eq!(h.outcome().media.as_deref(), Some(&rec));
 }
 
 // ----------------------------------------------------------------------

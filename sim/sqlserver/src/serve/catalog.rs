@@ -259,7 +259,7 @@ impl Inner {
                     let first = db.lsn;
                     // The activity the backup covers: one LSN per page.
                     db.lsn = db.lsn.saturating_add(db.size / 8192 + 1);
-                    stmt.plan.media = BackupMeta {
+                    *stmt.plan.media = BackupMeta {
                         set_id: fresh_set_id(&self.cfg.server_name),
                         server: self.cfg.server_name.clone(),
                         content: db.content,
