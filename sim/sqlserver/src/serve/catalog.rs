@@ -1,9 +1,9 @@
 //! Databases, msdb's backup history, and running T-SQL against them.
 
+use super::rules;
 use super::*;
-use crate::tsql::{self, ParsedStatement};
+use crate::tsql::{self, ParsedStatement, RecoveryModel, With};
 use vdi_model::media::SetId;
-use vdi_model::statement::BackupMeta;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(super) struct Db {
@@ -12,10 +12,50 @@ pub(super) struct Db {
     pub(super) content: u64,
     pub(super) state: String,
     pub(super) restored_from: Option<u32>,
-    /// The log sequence number: advances with simulated activity (each
-    /// backup's stream); a backup's header carries it.
+    /// The log sequence number: where the log ends; advances with
+    /// simulated activity (`rules`); a backup's header carries it.
     #[serde(default)]
     pub(super) lsn: u64,
+    /// `FULL`, `SIMPLE` or `BULK_LOGGED`.
+    #[serde(default = "simple")]
+    pub(super) recovery: String,
+    /// The last full backup's LSN (not COPY_ONLY): a differential's base.
+    #[serde(default)]
+    pub(super) full_lsn: Option<u64>,
+    /// The log chain's end: where the next log backup starts (none under
+    /// SIMPLE, or before the first full backup).
+    #[serde(default)]
+    pub(super) log_lsn: Option<u64>,
+    /// Restoring: the LSN the restores so far reached.
+    #[serde(default)]
+    pub(super) restored_lsn: Option<u64>,
+    /// Restoring: the full backup the restores started from.
+    #[serde(default)]
+    pub(super) restored_base: Option<u64>,
+}
+
+fn simple() -> String {
+    RecoveryModel::Simple.desc().into()
+}
+
+impl Db {
+    /// A new online database of `size` bytes and content `content`, under
+    /// the SIMPLE recovery model (vdisim's model database; `ALTER DATABASE
+    /// … SET RECOVERY FULL` for the log chain).
+    pub(super) fn new(size: u64, content: u64) -> Db {
+        Db {
+            size,
+            content,
+            state: "online".into(),
+            restored_from: None,
+            lsn: FIRST_LSN,
+            recovery: simple(),
+            full_lsn: None,
+            log_lsn: None,
+            restored_lsn: None,
+            restored_base: None,
+        }
+    }
 }
 
 /// The LSN a new database starts at.
@@ -141,8 +181,14 @@ impl Inner {
                         });
                     }
                 }
-                ParsedStatement::Run(stmt) => {
-                    let (messages, end) = self.run_statement(stmt, attention);
+                ParsedStatement::Database(st) => {
+                    let messages = self.database_statement(st);
+                    for m in messages {
+                        out.push(LineMessage { message: m, line });
+                    }
+                }
+                ParsedStatement::Run(stmt, with) => {
+                    let (messages, end) = self.run_statement(stmt, &with, attention);
                     for m in messages {
                         out.push(LineMessage { message: m, line });
                     }
@@ -163,10 +209,11 @@ impl Inner {
     pub(super) fn run_statement(
         &self,
         mut stmt: Statement,
+        with: &With,
         attention: &Attention,
     ) -> (Vec<SqlMessage>, BatchEnd) {
         self.statements.fetch_add(1, Ordering::Relaxed);
-        let backups_before = match self.prepare(&mut stmt) {
+        let backups_before = match self.prepare(&mut stmt, with) {
             Ok(p) => p,
             Err(messages) => {
                 self.log_outcome(
@@ -205,8 +252,8 @@ impl Inner {
             *lock(&e.route) = None;
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
-        self.record(&stmt, &outcome, &obs.new_backups);
         let mut outcome = outcome;
+        self.record(&stmt, with, &mut outcome, &obs.new_backups);
         if let Err(m) = self.persist() {
             outcome.status = Status::Failed;
             outcome.messages.push(m);
@@ -246,35 +293,22 @@ impl Inner {
     /// server, the database's content, size and LSNs, a fresh backup set
     /// id); a RESTORE needs nothing from the history: it reads the media
     /// (clause `media.header`).
-    fn prepare(&self, stmt: &mut Statement) -> Result<u32, Vec<SqlMessage>> {
+    fn prepare(&self, stmt: &mut Statement, with: &With) -> Result<u32, Vec<SqlMessage>> {
         if let Some(o) = &*lock(&self.plan) {
             o.apply(&mut stmt.plan);
         }
-        let fail = |m: SqlMessage| vec![m, vdi_model::server::messages::terminating(stmt.kind)];
+        let kind = stmt.kind;
+        let fail = |m: SqlMessage| vec![m, vdi_model::server::messages::terminating(kind)];
         let mut c = lock(&self.catalog);
+        rules::check_before(c.databases.get(&stmt.database), stmt, with).map_err(fail)?;
         if stmt.kind.is_backup() {
             match c.databases.get_mut(&stmt.database) {
                 Some(db) if db.state == "online" => {
-                    stmt.plan.data_bytes = db.size;
-                    let first = db.lsn;
-                    // The activity the backup covers: one LSN per page.
-                    db.lsn = db.lsn.saturating_add(db.size / 8192 + 1);
-                    *stmt.plan.media = BackupMeta {
-                        set_id: fresh_set_id(&self.cfg.server_name),
-                        server: self.cfg.server_name.clone(),
-                        content: db.content,
-                        database_bytes: db.size,
-                        first_lsn: first,
-                        last_lsn: db.lsn,
-                        checkpoint_lsn: db.lsn,
-                        database_backup_lsn: first,
-                        started_unix_ms: unix_ms(),
-                        ..BackupMeta::default()
-                    };
-                    // The database lives on after the backup's snapshot:
-                    // its content moves with the activity, so a restore of
-                    // an older backup is told apart from a newer one.
-                    db.content = digest(&[&db.content.to_le_bytes(), &db.lsn.to_le_bytes()]);
+                    let meta = &mut stmt.plan.media;
+                    meta.set_id = fresh_set_id(&self.cfg.server_name);
+                    meta.server = self.cfg.server_name.clone();
+                    meta.started_unix_ms = unix_ms();
+                    rules::plan_backup(db, stmt, with);
                 }
                 Some(_) => {
                     return Err(fail(SqlMessage::error(
@@ -297,50 +331,89 @@ impl Inner {
         Ok(c.history.seeds_for(stmt).backups_before)
     }
 
-    /// Records what a statement did: a backup in the history, a restore's
-    /// database content and state (from the media it read).
-    fn record(&self, stmt: &Statement, outcome: &Outcome, new_backups: &[BackupRecord]) {
-        let mut c = lock(&self.catalog);
-        self.record_in(&mut c, stmt, outcome, new_backups);
-    }
-
-    fn record_in(
+    /// Records what a statement did: a backup in the history and its
+    /// database's chains; a restore's database content and state (from the
+    /// media it read), after the checks that need the media's headers
+    /// (`rules::check_after`), which may fail the statement; a successful
+    /// statement's `STATS` progress and a HEADERONLY / FILELISTONLY row.
+    fn record(
         &self,
-        c: &mut Catalog,
         stmt: &Statement,
-        outcome: &Outcome,
+        with: &With,
+        outcome: &mut Outcome,
         new_backups: &[BackupRecord],
     ) {
+        let mut c = lock(&self.catalog);
         if outcome.succeeded() {
             for rec in new_backups {
                 c.history.add(rec.clone(), ());
+                if let Some(db) = c.databases.get_mut(&rec.database) {
+                    rules::backed_up(db, rec);
+                }
             }
         }
-        if stmt.kind != StatementKind::RestoreDatabase
-            && !(stmt.kind == StatementKind::RestoreLog && outcome.succeeded())
+        if outcome.succeeded()
+            && let Some(rec) = outcome.media.as_deref()
+            && let Err(m) = rules::check_after(c.databases.get(&stmt.database), stmt, with, rec)
         {
+            outcome.status = Status::Failed;
+            outcome.reason = Some(FailReason::BadMedia);
+            outcome.messages = vec![m, vdi_model::server::messages::terminating(stmt.kind)];
+        }
+        if outcome.succeeded() {
+            let mut msgs = rules::progress(with.stats);
+            if stmt.kind.is_metadata_only()
+                && let Some(rec) = outcome.media.as_deref()
+            {
+                msgs.extend(rules::media_rows(stmt.kind, rec));
+            }
+            msgs.append(&mut outcome.messages);
+            outcome.messages = msgs;
+        }
+        if !matches!(
+            stmt.kind,
+            StatementKind::RestoreDatabase | StatementKind::RestoreLog
+        ) {
             return;
         }
-        let db = c.databases.entry(stmt.database.clone()).or_insert(Db {
-            size: 0,
-            content: 0,
-            state: "restoring".into(),
-            restored_from: None,
-            lsn: FIRST_LSN,
-        });
-        match (outcome.succeeded(), &outcome.media) {
-            (true, Some(rec)) => {
-                *db = Db {
-                    size: rec.meta.database_bytes,
-                    content: rec.meta.content,
-                    state: "online".into(),
-                    restored_from: Some(rec.number),
-                    lsn: rec.meta.last_lsn.max(db.lsn),
-                };
-            }
+        if stmt.kind == StatementKind::RestoreLog && !c.databases.contains_key(&stmt.database) {
+            return;
+        }
+        let db = c
+            .databases
+            .entry(stmt.database.clone())
+            .or_insert_with(|| Db {
+                state: "restoring".into(),
+                ..Db::new(0, 0)
+            });
+        match (outcome.succeeded(), outcome.media.as_deref()) {
+            (true, Some(rec)) => rules::restored(db, stmt, with, rec),
             (true, None) => db.state = "online".into(),
             (false, _) => db.state = "restoring".into(),
         }
+    }
+
+    /// CREATE / DROP / ALTER DATABASE, RESTORE … WITH RECOVERY: their
+    /// messages (the state is saved like a statement's).
+    fn database_statement(&self, st: tsql::DatabaseStatement) -> Vec<SqlMessage> {
+        let seed = self.cfg.seed;
+        let mut msgs = {
+            let mut c = lock(&self.catalog);
+            rules::database_statement(&mut c.databases, st, |name| {
+                Db::new(
+                    rules::CREATED_BYTES,
+                    digest(&[
+                        name.as_bytes(),
+                        &seed.to_le_bytes(),
+                        &unix_ms().to_le_bytes(),
+                    ]),
+                )
+            })
+        };
+        if let Err(m) = self.persist() {
+            msgs.push(m);
+        }
+        msgs
     }
 
     /// Saves the state to the data directory, if there is one, before the
@@ -357,7 +430,6 @@ impl Inner {
             .map_err(|e| SqlMessage::error(50000, format!("vdisim: {e}")))
     }
 }
-
 /// A backup set id no other backup of any server shares: this server's
 /// name, its process, the clock and a counter, mixed.
 fn fresh_set_id(server: &str) -> SetId {

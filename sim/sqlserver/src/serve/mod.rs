@@ -93,6 +93,7 @@ use vdi_spec::{CommandCode, Profile, VdConfig};
 mod catalog;
 mod control;
 mod frames;
+mod rules;
 mod sets;
 mod socket;
 mod store;
@@ -363,13 +364,7 @@ impl Server {
         for (name, size) in &cfg.databases {
             catalog.databases.insert(
                 name.clone(),
-                Db {
-                    size: *size,
-                    content: digest(&[name.as_bytes(), &cfg.seed.to_le_bytes()]),
-                    state: "online".into(),
-                    restored_from: None,
-                    lsn: catalog::FIRST_LSN,
-                },
+                Db::new(*size, digest(&[name.as_bytes(), &cfg.seed.to_le_bytes()])),
             );
         }
         let store = match &cfg.data_dir {

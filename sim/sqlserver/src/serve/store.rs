@@ -196,11 +196,9 @@ mod tests {
 
     fn db(content: u64) -> Db {
         Db {
-            size: 65536,
-            content,
-            state: "online".into(),
-            restored_from: None,
             lsn: 7,
+            log_lsn: Some(5),
+            ..Db::new(65536, content)
         }
     }
 

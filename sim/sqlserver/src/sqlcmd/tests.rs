@@ -110,7 +110,8 @@ impl Executor for Fake {
                             ),
                             line: st.line,
                         }),
-                        ParsedStatement::Run(s) => messages.extend(outcome(&s, st.line)),
+                        ParsedStatement::Run(s, _) => messages.extend(outcome(&s, st.line)),
+                        ParsedStatement::Database(_) => {}
                     }
                 }
             }

@@ -42,6 +42,9 @@ impl Token {
             Tok::Punct(c) => c.to_string(),
         }
     }
+    pub(super) fn is_punct_semicolon(&self) -> bool {
+        self.tok == Tok::Punct(';')
+    }
     pub(super) fn is_word(&self, kw: &str) -> bool {
         matches!(&self.tok, Tok::Word(w) if w.eq_ignore_ascii_case(kw))
     }

@@ -9,7 +9,16 @@
 //! RESTORE DATABASE|LOG <db> FROM VIRTUAL_DEVICE = '<name>' [, ...] [WITH opt [, ...]]
 //! RESTORE HEADERONLY|FILELISTONLY|VERIFYONLY FROM VIRTUAL_DEVICE = ... [WITH ...]
 //! USE <db>
+//! CREATE DATABASE <db>
+//! DROP DATABASE [IF EXISTS] <db>
+//! ALTER DATABASE <db> SET RECOVERY FULL|SIMPLE|BULK_LOGGED
+//! RESTORE DATABASE <db> WITH RECOVERY            -- no FROM: bring it online
+//! DECLARE @v <string or integer type> [= literal] [, ...]
+//! SET @v = literal                                -- other SETs are ignored
 //! ```
+//!
+//! Variables hold literals and stand for a database name, a device name or
+//! an option's value; the parser resolves them as it reads (see `ddl`).
 //!
 //! A batch holds any number of these, separated by whitespace or `;`; an
 //! empty batch (or one holding only comments) is fine. Keywords are
@@ -19,8 +28,11 @@
 //! end of the line and `/* ... */`, nested as in T-SQL.
 //!
 //! `WITH BLOCKSIZE`, `MAXTRANSFERSIZE` and `BUFFERCOUNT` are honoured (the last
-//! one given wins) and checked with [`TransferOptions::validate`]; every
-//! other option in [`KNOWN_OPTIONS`] is accepted and ignored; an option in
+//! one given wins) and checked with [`TransferOptions::validate`];
+//! `RECOVERY`, `NORECOVERY`, `STANDBY`, `REPLACE`, `COPY_ONLY`,
+//! `DIFFERENTIAL`, `CHECKSUM`, `STATS`, `FILE`, `FORMAT` and `INIT` are read
+//! into [`With`] for the server; every other option in [`KNOWN_OPTIONS`] is
+//! accepted and ignored; an option in
 //! [`UNMODELLED_OPTIONS`] is refused ([`MSG_NOT_SERVED`]); any other word is
 //! SQL Server's Msg 155.
 //!
@@ -42,12 +54,14 @@
 //!
 //! [`TransferOptions::validate`]: vdi_spec::TransferOptions::validate
 
+mod ddl;
 mod error;
 mod keywords;
 mod lexer;
 mod options;
 mod parser;
 
+pub use ddl::{MSG_VARIABLE_DECLARED, VARIABLE_CHARS_MAX, VARIABLES_MAX};
 pub use error::{
     MSG_BAD_OPTION, MSG_EMPTY_IDENT, MSG_IDENT_TOO_LONG, MSG_NOT_SERVED, MSG_NOT_VIRTUAL_DEVICE,
     MSG_OVERFLOW, MSG_SYNTAX, MSG_SYNTAX_KEYWORD, MSG_TOO_MANY_DEVICES, MSG_UNCLOSED_COMMENT,
@@ -55,7 +69,7 @@ pub use error::{
 };
 pub use keywords::{RESERVED_KEYWORDS, UNSERVED_STATEMENTS};
 pub use lexer::IDENT_LEN_MAX;
-pub use options::{KNOWN_OPTIONS, UNMODELLED_OPTIONS};
+pub use options::{KNOWN_OPTIONS, Recovery, UNMODELLED_OPTIONS, With};
 
 use parser::Parser;
 use vdi_model::statement::Statement;
@@ -68,13 +82,53 @@ use vdi_spec::TransferOptions;
 /// One statement of a batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ParsedStatement {
-    /// BACKUP or RESTORE. `database` is empty for HEADERONLY, FILELISTONLY
-    /// and VERIFYONLY; `plan` is [`ServerPlan::default`] (the server fills it).
+    /// BACKUP or RESTORE, and its WITH options beyond the transfer options.
+    /// `database` is empty for HEADERONLY, FILELISTONLY and VERIFYONLY;
+    /// `plan` is [`ServerPlan::default`] but for what a BACKUP's media
+    /// headers say of its options (type, COPY_ONLY, CHECKSUM); the server
+    /// fills the rest.
     ///
     /// [`ServerPlan::default`]: vdi_model::statement::ServerPlan::default
-    Run(Statement),
+    Run(Statement, With),
     /// `USE <db>`: the database name, unquoted.
     Use(String),
+    /// A statement on a database itself (no virtual device).
+    Database(DatabaseStatement),
+}
+
+/// A database's recovery model (`ALTER DATABASE … SET RECOVERY`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryModel {
+    Full,
+    Simple,
+    BulkLogged,
+}
+
+impl RecoveryModel {
+    /// As `sys.databases.recovery_model_desc` shows it.
+    pub fn desc(self) -> &'static str {
+        match self {
+            RecoveryModel::Full => "FULL",
+            RecoveryModel::Simple => "SIMPLE",
+            RecoveryModel::BulkLogged => "BULK_LOGGED",
+        }
+    }
+}
+
+/// `CREATE DATABASE`, `DROP DATABASE`, `ALTER DATABASE … SET RECOVERY`,
+/// `RESTORE DATABASE … WITH RECOVERY` (no FROM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseStatement {
+    Create(String),
+    Drop {
+        database: String,
+        if_exists: bool,
+    },
+    SetRecovery {
+        database: String,
+        model: RecoveryModel,
+    },
+    Recover(String),
 }
 
 /// A statement with where it starts in its batch.

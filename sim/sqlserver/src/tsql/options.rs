@@ -1,8 +1,11 @@
 //! WITH options: which are honoured, ignored or refused, and the parser of
 //! a statement's WITH clause.
 
+use vdi_model::media::BackupType;
+use vdi_model::statement::{ServerPlan, StatementKind};
 use vdi_spec::TransferOptions;
 
+use super::ddl::Value;
 use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError};
 use super::keywords::is_in;
 use super::lexer::{Tok, Token, not_served, syntax};
@@ -73,6 +76,52 @@ pub const KNOWN_OPTIONS: &[&str] = &[
 /// [`MSG_NOT_SERVED`]: super::MSG_NOT_SERVED
 pub const UNMODELLED_OPTIONS: &[&str] = &["SNAPSHOT", "METADATA_ONLY"];
 
+/// What a RESTORE leaves the database as (`WITH RECOVERY`, the default;
+/// `NORECOVERY`; `STANDBY = 'file'`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Recovery {
+    #[default]
+    Recovery,
+    NoRecovery,
+    Standby,
+}
+
+/// The WITH options that change what the server does with a statement
+/// (besides the transfer options): the database's state after a RESTORE,
+/// the backup's type and flags, progress messages, the backup set's
+/// position. The last one given wins, as in SQL Server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct With {
+    pub recovery: Recovery,
+    pub replace: bool,
+    pub copy_only: bool,
+    pub differential: bool,
+    pub checksum: bool,
+    /// `STATS [= n]`: a progress message every n percent (10 without n).
+    pub stats: Option<u32>,
+    /// `FILE = n`: the backup set's position on the media.
+    pub file: Option<u32>,
+    /// `FORMAT` / `INIT`: accepted; a VDI stream always holds one backup set.
+    pub format: bool,
+    pub init: bool,
+}
+
+impl With {
+    /// What the media headers of a BACKUP with these options say.
+    pub fn apply(&self, kind: StatementKind, plan: &mut ServerPlan) {
+        if kind.is_backup() {
+            let m = &mut plan.media;
+            m.copy_only = self.copy_only;
+            m.checksum = self.checksum;
+            // BACKUP LOG's type is the statement's own (the server half
+            // writes it); DIFFERENTIAL is an option of BACKUP DATABASE.
+            if kind == StatementKind::BackupDatabase && self.differential {
+                m.backup_type = BackupType::Differential;
+            }
+        }
+    }
+}
+
 /// Where each honoured option was last set, to point an error at it.
 #[derive(Default)]
 pub(super) struct OptionSites {
@@ -83,15 +132,18 @@ pub(super) struct OptionSites {
 
 impl Parser {
     /// The WITH clause, if any: the honoured options and where each was
-    /// set; `verb` (BACKUP or RESTORE) names the statement in Msg 155.
+    /// set, and the options that change the statement ([`With`]); `verb`
+    /// (BACKUP or RESTORE) names the statement in Msg 155.
     pub(super) fn with_clause(
         &mut self,
         verb: &str,
-    ) -> Result<(TransferOptions, OptionSites), SqlError> {
+        _kind: StatementKind,
+    ) -> Result<(TransferOptions, OptionSites, With), SqlError> {
         let mut o = TransferOptions::default();
         let mut sites = OptionSites::default();
+        let mut w = With::default();
         if !self.peek_word("WITH") {
-            return Ok((o, sites));
+            return Ok((o, sites, w));
         }
         self.pos += 1;
         loop {
@@ -113,6 +165,30 @@ impl Parser {
                     o.buffer_count = Some(self.int_value()?);
                     sites.buffer_count = Some(t.clone());
                 }
+                "STATS" => {
+                    w.stats = Some(if self.peek_punct('=') {
+                        self.int_value()?.clamp(1, 100)
+                    } else {
+                        10
+                    });
+                }
+                "FILE" => w.file = Some(self.int_value()?),
+                "RECOVERY" => w.recovery = Recovery::Recovery,
+                "NORECOVERY" => w.recovery = Recovery::NoRecovery,
+                "STANDBY" => {
+                    self.expect_punct('=')?;
+                    self.value()?;
+                    w.recovery = Recovery::Standby;
+                }
+                "REPLACE" => w.replace = true,
+                "COPY_ONLY" => w.copy_only = true,
+                "DIFFERENTIAL" => w.differential = true,
+                "CHECKSUM" => w.checksum = true,
+                "NO_CHECKSUM" => w.checksum = false,
+                "FORMAT" => w.format = true,
+                "NOFORMAT" => w.format = false,
+                "INIT" => w.init = true,
+                "NOINIT" => w.init = false,
                 "MOVE" => {
                     self.value()?;
                     self.expect_word("TO")?;
@@ -150,15 +226,22 @@ impl Parser {
             if self.peek_punct(',') {
                 self.pos += 1;
             } else {
-                return Ok((o, sites));
+                return Ok((o, sites, w));
             }
         }
     }
 
-    /// `= n` for an honoured option: a whole number that fits an `int`.
+    /// `= n` for an honoured option: a whole number that fits an `int`, or
+    /// an integer variable holding one.
     fn int_value(&mut self) -> Result<u32, SqlError> {
         self.expect_punct('=')?;
         let t = self.next()?;
+        if let Tok::Variable(_) = &t.tok {
+            return match self.variable(&t)? {
+                Value::Int(v) if (0..=i64::from(i32::MAX)).contains(&v) => Ok(v as u32),
+                _ => Err(syntax(&t)),
+            };
+        }
         let Tok::Number(n) = &t.tok else {
             return Err(syntax(&t));
         };
@@ -189,6 +272,7 @@ impl Parser {
         }
         match t.tok {
             Tok::Number(_) | Tok::Str(_) | Tok::Word(_) | Tok::Quoted(_) => Ok(()),
+            Tok::Variable(_) => self.variable(&t).map(|_| ()),
             _ => Err(syntax(&t)),
         }
     }

@@ -7,20 +7,29 @@ use vdi_model::statement::{ServerPlan, Statement, StatementKind};
 use vdi_spec::layout::limits;
 use vdi_spec::options::OptionError;
 
+use std::collections::HashMap;
+
+use super::ddl::Value;
 use super::error::{MSG_NOT_VIRTUAL_DEVICE, MSG_TOO_MANY_DEVICES, MSG_WITH_START, SqlError};
 use super::keywords::{RESERVED_KEYWORDS, UNSERVED_STATEMENTS, is_in};
 use super::lexer::{Tok, Token, not_served, syntax};
-use super::{LocatedStatement, ParsedStatement};
+use super::{DatabaseStatement, LocatedStatement, ParsedStatement};
 
-/// A batch's tokens and the position of the next one to read.
+/// A batch's tokens, the position of the next one to read, and the batch's
+/// variables (see `ddl`).
 pub(super) struct Parser {
     toks: Vec<Token>,
     pub(super) pos: usize,
+    pub(super) vars: HashMap<String, Value>,
 }
 
 impl Parser {
     pub(super) fn new(toks: Vec<Token>) -> Self {
-        Parser { toks, pos: 0 }
+        Parser {
+            toks,
+            pos: 0,
+            vars: HashMap::new(),
+        }
     }
     pub(super) fn peek(&self) -> Option<&Token> {
         self.toks.get(self.pos)
@@ -65,24 +74,50 @@ impl Parser {
         }
     }
     /// A database name: a regular identifier that is not a reserved
-    /// keyword, or a delimited one.
-    fn ident(&mut self) -> Result<String, SqlError> {
+    /// keyword, a delimited one, or a string variable holding one.
+    pub(super) fn ident(&mut self) -> Result<String, SqlError> {
         let t = self.next()?;
-        match t.tok {
-            Tok::Word(w) if !is_in(&w, RESERVED_KEYWORDS) => Ok(w),
-            Tok::Quoted(q) => Ok(q),
+        match &t.tok {
+            Tok::Word(w) if !is_in(w, RESERVED_KEYWORDS) => Ok(w.clone()),
+            Tok::Quoted(q) => Ok(q.clone()),
+            Tok::Variable(_) => self.string_variable(&t),
             _ => Err(syntax(&t)),
         }
     }
 
-    /// The next statement of the batch after any `;`s, or `None` at the
-    /// batch's end.
-    pub(super) fn statement(&mut self) -> Result<Option<LocatedStatement>, SqlError> {
-        while self.peek_punct(';') {
-            self.pos += 1;
+    /// A variable that must hold a string: its value (an integer is
+    /// converted; NULL is refused, as SQL Server refuses a NULL name).
+    pub(super) fn string_variable(&self, t: &Token) -> Result<String, SqlError> {
+        match self.variable(t)? {
+            Value::Str(s) => Ok(s),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::Null => Err(not_served(
+                t,
+                format!(
+                    "The variable '{}' is NULL; give it a value with SET before this statement.",
+                    t.near()
+                ),
+            )),
         }
-        let Some(t) = self.peek().cloned() else {
-            return Ok(None);
+    }
+
+    /// The next statement of the batch after any `;`s, DECLAREs and SETs,
+    /// or `None` at the batch's end.
+    pub(super) fn statement(&mut self) -> Result<Option<LocatedStatement>, SqlError> {
+        let t = loop {
+            while self.peek_punct(';') {
+                self.pos += 1;
+            }
+            let Some(t) = self.peek().cloned() else {
+                return Ok(None);
+            };
+            if t.is_word("DECLARE") {
+                self.declare()?;
+            } else if t.is_word("SET") {
+                self.set()?;
+            } else {
+                break t;
+            }
         };
         let statement = match &t.tok {
             Tok::Word(w) if w.eq_ignore_ascii_case("BACKUP") => self.backup()?,
@@ -91,6 +126,9 @@ impl Parser {
                 self.pos += 1;
                 ParsedStatement::Use(self.ident()?)
             }
+            Tok::Word(w) if w.eq_ignore_ascii_case("CREATE") => self.create()?,
+            Tok::Word(w) if w.eq_ignore_ascii_case("DROP") => self.drop_database()?,
+            Tok::Word(w) if w.eq_ignore_ascii_case("ALTER") => self.alter()?,
             Tok::Word(w) if w.eq_ignore_ascii_case("WITH") => {
                 return Err(t.error(
                     MSG_WITH_START,
@@ -106,7 +144,7 @@ impl Parser {
                 return Err(not_served(
                     &t,
                     format!(
-                        "vdisim serves only BACKUP, RESTORE and USE statements; '{}' is not served.",
+                        "vdisim serves BACKUP, RESTORE, USE, CREATE/DROP/ALTER DATABASE, DECLARE and SET; '{}' is not served.",
                         w.to_ascii_uppercase()
                     ),
                 ));
@@ -158,10 +196,7 @@ impl Parser {
             };
             let db = self.ident()?;
             if let Some(t) = self.peek().filter(|t| t.is_word("WITH")).cloned() {
-                return Err(not_served(
-                    &t,
-                    "vdisim serves only RESTORE from VIRTUAL_DEVICE; a RESTORE without FROM is not served.".into(),
-                ));
+                return self.recover_only(&t, kind, db);
             }
             (kind, db)
         } else if only("HEADERONLY") {
@@ -188,6 +223,33 @@ impl Parser {
         self.finish(&verb, kind, database)
     }
 
+    /// `RESTORE DATABASE <db> WITH RECOVERY` (no FROM): brings a database
+    /// left restoring by a NORECOVERY restore online. Any other RESTORE
+    /// without FROM is not served.
+    fn recover_only(
+        &mut self,
+        with: &Token,
+        kind: StatementKind,
+        database: String,
+    ) -> Result<ParsedStatement, SqlError> {
+        self.pos += 1;
+        let t = self.next()?;
+        if kind == StatementKind::RestoreDatabase
+            && t.is_word("RECOVERY")
+            && self
+                .peek()
+                .is_none_or(|n| n.is_punct_semicolon() || self.starts_statement(n))
+        {
+            return Ok(ParsedStatement::Database(DatabaseStatement::Recover(
+                database,
+            )));
+        }
+        Err(not_served(
+            with,
+            "vdisim serves RESTORE from VIRTUAL_DEVICE, and RESTORE DATABASE … WITH RECOVERY alone; this RESTORE without FROM is not served.".into(),
+        ))
+    }
+
     /// The device list and the WITH clause, after TO or FROM.
     fn finish(
         &mut self,
@@ -197,7 +259,7 @@ impl Parser {
     ) -> Result<ParsedStatement, SqlError> {
         let devices = self.devices()?;
         let verb_word = verb.near().to_ascii_uppercase();
-        let (options, sites) = self.with_clause(&verb_word)?;
+        let (options, sites, with) = self.with_clause(&verb_word, kind)?;
         if let Err(e) = options.validate() {
             let site = match e {
                 OptionError::BlockSize(_) => sites.block_size,
@@ -209,13 +271,18 @@ impl Parser {
             let m = messages::bad_option(&e.to_string());
             return Err(site.error(m.number, m.level, m.state, m.text));
         }
-        Ok(ParsedStatement::Run(Statement {
-            kind,
-            database,
-            devices,
-            options,
-            plan: ServerPlan::default(),
-        }))
+        let mut plan = ServerPlan::default();
+        with.apply(kind, &mut plan);
+        Ok(ParsedStatement::Run(
+            Statement {
+                kind,
+                database,
+                devices,
+                options,
+                plan,
+            },
+            with,
+        ))
     }
 
     fn devices(&mut self) -> Result<Vec<String>, SqlError> {
@@ -240,8 +307,9 @@ impl Parser {
             }
             self.expect_punct('=')?;
             let name = self.next()?;
-            match name.tok {
-                Tok::Str(s) => devices.push(s),
+            match &name.tok {
+                Tok::Str(s) => devices.push(s.clone()),
+                Tok::Variable(_) => devices.push(self.string_variable(&name)?),
                 _ => return Err(syntax(&name)),
             }
             if devices.len() > limits::DEVICE_COUNT_MAX as usize {

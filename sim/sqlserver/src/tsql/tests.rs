@@ -3,7 +3,7 @@ use proptest::prelude::*;
 
 fn one(text: &str) -> Statement {
     match parse_batch(text).unwrap().as_slice() {
-        [ParsedStatement::Run(s)] => s.clone(),
+        [ParsedStatement::Run(s, _)] => s.clone(),
         other => panic!("expected one BACKUP/RESTORE, got {other:?}"),
     }
 }
@@ -138,7 +138,7 @@ fn several_statements_and_use() {
     assert_eq!(got[0].statement, ParsedStatement::Use("master".into()));
     assert_eq!((got[1].line, got[1].position), (2, 1));
     assert!(
-        matches!(&got[2].statement, ParsedStatement::Run(s) if s.kind == StatementKind::BackupLog)
+        matches!(&got[2].statement, ParsedStatement::Run(s, _) if s.kind == StatementKind::BackupLog)
     );
     assert_eq!(got[3].statement, ParsedStatement::Use("b".into()));
     assert_eq!((got[3].line, got[3].position), (4, 3));
@@ -148,7 +148,17 @@ fn several_statements_and_use() {
 fn ignored_options_are_accepted() {
     for o in KNOWN_OPTIONS {
         let text = format!("BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH {o}");
-        if ["BLOCKSIZE", "BUFFERCOUNT", "MAXTRANSFERSIZE", "MOVE"].contains(o) {
+        // Honoured or read options that need a value are tested below.
+        if [
+            "BLOCKSIZE",
+            "BUFFERCOUNT",
+            "MAXTRANSFERSIZE",
+            "MOVE",
+            "FILE",
+            "STANDBY",
+        ]
+        .contains(o)
+        {
             continue;
         }
         assert_eq!(one(&text).options, TransferOptions::default(), "{o}");
@@ -165,6 +175,105 @@ fn ignored_options_are_accepted() {
         "BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH FORMAT, INIT, COPY_ONLY, CHECKSUM, COMPRESSION, NOUNLOAD, SKIP, MAXTRANSFERSIZE=1048576",
     );
     assert_eq!(s.options, opts(512, 1 << 20, None));
+}
+
+fn with(text: &str) -> With {
+    match parse_batch(text).unwrap().as_slice() {
+        [ParsedStatement::Run(_, w)] => w.clone(),
+        other => panic!("expected one BACKUP/RESTORE, got {other:?}"),
+    }
+}
+
+/// The WITH options the server acts on are read; the last one wins.
+#[test]
+fn with_options_the_server_acts_on() {
+    let w = with(
+        "RESTORE DATABASE d FROM VIRTUAL_DEVICE='v' WITH REPLACE, NORECOVERY, STATS = 5, FILE = 2",
+    );
+    assert_eq!(
+        w,
+        With {
+            recovery: Recovery::NoRecovery,
+            replace: true,
+            stats: Some(5),
+            file: Some(2),
+            ..With::default()
+        }
+    );
+    assert_eq!(
+        with("RESTORE LOG d FROM VIRTUAL_DEVICE='v' WITH NORECOVERY, RECOVERY, STATS").stats,
+        Some(10)
+    );
+    assert_eq!(
+        with("RESTORE LOG d FROM VIRTUAL_DEVICE='v' WITH STANDBY = N'/u.bak'").recovery,
+        Recovery::Standby
+    );
+    let s = one("BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH DIFFERENTIAL, COPY_ONLY, CHECKSUM");
+    assert_eq!(
+        s.plan.media.backup_type,
+        vdi_model::media::BackupType::Differential
+    );
+    assert!(s.plan.media.copy_only && s.plan.media.checksum);
+    // FILE needs a value, as in SQL Server.
+    let e = err("RESTORE DATABASE d FROM VIRTUAL_DEVICE='v' WITH FILE");
+    assert_eq!(e.number, MSG_SYNTAX_KEYWORD);
+}
+
+/// DECLARE and SET: string and integer variables stand for a database
+/// name, a device name or an option's value.
+#[test]
+fn variables_stand_for_names_and_values() {
+    let s = one(
+        "DECLARE @db sysname = N'sales', @dev nvarchar(200), @bs int = 4096;\n         SET @dev = N'set-' ; SET @dev = N'set-1'\n         BACKUP DATABASE @db TO VIRTUAL_DEVICE = @dev WITH BLOCKSIZE = @bs",
+    );
+    assert_eq!(s.database, "sales");
+    assert_eq!(s.devices, vec!["set-1"]);
+    assert_eq!(s.options.block_size, 4096);
+    // Undeclared, declared twice, used while NULL.
+    assert_eq!(
+        err("BACKUP DATABASE d TO VIRTUAL_DEVICE = @x").number,
+        MSG_UNDECLARED_VARIABLE
+    );
+    assert_eq!(err("DECLARE @a int, @A int").number, MSG_VARIABLE_DECLARED);
+    assert_eq!(
+        err("DECLARE @d nvarchar(9); BACKUP DATABASE d TO VIRTUAL_DEVICE = @d").number,
+        MSG_NOT_SERVED
+    );
+    assert_eq!(err("DECLARE @i int = N'x'").number, 245);
+    // Session SETs are accepted and ignored.
+    assert_eq!(
+        parse_batch("SET NOCOUNT ON; SET XACT_ABORT ON").unwrap(),
+        vec![]
+    );
+}
+
+/// CREATE / DROP / ALTER DATABASE and RESTORE … WITH RECOVERY.
+#[test]
+fn database_statements() {
+    let p = |t: &str| parse_batch(t).unwrap();
+    assert_eq!(
+        p(
+            "CREATE DATABASE [new db]; DROP DATABASE IF EXISTS x; ALTER DATABASE d SET RECOVERY FULL; RESTORE DATABASE d WITH RECOVERY"
+        ),
+        vec![
+            ParsedStatement::Database(DatabaseStatement::Create("new db".into())),
+            ParsedStatement::Database(DatabaseStatement::Drop {
+                database: "x".into(),
+                if_exists: true
+            }),
+            ParsedStatement::Database(DatabaseStatement::SetRecovery {
+                database: "d".into(),
+                model: RecoveryModel::Full
+            }),
+            ParsedStatement::Database(DatabaseStatement::Recover("d".into())),
+        ]
+    );
+    assert_eq!(err("CREATE TABLE t (a int)").number, MSG_NOT_SERVED);
+    assert_eq!(err("CREATE DATABASE d ON PRIMARY").number, MSG_NOT_SERVED);
+    assert_eq!(
+        err("ALTER DATABASE d SET RECOVERY SOMETIMES").number,
+        MSG_SYNTAX
+    );
 }
 
 #[test]
@@ -352,7 +461,7 @@ fn error_not_served() {
     check(&e, 50002, 16, 1, 8, "CERTIFICATE");
     let e = err("BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH SNAPSHOT");
     check(&e, 50002, 16, 1, 46, "SNAPSHOT");
-    let e = err("RESTORE DATABASE d WITH RECOVERY");
+    let e = err("RESTORE DATABASE d WITH NORECOVERY");
     check(&e, 50002, 16, 1, 20, "WITH");
     // A word that starts no statement is a syntax error.
     let e = err("BAKUP DATABASE d");
@@ -449,13 +558,13 @@ proptest! {
         prop_assert!(s.options.validate().is_ok());
         let text = s.to_tsql();
         let parsed = parse_batch(&text).map_err(|e| TestCaseError::fail(format!("{e} in {text:?}")))?;
-        prop_assert_eq!(parsed, vec![ParsedStatement::Run(s)]);
+        prop_assert_eq!(parsed, vec![ParsedStatement::Run(s, With::default())]);
     }
 
     #[test]
     fn statements_in_a_batch_round_trip(a in statement_strategy(), b in statement_strategy()) {
         let text = format!("{};\n-- next\n{}", a.to_tsql(), b.to_tsql());
-        prop_assert_eq!(parse_batch(&text).unwrap(), vec![ParsedStatement::Run(a), ParsedStatement::Run(b)]);
+        prop_assert_eq!(parse_batch(&text).unwrap(), vec![ParsedStatement::Run(a, With::default()), ParsedStatement::Run(b, With::default())]);
     }
 
     #[test]
