@@ -197,6 +197,17 @@ fn run_faults(spec: &ClientSpec, faults: Vec<PlannedFault>, seed: u64) -> RunRes
     run(spec, cfg)
 }
 
+/// The default profile but `error-termination = clear-error-then-abort`:
+/// a failed statement ends by SignalAbort without waiting for the
+/// commands still outstanding (under the default, drain-then-close, it
+/// waits for them).
+fn clear_then_abort() -> Profile {
+    Profile {
+        error_termination: ErrorTermination::ClearErrorThenAbort,
+        ..Profile::default()
+    }
+}
+
 fn run_profile(spec: &ClientSpec, profile: Profile, plan: &str, seed: u64) -> RunResult {
     let mut cfg = WorldConfig::new(seed);
     cfg.profile = profile;
@@ -2106,8 +2117,9 @@ fn io_error_clear_error_success() {
 
 /// `io-error.close-or-abort`: after a fatal device error the server ends
 /// the statement per the profile: ClearError then SignalAbort, SignalAbort
-/// at once (devices see VD_E_ABORT), or ClearError then CloseDevice
-/// (VD_E_CLOSE); the statement fails every way.
+/// at once (devices see VD_E_ABORT), ClearError then CloseDevice
+/// (VD_E_CLOSE), or (the default) drain then CloseDevice without a
+/// ClearError (VD_E_CLOSE); the statement fails every way.
 #[test]
 fn io_error_close_or_abort() {
     let s = spec(Operation::Backup, 2, 8);
@@ -2123,6 +2135,7 @@ fn io_error_close_or_abort() {
             Hresult::VD_E_CLOSE,
             true,
         ),
+        (ErrorTermination::DrainThenClose, Hresult::VD_E_CLOSE, false),
     ] {
         let p = Profile {
             error_termination: term,
@@ -2225,10 +2238,16 @@ fn io_error_end_of_media() {
 }
 
 /// `io-error.one-device-fails`: with three devices, one failing device
-/// fails the statement and the other devices see VD_E_ABORT.
+/// fails the statement and, under an error termination that aborts, the
+/// other devices see VD_E_ABORT.
 #[test]
 fn io_error_one_device_fails() {
-    let r = run_plan(&spec(Operation::Backup, 3, 9), "write-fault", 38);
+    let r = run_profile(
+        &spec(Operation::Backup, 3, 9),
+        clear_then_abort(),
+        "write-fault",
+        38,
+    );
     assert_clean(&r);
     let o = outcome(&r, 0);
     assert_eq!(o.reason, Some(FailReason::DeviceError));
@@ -2542,6 +2561,7 @@ fn restore_byte_identical() {
     // Garbage instead of the family.
     let one = spec(Operation::Restore, 1, 2);
     let mut cfg = WorldConfig::new(51);
+    cfg.profile = clear_then_abort();
     cfg.seed_backups.push(one.backup_layout());
     let mut d = Driver::new(cfg, Trace::hashing());
     let ctl = d.w.add_thread("ctl", None);
@@ -2592,6 +2612,7 @@ fn restore_early_close() {
 fn restore_report_actual_bytes() {
     let s = spec(Operation::Restore, 1, 2);
     let mut cfg = WorldConfig::new(53);
+    cfg.profile = clear_then_abort();
     cfg.seed_backups.push(s.backup_layout());
     let mut d = Driver::new(cfg, Trace::recording());
     let ctl = d.w.add_thread("ctl", None);
