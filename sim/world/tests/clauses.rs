@@ -1179,6 +1179,54 @@ fn get_command_timeout() {
     assert_eq!(outcome(&r, 0).reason, Some(FailReason::ClientAbort));
 }
 
+/// `abort.during-server-stall`: a client's SignalAbort (a client that
+/// takes a GetCommand timeout as fatal) or its death during a long server
+/// stall ends the statement at once, not when the stall ends: the abort is
+/// taken ahead of the held completions and nothing is sent after it.
+#[test]
+fn abort_during_server_stall() {
+    const STALL: u64 = 1_000_000;
+    let stall = on(0, 2, None, Phase::Any, Fault::ServerStall { ms: STALL });
+    let mut s = ClientSpec {
+        get_command_timeout_ms: 1_000,
+        get_configuration_timeout_ms: 1_000,
+        ..spec(Operation::Backup, 2, 16)
+    };
+    s.flaws.insert(Flaw::TimeoutIsFatal);
+    let death = on(0, 3, None, Phase::Any, Fault::ClientDeath);
+    for (flawed, faults) in [(true, vec![stall.clone()]), (false, vec![stall, death])] {
+        let mut s = s.clone();
+        if !flawed {
+            s.flaws.clear();
+        }
+        let r = run_faults(&s, faults, 61);
+        assert_clean(&r);
+        let o = outcome(&r, 0);
+        assert_eq!(o.reason, Some(FailReason::ClientAbort), "{}", msgs(o));
+        assert!(has_msg(o, 3013, ""), "{}", msgs(o));
+        let began = events(&r, "world", "Fault")
+            .into_iter()
+            .find(|e| e.detail.contains("ServerStall"))
+            .expect("the stall fired")
+            .t;
+        let ended = o.ended_ms.expect("ended");
+        assert!(
+            ended < began + STALL / 100,
+            "the statement ended at {ended} ms, the stall began at {began} ms"
+        );
+        assert!(cites(&r, id::ABORT_DURING_SERVER_STALL), "flawed {flawed}");
+        let interrupted = events(&r, "server", "StallInterrupted");
+        assert_eq!(interrupted.len(), 1);
+        // Nothing is sent to the client after the interruption.
+        assert!(
+            events(&r, "server", "SendCommand")
+                .iter()
+                .all(|e| e.seq < interrupted[0].seq),
+            "a command after the abort"
+        );
+    }
+}
+
 /// `get-command.poll`: timeout 0 returns a queued command, or VD_E_TIMEOUT
 /// at once without virtual time passing.
 #[test]
