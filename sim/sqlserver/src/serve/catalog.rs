@@ -158,7 +158,7 @@ impl Inner {
         mut stmt: Statement,
         attention: &Attention,
     ) -> (Vec<SqlMessage>, BatchEnd) {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        let ordinal = self.statements.fetch_add(1, Ordering::Relaxed) + 1;
         let (seed, backups_before) = match self.prepare(&mut stmt) {
             Ok(p) => p,
             Err(messages) => {
@@ -178,7 +178,7 @@ impl Inner {
             seed_backups: seed.iter().map(|(r, _)| r.clone()).collect(),
             time_scale: self.cfg.time_scale,
             budget_ms: 0,
-            faults: self.server_faults(),
+            faults: self.statement_faults(&stmt, ordinal),
             record: self.cfg.trace.is_some(),
             client_faults: self.cfg.client_faults.clone(),
             backups_before,
