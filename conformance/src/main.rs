@@ -129,11 +129,24 @@ struct ServeArgs {
     /// Append each statement's server trace (JSONL) to this file.
     #[arg(long)]
     trace: Option<PathBuf>,
-    /// A named fault plan applied to every statement: its server-side
-    /// faults (server-abort, server-death, server-stall, early-close) fire
-    /// when the server sends the triggering command or at their time.
-    #[arg(long, value_name = "PLAN")]
+    /// A fault plan, optionally for some statements only:
+    /// PLAN[:ms=N][@SELECTOR]. Its server-side faults (server-abort,
+    /// server-death, server-stall, early-close, cancel, disconnect) fire
+    /// when the client fetches the triggering command or at their time.
+    /// SELECTOR is a comma list of statement kinds (backup, restore,
+    /// backup-database, backup-log, restore-database, restore-log,
+    /// restore-headeronly, restore-filelistonly, restore-verifyonly) and
+    /// #N (the server's N-th statement); the others run clean. `ms=N` sets
+    /// a server-stall's length in virtual ms (default: 3 x the set's
+    /// serverTimeOut + 1). Examples: read-fault@restore, server-abort@#3,
+    /// server-stall:ms=5000@backup. `--faults help` lists the plans.
+    #[arg(long, value_name = "SPEC")]
     faults: Option<String>,
+    /// Send a new fault plan (the --faults syntax; `none` clears it) to
+    /// the running server at --listen for the statements that start from
+    /// now on, and print what is now in force, instead of serving.
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["faults", "status", "stop"])]
+    set_faults: Option<String>,
     /// The server name messages show.
     #[arg(long, default_value = "VDISIM")]
     server_name: String,
@@ -389,13 +402,16 @@ fn parse_database(s: &str) -> Result<(String, u64)> {
 fn serve(a: ServeArgs) -> Result<u8> {
     use vdi_host::remote;
     use vdi_sqlserver::serve::{ServeConfig, Server};
-    if a.faults.as_deref() == Some("help") {
+    if a.faults.as_deref() == Some("help") || a.set_faults.as_deref() == Some("help") {
         out(faults_help());
         return Ok(0);
     }
     let listen = a.listen.unwrap_or_else(remote::address);
     if a.status || a.stop {
         return serve_control(&listen, a.stop);
+    }
+    if let Some(spec) = &a.set_faults {
+        return serve_set_faults(&listen, spec, a.seed);
     }
     let mut cfg = ServeConfig::new(listen);
     if !a.databases.is_empty() {
@@ -407,8 +423,14 @@ fn serve(a: ServeArgs) -> Result<u8> {
     }
     cfg.seed = a.seed;
     cfg.trace = a.trace;
-    if let Some(name) = &a.faults {
-        cfg.faults = serve_fault_plan(name, a.seed)?;
+    if let Some(spec) = &a.faults {
+        (cfg.faults, cfg.fault_scope) = serve_fault_plan("--faults", spec, a.seed)?;
+        if !cfg.faults.faults.is_empty() {
+            let d = vdi_sqlserver::serve::faults::describe(&cfg.faults, &cfg.fault_scope, &|f| {
+                f.is_server_side()
+            });
+            err_line(format_args!("vdisim serve: fault plan {d}"));
+        }
     }
     cfg.server_name = a.server_name;
     cfg.max_connections = a.max_connections;
@@ -507,19 +529,33 @@ fn exit_with(pid: u32, listen: PathBuf) {
     });
 }
 
-/// `vdisim serve --faults NAME`: the plan, after saying on standard error
-/// which of its faults the server applies. A plan with no faults (`none`)
+/// `vdisim serve --faults SPEC` (and `--set-faults SPEC`): the plan and
+/// its scope, after saying on standard error which client-side faults of
+/// the plan the server does not apply. A plan with no faults (`none`)
 /// says nothing; one whose faults are all the client's is refused.
 #[cfg(unix)]
-fn serve_fault_plan(name: &str, seed: u64) -> Result<vdi_model::fault::FaultPlan> {
+fn serve_fault_plan(
+    flag: &str,
+    spec: &str,
+    seed: u64,
+) -> Result<(
+    vdi_model::fault::FaultPlan,
+    vdi_sqlserver::serve::faults::FaultScope,
+)> {
     let cx = vdi_model::fault::PlanContext {
         devices: 1,
         longest_timeout_ms: 60_000,
         server_timeout_ms: 60_000,
         family_bytes: 0,
     };
-    let plan = vdi_sim::plans::fault_plan(name, &cx, seed)
-        .map_err(|e| anyhow!("--faults: {e}; `--faults help` describes each plan"))?;
+    let (plan, scope) = vdi_sqlserver::serve::faults::resolve_spec(spec, |name| {
+        vdi_sim::plans::fault_plan(name, &cx, seed).map_err(|e| e.to_string())
+    })
+    .map_err(|e| anyhow!("{flag}: {e}; `--faults help` describes each plan"))?;
+    for pf in &plan.faults {
+        pf.check_bounds()
+            .map_err(|e| anyhow!("{flag} {spec}: {e}"))?;
+    }
     let kinds = |side: bool| {
         plan.faults
             .iter()
@@ -530,22 +566,51 @@ fn serve_fault_plan(name: &str, seed: u64) -> Result<vdi_model::fault::FaultPlan
     };
     let (server, client) = (kinds(true), kinds(false));
     if plan.faults.is_empty() {
-        return Ok(plan);
+        return Ok((plan, scope));
     }
     if server.is_empty() {
         bail!(
-            "--faults {name}: this plan's faults are all the client's to apply ({client}); a server process applies only server-abort, server-death, server-stall, early-close, cancel and disconnect (`--faults help` lists each plan's side)"
+            "{flag} {spec}: this plan's faults are all the client's to apply ({client}); a server process applies only server-abort, server-death, server-stall, early-close, cancel and disconnect (`--faults help` lists each plan's side)"
         );
     }
-    let not_applied = if client.is_empty() {
-        String::new()
-    } else {
-        format!("; not applying the client's own faults ({client})")
+    if !client.is_empty() {
+        err_line(format_args!(
+            "vdisim serve: fault plan {spec}: not applying the client's own faults ({client})"
+        ));
+    }
+    Ok((plan, scope))
+}
+
+/// `vdisim serve --set-faults SPEC`: sends the plan to the running server
+/// and prints what is now in force.
+#[cfg(unix)]
+fn serve_set_faults(listen: &std::path::Path, spec: &str, seed: u64) -> Result<u8> {
+    use vdi_host::remote::{control::Control, wire};
+    let (plan, _) = serve_fault_plan("--set-faults", spec, seed)?;
+    let mut c = Control::connect(listen, "vdisim serve --set-faults")
+        .with_context(|| format!("no server at {}", listen.display()))?;
+    let req = wire::Request::SetFaults {
+        spec: spec.to_string(),
+        plan,
     };
-    err_line(format_args!(
-        "vdisim serve: fault plan {name}: applying {server}{not_applied}"
-    ));
-    Ok(plan)
+    match c.request(req).with_context(|| {
+        format!(
+            "the server at {} did not answer --set-faults (a vdisim serve older than --set-faults drops the request: restart it with this build)",
+            listen.display()
+        )
+    })? {
+        wire::Response::Faults {
+            in_force,
+            statements,
+        } => out(format_args!(
+            "vdisim serve at {}: fault plan in force for the statements from #{} on: {in_force}\n",
+            listen.display(),
+            statements + 1
+        )),
+        wire::Response::Error { message } => bail!("--set-faults: {message}"),
+        other => bail!("unexpected answer: {other:?}"),
+    }
+    Ok(0)
 }
 
 #[cfg(not(unix))]

@@ -368,8 +368,23 @@ pub fn faults_help() -> String {
         let _ = writeln!(s, "{name:<16} {side:<7} {}", when.join("; "));
         let _ = writeln!(s, "{:<24} {effect}\n", "");
     }
+    s.push_str(SERVE_SPEC_HELP);
     s
 }
+
+/// The `vdisim serve --faults` / `--set-faults` syntax, after the plans.
+const SERVE_SPEC_HELP: &str = "\
+For vdisim serve (--faults and --set-faults): PLAN[:ms=N][@SELECTOR].
+  SELECTOR  a comma list of statement kinds (backup, restore, backup-database,
+            backup-log, restore-database, restore-log, restore-headeronly,
+            restore-filelistonly, restore-verifyonly) and #N (the server's N-th
+            BACKUP or RESTORE, from 1); statements not selected run clean.
+  ms=N      the length of a server stall in virtual ms (1 to 30 days); without
+            it a stall is 3 x the statement's set serverTimeOut + 1 ms
+            (180001 ms when the set has none).
+  e.g.      read-fault@restore, server-abort@#3, server-stall:ms=5000@backup;
+            `vdisim serve --set-faults none` clears a running server's plan.
+";
 
 /// One planned fault as a person reads it: what, when, in which statement.
 fn describe_fault(f: &vdi_model::fault::PlannedFault, devices: u16) -> String {

@@ -22,7 +22,7 @@ const PINS: &[(&str, &str)] = &[
     ),
     (
         "--seed 3 --devices 2 --operation restore --faults read-fault --read-sizes seeded",
-        "465295e146260960",
+        "6e2d500d0a391cab",
     ),
     (
         "--seed 5 --mid-flushes 2 --request-complete --client closes-before-close",

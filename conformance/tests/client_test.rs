@@ -233,6 +233,15 @@ fn each_flawed_client_gets_its_clause() {
             "backup.abort",
             "abort.only-close",
         ),
+        // Under the default error termination (drain-then-close) the
+        // server fails the restore of damaged media while every device
+        // ends with VD_E_CLOSE: only sqlcmd's verdict tells.
+        (
+            Lang::Cpp,
+            "CLOSE_IS_SUCCESS",
+            "restore.corrupt",
+            "term.outcome-decides",
+        ),
     ];
     for (lang, flaw, case, clause) in table {
         let Some(prog) = program(*lang, Some(flaw)) else {

@@ -160,6 +160,7 @@ pub mod id {
         ABORT_SERVER_DEATH = "abort.server-death";
         ABORT_ATTENTION = "abort.attention";
         ABORT_DISCONNECT = "abort.disconnect";
+        ABORT_DURING_SERVER_STALL = "abort.during-server-stall";
         ABORT_ONLY_CLOSE = "abort.only-close";
         ABORT_STATEMENT_FAILS = "abort.statement-fails";
         ABORT_SECONDARY_DEATH_UNDETECTED = "abort.secondary-death-undetected";

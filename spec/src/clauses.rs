@@ -695,6 +695,15 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
+        id::ABORT_DURING_SERVER_STALL,
+        "A client's SignalAbort, Close or death while the server is stalled (busy, not taking completions) ends the statement at once: the abort is state of the set that the server's wait observes (§4.5: the client's SignalAbort makes the server's outstanding commands complete with ERROR_OPERATION_ABORTED; Close with devices open and the client's death act as SignalAbort), not a completion queued behind the stall. The statement fails as for the client's abort (18210, 3013); the completions the stall held are not taken, no command is sent after it, and the stall ends with the statement.",
+        "§4.5; §1.5",
+        "[SPEC Abnormal Termination]; [SPEC Process Model]; INFERRED: the stall is the simulator's fault; the abort is shared state of the set",
+        I,
+        None,
+        &[],
+    ),
+    c(
         id::ABORT_ONLY_CLOSE,
         "In the Abort state only Close is useful: GetConfiguration, OpenDevice, GetCommand and CompleteCommand return VD_E_ABORT, SignalAbort NOERROR, Create VD_E_PROTOCOL; the client must not wait for VD_E_CLOSE.",
         "§4.1; §7 item 2",

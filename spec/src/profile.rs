@@ -64,9 +64,25 @@ pub enum ShortTransfer {
 
 /// How the server ends a statement after a fatal device error (§4.5 last
 /// row, §4.7).
+///
+/// The default is [`ErrorTermination::DrainThenClose`], the documented usual
+/// path: the Abnormal Termination page says the server "will usually
+/// terminate the command by waiting for outstanding commands to complete,
+/// and then closing the virtual device(s)", and vdi-spec.md §4.5 (last row
+/// of the coupling table) says the same ("server usually finishes the
+/// statement by draining I/O and closing devices rather than SignalAbort").
+/// The Command Error Handling page lets the server CloseDevice or
+/// SignalAbort instead of ClearError; the other choices model those.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorTermination {
+    /// The default (DOCUMENTED, Abnormal Termination page; vdi-spec.md
+    /// §4.5): wait for the outstanding commands to complete, then
+    /// CloseDevice on every device. No VDC_ClearError, no SignalAbort: every
+    /// device loop ends with a clean VD_E_CLOSE while the statement fails
+    /// with its messages, so only the statement's outcome tells failure
+    /// from success (clause `term.outcome-decides`).
+    DrainThenClose,
     /// Wait for the outstanding commands, deliver VDC_ClearError, then
     /// SignalAbort the set (other devices see VD_E_ABORT).
     ClearErrorThenAbort,
@@ -117,7 +133,8 @@ pub struct Profile {
     /// command is simply not performed. INFERRED (§4.7 says any non-success
     /// code; §5.0 makes NOT_SUPPORTED the normal answer to unknown commands).
     pub not_supported_enters_io_error: bool,
-    /// `server.error-termination` — default `clear-error-then-abort`. INFERRED (§4.5, §4.7).
+    /// `server.error-termination` — default `drain-then-close`. DOCUMENTED
+    /// (Abnormal Termination page; vdi-spec.md §4.5).
     pub error_termination: ErrorTermination,
     /// `server.supports-complete`: the server returns VDF_CompleteEnabled when
     /// asked (SQL 2016 CU4 and later) — default `true`. DOCUMENTED (KB3188454).
@@ -169,7 +186,7 @@ impl Default for Profile {
             short_transfer: ShortTransfer::Fail,
             eof_enters_io_error: false,
             not_supported_enters_io_error: false,
-            error_termination: ErrorTermination::ClearErrorThenAbort,
+            error_termination: ErrorTermination::DrainThenClose,
             server_supports_complete: true,
             watchdog_factor: 2,
             queue_depth_per_device: 4,
@@ -256,8 +273,8 @@ const PARAMS: &[Param] = &[
     Param {
         key: "error-termination",
         value: |d| json(&d.error_termination),
-        basis: "INFERRED §4.5, §4.7",
-        doc: "how the server ends a statement after a fatal device error",
+        basis: "DOCUMENTED Abnormal Termination page, §4.5; §4.7",
+        doc: "how the server ends a statement after a fatal device error: drain-then-close (wait for outstanding commands, then CloseDevice on every device; the documented usual path), clear-error-then-abort, abort, or clear-error-then-close",
     },
     Param {
         key: "server-supports-complete",

@@ -25,7 +25,7 @@
 // Built with -DFLAW_<NAME> it carries one product bug (see README.md in
 // this directory): TIMEOUT_FATAL, CLOSE_EARLY, FLUSH_UNANSWERED,
 // SHORT_READ_SUCCESS, SUCCESS_ALWAYS, TIMEOUT_SECONDS, NO_CLOSE,
-// TAMPER_BLOCK, WAIT_AFTER_ABORT.
+// TAMPER_BLOCK, WAIT_AFTER_ABORT, CLOSE_IS_SUCCESS.
 //
 // Tunables (environment, milliseconds; for test runs):
 //   VDICLIENT_GETCOMMAND_MS   GetCommand timeout (default 10000)
@@ -61,7 +61,7 @@ extern char **environ;
 #if defined(FLAW_TIMEOUT_FATAL) + defined(FLAW_CLOSE_EARLY) + defined(FLAW_FLUSH_UNANSWERED) +      \
         defined(FLAW_SHORT_READ_SUCCESS) + defined(FLAW_SUCCESS_ALWAYS) +                          \
         defined(FLAW_TIMEOUT_SECONDS) + defined(FLAW_NO_CLOSE) + defined(FLAW_TAMPER_BLOCK) +      \
-        defined(FLAW_WAIT_AFTER_ABORT) >                                                           \
+        defined(FLAW_WAIT_AFTER_ABORT) + defined(FLAW_CLOSE_IS_SUCCESS) >                          \
     1
 #error "at most one FLAW_* per build"
 #endif
@@ -84,6 +84,8 @@ extern char **environ;
 #define BUILD "FLAW_TAMPER_BLOCK"
 #elif defined(FLAW_WAIT_AFTER_ABORT)
 #define BUILD "FLAW_WAIT_AFTER_ABORT"
+#elif defined(FLAW_CLOSE_IS_SUCCESS)
+#define BUILD "FLAW_CLOSE_IS_SUCCESS"
 #else
 #define BUILD "correct"
 #endif
@@ -657,8 +659,13 @@ int main(int argc, char **argv) {
             say("sqlcmd exit status %d", WEXITSTATUS(sql_status));
         else
             say("sqlcmd ended by signal %d", WIFSIGNALED(sql_status) ? WTERMSIG(sql_status) : 0);
+#ifdef FLAW_CLOSE_IS_SUCCESS
+        // the bug: clean VD_E_CLOSEs are taken for success; sqlcmd's
+        // verdict is printed but not read
+#else
         if (!WIFEXITED(sql_status) || WEXITSTATUS(sql_status) != 0)
             ok = false;
+#endif
     } else {
         ok = false;
     }

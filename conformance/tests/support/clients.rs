@@ -30,6 +30,7 @@ pub const FLAWS: &[&str] = &[
     "NO_CLOSE",
     "TAMPER_BLOCK",
     "WAIT_AFTER_ABORT",
+    "CLOSE_IS_SUCCESS",
 ];
 
 /// Which program: each language is one start mode.

@@ -578,7 +578,11 @@ impl HostThread {
         }
         let now = self.now();
         if now < self.stalled_until {
-            self.stalled.push_back((key, msg));
+            if msg.ends_set() {
+                self.end_during_stall(now, msg);
+            } else {
+                self.stalled.push_back((key, msg));
+            }
             return;
         }
         let completion = matches!(&msg, ToServer::Completed(c) if !c.auto);
@@ -609,6 +613,31 @@ impl HostThread {
                 self.fault(f);
             }
         }
+    }
+
+    /// Clause `abort.during-server-stall` (as the world does): the
+    /// client's SignalAbort, Close or death during a stall is taken at
+    /// once, ahead of the completions the stall holds; the statement ends,
+    /// and the stall with it (what it held then finds no statement and is
+    /// dropped).
+    fn end_during_stall(&mut self, now: u64, msg: ToServer) {
+        if self.tr.on() {
+            self.tr.emit(
+                now,
+                "server",
+                "StallInterrupted",
+                format!(
+                    "{msg:?} during a stall until {} ms: taken at once, ahead of {} held messages",
+                    self.stalled_until,
+                    self.stalled.len()
+                ),
+                Some(vdi_spec::id::ABORT_DURING_SERVER_STALL),
+            );
+        }
+        self.server
+            .on_message(now, msg, &mut self.out, &mut self.tr);
+        self.flush();
+        self.stalled_until = now;
     }
 
     fn on_fetched(&mut self, key: SetKey, dev: DevIx, code: CommandCode) {

@@ -75,6 +75,16 @@ pub enum ToServer {
     Died,
 }
 
+impl ToServer {
+    /// Whether the message ends the client's side of the set (its
+    /// SignalAbort, its Close, its death): shared state of the set that the
+    /// server observes at once, even while it is stalled (clause
+    /// `abort.during-server-stall`).
+    pub fn ends_set(&self) -> bool {
+        matches!(self, ToServer::Abort | ToServer::Closed | ToServer::Died)
+    }
+}
+
 /// Server half → client half.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "msg")]

@@ -93,6 +93,42 @@ impl World {
         }
     }
 
+    /// Clause `abort.during-server-stall`: while the server is stalled, a
+    /// client's SignalAbort, Close or death (in flight to the server for
+    /// the statement's set) is taken at once, ahead of the completions the
+    /// stall holds; the statement ends, and the stall with it (what it held
+    /// is then delivered to a server with no statement, and dropped).
+    pub(crate) fn take_client_end_during_stall(&mut self) {
+        if !self.server_alive || self.now >= self.server_stalled_until || self.server.is_idle() {
+            return;
+        }
+        let bound = self.bound;
+        let Some(i) = self
+            .link
+            .to_server
+            .iter()
+            .position(|m| m.incarnation == bound && m.msg.ends_set())
+        else {
+            return;
+        };
+        let Some(m) = self.link.to_server.remove(i) else {
+            return;
+        };
+        let (held, until) = (self.link.to_server.len(), self.server_stalled_until);
+        let what = crate::step::brief_to_server(&m.msg);
+        self.emit(
+            "server",
+            "StallInterrupted",
+            || format!("{what} during a stall until {until} ms: taken at once, ahead of {held} held messages"),
+            Some(id::ABORT_DURING_SERVER_STALL),
+        );
+        self.server
+            .on_message(self.now, m.msg, &mut self.out_buf, &mut self.trace);
+        self.flush_server_out();
+        self.server_stalled_until = self.now;
+        self.wake_statement_waiters();
+    }
+
     fn kill_server(&mut self) {
         if !self.server_alive {
             return;

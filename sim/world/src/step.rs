@@ -14,6 +14,7 @@ impl World {
     /// One scheduling decision, or `Some(end)` when the run cannot go on.
     pub(crate) fn step_once(&mut self, choices: &mut Vec<Choice>) -> Option<End> {
         self.fire_step_faults();
+        self.take_client_end_during_stall();
         if self.step >= self.cfg.max_steps {
             return Some(End::StepLimit);
         }

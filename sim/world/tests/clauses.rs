@@ -197,6 +197,17 @@ fn run_faults(spec: &ClientSpec, faults: Vec<PlannedFault>, seed: u64) -> RunRes
     run(spec, cfg)
 }
 
+/// The default profile but `error-termination = clear-error-then-abort`:
+/// a failed statement ends by SignalAbort without waiting for the
+/// commands still outstanding (under the default, drain-then-close, it
+/// waits for them).
+fn clear_then_abort() -> Profile {
+    Profile {
+        error_termination: ErrorTermination::ClearErrorThenAbort,
+        ..Profile::default()
+    }
+}
+
 fn run_profile(spec: &ClientSpec, profile: Profile, plan: &str, seed: u64) -> RunResult {
     let mut cfg = WorldConfig::new(seed);
     cfg.profile = profile;
@@ -1168,6 +1179,54 @@ fn get_command_timeout() {
     assert_eq!(outcome(&r, 0).reason, Some(FailReason::ClientAbort));
 }
 
+/// `abort.during-server-stall`: a client's SignalAbort (a client that
+/// takes a GetCommand timeout as fatal) or its death during a long server
+/// stall ends the statement at once, not when the stall ends: the abort is
+/// taken ahead of the held completions and nothing is sent after it.
+#[test]
+fn abort_during_server_stall() {
+    const STALL: u64 = 1_000_000;
+    let stall = on(0, 2, None, Phase::Any, Fault::ServerStall { ms: STALL });
+    let mut s = ClientSpec {
+        get_command_timeout_ms: 1_000,
+        get_configuration_timeout_ms: 1_000,
+        ..spec(Operation::Backup, 2, 16)
+    };
+    s.flaws.insert(Flaw::TimeoutIsFatal);
+    let death = on(0, 3, None, Phase::Any, Fault::ClientDeath);
+    for (flawed, faults) in [(true, vec![stall.clone()]), (false, vec![stall, death])] {
+        let mut s = s.clone();
+        if !flawed {
+            s.flaws.clear();
+        }
+        let r = run_faults(&s, faults, 61);
+        assert_clean(&r);
+        let o = outcome(&r, 0);
+        assert_eq!(o.reason, Some(FailReason::ClientAbort), "{}", msgs(o));
+        assert!(has_msg(o, 3013, ""), "{}", msgs(o));
+        let began = events(&r, "world", "Fault")
+            .into_iter()
+            .find(|e| e.detail.contains("ServerStall"))
+            .expect("the stall fired")
+            .t;
+        let ended = o.ended_ms.expect("ended");
+        assert!(
+            ended < began + STALL / 100,
+            "the statement ended at {ended} ms, the stall began at {began} ms"
+        );
+        assert!(cites(&r, id::ABORT_DURING_SERVER_STALL), "flawed {flawed}");
+        let interrupted = events(&r, "server", "StallInterrupted");
+        assert_eq!(interrupted.len(), 1);
+        // Nothing is sent to the client after the interruption.
+        assert!(
+            events(&r, "server", "SendCommand")
+                .iter()
+                .all(|e| e.seq < interrupted[0].seq),
+            "a command after the abort"
+        );
+    }
+}
+
 /// `get-command.poll`: timeout 0 returns a queued command, or VD_E_TIMEOUT
 /// at once without virtual time passing.
 #[test]
@@ -2116,8 +2175,9 @@ fn io_error_clear_error_success() {
 
 /// `io-error.close-or-abort`: after a fatal device error the server ends
 /// the statement per the profile: ClearError then SignalAbort, SignalAbort
-/// at once (devices see VD_E_ABORT), or ClearError then CloseDevice
-/// (VD_E_CLOSE); the statement fails every way.
+/// at once (devices see VD_E_ABORT), ClearError then CloseDevice
+/// (VD_E_CLOSE), or (the default) drain then CloseDevice without a
+/// ClearError (VD_E_CLOSE); the statement fails every way.
 #[test]
 fn io_error_close_or_abort() {
     let s = spec(Operation::Backup, 2, 8);
@@ -2133,6 +2193,7 @@ fn io_error_close_or_abort() {
             Hresult::VD_E_CLOSE,
             true,
         ),
+        (ErrorTermination::DrainThenClose, Hresult::VD_E_CLOSE, false),
     ] {
         let p = Profile {
             error_termination: term,
@@ -2235,10 +2296,16 @@ fn io_error_end_of_media() {
 }
 
 /// `io-error.one-device-fails`: with three devices, one failing device
-/// fails the statement and the other devices see VD_E_ABORT.
+/// fails the statement and, under an error termination that aborts, the
+/// other devices see VD_E_ABORT.
 #[test]
 fn io_error_one_device_fails() {
-    let r = run_plan(&spec(Operation::Backup, 3, 9), "write-fault", 38);
+    let r = run_profile(
+        &spec(Operation::Backup, 3, 9),
+        clear_then_abort(),
+        "write-fault",
+        38,
+    );
     assert_clean(&r);
     let o = outcome(&r, 0);
     assert_eq!(o.reason, Some(FailReason::DeviceError));
@@ -2598,6 +2665,7 @@ fn restore_byte_identical() {
     // Garbage instead of the family.
     let one = spec(Operation::Restore, 1, 2);
     let mut cfg = WorldConfig::new(51);
+    cfg.profile = clear_then_abort();
     cfg.seed_backups.push(one.backup_layout());
     let mut d = Driver::new(cfg, Trace::hashing());
     let ctl = d.w.add_thread("ctl", None);
@@ -2648,6 +2716,7 @@ fn restore_early_close() {
 fn restore_report_actual_bytes() {
     let s = spec(Operation::Restore, 1, 2);
     let mut cfg = WorldConfig::new(53);
+    cfg.profile = clear_then_abort();
     cfg.seed_backups.push(s.backup_layout());
     let mut d = Driver::new(cfg, Trace::recording());
     let ctl = d.w.add_thread("ctl", None);

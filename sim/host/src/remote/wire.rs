@@ -5,7 +5,7 @@
 use crate::contract::{CaseSetup, Observation};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
-use vdi_model::fault::Fault;
+use vdi_model::fault::{Fault, FaultPlan};
 use vdi_model::msg::{DevIx, ToClient, ToServer};
 use vdi_model::outcome::{Outcome, SqlMessage};
 use vdi_model::statement::Statement;
@@ -136,6 +136,14 @@ pub enum Request {
     Wait { timeout_ms: Option<u64> },
     /// End the case and report what it observed.
     Finish { settle_ms: u64 },
+    /// Replace the server's fault plan for the statements that start from
+    /// now on (`vdisim serve --set-faults`): `spec` as the user wrote it
+    /// (its selector and parameters, which the server parses), `plan` the
+    /// faults its plan name resolved to. Answered with
+    /// [`Response::Faults`], or an error saying what is wrong with `spec`.
+    /// Added after protocol 3 was fixed: a server older than it drops the
+    /// connection without an answer.
+    SetFaults { spec: String, plan: FaultPlan },
     /// The server's databases, live sets and sessions.
     Status,
     /// Stop the server.
@@ -198,6 +206,10 @@ pub enum Response {
     Observation { obs: Box<Observation> },
     /// What the server holds.
     Status { status: ServerStatus },
+    /// The fault plan now in force (after [`Request::SetFaults`]), said
+    /// in one line, and the statements the server has run so far (a
+    /// selector's `#N` counts from them).
+    Faults { in_force: String, statements: u64 },
 }
 
 /// Writes one frame.

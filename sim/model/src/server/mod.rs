@@ -68,6 +68,11 @@
 //!   ERROR_SUCCESS / ERROR_NOT_SUPPORTED is a device error.
 //! - A failure that puts no device in IO-ERROR (wrong bytes, truncated
 //!   stream, short transfer) under `clear-error-then-abort` aborts at once.
+//! - Under `drain-then-close` (the default error termination, the Abnormal
+//!   Termination page's usual path) a failing statement sends nothing new,
+//!   waits until nothing is outstanding (a device in IO-ERROR drains by the
+//!   client half's auto-completions), then CloseDevices every device; no
+//!   VDC_ClearError, no SignalAbort; the statement fails with its messages.
 //! - Client abort, watchdog and server abort keep an earlier failure's
 //!   reason (a failure caused by ERROR_OPERATION_ABORTED completions becomes
 //!   ClientAbort when the client's abort arrives).

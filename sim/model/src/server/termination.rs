@@ -181,6 +181,19 @@ impl ServerHalf {
                 }
                 None => {}
             },
+            ErrorTermination::DrainThenClose => {
+                if self.term == Term::None {
+                    self.term = Term::DrainThenClose;
+                    ev!(
+                        tr,
+                        now,
+                        "ErrorTermination",
+                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
+                        "drain outstanding commands, then CloseDevice on every device (no VDC_ClearError, no SignalAbort)"
+                    );
+                }
+                self.try_close_after_failure(now, out, tr);
+            }
             ErrorTermination::ClearErrorThenClose => {
                 if let Some(d) = io_dev {
                     if self.term == Term::None || self.term == Term::DrainThenClose {
@@ -218,11 +231,16 @@ impl ServerHalf {
         if !self.running || !matches!(self.term, Term::ClearThenClose | Term::DrainThenClose) {
             return;
         }
+        // Under drain-then-close no VDC_ClearError is sent: a device in
+        // IO-ERROR is closed as it is. Under the other choices it is closed
+        // only once its ClearError is done.
+        let clears = self.profile.error_termination != ErrorTermination::DrainThenClose;
         if self.outstanding > 0
-            || self
-                .devs
-                .iter()
-                .any(|d| d.io_error == Some(IoErr::Fatal) && d.state != DevState::Closed)
+            || (clears
+                && self
+                    .devs
+                    .iter()
+                    .any(|d| d.io_error == Some(IoErr::Fatal) && d.state != DevState::Closed))
         {
             return;
         }

@@ -94,6 +94,14 @@ struct H {
     dev_names: Vec<String>,
 }
 
+/// The default profile but `error-termination = clear-error-then-abort`.
+fn clear_then_abort() -> Profile {
+    Profile {
+        error_termination: ErrorTermination::ClearErrorThenAbort,
+        ..Profile::default()
+    }
+}
+
 fn set_cfg(devices: u32, features: Features) -> VdConfig {
     VdConfig::client(devices, features)
 }
@@ -119,6 +127,12 @@ impl H {
 
     fn default() -> H {
         H::new(Profile::default())
+    }
+
+    /// A server under `error-termination = clear-error-then-abort`, for the
+    /// tests of the ClearError path (the default is drain-then-close).
+    fn clearing() -> H {
+        H::new(clear_then_abort())
     }
 
     fn absorb(&mut self, out: Vec<ToClient>) {
@@ -728,7 +742,7 @@ fn restore_byte_identical() {
 /// restore with Msg 3203 "38(Reached the end of the file.)".
 #[test]
 fn restore_truncated() {
-    let mut h = backed_up(Profile::default(), 1, 8 * 65536);
+    let mut h = backed_up(clear_then_abort(), 1, 8 * 65536);
     let cut = h.client.media[0].slice(0, 5 * 65536 + 512);
     h.client.media[0] = cut;
     restore_again(&mut h, restore(StatementKind::RestoreDatabase, 1));
@@ -922,7 +936,7 @@ fn fail_nth_write(h: &mut H, n: usize, code: Win32) {
 /// VDC_ClearError, then SignalAbort; Msg 3202 + 3013.
 #[test]
 fn io_error_disk_full() {
-    let mut h = H::default();
+    let mut h = H::clearing();
     h.start(backup(1, 20 * 65536), set_cfg(1, Features::LikePipe));
     fail_nth_write(&mut h, 3, Win32::ERROR_DISK_FULL);
     let o = h.outcome();
@@ -978,7 +992,7 @@ fn io_error_reject_new() {
 /// auto-completions (ERROR_IO_DEVICE, auto) of queued commands count as not
 /// done and free their buffers.
 fn check_io_error_enter_and_reject_new() {
-    let mut h = H::default();
+    let mut h = H::clearing();
     h.start(backup(1, 20 * 65536), set_cfg(1, Features::LikePipe));
     assert_eq!(h.pending.len(), 4);
     let cmds: Vec<Cmd> = h.pending.drain(..).collect();
@@ -1025,7 +1039,7 @@ fn io_error_clear_error_success() {
 /// holds it behind the device's earlier commands); its success triggers the
 /// abort of the default termination.
 fn check_clear_error() {
-    let mut h = H::default();
+    let mut h = H::clearing();
     h.start(backup(1, 20 * 65536), set_cfg(1, Features::LikePipe));
     let cmds: Vec<Cmd> = h.pending.drain(..).collect();
     h.complete(done(&cmds[1], Win32::ERROR_WRITE_FAULT, 0));
@@ -1045,7 +1059,7 @@ fn check_clear_error() {
     assert!(h.has_clause(id::IO_ERROR_CLEAR_ERROR_SUCCESS));
 }
 
-/// Clause `io-error.close-or-abort`: the three error terminations.
+/// Clause `io-error.close-or-abort`: the four error terminations.
 #[test]
 fn io_error_close_or_abort() {
     // Abort: SignalAbort at once, no ClearError.
@@ -1073,6 +1087,27 @@ fn io_error_close_or_abort() {
     assert_eq!(h.outcome().status, Status::Failed);
     assert_eq!(h.s.state(), ServerState::NormallyTerminated);
     assert!(h.s.devices().iter().all(|d| d.state == DevState::Closed));
+    assert!(h.has_clause(id::IO_ERROR_CLOSE_OR_ABORT));
+
+    // DrainThenClose (the default): no ClearError, no SignalAbort; once
+    // nothing is outstanding every device is closed; the statement fails
+    // with its messages.
+    let mut h = H::default();
+    assert_eq!(
+        h.s.profile().error_termination,
+        ErrorTermination::DrainThenClose
+    );
+    h.start(backup(2, 20 * 65536), set_cfg(2, Features::LikePipe));
+    fail_nth_write(&mut h, 3, Win32::ERROR_WRITE_FAULT);
+    assert_eq!(h.aborts, 0);
+    assert!(!h.codes().contains(&CommandCode::ClearError));
+    assert_eq!(h.closes.len(), 2);
+    assert_eq!(h.s.outstanding(), 0);
+    assert_eq!(h.outcome().status, Status::Failed);
+    assert_eq!(h.outcome().reason, Some(FailReason::DeviceError));
+    let numbers: Vec<u32> = h.outcome().messages.iter().map(|m| m.number).collect();
+    assert_eq!(numbers, vec![3202, 3013]);
+    assert_eq!(h.s.state(), ServerState::NormallyTerminated);
     assert!(h.has_clause(id::IO_ERROR_CLOSE_OR_ABORT));
 }
 
@@ -1106,7 +1141,7 @@ fn term_outcome_decides() {
 /// device aborts the whole set (the others see VD_E_ABORT).
 #[test]
 fn io_error_one_device_fails() {
-    let mut h = H::default();
+    let mut h = H::clearing();
     h.start(backup(3, 30 * 65536), set_cfg(3, Features::LikePipe));
     h.run(|_, cmd| {
         if cmd.dev == 1 && cmd.code == CommandCode::Write && cmd.position >= 65536 {
@@ -1173,7 +1208,7 @@ fn complete_veto() {
 /// bytes fails the statement (writes and reads).
 #[test]
 fn command_short_transfer_fail() {
-    let mut h = H::default();
+    let mut h = H::clearing();
     h.start(backup(1, 8 * 65536), set_cfg(1, Features::LikePipe));
     let mut first = true;
     h.run(|cl, cmd| {
@@ -1426,7 +1461,7 @@ fn io_error_eof() {
     let p = Profile {
         eof_enters_io_error: true,
         restore_overread: true,
-        ..Profile::default()
+        ..clear_then_abort()
     };
     let mut h = backed_up(p.clone(), 1, 5 * 65536 + 1024);
     restore_again(&mut h, restore(StatementKind::RestoreDatabase, 1));
@@ -1955,7 +1990,8 @@ fn fuzz_arbitrary_messages() {
                 ErrorTermination::Abort,
                 ErrorTermination::ClearErrorThenAbort,
                 ErrorTermination::ClearErrorThenClose,
-            ][(r(2) % 3) as usize],
+                ErrorTermination::DrainThenClose,
+            ][(r(2) % 4) as usize],
             eof_enters_io_error: r(3) % 2 == 0,
             restore_overread: r(4) % 2 == 0,
             ..Profile::default()

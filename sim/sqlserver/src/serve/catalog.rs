@@ -212,7 +212,7 @@ impl Inner {
         with: &With,
         attention: &Attention,
     ) -> (Vec<SqlMessage>, BatchEnd) {
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        let ordinal = self.statements.fetch_add(1, Ordering::Relaxed) + 1;
         let backups_before = match self.prepare(&mut stmt, with) {
             Ok(p) => p,
             Err(messages) => {
@@ -232,7 +232,7 @@ impl Inner {
             seed_backups: Vec::new(),
             time_scale: self.cfg.time_scale,
             budget_ms: 0,
-            faults: self.server_faults(),
+            faults: self.statement_faults(&stmt, ordinal),
             record: self.cfg.trace.is_some(),
             client_faults: self.cfg.client_faults.clone(),
             backups_before,

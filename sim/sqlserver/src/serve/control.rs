@@ -189,6 +189,7 @@ impl Inner {
                 }
                 None => no_case(),
             },
+            Request::SetFaults { spec, plan } => self.set_faults_request(&spec, plan),
             Request::Status => Response::Status {
                 status: self.status(),
             },
@@ -196,6 +197,46 @@ impl Inner {
             Request::Sql { .. } | Request::Cancel => Response::Error {
                 message: "internal: batches are run by the connection's worker".into(),
             },
+        }
+    }
+
+    /// `SetFaults`: checks `spec` (its selector and parameters) and the
+    /// plan's bounds, then puts the plan in force for the statements that
+    /// start from now on. A plan none of whose faults the server applies
+    /// is refused, as `--faults` refuses it.
+    fn set_faults_request(&self, spec: &str, plan: FaultPlan) -> Response {
+        let parts = match super::faults::parse_spec(spec) {
+            Ok(p) => p,
+            Err(e) => {
+                return Response::Error {
+                    message: e.to_string(),
+                };
+            }
+        };
+        let plan = if parts.plan == "none" {
+            FaultPlan::none()
+        } else {
+            super::faults::apply_params(plan, &parts)
+        };
+        for pf in &plan.faults {
+            if let Err(e) = pf.check_bounds() {
+                return Response::Error {
+                    message: format!("fault spec {spec:?}: {e}"),
+                };
+            }
+        }
+        if !plan.faults.is_empty() && !plan.faults.iter().any(|pf| self.applies(&pf.fault)) {
+            return Response::Error {
+                message: format!(
+                    "fault spec {spec:?}: its faults are all the client's to apply; a server process applies only server-abort, server-death, server-stall, early-close, cancel and disconnect (`--faults help` lists each plan's side)"
+                ),
+            };
+        }
+        let scope = super::faults::FaultScope::of(spec, &parts);
+        let in_force = self.set_faults(plan, scope);
+        Response::Faults {
+            in_force,
+            statements: self.statements.load(Ordering::Relaxed),
         }
     }
 

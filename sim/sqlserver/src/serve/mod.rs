@@ -26,6 +26,13 @@
 //! number and database and keeps the latest `vdi_spec::bounds::HISTORY_MAX`
 //! backups.
 //!
+//! Faults: the plan in force ([`ServeConfig::faults`], replaced by a
+//! control connection's `SetFaults`) applies to the statements its scope
+//! selects (kinds, ordinals; [`faults`] has the syntax), the others run
+//! clean; each statement's host gets the selected plan's server-side
+//! faults when the statement starts, a stall sized from the set's
+//! serverTimeOut unless the spec gave its length.
+//!
 //! ## Never a false success
 //!
 //! - **Server death** (`--faults server-death`): the statement's outcome is
@@ -84,7 +91,7 @@ use vdi_host::remote::wire::{
 };
 use vdi_host::server::{ClientFaultHook, HostMsg, HostSetup, ServerHost, SetEnd, SetKey};
 use vdi_model::content::Content;
-use vdi_model::fault::{Fault, FaultPlan, Trigger};
+use vdi_model::fault::{Fault, FaultPlan};
 use vdi_model::msg::{DevIx, ToClient, ToServer};
 use vdi_model::outcome::{FailReason, Outcome, SqlMessage, Status};
 use vdi_model::statement::{BackupRecord, Statement, StatementKind};
@@ -92,6 +99,7 @@ use vdi_spec::{CommandCode, Profile, VdConfig};
 
 mod catalog;
 mod control;
+pub mod faults;
 mod frames;
 mod rules;
 mod sets;
@@ -129,9 +137,15 @@ pub struct ServeConfig {
     pub databases: Vec<(String, u64)>,
     pub profile: Profile,
     pub seed: u64,
-    /// Faults applied to every statement (the server-side ones; the
-    /// library reports fetches when one of them is triggered by a fetch).
+    /// Faults applied to the statements `fault_scope` selects (the
+    /// server-side ones; the library reports fetches when one of them is
+    /// triggered by a fetch). A control connection may replace both
+    /// (`Request::SetFaults`, `vdisim serve --set-faults`).
     pub faults: FaultPlan,
+    /// Which statements `faults` applies to, and whether a server stall is
+    /// sized from each statement's set ([`faults`] has the syntax).
+    /// Default: every statement, stalls as planned.
+    pub fault_scope: faults::FaultScope,
     /// Append each statement's server trace (JSONL) here.
     pub trace: Option<PathBuf>,
     /// Connections served at once; one more is refused with a message
@@ -208,6 +222,7 @@ impl ServeConfig {
             profile: Profile::default(),
             seed: 0,
             faults: FaultPlan::none(),
+            fault_scope: faults::FaultScope::default(),
             trace: None,
             max_connections: vdi_spec::bounds::CONNECTIONS_DEFAULT,
             frame_deadline: wire::FRAME_DEADLINE,
@@ -315,6 +330,9 @@ struct Inner {
     live: AtomicUsize,
     /// The plan overlay in force (see [`Server::set_plan`]).
     plan: Mutex<Option<PlanOverlay>>,
+    /// The fault plan in force and its scope (from the configuration,
+    /// replaced by `Request::SetFaults`).
+    faults: Mutex<Arc<(FaultPlan, faults::FaultScope)>>,
     /// The latest statements' outcomes.
     outcomes: Mutex<std::collections::VecDeque<StatementOutcome>>,
     /// Bytes of control frames being received, server-wide.
@@ -376,6 +394,7 @@ impl Server {
             None => None,
         };
         let plan = cfg.plan.clone();
+        let in_force = Arc::new((cfg.faults.clone(), cfg.fault_scope.clone()));
         let inner = Arc::new(Inner {
             cfg,
             cases: Mutex::new(BTreeMap::new()),
@@ -385,6 +404,7 @@ impl Server {
             next_conn: AtomicUsize::new(1),
             live: AtomicUsize::new(0),
             plan: Mutex::new(plan),
+            faults: Mutex::new(in_force),
             outcomes: Mutex::new(std::collections::VecDeque::new()),
             partial: frames::Budget::new(vdi_spec::bounds::PARTIAL_FRAME_BYTES_MAX),
             max_connections,
@@ -435,6 +455,13 @@ impl Server {
     /// (a runner that backs up plainly, then restores under a plan).
     pub fn set_plan(&self, plan: Option<PlanOverlay>) {
         *lock(&self.inner.plan) = plan;
+    }
+
+    /// Replaces the fault plan and its scope for the statements that start
+    /// from now on (what `Request::SetFaults` does); returns what is now in
+    /// force, in one line.
+    pub fn set_faults(&self, plan: FaultPlan, scope: faults::FaultScope) -> String {
+        self.inner.set_faults(plan, scope)
     }
 
     /// The statements this server ran (the latest [`OUTCOMES_KEPT`]), in
@@ -656,39 +683,6 @@ impl Inner {
             backups: u32::try_from(c.history.len()).unwrap_or(u32::MAX),
             statements: self.statements.load(Ordering::Relaxed),
         }
-    }
-
-    /// The server-side faults of the configured plan: what each
-    /// statement's host fires (the client's own faults are the client's).
-    fn server_faults(&self) -> FaultPlan {
-        FaultPlan {
-            name: self.cfg.faults.name.clone(),
-            faults: self
-                .cfg
-                .faults
-                .faults
-                .iter()
-                .filter(|pf| self.applies(&pf.fault))
-                .cloned()
-                .collect(),
-        }
-    }
-
-    /// Whether a statement's host fires `f`: a server-side fault, or a
-    /// client-side one when a hook applies those
-    /// ([`ServeConfig::client_faults`]).
-    fn applies(&self, f: &Fault) -> bool {
-        f.is_server_side() || self.cfg.client_faults.is_some()
-    }
-
-    /// Whether set connections must report the commands their client
-    /// fetches: a fault the server fires is triggered by a fetch.
-    fn wants_fetches(&self) -> bool {
-        self.cfg
-            .faults
-            .faults
-            .iter()
-            .any(|pf| self.applies(&pf.fault) && matches!(pf.trigger, Trigger::OnCommand { .. }))
     }
 
     /// Appends one line about a set connection to the trace file (if any).
