@@ -4,7 +4,9 @@
 //! RESTORE through `sqlcmd` — a link to `vdisim` on PATH — and the
 //! database's content checked afterwards through `vdisim serve --status`.
 //! Then the server process is killed mid-stream and the client sees the
-//! abort (clause `abort.server-death`).
+//! abort (clause `abort.server-death`). With a data directory: two backups
+//! the C++ client made before a server restart restore after it, the
+//! newer and the older.
 //!
 //! Needs g++; without it the C++ part prints `SKIPPED: <why>`.
 
@@ -44,12 +46,22 @@ impl Drop for Serve {
 }
 
 fn start_serve(dir: &Path, databases: &[&str]) -> Serve {
-    let sock = dir.join("serve.sock");
     let mut c = Command::new(VDISIM);
-    c.args(["serve", "--ephemeral", "--listen"])
-        .arg(&sock)
-        .arg("--trace")
+    c.args(["serve", "--ephemeral", "--trace"])
         .arg(dir.join("trace.jsonl"));
+    spawn_serve(c, &dir.join("serve.sock"), databases)
+}
+
+/// A server keeping its state in `data` (not ephemeral), listening at `sock`.
+fn start_serve_in(data: &Path, sock: &Path, databases: &[&str]) -> Serve {
+    let mut c = Command::new(VDISIM);
+    c.args(["serve", "--data-dir"]).arg(data);
+    spawn_serve(c, sock, databases)
+}
+
+fn spawn_serve(mut c: Command, sock: &Path, databases: &[&str]) -> Serve {
+    let sock = sock.to_path_buf();
+    c.arg("--listen").arg(&sock);
     for d in databases {
         c.args(["--database", d]);
     }
@@ -89,13 +101,41 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[test]
-fn cpp_client_backs_up_and_restores_through_sqlcmd_on_path() {
+/// The C++ sample built in a scratch directory, with `sqlcmd` (a link to
+/// vdisim) on its PATH.
+struct CppClient {
+    exe: PathBuf,
+    libdir: PathBuf,
+    path: String,
+}
+
+impl CppClient {
+    /// Runs the sample with `args` against the server at `sock`: whether
+    /// it exited 0, and its standard output.
+    fn run(&self, sock: &Path, args: &[&std::ffi::OsStr]) -> (bool, String) {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .env("VDISIM_SERVER", sock)
+            .env("LD_LIBRARY_PATH", &self.libdir)
+            .env("PATH", &self.path)
+            .env_remove("VDISIM_PLAN")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+}
+
+/// Builds the C++ sample in `dir` (None, after saying SKIPPED, without g++).
+fn build_cpp_client(dir: &Path) -> Option<CppClient> {
     if !have("g++") {
         println!("SKIPPED: g++ not found: the C++ client was not built");
-        return;
+        return None;
     }
-    let dir = scratch("cpp");
     let lib = library_path().expect("the stand-in library");
     let libdir = lib.parent().unwrap();
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/standin");
@@ -125,23 +165,28 @@ fn cpp_client_backs_up_and_restores_through_sqlcmd_on_path() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    Some(CppClient {
+        exe,
+        libdir: libdir.to_path_buf(),
+        path,
+    })
+}
+
+#[test]
+fn cpp_client_backs_up_and_restores_through_sqlcmd_on_path() {
+    let dir = scratch("cpp");
+    let Some(client) = build_cpp_client(&dir) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let path = client.path.clone();
     let serve = start_serve(&dir, &["sales=1MiB", "hr=256KiB"]);
     let before = status(&serve.sock);
-    let out = Command::new(&exe)
-        .arg("sqlcmd-roundtrip")
-        .arg("sales")
-        .env("VDISIM_SERVER", &serve.sock)
-        .env("LD_LIBRARY_PATH", libdir)
-        .env("PATH", &path)
-        .env_remove("VDISIM_PLAN")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "client failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, text) = client.run(
+        &serve.sock,
+        &["sqlcmd-roundtrip".as_ref(), "sales".as_ref()],
     );
+    assert!(ok, "client failed:\n{text}");
     for want in [
         "backup: sqlcmd: Processed",
         "backup: sqlcmd: BACKUP DATABASE successfully processed",
@@ -215,6 +260,8 @@ fn cpp_client_backs_up_and_restores_through_sqlcmd_on_path() {
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("Msg 102, Level 15"), "{t}");
     assert!(t.contains("Incorrect syntax near 'DATABSE'"), "{t}");
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -260,4 +307,97 @@ fn killing_the_server_process_aborts_the_client() {
         stmt.join().unwrap().is_err(),
         "the SQL connection is lost too"
     );
+    drop(serve);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Stops `serve` as an operator would (`vdisim serve --stop`) and waits
+/// for its process to end.
+fn stop(mut serve: Serve) {
+    let o = Command::new(VDISIM)
+        .args(["serve", "--stop", "--listen"])
+        .arg(&serve.sock)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let st = serve.child.wait().unwrap();
+    assert!(st.success(), "vdisim serve ended with {st}");
+}
+
+/// The `done when` of issue 12: two backups made by the C++ sample (through
+/// `sqlcmd`) on one server, their media kept in files; a new server on the
+/// same data directory still has the database and both backups in its
+/// history, and restores the newer and then the older one, the database
+/// taking the content it had at each.
+#[test]
+fn cpp_client_backups_restore_after_a_restart_newer_and_older() {
+    let dir = scratch("restart");
+    let Some(client) = build_cpp_client(&dir) else {
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    };
+    let data = dir.join("data");
+    let a = start_serve_in(&data, &dir.join("a.sock"), &["x=1MiB"]);
+    let mut at_backup = Vec::new();
+    for name in ["older", "newer"] {
+        let media = dir.join(name);
+        std::fs::create_dir_all(&media).unwrap();
+        at_backup.push(database(&status(&a.sock), "x")["content"].clone());
+        let (ok, text) = client.run(
+            &a.sock,
+            &["sqlcmd-backup".as_ref(), "x".as_ref(), media.as_os_str()],
+        );
+        assert!(ok, "{name}: client failed:\n{text}");
+        for want in [
+            "backup: sqlcmd: BACKUP DATABASE successfully processed",
+            "backup: media saved in",
+            "RESULT sqlcmd-backup SUCCEEDED",
+        ] {
+            assert!(text.contains(want), "{name}: missing {want:?} in:\n{text}");
+        }
+        for i in 0..3 {
+            let f = media.join(format!("dev{i}.media"));
+            let n = std::fs::metadata(&f).map_or(0, |m| m.len());
+            assert!(
+                n > vdi_model::media::HEADER_BYTES,
+                "{}: {n} bytes",
+                f.display()
+            );
+        }
+    }
+    assert_ne!(at_backup[0], at_backup[1], "the database lived on");
+    let last = status(&a.sock);
+    assert_eq!(last["backups"], 2, "{last}");
+    let x = database(&last, "x").clone();
+    stop(a);
+
+    // A new server process, a new socket, the same data directory, no
+    // --database: what it knows of x comes from the directory.
+    let b = start_serve_in(&data, &dir.join("b.sock"), &[]);
+    let st = status(&b.sock);
+    assert_eq!(st["backups"], 2, "the history survived: {st}");
+    assert_eq!(database(&st, "x"), &x, "x survived the restart");
+    for (name, content) in [("newer", &at_backup[1]), ("older", &at_backup[0])] {
+        let media = dir.join(name);
+        let (ok, text) = client.run(
+            &b.sock,
+            &["sqlcmd-restore".as_ref(), "x".as_ref(), media.as_os_str()],
+        );
+        assert!(ok, "{name}: client failed:\n{text}");
+        for want in [
+            "restore: media loaded from",
+            "restore: sqlcmd: RESTORE DATABASE successfully processed",
+            "RESULT sqlcmd-restore SUCCEEDED",
+        ] {
+            assert!(text.contains(want), "{name}: missing {want:?} in:\n{text}");
+        }
+        let st = status(&b.sock);
+        let db = database(&st, "x");
+        assert_eq!(&db["content"], content, "{name}: {st}");
+        assert_eq!(db["state"], "online", "{name}");
+        assert_eq!(db["size"], 1 << 20, "{name}");
+    }
+    assert_eq!(status(&b.sock)["backups"], 2, "a restore adds no backup");
+    stop(b);
+    let _ = std::fs::remove_dir_all(&dir);
 }
