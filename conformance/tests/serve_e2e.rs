@@ -6,7 +6,8 @@
 //! Then the server process is killed mid-stream and the client sees the
 //! abort (clause `abort.server-death`). With a data directory: two backups
 //! the C++ client made before a server restart restore after it, the
-//! newer and the older.
+//! newer and the older; and a server killed (SIGKILL) at random moments
+//! loses no backup whose success a client saw.
 //!
 //! Needs g++; without it the C++ part prints `SKIPPED: <why>`.
 
@@ -18,9 +19,10 @@ mod remote_client;
 use remote_client::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use vdi_conformance::backends::abi::library_path;
 use vdi_host::remote::control::Control;
-use vdi_host::remote::wire::Request;
+use vdi_host::remote::wire::{Request, Response};
 use vdi_model::msg::Timeout;
 use vdi_spec::Hresult;
 
@@ -399,5 +401,164 @@ fn cpp_client_backups_restore_after_a_restart_newer_and_older() {
     }
     assert_eq!(status(&b.sock)["backups"], 2, "a restore adds no backup");
     stop(b);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The next number of a splitmix64 sequence (a fixed seed gives the same
+/// kill points on every run).
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// One BACKUP of `db` on a one-device set `name` through the client host,
+/// its bytes dropped: `Some(numbers)` of the answer the client saw, `None`
+/// when it saw none (the server is gone).
+fn backup_once(sock: &Path, db: &str, name: &str) -> Option<Vec<u32>> {
+    let set = set_at(sock);
+    if create(&set, name, 1) != Hresult::NOERROR {
+        return None;
+    }
+    let (s2, n2) = (set.clone(), name.to_string());
+    let devices = std::thread::spawn(move || {
+        if let Ok(devs) = open_all(&s2, &n2, 1) {
+            run_devices(&devs, &[Arc::new(Mutex::new(Vec::new()))], Sink::Discard);
+        }
+    });
+    let answer = Control::connect(sock, "e2e").ok().and_then(|mut c| {
+        c.request(Request::Sql {
+            text: format!("BACKUP DATABASE [{db}] TO VIRTUAL_DEVICE='{name}'"),
+            database: None,
+            first_line: 1,
+        })
+        .ok()
+    });
+    if answer.is_none() {
+        // No answer: the devices must not wait for a configuration.
+        let _ = set.signal_abort();
+    }
+    devices.join().unwrap();
+    let _ = set.close();
+    match answer {
+        Some(Response::Sql { messages, .. }) => {
+            Some(messages.iter().map(|m| m.message.number).collect())
+        }
+        _ => None,
+    }
+}
+
+/// The temporary state files left in the data directory `data`.
+fn leftover_temporaries(data: &Path) -> Vec<String> {
+    std::fs::read_dir(data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// `state.json` in `data`, if any, read as a whole: it must parse (never
+/// half-written). Returns its history's length.
+fn saved_history(data: &Path) -> Option<usize> {
+    let text = match std::fs::read_to_string(data.join("state.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("state.json: {e}"),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("state.json half-written: {e}"));
+    assert_eq!(v["format"], "vdisim-serve-state");
+    Some(v["history"].as_array().expect("a history").len())
+}
+
+/// Crash safety of the data directory: a client backs up over and over
+/// while the server process is killed (SIGKILL) at pseudo-random moments
+/// (fixed seed). After each kill a new server starts on the same
+/// directory: `state.json` parses, and its history holds every backup whose
+/// success (Msg 3014) the client saw — plus at most the one statement in
+/// flight at the kill, whose answer never arrived. The temporary files a
+/// kill leaves do not stop the next start, which removes them.
+#[test]
+fn kill_9_at_random_moments_loses_no_seen_backup() {
+    const KILLS: usize = 20;
+    let dir = scratch("kill9");
+    let data = dir.join("data");
+    let mut seed = 0x6b69_6c6c_2d39_u64;
+    // Backups the history held at the last start, and seen since.
+    let (mut recorded, mut seen) = (0u64, 0u64);
+    let mut seen_total = 0u64;
+    let mut in_flight_kept = 0;
+    let mut leftovers = 0;
+    for kill in 0..=KILLS {
+        let sock = dir.join(format!("s{kill}.sock"));
+        let mut serve = start_serve_in(&data, &sock, &["k=256KiB"]);
+        let st = status(&serve.sock);
+        let backups = st["backups"].as_u64().unwrap();
+        assert!(
+            backups >= recorded + seen,
+            "kill {kill}: {backups} backups recovered, but {recorded} were recorded and {seen} more seen"
+        );
+        assert!(
+            backups <= recorded + seen + 1,
+            "kill {kill}: {backups} backups recovered: more than {recorded} recorded, {seen} seen and one in flight"
+        );
+        in_flight_kept += backups - recorded - seen;
+        let tmps = leftover_temporaries(&data);
+        assert!(
+            tmps.is_empty(),
+            "kill {kill}: left after the start: {tmps:?}"
+        );
+        assert_eq!(database(&st, "k")["state"], "online", "{st}");
+        recorded = backups;
+        if kill == KILLS {
+            // The last start: one more backup on the recovered directory,
+            // then a clean stop.
+            let m = backup_once(&serve.sock, "k", "last");
+            assert_eq!(m.as_deref().and_then(|m| m.last()), Some(&3014), "{m:?}");
+            assert_eq!(status(&serve.sock)["backups"], backups + 1);
+            stop(serve);
+            break;
+        }
+        let client = {
+            let sock = serve.sock.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut other) = (0u64, Vec::new());
+                for n in 0.. {
+                    match backup_once(&sock, "k", &format!("k{kill}-{n}")) {
+                        None => break,
+                        Some(m) if m.last() == Some(&3014) => ok += 1,
+                        Some(m) => other.push(m),
+                    }
+                }
+                (ok, other)
+            })
+        };
+        let after = splitmix(&mut seed) % 300;
+        std::thread::sleep(std::time::Duration::from_millis(after));
+        serve.child.kill().unwrap(); // SIGKILL, to this child only
+        serve.child.wait().unwrap();
+        let (ok, other) = client.join().unwrap();
+        assert!(other.is_empty(), "kill {kill}: failed backups: {other:?}");
+        seen = ok;
+        seen_total += ok;
+        // Whatever the moment, the state file on disk is whole.
+        if let Some(n) = saved_history(&data) {
+            assert!(n as u64 >= recorded + seen, "kill {kill}: {n} saved");
+        }
+        let tmps = leftover_temporaries(&data);
+        leftovers += tmps.len();
+        println!("kill {kill} after {after} ms: {ok} backups seen to succeed, leftovers {tmps:?}");
+        if kill == KILLS / 2 {
+            // A temporary file of another process, as a kill between its
+            // write and its rename leaves: never read, never in the way.
+            std::fs::write(data.join(".state.json.4000000000.tmp"), b"{\"half").unwrap();
+        }
+    }
+    println!(
+        "{KILLS} kills: {seen_total} backups seen to succeed, {recorded} recovered \
+         ({in_flight_kept} whose answer the kill cut off), {leftovers} temporary files left by kills"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
