@@ -22,7 +22,10 @@
 // instead (VDISIM_SERVER names its socket): it starts each BACKUP and
 // RESTORE the way many backup programs do, by running `sqlcmd -b -Q ...`
 // from PATH on a thread of its own, and takes sqlcmd's exit status as the
-// statement's outcome.
+// statement's outcome. Modes "sqlcmd-backup database dir" and
+// "sqlcmd-restore database dir" are its two halves as separate runs: the
+// backup keeps each device's media in dir/dev<i>.media, the restore reads
+// them back from there (a backup restored later, by another server).
 #include "vdisim_vdi.h"
 
 #include <condition_variable>
@@ -345,6 +348,57 @@ public:
         return code == 0;
     }
 
+    // The media file of device `i` in `dir`.
+    static std::string media_file(const std::string &dir, int i) {
+        return dir + "/dev" + std::to_string(i) + ".media";
+    }
+
+    // Writes every device's stored media to its file in `dir`.
+    bool save_media(const std::string &dir) const {
+        for (int i = 0; i < NDEV; i++) {
+            const std::string path = media_file(dir, i);
+            const std::vector<uint8_t> &d = media_[i].data;
+            FILE *f = std::fopen(path.c_str(), "wb");
+            bool ok = f != nullptr && std::fwrite(d.data(), 1, d.size(), f) == d.size();
+            if (f != nullptr && std::fclose(f) != 0)
+                ok = false;
+            if (!ok) {
+                std::printf("UNEXPECTED: cannot write %s\n", path.c_str());
+                failures++;
+                return false;
+            }
+        }
+        std::printf("backup: media saved in %s\n", dir.c_str());
+        return true;
+    }
+
+    // Reads every device's media back from its file in `dir`.
+    bool load_media(const std::string &dir) {
+        for (int i = 0; i < NDEV; i++) {
+            const std::string path = media_file(dir, i);
+            FILE *f = std::fopen(path.c_str(), "rb");
+            if (f == nullptr) {
+                std::printf("UNEXPECTED: cannot read %s\n", path.c_str());
+                failures++;
+                return false;
+            }
+            media_[i] = Media();
+            uint8_t buf[65536];
+            size_t n;
+            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+                media_[i].data.insert(media_[i].data.end(), buf, buf + n);
+            const bool ok = !std::ferror(f);
+            std::fclose(f);
+            if (!ok) {
+                std::printf("UNEXPECTED: cannot read %s\n", path.c_str());
+                failures++;
+                return false;
+            }
+        }
+        std::printf("restore: media loaded from %s\n", dir.c_str());
+        return true;
+    }
+
     ClientVirtualDevice *devs_[NDEV] = {};
 
 private:
@@ -383,19 +437,25 @@ int main(int argc, char **argv) {
         delete set;
         return finish(mode.c_str(), ok);
     }
-    if (mode == "sqlcmd-roundtrip") {
+    const bool sqlcmd_half = mode == "sqlcmd-backup" || mode == "sqlcmd-restore";
+    if (mode == "sqlcmd-roundtrip" || (sqlcmd_half && argc > 3)) {
         const std::string db = argc > 2 ? argv[2] : "sales";
-        bool ok;
-        {
+        const std::string dir = sqlcmd_half ? argv[3] : "";
+        bool ok = true;
+        if (mode != "sqlcmd-restore") {
             ClientVirtualDeviceSet set;
             c.create(set, "backup", "Create");
             ok = c.transfer_sqlcmd(set, "backup",
                                    "BACKUP DATABASE [" + db + "] TO " + c.device_list() +
                                        " WITH INIT, CHECKSUM") &&
                  c.check_stored("backup");
+            if (ok && mode == "sqlcmd-backup")
+                ok = c.save_media(dir);
+        } else {
+            ok = c.load_media(dir);
         }
-        if (!ok)
-            return finish(mode.c_str(), false);
+        if (!ok || mode == "sqlcmd-backup")
+            return finish(mode.c_str(), ok);
         auto *set = new ClientVirtualDeviceSet();
         c.create(*set, "restore", "Create");
         ok = c.transfer_sqlcmd(*set, "restore",
@@ -443,6 +503,6 @@ int main(int argc, char **argv) {
         delete set;
         return finish(mode.c_str(), ok);
     }
-    std::fprintf(stderr, "usage: %s roundtrip|reuse|close-open|abort|server-abort|sqlcmd-roundtrip [database]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s roundtrip|reuse|close-open|abort|server-abort|sqlcmd-roundtrip [database]|sqlcmd-backup database dir|sqlcmd-restore database dir\n", argv[0]);
     return 2;
 }

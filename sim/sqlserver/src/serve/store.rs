@@ -8,7 +8,8 @@
 //! leaves the previous state or the new one, never half of one, and a
 //! statement whose outcome a client saw is on disk. One server at a time
 //! owns a directory (an exclusive lock on `serve.lock`, released by the
-//! kernel when the process dies). A `state.json` that is not this
+//! kernel when the process dies); the server that takes the lock removes
+//! the temporary files killed servers left. A `state.json` that is not this
 //! program's is refused and left alone.
 
 use super::catalog::{Catalog, Db};
@@ -94,6 +95,7 @@ impl Store {
                 dir: dir.to_path_buf(),
             });
         }
+        remove_temporaries(dir).map_err(io_err(dir))?;
         Ok(Store {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -149,9 +151,7 @@ impl Store {
             history: catalog.history.records().cloned().collect(),
             numbered: catalog.history.numbered(),
         };
-        let tmp = self
-            .dir
-            .join(format!(".state.json.{}.tmp", std::process::id()));
+        let tmp = self.dir.join(temporary_name(std::process::id()));
         let e = io_err(&self.dir);
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
@@ -168,6 +168,29 @@ impl Store {
         };
         write().map_err(e)
     }
+}
+
+/// The temporary file `save` writes before its rename.
+fn temporary_name(pid: u32) -> String {
+    format!(".state.json.{pid}.tmp")
+}
+
+/// Removes the temporary files that servers killed between a write and
+/// its rename left in `dir` (only the lock holder writes there, so none is
+/// in use).
+fn remove_temporaries(dir: &Path) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let name = name.to_string_lossy();
+        let leftover = name
+            .strip_prefix(".state.json.")
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .is_some_and(|pid| pid.parse::<u32>().is_ok());
+        if leftover {
+            fs::remove_file(dir.join(&*name))?;
+        }
+    }
+    Ok(())
 }
 
 /// The per-user default data directory: `$XDG_STATE_HOME/vdisim/serve`,
@@ -229,6 +252,23 @@ mod tests {
             vec![rec]
         );
         assert_eq!(back.history.numbered(), 3);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn temporaries_left_by_killed_servers_are_removed_at_open() {
+        let d = dir("tmps");
+        fs::create_dir_all(&d).unwrap();
+        for f in [temporary_name(4_000_000), ".state.json.x.tmp".into()] {
+            fs::write(d.join(f), b"{\"half").unwrap();
+        }
+        let _s = Store::open(&d).unwrap();
+        let mut left: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".state.json.x.tmp", "serve.lock"]);
         let _ = fs::remove_dir_all(&d);
     }
 
