@@ -7,34 +7,34 @@ use std::process::Command;
 
 /// `(arguments, trace hash)`.
 const PINS: &[(&str, &str)] = &[
-    ("--seed 1", "16653ab6f36d78c7"),
+    ("--seed 1", "246031bfbe0f5327"),
     (
         "--seed 42 --devices 4 --faults client-abort",
-        "ab72d1944e262066",
+        "a41813f3457a8886",
     ),
     (
         "--seed 7 --devices 3 --operation backup --faults server-stall",
-        "ad63fe90ae44fe88",
+        "9ef364315abb84a2",
     ),
     (
         "--seed 9 --devices 2 --faults random --client timeout-is-fatal",
-        "902674f42429f5b2",
+        "10c8bce5a2b7d1d7",
     ),
     (
         "--seed 3 --devices 2 --operation restore --faults read-fault --read-sizes seeded",
-        "6e2d500d0a391cab",
+        "628ea4644d348ea9",
     ),
     (
         "--seed 5 --mid-flushes 2 --request-complete --client closes-before-close",
-        "0ab87a78b9a573f1",
+        "32221216b3c7545f",
     ),
     (
         "--seed 11 --devices 8 --faults server-death --data-bytes 1048576",
-        "a48ea836b6a0f5e0",
+        "d7586d521b685e59",
     ),
     (
         "--seed 13 --faults truncated-media --client reads-until-full",
-        "57a18077df1f0fc3",
+        "cdfa60124b54074b",
     ),
 ];
 
