@@ -7,34 +7,34 @@ use std::process::Command;
 
 /// `(arguments, trace hash)`.
 const PINS: &[(&str, &str)] = &[
-    ("--seed 1", "246031bfbe0f5327"),
+    ("--seed 1", "17b1978ca8e7eca4"),
     (
         "--seed 42 --devices 4 --faults client-abort",
-        "a41813f3457a8886",
+        "aca95c0eb00f1da6",
     ),
     (
         "--seed 7 --devices 3 --operation backup --faults server-stall",
-        "9ef364315abb84a2",
+        "a54e3c0bd70480b4",
     ),
     (
         "--seed 9 --devices 2 --faults random --client timeout-is-fatal",
-        "10c8bce5a2b7d1d7",
+        "e706035c61b88c51",
     ),
     (
         "--seed 3 --devices 2 --operation restore --faults read-fault --read-sizes seeded",
-        "628ea4644d348ea9",
+        "7264907d24aec306",
     ),
     (
         "--seed 5 --mid-flushes 2 --request-complete --client closes-before-close",
-        "32221216b3c7545f",
+        "1ceff51ecbac6587",
     ),
     (
         "--seed 11 --devices 8 --faults server-death --data-bytes 1048576",
-        "d7586d521b685e59",
+        "c0902bfa75d08bb9",
     ),
     (
         "--seed 13 --faults truncated-media --client reads-until-full",
-        "cdfa60124b54074b",
+        "275bf2be46285b5e",
     ),
 ];
 

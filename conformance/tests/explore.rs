@@ -29,11 +29,11 @@ fn stats(name: &str) -> Stats {
 
 /// (configuration, schedules, states, max depth) at the default bound.
 const PINNED: &[(&str, u64, u64, u64)] = &[
-    ("backup2-client-abort", 2187, 1521, 40),
-    ("backup2-server-abort", 1585, 1283, 39),
-    ("backup1-abort-vs-complete", 203, 148, 25),
-    ("restore2-read-fault", 165, 98, 23),
-    ("backup3-watchdog", 514, 308, 36),
+    ("backup2-client-abort", 3971, 3615, 40),
+    ("backup2-server-abort", 3827, 4818, 39),
+    ("backup1-abort-vs-complete", 365, 239, 29),
+    ("restore2-read-fault", 458, 264, 31),
+    ("backup3-watchdog", 717, 854, 36),
 ];
 
 #[test]
@@ -142,7 +142,7 @@ fn the_racy_client_is_found_and_replayed() {
     );
     assert_eq!(
         (e.stats.schedules, e.stats.states, e.stats.max_depth),
-        (713, 342, 39)
+        (1005, 628, 47)
     );
     // Its schedule replays the same violation and the same steps.
     let (r, taken) = c.replay(&found.schedule).expect("replays");
@@ -230,7 +230,7 @@ fn the_command_exit_statuses() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(
         text,
-        "all schedules with ≤ 3 preemptions of configuration backup1-abort-vs-complete: 203 schedules, 148 states, max depth 25, no violation\n"
+        "all schedules with ≤ 3 preemptions of configuration backup1-abort-vs-complete: 365 schedules, 239 states, max depth 29, no violation\n"
     );
     let out = Command::new(VDISIM)
         .args(["explore", "--list"])

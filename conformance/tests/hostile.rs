@@ -639,7 +639,12 @@ fn roundtrip(serve: &Serve, tag: &str, gate: Option<&AtomicBool>) -> Duration {
     assert_eq!(create(&set, &name, 3), Hresult::NOERROR);
     let (msgs, bytes, media) = backup_on(&serve.sock, &set, &name, 3, SALES, gate);
     assert_eq!(msgs, vec![4035, 3014], "{tag}: the backup succeeds");
-    assert_eq!(bytes, SALES_BYTES, "{tag}: every byte backed up");
+    let headers = 3 * vdi_model::media::HEADER_BYTES;
+    assert_eq!(
+        bytes,
+        SALES_BYTES + headers,
+        "{tag}: every byte backed up, after each family's media header"
+    );
     let msgs = restore(&serve.sock, &format!("{tag}-r"), SALES, &media);
     assert_eq!(
         msgs.last(),
@@ -1139,7 +1144,7 @@ fn same_name_from_two_processes(serve: &mut Serve, dir: &Path) {
     assert_eq!(serve.status().sets, vec!["twin".to_string()]);
     let (msgs, bytes, _) = backup_on(&serve.sock, &set, "twin", 1, SALES, None);
     assert_eq!(msgs, vec![4035, 3014]);
-    assert_eq!(bytes, SALES_BYTES);
+    assert_eq!(bytes, SALES_BYTES + vdi_model::media::HEADER_BYTES);
     serve.assert_alive("same name");
     wait_no_sets(serve, "same name");
 }
@@ -1308,7 +1313,11 @@ fn forged(serve: &mut Serve) {
         numbers(&b_msgs)
     );
     assert_eq!(msgs, vec![4035, 3014], "the legitimate backup succeeds");
-    assert_eq!(bytes, SALES_BYTES, "every byte of the legitimate backup");
+    assert_eq!(
+        bytes,
+        SALES_BYTES + 3 * vdi_model::media::HEADER_BYTES,
+        "every byte of the legitimate backup, after its 3 media headers"
+    );
     assert!(
         da.frames.is_empty(),
         "forger A was sent {:?}",

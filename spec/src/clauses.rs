@@ -898,7 +898,7 @@ pub static CATALOG: &[Clause] = &[
     // ---- VDC_Complete / VDC_Flush ---------------------------------------------
     c(
         id::COMPLETE_NEGOTIATION,
-        "A client that wants VDC_Complete requests VDF_RequestComplete in CreateEx; if the server supports it GetConfiguration returns VDF_CompleteEnabled, otherwise the bit is absent and VDC_Complete never comes; the client must check the returned bit.",
+        "A client that wants VDC_Complete requests VDF_RequestComplete in CreateEx; if the server supports it GetConfiguration returns VDF_CompleteEnabled for a BACKUP (the flag says the server will send VDC_Complete; a RESTORE never does, so it never returns it), otherwise the bit is absent and VDC_Complete never comes; the client must check the returned bit.",
         "§5.17",
         "[KB3188454]; [HDR README]; [3P Bareos]",
         D,

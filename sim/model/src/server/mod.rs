@@ -788,7 +788,10 @@ impl ServerHalf {
         );
         out.push(ToClient::CloseDevice { dev });
         let dv = &self.devs[d];
-        let needs_more = if self.kind.is_backup() {
+        // A RESTORE still reading media headers does not know how much each
+        // family holds yet (clause `media.header`): any device it reads from
+        // is one whose data it still needs.
+        let needs_more = if self.kind.is_backup() || (self.record.is_none() && dv.target > 0) {
             true
         } else {
             !(dv.ended || dv.done >= dv.target) || !dv.extras.is_empty()

@@ -315,7 +315,11 @@ impl ServerHalf {
         self.state = ServerState::Configurable;
         let client = set.cfg.features();
         let asked = client.contains(Features::RequestComplete);
-        self.complete_enabled = asked && self.profile.server_supports_complete;
+        // VDF_CompleteEnabled says the server "will send VDC_Complete"
+        // (vdi-spec.md §3, §5.17; KB3188454 describes it for BACKUP): a
+        // RESTORE never sends it, so it never returns the flag.
+        self.complete_enabled =
+            asked && self.profile.server_supports_complete && self.kind.is_backup();
         let mut features = client.union(self.media_feature());
         if self.complete_enabled {
             features = features.union(Features::CompleteEnabled);
@@ -410,9 +414,14 @@ impl ServerHalf {
             now,
             "CompleteNegotiation",
             Some(id::COMPLETE_NEGOTIATION),
-            "VDF_RequestComplete {} server-supports-complete={} -> VDF_CompleteEnabled {}",
+            "VDF_RequestComplete {} server-supports-complete={} {} -> VDF_CompleteEnabled {}",
             if asked { "requested" } else { "not requested" },
             self.profile.server_supports_complete,
+            if self.kind.is_backup() {
+                "BACKUP"
+            } else {
+                "RESTORE (never sends VDC_Complete)"
+            },
             if self.complete_enabled {
                 "returned"
             } else {
