@@ -33,7 +33,8 @@ const SUBSET: &[&str] = &[
 /// Program cases (exact ids): a roundtrip striped over 3 devices, the
 /// watchdog firing on a stalled client, the client process dying, restore
 /// with varying read sizes, a planned IO error on the n-th Write, a flawed
-/// client that never answers EOF (ends by the budget), and a hang.
+/// client that never answers EOF (ends by the budget), a hang, and the
+/// media header cases.
 const PROGRAMS: &[&str] = &[
     id::STRIPE_DISTRIBUTION.as_str(),
     id::WATCHDOG_FIRES.as_str(),
@@ -42,6 +43,11 @@ const PROGRAMS: &[&str] = &[
     id::IO_ERROR_DISK_FULL.as_str(),
     "restore.truncated.2",
     "watchdog.disabled.3",
+    // Self-describing media: a striped roundtrip through real buffers
+    // (headers materialised and parsed back), and RESTORE LOG refusing a
+    // database backup from its header.
+    "media.header",
+    "media.header.2",
 ];
 
 #[test]
