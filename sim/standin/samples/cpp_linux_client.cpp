@@ -28,11 +28,13 @@
 // them back from there (a backup restored later, by another server).
 #include "vdisim_vdi.h"
 
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <string>
 #include <thread>
@@ -442,6 +444,12 @@ int main(int argc, char **argv) {
         const std::string db = argc > 2 ? argv[2] : "sales";
         const std::string dir = sqlcmd_half ? argv[3] : "";
         bool ok = true;
+        if (mode == "sqlcmd-backup" && mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+            // Before the BACKUP runs: a backup whose media cannot be kept
+            // must not be taken.
+            std::printf("UNEXPECTED: cannot make the media directory %s\n", dir.c_str());
+            return finish(mode.c_str(), false);
+        }
         if (mode != "sqlcmd-restore") {
             ClientVirtualDeviceSet set;
             c.create(set, "backup", "Create");
