@@ -8,10 +8,9 @@
 mod remote_client;
 
 use remote_client::*;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use vdi_host::remote::control::Control;
-use vdi_host::remote::wire::{LineMessage, Request, Response};
+use vdi_host::remote::wire::LineMessage;
 use vdi_model::msg::Timeout;
 use vdi_spec::Hresult;
 use vdi_sqlserver::serve::{ServeConfig, Server};
@@ -27,22 +26,6 @@ fn server(tag: &str) -> Server {
     let mut cfg = ServeConfig::new(temp_socket(tag));
     cfg.databases = vec![("sales".into(), 3 * 65536 + 4096)];
     Server::start(cfg).expect("server starts")
-}
-
-/// Runs one T-SQL batch on the server at `path` and returns its messages.
-fn sql_at(path: &Path, text: &str) -> Vec<LineMessage> {
-    let mut c = Control::connect(path, "test").unwrap();
-    match c
-        .request(Request::Sql {
-            text: text.into(),
-            database: None,
-            first_line: 1,
-        })
-        .unwrap()
-    {
-        Response::Sql { messages, .. } => messages,
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 fn sql(server: &Server, text: &str) -> Vec<LineMessage> {

@@ -26,21 +26,6 @@ fn temp_path(tag: &str, ext: &str) -> PathBuf {
     std::env::temp_dir().join(format!("vdisim-test-{}-{tag}.{ext}", std::process::id()))
 }
 
-fn sql_at(path: &Path, text: &str) -> Vec<LineMessage> {
-    let mut c = Control::connect(path, "test").unwrap();
-    match c
-        .request(Request::Sql {
-            text: text.into(),
-            database: None,
-            first_line: 1,
-        })
-        .unwrap()
-    {
-        Response::Sql { messages, .. } => messages,
-        other => panic!("unexpected {other:?}"),
-    }
-}
-
 fn numbers(m: &[LineMessage]) -> Vec<u32> {
     m.iter().map(|m| m.message.number).collect()
 }

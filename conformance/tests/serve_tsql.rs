@@ -14,8 +14,6 @@ use remote_client::*;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use vdi_host::remote::control::Control;
-use vdi_host::remote::wire::{Request, Response};
 use vdi_spec::Hresult;
 use vdi_sqlserver::serve::{ServeConfig, Server};
 
@@ -31,18 +29,10 @@ fn server(tag: &str) -> Server {
 /// Message numbers of a batch that needs no client (it fails before any
 /// set is opened, or touches no device).
 fn sql(s: &Server, text: &str) -> Vec<u32> {
-    let mut c = Control::connect(s.path(), "test").unwrap();
-    match c
-        .request(Request::Sql {
-            text: text.into(),
-            database: None,
-            first_line: 1,
-        })
-        .unwrap()
-    {
-        Response::Sql { messages, .. } => messages.iter().map(|m| m.message.number).collect(),
-        other => panic!("{other:?}"),
-    }
+    sql_at(s.path(), text)
+        .iter()
+        .map(|m| m.message.number)
+        .collect()
 }
 
 /// Runs `text` (its `{dev}` the set's one VIRTUAL_DEVICE) through

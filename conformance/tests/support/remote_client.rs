@@ -183,3 +183,21 @@ pub fn run_devices(
     }
     (ends, total)
 }
+
+/// Runs one T-SQL batch on the server at `path` over a control connection
+/// (as `vdisim sqlcmd` does) and returns its messages.
+pub fn sql_at(path: &Path, text: &str) -> Vec<vdi_host::remote::wire::LineMessage> {
+    use vdi_host::remote::wire::{Request, Response};
+    let mut c = vdi_host::remote::control::Control::connect(path, "test").unwrap();
+    match c
+        .request(Request::Sql {
+            text: text.into(),
+            database: None,
+            first_line: 1,
+        })
+        .unwrap()
+    {
+        Response::Sql { messages, .. } => messages,
+        other => panic!("unexpected {other:?}"),
+    }
+}

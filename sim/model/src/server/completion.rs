@@ -335,17 +335,7 @@ impl ServerHalf {
             return;
         }
         if bytes > u64::from(slot.size) || data.len() != bytes {
-            ev!(
-                tr,
-                now,
-                "BadCount",
-                Some(id::RESTORE_REPORT_ACTUAL_BYTES),
-                "dev={d} id={} reports {} bytes for a {}-byte read holding {} bytes",
-                slot.id.0,
-                bytes,
-                slot.size,
-                data.len()
-            );
+            trace_bad_count(now, d, &slot, bytes, &data, tr);
         }
         let fits = bytes <= u64::from(slot.size) && dev.done.saturating_add(bytes) <= dev.len;
         if !fits || !data.is_stream(dev.origin, dev.done, bytes) {
@@ -852,4 +842,27 @@ impl ServerHalf {
             Term::ClearThenClose | Term::DrainThenClose | Term::None => {}
         }
     }
+}
+
+/// Traces a read completed with a count that is not what its buffer holds
+/// or more than it asked (clause `restore.report-actual-bytes`).
+pub(super) fn trace_bad_count(
+    now: u64,
+    d: usize,
+    slot: &ReadSlot,
+    bytes: u64,
+    data: &Content,
+    tr: &mut Trace,
+) {
+    ev!(
+        tr,
+        now,
+        "BadCount",
+        Some(id::RESTORE_REPORT_ACTUAL_BYTES),
+        "dev={d} id={} reports {} bytes for a {}-byte read holding {} bytes",
+        slot.id.0,
+        bytes,
+        slot.size,
+        data.len()
+    );
 }

@@ -25,17 +25,7 @@ impl ServerHalf {
         let name = self.devs[d].name.clone();
         let fits = bytes <= u64::from(slot.size) && data.len() == bytes;
         if !fits {
-            ev!(
-                tr,
-                now,
-                "BadCount",
-                Some(id::RESTORE_REPORT_ACTUAL_BYTES),
-                "dev={d} id={} reports {} bytes for a {}-byte read holding {} bytes",
-                slot.id.0,
-                bytes,
-                slot.size,
-                data.len()
-            );
+            super::completion::trace_bad_count(now, d, slot, bytes, data, tr);
         }
         let dev = &mut self.devs[d];
         if fits {

@@ -34,17 +34,8 @@ pub const VARIABLES_MAX: usize = 1000;
 impl Parser {
     /// `CREATE DATABASE <db>` (any further clauses are refused).
     pub(super) fn create(&mut self) -> Result<ParsedStatement, SqlError> {
-        let verb = self.next()?;
-        let what = self.next()?;
-        if !what.is_word("DATABASE") {
-            return Err(not_served(
-                &what,
-                format!(
-                    "vdisim serves only CREATE DATABASE; 'CREATE {}' is not served.",
-                    what.near().to_ascii_uppercase()
-                ),
-            ));
-        }
+        self.pos += 1;
+        self.expect_database("CREATE DATABASE", "CREATE")?;
         let db = self.ident()?;
         if let Some(t) = self.peek().filter(|t| !t.is_punct_semicolon()).cloned()
             && !self.starts_statement(&t)
@@ -57,23 +48,13 @@ impl Parser {
                 ),
             ));
         }
-        let _ = verb;
         Ok(ParsedStatement::Database(DatabaseStatement::Create(db)))
     }
 
     /// `DROP DATABASE [IF EXISTS] <db>`.
     pub(super) fn drop_database(&mut self) -> Result<ParsedStatement, SqlError> {
         self.pos += 1;
-        let what = self.next()?;
-        if !what.is_word("DATABASE") {
-            return Err(not_served(
-                &what,
-                format!(
-                    "vdisim serves only DROP DATABASE; 'DROP {}' is not served.",
-                    what.near().to_ascii_uppercase()
-                ),
-            ));
-        }
+        self.expect_database("DROP DATABASE", "DROP")?;
         let if_exists = if self.peek_word("IF") {
             self.pos += 1;
             self.expect_word("EXISTS")?;
@@ -91,16 +72,7 @@ impl Parser {
     /// `ALTER DATABASE <db> SET RECOVERY FULL | SIMPLE | BULK_LOGGED`.
     pub(super) fn alter(&mut self) -> Result<ParsedStatement, SqlError> {
         self.pos += 1;
-        let what = self.next()?;
-        if !what.is_word("DATABASE") {
-            return Err(not_served(
-                &what,
-                format!(
-                    "vdisim serves only ALTER DATABASE … SET RECOVERY; 'ALTER {}' is not served.",
-                    what.near().to_ascii_uppercase()
-                ),
-            ));
-        }
+        self.expect_database("ALTER DATABASE … SET RECOVERY", "ALTER")?;
         let db = self.ident()?;
         self.expect_word("SET")?;
         let opt = self.next()?;
@@ -127,6 +99,22 @@ impl Parser {
             database: db,
             model,
         }))
+    }
+
+    /// The word DATABASE after `verb` (CREATE, DROP, ALTER): any other
+    /// object is not served (`served` names what is).
+    fn expect_database(&mut self, served: &str, verb: &str) -> Result<(), SqlError> {
+        let what = self.next()?;
+        if what.is_word("DATABASE") {
+            return Ok(());
+        }
+        Err(not_served(
+            &what,
+            format!(
+                "vdisim serves only {served}; '{verb} {}' is not served.",
+                what.near().to_ascii_uppercase()
+            ),
+        ))
     }
 
     /// `DECLARE @a <type> [= value] [, @b <type> [= value]] …`: the
