@@ -1,65 +1,10 @@
 //! Databases, msdb's backup history, and running T-SQL against them.
 
+pub(super) use super::db::{Db, no_database};
 use super::rules;
 use super::*;
-use crate::tsql::{self, ParsedStatement, RecoveryModel, With};
+use crate::tsql::{self, ParsedStatement, With};
 use vdi_model::media::SetId;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub(super) struct Db {
-    pub(super) size: u64,
-    /// The content's identity: what a backup copies and a restore sets.
-    pub(super) content: u64,
-    pub(super) state: String,
-    pub(super) restored_from: Option<u32>,
-    /// The log sequence number: where the log ends; advances with
-    /// simulated activity (`rules`); a backup's header carries it.
-    #[serde(default)]
-    pub(super) lsn: u64,
-    /// `FULL`, `SIMPLE` or `BULK_LOGGED`.
-    #[serde(default = "simple")]
-    pub(super) recovery: String,
-    /// The last full backup's LSN (not COPY_ONLY): a differential's base.
-    #[serde(default)]
-    pub(super) full_lsn: Option<u64>,
-    /// The log chain's end: where the next log backup starts (none under
-    /// SIMPLE, or before the first full backup).
-    #[serde(default)]
-    pub(super) log_lsn: Option<u64>,
-    /// Restoring: the LSN the restores so far reached.
-    #[serde(default)]
-    pub(super) restored_lsn: Option<u64>,
-    /// Restoring: the full backup the restores started from.
-    #[serde(default)]
-    pub(super) restored_base: Option<u64>,
-}
-
-fn simple() -> String {
-    RecoveryModel::Simple.desc().into()
-}
-
-impl Db {
-    /// A new online database of `size` bytes and content `content`, under
-    /// the SIMPLE recovery model (vdisim's model database; `ALTER DATABASE
-    /// … SET RECOVERY FULL` for the log chain).
-    pub(super) fn new(size: u64, content: u64) -> Db {
-        Db {
-            size,
-            content,
-            state: "online".into(),
-            restored_from: None,
-            lsn: FIRST_LSN,
-            recovery: simple(),
-            full_lsn: None,
-            log_lsn: None,
-            restored_lsn: None,
-            restored_base: None,
-        }
-    }
-}
-
-/// The LSN a new database starts at.
-pub(super) const FIRST_LSN: u64 = 10_000;
 
 /// The databases and msdb's backup history (each backup's record carries
 /// what its media headers say: the database's content, size and LSNs).
@@ -467,12 +412,4 @@ fn out_of_bounds(e: &vdi_spec::bounds::BoundError) -> SqlMessage {
     } else {
         SqlMessage::error(50000, format!("vdisim: {e}"))
     }
-}
-
-/// Msg 911: the database does not exist.
-pub(super) fn no_database(db: &str) -> SqlMessage {
-    SqlMessage::error(
-        911,
-        format!("Database '{db}' does not exist. Make sure that the name is entered correctly."),
-    )
 }

@@ -99,6 +99,7 @@ use vdi_spec::{CommandCode, Profile, VdConfig};
 
 mod catalog;
 mod control;
+mod db;
 pub mod faults;
 mod frames;
 mod rules;
@@ -111,8 +112,9 @@ pub use store::{StoreError, default_data_dir};
 
 use frames::read_frame_timed;
 
-use catalog::{Catalog, Db};
+use catalog::Catalog;
 use control::CaseEntry;
+use db::Db;
 use sets::RemoteEnd;
 
 /// Buffer data bytes per buffer: the largest MAXTRANSFERSIZE (the statement

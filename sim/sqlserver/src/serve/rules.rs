@@ -20,7 +20,7 @@
 //! whole backup by then, which changes nothing it must do: the statement's
 //! outcome decides (clause `term.outcome-decides`).
 
-use super::catalog::Db;
+use super::db::{Db, no_database};
 use crate::tsql::{DatabaseStatement, Recovery, RecoveryModel, With};
 use vdi_model::media::BackupType;
 use vdi_model::outcome::SqlMessage;
@@ -342,7 +342,7 @@ pub(super) fn database_statement(
             Vec::new()
         }
         DatabaseStatement::SetRecovery { database, model } => match dbs.get_mut(&database) {
-            None => vec![super::catalog::no_database(&database)],
+            None => vec![no_database(&database)],
             Some(db) => {
                 if model == RecoveryModel::Simple {
                     db.log_lsn = None;
@@ -352,7 +352,7 @@ pub(super) fn database_statement(
             }
         },
         DatabaseStatement::Recover(database) => match dbs.get_mut(&database) {
-            None => vec![super::catalog::no_database(&database)],
+            None => vec![no_database(&database)],
             Some(db) => {
                 if db.state == "restoring" || db.state == "standby" {
                     recover(db);

@@ -12,7 +12,8 @@
 //! the temporary files killed servers left. A `state.json` that is not this
 //! program's is refused and left alone.
 
-use super::catalog::{Catalog, Db};
+use super::catalog::Catalog;
+use super::db::Db;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};

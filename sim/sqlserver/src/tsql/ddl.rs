@@ -13,16 +13,8 @@
 use super::error::SqlError;
 use super::keywords::{RESERVED_KEYWORDS, is_in};
 use super::lexer::{Tok, Token, not_served, syntax};
-use super::parser::Parser;
+use super::parser::{Parser, Value};
 use super::{DatabaseStatement, ParsedStatement, RecoveryModel};
-
-/// A variable's value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) enum Value {
-    Null,
-    Str(String),
-    Int(i64),
-}
 
 /// Msg 134: a variable declared twice in a batch.
 pub const MSG_VARIABLE_DECLARED: u32 = 134;

@@ -5,11 +5,10 @@ use vdi_model::media::BackupType;
 use vdi_model::statement::{ServerPlan, StatementKind};
 use vdi_spec::TransferOptions;
 
-use super::ddl::Value;
 use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError};
 use super::keywords::is_in;
 use super::lexer::{Tok, Token, not_served, syntax};
-use super::parser::Parser;
+use super::parser::{Parser, Value};
 
 /// WITH options accepted and ignored, on BACKUP and RESTORE alike (one list
 /// for both: vdisim does not check which statement an option belongs to).

@@ -9,11 +9,18 @@ use vdi_spec::options::OptionError;
 
 use std::collections::HashMap;
 
-use super::ddl::Value;
 use super::error::{MSG_NOT_VIRTUAL_DEVICE, MSG_TOO_MANY_DEVICES, MSG_WITH_START, SqlError};
 use super::keywords::{RESERVED_KEYWORDS, UNSERVED_STATEMENTS, is_in};
 use super::lexer::{Tok, Token, not_served, syntax};
 use super::{DatabaseStatement, LocatedStatement, ParsedStatement};
+
+/// A variable's value (see `ddl`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Value {
+    Null,
+    Str(String),
+    Int(i64),
+}
 
 /// A batch's tokens, the position of the next one to read, and the batch's
 /// variables (see `ddl`).
