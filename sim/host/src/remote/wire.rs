@@ -164,11 +164,27 @@ pub struct DatabaseInfo {
     pub size: u64,
     /// Digest of the database's content (changes when a restore replaces it).
     pub content: String,
-    /// `online`, or `restoring` after a failed restore.
+    /// `online`; `restoring` after a failed restore or one WITH
+    /// NORECOVERY; `standby`.
     pub state: String,
     /// The backup number it was last restored from, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<u32>,
+    /// `FULL`, `SIMPLE` or `BULK_LOGGED` (empty from a server that does not
+    /// say).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub recovery_model: String,
+    /// Where its log ends (0 from a server that does not say).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lsn: u64,
+    /// The log chain's end: where the next BACKUP LOG starts, if a chain
+    /// runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_chain_lsn: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What `Status` reports.

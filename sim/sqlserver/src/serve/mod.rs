@@ -679,6 +679,9 @@ impl Inner {
                     content: format!("{:016x}", d.content),
                     state: d.state.clone(),
                     restored_from: d.restored_from,
+                    recovery_model: d.recovery.clone(),
+                    lsn: d.lsn,
+                    log_chain_lsn: d.log_lsn,
                 })
                 .collect(),
             sets: lock(&self.sets).keys().cloned().collect(),
