@@ -16,6 +16,7 @@
 
 use crate::content::Content;
 use crate::msg::{BufId, Cmd, Completion, DevIx, ToClient, ToServer};
+use crate::mutation::Mutation;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use vdi_spec::id;
@@ -119,6 +120,8 @@ pub struct ClientSet {
     pub notes: Vec<Note>,
     /// Whether to record [`Note`]s.
     pub tracing: bool,
+    /// A deliberately broken rule (test-only; [`Mutation::None`] by default).
+    mutation: Mutation,
 }
 
 fn ok<T>(v: T, clause: ClauseId, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
@@ -161,7 +164,13 @@ impl ClientSet {
             out: Vec::new(),
             notes: Vec::new(),
             tracing: false,
+            mutation: Mutation::None,
         }
+    }
+
+    /// Breaks one rule on purpose (test-only: see [`crate::mutation`]).
+    pub fn set_mutation(&mut self, m: Mutation) {
+        self.mutation = m;
     }
 
     pub fn state(&self) -> ClientState {
@@ -619,6 +628,15 @@ impl ClientSet {
         let cell = self.cell(TableMethod::GetCommand);
         let i = match self.device_check(h, TableMethod::GetCommand) {
             Ok(i) => i,
+            Err(_)
+                if self.mutation == Mutation::CloseLeavesGetCommandBlocked
+                    && self.state == ClientState::Dne
+                    && h.incarnation == self.incarnation =>
+            {
+                // The mutant: a GetCommand on a device of the set just
+                // closed waits (forever) instead of being answered.
+                return Blocking::Pending;
+            }
             Err(r) => {
                 return Blocking::Ready(Ret {
                     result: Err(r.code()),
