@@ -867,6 +867,17 @@ impl ClientSet {
         }
         match msg {
             ToClient::Configured { cfg, devices } => {
+                if self.server_cfg.is_none() && devices.len() > self.cfg.device_count as usize {
+                    // A server that names more devices than deviceCount
+                    // (clause config.device-count) is not believed: the set
+                    // stays unconfigured and GetConfiguration times out.
+                    // Found by the `shm` fuzz target.
+                    let (named, count) = (devices.len(), self.cfg.device_count);
+                    self.note("ConfigurationRefused", id::CONFIG_DEVICE_COUNT, || {
+                        format!("{named} devices named, deviceCount {count}")
+                    });
+                    return;
+                }
                 if self.server_cfg.is_none() {
                     self.server_cfg = Some(cfg);
                     self.devices = devices
@@ -882,9 +893,24 @@ impl ClientSet {
                 if self.state == ClientState::Abort {
                     return;
                 }
-                let Some(d) = self.devices.get_mut(c.dev as usize) else {
+                if c.dev as usize >= self.devices.len() {
                     return;
-                };
+                }
+                if self.holds(&c) {
+                    // A server that sends an id or a buffer the client still
+                    // holds is not believed (clause
+                    // complete-command.returns-buffer: a buffer is the
+                    // client's until it completes the command). Found by
+                    // the `shm` fuzz target.
+                    let (dev, cid) = (c.dev, c.id.0);
+                    self.note(
+                        "CommandRefused",
+                        id::COMPLETE_COMMAND_RETURNS_BUFFER,
+                        || format!("dev={dev} id={cid}: its id or buffer is held"),
+                    );
+                    return;
+                }
+                let d = &mut self.devices[c.dev as usize];
                 if d.io_error {
                     self.auto_complete(c);
                 } else if c.code == CommandCode::ClearError && !d.outstanding.is_empty() {
@@ -912,6 +938,18 @@ impl ClientSet {
                 }
             }
         }
+    }
+
+    /// Whether a command with `c`'s id or buffer is held (queued,
+    /// outstanding or a held ClearError) by any device.
+    fn holds(&self, c: &Cmd) -> bool {
+        self.devices.iter().any(|d| {
+            d.queue
+                .iter()
+                .chain(&d.outstanding)
+                .chain(&d.held_clear_error)
+                .any(|h| h.id == c.id || (c.buffer.is_some() && h.buffer == c.buffer))
+        })
     }
 
     /// Whether the server process is known to be gone.
