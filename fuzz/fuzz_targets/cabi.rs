@@ -543,11 +543,18 @@ impl Client {
             unsafe { cvds_create(this, names[0].as_ptr(), &mut cfg) },
             false,
         );
+        // A statement the server accepts, so the configuration comes at
+        // once (an invalid one would cost the 10 ms wait below).
         let stmt = Statement {
             devices: names
                 .iter()
                 .map(|c| c.to_string_lossy().into_owned())
                 .collect(),
+            options: TransferOptions {
+                block_size: 512,
+                max_transfer_size: 65536,
+                buffer_count: None,
+            },
             ..statement(u)?
         };
         let text = CString::new(serde_json::to_string(&stmt).unwrap_or_default()).ok();
