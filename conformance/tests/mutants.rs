@@ -144,6 +144,20 @@ fn the_explore_command_reports_the_mutant_and_writes_a_replayable_schedule() {
     let replayed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{replayed}");
     assert!(replayed.contains(&format!("[{}]", f.clause)), "{replayed}");
+    // `vdisim explore` with no configuration runs every one at its default
+    // bound: only the one where Close races a device loop breaks.
+    let (code, text) = vdisim(&["explore", "--mutant", MUTANT, "--out-dir"], &s.0);
+    assert_eq!(code, 1, "{text}");
+    let clean = text.lines().filter(|l| l.ends_with("no violation")).count();
+    assert_eq!(
+        clean,
+        explore::configs().iter().filter(|c| !c.flawed).count() - 1,
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("configuration {CONFIG} on the mutant model")),
+        "{text}"
+    );
     // An unknown mutant is refused with the list.
     let (code, text) = vdisim(&["explore", CONFIG, "--mutant", "nope", "--out-dir"], &s.0);
     assert_eq!(code, 2, "{text}");
