@@ -11,6 +11,11 @@
 //! configuration, the bound and the choice index of every step), which
 //! `vdisim explore --replay FILE` runs again and prints with its trace.
 //!
+//! `--mutant NAME` (test-only) runs the configurations on a model with one
+//! rule deliberately broken (`vdi_model::mutation`), to show that the
+//! explorer finds it; the schedule file records the mutant, so its replay
+//! runs the same broken model.
+//!
 //! `racy-staging` is a deliberately flawed client (a data race between its
 //! device threads) that only some interleavings expose; it is run only
 //! when named, to show what a found violation looks like.
@@ -25,8 +30,9 @@ use vdi_model::call::{Reply, Value};
 use vdi_model::checks::Violation;
 use vdi_model::content::Content;
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger, UnknownPlan};
+use vdi_model::mutation::Mutation;
 use vdi_model::process::ClientProcess;
-use vdi_model::programs::{Action, ClientSpec, Operation, Program};
+use vdi_model::programs::{Action, ClientSpec, Flaw, Operation, Program};
 use vdi_model::trace::Trace;
 use vdi_sim::explore::{self, Build, ExploreError, Explored, Limits, Schedule};
 use vdi_sim::scheduler::Scheduler;
@@ -62,6 +68,10 @@ pub struct ExploreArgs {
     /// List the configurations and exit.
     #[arg(long)]
     pub list: bool,
+    /// Test-only: explore a model with one rule deliberately broken, to see
+    /// the explorer catch it (close-leaves-getcommand-blocked).
+    #[arg(long, value_name = "NAME", default_value = "none")]
+    pub mutant: Mutation,
 }
 
 /// A bad `explore` argument or input, with how to fix it.
@@ -93,6 +103,8 @@ pub struct Config {
     pub flawed: bool,
     spec: ClientSpec,
     plan: Plan,
+    /// A deliberately broken model rule (test-only; `--mutant`).
+    pub mutant: Mutation,
 }
 
 /// A configuration's fault plan.
@@ -116,6 +128,11 @@ fn spec(op: Operation, devices: u16, data_bytes: u64, server_timeout_ms: u32) ->
     s
 }
 
+fn with_flaw(mut s: ClientSpec, f: Flaw) -> ClientSpec {
+    s.flaws.insert(f);
+    s
+}
+
 /// The named configurations, in the order `vdisim explore` runs them.
 pub fn configs() -> Vec<Config> {
     vec![
@@ -126,6 +143,7 @@ pub fn configs() -> Vec<Config> {
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
             plan: Plan::Named("client-abort"),
+            mutant: Mutation::None,
         },
         Config {
             name: "backup2-server-abort",
@@ -134,6 +152,19 @@ pub fn configs() -> Vec<Config> {
             flawed: false,
             spec: spec(Operation::Backup, 2, 256 << 10, 60_000),
             plan: Plan::Named("server-abort"),
+            mutant: Mutation::None,
+        },
+        Config {
+            name: "backup2-client-close",
+            about: "2-device BACKUP (2 writes and a Flush per device); device 0's thread calls Close (devices open) when it fetches its 2nd command, racing device 1's loop (perhaps blocked in GetCommand) and the messages in flight; every call must be answered",
+            bound: 2,
+            flawed: false,
+            spec: with_flaw(
+                spec(Operation::Backup, 2, 256 << 10, 60_000),
+                Flaw::ClosesWhileDevicesWait,
+            ),
+            plan: Plan::Named("none"),
+            mutant: Mutation::None,
         },
         Config {
             name: "backup1-abort-vs-complete",
@@ -142,6 +173,7 @@ pub fn configs() -> Vec<Config> {
             flawed: false,
             spec: spec(Operation::Backup, 1, 192 << 10, 60_000),
             plan: Plan::AbortAfterCompletions(1),
+            mutant: Mutation::None,
         },
         Config {
             name: "restore2-read-fault",
@@ -150,6 +182,7 @@ pub fn configs() -> Vec<Config> {
             flawed: false,
             spec: spec(Operation::Restore, 2, 64 << 10, 60_000),
             plan: Plan::Named("read-fault"),
+            mutant: Mutation::None,
         },
         Config {
             name: "backup3-watchdog",
@@ -158,6 +191,7 @@ pub fn configs() -> Vec<Config> {
             flawed: false,
             spec: spec(Operation::Backup, 3, 64 << 10, 1_000),
             plan: Plan::Named("slow-client"),
+            mutant: Mutation::None,
         },
         Config {
             name: "racy-staging",
@@ -166,6 +200,7 @@ pub fn configs() -> Vec<Config> {
             flawed: true,
             spec: spec(Operation::Backup, 2, 128 << 10, 60_000),
             plan: Plan::Named("none"),
+            mutant: Mutation::None,
         },
     ]
 }
@@ -187,6 +222,12 @@ pub fn config(name: &str) -> Result<Config, ExploreArgError> {
 }
 
 impl Config {
+    /// This configuration on a model with `m` deliberately broken
+    /// (test-only).
+    pub fn with_mutant(self, m: Mutation) -> Config {
+        Config { mutant: m, ..self }
+    }
+
     /// The world configuration (seed 1: the seed names no interleaving
     /// here, the explorer's scheduler decides every step).
     pub fn world_config(&self) -> Result<WorldConfig, ExploreArgError> {
@@ -205,6 +246,7 @@ impl Config {
         };
         cfg.budget_ms = 600_000;
         cfg.max_steps = 20_000;
+        cfg.mutation = self.mutant;
         if self.spec.operation == Operation::Restore {
             cfg.seed_backups.push(self.spec.backup_layout());
         }
@@ -244,7 +286,7 @@ impl Config {
     /// world's invariants and [`oracle`].
     pub fn explore(&self, limits: Limits) -> Result<Explored, ExploreArgError> {
         let b = self.builder()?;
-        explore::explore_checked(&b as &Build<'_>, limits, &oracle)
+        explore::explore_checked(&b as &Build<'_>, limits, &|r| self.judge(r))
             .map_err(|e| ExploreArgError::Explore(self.name.to_string(), e))
     }
 
@@ -254,9 +296,23 @@ impl Config {
         let b = self.builder()?;
         let (mut r, taken) = explore::replay(&b as &Build<'_>, schedule, Trace::recording())
             .map_err(|e| ExploreArgError::Explore(self.name.to_string(), e))?;
-        let extra = oracle(&r);
+        let extra = self.judge(&r);
         r.violations.extend(extra);
         Ok((r, taken))
+    }
+}
+
+impl Config {
+    /// [`oracle`], but a client that closes the set under its device
+    /// threads ([`Flaw::ClosesWhileDevicesWait`]) may see its loops end
+    /// with Close's own code or the use-after-close code: only that the run
+    /// ends by itself is asked of it.
+    pub fn judge(&self, r: &RunResult) -> Vec<Violation> {
+        let mut v = oracle(r);
+        if self.spec.has(Flaw::ClosesWhileDevicesWait) {
+            v.retain(|x| x.clause != id::TERM_CLOSE_DEVICE.as_str());
+        }
+        v
     }
 }
 
@@ -393,6 +449,9 @@ pub struct ScheduleFile {
     pub clause: String,
     /// The choice index of every step.
     pub schedule: Vec<u32>,
+    /// The deliberately broken model rule it was found with (test-only).
+    #[serde(default, skip_serializing_if = "Mutation::is_none")]
+    pub mutant: Mutation,
 }
 
 /// Runs `vdisim explore`: exit status 0 when nothing violated, 1 when a
@@ -419,6 +478,10 @@ pub fn run(a: &ExploreArgs) -> Result<Output, ExploreArgError> {
             .map(|n| config(n))
             .collect::<Result<_, _>>()?
     };
+    let chosen: Vec<Config> = chosen
+        .into_iter()
+        .map(|c| c.with_mutant(a.mutant))
+        .collect();
     let mut text = String::new();
     let mut status = 0;
     for c in &chosen {
@@ -444,6 +507,11 @@ fn report(
     out_dir: &Path,
 ) -> Result<u8, ExploreArgError> {
     let s = &e.stats;
+    let name = if c.mutant.is_none() {
+        c.name.to_string()
+    } else {
+        format!("{} on the mutant model {}", c.name, c.mutant.name())
+    };
     let counts = format!(
         "{} schedules, {} states, max depth {}",
         s.schedules, s.states, s.max_depth
@@ -456,8 +524,7 @@ fn report(
         };
         let _ = writeln!(
             text,
-            "{scope} with ≤ {bound} preemptions of configuration {}: {counts}, no violation",
-            c.name
+            "{scope} with ≤ {bound} preemptions of configuration {name}: {counts}, no violation"
         );
         return Ok(0);
     };
@@ -468,6 +535,7 @@ fn report(
         preemptions: found.preemptions,
         clause: first.clause.clone(),
         schedule: found.schedule.clone(),
+        mutant: c.mutant,
     };
     let path = out_dir.join(format!("explore-{}.json", c.name));
     let json = serde_json::to_string(&file).unwrap_or_default();
@@ -484,8 +552,7 @@ fn report(
         .map_err(|err| ExploreArgError::Write(path.clone(), err.to_string()))?;
     let _ = writeln!(
         text,
-        "configuration {} with ≤ {bound} preemptions: VIOLATION after {counts}",
-        c.name
+        "configuration {name} with ≤ {bound} preemptions: VIOLATION after {counts}"
     );
     for v in &found.result.violations {
         let _ = writeln!(text, "  [{}] {}", v.clause, v.what);
@@ -514,7 +581,7 @@ pub fn read_schedule(file: &Path) -> Result<ScheduleFile, ExploreArgError> {
 /// violations; exit status 1 when it violates.
 pub fn replay_file(file: &Path) -> Result<Output, ExploreArgError> {
     let f = read_schedule(file)?;
-    let c = config(&f.config)?;
+    let c = config(&f.config)?.with_mutant(f.mutant);
     let (r, _) = c.replay(&f.schedule)?;
     let mut text = r.trace.to_jsonl();
     let _ = writeln!(

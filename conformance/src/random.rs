@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
+use vdi_model::mutation::Mutation;
 use vdi_model::programs::{ClientSpec, Flaw, Operation};
 use vdi_model::statement::ReadSizes;
 use vdi_model::trace::Trace;
@@ -31,6 +32,10 @@ pub struct RandomCase {
     pub seed: u64,
     pub spec: ClientSpec,
     pub faults: Vec<PlannedFault>,
+    /// A deliberately broken model rule the case runs on (test-only:
+    /// `vdisim fuzz --mutant`; none by default).
+    #[serde(default, skip_serializing_if = "Mutation::is_none")]
+    pub mutant: Mutation,
 }
 
 fn pick(rng: &mut ChaCha8Rng, n: u64) -> u64 {
@@ -75,12 +80,18 @@ pub fn from_seed(seed: u64) -> RandomCase {
     }
     let cx = spec.plan_context();
     let faults = vdi_sim::plans::random(&cx, seed).faults;
-    RandomCase { seed, spec, faults }
+    RandomCase {
+        seed,
+        spec,
+        faults,
+        mutant: Mutation::None,
+    }
 }
 
 /// The world configuration of a case.
 pub fn config(c: &RandomCase) -> WorldConfig {
     let mut cfg = WorldConfig::new(c.seed);
+    cfg.mutation = c.mutant;
     cfg.faults = FaultPlan {
         name: format!("random:{}", c.seed),
         faults: c.faults.clone(),
@@ -133,6 +144,7 @@ pub fn check(c: &RandomCase, r: &RunResult) -> Vec<Broken> {
                 | Flaw::ClosesBeforeClose
                 | Flaw::TimeoutIsFatal
                 | Flaw::IgnoresUnknownCommands
+                | Flaw::ClosesWhileDevicesWait
         )
     });
     let stalls_forever = c.faults.iter().any(|f| {
@@ -171,9 +183,14 @@ pub fn check(c: &RandomCase, r: &RunResult) -> Vec<Broken> {
 pub fn to_scenario(c: &RandomCase, id: &str, broken: &[Broken]) -> String {
     let s = &c.spec;
     let mut t = String::new();
-    t.push_str(&format!(
-        "# Written by a failing randomized run; replay: vdisim replay <this file>\nid = \"{id}\"\n"
-    ));
+    t.push_str("# Written by a failing randomized run; replay: vdisim replay <this file>\n");
+    if !c.mutant.is_none() {
+        t.push_str(&format!(
+            "# Found on the mutant model {} (vdisim fuzz --mutant, test-only): the replay runs the unbroken model.\n",
+            c.mutant.name()
+        ));
+    }
+    t.push_str(&format!("id = \"{id}\"\n"));
     let clauses: Vec<String> = {
         let mut k: Vec<String> = broken.iter().map(|b| b.clause.clone()).collect();
         k.sort();
@@ -322,7 +339,12 @@ fn structured(u: &mut arbitrary::Unstructured<'_>) -> arbitrary::Result<RandomCa
     for _ in 0..u.int_in_range(0..=3)? {
         faults.push(planned(u, devices)?);
     }
-    Ok(RandomCase { seed, spec, faults })
+    Ok(RandomCase {
+        seed,
+        spec,
+        faults,
+        mutant: Mutation::None,
+    })
 }
 
 fn planned(u: &mut arbitrary::Unstructured<'_>, devices: u16) -> arbitrary::Result<PlannedFault> {

@@ -33,7 +33,8 @@ pub struct SimulateArgs {
     pub faults: String,
     /// Client flaws, comma-separated (`reference` for none): closes-before-close,
     /// ignores-unknown-commands, timeout-is-fatal, short-transfers,
-    /// tampers-command-block, reads-until-full, ignores-outcome, flush-not-supported.
+    /// tampers-command-block, reads-until-full, ignores-outcome, flush-not-supported,
+    /// closes-while-devices-wait.
     #[arg(long, default_value = "reference")]
     pub client: String,
     /// Bytes of database data the backup streams.

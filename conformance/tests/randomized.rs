@@ -133,7 +133,12 @@ fn case() -> impl Strategy<Value = RandomCase> {
                     } else {
                         ReadSizes::Max
                     };
-                    RandomCase { seed, spec, faults }
+                    RandomCase {
+                        seed,
+                        spec,
+                        faults,
+                        mutant: Default::default(),
+                    }
                 },
             )
     })

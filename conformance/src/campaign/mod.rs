@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
+use vdi_model::mutation::Mutation;
 use vdi_model::trace::Trace;
 
 /// Longest `--time`: 30 days.
@@ -76,6 +77,11 @@ pub struct FuzzArgs {
     /// Worker threads (default: every core).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub jobs: Option<u64>,
+    /// Test-only: run the cases on a model with one rule deliberately
+    /// broken, to see the campaign catch it (close-leaves-getcommand-blocked).
+    /// A state directory keeps to the mutant it was started with.
+    #[arg(long, value_name = "NAME", default_value = "none")]
+    pub mutant: Mutation,
 }
 
 /// What is wrong with the arguments or the state directory.
@@ -196,6 +202,12 @@ impl Summary {
                 "FAILURE seed {:#x} [{}] {}\n  shrunk to {}\n  replay: vdisim replay {}\n",
                 f.seed, f.clause, f.what, f.file, f.file
             ));
+            if !s.mutant.is_none() {
+                t.push_str(&format!(
+                    "  (found on the mutant model {}: the replay runs the unbroken model)\n",
+                    s.mutant.name()
+                ));
+            }
         }
         t
     }
@@ -217,7 +229,7 @@ struct Shared {
 pub fn run(a: &FuzzArgs) -> Result<Summary, FuzzError> {
     let time = parse_duration(&a.time)?;
     let shard = parse_shard(&a.shard)?;
-    let (st, corpus) = state::load_or_new(&a.state, a.seed, shard)?;
+    let (st, corpus) = state::load_or_new(&a.state, a.seed, shard, a.mutant)?;
     let resumed_at = st.next;
     let shared = Arc::new(Shared {
         next: AtomicU64::new(st.next),
@@ -329,7 +341,8 @@ fn worker(sh: &Shared, a: &FuzzArgs, shard: (u64, u64), deadline: Instant, limit
         let mut found = Vec::new();
         let mut new_cov = Vec::new();
         for k in start..end {
-            let case = case_at(a.seed, shard, k, &corpus);
+            let mut case = case_at(a.seed, shard, k, &corpus);
+            case.mutant = a.mutant;
             let r = random::run(&case, Trace::off());
             let broken = random::check(&case, &r);
             let new = local.is_new(&r) && lock(&sh.state).is_new(&r);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
+use vdi_model::mutation::Mutation;
 use vdi_sim::world::RunResult;
 
 /// The `format` of a state file this build reads and writes.
@@ -41,6 +42,15 @@ pub enum StateError {
         seed: u64,
         shard: (u64, u64),
     },
+    #[error(
+        "{} holds a campaign on the model with mutant {found}; this run asks for mutant {asked}: use the same --mutant to resume it, or another --state directory",
+        path.display()
+    )]
+    MutantMismatch {
+        path: PathBuf,
+        found: &'static str,
+        asked: &'static str,
+    },
 }
 
 /// One failure of a campaign.
@@ -70,6 +80,10 @@ pub struct CampaignState {
     /// "Method/State" → cases that exercised the client-table cell.
     pub cell_hits: BTreeMap<String, u64>,
     pub failures: Vec<Failure>,
+    /// The deliberately broken model rule the campaign runs on (test-only:
+    /// `--mutant`).
+    #[serde(default, skip_serializing_if = "Mutation::is_none")]
+    pub mutant: Mutation,
 }
 
 impl CampaignState {
@@ -83,6 +97,7 @@ impl CampaignState {
             clause_hits: BTreeMap::new(),
             cell_hits: BTreeMap::new(),
             failures: Vec::new(),
+            mutant: Mutation::None,
         }
     }
 
@@ -136,6 +151,7 @@ pub fn load_or_new(
     dir: &Path,
     seed: u64,
     shard: (u64, u64),
+    mutant: Mutation,
 ) -> Result<(CampaignState, Vec<RandomCase>), StateError> {
     std::fs::create_dir_all(dir.join("failures")).map_err(io(dir))?;
     let path = dir.join("state.json");
@@ -143,7 +159,11 @@ pub fn load_or_new(
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             check_ours(&dir.join("corpus.json"), "[")?;
-            return Ok((CampaignState::new(seed, shard), Vec::new()));
+            let st = CampaignState {
+                mutant,
+                ..CampaignState::new(seed, shard)
+            };
+            return Ok((st, Vec::new()));
         }
         Err(e) => return Err(io(&path)(e)),
     };
@@ -164,6 +184,13 @@ pub fn load_or_new(
             found_shard: st.shard,
             seed,
             shard,
+        });
+    }
+    if st.mutant != mutant {
+        return Err(StateError::MutantMismatch {
+            path,
+            found: st.mutant.name(),
+            asked: mutant.name(),
         });
     }
     let cpath = dir.join("corpus.json");

@@ -78,7 +78,7 @@ fn shrinking_reaches_the_smallest_failing_case() {
 fn a_failure_becomes_a_replayable_scenario() {
     let dir = std::env::temp_dir().join(format!("vdisim-campaign-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (st, corpus) = state::load_or_new(&dir, 1, (0, 1)).unwrap();
+    let (st, corpus) = state::load_or_new(&dir, 1, (0, 1), Mutation::None).unwrap();
     assert_eq!((st.next, corpus.len()), (0, 0));
     let case = random::from_seed(5);
     let broken = vec![random::Broken {
@@ -102,10 +102,10 @@ fn a_failure_becomes_a_replayable_scenario() {
     let mut st = st;
     st.next = 640;
     state::save(&dir, &st, std::slice::from_ref(&case)).unwrap();
-    let (back, corpus) = state::load_or_new(&dir, 1, (0, 1)).unwrap();
+    let (back, corpus) = state::load_or_new(&dir, 1, (0, 1), Mutation::None).unwrap();
     assert_eq!((back.next, corpus), (640, vec![case]));
     assert!(matches!(
-        state::load_or_new(&dir, 2, (0, 1)),
+        state::load_or_new(&dir, 2, (0, 1), Mutation::None),
         Err(state::StateError::Mismatch { .. })
     ));
     let _ = std::fs::remove_dir_all(&dir);

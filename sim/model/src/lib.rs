@@ -28,6 +28,8 @@
 //!   obligations a call log is graded by ([`checks::obligations`]).
 //! - [`programs`]: client programs — the reference client and the flawed
 //!   clients real products have been seen to be.
+//! - [`mutation`]: deliberately broken rules (test-only), to show the
+//!   explorer and the fuzzer find a broken model.
 //!
 //! ## What this crate must not do
 //!
@@ -47,6 +49,7 @@ pub mod content;
 pub mod fault;
 pub mod media;
 pub mod msg;
+pub mod mutation;
 pub mod outcome;
 pub mod process;
 pub mod programs;

@@ -87,10 +87,15 @@ pub enum Flaw {
     IgnoresOutcome,
     /// Answers VDC_Flush with ERROR_NOT_SUPPORTED (field row 18).
     FlushNotSupported,
+    /// Device 0's thread calls Close (devices still open) when it fetches
+    /// its 2nd command, while the other device threads are still in their
+    /// loops, perhaps blocked in GetCommand (clause `close.wait-for-close`).
+    /// The library must still answer every one of them: nothing hangs.
+    ClosesWhileDevicesWait,
 }
 
 impl Flaw {
-    pub const ALL: [Flaw; 8] = [
+    pub const ALL: [Flaw; 9] = [
         Flaw::ClosesBeforeClose,
         Flaw::IgnoresUnknownCommands,
         Flaw::TimeoutIsFatal,
@@ -99,6 +104,7 @@ impl Flaw {
         Flaw::ReadsUntilFull,
         Flaw::IgnoresOutcome,
         Flaw::FlushNotSupported,
+        Flaw::ClosesWhileDevicesWait,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -110,6 +116,7 @@ impl Flaw {
             Flaw::ReadsUntilFull => "reads-until-full",
             Flaw::IgnoresOutcome => "ignores-outcome",
             Flaw::FlushNotSupported => "flush-not-supported",
+            Flaw::ClosesWhileDevicesWait => "closes-while-devices-wait",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
@@ -583,6 +590,7 @@ pub fn device_loop(spec: &ClientSpec, dev: DeviceHandle) -> Box<dyn Program> {
         dev,
         pending: None,
         done: false,
+        fetched: 0,
     })
 }
 
@@ -594,6 +602,8 @@ struct DeviceLoop {
     /// A command fetched and not yet completed.
     pending: Option<Cmd>,
     done: bool,
+    /// Commands fetched (counted for [`Flaw::ClosesWhileDevicesWait`]).
+    fetched: u32,
 }
 
 impl DeviceLoop {
@@ -683,6 +693,8 @@ impl DeviceLoop {
 impl Program for DeviceLoop {
     fn describe(&self, out: &mut dyn std::fmt::Write) -> bool {
         write!(out, "dev {:?} {:?} {}", self.dev, self.pending, self.done).is_ok()
+            && (!self.spec.has(Flaw::ClosesWhileDevicesWait)
+                || write!(out, " {}", self.fetched).is_ok())
     }
 
     fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
@@ -702,6 +714,16 @@ impl Program for DeviceLoop {
         }
         match r.value {
             Value::Command(c) => {
+                self.fetched = self.fetched.saturating_add(1);
+                if self.spec.has(Flaw::ClosesWhileDevicesWait)
+                    && self.dev.index == 0
+                    && self.fetched == 2
+                {
+                    // Closes the set under the other device threads; the
+                    // reply to Close ends this loop.
+                    self.done = true;
+                    return Action::Call(Call::Close);
+                }
                 self.pending = Some(c.clone());
                 self.perform(c, p)
             }

@@ -187,8 +187,13 @@ impl World {
                 );
             }
             Call::Close => {
+                let closed = self.client.incarnation();
                 let r = self.client.close(&mut self.names);
                 self.simple(i, mark, who, "Close", String::new, r);
+                // Close answers every call waiting on the set (as the
+                // stand-in library's runtime does), then none may wait.
+                self.wake_blocked();
+                self.check_none_waits_on(closed);
             }
             Call::SignalAbort => {
                 let r = self.client.signal_abort();
@@ -221,7 +226,10 @@ impl World {
             }
             Call::GetCommand { dev, timeout } => match self.client.get_command(dev) {
                 Blocking::Ready(r) => self.finish_get_command(i, dev, r),
-                Blocking::Pending => self.block(i, Wait::GetCommand(dev, false), timeout),
+                Blocking::Pending => {
+                    self.check_closed_set_answers(i, dev);
+                    self.block(i, Wait::GetCommand(dev, false), timeout);
+                }
             },
             Call::CompleteCommand {
                 dev,
@@ -231,6 +239,31 @@ impl World {
                 position,
                 data,
             } => self.complete_command(i, who, dev, cmd, (code, bytes, position), data),
+        }
+    }
+
+    /// The invariant of a GetCommand about to wait: its device is not one
+    /// of a set closed since (clause `close.invalidates-devices`: a device
+    /// interface of a closed set gets the use-after-close code at once; a
+    /// client thread that calls it after another thread's Close must not
+    /// hang).
+    fn check_closed_set_answers(&mut self, i: usize, dev: DeviceHandle) {
+        let closed = self.client.state() == vdi_spec::ClientState::Dne
+            || dev.incarnation != self.client.incarnation();
+        if !closed {
+            return;
+        }
+        let what = format!(
+            "{}: GetCommand on device {} of a closed set waits instead of getting the use-after-close code",
+            self.threads[i].who, dev.index
+        );
+        // Once per thread and device: a polling thread would repeat it.
+        if !self.violations.iter().any(|v| v.what == what) {
+            self.violations.push(checks::Violation {
+                clause: id::CLOSE_INVALIDATES_DEVICES.into(),
+                what,
+                at: None,
+            });
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::scheduler::Choice;
 use crate::world::{End, ThreadState, Wait, World};
 use vdi_model::call::{Reply, Value};
+use vdi_model::checks::Violation;
 use vdi_model::client::Blocking;
 use vdi_model::msg::{ToClient, ToServer};
 use vdi_spec::Hresult;
@@ -225,6 +226,32 @@ impl World {
                     }
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// The invariant after a Close of set incarnation `closed`: no thread
+    /// is still blocked in GetCommand on one of its devices. Close with
+    /// devices open aborts the set (clause `close.devices-open`), and a
+    /// GetCommand blocked on it must be answered, not left waiting (clause
+    /// `get-command.abort`: "a blocked call included"); otherwise the
+    /// device thread hangs, and with it a client that joins its threads.
+    pub(crate) fn check_none_waits_on(&mut self, closed: u32) {
+        for t in &self.threads {
+            if let ThreadState::Blocked {
+                wait: Wait::GetCommand(h, _),
+                ..
+            } = t.state
+                && h.incarnation == closed
+            {
+                self.violations.push(Violation {
+                    clause: id::GET_COMMAND_ABORT.into(),
+                    what: format!(
+                        "{} is still blocked in GetCommand on dev{} after Close released the set: Close must answer every call waiting on it",
+                        t.who, h.index
+                    ),
+                    at: None,
+                });
             }
         }
     }

@@ -19,6 +19,7 @@ use vdi_model::checks::Violation;
 use vdi_model::client::{ClientSet, DeviceHandle, Namespace};
 use vdi_model::fault::{FaultPlan, FaultSchedule};
 use vdi_model::msg::{DevIx, ToClient};
+use vdi_model::mutation::Mutation;
 use vdi_model::outcome::Outcome;
 use vdi_model::process::ClientProcess;
 use vdi_model::programs::{Action, Program};
@@ -116,6 +117,11 @@ pub struct WorldConfig {
     /// instead of one step per millisecond per polling thread. 0 (the
     /// default): every poll costs `poll_interval_ms`.
     pub poll_backoff_max_ms: u64,
+    /// A deliberately broken model rule. **Test-only**: no profile or
+    /// scenario sets it; `vdisim explore --mutant` and `vdisim fuzz
+    /// --mutant` do, to show the harness finds a broken model
+    /// (`vdi_model::mutation`). Default [`Mutation::None`].
+    pub mutation: Mutation,
 }
 
 impl WorldConfig {
@@ -131,6 +137,7 @@ impl WorldConfig {
             link_capacity: 1 << 16,
             poll_interval_ms: 1,
             poll_backoff_max_ms: 0,
+            mutation: Mutation::None,
         }
     }
 }
@@ -240,6 +247,7 @@ impl World {
         }
         let mut client = ClientSet::new(profile);
         client.tracing = trace.on();
+        client.set_mutation(cfg.mutation);
         let process = ClientProcess::holding(cfg.seed_backups.last());
         World {
             now: 0,

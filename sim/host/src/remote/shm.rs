@@ -25,6 +25,9 @@ use vdi_model::msg::BufId;
 /// Buffers per chunk.
 pub const PER_CHUNK: u32 = 16;
 
+/// The largest alignment a chunk may ask for (1 GiB).
+pub const ALIGN_MAX: u64 = 1 << 30;
+
 /// One shared mapping, aligned to at least its `align`.
 pub struct Mapping {
     base: NonNull<u8>,
@@ -44,7 +47,10 @@ impl Mapping {
     /// (a power of two).
     pub fn map(file: &File, len: usize, align: usize) -> io::Result<Mapping> {
         let page = 4096usize;
-        let align = align.max(page).next_power_of_two();
+        let align = align
+            .max(page)
+            .checked_next_power_of_two()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "alignment too large"))?;
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -318,25 +324,53 @@ pub struct ClientMap {
 }
 
 impl ClientMap {
-    /// Maps an announced chunk.
+    /// Maps an announced chunk. The announcement comes from the peer, so
+    /// its geometry is checked before anything is mapped: buffers that fit
+    /// the chunk (`per_chunk * stride == len`, the data zone inside each),
+    /// a power-of-two alignment of at most [`ALIGN_MAX`], a file at least
+    /// `len` long (touching a mapping past the end of its file is SIGBUS),
+    /// buffer ids that fit a `u32`, the same `per_chunk` as the chunks
+    /// mapped before, and a chunk not mapped yet (mapping it again would
+    /// unmap buffers the client may hold). Found by the `shm` fuzz target.
     pub fn add(&self, m: MapChunk) -> io::Result<()> {
-        let file = OpenOptions::new().read(true).write(true).open(&m.path)?;
-        let len = usize::try_from(m.len).map_err(|_| io::Error::other("chunk too large"))?;
+        let bad = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidData, why.to_string()));
         if m.stride == 0
             || m.per_chunk == 0
             || u64::from(m.per_chunk).checked_mul(m.stride) != Some(m.len)
             || m.data_offset >= m.stride
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "inconsistent chunk geometry",
-            ));
+            return bad("inconsistent chunk geometry");
+        }
+        if !m.align.is_power_of_two() || m.align > ALIGN_MAX {
+            return bad("chunk alignment is not a power of two up to 1 GiB");
+        }
+        if m.chunk
+            .checked_mul(m.per_chunk)
+            .and_then(|first| first.checked_add(m.per_chunk - 1))
+            .is_none()
+        {
+            return bad("chunk number out of range");
+        }
+        {
+            let g = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+            if g.contains_key(&m.chunk) {
+                return bad("chunk already mapped");
+            }
+            if g.values().any(|(_, o)| o.per_chunk != m.per_chunk) {
+                return bad("buffers per chunk differ from the earlier chunks'");
+            }
+        }
+        let file = OpenOptions::new().read(true).write(true).open(&m.path)?;
+        let len = usize::try_from(m.len).map_err(|_| io::Error::other("chunk too large"))?;
+        if file.metadata()?.len() < m.len {
+            return bad("chunk file shorter than the chunk");
         }
         let map = Mapping::map(&file, len, m.align as usize)?;
-        self.chunks
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(m.chunk, (map, m));
+        let mut g = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+        if g.contains_key(&m.chunk) || g.values().any(|(_, o)| o.per_chunk != m.per_chunk) {
+            return bad("chunk already mapped");
+        }
+        g.insert(m.chunk, (map, m));
         Ok(())
     }
 }
@@ -363,7 +397,7 @@ impl BufferMap for ClientMap {
                 return None;
             }
             let ix = u32::try_from(rel / m.stride).ok()?;
-            return Some(BufId(k * m.per_chunk + ix));
+            return k.checked_mul(m.per_chunk)?.checked_add(ix).map(BufId);
         }
         None
     }
@@ -398,6 +432,66 @@ mod tests {
             None,
             "chunk 0 was never announced"
         );
+    }
+
+    /// Geometry the peer announces is checked before anything is mapped
+    /// (found by the `shm` fuzz target).
+    #[test]
+    fn bad_geometry_is_refused() {
+        let path = std::env::temp_dir().join(format!("vdisim-shm-geo-{}", std::process::id()));
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(2 * 4096).unwrap();
+        let ok = MapChunk {
+            chunk: 0,
+            path: path.display().to_string(),
+            len: 2 * 4096,
+            stride: 4096,
+            data_offset: 512,
+            per_chunk: 2,
+            align: 4096,
+        };
+        let c = ClientMap::default();
+        for bad in [
+            MapChunk {
+                len: 4 * 4096,
+                stride: 2 * 4096,
+                ..ok.clone()
+            }, // past the file's end
+            MapChunk {
+                align: 3 << 12,
+                ..ok.clone()
+            },
+            MapChunk {
+                align: u64::MAX,
+                ..ok.clone()
+            },
+            MapChunk {
+                align: 1 << 40,
+                ..ok.clone()
+            },
+            MapChunk {
+                chunk: u32::MAX,
+                ..ok.clone()
+            },
+            MapChunk {
+                data_offset: 4096,
+                ..ok.clone()
+            },
+        ] {
+            assert!(c.add(bad.clone()).is_err(), "{bad:?}");
+        }
+        c.add(ok.clone()).unwrap();
+        assert!(c.add(ok.clone()).is_err(), "a chunk mapped again");
+        let other = MapChunk {
+            chunk: 1,
+            len: 4096,
+            per_chunk: 1,
+            ..ok.clone()
+        };
+        assert!(c.add(other).is_err(), "another per_chunk");
+        let p = c.address(BufId(1)).unwrap();
+        assert_eq!(c.lookup(p.as_ptr() as usize), Some(BufId(1)));
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use crate::content::Content;
 use crate::msg::{BufId, Cmd, Completion, DevIx, ToClient, ToServer};
+use crate::mutation::Mutation;
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use vdi_spec::id;
@@ -119,6 +120,8 @@ pub struct ClientSet {
     pub notes: Vec<Note>,
     /// Whether to record [`Note`]s.
     pub tracing: bool,
+    /// A deliberately broken rule (test-only; [`Mutation::None`] by default).
+    mutation: Mutation,
 }
 
 fn ok<T>(v: T, clause: ClauseId, cell: Option<(TableMethod, ClientState)>) -> Ret<T> {
@@ -161,7 +164,13 @@ impl ClientSet {
             out: Vec::new(),
             notes: Vec::new(),
             tracing: false,
+            mutation: Mutation::None,
         }
+    }
+
+    /// Breaks one rule on purpose (test-only: see [`crate::mutation`]).
+    pub fn set_mutation(&mut self, m: Mutation) {
+        self.mutation = m;
     }
 
     pub fn state(&self) -> ClientState {
@@ -619,6 +628,15 @@ impl ClientSet {
         let cell = self.cell(TableMethod::GetCommand);
         let i = match self.device_check(h, TableMethod::GetCommand) {
             Ok(i) => i,
+            Err(_)
+                if self.mutation == Mutation::CloseLeavesGetCommandBlocked
+                    && self.state == ClientState::Dne
+                    && h.incarnation == self.incarnation =>
+            {
+                // The mutant: a GetCommand on a device of the set just
+                // closed waits (forever) instead of being answered.
+                return Blocking::Pending;
+            }
             Err(r) => {
                 return Blocking::Ready(Ret {
                     result: Err(r.code()),
@@ -849,6 +867,17 @@ impl ClientSet {
         }
         match msg {
             ToClient::Configured { cfg, devices } => {
+                if self.server_cfg.is_none() && devices.len() > self.cfg.device_count as usize {
+                    // A server that names more devices than deviceCount
+                    // (clause config.device-count) is not believed: the set
+                    // stays unconfigured and GetConfiguration times out.
+                    // Found by the `shm` fuzz target.
+                    let (named, count) = (devices.len(), self.cfg.device_count);
+                    self.note("ConfigurationRefused", id::CONFIG_DEVICE_COUNT, || {
+                        format!("{named} devices named, deviceCount {count}")
+                    });
+                    return;
+                }
                 if self.server_cfg.is_none() {
                     self.server_cfg = Some(cfg);
                     self.devices = devices
@@ -864,9 +893,24 @@ impl ClientSet {
                 if self.state == ClientState::Abort {
                     return;
                 }
-                let Some(d) = self.devices.get_mut(c.dev as usize) else {
+                if c.dev as usize >= self.devices.len() {
                     return;
-                };
+                }
+                if self.holds(&c) {
+                    // A server that sends an id or a buffer the client still
+                    // holds is not believed (clause
+                    // complete-command.returns-buffer: a buffer is the
+                    // client's until it completes the command). Found by
+                    // the `shm` fuzz target.
+                    let (dev, cid) = (c.dev, c.id.0);
+                    self.note(
+                        "CommandRefused",
+                        id::COMPLETE_COMMAND_RETURNS_BUFFER,
+                        || format!("dev={dev} id={cid}: its id or buffer is held"),
+                    );
+                    return;
+                }
+                let d = &mut self.devices[c.dev as usize];
                 if d.io_error {
                     self.auto_complete(c);
                 } else if c.code == CommandCode::ClearError && !d.outstanding.is_empty() {
@@ -894,6 +938,18 @@ impl ClientSet {
                 }
             }
         }
+    }
+
+    /// Whether a command with `c`'s id or buffer is held (queued,
+    /// outstanding or a held ClearError) by any device.
+    fn holds(&self, c: &Cmd) -> bool {
+        self.devices.iter().any(|d| {
+            d.queue
+                .iter()
+                .chain(&d.outstanding)
+                .chain(&d.held_clear_error)
+                .any(|h| h.id == c.id || (c.buffer.is_some() && h.buffer == c.buffer))
+        })
     }
 
     /// Whether the server process is known to be gone.

@@ -210,3 +210,35 @@ fn create_ex_instances_and_names() {
     let mut other = ClientSet::new(Arc::new(Profile::default()));
     assert_eq!(other.create("a", &cfg, &mut ns).code(), Hresult::VD_E_BUSY);
 }
+
+/// A server that names more devices than deviceCount is not believed
+/// (clause `config.device-count`; found by the `shm` fuzz target): the set
+/// stays unconfigured.
+#[test]
+fn a_configuration_with_too_many_devices_is_refused() {
+    let mut c = ClientSet::new(Arc::new(Profile::default()));
+    let mut ns = Ns::default();
+    c.create("set", &VdConfig::client(1, Features::LikePipe), &mut ns)
+        .result
+        .unwrap();
+    c.deliver(ToClient::Configured {
+        cfg: VdConfig::client(2, Features::LikePipe),
+        devices: vec!["set".into(), "d1".into()],
+    });
+    assert_eq!(c.get_configuration(), Blocking::Pending);
+    assert_eq!(c.state(), ClientState::Configurable);
+}
+
+/// A command whose id or buffer the client still holds is not believed
+/// (found by the `shm` fuzz target).
+#[test]
+fn a_command_held_twice_is_refused() {
+    let (mut c, _ns) = configured(2);
+    c.deliver(ToClient::Command(cmd(1, 0, CommandCode::Write)));
+    c.deliver(ToClient::Command(cmd(1, 1, CommandCode::Write)));
+    let mut other_buffer = cmd(2, 1, CommandCode::Write);
+    other_buffer.buffer = Some(BufId(1));
+    c.deliver(ToClient::Command(other_buffer));
+    assert_eq!(c.devices[0].queue.len(), 1);
+    assert!(c.devices[1].queue.is_empty());
+}
