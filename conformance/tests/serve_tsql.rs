@@ -204,6 +204,11 @@ fn full_then_logs_then_restore_in_order() {
         vec![4035, 3014]
     );
     assert_eq!(state_of(&s, "shop"), ("online".into(), at_log2));
+    assert_eq!(
+        s.status().restores,
+        3,
+        "msdb's restore history: the full and the two logs"
+    );
     *head[0].lock().unwrap() = log1[0].lock().unwrap().clone();
     assert_eq!(
         step("c-head", &head, "RESTORE HEADERONLY FROM {dev}"),

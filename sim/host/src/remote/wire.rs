@@ -196,6 +196,10 @@ pub struct ServerStatus {
     pub sets: Vec<String>,
     /// Backups in msdb history.
     pub backups: u32,
+    /// Restores in msdb's restore history (0 from a server that does not
+    /// say).
+    #[serde(default)]
+    pub restores: u32,
     /// Statements run so far (successful or not).
     pub statements: u64,
 }

@@ -349,15 +349,17 @@ impl ServerHalf {
                 bytes,
                 dev.done
             );
-            self.fail(
-                now,
-                None,
-                FailReason::BadMedia,
-                messages::bad_family(&name),
-                code,
-                out,
-                tr,
-            );
+            // A backup WITH CHECKSUM lets the server name the damaged page
+            // (Msg 3183); without page checksums the family is just not
+            // what it should be (Msg 3241).
+            let m = match &self.record {
+                Some(rec) if rec.meta.checksum => {
+                    let page = self.devs[d].done.saturating_sub(crate::media::HEADER_BYTES) / 8192;
+                    messages::damaged_page(page, &self.database)
+                }
+                _ => messages::bad_family(&name),
+            };
+            self.fail(now, None, FailReason::BadMedia, m, code, out, tr);
             return;
         }
         let dev = &mut self.devs[d];

@@ -87,6 +87,17 @@ pub fn bad_family(dev: &str) -> SqlMessage {
     )
 }
 
+/// Msg 3183: a backup taken WITH CHECKSUM read back with a damaged page
+/// (the page's number within its family's data, file 1).
+pub fn damaged_page(page: u64, db: &str) -> SqlMessage {
+    SqlMessage::error(
+        3183,
+        format!(
+            "RESTORE detected an error on page (1:{page}) in database \"{db}\" as read from the backup set."
+        ),
+    )
+}
+
 /// Msg 3254: the device holds no media at all (its first read found EOF).
 pub fn empty_volume(dev: &str) -> SqlMessage {
     SqlMessage::error(3254, format!("The volume on device '{dev}' is empty."))

@@ -736,6 +736,30 @@ fn restore_byte_identical() {
             .contains("The media family on device 'set1' is incorrectly formed.")
     );
     assert!(h.has_clause(id::RESTORE_BYTE_IDENTICAL));
+
+    // The same damage in a backup taken WITH CHECKSUM names the page.
+    let mut h = H::default();
+    let mut st = backup(1, 4 * 65536);
+    st.plan.media.checksum = true;
+    h.start(st, set_cfg(1, Features::LikePipe));
+    h.perfect();
+    restore_again(&mut h, restore(StatementKind::RestoreDatabase, 1));
+    let mut n = 0;
+    h.run(|cl, cmd| {
+        n += 1;
+        let mut c = cl.answer(cmd);
+        if n == 3 {
+            c.data = Content::One(Extent::Garbage { len: c.bytes });
+        }
+        Reply::With(c)
+    });
+    assert_eq!(h.numbers(), vec![3183, 3013]);
+    assert!(
+        h.text()
+            .contains("error on page (1:8) in database \"sales\""),
+        "{}",
+        h.text()
+    );
 }
 
 /// Clause `restore.truncated`: EOF before the family's end fails the

@@ -1,6 +1,6 @@
 //! Databases, msdb's backup history, and running T-SQL against them.
 
-pub(super) use super::db::{Db, no_database};
+pub(super) use super::db::{Db, RestoreRecord, no_database};
 use super::rules;
 use super::*;
 use crate::tsql::{self, ParsedStatement, With};
@@ -12,6 +12,26 @@ use vdi_model::media::SetId;
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
     pub(super) history: History<()>,
+    /// msdb's restore history, oldest first, the latest
+    /// `vdi_spec::bounds::HISTORY_MAX` kept.
+    pub(super) restores: std::collections::VecDeque<RestoreRecord>,
+}
+
+impl Catalog {
+    /// Keeps a successful restore in the restore history.
+    fn restored(&mut self, db: &str, rec: &BackupRecord, state: &str) {
+        if self.restores.len() >= vdi_spec::bounds::HISTORY_MAX {
+            self.restores.pop_front();
+        }
+        self.restores.push_back(RestoreRecord {
+            database: db.to_string(),
+            backup_set: rec.meta.set_id.to_string(),
+            backup_number: rec.number,
+            restore_type: rec.meta.backup_type.code(),
+            state: state.to_string(),
+            ended_unix_ms: unix_ms(),
+        });
+    }
 }
 
 /// How a batch ended.
@@ -332,7 +352,11 @@ impl Inner {
                 ..Db::new(0, 0)
             });
         match (outcome.succeeded(), outcome.media.as_deref()) {
-            (true, Some(rec)) => rules::restored(db, stmt, with, rec),
+            (true, Some(rec)) => {
+                rules::restored(db, stmt, with, rec);
+                let state = db.state.clone();
+                c.restored(&stmt.database, rec, &state);
+            }
             (true, None) => db.state = "online".into(),
             (false, _) => db.state = "restoring".into(),
         }

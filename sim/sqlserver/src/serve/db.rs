@@ -68,3 +68,19 @@ pub(super) fn no_database(db: &str) -> SqlMessage {
         format!("Database '{db}' does not exist. Make sure that the name is entered correctly."),
     )
 }
+
+/// A restore msdb's restore history keeps (`restorehistory`): which backup
+/// set went onto which database, and how it left it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RestoreRecord {
+    pub(super) database: String,
+    /// The backup set restored (its GUID) and its number on the server
+    /// that made it.
+    pub(super) backup_set: String,
+    pub(super) backup_number: u32,
+    /// `D` (database), `I` (differential), `L` (log).
+    pub(super) restore_type: char,
+    /// `online`, `restoring` or `standby`: the database after it.
+    pub(super) state: String,
+    pub(super) ended_unix_ms: u64,
+}

@@ -686,6 +686,7 @@ impl Inner {
                 .collect(),
             sets: lock(&self.sets).keys().cloned().collect(),
             backups: u32::try_from(c.history.len()).unwrap_or(u32::MAX),
+            restores: u32::try_from(c.restores.len()).unwrap_or(u32::MAX),
             statements: self.statements.load(Ordering::Relaxed),
         }
     }

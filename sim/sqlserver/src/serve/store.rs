@@ -13,7 +13,7 @@
 //! program's is refused and left alone.
 
 use super::catalog::Catalog;
-use super::db::Db;
+use super::db::{Db, RestoreRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -55,6 +55,9 @@ struct State {
     databases: BTreeMap<String, Db>,
     /// msdb's backups, oldest first.
     history: Vec<BackupRecord>,
+    /// msdb's restores, oldest first.
+    #[serde(default)]
+    restores: Vec<RestoreRecord>,
     /// Backup numbers handed out (the next backup takes one more).
     numbered: u32,
 }
@@ -140,6 +143,7 @@ impl Store {
             catalog.history.add(rec, ());
         }
         catalog.history.reserve_through(state.numbered);
+        catalog.restores = state.restores.into();
         Ok(())
     }
 
@@ -150,6 +154,7 @@ impl Store {
             version: VERSION,
             databases: catalog.databases.clone(),
             history: catalog.history.records().cloned().collect(),
+            restores: catalog.restores.iter().cloned().collect(),
             numbered: catalog.history.numbered(),
         };
         let tmp = self.dir.join(temporary_name(std::process::id()));
@@ -242,6 +247,14 @@ mod tests {
             &vdi_spec::TransferOptions::default(),
         );
         c.history.add(rec.clone(), ());
+        c.restores.push_back(super::super::db::RestoreRecord {
+            database: "x".into(),
+            backup_set: rec.meta.set_id.to_string(),
+            backup_number: 3,
+            restore_type: 'D',
+            state: "online".into(),
+            ended_unix_ms: 1,
+        });
         s.save(&c).unwrap();
         drop(s);
         let s = Store::open(&d).unwrap();
@@ -253,6 +266,7 @@ mod tests {
             vec![rec]
         );
         assert_eq!(back.history.numbered(), 3);
+        assert_eq!(back.restores, c.restores);
         let _ = fs::remove_dir_all(&d);
     }
 
