@@ -1,0 +1,642 @@
+//! `vdisim serve --tds`: a minimal TDS 7.4 client written here (plain
+//! bytes over a TcpStream, independent of the server's codec) logs in,
+//! runs T-SQL and reads the INFO/ERROR tokens and the DONE; a wrong
+//! password gets Msg 18456; an ATTENTION cancels a running BACKUP; hostile
+//! bytes close the connection and leave the server serving. A last test
+//! runs a batch through a real driver (python-tds) when one is installed
+//! (`SKIPPED:` otherwise).
+
+#![cfg(unix)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vdi_host::remote::wire::{self, Frame, PROTOCOL};
+use vdi_model::msg::ToClient;
+use vdi_spec::{Features, VdConfig};
+use vdi_sqlserver::serve::{ServeConfig, Server};
+
+/// A private directory for one test, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("vdisim-tds-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start(d: &Scratch, tune: impl FnOnce(&mut ServeConfig)) -> (Server, SocketAddr) {
+    let mut cfg = ServeConfig::new(d.0.join("s.sock"));
+    cfg.databases = vec![("sales".into(), 8 * 65536)];
+    cfg.tds = Some("127.0.0.1:0".parse().unwrap());
+    cfg.logins = vec![("sa".into(), "Secr3t!".into())];
+    tune(&mut cfg);
+    let s = Server::start(cfg).expect("server starts");
+    let addr = s.tds_addr().expect("TDS is served");
+    assert_ne!(addr.port(), 0, "port 0 picks a free port");
+    (s, addr)
+}
+
+// ----- a minimal TDS client ----------------------------------------------------------------
+
+fn utf16(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+}
+
+fn from_utf16(b: &[u8]) -> String {
+    let u: Vec<u16> = b
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&u).unwrap()
+}
+
+/// One message of type `kind` in packets of at most 4096 bytes.
+fn packets(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let chunks: Vec<&[u8]> = if payload.is_empty() {
+        vec![&[]]
+    } else {
+        payload.chunks(4088).collect()
+    };
+    for (i, c) in chunks.iter().enumerate() {
+        let eom = u8::from(i + 1 == chunks.len());
+        let len = (c.len() + 8) as u16;
+        out.extend([kind, eom]);
+        out.extend(len.to_be_bytes());
+        out.extend([0, 0, (i + 1) as u8, 0]);
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+/// Reads one server message: (packet type, SPID, payload); `None` if the
+/// server closed the connection first.
+fn read_reply(s: &mut TcpStream) -> Option<(u8, u16, Vec<u8>)> {
+    let mut payload = Vec::new();
+    loop {
+        let mut h = [0u8; 8];
+        if s.read_exact(&mut h).is_err() {
+            return None;
+        }
+        let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        assert!((8..=32767).contains(&len), "packet length {len}");
+        let at = payload.len();
+        payload.resize(at + len - 8, 0);
+        s.read_exact(&mut payload[at..]).unwrap();
+        if h[1] & 1 != 0 {
+            return Some((h[0], u16::from_be_bytes([h[4], h[5]]), payload));
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Tok {
+    /// INFO (false) or ERROR (true).
+    Msg {
+        error: bool,
+        number: u32,
+        state: u8,
+        class: u8,
+        text: String,
+        server: String,
+        line: u32,
+    },
+    Env {
+        kind: u8,
+        new: Vec<u8>,
+        old: Vec<u8>,
+    },
+    LoginAck {
+        interface: u8,
+        version: u32,
+        program: String,
+    },
+    Done {
+        token: u8,
+        status: u16,
+        cur_cmd: u16,
+        rows: u64,
+    },
+}
+
+fn b_varchar(b: &[u8], at: &mut usize) -> String {
+    let n = usize::from(b[*at]) * 2;
+    let s = from_utf16(&b[*at + 1..*at + 1 + n]);
+    *at += 1 + n;
+    s
+}
+
+/// Parses a reply's token stream (only the tokens this server sends).
+fn tokens(b: &[u8]) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < b.len() {
+        let t = b[at];
+        if matches!(t, 0xFD..=0xFF) {
+            let f = &b[at + 1..at + 13];
+            out.push(Tok::Done {
+                token: t,
+                status: u16::from_le_bytes([f[0], f[1]]),
+                cur_cmd: u16::from_le_bytes([f[2], f[3]]),
+                rows: u64::from_le_bytes(f[4..12].try_into().unwrap()),
+            });
+            at += 13;
+            continue;
+        }
+        let len = usize::from(u16::from_le_bytes([b[at + 1], b[at + 2]]));
+        let body = &b[at + 3..at + 3 + len];
+        out.push(match t {
+            0xAA | 0xAB => {
+                let tl = usize::from(u16::from_le_bytes([body[6], body[7]])) * 2;
+                let mut p = 8 + tl;
+                let server = b_varchar(body, &mut p);
+                let _procedure = b_varchar(body, &mut p);
+                Tok::Msg {
+                    error: t == 0xAA,
+                    number: u32::from_le_bytes(body[0..4].try_into().unwrap()),
+                    state: body[4],
+                    class: body[5],
+                    text: from_utf16(&body[8..8 + tl]),
+                    server,
+                    line: u32::from_le_bytes(body[p..p + 4].try_into().unwrap()),
+                }
+            }
+            0xE3 => {
+                let kind = body[0];
+                // B_VARCHAR values count characters, B_VARBYTE bytes.
+                let unit = if matches!(kind, 7 | 18) { 1 } else { 2 };
+                let n = usize::from(body[1]) * unit;
+                let new = body[2..2 + n].to_vec();
+                let m = usize::from(body[2 + n]) * unit;
+                let old = body[3 + n..3 + n + m].to_vec();
+                assert_eq!(3 + n + m, len, "ENVCHANGE length");
+                Tok::Env { kind, new, old }
+            }
+            0xAD => {
+                let mut p = 5;
+                let program = b_varchar(body, &mut p);
+                assert_eq!(p + 4, len, "LOGINACK length");
+                Tok::LoginAck {
+                    interface: body[0],
+                    version: u32::from_be_bytes(body[1..5].try_into().unwrap()),
+                    program,
+                }
+            }
+            other => panic!("unexpected token 0x{other:02x}"),
+        });
+        at += 3 + len;
+    }
+    out
+}
+
+/// PRELOGIN with ENCRYPTION `enc` and MARS 0, as python-tds sends it.
+fn prelogin(enc: u8) -> Vec<u8> {
+    let mut p = vec![
+        0x00, 0, 21, 0, 6, 0x01, 0, 27, 0, 1, 0x02, 0, 28, 0, 1, 0x04, 0, 29, 0, 1, 0xFF,
+    ];
+    p.extend([11, 0, 0, 0, 0, 0, enc, 0, 0]);
+    p
+}
+
+/// LOGIN7 (TDS 7.4, packet size 4096) for `user`/`password`/`database`.
+fn login7(user: &str, password: &str, database: &str) -> Vec<u8> {
+    let scramble = |b: Vec<u8>| -> Vec<u8> { b.iter().map(|x| x.rotate_left(4) ^ 0xA5).collect() };
+    let fields = [
+        (36, utf16("testhost")),
+        (40, utf16(user)),
+        (44, scramble(utf16(password))),
+        (48, utf16("serve_tds")),
+        (52, utf16("127.0.0.1")),
+        (60, utf16("test")),
+        (64, Vec::new()),
+        (68, utf16(database)),
+    ];
+    let mut b = vec![0u8; 94];
+    b[4..8].copy_from_slice(&0x7400_0004u32.to_le_bytes());
+    b[8..12].copy_from_slice(&4096u32.to_le_bytes());
+    b[24] = 0xE0;
+    b[25] = 0x03;
+    let mut data = Vec::new();
+    for (pair, v) in &fields {
+        b[*pair..*pair + 2].copy_from_slice(&((94 + data.len()) as u16).to_le_bytes());
+        b[*pair + 2..*pair + 4].copy_from_slice(&((v.len() / 2) as u16).to_le_bytes());
+        data.extend_from_slice(v);
+    }
+    b.extend(data);
+    let n = b.len() as u32;
+    b[0..4].copy_from_slice(&n.to_le_bytes());
+    b
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// PRELOGIN then LOGIN7; returns the login response's tokens.
+fn login(s: &mut TcpStream, user: &str, password: &str, database: &str) -> Vec<Tok> {
+    s.write_all(&packets(0x12, &prelogin(2))).unwrap();
+    let (kind, _, reply) = read_reply(s).expect("a PRELOGIN reply");
+    assert_eq!(kind, 4);
+    // ENCRYPTION (2nd entry) answered NOT_SUP; MARS present.
+    let enc_off = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
+    assert_eq!(reply[enc_off], 2, "ENCRYPT_NOT_SUP");
+    assert!(reply.chunks(5).take(5).any(|e| e[0] == 4), "MARS answered");
+    s.write_all(&packets(0x10, &login7(user, password, database)))
+        .unwrap();
+    let (kind, spid, reply) = read_reply(s).expect("a login response");
+    assert_eq!(kind, 4);
+    assert!(spid >= 51, "the session id is in the header: {spid}");
+    tokens(&reply)
+}
+
+/// A SQL batch: ALL_HEADERS (transaction descriptor) + UTF-16LE text.
+fn batch(s: &mut TcpStream, text: &str) -> Vec<Tok> {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(utf16(text));
+    s.write_all(&packets(0x01, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("a batch answer");
+    tokens(&reply)
+}
+
+fn messages(t: &[Tok]) -> Vec<(bool, u32)> {
+    t.iter()
+        .filter_map(|t| match t {
+            Tok::Msg { error, number, .. } => Some((*error, *number)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_done(t: &[Tok]) -> (u16, u16) {
+    match t.last() {
+        Some(Tok::Done {
+            token: 0xFD,
+            status,
+            cur_cmd,
+            ..
+        }) => (*status, *cur_cmd),
+        other => panic!("a response ends with DONE: {other:?}"),
+    }
+}
+
+fn logged_in(addr: SocketAddr) -> TcpStream {
+    let mut s = connect(addr);
+    let t = login(&mut s, "sa", "Secr3t!", "sales");
+    assert!(t.iter().any(|t| matches!(t, Tok::LoginAck { .. })), "{t:?}");
+    s
+}
+
+// ----- the tests ---------------------------------------------------------------------------
+
+#[test]
+fn a_client_logs_in_and_runs_t_sql() {
+    let d = Scratch::new("login");
+    let (_s, addr) = start(&d, |_| {});
+    let mut c = connect(addr);
+    let t = login(&mut c, "SA", "Secr3t!", "sales");
+    let env = |kind: u8| {
+        t.iter()
+            .find_map(|t| match t {
+                Tok::Env { kind: k, new, .. } if *k == kind => Some(new.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("ENVCHANGE {kind} in {t:?}"))
+    };
+    assert_eq!(env(1), utf16("sales"), "database");
+    assert_eq!(env(7), vec![0x09, 0x04, 0xD0, 0x00, 0x34], "collation");
+    assert_eq!(env(4), utf16("4096"), "packet size");
+    assert_eq!(messages(&t), vec![(false, 5701), (false, 5703)]);
+    assert!(t.contains(&Tok::LoginAck {
+        interface: 1,
+        version: 0x7400_0004,
+        program: "Microsoft SQL Server".into()
+    }));
+    assert_eq!(last_done(&t), (0, 0));
+
+    // A statement with no messages: a DONE alone.
+    let t = batch(&mut c, "CREATE DATABASE t1");
+    assert_eq!(t.len(), 1, "{t:?}");
+    assert_eq!(last_done(&t).0, 0);
+    // USE: ENVCHANGE database and INFO 5701.
+    let t = batch(&mut c, "USE t1");
+    assert!(t.contains(&Tok::Env {
+        kind: 1,
+        new: utf16("t1"),
+        old: utf16("sales")
+    }));
+    assert_eq!(messages(&t), vec![(false, 5701)]);
+    // A BACKUP that fails before any device: 3201 then 3013 as ERROR
+    // tokens, with the server name and the batch line, and DONE_ERROR.
+    let t = batch(&mut c, "\nBACKUP DATABASE sales TO VIRTUAL_DEVICE='nope'");
+    assert_eq!(messages(&t), vec![(true, 3201), (true, 3013)], "{t:?}");
+    for m in &t[..2] {
+        let Tok::Msg {
+            class,
+            server,
+            line,
+            state,
+            ..
+        } = m
+        else {
+            unreachable!()
+        };
+        assert_eq!((*class, server.as_str(), *line), (16, "VDISIM", 2));
+        assert!(*state >= 1);
+    }
+    match &t[1] {
+        Tok::Msg { text, .. } => assert_eq!(text, "BACKUP DATABASE is terminating abnormally."),
+        _ => unreachable!(),
+    }
+    assert_eq!(last_done(&t).0 & 0x2, 0x2, "DONE_ERROR");
+    // What vdisim does not serve gets its error, and the session goes on.
+    let t = batch(&mut c, "SELECT @@VERSION");
+    assert_eq!(messages(&t), vec![(true, 50002)]);
+    let t = batch(&mut c, "USE sales");
+    assert_eq!(last_done(&t).0, 0);
+}
+
+#[test]
+fn a_wrong_password_gets_18456_and_the_connection_closes() {
+    let d = Scratch::new("pw");
+    let (_s, addr) = start(&d, |_| {});
+    for (user, password) in [("sa", "wrong"), ("nobody", "Secr3t!")] {
+        let mut c = connect(addr);
+        let t = login(&mut c, user, password, "");
+        assert_eq!(
+            t[0],
+            Tok::Msg {
+                error: true,
+                number: 18456,
+                state: 1,
+                class: 14,
+                text: format!("Login failed for user '{user}'."),
+                server: "VDISIM".into(),
+                line: 1,
+            }
+        );
+        assert_eq!(last_done(&t).0, 0x2);
+        assert!(read_reply(&mut c).is_none(), "closed after a failed login");
+    }
+    // An initial database that does not exist: 4060, then 18456.
+    let mut c = connect(addr);
+    let t = login(&mut c, "sa", "Secr3t!", "nowhere");
+    assert_eq!(messages(&t), vec![(true, 4060), (true, 18456)]);
+}
+
+/// A raw set connection (what the stand-in library sends): a hello for
+/// `name`; the welcome is read.
+fn raw_set(path: &std::path::Path, name: &str) -> UnixStream {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    wire::write_frame(
+        &mut s,
+        &Frame::HelloSet {
+            protocol: PROTOCOL,
+            pid: std::process::id(),
+            name: name.into(),
+            cfg: VdConfig::client(1, Features(0)),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s).unwrap(),
+        Some(Frame::Welcome { .. })
+    ));
+    s
+}
+
+fn read_until(s: &mut UnixStream, want: impl Fn(&Frame) -> bool) {
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no such frame came");
+        match wire::read_frame(s) {
+            Ok(Some(f)) if want(&f) => return,
+            Ok(Some(_)) => {}
+            other => panic!("the set connection ended first: {other:?}"),
+        }
+    }
+}
+
+/// Clause `abort.attention` over TDS: an ATTENTION while a BACKUP runs
+/// aborts it (Msg 3204 and 3013, no backup recorded); the batch's answer
+/// comes first, then a separate DONE(DONE_ATTN); the session goes on.
+#[test]
+fn an_attention_cancels_the_running_backup() {
+    let d = Scratch::new("attn");
+    let (s, addr) = start(&d, |_| {});
+    let mut set = raw_set(s.path(), "cx");
+    let mut c = logged_in(addr);
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(utf16("BACKUP DATABASE sales TO VIRTUAL_DEVICE='cx'"));
+    c.write_all(&packets(0x01, &p)).unwrap();
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Configured { .. }
+            }
+        )
+    });
+    c.write_all(&packets(0x06, &[])).unwrap();
+    let (_, _, first) = read_reply(&mut c).expect("the batch's answer");
+    let t = tokens(&first);
+    assert_eq!(messages(&t), vec![(true, 3204), (true, 3013)], "{t:?}");
+    assert_eq!(last_done(&t).0 & 0x20, 0, "the batch's DONE is not the ack");
+    let (_, _, ack) = read_reply(&mut c).expect("the acknowledgement");
+    assert_eq!(
+        tokens(&ack),
+        vec![Tok::Done {
+            token: 0xFD,
+            status: 0x20,
+            cur_cmd: 0,
+            rows: 0
+        }]
+    );
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Abort
+            }
+        )
+    });
+    assert_eq!(s.status().backups, 0, "a cancelled backup is not recorded");
+    // An attention with nothing running: the acknowledgement alone.
+    c.write_all(&packets(0x06, &[])).unwrap();
+    let (_, _, ack) = read_reply(&mut c).unwrap();
+    assert_eq!(last_done(&tokens(&ack)), (0x20, 0));
+    let t = batch(&mut c, "BACKUP DATABASE nowhere TO VIRTUAL_DEVICE='x'");
+    assert_eq!(messages(&t), vec![(true, 911), (true, 3013)]);
+}
+
+/// A client that requires encryption is answered ENCRYPT_NOT_SUP and the
+/// connection is closed (no TLS yet): it fails at once, it does not hang.
+#[test]
+fn a_client_requiring_encryption_fails_cleanly() {
+    let d = Scratch::new("enc");
+    let (_s, addr) = start(&d, |_| {});
+    for enc in [1u8, 3] {
+        let mut c = connect(addr);
+        c.write_all(&packets(0x12, &prelogin(enc))).unwrap();
+        let (_, _, reply) = read_reply(&mut c).unwrap();
+        let at = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
+        assert_eq!(reply[at], 2);
+        assert!(read_reply(&mut c).is_none(), "closed");
+    }
+    // TDS 8 (a TLS ClientHello first): closed.
+    let mut c = connect(addr);
+    c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    assert!(read_reply(&mut c).is_none());
+}
+
+/// Hostile input: bad packet lengths, a LOGIN7 with offsets out of range,
+/// junk, a stalled peer, too many connections. Each is closed; the server
+/// serves the next client.
+#[test]
+fn hostile_bytes_close_the_connection_and_the_server_goes_on() {
+    let d = Scratch::new("hostile");
+    let (_s, addr) = start(&d, |c| {
+        c.frame_deadline = Duration::from_millis(500);
+        c.max_connections = 4;
+    });
+    let closed = |bytes: &[u8]| {
+        let mut c = connect(addr);
+        let _ = c.write_all(bytes);
+        let mut rest = Vec::new();
+        let t0 = Instant::now();
+        let _ = c.read_to_end(&mut rest);
+        assert!(t0.elapsed() < Duration::from_secs(10), "closed promptly");
+    };
+    // A packet length below the header, one above 4096 before login.
+    closed(&[0x12, 1, 0, 4, 0, 0, 0, 0]);
+    closed(&[0x12, 1, 0x7F, 0xFF, 0, 0, 0, 0]);
+    // Not a PRELOGIN first; a PRELOGIN with no terminator.
+    closed(&packets(0x10, &login7("sa", "Secr3t!", "")));
+    closed(&packets(0x12, &[0x00, 0x00, 0x40, 0x00, 0x06]));
+    // A LOGIN7 whose user name points outside the message.
+    let mut l = login7("sa", "Secr3t!", "");
+    l[40..42].copy_from_slice(&0xFFF0u16.to_le_bytes());
+    let mut bytes = packets(0x12, &prelogin(2));
+    bytes.extend(packets(0x10, &l));
+    closed(&bytes);
+    // A peer that stops mid-message is dropped at the deadline.
+    let mut c = connect(addr);
+    c.write_all(&[0x12, 1, 0, 50, 0, 0]).unwrap();
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "a stalled peer is dropped"
+    );
+    // A logged-in client that starts a message and stalls.
+    let mut c = logged_in(addr);
+    c.write_all(&[0x01, 0, 0x10, 0, 0]).unwrap();
+    assert!(read_reply(&mut c).is_none());
+    // Past the connection limit: refused (closed unanswered). (The
+    // connections above are given back first.)
+    std::thread::sleep(Duration::from_millis(300));
+    let held: Vec<TcpStream> = (0..4).map(|_| logged_in(addr)).collect();
+    let mut extra = connect(addr);
+    let _ = extra.write_all(&packets(0x12, &prelogin(2)));
+    assert!(read_reply(&mut extra).is_none(), "refused past the limit");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    // The server still serves.
+    let mut c = logged_in(addr);
+    let t = batch(&mut c, "USE sales");
+    assert_eq!(last_done(&t).0, 0);
+}
+
+/// The address is taken: the error says so.
+#[test]
+fn a_taken_port_is_reported() {
+    let d = Scratch::new("taken");
+    let (_s, addr) = start(&d, |_| {});
+    let d2 = Scratch::new("taken2");
+    let mut cfg = ServeConfig::new(d2.0.join("s.sock"));
+    cfg.tds = Some(addr);
+    let e = Server::start(cfg).err().expect("the port is taken");
+    let text = e.to_string();
+    assert!(
+        text.contains("is taken") && text.contains("--tds"),
+        "{text}"
+    );
+}
+
+/// A real driver: python-tds (`pip install python-tds`), found through
+/// `VDISIM_TDS_PYTHON` (default `python3`). Without it: a loud SKIPPED.
+#[test]
+fn python_tds_runs_a_batch() {
+    let python = std::env::var("VDISIM_TDS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let have = std::process::Command::new(&python)
+        .args(["-c", "import pytds"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        eprintln!(
+            "SKIPPED: python_tds_runs_a_batch: `{python} -c 'import pytds'` failed; install python-tds (pip install python-tds) or point VDISIM_TDS_PYTHON at a python that has it"
+        );
+        return;
+    }
+    let d = Scratch::new("pytds");
+    let (_s, addr) = start(&d, |_| {});
+    let script = r#"
+import sys, pytds
+port = int(sys.argv[1])
+c = pytds.connect(server="127.0.0.1", port=port, user="sa", password="Secr3t!",
+                  database="sales", autocommit=True, login_timeout=10, timeout=30)
+cur = c.cursor()
+cur.execute("CREATE DATABASE t1")
+cur.execute("USE t1")
+try:
+    cur.execute("BACKUP DATABASE sales TO VIRTUAL_DEVICE='nope'")
+    print("no error")
+except pytds.tds_base.OperationalError as e:
+    print("error", e.msg_no)
+c.close()
+try:
+    pytds.connect(server="127.0.0.1", port=port, user="sa", password="bad", login_timeout=10)
+    print("login ok")
+except pytds.tds_base.OperationalError as e:
+    print("login error", e.msg_no)
+c = pytds.connect(server="127.0.0.1", port=port, user="sa", password="Secr3t!", login_timeout=10)
+c.cursor().execute("USE sales")
+c.commit()
+print("transactions ok")
+"#;
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &addr.port().to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec!["error 3013", "login error 18456", "transactions ok"]
+    );
+}
