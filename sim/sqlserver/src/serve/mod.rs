@@ -6,6 +6,11 @@
 //! configuration, then the model's messages; buffers in shared memory, see
 //! `vdi_host::remote`), and control connections carrying T-SQL (from
 //! `vdisim sqlcmd`) or harness case control (the `serve` backend).
+//! With [`ServeConfig::tds`] it also serves TDS 7.4 on TCP (`crate::tds`):
+//! real SQL Server drivers log in and run the same T-SQL (each batch
+//! through the same `run_batch`, a TDS attention through the same
+//! cancel), and their connections count toward the same
+//! `max_connections`.
 //!
 //! Each BACKUP or RESTORE runs on its own [`ServerHost`] — the same server host
 //! the in-process harness uses — given the one backup it reads (a RESTORE)
