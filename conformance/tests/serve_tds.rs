@@ -600,7 +600,9 @@ fn python_tds_runs_a_batch() {
         return;
     }
     let d = Scratch::new("pytds");
-    let (_s, addr) = start(&d, |_| {});
+    let (s, addr) = start(&d, |_| {});
+    // A set whose peer never reads: the BACKUP on it runs until cancelled.
+    let mut set = raw_set(s.path(), "py");
     let script = r#"
 import sys, pytds
 port = int(sys.argv[1])
@@ -624,6 +626,17 @@ c = pytds.connect(server="127.0.0.1", port=port, user="sa", password="Secr3t!", 
 c.cursor().execute("USE sales")
 c.commit()
 print("transactions ok")
+# A query timeout: pytds sends an attention under the running BACKUP.
+c = pytds.connect(server="127.0.0.1", port=port, user="sa", password="Secr3t!",
+                  autocommit=True, login_timeout=10, timeout=2)
+cur = c.cursor()
+try:
+    cur.execute("BACKUP DATABASE sales TO VIRTUAL_DEVICE='py'")
+    print("backup finished")
+except pytds.tds_base.TimeoutError:
+    print("timeout")
+cur.execute("USE sales")
+print("connection reused")
 "#;
     let out = std::process::Command::new(&python)
         .args(["-c", script, &addr.port().to_string()])
@@ -637,6 +650,25 @@ print("transactions ok")
     );
     assert_eq!(
         stdout.lines().collect::<Vec<_>>(),
-        vec!["error 3013", "login error 18456", "transactions ok"]
+        vec![
+            "error 3013",
+            "login error 18456",
+            "transactions ok",
+            "timeout",
+            "connection reused"
+        ]
+    );
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Abort
+            }
+        )
+    });
+    assert_eq!(
+        s.status().backups,
+        0,
+        "the cancelled backup is not recorded"
     );
 }

@@ -452,7 +452,11 @@ impl Session {
                 }
                 let mut o = head;
                 batch_tokens(&mut o, &b.messages, &before, &current, &set.server_name);
-                let _ = send(&w, &o, size, spid);
+                if send(&w, &o, size, spid).is_err() {
+                    // A client that does not take its answer (within the
+                    // write timeout) is dropped; the reader sees the end.
+                    let _ = lock(&w).shutdown(Shutdown::Both);
+                }
             })
             .ok()
     }
