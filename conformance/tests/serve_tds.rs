@@ -1,9 +1,11 @@
 //! `vdisim serve --tds`: a minimal TDS 7.4 client written here (plain
 //! bytes over a TcpStream, independent of the server's codec) logs in,
 //! runs T-SQL and reads the INFO/ERROR tokens and the DONE; a wrong
-//! password gets Msg 18456; an ATTENTION cancels a running BACKUP; hostile
-//! bytes close the connection and leave the server serving. A last test
-//! runs a batch through a real driver (python-tds) when one is installed
+//! password gets Msg 18456; parameterized statements run as RPCs
+//! (sp_executesql, sp_prepexec, sp_execute); an ATTENTION cancels a
+//! running BACKUP; hostile bytes close the connection and leave the server
+//! serving. A last test runs batches, a parameterized statement and a
+//! query timeout through a real driver (python-tds) when one is installed
 //! (`SKIPPED:` otherwise).
 
 #![cfg(unix)]
@@ -129,6 +131,9 @@ enum Tok {
         cur_cmd: u16,
         rows: u64,
     },
+    ReturnStatus(i32),
+    /// RETURNVALUE of an INTN parameter: name, value.
+    ReturnValue(String, i32),
 }
 
 fn b_varchar(b: &[u8], at: &mut usize) -> String {
@@ -153,6 +158,22 @@ fn tokens(b: &[u8]) -> Vec<Tok> {
                 rows: u64::from_le_bytes(f[4..12].try_into().unwrap()),
             });
             at += 13;
+            continue;
+        }
+        if t == 0x79 {
+            let v = i32::from_le_bytes(b[at + 1..at + 5].try_into().unwrap());
+            out.push(Tok::ReturnStatus(v));
+            at += 5;
+            continue;
+        }
+        if t == 0xAC {
+            // Ordinal, name, status, user type, flags, INTN(4), value.
+            let mut p = at + 3;
+            let name = b_varchar(b, &mut p);
+            assert_eq!(&b[p..p + 10], &[1, 0, 0, 0, 0, 1, 0, 0x26, 4, 4]);
+            let v = i32::from_le_bytes(b[p + 10..p + 14].try_into().unwrap());
+            out.push(Tok::ReturnValue(name, v));
+            at = p + 14;
             continue;
         }
         let len = usize::from(u16::from_le_bytes([b[at + 1], b[at + 2]]));
@@ -567,6 +588,124 @@ fn hostile_bytes_close_the_connection_and_the_server_goes_on() {
     assert_eq!(last_done(&t).0, 0);
 }
 
+/// An RPC request: ALL_HEADERS, the procedure id, options, then
+/// parameters (name, status, TYPE_INFO, value).
+fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec<Tok> {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend([0xFF, 0xFF]);
+    p.extend(proc_id.to_le_bytes());
+    p.extend([0, 0]);
+    for (name, status, v) in params {
+        p.push(name.encode_utf16().count() as u8);
+        p.extend(utf16(name));
+        p.push(*status);
+        match v {
+            // NVARCHAR(MAX) as PLP of unknown length (pytds, ODBC).
+            Param::Text(t) => {
+                p.extend([0xE7, 0xFF, 0xFF, 0x09, 0x04, 0xD0, 0x00, 0x34]);
+                p.extend([0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+                let b = utf16(t);
+                p.extend((b.len() as u32).to_le_bytes());
+                p.extend(b);
+                p.extend([0, 0, 0, 0]);
+            }
+            Param::Int(Some(n)) => {
+                p.extend([0x26, 4, 4]);
+                p.extend(n.to_le_bytes());
+            }
+            Param::Int(None) => p.extend([0x26, 4, 0]),
+        }
+    }
+    s.write_all(&packets(0x03, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("an RPC answer");
+    tokens(&reply)
+}
+
+enum Param {
+    Text(&'static str),
+    Int(Option<i32>),
+}
+
+/// Parameterized statements: sp_executesql, sp_prepexec (the handle
+/// returned), sp_execute on it, sp_unprepare; an unknown procedure.
+#[test]
+fn rpc_runs_parameterized_statements() {
+    let d = Scratch::new("rpc");
+    let (_s, addr) = start(&d, |_| {});
+    let mut c = logged_in(addr);
+    let stmt = "BACKUP DATABASE sales TO VIRTUAL_DEVICE = @device";
+    let t = rpc(
+        &mut c,
+        10,
+        &[
+            ("", 0, Param::Text(stmt)),
+            ("", 0, Param::Text("@device nvarchar(max)")),
+            ("@device", 0, Param::Text("nope")),
+        ],
+    );
+    assert_eq!(messages(&t), vec![(true, 3201), (true, 3013)], "{t:?}");
+    match &t[0] {
+        Tok::Msg { text, line, .. } => {
+            assert!(text.contains("'nope'"), "{text}");
+            assert_eq!(*line, 1);
+        }
+        _ => unreachable!(),
+    }
+    let n = t.len();
+    assert!(matches!(
+        t[n - 3],
+        Tok::Done {
+            token: 0xFF,
+            status: 0x3,
+            ..
+        }
+    ));
+    assert_eq!(t[n - 2], Tok::ReturnStatus(0));
+    assert!(matches!(
+        t[n - 1],
+        Tok::Done {
+            token: 0xFE,
+            status: 0x2,
+            cur_cmd: 0xE0,
+            ..
+        }
+    ));
+    // sp_prepexec: unnamed values, named by the declarations; the handle
+    // comes back as a RETURNVALUE.
+    let t = rpc(
+        &mut c,
+        13,
+        &[
+            ("", 1, Param::Int(None)),
+            ("", 0, Param::Text("@P1 nvarchar(max)")),
+            ("", 0, Param::Text("CREATE DATABASE @P1")),
+        ],
+    );
+    let handle = t.iter().find_map(|t| match t {
+        Tok::ReturnValue(_, h) => Some(*h),
+        _ => None,
+    });
+    let handle = handle.unwrap_or_else(|| panic!("a handle in {t:?}"));
+    let t = rpc(
+        &mut c,
+        12,
+        &[
+            ("", 0, Param::Int(Some(handle))),
+            ("", 0, Param::Text("sales")),
+        ],
+    );
+    assert_eq!(messages(&t), vec![(true, 1801)], "sales exists: {t:?}");
+    let t = rpc(&mut c, 15, &[("", 0, Param::Int(Some(handle)))]);
+    assert!(t.contains(&Tok::ReturnStatus(0)));
+    // An unknown procedure, and the session goes on.
+    let t = rpc(&mut c, 2, &[]);
+    assert_eq!(messages(&t), vec![(true, 2812)]);
+    let t = batch(&mut c, "USE sales");
+    assert_eq!(last_done(&t).0, 0);
+}
+
 /// The address is taken: the error says so.
 #[test]
 fn a_taken_port_is_reported() {
@@ -616,6 +755,11 @@ try:
     print("no error")
 except pytds.tds_base.OperationalError as e:
     print("error", e.msg_no)
+try:
+    cur.execute("BACKUP DATABASE sales TO VIRTUAL_DEVICE = %s", ("it's",))
+    print("no error")
+except pytds.tds_base.OperationalError as e:
+    print("parameterized", e.msg_no, "'it''s'" in str(e) or "'it's'" in str(e))
 c.close()
 try:
     pytds.connect(server="127.0.0.1", port=port, user="sa", password="bad", login_timeout=10)
@@ -652,6 +796,7 @@ print("connection reused")
         stdout.lines().collect::<Vec<_>>(),
         vec![
             "error 3013",
+            "parameterized 3013 True",
             "login error 18456",
             "transactions ok",
             "timeout",

@@ -12,7 +12,9 @@
 //! - [`login7`]: LOGIN7 (bounded offsets and lengths, the password's
 //!   obfuscation undone).
 //! - [`token`]: the tokens a server sends (LOGINACK, ENVCHANGE, INFO,
-//!   ERROR, DONE).
+//!   ERROR, DONE, DONEPROC, DONEINPROC, RETURNSTATUS, RETURNVALUE).
+//! - [`rpc`]: RPC requests (parameterized statements) and the T-SQL they
+//!   become.
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -48,16 +50,26 @@
 //!   control socket's Cancel (a running BACKUP or RESTORE is aborted: Msg
 //!   3204 and 3013, never a success); the batch's answer is finished, then
 //!   a separate DONE(DONE_ATTN) acknowledges the attention.
+//! - RPC requests: `sp_executesql`, `sp_prepexec`, `sp_prepare`,
+//!   `sp_execute`, `sp_unprepare` (by id or by name), with string, integer
+//!   and bit parameters (PLP included): the statement runs as a batch that
+//!   DECLAREs each parameter first (on the statement's line), so
+//!   `BACKUP DATABASE [x] TO VIRTUAL_DEVICE = @device` behaves as it does
+//!   with the value written in; answered with the statement's messages,
+//!   DONEINPROC, RETURNSTATUS 0, the prepared handle as RETURNVALUE, and
+//!   DONEPROC. Another procedure gets Msg 2812; another parameter type an
+//!   error that says so. At most `session::PREPARED_MAX` statements stay
+//!   prepared per session.
 //! - Transaction-manager requests are acknowledged with a DONE (vdisim has
 //!   no transactions); RESETCONNECTION returns the session to its login
 //!   database and is acknowledged with ENVCHANGE 18.
 //!
 //! ## Not yet served
 //!
-//! TLS (encryption inside PRELOGIN, TDS 8), RPC requests (`sp_executesql`,
-//! `sp_prepexec`: answered with an error that says so), result sets
-//! (`SELECT @@VERSION` and the like get the T-SQL parser's error), bulk
-//! load, MARS.
+//! TLS (encryption inside PRELOGIN, TDS 8), result sets (`SELECT
+//! @@VERSION` and the like get the T-SQL parser's error), OUTPUT
+//! parameters other than the prepared handle, several RPCs in one
+//! message, bulk load, MARS.
 //!
 //! ## Bounds
 //!
@@ -77,6 +89,7 @@ use thiserror::Error;
 pub mod login7;
 pub mod packet;
 pub mod prelogin;
+pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;
 pub mod token;

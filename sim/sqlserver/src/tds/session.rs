@@ -5,9 +5,11 @@
 
 use super::packet::{self, Limits, kind, status};
 use super::prelogin::{self, encrypt};
+use super::rpc::{self, Value, proc_id};
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
 use crate::serve::{Attention, Batch, BatchEnd};
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -98,6 +100,23 @@ struct Session {
     login_db: Option<String>,
     database: Arc<Mutex<Option<String>>>,
     attention: Arc<Attention>,
+    /// Statements prepared (`sp_prepexec`, `sp_prepare`) by handle: their
+    /// declaration list and text.
+    prepared: HashMap<i32, (String, String)>,
+    next_handle: i32,
+}
+
+/// Statements one session may keep prepared.
+pub(crate) const PREPARED_MAX: usize = 4096;
+
+/// How a statement's answer ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A SQL batch: DONE.
+    Batch,
+    /// An RPC: DONEINPROC, RETURNSTATUS 0, the handle as RETURNVALUE (its
+    /// parameter's name and value) when one was prepared, DONEPROC.
+    Rpc(Option<(String, i32)>),
 }
 
 /// Serves one TDS connection to its end. `spid` is the session id the
@@ -123,6 +142,8 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         login_db: None,
         database: Arc::default(),
         attention: Arc::default(),
+        prepared: HashMap::new(),
+        next_handle: 1,
     };
     match s.handshake(&stream) {
         Ok(true) => s.requests(&stream),
@@ -381,12 +402,7 @@ impl Session {
         match m.kind {
             kind::SQL_BATCH => {
                 let text = utf16le(skip_all_headers(&m.payload)?);
-                match self.spawn_batch(text, reset) {
-                    Some(b) => Ok(Some(b)),
-                    None => Err(TdsError::Io(io::Error::other(
-                        "no thread for the batch could be started",
-                    ))),
-                }
+                self.spawn_batch(text, reset, End::Batch)
             }
             kind::TRANSACTION_MANAGER => {
                 // No transactions in vdisim: acknowledged, nothing changes.
@@ -396,18 +412,24 @@ impl Session {
                 Ok(None)
             }
             kind::RPC => {
-                self.reset_session(&mut o, reset);
-                self.error(
-                    &mut o,
-                    crate::tsql::MSG_NOT_SERVED,
-                    1,
-                    16,
-                    "vdisim serve does not serve RPC requests yet (sp_executesql, sp_prepexec: parameterized statements); send the statement as a SQL batch.",
-                    1,
-                );
-                token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
-                self.send(&o)?;
-                Ok(None)
+                let r = rpc::parse(skip_all_headers(&m.payload)?);
+                match r.map_err(|e| e.to_string()).and_then(|r| self.rpc(r)) {
+                    Ok(Run::Statement(text, end)) => self.spawn_batch(text, reset, end),
+                    Ok(Run::Answer(answer)) => {
+                        self.reset_session(&mut o, reset);
+                        o.extend(answer);
+                        self.send(&o)?;
+                        Ok(None)
+                    }
+                    Err(why) => {
+                        self.reset_session(&mut o, reset);
+                        let text = format!("vdisim serve cannot run this RPC request: {why}");
+                        self.error(&mut o, crate::tsql::MSG_NOT_SERVED, 1, 16, &text, 1);
+                        token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
+                        self.send(&o)?;
+                        Ok(None)
+                    }
+                }
             }
             other => Err(TdsError::malformed(
                 "request",
@@ -427,7 +449,12 @@ impl Session {
 
     /// Runs a batch on a worker thread that answers it (or, the simulated
     /// server died under it, drops the connection without an answer).
-    fn spawn_batch(&self, text: String, reset: bool) -> Option<JoinHandle<()>> {
+    fn spawn_batch(
+        &self,
+        text: String,
+        reset: bool,
+        end: End,
+    ) -> Result<Option<JoinHandle<()>>, TdsError> {
         let mut head = Vec::new();
         self.reset_session(&mut head, reset);
         self.attention.reset();
@@ -451,14 +478,22 @@ impl Session {
                     return;
                 }
                 let mut o = head;
-                batch_tokens(&mut o, &b.messages, &before, &current, &set.server_name);
+                batch_tokens(
+                    &mut o,
+                    &b.messages,
+                    &before,
+                    &current,
+                    &set.server_name,
+                    &end,
+                );
                 if send(&w, &o, size, spid).is_err() {
                     // A client that does not take its answer (within the
                     // write timeout) is dropped; the reader sees the end.
                     let _ = lock(&w).shutdown(Shutdown::Both);
                 }
             })
-            .ok()
+            .map(Some)
+            .map_err(|e| TdsError::Io(io::Error::other(format!("no thread for the batch: {e}"))))
     }
 }
 
@@ -504,6 +539,7 @@ pub(crate) fn batch_tokens(
     before: &Option<String>,
     after: &Option<String>,
     server: &str,
+    end: &End,
 ) {
     let mut status = done::FINAL;
     for m in messages {
@@ -538,7 +574,113 @@ pub(crate) fn batch_tokens(
             },
         );
     }
-    token::done(o, id::DONE, status, 0, 0);
+    match end {
+        End::Batch => token::done(o, id::DONE, status, 0, 0),
+        End::Rpc(handle) => {
+            token::done(o, id::DONEINPROC, status | done::MORE, 0, 0);
+            token::return_status(o, 0);
+            if let Some((name, h)) = handle {
+                token::return_value_int(o, 0, name, *h);
+            }
+            token::done(o, id::DONEPROC, status, 0xE0, 0);
+        }
+    }
+}
+
+/// What an RPC request comes to.
+enum Run {
+    /// A statement to run as a batch, and how its answer ends.
+    Statement(String, End),
+    /// An answer with nothing to run.
+    Answer(Vec<u8>),
+}
+
+fn string_at(r: &rpc::Rpc, i: usize) -> Option<String> {
+    match r.params.get(i).map(|p| &p.value) {
+        Some(Value::Str(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl Session {
+    /// An RPC request: the statement it runs, or its answer; `Err` says why
+    /// it cannot be run.
+    fn rpc(&mut self, r: rpc::Rpc) -> Result<Run, String> {
+        let statement = |i: usize| {
+            string_at(&r, i).ok_or_else(|| format!("parameter {} is not the statement text", i + 1))
+        };
+        let values = |from: usize| r.params.get(from..).unwrap_or(&[]).to_vec();
+        let handle_name = r.params.first().map(|p| p.name.clone()).unwrap_or_default();
+        match r.proc() {
+            Some(proc_id::SP_EXECUTESQL) => {
+                let decls = string_at(&r, 1).unwrap_or_default();
+                let text = rpc::with_values(&statement(0)?, &decls, &values(2));
+                Ok(Run::Statement(text, End::Rpc(None)))
+            }
+            Some(p @ (proc_id::SP_PREPEXEC | proc_id::SP_PREPARE)) => {
+                let decls = string_at(&r, 1).unwrap_or_default();
+                let stmt = statement(2)?;
+                let h = self.prepare(decls.clone(), stmt.clone())?;
+                if p == proc_id::SP_PREPARE {
+                    let mut o = Vec::new();
+                    token::return_status(&mut o, 0);
+                    token::return_value_int(&mut o, 0, &handle_name, h);
+                    token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
+                    return Ok(Run::Answer(o));
+                }
+                let text = rpc::with_values(&stmt, &decls, &values(3));
+                Ok(Run::Statement(text, End::Rpc(Some((handle_name, h)))))
+            }
+            Some(proc_id::SP_EXECUTE) => {
+                let h = self.handle(&r)?;
+                let (decls, stmt) =
+                    self.prepared.get(&h).cloned().ok_or_else(|| {
+                        format!("Could not find prepared statement with handle {h}.")
+                    })?;
+                let text = rpc::with_values(&stmt, &decls, &values(1));
+                Ok(Run::Statement(text, End::Rpc(None)))
+            }
+            Some(proc_id::SP_UNPREPARE) => {
+                let h = self.handle(&r)?;
+                self.prepared.remove(&h);
+                let mut o = Vec::new();
+                token::return_status(&mut o, 0);
+                token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
+                Ok(Run::Answer(o))
+            }
+            _ => {
+                let name = if r.name.is_empty() {
+                    format!("procedure id {}", r.id.unwrap_or(0))
+                } else {
+                    r.name.clone()
+                };
+                let mut o = Vec::new();
+                let text = format!("Could not find stored procedure '{name}'.");
+                self.error(&mut o, 2812, 62, 16, &text, 1);
+                token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
+                Ok(Run::Answer(o))
+            }
+        }
+    }
+
+    fn handle(&self, r: &rpc::Rpc) -> Result<i32, String> {
+        match r.params.first().map(|p| &p.value) {
+            Some(Value::Int(h)) => i32::try_from(*h).map_err(|_| format!("handle {h}")),
+            _ => Err("parameter 1 is not a statement handle".into()),
+        }
+    }
+
+    fn prepare(&mut self, decls: String, stmt: String) -> Result<i32, String> {
+        if self.prepared.len() >= PREPARED_MAX {
+            return Err(format!(
+                "this session keeps {PREPARED_MAX} prepared statements; unprepare some"
+            ));
+        }
+        let h = self.next_handle;
+        self.next_handle = self.next_handle.checked_add(1).unwrap_or(1);
+        self.prepared.insert(h, (decls, stmt));
+        Ok(h)
+    }
 }
 
 #[cfg(test)]
@@ -571,7 +713,14 @@ mod tests {
             line: 2,
         };
         let mut o = Vec::new();
-        batch_tokens(&mut o, &[msg(3201, 16), msg(3013, 16)], &None, &None, "S");
+        batch_tokens(
+            &mut o,
+            &[msg(3201, 16), msg(3013, 16)],
+            &None,
+            &None,
+            "S",
+            &End::Batch,
+        );
         assert_eq!(o[0], id::ERROR);
         let d = &o[o.len() - 13..];
         assert_eq!(d[0], id::DONE);
@@ -579,7 +728,14 @@ mod tests {
         // Informational messages only, and a USE: INFO, ENVCHANGE, INFO
         // 5701, DONE without the error bit.
         let mut o = Vec::new();
-        batch_tokens(&mut o, &[msg(4035, 0)], &None, &Some("sales".into()), "S");
+        batch_tokens(
+            &mut o,
+            &[msg(4035, 0)],
+            &None,
+            &Some("sales".into()),
+            "S",
+            &End::Batch,
+        );
         assert_eq!(o[0], id::INFO);
         let next = 3 + usize::from(u16::from_le_bytes([o[1], o[2]]));
         assert_eq!((o[next], o[next + 3]), (id::ENVCHANGE, env::DATABASE));

@@ -3,8 +3,10 @@
 
 /// Token ids.
 pub mod id {
+    pub const RETURNSTATUS: u8 = 0x79;
     pub const ERROR: u8 = 0xAA;
     pub const INFO: u8 = 0xAB;
+    pub const RETURNVALUE: u8 = 0xAC;
     pub const LOGINACK: u8 = 0xAD;
     pub const ENVCHANGE: u8 = 0xE3;
     pub const DONE: u8 = 0xFD;
@@ -135,6 +137,25 @@ pub fn login_ack(out: &mut Vec<u8>, tds_version: u32, program: &str, version: [u
     });
 }
 
+/// RETURNSTATUS: a procedure's return value.
+pub fn return_status(out: &mut Vec<u8>, value: i32) {
+    out.push(id::RETURNSTATUS);
+    out.extend(value.to_le_bytes());
+}
+
+/// RETURNVALUE of an INT OUTPUT parameter (the handle `sp_prepexec` and
+/// `sp_prepare` return): ordinal, name, status 0x01, INTN(4).
+pub fn return_value_int(out: &mut Vec<u8>, ordinal: u16, name: &str, value: i32) {
+    out.push(id::RETURNVALUE);
+    out.extend(ordinal.to_le_bytes());
+    b_varchar(out, name);
+    out.push(0x01);
+    out.extend(0u32.to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend([0x26, 4, 4]);
+    out.extend(value.to_le_bytes());
+}
+
 /// DONE, DONEPROC or DONEINPROC: status, current command, row count.
 pub fn done(out: &mut Vec<u8>, token: u8, status: u16, cur_cmd: u16, rows: u64) {
     out.push(token);
@@ -201,6 +222,14 @@ mod tests {
         let mut o = Vec::new();
         env_change_bytes(&mut o, env::RESET_ACK, &[], &[]);
         assert_eq!(o, hex("E3 03 00 12 00 00"));
+        // tds-notes.md §8: RETURNSTATUS 0 and the verified RETURNVALUE.
+        let mut o = Vec::new();
+        return_status(&mut o, 0);
+        return_value_int(&mut o, 0, "", 1);
+        assert_eq!(
+            o,
+            hex("79 00 00 00 00 AC 00 00 00 01 00 00 00 00 01 00 26 04 04 01 00 00 00")
+        );
     }
 
     /// tds-notes.md §8's ERROR 208 example.
