@@ -10,6 +10,9 @@
 
 #![cfg(unix)]
 
+#[path = "support/remote_client.rs"]
+mod remote_client;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -704,6 +707,69 @@ fn rpc_runs_parameterized_statements() {
     assert_eq!(messages(&t), vec![(true, 2812)]);
     let t = batch(&mut c, "USE sales");
     assert_eq!(last_done(&t).0, 0);
+}
+
+/// The use case: a parameterized BACKUP over TDS (sp_executesql, as
+/// products send it) to a VIRTUAL_DEVICE a VDI client streams, answered
+/// with SQL Server's INFO 4035 and 3014 and a DONEPROC without error; then
+/// a RESTORE in a SQL batch from the same bytes.
+#[test]
+fn a_backup_and_restore_over_tds_stream_through_a_virtual_device() {
+    use remote_client::*;
+    use std::sync::{Arc, Mutex};
+    let d = Scratch::new("e2e");
+    let (s, addr) = start(&d, |_| {});
+    let media: Vec<Arc<Mutex<Vec<u8>>>> = vec![Arc::default()];
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "tb", 1), vdi_spec::Hresult::NOERROR);
+    let mut c = logged_in(addr);
+    let answer = std::thread::spawn(move || {
+        let t = rpc(
+            &mut c,
+            10,
+            &[
+                (
+                    "",
+                    0,
+                    Param::Text("BACKUP DATABASE [sales] TO VIRTUAL_DEVICE = @device"),
+                ),
+                ("", 0, Param::Text("@device nvarchar(max)")),
+                ("@device", 0, Param::Text("tb")),
+            ],
+        );
+        (c, t)
+    });
+    let devs = open_all(&set, "tb", 1).expect("configured and opened");
+    let (ends, _) = run_devices(&devs, &media, Sink::Keep);
+    assert_eq!(ends, vec![vdi_spec::Hresult::VD_E_CLOSE]);
+    set.close();
+    let (mut c, t) = answer.join().unwrap();
+    assert_eq!(messages(&t), vec![(false, 4035), (false, 3014)], "{t:?}");
+    assert!(matches!(
+        t.last(),
+        Some(Tok::Done {
+            token: 0xFE,
+            status: 0,
+            ..
+        })
+    ));
+    assert_eq!(s.status().backups, 1);
+    // RESTORE in a SQL batch.
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "tr", 1), vdi_spec::Hresult::NOERROR);
+    let answer = std::thread::spawn(move || {
+        batch(
+            &mut c,
+            "RESTORE DATABASE sales FROM VIRTUAL_DEVICE='tr' WITH REPLACE",
+        )
+    });
+    let devs = open_all(&set, "tr", 1).expect("configured and opened");
+    let (ends, _) = run_devices(&devs, &media, Sink::Keep);
+    assert_eq!(ends, vec![vdi_spec::Hresult::VD_E_CLOSE]);
+    set.close();
+    let t = answer.join().unwrap();
+    assert_eq!(messages(&t).last(), Some(&(false, 3014)), "{t:?}");
+    assert_eq!(last_done(&t), (0, 0));
 }
 
 /// The address is taken: the error says so.
