@@ -772,6 +772,67 @@ fn a_backup_and_restore_over_tds_stream_through_a_virtual_device() {
     assert_eq!(last_done(&t), (0, 0));
 }
 
+/// The soft limit on open files of this process (from /proc).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(1024)
+}
+
+/// 1,000 concurrent logins (fewer if the descriptor limit is lower) on a
+/// server that serves 64 connections at once: each client is served or
+/// refused (closed), none hangs, and the server serves afterwards.
+#[test]
+fn a_thousand_concurrent_logins() {
+    let d = Scratch::new("many");
+    let (_s, addr) = start(&d, |c| c.max_connections = 64);
+    let n = 1000
+        .min(open_files_limit().saturating_sub(300) / 2)
+        .max(100);
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            std::thread::spawn(move || -> bool {
+                let Ok(mut c) = TcpStream::connect(addr) else {
+                    return false;
+                };
+                c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+                if c.write_all(&packets(0x12, &prelogin(2))).is_err()
+                    || read_reply(&mut c).is_none()
+                {
+                    return false;
+                }
+                let _ = c.write_all(&packets(0x10, &login7("sa", "Secr3t!", "sales")));
+                match read_reply(&mut c) {
+                    Some((_, _, r)) => tokens(&r).iter().any(|t| matches!(t, Tok::LoginAck { .. })),
+                    None => false,
+                }
+            })
+        })
+        .collect();
+    let served = clients
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    eprintln!(
+        "tds: {n} concurrent logins: {served} served, {} refused, {} ms",
+        n - served,
+        t0.elapsed().as_millis()
+    );
+    assert!(served >= 1, "some are served");
+    assert!(t0.elapsed() < Duration::from_secs(120), "none hangs");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c = logged_in(addr);
+    assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
+}
+
 /// The address is taken: the error says so.
 #[test]
 fn a_taken_port_is_reported() {
