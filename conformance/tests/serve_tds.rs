@@ -135,6 +135,10 @@ enum Tok {
         rows: u64,
     },
     ReturnStatus(i32),
+    /// COLMETADATA: each column's type byte and name.
+    Columns(Vec<(u8, String)>),
+    /// ROW: each value as text (`None`: NULL).
+    Row(Vec<Option<String>>),
     /// RETURNVALUE of an INTN parameter: name, value.
     ReturnValue(String, i32),
 }
@@ -150,8 +154,51 @@ fn b_varchar(b: &[u8], at: &mut usize) -> String {
 fn tokens(b: &[u8]) -> Vec<Tok> {
     let mut out = Vec::new();
     let mut at = 0;
+    let mut types: Vec<u8> = Vec::new();
     while at < b.len() {
         let t = b[at];
+        if t == 0x81 {
+            // Count, then user type, flags, TYPE_INFO (INTN or NVARCHAR
+            // only), name.
+            let n = usize::from(u16::from_le_bytes([b[at + 1], b[at + 2]]));
+            let mut p = at + 3;
+            let mut cols = Vec::new();
+            for _ in 0..n {
+                p += 6;
+                let ty = b[p];
+                p += if ty == 0x26 { 2 } else { 8 };
+                cols.push((ty, b_varchar(b, &mut p)));
+            }
+            types = cols.iter().map(|c| c.0).collect();
+            out.push(Tok::Columns(cols));
+            at = p;
+            continue;
+        }
+        if t == 0xD1 {
+            let mut p = at + 1;
+            let mut row = Vec::new();
+            for ty in &types {
+                if *ty == 0x26 {
+                    let n = b[p];
+                    row.push((n == 4).then(|| {
+                        i32::from_le_bytes(b[p + 1..p + 5].try_into().unwrap()).to_string()
+                    }));
+                    p += 1 + usize::from(n);
+                } else {
+                    let n = u16::from_le_bytes([b[p], b[p + 1]]);
+                    p += 2;
+                    if n == 0xFFFF {
+                        row.push(None);
+                    } else {
+                        row.push(Some(from_utf16(&b[p..p + usize::from(n)])));
+                        p += usize::from(n);
+                    }
+                }
+            }
+            out.push(Tok::Row(row));
+            at = p;
+            continue;
+        }
         if matches!(t, 0xFD..=0xFF) {
             let f = &b[at + 1..at + 13];
             out.push(Tok::Done {
@@ -389,7 +436,7 @@ fn a_client_logs_in_and_runs_t_sql() {
     }
     assert_eq!(last_done(&t).0 & 0x2, 0x2, "DONE_ERROR");
     // What vdisim does not serve gets its error, and the session goes on.
-    let t = batch(&mut c, "SELECT @@VERSION");
+    let t = batch(&mut c, "SELECT * FROM msdb.dbo.backupset");
     assert_eq!(messages(&t), vec![(true, 50002)]);
     let t = batch(&mut c, "USE sales");
     assert_eq!(last_done(&t).0, 0);
@@ -831,6 +878,48 @@ fn a_thousand_concurrent_logins() {
     std::thread::sleep(Duration::from_millis(300));
     let mut c = logged_in(addr);
     assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
+}
+
+/// The queries drivers and products send around a backup get result
+/// sets: COLMETADATA, ROW, DONE with COUNT and the row count.
+#[test]
+fn served_queries_get_result_sets() {
+    let d = Scratch::new("query");
+    let (_s, addr) = start(&d, |_| {});
+    let mut c = logged_in(addr);
+    let rows = |t: &[Tok]| -> Vec<Vec<Option<String>>> {
+        t.iter()
+            .filter_map(|t| match t {
+                Tok::Row(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let t = batch(&mut c, "SELECT CAST(@@SPID AS int)");
+    assert_eq!(t[0], Tok::Columns(vec![(0x26, String::new())]));
+    let spid: i32 = rows(&t)[0][0].as_ref().unwrap().parse().unwrap();
+    assert!(spid >= 51);
+    assert!(matches!(
+        t.last(),
+        Some(Tok::Done {
+            token: 0xFD,
+            status: 0x10,
+            cur_cmd: 0xC1,
+            rows: 1
+        })
+    ));
+    let t = batch(&mut c, "SELECT name FROM sys.databases");
+    assert_eq!(t[0], Tok::Columns(vec![(0xE7, "name".into())]));
+    assert_eq!(rows(&t), vec![vec![Some("sales".to_string())]]);
+    let t = batch(&mut c, "SELECT SERVERPROPERTY('ProductVersion') AS v");
+    assert_eq!(rows(&t), vec![vec![Some("16.0.1000.6".to_string())]]);
+    let t = batch(&mut c, "SELECT SERVERPROPERTY('InstanceName')");
+    assert_eq!(rows(&t), vec![vec![None]]);
+    let t = batch(&mut c, "SELECT DB_NAME()");
+    assert_eq!(rows(&t), vec![vec![Some("sales".to_string())]]);
+    // Other queries are not served: the parser's error.
+    let t = batch(&mut c, "SELECT 1");
+    assert_eq!(messages(&t), vec![(true, 50002)]);
 }
 
 /// The address is taken: the error says so.

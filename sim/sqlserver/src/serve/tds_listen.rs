@@ -61,6 +61,10 @@ impl Engine for Inner {
     fn has_database(&self, name: &str) -> bool {
         lock(&self.catalog).databases.contains_key(name)
     }
+
+    fn databases(&self) -> Vec<String> {
+        lock(&self.catalog).databases.keys().cloned().collect()
+    }
 }
 
 impl Inner {

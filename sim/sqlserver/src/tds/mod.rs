@@ -15,6 +15,8 @@
 //!   ERROR, DONE, DONEPROC, DONEINPROC, RETURNSTATUS, RETURNVALUE).
 //! - [`rpc`]: RPC requests (parameterized statements) and the T-SQL they
 //!   become.
+//! - [`query`]: the few queries answered with result sets (COLMETADATA,
+//!   ROW).
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -60,14 +62,21 @@
 //!   DONEPROC. Another procedure gets Msg 2812; another parameter type an
 //!   error that says so. At most `session::PREPARED_MAX` statements stay
 //!   prepared per session.
+//! - Result sets for a batch that is exactly one of the queries drivers
+//!   and products send around a backup: `SELECT @@VERSION`, `@@SPID`,
+//!   `@@SERVERNAME`, `DB_NAME()`, `SERVERPROPERTY('…')`, `SELECT name FROM
+//!   sys.databases` ([`query`] has the list); any other SELECT gets the
+//!   T-SQL parser's "not served" error.
 //! - Transaction-manager requests are acknowledged with a DONE (vdisim has
 //!   no transactions); RESETCONNECTION returns the session to its login
 //!   database and is acknowledged with ENVCHANGE 18.
 //!
 //! ## Not yet served
 //!
-//! TLS (encryption inside PRELOGIN, TDS 8), result sets (`SELECT
-//! @@VERSION` and the like get the T-SQL parser's error), OUTPUT
+//! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
+//! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
+//! served query inside `sp_executesql`), progress messages sent while a
+//! statement runs (they arrive with its answer), KILL, OUTPUT
 //! parameters other than the prepared handle, several RPCs in one
 //! message, bulk load, MARS.
 //!
@@ -89,6 +98,7 @@ use thiserror::Error;
 pub mod login7;
 pub mod packet;
 pub mod prelogin;
+pub mod query;
 pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;

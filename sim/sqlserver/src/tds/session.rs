@@ -22,6 +22,8 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Runs a batch as the control socket runs it.
     fn run_batch(&self, text: &str, database: &mut Option<String>, attention: &Attention) -> Batch;
     fn has_database(&self, name: &str) -> bool;
+    /// The databases' names.
+    fn databases(&self) -> Vec<String>;
 }
 
 /// A session's configuration.
@@ -402,6 +404,12 @@ impl Session {
         match m.kind {
             kind::SQL_BATCH => {
                 let text = utf16le(skip_all_headers(&m.payload)?);
+                if let Some(rs) = self.query(&text, reset) {
+                    self.reset_session(&mut o, reset);
+                    super::query::encode(&mut o, &rs);
+                    self.send(&o)?;
+                    return Ok(None);
+                }
                 self.spawn_batch(text, reset, End::Batch)
             }
             kind::TRANSACTION_MANAGER => {
@@ -436,6 +444,23 @@ impl Session {
                 format!("a message of type 0x{other:02x} after login"),
             )),
         }
+    }
+
+    /// The result set `text` asks for, if it is one of the queries
+    /// `super::query` answers.
+    fn query(&self, text: &str, reset: bool) -> Option<super::query::ResultSet> {
+        let database = if reset {
+            self.login_db.clone()
+        } else {
+            lock(&self.database).clone()
+        };
+        let cx = super::query::Context {
+            spid: self.spid,
+            server_name: &self.set.server_name,
+            database: database.as_deref().unwrap_or(MASTER),
+            databases: self.engine.databases(),
+        };
+        super::query::answer(text, &cx)
     }
 
     /// RESETCONNECTION: the session returns to its login database;
