@@ -1033,3 +1033,31 @@ print("connection reused")
         "the cancelled backup is not recorded"
     );
 }
+
+/// The harness's `sqlserver` control path (tiberius, feature `tds`: the
+/// code meant to drive a real SQL Server) against `vdisim serve --tds`: it
+/// logs in without TLS, reads `@@SPID`, and a BACKUP that fails reports
+/// SQL Server's error.
+#[cfg(feature = "tds")]
+#[test]
+fn the_tiberius_control_path_runs_against_serve() {
+    use vdi_sqlserver::tsql::{ParsedStatement, parse_batch};
+    let d = Scratch::new("tiberius");
+    let (_s, addr) = start(&d, |_| {});
+    let ado = format!(
+        "server=tcp:127.0.0.1,{};user=sa;password=Secr3t!;database=sales;encrypt=DANGER_PLAINTEXT",
+        addr.port()
+    );
+    let mut c = vdi_conformance::sqlserver::SqlServer::connect(&ado).expect("tiberius logs in");
+    assert!(c.session_id().expect("@@SPID") >= 51);
+    let Some(ParsedStatement::Run(stmt, _)) =
+        parse_batch("BACKUP DATABASE sales TO VIRTUAL_DEVICE='nope'")
+            .unwrap()
+            .into_iter()
+            .next()
+    else {
+        panic!("a BACKUP statement")
+    };
+    let o = c.run_statement(&stmt).expect("the statement runs");
+    assert_eq!(o.messages.first().map(|m| m.number), Some(3201), "{o:?}");
+}
