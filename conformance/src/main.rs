@@ -183,6 +183,18 @@ struct ServeArgs {
     /// process (tests, throwaway servers).
     #[arg(long)]
     ephemeral: bool,
+    /// Serve TDS 7.4 too, so that real SQL Server drivers (ODBC, FreeTDS,
+    /// python-tds, tedious, tiberius) log in and run the same T-SQL:
+    /// at ADDR, default 127.0.0.1:1433 (port 0: a free port, printed at
+    /// start). Loopback unless another address is given. No TLS yet:
+    /// clients connect with encryption off; no RPC or result sets yet.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1433")]
+    tds: Option<std::net::SocketAddr>,
+    /// A SQL login TDS clients may use, NAME:PASSWORD; repeatable (the
+    /// logins replace the default, sa:vdisim). They are the simulator's
+    /// own: never a real server's credentials.
+    #[arg(long = "login", value_name = "NAME:PASSWORD")]
+    logins: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -370,6 +382,15 @@ fn sqlcmd(_args: &[String]) -> u8 {
     1
 }
 
+/// `--login NAME:PASSWORD` (the password may contain ':').
+#[cfg(unix)]
+fn parse_login(l: &str) -> Result<(String, String)> {
+    match l.split_once(':') {
+        Some((name, password)) if !name.is_empty() => Ok((name.to_string(), password.to_string())),
+        _ => bail!("--login {l:?}: give NAME:PASSWORD, e.g. --login sa:vdisim"),
+    }
+}
+
 /// Parses `NAME=SIZE` (SIZE in bytes or with a KiB/MiB/GiB suffix).
 #[cfg(unix)]
 fn parse_database(s: &str) -> Result<(String, u64)> {
@@ -433,6 +454,14 @@ fn serve(a: ServeArgs) -> Result<u8> {
         }
     }
     cfg.server_name = a.server_name;
+    cfg.tds = a.tds;
+    if !a.logins.is_empty() {
+        cfg.logins = a
+            .logins
+            .iter()
+            .map(|l| parse_login(l))
+            .collect::<Result<_>>()?;
+    }
     cfg.max_connections = a.max_connections;
     cfg.frame_deadline = std::time::Duration::from_millis(a.frame_deadline_ms);
     cfg.time_scale = a.time_scale;
@@ -448,6 +477,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
     // blocked before any thread starts so that only the signal thread
     // takes them.
     let signals = vdi_sqlserver::serve::Signals::block().context("cannot block SIGINT/SIGTERM")?;
+    let logins = cfg.logins.clone();
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -474,6 +504,18 @@ fn serve(a: ServeArgs) -> Result<u8> {
         remote::ENV_SERVER,
         server.path().display()
     ));
+    if let Some(addr) = server.tds_addr() {
+        let names: Vec<&str> = logins.iter().map(|(n, _)| n.as_str()).collect();
+        err_line(format_args!(
+            "vdisim serve: TDS 7.4 at {addr} (logins: {}; no TLS yet: connect with encryption off)",
+            names.join(", ")
+        ));
+        if !addr.ip().is_loopback() {
+            err_line(format_args!(
+                "vdisim serve: TDS at {addr} is reachable from other machines; its logins are the simulator's, not protection"
+            ));
+        }
+    }
     let listen = server.path().to_path_buf();
     server.wait();
     // The serve backend's private directory (named for its pid, see

@@ -10,6 +10,8 @@
 //!   control.
 //! - [`tsql`]: the T-SQL a backup program sends (BACKUP, RESTORE, USE),
 //!   parsed into the model's statements, with SQL Server-style errors.
+//! - [`tds`]: TDS 7.4, the server side (`vdisim serve --tds`): real SQL
+//!   Server drivers log in and run the same T-SQL as the control socket.
 //! - [`sqlcmd`]: a `sqlcmd` look-alike: options, batches, output and exit
 //!   codes, over a transport-agnostic executor.
 //!
@@ -23,4 +25,5 @@
 #[cfg(unix)]
 pub mod serve;
 pub mod sqlcmd;
+pub mod tds;
 pub mod tsql;

@@ -36,7 +36,7 @@ impl Catalog {
 
 /// How a batch ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum BatchEnd {
+pub(crate) enum BatchEnd {
     /// Every statement ran.
     Done,
     /// The connection cancelled it (an attention).
@@ -48,16 +48,16 @@ pub(super) enum BatchEnd {
 }
 
 /// A batch's messages and how it ended.
-pub(super) struct Batch {
-    pub(super) messages: Vec<LineMessage>,
-    pub(super) end: BatchEnd,
+pub(crate) struct Batch {
+    pub(crate) messages: Vec<LineMessage>,
+    pub(crate) end: BatchEnd,
 }
 
-/// The attention switch of one control connection: the connection's reader
-/// sets it (a `Cancel` frame, or the connection ending under the profile's
+/// The attention switch of one control or TDS connection: the connection's
+/// reader sets it (a `Cancel` frame or a TDS ATTENTION, or the connection ending under the profile's
 /// `disconnect-without-attention = abort`), the running batch obeys it.
 #[derive(Default)]
-pub(super) struct Attention {
+pub(crate) struct Attention {
     cancelled: AtomicBool,
     running: Mutex<Option<Arc<ServerHost>>>,
 }
@@ -65,7 +65,7 @@ pub(super) struct Attention {
 impl Attention {
     /// Cancels the running batch: the statement running now is aborted
     /// (clause `abort.attention`), no later statement starts.
-    pub(super) fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         let host = lock(&self.running).clone();
         if let Some(h) = host {
@@ -76,7 +76,7 @@ impl Attention {
     /// The connection ended under the running batch without a cancel:
     /// the server half applies the profile (clause `abort.disconnect`); no
     /// later statement of the batch starts.
-    pub(super) fn disconnected(&self) {
+    pub(crate) fn disconnected(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         let host = lock(&self.running).clone();
         if let Some(h) = host {
@@ -84,12 +84,12 @@ impl Attention {
         }
     }
 
-    pub(super) fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
 
     /// A new batch starts: the switch is reset.
-    pub(super) fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.cancelled.store(false, Ordering::SeqCst);
     }
 

@@ -6,6 +6,11 @@
 //! configuration, then the model's messages; buffers in shared memory, see
 //! `vdi_host::remote`), and control connections carrying T-SQL (from
 //! `vdisim sqlcmd`) or harness case control (the `serve` backend).
+//! With [`ServeConfig::tds`] it also serves TDS 7.4 on TCP (`crate::tds`):
+//! real SQL Server drivers log in and run the same T-SQL (each batch
+//! through the same `run_batch`, a TDS attention through the same
+//! cancel), and their connections count toward the same
+//! `max_connections`.
 //!
 //! Each BACKUP or RESTORE runs on its own [`ServerHost`] — the same server host
 //! the in-process harness uses — given the one backup it reads (a RESTORE)
@@ -106,6 +111,7 @@ mod rules;
 mod sets;
 mod socket;
 mod store;
+mod tds_listen;
 
 pub use socket::Signals;
 pub use store::{StoreError, default_data_dir};
@@ -113,6 +119,7 @@ pub use store::{StoreError, default_data_dir};
 use frames::read_frame_timed;
 
 use catalog::Catalog;
+pub(crate) use catalog::{Attention, Batch, BatchEnd};
 use control::CaseEntry;
 use db::Db;
 use sets::RemoteEnd;
@@ -174,7 +181,23 @@ pub struct ServeConfig {
     /// Keep the databases and msdb history here across restarts (see
     /// `store`); `None`: they live and die with the process (`--ephemeral`).
     pub data_dir: Option<PathBuf>,
+    /// Serve TDS 7.4 (real SQL Server drivers) at this address too
+    /// (`--tds`; `crate::tds` says what is served). Port 0 picks a free
+    /// port ([`Server::tds_addr`] tells which).
+    pub tds: Option<std::net::SocketAddr>,
+    /// The SQL logins TDS clients may use: name and password (the
+    /// simulator's own, nothing to do with any real server's). Default
+    /// [`DEFAULT_LOGINS`].
+    pub logins: Vec<(String, String)>,
 }
+
+/// The TDS logins a server has when none are configured: `sa` with
+/// password `vdisim`.
+pub const DEFAULT_LOGINS: &[(&str, &str)] = &[("sa", "vdisim")];
+
+/// The TDS address `--tds` without a value listens at: SQL Server's port
+/// on the loopback interface.
+pub const TDS_DEFAULT_ADDR: &str = "127.0.0.1:1433";
 
 /// Statement outcomes a server keeps for [`Server::outcomes`].
 pub const OUTCOMES_KEPT: usize = 10_000;
@@ -232,6 +255,11 @@ impl ServeConfig {
             plan: None,
             client_faults: None,
             data_dir: None,
+            tds: None,
+            logins: DEFAULT_LOGINS
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.to_string()))
+                .collect(),
         }
     }
 }
@@ -251,6 +279,15 @@ pub enum ServeError {
     Bound(#[from] vdi_spec::bounds::BoundError),
     #[error("{0}")]
     DataDir(#[from] StoreError),
+    #[error(
+        "the TDS address {0} is taken (a SQL Server or another vdisim serve?): choose another with --tds ADDR, or --tds 127.0.0.1:0 for a free port"
+    )]
+    TdsInUse(std::net::SocketAddr),
+    #[error("cannot serve TDS at {addr}: {err}")]
+    TdsListen {
+        addr: std::net::SocketAddr,
+        err: io::Error,
+    },
     #[error(
         "{path} exists and is not a socket: vdisim serve replaces only a socket that nothing listens on; remove the file yourself or choose another path with --listen or VDISIM_SERVER"
     )]
@@ -309,6 +346,7 @@ impl ServeConfig {
                 "run at most 1000 virtual ms per real ms",
             ));
         }
+        self.check_logins()?;
         if self.max_connections == 0 {
             return Err(bounds::BoundError::new(
                 "--max-connections",
@@ -347,12 +385,17 @@ struct Inner {
     trace: Mutex<Option<File>>,
     /// The data directory, when the state outlives the process.
     store: Option<store::Store>,
+    /// The TDS listener's address, when TDS is served.
+    tds_addr: Option<std::net::SocketAddr>,
+    /// The next TDS session id (51 and up, as SQL Server's user sessions).
+    next_spid: AtomicUsize,
 }
 
 /// A running server.
 pub struct Server {
     inner: Arc<Inner>,
     accept: Option<std::thread::JoinHandle<()>>,
+    tds_accept: Option<std::thread::JoinHandle<()>>,
 }
 
 fn digest(parts: &[&[u8]]) -> u64 {
@@ -366,6 +409,7 @@ impl Server {
     pub fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
         cfg.check()?;
         let max_connections = fd_budget(cfg.max_connections);
+        let tds = cfg.tds.map(tds_listen::bind).transpose()?;
         let listener = socket::prepare_socket(&cfg.listen)?;
         let trace = match &cfg.trace {
             Some(p) => Some(
@@ -414,7 +458,13 @@ impl Server {
             stop: AtomicBool::new(false),
             trace: Mutex::new(trace),
             store,
+            tds_addr: tds.as_ref().and_then(|l| l.local_addr().ok()),
+            next_spid: AtomicUsize::new(0),
         });
+        let tds_accept = match tds {
+            Some(l) => Some(inner.clone().start_tds(l)?),
+            None => None,
+        };
         let i2 = inner.clone();
         let accept = std::thread::Builder::new()
             .name("vdisim-serve-accept".into())
@@ -426,6 +476,7 @@ impl Server {
         Ok(Server {
             inner,
             accept: Some(accept),
+            tds_accept,
         })
     }
 
@@ -434,9 +485,22 @@ impl Server {
         &self.inner.cfg.listen
     }
 
+    /// The address TDS is served at (the port chosen when the
+    /// configuration gave port 0), if it is.
+    pub fn tds_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.tds_addr
+    }
+
     /// Blocks until a `Shutdown` request (or [`Server::shutdown`]).
     pub fn wait(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
         if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.tds_accept.take() {
             let _ = h.join();
         }
     }
@@ -481,9 +545,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.inner.request_stop();
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
+        self.join();
     }
 }
 
@@ -532,8 +594,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Inner {
     pub(super) fn request_stop(&self) {
         if !self.stop.swap(true, Ordering::SeqCst) {
-            // Wake the accept loop.
+            // Wake the accept loops.
             let _ = UnixStream::connect(&self.cfg.listen);
+            self.wake_tds();
         }
     }
 
