@@ -12,31 +12,16 @@
 
 #[path = "support/clients.rs"]
 mod clients;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use clients::{BuildError, Lang};
+use scratch::Scratch;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
-
-/// A private directory, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("vdisim-ct-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The program for `lang`/`flaw`, or `None` (and a SKIPPED line) when no
 /// compiler is installed.

@@ -9,7 +9,11 @@
 //! leaves device 1 waiting. Bounds are schedule and case counts, never
 //! wall time.
 
-use std::path::{Path, PathBuf};
+#[path = "support/scratch.rs"]
+mod scratch;
+
+use scratch::Scratch;
+use std::path::Path;
 use std::process::Command;
 use vdi_conformance::explore::{self, config};
 use vdi_model::mutation::Mutation;
@@ -24,23 +28,6 @@ const CONFIG: &str = "backup2-client-close";
 /// waits on a closed set, or one left blocked across Close.
 fn caught(clause: &str) -> bool {
     clause == id::CLOSE_INVALIDATES_DEVICES.as_str() || clause == id::GET_COMMAND_ABORT.as_str()
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!("vdisim-mutants-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("a scratch directory");
-        Scratch(p)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn vdisim(args: &[&str], dir: &Path) -> (i32, String) {

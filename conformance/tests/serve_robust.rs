@@ -8,8 +8,11 @@
 
 #[path = "support/remote_client.rs"]
 mod remote_client;
+#[path = "support/scratch.rs"]
+mod scratch;
 
 use remote_client::*;
+use scratch::Scratch;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -22,27 +25,6 @@ use vdi_model::msg::{Timeout, ToClient};
 use vdi_spec::profile::Disconnect;
 use vdi_spec::{Features, Hresult, VdConfig, Win32};
 use vdi_sqlserver::serve::{ServeConfig, ServeError, Server};
-
-/// A private directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("vdisim-robust-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(sock: PathBuf) -> ServeConfig {
     let mut cfg = ServeConfig::new(sock);

@@ -12,37 +12,21 @@
 
 #[path = "support/remote_client.rs"]
 mod remote_client;
+#[path = "support/scratch.rs"]
+mod scratch;
 #[path = "support/tds_client.rs"]
 mod tds_client;
 
+use scratch::Scratch;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tds_client::*;
 use vdi_host::remote::wire::{self, Frame, PROTOCOL};
 use vdi_model::msg::ToClient;
 use vdi_spec::{Features, VdConfig};
 use vdi_sqlserver::serve::{ServeConfig, Server};
-
-/// A private directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("vdisim-tds-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(d: &Scratch, tune: impl FnOnce(&mut ServeConfig)) -> (Server, SocketAddr) {
     let mut cfg = ServeConfig::new(d.0.join("s.sock"));
