@@ -124,6 +124,23 @@ impl ServerHalf {
         }
         let hs: Vec<Arc<MediaHeader>> = headers.iter().map(|(_, h)| h.clone()).collect();
         let Some(rec) = BackupRecord::from_headers(&hs) else {
+            // Headers `media_problem` let through but that describe no
+            // backup: refused like any malformed family, never waited on.
+            let name = headers
+                .first()
+                .and_then(|(d, _)| self.devs.get(*d))
+                .map(|v| v.name.clone())
+                .unwrap_or_default();
+            let m = messages::bad_family(&name);
+            self.fail(
+                now,
+                None,
+                FailReason::BadMedia,
+                m,
+                Win32::ERROR_SUCCESS,
+                out,
+                tr,
+            );
             return;
         };
         let metadata = self.kind.is_metadata_only();
