@@ -182,16 +182,11 @@ impl ServerHalf {
                 None => {}
             },
             ErrorTermination::DrainThenClose => {
-                if self.term == Term::None {
-                    self.term = Term::DrainThenClose;
-                    ev!(
-                        tr,
-                        now,
-                        "ErrorTermination",
-                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
-                        "drain outstanding commands, then CloseDevice on every device (no VDC_ClearError, no SignalAbort)"
-                    );
-                }
+                self.begin_drain_then_close(
+                    now,
+                    "drain outstanding commands, then CloseDevice on every device (no VDC_ClearError, no SignalAbort)",
+                    tr,
+                );
                 self.try_close_after_failure(now, out, tr);
             }
             ErrorTermination::ClearErrorThenClose => {
@@ -207,18 +202,30 @@ impl ServerHalf {
                         "dev={d}: VDC_ClearError, then CloseDevice on every device"
                     );
                     self.send_clear_error(now, d, out, tr);
-                } else if self.term == Term::None {
-                    self.term = Term::DrainThenClose;
-                    ev!(
-                        tr,
+                } else {
+                    self.begin_drain_then_close(
                         now,
-                        "ErrorTermination",
-                        Some(id::IO_ERROR_CLOSE_OR_ABORT),
-                        "drain outstanding commands, then CloseDevice on every device"
+                        "drain outstanding commands, then CloseDevice on every device",
+                        tr,
                     );
                 }
                 self.try_close_after_failure(now, out, tr);
             }
+        }
+    }
+
+    /// A failure with no device to clear ends by draining what is
+    /// outstanding, then closing every device (traced once, as `detail`).
+    fn begin_drain_then_close(&mut self, now: u64, detail: &str, tr: &mut Trace) {
+        if self.term == Term::None {
+            self.term = Term::DrainThenClose;
+            ev!(
+                tr,
+                now,
+                "ErrorTermination",
+                Some(id::IO_ERROR_CLOSE_OR_ABORT),
+                "{detail}"
+            );
         }
     }
 
