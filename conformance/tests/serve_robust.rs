@@ -23,7 +23,7 @@ use vdi_host::remote::control::Control;
 use vdi_host::remote::wire::{self, Frame, PROTOCOL, Refusal, Request, Response};
 use vdi_model::msg::{Timeout, ToClient};
 use vdi_spec::profile::Disconnect;
-use vdi_spec::{Features, Hresult, VdConfig, Win32};
+use vdi_spec::{Hresult, Win32};
 use vdi_sqlserver::serve::{ServeConfig, ServeError, Server};
 
 fn config(sock: PathBuf) -> ServeConfig {
@@ -58,37 +58,6 @@ fn send_sql(s: &mut UnixStream, text: &str) {
         }),
     )
     .unwrap();
-}
-
-/// A raw set connection: a hello for `name`, then whatever the server sends.
-fn raw_set(path: &Path, name: &str) -> (UnixStream, Option<Frame>) {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    wire::write_frame(
-        &mut s,
-        &Frame::HelloSet {
-            protocol: PROTOCOL,
-            pid: std::process::id(),
-            name: name.into(),
-            cfg: VdConfig::client(1, Features(0)),
-        },
-    )
-    .unwrap();
-    let answer = wire::read_frame(&mut s).unwrap();
-    (s, answer)
-}
-
-/// Reads frames from `s` until one satisfies `want` (bounded).
-fn read_until(s: &mut UnixStream, want: impl Fn(&Frame) -> bool) -> Frame {
-    let t0 = Instant::now();
-    loop {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no such frame came");
-        match wire::read_frame(s) {
-            Ok(Some(f)) if want(&f) => return f,
-            Ok(Some(_)) => {}
-            other => panic!("the connection ended first: {other:?}"),
-        }
-    }
 }
 
 fn numbers(messages: &[wire::LineMessage]) -> Vec<u32> {

@@ -17,15 +17,15 @@ mod scratch;
 #[path = "support/tds_client.rs"]
 mod tds_client;
 
+use remote_client::{raw_set, read_until};
 use scratch::Scratch;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use tds_client::*;
-use vdi_host::remote::wire::{self, Frame, PROTOCOL};
+use vdi_host::remote::wire::Frame;
 use vdi_model::msg::ToClient;
-use vdi_spec::{Features, VdConfig};
 use vdi_sqlserver::serve::{ServeConfig, Server};
 
 fn start(d: &Scratch, tune: impl FnOnce(&mut ServeConfig)) -> (Server, SocketAddr) {
@@ -137,38 +137,11 @@ fn a_wrong_password_gets_18456_and_the_connection_closes() {
     assert_eq!(messages(&t), vec![(true, 4060), (true, 18456)]);
 }
 
-/// A raw set connection (what the stand-in library sends): a hello for
-/// `name`; the welcome is read.
-fn raw_set(path: &std::path::Path, name: &str) -> UnixStream {
-    let mut s = UnixStream::connect(path).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    wire::write_frame(
-        &mut s,
-        &Frame::HelloSet {
-            protocol: PROTOCOL,
-            pid: std::process::id(),
-            name: name.into(),
-            cfg: VdConfig::client(1, Features(0)),
-        },
-    )
-    .unwrap();
-    assert!(matches!(
-        wire::read_frame(&mut s).unwrap(),
-        Some(Frame::Welcome { .. })
-    ));
+/// A raw set connection the server welcomed.
+fn welcomed_set(path: &std::path::Path, name: &str) -> UnixStream {
+    let (s, answer) = raw_set(path, name);
+    assert!(matches!(answer, Some(Frame::Welcome { .. })));
     s
-}
-
-fn read_until(s: &mut UnixStream, want: impl Fn(&Frame) -> bool) {
-    let t0 = Instant::now();
-    loop {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no such frame came");
-        match wire::read_frame(s) {
-            Ok(Some(f)) if want(&f) => return,
-            Ok(Some(_)) => {}
-            other => panic!("the set connection ended first: {other:?}"),
-        }
-    }
 }
 
 /// Clause `abort.attention` over TDS: an ATTENTION while a BACKUP runs
@@ -178,7 +151,7 @@ fn read_until(s: &mut UnixStream, want: impl Fn(&Frame) -> bool) {
 fn an_attention_cancels_the_running_backup() {
     let d = Scratch::new("attn");
     let (s, addr) = start(&d, |_| {});
-    let mut set = raw_set(s.path(), "cx");
+    let mut set = welcomed_set(s.path(), "cx");
     let mut c = logged_in(addr);
     let mut p = vec![
         0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
@@ -584,7 +557,7 @@ fn python_tds_runs_a_batch() {
     let d = Scratch::new("pytds");
     let (s, addr) = start(&d, |_| {});
     // A set whose peer never reads: the BACKUP on it runs until cancelled.
-    let mut set = raw_set(s.path(), "py");
+    let mut set = welcomed_set(s.path(), "py");
     let script = r#"
 import sys, pytds
 port = int(sys.argv[1])

@@ -201,3 +201,51 @@ pub fn sql_at(path: &Path, text: &str) -> Vec<vdi_host::remote::wire::LineMessag
         other => panic!("unexpected {other:?}"),
     }
 }
+
+/// A raw set connection (what the stand-in library sends at Create): a
+/// hello for `name` with a 1-device configuration, then the server's first
+/// answer (a welcome, or a refusal).
+pub fn raw_set(
+    path: &Path,
+    name: &str,
+) -> (
+    std::os::unix::net::UnixStream,
+    Option<vdi_host::remote::wire::Frame>,
+) {
+    use vdi_host::remote::wire::{self, Frame, PROTOCOL};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    wire::write_frame(
+        &mut s,
+        &Frame::HelloSet {
+            protocol: PROTOCOL,
+            pid: std::process::id(),
+            name: name.into(),
+            cfg: VdConfig::client(1, Features(0)),
+        },
+    )
+    .unwrap();
+    let answer = wire::read_frame(&mut s).unwrap();
+    (s, answer)
+}
+
+/// Reads frames from a raw set connection until one `want` takes (within
+/// 30 s); that frame. Panics if the connection ends first.
+pub fn read_until(
+    s: &mut std::os::unix::net::UnixStream,
+    want: impl Fn(&vdi_host::remote::wire::Frame) -> bool,
+) -> vdi_host::remote::wire::Frame {
+    let t0 = std::time::Instant::now();
+    loop {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no such frame came"
+        );
+        match vdi_host::remote::wire::read_frame(s) {
+            Ok(Some(f)) if want(&f) => return f,
+            Ok(Some(_)) => {}
+            other => panic!("the connection ended first: {other:?}"),
+        }
+    }
+}
