@@ -379,3 +379,24 @@ pub enum Param {
     Text(&'static str),
     Int(Option<i32>),
 }
+
+/// Reads one packet: (status, payload); `None` if the server closed the
+/// connection first.
+pub fn read_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 8];
+    s.read_exact(&mut h).ok()?;
+    let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    assert!((8..=32767).contains(&len), "packet length {len}");
+    let mut body = vec![0u8; len - 8];
+    s.read_exact(&mut body).ok()?;
+    Some((h[1], body))
+}
+
+/// Sends a SQL batch without waiting for its answer.
+pub fn send_batch(s: &mut TcpStream, text: &str) {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(utf16(text));
+    s.write_all(&packets(0x01, &p)).unwrap();
+}

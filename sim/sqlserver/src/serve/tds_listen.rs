@@ -54,8 +54,14 @@ impl ServeConfig {
 }
 
 impl Engine for Inner {
-    fn run_batch(&self, text: &str, database: &mut Option<String>, attention: &Attention) -> Batch {
-        Inner::run_batch(self, text, database, attention)
+    fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+        emit: Emit<'_>,
+    ) -> Batch {
+        Inner::run_batch(self, text, database, attention, emit)
     }
 
     fn has_database(&self, name: &str) -> bool {

@@ -46,8 +46,14 @@
 //!   them; each message is an INFO (class ≤ 10) or ERROR token with SQL
 //!   Server's number, state, class and text, the server name and the
 //!   batch line; a USE that changed the database adds ENVCHANGE database
-//!   and INFO 5701; then one DONE (DONE_ERROR when an ERROR was sent). The
-//!   batch is answered when it has finished.
+//!   and INFO 5701; then one DONE (DONE_ERROR when an ERROR was sent).
+//!   Each message goes out as the statement produces it, in packets
+//!   without EOM of the response not yet ended (`STATS = n` progress,
+//!   Msg 3211 "n percent processed.", while the BACKUP or RESTORE moves
+//!   its data: the serve process looks at the transfer every 20 ms); the
+//!   DONE ends the response (EOM). The control socket answers a batch
+//!   with one frame when it has finished (its protocol is one answer per
+//!   request), the same messages in the same order.
 //! - ATTENTION: cancels the running batch through the same switch as the
 //!   control socket's Cancel (a running BACKUP or RESTORE is aborted: Msg
 //!   3204 and 3013, never a success); the batch's answer is finished, then
@@ -75,8 +81,7 @@
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
 //! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
-//! served query inside `sp_executesql`), progress messages sent while a
-//! statement runs (they arrive with its answer), KILL, OUTPUT
+//! served query inside `sp_executesql`), KILL, OUTPUT
 //! parameters other than the prepared handle, several RPCs in one
 //! message, bulk load, MARS.
 //!

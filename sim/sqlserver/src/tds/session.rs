@@ -8,7 +8,7 @@ use super::prelogin::{self, encrypt};
 use super::rpc::{self, Value, proc_id};
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
-use crate::serve::{Attention, Batch, BatchEnd};
+use crate::serve::{Attention, Batch, BatchEnd, Emit};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -19,8 +19,15 @@ use vdi_host::remote::wire::LineMessage;
 
 /// What a session needs of the server: its T-SQL and its databases.
 pub(crate) trait Engine: Send + Sync + 'static {
-    /// Runs a batch as the control socket runs it.
-    fn run_batch(&self, text: &str, database: &mut Option<String>, attention: &Attention) -> Batch;
+    /// Runs a batch as the control socket runs it, telling `emit` each
+    /// message as it is produced.
+    fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+        emit: Emit<'_>,
+    ) -> Batch;
     fn has_database(&self, name: &str) -> bool;
     /// The databases' names.
     fn databases(&self) -> Vec<String>;
@@ -496,29 +503,87 @@ impl Session {
             .spawn(move || {
                 let before = lock(&db).clone();
                 let mut current = before.clone();
-                let b = engine.run_batch(&text, &mut current, &att);
+                let mut live = Live {
+                    w: &w,
+                    size,
+                    spid,
+                    server: &set.server_name,
+                    pending: head,
+                    next_id: 1,
+                    error: false,
+                    broken: false,
+                };
+                let b = engine.run_batch(&text, &mut current, &att, &mut |m| live.messages(m));
                 *lock(&db) = current.clone();
-                if b.end == BatchEnd::ServerDied {
+                if b.end == BatchEnd::ServerDied || live.broken {
+                    // The simulated server died under the statement (the
+                    // client loses its connection), or the client stopped
+                    // taking its answer (within the write timeout).
                     let _ = lock(&w).shutdown(Shutdown::Both);
                     return;
                 }
-                let mut o = head;
-                batch_tokens(
+                let mut o = std::mem::take(&mut live.pending);
+                end_tokens(
                     &mut o,
-                    &b.messages,
+                    live.error,
                     &before,
                     &current,
                     &set.server_name,
                     &end,
                 );
-                if send(&w, &o, size, spid).is_err() {
-                    // A client that does not take its answer (within the
-                    // write timeout) is dropped; the reader sees the end.
+                if live.finish(&o).is_err() {
                     let _ = lock(&w).shutdown(Shutdown::Both);
                 }
             })
             .map(Some)
             .map_err(|e| TdsError::Io(io::Error::other(format!("no thread for the batch: {e}"))))
+    }
+}
+
+/// A response sent while its statement runs: each message as a token in
+/// packets without EOM, written at once (the client surfaces it as it
+/// comes: `STATS` progress), the end with EOM.
+struct Live<'a> {
+    w: &'a Mutex<TcpStream>,
+    size: usize,
+    spid: u16,
+    server: &'a str,
+    /// Tokens not yet written (the RESETCONNECTION acknowledgement first).
+    pending: Vec<u8>,
+    next_id: u8,
+    /// An ERROR token was sent (the DONE says so).
+    error: bool,
+    /// A write failed: nothing more is sent.
+    broken: bool,
+}
+
+impl Live<'_> {
+    /// Sends `messages` as INFO or ERROR tokens in a part of the response.
+    fn messages(&mut self, messages: &[LineMessage]) {
+        self.error |= message_tokens(&mut self.pending, messages, self.server);
+        if self.broken {
+            return;
+        }
+        let (bytes, next) = packet::encode_packets(
+            kind::REPLY,
+            &self.pending,
+            self.size,
+            self.spid,
+            self.next_id,
+            false,
+        );
+        self.pending.clear();
+        self.next_id = next;
+        if lock(self.w).write_all(&bytes).is_err() {
+            self.broken = true;
+        }
+    }
+
+    /// Sends the response's last part, `tail`, ending it (EOM).
+    fn finish(&mut self, tail: &[u8]) -> io::Result<()> {
+        let (bytes, _) =
+            packet::encode_packets(kind::REPLY, tail, self.size, self.spid, self.next_id, true);
+        lock(self.w).write_all(&bytes)
     }
 }
 
@@ -555,9 +620,9 @@ pub(crate) fn skip_all_headers(payload: &[u8]) -> Result<&[u8], TdsError> {
     })
 }
 
-/// A batch's answer: its messages as INFO or ERROR tokens, ENVCHANGE
-/// database and INFO 5701 when a USE changed the database, then DONE
-/// (DONE_ERROR when an ERROR token was sent).
+/// A batch's answer: its messages as INFO or ERROR tokens, then its end
+/// ([`end_tokens`]).
+#[cfg(test)]
 pub(crate) fn batch_tokens(
     o: &mut Vec<u8>,
     messages: &[LineMessage],
@@ -566,7 +631,13 @@ pub(crate) fn batch_tokens(
     server: &str,
     end: &End,
 ) {
-    let mut status = done::FINAL;
+    let error = message_tokens(o, messages, server);
+    end_tokens(o, error, before, after, server, end);
+}
+
+/// Appends `messages` as INFO or ERROR tokens: whether one was an ERROR.
+pub(crate) fn message_tokens(o: &mut Vec<u8>, messages: &[LineMessage], server: &str) -> bool {
+    let mut error = false;
     for m in messages {
         let t = token::Message {
             number: m.message.number,
@@ -577,11 +648,25 @@ pub(crate) fn batch_tokens(
             procedure: "",
             line: m.line,
         };
-        if t.is_error() {
-            status |= done::ERROR;
-        }
+        error |= t.is_error();
         token::message(o, &t);
     }
+    error
+}
+
+/// A batch's answer after its messages: ENVCHANGE database and INFO 5701
+/// when a USE changed the database, then DONE (DONE_ERROR when an ERROR
+/// token was sent: `error`), or for an RPC its DONEINPROC, RETURNSTATUS,
+/// RETURNVALUE and DONEPROC.
+pub(crate) fn end_tokens(
+    o: &mut Vec<u8>,
+    error: bool,
+    before: &Option<String>,
+    after: &Option<String>,
+    server: &str,
+    end: &End,
+) {
+    let status = if error { done::ERROR } else { done::FINAL };
     if before != after {
         let new = after.as_deref().unwrap_or(MASTER);
         token::env_change(o, env::DATABASE, new, before.as_deref().unwrap_or(MASTER));
