@@ -129,3 +129,150 @@ fn stats_progress_arrives_while_the_backup_runs() {
     assert_eq!(last_done(&t), (0, 0));
     assert_eq!(s.status().backups, 1);
 }
+
+/// Runs `text` (a BACKUP to VIRTUAL_DEVICE `dev`) in a SQL batch while a
+/// VDI client streams the device; the batch's tokens and the session.
+fn backup_over_tds(
+    s: &Server,
+    c: std::net::TcpStream,
+    dev: &str,
+    text: &'static str,
+) -> (std::net::TcpStream, Vec<Tok>) {
+    let set = set_at(s.path());
+    assert_eq!(create(&set, dev, 1), vdi_spec::Hresult::NOERROR);
+    let answer = std::thread::spawn(move || {
+        let mut c = c;
+        let t = batch(&mut c, text);
+        (c, t)
+    });
+    let devs = open_all(&set, dev, 1).expect("configured and opened");
+    let media = vec![std::sync::Arc::default()];
+    let (ends, _) = run_devices(&devs, &media, remote_client::Sink::Discard);
+    assert_eq!(ends, vec![vdi_spec::Hresult::VD_E_CLOSE]);
+    set.close();
+    answer.join().unwrap()
+}
+
+fn rows(t: &[Tok]) -> Vec<Vec<Option<String>>> {
+    t.iter()
+        .filter_map(|t| match t {
+            Tok::Row(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// msdb's history as products read it: the latest full backup of a
+/// database (backupset filtered by name and type, newest first, TOP 1),
+/// its device (backupmediafamily, device type 7), and sys.databases'
+/// columns; other shapes on these views get a clear error.
+#[test]
+fn msdb_history_is_answered_from_the_servers_backups() {
+    let d = Scratch::new("msdb");
+    let (s, addr) = start(&d);
+    let c = logged_in(addr);
+    let (c, t) = backup_over_tds(&s, c, "m1", "BACKUP DATABASE sales TO VIRTUAL_DEVICE='m1'");
+    assert_eq!(last_done(&t), (0, 0), "{t:?}");
+    let (c, t) = backup_over_tds(
+        &s,
+        c,
+        "m2",
+        "BACKUP DATABASE sales TO VIRTUAL_DEVICE='m2' WITH CHECKSUM, COPY_ONLY",
+    );
+    assert_eq!(last_done(&t), (0, 0), "{t:?}");
+    let mut c = c;
+    let q = "SELECT TOP 1 bs.backup_set_id, bs.media_set_id, bs.database_name, bs.type, \
+             bs.is_copy_only, bs.has_backup_checksums, bs.server_name, bs.backup_size, \
+             bs.first_lsn, bs.last_lsn, bs.backup_start_date, bs.backup_finish_date \
+             FROM msdb.dbo.backupset bs WHERE bs.database_name = N'sales' AND bs.type = 'D' \
+             ORDER BY bs.backup_finish_date DESC";
+    let t = batch(&mut c, q);
+    let Tok::Columns(cols) = &t[0] else {
+        panic!("COLMETADATA first: {t:?}")
+    };
+    let types: Vec<u8> = cols.iter().map(|c| c.0).collect();
+    assert_eq!(
+        types,
+        [
+            0x26, 0x26, 0xE7, 0xAF, 0x68, 0x68, 0xE7, 0x6A, 0x6A, 0x6A, 0x6F, 0x6F
+        ],
+        "INT, NVARCHAR, CHAR(1), BIT, NUMERIC, DATETIME as SQL Server types them"
+    );
+    let r = rows(&t);
+    assert_eq!(r.len(), 1, "TOP 1");
+    let v = |k: usize| r[0][k].clone().unwrap();
+    assert_eq!((v(0), v(1)), ("2".into(), "2".into()), "the newest backup");
+    assert_eq!(
+        (v(2), v(3), v(4), v(5)),
+        ("sales".into(), "D".into(), "1".into(), "1".into())
+    );
+    assert!(!v(6).is_empty(), "server_name");
+    assert!(v(7).parse::<u64>().unwrap() >= 16 * 65536, "backup_size");
+    assert!(
+        v(9).parse::<u64>().unwrap() >= v(8).parse::<u64>().unwrap(),
+        "LSNs"
+    );
+    let day_ticks = |x: String| {
+        let (d, t) = x.split_once(':').unwrap();
+        (d.parse::<i64>().unwrap(), t.parse::<i64>().unwrap())
+    };
+    assert!(
+        day_ticks(v(11)) >= day_ticks(v(10)),
+        "finished after it started"
+    );
+    assert_eq!(
+        t.last(),
+        Some(&Tok::Done {
+            token: 0xFD,
+            status: 0x10,
+            cur_cmd: 0xC1,
+            rows: 1
+        })
+    );
+    // Both backups, oldest first; a type with none.
+    let t = batch(
+        &mut c,
+        "SELECT backup_set_id FROM msdb.dbo.backupset WHERE database_name = 'SALES'",
+    );
+    assert_eq!(
+        rows(&t),
+        vec![vec![Some("1".into())], vec![Some("2".into())]]
+    );
+    let t = batch(&mut c, "SELECT * FROM msdb.dbo.backupset WHERE type = 'L'");
+    assert_eq!(rows(&t), Vec::<Vec<Option<String>>>::new());
+    // The device of each family.
+    let t = batch(
+        &mut c,
+        "SELECT media_set_id, family_sequence_number, physical_device_name, device_type FROM msdb.dbo.backupmediafamily WHERE media_set_id = 2",
+    );
+    let want: Vec<Option<String>> = ["2", "1", "m2", "7"]
+        .iter()
+        .map(|x| Some(x.to_string()))
+        .collect();
+    assert_eq!(rows(&t), vec![want]);
+    // sys.databases and DB_ID.
+    let t = batch(
+        &mut c,
+        "SELECT name, database_id, state_desc, recovery_model_desc FROM sys.databases",
+    );
+    let want: Vec<Option<String>> = ["sales", "5", "ONLINE", "SIMPLE"]
+        .iter()
+        .map(|x| Some(x.to_string()))
+        .collect();
+    assert_eq!(rows(&t), vec![want]);
+    assert_eq!(
+        rows(&batch(&mut c, "SELECT DB_ID()")),
+        vec![vec![Some("5".into())]]
+    );
+    // Other shapes: errors, the session goes on.
+    let t = batch(&mut c, "SELECT nope FROM msdb.dbo.backupset");
+    assert_eq!(messages(&t), vec![(true, 207)]);
+    assert_eq!(last_done(&t).0 & 2, 2, "DONE_ERROR");
+    let t = batch(
+        &mut c,
+        "SELECT * FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily f ON bs.media_set_id = f.media_set_id",
+    );
+    assert_eq!(messages(&t), vec![(true, 50002)]);
+    let t = batch(&mut c, "SELECT 1");
+    assert_eq!(rows(&t), vec![vec![Some("1".into())]]);
+}

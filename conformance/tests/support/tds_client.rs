@@ -197,8 +197,9 @@ pub fn tokens(b: &[u8]) -> Vec<Tok> {
     out
 }
 
-/// COLMETADATA at `at`: count, then user type, flags, TYPE_INFO (INTN or
-/// NVARCHAR only), name per column; and where the next token starts.
+/// COLMETADATA at `at`: count, then user type, flags, TYPE_INFO (INTN,
+/// NVARCHAR, BIGCHAR, BITN, DATETIMN, DECIMALN), name per column; and
+/// where the next token starts.
 fn columns(b: &[u8], at: usize) -> (Vec<(u8, String)>, usize) {
     let n = usize::from(u16::from_le_bytes([b[at + 1], b[at + 2]]));
     let mut p = at + 3;
@@ -206,35 +207,74 @@ fn columns(b: &[u8], at: usize) -> (Vec<(u8, String)>, usize) {
     for _ in 0..n {
         p += 6;
         let ty = b[p];
-        p += if ty == 0x26 { 2 } else { 8 };
+        p += match ty {
+            0x26 | 0x68 | 0x6F => 2,
+            0x6A => 4,
+            0xE7 | 0xAF => 8,
+            other => panic!("column type 0x{other:02x}"),
+        };
         cols.push((ty, b_varchar(b, &mut p)));
     }
     (cols, p)
 }
 
-/// ROW at `at` for columns of `types`: each value as text (`None`: NULL);
-/// and where the next token starts.
+/// ROW at `at` for columns of `types`: each value as text (`None`: NULL;
+/// DATETIME as `days:ticks`); and where the next token starts.
 fn row(b: &[u8], at: usize, types: &[u8]) -> (Vec<Option<String>>, usize) {
     let mut p = at + 1;
     let mut row = Vec::new();
     for ty in types {
-        if *ty == 0x26 {
-            let n = b[p];
-            row.push(
-                (n == 4)
-                    .then(|| i32::from_le_bytes(b[p + 1..p + 5].try_into().unwrap()).to_string()),
-            );
-            p += 1 + usize::from(n);
-        } else {
+        if matches!(ty, 0xE7 | 0xAF) {
             let n = u16::from_le_bytes([b[p], b[p + 1]]);
             p += 2;
             if n == 0xFFFF {
                 row.push(None);
             } else {
-                row.push(Some(from_utf16(&b[p..p + usize::from(n)])));
+                let v = &b[p..p + usize::from(n)];
+                row.push(Some(if *ty == 0xE7 {
+                    from_utf16(v)
+                } else {
+                    v.iter().map(|&c| char::from(c)).collect()
+                }));
                 p += usize::from(n);
             }
+            continue;
         }
+        let n = usize::from(b[p]);
+        let v = &b[p + 1..p + 1 + n];
+        p += 1 + n;
+        if n == 0 {
+            row.push(None);
+            continue;
+        }
+        row.push(Some(match ty {
+            0x26 => {
+                let mut x = [0u8; 8];
+                x[..n].copy_from_slice(v);
+                if n == 4 {
+                    i32::from_le_bytes(v.try_into().unwrap()).to_string()
+                } else {
+                    i64::from_le_bytes(x).to_string()
+                }
+            }
+            0x68 => v[0].to_string(),
+            0x6F => format!(
+                "{}:{}",
+                i32::from_le_bytes(v[..4].try_into().unwrap()),
+                u32::from_le_bytes(v[4..].try_into().unwrap())
+            ),
+            0x6A => {
+                let mut x = [0u8; 16];
+                x[..n - 1].copy_from_slice(&v[1..]);
+                let m = u128::from_le_bytes(x);
+                if v[0] == 1 {
+                    m.to_string()
+                } else {
+                    format!("-{m}")
+                }
+            }
+            other => panic!("value of type 0x{other:02x}"),
+        }));
     }
     (row, p)
 }

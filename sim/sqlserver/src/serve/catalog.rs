@@ -1,6 +1,6 @@
 //! Databases, msdb's backup history, and running T-SQL against them.
 
-pub(super) use super::db::{Db, RestoreRecord, no_database};
+pub(super) use super::db::{Db, Finished, RestoreRecord, no_database};
 use super::rules;
 use super::*;
 use crate::tsql::{self, ParsedStatement, With};
@@ -11,7 +11,8 @@ use vdi_model::media::SetId;
 #[derive(Default)]
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
-    pub(super) history: History<()>,
+    /// Each backup with when it finished and on which devices.
+    pub(super) history: History<Finished>,
     /// msdb's restore history, oldest first, the latest
     /// `vdi_spec::bounds::HISTORY_MAX` kept.
     pub(super) restores: std::collections::VecDeque<RestoreRecord>,
@@ -361,7 +362,11 @@ impl Inner {
         let mut c = lock(&self.catalog);
         if outcome.succeeded() {
             for rec in new_backups {
-                c.history.add(rec.clone(), ());
+                let finished = Finished {
+                    unix_ms: unix_ms(),
+                    devices: stmt.devices.clone(),
+                };
+                c.history.add(rec.clone(), finished);
                 if let Some(db) = c.databases.get_mut(&rec.database) {
                     rules::backed_up(db, rec);
                 }

@@ -16,7 +16,8 @@
 //! - [`rpc`]: RPC requests (parameterized statements) and the T-SQL they
 //!   become.
 //! - [`query`]: the few queries answered with result sets (COLMETADATA,
-//!   ROW).
+//!   ROW); [`tables`]: the catalog views among them (`sys.databases`,
+//!   msdb's `backupset` and `backupmediafamily`).
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -70,9 +71,14 @@
 //!   prepared per session.
 //! - Result sets for a batch that is exactly one of the queries drivers
 //!   and products send around a backup: `SELECT @@VERSION`, `@@SPID`,
-//!   `@@SERVERNAME`, `DB_NAME()`, `SERVERPROPERTY('…')`, `SELECT name FROM
-//!   sys.databases` ([`query`] has the list); any other SELECT gets the
-//!   T-SQL parser's "not served" error.
+//!   `@@SERVERNAME`, `DB_NAME()`, `DB_ID()`, `SERVERPROPERTY('…')`,
+//!   `SELECT 1`, and `SELECT [TOP n] … FROM sys.databases |
+//!   msdb.dbo.backupset | msdb.dbo.backupmediafamily [WHERE c = v [AND
+//!   …]] [ORDER BY c [DESC]]` from the server's real databases and
+//!   history ([`query`] and [`tables`] have the lists); such a view in
+//!   another shape gets Msg 50002 naming the served shape, an unknown
+//!   column Msg 207; any other SELECT gets the T-SQL parser's "not
+//!   served" error.
 //! - Transaction-manager requests are acknowledged with a DONE (vdisim has
 //!   no transactions); RESETCONNECTION returns the session to its login
 //!   database and is acknowledged with ENVCHANGE 18.
@@ -80,8 +86,8 @@
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
-//! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
-//! served query inside `sp_executesql`), KILL, OUTPUT
+//! (joins of msdb's views, a served query inside `sp_executesql`), KILL,
+//! OUTPUT
 //! parameters other than the prepared handle, several RPCs in one
 //! message, bulk load, MARS.
 //!
@@ -107,6 +113,7 @@ pub mod query;
 pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;
+pub mod tables;
 pub mod token;
 
 /// What is wrong with bytes a client sent.

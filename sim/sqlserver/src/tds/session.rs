@@ -6,6 +6,7 @@
 use super::packet::{self, Limits, kind, status};
 use super::prelogin::{self, encrypt};
 use super::rpc::{self, Value, proc_id};
+use super::tables::Tables;
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
 use crate::serve::{Attention, Batch, BatchEnd, Emit};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use vdi_host::remote::wire::LineMessage;
 
 /// What a session needs of the server: its T-SQL and its databases.
-pub(crate) trait Engine: Send + Sync + 'static {
+pub(crate) trait Engine: Tables + Send + Sync + 'static {
     /// Runs a batch as the control socket runs it, telling `emit` each
     /// message as it is produced.
     fn run_batch(
@@ -29,8 +30,6 @@ pub(crate) trait Engine: Send + Sync + 'static {
         emit: Emit<'_>,
     ) -> Batch;
     fn has_database(&self, name: &str) -> bool;
-    /// The databases' names.
-    fn databases(&self) -> Vec<String>;
 }
 
 /// A session's configuration.
@@ -413,7 +412,13 @@ impl Session {
                 let text = utf16le(skip_all_headers(&m.payload)?);
                 if let Some(rs) = self.query(&text, reset) {
                     self.reset_session(&mut o, reset);
-                    super::query::encode(&mut o, &rs);
+                    match rs {
+                        Ok(rs) => super::query::encode(&mut o, &rs),
+                        Err((number, text)) => {
+                            self.error(&mut o, number, 1, 16, &text, 1);
+                            token::done(&mut o, id::DONE, done::ERROR, 0xC1, 0);
+                        }
+                    }
                     self.send(&o)?;
                     return Ok(None);
                 }
@@ -455,7 +460,11 @@ impl Session {
 
     /// The result set `text` asks for, if it is one of the queries
     /// `super::query` answers.
-    fn query(&self, text: &str, reset: bool) -> Option<super::query::ResultSet> {
+    fn query(
+        &self,
+        text: &str,
+        reset: bool,
+    ) -> Option<Result<super::query::ResultSet, super::tables::Refusal>> {
         let database = if reset {
             self.login_db.clone()
         } else {
@@ -465,7 +474,7 @@ impl Session {
             spid: self.spid,
             server_name: &self.set.server_name,
             database: database.as_deref().unwrap_or(MASTER),
-            databases: self.engine.databases(),
+            tables: &*self.engine,
         };
         super::query::answer(text, &cx)
     }
