@@ -276,3 +276,120 @@ fn msdb_history_is_answered_from_the_servers_backups() {
     let t = batch(&mut c, "SELECT 1");
     assert_eq!(rows(&t), vec![vec![Some("1".into())]]);
 }
+
+/// OUTPUT parameters come back as RETURNVALUE tokens (after RETURNSTATUS,
+/// with their ordinals: sp_prepexec's handle first); several RPCs in one
+/// message get one DONEPROC each, all but the last with MORE|RPCINBATCH.
+#[test]
+fn rpc_output_parameters_and_several_rpcs_in_one_message() {
+    let d = Scratch::new("rpcs");
+    let (_s, addr) = start(&d);
+    let mut c = logged_in(addr);
+    let t = rpc(
+        &mut c,
+        10,
+        &[
+            ("", 0, Param::Text("USE sales")),
+            ("", 0, Param::Text("@db nvarchar(20), @n int OUTPUT")),
+            ("@db", 0, Param::Text("sales")),
+            ("@n", 1, Param::Int(Some(7))),
+        ],
+    );
+    assert_eq!(
+        t[1..],
+        [
+            Tok::ReturnStatus(0),
+            Tok::ReturnValue("@n".into(), 7),
+            Tok::Done {
+                token: 0xFE,
+                status: 0,
+                cur_cmd: 0xE0,
+                rows: 0
+            }
+        ],
+        "{t:?}"
+    );
+    // sp_prepexec: the handle (ordinal 0), then the OUTPUT parameter.
+    let t = rpc(
+        &mut c,
+        13,
+        &[
+            ("@h", 1, Param::Int(None)),
+            ("", 0, Param::Text("@n int OUTPUT")),
+            ("", 0, Param::Text("USE sales")),
+            ("@n", 1, Param::Int(Some(3))),
+        ],
+    );
+    let values: Vec<&Tok> = t
+        .iter()
+        .filter(|t| matches!(t, Tok::ReturnValue(..)))
+        .collect();
+    assert_eq!(values.len(), 2, "{t:?}");
+    assert!(matches!(values[0], Tok::ReturnValue(n, h) if n == "@h" && *h >= 1));
+    assert_eq!(values[1], &Tok::ReturnValue("@n".into(), 3));
+    // Three RPCs in one message: a statement, an unprepare, an unknown
+    // procedure.
+    let stmt: &[(&str, u8, Param)] = &[("", 0, Param::Text("USE sales"))];
+    let unprep: &[(&str, u8, Param)] = &[("", 0, Param::Int(Some(99)))];
+    let t = rpcs(&mut c, &[(10, stmt), (15, unprep), (14, &[])]);
+    let dones: Vec<u16> = t
+        .iter()
+        .filter_map(|t| match t {
+            Tok::Done {
+                token: 0xFE,
+                status,
+                ..
+            } => Some(*status),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dones, vec![0x81, 0x81, 0x02], "{t:?}");
+    assert_eq!(messages(&t), vec![(true, 2812)]);
+    // A statement that is not text: one error, the session goes on.
+    let t = rpcs(&mut c, &[(10, &[("", 0, Param::Int(Some(1)))])]);
+    assert_eq!(messages(&t), vec![(true, 50002)]);
+    assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
+}
+
+fn env(t: &[Tok], kind: u8) -> Option<(Vec<u8>, Vec<u8>)> {
+    t.iter().find_map(|t| match t {
+        Tok::Env { kind: k, new, old } if *k == kind => Some((new.clone(), old.clone())),
+        _ => None,
+    })
+}
+
+/// Transaction-manager requests as drivers send them with autocommit
+/// off: BEGIN answered with ENVCHANGE 8 (an 8-byte descriptor), COMMIT
+/// with ENVCHANGE 9 naming it, ROLLBACK with 10; nesting counts; COMMIT
+/// without a transaction is Msg 3902; DTC requests are not served.
+#[test]
+fn transaction_manager_requests_get_envchange_tokens() {
+    let d = Scratch::new("tm");
+    let (_s, addr) = start(&d);
+    let mut c = logged_in(addr);
+    let begin = [0x00, 0x00]; // read uncommitted-ish isolation 0, no name
+    let t = tm(&mut c, 5, &begin);
+    let (new, old) = env(&t, 8).expect("ENVCHANGE 8");
+    assert_eq!((new.len(), old.len()), (8, 0));
+    assert_eq!(last_done(&t), (0, 0));
+    // Nested: counted, no ENVCHANGE; the inner COMMIT neither.
+    assert_eq!(env(&tm(&mut c, 5, &begin), 8), None);
+    assert_eq!(env(&tm(&mut c, 7, &[0, 0]), 9), None);
+    let t = tm(&mut c, 7, &[0, 0]);
+    assert_eq!(env(&t, 9), Some((vec![], new.clone())), "COMMIT names it");
+    let t = tm(&mut c, 7, &[0, 0]);
+    assert_eq!(messages(&t), vec![(true, 3902)]);
+    assert_eq!(last_done(&t).0 & 2, 2);
+    // ROLLBACK that begins the next one: ENVCHANGE 10 then 8, a new
+    // descriptor.
+    tm(&mut c, 5, &begin);
+    let t = tm(&mut c, 8, &[0, 0x01, 0x00, 0x00]);
+    let (_, rolled) = env(&t, 10).expect("ENVCHANGE 10");
+    let (next, _) = env(&t, 8).expect("ENVCHANGE 8");
+    assert_ne!(rolled, next);
+    assert_eq!(messages(&tm(&mut c, 0, &[])), vec![(true, 50002)]);
+    // Statements go on inside the transaction.
+    assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
+    let t = tm(&mut c, 8, &[0, 0]);
+    assert!(env(&t, 10).is_some());
+}

@@ -172,7 +172,7 @@ pub fn tokens(b: &[u8]) -> Vec<Tok> {
             0xE3 => {
                 let kind = body[0];
                 // B_VARCHAR values count characters, B_VARBYTE bytes.
-                let unit = if matches!(kind, 7 | 18) { 1 } else { 2 };
+                let unit = if matches!(kind, 7..=10 | 18) { 1 } else { 2 };
                 let n = usize::from(body[1]) * unit;
                 let new = body[2..2 + n].to_vec();
                 let m = usize::from(body[2 + n]) * unit;
@@ -383,9 +383,27 @@ pub fn logged_in(addr: SocketAddr) -> TcpStream {
 /// An RPC request: ALL_HEADERS, the procedure id, options, then
 /// parameters (name, status, TYPE_INFO, value).
 pub fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec<Tok> {
+    rpcs(s, &[(proc_id, params)])
+}
+
+/// Several RPC requests in one message, separated by the batch flag 0xFF.
+pub fn rpcs(s: &mut TcpStream, calls: &[(u16, &[(&str, u8, Param)])]) -> Vec<Tok> {
     let mut p = vec![
         0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
     ];
+    for (k, (proc_id, params)) in calls.iter().enumerate() {
+        if k > 0 {
+            p.push(0xFF);
+        }
+        rpc_body(&mut p, *proc_id, params);
+    }
+    s.write_all(&packets(0x03, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("an RPC answer");
+    tokens(&reply)
+}
+
+/// One RPC after ALL_HEADERS: the procedure id, options, parameters.
+fn rpc_body(p: &mut Vec<u8>, proc_id: u16, params: &[(&str, u8, Param)]) {
     p.extend([0xFF, 0xFF]);
     p.extend(proc_id.to_le_bytes());
     p.extend([0, 0]);
@@ -410,8 +428,18 @@ pub fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec
             Param::Int(None) => p.extend([0x26, 4, 0]),
         }
     }
-    s.write_all(&packets(0x03, &p)).unwrap();
-    let (_, _, reply) = read_reply(s).expect("an RPC answer");
+}
+
+/// A transaction-manager request: ALL_HEADERS, the request type, its
+/// payload.
+pub fn tm(s: &mut TcpStream, request: u16, body: &[u8]) -> Vec<Tok> {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(request.to_le_bytes());
+    p.extend(body);
+    s.write_all(&packets(0x0E, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("a transaction-manager answer");
     tokens(&reply)
 }
 

@@ -65,10 +65,17 @@
 //!   DECLAREs each parameter first (on the statement's line), so
 //!   `BACKUP DATABASE [x] TO VIRTUAL_DEVICE = @device` behaves as it does
 //!   with the value written in; answered with the statement's messages,
-//!   DONEINPROC, RETURNSTATUS 0, the prepared handle as RETURNVALUE, and
-//!   DONEPROC. Another procedure gets Msg 2812; another parameter type an
-//!   error that says so. At most `session::PREPARED_MAX` statements stay
-//!   prepared per session.
+//!   DONEINPROC, RETURNSTATUS 0, RETURNVALUE tokens (the prepared handle,
+//!   ordinal 0, then each OUTPUT parameter with its ordinal, in the type
+//!   the client sent: vdisim's statements assign no variable, so an
+//!   OUTPUT parameter comes back with its value), and DONEPROC. Several
+//!   RPCs in one message (separated by the batch flag 0xFF; at most
+//!   [`rpc::RPCS_MAX`]) run in order, each answered with its own
+//!   DONEPROC, all but the last with MORE and RPCINBATCH; an attention
+//!   stops the ones not yet started. Another procedure gets Msg 2812;
+//!   another parameter type, the no-exec flag (0xFE) or a malformed
+//!   request an error that says so. At most `session::PREPARED_MAX`
+//!   statements stay prepared per session.
 //! - Result sets for a batch that is exactly one of the queries drivers
 //!   and products send around a backup: `SELECT @@VERSION`, `@@SPID`,
 //!   `@@SERVERNAME`, `DB_NAME()`, `DB_ID()`, `SERVERPROPERTY('…')`,
@@ -79,17 +86,24 @@
 //!   another shape gets Msg 50002 naming the served shape, an unknown
 //!   column Msg 207; any other SELECT gets the T-SQL parser's "not
 //!   served" error.
-//! - Transaction-manager requests are acknowledged with a DONE (vdisim has
-//!   no transactions); RESETCONNECTION returns the session to its login
-//!   database and is acknowledged with ENVCHANGE 18.
+//! - Transaction-manager requests (drivers send them at connect and with
+//!   autocommit off): BEGIN answered with ENVCHANGE 8 (an 8-byte
+//!   descriptor), COMMIT with ENVCHANGE 9 and ROLLBACK with ENVCHANGE 10
+//!   naming it (then ENVCHANGE 8 when the request begins the next one),
+//!   then DONE; a nested BEGIN and an inner COMMIT only count (at most
+//!   `TRAN_DEPTH_MAX` deep); COMMIT or ROLLBACK without one is Msg 3902 /
+//!   3903; DTC requests are not served (Msg 50002). vdisim has no data to
+//!   isolate, so a transaction changes nothing else: a BACKUP inside one
+//!   runs (SQL Server refuses it, Msg 3021: not modelled).
+//!   RESETCONNECTION returns the session to its login database, ends its
+//!   transaction (not with RESETCONNECTIONSKIPTRAN) and is acknowledged
+//!   with ENVCHANGE 18.
 //!
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
 //! (joins of msdb's views, a served query inside `sp_executesql`), KILL,
-//! OUTPUT
-//! parameters other than the prepared handle, several RPCs in one
-//! message, bulk load, MARS.
+//! bulk load, MARS, Msg 3021 for a BACKUP inside a transaction.
 //!
 //! ## Bounds
 //!

@@ -112,6 +112,11 @@ struct Session {
     /// declaration list and text.
     prepared: HashMap<i32, (String, String)>,
     next_handle: i32,
+    /// The open transaction (transaction-manager requests): its
+    /// descriptor and nesting depth.
+    tran: Option<(u64, u32)>,
+    /// Transactions begun in this session.
+    trans_begun: u32,
 }
 
 /// Statements one session may keep prepared.
@@ -123,8 +128,12 @@ pub(crate) enum End {
     /// A SQL batch: DONE.
     Batch,
     /// An RPC: DONEINPROC, RETURNSTATUS 0, the handle as RETURNVALUE (its
-    /// parameter's name and value) when one was prepared, DONEPROC.
-    Rpc(Option<(String, i32)>),
+    /// parameter's name and value) when one was prepared, each OUTPUT
+    /// parameter's value as RETURNVALUE (ordinal and parameter), DONEPROC.
+    Rpc {
+        handle: Option<(String, i32)>,
+        outputs: Vec<(u16, rpc::Param)>,
+    },
 }
 
 /// Serves one TDS connection to its end. `spid` is the session id the
@@ -152,6 +161,8 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         attention: Arc::default(),
         prepared: HashMap::new(),
         next_handle: 1,
+        tran: None,
+        trans_begun: 0,
     };
     match s.handshake(&stream) {
         Ok(true) => s.requests(&stream),
@@ -407,6 +418,10 @@ impl Session {
             self.send(&o)?;
             return Ok(None);
         }
+        if m.status & status::RESET_CONNECTION != 0 {
+            // RESETCONNECTION without SKIPTRAN ends the transaction.
+            self.tran = None;
+        }
         match m.kind {
             kind::SQL_BATCH => {
                 let text = utf16le(skip_all_headers(&m.payload)?);
@@ -425,31 +440,14 @@ impl Session {
                 self.spawn_batch(text, reset, End::Batch)
             }
             kind::TRANSACTION_MANAGER => {
-                // No transactions in vdisim: acknowledged, nothing changes.
                 self.reset_session(&mut o, reset);
-                token::done(&mut o, id::DONE, done::FINAL, 0, 0);
+                self.transaction(skip_all_headers(&m.payload)?, &mut o);
                 self.send(&o)?;
                 Ok(None)
             }
             kind::RPC => {
-                let r = rpc::parse(skip_all_headers(&m.payload)?);
-                match r.map_err(|e| e.to_string()).and_then(|r| self.rpc(r)) {
-                    Ok(Run::Statement(text, end)) => self.spawn_batch(text, reset, end),
-                    Ok(Run::Answer(answer)) => {
-                        self.reset_session(&mut o, reset);
-                        o.extend(answer);
-                        self.send(&o)?;
-                        Ok(None)
-                    }
-                    Err(why) => {
-                        self.reset_session(&mut o, reset);
-                        let text = format!("vdisim serve cannot run this RPC request: {why}");
-                        self.error(&mut o, crate::tsql::MSG_NOT_SERVED, 1, 16, &text, 1);
-                        token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
-                        self.send(&o)?;
-                        Ok(None)
-                    }
-                }
+                let steps = self.rpc_message(skip_all_headers(&m.payload)?);
+                self.spawn_steps(steps, reset)
             }
             other => Err(TdsError::malformed(
                 "request",
@@ -488,13 +486,26 @@ impl Session {
         }
     }
 
-    /// Runs a batch on a worker thread that answers it (or, the simulated
-    /// server died under it, drops the connection without an answer).
+    /// Runs a batch on a worker thread that answers it.
     fn spawn_batch(
         &self,
         text: String,
         reset: bool,
         end: End,
+    ) -> Result<Option<JoinHandle<()>>, TdsError> {
+        self.spawn_steps(vec![Step::Statement(text, end)], reset)
+    }
+
+    /// Runs `steps` (a batch, or the RPCs of one message) in order on a
+    /// worker thread that answers them (or, the simulated server died
+    /// under one, drops the connection without an answer). Every RPC's
+    /// DONEPROC but the last says more follows (MORE, RPCINBATCH); an
+    /// attention stops the steps after the running one, and a DONE ends
+    /// the response.
+    fn spawn_steps(
+        &self,
+        steps: Vec<Step>,
+        reset: bool,
     ) -> Result<Option<JoinHandle<()>>, TdsError> {
         let mut head = Vec::new();
         self.reset_session(&mut head, reset);
@@ -510,8 +521,6 @@ impl Session {
         std::thread::Builder::new()
             .name("vdisim-tds-batch".into())
             .spawn(move || {
-                let before = lock(&db).clone();
-                let mut current = before.clone();
                 let mut live = Live {
                     w: &w,
                     size,
@@ -522,30 +531,87 @@ impl Session {
                     error: false,
                     broken: false,
                 };
-                let b = engine.run_batch(&text, &mut current, &att, &mut |m| live.messages(m));
-                *lock(&db) = current.clone();
-                if b.end == BatchEnd::ServerDied || live.broken {
-                    // The simulated server died under the statement (the
-                    // client loses its connection), or the client stopped
-                    // taking its answer (within the write timeout).
-                    let _ = lock(&w).shutdown(Shutdown::Both);
-                    return;
+                let last = steps.len().saturating_sub(1);
+                for (k, step) in steps.into_iter().enumerate() {
+                    if k > 0 && att.is_cancelled() {
+                        token::done(&mut live.pending, id::DONE, done::FINAL, 0, 0);
+                        break;
+                    }
+                    let more = k < last;
+                    let died = match step {
+                        Step::Answer(mut o) => {
+                            if more {
+                                mark_more(&mut o);
+                            }
+                            live.pending.extend(o);
+                            false
+                        }
+                        Step::Statement(text, end) => {
+                            statement(&*engine, &mut live, &db, &att, &text, &end, more)
+                        }
+                    };
+                    if died || live.broken {
+                        // The simulated server died under the statement (the
+                        // client loses its connection), or the client stopped
+                        // taking its answer (within the write timeout).
+                        let _ = lock(&w).shutdown(Shutdown::Both);
+                        return;
+                    }
                 }
-                let mut o = std::mem::take(&mut live.pending);
-                end_tokens(
-                    &mut o,
-                    live.error,
-                    &before,
-                    &current,
-                    &set.server_name,
-                    &end,
-                );
-                if live.finish(&o).is_err() {
+                let tail = std::mem::take(&mut live.pending);
+                if live.finish(&tail).is_err() {
                     let _ = lock(&w).shutdown(Shutdown::Both);
                 }
             })
             .map(Some)
             .map_err(|e| TdsError::Io(io::Error::other(format!("no thread for the batch: {e}"))))
+    }
+}
+
+/// What a request comes to: a statement to run as a batch and how its
+/// answer ends, or an answer with nothing to run.
+pub(crate) enum Step {
+    Statement(String, End),
+    Answer(Vec<u8>),
+}
+
+/// Runs one statement step of a response: its messages go out as they
+/// come, its end tokens stay pending (MORE on an RPC's DONEPROC when
+/// `more` and no attention came). Whether the simulated server died.
+fn statement(
+    engine: &dyn Engine,
+    live: &mut Live,
+    db: &Mutex<Option<String>>,
+    att: &Attention,
+    text: &str,
+    end: &End,
+    more: bool,
+) -> bool {
+    let before = lock(db).clone();
+    let mut current = before.clone();
+    live.error = false;
+    let b = engine.run_batch(text, &mut current, att, &mut |m| live.messages(m));
+    *lock(db) = current.clone();
+    if b.end == BatchEnd::ServerDied {
+        return true;
+    }
+    let more = more && b.end == BatchEnd::Done && !att.is_cancelled();
+    let mut o = Vec::new();
+    end_tokens(&mut o, live.error, &before, &current, live.server, end);
+    if more {
+        mark_more(&mut o);
+    }
+    live.pending.extend(o);
+    false
+}
+
+/// Sets MORE and RPCINBATCH on the DONEPROC that ends `o` (an RPC's
+/// answer that another RPC of the same message follows).
+fn mark_more(o: &mut [u8]) {
+    let n = o.len();
+    if n >= 13 && o[n - 13] == id::DONEPROC {
+        let st = u16::from_le_bytes([o[n - 12], o[n - 11]]) | done::MORE | done::RPC_IN_BATCH;
+        o[n - 12..n - 10].copy_from_slice(&st.to_le_bytes());
     }
 }
 
@@ -695,112 +761,22 @@ pub(crate) fn end_tokens(
     }
     match end {
         End::Batch => token::done(o, id::DONE, status, 0, 0),
-        End::Rpc(handle) => {
+        End::Rpc { handle, outputs } => {
             token::done(o, id::DONEINPROC, status | done::MORE, 0, 0);
             token::return_status(o, 0);
             if let Some((name, h)) = handle {
                 token::return_value_int(o, 0, name, *h);
+            }
+            for (ordinal, p) in outputs {
+                token::return_value(o, *ordinal, &p.name, &p.type_info, &p.value);
             }
             token::done(o, id::DONEPROC, status, 0xE0, 0);
         }
     }
 }
 
-/// What an RPC request comes to.
-enum Run {
-    /// A statement to run as a batch, and how its answer ends.
-    Statement(String, End),
-    /// An answer with nothing to run.
-    Answer(Vec<u8>),
-}
-
-fn string_at(r: &rpc::Rpc, i: usize) -> Option<String> {
-    match r.params.get(i).map(|p| &p.value) {
-        Some(Value::Str(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-impl Session {
-    /// An RPC request: the statement it runs, or its answer; `Err` says why
-    /// it cannot be run.
-    fn rpc(&mut self, r: rpc::Rpc) -> Result<Run, String> {
-        let statement = |i: usize| {
-            string_at(&r, i).ok_or_else(|| format!("parameter {} is not the statement text", i + 1))
-        };
-        let values = |from: usize| r.params.get(from..).unwrap_or(&[]).to_vec();
-        let handle_name = r.params.first().map(|p| p.name.clone()).unwrap_or_default();
-        match r.proc() {
-            Some(proc_id::SP_EXECUTESQL) => {
-                let decls = string_at(&r, 1).unwrap_or_default();
-                let text = rpc::with_values(&statement(0)?, &decls, &values(2));
-                Ok(Run::Statement(text, End::Rpc(None)))
-            }
-            Some(p @ (proc_id::SP_PREPEXEC | proc_id::SP_PREPARE)) => {
-                let decls = string_at(&r, 1).unwrap_or_default();
-                let stmt = statement(2)?;
-                let h = self.prepare(decls.clone(), stmt.clone())?;
-                if p == proc_id::SP_PREPARE {
-                    let mut o = Vec::new();
-                    token::return_status(&mut o, 0);
-                    token::return_value_int(&mut o, 0, &handle_name, h);
-                    token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
-                    return Ok(Run::Answer(o));
-                }
-                let text = rpc::with_values(&stmt, &decls, &values(3));
-                Ok(Run::Statement(text, End::Rpc(Some((handle_name, h)))))
-            }
-            Some(proc_id::SP_EXECUTE) => {
-                let h = self.handle(&r)?;
-                let (decls, stmt) =
-                    self.prepared.get(&h).cloned().ok_or_else(|| {
-                        format!("Could not find prepared statement with handle {h}.")
-                    })?;
-                let text = rpc::with_values(&stmt, &decls, &values(1));
-                Ok(Run::Statement(text, End::Rpc(None)))
-            }
-            Some(proc_id::SP_UNPREPARE) => {
-                let h = self.handle(&r)?;
-                self.prepared.remove(&h);
-                let mut o = Vec::new();
-                token::return_status(&mut o, 0);
-                token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
-                Ok(Run::Answer(o))
-            }
-            _ => {
-                let name = if r.name.is_empty() {
-                    format!("procedure id {}", r.id.unwrap_or(0))
-                } else {
-                    r.name.clone()
-                };
-                let mut o = Vec::new();
-                let text = format!("Could not find stored procedure '{name}'.");
-                self.error(&mut o, 2812, 62, 16, &text, 1);
-                token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
-                Ok(Run::Answer(o))
-            }
-        }
-    }
-
-    fn handle(&self, r: &rpc::Rpc) -> Result<i32, String> {
-        match r.params.first().map(|p| &p.value) {
-            Some(Value::Int(h)) => i32::try_from(*h).map_err(|_| format!("handle {h}")),
-            _ => Err("parameter 1 is not a statement handle".into()),
-        }
-    }
-
-    fn prepare(&mut self, decls: String, stmt: String) -> Result<i32, String> {
-        if self.prepared.len() >= PREPARED_MAX {
-            return Err(format!(
-                "this session keeps {PREPARED_MAX} prepared statements; unprepare some"
-            ));
-        }
-        let h = self.next_handle;
-        self.next_handle = self.next_handle.checked_add(1).unwrap_or(1);
-        self.prepared.insert(h, (decls, stmt));
-        Ok(h)
-    }
-}
+#[path = "calls.rs"]
+mod calls;
 
 #[cfg(test)]
 mod tests {

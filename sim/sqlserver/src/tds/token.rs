@@ -20,6 +20,9 @@ pub mod env {
     pub const LANGUAGE: u8 = 2;
     pub const PACKET_SIZE: u8 = 4;
     pub const COLLATION: u8 = 7;
+    pub const BEGIN_TRAN: u8 = 8;
+    pub const COMMIT_TRAN: u8 = 9;
+    pub const ROLLBACK_TRAN: u8 = 10;
     pub const RESET_ACK: u8 = 18;
 }
 
@@ -28,8 +31,11 @@ pub mod done {
     pub const FINAL: u16 = 0x0000;
     pub const MORE: u16 = 0x0001;
     pub const ERROR: u16 = 0x0002;
+    pub const INXACT: u16 = 0x0004;
     pub const COUNT: u16 = 0x0010;
     pub const ATTN: u16 = 0x0020;
+    /// DONEPROC of an RPC that is not its message's last.
+    pub const RPC_IN_BATCH: u16 = 0x0080;
 }
 
 /// SQL_Latin1_General_CP1_CI_AS, the collation drivers expect from a
@@ -154,6 +160,95 @@ pub fn return_value_int(out: &mut Vec<u8>, ordinal: u16, name: &str, value: i32)
     out.extend(1u16.to_le_bytes());
     out.extend([0x26, 4, 4]);
     out.extend(value.to_le_bytes());
+}
+
+/// RETURNVALUE of an OUTPUT parameter: its ordinal, name and value in the
+/// TYPE_INFO the client sent it with (strings cut to the type's length;
+/// an unknown or fixed type's NULL as zero bytes).
+pub fn return_value(
+    out: &mut Vec<u8>,
+    ordinal: u16,
+    name: &str,
+    type_info: &[u8],
+    value: &super::rpc::Value,
+) {
+    use super::rpc::Value;
+    out.push(id::RETURNVALUE);
+    out.extend(ordinal.to_le_bytes());
+    b_varchar(out, name);
+    out.push(0x01);
+    out.extend(0u32.to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend(type_info);
+    let ty = type_info.first().copied().unwrap_or(0);
+    let int = match value {
+        Value::Int(n) => Some(*n),
+        Value::Str(s) => s.trim().parse().ok(),
+        Value::Null => None,
+    };
+    let text = match value {
+        Value::Int(n) => Some(n.to_string()),
+        Value::Str(s) => Some(s.clone()),
+        Value::Null => None,
+    };
+    match ty {
+        0x26 | 0x68 => {
+            let n = usize::from(type_info.get(1).copied().unwrap_or(4)).min(8);
+            match int {
+                Some(v) => {
+                    out.push(n as u8);
+                    out.extend(&v.to_le_bytes()[..n]);
+                }
+                None => out.push(0),
+            }
+        }
+        0xE7 | 0xEF | 0xA7 | 0xAF => {
+            let wide = matches!(ty, 0xE7 | 0xEF);
+            let max = type_info
+                .get(1..3)
+                .map_or(0, |m| u16::from_le_bytes([m[0], m[1]]));
+            let bytes = text.map(|t| -> Vec<u8> {
+                if wide {
+                    t.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+                } else {
+                    t.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect()
+                }
+            });
+            if max == 0xFFFF {
+                match bytes {
+                    None => out.extend([0xFF; 8]),
+                    Some(b) => {
+                        out.extend((b.len() as u64).to_le_bytes());
+                        if !b.is_empty() {
+                            out.extend((b.len() as u32).to_le_bytes());
+                            out.extend(&b);
+                        }
+                        out.extend(0u32.to_le_bytes());
+                    }
+                }
+            } else {
+                match bytes {
+                    None => out.extend([0xFF, 0xFF]),
+                    Some(mut b) => {
+                        b.truncate(usize::from(max) & !usize::from(wide));
+                        out.extend((b.len() as u16).to_le_bytes());
+                        out.extend(&b);
+                    }
+                }
+            }
+        }
+        _ => {
+            // Fixed-length integers and bit.
+            let n = match ty {
+                0x30 | 0x32 => 1,
+                0x34 => 2,
+                0x38 => 4,
+                0x7F => 8,
+                _ => 0,
+            };
+            out.extend(&int.unwrap_or(0).to_le_bytes()[..n]);
+        }
+    }
 }
 
 /// DONE, DONEPROC or DONEINPROC: status, current command, row count.
