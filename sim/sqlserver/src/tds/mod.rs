@@ -107,16 +107,40 @@
 //!
 //! ## Bounds
 //!
-//! Packets are 8 bytes (a header alone) to the negotiated packet size
-//! (4096 before login; 512..=32767 after, as LOGIN7 asks, 4096 if it asks
-//! for 0 or out of range). A message is at most [`packet::PACKETS_MAX`]
-//! packets and [`packet::MESSAGE_BYTES_MAX`] bytes (PRELOGIN and LOGIN7:
-//! [`packet::LOGIN_BYTES_MAX`]); more closes the connection. PRELOGIN and
-//! LOGIN7 must each arrive within the server's frame deadline (default
-//! 10 s) of the connection's previous step, and any message whose first
-//! byte has arrived must be whole within it; an idle logged-in connection
-//! is kept. No byte sequence panics the reader (the parsers check every
-//! offset and length).
+//! What a client can make the server hold, each checked by the
+//! hostile-client test (`conformance/tests/serve_tds_hostile.rs`) and the
+//! `tds` fuzz target:
+//!
+//! - Packets are 8 bytes (a header alone) to the negotiated packet size
+//!   (4096 before login; 512..=32767 after, as LOGIN7 asks, 4096 if it
+//!   asks for 0 or out of range); another length closes the connection.
+//! - A message is at most [`packet::PACKETS_MAX`] packets and
+//!   [`packet::MESSAGE_BYTES_MAX`] (16 MiB) bytes (PRELOGIN and LOGIN7:
+//!   [`packet::LOGIN_BYTES_MAX`], 128 KiB); more closes the connection.
+//!   The payload grows only as bytes arrive, so a session holds at most
+//!   one message of 16 MiB being read, and the server at most
+//!   `--max-connections` (default 256) of them; connections past that
+//!   limit are closed unanswered.
+//! - Time: PRELOGIN and LOGIN7 must each arrive within the server's frame
+//!   deadline (`--frame-deadline-ms`, default 10 s) of the connection's
+//!   previous step, and any message whose first byte has arrived must be
+//!   whole within it: a client that stops in the middle of a packet or of
+//!   a message is dropped at the deadline. An idle logged-in connection
+//!   (no byte of a next message) is kept. A client that does not read its
+//!   answers is dropped after the write timeout (the frame deadline, at
+//!   least 10 s).
+//! - LOGIN7: every (offset, length) pair lies within the message (empty
+//!   fields included), each string is at most 128 characters
+//!   ([`login7::FIELD_CHARS_MAX`]), the length field matches, and the
+//!   FeatureExt offset lies within the message when fExtension is set;
+//!   otherwise the connection is closed without a LOGINACK.
+//! - Per session: [`rpc::RPCS_MAX`] RPCs per message, [`rpc::PARAMS_MAX`]
+//!   parameters per RPC, `session::PREPARED_MAX` prepared statements,
+//!   `calls::TRAN_DEPTH_MAX` nested transactions; result sets are bounded
+//!   by the databases (`vdi_spec::bounds::DATABASES_MAX`) and the history
+//!   (`vdi_spec::bounds::HISTORY_MAX`).
+//! - No byte sequence panics the reader (the parsers check every offset
+//!   and length).
 
 use thiserror::Error;
 
