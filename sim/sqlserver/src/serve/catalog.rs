@@ -243,10 +243,13 @@ impl Inner {
         let steps = rules::progress(with.stats);
         let mut sent = 0;
         let outcome = loop {
-            if let Some(o) = host.wait_statement(Some(PROGRESS_POLL)) {
+            // Polled while progress steps remain to tell; then (and
+            // without STATS) waited for.
+            let poll = (sent < steps.len()).then_some(PROGRESS_POLL);
+            if let Some(o) = host.wait_statement(poll) {
                 break Some(o);
             }
-            if host.is_stopped() {
+            if poll.is_none() || host.is_stopped() {
                 break None;
             }
             let (done, total) = host.progress();
