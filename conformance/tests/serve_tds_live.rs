@@ -329,8 +329,8 @@ fn rpc_output_parameters_and_several_rpcs_in_one_message() {
     assert_eq!(values[1], &Tok::ReturnValue("@n".into(), 3));
     // Three RPCs in one message: a statement, an unprepare, an unknown
     // procedure.
-    let stmt: &[(&str, u8, Param)] = &[("", 0, Param::Text("USE sales"))];
-    let unprep: &[(&str, u8, Param)] = &[("", 0, Param::Int(Some(99)))];
+    let stmt: &[RpcParam] = &[("", 0, Param::Text("USE sales"))];
+    let unprep: &[RpcParam] = &[("", 0, Param::Int(Some(99)))];
     let t = rpcs(&mut c, &[(10, stmt), (15, unprep), (14, &[])]);
     let dones: Vec<u16> = t
         .iter()

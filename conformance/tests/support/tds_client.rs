@@ -386,8 +386,11 @@ pub fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec
     rpcs(s, &[(proc_id, params)])
 }
 
+/// An RPC parameter: name, status (0x01 OUTPUT), value.
+pub type RpcParam<'a> = (&'a str, u8, Param);
+
 /// Several RPC requests in one message, separated by the batch flag 0xFF.
-pub fn rpcs(s: &mut TcpStream, calls: &[(u16, &[(&str, u8, Param)])]) -> Vec<Tok> {
+pub fn rpcs(s: &mut TcpStream, calls: &[(u16, &[RpcParam])]) -> Vec<Tok> {
     let mut p = vec![
         0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
     ];
