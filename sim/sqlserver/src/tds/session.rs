@@ -635,10 +635,10 @@ struct Live<'a> {
 impl Live<'_> {
     /// Sends `messages` as INFO or ERROR tokens in a part of the response.
     fn messages(&mut self, messages: &[LineMessage]) {
-        self.error |= message_tokens(&mut self.pending, messages, self.server);
         if self.broken {
             return;
         }
+        self.error |= message_tokens(&mut self.pending, messages, self.server);
         let (bytes, next) = packet::encode_packets(
             kind::REPLY,
             &self.pending,

@@ -353,6 +353,45 @@ mod tests {
         assert_eq!(o[0], id::INFO);
     }
 
+    /// RETURNVALUE in the types clients send OUTPUT parameters with.
+    #[test]
+    fn return_values_in_the_clients_types() {
+        use super::super::rpc::Value;
+        let rv = |ti: &[u8], v: Value| {
+            let mut o = Vec::new();
+            return_value(&mut o, 3, "@p", ti, &v);
+            // Token, ordinal, name (@p), status, user type, flags: 15 bytes.
+            assert_eq!(&o[..4], &[id::RETURNVALUE, 3, 0, 2]);
+            o[15..].to_vec()
+        };
+        // INTN(4) 7; INTN(8) NULL.
+        assert_eq!(rv(&[0x26, 4], Value::Int(7)), [0x26, 4, 4, 7, 0, 0, 0]);
+        assert_eq!(rv(&[0x26, 8], Value::Null), [0x26, 8, 0]);
+        // NVARCHAR(10): length in bytes, UTF-16LE, cut to the type.
+        let coll = [0x09, 0x04, 0xD0, 0x00, 0x34];
+        let mut ti = vec![0xE7, 20, 0];
+        ti.extend(coll);
+        let got = rv(&ti, Value::Str("abcdefghijkl".into()));
+        assert_eq!(&got[8..10], &20u16.to_le_bytes());
+        assert_eq!(got.len(), 8 + 2 + 20);
+        // NVARCHAR(MAX): PLP, one chunk then the terminator; NULL.
+        let mut ti = vec![0xE7, 0xFF, 0xFF];
+        ti.extend(coll);
+        let got = rv(&ti, Value::Str("ab".into()));
+        assert_eq!(
+            &got[8..],
+            &[
+                4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, b'a', 0, b'b', 0, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(&rv(&ti, Value::Null)[8..], &[0xFF; 8]);
+        // VARCHAR(3) from an integer; fixed INT4.
+        let mut ti = vec![0xA7, 3, 0];
+        ti.extend(coll);
+        assert_eq!(&rv(&ti, Value::Int(42))[8..], &[2, 0, b'4', b'2']);
+        assert_eq!(rv(&[0x38], Value::Int(-1)), [0x38, 0xFF, 0xFF, 0xFF, 0xFF]);
+    }
+
     #[test]
     fn long_strings_are_cut_not_corrupted() {
         let mut o = Vec::new();
