@@ -16,6 +16,7 @@ mod tds_client;
 
 use remote_client::*;
 use scratch::Scratch;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -392,4 +393,68 @@ fn transaction_manager_requests_get_envchange_tokens() {
     assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
     let t = tm(&mut c, 8, &[0, 0]);
     assert!(env(&t, 10).is_some());
+}
+
+/// An ATTENTION after progress has come: the running BACKUP is aborted
+/// (3204, 3013, never a success), the response already begun ends with a
+/// DONE without the attention bit, then the acknowledgement follows as a
+/// message of its own.
+#[test]
+fn an_attention_after_progress_aborts_the_backup() {
+    let d = Scratch::new("live-attn");
+    let (s, addr) = start(&d);
+    let set = set_at(s.path());
+    assert_eq!(create(&set, "la", 1), vdi_spec::Hresult::NOERROR);
+    let mut c = logged_in(addr);
+    send_batch(
+        &mut c,
+        "BACKUP DATABASE sales TO VIRTUAL_DEVICE='la' WITH STATS = 5",
+    );
+    let dev = open_all(&set, "la", 1)
+        .expect("configured and opened")
+        .remove(0);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let device = std::thread::spawn(move || {
+        let mut written = 0u64;
+        loop {
+            let Ok(cmd) = dev.get_command(Timeout::Ms(30_000)) else {
+                return;
+            };
+            if written >= 4 * 65536 {
+                // Hold until the response has ended.
+                let _ = go_rx.recv();
+            }
+            let bytes = if cmd.code == CommandCode::Write {
+                u64::from(cmd.size)
+            } else {
+                0
+            };
+            written += bytes;
+            if dev.complete(&cmd, Win32::ERROR_SUCCESS, bytes) != vdi_spec::Hresult::NOERROR {
+                return;
+            }
+        }
+    });
+    let mut early = Vec::new();
+    while percents(&tokens(&early)).is_empty() {
+        let (status, body) = read_packet(&mut c).expect("a part of the response");
+        assert_eq!(status & 1, 0);
+        early.extend(body);
+    }
+    // The device holds its command: the attention, not the end of the
+    // stream, ends the statement.
+    c.write_all(&packets(0x06, &[])).unwrap();
+    let (_, _, rest) = read_reply(&mut c).expect("the end of the response");
+    drop(go_tx);
+    early.extend(rest);
+    let t = tokens(&early);
+    let tail: Vec<(bool, u32)> = messages(&t).into_iter().filter(|m| m.1 != 3211).collect();
+    assert_eq!(tail, vec![(true, 3204), (true, 3013)], "{t:?}");
+    assert_eq!(last_done(&t).0 & 0x22, 0x02, "DONE_ERROR, not the ack");
+    let (_, _, ack) = read_reply(&mut c).expect("the acknowledgement");
+    assert_eq!(last_done(&tokens(&ack)), (0x20, 0));
+    device.join().unwrap();
+    set.close();
+    assert_eq!(s.status().backups, 0, "a cancelled backup is not recorded");
+    assert_eq!(last_done(&batch(&mut c, "USE sales")).0, 0);
 }
