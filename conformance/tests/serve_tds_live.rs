@@ -276,6 +276,74 @@ fn msdb_history_is_answered_from_the_servers_backups() {
     assert_eq!(messages(&t), vec![(true, 50002)]);
     let t = batch(&mut c, "SELECT 1");
     assert_eq!(rows(&t), vec![vec![Some("1".into())]]);
+    // Parameterized, as ODBC sends it (sp_prepexec): the result set inside
+    // the RPC, then RETURNSTATUS, the handle, DONEPROC.
+    let t = rpc(
+        &mut c,
+        13,
+        &[
+            ("", 1, Param::Int(None)),
+            ("", 0, Param::Text("@P1 nvarchar(128),@P2 int")),
+            (
+                "",
+                0,
+                Param::Text(
+                    "SELECT TOP (@P2) backup_set_id FROM msdb.dbo.backupset WHERE database_name = @P1 ORDER BY backup_finish_date DESC",
+                ),
+            ),
+            ("", 0, Param::Text("sales")),
+            ("", 0, Param::Int(Some(1))),
+        ],
+    );
+    assert_eq!(rows(&t), vec![vec![Some("2".into())]], "{t:?}");
+    let n = t.len();
+    assert_eq!(
+        t[n - 4],
+        Tok::Done {
+            token: 0xFF,
+            status: 0x11,
+            cur_cmd: 0xC1,
+            rows: 1
+        }
+    );
+    assert!(
+        matches!(
+            &t[n - 3..],
+            [
+                Tok::ReturnStatus(0),
+                Tok::ReturnValue(..),
+                Tok::Done {
+                    token: 0xFE,
+                    status: 0,
+                    ..
+                }
+            ]
+        ),
+        "{t:?}"
+    );
+    // sp_executesql with an unknown column: the error inside the RPC.
+    let t = rpc(
+        &mut c,
+        10,
+        &[
+            (
+                "",
+                0,
+                Param::Text("SELECT nope FROM msdb.dbo.backupset WHERE type = @t"),
+            ),
+            ("", 0, Param::Text("@t char(1)")),
+            ("@t", 0, Param::Text("D")),
+        ],
+    );
+    assert_eq!(messages(&t), vec![(true, 207)]);
+    assert!(matches!(
+        t.last(),
+        Some(Tok::Done {
+            token: 0xFE,
+            status: 2,
+            ..
+        })
+    ));
 }
 
 /// OUTPUT parameters come back as RETURNVALUE tokens (after RETURNSTATUS,

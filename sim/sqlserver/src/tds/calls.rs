@@ -71,12 +71,11 @@ impl Session {
         match r.proc() {
             Some(proc_id::SP_EXECUTESQL) => {
                 let decls = string_at(&r, 1).unwrap_or_default();
-                let text = rpc::with_values(&statement(0)?, &decls, &values(2));
                 let end = End::Rpc {
                     handle: None,
                     outputs: outputs(&r, 2),
                 };
-                Ok(Step::Statement(text, end))
+                Ok(self.run(&statement(0)?, &decls, &values(2), end))
             }
             Some(p @ (proc_id::SP_PREPEXEC | proc_id::SP_PREPARE)) => {
                 let decls = string_at(&r, 1).unwrap_or_default();
@@ -89,12 +88,11 @@ impl Session {
                     token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
                     return Ok(Step::Answer(o));
                 }
-                let text = rpc::with_values(&stmt, &decls, &values(3));
                 let end = End::Rpc {
                     handle: Some((handle_name, h)),
                     outputs: outputs(&r, 3),
                 };
-                Ok(Step::Statement(text, end))
+                Ok(self.run(&stmt, &decls, &values(3), end))
             }
             Some(proc_id::SP_EXECUTE) => {
                 let h = self.handle(&r)?;
@@ -102,12 +100,11 @@ impl Session {
                     self.prepared.get(&h).cloned().ok_or_else(|| {
                         format!("Could not find prepared statement with handle {h}.")
                     })?;
-                let text = rpc::with_values(&stmt, &decls, &values(1));
                 let end = End::Rpc {
                     handle: None,
                     outputs: outputs(&r, 1),
                 };
-                Ok(Step::Statement(text, end))
+                Ok(self.run(&stmt, &decls, &values(1), end))
             }
             Some(proc_id::SP_UNPREPARE) => {
                 let h = self.handle(&r)?;
@@ -130,6 +127,31 @@ impl Session {
                 Ok(Step::Answer(o))
             }
         }
+    }
+
+    /// A parameterized statement's step: a served query (its parameters
+    /// written in: a product's `… FROM msdb.dbo.backupset WHERE
+    /// database_name = @P1`) answered with its result set inside the RPC;
+    /// anything else run as a batch that DECLAREs the parameters.
+    fn run(&self, stmt: &str, decls: &str, values: &[rpc::Param], end: End) -> Step {
+        let inlined = rpc::inline_values(stmt, decls, values);
+        let Some(answer) = self.query(&inlined, false) else {
+            return Step::Statement(rpc::with_values(stmt, decls, values), end);
+        };
+        let mut o = Vec::new();
+        let (status, rows) = match answer {
+            Ok(rs) => {
+                super::super::query::encode_rows(&mut o, &rs);
+                (done::COUNT, rs.rows.len() as u64)
+            }
+            Err((number, text)) => {
+                self.error(&mut o, number, 1, 16, &text, 1);
+                (done::ERROR, 0)
+            }
+        };
+        token::done(&mut o, id::DONEINPROC, status | done::MORE, 0xC1, rows);
+        rpc_tail(&mut o, status & done::ERROR, &end);
+        Step::Answer(o)
     }
 
     fn handle(&self, r: &rpc::Rpc) -> Result<i32, String> {

@@ -72,7 +72,11 @@
 //!   RPCs in one message (separated by the batch flag 0xFF; at most
 //!   [`rpc::RPCS_MAX`]) run in order, each answered with its own
 //!   DONEPROC, all but the last with MORE and RPCINBATCH; an attention
-//!   stops the ones not yet started. Another procedure gets Msg 2812;
+//!   stops the ones not yet started. A parameterized statement that is
+//!   one of the served queries once its parameters are written in (`…
+//!   FROM msdb.dbo.backupset WHERE database_name = @P1`, as ODBC sends
+//!   it) is answered with its result set inside the RPC (COLMETADATA,
+//!   ROW, DONEINPROC with the count, then as above). Another procedure gets Msg 2812;
 //!   another parameter type, the no-exec flag (0xFE) or a malformed
 //!   request an error that says so. At most `session::PREPARED_MAX`
 //!   statements stay prepared per session.
@@ -102,7 +106,7 @@
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
-//! (joins of msdb's views, a served query inside `sp_executesql`), KILL,
+//! (joins of msdb's views), KILL,
 //! bulk load, MARS, Msg 3021 for a BACKUP inside a transaction.
 //!
 //! ## Bounds

@@ -242,6 +242,19 @@ pub fn answer(text: &str, cx: &Context) -> Option<Result<ResultSet, Refusal>> {
 /// COLMETADATA, a ROW per row, then DONE with the row count (COUNT,
 /// CurCmd SELECT).
 pub fn encode(o: &mut Vec<u8>, rs: &ResultSet) {
+    encode_rows(o, rs);
+    token::done(
+        o,
+        token::id::DONE,
+        token::done::COUNT,
+        0xC1,
+        rs.rows.len() as u64,
+    );
+}
+
+/// COLMETADATA and a ROW per row (the caller ends them: DONE, or
+/// DONEINPROC inside an RPC).
+pub fn encode_rows(o: &mut Vec<u8>, rs: &ResultSet) {
     o.push(0x81);
     o.extend((rs.columns.len() as u16).to_le_bytes());
     for (name, ty) in &rs.columns {
@@ -259,13 +272,6 @@ pub fn encode(o: &mut Vec<u8>, rs: &ResultSet) {
             value(o, cell, *ty);
         }
     }
-    token::done(
-        o,
-        token::id::DONE,
-        token::done::COUNT,
-        0xC1,
-        rs.rows.len() as u64,
-    );
 }
 
 /// DECIMALN's length for precision `p`: a sign byte and the magnitude.

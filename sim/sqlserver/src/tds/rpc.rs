@@ -278,6 +278,62 @@ pub fn declared_names(decls: &str) -> Vec<String> {
     out
 }
 
+/// `statement` with each parameter written in as a literal where its
+/// name stands (`@db` → `N'sales'`, `@n` → `7`, NULL): the form a served
+/// query (`super::query`) is recognized in. Names match without regard to
+/// ASCII case and only as whole names; text inside quotes is left alone.
+pub fn inline_values(statement: &str, decls: &str, values: &[Param]) -> String {
+    let names = declared_names(decls);
+    let lits: Vec<(String, String)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let name = if p.name.is_empty() {
+                names.get(i)?.clone()
+            } else {
+                p.name.clone()
+            };
+            let name = name.strip_prefix('@').unwrap_or(&name).to_ascii_lowercase();
+            let lit = match &p.value {
+                Value::Null => "NULL".to_string(),
+                Value::Int(n) => n.to_string(),
+                Value::Str(s) => format!("N'{}'", s.replace('\'', "''")),
+            };
+            Some((name, lit))
+        })
+        .collect();
+    let mut out = String::new();
+    let mut chars = statement.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '@' || quoted {
+            out.push(c);
+            continue;
+        }
+        let mut name = String::new();
+        while let Some(&n) = chars.peek() {
+            if n.is_alphanumeric() || matches!(n, '_' | '@' | '#' | '$') {
+                name.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let lower = name.to_ascii_lowercase();
+        match lits.iter().find(|(n, _)| *n == lower) {
+            Some((_, lit)) => out.push_str(lit),
+            None => {
+                out.push('@');
+                out.push_str(&name);
+            }
+        }
+    }
+    out
+}
+
 /// `statement` preceded, on its first line, by a DECLARE of each value
 /// under its name (the parameter's own, else the declaration list's).
 pub fn with_values(statement: &str, decls: &str, values: &[Param]) -> String {
@@ -363,6 +419,33 @@ mod tests {
             text,
             "DECLARE @P1 NVARCHAR(MAX) = N'VD1'; BACKUP DATABASE sales TO VIRTUAL_DEVICE = @P1"
         );
+    }
+
+    #[test]
+    fn values_written_in_for_a_served_query() {
+        let ps = [
+            Param {
+                name: String::new(),
+                output: false,
+                value: Value::Str("o'k".into()),
+                type_info: Vec::new(),
+            },
+            Param {
+                name: "@N".into(),
+                output: false,
+                value: Value::Int(3),
+                type_info: Vec::new(),
+            },
+        ];
+        assert_eq!(
+            inline_values(
+                "SELECT TOP (@n) x FROM t WHERE a = @P1 AND b = '@P1' AND c = @P10",
+                "@P1 nvarchar(9), @n int",
+                &ps
+            ),
+            "SELECT TOP (3) x FROM t WHERE a = N'o''k' AND b = '@P1' AND c = @P10"
+        );
+        assert_eq!(inline_values("SELECT @@SPID", "", &[]), "SELECT @@SPID");
     }
 
     #[test]

@@ -761,18 +761,26 @@ pub(crate) fn end_tokens(
     }
     match end {
         End::Batch => token::done(o, id::DONE, status, 0, 0),
-        End::Rpc { handle, outputs } => {
+        End::Rpc { .. } => {
             token::done(o, id::DONEINPROC, status | done::MORE, 0, 0);
-            token::return_status(o, 0);
-            if let Some((name, h)) = handle {
-                token::return_value_int(o, 0, name, *h);
-            }
-            for (ordinal, p) in outputs {
-                token::return_value(o, *ordinal, &p.name, &p.type_info, &p.value);
-            }
-            token::done(o, id::DONEPROC, status, 0xE0, 0);
+            rpc_tail(o, status, end);
         }
     }
+}
+
+/// An RPC's answer after its statement's DONEINPROC: RETURNSTATUS 0, the
+/// RETURNVALUE tokens, DONEPROC with `status`.
+pub(crate) fn rpc_tail(o: &mut Vec<u8>, status: u16, end: &End) {
+    token::return_status(o, 0);
+    if let End::Rpc { handle, outputs } = end {
+        if let Some((name, h)) = handle {
+            token::return_value_int(o, 0, name, *h);
+        }
+        for (ordinal, p) in outputs {
+            token::return_value(o, *ordinal, &p.name, &p.type_info, &p.value);
+        }
+    }
+    token::done(o, id::DONEPROC, status, 0xE0, 0);
 }
 
 #[path = "calls.rs"]
