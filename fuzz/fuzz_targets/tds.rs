@@ -66,6 +66,11 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(r.params.len() <= rpc::PARAMS_MAX);
             let _ = r.proc();
             let _ = rpc::with_values("X", "@a int, @b nvarchar(9)", &r.params);
+            let _ = rpc::inline_values(
+                "SELECT @a, '@b', @b FROM t",
+                "@a int, @b nvarchar(9)",
+                &r.params,
+            );
             for p in &r.params {
                 let mut o = Vec::new();
                 vdi_sqlserver::tds::token::return_value(&mut o, 0, &p.name, &p.type_info, &p.value);
