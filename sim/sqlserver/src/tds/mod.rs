@@ -51,8 +51,8 @@
 //!   Each message goes out as the statement produces it, in packets
 //!   without EOM of the response not yet ended (`STATS = n` progress,
 //!   Msg 3211 "n percent processed.", while the BACKUP or RESTORE moves
-//!   its data: the serve process looks at the transfer every 20 ms); the
-//!   DONE ends the response (EOM). The control socket answers a batch
+//!   its data: the serve process looks at the transfer every 20 ms while
+//!   steps remain to send); the DONE ends the response (EOM). The control socket answers a batch
 //!   with one frame when it has finished (its protocol is one answer per
 //!   request), the same messages in the same order.
 //! - ATTENTION: cancels the running batch through the same switch as the
@@ -76,9 +76,9 @@
 //!   one of the served queries once its parameters are written in (`…
 //!   FROM msdb.dbo.backupset WHERE database_name = @P1`, as ODBC sends
 //!   it) is answered with its result set inside the RPC (COLMETADATA,
-//!   ROW, DONEINPROC with the count, then as above). Another procedure gets Msg 2812;
-//!   another parameter type, the no-exec flag (0xFE) or a malformed
-//!   request an error that says so. At most `session::PREPARED_MAX`
+//!   ROW, DONEINPROC with the count, then as above). Another procedure
+//!   gets Msg 2812; another parameter type, the no-exec flag (0xFE) or a
+//!   malformed request an error that says so. At most `session::PREPARED_MAX`
 //!   statements stay prepared per session.
 //! - Result sets for a batch that is exactly one of the queries drivers
 //!   and products send around a backup: `SELECT @@VERSION`, `@@SPID`,
@@ -106,8 +106,9 @@
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
-//! (joins of msdb's views), KILL,
-//! bulk load, MARS, Msg 3021 for a BACKUP inside a transaction.
+//! (joins of msdb's views), KILL, bulk load, MARS, Msg 3021 for a BACKUP
+//! inside a transaction, `STATS` progress streamed on the control socket
+//! (it answers each request with one frame).
 //!
 //! ## Bounds
 //!
