@@ -187,7 +187,7 @@ struct ServeArgs {
     /// python-tds, tedious, tiberius) log in and run the same T-SQL:
     /// at ADDR, default 127.0.0.1:1433 (port 0: a free port, printed at
     /// start). Loopback unless another address is given. No TLS yet:
-    /// clients connect with encryption off; no RPC or result sets yet.
+    /// clients connect with encryption off.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1433")]
     tds: Option<std::net::SocketAddr>,
     /// A SQL login TDS clients may use, NAME:PASSWORD; repeatable (the

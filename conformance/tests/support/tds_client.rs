@@ -172,7 +172,7 @@ pub fn tokens(b: &[u8]) -> Vec<Tok> {
             0xE3 => {
                 let kind = body[0];
                 // B_VARCHAR values count characters, B_VARBYTE bytes.
-                let unit = if matches!(kind, 7 | 18) { 1 } else { 2 };
+                let unit = if matches!(kind, 7..=10 | 18) { 1 } else { 2 };
                 let n = usize::from(body[1]) * unit;
                 let new = body[2..2 + n].to_vec();
                 let m = usize::from(body[2 + n]) * unit;
@@ -197,8 +197,9 @@ pub fn tokens(b: &[u8]) -> Vec<Tok> {
     out
 }
 
-/// COLMETADATA at `at`: count, then user type, flags, TYPE_INFO (INTN or
-/// NVARCHAR only), name per column; and where the next token starts.
+/// COLMETADATA at `at`: count, then user type, flags, TYPE_INFO (INTN,
+/// NVARCHAR, BIGCHAR, BITN, DATETIMN, DECIMALN), name per column; and
+/// where the next token starts.
 fn columns(b: &[u8], at: usize) -> (Vec<(u8, String)>, usize) {
     let n = usize::from(u16::from_le_bytes([b[at + 1], b[at + 2]]));
     let mut p = at + 3;
@@ -206,35 +207,74 @@ fn columns(b: &[u8], at: usize) -> (Vec<(u8, String)>, usize) {
     for _ in 0..n {
         p += 6;
         let ty = b[p];
-        p += if ty == 0x26 { 2 } else { 8 };
+        p += match ty {
+            0x26 | 0x68 | 0x6F => 2,
+            0x6A => 4,
+            0xE7 | 0xAF => 8,
+            other => panic!("column type 0x{other:02x}"),
+        };
         cols.push((ty, b_varchar(b, &mut p)));
     }
     (cols, p)
 }
 
-/// ROW at `at` for columns of `types`: each value as text (`None`: NULL);
-/// and where the next token starts.
+/// ROW at `at` for columns of `types`: each value as text (`None`: NULL;
+/// DATETIME as `days:ticks`); and where the next token starts.
 fn row(b: &[u8], at: usize, types: &[u8]) -> (Vec<Option<String>>, usize) {
     let mut p = at + 1;
     let mut row = Vec::new();
     for ty in types {
-        if *ty == 0x26 {
-            let n = b[p];
-            row.push(
-                (n == 4)
-                    .then(|| i32::from_le_bytes(b[p + 1..p + 5].try_into().unwrap()).to_string()),
-            );
-            p += 1 + usize::from(n);
-        } else {
+        if matches!(ty, 0xE7 | 0xAF) {
             let n = u16::from_le_bytes([b[p], b[p + 1]]);
             p += 2;
             if n == 0xFFFF {
                 row.push(None);
             } else {
-                row.push(Some(from_utf16(&b[p..p + usize::from(n)])));
+                let v = &b[p..p + usize::from(n)];
+                row.push(Some(if *ty == 0xE7 {
+                    from_utf16(v)
+                } else {
+                    v.iter().map(|&c| char::from(c)).collect()
+                }));
                 p += usize::from(n);
             }
+            continue;
         }
+        let n = usize::from(b[p]);
+        let v = &b[p + 1..p + 1 + n];
+        p += 1 + n;
+        if n == 0 {
+            row.push(None);
+            continue;
+        }
+        row.push(Some(match ty {
+            0x26 => {
+                let mut x = [0u8; 8];
+                x[..n].copy_from_slice(v);
+                if n == 4 {
+                    i32::from_le_bytes(v.try_into().unwrap()).to_string()
+                } else {
+                    i64::from_le_bytes(x).to_string()
+                }
+            }
+            0x68 => v[0].to_string(),
+            0x6F => format!(
+                "{}:{}",
+                i32::from_le_bytes(v[..4].try_into().unwrap()),
+                u32::from_le_bytes(v[4..].try_into().unwrap())
+            ),
+            0x6A => {
+                let mut x = [0u8; 16];
+                x[..n - 1].copy_from_slice(&v[1..]);
+                let m = u128::from_le_bytes(x);
+                if v[0] == 1 {
+                    m.to_string()
+                } else {
+                    format!("-{m}")
+                }
+            }
+            other => panic!("value of type 0x{other:02x}"),
+        }));
     }
     (row, p)
 }
@@ -343,9 +383,30 @@ pub fn logged_in(addr: SocketAddr) -> TcpStream {
 /// An RPC request: ALL_HEADERS, the procedure id, options, then
 /// parameters (name, status, TYPE_INFO, value).
 pub fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec<Tok> {
+    rpcs(s, &[(proc_id, params)])
+}
+
+/// An RPC parameter: name, status (0x01 OUTPUT), value.
+pub type RpcParam<'a> = (&'a str, u8, Param);
+
+/// Several RPC requests in one message, separated by the batch flag 0xFF.
+pub fn rpcs(s: &mut TcpStream, calls: &[(u16, &[RpcParam])]) -> Vec<Tok> {
     let mut p = vec![
         0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
     ];
+    for (k, (proc_id, params)) in calls.iter().enumerate() {
+        if k > 0 {
+            p.push(0xFF);
+        }
+        rpc_body(&mut p, *proc_id, params);
+    }
+    s.write_all(&packets(0x03, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("an RPC answer");
+    tokens(&reply)
+}
+
+/// One RPC after ALL_HEADERS: the procedure id, options, parameters.
+fn rpc_body(p: &mut Vec<u8>, proc_id: u16, params: &[(&str, u8, Param)]) {
     p.extend([0xFF, 0xFF]);
     p.extend(proc_id.to_le_bytes());
     p.extend([0, 0]);
@@ -370,12 +431,43 @@ pub fn rpc(s: &mut TcpStream, proc_id: u16, params: &[(&str, u8, Param)]) -> Vec
             Param::Int(None) => p.extend([0x26, 4, 0]),
         }
     }
-    s.write_all(&packets(0x03, &p)).unwrap();
-    let (_, _, reply) = read_reply(s).expect("an RPC answer");
+}
+
+/// A transaction-manager request: ALL_HEADERS, the request type, its
+/// payload.
+pub fn tm(s: &mut TcpStream, request: u16, body: &[u8]) -> Vec<Tok> {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(request.to_le_bytes());
+    p.extend(body);
+    s.write_all(&packets(0x0E, &p)).unwrap();
+    let (_, _, reply) = read_reply(s).expect("a transaction-manager answer");
     tokens(&reply)
 }
 
 pub enum Param {
     Text(&'static str),
     Int(Option<i32>),
+}
+
+/// Reads one packet: (status, payload); `None` if the server closed the
+/// connection first.
+pub fn read_packet(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 8];
+    s.read_exact(&mut h).ok()?;
+    let len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    assert!((8..=32767).contains(&len), "packet length {len}");
+    let mut body = vec![0u8; len - 8];
+    s.read_exact(&mut body).ok()?;
+    Some((h[1], body))
+}
+
+/// Sends a SQL batch without waiting for its answer.
+pub fn send_batch(s: &mut TcpStream, text: &str) {
+    let mut p = vec![
+        0x16, 0, 0, 0, 0x12, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    ];
+    p.extend(utf16(text));
+    s.write_all(&packets(0x01, &p)).unwrap();
 }

@@ -90,6 +90,11 @@ impl<T: Clone> History<T> {
         self.by_number.values().map(|(r, _)| r)
     }
 
+    /// The backups held with what the owner keeps of each, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &(BackupRecord, T)> {
+        self.by_number.values()
+    }
+
     /// Backup numbers handed out so far.
     pub fn numbered(&self) -> u32 {
         self.reserved

@@ -162,6 +162,8 @@ struct Board {
     new_backups: Vec<BackupRecord>,
     trace_jsonl: String,
     stopped: bool,
+    /// The latest statement's transfer: bytes done and bytes in all.
+    progress: (u64, u64),
 }
 
 #[derive(Default)]
@@ -305,6 +307,19 @@ impl ServerHost {
                 }
             }
         }
+    }
+
+    /// How far the latest statement's data transfer is: bytes acknowledged
+    /// (BACKUP) or verified (RESTORE) and the bytes it moves in all, as of
+    /// the host thread's latest step (`(0, 0)` before a RESTORE has read
+    /// its media headers).
+    pub fn progress(&self) -> (u64, u64) {
+        self.shared.lock().progress
+    }
+
+    /// Whether the host thread has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.lock().stopped
     }
 
     /// Ends the host: waits up to `settle` (and no longer than what is left
@@ -543,6 +558,7 @@ impl HostThread {
             }
         }
         g.idle = idle;
+        g.progress = self.server.progress();
         g.faults = self.fired.clone();
         self.shared.cond.notify_all();
     }

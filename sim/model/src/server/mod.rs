@@ -550,6 +550,21 @@ impl ServerHalf {
         self.features
     }
 
+    /// How far the current or last statement's data transfer is: bytes
+    /// acknowledged (BACKUP) or verified (RESTORE) so far, and the bytes
+    /// it will move, over all devices (a RESTORE knows its total once it
+    /// has read the media headers; 0 before).
+    pub fn progress(&self) -> (u64, u64) {
+        let backup = self.kind.is_backup();
+        self.devs
+            .iter()
+            .filter(|v| backup || v.header.is_some())
+            .fold((0, 0), |(d, t), v| {
+                let total = if backup { v.len } else { v.target };
+                (d + v.done.min(total), t + total)
+            })
+    }
+
     /// Per-device summary of the current or last statement.
     pub fn devices(&self) -> Vec<ServerDevSummary> {
         self.devs

@@ -1,6 +1,6 @@
 //! Databases, msdb's backup history, and running T-SQL against them.
 
-pub(super) use super::db::{Db, RestoreRecord, no_database};
+pub(super) use super::db::{Db, Finished, RestoreRecord, no_database};
 use super::rules;
 use super::*;
 use crate::tsql::{self, ParsedStatement, With};
@@ -11,7 +11,8 @@ use vdi_model::media::SetId;
 #[derive(Default)]
 pub(super) struct Catalog {
     pub(super) databases: BTreeMap<String, Db>,
-    pub(super) history: History<()>,
+    /// Each backup with when it finished and on which devices.
+    pub(super) history: History<Finished>,
     /// msdb's restore history, oldest first, the latest
     /// `vdi_spec::bounds::HISTORY_MAX` kept.
     pub(super) restores: std::collections::VecDeque<RestoreRecord>,
@@ -104,34 +105,70 @@ impl Attention {
     }
 }
 
+/// Where a batch's messages go as the batch produces them: a TDS session
+/// sends each at once (`STATS` progress while the statement runs); the
+/// control socket ignores them and answers with [`Batch::messages`], which
+/// holds them all, in the same order.
+pub(crate) type Emit<'a> = &'a mut dyn FnMut(&[LineMessage]);
+
+/// A batch's messages so far: kept, and told to the batch's [`Emit`] as
+/// they come.
+struct Sink<'a> {
+    out: Vec<LineMessage>,
+    emit: Emit<'a>,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, messages: Vec<SqlMessage>, line: u32) {
+        let from = self.out.len();
+        self.out.extend(
+            messages
+                .into_iter()
+                .map(|message| LineMessage { message, line }),
+        );
+        if self.out.len() > from {
+            (self.emit)(&self.out[from..]);
+        }
+    }
+
+    fn end(self, end: BatchEnd) -> Batch {
+        Batch {
+            messages: self.out,
+            end,
+        }
+    }
+}
+
+/// How often a running statement's progress is looked at for its `STATS`
+/// messages (real time).
+const PROGRESS_POLL: Duration = Duration::from_millis(20);
+
 impl Inner {
     // ----- T-SQL -------------------------------------------------------------------------
 
-    pub(super) fn run_batch(
+    /// Runs a batch: its messages (each also told to `emit` as it is
+    /// produced) and how it ended.
+    pub(crate) fn run_batch(
         &self,
         text: &str,
         database: &mut Option<String>,
         attention: &Attention,
+        emit: Emit<'_>,
     ) -> Batch {
+        let mut sink = Sink {
+            out: Vec::new(),
+            emit,
+        };
         let parsed = match tsql::parse_batch_located(text) {
             Ok(p) => p,
             Err(e) => {
-                return Batch {
-                    messages: vec![LineMessage {
-                        message: e.to_message(),
-                        line: e.line.max(1),
-                    }],
-                    end: BatchEnd::Done,
-                };
+                sink.push(vec![e.to_message()], e.line.max(1));
+                return sink.end(BatchEnd::Done);
             }
         };
-        let mut out = Vec::new();
         for p in parsed {
             if attention.is_cancelled() {
-                return Batch {
-                    messages: out,
-                    end: BatchEnd::Cancelled,
-                };
+                return sink.end(BatchEnd::Cancelled);
             }
             // Lines are relative to the batch, as SQL Server reports them.
             let line = p.line.max(1);
@@ -140,42 +177,38 @@ impl Inner {
                     if lock(&self.catalog).databases.contains_key(&db) {
                         *database = Some(db);
                     } else {
-                        out.push(LineMessage {
-                            message: no_database(&db),
-                            line,
-                        });
+                        sink.push(vec![no_database(&db)], line);
                     }
                 }
                 ParsedStatement::Database(st) => {
                     let messages = self.database_statement(st);
-                    for m in messages {
-                        out.push(LineMessage { message: m, line });
-                    }
+                    sink.push(messages, line);
                 }
                 ParsedStatement::Run(stmt, with) => {
-                    let (messages, end) = self.run_statement(stmt, &with, attention);
-                    for m in messages {
-                        out.push(LineMessage { message: m, line });
-                    }
+                    let mut live = |m: SqlMessage| sink.push(vec![m], line);
+                    let (messages, end) = self.run_statement(stmt, &with, attention, &mut live);
+                    sink.push(messages, line);
                     if end != BatchEnd::Done {
-                        return Batch { messages: out, end };
+                        return sink.end(end);
                     }
                 }
             }
         }
-        Batch {
-            messages: out,
-            end: BatchEnd::Done,
-        }
+        sink.end(BatchEnd::Done)
     }
 
     /// Runs one BACKUP or RESTORE to its end and returns its messages and
     /// how it ended (cancelled by `attention`, or under a server death).
+    /// `STATS = n` progress ("n percent processed.", Msg 3211) goes to
+    /// `live` while the statement runs, as the transfer crosses each step
+    /// (the steps not yet reached when it succeeds go first in its
+    /// messages); the returned messages are the others.
     pub(super) fn run_statement(
         &self,
         mut stmt: Statement,
         with: &With,
         attention: &Attention,
+        live: &mut dyn FnMut(SqlMessage),
     ) -> (Vec<SqlMessage>, BatchEnd) {
         let ordinal = self.statements.fetch_add(1, Ordering::Relaxed) + 1;
         let backups_before = match self.prepare(&mut stmt, with) {
@@ -207,7 +240,26 @@ impl Inner {
         let end = self.bind(&host, &name);
         host.start_statement(stmt.clone());
         attention.running(Some(host.clone()));
-        let outcome = host.wait_statement(None).unwrap_or_else(|| Outcome {
+        let steps = rules::progress(with.stats);
+        let mut sent = 0;
+        let outcome = loop {
+            // Polled while progress steps remain to tell; then (and
+            // without STATS) waited for.
+            let poll = (sent < steps.len()).then_some(PROGRESS_POLL);
+            if let Some(o) = host.wait_statement(poll) {
+                break Some(o);
+            }
+            if poll.is_none() || host.is_stopped() {
+                break None;
+            }
+            let (done, total) = host.progress();
+            let reached = rules::progress_steps(with.stats, done, total);
+            while sent < reached.min(steps.len()) {
+                live(steps[sent].clone());
+                sent += 1;
+            }
+        }
+        .unwrap_or_else(|| Outcome {
             status: Status::Failed,
             ..Outcome::default()
         });
@@ -218,7 +270,7 @@ impl Inner {
         }
         self.write_trace(&stmt, &outcome, &obs.trace_jsonl);
         let mut outcome = outcome;
-        self.record(&stmt, with, &mut outcome, &obs.new_backups);
+        self.record(&stmt, with, &mut outcome, &obs.new_backups, sent);
         if let Err(m) = self.persist() {
             outcome.status = Status::Failed;
             outcome.messages.push(m);
@@ -300,18 +352,24 @@ impl Inner {
     /// database's chains; a restore's database content and state (from the
     /// media it read), after the checks that need the media's headers
     /// (`rules::check_after`), which may fail the statement; a successful
-    /// statement's `STATS` progress and a HEADERONLY / FILELISTONLY row.
+    /// statement's `STATS` progress (the steps after the `progress_sent`
+    /// already told while it ran) and a HEADERONLY / FILELISTONLY row.
     fn record(
         &self,
         stmt: &Statement,
         with: &With,
         outcome: &mut Outcome,
         new_backups: &[BackupRecord],
+        progress_sent: usize,
     ) {
         let mut c = lock(&self.catalog);
         if outcome.succeeded() {
             for rec in new_backups {
-                c.history.add(rec.clone(), ());
+                let finished = Finished {
+                    unix_ms: unix_ms(),
+                    devices: stmt.devices.clone(),
+                };
+                c.history.add(rec.clone(), finished);
                 if let Some(db) = c.databases.get_mut(&rec.database) {
                     rules::backed_up(db, rec);
                 }
@@ -327,6 +385,7 @@ impl Inner {
         }
         if outcome.succeeded() {
             let mut msgs = rules::progress(with.stats);
+            msgs.drain(..progress_sent.min(msgs.len()));
             if stmt.kind.is_metadata_only()
                 && let Some(rec) = outcome.media.as_deref()
             {

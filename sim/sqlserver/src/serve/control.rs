@@ -109,7 +109,10 @@ impl Inner {
             .name("vdisim-serve-batch".into())
             .spawn(move || {
                 let mut current = lock(&db).clone();
-                let b = me.run_batch(&text, &mut current, &att);
+                // The control socket answers once, with every message (its
+                // frames are one answer per request: STATS progress is not
+                // streamed live here, only over TDS).
+                let b = me.run_batch(&text, &mut current, &att, &mut |_| {});
                 *lock(&db) = current;
                 let w = &mut *lock(&w);
                 if b.end == BatchEnd::ServerDied {

@@ -84,3 +84,14 @@ pub(super) struct RestoreRecord {
     pub(super) state: String,
     pub(super) ended_unix_ms: u64,
 }
+
+/// What msdb keeps of a backup beyond its media headers
+/// (`backupset.backup_finish_date`, `backupmediafamily.physical_device_name`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Finished {
+    /// When the BACKUP statement ended (Unix ms; 0 for a backup saved
+    /// before this was kept: its start then stands for it).
+    pub(crate) unix_ms: u64,
+    /// The VIRTUAL_DEVICE names, family by family.
+    pub(crate) devices: Vec<String>,
+}

@@ -119,7 +119,7 @@ pub use store::{StoreError, default_data_dir};
 use frames::read_frame_timed;
 
 use catalog::Catalog;
-pub(crate) use catalog::{Attention, Batch, BatchEnd};
+pub(crate) use catalog::{Attention, Batch, BatchEnd, Emit};
 use control::CaseEntry;
 use db::Db;
 use sets::RemoteEnd;

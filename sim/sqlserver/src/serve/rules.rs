@@ -264,6 +264,19 @@ pub(super) fn progress(stats: Option<u32>) -> Vec<SqlMessage> {
         .collect()
 }
 
+/// How many of [`progress`]'s steps a transfer of `done` of `total` bytes
+/// has reached (none while the total is unknown).
+pub(super) fn progress_steps(stats: Option<u32>, done: u64, total: u64) -> usize {
+    let Some(n) = stats.filter(|n| *n > 0) else {
+        return 0;
+    };
+    if total == 0 {
+        return 0;
+    }
+    let percent = u128::from(done.min(total)) * 100 / u128::from(total);
+    usize::try_from(percent / u128::from(n)).unwrap_or(0)
+}
+
 /// What RESTORE HEADERONLY (or FILELISTONLY) found on the media: one line
 /// per row, `column: value` (sqlcmd prints a result set; the control
 /// channel carries messages, so the row travels as one).

@@ -13,7 +13,7 @@
 //! program's is refused and left alone.
 
 use super::catalog::Catalog;
-use super::db::{Db, RestoreRecord};
+use super::db::{Db, Finished, RestoreRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -58,6 +58,10 @@ struct State {
     /// msdb's restores, oldest first.
     #[serde(default)]
     restores: Vec<RestoreRecord>,
+    /// When each backup of `history` finished and on which devices, by
+    /// backup number (absent in a state saved before it was kept).
+    #[serde(default)]
+    finished: BTreeMap<u32, Finished>,
     /// Backup numbers handed out (the next backup takes one more).
     numbered: u32,
 }
@@ -139,8 +143,10 @@ impl Store {
             )));
         }
         catalog.databases.extend(state.databases);
+        let mut finished = state.finished;
         for rec in state.history {
-            catalog.history.add(rec, ());
+            let f = finished.remove(&rec.number).unwrap_or_default();
+            catalog.history.add(rec, f);
         }
         catalog.history.reserve_through(state.numbered);
         catalog.restores = state.restores.into();
@@ -155,6 +161,11 @@ impl Store {
             databases: catalog.databases.clone(),
             history: catalog.history.records().cloned().collect(),
             restores: catalog.restores.iter().cloned().collect(),
+            finished: catalog
+                .history
+                .entries()
+                .map(|(r, f)| (r.number, f.clone()))
+                .collect(),
             numbered: catalog.history.numbered(),
         };
         let tmp = self.dir.join(temporary_name(std::process::id()));
@@ -246,7 +257,11 @@ mod tests {
             65536,
             &vdi_spec::TransferOptions::default(),
         );
-        c.history.add(rec.clone(), ());
+        let finished = Finished {
+            unix_ms: 7,
+            devices: vec!["vd".into()],
+        };
+        c.history.add(rec.clone(), finished.clone());
         c.restores.push_back(super::super::db::RestoreRecord {
             database: "x".into(),
             backup_set: rec.meta.set_id.to_string(),
@@ -262,8 +277,8 @@ mod tests {
         s.load(&mut back).unwrap();
         assert_eq!(back.databases, c.databases);
         assert_eq!(
-            back.history.records().cloned().collect::<Vec<_>>(),
-            vec![rec]
+            back.history.entries().cloned().collect::<Vec<_>>(),
+            vec![(rec, finished)]
         );
         assert_eq!(back.history.numbered(), 3);
         assert_eq!(back.restores, c.restores);

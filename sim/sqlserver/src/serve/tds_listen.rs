@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::tds::session::{self, Engine, Settings};
+use crate::tds::tables::{BackupRow, DbRow, Tables};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 /// Binds the TDS address.
@@ -54,16 +55,68 @@ impl ServeConfig {
 }
 
 impl Engine for Inner {
-    fn run_batch(&self, text: &str, database: &mut Option<String>, attention: &Attention) -> Batch {
-        Inner::run_batch(self, text, database, attention)
+    fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+        emit: Emit<'_>,
+    ) -> Batch {
+        Inner::run_batch(self, text, database, attention, emit)
     }
 
     fn has_database(&self, name: &str) -> bool {
         lock(&self.catalog).databases.contains_key(name)
     }
+}
 
-    fn databases(&self) -> Vec<String> {
-        lock(&self.catalog).databases.keys().cloned().collect()
+impl Tables for Inner {
+    /// The databases by name, numbered from 5 in that order (a model
+    /// choice: see `crate::tds::tables`).
+    fn databases(&self) -> Vec<DbRow> {
+        lock(&self.catalog)
+            .databases
+            .iter()
+            .enumerate()
+            .map(|(k, (name, db))| DbRow {
+                name: name.clone(),
+                id: 5 + i32::try_from(k).unwrap_or(i32::MAX - 5),
+                state_desc: db.state.to_ascii_uppercase(),
+                recovery_model_desc: db.recovery.to_ascii_uppercase(),
+            })
+            .collect()
+    }
+
+    fn backups(&self) -> Vec<BackupRow> {
+        lock(&self.catalog)
+            .history
+            .entries()
+            .map(|(r, f)| {
+                let m = &r.meta;
+                BackupRow {
+                    number: r.number,
+                    database_name: r.database.clone(),
+                    kind: m.backup_type.code(),
+                    start_unix_ms: m.started_unix_ms,
+                    finish_unix_ms: if f.unix_ms == 0 {
+                        m.started_unix_ms
+                    } else {
+                        f.unix_ms
+                    },
+                    first_lsn: m.first_lsn,
+                    last_lsn: m.last_lsn,
+                    checkpoint_lsn: m.checkpoint_lsn,
+                    database_backup_lsn: m.database_backup_lsn,
+                    copy_only: m.copy_only,
+                    checksums: m.checksum,
+                    size: r.total_bytes(),
+                    server_name: m.server.clone(),
+                    devices: (0..r.families.len())
+                        .map(|k| f.devices.get(k).cloned())
+                        .collect(),
+                }
+            })
+            .collect()
     }
 }
 

@@ -62,6 +62,53 @@ fn field<'a>(b: &'a [u8], pair: usize, name: &str) -> Result<&'a [u8], TdsError>
         .ok_or_else(|| bad(format!("{name} points outside the message")))
 }
 
+/// Every (offset, length) pair of the fixed part lies within the message,
+/// empty ones included (their offsets point at most at its end), and so
+/// does the feature extension's block when fExtension is set: a LOGIN7
+/// that says otherwise is refused, not partly read.
+fn check_ranges(b: &[u8]) -> Result<(), TdsError> {
+    // (pair, bytes per unit, name): characters for strings, bytes for the
+    // extension and SSPI.
+    const PAIRS: [(usize, usize, &str); 12] = [
+        (36, 2, "HostName"),
+        (40, 2, "UserName"),
+        (44, 2, "Password"),
+        (48, 2, "AppName"),
+        (52, 2, "ServerName"),
+        (56, 1, "Extension"),
+        (60, 2, "CltIntName"),
+        (64, 2, "Language"),
+        (68, 2, "Database"),
+        (78, 1, "SSPI"),
+        (82, 2, "AtchDBFile"),
+        (86, 2, "ChangePassword"),
+    ];
+    for (pair, unit, name) in PAIRS {
+        let off = usize::from(u16_at(b, pair));
+        let end = off + unit * usize::from(u16_at(b, pair + 2));
+        if end > b.len() {
+            return Err(bad(format!(
+                "{name} (offset {off}, ending at {end}) lies outside the message of {} bytes",
+                b.len()
+            )));
+        }
+    }
+    if b[27] & 0x10 != 0 {
+        let at = usize::from(u16_at(b, 56));
+        if usize::from(u16_at(b, 58)) < 4 {
+            return Err(bad("fExtension set without the 4-byte FeatureExt offset"));
+        }
+        let block = usize::try_from(u32_at(b, at)).unwrap_or(usize::MAX);
+        if block > b.len() {
+            return Err(bad(format!(
+                "its FeatureExt block (offset {block}) lies outside the message of {} bytes",
+                b.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Undoes the password obfuscation: each byte XOR 0xA5, then its nibbles
 /// swapped (the client swapped, then XORed).
 pub fn unscramble(bytes: &[u8]) -> Vec<u8> {
@@ -89,6 +136,7 @@ pub fn parse(payload: &[u8]) -> Result<Login7, TdsError> {
         )));
     }
     let b = &payload[..declared];
+    check_ranges(b)?;
     let text = |pair, name| field(b, pair, name).map(utf16le);
     let sspi_len = u16_at(b, 80);
     Ok(Login7 {
@@ -187,6 +235,29 @@ mod tests {
         let mut l = good.clone();
         l[42..44].copy_from_slice(&129u16.to_le_bytes());
         assert!(parse(&l).is_err());
+        // An empty field, the SSPI block or the change-password field
+        // pointing past the end.
+        for (at, v) in [(64, 0xFFF0u16), (78, 0xFFF0), (86, 0xFFF0)] {
+            let mut l = good.clone();
+            l[at..at + 2].copy_from_slice(&v.to_le_bytes());
+            if at != 64 {
+                l[at + 2..at + 4].copy_from_slice(&1u16.to_le_bytes());
+            }
+            assert!(parse(&l).is_err(), "{at}");
+        }
+        // fExtension: its offset DWORD out of range, or missing.
+        let mut l = good.clone();
+        l[27] |= 0x10;
+        assert!(parse(&l).is_err(), "no FeatureExt offset");
+        let n = l.len() as u16;
+        l.extend(0xFFFF_u32.to_le_bytes());
+        l[0..4].copy_from_slice(&u32::from(n + 4).to_le_bytes());
+        l[56..58].copy_from_slice(&n.to_le_bytes());
+        l[58..60].copy_from_slice(&4u16.to_le_bytes());
+        assert!(parse(&l).is_err(), "FeatureExt beyond the end");
+        let end = u32::from(n + 4);
+        l[usize::from(n)..].copy_from_slice(&end.to_le_bytes());
+        assert!(parse(&l).is_ok(), "FeatureExt at the end (empty)");
         // SSPI asked for.
         let mut l = good;
         l[25] |= 0x80;

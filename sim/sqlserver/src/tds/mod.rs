@@ -16,7 +16,8 @@
 //! - [`rpc`]: RPC requests (parameterized statements) and the T-SQL they
 //!   become.
 //! - [`query`]: the few queries answered with result sets (COLMETADATA,
-//!   ROW).
+//!   ROW); [`tables`]: the catalog views among them (`sys.databases`,
+//!   msdb's `backupset` and `backupmediafamily`).
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -46,8 +47,14 @@
 //!   them; each message is an INFO (class ≤ 10) or ERROR token with SQL
 //!   Server's number, state, class and text, the server name and the
 //!   batch line; a USE that changed the database adds ENVCHANGE database
-//!   and INFO 5701; then one DONE (DONE_ERROR when an ERROR was sent). The
-//!   batch is answered when it has finished.
+//!   and INFO 5701; then one DONE (DONE_ERROR when an ERROR was sent).
+//!   Each message goes out as the statement produces it, in packets
+//!   without EOM of the response not yet ended (`STATS = n` progress,
+//!   Msg 3211 "n percent processed.", while the BACKUP or RESTORE moves
+//!   its data: the serve process looks at the transfer every 20 ms while
+//!   steps remain to send); the DONE ends the response (EOM). The control socket answers a batch
+//!   with one frame when it has finished (its protocol is one answer per
+//!   request), the same messages in the same order.
 //! - ATTENTION: cancels the running batch through the same switch as the
 //!   control socket's Cancel (a running BACKUP or RESTORE is aborted: Msg
 //!   3204 and 3013, never a success); the batch's answer is finished, then
@@ -58,40 +65,87 @@
 //!   DECLAREs each parameter first (on the statement's line), so
 //!   `BACKUP DATABASE [x] TO VIRTUAL_DEVICE = @device` behaves as it does
 //!   with the value written in; answered with the statement's messages,
-//!   DONEINPROC, RETURNSTATUS 0, the prepared handle as RETURNVALUE, and
-//!   DONEPROC. Another procedure gets Msg 2812; another parameter type an
-//!   error that says so. At most `session::PREPARED_MAX` statements stay
-//!   prepared per session.
+//!   DONEINPROC, RETURNSTATUS 0, RETURNVALUE tokens (the prepared handle,
+//!   ordinal 0, then each OUTPUT parameter with its ordinal, in the type
+//!   the client sent: vdisim's statements assign no variable, so an
+//!   OUTPUT parameter comes back with its value), and DONEPROC. Several
+//!   RPCs in one message (separated by the batch flag 0xFF; at most
+//!   [`rpc::RPCS_MAX`]) run in order, each answered with its own
+//!   DONEPROC, all but the last with MORE and RPCINBATCH; an attention
+//!   stops the ones not yet started. A parameterized statement that is
+//!   one of the served queries once its parameters are written in (`…
+//!   FROM msdb.dbo.backupset WHERE database_name = @P1`, as ODBC sends
+//!   it) is answered with its result set inside the RPC (COLMETADATA,
+//!   ROW, DONEINPROC with the count, then as above). Another procedure
+//!   gets Msg 2812; another parameter type, the no-exec flag (0xFE) or a
+//!   malformed request an error that says so. At most `session::PREPARED_MAX`
+//!   statements stay prepared per session.
 //! - Result sets for a batch that is exactly one of the queries drivers
 //!   and products send around a backup: `SELECT @@VERSION`, `@@SPID`,
-//!   `@@SERVERNAME`, `DB_NAME()`, `SERVERPROPERTY('…')`, `SELECT name FROM
-//!   sys.databases` ([`query`] has the list); any other SELECT gets the
-//!   T-SQL parser's "not served" error.
-//! - Transaction-manager requests are acknowledged with a DONE (vdisim has
-//!   no transactions); RESETCONNECTION returns the session to its login
-//!   database and is acknowledged with ENVCHANGE 18.
+//!   `@@SERVERNAME`, `DB_NAME()`, `DB_ID()`, `SERVERPROPERTY('…')`,
+//!   `SELECT 1`, and `SELECT [TOP n] … FROM sys.databases |
+//!   msdb.dbo.backupset | msdb.dbo.backupmediafamily [WHERE c = v [AND
+//!   …]] [ORDER BY c [DESC]]` from the server's real databases and
+//!   history ([`query`] and [`tables`] have the lists); such a view in
+//!   another shape gets Msg 50002 naming the served shape, an unknown
+//!   column Msg 207; any other SELECT gets the T-SQL parser's "not
+//!   served" error.
+//! - Transaction-manager requests (drivers send them at connect and with
+//!   autocommit off): BEGIN answered with ENVCHANGE 8 (an 8-byte
+//!   descriptor), COMMIT with ENVCHANGE 9 and ROLLBACK with ENVCHANGE 10
+//!   naming it (then ENVCHANGE 8 when the request begins the next one),
+//!   then DONE; a nested BEGIN and an inner COMMIT only count (at most
+//!   `TRAN_DEPTH_MAX` deep); COMMIT or ROLLBACK without one is Msg 3902 /
+//!   3903; DTC requests are not served (Msg 50002). vdisim has no data to
+//!   isolate, so a transaction changes nothing else: a BACKUP inside one
+//!   runs (SQL Server refuses it, Msg 3021: not modelled).
+//!   RESETCONNECTION returns the session to its login database, ends its
+//!   transaction (not with RESETCONNECTIONSKIPTRAN) and is acknowledged
+//!   with ENVCHANGE 18.
 //!
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
-//! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
-//! served query inside `sp_executesql`), progress messages sent while a
-//! statement runs (they arrive with its answer), KILL, OUTPUT
-//! parameters other than the prepared handle, several RPCs in one
-//! message, bulk load, MARS.
+//! (joins of msdb's views), KILL, bulk load, MARS, Msg 3021 for a BACKUP
+//! inside a transaction, `STATS` progress streamed on the control socket
+//! (it answers each request with one frame).
 //!
 //! ## Bounds
 //!
-//! Packets are 8 bytes (a header alone) to the negotiated packet size
-//! (4096 before login; 512..=32767 after, as LOGIN7 asks, 4096 if it asks
-//! for 0 or out of range). A message is at most [`packet::PACKETS_MAX`]
-//! packets and [`packet::MESSAGE_BYTES_MAX`] bytes (PRELOGIN and LOGIN7:
-//! [`packet::LOGIN_BYTES_MAX`]); more closes the connection. PRELOGIN and
-//! LOGIN7 must each arrive within the server's frame deadline (default
-//! 10 s) of the connection's previous step, and any message whose first
-//! byte has arrived must be whole within it; an idle logged-in connection
-//! is kept. No byte sequence panics the reader (the parsers check every
-//! offset and length).
+//! What a client can make the server hold, each checked by the
+//! hostile-client test (`conformance/tests/serve_tds_hostile.rs`) and the
+//! `tds` fuzz target:
+//!
+//! - Packets are 8 bytes (a header alone) to the negotiated packet size
+//!   (4096 before login; 512..=32767 after, as LOGIN7 asks, 4096 if it
+//!   asks for 0 or out of range); another length closes the connection.
+//! - A message is at most [`packet::PACKETS_MAX`] packets and
+//!   [`packet::MESSAGE_BYTES_MAX`] (16 MiB) bytes (PRELOGIN and LOGIN7:
+//!   [`packet::LOGIN_BYTES_MAX`], 128 KiB); more closes the connection.
+//!   The payload grows only as bytes arrive, so a session holds at most
+//!   one message of 16 MiB being read, and the server at most
+//!   `--max-connections` (default 256) of them; connections past that
+//!   limit are closed unanswered.
+//! - Time: PRELOGIN and LOGIN7 must each arrive within the server's frame
+//!   deadline (`--frame-deadline-ms`, default 10 s) of the connection's
+//!   previous step, and any message whose first byte has arrived must be
+//!   whole within it: a client that stops in the middle of a packet or of
+//!   a message is dropped at the deadline. An idle logged-in connection
+//!   (no byte of a next message) is kept. A client that does not read its
+//!   answers is dropped after the write timeout (the frame deadline, at
+//!   least 10 s).
+//! - LOGIN7: every (offset, length) pair lies within the message (empty
+//!   fields included), each string is at most 128 characters
+//!   ([`login7::FIELD_CHARS_MAX`]), the length field matches, and the
+//!   FeatureExt offset lies within the message when fExtension is set;
+//!   otherwise the connection is closed without a LOGINACK.
+//! - Per session: [`rpc::RPCS_MAX`] RPCs per message, [`rpc::PARAMS_MAX`]
+//!   parameters per RPC, `session::PREPARED_MAX` prepared statements,
+//!   `calls::TRAN_DEPTH_MAX` nested transactions; result sets are bounded
+//!   by the databases (`vdi_spec::bounds::DATABASES_MAX`) and the history
+//!   (`vdi_spec::bounds::HISTORY_MAX`).
+//! - No byte sequence panics the reader (the parsers check every offset
+//!   and length).
 
 use thiserror::Error;
 
@@ -102,6 +156,7 @@ pub mod query;
 pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;
+pub mod tables;
 pub mod token;
 
 /// What is wrong with bytes a client sent.

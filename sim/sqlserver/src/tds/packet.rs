@@ -218,28 +218,47 @@ pub fn read_message_after<R: Read>(
 /// (header included), the last with EOM, each with `spid` and a packet id
 /// counting from 1.
 pub fn encode_message(kind: u8, payload: &[u8], packet_size: usize, spid: u16) -> Vec<u8> {
+    encode_packets(kind, payload, packet_size, spid, 1, true).0
+}
+
+/// `payload` as packets of at most `packet_size` bytes (header included)
+/// with packet ids counting from `first_id` (modulo 256), the last with
+/// EOM when `eom` (a message may go out in parts: every part but the last
+/// without EOM, so that a message produced while a statement runs reaches
+/// the client at once). Also returns the next packet id. An empty payload
+/// is one header-only packet with `eom`, none without.
+pub fn encode_packets(
+    kind: u8,
+    payload: &[u8],
+    packet_size: usize,
+    spid: u16,
+    first_id: u8,
+    eom: bool,
+) -> (Vec<u8>, u8) {
     let size = packet_size.clamp(PACKET_MIN, PACKET_MAX);
     let room = size - HEADER_LEN;
-    let chunks: Vec<&[u8]> = if payload.is_empty() {
-        vec![&[][..]]
-    } else {
-        payload.chunks(room).collect()
+    let chunks: Vec<&[u8]> = match (payload.is_empty(), eom) {
+        (true, true) => vec![&[][..]],
+        (true, false) => Vec::new(),
+        (false, _) => payload.chunks(room).collect(),
     };
     let mut out = Vec::with_capacity(payload.len() + chunks.len() * HEADER_LEN);
-    let last = chunks.len() - 1;
+    let last = chunks.len().saturating_sub(1);
+    let mut id = first_id;
     for (i, c) in chunks.iter().enumerate() {
         let h = Header {
             kind,
-            status: if i == last { status::EOM } else { 0 },
+            status: if eom && i == last { status::EOM } else { 0 },
             // A chunk is at most PACKET_MAX - 8 bytes.
             length: u16::try_from(c.len() + HEADER_LEN).unwrap_or(u16::MAX),
             spid,
-            packet_id: ((i + 1) % 256) as u8,
+            packet_id: id,
         };
+        id = id.wrapping_add(1);
         out.extend_from_slice(&h.encode());
         out.extend_from_slice(c);
     }
-    out
+    (out, id)
 }
 
 #[cfg(test)]

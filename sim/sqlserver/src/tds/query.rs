@@ -2,32 +2,72 @@
 //! answered with result sets: a batch that is exactly one of
 //!
 //! - `SELECT @@VERSION`, `SELECT @@SPID`, `SELECT @@SERVERNAME`,
-//!   `SELECT DB_NAME()`, `SELECT SERVERPROPERTY('…')` (ProductVersion,
-//!   ProductLevel, Edition, EngineEdition, MachineName, ServerName,
-//!   InstanceName, IsClustered; another property is NULL, as SQL Server
-//!   answers), each optionally inside `CAST(… AS type)` and with `AS
-//!   alias`;
-//! - `SELECT name FROM sys.databases` (optionally `ORDER BY name`).
+//!   `SELECT DB_NAME()`, `DB_NAME(id)`, `DB_ID()`, `DB_ID('name')`,
+//!   `SELECT <integer>` (drivers' ping), `SELECT SERVERPROPERTY('…')`
+//!   (ProductVersion, ProductLevel, Edition, EngineEdition, MachineName,
+//!   ServerName, InstanceName, IsClustered; another property is NULL, as
+//!   SQL Server answers), each optionally inside `CAST(… AS type)` and
+//!   with `AS alias`;
+//! - a SELECT from `sys.databases`, `msdb.dbo.backupset` or
+//!   `msdb.dbo.backupmediafamily` in the shape [`tables`] serves.
 //!
 //! Anything else goes to the T-SQL parser, which says what is not served
-//! (no query engine here). Values are INT or NVARCHAR (SERVERPROPERTY's
-//! sql_variant is answered as NVARCHAR, which every driver reads).
+//! (no query engine here). SERVERPROPERTY's sql_variant is answered as
+//! NVARCHAR, which every driver reads; the views' columns have SQL
+//! Server's types (INT, TINYINT, NVARCHAR, CHAR, BIT, DATETIME,
+//! NUMERIC(p, 0)).
 
+use super::tables::{self, Refusal, Tables};
 use super::token;
 
 /// A result set's column type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Type {
+    /// INT (INTN(4)).
     Int,
+    /// TINYINT (INTN(1)).
+    TinyInt,
     /// NVARCHAR of at most this many characters.
     NVarChar(u16),
+    /// CHAR of this many single-byte characters (BIGCHAR).
+    Char(u16),
+    /// BIT (BITN).
+    Bit,
+    /// DATETIME (DATETIMN(8)).
+    DateTime,
+    /// NUMERIC(p, 0) (DECIMALN), p at most 28.
+    Numeric(u8),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cell {
     Null,
-    Int(i32),
+    Int(i64),
     Str(String),
+    Bit(bool),
+    /// Unix milliseconds.
+    DateTime(u64),
+    Numeric(u64),
+}
+
+impl Cell {
+    /// The order of ORDER BY: NULL first, then by value (text without
+    /// regard to ASCII case).
+    pub fn order(&self, other: &Cell) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (Cell::Null, Cell::Null) => Ordering::Equal,
+            (Cell::Null, _) => Ordering::Less,
+            (_, Cell::Null) => Ordering::Greater,
+            (Cell::Int(a), Cell::Int(b)) => a.cmp(b),
+            (Cell::Str(a), Cell::Str(b)) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()),
+            (Cell::Bit(a), Cell::Bit(b)) => a.cmp(b),
+            (Cell::DateTime(a), Cell::DateTime(b)) | (Cell::Numeric(a), Cell::Numeric(b)) => {
+                a.cmp(b)
+            }
+            _ => Ordering::Equal,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,8 +82,8 @@ pub struct Context<'a> {
     pub server_name: &'a str,
     /// The session's database.
     pub database: &'a str,
-    /// The server's databases, by name.
-    pub databases: Vec<String>,
+    /// The server's databases and msdb's history.
+    pub tables: &'a dyn Tables,
 }
 
 /// The product version every answer gives (`SERVER_VERSION`).
@@ -109,6 +149,29 @@ fn server_property(name: &str, cx: &Context) -> Cell {
     }
 }
 
+/// A string literal's text: `'x'` or `N'x'` (quotes doubled inside).
+fn literal(s: &str) -> Option<String> {
+    let s = s.trim();
+    let s = s.strip_prefix(['N', 'n']).unwrap_or(s);
+    Some(s.strip_prefix('\'')?.strip_suffix('\'')?.replace("''", "'"))
+}
+
+/// `DB_ID(name)`: the database's id; master is 1, msdb 4 (SQL Server's
+/// system databases); NULL for a database the server does not have.
+fn db_id(cx: &Context, name: &str) -> Cell {
+    if name.eq_ignore_ascii_case("master") {
+        return Cell::Int(1);
+    }
+    if name.eq_ignore_ascii_case("msdb") {
+        return Cell::Int(4);
+    }
+    cx.tables
+        .databases()
+        .into_iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+        .map_or(Cell::Null, |d| Cell::Int(d.id.into()))
+}
+
 /// One scalar expression's value and natural type.
 fn scalar(expr: &str, cx: &Context) -> Option<(Cell, Type)> {
     let e = expr.trim();
@@ -120,9 +183,29 @@ fn scalar(expr: &str, cx: &Context) -> Option<(Cell, Type)> {
             )),
             Type::NVarChar(300),
         ),
-        "@@SPID" => (Cell::Int(i32::from(cx.spid)), Type::Int),
+        "@@SPID" => (Cell::Int(i64::from(cx.spid)), Type::Int),
         "@@SERVERNAME" => (Cell::Str(cx.server_name.into()), Type::NVarChar(128)),
         "DB_NAME()" => (Cell::Str(cx.database.into()), Type::NVarChar(128)),
+        "DB_ID()" => (db_id(cx, cx.database), Type::Int),
+        _ if e.parse::<i32>().is_ok() => (Cell::Int(e.parse().unwrap_or(0)), Type::Int),
+        _ if strip_ci(e, "DB_ID(").is_some() => {
+            let name = literal(strip_ci(e, "DB_ID(")?.strip_suffix(')')?)?;
+            (db_id(cx, &name), Type::Int)
+        }
+        _ if strip_ci(e, "DB_NAME(").is_some() => {
+            let id: i64 = strip_ci(e, "DB_NAME(")?
+                .strip_suffix(')')?
+                .trim()
+                .parse()
+                .ok()?;
+            let name = cx
+                .tables
+                .databases()
+                .into_iter()
+                .find(|d| i64::from(d.id) == id)
+                .map_or(Cell::Null, |d| Cell::Str(d.name));
+            (name, Type::NVarChar(128))
+        }
         _ => {
             let arg = strip_ci(e, "SERVERPROPERTY(")?.strip_suffix(')')?.trim();
             let arg = arg.strip_prefix(['N', 'n']).unwrap_or(arg);
@@ -132,19 +215,15 @@ fn scalar(expr: &str, cx: &Context) -> Option<(Cell, Type)> {
     })
 }
 
-/// The result set `text` asks for, if it is one of the served queries.
-pub fn answer(text: &str, cx: &Context) -> Option<ResultSet> {
+/// The result set `text` asks for, if it is one of the served queries;
+/// `Err` with the error SQL Server would send for a served view asked in
+/// a shape not served ([`tables`]).
+pub fn answer(text: &str, cx: &Context) -> Option<Result<ResultSet, Refusal>> {
+    if let Some(r) = tables::answer(text, cx.tables) {
+        return Some(r);
+    }
     let t = normalize(text);
     let rest = strip_ci(&t, "SELECT ")?.trim();
-    let u = rest.to_ascii_uppercase();
-    if u == "NAME FROM SYS.DATABASES" || u == "NAME FROM SYS.DATABASES ORDER BY NAME" {
-        let mut names = cx.databases.clone();
-        names.sort();
-        return Some(ResultSet {
-            columns: vec![("name".into(), Type::NVarChar(128))],
-            rows: names.into_iter().map(|n| vec![Cell::Str(n)]).collect(),
-        });
-    }
     let (expr, alias) = split_alias(rest);
     let (expr, cast) = split_cast(expr.trim());
     let (cell, natural) = scalar(expr, cx)?;
@@ -154,51 +233,16 @@ pub fn answer(text: &str, cx: &Context) -> Option<ResultSet> {
         (Cell::Int(n), Type::NVarChar(_)) => Cell::Str(n.to_string()),
         (c, _) => c,
     };
-    Some(ResultSet {
+    Some(Ok(ResultSet {
         columns: vec![(alias.unwrap_or_default(), ty)],
         rows: vec![vec![cell]],
-    })
+    }))
 }
 
 /// COLMETADATA, a ROW per row, then DONE with the row count (COUNT,
 /// CurCmd SELECT).
 pub fn encode(o: &mut Vec<u8>, rs: &ResultSet) {
-    o.push(0x81);
-    o.extend((rs.columns.len() as u16).to_le_bytes());
-    for (name, ty) in &rs.columns {
-        o.extend(0u32.to_le_bytes());
-        // Nullable, read-only.
-        o.extend(1u16.to_le_bytes());
-        match ty {
-            Type::Int => o.extend([0x26, 4]),
-            Type::NVarChar(n) => {
-                o.push(0xE7);
-                o.extend((n * 2).to_le_bytes());
-                o.extend(token::COLLATION);
-            }
-        }
-        let u: Vec<u16> = name.encode_utf16().take(128).collect();
-        o.push(u.len() as u8);
-        o.extend(u.iter().flat_map(|c| c.to_le_bytes()));
-    }
-    for row in &rs.rows {
-        o.push(0xD1);
-        for (cell, (_, ty)) in row.iter().zip(&rs.columns) {
-            match (cell, ty) {
-                (Cell::Int(n), _) => {
-                    o.push(4);
-                    o.extend(n.to_le_bytes());
-                }
-                (Cell::Str(s), Type::NVarChar(max)) => {
-                    let u: Vec<u16> = s.encode_utf16().take(usize::from(*max)).collect();
-                    o.extend(((u.len() * 2) as u16).to_le_bytes());
-                    o.extend(u.iter().flat_map(|c| c.to_le_bytes()));
-                }
-                (_, Type::Int) => o.push(0),
-                (_, Type::NVarChar(_)) => o.extend([0xFF, 0xFF]),
-            }
-        }
-    }
+    encode_rows(o, rs);
     token::done(
         o,
         token::id::DONE,
@@ -208,22 +252,148 @@ pub fn encode(o: &mut Vec<u8>, rs: &ResultSet) {
     );
 }
 
+/// COLMETADATA and a ROW per row (the caller ends them: DONE, or
+/// DONEINPROC inside an RPC).
+pub fn encode_rows(o: &mut Vec<u8>, rs: &ResultSet) {
+    o.push(0x81);
+    o.extend((rs.columns.len() as u16).to_le_bytes());
+    for (name, ty) in &rs.columns {
+        o.extend(0u32.to_le_bytes());
+        // Nullable, read-only.
+        o.extend(1u16.to_le_bytes());
+        type_info(o, *ty);
+        let u: Vec<u16> = name.encode_utf16().take(128).collect();
+        o.push(u.len() as u8);
+        o.extend(u.iter().flat_map(|c| c.to_le_bytes()));
+    }
+    for row in &rs.rows {
+        o.push(0xD1);
+        for (cell, (_, ty)) in row.iter().zip(&rs.columns) {
+            value(o, cell, *ty);
+        }
+    }
+}
+
+/// DECIMALN's length for precision `p`: a sign byte and the magnitude.
+fn numeric_len(p: u8) -> u8 {
+    match p {
+        0..=9 => 5,
+        10..=19 => 9,
+        _ => 13,
+    }
+}
+
+fn type_info(o: &mut Vec<u8>, ty: Type) {
+    match ty {
+        Type::Int => o.extend([0x26, 4]),
+        Type::TinyInt => o.extend([0x26, 1]),
+        Type::NVarChar(n) => {
+            o.push(0xE7);
+            o.extend((n * 2).to_le_bytes());
+            o.extend(token::COLLATION);
+        }
+        Type::Char(n) => {
+            o.push(0xAF);
+            o.extend(n.to_le_bytes());
+            o.extend(token::COLLATION);
+        }
+        Type::Bit => o.extend([0x68, 1]),
+        Type::DateTime => o.extend([0x6F, 8]),
+        Type::Numeric(p) => o.extend([0x6A, numeric_len(p), p.min(28), 0]),
+    }
+}
+
+/// Days from 1900-01-01 (DATETIME's day 0) to 1970-01-01.
+const DAYS_1900_TO_1970: i64 = 25_567;
+
+/// DATETIME's days since 1900-01-01 and 1/300 s ticks since midnight,
+/// rounded to the nearest tick as SQL Server rounds.
+pub fn datetime(unix_ms: u64) -> (i32, u32) {
+    let day_ms = 86_400_000u64;
+    let mut days = (unix_ms / day_ms) as i64 + DAYS_1900_TO_1970;
+    let mut ticks = ((unix_ms % day_ms) * 3 + 5) / 10;
+    if ticks >= 300 * 86_400 {
+        ticks = 0;
+        days += 1;
+    }
+    (i32::try_from(days).unwrap_or(i32::MAX), ticks as u32)
+}
+
+fn value(o: &mut Vec<u8>, cell: &Cell, ty: Type) {
+    match (cell, ty) {
+        (Cell::Int(n), Type::Int) => {
+            o.push(4);
+            o.extend((*n as i32).to_le_bytes());
+        }
+        (Cell::Int(n), Type::TinyInt) => o.extend([1, *n as u8]),
+        (Cell::Str(s), Type::NVarChar(max)) => {
+            let u: Vec<u16> = s.encode_utf16().take(usize::from(max)).collect();
+            o.extend(((u.len() * 2) as u16).to_le_bytes());
+            o.extend(u.iter().flat_map(|c| c.to_le_bytes()));
+        }
+        (Cell::Str(s), Type::Char(n)) => {
+            let b: Vec<u8> = s
+                .chars()
+                .map(|c| u8::try_from(c).unwrap_or(b'?'))
+                .chain(std::iter::repeat(b' '))
+                .take(usize::from(n))
+                .collect();
+            o.extend((b.len() as u16).to_le_bytes());
+            o.extend(b);
+        }
+        (Cell::Bit(b), Type::Bit) => o.extend([1, u8::from(*b)]),
+        (Cell::DateTime(ms), Type::DateTime) => {
+            let (days, ticks) = datetime(*ms);
+            o.push(8);
+            o.extend(days.to_le_bytes());
+            o.extend(ticks.to_le_bytes());
+        }
+        (Cell::Numeric(n), Type::Numeric(p)) => {
+            let len = numeric_len(p);
+            o.extend([len, 1]);
+            let mag = u128::from(*n).to_le_bytes();
+            o.extend(&mag[..usize::from(len - 1)]);
+        }
+        (_, Type::NVarChar(_) | Type::Char(_)) => o.extend([0xFF, 0xFF]),
+        (_, _) => o.push(0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct T;
+    impl Tables for T {
+        fn databases(&self) -> Vec<super::tables::DbRow> {
+            ["inventory", "sales"]
+                .iter()
+                .enumerate()
+                .map(|(k, n)| super::tables::DbRow {
+                    name: (*n).into(),
+                    id: 5 + k as i32,
+                    state_desc: "ONLINE".into(),
+                    recovery_model_desc: "SIMPLE".into(),
+                })
+                .collect()
+        }
+        fn backups(&self) -> Vec<super::tables::BackupRow> {
+            Vec::new()
+        }
+    }
 
     fn cx() -> Context<'static> {
         Context {
             spid: 53,
             server_name: "VDISIM",
             database: "sales",
-            databases: vec!["sales".into(), "inventory".into()],
+            tables: &T,
         }
     }
 
     #[test]
     fn served_queries() {
-        let one = |q: &str| answer(q, &cx()).map(|r| (r.columns, r.rows));
+        let one = |q: &str| answer(q, &cx()).map(|r| r.map(|r| (r.columns, r.rows)).unwrap());
         assert_eq!(
             one("SELECT CAST(@@SPID AS int)"),
             Some((vec![(String::new(), Type::Int)], vec![vec![Cell::Int(53)]]))
@@ -257,14 +427,40 @@ mod tests {
             ]
         );
         assert!(one("SELECT @@VERSION").is_some());
+        assert_eq!(one("SELECT 1").unwrap().1, vec![vec![Cell::Int(1)]]);
+        assert_eq!(one("SELECT DB_ID()").unwrap().1, vec![vec![Cell::Int(6)]]);
+        assert_eq!(
+            one("SELECT DB_ID(N'msdb')").unwrap().1,
+            vec![vec![Cell::Int(4)]]
+        );
+        assert_eq!(
+            one("SELECT DB_NAME(5)").unwrap().1,
+            vec![vec![Cell::Str("inventory".into())]]
+        );
+        assert_eq!(
+            one("SELECT DB_ID('nope')").unwrap().1,
+            vec![vec![Cell::Null]]
+        );
         for q in [
-            "SELECT 1",
+            "SELECT 1 + 1",
             "SELECT * FROM t",
             "BACKUP DATABASE x",
             "SELECT @@SPID, 1",
         ] {
             assert_eq!(one(q), None, "{q}");
         }
+    }
+
+    /// tds-notes.md §9's worked DATETIME: 2024-01-02 03:04:05.500.
+    #[test]
+    fn datetime_days_and_ticks() {
+        let ms = 1_704_164_645_500;
+        let (days, ticks) = datetime(ms);
+        let mut v = days.to_le_bytes().to_vec();
+        v.extend(ticks.to_le_bytes());
+        assert_eq!(v, [0xEB, 0xB0, 0x00, 0x00, 0xF2, 0x8F, 0x32, 0x00]);
+        // The last tick of a day rounds into the next day.
+        assert_eq!(datetime(86_399_999), (25_568, 0));
     }
 
     /// tds-notes.md §8's verified `SELECT 1` bytes, with INTN(4).

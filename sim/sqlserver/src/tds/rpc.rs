@@ -30,9 +30,11 @@ pub enum Value {
 pub struct Param {
     /// As the client named it (`@P1`, or empty).
     pub name: String,
-    /// OUTPUT (by reference).
+    /// OUTPUT (by reference): its value comes back in a RETURNVALUE.
     pub output: bool,
     pub value: Value,
+    /// Its TYPE_INFO as the client sent it (a RETURNVALUE answers in it).
+    pub type_info: Vec<u8>,
 }
 
 /// One RPC request.
@@ -126,6 +128,22 @@ fn single_byte(b: &[u8]) -> String {
     b.iter().map(|c| char::from(*c)).collect()
 }
 
+/// A parameter's TYPE_INFO (its bytes) and value.
+fn typed_value(c: &mut Cur) -> Result<(Vec<u8>, Value), TdsError> {
+    let start = c.at;
+    let ty = c.b.get(start).copied().ok_or_else(|| bad("cut short"))?;
+    let info_len = match ty {
+        0x26 | 0x68 => 2,
+        0xE7 | 0xEF | 0xA7 | 0xAF => 8,
+        _ => 1,
+    };
+    let info =
+        c.b.get(start..start.saturating_add(info_len))
+            .map(<[u8]>::to_vec);
+    let v = value(c)?;
+    Ok((info.ok_or_else(|| bad("cut short"))?, v))
+}
+
 /// A parameter's TYPE_INFO and value.
 fn value(c: &mut Cur) -> Result<Value, TdsError> {
     let ty = c.u8()?;
@@ -170,10 +188,40 @@ fn value(c: &mut Cur) -> Result<Value, TdsError> {
     })
 }
 
-/// Parses an RPC payload after ALL_HEADERS: one request (several in one
-/// message are not served).
+/// The most RPCs one message may carry.
+pub const RPCS_MAX: usize = 256;
+/// The most parameters one RPC may carry (SQL Server's limit).
+pub const PARAMS_MAX: usize = 2100;
+
+/// Parses an RPC payload after ALL_HEADERS: its first request.
 pub fn parse(b: &[u8]) -> Result<Rpc, TdsError> {
     let mut c = Cur { b, at: 0 };
+    one(&mut c)
+}
+
+/// Parses an RPC payload after ALL_HEADERS: every request, separated by
+/// the batch flag 0xFF (TDS 7.2 and later; 0x80, the older flag, is a
+/// parameter name's length there). At most [`RPCS_MAX`]; the no-exec
+/// flag 0xFE is refused.
+pub fn parse_all(b: &[u8]) -> Result<Vec<Rpc>, TdsError> {
+    let mut c = Cur { b, at: 0 };
+    let mut out = vec![one(&mut c)?];
+    while c.at < b.len() {
+        match c.u8()? {
+            0xFF => {}
+            0xFE => return Err(bad("the no-exec flag (0xFE) is not served")),
+            other => return Err(bad(format!("0x{other:02x} between RPCs"))),
+        }
+        if out.len() >= RPCS_MAX {
+            return Err(bad(format!("more than {RPCS_MAX} RPCs in one message")));
+        }
+        out.push(one(&mut c)?);
+    }
+    Ok(out)
+}
+
+/// One request, up to the end of the payload or a batch flag.
+fn one(c: &mut Cur) -> Result<Rpc, TdsError> {
     let n = c.u16()?;
     let (id, name) = if n == 0xFFFF {
         (Some(c.u16()?), String::new())
@@ -185,21 +233,22 @@ pub fn parse(b: &[u8]) -> Result<Rpc, TdsError> {
     };
     let _options = c.u16()?;
     let mut params = Vec::new();
-    while c.at < b.len() {
-        let len = c.u8()?;
+    while let Some(&len) = c.b.get(c.at) {
         if matches!(len, 0xFF | 0xFE) {
-            return Err(bad("several RPCs in one message are not served"));
+            break;
         }
-        if params.len() >= 2100 {
-            return Err(bad("more than 2100 parameters"));
+        c.at += 1;
+        if params.len() >= PARAMS_MAX {
+            return Err(bad(format!("more than {PARAMS_MAX} parameters")));
         }
         let name = utf16le(c.take(usize::from(len) * 2)?);
         let status = c.u8()?;
-        let value = value(&mut c)?;
+        let (type_info, value) = typed_value(c)?;
         params.push(Param {
             name,
             output: status & 0x01 != 0,
             value,
+            type_info,
         });
     }
     Ok(Rpc { id, name, params })
@@ -225,6 +274,62 @@ pub fn declared_names(decls: &str) -> Vec<String> {
             _ => {}
         }
         item.push(ch);
+    }
+    out
+}
+
+/// `statement` with each parameter written in as a literal where its
+/// name stands (`@db` → `N'sales'`, `@n` → `7`, NULL): the form a served
+/// query (`super::query`) is recognized in. Names match without regard to
+/// ASCII case and only as whole names; text inside quotes is left alone.
+pub fn inline_values(statement: &str, decls: &str, values: &[Param]) -> String {
+    let names = declared_names(decls);
+    let lits: Vec<(String, String)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let name = if p.name.is_empty() {
+                names.get(i)?.clone()
+            } else {
+                p.name.clone()
+            };
+            let name = name.strip_prefix('@').unwrap_or(&name).to_ascii_lowercase();
+            let lit = match &p.value {
+                Value::Null => "NULL".to_string(),
+                Value::Int(n) => n.to_string(),
+                Value::Str(s) => format!("N'{}'", s.replace('\'', "''")),
+            };
+            Some((name, lit))
+        })
+        .collect();
+    let mut out = String::new();
+    let mut chars = statement.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if c != '@' || quoted {
+            out.push(c);
+            continue;
+        }
+        let mut name = String::new();
+        while let Some(&n) = chars.peek() {
+            if n.is_alphanumeric() || matches!(n, '_' | '@' | '#' | '$') {
+                name.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let lower = name.to_ascii_lowercase();
+        match lits.iter().find(|(n, _)| *n == lower) {
+            Some((_, lit)) => out.push_str(lit),
+            None => {
+                out.push('@');
+                out.push_str(&name);
+            }
+        }
     }
     out
 }
@@ -317,6 +422,33 @@ mod tests {
     }
 
     #[test]
+    fn values_written_in_for_a_served_query() {
+        let ps = [
+            Param {
+                name: String::new(),
+                output: false,
+                value: Value::Str("o'k".into()),
+                type_info: Vec::new(),
+            },
+            Param {
+                name: "@N".into(),
+                output: false,
+                value: Value::Int(3),
+                type_info: Vec::new(),
+            },
+        ];
+        assert_eq!(
+            inline_values(
+                "SELECT TOP (@n) x FROM t WHERE a = @P1 AND b = '@P1' AND c = @P10",
+                "@P1 nvarchar(9), @n int",
+                &ps
+            ),
+            "SELECT TOP (3) x FROM t WHERE a = N'o''k' AND b = '@P1' AND c = @P10"
+        );
+        assert_eq!(inline_values("SELECT @@SPID", "", &[]), "SELECT @@SPID");
+    }
+
+    #[test]
     fn names_come_from_the_declarations_when_unnamed() {
         assert_eq!(
             declared_names("@P1 decimal(10,2), @P2 varchar(3)"),
@@ -327,11 +459,13 @@ mod tests {
                 name: String::new(),
                 output: false,
                 value: Value::Str("it's".into()),
+                type_info: Vec::new(),
             },
             Param {
                 name: String::new(),
                 output: false,
                 value: Value::Int(-3),
+                type_info: Vec::new(),
             },
         ];
         assert_eq!(
@@ -339,6 +473,32 @@ mod tests {
             "DECLARE @a NVARCHAR(MAX) = N'it''s', @b BIGINT = -3; X"
         );
         assert_eq!(with_values("X", "", &[]), "X");
+    }
+
+    /// Two RPCs separated by the batch flag; OUTPUT parameters keep their
+    /// TYPE_INFO; the no-exec flag and stray bytes are errors.
+    #[test]
+    fn several_rpcs_in_one_message() {
+        let mut b = vec![0xFF, 0xFF, 15, 0, 0, 0];
+        b.extend([0, 0x01, 0x26, 4, 4, 9, 0, 0, 0]);
+        b.push(0xFF);
+        b.extend([0xFF, 0xFF, 10, 0, 0, 0]);
+        b.extend(plp_param("", "SELECT 1"));
+        let rs = parse_all(&b).unwrap();
+        assert_eq!(rs.len(), 2);
+        assert_eq!(rs[0].proc(), Some(proc_id::SP_UNPREPARE));
+        assert!(rs[0].params[0].output);
+        assert_eq!(rs[0].params[0].type_info, vec![0x26, 4]);
+        assert_eq!(rs[1].params[0].value, Value::Str("SELECT 1".into()));
+        assert_eq!(rs[1].params[0].type_info.len(), 8);
+        assert_eq!(parse(&b).unwrap(), rs[0], "parse: the first");
+        let mut no_exec = b.clone();
+        no_exec[15] = 0xFE;
+        assert!(parse_all(&no_exec).is_err());
+        let mut stray = b.clone();
+        stray.push(0x00);
+        assert!(parse_all(&stray).is_err());
+        assert!(parse_all(&b[..b.len() - 1]).is_err(), "cut short");
     }
 
     #[test]
@@ -370,6 +530,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse(&bytes);
+            let _ = parse_all(&bytes);
         }
     }
 }

@@ -6,9 +6,10 @@
 use super::packet::{self, Limits, kind, status};
 use super::prelogin::{self, encrypt};
 use super::rpc::{self, Value, proc_id};
+use super::tables::Tables;
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
-use crate::serve::{Attention, Batch, BatchEnd};
+use crate::serve::{Attention, Batch, BatchEnd, Emit};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -18,12 +19,17 @@ use std::time::{Duration, Instant};
 use vdi_host::remote::wire::LineMessage;
 
 /// What a session needs of the server: its T-SQL and its databases.
-pub(crate) trait Engine: Send + Sync + 'static {
-    /// Runs a batch as the control socket runs it.
-    fn run_batch(&self, text: &str, database: &mut Option<String>, attention: &Attention) -> Batch;
+pub(crate) trait Engine: Tables + Send + Sync + 'static {
+    /// Runs a batch as the control socket runs it, telling `emit` each
+    /// message as it is produced.
+    fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+        emit: Emit<'_>,
+    ) -> Batch;
     fn has_database(&self, name: &str) -> bool;
-    /// The databases' names.
-    fn databases(&self) -> Vec<String>;
 }
 
 /// A session's configuration.
@@ -106,6 +112,11 @@ struct Session {
     /// declaration list and text.
     prepared: HashMap<i32, (String, String)>,
     next_handle: i32,
+    /// The open transaction (transaction-manager requests): its
+    /// descriptor and nesting depth.
+    tran: Option<(u64, u32)>,
+    /// Transactions begun in this session.
+    trans_begun: u32,
 }
 
 /// Statements one session may keep prepared.
@@ -117,8 +128,12 @@ pub(crate) enum End {
     /// A SQL batch: DONE.
     Batch,
     /// An RPC: DONEINPROC, RETURNSTATUS 0, the handle as RETURNVALUE (its
-    /// parameter's name and value) when one was prepared, DONEPROC.
-    Rpc(Option<(String, i32)>),
+    /// parameter's name and value) when one was prepared, each OUTPUT
+    /// parameter's value as RETURNVALUE (ordinal and parameter), DONEPROC.
+    Rpc {
+        handle: Option<(String, i32)>,
+        outputs: Vec<(u16, rpc::Param)>,
+    },
 }
 
 /// Serves one TDS connection to its end. `spid` is the session id the
@@ -146,6 +161,8 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         attention: Arc::default(),
         prepared: HashMap::new(),
         next_handle: 1,
+        tran: None,
+        trans_begun: 0,
     };
     match s.handshake(&stream) {
         Ok(true) => s.requests(&stream),
@@ -401,43 +418,36 @@ impl Session {
             self.send(&o)?;
             return Ok(None);
         }
+        if m.status & status::RESET_CONNECTION != 0 {
+            // RESETCONNECTION without SKIPTRAN ends the transaction.
+            self.tran = None;
+        }
         match m.kind {
             kind::SQL_BATCH => {
                 let text = utf16le(skip_all_headers(&m.payload)?);
                 if let Some(rs) = self.query(&text, reset) {
                     self.reset_session(&mut o, reset);
-                    super::query::encode(&mut o, &rs);
+                    match rs {
+                        Ok(rs) => super::query::encode(&mut o, &rs),
+                        Err((number, text)) => {
+                            self.error(&mut o, number, 1, 16, &text, 1);
+                            token::done(&mut o, id::DONE, done::ERROR, 0xC1, 0);
+                        }
+                    }
                     self.send(&o)?;
                     return Ok(None);
                 }
                 self.spawn_batch(text, reset, End::Batch)
             }
             kind::TRANSACTION_MANAGER => {
-                // No transactions in vdisim: acknowledged, nothing changes.
                 self.reset_session(&mut o, reset);
-                token::done(&mut o, id::DONE, done::FINAL, 0, 0);
+                self.transaction(skip_all_headers(&m.payload)?, &mut o);
                 self.send(&o)?;
                 Ok(None)
             }
             kind::RPC => {
-                let r = rpc::parse(skip_all_headers(&m.payload)?);
-                match r.map_err(|e| e.to_string()).and_then(|r| self.rpc(r)) {
-                    Ok(Run::Statement(text, end)) => self.spawn_batch(text, reset, end),
-                    Ok(Run::Answer(answer)) => {
-                        self.reset_session(&mut o, reset);
-                        o.extend(answer);
-                        self.send(&o)?;
-                        Ok(None)
-                    }
-                    Err(why) => {
-                        self.reset_session(&mut o, reset);
-                        let text = format!("vdisim serve cannot run this RPC request: {why}");
-                        self.error(&mut o, crate::tsql::MSG_NOT_SERVED, 1, 16, &text, 1);
-                        token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
-                        self.send(&o)?;
-                        Ok(None)
-                    }
-                }
+                let steps = self.rpc_message(skip_all_headers(&m.payload)?);
+                self.spawn_steps(steps, reset)
             }
             other => Err(TdsError::malformed(
                 "request",
@@ -448,7 +458,11 @@ impl Session {
 
     /// The result set `text` asks for, if it is one of the queries
     /// `super::query` answers.
-    fn query(&self, text: &str, reset: bool) -> Option<super::query::ResultSet> {
+    fn query(
+        &self,
+        text: &str,
+        reset: bool,
+    ) -> Option<Result<super::query::ResultSet, super::tables::Refusal>> {
         let database = if reset {
             self.login_db.clone()
         } else {
@@ -458,7 +472,7 @@ impl Session {
             spid: self.spid,
             server_name: &self.set.server_name,
             database: database.as_deref().unwrap_or(MASTER),
-            databases: self.engine.databases(),
+            tables: &*self.engine,
         };
         super::query::answer(text, &cx)
     }
@@ -472,13 +486,26 @@ impl Session {
         }
     }
 
-    /// Runs a batch on a worker thread that answers it (or, the simulated
-    /// server died under it, drops the connection without an answer).
+    /// Runs a batch on a worker thread that answers it.
     fn spawn_batch(
         &self,
         text: String,
         reset: bool,
         end: End,
+    ) -> Result<Option<JoinHandle<()>>, TdsError> {
+        self.spawn_steps(vec![Step::Statement(text, end)], reset)
+    }
+
+    /// Runs `steps` (a batch, or the RPCs of one message) in order on a
+    /// worker thread that answers them (or, the simulated server died
+    /// under one, drops the connection without an answer). Every RPC's
+    /// DONEPROC but the last says more follows (MORE, RPCINBATCH); an
+    /// attention stops the steps after the running one, and a DONE ends
+    /// the response.
+    fn spawn_steps(
+        &self,
+        steps: Vec<Step>,
+        reset: bool,
     ) -> Result<Option<JoinHandle<()>>, TdsError> {
         let mut head = Vec::new();
         self.reset_session(&mut head, reset);
@@ -494,31 +521,144 @@ impl Session {
         std::thread::Builder::new()
             .name("vdisim-tds-batch".into())
             .spawn(move || {
-                let before = lock(&db).clone();
-                let mut current = before.clone();
-                let b = engine.run_batch(&text, &mut current, &att);
-                *lock(&db) = current.clone();
-                if b.end == BatchEnd::ServerDied {
-                    let _ = lock(&w).shutdown(Shutdown::Both);
-                    return;
+                let mut live = Live {
+                    w: &w,
+                    size,
+                    spid,
+                    server: &set.server_name,
+                    pending: head,
+                    next_id: 1,
+                    error: false,
+                    broken: false,
+                };
+                let last = steps.len().saturating_sub(1);
+                for (k, step) in steps.into_iter().enumerate() {
+                    if k > 0 && att.is_cancelled() {
+                        token::done(&mut live.pending, id::DONE, done::FINAL, 0, 0);
+                        break;
+                    }
+                    let more = k < last;
+                    let died = match step {
+                        Step::Answer(mut o) => {
+                            if more {
+                                mark_more(&mut o);
+                            }
+                            live.pending.extend(o);
+                            false
+                        }
+                        Step::Statement(text, end) => {
+                            statement(&*engine, &mut live, &db, &att, &text, &end, more)
+                        }
+                    };
+                    if died || live.broken {
+                        // The simulated server died under the statement (the
+                        // client loses its connection), or the client stopped
+                        // taking its answer (within the write timeout).
+                        let _ = lock(&w).shutdown(Shutdown::Both);
+                        return;
+                    }
                 }
-                let mut o = head;
-                batch_tokens(
-                    &mut o,
-                    &b.messages,
-                    &before,
-                    &current,
-                    &set.server_name,
-                    &end,
-                );
-                if send(&w, &o, size, spid).is_err() {
-                    // A client that does not take its answer (within the
-                    // write timeout) is dropped; the reader sees the end.
+                let tail = std::mem::take(&mut live.pending);
+                if live.finish(&tail).is_err() {
                     let _ = lock(&w).shutdown(Shutdown::Both);
                 }
             })
             .map(Some)
             .map_err(|e| TdsError::Io(io::Error::other(format!("no thread for the batch: {e}"))))
+    }
+}
+
+/// What a request comes to: a statement to run as a batch and how its
+/// answer ends, or an answer with nothing to run.
+pub(crate) enum Step {
+    Statement(String, End),
+    Answer(Vec<u8>),
+}
+
+/// Runs one statement step of a response: its messages go out as they
+/// come, its end tokens stay pending (MORE on an RPC's DONEPROC when
+/// `more` and no attention came). Whether the simulated server died.
+fn statement(
+    engine: &dyn Engine,
+    live: &mut Live,
+    db: &Mutex<Option<String>>,
+    att: &Attention,
+    text: &str,
+    end: &End,
+    more: bool,
+) -> bool {
+    let before = lock(db).clone();
+    let mut current = before.clone();
+    live.error = false;
+    let b = engine.run_batch(text, &mut current, att, &mut |m| live.messages(m));
+    *lock(db) = current.clone();
+    if b.end == BatchEnd::ServerDied {
+        return true;
+    }
+    let more = more && b.end == BatchEnd::Done && !att.is_cancelled();
+    let mut o = Vec::new();
+    end_tokens(&mut o, live.error, &before, &current, live.server, end);
+    if more {
+        mark_more(&mut o);
+    }
+    live.pending.extend(o);
+    false
+}
+
+/// Sets MORE and RPCINBATCH on the DONEPROC that ends `o` (an RPC's
+/// answer that another RPC of the same message follows).
+fn mark_more(o: &mut [u8]) {
+    let n = o.len();
+    if n >= 13 && o[n - 13] == id::DONEPROC {
+        let st = u16::from_le_bytes([o[n - 12], o[n - 11]]) | done::MORE | done::RPC_IN_BATCH;
+        o[n - 12..n - 10].copy_from_slice(&st.to_le_bytes());
+    }
+}
+
+/// A response sent while its statement runs: each message as a token in
+/// packets without EOM, written at once (the client surfaces it as it
+/// comes: `STATS` progress), the end with EOM.
+struct Live<'a> {
+    w: &'a Mutex<TcpStream>,
+    size: usize,
+    spid: u16,
+    server: &'a str,
+    /// Tokens not yet written (the RESETCONNECTION acknowledgement first).
+    pending: Vec<u8>,
+    next_id: u8,
+    /// An ERROR token was sent (the DONE says so).
+    error: bool,
+    /// A write failed: nothing more is sent.
+    broken: bool,
+}
+
+impl Live<'_> {
+    /// Sends `messages` as INFO or ERROR tokens in a part of the response.
+    fn messages(&mut self, messages: &[LineMessage]) {
+        if self.broken {
+            return;
+        }
+        self.error |= message_tokens(&mut self.pending, messages, self.server);
+        let (bytes, next) = packet::encode_packets(
+            kind::REPLY,
+            &self.pending,
+            self.size,
+            self.spid,
+            self.next_id,
+            false,
+        );
+        self.pending.clear();
+        self.next_id = next;
+        if lock(self.w).write_all(&bytes).is_err() {
+            self.broken = true;
+        }
+    }
+
+    /// Sends the response's last part, `tail`, ending it (EOM).
+    fn finish(&mut self, tail: &[u8]) -> io::Result<()> {
+        let (bytes, _) =
+            packet::encode_packets(kind::REPLY, tail, self.size, self.spid, self.next_id, true);
+        lock(self.w).write_all(&bytes)
     }
 }
 
@@ -555,9 +695,9 @@ pub(crate) fn skip_all_headers(payload: &[u8]) -> Result<&[u8], TdsError> {
     })
 }
 
-/// A batch's answer: its messages as INFO or ERROR tokens, ENVCHANGE
-/// database and INFO 5701 when a USE changed the database, then DONE
-/// (DONE_ERROR when an ERROR token was sent).
+/// A batch's answer: its messages as INFO or ERROR tokens, then its end
+/// ([`end_tokens`]).
+#[cfg(test)]
 pub(crate) fn batch_tokens(
     o: &mut Vec<u8>,
     messages: &[LineMessage],
@@ -566,7 +706,13 @@ pub(crate) fn batch_tokens(
     server: &str,
     end: &End,
 ) {
-    let mut status = done::FINAL;
+    let error = message_tokens(o, messages, server);
+    end_tokens(o, error, before, after, server, end);
+}
+
+/// Appends `messages` as INFO or ERROR tokens: whether one was an ERROR.
+pub(crate) fn message_tokens(o: &mut Vec<u8>, messages: &[LineMessage], server: &str) -> bool {
+    let mut error = false;
     for m in messages {
         let t = token::Message {
             number: m.message.number,
@@ -577,11 +723,25 @@ pub(crate) fn batch_tokens(
             procedure: "",
             line: m.line,
         };
-        if t.is_error() {
-            status |= done::ERROR;
-        }
+        error |= t.is_error();
         token::message(o, &t);
     }
+    error
+}
+
+/// A batch's answer after its messages: ENVCHANGE database and INFO 5701
+/// when a USE changed the database, then DONE (DONE_ERROR when an ERROR
+/// token was sent: `error`), or for an RPC its DONEINPROC, RETURNSTATUS,
+/// RETURNVALUE and DONEPROC.
+pub(crate) fn end_tokens(
+    o: &mut Vec<u8>,
+    error: bool,
+    before: &Option<String>,
+    after: &Option<String>,
+    server: &str,
+    end: &End,
+) {
+    let status = if error { done::ERROR } else { done::FINAL };
     if before != after {
         let new = after.as_deref().unwrap_or(MASTER);
         token::env_change(o, env::DATABASE, new, before.as_deref().unwrap_or(MASTER));
@@ -601,112 +761,30 @@ pub(crate) fn batch_tokens(
     }
     match end {
         End::Batch => token::done(o, id::DONE, status, 0, 0),
-        End::Rpc(handle) => {
+        End::Rpc { .. } => {
             token::done(o, id::DONEINPROC, status | done::MORE, 0, 0);
-            token::return_status(o, 0);
-            if let Some((name, h)) = handle {
-                token::return_value_int(o, 0, name, *h);
-            }
-            token::done(o, id::DONEPROC, status, 0xE0, 0);
+            rpc_tail(o, status, end);
         }
     }
 }
 
-/// What an RPC request comes to.
-enum Run {
-    /// A statement to run as a batch, and how its answer ends.
-    Statement(String, End),
-    /// An answer with nothing to run.
-    Answer(Vec<u8>),
-}
-
-fn string_at(r: &rpc::Rpc, i: usize) -> Option<String> {
-    match r.params.get(i).map(|p| &p.value) {
-        Some(Value::Str(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-impl Session {
-    /// An RPC request: the statement it runs, or its answer; `Err` says why
-    /// it cannot be run.
-    fn rpc(&mut self, r: rpc::Rpc) -> Result<Run, String> {
-        let statement = |i: usize| {
-            string_at(&r, i).ok_or_else(|| format!("parameter {} is not the statement text", i + 1))
-        };
-        let values = |from: usize| r.params.get(from..).unwrap_or(&[]).to_vec();
-        let handle_name = r.params.first().map(|p| p.name.clone()).unwrap_or_default();
-        match r.proc() {
-            Some(proc_id::SP_EXECUTESQL) => {
-                let decls = string_at(&r, 1).unwrap_or_default();
-                let text = rpc::with_values(&statement(0)?, &decls, &values(2));
-                Ok(Run::Statement(text, End::Rpc(None)))
-            }
-            Some(p @ (proc_id::SP_PREPEXEC | proc_id::SP_PREPARE)) => {
-                let decls = string_at(&r, 1).unwrap_or_default();
-                let stmt = statement(2)?;
-                let h = self.prepare(decls.clone(), stmt.clone())?;
-                if p == proc_id::SP_PREPARE {
-                    let mut o = Vec::new();
-                    token::return_status(&mut o, 0);
-                    token::return_value_int(&mut o, 0, &handle_name, h);
-                    token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
-                    return Ok(Run::Answer(o));
-                }
-                let text = rpc::with_values(&stmt, &decls, &values(3));
-                Ok(Run::Statement(text, End::Rpc(Some((handle_name, h)))))
-            }
-            Some(proc_id::SP_EXECUTE) => {
-                let h = self.handle(&r)?;
-                let (decls, stmt) =
-                    self.prepared.get(&h).cloned().ok_or_else(|| {
-                        format!("Could not find prepared statement with handle {h}.")
-                    })?;
-                let text = rpc::with_values(&stmt, &decls, &values(1));
-                Ok(Run::Statement(text, End::Rpc(None)))
-            }
-            Some(proc_id::SP_UNPREPARE) => {
-                let h = self.handle(&r)?;
-                self.prepared.remove(&h);
-                let mut o = Vec::new();
-                token::return_status(&mut o, 0);
-                token::done(&mut o, id::DONEPROC, done::FINAL, 0xE0, 0);
-                Ok(Run::Answer(o))
-            }
-            _ => {
-                let name = if r.name.is_empty() {
-                    format!("procedure id {}", r.id.unwrap_or(0))
-                } else {
-                    r.name.clone()
-                };
-                let mut o = Vec::new();
-                let text = format!("Could not find stored procedure '{name}'.");
-                self.error(&mut o, 2812, 62, 16, &text, 1);
-                token::done(&mut o, id::DONEPROC, done::ERROR, 0xE0, 0);
-                Ok(Run::Answer(o))
-            }
+/// An RPC's answer after its statement's DONEINPROC: RETURNSTATUS 0, the
+/// RETURNVALUE tokens, DONEPROC with `status`.
+pub(crate) fn rpc_tail(o: &mut Vec<u8>, status: u16, end: &End) {
+    token::return_status(o, 0);
+    if let End::Rpc { handle, outputs } = end {
+        if let Some((name, h)) = handle {
+            token::return_value_int(o, 0, name, *h);
+        }
+        for (ordinal, p) in outputs {
+            token::return_value(o, *ordinal, &p.name, &p.type_info, &p.value);
         }
     }
-
-    fn handle(&self, r: &rpc::Rpc) -> Result<i32, String> {
-        match r.params.first().map(|p| &p.value) {
-            Some(Value::Int(h)) => i32::try_from(*h).map_err(|_| format!("handle {h}")),
-            _ => Err("parameter 1 is not a statement handle".into()),
-        }
-    }
-
-    fn prepare(&mut self, decls: String, stmt: String) -> Result<i32, String> {
-        if self.prepared.len() >= PREPARED_MAX {
-            return Err(format!(
-                "this session keeps {PREPARED_MAX} prepared statements; unprepare some"
-            ));
-        }
-        let h = self.next_handle;
-        self.next_handle = self.next_handle.checked_add(1).unwrap_or(1);
-        self.prepared.insert(h, (decls, stmt));
-        Ok(h)
-    }
+    token::done(o, id::DONEPROC, status, 0xE0, 0);
 }
+
+#[path = "calls.rs"]
+mod calls;
 
 #[cfg(test)]
 mod tests {

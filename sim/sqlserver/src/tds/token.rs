@@ -20,6 +20,9 @@ pub mod env {
     pub const LANGUAGE: u8 = 2;
     pub const PACKET_SIZE: u8 = 4;
     pub const COLLATION: u8 = 7;
+    pub const BEGIN_TRAN: u8 = 8;
+    pub const COMMIT_TRAN: u8 = 9;
+    pub const ROLLBACK_TRAN: u8 = 10;
     pub const RESET_ACK: u8 = 18;
 }
 
@@ -28,8 +31,11 @@ pub mod done {
     pub const FINAL: u16 = 0x0000;
     pub const MORE: u16 = 0x0001;
     pub const ERROR: u16 = 0x0002;
+    pub const INXACT: u16 = 0x0004;
     pub const COUNT: u16 = 0x0010;
     pub const ATTN: u16 = 0x0020;
+    /// DONEPROC of an RPC that is not its message's last.
+    pub const RPC_IN_BATCH: u16 = 0x0080;
 }
 
 /// SQL_Latin1_General_CP1_CI_AS, the collation drivers expect from a
@@ -156,6 +162,95 @@ pub fn return_value_int(out: &mut Vec<u8>, ordinal: u16, name: &str, value: i32)
     out.extend(value.to_le_bytes());
 }
 
+/// RETURNVALUE of an OUTPUT parameter: its ordinal, name and value in the
+/// TYPE_INFO the client sent it with (strings cut to the type's length;
+/// an unknown or fixed type's NULL as zero bytes).
+pub fn return_value(
+    out: &mut Vec<u8>,
+    ordinal: u16,
+    name: &str,
+    type_info: &[u8],
+    value: &super::rpc::Value,
+) {
+    use super::rpc::Value;
+    out.push(id::RETURNVALUE);
+    out.extend(ordinal.to_le_bytes());
+    b_varchar(out, name);
+    out.push(0x01);
+    out.extend(0u32.to_le_bytes());
+    out.extend(1u16.to_le_bytes());
+    out.extend(type_info);
+    let ty = type_info.first().copied().unwrap_or(0);
+    let int = match value {
+        Value::Int(n) => Some(*n),
+        Value::Str(s) => s.trim().parse().ok(),
+        Value::Null => None,
+    };
+    let text = match value {
+        Value::Int(n) => Some(n.to_string()),
+        Value::Str(s) => Some(s.clone()),
+        Value::Null => None,
+    };
+    match ty {
+        0x26 | 0x68 => {
+            let n = usize::from(type_info.get(1).copied().unwrap_or(4)).min(8);
+            match int {
+                Some(v) => {
+                    out.push(n as u8);
+                    out.extend(&v.to_le_bytes()[..n]);
+                }
+                None => out.push(0),
+            }
+        }
+        0xE7 | 0xEF | 0xA7 | 0xAF => {
+            let wide = matches!(ty, 0xE7 | 0xEF);
+            let max = type_info
+                .get(1..3)
+                .map_or(0, |m| u16::from_le_bytes([m[0], m[1]]));
+            let bytes = text.map(|t| -> Vec<u8> {
+                if wide {
+                    t.encode_utf16().flat_map(|u| u.to_le_bytes()).collect()
+                } else {
+                    t.chars().map(|c| u8::try_from(c).unwrap_or(b'?')).collect()
+                }
+            });
+            if max == 0xFFFF {
+                match bytes {
+                    None => out.extend([0xFF; 8]),
+                    Some(b) => {
+                        out.extend((b.len() as u64).to_le_bytes());
+                        if !b.is_empty() {
+                            out.extend((b.len() as u32).to_le_bytes());
+                            out.extend(&b);
+                        }
+                        out.extend(0u32.to_le_bytes());
+                    }
+                }
+            } else {
+                match bytes {
+                    None => out.extend([0xFF, 0xFF]),
+                    Some(mut b) => {
+                        b.truncate(usize::from(max) & !usize::from(wide));
+                        out.extend((b.len() as u16).to_le_bytes());
+                        out.extend(&b);
+                    }
+                }
+            }
+        }
+        _ => {
+            // Fixed-length integers and bit.
+            let n = match ty {
+                0x30 | 0x32 => 1,
+                0x34 => 2,
+                0x38 => 4,
+                0x7F => 8,
+                _ => 0,
+            };
+            out.extend(&int.unwrap_or(0).to_le_bytes()[..n]);
+        }
+    }
+}
+
 /// DONE, DONEPROC or DONEINPROC: status, current command, row count.
 pub fn done(out: &mut Vec<u8>, token: u8, status: u16, cur_cmd: u16, rows: u64) {
     out.push(token);
@@ -256,6 +351,45 @@ mod tests {
         let mut o = Vec::new();
         message(&mut o, &Message { class: 0, ..m });
         assert_eq!(o[0], id::INFO);
+    }
+
+    /// RETURNVALUE in the types clients send OUTPUT parameters with.
+    #[test]
+    fn return_values_in_the_clients_types() {
+        use super::super::rpc::Value;
+        let rv = |ti: &[u8], v: Value| {
+            let mut o = Vec::new();
+            return_value(&mut o, 3, "@p", ti, &v);
+            // Token, ordinal, name (@p), status, user type, flags: 15 bytes.
+            assert_eq!(&o[..4], &[id::RETURNVALUE, 3, 0, 2]);
+            o[15..].to_vec()
+        };
+        // INTN(4) 7; INTN(8) NULL.
+        assert_eq!(rv(&[0x26, 4], Value::Int(7)), [0x26, 4, 4, 7, 0, 0, 0]);
+        assert_eq!(rv(&[0x26, 8], Value::Null), [0x26, 8, 0]);
+        // NVARCHAR(10): length in bytes, UTF-16LE, cut to the type.
+        let coll = [0x09, 0x04, 0xD0, 0x00, 0x34];
+        let mut ti = vec![0xE7, 20, 0];
+        ti.extend(coll);
+        let got = rv(&ti, Value::Str("abcdefghijkl".into()));
+        assert_eq!(&got[8..10], &20u16.to_le_bytes());
+        assert_eq!(got.len(), 8 + 2 + 20);
+        // NVARCHAR(MAX): PLP, one chunk then the terminator; NULL.
+        let mut ti = vec![0xE7, 0xFF, 0xFF];
+        ti.extend(coll);
+        let got = rv(&ti, Value::Str("ab".into()));
+        assert_eq!(
+            &got[8..],
+            &[
+                4, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, b'a', 0, b'b', 0, 0, 0, 0, 0
+            ]
+        );
+        assert_eq!(&rv(&ti, Value::Null)[8..], &[0xFF; 8]);
+        // VARCHAR(3) from an integer; fixed INT4.
+        let mut ti = vec![0xA7, 3, 0];
+        ti.extend(coll);
+        assert_eq!(&rv(&ti, Value::Int(42))[8..], &[2, 0, b'4', b'2']);
+        assert_eq!(rv(&[0x38], Value::Int(-1)), [0x38, 0xFF, 0xFF, 0xFF, 0xFF]);
     }
 
     #[test]
