@@ -275,7 +275,9 @@ pub struct Scenario {
 /// Capabilities a case may require:
 /// - `abi`: calls through a real binary interface (C ABI, COM vtable,
 ///   Linux class symbols), e.g. Release after Close, struct layouts seen by C.
-/// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O.
+/// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O
+///   (the model has it; the ABI and serve backends do not stage disk-like
+///   devices yet).
 /// - `secondary-process`: a second client process (OpenInSecondary across processes).
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
 /// - `scheduler-steps`: the model's scheduler (a step bound, faults at a

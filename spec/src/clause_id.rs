@@ -189,6 +189,8 @@ pub mod id {
         FLUSH_FINAL_VETO = "flush.final-veto";
         FLUSH_RESTORE_NOT_SUPPORTED_MISUSE = "flush.restore-not-supported-misuse";
         FLUSH_DISK_SETS_EOF = "flush.disk-sets-eof";
+        DISK_POSITIONED_IO = "disk.positioned-io";
+        DISK_HEADER_ORDER = "disk.header-order";
         RESTORE_READ_SIZES = "restore.read-sizes";
         RESTORE_EOF = "restore.eof";
         RESTORE_TRUNCATED = "restore.truncated";

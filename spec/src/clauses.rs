@@ -952,11 +952,30 @@ pub static CATALOG: &[Clause] = &[
     ),
     c(
         id::FLUSH_DISK_SETS_EOF,
-        "With VDF_LikeDisk a Flush also sets end-of-file at the last written position (SetEndOfFile), which matters when overwriting a longer file.",
+        "With VDF_LikeDisk a Flush also sets end-of-file at the last written position (SetEndOfFile), which matters when overwriting a longer file: what lay beyond the backup's last byte is gone. Where that position is after a seek back the reference is silent; the model's clients take the furthest byte written on the device since it was opened, so a server that rewrites an earlier block (`disk-header-order = last`) does not cut its own backup.",
         "§5.12",
         "[SPEC VDC_Flush]",
         D,
         None,
+        &[],
+    ),
+    // ---- Disk-like devices ------------------------------------------------------
+    c(
+        id::DISK_POSITIONED_IO,
+        "With VDF_RandomAccess every VDC_Read and VDC_Write carries its byte position (a zero-origin offset from the beginning of the data): the client stores each Write's bytes at that position and answers each Read from it, not from a running cursor; positioned writes need no stream order, so under `short-transfer = reissue` the server writes a short Write's remainder again at its position even after later Writes went out.",
+        "§3.6; §5.1; §5.2; §5.9; §5.19",
+        "[SPEC VDC_Read]; [SPEC VDC_Write]; [SPEC VDC_GetPosition]; [SPEC Command Inputs]",
+        D,
+        None,
+        &[],
+    ),
+    c(
+        id::DISK_HEADER_ORDER,
+        "On a disk-like device the server writes each family in sequence from position 0, media header first (the reference: sequential positioned Read/Write); the reference is silent on rewrites, so `disk-header-order = last` models a server that writes the data first and seeks back to write the media header at position 0 last: only a client that stores Writes at their positions keeps a restorable family.",
+        "§5.19",
+        "[SPEC VDC_Write]; INFERRED",
+        I,
+        Some("disk-header-order"),
         &[],
     ),
     // ---- Restore --------------------------------------------------------------

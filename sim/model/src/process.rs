@@ -24,6 +24,10 @@ pub struct ClientProcess {
     /// Read cursors into `media` during a restore.
     #[serde(skip)]
     pub cursors: Vec<u64>,
+    /// The furthest byte each device's Writes reached in the current
+    /// statement (where a disk-like client's Flush sets end-of-file).
+    #[serde(skip)]
+    pub written: Vec<u64>,
     /// Device handles of the current set, by device index.
     #[serde(skip)]
     pub handles: Vec<Option<DeviceHandle>>,

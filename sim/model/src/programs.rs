@@ -92,6 +92,14 @@ pub enum Flaw {
     /// loops, perhaps blocked in GetCommand (clause `close.wait-for-close`).
     /// The library must still answer every one of them: nothing hangs.
     ClosesWhileDevicesWait,
+    /// A disk-like client that ignores the commands' positions: it appends
+    /// each Write at its own end and answers each Read from a running
+    /// cursor, as a pipe would (clause `disk.positioned-io`).
+    IgnoresPosition,
+    /// A disk-like client whose Flush does not set end-of-file: bytes an
+    /// older, longer file held beyond the backup stay (clause
+    /// `flush.disk-sets-eof`).
+    NoEndOfFile,
 }
 
 impl Flaw {
@@ -106,6 +114,10 @@ impl Flaw {
         Flaw::FlushNotSupported,
         Flaw::ClosesWhileDevicesWait,
     ];
+    /// Flaws of disk-like clients: they change nothing for a pipe-like
+    /// one, so they are kept apart from [`Flaw::ALL`] (which the random
+    /// pipe-client generators draw from).
+    pub const DEVICE_MODES: [Flaw; 2] = [Flaw::IgnoresPosition, Flaw::NoEndOfFile];
     pub fn name(self) -> &'static str {
         match self {
             Flaw::ClosesBeforeClose => "closes-before-close",
@@ -117,10 +129,16 @@ impl Flaw {
             Flaw::IgnoresOutcome => "ignores-outcome",
             Flaw::FlushNotSupported => "flush-not-supported",
             Flaw::ClosesWhileDevicesWait => "closes-while-devices-wait",
+            Flaw::IgnoresPosition => "ignores-position",
+            Flaw::NoEndOfFile => "no-end-of-file",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
-        Flaw::ALL.iter().copied().find(|f| f.name() == s)
+        Flaw::ALL
+            .iter()
+            .chain(Flaw::DEVICE_MODES.iter())
+            .copied()
+            .find(|f| f.name() == s)
     }
 }
 
@@ -263,6 +281,10 @@ impl ClientSpec {
 
     pub fn has(&self, f: Flaw) -> bool {
         self.flaws.contains(&f)
+    }
+    /// Whether the client declares a disk-like (VDF_RandomAccess) device.
+    pub fn disk(&self) -> bool {
+        Features(self.features).contains(Features::RandomAccess)
     }
     fn config(&self) -> VdConfig {
         let mut f = Features(self.features);
@@ -414,8 +436,17 @@ impl Controller {
         self.attempts = 0;
         p.cursors = vec![0; self.spec.devices as usize];
         p.handles.clear();
+        let n = self.spec.devices as usize;
+        p.written = vec![0; n];
         if self.phases[self.phase].is_backup() {
-            p.media = vec![Content::Empty; self.spec.devices as usize];
+            if self.spec.disk() {
+                // A disk-like device is a file that outlives the backup: the
+                // backup writes over what it held (clause
+                // `flush.disk-sets-eof`).
+                p.media.resize(n, Content::Empty);
+            } else {
+                p.media = vec![Content::Empty; n];
+            }
         }
         self.started = true;
         Action::StartStatement(self.statement())
@@ -607,6 +638,30 @@ struct DeviceLoop {
 }
 
 impl DeviceLoop {
+    /// Whether Reads and Writes go to the commands' positions (a disk-like
+    /// client that honours them; clause `disk.positioned-io`).
+    fn positioned(&self) -> bool {
+        self.spec.disk() && !self.spec.has(Flaw::IgnoresPosition)
+    }
+
+    /// Stores the first `n` bytes of Write `c`: at its position on a
+    /// disk-like device, else at the end of the stream.
+    fn store(&self, c: &Cmd, n: u64, p: &mut ClientProcess) {
+        let d = self.dev.index as usize;
+        let data = c.data.slice(0, n);
+        let Some(m) = p.media.get_mut(d) else { return };
+        let end = if self.positioned() {
+            m.write_at(c.position, &data);
+            c.position.saturating_add(n)
+        } else {
+            m.append(&data);
+            m.len()
+        };
+        if let Some(w) = p.written.get_mut(d) {
+            *w = (*w).max(end);
+        }
+    }
+
     fn get(&self) -> Action {
         Action::Call(Call::GetCommand {
             dev: self.dev,
@@ -624,13 +679,16 @@ impl DeviceLoop {
                 } else {
                     u64::from(c.size)
                 };
-                if let Some(m) = p.media.get_mut(d) {
-                    m.append(&c.data.slice(0, n));
-                }
+                self.store(&c, n, p);
                 (Win32::ERROR_SUCCESS, n, Content::Empty)
             }
             CommandCode::Read => {
-                let cur = p.cursors.get(d).copied().unwrap_or(0);
+                let cur = if self.positioned() {
+                    // clause disk.positioned-io
+                    c.position
+                } else {
+                    p.cursors.get(d).copied().unwrap_or(0)
+                };
                 let media = p.media.get(d).cloned().unwrap_or_default();
                 let want = if short {
                     u64::from(c.size) / 2
@@ -657,6 +715,13 @@ impl DeviceLoop {
                 if self.spec.has(Flaw::FlushNotSupported) {
                     (Win32::ERROR_NOT_SUPPORTED, 0, Content::Empty)
                 } else {
+                    if self.spec.disk()
+                        && !self.spec.has(Flaw::NoEndOfFile)
+                        && let (Some(m), Some(&eof)) = (p.media.get_mut(d), p.written.get(d))
+                    {
+                        // clause flush.disk-sets-eof
+                        m.truncate(eof);
+                    }
                     (Win32::ERROR_SUCCESS, 0, Content::Empty)
                 }
             }
@@ -750,7 +815,7 @@ mod tests {
 
     #[test]
     fn flaw_names_roundtrip() {
-        for f in Flaw::ALL {
+        for f in Flaw::ALL.into_iter().chain(Flaw::DEVICE_MODES) {
             assert_eq!(Flaw::from_name(f.name()), Some(f));
         }
     }

@@ -32,7 +32,8 @@ use vdi_sim::world::{End, RunResult, WorldConfig};
 use vdi_spec::ClauseId;
 use vdi_spec::id;
 use vdi_spec::profile::{
-    AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, ErrorTermination, ShortTransfer,
+    AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, DiskHeaderOrder, ErrorTermination,
+    ShortTransfer,
 };
 use vdi_spec::{
     ClientState, CommandCode, Features, Hresult, Profile, TableMethod, VdConfig, Win32,
@@ -2519,6 +2520,190 @@ fn flush_restore_not_supported_misuse() {
     assert!(has_msg(o, 3202, "50("), "{}", msgs(o));
 }
 
+/// `flush.disk-sets-eof`: a disk-like backup over a file that held an
+/// older, longer backup: each acknowledged VDC_Flush sets end-of-file at
+/// the furthest byte written, so the device holds exactly the new family;
+/// a client whose Flush leaves the old tail (flaw no-end-of-file) holds
+/// more than the family, which the backup check reports.
+#[test]
+fn flush_disk_sets_eof() {
+    for mid_flushes in [0, 2] {
+        let mut s = spec(Operation::Backup, 1, 4);
+        s.features = Features::LikeDisk.0;
+        s.plan.mid_flushes = mid_flushes;
+        let old = spec(Operation::Backup, 1, 12).backup_layout();
+        let mut cfg = WorldConfig::new(48);
+        cfg.seed_backups.push(old.clone());
+        let r = run(&s, cfg.clone());
+        assert_clean(&r);
+        assert!(all_succeeded(&r));
+        let eofs = events(&r, "server", "EndOfFile");
+        assert_eq!(eofs.len(), mid_flushes as usize + 1, "{eofs:?}");
+        // No violation: the device holds exactly the new family, which is
+        // shorter than the old one.
+        let len = r.client.media[0].len();
+        assert!(len < old.families[0].media_len());
+        assert!(
+            eofs.last()
+                .unwrap()
+                .detail
+                .ends_with(&format!("end-of-file at byte {len}")),
+            "{eofs:?}"
+        );
+        assert!(cites(&r, id::FLUSH_DISK_SETS_EOF));
+
+        s.flaws.insert(Flaw::NoEndOfFile);
+        let r = run(&s, cfg);
+        assert!(all_succeeded(&r));
+        assert_eq!(r.client.media[0].len(), old.families[0].media_len());
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| id::RESTORE_BYTE_IDENTICAL == v.clause),
+            "{:?}",
+            r.violations
+        );
+    }
+}
+
+// ======================================================================
+// Disk-like devices
+// ======================================================================
+
+/// The server's profile with `disk-header-order = last`.
+fn header_last() -> Profile {
+    Profile {
+        disk_header_order: DiskHeaderOrder::Last,
+        ..Profile::default()
+    }
+}
+
+/// The positions of the Writes the server sent on device `dev`, in order.
+fn write_positions(r: &RunResult, dev: u64) -> Vec<(u64, u64)> {
+    events(r, "server", "SendCommand")
+        .iter()
+        .filter(|e| e.detail.contains("VDC_Write") && field(&e.detail, "dev") == Some(dev))
+        .filter_map(|e| Some((field(&e.detail, "pos")?, field(&e.detail, "size")?)))
+        .collect()
+}
+
+/// `disk.positioned-io`: a disk-like client stores each Write at its
+/// position and answers each Read from its position: under
+/// `disk-header-order = last` (the header written after the data) and
+/// with short transfers reissued out of stream order, a backup and its
+/// restore still succeed byte for byte; a client that ignores the
+/// positions (flaw ignores-position) appends the header after the data,
+/// which the backup check reports.
+#[test]
+fn disk_positioned_io() {
+    let mut s = spec(Operation::Roundtrip, 2, 8);
+    s.features = Features::LikeDisk.0;
+    s.plan.mid_flushes = 1;
+    let mut cfg = WorldConfig::new(49);
+    cfg.profile = header_last();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    assert!(cites(&r, id::DISK_POSITIONED_IO));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+
+    // A short Write under `reissue` while later Writes are outstanding (on
+    // a pipe that fails, see command_short_transfer): the remainder goes
+    // out at its position and the backup is byte-exact.
+    let mut reissue = WorldConfig::new(50);
+    reissue.profile.short_transfer = ShortTransfer::Reissue;
+    let disk = VdConfig::client(1, Features::LikeDisk);
+    let (mut d, ctl, ts, hs) = driven_backup(reissue, 1, 3, disk);
+    let k = common::command(&d.get_command(ts[0], hs[0]));
+    d.w.process().media = vec![Content::Empty];
+    d.w.process().media[0].write_at(k.position, &k.data.slice(0, 32768));
+    let r = d.call(
+        ts[0],
+        Call::CompleteCommand {
+            dev: hs[0],
+            position: k.position,
+            code: Win32::ERROR_SUCCESS,
+            bytes: 32768,
+            data: Content::Empty,
+            cmd: k.clone(),
+        },
+    );
+    assert_eq!(r.code, Hresult::NOERROR);
+    assert_eq!(d.serve(ts[0], hs[0]), Hresult::VD_E_CLOSE);
+    d.call(ctl, Call::Close);
+    let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
+    assert!(o.succeeded(), "{}", msgs(&o));
+    let r = d.w.finish_driven();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let w = write_positions(&r, 0);
+    let rest = w
+        .iter()
+        .position(|p| *p == (k.position + 32768, 32768))
+        .expect("the remainder at its position");
+    assert!(
+        w[..rest].iter().any(|p| p.0 > k.position + 32768),
+        "later Writes went out before the remainder: {w:?}"
+    );
+
+    let mut flawed = s.clone();
+    flawed.flaws.insert(Flaw::IgnoresPosition);
+    let r = run(&flawed, cfg);
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| id::RESTORE_BYTE_IDENTICAL == v.clause),
+        "{:?}",
+        r.violations
+    );
+}
+
+/// `disk.header-order`: on a disk-like device the default order is the
+/// sequential one (header at 0 first, then ascending); under
+/// `disk-header-order = last` the data goes first from just after the
+/// header and the header is the last Write, at position 0, sent once every
+/// data Write was acknowledged. A pipe-like device ignores the parameter.
+#[test]
+fn disk_header_order() {
+    let mut s = spec(Operation::Backup, 1, 6);
+    s.features = Features::LikeDisk.0;
+    let r = run(&s, WorldConfig::new(51));
+    assert_clean(&r);
+    let w = write_positions(&r, 0);
+    assert_eq!(w[0], (0, 65536));
+    assert!(w.windows(2).all(|p| p[1].0 == p[0].0 + p[0].1), "{w:?}");
+    assert!(!cites(&r, id::DISK_HEADER_ORDER));
+
+    let mut cfg = WorldConfig::new(51);
+    cfg.profile = header_last();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let w = write_positions(&r, 0);
+    assert_eq!(*w.last().unwrap(), (0, 65536), "{w:?}");
+    assert_eq!(w[0].0, 65536);
+    assert!(cites(&r, id::DISK_HEADER_ORDER));
+    // Sent only when nothing else was outstanding on the device.
+    let ev = r.trace.events();
+    let header = ev
+        .iter()
+        .position(|e| e.what == "SendCommand" && e.clause == Some(id::DISK_HEADER_ORDER))
+        .unwrap();
+    let sent = ev[..header]
+        .iter()
+        .filter(|e| e.who == "server" && e.what == "SendCommand")
+        .count();
+    let done = ev[..header]
+        .iter()
+        .filter(|e| e.who == "server" && e.what == "Completion")
+        .count();
+    assert_eq!(sent, done, "the header waits for every data Write");
+
+    s.features = 0;
+    let r = run(&s, cfg);
+    assert_eq!(write_positions(&r, 0)[0], (0, 65536));
+    assert!(!cites(&r, id::DISK_HEADER_ORDER));
+}
+
 // ======================================================================
 // RESTORE
 // ======================================================================
@@ -3555,8 +3740,6 @@ const NOT_STAGED: &[ClauseId] = &[
     // COM Release / C++ delete of interfaces is not modelled: handles are
     // plain values.
     id::CLOSE_RELEASE_AFTER_CLOSE,
-    // No files behind disk-like devices: SetEndOfFile has nothing to act on.
-    id::FLUSH_DISK_SETS_EOF,
     // Secondary client processes share the primary's device table; they
     // have no lifetime of their own that could end.
     id::ABORT_SECONDARY_DEATH_UNDETECTED,

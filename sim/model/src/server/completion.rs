@@ -523,9 +523,25 @@ impl ServerHalf {
     fn reissue_keeps_order(&self, d: usize, slot: &Slot, bytes: u64) -> bool {
         let dev = &self.devs[d];
         let block = u64::from(self.block.max(1));
-        slot.pos + u64::from(slot.size) == dev.issued
-            && dev.reissue.is_empty()
-            && bytes.is_multiple_of(block)
+        // Positioned writes keep no stream order (clause disk.positioned-io).
+        let in_order = self.disk()
+            || (slot.pos + u64::from(slot.size) == dev.issued && dev.reissue.is_empty());
+        in_order && bytes.is_multiple_of(block)
+    }
+
+    /// A VDC_Flush acknowledged on a disk-like device set end-of-file at
+    /// the furthest byte written (clause `flush.disk-sets-eof`).
+    fn note_end_of_file(&self, now: u64, d: usize, tr: &mut Trace) {
+        if self.disk() {
+            ev!(
+                tr,
+                now,
+                "EndOfFile",
+                Some(id::FLUSH_DISK_SETS_EOF),
+                "dev={d} VDC_Flush acknowledged on a disk-like device: end-of-file at byte {}",
+                self.devs[d].issued
+            );
+        }
     }
 
     /// Under `reissue`: bounds zero-progress short transfers.
@@ -613,8 +629,13 @@ impl ServerHalf {
             Kind::Write => self.on_write_done(now, d, &slot, &c, out, tr),
             Kind::MidFlush => {
                 self.devs[d].flushes_done += 1;
+                self.note_end_of_file(now, d, tr);
             }
-            Kind::FinalFlush | Kind::Complete => {
+            Kind::FinalFlush => {
+                self.devs[d].stage_done = true;
+                self.note_end_of_file(now, d, tr);
+            }
+            Kind::Complete => {
                 self.devs[d].stage_done = true;
             }
             Kind::ClearError | Kind::Extra => {}

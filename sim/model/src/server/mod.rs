@@ -33,6 +33,7 @@
 //! | `default-buffer-count-per-device` | BUFFERCOUNT = devices × this when the statement gives none |
 //! | `device-count-mismatch-fails` | `true`: VIRTUAL_DEVICE count ≠ deviceCount aborts the set before configuration; `false`: the server uses the first min(both) devices |
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
+//! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
 //!
 //! Model choices the reference does not fix:
 //!
@@ -79,6 +80,13 @@
 //! - `close_device_early` on a device that still had work fails the
 //!   statement (DeviceError, ERROR_INVALID_HANDLE as SendCommand would
 //!   report) and closes the other devices once nothing is outstanding.
+//! - Disk-like devices (VDF_RandomAccess; clause `disk.positioned-io`):
+//!   every Read and Write carries its byte offset in the family (pipe-like
+//!   ones carry it too, and their clients ignore it); a short Write's
+//!   remainder under `reissue` goes out at its position even after later
+//!   Writes (no stream order to keep); each acknowledged VDC_Flush is
+//!   traced with the end-of-file it set: the furthest byte written
+//!   (clause `flush.disk-sets-eof`).
 //! - Message numbers/texts without a reference text are in [`messages`].
 
 /// Records one trace event from the server when tracing is on; the detail is
@@ -242,6 +250,10 @@ struct Dev {
     issued: u64,
     /// Bytes acknowledged (BACKUP) or verified in order (RESTORE).
     done: u64,
+    /// BACKUP on a disk-like device under `disk-header-order = last`: the
+    /// media header still to be written, after the data (clause
+    /// `disk.header-order`).
+    header_due: bool,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -281,6 +293,7 @@ impl Dev {
             target,
             issued: 0,
             done: 0,
+            header_due: false,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,
@@ -542,6 +555,12 @@ impl ServerHalf {
     /// Commands sent to the client and not yet completed.
     pub fn outstanding(&self) -> u32 {
         self.outstanding
+    }
+
+    /// Whether the set's devices are disk-like (VDF_RandomAccess; clause
+    /// `disk.positioned-io`).
+    fn disk(&self) -> bool {
+        self.features.contains(Features::RandomAccess)
     }
 
     /// The configuration returned to the client, features included, if the

@@ -428,6 +428,16 @@ impl ServerHalf {
                 "not returned"
             }
         );
+        if self.disk() {
+            ev!(
+                tr,
+                now,
+                "DiskLike",
+                Some(id::DISK_POSITIONED_IO),
+                "VDF_RandomAccess: every Read and Write carries its byte position; disk-header-order={:?}",
+                self.profile.disk_header_order
+            );
+        }
         ev!(
             tr,
             now,

@@ -4,6 +4,7 @@
 use super::*;
 use crate::media::HEADER_BYTES;
 use vdi_spec::id;
+use vdi_spec::profile::DiskHeaderOrder;
 
 impl ServerHalf {
     // ------------------------------------------------------------------
@@ -161,7 +162,10 @@ impl ServerHalf {
     pub(super) fn stream_sent(&self, d: usize) -> bool {
         let dev = &self.devs[d];
         if self.kind.is_backup() {
-            dev.issued >= dev.len && dev.reissue.is_empty() && dev.flushes_done >= self.mid_flushes
+            dev.issued >= dev.len
+                && dev.reissue.is_empty()
+                && dev.flushes_done >= self.mid_flushes
+                && !dev.header_due
         } else {
             dev.issued >= dev.target || dev.ended
         }
@@ -272,10 +276,38 @@ impl ServerHalf {
             );
             return true;
         }
-        if dev.issued == 0 {
-            return self.issue_header_write(now, d, out, tr);
-        }
         let m = self.mid_flushes;
+        if dev.header_due && dev.issued >= dev.len && dev.flushes_done >= m && dev.outstanding == 0
+        {
+            // The seek back (clause disk.header-order): every data Write is
+            // acknowledged; the header goes to position 0 last.
+            let sent = self.issue_header_write(now, d, id::DISK_HEADER_ORDER, out, tr);
+            if sent {
+                self.devs[d].header_due = false;
+            }
+            return sent;
+        }
+        if dev.issued == 0 {
+            if self.disk() && self.profile.disk_header_order == DiskHeaderOrder::Last {
+                ev!(
+                    tr,
+                    now,
+                    "HeaderDeferred",
+                    Some(id::DISK_HEADER_ORDER),
+                    "dev={d} disk-header-order=last: the data from position {HEADER_BYTES} first, the media header at 0 last"
+                );
+                let dev = &mut self.devs[d];
+                dev.header_due = true;
+                dev.issued = HEADER_BYTES;
+                return self.try_issue_write(now, d, out, tr);
+            }
+            let sent = self.issue_header_write(now, d, id::MEDIA_HEADER, out, tr);
+            if sent {
+                self.devs[d].issued = HEADER_BYTES;
+            }
+            return sent;
+        }
+        let dev = &self.devs[d];
         let mut limit = dev.len;
         if dev.flushes_done < m {
             // Evenly spaced over the data, after the header.
@@ -328,12 +360,15 @@ impl ServerHalf {
         true
     }
 
-    /// The first write on each device: the family's media header, one
-    /// whole transfer (clause `media.header`).
+    /// The write of the family's media header at position 0, one whole
+    /// transfer: the first write on each device (clause `media.header`), or
+    /// the last under `disk-header-order = last`. The caller moves the
+    /// request cursor.
     fn issue_header_write(
         &mut self,
         now: u64,
         d: usize,
+        clause: ClauseId,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) -> bool {
@@ -343,7 +378,6 @@ impl ServerHalf {
         let size = HEADER_BYTES as u32;
         let data = self.media_content(d, 0, size);
         let dev = &mut self.devs[d];
-        dev.issued = HEADER_BYTES;
         dev.data_cmds = dev.data_cmds.saturating_add(1);
         self.send(
             now,
@@ -355,7 +389,7 @@ impl ServerHalf {
             Some(b),
             data,
             0,
-            Some(id::MEDIA_HEADER),
+            Some(clause),
             out,
             tr,
         );
