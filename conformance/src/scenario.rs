@@ -278,6 +278,9 @@ pub struct Scenario {
 /// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O
 ///   (the model has it; the ABI and serve backends do not stage disk-like
 ///   devices yet).
+/// - `tape-mode`: tape-like (VDF_LikeTape) devices: positioning commands
+///   and filemarks (the model has it; the ABI and serve backends do not
+///   stage tape-like devices yet).
 /// - `secondary-process`: a second client process (OpenInSecondary across processes).
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
 /// - `scheduler-steps`: the model's scheduler (a step bound, faults at a
@@ -285,6 +288,7 @@ pub struct Scenario {
 pub const CAPABILITIES: &[&str] = &[
     "abi",
     "disk-mode",
+    "tape-mode",
     "secondary-process",
     "windows-security",
     "scheduler-steps",

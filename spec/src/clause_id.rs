@@ -191,6 +191,10 @@ pub mod id {
         FLUSH_DISK_SETS_EOF = "flush.disk-sets-eof";
         DISK_POSITIONED_IO = "disk.positioned-io";
         DISK_HEADER_ORDER = "disk.header-order";
+        TAPE_SEQUENCE = "tape.sequence";
+        TAPE_FILEMARKS = "tape.filemarks";
+        TAPE_POSITION = "tape.position";
+        TAPE_END_REWIND = "tape.end-rewind";
         RESTORE_READ_SIZES = "restore.read-sizes";
         RESTORE_EOF = "restore.eof";
         RESTORE_TRUNCATED = "restore.truncated";

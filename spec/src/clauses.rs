@@ -978,6 +978,43 @@ pub static CATALOG: &[Clause] = &[
         Some("disk-header-order"),
         &[],
     ),
+    // ---- Tape-like devices ------------------------------------------------------
+    c(
+        id::TAPE_SEQUENCE,
+        "On tape-like (VDF_LikeTape) devices the server positions the tape around each family: VDC_Rewind and VDC_GetPosition first; a BACKUP writes the media header, a VDC_WriteMark, the data and a closing VDC_WriteMark before the final Flush; a RESTORE reads the header, skips the mark after it (VDC_SkipMarks 1) and reads the data. The reference names the commands, not their order: the order is the model's.",
+        "§5.4; §5.5; §5.6; §5.9; §5.19",
+        "[SPEC VDC_Rewind]; [SPEC VDF_FileMarks]; [SPEC VDC_GetPosition]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
+    c(
+        id::TAPE_FILEMARKS,
+        "With VDF_FileMarks the client writes a filemark for each VDC_WriteMark, skips `size` filemarks for each VDC_SkipMarks, and answers a Read that reaches a filemark with ERROR_FILEMARK_DETECTED (and the bytes before it); a positioning command answered with anything but ERROR_SUCCESS fails the statement.",
+        "§3.3; §5.1; §5.5; §5.6",
+        "[SPEC VDF_FileMarks]; [SPEC VDC_Read]; [SPEC VDC_WriteMark]; [SPEC VDC_SkipMarks]",
+        D,
+        None,
+        &[],
+    ),
+    c(
+        id::TAPE_POSITION,
+        "Without VDF_RandomAccess, VDC_GetPosition returns a block address in the completion's position (SQL Server needs block addresses for MTF and does not support tapes without them) and VDC_SetPosition is given only values GetPosition returned; right after VDC_Rewind the address is 0, and a client that reports another one fails the statement.",
+        "§5.9; §5.10",
+        "[SPEC VDC_GetPosition]; [SPEC VDC_SetPosition]",
+        D,
+        None,
+        &[],
+    ),
+    c(
+        id::TAPE_END_REWIND,
+        "REWIND (the default) / NOREWIND on a BACKUP and UNLOAD (the default) / NOUNLOAD on a RESTORE decide whether a statement that succeeded on tape-like devices ends with VDC_Rewind on each of them; NOREWIND implies NOUNLOAD; VDI has no command that unloads a medium, so UNLOAD shows as the rewind alone.",
+        "§1.3; §5.4",
+        "[SPEC VDC_Rewind]; [SPEC Configuration]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
     // ---- Restore --------------------------------------------------------------
     c(
         id::RESTORE_READ_SIZES,

@@ -70,7 +70,7 @@ impl ModelBackend {
 
 impl Backend for ModelBackend {
     fn capabilities(&self) -> &'static [&'static str] {
-        &["scheduler-steps", "disk-mode"]
+        &["scheduler-steps", "disk-mode", "tape-mode"]
     }
 
     fn info(&self) -> BackendInfo {

@@ -17,6 +17,7 @@
 //!   [`media`]: the self-describing header every media family begins with.
 //! - [`statement`]: BACKUP / RESTORE statements, the server's plan, the
 //!   backup history; [`outcome`]: what the statement's connection reports.
+//! - [`tape`]: a tape-like client's medium: bytes, filemarks, the head.
 //! - [`trace`]: the canonical JSONL trace and its hash.
 //! - [`fault`]: fault plans and the one trigger matcher
 //!   ([`fault::FaultSchedule`]) every driver uses.
@@ -55,4 +56,5 @@ pub mod process;
 pub mod programs;
 pub mod server;
 pub mod statement;
+pub mod tape;
 pub mod trace;

@@ -24,6 +24,13 @@ pub struct ClientProcess {
     /// Read cursors into `media` during a restore.
     #[serde(skip)]
     pub cursors: Vec<u64>,
+    /// A tape-like client's filemarks per device (byte offsets into
+    /// `media`; module `tape`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Vec<u64>>,
+    /// A tape-like client's heads per device.
+    #[serde(skip)]
+    pub heads: Vec<crate::tape::Head>,
     /// The furthest byte each device's Writes reached in the current
     /// statement (where a disk-like client's Flush sets end-of-file).
     #[serde(skip)]

@@ -18,6 +18,7 @@ use crate::statement::{
     BackupRecord, ServerPlan, SpecError, Statement, StatementKind, StatementSpec,
     default_device_names,
 };
+use crate::tape::{Head, Tape};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
@@ -286,6 +287,10 @@ impl ClientSpec {
     pub fn disk(&self) -> bool {
         Features(self.features).contains(Features::RandomAccess)
     }
+    /// Whether the client declares a tape-like (VDF_LikeTape) device.
+    pub fn tape(&self) -> bool {
+        Features(self.features).mode() == Some(vdi_spec::DeviceMode::Tape)
+    }
     fn config(&self) -> VdConfig {
         let mut f = Features(self.features);
         if self.request_complete {
@@ -438,6 +443,9 @@ impl Controller {
         p.handles.clear();
         let n = self.spec.devices as usize;
         p.written = vec![0; n];
+        if self.spec.tape() {
+            self.load_tapes(p);
+        }
         if self.phases[self.phase].is_backup() {
             if self.spec.disk() {
                 // A disk-like device is a file that outlives the backup: the
@@ -450,6 +458,26 @@ impl Controller {
         }
         self.started = true;
         Action::StartStatement(self.statement())
+    }
+
+    /// A tape-like client's media at a statement's start: the heads at the
+    /// beginning; a BACKUP's tapes blank; a RESTORE's tapes that hold a
+    /// family but no filemarks (media seeded without them) get the marks
+    /// the model's tape BACKUP writes, after the media header and at the
+    /// end (clause `tape.sequence`).
+    fn load_tapes(&self, p: &mut ClientProcess) {
+        let n = self.spec.devices as usize;
+        p.heads = vec![Head::default(); n];
+        p.marks.resize(n, Vec::new());
+        if self.phases[self.phase].is_backup() {
+            p.marks = vec![Vec::new(); n];
+            return;
+        }
+        for (m, data) in p.marks.iter_mut().zip(&p.media) {
+            if m.is_empty() && data.len() >= crate::media::HEADER_BYTES {
+                *m = vec![crate::media::HEADER_BYTES, data.len()];
+            }
+        }
     }
 
     /// Step::GetConfig: GetConfiguration until the server configured the
@@ -669,7 +697,61 @@ impl DeviceLoop {
         })
     }
 
+    /// A command on a tape-like device (clauses `tape.filemarks`,
+    /// `tape.position`): (code, bytes, data, position), or `None` for the
+    /// commands every mode shares (Flush, ClearError, Complete, ...).
+    fn perform_tape(&self, c: &Cmd, p: &mut ClientProcess) -> Option<(Win32, u64, Content, u64)> {
+        let d = self.dev.index as usize;
+        let block = p.config.map_or(512, |g| g.block_size);
+        let (Some(data), Some(marks), Some(head)) =
+            (p.media.get_mut(d), p.marks.get_mut(d), p.heads.get_mut(d))
+        else {
+            return None;
+        };
+        let mut t = Tape { data, marks, head };
+        let ok = Win32::ERROR_SUCCESS;
+        let done = |code| Some((code, 0, Content::Empty, 0));
+        match c.code {
+            CommandCode::Write => {
+                t.write(&c.data.slice(0, u64::from(c.size)));
+                Some((ok, u64::from(c.size), Content::Empty, 0))
+            }
+            CommandCode::Read => {
+                let (code, got) = t.read(u64::from(c.size));
+                Some((code, got.len(), got, 0))
+            }
+            CommandCode::WriteMark => {
+                t.write_mark();
+                done(ok)
+            }
+            CommandCode::SkipMarks => done(t.skip_marks(c.size)),
+            CommandCode::SkipBlocks => done(t.skip_blocks(c.size, block)),
+            CommandCode::Rewind | CommandCode::Load => {
+                t.rewind();
+                done(ok)
+            }
+            CommandCode::GetPosition => Some((ok, 0, Content::Empty, t.position(block))),
+            CommandCode::SetPosition => {
+                let at = t.set_position(c.position, block);
+                Some((ok, 0, Content::Empty, at))
+            }
+            _ => None,
+        }
+    }
+
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
+        if self.spec.tape()
+            && let Some((code, bytes, data, position)) = self.perform_tape(&c, p)
+        {
+            return Action::Call(Call::CompleteCommand {
+                dev: self.dev,
+                cmd: c,
+                code,
+                bytes,
+                position,
+                data,
+            });
+        }
         let d = self.dev.index as usize;
         let short = self.spec.has(Flaw::ShortTransfers);
         let (code, bytes, data) = match c.code {

@@ -2705,6 +2705,149 @@ fn disk_header_order() {
 }
 
 // ======================================================================
+// Tape-like devices
+// ======================================================================
+
+/// The commands device `dev` fetched, in order, without the data stream's
+/// Reads and Writes runs collapsed: each run of Reads or Writes is one
+/// entry.
+fn tape_script(r: &RunResult, dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in fetched(r, dev) {
+        if (c == "VDC_Write" || c == "VDC_Read") && v.last() == Some(&c) {
+            continue;
+        }
+        v.push(c);
+    }
+    v
+}
+
+fn tape_spec(operation: Operation, devices: u16) -> ClientSpec {
+    let mut s = spec(operation, devices, 6);
+    s.features = Features::LikeTape.0;
+    s
+}
+
+/// `tape.sequence`: on tape-like devices a BACKUP goes Rewind,
+/// GetPosition, header Write, WriteMark, data Writes, WriteMark, Flush,
+/// Rewind; a RESTORE Rewind, GetPosition, header Read, SkipMarks, data
+/// Reads, Rewind; the roundtrip is byte-exact on every device.
+#[test]
+fn tape_sequence() {
+    let r = run(&tape_spec(Operation::Roundtrip, 2), WorldConfig::new(70));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    for dev in ["dev0", "dev1"] {
+        let cmds = tape_script(&r, dev);
+        let backup = [
+            "VDC_Rewind",
+            "VDC_GetPosition",
+            "VDC_Write",
+            "VDC_WriteMark",
+            "VDC_Write",
+            "VDC_WriteMark",
+            "VDC_Flush",
+            "VDC_Rewind",
+        ];
+        let restore = [
+            "VDC_Rewind",
+            "VDC_GetPosition",
+            "VDC_Read",
+            "VDC_SkipMarks",
+            "VDC_Read",
+            "VDC_Rewind",
+        ];
+        let want: Vec<&str> = backup.iter().chain(&restore).copied().collect();
+        assert_eq!(cmds, want, "{dev}");
+    }
+    assert!(cites(&r, id::TAPE_SEQUENCE));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+    // A restore of media seeded without filemarks: the client lays them
+    // where the tape BACKUP puts them.
+    let r = run(&tape_spec(Operation::Restore, 1), WorldConfig::new(71));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 0)));
+}
+
+/// `tape.filemarks`: the client keeps a filemark per VDC_WriteMark (after
+/// the header and at the end of the data) and SkipMarks passes it; a
+/// pipe-like client is sent no tape command; a SkipMarks answered with an
+/// error fails the RESTORE with Msg 18210.
+#[test]
+fn tape_filemarks() {
+    let s = tape_spec(Operation::Roundtrip, 1);
+    let r = run(&s, WorldConfig::new(72));
+    assert!(all_succeeded(&r));
+    let rec = s.backup_layout();
+    assert_eq!(
+        r.client.marks[0],
+        vec![65536, rec.families[0].media_len()],
+        "after the header and at the end"
+    );
+    assert!(cites(&r, id::TAPE_FILEMARKS));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_NO_DATA_DETECTED,
+    };
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            1,
+            Some(CommandCode::SkipMarks),
+            Phase::Restore,
+            fault,
+        )],
+        72,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert_eq!(o.reason, Some(FailReason::DeviceError));
+    assert!(has_msg(o, 18210, "SkipMarks"), "{}", msgs(o));
+    // Pipe-like: no tape command at all.
+    let r = run(&spec(Operation::Roundtrip, 1, 6), WorldConfig::new(72));
+    assert!(r.client.marks.is_empty());
+    assert!(
+        !fetched(&r, "dev0")
+            .iter()
+            .any(|c| c == "VDC_WriteMark" || c == "VDC_Rewind")
+    );
+}
+
+/// `tape.position`: GetPosition after Rewind reports block address 0 and
+/// the server traces it; positions count BLOCKSIZE blocks (module
+/// `vdi_model::tape`).
+#[test]
+fn tape_position() {
+    let r = run(&tape_spec(Operation::Backup, 1), WorldConfig::new(73));
+    assert_clean(&r);
+    let p = events(&r, "server", "Position");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].detail.contains("block address 0"), "{p:?}");
+    assert!(cites(&r, id::TAPE_POSITION));
+}
+
+/// `tape.end-rewind`: REWIND / UNLOAD (the defaults) end a statement
+/// with VDC_Rewind on each tape device; NOREWIND on the BACKUP and
+/// NOUNLOAD on the RESTORE leave the tapes where they are.
+#[test]
+fn tape_end_rewind() {
+    let mut s = tape_spec(Operation::Roundtrip, 1);
+    s.plan.tape.rewind = false;
+    s.plan.tape.unload = false;
+    let r = run(&s, WorldConfig::new(74));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = tape_script(&r, "dev0");
+    assert_eq!(
+        cmds.iter().filter(|c| *c == "VDC_Rewind").count(),
+        2,
+        "{cmds:?}"
+    );
+    assert_eq!(events(&r, "server", "NoRewind").len(), 2);
+    assert!(cites(&r, id::TAPE_END_REWIND));
+}
+
+// ======================================================================
 // RESTORE
 // ======================================================================
 

@@ -182,7 +182,11 @@ impl ServerHalf {
                 self.trace_completion(now, d, slot.code, &c, tr);
                 if fatal || self.term != Term::None {
                     match slot.kind {
-                        Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                        Kind::MidFlush
+                        | Kind::FinalFlush
+                        | Kind::Complete
+                        | Kind::Tape
+                        | Kind::EndRewind => {
                             self.devs[d].barrier = false;
                         }
                         // The ClearError is answered (on the client's
@@ -221,7 +225,11 @@ impl ServerHalf {
                         self.devs[d].clearing = false;
                         self.on_clear_error(now, d, c.code, out, tr);
                     }
-                    Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                    Kind::MidFlush
+                    | Kind::FinalFlush
+                    | Kind::Complete
+                    | Kind::Tape
+                    | Kind::EndRewind => {
                         self.devs[d].barrier = false;
                         let name = self.devs[d].name.clone();
                         let (reason, m) = if slot.kind == Kind::MidFlush {
@@ -622,6 +630,9 @@ impl ServerHalf {
         if slot.kind == Kind::Extra && !flush_refused {
             return self.on_probe_answer(now, d, &slot, code, out, tr);
         }
+        if matches!(slot.kind, Kind::Tape | Kind::EndRewind) {
+            return self.on_tape_done(now, d, &slot, &c, out, tr);
+        }
         if code != Win32::ERROR_SUCCESS {
             return self.on_slot_failure(now, d, &slot, code, out, tr);
         }
@@ -638,7 +649,8 @@ impl ServerHalf {
             Kind::Complete => {
                 self.devs[d].stage_done = true;
             }
-            Kind::ClearError | Kind::Extra => {}
+            // Answered above.
+            Kind::ClearError | Kind::Extra | Kind::Tape | Kind::EndRewind => {}
         }
     }
 

@@ -105,6 +105,7 @@ mod media;
 pub mod messages;
 mod start;
 mod stream;
+mod tape;
 mod termination;
 #[cfg(test)]
 mod tests;
@@ -188,6 +189,12 @@ enum Kind {
     ClearError,
     /// A probe from the plan (clause `command.not-supported`).
     Extra,
+    /// A tape positioning command of the stream's sequence (clause
+    /// `tape.sequence`; module `tape`).
+    Tape,
+    /// The VDC_Rewind that ends a statement on tape (clause
+    /// `tape.end-rewind`).
+    EndRewind,
 }
 
 /// An outstanding command other than a stream Read.
@@ -254,6 +261,8 @@ struct Dev {
     /// media header still to be written, after the data (clause
     /// `disk.header-order`).
     header_due: bool,
+    /// A tape-like device's positioning sequence (module `tape`).
+    tape: tape::TapeStep,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -294,6 +303,7 @@ impl Dev {
             issued: 0,
             done: 0,
             header_due: false,
+            tape: tape::TapeStep::Off,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,
@@ -348,6 +358,8 @@ enum Phase {
     Data,
     FinalFlush,
     Complete,
+    /// The VDC_Rewind on every tape device after a successful stream.
+    Rewind,
 }
 
 /// How a failing statement is being ended.
@@ -400,6 +412,9 @@ pub struct ServerHalf {
     read_sizes: ReadSizes,
     features: Features,
     complete_enabled: bool,
+    /// Tape-like devices are rewound when the statement succeeded
+    /// (REWIND / UNLOAD; clause `tape.end-rewind`).
+    end_rewind: bool,
     block: u32,
     mts: u32,
     qd: u32,
@@ -466,6 +481,8 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Complete => "complete",
         Kind::ClearError => "clear-error",
         Kind::Extra => "extra",
+        Kind::Tape => "tape",
+        Kind::EndRewind => "end-rewind",
     }
 }
 
@@ -489,6 +506,7 @@ impl ServerHalf {
             read_sizes: ReadSizes::Max,
             features: Features(0),
             complete_enabled: false,
+            end_rewind: false,
             block: 512,
             mts: 65536,
             qd: 1,

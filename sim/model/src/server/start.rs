@@ -97,6 +97,7 @@ impl ServerHalf {
         self.read_sizes = stmt.plan.read_sizes.clone();
         self.features = Features(0);
         self.complete_enabled = false;
+        self.end_rewind = stmt.plan.tape.rewinds_at_end(stmt.kind);
         self.block = stmt.options.block_size.max(1);
         self.mts = stmt.options.max_transfer_size.max(self.block);
         self.qd = 1;
@@ -588,6 +589,7 @@ impl ServerHalf {
             );
             Dev::new(name.to_string(), 0, HEADER_BYTES, target, self.qd)
         };
+        d.tape = self.first_tape_step(self.kind.is_backup() || d.target > 0);
         for x in &stmt.plan.extra_commands {
             if usize::from(x.dev) == k {
                 if x.code == CommandCode::Complete && !self.complete_enabled {

@@ -78,6 +78,14 @@ impl ServerHalf {
                 Some(Kind::Complete) => code == CommandCode::Complete,
                 Some(Kind::ClearError) => code == CommandCode::ClearError,
                 Some(Kind::Extra) => true,
+                Some(Kind::Tape) => matches!(
+                    code,
+                    CommandCode::Rewind
+                        | CommandCode::GetPosition
+                        | CommandCode::WriteMark
+                        | CommandCode::SkipMarks
+                ),
+                Some(Kind::EndRewind) => code == CommandCode::Rewind,
             },
             "a command's code matches what it is for"
         );
@@ -166,6 +174,7 @@ impl ServerHalf {
                 && dev.reissue.is_empty()
                 && dev.flushes_done >= self.mid_flushes
                 && !dev.header_due
+                && self.tape_done(d)
         } else {
             dev.issued >= dev.target || dev.ended
         }
@@ -174,7 +183,11 @@ impl ServerHalf {
     /// Whether the device finished its data phase.
     pub(super) fn data_done(&self, d: usize) -> bool {
         let dev = &self.devs[d];
-        if dev.outstanding > 0 || !dev.extras.is_empty() || dev.io_error.is_some() {
+        if dev.outstanding > 0
+            || !dev.extras.is_empty()
+            || dev.io_error.is_some()
+            || !self.tape_done(d)
+        {
             return false;
         }
         if self.kind.is_backup() {
@@ -201,6 +214,10 @@ impl ServerHalf {
         {
             return false;
         }
+        if let Some(sent) = self.try_issue_tape(now, d, out, tr) {
+            return sent;
+        }
+        let dev = &self.devs[d];
         // Probes from the plan (clause command.not-supported).
         if let Some(&(after, code)) = dev.extras.first()
             && (after <= dev.data_cmds || self.stream_sent(d))
@@ -426,7 +443,8 @@ impl ServerHalf {
         };
         let remaining = dev.target - dev.issued;
         let adv = u64::from(size).min(remaining);
-        let overread = self.profile.restore_overread && dev.target == dev.len;
+        // On tape the data set ends at a filemark, not at EOF: no over-read.
+        let overread = self.profile.restore_overread && dev.target == dev.len && !self.tape();
         let req = if adv < u64::from(size) && !overread {
             adv as u32
         } else {
@@ -538,7 +556,7 @@ impl ServerHalf {
                     return;
                 }
                 if !self.kind.is_backup() {
-                    self.finish_success(now, out, tr);
+                    self.finish_or_rewind(now, out, tr);
                     return;
                 }
                 debug_assert_eq!(
@@ -602,10 +620,15 @@ impl ServerHalf {
                         Some(id::COMPLETE_NEVER_UNREQUESTED),
                         "VDF_CompleteEnabled was not returned: no VDC_Complete"
                     );
-                    self.finish_success(now, out, tr);
+                    self.finish_or_rewind(now, out, tr);
                 }
             }
             Phase::Complete => {
+                if self.devs.iter().all(|d| d.stage_done) {
+                    self.finish_or_rewind(now, out, tr);
+                }
+            }
+            Phase::Rewind => {
                 if self.devs.iter().all(|d| d.stage_done) {
                     self.finish_success(now, out, tr);
                 }
