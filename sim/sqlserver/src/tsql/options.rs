@@ -2,7 +2,7 @@
 //! a statement's WITH clause.
 
 use vdi_model::media::BackupType;
-use vdi_model::statement::{ServerPlan, StatementKind};
+use vdi_model::statement::{ServerPlan, StatementKind, TapeOptions};
 use vdi_spec::TransferOptions;
 
 use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError};
@@ -103,11 +103,15 @@ pub struct With {
     /// `FORMAT` / `INIT`: accepted; a VDI stream always holds one backup set.
     pub format: bool,
     pub init: bool,
+    /// `MEDIANAME = name`, `REWIND | NOREWIND`, `UNLOAD | NOUNLOAD`: what a
+    /// statement does on tape-like devices (clause `tape.end-rewind`).
+    pub tape: TapeOptions,
 }
 
 impl With {
     /// What the media headers of a BACKUP with these options say.
     pub fn apply(&self, kind: StatementKind, plan: &mut ServerPlan) {
+        plan.tape = self.tape.clone();
         if kind.is_backup() {
             let m = &mut plan.media;
             m.copy_only = self.copy_only;
@@ -188,6 +192,11 @@ impl Parser {
                 "NOFORMAT" => w.format = false,
                 "INIT" => w.init = true,
                 "NOINIT" => w.init = false,
+                "REWIND" => w.tape.rewind = true,
+                "NOREWIND" => w.tape.rewind = false,
+                "UNLOAD" => w.tape.unload = true,
+                "NOUNLOAD" => w.tape.unload = false,
+                "MEDIANAME" => w.tape.media_name = Some(self.text_value()?),
                 "MOVE" => {
                     self.value()?;
                     self.expect_word("TO")?;
@@ -272,6 +281,21 @@ impl Parser {
         match t.tok {
             Tok::Number(_) | Tok::Str(_) | Tok::Word(_) | Tok::Quoted(_) => Ok(()),
             Tok::Variable(_) => self.variable(&t).map(|_| ()),
+            _ => Err(syntax(&t)),
+        }
+    }
+
+    /// `= name` for MEDIANAME: a string literal, a word or a variable
+    /// holding a string.
+    fn text_value(&mut self) -> Result<String, SqlError> {
+        self.expect_punct('=')?;
+        let t = self.next()?;
+        match &t.tok {
+            Tok::Str(s) | Tok::Word(s) | Tok::Quoted(s) => Ok(s.clone()),
+            Tok::Variable(_) => match self.variable(&t)? {
+                Value::Str(s) => Ok(s),
+                _ => Err(syntax(&t)),
+            },
             _ => Err(syntax(&t)),
         }
     }
