@@ -115,6 +115,11 @@ impl TapeOptions {
     pub fn is_default(&self) -> bool {
         *self == TapeOptions::default()
     }
+    // The signature serde's `skip_serializing_if` needs for a boxed field.
+    #[allow(clippy::borrowed_box)]
+    fn is_default_boxed(t: &Box<TapeOptions>) -> bool {
+        t.is_default()
+    }
 
     /// Whether a statement of `kind` ends with VDC_Rewind on a tape-like
     /// device: a BACKUP unless NOREWIND, a RESTORE unless NOUNLOAD.
@@ -167,8 +172,8 @@ pub struct ServerPlan {
     pub media: Box<BackupMeta>,
     /// The statement's tape options (T-SQL, applied here by the parser as
     /// the media's meta is).
-    #[serde(default, skip_serializing_if = "TapeOptions::is_default")]
-    pub tape: TapeOptions,
+    #[serde(default, skip_serializing_if = "TapeOptions::is_default_boxed")]
+    pub tape: Box<TapeOptions>,
 }
 
 impl Default for ServerPlan {
@@ -180,7 +185,7 @@ impl Default for ServerPlan {
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
             media: Box::default(),
-            tape: TapeOptions::default(),
+            tape: Box::default(),
         }
     }
 }
@@ -402,7 +407,7 @@ impl StatementSpec {
             metadata_bytes: self.metadata_bytes,
             extra_commands: self.extra_commands.clone(),
             media: Box::default(),
-            tape: self.tape.clone(),
+            tape: Box::new(self.tape.clone()),
         })
     }
 

@@ -111,7 +111,7 @@ pub struct With {
 impl With {
     /// What the media headers of a BACKUP with these options say.
     pub fn apply(&self, kind: StatementKind, plan: &mut ServerPlan) {
-        plan.tape = self.tape.clone();
+        *plan.tape = self.tape.clone();
         if kind.is_backup() {
             let m = &mut plan.media;
             m.copy_only = self.copy_only;
