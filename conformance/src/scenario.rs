@@ -281,6 +281,8 @@ pub struct Scenario {
 /// - `tape-mode`: tape-like (VDF_LikeTape) devices: positioning commands
 ///   and filemarks (the model has it; the ABI and serve backends do not
 ///   stage tape-like devices yet).
+/// - `snapshot`: snapshot backups (WITH SNAPSHOT: VDC_PrepareToFreeze,
+///   VDC_Snapshot, VDC_MountSnapshot; the model has it).
 /// - `secondary-process`: a second client process (OpenInSecondary across processes).
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
 /// - `scheduler-steps`: the model's scheduler (a step bound, faults at a
@@ -289,6 +291,7 @@ pub const CAPABILITIES: &[&str] = &[
     "abi",
     "disk-mode",
     "tape-mode",
+    "snapshot",
     "secondary-process",
     "windows-security",
     "scheduler-steps",

@@ -105,14 +105,16 @@ fn abi_backends_match_the_model_on_a_subset() {
             continue;
         }
         // What the backends cannot stage in real time, and disk-like and
-        // tape-like devices (the model's alone so far), are graded unimplemented, for
+        // tape-like devices and snapshots (the model's alone so far), are
+        // graded unimplemented, for
         // the documented reasons only.
         if c.verdict == Verdict::Unimplemented && m.verdict != Verdict::Unimplemented {
             assert!(
                 c.detail.contains("real backends stage at most")
                     || c.detail.contains("has no instance names")
                     || c.detail.contains("it needs disk-mode")
-                    || c.detail.contains("it needs tape-mode"),
+                    || c.detail.contains("it needs tape-mode")
+                    || c.detail.contains("it needs snapshot"),
                 "{} {}: unimplemented for an undocumented reason: {}",
                 c.backend,
                 c.case,

@@ -195,6 +195,13 @@ pub mod id {
         TAPE_FILEMARKS = "tape.filemarks";
         TAPE_POSITION = "tape.position";
         TAPE_END_REWIND = "tape.end-rewind";
+        SNAPSHOT_SEQUENCE = "snapshot.sequence";
+        SNAPSHOT_ONE_DEVICE = "snapshot.one-device";
+        SNAPSHOT_PREPARE_TO_FREEZE = "snapshot.prepare-to-freeze";
+        SNAPSHOT_FREEZE_TIME = "snapshot.freeze-time";
+        SNAPSHOT_ABORT = "snapshot.abort";
+        SNAPSHOT_FREEZE_TIMEOUT = "snapshot.freeze-timeout";
+        SNAPSHOT_MOUNT = "snapshot.mount";
         RESTORE_READ_SIZES = "restore.read-sizes";
         RESTORE_EOF = "restore.eof";
         RESTORE_TRUNCATED = "restore.truncated";

@@ -191,6 +191,10 @@ pub struct Profile {
     /// `disk.header-order`: where the media header goes on a disk-like
     /// device — default `first` (sequential). INFERRED (§5.19).
     pub disk_header_order: DiskHeaderOrder,
+    /// `snapshot.freeze-timeout`: how long a snapshot backup may hold the
+    /// database frozen before the server aborts it, in ms — default 0
+    /// (no limit: the reference names none). INFERRED (§5.13).
+    pub snapshot_freeze_timeout_ms: u64,
 }
 
 impl Default for Profile {
@@ -218,6 +222,7 @@ impl Default for Profile {
             restore_overread: false,
             disconnect_without_attention: Disconnect::RunToEnd,
             disk_header_order: DiskHeaderOrder::First,
+            snapshot_freeze_timeout_ms: 0,
         }
     }
 }
@@ -372,6 +377,12 @@ const PARAMS: &[Param] = &[
         value: |d| json(&d.disk_header_order),
         basis: "INFERRED §5.19",
         doc: "on a disk-like device: write the media header first (sequential, the reference's order) or last (data first, then a seek back to position 0)",
+    },
+    Param {
+        key: "snapshot-freeze-timeout-ms",
+        value: |d| json(&d.snapshot_freeze_timeout_ms),
+        basis: "INFERRED §5.13 (the reference names no limit)",
+        doc: "a snapshot backup holding the database frozen longer than this is aborted by the server (0: no limit)",
     },
 ];
 

@@ -70,7 +70,7 @@ impl ModelBackend {
 
 impl Backend for ModelBackend {
     fn capabilities(&self) -> &'static [&'static str] {
-        &["scheduler-steps", "disk-mode", "tape-mode"]
+        &["scheduler-steps", "disk-mode", "tape-mode", "snapshot"]
     }
 
     fn info(&self) -> BackendInfo {

@@ -101,6 +101,9 @@ pub enum Flaw {
     /// older, longer file held beyond the backup stay (clause
     /// `flush.disk-sets-eof`).
     NoEndOfFile,
+    /// Completes VDC_Snapshot with ERROR_OPERATION_ABORTED: it could not
+    /// take the snapshot (clause `snapshot.abort`).
+    AbortsSnapshot,
 }
 
 impl Flaw {
@@ -115,10 +118,14 @@ impl Flaw {
         Flaw::FlushNotSupported,
         Flaw::ClosesWhileDevicesWait,
     ];
-    /// Flaws of disk-like clients: they change nothing for a pipe-like
-    /// one, so they are kept apart from [`Flaw::ALL`] (which the random
-    /// pipe-client generators draw from).
-    pub const DEVICE_MODES: [Flaw; 2] = [Flaw::IgnoresPosition, Flaw::NoEndOfFile];
+    /// Flaws of disk-like and snapshot clients: they change nothing for a
+    /// pipe-like one, so they are kept apart from [`Flaw::ALL`] (which the
+    /// random pipe-client generators and the determinism pins draw from).
+    pub const DEVICE_MODES: [Flaw; 3] = [
+        Flaw::IgnoresPosition,
+        Flaw::NoEndOfFile,
+        Flaw::AbortsSnapshot,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Flaw::ClosesBeforeClose => "closes-before-close",
@@ -132,6 +139,7 @@ impl Flaw {
             Flaw::ClosesWhileDevicesWait => "closes-while-devices-wait",
             Flaw::IgnoresPosition => "ignores-position",
             Flaw::NoEndOfFile => "no-end-of-file",
+            Flaw::AbortsSnapshot => "aborts-snapshot",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
@@ -171,6 +179,10 @@ pub struct ClientProgram {
     pub get_configuration_attempts: u32,
     pub get_command_timeout_ms: u32,
     pub instance: Option<String>,
+    /// How long taking a snapshot takes the client, in ms: it completes
+    /// VDC_Snapshot that long after fetching it (the database stays frozen
+    /// meanwhile; clause `snapshot.freeze-time`).
+    pub snapshot_ms: u64,
 }
 
 impl Default for ClientProgram {
@@ -187,6 +199,7 @@ impl Default for ClientProgram {
             get_configuration_attempts: d.get_configuration_attempts,
             get_command_timeout_ms: d.get_command_timeout_ms,
             instance: d.instance,
+            snapshot_ms: d.snapshot_ms,
         }
     }
 }
@@ -211,6 +224,8 @@ pub struct ClientSpec {
     pub get_command_timeout_ms: u32,
     /// CreateEx instance (None = the default instance).
     pub instance: Option<String>,
+    /// How long the client takes to take a snapshot (VDC_Snapshot), in ms.
+    pub snapshot_ms: u64,
     /// Set name stem; phase names append `-backup` / `-restore`.
     pub set_name: String,
     pub options: TransferOptions,
@@ -233,6 +248,7 @@ impl Default for ClientSpec {
             get_configuration_attempts: 30,
             get_command_timeout_ms: 10_000,
             instance: None,
+            snapshot_ms: 0,
             set_name: "vdisim-set".to_string(),
             options: TransferOptions::default(),
             plan: ServerPlan::default(),
@@ -268,6 +284,7 @@ impl ClientSpec {
             get_configuration_attempts: program.get_configuration_attempts,
             get_command_timeout_ms: program.get_command_timeout_ms,
             instance: program.instance.clone(),
+            snapshot_ms: program.snapshot_ms,
             set_name: set_name.to_string(),
             options: stmt.options(),
             plan: stmt.plan(seed)?,
@@ -647,6 +664,7 @@ pub fn device_loop(spec: &ClientSpec, dev: DeviceHandle) -> Box<dyn Program> {
     Box::new(DeviceLoop {
         spec: spec.clone(),
         dev,
+        held: false,
         pending: None,
         done: false,
         fetched: 0,
@@ -660,6 +678,9 @@ struct DeviceLoop {
     dev: DeviceHandle,
     /// A command fetched and not yet completed.
     pending: Option<Cmd>,
+    /// The pending VDC_Snapshot is held while the snapshot is taken
+    /// (`snapshot_ms`).
+    held: bool,
     done: bool,
     /// Commands fetched (counted for [`Flaw::ClosesWhileDevicesWait`]).
     fetched: u32,
@@ -807,9 +828,19 @@ impl DeviceLoop {
                     (Win32::ERROR_SUCCESS, 0, Content::Empty)
                 }
             }
-            CommandCode::ClearError | CommandCode::Complete => {
-                (Win32::ERROR_SUCCESS, 0, Content::Empty)
+            CommandCode::ClearError
+            | CommandCode::Complete
+            | CommandCode::PrepareToFreeze
+            | CommandCode::MountSnapshot => (Win32::ERROR_SUCCESS, 0, Content::Empty),
+            // clauses snapshot.freeze-time, snapshot.abort
+            CommandCode::Snapshot if self.spec.snapshot_ms > 0 && !self.held => {
+                self.held = true;
+                return Action::Sleep(self.spec.snapshot_ms);
             }
+            CommandCode::Snapshot if self.spec.has(Flaw::AbortsSnapshot) => {
+                (Win32::ERROR_OPERATION_ABORTED, 0, Content::Empty)
+            }
+            CommandCode::Snapshot => (Win32::ERROR_SUCCESS, 0, Content::Empty),
             _ => {
                 if self.spec.has(Flaw::IgnoresUnknownCommands) {
                     self.pending = None;
@@ -842,16 +873,25 @@ impl Program for DeviceLoop {
         write!(out, "dev {:?} {:?} {}", self.dev, self.pending, self.done).is_ok()
             && (!self.spec.has(Flaw::ClosesWhileDevicesWait)
                 || write!(out, " {}", self.fetched).is_ok())
+            && (!self.held || write!(out, " held").is_ok())
     }
 
     fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
+        if self.held
+            && last.is_none()
+            && let Some(c) = self.pending.clone()
+        {
+            // The snapshot is taken: complete the held VDC_Snapshot.
+            return self.perform(c, p);
+        }
         let Some(r) = last else { return self.get() };
         if self.done {
             p.devices[d].end.get_or_insert(r.code);
             return Action::Exit;
         }
         if let Some(_done) = self.pending.take() {
+            self.held = false;
             // Reply to CompleteCommand.
             if r.code != Hresult::NOERROR {
                 p.devices[d].end = Some(r.code);

@@ -174,6 +174,10 @@ pub struct ServerPlan {
     /// the media's meta is).
     #[serde(default, skip_serializing_if = "TapeOptions::is_default_boxed")]
     pub tape: Box<TapeOptions>,
+    /// `WITH SNAPSHOT` (or `METADATA_ONLY`): a snapshot BACKUP or RESTORE
+    /// (clauses `snapshot.*`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
 }
 
 impl Default for ServerPlan {
@@ -186,6 +190,7 @@ impl Default for ServerPlan {
             extra_commands: Vec::new(),
             media: Box::default(),
             tape: Box::default(),
+            snapshot: false,
         }
     }
 }
@@ -320,6 +325,8 @@ pub struct StatementSpec {
     /// MEDIANAME, REWIND | NOREWIND, UNLOAD | NOUNLOAD (default: no name,
     /// REWIND, UNLOAD).
     pub tape: TapeOptions,
+    /// WITH SNAPSHOT (default false).
+    pub snapshot: bool,
 }
 
 /// VIRTUAL_DEVICE clauses in a file: how many, or which names.
@@ -358,6 +365,7 @@ impl Default for StatementSpec {
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
             tape: TapeOptions::default(),
+            snapshot: false,
         }
     }
 }
@@ -408,6 +416,7 @@ impl StatementSpec {
             extra_commands: self.extra_commands.clone(),
             media: Box::default(),
             tape: Box::new(self.tape.clone()),
+            snapshot: self.snapshot,
         })
     }
 
@@ -493,6 +502,9 @@ impl Statement {
             with.push(format!("BUFFERCOUNT={c}"));
         }
         with.extend(self.plan.tape.tsql());
+        if self.plan.snapshot {
+            with.push("SNAPSHOT".into());
+        }
         let prep = if self.kind.is_backup() { "TO" } else { "FROM" };
         let db = match self.kind {
             StatementKind::RestoreHeaderOnly

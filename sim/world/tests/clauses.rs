@@ -2705,6 +2705,200 @@ fn disk_header_order() {
 }
 
 // ======================================================================
+// Snapshot backups
+// ======================================================================
+
+fn snapshot_spec(operation: Operation) -> ClientSpec {
+    let mut s = spec(operation, 1, 2);
+    s.plan.snapshot = true;
+    s
+}
+
+/// The freeze time a run traced (`Thaw frozen_ms=`).
+fn frozen_ms(r: &RunResult) -> Option<u64> {
+    events(r, "server", "Thaw")
+        .first()
+        .and_then(|e| field(&e.detail, "frozen_ms"))
+}
+
+/// `snapshot.sequence`: BACKUP WITH SNAPSHOT writes the header and the
+/// metadata, then sends VDC_Snapshot; no Flush follows, the device closes,
+/// the backup is on the media whole, and the outcome reports the freeze
+/// (3197, 3198) before 4035 and 3014.
+#[test]
+fn snapshot_sequence() {
+    let r = run(&snapshot_spec(Operation::Backup), WorldConfig::new(80));
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert!(o.succeeded(), "{}", msgs(o));
+    let numbers: Vec<u32> = o.messages.iter().map(|m| m.number).collect();
+    assert_eq!(numbers, vec![3197, 3198, 4035, 3014]);
+    let cmds = fetched(&r, "dev0");
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("VDC_Snapshot"),
+        "{cmds:?}"
+    );
+    assert!(
+        cmds[..cmds.len() - 1].iter().all(|c| c == "VDC_Write"),
+        "{cmds:?}"
+    );
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_CLOSE)]);
+    assert!(cites(&r, id::SNAPSHOT_SEQUENCE));
+}
+
+/// `snapshot.one-device`: a snapshot statement over two devices fails
+/// before configuration (Msg 3217).
+#[test]
+fn snapshot_one_device() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.devices = 2;
+    s.get_configuration_attempts = 2;
+    let r = run(&s, WorldConfig::new(81));
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::BadOptions));
+    assert!(
+        has_msg(o, 3217, "SNAPSHOT needs exactly one"),
+        "{}",
+        msgs(o)
+    );
+    assert!(cites(&r, id::SNAPSHOT_ONE_DEVICE));
+}
+
+/// `snapshot.prepare-to-freeze`: with VDF_SnapshotPrepare the header is
+/// followed by VDC_PrepareToFreeze, and the freeze begins when the client
+/// acknowledges it, before the frozen-state metadata; without the flag no
+/// VDC_PrepareToFreeze is sent.
+#[test]
+fn snapshot_prepare_to_freeze() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.features = Features::SnapshotPrepare.0;
+    let r = run(&s, WorldConfig::new(82));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = fetched(&r, "dev0");
+    assert_eq!(cmds[0], "VDC_Write");
+    assert_eq!(cmds[1], "VDC_PrepareToFreeze", "{cmds:?}");
+    assert!(cmds[2..cmds.len() - 1].iter().all(|c| c == "VDC_Write"));
+    let ev = r.trace.events();
+    let freeze = ev.iter().position(|e| e.what == "Freeze").unwrap();
+    let prepared = ev
+        .iter()
+        .position(|e| e.what == "Completion" && e.detail.contains("VDC_PrepareToFreeze"))
+        .unwrap();
+    assert!(prepared < freeze);
+    assert!(cites(&r, id::SNAPSHOT_PREPARE_TO_FREEZE));
+    let r = run(&snapshot_spec(Operation::Backup), WorldConfig::new(82));
+    assert!(
+        !fetched(&r, "dev0")
+            .iter()
+            .any(|c| c == "VDC_PrepareToFreeze")
+    );
+}
+
+/// `snapshot.freeze-time`: a client that takes 5 s to take its snapshot
+/// holds the database frozen at least that long; the freeze time is in the
+/// trace and in Msg 3198 of the outcome; a quick client's is shorter.
+#[test]
+fn snapshot_freeze_time() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.snapshot_ms = 5000;
+    let r = run(&s, WorldConfig::new(83));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let slow = frozen_ms(&r).expect("a Thaw event");
+    assert!(slow >= 5000, "{slow}");
+    assert!(
+        has_msg(outcome(&r, 0), 3198, &format!("Frozen for {slow} ms")),
+        "{}",
+        msgs(outcome(&r, 0))
+    );
+    let quick = frozen_ms(&run(
+        &snapshot_spec(Operation::Backup),
+        WorldConfig::new(83),
+    ))
+    .unwrap();
+    assert!(quick < slow, "{quick} vs {slow}");
+    assert!(cites(&r, id::SNAPSHOT_FREEZE_TIME));
+}
+
+/// `snapshot.abort`: a client that completes VDC_Snapshot with
+/// ERROR_OPERATION_ABORTED ends the freeze (3198) and the BACKUP fails
+/// (ClientAbort, Msg 18210, 3013).
+#[test]
+fn snapshot_abort() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.flaws.insert(Flaw::AbortsSnapshot);
+    let r = run(&s, WorldConfig::new(84));
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::ClientAbort), "{}", msgs(o));
+    assert!(has_msg(o, 3198, "resumed"), "{}", msgs(o));
+    assert!(has_msg(o, 18210, "995("), "{}", msgs(o));
+    assert!(has_msg(o, 3013, ""), "{}", msgs(o));
+    assert!(frozen_ms(&r).is_some());
+    assert!(cites(&r, id::SNAPSHOT_ABORT));
+}
+
+/// `snapshot.freeze-timeout`: under `snapshot-freeze-timeout-ms = 1000` a
+/// client that needs 10 s for its snapshot is cut off: the freeze ends at
+/// 1000 ms, the server aborts the set, the device sees VD_E_ABORT and the
+/// BACKUP fails; with no limit (the default) the same client succeeds.
+#[test]
+fn snapshot_freeze_timeout() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.snapshot_ms = 10_000;
+    let mut cfg = WorldConfig::new(85);
+    cfg.profile.snapshot_freeze_timeout_ms = 1000;
+    let r = run(&s, cfg);
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::ServerAbort), "{}", msgs(o));
+    assert_eq!(frozen_ms(&r), Some(1000));
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_ABORT)]);
+    assert!(cites(&r, id::SNAPSHOT_FREEZE_TIMEOUT));
+    let r = run(&s, WorldConfig::new(85));
+    assert!(all_succeeded(&r));
+}
+
+/// `snapshot.mount`: RESTORE WITH SNAPSHOT reads the metadata, then sends
+/// VDC_MountSnapshot; success ends the RESTORE successfully, an error fails
+/// it.
+#[test]
+fn snapshot_mount() {
+    let s = snapshot_spec(Operation::Roundtrip);
+    let r = run(&s, WorldConfig::new(86));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = fetched(&r, "dev0");
+    let snap = cmds.iter().position(|c| c == "VDC_Snapshot").unwrap();
+    let restore = &cmds[snap + 1..];
+    assert_eq!(
+        restore.last().map(String::as_str),
+        Some("VDC_MountSnapshot")
+    );
+    assert!(restore[..restore.len() - 1].iter().all(|c| c == "VDC_Read"));
+    assert_eq!(events(&r, "server", "Mounted").len(), 1);
+    assert!(cites(&r, id::SNAPSHOT_MOUNT));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_IO_DEVICE,
+    };
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            1,
+            Some(CommandCode::MountSnapshot),
+            Phase::Restore,
+            fault,
+        )],
+        86,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    assert!(!outcome(&r, 1).succeeded());
+}
+
+// ======================================================================
 // Tape-like devices
 // ======================================================================
 

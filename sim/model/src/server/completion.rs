@@ -186,7 +186,8 @@ impl ServerHalf {
                         | Kind::FinalFlush
                         | Kind::Complete
                         | Kind::Tape
-                        | Kind::EndRewind => {
+                        | Kind::EndRewind
+                        | Kind::Snapshot => {
                             self.devs[d].barrier = false;
                         }
                         // The ClearError is answered (on the client's
@@ -229,7 +230,8 @@ impl ServerHalf {
                     | Kind::FinalFlush
                     | Kind::Complete
                     | Kind::Tape
-                    | Kind::EndRewind => {
+                    | Kind::EndRewind
+                    | Kind::Snapshot => {
                         self.devs[d].barrier = false;
                         let name = self.devs[d].name.clone();
                         let (reason, m) = if slot.kind == Kind::MidFlush {
@@ -633,6 +635,9 @@ impl ServerHalf {
         if matches!(slot.kind, Kind::Tape | Kind::EndRewind) {
             return self.on_tape_done(now, d, &slot, &c, out, tr);
         }
+        if slot.kind == Kind::Snapshot {
+            return self.on_snapshot_done(now, d, &slot, &c, out, tr);
+        }
         if code != Win32::ERROR_SUCCESS {
             return self.on_slot_failure(now, d, &slot, code, out, tr);
         }
@@ -650,7 +655,7 @@ impl ServerHalf {
                 self.devs[d].stage_done = true;
             }
             // Answered above.
-            Kind::ClearError | Kind::Extra | Kind::Tape | Kind::EndRewind => {}
+            Kind::ClearError | Kind::Extra | Kind::Tape | Kind::EndRewind | Kind::Snapshot => {}
         }
     }
 

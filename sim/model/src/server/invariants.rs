@@ -245,7 +245,12 @@ impl ServerHalf {
         let barriers = dev.count_kind(|k| {
             matches!(
                 k,
-                Kind::MidFlush | Kind::FinalFlush | Kind::Complete | Kind::Tape | Kind::EndRewind
+                Kind::MidFlush
+                    | Kind::FinalFlush
+                    | Kind::Complete
+                    | Kind::Tape
+                    | Kind::EndRewind
+                    | Kind::Snapshot
             )
         });
         debug_assert!(barriers <= 1, "dev={d}: at most one barrier outstanding");

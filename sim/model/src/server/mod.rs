@@ -9,7 +9,8 @@
 //! runs the 2 × serverTimeOut watchdog, and decides the statement's outcome.
 //!
 //! The code: `start.rs` opens and configures the set and its devices,
-//! `stream.rs` sends the command streams, `completion.rs` takes the client's
+//! `stream.rs` sends the command streams, `tape.rs` positions tape-like
+//! devices, `snapshot.rs` runs snapshot backups and restores, `completion.rs` takes the client's
 //! completions, `termination.rs` ends a statement, and `invariants.rs` holds
 //! what every public transition keeps (asserted in debug builds).
 //!
@@ -33,6 +34,7 @@
 //! | `default-buffer-count-per-device` | BUFFERCOUNT = devices × this when the statement gives none |
 //! | `device-count-mismatch-fails` | `true`: VIRTUAL_DEVICE count ≠ deviceCount aborts the set before configuration; `false`: the server uses the first min(both) devices |
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
+//! | `snapshot-freeze-timeout-ms` | a snapshot's freeze longer than this ends with the server aborting the set (0: no limit) |
 //! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
 //!
 //! Model choices the reference does not fix:
@@ -103,6 +105,7 @@ mod completion;
 mod invariants;
 mod media;
 pub mod messages;
+mod snapshot;
 mod start;
 mod stream;
 mod tape;
@@ -195,6 +198,9 @@ enum Kind {
     /// The VDC_Rewind that ends a statement on tape (clause
     /// `tape.end-rewind`).
     EndRewind,
+    /// VDC_PrepareToFreeze, VDC_Snapshot or VDC_MountSnapshot (module
+    /// `snapshot`).
+    Snapshot,
 }
 
 /// An outstanding command other than a stream Read.
@@ -415,6 +421,12 @@ pub struct ServerHalf {
     /// Tape-like devices are rewound when the statement succeeded
     /// (REWIND / UNLOAD; clause `tape.end-rewind`).
     end_rewind: bool,
+    /// WITH SNAPSHOT (module `snapshot`), where its freeze stands, the
+    /// last freeze time and the messages the freeze adds to the outcome.
+    snapshot: bool,
+    freeze: snapshot::Freeze,
+    freeze_ms: Option<u64>,
+    snap_msgs: Vec<SqlMessage>,
     block: u32,
     mts: u32,
     qd: u32,
@@ -483,6 +495,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Extra => "extra",
         Kind::Tape => "tape",
         Kind::EndRewind => "end-rewind",
+        Kind::Snapshot => "snapshot",
     }
 }
 
@@ -507,6 +520,10 @@ impl ServerHalf {
             features: Features(0),
             complete_enabled: false,
             end_rewind: false,
+            snapshot: false,
+            freeze: snapshot::Freeze::Idle,
+            freeze_ms: None,
+            snap_msgs: Vec::new(),
             block: 512,
             mts: 65536,
             qd: 1,
@@ -608,8 +625,16 @@ impl ServerHalf {
     }
 
     /// The earliest virtual time at which [`ServerHalf::on_time`] must be
-    /// called: the watchdog deadline, when one is armed.
+    /// called: the watchdog deadline, when one is armed, or the end of a
+    /// snapshot's allowed freeze.
     pub fn next_deadline(&self) -> Option<u64> {
+        match (self.watchdog_deadline(), self.freeze_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn watchdog_deadline(&self) -> Option<u64> {
         if self.running && self.wd_period > 0 && self.outstanding > 0 {
             Some(self.wd_anchor.saturating_add(self.wd_period))
         } else {
@@ -639,12 +664,15 @@ impl ServerHalf {
     /// commands outstanding and nothing completed for watchdog-factor ×
     /// serverTimeOut, the server aborts the set.
     pub fn on_time(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
-        self.transition(now, |s| s.watchdog(now, out, tr));
+        self.transition(now, |s| {
+            s.freeze_timeout(now, out, tr);
+            s.watchdog(now, out, tr);
+        });
     }
 
     /// [`ServerHalf::on_time`] without the invariant checks around it.
     fn watchdog(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
-        let Some(dl) = self.next_deadline() else {
+        let Some(dl) = self.watchdog_deadline() else {
             return;
         };
         if now < dl {

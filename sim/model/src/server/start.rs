@@ -98,6 +98,10 @@ impl ServerHalf {
         self.features = Features(0);
         self.complete_enabled = false;
         self.end_rewind = stmt.plan.tape.rewinds_at_end(stmt.kind);
+        self.snapshot = stmt.plan.snapshot;
+        self.freeze = super::snapshot::Freeze::Idle;
+        self.freeze_ms = None;
+        self.snap_msgs.clear();
         self.block = stmt.options.block_size.max(1);
         self.mts = stmt.options.max_transfer_size.max(self.block);
         self.qd = 1;
@@ -135,6 +139,20 @@ impl ServerHalf {
                 FailReason::BadOptions,
                 vec![messages::bad_option(&text)],
                 None,
+                tr,
+            );
+            return None;
+        }
+        if stmt.plan.snapshot && stmt.devices.len() != 1 {
+            let text = format!(
+                "SNAPSHOT needs exactly one VIRTUAL_DEVICE, not {}",
+                stmt.devices.len()
+            );
+            self.finish_failed(
+                now,
+                FailReason::BadOptions,
+                vec![messages::bad_option(&text)],
+                Some(id::SNAPSHOT_ONE_DEVICE),
                 tr,
             );
             return None;

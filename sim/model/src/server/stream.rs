@@ -86,6 +86,12 @@ impl ServerHalf {
                         | CommandCode::SkipMarks
                 ),
                 Some(Kind::EndRewind) => code == CommandCode::Rewind,
+                Some(Kind::Snapshot) => matches!(
+                    code,
+                    CommandCode::PrepareToFreeze
+                        | CommandCode::Snapshot
+                        | CommandCode::MountSnapshot
+                ),
             },
             "a command's code matches what it is for"
         );
@@ -215,6 +221,9 @@ impl ServerHalf {
             return false;
         }
         if let Some(sent) = self.try_issue_tape(now, d, out, tr) {
+            return sent;
+        }
+        if let Some(sent) = self.try_issue_snapshot(now, d, out, tr) {
             return sent;
         }
         let dev = &self.devs[d];
@@ -555,8 +564,17 @@ impl ServerHalf {
                 if !(0..self.devs.len()).all(|d| self.data_done(d)) {
                     return;
                 }
+                if self.snapshot && self.snapshot_step(now, out, tr) {
+                    return;
+                }
                 if !self.kind.is_backup() {
                     self.finish_or_rewind(now, out, tr);
+                    return;
+                }
+                if self.snapshot {
+                    // The metadata stream ended at VDC_Snapshot: no Flush
+                    // (clause snapshot.sequence).
+                    self.finish_success(now, out, tr);
                     return;
                 }
                 debug_assert_eq!(

@@ -31,8 +31,9 @@
 //! one given wins) and checked with [`TransferOptions::validate`];
 //! `RECOVERY`, `NORECOVERY`, `STANDBY`, `REPLACE`, `COPY_ONLY`,
 //! `DIFFERENTIAL`, `CHECKSUM`, `STATS`, `FILE`, `FORMAT`, `INIT`,
-//! `MEDIANAME`, `REWIND`/`NOREWIND` and `UNLOAD`/`NOUNLOAD` are read into
-//! [`With`] for the server (the last three act on tape-like devices); every other option in [`KNOWN_OPTIONS`] is
+//! `MEDIANAME`, `REWIND`/`NOREWIND`, `UNLOAD`/`NOUNLOAD` (they act on
+//! tape-like devices) and `SNAPSHOT`/`METADATA_ONLY` (a snapshot backup or
+//! restore) are read into [`With`] for the server; every other option in [`KNOWN_OPTIONS`] is
 //! accepted and ignored; an option in
 //! [`UNMODELLED_OPTIONS`] is refused ([`MSG_NOT_SERVED`]); any other word is
 //! SQL Server's Msg 155.
