@@ -10,9 +10,10 @@
 //!
 //! The code: `start.rs` opens and configures the set and its devices,
 //! `stream.rs` sends the command streams, `tape.rs` positions tape-like
-//! devices, `snapshot.rs` runs snapshot backups and restores, `completion.rs` takes the client's
-//! completions, `termination.rs` ends a statement, and `invariants.rs` holds
-//! what every public transition keeps (asserted in debug builds).
+//! devices, `snapshot.rs` runs snapshot backups and restores,
+//! `completion.rs` takes the client's completions, `termination.rs` ends a
+//! statement, and `invariants.rs` holds what every public transition keeps
+//! (asserted in debug builds).
 //!
 //! Nothing here reads a clock, spawns a thread or draws randomness: time is
 //! the `now` argument (virtual milliseconds), everything the server says to
