@@ -281,6 +281,8 @@ pub struct Scenario {
 /// - `tape-mode`: tape-like (VDF_LikeTape) devices: positioning commands
 ///   and filemarks (the model has it; the ABI and serve backends do not
 ///   stage tape-like devices yet).
+/// - `removable-media`: removable pipe-like devices whose families span
+///   volumes (ERROR_END_OF_MEDIA, VDC_Load; the model has it).
 /// - `snapshot`: snapshot backups (WITH SNAPSHOT: VDC_PrepareToFreeze,
 ///   VDC_Snapshot, VDC_MountSnapshot; the model has it).
 /// - `secondary-process`: a second client process (OpenInSecondary across processes).
@@ -291,6 +293,7 @@ pub const CAPABILITIES: &[&str] = &[
     "abi",
     "disk-mode",
     "tape-mode",
+    "removable-media",
     "snapshot",
     "secondary-process",
     "windows-security",

@@ -978,6 +978,15 @@ pub static CATALOG: &[Clause] = &[
         Some("disk-header-order"),
         &[],
     ),
+    c(
+        id::MEDIA_NEXT_VOLUME,
+        "On a removable pipe-like device (VDF_Removable) a family may span volumes: a BACKUP Write answered ERROR_END_OF_MEDIA keeps the bytes it reports, the server clears the IO-ERROR, sends VDC_Load for the next medium and writes the remainder and what follows on it; a RESTORE read that meets the end of a volume (EOF before the family's end) is followed by VDC_Load and the reads go on. The order ClearError, Load is the model's (the client half is in IO-ERROR after the error completion).",
+        "§5.1; §5.2; §5.8",
+        "[SPEC VDC_Write]; [SPEC VDC_Read]; [SPEC VDC_Load]; [SPEC End of Media]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
     // ---- Snapshot backups ---------------------------------------------------------
     c(
         id::SNAPSHOT_SEQUENCE,

@@ -70,7 +70,13 @@ impl ModelBackend {
 
 impl Backend for ModelBackend {
     fn capabilities(&self) -> &'static [&'static str] {
-        &["scheduler-steps", "disk-mode", "tape-mode", "snapshot"]
+        &[
+            "scheduler-steps",
+            "disk-mode",
+            "tape-mode",
+            "removable-media",
+            "snapshot",
+        ]
     }
 
     fn info(&self) -> BackendInfo {

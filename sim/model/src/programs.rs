@@ -18,7 +18,7 @@ use crate::statement::{
     BackupRecord, ServerPlan, SpecError, Statement, StatementKind, StatementSpec,
     default_device_names,
 };
-use crate::tape::{Head, Tape};
+use crate::tape::Head;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
@@ -183,6 +183,11 @@ pub struct ClientProgram {
     /// VDC_Snapshot that long after fetching it (the database stays frozen
     /// meanwhile; clause `snapshot.freeze-time`).
     pub snapshot_ms: u64,
+    /// A removable pipe-like client's medium capacity in bytes (0: no
+    /// limit; else at least 64 KiB, so a media header fits one volume):
+    /// a Write that does not fit is answered ERROR_END_OF_MEDIA (clause
+    /// `media.next-volume`).
+    pub volume_bytes: u64,
 }
 
 impl Default for ClientProgram {
@@ -200,6 +205,7 @@ impl Default for ClientProgram {
             get_command_timeout_ms: d.get_command_timeout_ms,
             instance: d.instance,
             snapshot_ms: d.snapshot_ms,
+            volume_bytes: d.volume_bytes,
         }
     }
 }
@@ -226,6 +232,8 @@ pub struct ClientSpec {
     pub instance: Option<String>,
     /// How long the client takes to take a snapshot (VDC_Snapshot), in ms.
     pub snapshot_ms: u64,
+    /// A removable pipe-like client's medium capacity (0: no limit).
+    pub volume_bytes: u64,
     /// Set name stem; phase names append `-backup` / `-restore`.
     pub set_name: String,
     pub options: TransferOptions,
@@ -249,6 +257,7 @@ impl Default for ClientSpec {
             get_command_timeout_ms: 10_000,
             instance: None,
             snapshot_ms: 0,
+            volume_bytes: 0,
             set_name: "vdisim-set".to_string(),
             options: TransferOptions::default(),
             plan: ServerPlan::default(),
@@ -285,6 +294,7 @@ impl ClientSpec {
             get_command_timeout_ms: program.get_command_timeout_ms,
             instance: program.instance.clone(),
             snapshot_ms: program.snapshot_ms,
+            volume_bytes: program.volume_bytes,
             set_name: set_name.to_string(),
             options: stmt.options(),
             plan: stmt.plan(seed)?,
@@ -303,6 +313,13 @@ impl ClientSpec {
     /// Whether the client declares a disk-like (VDF_RandomAccess) device.
     pub fn disk(&self) -> bool {
         Features(self.features).contains(Features::RandomAccess)
+    }
+    /// The capacity of each of a removable pipe-like client's volumes
+    /// (`None`: one medium holds everything).
+    pub fn volume(&self) -> Option<u64> {
+        let removable = Features(self.features).mode() == Some(vdi_spec::DeviceMode::PipeRemovable);
+        (removable && self.volume_bytes > 0)
+            .then(|| self.volume_bytes.max(crate::media::HEADER_BYTES))
     }
     /// Whether the client declares a tape-like (VDF_LikeTape) device.
     pub fn tape(&self) -> bool {
@@ -460,6 +477,13 @@ impl Controller {
         p.handles.clear();
         let n = self.spec.devices as usize;
         p.written = vec![0; n];
+        p.volume = vec![0; n];
+        p.reading = !self.phases[self.phase].is_backup();
+        if p.reading {
+            p.volumes.resize(n, Vec::new());
+        } else {
+            p.volumes = vec![Vec::new(); n];
+        }
         if self.spec.tape() {
             self.load_tapes(p);
         }
@@ -718,52 +742,16 @@ impl DeviceLoop {
         })
     }
 
-    /// A command on a tape-like device (clauses `tape.filemarks`,
-    /// `tape.position`): (code, bytes, data, position), or `None` for the
-    /// commands every mode shares (Flush, ClearError, Complete, ...).
-    fn perform_tape(&self, c: &Cmd, p: &mut ClientProcess) -> Option<(Win32, u64, Content, u64)> {
-        let d = self.dev.index as usize;
-        let block = p.config.map_or(512, |g| g.block_size);
-        let (Some(data), Some(marks), Some(head)) =
-            (p.media.get_mut(d), p.marks.get_mut(d), p.heads.get_mut(d))
-        else {
-            return None;
-        };
-        let mut t = Tape { data, marks, head };
-        let ok = Win32::ERROR_SUCCESS;
-        let done = |code| Some((code, 0, Content::Empty, 0));
-        match c.code {
-            CommandCode::Write => {
-                t.write(&c.data.slice(0, u64::from(c.size)));
-                Some((ok, u64::from(c.size), Content::Empty, 0))
-            }
-            CommandCode::Read => {
-                let (code, got) = t.read(u64::from(c.size));
-                Some((code, got.len(), got, 0))
-            }
-            CommandCode::WriteMark => {
-                t.write_mark();
-                done(ok)
-            }
-            CommandCode::SkipMarks => done(t.skip_marks(c.size)),
-            CommandCode::SkipBlocks => done(t.skip_blocks(c.size, block)),
-            CommandCode::Rewind | CommandCode::Load => {
-                t.rewind();
-                done(ok)
-            }
-            CommandCode::GetPosition => Some((ok, 0, Content::Empty, t.position(block))),
-            CommandCode::SetPosition => {
-                let at = t.set_position(c.position, block);
-                Some((ok, 0, Content::Empty, at))
-            }
-            _ => None,
-        }
-    }
-
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
-        if self.spec.tape()
-            && let Some((code, bytes, data, position)) = self.perform_tape(&c, p)
-        {
+        let d = self.dev.index as usize;
+        let special = if self.spec.tape() {
+            crate::tape::perform(&c, d, p)
+        } else if let Some(cap) = self.spec.volume() {
+            crate::tape::perform_volume(&c, d, cap, p)
+        } else {
+            None
+        };
+        if let Some((code, bytes, data, position)) = special {
             return Action::Call(Call::CompleteCommand {
                 dev: self.dev,
                 cmd: c,
@@ -773,7 +761,6 @@ impl DeviceLoop {
                 data,
             });
         }
-        let d = self.dev.index as usize;
         let short = self.spec.has(Flaw::ShortTransfers);
         let (code, bytes, data) = match c.code {
             CommandCode::Write => {

@@ -20,7 +20,107 @@
 //!   (clause `tape.position`); Rewind goes to address 0.
 
 use crate::content::Content;
-use vdi_spec::Win32;
+use crate::msg::Cmd;
+use crate::process::ClientProcess;
+use vdi_spec::{CommandCode, Win32};
+
+/// How a client answers a command: (code, bytes, data, position).
+pub type Answer = (Win32, u64, Content, u64);
+
+/// A command on a tape-like client's device `d` (clauses
+/// `tape.filemarks`, `tape.position`), or `None` for the commands every
+/// mode shares (Flush, ClearError, Complete, ...).
+pub fn perform(c: &Cmd, d: usize, p: &mut ClientProcess) -> Option<Answer> {
+    let block = p.config.map_or(512, |g| g.block_size);
+    let (Some(data), Some(marks), Some(head)) =
+        (p.media.get_mut(d), p.marks.get_mut(d), p.heads.get_mut(d))
+    else {
+        return None;
+    };
+    let mut t = Tape { data, marks, head };
+    let ok = Win32::ERROR_SUCCESS;
+    let done = |code| Some((code, 0, Content::Empty, 0));
+    match c.code {
+        CommandCode::Write => {
+            t.write(&c.data.slice(0, u64::from(c.size)));
+            Some((ok, u64::from(c.size), Content::Empty, 0))
+        }
+        CommandCode::Read => {
+            let (code, got) = t.read(u64::from(c.size));
+            Some((code, got.len(), got, 0))
+        }
+        CommandCode::WriteMark => {
+            t.write_mark();
+            done(ok)
+        }
+        CommandCode::SkipMarks => done(t.skip_marks(c.size)),
+        CommandCode::SkipBlocks => done(t.skip_blocks(c.size, block)),
+        CommandCode::Rewind | CommandCode::Load => {
+            t.rewind();
+            done(ok)
+        }
+        CommandCode::GetPosition => Some((ok, 0, Content::Empty, t.position(block))),
+        CommandCode::SetPosition => {
+            let at = t.set_position(c.position, block);
+            Some((ok, 0, Content::Empty, at))
+        }
+        _ => None,
+    }
+}
+
+/// A Write, Read or Load on a removable pipe-like client's device `d`
+/// whose volumes hold `capacity` bytes each (clause `media.next-volume`):
+/// the device's media are the volumes end to end, `p.volumes[d]` where
+/// each after the first begins. A Write that does not fit stores what does
+/// and answers ERROR_END_OF_MEDIA; a Read stops at the end of the current
+/// volume (ERROR_HANDLE_EOF); VDC_Load starts the next volume (BACKUP) or
+/// moves to it (RESTORE).
+pub fn perform_volume(c: &Cmd, d: usize, capacity: u64, p: &mut ClientProcess) -> Option<Answer> {
+    let (Some(media), Some(starts), Some(vol)) = (
+        p.media.get_mut(d),
+        p.volumes.get_mut(d),
+        p.volume.get_mut(d),
+    ) else {
+        return None;
+    };
+    match c.code {
+        CommandCode::Write => {
+            let begun = starts.last().copied().unwrap_or(0);
+            let room = capacity.saturating_sub(media.len() - begun);
+            let n = u64::from(c.size).min(room);
+            media.append(&c.data.slice(0, n));
+            let code = if n < u64::from(c.size) {
+                Win32::ERROR_END_OF_MEDIA
+            } else {
+                Win32::ERROR_SUCCESS
+            };
+            Some((code, n, Content::Empty, 0))
+        }
+        CommandCode::Read => {
+            let cur = p.cursors.get(d).copied().unwrap_or(0);
+            let end = starts.get(*vol).copied().unwrap_or(media.len());
+            let got = media.slice(cur, u64::from(c.size).min(end.saturating_sub(cur)));
+            if let Some(cu) = p.cursors.get_mut(d) {
+                *cu += got.len();
+            }
+            let code = if got.len() < u64::from(c.size) {
+                Win32::ERROR_HANDLE_EOF
+            } else {
+                Win32::ERROR_SUCCESS
+            };
+            Some((code, got.len(), got, 0))
+        }
+        CommandCode::Load => {
+            if p.reading {
+                *vol += 1;
+            } else {
+                starts.push(media.len());
+            }
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, 0))
+        }
+        _ => None,
+    }
+}
 
 /// The head of a tape: where the next operation acts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

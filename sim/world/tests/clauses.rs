@@ -2704,6 +2704,47 @@ fn disk_header_order() {
     assert!(!cites(&r, id::DISK_HEADER_ORDER));
 }
 
+/// `media.next-volume`: a removable pipe-like client whose volumes hold
+/// 100 KiB backs up and restores a family of several volumes: each full
+/// volume answers ERROR_END_OF_MEDIA, the server clears the error, sends
+/// VDC_Load and writes the rest; the restore meets each volume's end
+/// (EOF), sends VDC_Load and reads on; both succeed byte for byte. Without
+/// VDF_Removable the client has one medium (no volumes), and a pipe that
+/// answers ERROR_END_OF_MEDIA (plan end-of-media) has no recovery: its
+/// BACKUP fails.
+#[test]
+fn media_next_volume() {
+    let mut s = spec(Operation::Roundtrip, 2, 6);
+    s.features = Features::Removable.0;
+    s.volume_bytes = 100 * 1024;
+    let r = run(&s, WorldConfig::new(90));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 0)));
+    let family = s.backup_layout().families[0].media_len();
+    let volumes = family.div_ceil(100 * 1024);
+    for dev in ["dev0", "dev1"] {
+        let cmds = fetched(&r, dev);
+        let loads = cmds.iter().filter(|c| *c == "VDC_Load").count() as u64;
+        assert_eq!(loads, 2 * (volumes - 1), "{dev}: {cmds:?}");
+    }
+    assert_eq!(r.client.volumes[0].len() as u64, volumes - 1);
+    assert!(cites(&r, id::MEDIA_NEXT_VOLUME));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+
+    let mut fixed = s.clone();
+    fixed.features = 0;
+    fixed.operation = Operation::Backup;
+    let r = run(&fixed, WorldConfig::new(90));
+    assert!(
+        all_succeeded(&r),
+        "a pipe without VDF_Removable has no volumes"
+    );
+    let mut full = spec(Operation::Backup, 1, 6);
+    full.features = 0;
+    let r = run_plan(&full, "end-of-media", 90);
+    assert!(!outcome(&r, 0).succeeded());
+}
+
 // ======================================================================
 // Snapshot backups
 // ======================================================================

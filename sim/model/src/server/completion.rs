@@ -187,7 +187,8 @@ impl ServerHalf {
                         | Kind::Complete
                         | Kind::Tape
                         | Kind::EndRewind
-                        | Kind::Snapshot => {
+                        | Kind::Snapshot
+                        | Kind::Load => {
                             self.devs[d].barrier = false;
                         }
                         // The ClearError is answered (on the client's
@@ -231,7 +232,8 @@ impl ServerHalf {
                     | Kind::Complete
                     | Kind::Tape
                     | Kind::EndRewind
-                    | Kind::Snapshot => {
+                    | Kind::Snapshot
+                    | Kind::Load => {
                         self.devs[d].barrier = false;
                         let name = self.devs[d].name.clone();
                         let (reason, m) = if slot.kind == Kind::MidFlush {
@@ -344,6 +346,17 @@ impl ServerHalf {
             );
             return;
         }
+        if dev.load_due {
+            ev!(
+                tr,
+                now,
+                "ReadIgnored",
+                Some(id::MEDIA_NEXT_VOLUME),
+                "dev={d} id={}: after the end of a volume (read again after VDC_Load)",
+                slot.id.0
+            );
+            return;
+        }
         if bytes > u64::from(slot.size) || data.len() != bytes {
             trace_bad_count(now, d, &slot, bytes, &data, tr);
         }
@@ -415,6 +428,9 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        if self.devs[d].done < self.devs[d].len && self.volume_end(now, d, code, tr) {
+            return;
+        }
         let dev = &mut self.devs[d];
         if dev.done == dev.len {
             dev.ended = true;
@@ -638,6 +654,12 @@ impl ServerHalf {
         if slot.kind == Kind::Snapshot {
             return self.on_snapshot_done(now, d, &slot, &c, out, tr);
         }
+        if slot.kind == Kind::Load {
+            return self.on_load_done(now, d, &c, out, tr);
+        }
+        if slot.kind == Kind::Write && code == Win32::ERROR_END_OF_MEDIA && self.removable() {
+            return self.on_end_of_media(now, d, &slot, &c, out, tr);
+        }
         if code != Win32::ERROR_SUCCESS {
             return self.on_slot_failure(now, d, &slot, code, out, tr);
         }
@@ -655,7 +677,12 @@ impl ServerHalf {
                 self.devs[d].stage_done = true;
             }
             // Answered above.
-            Kind::ClearError | Kind::Extra | Kind::Tape | Kind::EndRewind | Kind::Snapshot => {}
+            Kind::ClearError
+            | Kind::Extra
+            | Kind::Tape
+            | Kind::EndRewind
+            | Kind::Snapshot
+            | Kind::Load => {}
         }
     }
 
@@ -865,7 +892,12 @@ impl ServerHalf {
         if dev.state == DevState::IoError {
             dev.state = DevState::Active;
         }
-        if matches!(was, Some(IoErr::Eof | IoErr::Probe)) {
+        if was == Some(IoErr::Volume) {
+            // The end of a volume: the next one, then the rest (module
+            // `volume`).
+            dev.load_due = true;
+        }
+        if matches!(was, Some(IoErr::Eof | IoErr::Probe | IoErr::Volume)) {
             // A non-fatal IO-ERROR: the statement goes on (what the client
             // half auto-completed is sent again by the next pump).
             return;

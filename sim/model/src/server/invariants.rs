@@ -251,6 +251,7 @@ impl ServerHalf {
                     | Kind::Tape
                     | Kind::EndRewind
                     | Kind::Snapshot
+                    | Kind::Load
             )
         });
         debug_assert!(barriers <= 1, "dev={d}: at most one barrier outstanding");

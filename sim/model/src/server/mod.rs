@@ -113,6 +113,7 @@ mod tape;
 mod termination;
 #[cfg(test)]
 mod tests;
+mod volume;
 
 use crate::content::{Content, Extent};
 use crate::msg::{BufId, Cmd, CmdId, Completion, DevIx, ToClient, ToServer};
@@ -202,6 +203,8 @@ enum Kind {
     /// VDC_PrepareToFreeze, VDC_Snapshot or VDC_MountSnapshot (module
     /// `snapshot`).
     Snapshot,
+    /// VDC_Load: the next volume of a removable device (module `volume`).
+    Load,
 }
 
 /// An outstanding command other than a stream Read.
@@ -245,6 +248,10 @@ enum IoErr {
     /// (clause `io-error.not-supported`): cleared, commands the client half
     /// auto-completed are sent again, and the statement goes on.
     Probe,
+    /// ERROR_END_OF_MEDIA on a removable device (clause
+    /// `media.next-volume`): cleared, then VDC_Load, then the rest is
+    /// written on the next volume.
+    Volume,
 }
 
 #[derive(Clone, Debug)]
@@ -270,6 +277,9 @@ struct Dev {
     header_due: bool,
     /// A tape-like device's positioning sequence (module `tape`).
     tape: tape::TapeStep,
+    /// A removable device needs VDC_Load before its stream goes on (module
+    /// `volume`).
+    load_due: bool,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -311,6 +321,7 @@ impl Dev {
             done: 0,
             header_due: false,
             tape: tape::TapeStep::Off,
+            load_due: false,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,
@@ -497,6 +508,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Tape => "tape",
         Kind::EndRewind => "end-rewind",
         Kind::Snapshot => "snapshot",
+        Kind::Load => "load",
     }
 }
 

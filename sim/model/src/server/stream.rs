@@ -86,6 +86,7 @@ impl ServerHalf {
                         | CommandCode::SkipMarks
                 ),
                 Some(Kind::EndRewind) => code == CommandCode::Rewind,
+                Some(Kind::Load) => code == CommandCode::Load,
                 Some(Kind::Snapshot) => matches!(
                     code,
                     CommandCode::PrepareToFreeze
@@ -192,6 +193,7 @@ impl ServerHalf {
         if dev.outstanding > 0
             || !dev.extras.is_empty()
             || dev.io_error.is_some()
+            || dev.load_due
             || !self.tape_done(d)
         {
             return false;
@@ -219,6 +221,9 @@ impl ServerHalf {
             || dev.outstanding >= qd
         {
             return false;
+        }
+        if let Some(sent) = self.try_issue_load(now, d, out, tr) {
+            return sent;
         }
         if let Some(sent) = self.try_issue_tape(now, d, out, tr) {
             return sent;
