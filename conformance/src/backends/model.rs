@@ -76,6 +76,7 @@ impl Backend for ModelBackend {
             "tape-mode",
             "removable-media",
             "snapshot",
+            "secondary-process",
         ]
     }
 

@@ -188,6 +188,13 @@ pub struct ClientProgram {
     /// a Write that does not fit is answered ERROR_END_OF_MEDIA (clause
     /// `media.next-volume`).
     pub volume_bytes: u64,
+    /// Devices served by a secondary client process (the set's last ones;
+    /// 0: none; fewer than the statement's devices). Module `secondary`.
+    pub secondary_devices: u16,
+    /// The secondary process dies when one of its device threads has
+    /// fetched this many commands (0: never; clause
+    /// `abort.secondary-death-undetected`).
+    pub secondary_dies_after: u32,
 }
 
 impl Default for ClientProgram {
@@ -206,6 +213,8 @@ impl Default for ClientProgram {
             instance: d.instance,
             snapshot_ms: d.snapshot_ms,
             volume_bytes: d.volume_bytes,
+            secondary_devices: d.secondary_devices,
+            secondary_dies_after: d.secondary_dies_after,
         }
     }
 }
@@ -234,6 +243,11 @@ pub struct ClientSpec {
     pub snapshot_ms: u64,
     /// A removable pipe-like client's medium capacity (0: no limit).
     pub volume_bytes: u64,
+    /// Devices served by a secondary client process (module `secondary`).
+    pub secondary_devices: u16,
+    /// Commands a secondary device thread fetches before its process dies
+    /// (0: never).
+    pub secondary_dies_after: u32,
     /// Set name stem; phase names append `-backup` / `-restore`.
     pub set_name: String,
     pub options: TransferOptions,
@@ -258,6 +272,8 @@ impl Default for ClientSpec {
             instance: None,
             snapshot_ms: 0,
             volume_bytes: 0,
+            secondary_devices: 0,
+            secondary_dies_after: 0,
             set_name: "vdisim-set".to_string(),
             options: TransferOptions::default(),
             plan: ServerPlan::default(),
@@ -295,6 +311,8 @@ impl ClientSpec {
             instance: program.instance.clone(),
             snapshot_ms: program.snapshot_ms,
             volume_bytes: program.volume_bytes,
+            secondary_devices: program.secondary_devices,
+            secondary_dies_after: program.secondary_dies_after,
             set_name: set_name.to_string(),
             options: stmt.options(),
             plan: stmt.plan(seed)?,
@@ -320,6 +338,15 @@ impl ClientSpec {
         let removable = Features(self.features).mode() == Some(vdi_spec::DeviceMode::PipeRemovable);
         (removable && self.volume_bytes > 0)
             .then(|| self.volume_bytes.max(crate::media::HEADER_BYTES))
+    }
+    /// How many devices the primary process serves itself (the others
+    /// are the secondary's).
+    pub fn primary_devices(&self) -> u16 {
+        if self.secondary_devices < self.devices {
+            self.devices - self.secondary_devices
+        } else {
+            self.devices
+        }
     }
     /// Whether the client declares a tape-like (VDF_LikeTape) device.
     pub fn tape(&self) -> bool {
@@ -570,7 +597,7 @@ impl Controller {
             return Some(Action::Call(Call::Close));
         }
         self.opened += 1;
-        if self.opened < self.spec.devices {
+        if self.opened < self.spec.primary_devices() {
             let names = self.spec.device_names(&self.set_name());
             return Some(Action::Call(Call::OpenDevice {
                 name: names[self.opened as usize].clone(),
@@ -583,7 +610,22 @@ impl Controller {
 
     /// Step::Spawn: a device thread per opened device, then Join.
     fn spawn_device(&mut self, p: &mut ClientProcess) -> Option<Action> {
-        if self.opened >= self.spec.devices {
+        let own = self.spec.primary_devices();
+        if self.opened == own && own < self.spec.devices {
+            // The secondary process serves the rest (module `secondary`).
+            self.opened += 1;
+            return Some(Action::Spawn {
+                who: crate::secondary::SECONDARY_PROCESS.into(),
+                dev: None,
+                prog: crate::secondary::controller(
+                    &self.spec,
+                    self.phase as u32 + 1,
+                    self.set_name(),
+                    own,
+                ),
+            });
+        }
+        if self.opened >= own {
             self.step = Step::Join;
             return Some(Action::Join);
         }

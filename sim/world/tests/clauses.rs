@@ -1841,6 +1841,51 @@ fn abort_no_commands_after() {
     }
 }
 
+/// `abort.secondary-death-undetected`: a primary that serves device 0 and
+/// starts a secondary process for device 1 backs up and restores; when
+/// the secondary dies holding its 2nd command, VDI is not told (no message
+/// reaches the server, no abort): with the watchdog off the primary waits
+/// until the run's budget ends, the statement still running; with
+/// serverTimeOut 1000 ms only the server's watchdog ends it (failed, the
+/// primary's device sees VD_E_ABORT).
+#[test]
+fn abort_secondary_death_undetected() {
+    let mut s = spec(Operation::Roundtrip, 2, 6);
+    s.secondary_devices = 1;
+    let r = run(&s, WorldConfig::new(95));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let opened = events(&r, "secondary", "OpenInSecondary");
+    assert_eq!(opened.len(), 2, "one secondary per phase");
+
+    s.operation = Operation::Backup;
+    s.secondary_dies_after = 2;
+    s.server_timeout_ms = 0;
+    let mut cfg = WorldConfig::new(95);
+    cfg.budget_ms = 120_000;
+    let r = run(&s, cfg);
+    assert_ne!(r.end, End::Finished);
+    assert_eq!(events(&r, "world", "SecondaryDied").len(), 1);
+    assert!(cites(&r, id::ABORT_SECONDARY_DEATH_UNDETECTED));
+    assert!(!cites(&r, id::ABORT_CLIENT_DEATH));
+    let fired = |r: &RunResult| {
+        events(r, "server", "Watchdog")
+            .iter()
+            .any(|e| e.detail.contains("SignalAbort"))
+    };
+    assert!(!fired(&r), "the watchdog is off");
+    assert_eq!(outcome(&r, 0).status, Status::Running);
+
+    s.server_timeout_ms = 1000;
+    let r = run(&s, WorldConfig::new(95));
+    assert_eq!(r.end, End::Finished);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::Watchdog), "{}", msgs(o));
+    assert!(fired(&r));
+    assert_eq!(r.client.devices[0].end, Some(Hresult::VD_E_ABORT));
+    assert!(!cites(&r, id::ABORT_CLIENT_DEATH));
+}
+
 /// `abort.client-death`: the death of the client process aborts the set:
 /// the server's outstanding I/O completes with ERROR_OPERATION_ABORTED and
 /// the statement fails.
@@ -4118,9 +4163,6 @@ const NOT_STAGED: &[ClauseId] = &[
     // COM Release / C++ delete of interfaces is not modelled: handles are
     // plain values.
     id::CLOSE_RELEASE_AFTER_CLOSE,
-    // Secondary client processes share the primary's device table; they
-    // have no lifetime of their own that could end.
-    id::ABORT_SECONDARY_DEATH_UNDETECTED,
 ];
 
 fn is_id_char(c: char) -> bool {

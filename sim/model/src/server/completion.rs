@@ -101,7 +101,7 @@ impl ServerHalf {
                 Some(id::WATCHDOG_RESET_ON_COMPLETION),
                 "completion id={}: deadline {}",
                 id.0,
-                match self.next_deadline() {
+                match self.watchdog_deadline() {
                     Some(t) => t.to_string(),
                     None => "disarmed (nothing outstanding)".to_string(),
                 }

@@ -647,7 +647,7 @@ impl ServerHalf {
         }
     }
 
-    fn watchdog_deadline(&self) -> Option<u64> {
+    pub(super) fn watchdog_deadline(&self) -> Option<u64> {
         if self.running && self.wd_period > 0 && self.outstanding > 0 {
             Some(self.wd_anchor.saturating_add(self.wd_period))
         } else {
