@@ -336,9 +336,13 @@ impl ServerHalf {
         let asked = client.contains(Features::RequestComplete);
         // VDF_CompleteEnabled says the server "will send VDC_Complete"
         // (vdi-spec.md §3, §5.17; KB3188454 describes it for BACKUP): a
-        // RESTORE never sends it, so it never returns the flag.
-        self.complete_enabled =
-            asked && self.profile.server_supports_complete && self.kind.is_backup();
+        // RESTORE never sends it, so it never returns the flag; nor does a
+        // snapshot BACKUP, which ends at VDC_Snapshot (clause
+        // snapshot.sequence).
+        self.complete_enabled = asked
+            && self.profile.server_supports_complete
+            && self.kind.is_backup()
+            && !stmt.plan.snapshot;
         let mut features = client.union(self.media_feature());
         if self.complete_enabled {
             features = features.union(Features::CompleteEnabled);
