@@ -195,6 +195,7 @@ pub mod id {
         TAPE_FILEMARKS = "tape.filemarks";
         TAPE_POSITION = "tape.position";
         TAPE_END_REWIND = "tape.end-rewind";
+        TAPE_MEDIA_NAME = "tape.media-name";
         MEDIA_NEXT_VOLUME = "media.next-volume";
         SNAPSHOT_SEQUENCE = "snapshot.sequence";
         SNAPSHOT_ONE_DEVICE = "snapshot.one-device";

@@ -987,6 +987,15 @@ pub static CATALOG: &[Clause] = &[
         None,
         &[],
     ),
+    c(
+        id::TAPE_MEDIA_NAME,
+        "BACKUP WITH MEDIANAME names the media set: the name is written into every family's media header; RESTORE WITH MEDIANAME checks it, and media with another name (or none) fail the RESTORE after their headers are read. The reference does not give SQL Server's message: the model's is Msg 3264 with its own text.",
+        "§1.3",
+        "[SPEC Configuration]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
     // ---- Snapshot backups ---------------------------------------------------------
     c(
         id::SNAPSHOT_SEQUENCE,

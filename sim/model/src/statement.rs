@@ -605,6 +605,9 @@ pub struct BackupMeta {
     pub checkpoint_lsn: u64,
     pub database_backup_lsn: u64,
     pub started_unix_ms: u64,
+    /// The media set's name (MEDIANAME; empty: none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub media_name: String,
 }
 
 impl BackupMeta {
@@ -721,6 +724,7 @@ impl BackupRecord {
             started_unix_ms: m.started_unix_ms,
             database: self.database.clone(),
             server: m.server.clone(),
+            media_name: m.media_name.clone(),
         }
     }
 
@@ -784,6 +788,7 @@ impl BackupRecord {
                 checkpoint_lsn: first.checkpoint_lsn,
                 database_backup_lsn: first.database_backup_lsn,
                 started_unix_ms: first.started_unix_ms,
+                media_name: first.media_name.clone(),
             },
         })
     }

@@ -18,7 +18,7 @@ use vdi_model::calllog::{
 };
 use vdi_model::checks::obligations::{self, Context, ProgramEnd, StatementEnd};
 use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Ret};
-use vdi_model::content::Content;
+use vdi_model::content::{Content, Extent};
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_model::msg::Timeout;
 use vdi_model::msg::{BufId, Cmd, CmdId, Completion, DevIx, ToClient, ToServer};
@@ -3104,6 +3104,31 @@ fn tape_position() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(p[0].detail.contains("block address 0"), "{p:?}");
     assert!(cites(&r, id::TAPE_POSITION));
+}
+
+/// `tape.media-name`: BACKUP WITH MEDIANAME writes the name into the media
+/// header and a RESTORE WITH the same MEDIANAME succeeds; a RESTORE naming
+/// another (here of media made without a name) fails with Msg 3264 once
+/// the header is read.
+#[test]
+fn tape_media_name() {
+    let mut s = spec(Operation::Roundtrip, 1, 4);
+    s.plan.tape.media_name = Some("weekly".into());
+    let r = run(&s, WorldConfig::new(75));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let header = r.client.media[0].extents()[0].clone();
+    let Extent::Header { header, .. } = header else {
+        panic!("the media begin with a header: {header:?}");
+    };
+    assert_eq!(header.media_name, "weekly");
+    let mut other = spec(Operation::Restore, 1, 4);
+    other.plan.tape.media_name = Some("monthly".into());
+    let r = run(&other, WorldConfig::new(75));
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::BadMedia));
+    assert!(has_msg(o, 3264, "MEDIANAME 'monthly'"), "{}", msgs(o));
+    assert!(cites(&r, id::MEDIA_HEADER));
 }
 
 /// `tape.end-rewind`: REWIND / UNLOAD (the defaults) end a statement

@@ -433,6 +433,9 @@ pub struct ServerHalf {
     /// Tape-like devices are rewound when the statement succeeded
     /// (REWIND / UNLOAD; clause `tape.end-rewind`).
     end_rewind: bool,
+    /// RESTORE WITH MEDIANAME: the name the media must carry (clause
+    /// `tape.media-name`).
+    media_name: Option<String>,
     /// WITH SNAPSHOT (module `snapshot`), where its freeze stands, the
     /// last freeze time and the messages the freeze adds to the outcome.
     snapshot: bool,
@@ -533,6 +536,7 @@ impl ServerHalf {
             features: Features(0),
             complete_enabled: false,
             end_rewind: false,
+            media_name: None,
             snapshot: false,
             freeze: snapshot::Freeze::Idle,
             freeze_ms: None,

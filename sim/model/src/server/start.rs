@@ -98,6 +98,7 @@ impl ServerHalf {
         self.features = Features(0);
         self.complete_enabled = false;
         self.end_rewind = stmt.plan.tape.rewinds_at_end(stmt.kind);
+        self.media_name = stmt.plan.tape.media_name.clone();
         self.snapshot = stmt.plan.snapshot;
         self.freeze = super::snapshot::Freeze::Idle;
         self.freeze_ms = None;
@@ -279,6 +280,11 @@ impl ServerHalf {
             for (k, f) in rec.families.iter_mut().enumerate() {
                 f.origin = crate::content::origin_of(&[hi, lo, k as u64, n]);
             }
+        }
+        if let Some(name) = &stmt.plan.tape.media_name {
+            // BACKUP WITH MEDIANAME: the name goes into every family's
+            // header (clause tape.media-name).
+            meta.media_name = name.clone();
         }
         rec.meta = meta;
         Some(rec)
