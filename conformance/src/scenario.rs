@@ -275,17 +275,16 @@ pub struct Scenario {
 /// Capabilities a case may require:
 /// - `abi`: calls through a real binary interface (C ABI, COM vtable,
 ///   Linux class symbols), e.g. Release after Close, struct layouts seen by C.
-/// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O
-///   (the model has it; the ABI and serve backends do not stage disk-like
-///   devices yet).
+/// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O.
 /// - `tape-mode`: tape-like (VDF_LikeTape) devices: positioning commands
-///   and filemarks (the model has it; the ABI and serve backends do not
-///   stage tape-like devices yet).
+///   and filemarks.
 /// - `removable-media`: removable pipe-like devices whose families span
-///   volumes (ERROR_END_OF_MEDIA, VDC_Load; the model has it).
+///   volumes (ERROR_END_OF_MEDIA, VDC_Load).
 /// - `snapshot`: snapshot backups (WITH SNAPSHOT: VDC_PrepareToFreeze,
-///   VDC_Snapshot, VDC_MountSnapshot; the model has it).
-/// - `secondary-process`: a second client process (OpenInSecondary across processes).
+///   VDC_Snapshot, VDC_MountSnapshot).
+/// - `secondary-process`: a second client process (OpenInSecondary across
+///   processes) with its own death; the model has it, the ABI and serve
+///   backends (one client process) do not.
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
 /// - `scheduler-steps`: the model's scheduler (a step bound, faults at a
 ///   step); real implementations have no steps.
