@@ -276,13 +276,24 @@ pub struct Scenario {
 /// - `abi`: calls through a real binary interface (C ABI, COM vtable,
 ///   Linux class symbols), e.g. Release after Close, struct layouts seen by C.
 /// - `disk-mode`: disk-like (VDF_RandomAccess) devices with positioned I/O.
-/// - `secondary-process`: a second client process (OpenInSecondary across processes).
+/// - `tape-mode`: tape-like (VDF_LikeTape) devices: positioning commands
+///   and filemarks.
+/// - `removable-media`: removable pipe-like devices whose families span
+///   volumes (ERROR_END_OF_MEDIA, VDC_Load).
+/// - `snapshot`: snapshot backups (WITH SNAPSHOT: VDC_PrepareToFreeze,
+///   VDC_Snapshot, VDC_MountSnapshot).
+/// - `secondary-process`: a second client process (OpenInSecondary across
+///   processes) with its own death; the model has it, the ABI and serve
+///   backends (one client process) do not.
 /// - `windows-security`: process DACLs and elevation (E_ACCESSDENIED, VD_E_SECURITY).
 /// - `scheduler-steps`: the model's scheduler (a step bound, faults at a
 ///   step); real implementations have no steps.
 pub const CAPABILITIES: &[&str] = &[
     "abi",
     "disk-mode",
+    "tape-mode",
+    "removable-media",
+    "snapshot",
     "secondary-process",
     "windows-security",
     "scheduler-steps",

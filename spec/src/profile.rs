@@ -107,6 +107,21 @@ pub enum Disconnect {
     Abort,
 }
 
+/// In which order the server writes a family on a disk-like
+/// (VDF_RandomAccess) device (clause `disk.header-order`). The reference
+/// says only "sequential positioned Read/Write" (vdi-spec.md §5.19).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskHeaderOrder {
+    /// In sequence from position 0: the media header, then the data (the
+    /// reference's sequential order; what a pipe receives too).
+    First,
+    /// The data from just after the header first; once every data Write is
+    /// acknowledged, a seek back: the media header at position 0, then the
+    /// final Flush.
+    Last,
+}
+
 /// Every open choice of the model. See each field for its clause and default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -173,6 +188,13 @@ pub struct Profile {
     /// attention — default `run-to-end`. INFERRED (SQL Server notices a dead
     /// connection when it next writes to it).
     pub disconnect_without_attention: Disconnect,
+    /// `disk.header-order`: where the media header goes on a disk-like
+    /// device — default `first` (sequential). INFERRED (§5.19).
+    pub disk_header_order: DiskHeaderOrder,
+    /// `snapshot.freeze-timeout`: how long a snapshot backup may hold the
+    /// database frozen before the server aborts it, in ms — default 0
+    /// (no limit: the reference names none). INFERRED (§5.13).
+    pub snapshot_freeze_timeout_ms: u64,
 }
 
 impl Default for Profile {
@@ -199,6 +221,8 @@ impl Default for Profile {
             use_after_close_code: Hresult::VD_E_PROTOCOL,
             restore_overread: false,
             disconnect_without_attention: Disconnect::RunToEnd,
+            disk_header_order: DiskHeaderOrder::First,
+            snapshot_freeze_timeout_ms: 0,
         }
     }
 }
@@ -347,6 +371,18 @@ const PARAMS: &[Param] = &[
         value: |d| json(&d.disconnect_without_attention),
         basis: "INFERRED (SQL Server notices a dead connection when it next writes)",
         doc: "a BACKUP/RESTORE whose connection ends without a cancel: run-to-end or abort",
+    },
+    Param {
+        key: "disk-header-order",
+        value: |d| json(&d.disk_header_order),
+        basis: "INFERRED §5.19",
+        doc: "on a disk-like device: write the media header first (sequential, the reference's order) or last (data first, then a seek back to position 0)",
+    },
+    Param {
+        key: "snapshot-freeze-timeout-ms",
+        value: |d| json(&d.snapshot_freeze_timeout_ms),
+        basis: "INFERRED §5.13 (the reference names no limit)",
+        doc: "a snapshot backup holding the database frozen longer than this is aborted by the server (0: no limit)",
     },
 ];
 

@@ -266,7 +266,12 @@ macro_rules! abi_backend {
                 }
             }
             fn capabilities(&self) -> &'static [&'static str] {
-                &["abi"]
+                // The server behind the library is the model's server half,
+                // and the built-in programs run unchanged over the ABI: the
+                // device modes and snapshots are staged as on the model. A
+                // secondary process is not: the program executor has one
+                // process, whose death is the primary's.
+                &["abi", "disk-mode", "tape-mode", "removable-media", "snapshot"]
             }
             fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
                 self.driver()?.reset(setup)

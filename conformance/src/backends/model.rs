@@ -70,7 +70,14 @@ impl ModelBackend {
 
 impl Backend for ModelBackend {
     fn capabilities(&self) -> &'static [&'static str] {
-        &["scheduler-steps"]
+        &[
+            "scheduler-steps",
+            "disk-mode",
+            "tape-mode",
+            "removable-media",
+            "snapshot",
+            "secondary-process",
+        ]
     }
 
     fn info(&self) -> BackendInfo {

@@ -231,6 +231,33 @@ impl Content {
         out
     }
 
+    /// Stores `data` at byte `pos`, as a disk-like device does with a
+    /// positioned Write (clause `disk.positioned-io`): the bytes there are
+    /// replaced, the content grows if the write goes past its end, and a
+    /// gap between the old end and `pos` holds garbage (what a file reads
+    /// as where nothing was written).
+    pub fn write_at(&mut self, pos: u64, data: &Content) {
+        let len = self.len();
+        let end = pos.saturating_add(data.len());
+        let mut out = self.slice(0, pos);
+        if pos > len {
+            out.push(Extent::Garbage { len: pos - len });
+        }
+        out.append(data);
+        if end < len {
+            out.append(&self.slice(end, len - end));
+        }
+        *self = out;
+    }
+
+    /// Cuts the content at `len` bytes (end-of-file set there; clause
+    /// `flush.disk-sets-eof`). Longer `len` changes nothing.
+    pub fn truncate(&mut self, len: u64) {
+        if len < self.len() {
+            *self = self.slice(0, len);
+        }
+    }
+
     /// Whether this is exactly bytes `offset..offset+len` of `origin`.
     pub fn is_stream(&self, origin: u64, offset: u64, len: u64) -> bool {
         if len == 0 {
@@ -484,6 +511,30 @@ mod tests {
         assert!(c.slice(10, 20).is_stream(7, 10, 20));
         assert_eq!(c.slice(160, 100).len(), 3);
         assert_eq!(c.matching_prefix(7, 0), 150);
+    }
+
+    /// Clause `disk.positioned-io`: a positioned write replaces the bytes
+    /// at its position, fills a gap with garbage and grows the content;
+    /// writing the parts in any order gives the sequential result; clause
+    /// `flush.disk-sets-eof`: truncation cuts what lay beyond.
+    #[test]
+    fn write_at_and_truncate() {
+        let mut c = Content::Empty;
+        c.write_at(100, &Content::stream(7, 100, 50));
+        assert_eq!(c.len(), 150);
+        assert_eq!(c.extents()[0], Extent::Garbage { len: 100 });
+        c.write_at(0, &Content::stream(7, 0, 100));
+        assert_eq!(c, Content::stream(7, 0, 150));
+        c.write_at(20, &Content::stream(9, 0, 10));
+        assert_eq!(c.len(), 150);
+        assert!(c.slice(20, 10).is_stream(9, 0, 10));
+        assert!(c.slice(30, 120).is_stream(7, 30, 120));
+        c.write_at(20, &Content::stream(7, 20, 10));
+        assert_eq!(c, Content::stream(7, 0, 150));
+        c.truncate(400);
+        assert_eq!(c.len(), 150);
+        c.truncate(60);
+        assert_eq!(c, Content::stream(7, 0, 60));
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //!   [`media`]: the self-describing header every media family begins with.
 //! - [`statement`]: BACKUP / RESTORE statements, the server's plan, the
 //!   backup history; [`outcome`]: what the statement's connection reports.
+//! - [`tape`]: a tape-like client's medium: bytes, filemarks, the head;
+//!   [`secondary`]: a secondary client process (OpenInSecondary).
 //! - [`trace`]: the canonical JSONL trace and its hash.
 //! - [`fault`]: fault plans and the one trigger matcher
 //!   ([`fault::FaultSchedule`]) every driver uses.
@@ -53,6 +55,8 @@ pub mod mutation;
 pub mod outcome;
 pub mod process;
 pub mod programs;
+pub mod secondary;
 pub mod server;
 pub mod statement;
+pub mod tape;
 pub mod trace;

@@ -24,6 +24,28 @@ pub struct ClientProcess {
     /// Read cursors into `media` during a restore.
     #[serde(skip)]
     pub cursors: Vec<u64>,
+    /// A tape-like client's filemarks per device (byte offsets into
+    /// `media`; module `tape`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub marks: Vec<Vec<u64>>,
+    /// A tape-like client's heads per device.
+    #[serde(skip)]
+    pub heads: Vec<crate::tape::Head>,
+    /// A removable pipe-like client's volumes per device: the media offsets
+    /// where each volume after the first begins (module `tape`,
+    /// `perform_volume`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Vec<u64>>,
+    /// The volume each device reads in a RESTORE.
+    #[serde(skip)]
+    pub volume: Vec<usize>,
+    /// Whether the current statement reads the media (a RESTORE).
+    #[serde(skip)]
+    pub reading: bool,
+    /// The furthest byte each device's Writes reached in the current
+    /// statement (where a disk-like client's Flush sets end-of-file).
+    #[serde(skip)]
+    pub written: Vec<u64>,
     /// Device handles of the current set, by device index.
     #[serde(skip)]
     pub handles: Vec<Option<DeviceHandle>>,

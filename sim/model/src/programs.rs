@@ -18,6 +18,7 @@ use crate::statement::{
     BackupRecord, ServerPlan, SpecError, Statement, StatementKind, StatementSpec,
     default_device_names,
 };
+use crate::tape::Head;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use vdi_spec::{CommandCode, Features, Hresult, TransferOptions, VdConfig, Win32};
@@ -92,6 +93,17 @@ pub enum Flaw {
     /// loops, perhaps blocked in GetCommand (clause `close.wait-for-close`).
     /// The library must still answer every one of them: nothing hangs.
     ClosesWhileDevicesWait,
+    /// A disk-like client that ignores the commands' positions: it appends
+    /// each Write at its own end and answers each Read from a running
+    /// cursor, as a pipe would (clause `disk.positioned-io`).
+    IgnoresPosition,
+    /// A disk-like client whose Flush does not set end-of-file: bytes an
+    /// older, longer file held beyond the backup stay (clause
+    /// `flush.disk-sets-eof`).
+    NoEndOfFile,
+    /// Completes VDC_Snapshot with ERROR_OPERATION_ABORTED: it could not
+    /// take the snapshot (clause `snapshot.abort`).
+    AbortsSnapshot,
 }
 
 impl Flaw {
@@ -106,6 +118,14 @@ impl Flaw {
         Flaw::FlushNotSupported,
         Flaw::ClosesWhileDevicesWait,
     ];
+    /// Flaws of disk-like and snapshot clients: they change nothing for a
+    /// pipe-like one, so they are kept apart from [`Flaw::ALL`] (which the
+    /// random pipe-client generators and the determinism pins draw from).
+    pub const DEVICE_MODES: [Flaw; 3] = [
+        Flaw::IgnoresPosition,
+        Flaw::NoEndOfFile,
+        Flaw::AbortsSnapshot,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Flaw::ClosesBeforeClose => "closes-before-close",
@@ -117,10 +137,17 @@ impl Flaw {
             Flaw::IgnoresOutcome => "ignores-outcome",
             Flaw::FlushNotSupported => "flush-not-supported",
             Flaw::ClosesWhileDevicesWait => "closes-while-devices-wait",
+            Flaw::IgnoresPosition => "ignores-position",
+            Flaw::NoEndOfFile => "no-end-of-file",
+            Flaw::AbortsSnapshot => "aborts-snapshot",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
-        Flaw::ALL.iter().copied().find(|f| f.name() == s)
+        Flaw::ALL
+            .iter()
+            .chain(Flaw::DEVICE_MODES.iter())
+            .copied()
+            .find(|f| f.name() == s)
     }
 }
 
@@ -152,6 +179,22 @@ pub struct ClientProgram {
     pub get_configuration_attempts: u32,
     pub get_command_timeout_ms: u32,
     pub instance: Option<String>,
+    /// How long taking a snapshot takes the client, in ms: it completes
+    /// VDC_Snapshot that long after fetching it (the database stays frozen
+    /// meanwhile; clause `snapshot.freeze-time`).
+    pub snapshot_ms: u64,
+    /// A removable pipe-like client's medium capacity in bytes (0: no
+    /// limit; else at least 64 KiB, so a media header fits one volume):
+    /// a Write that does not fit is answered ERROR_END_OF_MEDIA (clause
+    /// `media.next-volume`).
+    pub volume_bytes: u64,
+    /// Devices served by a secondary client process (the set's last ones;
+    /// 0: none; fewer than the statement's devices). Module `secondary`.
+    pub secondary_devices: u16,
+    /// The secondary process dies when one of its device threads has
+    /// fetched this many commands (0: never; clause
+    /// `abort.secondary-death-undetected`).
+    pub secondary_dies_after: u32,
 }
 
 impl Default for ClientProgram {
@@ -168,6 +211,10 @@ impl Default for ClientProgram {
             get_configuration_attempts: d.get_configuration_attempts,
             get_command_timeout_ms: d.get_command_timeout_ms,
             instance: d.instance,
+            snapshot_ms: d.snapshot_ms,
+            volume_bytes: d.volume_bytes,
+            secondary_devices: d.secondary_devices,
+            secondary_dies_after: d.secondary_dies_after,
         }
     }
 }
@@ -192,6 +239,15 @@ pub struct ClientSpec {
     pub get_command_timeout_ms: u32,
     /// CreateEx instance (None = the default instance).
     pub instance: Option<String>,
+    /// How long the client takes to take a snapshot (VDC_Snapshot), in ms.
+    pub snapshot_ms: u64,
+    /// A removable pipe-like client's medium capacity (0: no limit).
+    pub volume_bytes: u64,
+    /// Devices served by a secondary client process (module `secondary`).
+    pub secondary_devices: u16,
+    /// Commands a secondary device thread fetches before its process dies
+    /// (0: never).
+    pub secondary_dies_after: u32,
     /// Set name stem; phase names append `-backup` / `-restore`.
     pub set_name: String,
     pub options: TransferOptions,
@@ -214,6 +270,10 @@ impl Default for ClientSpec {
             get_configuration_attempts: 30,
             get_command_timeout_ms: 10_000,
             instance: None,
+            snapshot_ms: 0,
+            volume_bytes: 0,
+            secondary_devices: 0,
+            secondary_dies_after: 0,
             set_name: "vdisim-set".to_string(),
             options: TransferOptions::default(),
             plan: ServerPlan::default(),
@@ -249,6 +309,10 @@ impl ClientSpec {
             get_configuration_attempts: program.get_configuration_attempts,
             get_command_timeout_ms: program.get_command_timeout_ms,
             instance: program.instance.clone(),
+            snapshot_ms: program.snapshot_ms,
+            volume_bytes: program.volume_bytes,
+            secondary_devices: program.secondary_devices,
+            secondary_dies_after: program.secondary_dies_after,
             set_name: set_name.to_string(),
             options: stmt.options(),
             plan: stmt.plan(seed)?,
@@ -263,6 +327,30 @@ impl ClientSpec {
 
     pub fn has(&self, f: Flaw) -> bool {
         self.flaws.contains(&f)
+    }
+    /// Whether the client declares a disk-like (VDF_RandomAccess) device.
+    pub fn disk(&self) -> bool {
+        Features(self.features).contains(Features::RandomAccess)
+    }
+    /// The capacity of each of a removable pipe-like client's volumes
+    /// (`None`: one medium holds everything).
+    pub fn volume(&self) -> Option<u64> {
+        let removable = Features(self.features).mode() == Some(vdi_spec::DeviceMode::PipeRemovable);
+        (removable && self.volume_bytes > 0)
+            .then(|| self.volume_bytes.max(crate::media::HEADER_BYTES))
+    }
+    /// How many devices the primary process serves itself (the others
+    /// are the secondary's).
+    pub fn primary_devices(&self) -> u16 {
+        if self.secondary_devices < self.devices {
+            self.devices - self.secondary_devices
+        } else {
+            self.devices
+        }
+    }
+    /// Whether the client declares a tape-like (VDF_LikeTape) device.
+    pub fn tape(&self) -> bool {
+        Features(self.features).mode() == Some(vdi_spec::DeviceMode::Tape)
     }
     fn config(&self) -> VdConfig {
         let mut f = Features(self.features);
@@ -414,11 +502,50 @@ impl Controller {
         self.attempts = 0;
         p.cursors = vec![0; self.spec.devices as usize];
         p.handles.clear();
+        let n = self.spec.devices as usize;
+        p.written = vec![0; n];
+        p.volume = vec![0; n];
+        p.reading = !self.phases[self.phase].is_backup();
+        if p.reading {
+            p.volumes.resize(n, Vec::new());
+        } else {
+            p.volumes = vec![Vec::new(); n];
+        }
+        if self.spec.tape() {
+            self.load_tapes(p);
+        }
         if self.phases[self.phase].is_backup() {
-            p.media = vec![Content::Empty; self.spec.devices as usize];
+            if self.spec.disk() {
+                // A disk-like device is a file that outlives the backup: the
+                // backup writes over what it held (clause
+                // `flush.disk-sets-eof`).
+                p.media.resize(n, Content::Empty);
+            } else {
+                p.media = vec![Content::Empty; n];
+            }
         }
         self.started = true;
         Action::StartStatement(self.statement())
+    }
+
+    /// A tape-like client's media at a statement's start: the heads at the
+    /// beginning; a BACKUP's tapes blank; a RESTORE's tapes that hold a
+    /// family but no filemarks (media seeded without them) get the marks
+    /// the model's tape BACKUP writes, after the media header and at the
+    /// end (clause `tape.sequence`).
+    fn load_tapes(&self, p: &mut ClientProcess) {
+        let n = self.spec.devices as usize;
+        p.heads = vec![Head::default(); n];
+        p.marks.resize(n, Vec::new());
+        if self.phases[self.phase].is_backup() {
+            p.marks = vec![Vec::new(); n];
+            return;
+        }
+        for (m, data) in p.marks.iter_mut().zip(&p.media) {
+            if m.is_empty() && data.len() >= crate::media::HEADER_BYTES {
+                *m = vec![crate::media::HEADER_BYTES, data.len()];
+            }
+        }
     }
 
     /// Step::GetConfig: GetConfiguration until the server configured the
@@ -470,7 +597,7 @@ impl Controller {
             return Some(Action::Call(Call::Close));
         }
         self.opened += 1;
-        if self.opened < self.spec.devices {
+        if self.opened < self.spec.primary_devices() {
             let names = self.spec.device_names(&self.set_name());
             return Some(Action::Call(Call::OpenDevice {
                 name: names[self.opened as usize].clone(),
@@ -483,7 +610,22 @@ impl Controller {
 
     /// Step::Spawn: a device thread per opened device, then Join.
     fn spawn_device(&mut self, p: &mut ClientProcess) -> Option<Action> {
-        if self.opened >= self.spec.devices {
+        let own = self.spec.primary_devices();
+        if self.opened == own && own < self.spec.devices {
+            // The secondary process serves the rest (module `secondary`).
+            self.opened += 1;
+            return Some(Action::Spawn {
+                who: crate::secondary::SECONDARY_PROCESS.into(),
+                dev: None,
+                prog: crate::secondary::controller(
+                    &self.spec,
+                    self.phase as u32 + 1,
+                    self.set_name(),
+                    own,
+                ),
+            });
+        }
+        if self.opened >= own {
             self.step = Step::Join;
             return Some(Action::Join);
         }
@@ -588,6 +730,7 @@ pub fn device_loop(spec: &ClientSpec, dev: DeviceHandle) -> Box<dyn Program> {
     Box::new(DeviceLoop {
         spec: spec.clone(),
         dev,
+        held: false,
         pending: None,
         done: false,
         fetched: 0,
@@ -601,12 +744,39 @@ struct DeviceLoop {
     dev: DeviceHandle,
     /// A command fetched and not yet completed.
     pending: Option<Cmd>,
+    /// The pending VDC_Snapshot is held while the snapshot is taken
+    /// (`snapshot_ms`).
+    held: bool,
     done: bool,
     /// Commands fetched (counted for [`Flaw::ClosesWhileDevicesWait`]).
     fetched: u32,
 }
 
 impl DeviceLoop {
+    /// Whether Reads and Writes go to the commands' positions (a disk-like
+    /// client that honours them; clause `disk.positioned-io`).
+    fn positioned(&self) -> bool {
+        self.spec.disk() && !self.spec.has(Flaw::IgnoresPosition)
+    }
+
+    /// Stores the first `n` bytes of Write `c`: at its position on a
+    /// disk-like device, else at the end of the stream.
+    fn store(&self, c: &Cmd, n: u64, p: &mut ClientProcess) {
+        let d = self.dev.index as usize;
+        let data = c.data.slice(0, n);
+        let Some(m) = p.media.get_mut(d) else { return };
+        let end = if self.positioned() {
+            m.write_at(c.position, &data);
+            c.position.saturating_add(n)
+        } else {
+            m.append(&data);
+            m.len()
+        };
+        if let Some(w) = p.written.get_mut(d) {
+            *w = (*w).max(end);
+        }
+    }
+
     fn get(&self) -> Action {
         Action::Call(Call::GetCommand {
             dev: self.dev,
@@ -616,6 +786,23 @@ impl DeviceLoop {
 
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
+        let special = if self.spec.tape() {
+            crate::tape::perform(&c, d, p)
+        } else if let Some(cap) = self.spec.volume() {
+            crate::tape::perform_volume(&c, d, cap, p)
+        } else {
+            None
+        };
+        if let Some((code, bytes, data, position)) = special {
+            return Action::Call(Call::CompleteCommand {
+                dev: self.dev,
+                cmd: c,
+                code,
+                bytes,
+                position,
+                data,
+            });
+        }
         let short = self.spec.has(Flaw::ShortTransfers);
         let (code, bytes, data) = match c.code {
             CommandCode::Write => {
@@ -624,13 +811,16 @@ impl DeviceLoop {
                 } else {
                     u64::from(c.size)
                 };
-                if let Some(m) = p.media.get_mut(d) {
-                    m.append(&c.data.slice(0, n));
-                }
+                self.store(&c, n, p);
                 (Win32::ERROR_SUCCESS, n, Content::Empty)
             }
             CommandCode::Read => {
-                let cur = p.cursors.get(d).copied().unwrap_or(0);
+                let cur = if self.positioned() {
+                    // clause disk.positioned-io
+                    c.position
+                } else {
+                    p.cursors.get(d).copied().unwrap_or(0)
+                };
                 let media = p.media.get(d).cloned().unwrap_or_default();
                 let want = if short {
                     u64::from(c.size) / 2
@@ -657,12 +847,29 @@ impl DeviceLoop {
                 if self.spec.has(Flaw::FlushNotSupported) {
                     (Win32::ERROR_NOT_SUPPORTED, 0, Content::Empty)
                 } else {
+                    if self.spec.disk()
+                        && !self.spec.has(Flaw::NoEndOfFile)
+                        && let (Some(m), Some(&eof)) = (p.media.get_mut(d), p.written.get(d))
+                    {
+                        // clause flush.disk-sets-eof
+                        m.truncate(eof);
+                    }
                     (Win32::ERROR_SUCCESS, 0, Content::Empty)
                 }
             }
-            CommandCode::ClearError | CommandCode::Complete => {
-                (Win32::ERROR_SUCCESS, 0, Content::Empty)
+            CommandCode::ClearError
+            | CommandCode::Complete
+            | CommandCode::PrepareToFreeze
+            | CommandCode::MountSnapshot => (Win32::ERROR_SUCCESS, 0, Content::Empty),
+            // clauses snapshot.freeze-time, snapshot.abort
+            CommandCode::Snapshot if self.spec.snapshot_ms > 0 && !self.held => {
+                self.held = true;
+                return Action::Sleep(self.spec.snapshot_ms);
             }
+            CommandCode::Snapshot if self.spec.has(Flaw::AbortsSnapshot) => {
+                (Win32::ERROR_OPERATION_ABORTED, 0, Content::Empty)
+            }
+            CommandCode::Snapshot => (Win32::ERROR_SUCCESS, 0, Content::Empty),
             _ => {
                 if self.spec.has(Flaw::IgnoresUnknownCommands) {
                     self.pending = None;
@@ -695,16 +902,25 @@ impl Program for DeviceLoop {
         write!(out, "dev {:?} {:?} {}", self.dev, self.pending, self.done).is_ok()
             && (!self.spec.has(Flaw::ClosesWhileDevicesWait)
                 || write!(out, " {}", self.fetched).is_ok())
+            && (!self.held || write!(out, " held").is_ok())
     }
 
     fn next(&mut self, last: Option<Reply>, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
+        if self.held
+            && last.is_none()
+            && let Some(c) = self.pending.clone()
+        {
+            // The snapshot is taken: complete the held VDC_Snapshot.
+            return self.perform(c, p);
+        }
         let Some(r) = last else { return self.get() };
         if self.done {
             p.devices[d].end.get_or_insert(r.code);
             return Action::Exit;
         }
         if let Some(_done) = self.pending.take() {
+            self.held = false;
             // Reply to CompleteCommand.
             if r.code != Hresult::NOERROR {
                 p.devices[d].end = Some(r.code);
@@ -750,7 +966,7 @@ mod tests {
 
     #[test]
     fn flaw_names_roundtrip() {
-        for f in Flaw::ALL {
+        for f in Flaw::ALL.into_iter().chain(Flaw::DEVICE_MODES) {
             assert_eq!(Flaw::from_name(f.name()), Some(f));
         }
     }

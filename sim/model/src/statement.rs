@@ -83,6 +83,71 @@ pub struct ExtraCommand {
     pub code: CommandCode,
 }
 
+/// The tape WITH options of a statement: `MEDIANAME = name`,
+/// `REWIND | NOREWIND` (BACKUP) and `UNLOAD | NOUNLOAD`. They matter on
+/// tape-like (VDF_LikeTape) devices only (clause `tape.end-rewind`): at
+/// the statement's end the server rewinds the tape with VDC_Rewind unless
+/// a BACKUP says NOREWIND (which implies NOUNLOAD) or a RESTORE says
+/// NOUNLOAD. VDI has no command that unloads a medium, so UNLOAD shows as
+/// that rewind alone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
+pub struct TapeOptions {
+    /// `MEDIANAME`: the media set's name (at most 128 characters).
+    pub media_name: Option<String>,
+    /// `REWIND` (the default) or `NOREWIND`.
+    pub rewind: bool,
+    /// `UNLOAD` (the default) or `NOUNLOAD`.
+    pub unload: bool,
+}
+
+impl Default for TapeOptions {
+    fn default() -> Self {
+        TapeOptions {
+            media_name: None,
+            rewind: true,
+            unload: true,
+        }
+    }
+}
+
+impl TapeOptions {
+    pub fn is_default(&self) -> bool {
+        *self == TapeOptions::default()
+    }
+    // The signature serde's `skip_serializing_if` needs for a boxed field.
+    #[allow(clippy::borrowed_box)]
+    fn is_default_boxed(t: &Box<TapeOptions>) -> bool {
+        t.is_default()
+    }
+
+    /// Whether a statement of `kind` ends with VDC_Rewind on a tape-like
+    /// device: a BACKUP unless NOREWIND, a RESTORE unless NOUNLOAD.
+    pub fn rewinds_at_end(&self, kind: StatementKind) -> bool {
+        if kind.is_backup() {
+            self.rewind
+        } else {
+            self.unload
+        }
+    }
+
+    /// The WITH items these options add to a statement's text (none for
+    /// the defaults).
+    pub fn tsql(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(n) = &self.media_name {
+            v.push(format!("MEDIANAME={}", quote_literal(n)));
+        }
+        if !self.rewind {
+            v.push("NOREWIND".into());
+        }
+        if !self.unload {
+            v.push("NOUNLOAD".into());
+        }
+        v
+    }
+}
+
 /// Server-side behaviour that is not T-SQL: how much data, how many
 /// Flushes, read sizes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +170,14 @@ pub struct ServerPlan {
     /// leaves it default.
     #[serde(default, skip_serializing_if = "BackupMeta::is_default_boxed")]
     pub media: Box<BackupMeta>,
+    /// The statement's tape options (T-SQL, applied here by the parser as
+    /// the media's meta is).
+    #[serde(default, skip_serializing_if = "TapeOptions::is_default_boxed")]
+    pub tape: Box<TapeOptions>,
+    /// `WITH SNAPSHOT` (or `METADATA_ONLY`): a snapshot BACKUP or RESTORE
+    /// (clauses `snapshot.*`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
 }
 
 impl Default for ServerPlan {
@@ -116,6 +189,8 @@ impl Default for ServerPlan {
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
             media: Box::default(),
+            tape: Box::default(),
+            snapshot: false,
         }
     }
 }
@@ -247,6 +322,11 @@ pub struct StatementSpec {
     pub metadata_bytes: u64,
     /// Probes: commands sent besides the data stream.
     pub extra_commands: Vec<ExtraCommand>,
+    /// MEDIANAME, REWIND | NOREWIND, UNLOAD | NOUNLOAD (default: no name,
+    /// REWIND, UNLOAD).
+    pub tape: TapeOptions,
+    /// WITH SNAPSHOT (default false).
+    pub snapshot: bool,
 }
 
 /// VIRTUAL_DEVICE clauses in a file: how many, or which names.
@@ -284,6 +364,8 @@ impl Default for StatementSpec {
             read_sizes: ReadSizeSpec::Word("max".into()),
             metadata_bytes: 64 * 1024,
             extra_commands: Vec::new(),
+            tape: TapeOptions::default(),
+            snapshot: false,
         }
     }
 }
@@ -333,6 +415,8 @@ impl StatementSpec {
             metadata_bytes: self.metadata_bytes,
             extra_commands: self.extra_commands.clone(),
             media: Box::default(),
+            tape: Box::new(self.tape.clone()),
+            snapshot: self.snapshot,
         })
     }
 
@@ -417,6 +501,10 @@ impl Statement {
         if let Some(c) = o.buffer_count {
             with.push(format!("BUFFERCOUNT={c}"));
         }
+        with.extend(self.plan.tape.tsql());
+        if self.plan.snapshot {
+            with.push("SNAPSHOT".into());
+        }
         let prep = if self.kind.is_backup() { "TO" } else { "FROM" };
         let db = match self.kind {
             StatementKind::RestoreHeaderOnly
@@ -439,7 +527,11 @@ impl Statement {
     /// [`ServerPlan::check_bounds`]). `restore_bytes` is the size of the
     /// backup a RESTORE reads, when known.
     pub fn check_bounds(&self, restore_bytes: Option<u64>) -> Result<(), BoundError> {
-        for name in std::iter::once(&self.database).chain(&self.devices) {
+        let media_name = self.plan.tape.media_name.iter();
+        for name in std::iter::once(&self.database)
+            .chain(&self.devices)
+            .chain(media_name)
+        {
             bounds::at_most(
                 "name length",
                 name.chars().count(),
@@ -513,6 +605,9 @@ pub struct BackupMeta {
     pub checkpoint_lsn: u64,
     pub database_backup_lsn: u64,
     pub started_unix_ms: u64,
+    /// The media set's name (MEDIANAME; empty: none).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub media_name: String,
 }
 
 impl BackupMeta {
@@ -629,6 +724,7 @@ impl BackupRecord {
             started_unix_ms: m.started_unix_ms,
             database: self.database.clone(),
             server: m.server.clone(),
+            media_name: m.media_name.clone(),
         }
     }
 
@@ -692,6 +788,7 @@ impl BackupRecord {
                 checkpoint_lsn: first.checkpoint_lsn,
                 database_backup_lsn: first.database_backup_lsn,
                 started_unix_ms: first.started_unix_ms,
+                media_name: first.media_name.clone(),
             },
         })
     }

@@ -86,7 +86,15 @@ impl World {
             }
             Action::Spawn { who: w, dev, prog } => {
                 self.emit(&who, "Spawn", || w.clone(), None);
-                self.spawn_program(&w, dev, prog);
+                // A thread named `secondary` starts a new client process;
+                // any other belongs to its spawner's.
+                let process = if w == vdi_model::secondary::SECONDARY_PROCESS {
+                    1 + self.threads.iter().map(|t| t.process).max().unwrap_or(0)
+                } else {
+                    self.threads[i].process
+                };
+                let t = self.spawn_program(&w, dev, prog);
+                self.threads[t].process = process;
                 self.threads[i].reply = Some(Reply::code(Hresult::NOERROR, None));
             }
             Action::Join => {
@@ -108,6 +116,9 @@ impl World {
                 self.threads[i].state = ThreadState::Done;
                 self.emit(&who, "Exit", String::new, None);
                 self.wake_joiners();
+            }
+            Action::Die if self.threads[i].process != 0 => {
+                self.kill_secondary(self.threads[i].process);
             }
             Action::Die => self.kill_client(),
         }

@@ -37,6 +37,7 @@ impl World {
             dev,
             scripted: true,
             polls: 0,
+            process: 0,
         });
         self.threads.len() - 1
     }
@@ -83,6 +84,7 @@ impl World {
             dev,
             scripted: false,
             polls: 0,
+            process: 0,
         });
         self.threads.len() - 1
     }

@@ -141,6 +141,27 @@ impl World {
         self.wake_statement_waiters();
     }
 
+    /// Secondary client process `process` dies: its threads stop. VDI is
+    /// not told (clause `abort.secondary-death-undetected`): no message
+    /// reaches the server, the set stays open, and what the secondary had
+    /// fetched stays unanswered.
+    pub(crate) fn kill_secondary(&mut self, process: u32) {
+        let mut n = 0;
+        for t in &mut self.threads {
+            if t.process == process && !t.state.is_done() {
+                t.state = ThreadState::Done;
+                n += 1;
+            }
+        }
+        self.emit(
+            "world",
+            "SecondaryDied",
+            || format!("process {process}: {n} threads end; VDI is not told, the set stays open"),
+            Some(id::ABORT_SECONDARY_DEATH_UNDETECTED),
+        );
+        self.wake_joiners();
+    }
+
     pub(crate) fn kill_client(&mut self) {
         if !self.client_alive {
             return;

@@ -86,6 +86,9 @@ pub(crate) struct Thread {
     /// Polls in a row that found nothing (see
     /// [`WorldConfig::poll_backoff_max_ms`]).
     pub(crate) polls: u32,
+    /// The client process the thread belongs to: 0 the primary, else a
+    /// secondary (`vdi_model::secondary`), which dies on its own.
+    pub(crate) process: u32,
 }
 
 /// Everything a run needs.
@@ -272,6 +275,7 @@ impl World {
                 dev: None,
                 scripted: false,
                 polls: 0,
+                process: 0,
             }],
             process,
             trace,

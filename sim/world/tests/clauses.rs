@@ -18,7 +18,7 @@ use vdi_model::calllog::{
 };
 use vdi_model::checks::obligations::{self, Context, ProgramEnd, StatementEnd};
 use vdi_model::client::{Blocking, ClientSet, DeviceHandle, Ret};
-use vdi_model::content::Content;
+use vdi_model::content::{Content, Extent};
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_model::msg::Timeout;
 use vdi_model::msg::{BufId, Cmd, CmdId, Completion, DevIx, ToClient, ToServer};
@@ -32,7 +32,8 @@ use vdi_sim::world::{End, RunResult, WorldConfig};
 use vdi_spec::ClauseId;
 use vdi_spec::id;
 use vdi_spec::profile::{
-    AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, ErrorTermination, ShortTransfer,
+    AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, DiskHeaderOrder, ErrorTermination,
+    ShortTransfer,
 };
 use vdi_spec::{
     ClientState, CommandCode, Features, Hresult, Profile, TableMethod, VdConfig, Win32,
@@ -1840,6 +1841,51 @@ fn abort_no_commands_after() {
     }
 }
 
+/// `abort.secondary-death-undetected`: a primary that serves device 0 and
+/// starts a secondary process for device 1 backs up and restores; when
+/// the secondary dies holding its 2nd command, VDI is not told (no message
+/// reaches the server, no abort): with the watchdog off the primary waits
+/// until the run's budget ends, the statement still running; with
+/// serverTimeOut 1000 ms only the server's watchdog ends it (failed, the
+/// primary's device sees VD_E_ABORT).
+#[test]
+fn abort_secondary_death_undetected() {
+    let mut s = spec(Operation::Roundtrip, 2, 6);
+    s.secondary_devices = 1;
+    let r = run(&s, WorldConfig::new(95));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let opened = events(&r, "secondary", "OpenInSecondary");
+    assert_eq!(opened.len(), 2, "one secondary per phase");
+
+    s.operation = Operation::Backup;
+    s.secondary_dies_after = 2;
+    s.server_timeout_ms = 0;
+    let mut cfg = WorldConfig::new(95);
+    cfg.budget_ms = 120_000;
+    let r = run(&s, cfg);
+    assert_ne!(r.end, End::Finished);
+    assert_eq!(events(&r, "world", "SecondaryDied").len(), 1);
+    assert!(cites(&r, id::ABORT_SECONDARY_DEATH_UNDETECTED));
+    assert!(!cites(&r, id::ABORT_CLIENT_DEATH));
+    let fired = |r: &RunResult| {
+        events(r, "server", "Watchdog")
+            .iter()
+            .any(|e| e.detail.contains("SignalAbort"))
+    };
+    assert!(!fired(&r), "the watchdog is off");
+    assert_eq!(outcome(&r, 0).status, Status::Running);
+
+    s.server_timeout_ms = 1000;
+    let r = run(&s, WorldConfig::new(95));
+    assert_eq!(r.end, End::Finished);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::Watchdog), "{}", msgs(o));
+    assert!(fired(&r));
+    assert_eq!(r.client.devices[0].end, Some(Hresult::VD_E_ABORT));
+    assert!(!cites(&r, id::ABORT_CLIENT_DEATH));
+}
+
 /// `abort.client-death`: the death of the client process aborts the set:
 /// the server's outstanding I/O completes with ERROR_OPERATION_ABORTED and
 /// the statement fails.
@@ -2517,6 +2563,593 @@ fn flush_restore_not_supported_misuse() {
     let o = outcome(&r, 0);
     assert_eq!(o.status, Status::Failed);
     assert!(has_msg(o, 3202, "50("), "{}", msgs(o));
+}
+
+/// `flush.disk-sets-eof`: a disk-like backup over a file that held an
+/// older, longer backup: each acknowledged VDC_Flush sets end-of-file at
+/// the furthest byte written, so the device holds exactly the new family;
+/// a client whose Flush leaves the old tail (flaw no-end-of-file) holds
+/// more than the family, which the backup check reports.
+#[test]
+fn flush_disk_sets_eof() {
+    for mid_flushes in [0, 2] {
+        let mut s = spec(Operation::Backup, 1, 4);
+        s.features = Features::LikeDisk.0;
+        s.plan.mid_flushes = mid_flushes;
+        let old = spec(Operation::Backup, 1, 12).backup_layout();
+        let mut cfg = WorldConfig::new(48);
+        cfg.seed_backups.push(old.clone());
+        let r = run(&s, cfg.clone());
+        assert_clean(&r);
+        assert!(all_succeeded(&r));
+        let eofs = events(&r, "server", "EndOfFile");
+        assert_eq!(eofs.len(), mid_flushes as usize + 1, "{eofs:?}");
+        // No violation: the device holds exactly the new family, which is
+        // shorter than the old one.
+        let len = r.client.media[0].len();
+        assert!(len < old.families[0].media_len());
+        assert!(
+            eofs.last()
+                .unwrap()
+                .detail
+                .ends_with(&format!("end-of-file at byte {len}")),
+            "{eofs:?}"
+        );
+        assert!(cites(&r, id::FLUSH_DISK_SETS_EOF));
+
+        s.flaws.insert(Flaw::NoEndOfFile);
+        let r = run(&s, cfg);
+        assert!(all_succeeded(&r));
+        assert_eq!(r.client.media[0].len(), old.families[0].media_len());
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| id::RESTORE_BYTE_IDENTICAL == v.clause),
+            "{:?}",
+            r.violations
+        );
+    }
+}
+
+// ======================================================================
+// Disk-like devices
+// ======================================================================
+
+/// The server's profile with `disk-header-order = last`.
+fn header_last() -> Profile {
+    Profile {
+        disk_header_order: DiskHeaderOrder::Last,
+        ..Profile::default()
+    }
+}
+
+/// The positions of the Writes the server sent on device `dev`, in order.
+fn write_positions(r: &RunResult, dev: u64) -> Vec<(u64, u64)> {
+    events(r, "server", "SendCommand")
+        .iter()
+        .filter(|e| e.detail.contains("VDC_Write") && field(&e.detail, "dev") == Some(dev))
+        .filter_map(|e| Some((field(&e.detail, "pos")?, field(&e.detail, "size")?)))
+        .collect()
+}
+
+/// `disk.positioned-io`: a disk-like client stores each Write at its
+/// position and answers each Read from its position: under
+/// `disk-header-order = last` (the header written after the data) and
+/// with short transfers reissued out of stream order, a backup and its
+/// restore still succeed byte for byte; a client that ignores the
+/// positions (flaw ignores-position) appends the header after the data,
+/// which the backup check reports.
+#[test]
+fn disk_positioned_io() {
+    let mut s = spec(Operation::Roundtrip, 2, 8);
+    s.features = Features::LikeDisk.0;
+    s.plan.mid_flushes = 1;
+    let mut cfg = WorldConfig::new(49);
+    cfg.profile = header_last();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    assert!(cites(&r, id::DISK_POSITIONED_IO));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+
+    // A short Write under `reissue` while later Writes are outstanding (on
+    // a pipe that fails, see command_short_transfer): the remainder goes
+    // out at its position and the backup is byte-exact.
+    let mut reissue = WorldConfig::new(50);
+    reissue.profile.short_transfer = ShortTransfer::Reissue;
+    let disk = VdConfig::client(1, Features::LikeDisk);
+    let (mut d, ctl, ts, hs) = driven_backup(reissue, 1, 3, disk);
+    let k = common::command(&d.get_command(ts[0], hs[0]));
+    d.w.process().media = vec![Content::Empty];
+    d.w.process().media[0].write_at(k.position, &k.data.slice(0, 32768));
+    let r = d.call(
+        ts[0],
+        Call::CompleteCommand {
+            dev: hs[0],
+            position: k.position,
+            code: Win32::ERROR_SUCCESS,
+            bytes: 32768,
+            data: Content::Empty,
+            cmd: k.clone(),
+        },
+    );
+    assert_eq!(r.code, Hresult::NOERROR);
+    assert_eq!(d.serve(ts[0], hs[0]), Hresult::VD_E_CLOSE);
+    d.call(ctl, Call::Close);
+    let o = d.w.wait_statement(Timeout::Infinite).unwrap().unwrap();
+    assert!(o.succeeded(), "{}", msgs(&o));
+    let r = d.w.finish_driven();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    let w = write_positions(&r, 0);
+    let rest = w
+        .iter()
+        .position(|p| *p == (k.position + 32768, 32768))
+        .expect("the remainder at its position");
+    assert!(
+        w[..rest].iter().any(|p| p.0 > k.position + 32768),
+        "later Writes went out before the remainder: {w:?}"
+    );
+
+    let mut flawed = s.clone();
+    flawed.flaws.insert(Flaw::IgnoresPosition);
+    let r = run(&flawed, cfg);
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| id::RESTORE_BYTE_IDENTICAL == v.clause),
+        "{:?}",
+        r.violations
+    );
+}
+
+/// `disk.header-order`: on a disk-like device the default order is the
+/// sequential one (header at 0 first, then ascending); under
+/// `disk-header-order = last` the data goes first from just after the
+/// header and the header is the last Write, at position 0, sent once every
+/// data Write was acknowledged. A pipe-like device ignores the parameter.
+#[test]
+fn disk_header_order() {
+    let mut s = spec(Operation::Backup, 1, 6);
+    s.features = Features::LikeDisk.0;
+    let r = run(&s, WorldConfig::new(51));
+    assert_clean(&r);
+    let w = write_positions(&r, 0);
+    assert_eq!(w[0], (0, 65536));
+    assert!(w.windows(2).all(|p| p[1].0 == p[0].0 + p[0].1), "{w:?}");
+    assert!(!cites(&r, id::DISK_HEADER_ORDER));
+
+    let mut cfg = WorldConfig::new(51);
+    cfg.profile = header_last();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let w = write_positions(&r, 0);
+    assert_eq!(*w.last().unwrap(), (0, 65536), "{w:?}");
+    assert_eq!(w[0].0, 65536);
+    assert!(cites(&r, id::DISK_HEADER_ORDER));
+    // Sent only when nothing else was outstanding on the device.
+    let ev = r.trace.events();
+    let header = ev
+        .iter()
+        .position(|e| e.what == "SendCommand" && e.clause == Some(id::DISK_HEADER_ORDER))
+        .unwrap();
+    let sent = ev[..header]
+        .iter()
+        .filter(|e| e.who == "server" && e.what == "SendCommand")
+        .count();
+    let done = ev[..header]
+        .iter()
+        .filter(|e| e.who == "server" && e.what == "Completion")
+        .count();
+    assert_eq!(sent, done, "the header waits for every data Write");
+
+    s.features = 0;
+    let r = run(&s, cfg);
+    assert_eq!(write_positions(&r, 0)[0], (0, 65536));
+    assert!(!cites(&r, id::DISK_HEADER_ORDER));
+}
+
+/// `media.next-volume`: a removable pipe-like client whose volumes hold
+/// 100 KiB backs up and restores a family of several volumes: each full
+/// volume answers ERROR_END_OF_MEDIA, the server clears the error, sends
+/// VDC_Load and writes the rest; the restore meets each volume's end
+/// (EOF), sends VDC_Load and reads on; both succeed byte for byte. Without
+/// VDF_Removable the client has one medium (no volumes), and a pipe that
+/// answers ERROR_END_OF_MEDIA (plan end-of-media) has no recovery: its
+/// BACKUP fails.
+#[test]
+fn media_next_volume() {
+    let mut s = spec(Operation::Roundtrip, 2, 6);
+    s.features = Features::Removable.0;
+    s.volume_bytes = 100 * 1024;
+    let r = run(&s, WorldConfig::new(90));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 0)));
+    let family = s.backup_layout().families[0].media_len();
+    let volumes = family.div_ceil(100 * 1024);
+    for dev in ["dev0", "dev1"] {
+        let cmds = fetched(&r, dev);
+        let loads = cmds.iter().filter(|c| *c == "VDC_Load").count() as u64;
+        assert_eq!(loads, 2 * (volumes - 1), "{dev}: {cmds:?}");
+    }
+    assert_eq!(r.client.volumes[0].len() as u64, volumes - 1);
+    assert!(cites(&r, id::MEDIA_NEXT_VOLUME));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+
+    let mut fixed = s.clone();
+    fixed.features = 0;
+    fixed.operation = Operation::Backup;
+    let r = run(&fixed, WorldConfig::new(90));
+    assert!(
+        all_succeeded(&r),
+        "a pipe without VDF_Removable has no volumes"
+    );
+    let mut full = spec(Operation::Backup, 1, 6);
+    full.features = 0;
+    let r = run_plan(&full, "end-of-media", 90);
+    assert!(!outcome(&r, 0).succeeded());
+}
+
+// ======================================================================
+// Snapshot backups
+// ======================================================================
+
+fn snapshot_spec(operation: Operation) -> ClientSpec {
+    let mut s = spec(operation, 1, 2);
+    s.plan.snapshot = true;
+    s
+}
+
+/// The freeze time a run traced (`Thaw frozen_ms=`).
+fn frozen_ms(r: &RunResult) -> Option<u64> {
+    events(r, "server", "Thaw")
+        .first()
+        .and_then(|e| field(&e.detail, "frozen_ms"))
+}
+
+/// `snapshot.sequence`: BACKUP WITH SNAPSHOT writes the header and the
+/// metadata, then sends VDC_Snapshot; no Flush follows, the device closes,
+/// the backup is on the media whole, and the outcome reports the freeze
+/// (3197, 3198) before 4035 and 3014.
+#[test]
+fn snapshot_sequence() {
+    let r = run(&snapshot_spec(Operation::Backup), WorldConfig::new(80));
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert!(o.succeeded(), "{}", msgs(o));
+    let numbers: Vec<u32> = o.messages.iter().map(|m| m.number).collect();
+    assert_eq!(numbers, vec![3197, 3198, 4035, 3014]);
+    let cmds = fetched(&r, "dev0");
+    assert_eq!(
+        cmds.last().map(String::as_str),
+        Some("VDC_Snapshot"),
+        "{cmds:?}"
+    );
+    assert!(
+        cmds[..cmds.len() - 1].iter().all(|c| c == "VDC_Write"),
+        "{cmds:?}"
+    );
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_CLOSE)]);
+    assert!(cites(&r, id::SNAPSHOT_SEQUENCE));
+}
+
+/// `snapshot.one-device`: a snapshot statement over two devices fails
+/// before configuration (Msg 3217).
+#[test]
+fn snapshot_one_device() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.devices = 2;
+    s.get_configuration_attempts = 2;
+    let r = run(&s, WorldConfig::new(81));
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::BadOptions));
+    assert!(
+        has_msg(o, 3217, "SNAPSHOT needs exactly one"),
+        "{}",
+        msgs(o)
+    );
+    assert!(cites(&r, id::SNAPSHOT_ONE_DEVICE));
+}
+
+/// `snapshot.prepare-to-freeze`: with VDF_SnapshotPrepare the header is
+/// followed by VDC_PrepareToFreeze, and the freeze begins when the client
+/// acknowledges it, before the frozen-state metadata; without the flag no
+/// VDC_PrepareToFreeze is sent.
+#[test]
+fn snapshot_prepare_to_freeze() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.features = Features::SnapshotPrepare.0;
+    let r = run(&s, WorldConfig::new(82));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = fetched(&r, "dev0");
+    assert_eq!(cmds[0], "VDC_Write");
+    assert_eq!(cmds[1], "VDC_PrepareToFreeze", "{cmds:?}");
+    assert!(cmds[2..cmds.len() - 1].iter().all(|c| c == "VDC_Write"));
+    let ev = r.trace.events();
+    let freeze = ev.iter().position(|e| e.what == "Freeze").unwrap();
+    let prepared = ev
+        .iter()
+        .position(|e| e.what == "Completion" && e.detail.contains("VDC_PrepareToFreeze"))
+        .unwrap();
+    assert!(prepared < freeze);
+    assert!(cites(&r, id::SNAPSHOT_PREPARE_TO_FREEZE));
+    let r = run(&snapshot_spec(Operation::Backup), WorldConfig::new(82));
+    assert!(
+        !fetched(&r, "dev0")
+            .iter()
+            .any(|c| c == "VDC_PrepareToFreeze")
+    );
+}
+
+/// `snapshot.freeze-time`: a client that takes 5 s to take its snapshot
+/// holds the database frozen at least that long; the freeze time is in the
+/// trace and in Msg 3198 of the outcome; a quick client's is shorter.
+#[test]
+fn snapshot_freeze_time() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.snapshot_ms = 5000;
+    let r = run(&s, WorldConfig::new(83));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let slow = frozen_ms(&r).expect("a Thaw event");
+    assert!(slow >= 5000, "{slow}");
+    assert!(
+        has_msg(outcome(&r, 0), 3198, &format!("Frozen for {slow} ms")),
+        "{}",
+        msgs(outcome(&r, 0))
+    );
+    let quick = frozen_ms(&run(
+        &snapshot_spec(Operation::Backup),
+        WorldConfig::new(83),
+    ))
+    .unwrap();
+    assert!(quick < slow, "{quick} vs {slow}");
+    assert!(cites(&r, id::SNAPSHOT_FREEZE_TIME));
+}
+
+/// `snapshot.abort`: a client that completes VDC_Snapshot with
+/// ERROR_OPERATION_ABORTED ends the freeze (3198) and the BACKUP fails
+/// (ClientAbort, Msg 18210, 3013).
+#[test]
+fn snapshot_abort() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.flaws.insert(Flaw::AbortsSnapshot);
+    let r = run(&s, WorldConfig::new(84));
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::ClientAbort), "{}", msgs(o));
+    assert!(has_msg(o, 3198, "resumed"), "{}", msgs(o));
+    assert!(has_msg(o, 18210, "995("), "{}", msgs(o));
+    assert!(has_msg(o, 3013, ""), "{}", msgs(o));
+    assert!(frozen_ms(&r).is_some());
+    assert!(cites(&r, id::SNAPSHOT_ABORT));
+}
+
+/// `snapshot.freeze-timeout`: under `snapshot-freeze-timeout-ms = 1000` a
+/// client that needs 10 s for its snapshot is cut off: the freeze ends at
+/// 1000 ms, the server aborts the set, the device sees VD_E_ABORT and the
+/// BACKUP fails; with no limit (the default) the same client succeeds.
+#[test]
+fn snapshot_freeze_timeout() {
+    let mut s = snapshot_spec(Operation::Backup);
+    s.snapshot_ms = 10_000;
+    let mut cfg = WorldConfig::new(85);
+    cfg.profile.snapshot_freeze_timeout_ms = 1000;
+    let r = run(&s, cfg);
+    assert_clean(&r);
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::ServerAbort), "{}", msgs(o));
+    assert_eq!(frozen_ms(&r), Some(1000));
+    assert_eq!(device_ends(&r), vec![Some(Hresult::VD_E_ABORT)]);
+    assert!(cites(&r, id::SNAPSHOT_FREEZE_TIMEOUT));
+    let r = run(&s, WorldConfig::new(85));
+    assert!(all_succeeded(&r));
+}
+
+/// `snapshot.mount`: RESTORE WITH SNAPSHOT reads the metadata, then sends
+/// VDC_MountSnapshot; success ends the RESTORE successfully, an error fails
+/// it.
+#[test]
+fn snapshot_mount() {
+    let s = snapshot_spec(Operation::Roundtrip);
+    let r = run(&s, WorldConfig::new(86));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = fetched(&r, "dev0");
+    let snap = cmds.iter().position(|c| c == "VDC_Snapshot").unwrap();
+    let restore = &cmds[snap + 1..];
+    assert_eq!(
+        restore.last().map(String::as_str),
+        Some("VDC_MountSnapshot")
+    );
+    assert!(restore[..restore.len() - 1].iter().all(|c| c == "VDC_Read"));
+    assert_eq!(events(&r, "server", "Mounted").len(), 1);
+    assert!(cites(&r, id::SNAPSHOT_MOUNT));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_IO_DEVICE,
+    };
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            1,
+            Some(CommandCode::MountSnapshot),
+            Phase::Restore,
+            fault,
+        )],
+        86,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    assert!(!outcome(&r, 1).succeeded());
+}
+
+// ======================================================================
+// Tape-like devices
+// ======================================================================
+
+/// The commands device `dev` fetched, in order, without the data stream's
+/// Reads and Writes runs collapsed: each run of Reads or Writes is one
+/// entry.
+fn tape_script(r: &RunResult, dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in fetched(r, dev) {
+        if (c == "VDC_Write" || c == "VDC_Read") && v.last() == Some(&c) {
+            continue;
+        }
+        v.push(c);
+    }
+    v
+}
+
+fn tape_spec(operation: Operation, devices: u16) -> ClientSpec {
+    let mut s = spec(operation, devices, 6);
+    s.features = Features::LikeTape.0;
+    s
+}
+
+/// `tape.sequence`: on tape-like devices a BACKUP goes Rewind,
+/// GetPosition, header Write, WriteMark, data Writes, WriteMark, Flush,
+/// Rewind; a RESTORE Rewind, GetPosition, header Read, SkipMarks, data
+/// Reads, Rewind; the roundtrip is byte-exact on every device.
+#[test]
+fn tape_sequence() {
+    let r = run(&tape_spec(Operation::Roundtrip, 2), WorldConfig::new(70));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    for dev in ["dev0", "dev1"] {
+        let cmds = tape_script(&r, dev);
+        let backup = [
+            "VDC_Rewind",
+            "VDC_GetPosition",
+            "VDC_Write",
+            "VDC_WriteMark",
+            "VDC_Write",
+            "VDC_WriteMark",
+            "VDC_Flush",
+            "VDC_Rewind",
+        ];
+        let restore = [
+            "VDC_Rewind",
+            "VDC_GetPosition",
+            "VDC_Read",
+            "VDC_SkipMarks",
+            "VDC_Read",
+            "VDC_Rewind",
+        ];
+        let want: Vec<&str> = backup.iter().chain(&restore).copied().collect();
+        assert_eq!(cmds, want, "{dev}");
+    }
+    assert!(cites(&r, id::TAPE_SEQUENCE));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+    // A restore of media seeded without filemarks: the client lays them
+    // where the tape BACKUP puts them.
+    let r = run(&tape_spec(Operation::Restore, 1), WorldConfig::new(71));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 0)));
+}
+
+/// `tape.filemarks`: the client keeps a filemark per VDC_WriteMark (after
+/// the header and at the end of the data) and SkipMarks passes it; a
+/// pipe-like client is sent no tape command; a SkipMarks answered with an
+/// error fails the RESTORE with Msg 18210.
+#[test]
+fn tape_filemarks() {
+    let s = tape_spec(Operation::Roundtrip, 1);
+    let r = run(&s, WorldConfig::new(72));
+    assert!(all_succeeded(&r));
+    let rec = s.backup_layout();
+    assert_eq!(
+        r.client.marks[0],
+        vec![65536, rec.families[0].media_len()],
+        "after the header and at the end"
+    );
+    assert!(cites(&r, id::TAPE_FILEMARKS));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_NO_DATA_DETECTED,
+    };
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            1,
+            Some(CommandCode::SkipMarks),
+            Phase::Restore,
+            fault,
+        )],
+        72,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert_eq!(o.reason, Some(FailReason::DeviceError));
+    assert!(has_msg(o, 18210, "SkipMarks"), "{}", msgs(o));
+    // Pipe-like: no tape command at all.
+    let r = run(&spec(Operation::Roundtrip, 1, 6), WorldConfig::new(72));
+    assert!(r.client.marks.is_empty());
+    assert!(
+        !fetched(&r, "dev0")
+            .iter()
+            .any(|c| c == "VDC_WriteMark" || c == "VDC_Rewind")
+    );
+}
+
+/// `tape.position`: GetPosition after Rewind reports block address 0 and
+/// the server traces it; positions count BLOCKSIZE blocks (module
+/// `vdi_model::tape`).
+#[test]
+fn tape_position() {
+    let r = run(&tape_spec(Operation::Backup, 1), WorldConfig::new(73));
+    assert_clean(&r);
+    let p = events(&r, "server", "Position");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].detail.contains("block address 0"), "{p:?}");
+    assert!(cites(&r, id::TAPE_POSITION));
+}
+
+/// `tape.media-name`: BACKUP WITH MEDIANAME writes the name into the media
+/// header and a RESTORE WITH the same MEDIANAME succeeds; a RESTORE naming
+/// another (here of media made without a name) fails with Msg 3264 once
+/// the header is read.
+#[test]
+fn tape_media_name() {
+    let mut s = spec(Operation::Roundtrip, 1, 4);
+    s.plan.tape.media_name = Some("weekly".into());
+    let r = run(&s, WorldConfig::new(75));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let header = r.client.media[0].extents()[0].clone();
+    let Extent::Header { header, .. } = header else {
+        panic!("the media begin with a header: {header:?}");
+    };
+    assert_eq!(header.media_name, "weekly");
+    let mut other = spec(Operation::Restore, 1, 4);
+    other.plan.tape.media_name = Some("monthly".into());
+    let r = run(&other, WorldConfig::new(75));
+    let o = outcome(&r, 0);
+    assert_eq!(o.reason, Some(FailReason::BadMedia));
+    assert!(has_msg(o, 3264, "MEDIANAME 'monthly'"), "{}", msgs(o));
+    assert!(cites(&r, id::MEDIA_HEADER));
+}
+
+/// `tape.end-rewind`: REWIND / UNLOAD (the defaults) end a statement
+/// with VDC_Rewind on each tape device; NOREWIND on the BACKUP and
+/// NOUNLOAD on the RESTORE leave the tapes where they are.
+#[test]
+fn tape_end_rewind() {
+    let mut s = tape_spec(Operation::Roundtrip, 1);
+    s.plan.tape.rewind = false;
+    s.plan.tape.unload = false;
+    let r = run(&s, WorldConfig::new(74));
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = tape_script(&r, "dev0");
+    assert_eq!(
+        cmds.iter().filter(|c| *c == "VDC_Rewind").count(),
+        2,
+        "{cmds:?}"
+    );
+    assert_eq!(events(&r, "server", "NoRewind").len(), 2);
+    assert!(cites(&r, id::TAPE_END_REWIND));
 }
 
 // ======================================================================
@@ -3555,11 +4188,6 @@ const NOT_STAGED: &[ClauseId] = &[
     // COM Release / C++ delete of interfaces is not modelled: handles are
     // plain values.
     id::CLOSE_RELEASE_AFTER_CLOSE,
-    // No files behind disk-like devices: SetEndOfFile has nothing to act on.
-    id::FLUSH_DISK_SETS_EOF,
-    // Secondary client processes share the primary's device table; they
-    // have no lifetime of their own that could end.
-    id::ABORT_SECONDARY_DEATH_UNDETECTED,
 ];
 
 fn is_id_char(c: char) -> bool {

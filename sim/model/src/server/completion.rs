@@ -101,7 +101,7 @@ impl ServerHalf {
                 Some(id::WATCHDOG_RESET_ON_COMPLETION),
                 "completion id={}: deadline {}",
                 id.0,
-                match self.next_deadline() {
+                match self.watchdog_deadline() {
                     Some(t) => t.to_string(),
                     None => "disarmed (nothing outstanding)".to_string(),
                 }
@@ -182,7 +182,13 @@ impl ServerHalf {
                 self.trace_completion(now, d, slot.code, &c, tr);
                 if fatal || self.term != Term::None {
                     match slot.kind {
-                        Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                        Kind::MidFlush
+                        | Kind::FinalFlush
+                        | Kind::Complete
+                        | Kind::Tape
+                        | Kind::EndRewind
+                        | Kind::Snapshot
+                        | Kind::Load => {
                             self.devs[d].barrier = false;
                         }
                         // The ClearError is answered (on the client's
@@ -221,7 +227,13 @@ impl ServerHalf {
                         self.devs[d].clearing = false;
                         self.on_clear_error(now, d, c.code, out, tr);
                     }
-                    Kind::MidFlush | Kind::FinalFlush | Kind::Complete => {
+                    Kind::MidFlush
+                    | Kind::FinalFlush
+                    | Kind::Complete
+                    | Kind::Tape
+                    | Kind::EndRewind
+                    | Kind::Snapshot
+                    | Kind::Load => {
                         self.devs[d].barrier = false;
                         let name = self.devs[d].name.clone();
                         let (reason, m) = if slot.kind == Kind::MidFlush {
@@ -334,6 +346,17 @@ impl ServerHalf {
             );
             return;
         }
+        if dev.load_due {
+            ev!(
+                tr,
+                now,
+                "ReadIgnored",
+                Some(id::MEDIA_NEXT_VOLUME),
+                "dev={d} id={}: after the end of a volume (read again after VDC_Load)",
+                slot.id.0
+            );
+            return;
+        }
         if bytes > u64::from(slot.size) || data.len() != bytes {
             trace_bad_count(now, d, &slot, bytes, &data, tr);
         }
@@ -405,6 +428,9 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        if self.devs[d].done < self.devs[d].len && self.volume_end(now, d, code, tr) {
+            return;
+        }
         let dev = &mut self.devs[d];
         if dev.done == dev.len {
             dev.ended = true;
@@ -523,9 +549,25 @@ impl ServerHalf {
     fn reissue_keeps_order(&self, d: usize, slot: &Slot, bytes: u64) -> bool {
         let dev = &self.devs[d];
         let block = u64::from(self.block.max(1));
-        slot.pos + u64::from(slot.size) == dev.issued
-            && dev.reissue.is_empty()
-            && bytes.is_multiple_of(block)
+        // Positioned writes keep no stream order (clause disk.positioned-io).
+        let in_order = self.disk()
+            || (slot.pos + u64::from(slot.size) == dev.issued && dev.reissue.is_empty());
+        in_order && bytes.is_multiple_of(block)
+    }
+
+    /// A VDC_Flush acknowledged on a disk-like device set end-of-file at
+    /// the furthest byte written (clause `flush.disk-sets-eof`).
+    fn note_end_of_file(&self, now: u64, d: usize, tr: &mut Trace) {
+        if self.disk() {
+            ev!(
+                tr,
+                now,
+                "EndOfFile",
+                Some(id::FLUSH_DISK_SETS_EOF),
+                "dev={d} VDC_Flush acknowledged on a disk-like device: end-of-file at byte {}",
+                self.devs[d].issued
+            );
+        }
     }
 
     /// Under `reissue`: bounds zero-progress short transfers.
@@ -606,6 +648,18 @@ impl ServerHalf {
         if slot.kind == Kind::Extra && !flush_refused {
             return self.on_probe_answer(now, d, &slot, code, out, tr);
         }
+        if matches!(slot.kind, Kind::Tape | Kind::EndRewind) {
+            return self.on_tape_done(now, d, &slot, &c, out, tr);
+        }
+        if slot.kind == Kind::Snapshot {
+            return self.on_snapshot_done(now, d, &slot, &c, out, tr);
+        }
+        if slot.kind == Kind::Load {
+            return self.on_load_done(now, d, &c, out, tr);
+        }
+        if slot.kind == Kind::Write && code == Win32::ERROR_END_OF_MEDIA && self.removable() {
+            return self.on_end_of_media(now, d, &slot, &c, out, tr);
+        }
         if code != Win32::ERROR_SUCCESS {
             return self.on_slot_failure(now, d, &slot, code, out, tr);
         }
@@ -613,11 +667,22 @@ impl ServerHalf {
             Kind::Write => self.on_write_done(now, d, &slot, &c, out, tr),
             Kind::MidFlush => {
                 self.devs[d].flushes_done += 1;
+                self.note_end_of_file(now, d, tr);
             }
-            Kind::FinalFlush | Kind::Complete => {
+            Kind::FinalFlush => {
+                self.devs[d].stage_done = true;
+                self.note_end_of_file(now, d, tr);
+            }
+            Kind::Complete => {
                 self.devs[d].stage_done = true;
             }
-            Kind::ClearError | Kind::Extra => {}
+            // Answered above.
+            Kind::ClearError
+            | Kind::Extra
+            | Kind::Tape
+            | Kind::EndRewind
+            | Kind::Snapshot
+            | Kind::Load => {}
         }
     }
 
@@ -827,7 +892,12 @@ impl ServerHalf {
         if dev.state == DevState::IoError {
             dev.state = DevState::Active;
         }
-        if matches!(was, Some(IoErr::Eof | IoErr::Probe)) {
+        if was == Some(IoErr::Volume) {
+            // The end of a volume: the next one, then the rest (module
+            // `volume`).
+            dev.load_due = true;
+        }
+        if matches!(was, Some(IoErr::Eof | IoErr::Probe | IoErr::Volume)) {
             // A non-fatal IO-ERROR: the statement goes on (what the client
             // half auto-completed is sent again by the next pump).
             return;

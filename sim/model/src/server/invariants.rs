@@ -109,8 +109,12 @@ impl ServerHalf {
             "a device is Aborted only in an AbnormallyTerminated set"
         );
         debug_assert!(
-            self.phase == Phase::Data || self.kind.is_backup(),
+            matches!(self.phase, Phase::Data | Phase::Rewind) || self.kind.is_backup(),
             "only a BACKUP has final Flush and Complete phases"
+        );
+        debug_assert!(
+            self.phase != Phase::Rewind || (self.tape() && self.end_rewind),
+            "the end rewind is for tape devices whose statement rewinds"
         );
         debug_assert!(
             self.phase != Phase::Complete || self.complete_enabled,
@@ -238,13 +242,23 @@ impl ServerHalf {
             dev.clearing,
             "dev={d}: `clearing` exactly while a ClearError is outstanding"
         );
-        let barriers =
-            dev.count_kind(|k| matches!(k, Kind::MidFlush | Kind::FinalFlush | Kind::Complete));
+        let barriers = dev.count_kind(|k| {
+            matches!(
+                k,
+                Kind::MidFlush
+                    | Kind::FinalFlush
+                    | Kind::Complete
+                    | Kind::Tape
+                    | Kind::EndRewind
+                    | Kind::Snapshot
+                    | Kind::Load
+            )
+        });
         debug_assert!(barriers <= 1, "dev={d}: at most one barrier outstanding");
         debug_assert_eq!(
             dev.barrier,
             barriers == 1,
-            "dev={d}: `barrier` exactly while a Flush or Complete is outstanding"
+            "dev={d}: `barrier` exactly while a Flush, Complete or tape command is outstanding"
         );
         debug_assert!(
             dev.outstanding.saturating_sub(u32::from(dev.clearing)) <= self.qd,

@@ -224,6 +224,12 @@ impl ServerHalf {
                 return Some((*d0, FailReason::BadMedia, m));
             }
         }
+        if let Some(want) = &self.media_name
+            && first.media_name != *want
+        {
+            let m = messages::media_name(&name(*d0), want, &first.media_name);
+            return Some((*d0, FailReason::BadMedia, m));
+        }
         let log = first.backup_type == BackupType::Log;
         let wants_log = self.kind == StatementKind::RestoreLog;
         let wants_db = self.kind == StatementKind::RestoreDatabase;

@@ -154,6 +154,19 @@ pub fn bad_option(text: &str) -> SqlMessage {
     )
 }
 
+/// Model text: RESTORE WITH MEDIANAME on media whose name differs (clause
+/// `tape.media-name`); SQL Server refuses such media, its exact message
+/// is not in the reference, so number and text are the model's (Msg 3264,
+/// SQL Server's "operation did not proceed far enough").
+pub fn media_name(dev: &str, want: &str, found: &str) -> SqlMessage {
+    SqlMessage::error(
+        3264,
+        format!(
+            "The media name on backup device '{dev}' is '{found}', not the MEDIANAME '{want}' the statement names. Use the media set's name, or leave MEDIANAME out."
+        ),
+    )
+}
+
 /// Msg 18210: a VDI call failed with `code`; `op` is the server routine
 /// (`BackupVirtualDeviceFile::RequestDurableMedia`), `what` the operation
 /// ("Flush", "write", or empty).

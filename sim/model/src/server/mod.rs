@@ -9,9 +9,11 @@
 //! runs the 2 × serverTimeOut watchdog, and decides the statement's outcome.
 //!
 //! The code: `start.rs` opens and configures the set and its devices,
-//! `stream.rs` sends the command streams, `completion.rs` takes the client's
-//! completions, `termination.rs` ends a statement, and `invariants.rs` holds
-//! what every public transition keeps (asserted in debug builds).
+//! `stream.rs` sends the command streams, `tape.rs` positions tape-like
+//! devices, `snapshot.rs` runs snapshot backups and restores,
+//! `completion.rs` takes the client's completions, `termination.rs` ends a
+//! statement, and `invariants.rs` holds what every public transition keeps
+//! (asserted in debug builds).
 //!
 //! Nothing here reads a clock, spawns a thread or draws randomness: time is
 //! the `now` argument (virtual milliseconds), everything the server says to
@@ -33,6 +35,8 @@
 //! | `default-buffer-count-per-device` | BUFFERCOUNT = devices × this when the statement gives none |
 //! | `device-count-mismatch-fails` | `true`: VIRTUAL_DEVICE count ≠ deviceCount aborts the set before configuration; `false`: the server uses the first min(both) devices |
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
+//! | `snapshot-freeze-timeout-ms` | a snapshot's freeze longer than this ends with the server aborting the set (0: no limit) |
+//! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
 //!
 //! Model choices the reference does not fix:
 //!
@@ -79,6 +83,13 @@
 //! - `close_device_early` on a device that still had work fails the
 //!   statement (DeviceError, ERROR_INVALID_HANDLE as SendCommand would
 //!   report) and closes the other devices once nothing is outstanding.
+//! - Disk-like devices (VDF_RandomAccess; clause `disk.positioned-io`):
+//!   every Read and Write carries its byte offset in the family (pipe-like
+//!   ones carry it too, and their clients ignore it); a short Write's
+//!   remainder under `reissue` goes out at its position even after later
+//!   Writes (no stream order to keep); each acknowledged VDC_Flush is
+//!   traced with the end-of-file it set: the furthest byte written
+//!   (clause `flush.disk-sets-eof`).
 //! - Message numbers/texts without a reference text are in [`messages`].
 
 /// Records one trace event from the server when tracing is on; the detail is
@@ -95,11 +106,14 @@ mod completion;
 mod invariants;
 mod media;
 pub mod messages;
+mod snapshot;
 mod start;
 mod stream;
+mod tape;
 mod termination;
 #[cfg(test)]
 mod tests;
+mod volume;
 
 use crate::content::{Content, Extent};
 use crate::msg::{BufId, Cmd, CmdId, Completion, DevIx, ToClient, ToServer};
@@ -180,6 +194,17 @@ enum Kind {
     ClearError,
     /// A probe from the plan (clause `command.not-supported`).
     Extra,
+    /// A tape positioning command of the stream's sequence (clause
+    /// `tape.sequence`; module `tape`).
+    Tape,
+    /// The VDC_Rewind that ends a statement on tape (clause
+    /// `tape.end-rewind`).
+    EndRewind,
+    /// VDC_PrepareToFreeze, VDC_Snapshot or VDC_MountSnapshot (module
+    /// `snapshot`).
+    Snapshot,
+    /// VDC_Load: the next volume of a removable device (module `volume`).
+    Load,
 }
 
 /// An outstanding command other than a stream Read.
@@ -223,6 +248,10 @@ enum IoErr {
     /// (clause `io-error.not-supported`): cleared, commands the client half
     /// auto-completed are sent again, and the statement goes on.
     Probe,
+    /// ERROR_END_OF_MEDIA on a removable device (clause
+    /// `media.next-volume`): cleared, then VDC_Load, then the rest is
+    /// written on the next volume.
+    Volume,
 }
 
 #[derive(Clone, Debug)]
@@ -242,6 +271,15 @@ struct Dev {
     issued: u64,
     /// Bytes acknowledged (BACKUP) or verified in order (RESTORE).
     done: u64,
+    /// BACKUP on a disk-like device under `disk-header-order = last`: the
+    /// media header still to be written, after the data (clause
+    /// `disk.header-order`).
+    header_due: bool,
+    /// A tape-like device's positioning sequence (module `tape`).
+    tape: tape::TapeStep,
+    /// A removable device needs VDC_Load before its stream goes on (module
+    /// `volume`).
+    load_due: bool,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -281,6 +319,9 @@ impl Dev {
             target,
             issued: 0,
             done: 0,
+            header_due: false,
+            tape: tape::TapeStep::Off,
+            load_due: false,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,
@@ -335,6 +376,8 @@ enum Phase {
     Data,
     FinalFlush,
     Complete,
+    /// The VDC_Rewind on every tape device after a successful stream.
+    Rewind,
 }
 
 /// How a failing statement is being ended.
@@ -387,6 +430,18 @@ pub struct ServerHalf {
     read_sizes: ReadSizes,
     features: Features,
     complete_enabled: bool,
+    /// Tape-like devices are rewound when the statement succeeded
+    /// (REWIND / UNLOAD; clause `tape.end-rewind`).
+    end_rewind: bool,
+    /// RESTORE WITH MEDIANAME: the name the media must carry (clause
+    /// `tape.media-name`).
+    media_name: Option<String>,
+    /// WITH SNAPSHOT (module `snapshot`), where its freeze stands, the
+    /// last freeze time and the messages the freeze adds to the outcome.
+    snapshot: bool,
+    freeze: snapshot::Freeze,
+    freeze_ms: Option<u64>,
+    snap_msgs: Vec<SqlMessage>,
     block: u32,
     mts: u32,
     qd: u32,
@@ -453,6 +508,10 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Complete => "complete",
         Kind::ClearError => "clear-error",
         Kind::Extra => "extra",
+        Kind::Tape => "tape",
+        Kind::EndRewind => "end-rewind",
+        Kind::Snapshot => "snapshot",
+        Kind::Load => "load",
     }
 }
 
@@ -476,6 +535,12 @@ impl ServerHalf {
             read_sizes: ReadSizes::Max,
             features: Features(0),
             complete_enabled: false,
+            end_rewind: false,
+            media_name: None,
+            snapshot: false,
+            freeze: snapshot::Freeze::Idle,
+            freeze_ms: None,
+            snap_msgs: Vec::new(),
             block: 512,
             mts: 65536,
             qd: 1,
@@ -544,6 +609,12 @@ impl ServerHalf {
         self.outstanding
     }
 
+    /// Whether the set's devices are disk-like (VDF_RandomAccess; clause
+    /// `disk.positioned-io`).
+    fn disk(&self) -> bool {
+        self.features.contains(Features::RandomAccess)
+    }
+
     /// The configuration returned to the client, features included, if the
     /// current statement got that far.
     pub fn returned_features(&self) -> Features {
@@ -586,8 +657,16 @@ impl ServerHalf {
     }
 
     /// The earliest virtual time at which [`ServerHalf::on_time`] must be
-    /// called: the watchdog deadline, when one is armed.
+    /// called: the watchdog deadline, when one is armed, or the end of a
+    /// snapshot's allowed freeze.
     pub fn next_deadline(&self) -> Option<u64> {
+        match (self.watchdog_deadline(), self.freeze_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(super) fn watchdog_deadline(&self) -> Option<u64> {
         if self.running && self.wd_period > 0 && self.outstanding > 0 {
             Some(self.wd_anchor.saturating_add(self.wd_period))
         } else {
@@ -617,12 +696,15 @@ impl ServerHalf {
     /// commands outstanding and nothing completed for watchdog-factor ×
     /// serverTimeOut, the server aborts the set.
     pub fn on_time(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
-        self.transition(now, |s| s.watchdog(now, out, tr));
+        self.transition(now, |s| {
+            s.freeze_timeout(now, out, tr);
+            s.watchdog(now, out, tr);
+        });
     }
 
     /// [`ServerHalf::on_time`] without the invariant checks around it.
     fn watchdog(&mut self, now: u64, out: &mut Vec<ToClient>, tr: &mut Trace) {
-        let Some(dl) = self.next_deadline() else {
+        let Some(dl) = self.watchdog_deadline() else {
             return;
         };
         if now < dl {

@@ -97,6 +97,12 @@ impl ServerHalf {
         self.read_sizes = stmt.plan.read_sizes.clone();
         self.features = Features(0);
         self.complete_enabled = false;
+        self.end_rewind = stmt.plan.tape.rewinds_at_end(stmt.kind);
+        self.media_name = stmt.plan.tape.media_name.clone();
+        self.snapshot = stmt.plan.snapshot;
+        self.freeze = super::snapshot::Freeze::Idle;
+        self.freeze_ms = None;
+        self.snap_msgs.clear();
         self.block = stmt.options.block_size.max(1);
         self.mts = stmt.options.max_transfer_size.max(self.block);
         self.qd = 1;
@@ -134,6 +140,20 @@ impl ServerHalf {
                 FailReason::BadOptions,
                 vec![messages::bad_option(&text)],
                 None,
+                tr,
+            );
+            return None;
+        }
+        if stmt.plan.snapshot && stmt.devices.len() != 1 {
+            let text = format!(
+                "SNAPSHOT needs exactly one VIRTUAL_DEVICE, not {}",
+                stmt.devices.len()
+            );
+            self.finish_failed(
+                now,
+                FailReason::BadOptions,
+                vec![messages::bad_option(&text)],
+                Some(id::SNAPSHOT_ONE_DEVICE),
                 tr,
             );
             return None;
@@ -261,6 +281,11 @@ impl ServerHalf {
                 f.origin = crate::content::origin_of(&[hi, lo, k as u64, n]);
             }
         }
+        if let Some(name) = &stmt.plan.tape.media_name {
+            // BACKUP WITH MEDIANAME: the name goes into every family's
+            // header (clause tape.media-name).
+            meta.media_name = name.clone();
+        }
         rec.meta = meta;
         Some(rec)
     }
@@ -317,9 +342,13 @@ impl ServerHalf {
         let asked = client.contains(Features::RequestComplete);
         // VDF_CompleteEnabled says the server "will send VDC_Complete"
         // (vdi-spec.md §3, §5.17; KB3188454 describes it for BACKUP): a
-        // RESTORE never sends it, so it never returns the flag.
-        self.complete_enabled =
-            asked && self.profile.server_supports_complete && self.kind.is_backup();
+        // RESTORE never sends it, so it never returns the flag; nor does a
+        // snapshot BACKUP, which ends at VDC_Snapshot (clause
+        // snapshot.sequence).
+        self.complete_enabled = asked
+            && self.profile.server_supports_complete
+            && self.kind.is_backup()
+            && !stmt.plan.snapshot;
         let mut features = client.union(self.media_feature());
         if self.complete_enabled {
             features = features.union(Features::CompleteEnabled);
@@ -428,6 +457,16 @@ impl ServerHalf {
                 "not returned"
             }
         );
+        if self.disk() {
+            ev!(
+                tr,
+                now,
+                "DiskLike",
+                Some(id::DISK_POSITIONED_IO),
+                "VDF_RandomAccess: every Read and Write carries its byte position; disk-header-order={:?}",
+                self.profile.disk_header_order
+            );
+        }
         ev!(
             tr,
             now,
@@ -578,6 +617,7 @@ impl ServerHalf {
             );
             Dev::new(name.to_string(), 0, HEADER_BYTES, target, self.qd)
         };
+        d.tape = self.first_tape_step(self.kind.is_backup() || d.target > 0);
         for x in &stmt.plan.extra_commands {
             if usize::from(x.dev) == k {
                 if x.code == CommandCode::Complete && !self.complete_enabled {

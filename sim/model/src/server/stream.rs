@@ -4,6 +4,7 @@
 use super::*;
 use crate::media::HEADER_BYTES;
 use vdi_spec::id;
+use vdi_spec::profile::DiskHeaderOrder;
 
 impl ServerHalf {
     // ------------------------------------------------------------------
@@ -77,6 +78,21 @@ impl ServerHalf {
                 Some(Kind::Complete) => code == CommandCode::Complete,
                 Some(Kind::ClearError) => code == CommandCode::ClearError,
                 Some(Kind::Extra) => true,
+                Some(Kind::Tape) => matches!(
+                    code,
+                    CommandCode::Rewind
+                        | CommandCode::GetPosition
+                        | CommandCode::WriteMark
+                        | CommandCode::SkipMarks
+                ),
+                Some(Kind::EndRewind) => code == CommandCode::Rewind,
+                Some(Kind::Load) => code == CommandCode::Load,
+                Some(Kind::Snapshot) => matches!(
+                    code,
+                    CommandCode::PrepareToFreeze
+                        | CommandCode::Snapshot
+                        | CommandCode::MountSnapshot
+                ),
             },
             "a command's code matches what it is for"
         );
@@ -161,7 +177,11 @@ impl ServerHalf {
     pub(super) fn stream_sent(&self, d: usize) -> bool {
         let dev = &self.devs[d];
         if self.kind.is_backup() {
-            dev.issued >= dev.len && dev.reissue.is_empty() && dev.flushes_done >= self.mid_flushes
+            dev.issued >= dev.len
+                && dev.reissue.is_empty()
+                && dev.flushes_done >= self.mid_flushes
+                && !dev.header_due
+                && self.tape_done(d)
         } else {
             dev.issued >= dev.target || dev.ended
         }
@@ -170,7 +190,12 @@ impl ServerHalf {
     /// Whether the device finished its data phase.
     pub(super) fn data_done(&self, d: usize) -> bool {
         let dev = &self.devs[d];
-        if dev.outstanding > 0 || !dev.extras.is_empty() || dev.io_error.is_some() {
+        if dev.outstanding > 0
+            || !dev.extras.is_empty()
+            || dev.io_error.is_some()
+            || dev.load_due
+            || !self.tape_done(d)
+        {
             return false;
         }
         if self.kind.is_backup() {
@@ -197,6 +222,16 @@ impl ServerHalf {
         {
             return false;
         }
+        if let Some(sent) = self.try_issue_load(now, d, out, tr) {
+            return sent;
+        }
+        if let Some(sent) = self.try_issue_tape(now, d, out, tr) {
+            return sent;
+        }
+        if let Some(sent) = self.try_issue_snapshot(now, d, out, tr) {
+            return sent;
+        }
+        let dev = &self.devs[d];
         // Probes from the plan (clause command.not-supported).
         if let Some(&(after, code)) = dev.extras.first()
             && (after <= dev.data_cmds || self.stream_sent(d))
@@ -272,10 +307,38 @@ impl ServerHalf {
             );
             return true;
         }
-        if dev.issued == 0 {
-            return self.issue_header_write(now, d, out, tr);
-        }
         let m = self.mid_flushes;
+        if dev.header_due && dev.issued >= dev.len && dev.flushes_done >= m && dev.outstanding == 0
+        {
+            // The seek back (clause disk.header-order): every data Write is
+            // acknowledged; the header goes to position 0 last.
+            let sent = self.issue_header_write(now, d, id::DISK_HEADER_ORDER, out, tr);
+            if sent {
+                self.devs[d].header_due = false;
+            }
+            return sent;
+        }
+        if dev.issued == 0 {
+            if self.disk() && self.profile.disk_header_order == DiskHeaderOrder::Last {
+                ev!(
+                    tr,
+                    now,
+                    "HeaderDeferred",
+                    Some(id::DISK_HEADER_ORDER),
+                    "dev={d} disk-header-order=last: the data from position {HEADER_BYTES} first, the media header at 0 last"
+                );
+                let dev = &mut self.devs[d];
+                dev.header_due = true;
+                dev.issued = HEADER_BYTES;
+                return self.try_issue_write(now, d, out, tr);
+            }
+            let sent = self.issue_header_write(now, d, id::MEDIA_HEADER, out, tr);
+            if sent {
+                self.devs[d].issued = HEADER_BYTES;
+            }
+            return sent;
+        }
+        let dev = &self.devs[d];
         let mut limit = dev.len;
         if dev.flushes_done < m {
             // Evenly spaced over the data, after the header.
@@ -328,12 +391,15 @@ impl ServerHalf {
         true
     }
 
-    /// The first write on each device: the family's media header, one
-    /// whole transfer (clause `media.header`).
+    /// The write of the family's media header at position 0, one whole
+    /// transfer: the first write on each device (clause `media.header`), or
+    /// the last under `disk-header-order = last`. The caller moves the
+    /// request cursor.
     fn issue_header_write(
         &mut self,
         now: u64,
         d: usize,
+        clause: ClauseId,
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) -> bool {
@@ -343,7 +409,6 @@ impl ServerHalf {
         let size = HEADER_BYTES as u32;
         let data = self.media_content(d, 0, size);
         let dev = &mut self.devs[d];
-        dev.issued = HEADER_BYTES;
         dev.data_cmds = dev.data_cmds.saturating_add(1);
         self.send(
             now,
@@ -355,7 +420,7 @@ impl ServerHalf {
             Some(b),
             data,
             0,
-            Some(id::MEDIA_HEADER),
+            Some(clause),
             out,
             tr,
         );
@@ -392,7 +457,8 @@ impl ServerHalf {
         };
         let remaining = dev.target - dev.issued;
         let adv = u64::from(size).min(remaining);
-        let overread = self.profile.restore_overread && dev.target == dev.len;
+        // On tape the data set ends at a filemark, not at EOF: no over-read.
+        let overread = self.profile.restore_overread && dev.target == dev.len && !self.tape();
         let req = if adv < u64::from(size) && !overread {
             adv as u32
         } else {
@@ -503,7 +569,16 @@ impl ServerHalf {
                 if !(0..self.devs.len()).all(|d| self.data_done(d)) {
                     return;
                 }
+                if self.snapshot && self.snapshot_step(now, out, tr) {
+                    return;
+                }
                 if !self.kind.is_backup() {
+                    self.finish_or_rewind(now, out, tr);
+                    return;
+                }
+                if self.snapshot {
+                    // The metadata stream ended at VDC_Snapshot: no Flush
+                    // (clause snapshot.sequence).
                     self.finish_success(now, out, tr);
                     return;
                 }
@@ -568,10 +643,15 @@ impl ServerHalf {
                         Some(id::COMPLETE_NEVER_UNREQUESTED),
                         "VDF_CompleteEnabled was not returned: no VDC_Complete"
                     );
-                    self.finish_success(now, out, tr);
+                    self.finish_or_rewind(now, out, tr);
                 }
             }
             Phase::Complete => {
+                if self.devs.iter().all(|d| d.stage_done) {
+                    self.finish_or_rewind(now, out, tr);
+                }
+            }
+            Phase::Rewind => {
                 if self.devs.iter().all(|d| d.stage_done) {
                     self.finish_success(now, out, tr);
                 }

@@ -487,10 +487,13 @@ impl ServerHalf {
         tr: &mut Trace,
     ) {
         debug_assert!(self.running, "only a running statement fails");
-        let (reason, mut all) = match self.failure.take() {
+        let (reason, failure_msgs) = match self.failure.take() {
             Some(f) => (f.reason, f.msgs),
             None => (reason, Vec::new()),
         };
+        // A snapshot's freeze messages come first (module `snapshot`).
+        let mut all = std::mem::take(&mut self.snap_msgs);
+        all.extend(failure_msgs);
         all.extend(msgs);
         all.push(messages::terminating(self.kind));
         self.outcome.status = Status::Failed;
@@ -559,7 +562,7 @@ impl ServerHalf {
             .map_or(self.outcome.bytes, BackupRecord::total_bytes);
         let pages = messages::pages(bytes);
         let ms = now.saturating_sub(self.started);
-        let mut msgs = Vec::new();
+        let mut msgs = std::mem::take(&mut self.snap_msgs);
         match self.kind {
             StatementKind::BackupDatabase | StatementKind::BackupLog => {
                 if let Some(rec) = self.record.take() {

@@ -30,8 +30,10 @@
 //! `WITH BLOCKSIZE`, `MAXTRANSFERSIZE` and `BUFFERCOUNT` are honoured (the last
 //! one given wins) and checked with [`TransferOptions::validate`];
 //! `RECOVERY`, `NORECOVERY`, `STANDBY`, `REPLACE`, `COPY_ONLY`,
-//! `DIFFERENTIAL`, `CHECKSUM`, `STATS`, `FILE`, `FORMAT` and `INIT` are read
-//! into [`With`] for the server; every other option in [`KNOWN_OPTIONS`] is
+//! `DIFFERENTIAL`, `CHECKSUM`, `STATS`, `FILE`, `FORMAT`, `INIT`,
+//! `MEDIANAME`, `REWIND`/`NOREWIND`, `UNLOAD`/`NOUNLOAD` (they act on
+//! tape-like devices) and `SNAPSHOT`/`METADATA_ONLY` (a snapshot backup or
+//! restore) are read into [`With`] for the server; every other option in [`KNOWN_OPTIONS`] is
 //! accepted and ignored; an option in
 //! [`UNMODELLED_OPTIONS`] is refused ([`MSG_NOT_SERVED`]); any other word is
 //! SQL Server's Msg 155.

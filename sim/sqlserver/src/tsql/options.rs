@@ -2,7 +2,7 @@
 //! a statement's WITH clause.
 
 use vdi_model::media::BackupType;
-use vdi_model::statement::{ServerPlan, StatementKind};
+use vdi_model::statement::{ServerPlan, StatementKind, TapeOptions};
 use vdi_spec::TransferOptions;
 
 use super::error::{MSG_OVERFLOW, MSG_UNKNOWN_OPTION, SqlError};
@@ -70,10 +70,12 @@ pub const KNOWN_OPTIONS: &[&str] = &[
 ];
 
 /// WITH options SQL Server accepts but vdisim refuses ([`MSG_NOT_SERVED`]):
-/// they change what the VDI stream is, and the model does not know how.
+/// they would change what the VDI stream is in a way the model does not
+/// know. None today: SNAPSHOT and METADATA_ONLY, once listed here, are
+/// modelled (clauses `snapshot.*`).
 ///
 /// [`MSG_NOT_SERVED`]: super::MSG_NOT_SERVED
-pub const UNMODELLED_OPTIONS: &[&str] = &["SNAPSHOT", "METADATA_ONLY"];
+pub const UNMODELLED_OPTIONS: &[&str] = &[];
 
 /// What a RESTORE leaves the database as (`WITH RECOVERY`, the default;
 /// `NORECOVERY`; `STANDBY = 'file'`).
@@ -103,11 +105,19 @@ pub struct With {
     /// `FORMAT` / `INIT`: accepted; a VDI stream always holds one backup set.
     pub format: bool,
     pub init: bool,
+    /// `MEDIANAME = name`, `REWIND | NOREWIND`, `UNLOAD | NOUNLOAD`: what a
+    /// statement does on tape-like devices (clause `tape.end-rewind`).
+    pub tape: TapeOptions,
+    /// `SNAPSHOT` or `METADATA_ONLY` (the same for VDI): a snapshot BACKUP
+    /// or RESTORE (clauses `snapshot.*`).
+    pub snapshot: bool,
 }
 
 impl With {
     /// What the media headers of a BACKUP with these options say.
     pub fn apply(&self, kind: StatementKind, plan: &mut ServerPlan) {
+        *plan.tape = self.tape.clone();
+        plan.snapshot = self.snapshot;
         if kind.is_backup() {
             let m = &mut plan.media;
             m.copy_only = self.copy_only;
@@ -188,6 +198,12 @@ impl Parser {
                 "NOFORMAT" => w.format = false,
                 "INIT" => w.init = true,
                 "NOINIT" => w.init = false,
+                "REWIND" => w.tape.rewind = true,
+                "NOREWIND" => w.tape.rewind = false,
+                "UNLOAD" => w.tape.unload = true,
+                "NOUNLOAD" => w.tape.unload = false,
+                "MEDIANAME" => w.tape.media_name = Some(self.text_value()?),
+                "SNAPSHOT" | "METADATA_ONLY" => w.snapshot = true,
                 "MOVE" => {
                     self.value()?;
                     self.expect_word("TO")?;
@@ -272,6 +288,21 @@ impl Parser {
         match t.tok {
             Tok::Number(_) | Tok::Str(_) | Tok::Word(_) | Tok::Quoted(_) => Ok(()),
             Tok::Variable(_) => self.variable(&t).map(|_| ()),
+            _ => Err(syntax(&t)),
+        }
+    }
+
+    /// `= name` for MEDIANAME: a string literal, a word or a variable
+    /// holding a string.
+    fn text_value(&mut self) -> Result<String, SqlError> {
+        self.expect_punct('=')?;
+        let t = self.next()?;
+        match &t.tok {
+            Tok::Str(s) | Tok::Word(s) | Tok::Quoted(s) => Ok(s.clone()),
+            Tok::Variable(_) => match self.variable(&t)? {
+                Value::Str(s) => Ok(s),
+                _ => Err(syntax(&t)),
+            },
             _ => Err(syntax(&t)),
         }
     }

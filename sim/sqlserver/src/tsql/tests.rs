@@ -156,6 +156,7 @@ fn ignored_options_are_accepted() {
             "MOVE",
             "FILE",
             "STANDBY",
+            "MEDIANAME",
         ]
         .contains(o)
         {
@@ -217,6 +218,55 @@ fn with_options_the_server_acts_on() {
     // FILE needs a value, as in SQL Server.
     let e = err("RESTORE DATABASE d FROM VIRTUAL_DEVICE='v' WITH FILE");
     assert_eq!(e.number, MSG_SYNTAX_KEYWORD);
+}
+
+/// The tape options are modelled (clause `tape.end-rewind`): MEDIANAME
+/// (a literal, a word or a variable), REWIND | NOREWIND and UNLOAD |
+/// NOUNLOAD reach the statement's plan, the last one given winning, and
+/// the statement's text carries them back.
+#[test]
+fn tape_options_reach_the_plan() {
+    let s = one(
+        "BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH MEDIANAME = N'weekly', REWIND, NOREWIND, NOUNLOAD",
+    );
+    assert_eq!(s.plan.tape.media_name.as_deref(), Some("weekly"));
+    assert!(!s.plan.tape.rewind && !s.plan.tape.unload);
+    let again = one(&s.to_tsql());
+    assert_eq!(again.plan.tape, s.plan.tape);
+    let s = one("RESTORE DATABASE d FROM VIRTUAL_DEVICE='v' WITH NOUNLOAD, UNLOAD, MEDIANAME = m2");
+    assert_eq!(s.plan.tape.media_name.as_deref(), Some("m2"));
+    assert!(s.plan.tape.rewind && s.plan.tape.unload);
+    let s = one(
+        "DECLARE @m nvarchar(128) = N'x''y'; BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH MEDIANAME = @m",
+    );
+    assert_eq!(s.plan.tape.media_name.as_deref(), Some("x'y"));
+    assert!(
+        one("BACKUP DATABASE d TO VIRTUAL_DEVICE='v'")
+            .plan
+            .tape
+            .is_default()
+    );
+    let e = err("BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH MEDIANAME = 5");
+    assert_eq!(e.number, MSG_SYNTAX);
+}
+
+/// SNAPSHOT and METADATA_ONLY are modelled (clause `snapshot.sequence`):
+/// either makes the statement a snapshot one, and its text says SNAPSHOT.
+#[test]
+fn snapshot_options_reach_the_plan() {
+    for o in ["SNAPSHOT", "METADATA_ONLY", "metadata_only"] {
+        let s = one(&format!(
+            "BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH {o}, BLOCKSIZE = 4096"
+        ));
+        assert!(s.plan.snapshot, "{o}");
+        assert!(one(&s.to_tsql()).plan.snapshot);
+    }
+    assert!(
+        one("RESTORE DATABASE d FROM VIRTUAL_DEVICE='v' WITH SNAPSHOT, NORECOVERY")
+            .plan
+            .snapshot
+    );
+    assert!(!one("BACKUP DATABASE d TO VIRTUAL_DEVICE='v'").plan.snapshot);
 }
 
 /// DECLARE and SET: string and integer variables stand for a database
@@ -459,8 +509,6 @@ fn error_not_served() {
     check(&e, 50002, 16, 1, 9, "LABELONLY");
     let e = err("BACKUP CERTIFICATE c TO FILE = 'x'");
     check(&e, 50002, 16, 1, 8, "CERTIFICATE");
-    let e = err("BACKUP DATABASE d TO VIRTUAL_DEVICE='v' WITH SNAPSHOT");
-    check(&e, 50002, 16, 1, 46, "SNAPSHOT");
     let e = err("RESTORE DATABASE d WITH NORECOVERY");
     check(&e, 50002, 16, 1, 20, "WITH");
     // A word that starts no statement is a syntax error.

@@ -139,13 +139,23 @@ impl Driver {
         if p.cursors.len() <= d {
             p.cursors.resize(d + 1, 0);
         }
+        // A disk-like device stores and reads at the commands' positions
+        // (clause disk.positioned-io); a pipe is a stream.
+        let disk = p.config.is_some_and(|g| {
+            vdi_spec::Features(g.features).contains(vdi_spec::Features::RandomAccess)
+        });
         let (code, bytes, data) = match c.code {
+            CommandCode::Write if disk => {
+                p.media[d].write_at(c.position, &c.data);
+                (Win32::ERROR_SUCCESS, u64::from(c.size), Content::Empty)
+            }
             CommandCode::Write => {
                 p.media[d].append(&c.data);
                 (Win32::ERROR_SUCCESS, u64::from(c.size), Content::Empty)
             }
             CommandCode::Read => {
-                let data = p.media[d].slice(p.cursors[d], u64::from(c.size));
+                let at = if disk { c.position } else { p.cursors[d] };
+                let data = p.media[d].slice(at, u64::from(c.size));
                 let n = data.len();
                 p.cursors[d] += n;
                 let code = if n < u64::from(c.size) {

@@ -1,0 +1,145 @@
+//! Removable media (VDF_Removable on a pipe-like device): a family that
+//! spans several volumes (clause `media.next-volume`; vdi-spec.md §5.1,
+//! §5.2, §5.8).
+//!
+//! BACKUP: a Write answered ERROR_END_OF_MEDIA is the end of a volume. The
+//! bytes it reports are stored; the client half is in IO-ERROR (its queued
+//! commands come back auto-completed and are written again); the server
+//! clears the error with VDC_ClearError, asks for the next medium with
+//! VDC_Load, then writes the Write's remainder and everything after it on
+//! the new volume. RESTORE: a Read answered ERROR_HANDLE_EOF (or
+//! ERROR_NO_DATA_DETECTED) before the family's end is the end of a volume:
+//! once nothing is outstanding the server sends VDC_Load and reads on from
+//! the first byte not yet read. Either way a VDC_Load answered with an
+//! error fails the statement. Non-removable devices keep their rule: end
+//! of media fails the BACKUP (clause `io-error.end-of-media`), EOF before
+//! the end is a truncated family (clause `restore.truncated`).
+//!
+//! Tape-like devices are removable too, but their volumes are not
+//! modelled: end of media on a tape fails the BACKUP.
+
+use super::*;
+use vdi_spec::DeviceMode;
+
+impl ServerHalf {
+    /// Whether the set's devices are removable pipes, whose families may
+    /// span volumes.
+    pub(super) fn removable(&self) -> bool {
+        self.features.mode() == Some(DeviceMode::PipeRemovable)
+    }
+
+    /// A Write answered ERROR_END_OF_MEDIA on a removable device: keep what
+    /// it stored, clear the error, then VDC_Load and write the rest.
+    pub(super) fn on_end_of_media(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &Slot,
+        c: &Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let bytes = c.bytes.min(u64::from(slot.size));
+        let dev = &mut self.devs[d];
+        dev.done += bytes;
+        dev.bytes += bytes;
+        self.outcome.bytes += bytes;
+        if bytes < u64::from(slot.size) {
+            dev.reissue
+                .push_back((slot.pos + bytes, slot.size - bytes as u32));
+        }
+        ev!(
+            tr,
+            now,
+            "EndOfMedia",
+            Some(id::MEDIA_NEXT_VOLUME),
+            "dev={d} id={} stored {bytes} of {} at {}: the volume is full; VDC_ClearError, then VDC_Load",
+            c.id.0,
+            slot.size,
+            slot.pos
+        );
+        if self.devs[d].io_error.is_none() {
+            self.enter_io_error(now, d, c.code, IoErr::Volume, None, tr);
+            self.send_clear_error(now, d, out, tr);
+        }
+    }
+
+    /// RESTORE: a read met the end of a volume before the family's end;
+    /// `true` if the device is removable and goes on on the next volume.
+    pub(super) fn volume_end(&mut self, now: u64, d: usize, code: Win32, tr: &mut Trace) -> bool {
+        if !self.removable() {
+            return false;
+        }
+        let dev = &mut self.devs[d];
+        dev.load_due = true;
+        dev.issued = dev.done;
+        ev!(
+            tr,
+            now,
+            "EndOfVolume",
+            Some(id::MEDIA_NEXT_VOLUME),
+            "dev={d} {code} at {} of {}: VDC_Load, then reads on",
+            dev.done,
+            dev.len
+        );
+        true
+    }
+
+    /// Sends VDC_Load on device `d` when it is due and nothing else is
+    /// outstanding there: `Some(sent)`; `None` when no Load is due.
+    pub(super) fn try_issue_load(
+        &mut self,
+        now: u64,
+        d: usize,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) -> Option<bool> {
+        let dev = &self.devs[d];
+        if !dev.load_due {
+            return None;
+        }
+        if dev.outstanding > 0 {
+            return Some(false);
+        }
+        self.devs[d].barrier = true;
+        self.send_plain(
+            now,
+            d,
+            CommandCode::Load,
+            Kind::Load,
+            Some(id::MEDIA_NEXT_VOLUME),
+            out,
+            tr,
+        );
+        Some(true)
+    }
+
+    /// VDC_Load answered: the next volume is in (the stream goes on), or
+    /// the statement fails.
+    pub(super) fn on_load_done(
+        &mut self,
+        now: u64,
+        d: usize,
+        c: &Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let dev = &mut self.devs[d];
+        dev.barrier = false;
+        if c.code != Win32::ERROR_SUCCESS {
+            let name = dev.name.clone();
+            let m = messages::vdi_failure("BackupVirtualDeviceFile::Load", "Load", &name, c.code);
+            self.device_error(now, d, c.code, FailReason::DeviceError, m, out, tr);
+            return;
+        }
+        dev.load_due = false;
+        ev!(
+            tr,
+            now,
+            "NextVolume",
+            Some(id::MEDIA_NEXT_VOLUME),
+            "dev={d} the next volume is loaded at stream offset {}",
+            dev.done
+        );
+    }
+}

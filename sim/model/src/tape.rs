@@ -1,0 +1,298 @@
+//! A tape as a tape-like (VDF_LikeTape) client keeps it: the bytes of the
+//! medium, the filemarks between them and the head's position.
+//!
+//! The bytes are [`Content`] (the same as any other device's media, so the
+//! backup checks compare them unchanged); the filemarks are byte offsets
+//! into them. The head is a byte position plus the number of filemarks
+//! before it (a mark and the first byte after it share an offset).
+//!
+//! What the operations do (vdi-spec.md §5.1, §5.4–§5.10):
+//! - a Write or a WriteMark at the head erases everything after it, as a
+//!   tape drive does (clause `tape.filemarks`);
+//! - a Read stops at the next filemark: bytes before it are returned with
+//!   ERROR_FILEMARK_DETECTED and the head passes the mark; a Read at the
+//!   end of the data returns ERROR_NO_DATA_DETECTED (clause
+//!   `tape.filemarks`);
+//! - SkipMarks(n) moves just past the n-th filemark ahead (size = n);
+//!   SkipBlocks(n) moves n blocks forward, at most to the next filemark;
+//! - GetPosition and SetPosition speak in block addresses: bytes before the
+//!   head divided by BLOCKSIZE, plus one address per filemark passed
+//!   (clause `tape.position`); Rewind goes to address 0.
+
+use crate::content::Content;
+use crate::msg::Cmd;
+use crate::process::ClientProcess;
+use vdi_spec::{CommandCode, Win32};
+
+/// How a client answers a command: (code, bytes, data, position).
+pub type Answer = (Win32, u64, Content, u64);
+
+/// A command on a tape-like client's device `d` (clauses
+/// `tape.filemarks`, `tape.position`), or `None` for the commands every
+/// mode shares (Flush, ClearError, Complete, ...).
+pub fn perform(c: &Cmd, d: usize, p: &mut ClientProcess) -> Option<Answer> {
+    let block = p.config.map_or(512, |g| g.block_size);
+    let (Some(data), Some(marks), Some(head)) =
+        (p.media.get_mut(d), p.marks.get_mut(d), p.heads.get_mut(d))
+    else {
+        return None;
+    };
+    let mut t = Tape { data, marks, head };
+    let ok = Win32::ERROR_SUCCESS;
+    let done = |code| Some((code, 0, Content::Empty, 0));
+    match c.code {
+        CommandCode::Write => {
+            t.write(&c.data.slice(0, u64::from(c.size)));
+            Some((ok, u64::from(c.size), Content::Empty, 0))
+        }
+        CommandCode::Read => {
+            let (code, got) = t.read(u64::from(c.size));
+            Some((code, got.len(), got, 0))
+        }
+        CommandCode::WriteMark => {
+            t.write_mark();
+            done(ok)
+        }
+        CommandCode::SkipMarks => done(t.skip_marks(c.size)),
+        CommandCode::SkipBlocks => done(t.skip_blocks(c.size, block)),
+        CommandCode::Rewind | CommandCode::Load => {
+            t.rewind();
+            done(ok)
+        }
+        CommandCode::GetPosition => Some((ok, 0, Content::Empty, t.position(block))),
+        CommandCode::SetPosition => {
+            let at = t.set_position(c.position, block);
+            Some((ok, 0, Content::Empty, at))
+        }
+        _ => None,
+    }
+}
+
+/// A Write, Read or Load on a removable pipe-like client's device `d`
+/// whose volumes hold `capacity` bytes each (clause `media.next-volume`):
+/// the device's media are the volumes end to end, `p.volumes[d]` where
+/// each after the first begins. A Write that does not fit stores what does
+/// and answers ERROR_END_OF_MEDIA; a Read stops at the end of the current
+/// volume (ERROR_HANDLE_EOF); VDC_Load starts the next volume (BACKUP) or
+/// moves to it (RESTORE).
+pub fn perform_volume(c: &Cmd, d: usize, capacity: u64, p: &mut ClientProcess) -> Option<Answer> {
+    let (Some(media), Some(starts), Some(vol)) = (
+        p.media.get_mut(d),
+        p.volumes.get_mut(d),
+        p.volume.get_mut(d),
+    ) else {
+        return None;
+    };
+    match c.code {
+        CommandCode::Write => {
+            let begun = starts.last().copied().unwrap_or(0);
+            let room = capacity.saturating_sub(media.len() - begun);
+            let n = u64::from(c.size).min(room);
+            media.append(&c.data.slice(0, n));
+            let code = if n < u64::from(c.size) {
+                Win32::ERROR_END_OF_MEDIA
+            } else {
+                Win32::ERROR_SUCCESS
+            };
+            Some((code, n, Content::Empty, 0))
+        }
+        CommandCode::Read => {
+            let cur = p.cursors.get(d).copied().unwrap_or(0);
+            let end = starts.get(*vol).copied().unwrap_or(media.len());
+            let got = media.slice(cur, u64::from(c.size).min(end.saturating_sub(cur)));
+            if let Some(cu) = p.cursors.get_mut(d) {
+                *cu += got.len();
+            }
+            let code = if got.len() < u64::from(c.size) {
+                Win32::ERROR_HANDLE_EOF
+            } else {
+                Win32::ERROR_SUCCESS
+            };
+            Some((code, got.len(), got, 0))
+        }
+        CommandCode::Load => {
+            if p.reading {
+                *vol += 1;
+            } else {
+                starts.push(media.len());
+            }
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, 0))
+        }
+        _ => None,
+    }
+}
+
+/// The head of a tape: where the next operation acts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// Byte position in the medium's data.
+    pub pos: u64,
+    /// Filemarks before the head.
+    pub passed: usize,
+}
+
+/// A tape medium as the client holds it, borrowed for one operation.
+pub struct Tape<'a> {
+    pub data: &'a mut Content,
+    /// Filemarks, as byte offsets into `data`, ascending.
+    pub marks: &'a mut Vec<u64>,
+    pub head: &'a mut Head,
+}
+
+impl Tape<'_> {
+    /// Erases everything from the head on (a tape is written in sequence).
+    fn erase_ahead(&mut self) {
+        self.data.truncate(self.head.pos);
+        self.marks.truncate(self.head.passed);
+    }
+
+    /// VDC_Write: stores `bytes` at the head and moves past them.
+    pub fn write(&mut self, bytes: &Content) {
+        self.erase_ahead();
+        self.data.append(bytes);
+        self.head.pos += bytes.len();
+    }
+
+    /// VDC_WriteMark: one filemark at the head.
+    pub fn write_mark(&mut self) {
+        self.erase_ahead();
+        self.marks.push(self.head.pos);
+        self.head.passed += 1;
+    }
+
+    /// Where the data ends for a read from the head: the next filemark, or
+    /// the end of the medium.
+    fn limit(&self) -> u64 {
+        self.marks
+            .get(self.head.passed)
+            .copied()
+            .unwrap_or(self.data.len())
+    }
+
+    /// VDC_Read of `size` bytes: (code, bytes read).
+    pub fn read(&mut self, size: u64) -> (Win32, Content) {
+        let limit = self.limit();
+        let n = size.min(limit.saturating_sub(self.head.pos));
+        let bytes = self.data.slice(self.head.pos, n);
+        self.head.pos += bytes.len();
+        if bytes.len() == size {
+            return (Win32::ERROR_SUCCESS, bytes);
+        }
+        if self.head.passed < self.marks.len() {
+            self.head.passed += 1;
+            return (Win32::ERROR_FILEMARK_DETECTED, bytes);
+        }
+        (Win32::ERROR_NO_DATA_DETECTED, bytes)
+    }
+
+    /// VDC_SkipMarks: past the next `n` filemarks.
+    pub fn skip_marks(&mut self, n: u32) -> Win32 {
+        for _ in 0..n {
+            let Some(&m) = self.marks.get(self.head.passed) else {
+                self.head.pos = self.data.len();
+                return Win32::ERROR_NO_DATA_DETECTED;
+            };
+            self.head.pos = m;
+            self.head.passed += 1;
+        }
+        Win32::ERROR_SUCCESS
+    }
+
+    /// VDC_SkipBlocks: `n` blocks forward, at most to the next filemark.
+    pub fn skip_blocks(&mut self, n: u32, block: u32) -> Win32 {
+        let want = self
+            .head
+            .pos
+            .saturating_add(u64::from(n) * u64::from(block.max(1)));
+        let limit = self.limit();
+        self.head.pos = want.min(limit);
+        if want > limit {
+            Win32::ERROR_FILEMARK_DETECTED
+        } else {
+            Win32::ERROR_SUCCESS
+        }
+    }
+
+    /// VDC_Rewind: to the beginning.
+    pub fn rewind(&mut self) {
+        *self.head = Head::default();
+    }
+
+    /// VDC_GetPosition: the head's block address (each filemark takes one
+    /// address, as on a tape).
+    pub fn position(&self, block: u32) -> u64 {
+        self.head.pos / u64::from(block.max(1)) + self.head.passed as u64
+    }
+
+    /// VDC_SetPosition to block address `addr` (one GetPosition returned):
+    /// the resulting address.
+    pub fn set_position(&mut self, addr: u64, block: u32) -> u64 {
+        let b = u64::from(block.max(1));
+        let mut passed = 0;
+        for (i, m) in self.marks.iter().enumerate() {
+            if m / b + i as u64 >= addr {
+                break;
+            }
+            passed = i + 1;
+        }
+        let pos = (addr - passed as u64).saturating_mul(b);
+        self.head.pos = pos.min(self.data.len());
+        self.head.passed = passed;
+        self.position(block)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Clauses `tape.filemarks` and `tape.position`: a header, a mark, the
+    /// data, a mark; reads stop at marks with ERROR_FILEMARK_DETECTED;
+    /// SkipMarks passes them; positions are block addresses; writing after
+    /// a rewind erases what lay ahead.
+    #[test]
+    fn tape_marks_reads_and_positions() {
+        let (mut data, mut marks, mut head) = (Content::Empty, Vec::new(), Head::default());
+        let mut t = Tape {
+            data: &mut data,
+            marks: &mut marks,
+            head: &mut head,
+        };
+        t.write(&Content::stream(1, 0, 1024));
+        t.write_mark();
+        t.write(&Content::stream(1, 1024, 2048));
+        t.write_mark();
+        assert_eq!(t.position(512), 8);
+        assert_eq!(*t.marks, vec![1024, 3072]);
+        t.rewind();
+        assert_eq!(t.position(512), 0);
+        let (code, got) = t.read(4096);
+        assert_eq!(code, Win32::ERROR_FILEMARK_DETECTED);
+        assert!(got.is_stream(1, 0, 1024));
+        let (code, got) = t.read(1024);
+        assert_eq!(code, Win32::ERROR_SUCCESS);
+        assert!(got.is_stream(1, 1024, 1024));
+        assert_eq!(t.skip_blocks(1, 512), Win32::ERROR_SUCCESS);
+        let (code, got) = t.read(1024);
+        assert_eq!(code, Win32::ERROR_FILEMARK_DETECTED);
+        assert_eq!(got.len(), 512);
+        assert_eq!(t.read(512).0, Win32::ERROR_NO_DATA_DETECTED);
+        t.rewind();
+        assert_eq!(t.skip_marks(1), Win32::ERROR_SUCCESS);
+        assert_eq!(t.head.pos, 1024);
+        assert_eq!(t.skip_marks(2), Win32::ERROR_NO_DATA_DETECTED);
+        assert_eq!(t.set_position(2, 512), 2);
+        assert_eq!(
+            *t.head,
+            Head {
+                pos: 1024,
+                passed: 0
+            }
+        );
+        assert_eq!(t.set_position(3, 512), 3);
+        assert_eq!(t.head.passed, 1);
+        t.write(&Content::stream(2, 0, 512));
+        assert_eq!(t.data.len(), 1536);
+        assert_eq!(*t.marks, vec![1024]);
+    }
+}
