@@ -19,101 +19,17 @@
 mod clients;
 #[path = "support/scratch.rs"]
 mod scratch;
+#[path = "support/wine.rs"]
+mod wine;
 
 use clients::{BuildError, Lang};
 use scratch::Scratch;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use wine::{build_dll, mingw, missing_tool, skipped};
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
-const TARGET: &str = "x86_64-pc-windows-gnu";
-const MINGW_GCC: &str = "x86_64-w64-mingw32-gcc";
-
-fn skipped(why: &str) {
-    println!("\n==== SKIPPED: {why} ====\n");
-    eprintln!("SKIPPED: {why}");
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Why the Windows path cannot run here, if it cannot.
-fn missing_tool() -> Option<String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.trim() == TARGET)
-        });
-    if !installed {
-        return Some(format!(
-            "rustup target {TARGET} not installed (rustup target add {TARGET})"
-        ));
-    }
-    if !clients::have(MINGW_GCC) {
-        return Some(format!(
-            "{MINGW_GCC} not found (apt-get install gcc-mingw-w64-x86-64)"
-        ));
-    }
-    if vdi_conformance::client_test::wine::find_wine().is_none() {
-        return Some("wine64 not found (apt-get install wine64)".into());
-    }
-    None
-}
-
-/// Builds `sqlvdi.dll` (in the target directory the stand-in's own Windows
-/// test uses, so one build serves both) and the `ProcessPrng` stub Wine 8
-/// needs, into `dir`; the DLL's path.
-fn build_dll(dir: &Path) -> PathBuf {
-    let target_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("windows-target");
-    let o = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-        .current_dir(workspace())
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("RUSTFLAGS")
-        .args(["build", "-p", "vdi-standin", "--target", TARGET])
-        .output()
-        .expect("cargo build");
-    assert!(
-        o.status.success(),
-        "sqlvdi.dll: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let dll = dir.join("sqlvdi.dll");
-    std::fs::copy(target_dir.join(TARGET).join("debug/sqlvdi.dll"), &dll).expect("copy dll");
-    mingw(
-        &["-shared"],
-        &workspace().join("sim/standin/samples/bcryptprimitives_stub.c"),
-        &dir.join("bcryptprimitives.dll"),
-        &["-ladvapi32"],
-    );
-    dll
-}
-
-fn mingw(args: &[&str], src: &Path, out: &Path, libs: &[&str]) {
-    let o = Command::new(MINGW_GCC)
-        .args(["-Wall", "-Wextra", "-Werror", "-O1"])
-        .args(args)
-        .arg(src)
-        .arg("-o")
-        .arg(out)
-        .args(libs)
-        .output()
-        .expect("mingw gcc");
-    assert!(
-        o.status.success(),
-        "{}: {}",
-        src.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// The Windows build of the C client (`flaw`: a variant).
 fn windows_client(dir: &Path, flaw: Option<&str>) -> PathBuf {
     let name = match flaw {

@@ -278,7 +278,9 @@ impl Drop for Wine {
     fn drop(&mut self) {
         // Ends the run's wineserver and every Wine process of the prefix.
         if let Some(ws) = self.wineserver.clone() {
-            let _ = self.step(Command::new(ws).arg("-k"), "wineserver -k");
+            let _ = self.step(Command::new(&ws).arg("-k"), "wineserver -k");
+            // -k only asks; -w waits until it has gone.
+            let _ = self.step(Command::new(&ws).arg("-w"), "wineserver -w");
         }
     }
 }
