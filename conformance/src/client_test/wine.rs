@@ -40,6 +40,8 @@ pub struct Wine {
     pub prefix: PathBuf,
     /// How the prefix was made, for the report.
     pub note: String,
+    /// The set-up steps' output (in the run's directory).
+    log: PathBuf,
 }
 
 /// Whether a template's program is a Windows program: its name ends in
@@ -171,6 +173,7 @@ impl Wine {
             wineserver,
             prefix,
             note: String::new(),
+            log: work.join("wine-setup.log"),
         };
         let t0 = Instant::now();
         if let Some(ws) = &w.wineserver {
@@ -234,33 +237,36 @@ impl Wine {
         c
     }
 
-    /// Runs a set-up step within [`STEP_BOUND`].
+    /// Runs a set-up step within [`STEP_BOUND`]. Its output goes to the
+    /// run's `wine-setup.log`, not a pipe: the processes Wine starts on
+    /// the way (the wineserver, the prefix's services) outlive the step and
+    /// must not write into a pipe nobody reads.
     fn step(&self, c: &mut Command, what: &str) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
         c.envs(self.env())
             .env_remove("DISPLAY")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(log)
+            .stderr(log2);
         let mut child = c.spawn().map_err(|e| format!("cannot start {what}: {e}"))?;
         let t0 = Instant::now();
         loop {
             match child.try_wait() {
                 Ok(Some(st)) if st.success() => return Ok(()),
                 Ok(Some(st)) => {
-                    let mut err = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        use std::io::Read;
-                        let _ = e.read_to_string(&mut err);
-                    }
-                    let err: String = err
-                        .chars()
-                        .rev()
-                        .take(2000)
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .rev()
-                        .collect();
-                    return Err(format!("{what} failed under Wine ({st}): {err}"));
+                    let text = std::fs::read(&self.log).unwrap_or_default();
+                    let tail = String::from_utf8_lossy(&text[text.len().saturating_sub(2000)..])
+                        .into_owned();
+                    return Err(format!(
+                        "{what} failed under Wine ({st}); its output ends: {tail}"
+                    ));
                 }
                 Ok(None) if t0.elapsed() > STEP_BOUND => {
                     let _ = child.kill();
