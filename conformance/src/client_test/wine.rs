@@ -176,15 +176,28 @@ impl Wine {
             log: work.join("wine-setup.log"),
         };
         let t0 = Instant::now();
+        if !booted {
+            let boot = || {
+                let mut c = w.command(&w.wine);
+                c.args(["wineboot", "-i"]);
+                w.step(&mut c, "wineboot -i")
+            };
+            if let Err(first) = boot() {
+                // A first boot fails now and then on a loaded machine
+                // ("could not load kernel32.dll", c0000135): once more,
+                // on a fresh server.
+                w.stop_server();
+                boot().map_err(|e| format!("{e} (the first attempt: {first})"))?;
+            }
+            // The server wineboot started would leave 3 s after its last
+            // client: the run's own persistent one replaces it.
+            w.stop_server();
+        }
         if let Some(ws) = &w.wineserver {
             // One server for the whole run: every program run finds it
-            // (and the prefix's services) up, and none of them starts one.
+            // (and the prefix's services) up, and none of them starts one
+            // in its own process group.
             w.step(Command::new(ws).arg("-p"), "wineserver -p")?;
-        }
-        if !booted {
-            let mut boot = w.command(&w.wine);
-            boot.args(["wineboot", "-i"]);
-            w.step(&mut boot, "wineboot -i")?;
         }
         let boot_ms = t0.elapsed().as_millis();
         let sys32 = w.prefix.join("drive_c/windows/system32");
@@ -237,6 +250,16 @@ impl Wine {
         c
     }
 
+    /// Stops the prefix's wineserver (and so every Wine process of the
+    /// prefix) and waits until it has gone.
+    fn stop_server(&self) {
+        if let Some(ws) = &self.wineserver {
+            let _ = self.step(Command::new(ws).arg("-k"), "wineserver -k");
+            // -k only asks; -w waits until it has gone.
+            let _ = self.step(Command::new(ws).arg("-w"), "wineserver -w");
+        }
+    }
+
     /// Runs a set-up step within [`STEP_BOUND`]. Its output goes to the
     /// run's `wine-setup.log`, not a pipe: the processes Wine starts on
     /// the way (the wineserver, the prefix's services) outlive the step and
@@ -283,11 +306,7 @@ impl Wine {
 impl Drop for Wine {
     fn drop(&mut self) {
         // Ends the run's wineserver and every Wine process of the prefix.
-        if let Some(ws) = self.wineserver.clone() {
-            let _ = self.step(Command::new(&ws).arg("-k"), "wineserver -k");
-            // -k only asks; -w waits until it has gone.
-            let _ = self.step(Command::new(&ws).arg("-w"), "wineserver -w");
-        }
+        self.stop_server();
     }
 }
 
