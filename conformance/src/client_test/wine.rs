@@ -176,6 +176,11 @@ impl Wine {
             log: work.join("wine-setup.log"),
         };
         let t0 = Instant::now();
+        // One server for the whole run, started before the prefix boots:
+        // every program run finds it and the prefix's services (started by
+        // wineboot, outside any program's process group) up, and none of
+        // them starts one in its own process group.
+        w.start_server()?;
         if !booted {
             let boot = || {
                 let mut c = w.command(&w.wine);
@@ -187,17 +192,9 @@ impl Wine {
                 // ("could not load kernel32.dll", c0000135): once more,
                 // on a fresh server.
                 w.stop_server();
+                w.start_server()?;
                 boot().map_err(|e| format!("{e} (the first attempt: {first})"))?;
             }
-            // The server wineboot started would leave 3 s after its last
-            // client: the run's own persistent one replaces it.
-            w.stop_server();
-        }
-        if let Some(ws) = &w.wineserver {
-            // One server for the whole run: every program run finds it
-            // (and the prefix's services) up, and none of them starts one
-            // in its own process group.
-            w.step(Command::new(ws).arg("-p"), "wineserver -p")?;
         }
         let boot_ms = t0.elapsed().as_millis();
         let sys32 = w.prefix.join("drive_c/windows/system32");
@@ -248,6 +245,14 @@ impl Wine {
             .env_remove("WAYLAND_DISPLAY")
             .stdin(Stdio::null());
         c
+    }
+
+    /// Starts the prefix's persistent wineserver (`wineserver -p`).
+    fn start_server(&self) -> Result<(), String> {
+        match &self.wineserver {
+            Some(ws) => self.step(Command::new(ws).arg("-p"), "wineserver -p"),
+            None => Ok(()),
+        }
     }
 
     /// Stops the prefix's wineserver (and so every Wine process of the
