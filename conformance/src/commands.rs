@@ -67,6 +67,13 @@ fn check_dir(dir: &Path) -> Result<(), String> {
 /// every case.
 fn check_backend(name: &str) -> Result<(), String> {
     let b = backends::by_name(name).map_err(|e| e.to_string())?;
+    #[cfg(windows)]
+    if name == "windows" {
+        // The registry names the DLL: check that the class can be made.
+        return backends::windows::check()
+            .map(|_| ())
+            .map_err(|e| format!("--backend {name}: {e}"));
+    }
     if b.capabilities().contains(&"abi") {
         backends::abi::check_loadable().map_err(|e| format!("--backend {name}: {e}"))?;
     }

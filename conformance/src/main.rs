@@ -195,6 +195,12 @@ struct ServeArgs {
     /// own: never a real server's credentials.
     #[arg(long = "login", value_name = "NAME:PASSWORD")]
     logins: Vec<String>,
+    /// Also serve Windows programs under Wine (which cannot open the Unix
+    /// socket): a TCP bridge to the socket at ADDR, loopback only (default
+    /// 127.0.0.1:0, a free port). Its address and secret are printed at
+    /// start as the two variables the Windows stand-in reads.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:0")]
+    tcp_bridge: Option<std::net::SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -419,6 +425,23 @@ fn parse_database(s: &str) -> Result<(String, u64)> {
     Ok((name.to_string(), bytes))
 }
 
+/// `serve --tcp-bridge ADDR`: the bridge for Windows programs, its
+/// address and secret printed as the variables the Windows stand-in reads.
+#[cfg(unix)]
+fn tcp_bridge(
+    server: &vdi_sqlserver::serve::Server,
+    addr: std::net::SocketAddr,
+) -> Result<vdi_host::remote::bridge::TcpBridge> {
+    let b = vdi_host::remote::bridge::TcpBridge::start(server.path().to_path_buf(), addr)
+        .with_context(|| format!("--tcp-bridge {addr}"))?;
+    let [(k1, v1), (k2, v2)] = b.env();
+    err_line(format_args!(
+        "vdisim serve: TCP bridge for Windows programs at {}: {k1}={v1} {k2}={v2}",
+        b.addr()
+    ));
+    Ok(b)
+}
+
 #[cfg(unix)]
 fn serve(a: ServeArgs) -> Result<u8> {
     use vdi_host::remote;
@@ -516,8 +539,15 @@ fn serve(a: ServeArgs) -> Result<u8> {
             ));
         }
     }
+    // A bridge that cannot start is an input error (exit 2); dropping the
+    // server on the way out stops it and removes its socket.
+    let bridge = a
+        .tcp_bridge
+        .map(|addr| tcp_bridge(&server, addr))
+        .transpose()?;
     let listen = server.path().to_path_buf();
     server.wait();
+    drop(bridge);
     // The serve backend's private directory (named for its pid, see
     // backends/serve.rs) is removed once empty: its maker, gone, cannot.
     if let Some(pid) = a.exit_with

@@ -70,9 +70,20 @@ struct Obj {
 
 type Factory = unsafe extern "C" fn(*const Guid, *mut *mut c_void) -> ComResult;
 
+/// Where set objects come from.
+#[derive(Clone, Copy)]
+pub enum Creator {
+    /// The stand-in's exported factory.
+    Factory(Factory),
+    /// `CoCreateInstance(CLSID_MSSQL_ClientVirtualDeviceSet)`: the
+    /// registered class (the `windows` backend).
+    #[cfg(windows)]
+    CoCreate,
+}
+
 /// The COM-shaped ABI of one loaded library.
 pub struct ComAbi {
-    factory: Factory,
+    creator: Creator,
     harness: Option<Harness>,
 }
 
@@ -90,9 +101,15 @@ impl ComAbi {
             ))
         })?;
         Ok(ComAbi {
-            factory,
+            creator: Creator::Factory(factory),
             harness: Harness::load(lib),
         })
+    }
+
+    /// Set objects from `creator`, server control through `harness` (the
+    /// library's `vdisim_harness_*` exports, when it has them).
+    pub fn with(creator: Creator, harness: Option<Harness>) -> ComAbi {
+        ComAbi { creator, harness }
     }
 }
 
@@ -133,13 +150,20 @@ unsafe fn dv(dev: Ptr) -> &'static DevVtbl {
 impl Abi for ComAbi {
     fn new_set(&self) -> Result<Ptr, BackendError> {
         let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: valid IID and out-pointer for the call.
-        let r = unsafe { (self.factory)(&IID_ICLIENT_VIRTUAL_DEVICE_SET2, &mut p) };
+        let (r, what) = match self.creator {
+            // SAFETY: valid IID and out-pointer for the call.
+            Creator::Factory(f) => (
+                unsafe { f(&IID_ICLIENT_VIRTUAL_DEVICE_SET2, &mut p) },
+                "vdisim_CreateClientVirtualDeviceSet",
+            ),
+            #[cfg(windows)]
+            Creator::CoCreate => (
+                super::windows::co_create(&mut p),
+                "CoCreateInstance(CLSID_MSSQL_ClientVirtualDeviceSet)",
+            ),
+        };
         if r != 0 || p.is_null() {
-            return Err(BackendError::Failed(format!(
-                "vdisim_CreateClientVirtualDeviceSet: {}",
-                hr(r)
-            )));
+            return Err(BackendError::Failed(format!("{what}: {}", hr(r))));
         }
         Ok(p as Ptr)
     }

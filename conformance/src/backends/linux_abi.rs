@@ -232,7 +232,11 @@ impl Abi for LinuxAbi {
 /// Defines an ABI backend type over the library interface `$abi`, delegating
 /// every [`Backend`] method to an [`AbiDriver`].
 macro_rules! abi_backend {
-    ($(#[$doc:meta])* $t:ident, $load:path, $name:literal, $desc:literal) => {
+    // What the report names as the library: the one `abi::library_path`
+    // finds, unless the backend says.
+    (@library) => { abi::library_path().ok().map(|p| p.display().to_string()) };
+    (@library $e:expr) => { $e };
+    ($(#[$doc:meta])* $t:ident, $load:path, $name:literal, $desc:literal $(, library = $lib:expr)?) => {
         $(#[$doc])*
         pub struct $t {
             driver: Result<AbiDriver, BackendError>,
@@ -242,7 +246,7 @@ macro_rules! abi_backend {
         impl $t {
             /// Loads the library (errors surface at the first case).
             pub fn new() -> $t {
-                let library = abi::library_path().ok().map(|p| p.display().to_string());
+                let library = abi_backend!(@library $($lib)?);
                 $t { driver: $load().map(|a| AbiDriver::new(Arc::new(a))), library }
             }
 

@@ -6,11 +6,18 @@ pub mod linux_abi;
 pub mod model;
 #[cfg(unix)]
 pub mod serve;
+#[cfg(windows)]
+pub mod windows;
 
 use crate::backend::{Backend, BackendError};
 
 /// Names accepted by `--backend`.
+#[cfg(not(windows))]
 pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve"];
+/// Names accepted by `--backend` (Windows: `windows`, the registered COM
+/// class, and no `serve`).
+#[cfg(windows)]
+pub const NAMES: &[&str] = &["model", "linux-abi", "com", "windows"];
 
 /// Builds the backend named `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
@@ -20,6 +27,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         "com" => Ok(Box::new(com::ComBackend::new())),
         #[cfg(unix)]
         "serve" => Ok(Box::new(serve::ServeBackend::new())),
+        #[cfg(windows)]
+        "windows" => Ok(Box::new(windows::WindowsBackend::new())),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
+use vdi_host::remote::bridge::TcpBridge;
 use vdi_host::server::ClientFaultHook;
 use vdi_model::fault::{Fault, FaultPlan, Phase, PlannedFault, Trigger};
 use vdi_model::statement::{ExtraCommand, ReadSizes, Statement, StatementKind};
@@ -104,6 +105,8 @@ pub struct Harness {
     pub ready_bound: Duration,
     pub exit_bound: Duration,
     pub run_bound: Duration,
+    /// Windows programs: the run's Wine prefix.
+    pub wine: Option<super::wine::Wine>,
 }
 
 /// One operation of a case, run.
@@ -172,8 +175,29 @@ impl Harness {
                 return out;
             }
         };
+        // A Windows program reaches the case's server through a TCP bridge.
+        let bridge = match &self.wine {
+            Some(_) => match TcpBridge::start(server.path().to_path_buf(), BRIDGE_BIND.into()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    out.unimplemented = Some(format!("the case's TCP bridge could not start: {e}"));
+                    return out;
+                }
+            },
+            None => None,
+        };
+        let extra_env: Vec<(&'static str, String)> = bridge.iter().flat_map(|b| b.env()).collect();
         let run = |op: Op, c: &ClientCase, fsize: Option<u64>| {
-            self.run_op(op, c, seed, dir, &server, scale, fsize, &group, &killed)
+            let ctx = OpContext {
+                dir,
+                server: &server,
+                scale,
+                fsize,
+                group: &group,
+                killed: &killed,
+                extra_env: &extra_env,
+            };
+            self.run_op(op, c, seed, &ctx)
         };
         let fsize = match case.process_fault {
             Some(ProcessFault::DiskFull { bytes }) => Some(bytes),
@@ -205,6 +229,7 @@ impl Harness {
         }
         server.shutdown();
         drop(server);
+        drop(bridge);
         let _ = std::fs::remove_dir_all(dir);
         out
     }
@@ -244,19 +269,16 @@ impl Harness {
         cfg
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_op(
-        &self,
-        op: Op,
-        case: &ClientCase,
-        seed: u64,
-        dir: &Path,
-        server: &Server,
-        scale: u32,
-        fsize: Option<u64>,
-        group: &Arc<AtomicI32>,
-        killed: &Arc<AtomicBool>,
-    ) -> OpRun {
+    fn run_op(&self, op: Op, case: &ClientCase, seed: u64, x: &OpContext<'_>) -> OpRun {
+        let OpContext {
+            dir,
+            server,
+            scale,
+            fsize,
+            group,
+            killed,
+            extra_env,
+        } = *x;
         let device = format!("vdisim-ct-{seed}");
         let values = self.values(op, case, &device, dir, server.path());
         let before = server.outcomes().len();
@@ -282,6 +304,8 @@ impl Harness {
             statement_ended: &ended,
             group: group.clone(),
             killed_by_fault: killed.clone(),
+            wine: self.wine.as_ref(),
+            extra_env,
         };
         killed.store(false, Ordering::SeqCst);
         let record = exec::run(&setup);
@@ -311,10 +335,32 @@ impl Harness {
             ("database", DATABASE.to_string()),
             ("device", device.to_string()),
             ("devices", case.devices.to_string()),
-            ("file", dir.join("media").display().to_string()),
+            ("file", {
+                let media = dir.join("media");
+                match &self.wine {
+                    // A Windows program is given a Windows path.
+                    Some(_) => super::wine::dos_path(&media),
+                    None => media.display().to_string(),
+                }
+            }),
             ("server", socket.display().to_string()),
         ])
     }
+}
+
+/// Where a case's TCP bridge listens (a free loopback port).
+const BRIDGE_BIND: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
+
+/// What one operation of a case runs with.
+#[derive(Clone, Copy)]
+struct OpContext<'a> {
+    dir: &'a Path,
+    server: &'a Server,
+    scale: u32,
+    fsize: Option<u64>,
+    group: &'a Arc<AtomicI32>,
+    killed: &'a Arc<AtomicBool>,
+    extra_env: &'a [(&'static str, String)],
 }
 
 fn op_name(op: Op) -> &'static str {

@@ -98,6 +98,11 @@ pub struct RunSetup<'a> {
     pub statement_ended: &'a (dyn Fn() -> bool + Sync),
     /// The program's process group, for the case's process faults.
     pub group: Arc<AtomicI32>,
+    /// A Windows program: run it with this prefix's Wine loader.
+    pub wine: Option<&'a super::wine::Wine>,
+    /// More environment (a Windows program's way to the server: the TCP
+    /// bridge's address and secret).
+    pub extra_env: &'a [(&'static str, String)],
     /// Set by a process fault that killed the program on purpose.
     pub killed_by_fault: Arc<AtomicBool>,
 }
@@ -252,9 +257,19 @@ fn reap_escaped(log: &Path) -> Vec<String> {
 }
 
 fn spawn(s: &RunSetup<'_>, argv: &[String]) -> std::io::Result<Child> {
-    let mut c = Command::new(&argv[0]);
-    c.args(&argv[1..])
-        .stdin(Stdio::piped())
+    let mut c = match s.wine {
+        Some(w) => {
+            let mut c = Command::new(&w.wine);
+            c.args(argv).envs(w.env()).env_remove("DISPLAY");
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    c.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .env(vdi_host::remote::ENV_SERVER, s.socket)
@@ -279,6 +294,8 @@ fn spawn(s: &RunSetup<'_>, argv: &[String]) -> std::io::Result<Child> {
         Some(p) => c.env("VDISIM_PROFILE", p),
         None => c.env_remove("VDISIM_PROFILE"),
     };
+    // Last: a bridge's address replaces the socket path.
+    c.envs(s.extra_env.iter().map(|(k, v)| (*k, v)));
     let fsize = s.file_size_limit;
     // SAFETY: the closure runs in the child between fork and exec and
     // calls only async-signal-safe functions (setpgid, setrlimit, signal).

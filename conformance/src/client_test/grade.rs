@@ -261,7 +261,9 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
     };
     if log.calls.is_empty() && run.outcomes.is_empty() {
         g.findings.push(plain(format!(
-            "the {what} made no VDI call and ran no statement: is it loading vdisim's libsqlvdi.so (LD_LIBRARY_PATH), and does it run sqlcmd from PATH? stderr ends: {}",
+            "the {what} made no VDI call and ran no statement ({:?} after {} ms): is it loading vdisim's libsqlvdi.so (LD_LIBRARY_PATH; under --wine, the registered sqlvdi.dll), and does it run sqlcmd from PATH? stderr ends: {}",
+            run.record.end,
+            run.record.real_ms,
             last_lines(&run.record.stderr_tail, 3)
         )));
         return g;

@@ -19,6 +19,7 @@ pub mod cases;
 pub mod exec;
 pub mod grade;
 pub mod template;
+pub mod wine;
 
 use case_run::{Behaviour, CaseRun, Harness};
 use cases::{ClientCase, Op, Space};
@@ -97,6 +98,22 @@ pub struct ClientTestArgs {
     #[arg(long, default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub exit_timeout_ms: u64,
+    /// Run the program under Wine (implied when it is a Windows `.exe`):
+    /// a private Wine prefix with the Windows stand-in sqlvdi.dll
+    /// registered, each case's server reached through a TCP bridge.
+    #[arg(long)]
+    pub wine: bool,
+    /// The Windows stand-in DLL for --wine (default: VDISIM_SQLVDI_DLL,
+    /// else sqlvdi.dll beside vdisim or in the target directory's
+    /// x86_64-pc-windows-gnu build).
+    #[arg(long, value_name = "PATH")]
+    pub sqlvdi_dll: Option<PathBuf>,
+    /// The Wine prefix for --wine: made there when absent and kept, reused
+    /// when it is one already (making one takes ~20 s). Default: a private
+    /// prefix in the run's directory, removed at the end. Never ~/.wine
+    /// unless named here.
+    #[arg(long, value_name = "DIR")]
+    pub wine_prefix: Option<PathBuf>,
 }
 
 /// Bad input to `client-test`: what, where, how to fix.
@@ -124,6 +141,8 @@ pub enum ClientTestError {
     Setup(String, String),
     #[error("cannot write the reports: {0}")]
     Reports(String),
+    #[error("--wine: {0}")]
+    Wine(String),
 }
 
 /// What a client-test run found.
@@ -191,7 +210,16 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
     if a.ready_line.is_some() && !template.uses("device") {
         return Err(template::TemplateError::NoDevice.into());
     }
-    template.program(std::env::var_os("PATH").as_deref())?;
+    let windows = match template.program(std::env::var_os("PATH").as_deref()) {
+        Ok(p) => a.wine || wine::is_windows_program(&p),
+        // A Windows program need not carry Unix execute permission.
+        Err(template::TemplateError::NotExecutable(p))
+            if a.wine || wine::is_windows_program(Path::new(&p)) =>
+        {
+            true
+        }
+        Err(e) => return Err(e.into()),
+    };
     let op_words = match a.op_words.split(',').collect::<Vec<_>>()[..] {
         [b, r] if !b.trim().is_empty() && !r.trim().is_empty() => {
             (b.trim().to_string(), r.trim().to_string())
@@ -215,6 +243,24 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
     };
     let plan = plan(a, space)?;
     let work = make_work_dir(vdisim)?;
+    let wine = if windows {
+        let dll = match &a.sqlvdi_dll {
+            Some(p) if p.is_file() => p.clone(),
+            Some(p) => {
+                return Err(ClientTestError::Wine(format!(
+                    "--sqlvdi-dll {}: no such file",
+                    p.display()
+                )));
+            }
+            None => wine::find_dll(vdisim).map_err(ClientTestError::Wine)?,
+        };
+        Some(
+            wine::Wine::setup(&work.0, a.wine_prefix.as_deref(), &dll)
+                .map_err(ClientTestError::Wine)?,
+        )
+    } else {
+        None
+    };
     let mut h = Harness {
         template,
         ready_line: a.ready_line.clone(),
@@ -228,6 +274,7 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         ready_bound: Duration::from_secs(30),
         exit_bound: Duration::from_millis(a.exit_timeout_ms),
         run_bound: Duration::from_secs(300),
+        wine,
     };
     exec::become_subreaper();
     h.behaviour = probe(&h);
@@ -244,7 +291,10 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         shrink_failures(a, &h, &mut results, &runs)?;
     }
     apply_excludes(&mut results, &excludes);
-    let text = report(a, &h, &results)?;
+    let mut text = report(a, &h, &results)?;
+    if let Some(w) = &h.wine {
+        text = format!("{}\n{text}", w.note);
+    }
     Ok(Summary {
         results,
         report_dir: a.report_dir.clone(),

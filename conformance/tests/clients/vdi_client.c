@@ -49,6 +49,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Windows (mingw-w64; run under Wine against vdisim serve): the set object
+ * comes from COM, CoCreateInstance(CLSID_MSSQL_ClientVirtualDeviceSet), as
+ * Windows products get it; files are binary, fsync is _commit, and there is
+ * no SIGXFSZ or SIGPIPE. Everything else is the same program. */
+#ifdef _WIN32
+#include <io.h>
+#include <objbase.h>
+#define fsync _commit
+#define OPEN_BINARY O_BINARY
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+#else
+#define OPEN_BINARY 0
+#endif
+
 /* ----- which product bug this build carries -------------------------------- */
 
 #if defined(FLAW_TIMEOUT_FATAL) + defined(FLAW_CLOSE_EARLY) + defined(FLAW_FLUSH_UNANSWERED) +      \
@@ -525,8 +541,10 @@ int main(int argc, char **argv) {
     config_wait_ms = env_ms("VDICLIENT_CONFIG_WAIT_MS", 60000);
     idle_ms = env_ms("VDICLIENT_IDLE_MS", 300000);
     /* A file-size limit must fail the write (EFBIG), not kill the program. */
+#ifndef _WIN32
     signal(SIGXFSZ, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+#endif
     say("%s of [%s] on %d device(s) '%s', media %s (build %s, ready-line mode)",
         backup ? "backup" : "restore", database, ndev, setname, file, BUILD);
 
@@ -545,8 +563,8 @@ int main(int argc, char **argv) {
             sprintf(d->name, "%s-dev%d", setname, i);
             sprintf(d->path, "%s.%d", file, i);
         }
-        d->fd = backup ? open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-                       : open(d->path, O_RDONLY | O_CLOEXEC);
+        d->fd = backup ? open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | OPEN_BINARY, 0644)
+                       : open(d->path, O_RDONLY | O_CLOEXEC | OPEN_BINARY);
         if (d->fd < 0) {
             say("cannot open %s: %s", d->path, strerror(errno));
             return finish(0);
@@ -557,7 +575,14 @@ int main(int argc, char **argv) {
     }
 
     void *p = NULL;
+#ifdef _WIN32
+    HRESULT hr = CoInitializeEx(NULL, COINIT_MULTITHREADED);
+    if (SUCCEEDED(hr))
+        hr = CoCreateInstance(&CLSID_MSSQL_ClientVirtualDeviceSet, NULL, CLSCTX_INPROC_SERVER,
+                              &IID_IClientVirtualDeviceSet2, &p);
+#else
     HRESULT hr = vdisim_CreateClientVirtualDeviceSet(&IID_IClientVirtualDeviceSet2, &p);
+#endif
     if (hr != NOERROR) {
         say("cannot make a set object: %s", HR(hr));
         return finish(0);

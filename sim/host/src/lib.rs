@@ -44,7 +44,7 @@ pub mod history;
 mod local;
 pub mod mode;
 pub mod plan;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod remote;
 pub mod runtime;
 pub mod server;

@@ -29,9 +29,12 @@ use crate::calllog::ClientEnv;
 use crate::case::CaseHost;
 use crate::harness::CaseControl;
 use crate::plan::{self, Board, PlanConnector, PlanFile};
+#[cfg(any(unix, windows))]
+use crate::remote::connector::RemoteConnector;
 #[cfg(unix)]
-use crate::remote::{connector::RemoteConnector, forward::ForwardHost};
+use crate::remote::forward::ForwardHost;
 use crate::runtime::{Connection, Connector, NameInUse, NewSet, RuntimeConfig, SetRuntime};
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 use thiserror::Error;
@@ -42,7 +45,7 @@ pub enum Mode {
     /// `VDISIM_PLAN`: each set runs a planned statement in process.
     Plan(PlanConnector),
     /// No plan: each set connects to a `vdisim serve` process.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     Serve(RemoteConnector),
     /// Harness cases in process.
     Cases(CaseHost),
@@ -107,7 +110,7 @@ impl Mode {
     pub fn name(&self) -> &'static str {
         match self {
             Mode::Plan(_) => "the in-process plan server (VDISIM_PLAN)",
-            #[cfg(unix)]
+            #[cfg(any(unix, windows))]
             Mode::Serve(_) => "sets connected to vdisim serve",
             Mode::Cases(_) => "harness cases in process",
             #[cfg(unix)]
@@ -118,9 +121,9 @@ impl Mode {
 
     /// Whether sets connect to a `vdisim serve` process.
     fn is_serve(&self) -> bool {
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         return matches!(self, Mode::Serve(_));
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, windows)))]
         return false;
     }
 
@@ -135,7 +138,7 @@ impl Mode {
         let env = self.client_env();
         let (profile, connector, scale, tally) = match self {
             Mode::Plan(p) => (p.profile(), connector_of(p), 1, None),
-            #[cfg(unix)]
+            #[cfg(any(unix, windows))]
             Mode::Serve(r) => (
                 env.profile
                     .clone()
@@ -225,9 +228,9 @@ fn from_environment() -> Mode {
     let Some(path) = plan else {
         // No plan: connect to a `vdisim serve` process (it prints one line
         // if there is none).
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         return Mode::Serve(RemoteConnector::from_env());
-        #[cfg(not(unix))]
+        #[cfg(not(any(unix, windows)))]
         return Mode::None(NoServerNotice::new(format!(
             "vdisim: no in-process server (GetConfiguration will time out); set {}=<plan.toml> and optionally {}=<n> to run one",
             plan::ENV_PLAN,

@@ -4,11 +4,10 @@
 //! half's.
 
 use super::shm::ClientMap;
+use super::stream::{Address, Stream};
 use super::wire::{self, Frame, PROTOCOL, Refusal};
 use crate::runtime::{Connection, Connector, NameInUse, NewSet, SetRuntime, Transport};
 use std::io;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::Duration;
@@ -21,8 +20,8 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// reachable, the set is created anyway and no configuration ever arrives
 /// (as VDI with no SQL Server), and one line on stderr says how to start one.
 pub struct RemoteConnector {
-    /// Fixed socket path; `None`: [`super::address`] at each connect.
-    addr: Option<PathBuf>,
+    /// Fixed address; `None`: [`super::server_address`] at each connect.
+    addr: Option<Address>,
     said: Once,
 }
 
@@ -35,8 +34,14 @@ impl RemoteConnector {
         }
     }
 
-    /// A connector to the server at `addr`.
-    pub fn at(addr: PathBuf) -> RemoteConnector {
+    /// A connector to the server socket at `path`.
+    #[cfg(unix)]
+    pub fn at(path: std::path::PathBuf) -> RemoteConnector {
+        RemoteConnector::to(Address::Unix(path))
+    }
+
+    /// A connector to the server at `addr` (a socket, or a TCP bridge).
+    pub fn to(addr: Address) -> RemoteConnector {
         RemoteConnector {
             addr: Some(addr),
             said: Once::new(),
@@ -45,7 +50,7 @@ impl RemoteConnector {
 }
 
 struct Link {
-    stream: Mutex<UnixStream>,
+    stream: Mutex<Stream>,
     /// The client is done with this incarnation (its transport dropped): an
     /// end of stream is not a server death.
     ending: AtomicBool,
@@ -84,7 +89,7 @@ impl Drop for RemoteTransport {
     fn drop(&mut self) {
         self.link.ending.store(true, Ordering::SeqCst);
         let s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = s.shutdown(std::net::Shutdown::Both);
+        let _ = s.shutdown();
     }
 }
 
@@ -104,10 +109,9 @@ impl From<io::Error> for Hello {
 
 /// Says hello for `set`; the stream, and whether the server wants fetch
 /// reports.
-fn hello(addr: &PathBuf, set: &NewSet) -> Result<(UnixStream, bool), Hello> {
-    let mut s = UnixStream::connect(addr)?;
-    s.set_read_timeout(Some(HELLO_TIMEOUT))?;
-    s.set_write_timeout(Some(HELLO_TIMEOUT))?;
+fn hello(addr: &Address, set: &NewSet) -> Result<(Stream, bool), Hello> {
+    let mut s = addr.connect()?;
+    s.set_timeouts(Some(HELLO_TIMEOUT))?;
     wire::write_frame(
         &mut s,
         &Frame::HelloSet {
@@ -132,12 +136,11 @@ fn hello(addr: &PathBuf, set: &NewSet) -> Result<(UnixStream, bool), Hello> {
             .into());
         }
     };
-    s.set_read_timeout(None)?;
-    s.set_write_timeout(None)?;
+    s.set_timeouts(None)?;
     Ok((s, fetches))
 }
 
-fn reader(mut s: UnixStream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetRuntime>, inc: u32) {
+fn reader(mut s: Stream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetRuntime>, inc: u32) {
     loop {
         let f = wire::read_frame(&mut s);
         match f {
@@ -178,15 +181,14 @@ impl Connector for RemoteConnector {
         runtime: Weak<SetRuntime>,
         set: &NewSet,
     ) -> Result<Connection, NameInUse> {
-        let addr = self.addr.clone().unwrap_or_else(super::address);
+        let addr = self.addr.clone().unwrap_or_else(super::server_address);
         let (s, fetches) = match hello(&addr, set) {
             Ok(s) => s,
             Err(Hello::NameInUse) => return Err(NameInUse),
             Err(Hello::Failed(e)) => {
                 self.said.call_once(|| {
                     eprintln!(
-                        "vdisim: no server at {} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket), or set {}=<plan.toml> for an in-process server",
-                        addr.display(),
+                        "vdisim: no server at {addr} ({e}); the set is created but no configuration will arrive. Start one with `vdisim serve` (or point {} at its socket), or set {}=<plan.toml> for an in-process server",
                         super::ENV_SERVER,
                         crate::plan::ENV_PLAN
                     )

@@ -25,18 +25,28 @@
 //!
 //! Where the server listens is a socket path: `--listen` for `vdisim
 //! serve`, [`ENV_SERVER`] for both sides, else a per-user default
-//! ([`default_address`]).
+//! ([`default_address`]). A program that cannot open a Unix socket (a
+//! Windows program under Wine) reaches it through a TCP bridge on loopback
+//! ([`bridge`], [`stream`]): [`ENV_SERVER`] is then `tcp:HOST:PORT` and
+//! [`stream::ENV_SECRET`] the bridge's secret; its buffers are the same
+//! shared-memory files, mapped through Wine's view of the Unix file system
+//! ([`shm`], `winmap`).
 
+pub mod stream;
 pub mod wire;
 
 #[cfg(unix)]
+pub mod bridge;
+#[cfg(any(unix, windows))]
 pub mod connector;
 #[cfg(unix)]
 pub mod control;
 #[cfg(unix)]
 pub mod forward;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod shm;
+#[cfg(windows)]
+mod winmap;
 
 use std::path::PathBuf;
 
@@ -61,6 +71,22 @@ pub fn address() -> PathBuf {
     match std::env::var_os(ENV_SERVER).filter(|v| !v.is_empty()) {
         Some(v) => PathBuf::from(v),
         None => default_address(),
+    }
+}
+
+/// The address set connections go to: [`ENV_SERVER`] (a socket path or
+/// `tcp:HOST:PORT` with [`stream::ENV_SECRET`]) if set and not empty, else
+/// the socket at [`default_address`] (where there are Unix sockets).
+pub fn server_address() -> stream::Address {
+    match std::env::var(ENV_SERVER).ok().filter(|v| !v.is_empty()) {
+        Some(v) => stream::Address::parse(&v, std::env::var(stream::ENV_SECRET).ok()),
+        #[cfg(unix)]
+        None => stream::Address::Unix(default_address()),
+        #[cfg(not(unix))]
+        None => stream::Address::Unusable(format!(
+            "{ENV_SERVER} is not set: a Windows program reaches vdisim serve through a TCP bridge, {ENV_SERVER}=tcp:HOST:PORT and {}=<secret> (vdisim client-test --wine sets them)",
+            stream::ENV_SECRET
+        )),
     }
 }
 

@@ -9,18 +9,36 @@
 //! the chunk's alignment, so a buffer's data zone has the same alignment in
 //! both processes.
 
+//!
+//! On Windows (a program under Wine) only the client's side exists: the
+//! same files, opened through Wine's view of the Unix file system and
+//! mapped with `MapViewOfFile` (`winmap`).
+
 use super::wire::MapChunk;
-use crate::buffers::{BufferMap, ServerBuffers};
+use crate::buffers::BufferMap;
+#[cfg(unix)]
+use crate::buffers::ServerBuffers;
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+#[cfg(unix)]
+use std::fs::File;
+use std::fs::OpenOptions;
 use std::io;
+#[cfg(unix)]
 use std::os::fd::AsRawFd;
+#[cfg(unix)]
 use std::os::unix::fs::OpenOptionsExt;
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::ptr::NonNull;
+#[cfg(unix)]
+use std::sync::Mutex;
+use std::sync::RwLock;
+#[cfg(unix)]
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 use vdi_model::msg::BufId;
+
+#[cfg(windows)]
+use super::winmap::Mapping;
 
 /// Buffers per chunk.
 pub const PER_CHUNK: u32 = 16;
@@ -28,20 +46,24 @@ pub const PER_CHUNK: u32 = 16;
 /// The largest alignment a chunk may ask for (1 GiB).
 pub const ALIGN_MAX: u64 = 1 << 30;
 
+#[cfg(unix)]
 /// One shared mapping, aligned to at least its `align`.
 pub struct Mapping {
     base: NonNull<u8>,
     len: usize,
 }
 
+#[cfg(unix)]
 // SAFETY: the mapping is plain shared memory owned by this value until it
 // drops; who touches which bytes when is the VDI protocol's rule (the client
 // between GetCommand and CompleteCommand, the server otherwise), ordered by
 // the socket's messages.
 unsafe impl Send for Mapping {}
+#[cfg(unix)]
 // SAFETY: as for `Send`.
 unsafe impl Sync for Mapping {}
 
+#[cfg(unix)]
 impl Mapping {
     /// Maps `len` bytes of `file` shared, at an address aligned to `align`
     /// (a power of two).
@@ -134,6 +156,7 @@ impl Mapping {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: exactly the range `map` mapped, unmapped once here.
@@ -167,18 +190,22 @@ impl Geometry {
         }
     }
 
+    #[cfg(unix)]
     fn chunk_len(&self) -> u64 {
         self.stride * u64::from(PER_CHUNK)
     }
 }
 
+#[cfg(unix)]
 fn shm_dir() -> PathBuf {
     let d = PathBuf::from("/dev/shm");
     if d.is_dir() { d } else { std::env::temp_dir() }
 }
 
+#[cfg(unix)]
 static NEXT_FILE: AtomicU64 = AtomicU64::new(0);
 
+#[cfg(unix)]
 struct ServerChunk {
     map: Mapping,
     path: PathBuf,
@@ -186,12 +213,14 @@ struct ServerChunk {
     unlinked: bool,
 }
 
+#[cfg(unix)]
 /// The server's side: chunks created on demand.
 pub struct ServerPool {
     geo: Geometry,
     chunks: Mutex<BTreeMap<u32, ServerChunk>>,
 }
 
+#[cfg(unix)]
 impl ServerPool {
     pub fn new(geo: Geometry) -> ServerPool {
         ServerPool {
@@ -293,6 +322,7 @@ impl ServerPool {
     }
 }
 
+#[cfg(unix)]
 impl Drop for ServerPool {
     fn drop(&mut self) {
         for c in self.lock().values_mut() {
@@ -303,6 +333,7 @@ impl Drop for ServerPool {
     }
 }
 
+#[cfg(unix)]
 impl ServerBuffers for ServerPool {
     fn prepare(&self, id: BufId) {
         let _ = self.data(id);
@@ -360,7 +391,13 @@ impl ClientMap {
                 return bad("buffers per chunk differ from the earlier chunks'");
             }
         }
+        #[cfg(unix)]
         let file = OpenOptions::new().read(true).write(true).open(&m.path)?;
+        #[cfg(windows)]
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(super::winmap::host_path(&m.path))?;
         let len = usize::try_from(m.len).map_err(|_| io::Error::other("chunk too large"))?;
         if file.metadata()?.len() < m.len {
             return bad("chunk file shorter than the chunk");
@@ -403,7 +440,7 @@ impl BufferMap for ClientMap {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
