@@ -104,8 +104,9 @@ enum Cmd {
     Fuzz(vdi_conformance::campaign::FuzzArgs),
     /// Explore every interleaving of a small world with at most k preemptions.
     Explore(vdi_conformance::explore::ExploreArgs),
-    /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
-    /// program does when invoked under the name `sqlcmd`).
+    /// A sqlcmd look-alike that sends T-SQL to `vdisim serve`, or over TDS
+    /// to any TDS server with -S tcp:HOST,PORT (also what this program does
+    /// when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
     Sqlcmd {
         /// sqlcmd's own options (-S -U -P -E -d -b -Q -q -i ...; -? for help).
@@ -354,6 +355,40 @@ fn sqlcmd(args: &[String]) -> u8 {
         },
         _ => None,
     };
+    if let Some(endpoint) = a
+        .server
+        .as_deref()
+        .and_then(sqlcmd::tds_executor::tds_endpoint)
+    {
+        let endpoint = match endpoint {
+            Ok(e) => e,
+            Err(why) => {
+                err_line(format_args!("Sqlcmd: Error: {why}."));
+                return 1;
+            }
+        };
+        let server = a.server.clone().unwrap_or_default();
+        let mut exec = sqlcmd::TdsExecutor::new(
+            &server,
+            endpoint,
+            a.user.as_deref(),
+            a.password.as_deref(),
+            a.trusted,
+        );
+        exec.watch_interrupt(interrupt::flag());
+        let server_name = if a.help {
+            "VDISIM".to_string()
+        } else {
+            exec.server_name(a.database.as_deref())
+                .unwrap_or_else(|| server.clone())
+        };
+        return run_sqlcmd(
+            &a,
+            interrupt::CtrlCDuringBatch::new(exec),
+            file,
+            &server_name,
+        );
+    }
     let mut exec = ServeExecutor::new(a.server.as_deref());
     exec.watch_interrupt(interrupt::flag());
     // Messages name the server as it names itself (`--server-name`).
@@ -362,15 +397,31 @@ fn sqlcmd(args: &[String]) -> u8 {
     } else {
         exec.server_name().unwrap_or_else(|| "VDISIM".into())
     };
-    let mut exec = interrupt::CtrlCDuringBatch::new(exec);
+    run_sqlcmd(
+        &a,
+        interrupt::CtrlCDuringBatch::new(exec),
+        file,
+        &server_name,
+    )
+}
+
+/// Runs the look-alike on `exec`, writing to `file` or standard output.
+#[cfg(unix)]
+fn run_sqlcmd(
+    a: &vdi_sqlserver::sqlcmd::SqlcmdArgs,
+    mut exec: impl vdi_sqlserver::sqlcmd::Executor,
+    file: Option<std::fs::File>,
+    server_name: &str,
+) -> u8 {
+    use vdi_sqlserver::sqlcmd;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();
     let code = match file {
-        Some(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),
+        Some(mut f) => sqlcmd::run(a, &mut exec, &mut input, &mut f, &mut err, server_name),
         None => {
             let mut out = std::io::stdout();
-            sqlcmd::run(&a, &mut exec, &mut input, &mut out, &mut err, &server_name)
+            sqlcmd::run(a, &mut exec, &mut input, &mut out, &mut err, server_name)
         }
     };
     u8::try_from(code).unwrap_or(1)

@@ -116,7 +116,10 @@ impl Executor for Fake {
                 }
             }
         }
-        Ok(BatchResult { messages })
+        Ok(BatchResult {
+            messages,
+            ..BatchResult::default()
+        })
     }
 }
 

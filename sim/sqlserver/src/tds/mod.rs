@@ -17,6 +17,9 @@
 //!   become.
 //! - [`query`]: the few queries answered with result sets (COLMETADATA,
 //!   ROW).
+//! - [`client`]: the other side, a small blocking client (plaintext
+//!   only) for `vdisim sqlcmd -S tcp:HOST,PORT` and the harness's
+//!   `sqlserver` backend, which speak to any TDS server with it.
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -95,6 +98,7 @@
 
 use thiserror::Error;
 
+pub mod client;
 pub mod login7;
 pub mod packet;
 pub mod prelogin;
