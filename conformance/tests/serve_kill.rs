@@ -139,3 +139,102 @@ fn the_client_reads_the_login_and_its_session_id() {
     };
     assert_eq!(rs.rows, [vec![Some(c.spid.to_string())]]);
 }
+
+fn numbers(r: &vdi_sqlserver::tds::client::Reply) -> Vec<(u32, u8)> {
+    r.messages().map(|m| (m.number, m.class)).collect()
+}
+
+/// `KILL <spid>` from a second TDS connection while the first runs a
+/// BACKUP: the set is aborted (clause `abort.server-signal`: the client
+/// sees the abort), the statement fails with 3204 and 3013 and Msg 596
+/// (class 21), no backup is recorded, and the victim's connection ends.
+#[test]
+fn kill_aborts_the_running_backup_of_another_session() {
+    use vdi_host::remote::wire::Frame;
+    use vdi_model::msg::ToClient;
+    let d = Scratch::new("kill");
+    let (s, addr) = start(&d);
+    let (mut set, answer) = raw_set(s.path(), "kx");
+    assert!(matches!(answer, Some(Frame::Welcome { .. })));
+    let mut victim = client(addr);
+    let victim_spid = victim.spid;
+    victim
+        .send_batch("BACKUP DATABASE sales TO VIRTUAL_DEVICE='kx'")
+        .unwrap();
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Configured { .. }
+            }
+        )
+    });
+    let mut killer = client(addr);
+    assert_ne!(killer.spid, victim_spid);
+    let r = killer.batch(&format!("KILL {victim_spid}")).unwrap();
+    assert!(numbers(&r).is_empty() && !r.failed(), "{r:?}");
+    let r = victim.read_reply().expect("the killed batch's answer");
+    assert_eq!(numbers(&r), [(3204, 16), (3013, 16), (596, 21)], "{r:?}");
+    assert!(r.failed());
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Abort
+            }
+        )
+    });
+    let after = victim.batch("SELECT @@SPID");
+    assert!(
+        after.is_err(),
+        "the killed session's connection is closed: {after:?}"
+    );
+    assert_eq!(s.status().backups, 0, "a killed backup is not recorded");
+    let last = s.outcomes().pop().expect("the statement's outcome");
+    assert_eq!(
+        last.outcome.reason,
+        Some(vdi_model::outcome::FailReason::ServerAbort)
+    );
+    // The killer's session goes on; the victim's id is free once its
+    // connection's thread has ended (soon: polled, at most 10 s).
+    let t0 = std::time::Instant::now();
+    loop {
+        let r = killer.batch(&format!("KILL {victim_spid}")).unwrap();
+        if numbers(&r) == [(6106, 16)] {
+            break;
+        }
+        assert!(numbers(&r).is_empty(), "{r:?}");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(10),
+            "never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// KILL's refusals: the session itself (6104), a system session id
+/// (6107), an id no session has (6106); and a KILL from the control
+/// socket closes an idle TDS session.
+#[test]
+fn kill_refusals_and_an_idle_session_killed_from_the_control_socket() {
+    let d = Scratch::new("kill-refusals");
+    let (s, addr) = start(&d);
+    let mut c = client(addr);
+    let r = c.batch(&format!("KILL {}", c.spid)).unwrap();
+    assert_eq!(numbers(&r), [(6104, 16)]);
+    let r = c.batch("KILL 7").unwrap();
+    assert_eq!(numbers(&r), [(6107, 14)]);
+    let r = c.batch("KILL 30000").unwrap();
+    let m = r.messages().next().unwrap();
+    assert_eq!((m.number, m.state), (6106, 2));
+    assert_eq!(m.text, "Process ID 30000 is not an active process ID.");
+    let m = sql_at(s.path(), &format!("KILL {}", c.spid));
+    assert!(m.is_empty(), "{m:?}");
+    assert!(
+        c.batch("SELECT @@SPID").is_err(),
+        "a killed idle session's connection is closed"
+    );
+    // The server goes on serving.
+    let mut c2 = client(addr);
+    assert!(!c2.batch("USE sales").unwrap().failed());
+}

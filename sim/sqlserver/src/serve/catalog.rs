@@ -45,6 +45,9 @@ pub(crate) enum BatchEnd {
     /// is dropped without an answer, as a client of a dying SQL Server
     /// loses its connection.
     ServerDied,
+    /// Another session KILLed this one (`super::sessions`): the answer
+    /// ends with Msg 596, then the connection ends.
+    Killed,
 }
 
 /// A batch's messages and how it ended.
@@ -60,6 +63,16 @@ pub(crate) struct Batch {
 pub(crate) struct Attention {
     cancelled: AtomicBool,
     running: Mutex<Option<Arc<ServerHost>>>,
+    /// The session's id (`@@SPID`; 0: a switch of no registered session).
+    spid: u32,
+    /// Whether a batch is running, and whether the session was KILLed.
+    kill: Mutex<KillState>,
+}
+
+#[derive(Default)]
+struct KillState {
+    in_batch: bool,
+    killed: bool,
 }
 
 impl Attention {
@@ -84,6 +97,48 @@ impl Attention {
         }
     }
 
+    /// The switch of session `spid`.
+    pub(crate) fn for_session(spid: u32) -> Attention {
+        Attention {
+            spid,
+            ..Attention::default()
+        }
+    }
+
+    /// The session's id.
+    pub(crate) fn spid(&self) -> u32 {
+        self.spid
+    }
+
+    /// KILL (`super::sessions`): the running statement is aborted by the
+    /// server (clause `abort.server-signal`), no later statement starts,
+    /// and no later batch runs. Whether a batch is running (its end then
+    /// closes the connection).
+    pub(crate) fn kill(&self) -> bool {
+        let busy = {
+            let mut k = lock(&self.kill);
+            k.killed = true;
+            k.in_batch
+        };
+        self.cancelled.store(true, Ordering::SeqCst);
+        let host = lock(&self.running).clone();
+        if let Some(h) = host {
+            let _ = h.event(Fault::ServerSignalAbort);
+        }
+        busy
+    }
+
+    fn killed(&self) -> bool {
+        lock(&self.kill).killed
+    }
+
+    /// A batch starts (`in` true) or ends; whether the session was killed.
+    fn batch(&self, running: bool) -> bool {
+        let mut k = lock(&self.kill);
+        k.in_batch = running;
+        k.killed
+    }
+
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
@@ -99,7 +154,11 @@ impl Attention {
         let apply = host.clone().filter(|_| self.is_cancelled());
         *lock(&self.running) = host;
         if let Some(h) = apply {
-            let _ = h.event(Fault::Attention);
+            let _ = h.event(if self.killed() {
+                Fault::ServerSignalAbort
+            } else {
+                Fault::Attention
+            });
         }
     }
 }
@@ -107,7 +166,35 @@ impl Attention {
 impl Inner {
     // ----- T-SQL -------------------------------------------------------------------------
 
+    /// Runs a batch for the session `attention` belongs to. A session
+    /// KILLed before or while it runs (`super::sessions`) gets its messages
+    /// then Msg 596, and [`BatchEnd::Killed`]: the connection's worker
+    /// closes it once they are sent.
     pub(super) fn run_batch(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+    ) -> Batch {
+        let mut b = if attention.batch(true) {
+            Batch {
+                messages: Vec::new(),
+                end: BatchEnd::Killed,
+            }
+        } else {
+            self.run_statements(text, database, attention)
+        };
+        if attention.batch(false) {
+            b.messages.push(LineMessage {
+                message: super::sessions::kill_state(),
+                line: 0,
+            });
+            b.end = BatchEnd::Killed;
+        }
+        b
+    }
+
+    fn run_statements(
         &self,
         text: &str,
         database: &mut Option<String>,
@@ -144,6 +231,11 @@ impl Inner {
                             message: no_database(&db),
                             line,
                         });
+                    }
+                }
+                ParsedStatement::Kill(victim) => {
+                    for m in self.sessions.kill(attention.spid(), victim) {
+                        out.push(LineMessage { message: m, line });
                     }
                 }
                 ParsedStatement::Database(st) => {

@@ -111,7 +111,7 @@ impl Executor for Fake {
                             line: st.line,
                         }),
                         ParsedStatement::Run(s, _) => messages.extend(outcome(&s, st.line)),
-                        ParsedStatement::Database(_) => {}
+                        ParsedStatement::Database(_) | ParsedStatement::Kill(_) => {}
                     }
                 }
             }

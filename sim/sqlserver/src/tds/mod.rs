@@ -70,6 +70,11 @@
 //!   `@@SERVERNAME`, `DB_NAME()`, `SERVERPROPERTY('…')`, `SELECT name FROM
 //!   sys.databases` ([`query`] has the list); any other SELECT gets the
 //!   T-SQL parser's "not served" error.
+//! - `KILL <spid>` from any session (TDS or the control socket) ends the
+//!   session with that id, aborting its running BACKUP or RESTORE; the
+//!   killed batch's answer ends with Msg 596 (class 21) and its connection
+//!   is closed (`crate::serve` module `sessions` has the rules and
+//!   messages).
 //! - Transaction-manager requests are acknowledged with a DONE (vdisim has
 //!   no transactions); RESETCONNECTION returns the session to its login
 //!   database and is acknowledged with ENVCHANGE 18.
@@ -79,7 +84,7 @@
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
 //! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
 //! served query inside `sp_executesql`), progress messages sent while a
-//! statement runs (they arrive with its answer), KILL, OUTPUT
+//! statement runs (they arrive with its answer), OUTPUT
 //! parameters other than the prepared handle, several RPCs in one
 //! message, bulk load, MARS.
 //!

@@ -24,6 +24,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn has_database(&self, name: &str) -> bool;
     /// The databases' names.
     fn databases(&self) -> Vec<String>;
+    /// The attention switch of session `spid` (the server's, so that a
+    /// KILL from another session reaches it).
+    fn session_attention(&self, spid: u16) -> Arc<Attention> {
+        let _ = spid;
+        Arc::default()
+    }
 }
 
 /// A session's configuration.
@@ -134,6 +140,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
     let Ok(writer) = stream.try_clone() else {
         return;
     };
+    let attention = engine.session_attention(spid);
     let mut s = Session {
         engine,
         set,
@@ -143,7 +150,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         packet_size: packet::PACKET_DEFAULT,
         login_db: None,
         database: Arc::default(),
-        attention: Arc::default(),
+        attention,
         prepared: HashMap::new(),
         next_handle: 1,
     };
@@ -511,7 +518,8 @@ impl Session {
                     &set.server_name,
                     &end,
                 );
-                if send(&w, &o, size, spid).is_err() {
+                // A KILLed session's connection ends after its answer.
+                if send(&w, &o, size, spid).is_err() || b.end == BatchEnd::Killed {
                     // A client that does not take its answer (within the
                     // write timeout) is dropped; the reader sees the end.
                     let _ = lock(&w).shutdown(Shutdown::Both);
