@@ -71,6 +71,15 @@ enum Cmd {
         /// Worker threads (default: every core).
         #[arg(long)]
         jobs: Option<usize>,
+        /// The SQL Server the `sqlserver` backend drives over TDS:
+        /// tcp:HOST,PORT (default: $VDISIM_SQLSERVER, which may also be an
+        /// ADO.NET string).
+        #[arg(long, value_name = "tcp:HOST,PORT")]
+        sql_server: Option<String>,
+        /// The `sqlserver` backend's login, NAME:PASSWORD (default sa:vdisim,
+        /// vdisim serve's default login).
+        #[arg(long, value_name = "NAME:PASSWORD")]
+        login: Option<String>,
     },
     /// Explain a case: its clauses, what it checks, and the expected trace.
     Explain { case: String },
@@ -278,7 +287,13 @@ fn run(cli: Cli) -> Result<u8> {
             seeds,
             report_dir,
             jobs,
+            sql_server,
+            login,
         } => {
+            #[cfg(unix)]
+            configure_sql_server(sql_server.as_deref(), login.as_deref())?;
+            #[cfg(not(unix))]
+            let _ = (sql_server, login);
             let (o, _) = commands::run(&dir, &backend, filter.as_deref(), seeds, &report_dir, jobs)
                 .map_err(|e| anyhow!(e))?;
             Ok(emit(o))
@@ -326,6 +341,28 @@ fn client_test(a: &vdi_conformance::client_test::ClientTestArgs) -> Result<u8> {
     let s = vdi_conformance::client_test::run(a, &vdisim)?;
     out(&s.text);
     Ok(if s.failed() { 1 } else { 0 })
+}
+
+/// `--sql-server` and `--login` for the `sqlserver` backend.
+#[cfg(unix)]
+fn configure_sql_server(server: Option<&str>, login: Option<&str>) -> Result<()> {
+    use vdi_conformance::backends::sqlserver;
+    let Some(server) = server else {
+        if login.is_some() {
+            bail!("--login is the sqlserver backend's: give --sql-server tcp:HOST,PORT too");
+        }
+        return Ok(());
+    };
+    let mut e = sqlserver::parse_endpoint(server).map_err(|e| anyhow!("--sql-server: {e}"))?;
+    if let Some(l) = login {
+        let (n, p) = l
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--login {l:?}: expected NAME:PASSWORD, e.g. sa:vdisim"))?;
+        e.user = n.to_string();
+        e.password = p.to_string();
+    }
+    sqlserver::configure(e);
+    Ok(())
 }
 
 /// Runs the sqlcmd look-alike; its exit code is sqlcmd's. Here, and only

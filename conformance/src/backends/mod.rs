@@ -6,11 +6,13 @@ pub mod linux_abi;
 pub mod model;
 #[cfg(unix)]
 pub mod serve;
+#[cfg(unix)]
+pub mod sqlserver;
 
 use crate::backend::{Backend, BackendError};
 
 /// Names accepted by `--backend`.
-pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve"];
+pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve", "sqlserver"];
 
 /// Builds the backend named `name`.
 pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
@@ -20,6 +22,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         "com" => Ok(Box::new(com::ComBackend::new())),
         #[cfg(unix)]
         "serve" => Ok(Box::new(serve::ServeBackend::new())),
+        #[cfg(unix)]
+        "sqlserver" => Ok(Box::new(sqlserver::SqlServerBackend::new())),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")
