@@ -238,3 +238,36 @@ fn kill_refusals_and_an_idle_session_killed_from_the_control_socket() {
     let mut c2 = client(addr);
     assert!(!c2.batch("USE sales").unwrap().failed());
 }
+
+/// `-t` over TDS: the running BACKUP is cancelled with an ATTENTION (the
+/// server aborts the set: clause `abort.attention`), sqlcmd reports the
+/// timeout and, with `-b`, exits 1; nothing is recorded.
+#[test]
+fn sqlcmd_over_tds_times_out_with_an_attention() {
+    use vdi_host::remote::wire::Frame;
+    use vdi_model::msg::ToClient;
+    let d = Scratch::new("sqlcmd-timeout");
+    let (s, addr) = start(&d);
+    let (mut set, answer) = raw_set(s.path(), "tq");
+    assert!(matches!(answer, Some(Frame::Welcome { .. })));
+    let q = "BACKUP DATABASE sales TO VIRTUAL_DEVICE='tq'";
+    let run = std::thread::spawn(move || {
+        sqlcmd(
+            addr,
+            &["-U", "sa", "-P", "Secr3t!", "-b", "-t", "1", "-Q", q],
+        )
+    });
+    read_until(&mut set, |f| {
+        matches!(
+            f,
+            Frame::ToClient {
+                msg: ToClient::Abort
+            }
+        )
+    });
+    let (code, out, err) = run.join().unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("Query timeout expired"), "{err}");
+    assert!(!out.contains("successfully processed"), "{out}");
+    assert_eq!(s.status().backups, 0);
+}
