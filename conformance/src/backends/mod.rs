@@ -23,7 +23,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         #[cfg(unix)]
         "serve" => Ok(Box::new(serve::ServeBackend::new())),
         #[cfg(unix)]
-        "sqlserver" => Ok(Box::new(sqlserver::SqlServerBackend::new())),
+        "sqlserver" => Ok(Box::new(sqlserver::SqlServerBackend::configured()?)),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")

@@ -556,6 +556,15 @@ impl SqlServerBackend {
         }
     }
 
+    /// [`SqlServerBackend::new`], or why it cannot run: no endpoint, or a
+    /// bad `$VDISIM_SQLSERVER_TIME_SCALE` (said before any case runs).
+    pub fn configured() -> Result<SqlServerBackend, BackendError> {
+        let b = SqlServerBackend::new();
+        b.tds.endpoint()?;
+        b.scale.clone()?;
+        Ok(b)
+    }
+
     fn driver(&mut self) -> Result<&mut AbiDriver, BackendError> {
         self.driver.as_mut().map_err(|e| e.clone())
     }
