@@ -95,6 +95,8 @@ pub struct Reply {
     pub database: Option<String>,
     /// A LOGINACK was sent (a login answer).
     pub logged_in: bool,
+    /// The packet size an ENVCHANGE set, if one did.
+    pub packet_size: Option<usize>,
 }
 
 impl Reply {
@@ -311,99 +313,108 @@ impl Client {
         }
     }
 
+    /// Parses an answer, taking the packet size it negotiates.
     fn parse(&mut self, b: &[u8]) -> Result<Reply, ClientError> {
-        let mut r = Reader { b, at: 0 };
-        let mut reply = Reply::default();
-        let mut columns: Vec<Column> = Vec::new();
-        while r.at < b.len() {
-            let t = r.u8()?;
-            match t {
-                id::ERROR | id::INFO => {
-                    let body = r.sized_u16()?;
-                    reply
-                        .items
-                        .push(Item::Message(message(body, t == id::ERROR)?));
-                }
-                id::ENVCHANGE => {
-                    let body = r.sized_u16()?;
-                    self.env_change(body, &mut reply)?;
-                }
-                id::DONE | id::DONEPROC | id::DONEINPROC => {
-                    let status = r.u16()?;
-                    let _cur = r.u16()?;
-                    let rows = r.u64()?;
-                    reply.items.push(Item::Done { status, rows });
-                }
-                id::RETURNSTATUS => {
-                    r.take(4)?;
-                }
-                COLMETADATA => {
-                    columns = colmetadata(&mut r)?;
-                    reply.items.push(Item::Rows(ResultSet {
-                        columns: columns.iter().map(|c| c.name.clone()).collect(),
-                        rows: Vec::new(),
-                    }));
-                }
-                ROW | NBCROW => {
-                    let row = read_row(&mut r, &columns, t == NBCROW)?;
-                    match reply.items.last_mut() {
-                        Some(Item::Rows(rs)) => rs.rows.push(row),
-                        _ => return Err(ClientError::Protocol("a ROW before COLMETADATA".into())),
-                    }
-                }
-                id::RETURNVALUE => {
-                    // Ordinal, name, status, user type, flags, TYPE_INFO, value.
-                    r.take(2)?;
-                    let n = usize::from(r.u8()?) * 2;
-                    r.take(n)?;
-                    r.take(1 + 4 + 2)?;
-                    let c = type_info(&mut r, String::new())?;
-                    value(&mut r, &c)?;
-                }
-                id::LOGINACK => {
-                    r.sized_u16()?;
-                    reply.logged_in = true;
-                }
-                ORDER | COLINFO | TABNAME | SSPI => {
-                    r.sized_u16()?;
-                }
-                SESSIONSTATE => {
-                    let n = r.u32()? as usize;
-                    r.take(n)?;
-                }
-                FEATUREEXTACK => loop {
-                    if r.u8()? == 0xFF {
-                        break;
-                    }
-                    let n = r.u32()? as usize;
-                    r.take(n)?;
-                },
-                other => {
-                    return Err(ClientError::Protocol(format!(
-                        "token 0x{other:02x} at byte {} is not read by this client",
-                        r.at - 1
-                    )));
-                }
-            }
+        let reply = parse_reply(b)?;
+        if let Some(n) = reply.packet_size {
+            self.packet_size = n.clamp(super::packet::PACKET_MIN, PACKET_MAX);
         }
         Ok(reply)
     }
+}
 
-    fn env_change(&mut self, body: &[u8], reply: &mut Reply) -> Result<(), ClientError> {
-        let mut r = Reader { b: body, at: 0 };
-        let k = r.u8()?;
-        if k == super::token::env::DATABASE {
-            let n = usize::from(r.u8()?) * 2;
-            reply.database = Some(utf16le(r.take(n)?));
-        } else if k == super::token::env::PACKET_SIZE {
-            let n = usize::from(r.u8()?) * 2;
-            let size = utf16le(r.take(n)?);
-            if let Ok(s) = size.parse::<usize>() {
-                self.packet_size = s.clamp(super::packet::PACKET_MIN, PACKET_MAX);
+/// Parses one server answer's tokens (no byte sequence panics it; every
+/// length is checked against what is left).
+pub fn parse_reply(b: &[u8]) -> Result<Reply, ClientError> {
+    let mut r = Reader { b, at: 0 };
+    let mut reply = Reply::default();
+    let mut columns: Vec<Column> = Vec::new();
+    while r.at < b.len() {
+        let t = r.u8()?;
+        match t {
+            id::ERROR | id::INFO => {
+                let body = r.sized_u16()?;
+                reply
+                    .items
+                    .push(Item::Message(message(body, t == id::ERROR)?));
+            }
+            id::ENVCHANGE => {
+                let body = r.sized_u16()?;
+                env_change(body, &mut reply)?;
+            }
+            id::DONE | id::DONEPROC | id::DONEINPROC => {
+                let status = r.u16()?;
+                let _cur = r.u16()?;
+                let rows = r.u64()?;
+                reply.items.push(Item::Done { status, rows });
+            }
+            id::RETURNSTATUS => {
+                r.take(4)?;
+            }
+            COLMETADATA => {
+                columns = colmetadata(&mut r)?;
+                reply.items.push(Item::Rows(ResultSet {
+                    columns: columns.iter().map(|c| c.name.clone()).collect(),
+                    rows: Vec::new(),
+                }));
+            }
+            ROW | NBCROW => {
+                let row = read_row(&mut r, &columns, t == NBCROW)?;
+                match reply.items.last_mut() {
+                    Some(Item::Rows(rs)) => rs.rows.push(row),
+                    _ => return Err(ClientError::Protocol("a ROW before COLMETADATA".into())),
+                }
+            }
+            id::RETURNVALUE => {
+                // Ordinal, name, status, user type, flags, TYPE_INFO, value.
+                r.take(2)?;
+                let n = usize::from(r.u8()?) * 2;
+                r.take(n)?;
+                r.take(1 + 4 + 2)?;
+                let c = type_info(&mut r, String::new())?;
+                value(&mut r, &c)?;
+            }
+            id::LOGINACK => {
+                r.sized_u16()?;
+                reply.logged_in = true;
+            }
+            ORDER | COLINFO | TABNAME | SSPI => {
+                r.sized_u16()?;
+            }
+            SESSIONSTATE => {
+                let n = r.u32()? as usize;
+                r.take(n)?;
+            }
+            FEATUREEXTACK => loop {
+                if r.u8()? == 0xFF {
+                    break;
+                }
+                let n = r.u32()? as usize;
+                r.take(n)?;
+            },
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "token 0x{other:02x} at byte {} is not read by this client",
+                    r.at - 1
+                )));
             }
         }
-        Ok(())
     }
+    Ok(reply)
+}
+
+/// ENVCHANGE: the database and the packet size are kept.
+fn env_change(body: &[u8], reply: &mut Reply) -> Result<(), ClientError> {
+    let mut r = Reader { b: body, at: 0 };
+    let k = r.u8()?;
+    if k == super::token::env::DATABASE {
+        let n = usize::from(r.u8()?) * 2;
+        reply.database = Some(utf16le(r.take(n)?));
+    } else if k == super::token::env::PACKET_SIZE {
+        let n = usize::from(r.u8()?) * 2;
+        reply.packet_size = utf16le(r.take(n)?).parse::<usize>().ok();
+    }
+    Ok(())
 }
 
 /// Sends an ATTENTION on a connection another thread reads.
@@ -785,18 +796,7 @@ mod tests {
     use crate::tds::token;
 
     fn parse(b: &[u8]) -> Result<Reply, ClientError> {
-        // A client with no connection behind it: only the parser is used.
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let mut c = Client {
-            stream: s,
-            addr: "test".into(),
-            spid: 0,
-            login_messages: Vec::new(),
-            database: String::new(),
-            packet_size: 4096,
-        };
-        c.parse(b)
+        parse_reply(b)
     }
 
     #[test]
@@ -888,5 +888,20 @@ mod tests {
         assert_eq!(render(0x62, 0, &v).unwrap(), "16");
         assert!(render(0x62, 0, &[0xE7, 9]).is_err());
         assert!(render(0xF1, 0, &[]).is_err());
+    }
+
+    proptest::proptest! {
+        /// Arbitrary bytes, and tokens with arbitrary bodies, parse or
+        /// are refused: never a panic.
+        #[test]
+        fn arbitrary_answers_never_panic(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            t in proptest::sample::select(vec![0x81u8, 0xD1, 0xD2, 0xAA, 0xAB, 0xE3, 0xFD, 0xAC, 0xAE, 0xE4]),
+        ) {
+            let _ = parse_reply(&b);
+            let mut with_token = vec![t];
+            with_token.extend(&b);
+            let _ = parse_reply(&with_token);
+        }
     }
 }
