@@ -59,6 +59,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use vdi_host::remote::wire::DatabaseInfo;
 use vdi_model::call::{Call, Reply};
 use vdi_model::client::DeviceHandle;
 use vdi_model::fault::Fault;
@@ -310,44 +311,86 @@ impl Tds {
                 p.metadata_bytes
             ));
         }
-        let db = self.database(&stmt.database);
-        if stmt.kind == StatementKind::RestoreLog {
-            return match db {
-                Some((_, state)) if state == "restoring" || state == "standby" => None,
-                Some((_, state)) => Some(format!(
-                    "a RESTORE LOG onto a database that is {state}: the server refuses it (Msg 3117) before reading the media the case is about"
+        self.refused_by_state(stmt, self.database(&stmt.database).as_ref())
+    }
+
+    /// Why the server would refuse `stmt` before it reads or writes the
+    /// media the case is about, given its database `db` (from the `vdisim
+    /// serve` socket; `None`: not known), if it would — the checks of
+    /// `vdisim serve`'s T-SQL (`sim/sqlserver/src/serve/rules.rs`), which a
+    /// case's server half does not make: then the case cannot be staged.
+    fn refused_by_state(&self, stmt: &Statement, db: Option<&DatabaseInfo>) -> Option<String> {
+        let name = &stmt.database;
+        let unknown = || {
+            Some(format!(
+                "the state of the server's database '{name}' is not known (known only from a vdisim serve socket)"
+            ))
+        };
+        match stmt.kind {
+            StatementKind::RestoreLog => match db {
+                Some(d) if d.state == "restoring" || d.state == "standby" => None,
+                Some(d) => Some(format!(
+                    "a RESTORE LOG onto a database that is {}: the server refuses it (Msg 3117) before reading the media",
+                    d.state
                 )),
-                None => Some(format!(
-                    "a RESTORE LOG: whether the server's database '{}' is restoring is not known (known only from a vdisim serve socket)",
-                    stmt.database
+                None if self.standin => Some(format!(
+                    "a RESTORE LOG onto '{name}', which the server does not have (Msg 3117)"
                 )),
-            };
-        }
-        if !stmt.kind.is_backup() {
-            // The client serves the case's seed backup: media in vdisim's
-            // self-describing format (docs/MEDIA.md), which `vdisim serve`
-            // restores (clause `media.header`) and a real server cannot.
-            return (!self.standin).then(|| {
+                None => unknown(),
+            },
+            StatementKind::RestoreDatabase => match db {
+                Some(d)
+                    if d.state == "online"
+                        && d.recovery_model != "SIMPLE"
+                        && d.log_chain_lsn != Some(d.lsn) =>
+                {
+                    Some(format!(
+                        "a RESTORE DATABASE over '{name}', whose log tail is not backed up: the server refuses it (Msg 3159) before reading the media"
+                    ))
+                }
+                Some(_) => None,
+                // No such database: the restore creates it.
+                None if self.standin => None,
+                // The client serves the case's seed backup: media in
+                // vdisim's self-describing format (docs/MEDIA.md), which
+                // `vdisim serve` restores (clause `media.header`) and a
+                // real server cannot.
+                None => Some(
+                    "a RESTORE: the case's seed media are vdisim's format, which only vdisim serve reads".into(),
+                ),
+            },
+            k if k.is_backup() => {
+                let Some(d) = db else {
+                    return if self.standin {
+                        Some(format!("a BACKUP of '{name}', which the server does not have (Msg 911)"))
+                    } else {
+                        unknown()
+                    };
+                };
+                if d.size != stmt.plan.data_bytes || d.state != "online" {
+                    return Some(format!(
+                        "a BACKUP of {} bytes: the server's database '{name}' holds {} and is {}",
+                        stmt.plan.data_bytes, d.size, d.state
+                    ));
+                }
+                let log_refused = k == StatementKind::BackupLog
+                    && (d.recovery_model == "SIMPLE" || d.log_chain_lsn.is_none());
+                log_refused.then(|| {
+                    format!(
+                        "a BACKUP LOG of '{name}', whose log chain has not started: the server refuses it (Msg 4208/4214)"
+                    )
+                })
+            }
+            // HEADERONLY, FILELISTONLY, VERIFYONLY: no database.
+            _ => (!self.standin).then(|| {
                 "a RESTORE: the case's seed media are vdisim's format, which only vdisim serve reads".into()
-            });
-        }
-        match db {
-            Some((n, state)) if n == p.data_bytes && state == "online" => None,
-            Some((n, state)) => Some(format!(
-                "a BACKUP of {} bytes: the server's database '{}' holds {n} and is {state}",
-                p.data_bytes, stmt.database
-            )),
-            None => Some(format!(
-                "a BACKUP of {} bytes: the size of the server's database '{}' is not known (known only from a vdisim serve socket)",
-                p.data_bytes, stmt.database
-            )),
+            }),
         }
     }
 
-    /// The size and state of `db` on the `vdisim serve` behind the
-    /// endpoint, when the library is the stand-in (its socket answers
-    /// Status).
-    fn database(&self, db: &str) -> Option<(u64, String)> {
+    /// The `vdisim serve` behind the endpoint's view of `db`, when the
+    /// library is the stand-in (its socket answers Status).
+    fn database(&self, db: &str) -> Option<DatabaseInfo> {
         if !self.standin {
             return None;
         }
@@ -356,11 +399,7 @@ impl Tds {
             vdi_host::remote::control::Control::connect(&serve_socket(), "sqlserver backend")
                 .ok()?;
         match c.request(Request::Status).ok()? {
-            Response::Status { status } => status
-                .databases
-                .iter()
-                .find(|d| d.name == db)
-                .map(|d| (d.size, d.state.clone())),
+            Response::Status { status } => status.databases.into_iter().find(|d| d.name == db),
             _ => None,
         }
     }
