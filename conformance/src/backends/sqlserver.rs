@@ -586,7 +586,11 @@ impl StatementControl for Tds {
     fn finish(&self) -> Vec<(Statement, Outcome)> {
         self.settle(SETTLE);
         let mut g = lock(&self.st);
-        g.running = None;
+        if let Some(r) = g.running.take() {
+            // No answer within the settle time: the statement's connection
+            // is closed, so its reader ends (the outcome stays Running).
+            r.canceller.close();
+        }
         g.answer = None;
         g.statements
             .drain(..)

@@ -427,6 +427,11 @@ impl Canceller {
         let bytes = super::packet::encode_message(kind::ATTENTION, &[], 4096, 0);
         self.0.write_all(&bytes)
     }
+
+    /// Closes the connection (a thread waiting on it sees its end).
+    pub fn close(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 const COLMETADATA: u8 = 0x81;
