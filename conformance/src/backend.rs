@@ -67,6 +67,14 @@ pub trait Backend {
         &[]
     }
 
+    /// Whether the backend observes the server half: its clause hits and
+    /// the reason a statement failed (a backend that sees only what a SQL
+    /// Server sends its clients does not; the oracle then grades an end
+    /// decided by those alone *unimplemented*).
+    fn observes_server(&self) -> bool {
+        true
+    }
+
     /// Starts a fresh case: a new set object, a new server, `setup` applied.
     fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError>;
 

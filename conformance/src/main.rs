@@ -71,6 +71,15 @@ enum Cmd {
         /// Worker threads (default: every core).
         #[arg(long)]
         jobs: Option<usize>,
+        /// The SQL Server the `sqlserver` backend drives over TDS:
+        /// tcp:HOST,PORT (default: $VDISIM_SQLSERVER, which may also be an
+        /// ADO.NET string).
+        #[arg(long, value_name = "tcp:HOST,PORT")]
+        sql_server: Option<String>,
+        /// The `sqlserver` backend's login, NAME:PASSWORD (default sa:vdisim,
+        /// vdisim serve's default login).
+        #[arg(long, value_name = "NAME:PASSWORD")]
+        login: Option<String>,
     },
     /// Explain a case: its clauses, what it checks, and the expected trace.
     Explain { case: String },
@@ -104,8 +113,9 @@ enum Cmd {
     Fuzz(vdi_conformance::campaign::FuzzArgs),
     /// Explore every interleaving of a small world with at most k preemptions.
     Explore(vdi_conformance::explore::ExploreArgs),
-    /// A sqlcmd look-alike that sends T-SQL to `vdisim serve` (also what this
-    /// program does when invoked under the name `sqlcmd`).
+    /// A sqlcmd look-alike that sends T-SQL to `vdisim serve`, or over TDS
+    /// to any TDS server with -S tcp:HOST,PORT (also what this program does
+    /// when invoked under the name `sqlcmd`).
     #[command(disable_help_flag = true)]
     Sqlcmd {
         /// sqlcmd's own options (-S -U -P -E -d -b -Q -q -i ...; -? for help).
@@ -283,7 +293,13 @@ fn run(cli: Cli) -> Result<u8> {
             seeds,
             report_dir,
             jobs,
+            sql_server,
+            login,
         } => {
+            #[cfg(unix)]
+            configure_sql_server(sql_server.as_deref(), login.as_deref())?;
+            #[cfg(not(unix))]
+            let _ = (sql_server, login);
             let (o, _) = commands::run(&dir, &backend, filter.as_deref(), seeds, &report_dir, jobs)
                 .map_err(|e| anyhow!(e))?;
             Ok(emit(o))
@@ -333,6 +349,28 @@ fn client_test(a: &vdi_conformance::client_test::ClientTestArgs) -> Result<u8> {
     Ok(if s.failed() { 1 } else { 0 })
 }
 
+/// `--sql-server` and `--login` for the `sqlserver` backend.
+#[cfg(unix)]
+fn configure_sql_server(server: Option<&str>, login: Option<&str>) -> Result<()> {
+    use vdi_conformance::backends::sqlserver;
+    let Some(server) = server else {
+        if login.is_some() {
+            bail!("--login is the sqlserver backend's: give --sql-server tcp:HOST,PORT too");
+        }
+        return Ok(());
+    };
+    let mut e = sqlserver::parse_endpoint(server).map_err(|e| anyhow!("--sql-server: {e}"))?;
+    if let Some(l) = login {
+        let (n, p) = l
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--login {l:?}: expected NAME:PASSWORD, e.g. sa:vdisim"))?;
+        e.user = n.to_string();
+        e.password = p.to_string();
+    }
+    sqlserver::configure(e);
+    Ok(())
+}
+
 /// Runs the sqlcmd look-alike; its exit code is sqlcmd's. Here, and only
 /// here, Ctrl-C during a batch is caught (for the batch's length) to
 /// cancel it on the server.
@@ -360,6 +398,40 @@ fn sqlcmd(args: &[String]) -> u8 {
         },
         _ => None,
     };
+    if let Some(endpoint) = a
+        .server
+        .as_deref()
+        .and_then(sqlcmd::tds_executor::tds_endpoint)
+    {
+        let endpoint = match endpoint {
+            Ok(e) => e,
+            Err(why) => {
+                err_line(format_args!("Sqlcmd: Error: {why}."));
+                return 1;
+            }
+        };
+        let server = a.server.clone().unwrap_or_default();
+        let mut exec = sqlcmd::TdsExecutor::new(
+            &server,
+            endpoint,
+            a.user.as_deref(),
+            a.password.as_deref(),
+            a.trusted,
+        );
+        exec.watch_interrupt(interrupt::flag());
+        let server_name = if a.help {
+            "VDISIM".to_string()
+        } else {
+            exec.server_name(a.database.as_deref())
+                .unwrap_or_else(|| server.clone())
+        };
+        return run_sqlcmd(
+            &a,
+            interrupt::CtrlCDuringBatch::new(exec),
+            file,
+            &server_name,
+        );
+    }
     let mut exec = ServeExecutor::new(a.server.as_deref());
     exec.watch_interrupt(interrupt::flag());
     // Messages name the server as it names itself (`--server-name`).
@@ -368,15 +440,31 @@ fn sqlcmd(args: &[String]) -> u8 {
     } else {
         exec.server_name().unwrap_or_else(|| "VDISIM".into())
     };
-    let mut exec = interrupt::CtrlCDuringBatch::new(exec);
+    run_sqlcmd(
+        &a,
+        interrupt::CtrlCDuringBatch::new(exec),
+        file,
+        &server_name,
+    )
+}
+
+/// Runs the look-alike on `exec`, writing to `file` or standard output.
+#[cfg(unix)]
+fn run_sqlcmd(
+    a: &vdi_sqlserver::sqlcmd::SqlcmdArgs,
+    mut exec: impl vdi_sqlserver::sqlcmd::Executor,
+    file: Option<std::fs::File>,
+    server_name: &str,
+) -> u8 {
+    use vdi_sqlserver::sqlcmd;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let mut err = std::io::stderr();
     let code = match file {
-        Some(mut f) => sqlcmd::run(&a, &mut exec, &mut input, &mut f, &mut err, &server_name),
+        Some(mut f) => sqlcmd::run(a, &mut exec, &mut input, &mut f, &mut err, server_name),
         None => {
             let mut out = std::io::stdout();
-            sqlcmd::run(&a, &mut exec, &mut input, &mut out, &mut err, &server_name)
+            sqlcmd::run(a, &mut exec, &mut input, &mut out, &mut err, server_name)
         }
     };
     u8::try_from(code).unwrap_or(1)

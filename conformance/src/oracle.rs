@@ -439,7 +439,11 @@ pub fn grade(
         && let Some(r) = &run
         && let Some(f) = end_violation(sc, r)
     {
-        finding = f;
+        finding = if b.observes_server() {
+            f
+        } else {
+            unobserved(sc, r).unwrap_or(f)
+        };
     }
     if finding.verdict == Verdict::Pass {
         finding.detail = pass_detail(sc);
@@ -454,6 +458,25 @@ pub fn grade(
         clause_hits,
         cell_hits,
     }
+}
+
+/// For a backend that does not observe the server half (its clause hits,
+/// its failure reasons: over TDS both failure messages of a watchdog and
+/// of a client's abort are the same 3013 family), an end that fails only
+/// on `hits` or `reason` is *unimplemented*, not a violation; every other
+/// expectation (the outcome above all) still holds it. `None`: it fails
+/// on something else too.
+fn unobserved(sc: &Scenario, r: &RunResult) -> Option<Finding> {
+    let mut blind = sc.clone();
+    blind.expect.hits.clear();
+    blind.expect.reason = None;
+    if end_violation(&blind, r).is_some() {
+        return None;
+    }
+    Some(Finding::of(
+        Verdict::Unimplemented,
+        "the case's end is decided by the server's clause hits or failure reason, which this backend does not observe".into(),
+    ))
 }
 
 /// *Unimplemented* when `b` lacks a capability the case requires.
@@ -522,6 +545,9 @@ fn run_script(
 fn grade_steps(sc: &Scenario, s: &ScriptRun) -> Finding {
     if let Some(u) = s.steps.iter().find(|x| x.grade == Grade::Unimplemented) {
         Finding::of(Verdict::Unimplemented, u.note.clone())
+    } else if let Some(BackendError::Unsupported(why)) = &s.error {
+        // The backend could not stage the case at all (its reset said so).
+        Finding::of(Verdict::Unimplemented, why.clone())
     } else if let Some(m) = s.steps.iter().find(|x| x.grade == Grade::Mismatch) {
         mismatch(sc, m)
     } else if let Some(e) = &s.error

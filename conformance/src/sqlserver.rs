@@ -23,8 +23,12 @@
 //! (`/opt/mssql/lib/libsqlvdi.so` on Linux, `sqlvdi.dll` on Windows), with
 //! the permissions vdi-abi-and-field-notes §1.2 describes.
 //!
-//! Limitation: the TDS client surfaces errors but not informational
-//! messages, so a successful statement's outcome carries no 3014 text.
+//! The tiberius client below surfaces errors but not informational
+//! messages (tiberius does not expose INFO tokens). The `sqlserver`
+//! backend (`crate::backends::sqlserver`) therefore speaks TDS with the
+//! in-repo client (`vdi_sqlserver::tds::client`), which reads INFO and
+//! ERROR tokens alike: its outcomes come from [`outcome_of_messages`], and
+//! a success carries its 3014 text.
 
 use vdi_model::outcome::{FailReason, Outcome, SqlMessage, Status};
 use vdi_model::statement::Statement;
@@ -125,6 +129,25 @@ pub fn outcome_from(errors: &[(u32, u8, u8, String)], ended_ms: u64) -> Outcome 
         ended_ms: Some(ended_ms),
         media: None,
     }
+}
+
+/// The outcome of a statement the server answered with `messages` (INFO
+/// and ERROR alike, in order): failed when one is an error (class above
+/// 10), classified as [`outcome_from`] does (596, the killed session's
+/// message, is a server abort); the messages are kept whole, so a success
+/// carries its 3014 text.
+pub fn outcome_of_messages(messages: &[SqlMessage], ended_ms: u64) -> Outcome {
+    let errors: Vec<(u32, u8, u8, String)> = messages
+        .iter()
+        .filter(|m| m.level > 10)
+        .map(|m| (m.number, m.level, m.state, m.text.clone()))
+        .collect();
+    let mut o = outcome_from(&errors, ended_ms);
+    if messages.iter().any(|m| m.number == 596) {
+        o.reason = Some(FailReason::ServerAbort);
+    }
+    o.messages = messages.to_vec();
+    o
 }
 
 /// The connection string from `VDISIM_SQLSERVER`.

@@ -671,3 +671,57 @@ fn a_closed_pipe_ends_the_cli_quietly() {
         assert_eq!(o.status.code(), Some(141), "{args:?}");
     }
 }
+
+// ----- the sqlserver backend's configuration --------------------------------------------
+
+/// `--backend sqlserver` without a server, with a bad server clock, or
+/// `--login` without `--sql-server`: an error that says what to give,
+/// before any case runs (exit 2).
+#[test]
+fn sqlserver_backend_configuration_errors() {
+    let d = TempDir::new("sqlserver");
+    let report = d.0.join("r").display().to_string();
+    let run = |extra: &[&str], scale: Option<&str>| {
+        let mut c = Command::new(VDISIM);
+        c.args([
+            "run",
+            "--filter",
+            "abort.server-signal",
+            "--report-dir",
+            &report,
+        ])
+        .args(extra)
+        .env_remove("VDISIM_SQLSERVER")
+        .stdin(Stdio::null());
+        match scale {
+            Some(s) => c.env("VDISIM_SQLSERVER_TIME_SCALE", s),
+            None => c.env_remove("VDISIM_SQLSERVER_TIME_SCALE"),
+        };
+        let o = c.output().expect("vdisim runs");
+        no_panic(&o);
+        (o.status.code(), text(&o.stderr))
+    };
+    let (code, err) = run(&["--backend", "sqlserver"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--sql-server tcp:HOST,PORT"), "{err}");
+    let (code, err) = run(
+        &["--backend", "sqlserver", "--sql-server", "tcp:127.0.0.1,1"],
+        Some("0"),
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("VDISIM_SQLSERVER_TIME_SCALE=\"0\""), "{err}");
+    let (code, err) = run(
+        &[
+            "--backend",
+            "sqlserver",
+            "--sql-server",
+            "tcp:127.0.0.1,notaport",
+        ],
+        None,
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not a TCP port"), "{err}");
+    let (code, err) = run(&["--backend", "model", "--login", "sa:x"], None);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("give --sql-server"), "{err}");
+}

@@ -6,6 +6,8 @@ pub mod linux_abi;
 pub mod model;
 #[cfg(unix)]
 pub mod serve;
+#[cfg(unix)]
+pub mod sqlserver;
 #[cfg(windows)]
 pub mod windows;
 
@@ -13,9 +15,9 @@ use crate::backend::{Backend, BackendError};
 
 /// Names accepted by `--backend`.
 #[cfg(not(windows))]
-pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve"];
+pub const NAMES: &[&str] = &["model", "linux-abi", "com", "serve", "sqlserver"];
 /// Names accepted by `--backend` (Windows: `windows`, the registered COM
-/// class, and no `serve`).
+/// class, and no `serve` or `sqlserver`).
 #[cfg(windows)]
 pub const NAMES: &[&str] = &["model", "linux-abi", "com", "windows"];
 
@@ -27,6 +29,8 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         "com" => Ok(Box::new(com::ComBackend::new())),
         #[cfg(unix)]
         "serve" => Ok(Box::new(serve::ServeBackend::new())),
+        #[cfg(unix)]
+        "sqlserver" => Ok(Box::new(sqlserver::SqlServerBackend::configured()?)),
         #[cfg(windows)]
         "windows" => Ok(Box::new(windows::WindowsBackend::new())),
         other => Err(BackendError::Failed(format!(

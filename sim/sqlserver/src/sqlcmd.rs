@@ -1,7 +1,8 @@
 //! The front end of a `sqlcmd` look-alike: option parsing, batches (from
 //! `-Q`/`-q`, `-i` files or standard input), printing the server's messages
 //! the way sqlcmd does, and sqlcmd's exit codes. The transport is someone
-//! else's: batches go to an [`Executor`], which talks to `vdisim serve`.
+//! else's: batches go to an [`Executor`], which talks to `vdisim serve`
+//! (its control socket, or TDS to any TDS server).
 //!
 //! Backup programs start `sqlcmd -S server -E -b -Q "BACKUP DATABASE ..."`
 //! and read its output and exit code; installing vdisim under the name
@@ -9,7 +10,9 @@
 //!
 //! ## Options
 //!
-//! Honoured: `-S server`, `-U user`, `-P password`, `-E` (trusted),
+//! Honoured: `-S server` (`tcp:HOST[,PORT]` or `HOST,PORT`: TDS to any
+//! TDS server, see [`tds_executor`]; anything else: a `vdisim serve`
+//! socket), `-U user`, `-P password`, `-E` (trusted),
 //! `-d database`, `-Q text` (run, then exit), `-q text` (run, then read
 //! standard input), `-i file[,file...]` (may repeat), `-o file` (recorded in
 //! [`SqlcmdArgs::output_file`]; the caller opens it and passes it as `out`),
@@ -392,6 +395,9 @@ usage: sqlcmd [-S server] [-U login id] [-P password] [-E trusted connection]
   [-r[0|1] msgs to stderr] [-c cmdend] [-t query timeout]
   [-? show syntax summary]
 Accepted and ignored: -C -l -h -W -s -w -x -X -N -m -V -I -e -H -a -u -k
+-S tcp:HOST[,PORT] or -S HOST,PORT: TDS to any SQL Server or vdisim serve --tds
+  (no TLS: the server must allow unencrypted connections; -U defaults to sa,
+  -P to $SQLCMDPASSWORD, else vdisim); any other -S: a vdisim serve socket.
 Only BACKUP and RESTORE to or from VIRTUAL_DEVICE, and USE, are served.
 ";
 
@@ -409,6 +415,9 @@ pub struct ServerMessage {
 pub struct BatchResult {
     /// Messages in the order the server sent them.
     pub messages: Vec<ServerMessage>,
+    /// Result sets (a TDS server's answer to a SELECT), printed before the
+    /// messages.
+    pub result_sets: Vec<crate::tds::client::ResultSet>,
 }
 
 /// Why a batch could not reach the server.
@@ -577,6 +586,11 @@ impl Session<'_> {
                     exit => return exit,
                 },
             };
+            for rs in &result.result_sets {
+                if print_rows(self.out, rs).is_err() {
+                    return Flow::Exit(1);
+                }
+            }
             let mut failed = false;
             for m in &result.messages {
                 failed |= m.msg.is_error();
@@ -764,6 +778,44 @@ pub fn run(
     }
 }
 
+/// Prints a result set as sqlcmd does: the column names, a line of
+/// dashes, the rows (NULL as `NULL`), a blank line, `(N rows affected)`.
+/// Columns are as wide as their widest value or name.
+fn print_rows(w: &mut dyn Write, rs: &crate::tds::client::ResultSet) -> io::Result<()> {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
+    let widths: Vec<usize> = (0..rs.columns.len())
+        .map(|i| {
+            rs.rows
+                .iter()
+                .map(|r| r.get(i).map_or(0, |v| cell(v).chars().count()))
+                .chain([rs.columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |vals: Vec<String>| -> String {
+        vals.iter()
+            .zip(&widths)
+            .map(|(v, n)| format!("{v:<n$}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_end()
+            .to_string()
+    };
+    writeln!(w, "{}", line(rs.columns.clone()))?;
+    writeln!(
+        w,
+        "{}",
+        line(widths.iter().map(|n| "-".repeat(*n)).collect())
+    )?;
+    for r in &rs.rows {
+        writeln!(w, "{}", line(r.iter().map(cell).collect()))?;
+    }
+    writeln!(w)?;
+    let n = rs.rows.len();
+    writeln!(w, "({n} {} affected)", if n == 1 { "row" } else { "rows" })
+}
+
 pub mod input;
 #[cfg(unix)]
 pub mod interrupt;
@@ -771,6 +823,10 @@ pub mod interrupt;
 mod serve_executor;
 #[cfg(unix)]
 pub use serve_executor::{CANCEL_GRACE, STATUS_WAIT, ServeExecutor};
+#[cfg(unix)]
+pub mod tds_executor;
+#[cfg(unix)]
+pub use tds_executor::TdsExecutor;
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@
 //! then destroys them, releases the device objects and the lock.
 
 use super::client_faults::{self, ClientFaults};
-use super::harness::Harness;
+use super::harness::{Harness, StatementControl};
 use super::perform::{drain_loop, perform};
 use super::shared::{Abi, CaseState, Shared};
 use super::{HANG_AFTER, MAX_SLEEP_MS};
@@ -25,7 +25,7 @@ use vdi_model::call::{Call, Reply};
 use vdi_model::client::DeviceHandle;
 use vdi_model::fault::Fault;
 use vdi_model::msg::Timeout;
-use vdi_model::outcome::Outcome;
+use vdi_model::outcome::{Outcome, Status};
 use vdi_model::process::ClientProcess;
 use vdi_model::statement::{BackupRecord, Statement};
 use vdi_model::trace::Trace;
@@ -73,6 +73,8 @@ pub struct AbiDriver {
     pub(super) scale: u32,
     /// Backups the last finished case added to the server's history.
     pub(super) new_backups: Vec<BackupRecord>,
+    /// Statements go here instead of the library's harness.
+    pub(super) control: Option<Arc<dyn StatementControl>>,
 }
 
 impl AbiDriver {
@@ -90,7 +92,14 @@ impl AbiDriver {
             unsupported: None,
             scale: 1,
             new_backups: Vec::new(),
+            control: None,
         }
+    }
+
+    /// Sends statements (and waits for their outcomes) through `c` instead
+    /// of the library's harness, which still runs the case's client side.
+    pub fn set_statement_control(&mut self, c: Arc<dyn StatementControl>) {
+        self.control = Some(c);
     }
 
     pub(super) fn harness(&self) -> Result<Harness, BackendError> {
@@ -273,13 +282,21 @@ impl AbiDriver {
         if let Some(m) = &self.unsupported {
             return Err(BackendError::Unsupported(m.clone()));
         }
-        let h = self.harness()?;
+        let c = self.statement_control()?;
         {
             let mut st = self.shared.st();
             st.statement_starts(stmt);
             st.emit("sql", "StartStatement", stmt.to_tsql(), None);
         }
-        h.start_statement(stmt)
+        c.start_statement(stmt)
+    }
+
+    /// Where statements go: the set control, else the library's harness.
+    pub(super) fn statement_control(&self) -> Result<Arc<dyn StatementControl>, BackendError> {
+        match &self.control {
+            Some(c) => Ok(c.clone()),
+            None => Ok(Arc::new(self.harness()?)),
+        }
     }
 
     pub fn event(&mut self, fault: Fault) -> Result<(), BackendError> {
@@ -316,7 +333,8 @@ impl AbiDriver {
     }
 
     pub fn wait_statement(&mut self, timeout: Timeout) -> Result<Option<Outcome>, BackendError> {
-        self.harness()?.wait_statement(timeout, self.scale)
+        self.statement_control()?
+            .wait_statement(timeout, self.scale)
     }
 
     pub fn finish(&mut self) -> Result<RunResult, BackendError> {
@@ -328,11 +346,19 @@ impl AbiDriver {
             }),
         };
         self.teardown();
+        // Statements sent elsewhere end once the client's set is closed.
+        let elsewhere = self.control.as_ref().map(|c| c.finish());
         if self.holding {
             self.holding = false;
             unlock_case();
         }
-        let obs = obs?;
+        let mut obs = obs?;
+        if let Some(statements) = elsewhere {
+            if statements.iter().any(|(_, o)| o.status == Status::Running) {
+                obs.idle = false;
+            }
+            obs.statements = statements;
+        }
         self.new_backups = obs.new_backups.clone();
         let mut st = self.shared.st();
         let trace = st.trace.take().unwrap_or_else(Trace::off);

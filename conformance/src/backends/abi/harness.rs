@@ -135,3 +135,31 @@ impl Harness {
             .map_err(|e| BackendError::Failed(format!("observation JSON: {e}")))
     }
 }
+
+/// Server control for statements: the library's harness, or another
+/// (the `sqlserver` backend sends statements over TDS). Set on a driver
+/// with [`super::AbiDriver::set_statement_control`].
+pub trait StatementControl: Send + Sync {
+    /// Starts `stmt` (returns at once).
+    fn start_statement(&self, stmt: &Statement) -> Result<(), BackendError>;
+    /// The running statement's outcome, waiting at most `t` (virtual ms at
+    /// `scale` virtual ms per real ms; forever is [`HANG_AFTER`] of real
+    /// time, then the run has hung).
+    fn wait_statement(&self, t: Timeout, scale: u32) -> Result<Option<Outcome>, BackendError>;
+    /// The case's statements and their outcomes, once the client's set is
+    /// closed (a statement that never answered is `Running`).
+    fn finish(&self) -> Vec<(Statement, Outcome)>;
+}
+
+impl StatementControl for Harness {
+    fn start_statement(&self, stmt: &Statement) -> Result<(), BackendError> {
+        Harness::start_statement(self, stmt)
+    }
+    fn wait_statement(&self, t: Timeout, scale: u32) -> Result<Option<Outcome>, BackendError> {
+        Harness::wait_statement(self, t, scale)
+    }
+    /// The harness reports its statements in its observation.
+    fn finish(&self) -> Vec<(Statement, Outcome)> {
+        Vec::new()
+    }
+}

@@ -27,7 +27,7 @@
 use super::HANG_AFTER;
 use super::client_faults;
 use super::driver::AbiDriver;
-use super::harness::Harness;
+use super::harness::{Harness, StatementControl};
 use super::perform::perform;
 use super::shared::Shared;
 use crate::backend::{BackendError, CaseSetup};
@@ -79,7 +79,8 @@ struct Ctl {
 
 struct Exec {
     sh: Arc<Shared>,
-    harness: Harness,
+    /// Where statements go (the harness, or the driver's statement control).
+    harness: Arc<dyn StatementControl>,
     scale: u32,
     t0: Instant,
     budget_ms: u64,
@@ -472,7 +473,8 @@ impl AbiDriver {
         setup: &CaseSetup,
         spec: &ClientSpec,
     ) -> Result<RunResult, BackendError> {
-        let harness = self.program_harness(&setup.faults)?;
+        self.program_harness(&setup.faults)?;
+        let harness = self.statement_control()?;
         // As `vdi_sim::simulate::simulate`: a restore-only run gets a
         // seeded backup.
         let mut setup = setup.clone();

@@ -46,6 +46,9 @@ pub(crate) enum BatchEnd {
     /// is dropped without an answer, as a client of a dying SQL Server
     /// loses its connection.
     ServerDied,
+    /// Another session KILLed this one (`super::sessions`): the answer
+    /// ends with Msg 596, then the connection ends.
+    Killed,
 }
 
 /// A batch's messages and how it ended.
@@ -61,6 +64,16 @@ pub(crate) struct Batch {
 pub(crate) struct Attention {
     cancelled: AtomicBool,
     running: Mutex<Option<Arc<ServerHost>>>,
+    /// The session's id (`@@SPID`; 0: a switch of no registered session).
+    spid: u32,
+    /// Whether a batch is running, and whether the session was KILLed.
+    kill: Mutex<KillState>,
+}
+
+#[derive(Default)]
+struct KillState {
+    in_batch: bool,
+    killed: bool,
 }
 
 impl Attention {
@@ -85,6 +98,48 @@ impl Attention {
         }
     }
 
+    /// The switch of session `spid`.
+    pub(crate) fn for_session(spid: u32) -> Attention {
+        Attention {
+            spid,
+            ..Attention::default()
+        }
+    }
+
+    /// The session's id.
+    pub(crate) fn spid(&self) -> u32 {
+        self.spid
+    }
+
+    /// KILL (`super::sessions`): the running statement is aborted by the
+    /// server (clause `abort.server-signal`), no later statement starts,
+    /// and no later batch runs. Whether a batch is running (its end then
+    /// closes the connection).
+    pub(crate) fn kill(&self) -> bool {
+        let busy = {
+            let mut k = lock(&self.kill);
+            k.killed = true;
+            k.in_batch
+        };
+        self.cancelled.store(true, Ordering::SeqCst);
+        let host = lock(&self.running).clone();
+        if let Some(h) = host {
+            let _ = h.event(Fault::ServerSignalAbort);
+        }
+        busy
+    }
+
+    fn killed(&self) -> bool {
+        lock(&self.kill).killed
+    }
+
+    /// A batch starts (`in` true) or ends; whether the session was killed.
+    fn batch(&self, running: bool) -> bool {
+        let mut k = lock(&self.kill);
+        k.in_batch = running;
+        k.killed
+    }
+
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
@@ -100,7 +155,11 @@ impl Attention {
         let apply = host.clone().filter(|_| self.is_cancelled());
         *lock(&self.running) = host;
         if let Some(h) = apply {
-            let _ = h.event(Fault::Attention);
+            let _ = h.event(if self.killed() {
+                Fault::ServerSignalAbort
+            } else {
+                Fault::Attention
+            });
         }
     }
 }
@@ -146,8 +205,11 @@ const PROGRESS_POLL: Duration = Duration::from_millis(20);
 impl Inner {
     // ----- T-SQL -------------------------------------------------------------------------
 
-    /// Runs a batch: its messages (each also told to `emit` as it is
-    /// produced) and how it ended.
+    /// Runs a batch for the session `attention` belongs to: its messages
+    /// (each also told to `emit` as it is produced) and how it ended. A
+    /// session KILLed before or while it runs (`super::sessions`) gets its
+    /// messages then Msg 596, and [`BatchEnd::Killed`]: the connection's
+    /// worker closes it once they are sent.
     pub(crate) fn run_batch(
         &self,
         text: &str,
@@ -159,16 +221,34 @@ impl Inner {
             out: Vec::new(),
             emit,
         };
+        if attention.batch(true) {
+            return sink.end(BatchEnd::Killed);
+        }
+        let mut end = self.run_statements(text, database, attention, &mut sink);
+        if attention.batch(false) {
+            sink.push(vec![super::sessions::kill_state()], 0);
+            end = BatchEnd::Killed;
+        }
+        sink.end(end)
+    }
+
+    fn run_statements(
+        &self,
+        text: &str,
+        database: &mut Option<String>,
+        attention: &Attention,
+        sink: &mut Sink<'_>,
+    ) -> BatchEnd {
         let parsed = match tsql::parse_batch_located(text) {
             Ok(p) => p,
             Err(e) => {
                 sink.push(vec![e.to_message()], e.line.max(1));
-                return sink.end(BatchEnd::Done);
+                return BatchEnd::Done;
             }
         };
         for p in parsed {
             if attention.is_cancelled() {
-                return sink.end(BatchEnd::Cancelled);
+                return BatchEnd::Cancelled;
             }
             // Lines are relative to the batch, as SQL Server reports them.
             let line = p.line.max(1);
@@ -180,6 +260,9 @@ impl Inner {
                         sink.push(vec![no_database(&db)], line);
                     }
                 }
+                ParsedStatement::Kill(victim) => {
+                    sink.push(self.sessions.kill(attention.spid(), victim), line);
+                }
                 ParsedStatement::Database(st) => {
                     let messages = self.database_statement(st);
                     sink.push(messages, line);
@@ -189,12 +272,12 @@ impl Inner {
                     let (messages, end) = self.run_statement(stmt, &with, attention, &mut live);
                     sink.push(messages, line);
                     if end != BatchEnd::Done {
-                        return sink.end(end);
+                        return end;
                     }
                 }
             }
         }
-        sink.end(BatchEnd::Done)
+        BatchEnd::Done
     }
 
     /// Runs one BACKUP or RESTORE to its end and returns its messages and

@@ -34,7 +34,16 @@ impl Inner {
         let writer = Arc::new(Mutex::new(writer));
         let mut reader = s;
         let mut st = ControlState::default();
-        let attention = Arc::new(Attention::default());
+        // A session id, for KILL (`super::sessions`), from either side.
+        let spid = u32::from(self.new_spid());
+        let attention = Arc::new(Attention::for_session(spid));
+        let closer: super::sessions::Closer = match reader.try_clone() {
+            Ok(c) => Box::new(move || {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }),
+            Err(_) => return,
+        };
+        let _registered = self.sessions.register(spid, attention.clone(), closer);
         let mut batch: Option<std::thread::JoinHandle<()>> = None;
         // Anything but a request (a frame too large, a frame that stopped
         // arriving, the end) drops the connection.
@@ -124,6 +133,10 @@ impl Inner {
                     cancelled: b.end == BatchEnd::Cancelled,
                 };
                 let _ = wire::write_frame(w, &Frame::Response(resp));
+                if b.end == BatchEnd::Killed {
+                    // A KILLed session's connection ends after its answer.
+                    let _ = w.shutdown(std::net::Shutdown::Both);
+                }
             })
             .ok()
     }

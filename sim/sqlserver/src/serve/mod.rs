@@ -108,6 +108,7 @@ mod db;
 pub mod faults;
 mod frames;
 mod rules;
+mod sessions;
 mod sets;
 mod socket;
 mod store;
@@ -387,8 +388,11 @@ struct Inner {
     store: Option<store::Store>,
     /// The TDS listener's address, when TDS is served.
     tds_addr: Option<std::net::SocketAddr>,
-    /// The next TDS session id (51 and up, as SQL Server's user sessions).
+    /// The next session id (51 and up, as SQL Server's user sessions), for
+    /// TDS and control connections alike.
     next_spid: AtomicUsize,
+    /// The live sessions by id (`KILL`).
+    sessions: sessions::Sessions,
 }
 
 /// A running server.
@@ -460,6 +464,7 @@ impl Server {
             store,
             tds_addr: tds.as_ref().and_then(|l| l.local_addr().ok()),
             next_spid: AtomicUsize::new(0),
+            sessions: sessions::Sessions::default(),
         });
         let tds_accept = match tds {
             Some(l) => Some(inner.clone().start_tds(l)?),
@@ -592,6 +597,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// A fresh session id: 51 and up, wrapping within `u16` (the TDS header
+    /// carries it) and skipping ids still in use.
+    pub(super) fn new_spid(&self) -> u16 {
+        loop {
+            let n = 51 + (self.next_spid.fetch_add(1, Ordering::Relaxed) % 30_000) as u16;
+            if self.sessions.attention(u32::from(n)).is_none() {
+                return n;
+            }
+        }
+    }
+
     pub(super) fn request_stop(&self) {
         if !self.stop.swap(true, Ordering::SeqCst) {
             // Wake the accept loops.

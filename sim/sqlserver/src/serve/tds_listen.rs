@@ -68,6 +68,10 @@ impl Engine for Inner {
     fn has_database(&self, name: &str) -> bool {
         lock(&self.catalog).databases.contains_key(name)
     }
+
+    fn session_attention(&self, spid: u16) -> Arc<Attention> {
+        self.sessions.attention(u32::from(spid)).unwrap_or_default()
+    }
 }
 
 impl Tables for Inner {
@@ -121,6 +125,21 @@ impl Tables for Inner {
 }
 
 impl Inner {
+    /// Serves one TDS connection as session `spid`, registered for KILL
+    /// while it lives (`super::sessions`).
+    fn tds_session(self: &Arc<Self>, s: TcpStream, set: Arc<Settings>, spid: u16) {
+        let closer: sessions::Closer = match s.try_clone() {
+            Ok(c) => Box::new(move || {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }),
+            Err(_) => return,
+        };
+        let attention = Arc::new(Attention::for_session(u32::from(spid)));
+        let _registered = self.sessions.register(u32::from(spid), attention, closer);
+        let engine: Arc<dyn Engine> = self.clone();
+        session::serve(engine, s, set, spid);
+    }
+
     /// Starts the TDS accept loop.
     pub(super) fn start_tds(
         self: Arc<Self>,
@@ -175,13 +194,12 @@ impl Inner {
                 );
                 continue;
             }
-            let spid = 51 + (self.next_spid.fetch_add(1, Ordering::Relaxed) % 30_000) as u16;
+            let spid = self.new_spid();
             let (me, set) = (self.clone(), settings.clone());
             let spawned = std::thread::Builder::new()
                 .name("vdisim-tds-conn".into())
                 .spawn(move || {
-                    let engine: Arc<dyn Engine> = me.clone();
-                    session::serve(engine, s, set, spid);
+                    me.tds_session(s, set, spid);
                     me.live.fetch_sub(1, Ordering::SeqCst);
                 });
             if spawned.is_err() {

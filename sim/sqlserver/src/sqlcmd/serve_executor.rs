@@ -228,6 +228,7 @@ impl ServeExecutor {
                                 line: m.line,
                             })
                             .collect(),
+                        ..BatchResult::default()
                     });
                 }
                 Next::Answer(Response::Error { message }) => {

@@ -111,12 +111,15 @@ impl Executor for Fake {
                             line: st.line,
                         }),
                         ParsedStatement::Run(s, _) => messages.extend(outcome(&s, st.line)),
-                        ParsedStatement::Database(_) => {}
+                        ParsedStatement::Database(_) | ParsedStatement::Kill(_) => {}
                     }
                 }
             }
         }
-        Ok(BatchResult { messages })
+        Ok(BatchResult {
+            messages,
+            ..BatchResult::default()
+        })
     }
 }
 

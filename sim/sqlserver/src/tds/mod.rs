@@ -18,6 +18,9 @@
 //! - [`query`]: the few queries answered with result sets (COLMETADATA,
 //!   ROW); [`tables`]: the catalog views among them (`sys.databases`,
 //!   msdb's `backupset` and `backupmediafamily`).
+//! - [`client`]: the other side, a small blocking client (plaintext
+//!   only) for `vdisim sqlcmd -S tcp:HOST,PORT` and the harness's
+//!   `sqlserver` backend, which speak to any TDS server with it.
 //! - [`session`]: one connection, from PRELOGIN to its end, running each
 //!   SQL batch through the serve process's T-SQL (the same statement
 //!   handling as its control socket, `Inner::run_batch`).
@@ -102,11 +105,16 @@
 //!   RESETCONNECTION returns the session to its login database, ends its
 //!   transaction (not with RESETCONNECTIONSKIPTRAN) and is acknowledged
 //!   with ENVCHANGE 18.
+//! - `KILL <spid>` from any session (TDS or the control socket) ends the
+//!   session with that id, aborting its running BACKUP or RESTORE; the
+//!   killed batch's answer ends with Msg 596 (class 21) and its connection
+//!   is closed (`crate::serve` module `sessions` has the rules and
+//!   messages).
 //!
 //! ## Not yet served
 //!
 //! TLS (encryption inside PRELOGIN, TDS 8), result sets beyond [`query`]'s
-//! (joins of msdb's views), KILL, bulk load, MARS, Msg 3021 for a BACKUP
+//! (joins of msdb's views), bulk load, MARS, Msg 3021 for a BACKUP
 //! inside a transaction, `STATS` progress streamed on the control socket
 //! (it answers each request with one frame).
 //!
@@ -149,6 +157,7 @@
 
 use thiserror::Error;
 
+pub mod client;
 pub mod login7;
 pub mod packet;
 pub mod prelogin;

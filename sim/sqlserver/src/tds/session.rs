@@ -30,6 +30,12 @@ pub(crate) trait Engine: Tables + Send + Sync + 'static {
         emit: Emit<'_>,
     ) -> Batch;
     fn has_database(&self, name: &str) -> bool;
+    /// The attention switch of session `spid` (the server's, so that a
+    /// KILL from another session reaches it).
+    fn session_attention(&self, spid: u16) -> Arc<Attention> {
+        let _ = spid;
+        Arc::default()
+    }
 }
 
 /// A session's configuration.
@@ -149,6 +155,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
     let Ok(writer) = stream.try_clone() else {
         return;
     };
+    let attention = engine.session_attention(spid);
     let mut s = Session {
         engine,
         set,
@@ -158,7 +165,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         packet_size: packet::PACKET_DEFAULT,
         login_db: None,
         database: Arc::default(),
-        attention: Arc::default(),
+        attention,
         prepared: HashMap::new(),
         next_handle: 1,
         tran: None,
@@ -532,34 +539,40 @@ impl Session {
                     broken: false,
                 };
                 let last = steps.len().saturating_sub(1);
+                let mut killed = false;
                 for (k, step) in steps.into_iter().enumerate() {
                     if k > 0 && att.is_cancelled() {
                         token::done(&mut live.pending, id::DONE, done::FINAL, 0, 0);
                         break;
                     }
                     let more = k < last;
-                    let died = match step {
+                    let ended = match step {
                         Step::Answer(mut o) => {
                             if more {
                                 mark_more(&mut o);
                             }
                             live.pending.extend(o);
-                            false
+                            BatchEnd::Done
                         }
                         Step::Statement(text, end) => {
                             statement(&*engine, &mut live, &db, &att, &text, &end, more)
                         }
                     };
-                    if died || live.broken {
+                    if ended == BatchEnd::ServerDied || live.broken {
                         // The simulated server died under the statement (the
                         // client loses its connection), or the client stopped
                         // taking its answer (within the write timeout).
                         let _ = lock(&w).shutdown(Shutdown::Both);
                         return;
                     }
+                    if ended == BatchEnd::Killed {
+                        killed = true;
+                        break;
+                    }
                 }
                 let tail = std::mem::take(&mut live.pending);
-                if live.finish(&tail).is_err() {
+                // A KILLed session's connection ends after its answer.
+                if live.finish(&tail).is_err() || killed {
                     let _ = lock(&w).shutdown(Shutdown::Both);
                 }
             })
@@ -586,14 +599,14 @@ fn statement(
     text: &str,
     end: &End,
     more: bool,
-) -> bool {
+) -> BatchEnd {
     let before = lock(db).clone();
     let mut current = before.clone();
     live.error = false;
     let b = engine.run_batch(text, &mut current, att, &mut |m| live.messages(m));
     *lock(db) = current.clone();
     if b.end == BatchEnd::ServerDied {
-        return true;
+        return b.end;
     }
     let more = more && b.end == BatchEnd::Done && !att.is_cancelled();
     let mut o = Vec::new();
@@ -602,7 +615,7 @@ fn statement(
         mark_more(&mut o);
     }
     live.pending.extend(o);
-    false
+    b.end
 }
 
 /// Sets MORE and RPCINBATCH on the DONEPROC that ends `o` (an RPC's

@@ -270,6 +270,39 @@ impl Parser {
             .ok_or_else(|| syntax(t))
     }
 
+    /// `KILL <session id>` (a whole number or an integer variable); `KILL
+    /// 'uow'` and `WITH STATUSONLY` are not served.
+    pub(super) fn kill(&mut self) -> Result<ParsedStatement, SqlError> {
+        self.pos += 1;
+        let t = self.next()?;
+        let id = match &t.tok {
+            Tok::Number(n) if !n.contains('.') => n.parse::<i64>().ok(),
+            Tok::Variable(_) => match self.variable(&t)? {
+                Value::Int(v) => Some(v),
+                _ => None,
+            },
+            Tok::Str(_) => {
+                return Err(not_served(
+                    &t,
+                    "vdisim serves KILL with a session id; KILL of a unit of work is not served."
+                        .into(),
+                ));
+            }
+            _ => return Err(syntax(&t)),
+        };
+        let Some(id) = id.filter(|v| (0..=i64::from(i32::MAX)).contains(v)) else {
+            return Err(syntax(&t));
+        };
+        if let Some(w) = self.peek().filter(|w| w.is_word("WITH")).cloned() {
+            return Err(not_served(
+                &w,
+                "vdisim serves KILL <session id> alone; KILL … WITH STATUSONLY is not served."
+                    .into(),
+            ));
+        }
+        Ok(ParsedStatement::Kill(id as u32))
+    }
+
     /// Whether `t` begins a statement (the end of a statement that takes no
     /// terminator).
     pub(super) fn starts_statement(&self, t: &Token) -> bool {
@@ -279,5 +312,5 @@ impl Parser {
 
 /// Words that begin a statement vdisim reads.
 const STATEMENT_WORDS: &[&str] = &[
-    "ALTER", "BACKUP", "CREATE", "DECLARE", "DROP", "RESTORE", "SET", "USE",
+    "ALTER", "BACKUP", "CREATE", "DECLARE", "DROP", "KILL", "RESTORE", "SET", "USE",
 ];

@@ -27,7 +27,6 @@ pub const UNSERVED_STATEMENTS: &[&str] = &[
     "GRANT",
     "IF",
     "INSERT",
-    "KILL",
     "LOAD",
     "MERGE",
     "OPEN",

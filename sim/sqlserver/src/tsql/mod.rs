@@ -13,6 +13,7 @@
 //! DROP DATABASE [IF EXISTS] <db>
 //! ALTER DATABASE <db> SET RECOVERY FULL|SIMPLE|BULK_LOGGED
 //! RESTORE DATABASE <db> WITH RECOVERY            -- no FROM: bring it online
+//! KILL <session id>                               -- a number or an integer variable
 //! DECLARE @v <string or integer type> [= literal] [, ...]
 //! SET @v = literal                                -- other SETs are ignored
 //! ```
@@ -96,6 +97,9 @@ pub enum ParsedStatement {
     Use(String),
     /// A statement on a database itself (no virtual device).
     Database(DatabaseStatement),
+    /// `KILL <session id>`: ends that session, aborting its running
+    /// BACKUP or RESTORE (the server decides what the id names).
+    Kill(u32),
 }
 
 /// A database's recovery model (`ALTER DATABASE … SET RECOVERY`).

@@ -136,6 +136,7 @@ impl Parser {
             Tok::Word(w) if w.eq_ignore_ascii_case("CREATE") => self.create()?,
             Tok::Word(w) if w.eq_ignore_ascii_case("DROP") => self.drop_database()?,
             Tok::Word(w) if w.eq_ignore_ascii_case("ALTER") => self.alter()?,
+            Tok::Word(w) if w.eq_ignore_ascii_case("KILL") => self.kill()?,
             Tok::Word(w) if w.eq_ignore_ascii_case("WITH") => {
                 return Err(t.error(
                     MSG_WITH_START,
@@ -151,7 +152,7 @@ impl Parser {
                 return Err(not_served(
                     &t,
                     format!(
-                        "vdisim serves BACKUP, RESTORE, USE, CREATE/DROP/ALTER DATABASE, DECLARE and SET; '{}' is not served.",
+                        "vdisim serves BACKUP, RESTORE, USE, CREATE/DROP/ALTER DATABASE, KILL, DECLARE and SET; '{}' is not served.",
                         w.to_ascii_uppercase()
                     ),
                 ));

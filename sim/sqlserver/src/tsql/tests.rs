@@ -620,3 +620,27 @@ proptest! {
         let _ = parse_batch(&text);
     }
 }
+
+#[test]
+fn kill_takes_a_session_id() {
+    assert_eq!(parse_batch("KILL 57").unwrap(), [ParsedStatement::Kill(57)]);
+    assert_eq!(
+        parse_batch("DECLARE @s int = 61; kill @s;").unwrap(),
+        [ParsedStatement::Kill(61)]
+    );
+    assert_eq!(
+        parse_batch("KILL 52 BACKUP DATABASE sales TO VIRTUAL_DEVICE='v'")
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        err("KILL 'D5499C66-E398-45CA-BF7E-DC9C194B48CF'").number,
+        MSG_NOT_SERVED
+    );
+    assert_eq!(err("KILL 57 WITH STATUSONLY").number, MSG_NOT_SERVED);
+    for bad in ["KILL", "KILL x", "KILL 1.5", "KILL 99999999999"] {
+        let n = err(bad).number;
+        assert!(matches!(n, MSG_SYNTAX | MSG_SYNTAX_KEYWORD), "{bad}: {n}");
+    }
+}
