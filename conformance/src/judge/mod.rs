@@ -16,6 +16,7 @@
 //! result for each side, `report.json`, `junit.xml`, `summary.md`,
 //! `index.html`.
 
+pub mod infer;
 pub mod parse;
 pub mod server;
 
@@ -44,7 +45,9 @@ pub struct JudgeArgs {
     #[arg(long, value_name = "success|'Msg N…'")]
     pub outcome: Option<String>,
     /// Why the statement failed, in the model's words (e.g. client-abort,
-    /// watchdog, server-abort, bad-media); unknown if not given.
+    /// watchdog, server-abort, bad-media). Without it a failure the
+    /// recording shows as the client's abort or the watchdog's is taken as
+    /// such (`infer`); otherwise the reason is unknown.
     #[arg(long, value_name = "REASON")]
     pub reason: Option<String>,
     /// When the statement ended (ms since the Unix epoch).
@@ -164,7 +167,10 @@ fn context(
     };
     let mut statements = Vec::new();
     if let Some(o) = &a.outcome {
-        let outcome = outcome_of(o, reason)?;
+        let mut outcome = outcome_of(o, reason)?;
+        if outcome.status == Status::Failed && outcome.reason.is_none() {
+            outcome.reason = infer::reason(log);
+        }
         let set = a.set.clone().or_else(|| {
             log.iter()
                 .find(|c| c.method == vdi_model::calllog::Api::Create && c.code().0 == 0)

@@ -183,12 +183,14 @@ fn advance(s: &mut Replay, r: &CallRecord, m: TableMethod, code: Hresult) {
 fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFinding>) {
     let code = r.code();
     let choice =
-        |param: &'static str, value: String, default: String, what: String| ServerFinding {
-            clause: format!("profile.{param}"),
-            agrees: value == default,
-            what,
-            at: r.seq,
-            profile: Some((param, value)),
+        |clause: &str, param: &'static str, value: String, default: String, what: String| {
+            ServerFinding {
+                clause: clause.to_string(),
+                agrees: value == default,
+                what,
+                at: r.seq,
+                profile: Some((param, value)),
+            }
         };
     match r.method {
         Api::GetCommand => {
@@ -232,6 +234,7 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
                 };
                 if let Some(v) = v {
                     out.push(choice(
+                        id::GET_COMMAND_AFTER_DEVICE_CLOSED.as_str(),
                         "get-command-after-device-closed",
                         kebab(&v),
                         kebab(&p.get_command_after_device_closed),
@@ -252,6 +255,9 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
             };
             if let Some(v) = v {
                 out.push(choice(
+                    vdi_spec::tables::client_cell(TableMethod::Close, ClientState::Active)
+                        .clause
+                        .as_str(),
                     "close-with-open-devices",
                     kebab(&v),
                     kebab(&p.close_with_open_devices),
@@ -270,6 +276,9 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
             };
             if let Some(v) = v {
                 out.push(choice(
+                    vdi_spec::tables::client_cell(TableMethod::OpenDevice, ClientState::Active)
+                        .clause
+                        .as_str(),
                     "open-device-precedence",
                     kebab(&v),
                     kebab(&p.open_device_precedence),
