@@ -18,8 +18,15 @@
 //! - `VDISIM_RECORD_FILE=<path>`: the recording; created with mode 0600 if
 //!   missing, always appended to (`O_APPEND`), never truncated. Unset or
 //!   unusable: calls are forwarded and nothing is recorded.
-//! - `VDISIM_RECORD_DIGEST=full|none`: whether buffers are digested
-//!   (default `full`).
+//! - `VDISIM_RECORD_DIGEST=full|sample|none`: how buffers are digested:
+//!   every byte, the first and last 4 KiB and the length, or not at all
+//!   (default `sample`: `full` reads every byte the backup moves once
+//!   more, which costs more than the 5 % overhead budget on a fast
+//!   stream; see [`digest`] and reports/BENCHMARKS.md).
+//! - `VDISIM_RECORD_FLUSH=batch|call`: `batch` (default) holds the lines
+//!   of data round trips that went well (GetCommand and CompleteCommand
+//!   returning NOERROR) up to 64 KiB and writes them before any other
+//!   line and at exit; `call` writes every line as its call returns.
 //! - `VDISIM_TIME_SCALE=<N>`: copied into the header (the clock the real
 //!   library's timeouts run on, when it is vdisim's stand-in; 1 for a real
 //!   one).
@@ -36,9 +43,10 @@
 //! them. The recorder reads what the program passed (names, the VDConfig)
 //! and the command blocks the real library delivered, never writes them,
 //! and never reads a block that is not one it saw delivered and not yet
-//! completed. Each line is written whole by one `write` (lines of several
-//! threads and processes never interleave, and a killed program loses
-//! nothing already returned).
+//! completed. Lines are written whole (lines of several threads and
+//! processes never interleave); with `VDISIM_RECORD_FLUSH=call` a killed
+//! program loses nothing already returned, with `batch` at most the held
+//! data round trips since its last other call.
 
 #![cfg_attr(not(unix), allow(dead_code))]
 
@@ -58,8 +66,10 @@ pub const FORMAT_NAME: &str = "vdisim-recording";
 pub const ENV_REAL: &str = "VDISIM_RECORD_REAL";
 /// Names the recording.
 pub const ENV_FILE: &str = "VDISIM_RECORD_FILE";
-/// `full` (default) or `none`: whether buffers are digested.
+/// `full`, `sample` (default) or `none`: how buffers are digested.
 pub const ENV_DIGEST: &str = "VDISIM_RECORD_DIGEST";
+/// `batch` (default) or `call`: when lines are written.
+pub const ENV_FLUSH: &str = "VDISIM_RECORD_FLUSH";
 /// The longest name recorded, in bytes (longer ones are cut and flagged).
 pub const NAME_RECORDED_MAX: usize = 1024;
 /// The largest buffer digested, in bytes (MAXTRANSFERSIZE's upper bound,

@@ -11,11 +11,11 @@
 #![allow(clippy::useless_conversion)]
 
 use crate::DIGEST_BYTES_MAX;
-use crate::digest::fnv4x64;
+use crate::digest::{fnv4x64, fnv4x64_sample};
 use crate::real::{Real, real};
 use crate::record::{
-    Call, Recorder, field_cmd, field_config, field_num, field_ret, field_set, field_str, read_name,
-    recorder,
+    Call, Digest, Recorder, field_cmd, field_config, field_num, field_ret, field_set, field_str,
+    read_name, recorder,
 };
 use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 use vdi_spec::{CommandCode, Hresult, VdConfig, VdcCommand};
@@ -54,11 +54,15 @@ unsafe fn field_name(l: &mut String, p: *const c_char) -> String {
 /// # Safety
 /// `buf` must be null or point to `len` readable bytes.
 unsafe fn digest_of(r: &Recorder, buf: *const u8, len: usize) -> Option<u64> {
-    if !r.digest || buf.is_null() || len > DIGEST_BYTES_MAX {
+    if r.digest == Digest::None || buf.is_null() || len > DIGEST_BYTES_MAX {
         return None;
     }
     // SAFETY: per the caller.
-    Some(fnv4x64(unsafe { std::slice::from_raw_parts(buf, len) }))
+    let data = unsafe { std::slice::from_raw_parts(buf, len) };
+    Some(match r.digest {
+        Digest::Sample => fnv4x64_sample(data),
+        _ => fnv4x64(data),
+    })
 }
 
 // ----- ClientVirtualDeviceSet ------------------------------------------------------------
@@ -487,9 +491,10 @@ pub unsafe extern "C" fn cvd_get_command(
         // SAFETY: forwarded unchanged.
         return unsafe { f(this, timeout, cmd) };
     };
-    let call = Call::begin(r, "GetCommand");
+    let mut call = Call::begin(r, "GetCommand");
     // SAFETY: forwarded unchanged.
     let ret = unsafe { f(this, timeout, cmd) };
+    call.batch = ret == 0;
     let d = r.device(this as usize);
     let got = if ret == 0 && !cmd.is_null() {
         // SAFETY: the real library wrote the block's address there.
@@ -542,7 +547,7 @@ pub unsafe extern "C" fn cvd_complete_command(
         // SAFETY: forwarded unchanged.
         return unsafe { f(this, cmd, code, bytes, position) };
     };
-    let call = Call::begin(r, "CompleteCommand");
+    let mut call = Call::begin(r, "CompleteCommand");
     let d = r.device(this as usize);
     let mut fields = String::new();
     let out = r.outstanding(this as usize, cmd as usize);
@@ -579,6 +584,7 @@ pub unsafe extern "C" fn cvd_complete_command(
     }
     // SAFETY: forwarded unchanged.
     let ret = unsafe { f(this, cmd, code, bytes, position) };
+    call.batch = ret == 0;
     if out.is_some() && Hresult::from_linux(ret) != Hresult::VD_E_INVALID {
         r.completed(this as usize, cmd as usize);
     }

@@ -3,7 +3,7 @@
 //! command blocks delivered and not yet completed) and the file the lines
 //! go to.
 
-use crate::{ENV_DIGEST, ENV_FILE, FORMAT_NAME, FORMAT_VERSION, NAME_RECORDED_MAX};
+use crate::{ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION, NAME_RECORDED_MAX};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -44,21 +44,82 @@ pub struct Delivered {
 // while the command is outstanding, by the thread completing it.
 unsafe impl Send for Delivered {}
 
+/// A hasher for addresses: one multiply per word (the maps are small and
+/// their keys are not chosen by an adversary).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type Map<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
 #[derive(Default)]
 struct State {
-    sets: HashMap<usize, SetRec>,
-    devs: HashMap<usize, DevRec>,
-    outstanding: HashMap<(usize, usize), Delivered>,
+    sets: Map<usize, SetRec>,
+    devs: Map<usize, DevRec>,
+    outstanding: Map<(usize, usize), Delivered>,
     next_obj: u64,
 }
 
+/// What buffers are digested (`VDISIM_RECORD_DIGEST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digest {
+    /// Every byte (`full`).
+    Full,
+    /// The first and the last [`crate::digest::SAMPLE`] bytes and the
+    /// length (`sample`).
+    Sample,
+    /// None (`none`).
+    None,
+}
+
+impl Digest {
+    /// The header's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Digest::Full => "fnv4x64",
+            Digest::Sample => "fnv4x64-sample",
+            Digest::None => "none",
+        }
+    }
+}
+
+/// The file, the `seq` of the last line, and the lines not yet written.
+struct Out {
+    file: File,
+    seq: u64,
+    pending: Vec<u8>,
+}
+
+/// The most bytes of batched lines held before they are written.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
 /// The recording file and what numbers its lines.
 pub struct Recorder {
-    file: Mutex<(File, u64)>,
+    out: Mutex<Out>,
+    /// Whether data round trips are batched (`VDISIM_RECORD_FLUSH=batch`).
+    batch: bool,
     /// The `seq` of the last call written (0: none).
     last: AtomicU64,
     origin: Instant,
-    pub digest: bool,
+    /// This process's id (read once: `getpid` is a system call).
+    pid: u32,
+    pub digest: Digest,
     state: Mutex<State>,
 }
 
@@ -75,13 +136,24 @@ pub fn recorder() -> Option<&'static Recorder> {
 fn open() -> Option<Recorder> {
     let path = std::env::var_os(ENV_FILE).filter(|p| !p.is_empty())?;
     let digest = match std::env::var(ENV_DIGEST).as_deref() {
-        Err(_) | Ok("full") => true,
-        Ok("none") => false,
+        Ok("full") => Digest::Full,
+        Err(_) | Ok("sample") => Digest::Sample,
+        Ok("none") => Digest::None,
         Ok(v) => {
             eprintln!(
-                "vdisim recorder: {ENV_DIGEST}={v:?} is neither full nor none; digesting buffers (full)"
+                "vdisim recorder: {ENV_DIGEST}={v:?} is not full, sample or none; digesting the ends of each buffer (sample)"
             );
-            true
+            Digest::Sample
+        }
+    };
+    let batch = match std::env::var(ENV_FLUSH).as_deref() {
+        Err(_) | Ok("batch") => true,
+        Ok("call") => false,
+        Ok(v) => {
+            eprintln!(
+                "vdisim recorder: {ENV_FLUSH}={v:?} is neither batch nor call; writing each line as its call returns (call)"
+            );
+            false
         }
     };
     let mut o = std::fs::OpenOptions::new();
@@ -98,8 +170,19 @@ fn open() -> Option<Recorder> {
             return None;
         }
     };
+    if batch {
+        // SAFETY: registers a function with no preconditions, run by the C
+        // library at exit.
+        unsafe { atexit(flush_at_exit) };
+    }
     let r = Recorder {
-        file: Mutex::new((file, 0)),
+        out: Mutex::new(Out {
+            file,
+            seq: 0,
+            pending: Vec::with_capacity(BATCH_BYTES + 4096),
+        }),
+        batch,
+        pid: std::process::id(),
         last: AtomicU64::new(0),
         origin: Instant::now(),
         digest,
@@ -125,14 +208,24 @@ impl Recorder {
             l,
             "{{\"rec\":\"header\",\"format\":\"{FORMAT_NAME}\",\"v\":{FORMAT_VERSION},\"pid\":{},\"unix_ms\":{unix_ms},\"time_scale\":{scale},\"digest\":\"{}\",\"real\":",
             std::process::id(),
-            if self.digest { "fnv4x64" } else { "none" }
+            self.digest.name()
         );
         json_str(&mut l, &real);
         l.push_str(",\"recorder\":\"");
         l.push_str(env!("CARGO_PKG_VERSION"));
         l.push_str("\"}\n");
-        let mut g = lock(&self.file);
-        let _ = g.0.write_all(l.as_bytes());
+        let mut g = lock(&self.out);
+        let _ = g.file.write_all(l.as_bytes());
+    }
+
+    /// Writes the batched lines.
+    pub fn flush(&self) {
+        let mut g = lock(&self.out);
+        let Out { file, pending, .. } = &mut *g;
+        if !pending.is_empty() {
+            let _ = file.write_all(pending);
+            pending.clear();
+        }
     }
 
     /// Microseconds since the recording's origin.
@@ -145,16 +238,18 @@ impl Recorder {
         self.last.load(Ordering::Acquire)
     }
 
-    /// Writes a call line; `fill` appends the fields after `"seq"`.
+    /// Writes a call line; `fill` appends the fields after `"method"`. A
+    /// batched call's line is held (up to [`BATCH_BYTES`]); any other
+    /// line is written at once, after the held ones.
     pub fn write(&self, call: &Call, fill: impl FnOnce(&mut String)) {
         let mut l = String::with_capacity(320);
-        let mut g = lock(&self.file);
-        let seq = g.1 + 1;
-        g.1 = seq;
+        let mut g = lock(&self.out);
+        let seq = g.seq + 1;
+        g.seq = seq;
         let _ = write!(
             l,
             "{{\"rec\":\"call\",\"pid\":{},\"tid\":{},\"thread\":{},\"seq\":{seq},\"after\":{},\"t0_us\":{},\"t1_us\":{},\"method\":\"{}\"",
-            std::process::id(),
+            self.pid,
             os_tid(),
             thread_no(),
             call.after,
@@ -164,7 +259,12 @@ impl Recorder {
         );
         fill(&mut l);
         l.push_str("}\n");
-        let _ = g.0.write_all(l.as_bytes());
+        let Out { file, pending, .. } = &mut *g;
+        pending.extend_from_slice(l.as_bytes());
+        if !(self.batch && call.batch) || pending.len() >= BATCH_BYTES {
+            let _ = file.write_all(pending);
+            pending.clear();
+        }
         self.last.store(seq, Ordering::Release);
     }
 
@@ -268,6 +368,9 @@ impl Recorder {
 /// A call in progress: when it began and what had returned by then.
 pub struct Call {
     pub method: &'static str,
+    /// A data round trip that went well (GetCommand or CompleteCommand
+    /// returning NOERROR): its line may be batched.
+    pub batch: bool,
     pub t0: u64,
     pub after: u64,
 }
@@ -276,6 +379,7 @@ impl Call {
     pub fn begin(r: &Recorder, method: &'static str) -> Call {
         Call {
             method,
+            batch: false,
             after: r.last_seq(),
             t0: r.now_us(),
         }
@@ -283,13 +387,24 @@ impl Call {
 }
 
 fn os_tid() -> i64 {
-    // SAFETY: gettid has no preconditions.
-    i64::from(unsafe { libc_gettid() })
+    thread_local! {
+        // SAFETY: gettid has no preconditions.
+        static TID: i64 = i64::from(unsafe { libc_gettid() });
+    }
+    TID.with(|t| *t)
 }
 
 unsafe extern "C" {
     #[link_name = "gettid"]
     fn libc_gettid() -> i32;
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Writes the batched lines when the process exits normally.
+extern "C" fn flush_at_exit() {
+    if let Some(r) = recorder() {
+        r.flush();
+    }
 }
 
 fn thread_no() -> u64 {
