@@ -202,6 +202,10 @@ fn program(flaw: Option<&str>) -> Option<PathBuf> {
 fn judge_agrees_with_client_test() {
     let table: &[(Option<&str>, &str, Option<&str>)] = &[
         (None, "backup", None),
+        (None, "backup.devices-3", None),
+        (None, "backup.devices-3.flushes-1.abort", None),
+        (None, "backup.no-complete", None),
+        (None, "restore", None),
         (
             Some("TIMEOUT_FATAL"),
             "backup.stall",

@@ -447,3 +447,6 @@ fn text(a: &JudgeArgs, results: &[CaseResult]) -> String {
 fn report_dir(a: &JudgeArgs) -> &Path {
     &a.report_dir
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,6 +40,8 @@ struct Replay {
     prev: ClientState,
     since: u64,
     granted: Option<Features>,
+    /// deviceCount, from GetConfiguration.
+    devices: Option<u32>,
     opened: BTreeSet<u16>,
     closed: BTreeSet<u16>,
 }
@@ -99,6 +101,7 @@ fn replay(calls: &[&CallRecord], p: &Profile, out: &mut Vec<ServerFinding>) {
         prev: ClientState::Dne,
         since: 0,
         granted: None,
+        devices: None,
         opened: BTreeSet::new(),
         closed: BTreeSet::new(),
     };
@@ -114,16 +117,25 @@ fn replay(calls: &[&CallRecord], p: &Profile, out: &mut Vec<ServerFinding>) {
         }
         rules(&mut s, r, p, out);
         let code = r.code();
-        let cell = vdi_spec::tables::client_cell(m, s.state);
+        // §4.2.1: for OpenDevice the set is Initializing until every
+        // device is open.
+        let some_unopened = s.devices.is_none_or(|n| (s.opened.len() as u32) < n);
+        let st = if m == TableMethod::OpenDevice && s.state == ClientState::Active && some_unopened
+        {
+            ClientState::Initializing
+        } else {
+            s.state
+        };
+        let cell = vdi_spec::tables::client_cell(m, st);
         let allowed = cell.allows(code)
             || (r.after < s.since && vdi_spec::tables::client_cell(m, s.prev).allows(code));
-        if !allowed && !codes::documented(p, m, s.state, code, cell.clause) {
+        if !allowed && !codes::documented(p, m, st, code, cell.clause) {
             out.push(ServerFinding {
                 clause: cell.clause.to_string(),
                 what: format!(
                     "{} in state {} returned {}, which the client transition table does not allow there (it allows {})",
                     r.method.name(),
-                    s.state.name(),
+                    st.name(),
                     r.ret.name,
                     cell.outcomes
                         .iter()
@@ -153,6 +165,7 @@ fn advance(s: &mut Replay, r: &CallRecord, m: TableMethod, code: Hresult) {
         (TableMethod::GetConfiguration, Hresult::NOERROR) => {
             if let Some(c) = r.config() {
                 s.granted = Some(c.features());
+                s.devices = Some(c.cfg.device_count);
             }
             if s.state == C::Configurable {
                 s.go(C::Initializing, r.seq);
@@ -268,7 +281,10 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
                 ));
             }
         }
-        Api::OpenDevice if s.state == ClientState::Active => {
+        Api::OpenDevice
+            if s.state == ClientState::Active
+                && s.devices.is_some_and(|n| s.opened.len() as u32 >= n) =>
+        {
             let v = match code {
                 Hresult::VD_E_OPEN => Some(OpenDevicePrecedence::AllOpenFirst),
                 Hresult::VD_E_PROTOCOL => Some(OpenDevicePrecedence::ThisDeviceFirst),
