@@ -4,7 +4,7 @@ use super::parse::{self, Recording};
 use super::{infer, outcome_of, server};
 use vdi_model::calllog::Api;
 use vdi_model::outcome::{FailReason, Status};
-use vdi_spec::{Hresult, Profile};
+use vdi_spec::{ClientState, Hresult, Profile, TableMethod, id};
 
 const HEADER: &str = r#"{"rec":"header","format":"vdisim-recording","v":1,"pid":7,"unix_ms":1000,"time_scale":10,"digest":"none","real":"/x","recorder":"0.1.0"}"#;
 
@@ -97,7 +97,12 @@ fn a_profile_choice_is_named_and_compared_with_the_default() {
         Some(("close-with-open-devices", "vd-e-open".to_string()))
     );
     assert!(f[0].agrees, "the default profile answers VD_E_OPEN");
-    assert_eq!(f[0].clause, "table.close.active");
+    assert_eq!(
+        f[0].clause,
+        vdi_spec::tables::client_cell(TableMethod::Close, ClientState::Active)
+            .clause
+            .as_str()
+    );
 
     let mut calls = setup();
     calls.push(("Close", "", OK));
@@ -120,7 +125,8 @@ fn commands_after_an_abort_or_a_close_are_deviations() {
     ));
     let f = server::check(&rec(&calls).call_log(), &Profile::default());
     assert!(
-        f.iter().any(|x| x.clause == "abort.no-commands-after"),
+        f.iter()
+            .any(|x| x.clause == id::ABORT_NO_COMMANDS_AFTER.as_str()),
         "{f:?}"
     );
 
@@ -134,7 +140,7 @@ fn commands_after_an_abort_or_a_close_are_deviations() {
     let f = server::check(&rec(&calls).call_log(), &Profile::default());
     assert!(
         f.iter()
-            .any(|x| x.clause == "get-command.after-device-closed" && !x.agrees),
+            .any(|x| x.clause == id::GET_COMMAND_AFTER_DEVICE_CLOSED.as_str() && !x.agrees),
         "{f:?}"
     );
 
