@@ -380,3 +380,53 @@ fn bad_recordings_are_refused_with_their_line() {
     let (code, _, out) = judge(&dir.0.join("missing.jsonl"), &[], &dir.0);
     assert_eq!(code, 2, "{out}");
 }
+
+/// The recorder never invents a success: without a real library every
+/// call fails (the program's Create fails, it says so and exits 1), and a
+/// recording it cannot open is reported while the calls still reach the
+/// real library.
+#[test]
+fn the_recorder_without_its_real_library_or_file() {
+    let Some(prog) = program(None) else { return };
+    let dir = Scratch::new("judge-recorder-env");
+    let lib = dir.0.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::os::unix::fs::symlink(recorder_library(), lib.join("libsqlvdi.so")).unwrap();
+    let run = |envs: &[(&str, PathBuf)]| {
+        let mut c = Command::new(&prog);
+        c.args(["backup", "db", "rec-env", "1"])
+            .arg(dir.0.join("media"))
+            .arg("no-server")
+            .env("LD_LIBRARY_PATH", &lib)
+            .env("VDICLIENT_CONFIG_WAIT_MS", "300")
+            .env("VDISIM_SERVER", dir.0.join("no-such.sock"))
+            .env_remove("VDISIM_RECORD_REAL")
+            .env_remove("VDISIM_RECORD_FILE");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("VDISIM_RECORD_REAL is not set"), "{err}");
+    // The program's own words: Create returned VD_E_UNEXPECTED.
+    assert!(
+        err.contains(&format!("Create 'rec-env' = {:#x}", 0x8077_000Bu32)),
+        "{err}"
+    );
+
+    let real = library_path().expect("the stand-in library");
+    let (code, err) = run(&[
+        ("VDISIM_RECORD_REAL", real),
+        ("VDISIM_RECORD_FILE", dir.0.clone()),
+    ]);
+    assert_ne!(code, Some(0), "no server: the backup cannot succeed: {err}");
+    assert!(err.contains("cannot open the recording"), "{err}");
+    // The stand-in's own words: the calls reached it.
+    assert!(err.contains("vdisim: no server at"), "{err}");
+}
