@@ -2,7 +2,7 @@
 //! behind it) answered, replayed through the client transition table
 //! (`vdi_spec::tables::client_cell`) set by set, plus the rules on which
 //! commands may reach a device (none after an abort, none after the
-//! device's VD_E_CLOSE, VDC_Complete only when negotiated).
+//! device's VD_E_CLOSE, VDC_Complete only when requested and negotiated).
 //!
 //! An answer the model does not allow is a *model deviation*: either the
 //! recorded server broke a clause, or the model is wrong about it. Where
@@ -40,6 +40,8 @@ struct Replay {
     prev: ClientState,
     since: u64,
     granted: Option<Features>,
+    /// The features Create asked for.
+    requested: Features,
     /// deviceCount, from GetConfiguration.
     devices: Option<u32>,
     opened: BTreeSet<u16>,
@@ -101,6 +103,7 @@ fn replay(calls: &[&CallRecord], p: &Profile, out: &mut Vec<ServerFinding>) {
         prev: ClientState::Dne,
         since: 0,
         granted: None,
+        requested: Features::LikePipe,
         devices: None,
         opened: BTreeSet::new(),
         closed: BTreeSet::new(),
@@ -161,7 +164,12 @@ fn advance(s: &mut Replay, r: &CallRecord, m: TableMethod, code: Hresult) {
         return;
     }
     match (m, code) {
-        (TableMethod::Create, Hresult::NOERROR) => s.go(C::Configurable, r.seq),
+        (TableMethod::Create, Hresult::NOERROR) => {
+            if let Some(c) = &r.args.config {
+                s.requested = c.features();
+            }
+            s.go(C::Configurable, r.seq)
+        }
         (TableMethod::GetConfiguration, Hresult::NOERROR) => {
             if let Some(c) = r.config() {
                 s.granted = Some(c.features());
@@ -209,36 +217,7 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
         Api::GetCommand => {
             let dev = r.args.device.unwrap_or(0);
             if let Some(cmd) = r.fetched() {
-                if s.state == ClientState::Abort && r.after >= s.since {
-                    out.push(plain(
-                        id::ABORT_NO_COMMANDS_AFTER.as_str(),
-                        format!(
-                            "device {dev} fetched {} after the set aborted: no command reaches the client after an abort",
-                            cmd.name
-                        ),
-                        r.seq,
-                    ));
-                } else if s.closed.contains(&dev) {
-                    out.push(plain(
-                        id::GET_COMMAND_AFTER_DEVICE_CLOSED.as_str(),
-                        format!(
-                            "device {dev} fetched {} after its GetCommand had returned VD_E_CLOSE: no profile value allows a command there (VD_E_CLOSE or VD_E_PROTOCOL)",
-                            cmd.name
-                        ),
-                        r.seq,
-                    ));
-                } else if cmd.command_code() == Some(CommandCode::Complete)
-                    && s.granted
-                        .is_some_and(|g| !g.contains(Features::CompleteEnabled))
-                {
-                    out.push(plain(
-                        id::COMPLETE_NEGOTIATION.as_str(),
-                        format!(
-                            "device {dev} fetched VDC_Complete although GetConfiguration granted no VDF_CompleteEnabled: the server sends VDC_Complete only when it was negotiated"
-                        ),
-                        r.seq,
-                    ));
-                }
+                command_rules(s, r, cmd, dev, out);
             } else if s.closed.contains(&dev) && s.state == ClientState::Active {
                 let v = match code {
                     Hresult::VD_E_CLOSE => Some(AfterDeviceClosed::Close),
@@ -303,6 +282,58 @@ fn rules(s: &mut Replay, r: &CallRecord, p: &Profile, out: &mut Vec<ServerFindin
             }
         }
         _ => {}
+    }
+}
+
+/// What may reach device `dev` (none after an abort, none after its
+/// VD_E_CLOSE, VDC_Complete only when requested and negotiated): `cmd`,
+/// fetched by `r`.
+fn command_rules(
+    s: &Replay,
+    r: &CallRecord,
+    cmd: &vdi_model::calllog::CommandView,
+    dev: u16,
+    out: &mut Vec<ServerFinding>,
+) {
+    if s.state == ClientState::Abort && r.after >= s.since {
+        out.push(plain(
+                id::ABORT_NO_COMMANDS_AFTER.as_str(),
+                format!(
+                    "device {dev} fetched {} after the set aborted: no command reaches the client after an abort",
+                    cmd.name
+                ),
+                r.seq,
+            ));
+    } else if s.closed.contains(&dev) {
+        out.push(plain(
+                id::GET_COMMAND_AFTER_DEVICE_CLOSED.as_str(),
+                format!(
+                    "device {dev} fetched {} after its GetCommand had returned VD_E_CLOSE: no profile value allows a command there (VD_E_CLOSE or VD_E_PROTOCOL)",
+                    cmd.name
+                ),
+                r.seq,
+            ));
+    } else if cmd.command_code() == Some(CommandCode::Complete)
+        && !s.requested.contains(Features::RequestComplete)
+    {
+        out.push(plain(
+                id::COMPLETE_NEVER_UNREQUESTED.as_str(),
+                format!(
+                    "device {dev} fetched VDC_Complete although Create did not request VDF_RequestComplete: the server never sends VDC_Complete to a client that did not ask for it"
+                ),
+                r.seq,
+            ));
+    } else if cmd.command_code() == Some(CommandCode::Complete)
+        && s.granted
+            .is_some_and(|g| !g.contains(Features::CompleteEnabled))
+    {
+        out.push(plain(
+                id::COMPLETE_NEGOTIATION.as_str(),
+                format!(
+                    "device {dev} fetched VDC_Complete although GetConfiguration granted no VDF_CompleteEnabled: the server sends VDC_Complete only when it was negotiated"
+                ),
+                r.seq,
+            ));
     }
 }
 

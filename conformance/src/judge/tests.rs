@@ -144,6 +144,20 @@ fn commands_after_an_abort_or_a_close_are_deviations() {
         "{f:?}"
     );
 
+    // VDC_Complete to a client that did not request it.
+    let mut calls = setup();
+    calls.push((
+        "GetCommand",
+        r#""dev":0,"timeout":10,"cmd":{"id":1,"code":19,"size":0,"position":0}"#,
+        OK,
+    ));
+    let f = server::check(&rec(&calls).call_log(), &Profile::default());
+    assert!(
+        f.iter()
+            .any(|x| x.clause == id::COMPLETE_NEVER_UNREQUESTED.as_str()),
+        "{f:?}"
+    );
+
     // A clean run has nothing to say.
     let mut calls = setup();
     calls.push(("GetCommand", r#""dev":0,"timeout":10"#, CLOSE));
