@@ -63,17 +63,19 @@ struct Recorded {
     /// client-test's verdict and detail.
     verdict: String,
     detail: String,
-    /// The case run's recording, exit code and end (ms since the epoch).
+    /// The case run's recording, exit code (`None`: killed by the
+    /// runner) and end (ms since the epoch).
     recording: PathBuf,
-    exit_code: i32,
+    exit_code: Option<i32>,
     ended_unix_ms: u64,
     /// `success` or the statement's `Msg N`s.
     outcome: String,
 }
 
 /// Runs client-test's `case` on `prog` with the recorder in front of the
-/// stand-in; each run of the program appends `pid rc end_ms` to
-/// `runs.txt` and records into `rec-<pid>.jsonl`.
+/// stand-in; each run of the program appends `start pid` then `end pid rc
+/// end_ms` (not when it is killed) to `runs.txt` and records into
+/// `rec-<pid>.jsonl`.
 fn record(prog: &Path, case: &str, dir: &Path) -> Recorded {
     let lib = dir.join("lib");
     std::fs::create_dir_all(&lib).unwrap();
@@ -84,7 +86,7 @@ fn record(prog: &Path, case: &str, dir: &Path) -> Recorded {
     std::fs::write(
         &wrap,
         format!(
-            "#!/bin/sh\nVDISIM_RECORD_FILE={d}/rec-$$.jsonl \"$@\"\nrc=$?\necho \"$$ $rc $(date +%s%3N)\" >> {d}/runs.txt\nexit $rc\n"
+            "#!/bin/sh\necho \"start $$ $(date +%s%3N)\" >> {d}/runs.txt\nVDISIM_RECORD_FILE={d}/rec-$$.jsonl \"$@\"\nrc=$?\necho \"end $$ $rc $(date +%s%3N)\" >> {d}/runs.txt\nexit $rc\n"
         ),
     )
     .unwrap();
@@ -113,7 +115,12 @@ fn record(prog: &Path, case: &str, dir: &Path) -> Recorded {
             .unwrap_or_else(|e| panic!("client-test's report: {e}\n{text}"));
     let c = &report["cases"][0];
     let runs = std::fs::read_to_string(dir.join("runs.txt")).unwrap();
-    let last: Vec<&str> = runs.lines().last().unwrap().split(' ').collect();
+    let words = |l: &str| l.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let start = words(runs.lines().rfind(|l| l.starts_with("start")).unwrap());
+    let end = runs
+        .lines()
+        .map(words)
+        .find(|w| w[0] == "end" && w[1] == start[1]);
     let sql = c["timeline"]
         .as_array()
         .unwrap()
@@ -133,9 +140,16 @@ fn record(prog: &Path, case: &str, dir: &Path) -> Recorded {
     Recorded {
         verdict: c["verdict"].as_str().unwrap().to_string(),
         detail: c["detail"].as_str().unwrap().to_string(),
-        recording: dir.join(format!("rec-{}.jsonl", last[0])),
-        exit_code: last[1].parse().unwrap(),
-        ended_unix_ms: last[2].parse().unwrap(),
+        recording: dir.join(format!("rec-{}.jsonl", start[1])),
+        exit_code: end.as_ref().map(|w| w[2].parse().unwrap()),
+        ended_unix_ms: match &end {
+            Some(w) => w[3].parse().unwrap(),
+            // Killed: the statement ended before the runner's bound ran out.
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        },
         outcome,
     }
 }
@@ -160,14 +174,17 @@ fn judge(rec: &Path, extra: &[String], dir: &Path) -> (i32, Value, String) {
 }
 
 fn judge_recorded(r: &Recorded, dir: &Path) -> (i32, Value, String) {
-    let args = vec![
+    let mut args = vec![
         "--outcome".to_string(),
         r.outcome.clone(),
-        "--exit-code".to_string(),
-        r.exit_code.to_string(),
         "--ended-unix-ms".to_string(),
         r.ended_unix_ms.to_string(),
     ];
+    match r.exit_code {
+        Some(c) => args.extend(["--exit-code".to_string(), c.to_string()]),
+        // The runner's --exit-timeout-ms.
+        None => args.extend(["--hung-ms".to_string(), "2000".to_string()]),
+    }
     judge(&r.recording, &args, dir)
 }
 
@@ -222,6 +239,32 @@ fn judge_agrees_with_client_test() {
             Some("term.outcome-decides"),
         ),
         (Some("NO_CLOSE"), "backup", Some("close.exactly-once")),
+        (
+            Some("TAMPER_BLOCK"),
+            "backup",
+            Some("complete-command.read-only-block"),
+        ),
+        (Some("CLOSE_EARLY"), "backup", Some("close.wait-for-close")),
+        (
+            Some("WAIT_AFTER_ABORT"),
+            "backup.abort",
+            Some("abort.only-close"),
+        ),
+        (
+            Some("TIMEOUT_SECONDS"),
+            "backup.stall",
+            Some("timeout.milliseconds"),
+        ),
+        (
+            Some("SHORT_READ_SUCCESS"),
+            "restore.truncate",
+            Some("command.short-transfer"),
+        ),
+        (
+            Some("CLOSE_IS_SUCCESS"),
+            "restore.corrupt",
+            Some("term.outcome-decides"),
+        ),
     ];
     for (flaw, case, clause) in table {
         let Some(prog) = program(*flaw) else { return };

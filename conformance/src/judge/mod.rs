@@ -63,6 +63,13 @@ pub struct JudgeArgs {
     /// Without it the program's belief is not graded.
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub exit_code: Option<i32>,
+    /// The program did not exit: the harness killed it, still running MS
+    /// after the statement ended (graded as a hang).
+    #[arg(long, value_name = "MS", conflicts_with_all = ["exit_code", "signal"])]
+    pub hung_ms: Option<u64>,
+    /// The program died of signal N the harness did not send.
+    #[arg(long, value_name = "N", conflicts_with_all = ["exit_code", "hung_ms"])]
+    pub signal: Option<i32>,
     /// Where report.json, junit.xml, summary.md and index.html go.
     #[arg(long, default_value = "vdisim-judge-report")]
     pub report_dir: PathBuf,
@@ -185,15 +192,17 @@ fn context(
             mid_stream_flushes: 0,
         });
     }
-    let code = match (a.exit_code, &a.outcome) {
-        (Some(c), _) => c,
+    let end = match (a.exit_code, a.hung_ms, a.signal, &a.outcome) {
+        (Some(code), ..) => ProgramEnd::Exited { code },
+        (_, Some(bound_ms), ..) => ProgramEnd::Hung { bound_ms },
+        (_, _, Some(signal), _) => ProgramEnd::Crashed { signal },
         // Unknown: taken to agree with the outcome (not graded).
-        (None, Some(o)) if o.trim().eq_ignore_ascii_case("success") => 0,
-        (None, _) => 1,
+        (.., Some(o)) if o.trim().eq_ignore_ascii_case("success") => ProgramEnd::Exited { code: 0 },
+        _ => ProgramEnd::Exited { code: 1 },
     };
     Ok(Context {
         statements,
-        end: ProgramEnd::Exited { code },
+        end,
         unimplemented_code: None,
     })
 }
