@@ -10,11 +10,17 @@
 pub const SAMPLE: usize = 4096;
 
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const PRIME: u64 = 0x0000_0100_0000_01b3;
+pub(crate) const PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// The digest of `data`.
 pub fn fnv4x64(data: &[u8]) -> u64 {
     let mut lanes = [OFFSET; 4];
+    let rest = absorb(&mut lanes, data);
+    finish(lanes, rest, data.len())
+}
+
+/// Folds the whole 32-byte chunks of `data` into the lanes; the rest.
+fn absorb<'a>(lanes: &mut [u64; 4], data: &'a [u8]) -> &'a [u8] {
     let mut chunks = data.chunks_exact(32);
     for c in &mut chunks {
         for (i, lane) in lanes.iter_mut().enumerate() {
@@ -23,14 +29,13 @@ pub fn fnv4x64(data: &[u8]) -> u64 {
             *lane = (*lane ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
         }
     }
-    let rest = chunks.remainder();
-    let mut words = rest.chunks_exact(8);
-    for (i, c) in (&mut words).enumerate() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        lanes[i] = (lanes[i] ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
-    }
-    for b in words.remainder() {
+    chunks.remainder()
+}
+
+/// Folds the last `rest` (< 32 bytes) in, then the lanes and `len`.
+fn finish(mut lanes: [u64; 4], rest: &[u8], len: usize) -> u64 {
+    let rest = absorb_words(&mut lanes, rest);
+    for b in rest {
         lanes[0] = (lanes[0] ^ u64::from(*b)).wrapping_mul(PRIME);
     }
     let mut h = OFFSET;
@@ -39,10 +44,21 @@ pub fn fnv4x64(data: &[u8]) -> u64 {
             h = (h ^ u64::from(b)).wrapping_mul(PRIME);
         }
     }
-    for b in (data.len() as u64).to_le_bytes() {
+    for b in (len as u64).to_le_bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(PRIME);
     }
     h
+}
+
+/// Folds the whole words of `rest` into lanes 0, 1, 2; the bytes left.
+fn absorb_words<'a>(lanes: &mut [u64; 4], rest: &'a [u8]) -> &'a [u8] {
+    let mut words = rest.chunks_exact(8);
+    for (i, c) in (&mut words).enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        lanes[i] = (lanes[i] ^ u64::from_le_bytes(w)).wrapping_mul(PRIME);
+    }
+    words.remainder()
 }
 
 /// `fnv4x64-sample`: the buffer itself when it is at most `2 × SAMPLE`
@@ -53,10 +69,12 @@ pub fn fnv4x64_sample(data: &[u8]) -> u64 {
     let mut h = if data.len() <= 2 * SAMPLE {
         fnv4x64(data)
     } else {
-        let mut ends = Vec::with_capacity(2 * SAMPLE);
-        ends.extend_from_slice(&data[..SAMPLE]);
-        ends.extend_from_slice(&data[data.len() - SAMPLE..]);
-        fnv4x64(&ends)
+        // As `fnv4x64` of the two ends put together (SAMPLE is a whole
+        // number of 32-byte chunks), without copying them.
+        let mut lanes = [OFFSET; 4];
+        absorb(&mut lanes, &data[..SAMPLE]);
+        let rest = absorb(&mut lanes, &data[data.len() - SAMPLE..]);
+        finish(lanes, rest, 2 * SAMPLE)
     };
     for b in (data.len() as u64).to_le_bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(PRIME);
@@ -110,5 +128,23 @@ mod tests {
         assert_ne!(fnv4x64_sample(&a), fnv4x64_sample(&a[..4 * SAMPLE - 8]));
         let small = vec![3u8; 100];
         assert_ne!(fnv4x64_sample(&small), fnv4x64(&small));
+        // The documented definition: fnv4x64 of the two ends together,
+        // then the length.
+        let big: Vec<u8> = (0..3 * SAMPLE + 5).map(|i| (i * 7 % 251) as u8).collect();
+        let mut ends = big[..SAMPLE].to_vec();
+        ends.extend_from_slice(&big[big.len() - SAMPLE..]);
+        let mut h = fnv4x64(&ends);
+        for b in (big.len() as u64).to_le_bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(super::PRIME);
+        }
+        assert_eq!(fnv4x64_sample(&big), h);
+    }
+
+    /// The digest of a known input, so that the format (docs/RECORDING.md)
+    /// does not drift.
+    #[test]
+    fn known_value() {
+        let data: Vec<u8> = (0u8..=99).collect();
+        assert_eq!(format!("{:016x}", fnv4x64(&data)), "a22cfcce94461b01");
     }
 }
