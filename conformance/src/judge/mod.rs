@@ -21,7 +21,7 @@ pub mod parse;
 pub mod server;
 
 use crate::client_test::grade::OBLIGATIONS;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use thiserror::Error;
 use vdi_model::calllog::CallRecord;
 use vdi_model::checks::Violation;
@@ -448,13 +448,9 @@ fn text(a: &JudgeArgs, results: &[CaseResult]) -> String {
     }
     t.push_str(&format!(
         "\nreports written to {}\n",
-        report_dir(a).display()
+        a.report_dir.display()
     ));
     t
-}
-
-fn report_dir(a: &JudgeArgs) -> &Path {
-    &a.report_dir
 }
 
 #[cfg(test)]
