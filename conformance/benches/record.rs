@@ -37,6 +37,18 @@ mod imp {
 
     /// Bytes per backup (the `big` database).
     const DB_BYTES: u64 = 256 << 20;
+    /// Bytes per backup in a smoke run (`cargo test --all-targets` runs
+    /// this bench without `--bench`: one pair, one size, one mode).
+    const SMOKE_BYTES: u64 = 16 << 20;
+
+    /// Whether this is a smoke run (not `cargo bench`).
+    fn smoke() -> bool {
+        !std::env::args().any(|a| a == "--bench")
+    }
+
+    fn db_bytes() -> u64 {
+        if smoke() { SMOKE_BYTES } else { DB_BYTES }
+    }
 
     type This = *mut c_void;
 
@@ -178,10 +190,19 @@ mod imp {
 
     /// The child: pairs of backups per size, and the figures.
     fn child() {
-        let pairs: usize = std::env::var("VDISIM_RECORD_BENCH_PAIRS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(15);
+        let pairs: usize = if smoke() {
+            1
+        } else {
+            std::env::var("VDISIM_RECORD_BENCH_PAIRS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(15)
+        };
+        let sizes: &[u64] = if smoke() {
+            &[4 << 20]
+        } else {
+            &[64 << 10, 4 << 20]
+        };
         let mode = std::env::var("VDISIM_RECORD_DIGEST").unwrap_or_default();
         let l = libs();
         let mut n = 0;
@@ -189,10 +210,10 @@ mod imp {
         let mut time = |lib: &Lib, mts: u64| {
             n += 1;
             let (t, c) = (Instant::now(), cpu());
-            assert!(backup(lib, mts, n) >= DB_BYTES);
+            assert!(backup(lib, mts, n) >= db_bytes());
             (t.elapsed().as_secs_f64(), cpu() - c)
         };
-        for mts in [64u64 << 10, 4 << 20] {
+        for &mts in sizes {
             // Warm-up: one of each.
             time(&l.standin, mts);
             time(&l.recorded, mts);
@@ -213,7 +234,7 @@ mod imp {
                 cb.push(y.1);
                 cr.push(y.1 / x.1);
             }
-            let gbs = |s: f64| DB_BYTES as f64 / s / 1e9;
+            let gbs = |s: f64| db_bytes() as f64 / s / 1e9;
             let (ma, mb) = (median(&mut a), median(&mut b));
             println!(
                 "digest={mode:<6} MAXTRANSFERSIZE={:>4} KiB, {pairs} pairs: wall standin {:.1} ms ({:.2} GB/s), recorded {:.1} ms ({:.2} GB/s), ratio median {:.3}; client CPU standin {:.1} ms, recorded {:.1} ms, ratio median {:.3}",
@@ -239,7 +260,7 @@ mod imp {
         let mut serve = Command::new(env!("CARGO_BIN_EXE_vdisim"))
             .args(["serve", "--ephemeral", "--listen"])
             .arg(&sock)
-            .args(["--database", &format!("big={DB_BYTES}")])
+            .args(["--database", &format!("big={}", db_bytes())])
             .args(["--exit-with", &std::process::id().to_string()])
             .spawn()
             .expect("vdisim serve starts");
@@ -249,9 +270,15 @@ mod imp {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let mut code = 0;
-        for mode in ["full", "sample", "none"] {
+        let modes: &[&str] = if smoke() {
+            &["sample"]
+        } else {
+            &["full", "sample", "none"]
+        };
+        for mode in modes {
             let file = dir.join(format!("bench-{mode}.jsonl"));
             let st = Command::new(std::env::current_exe().unwrap())
+                .args(std::env::args_os().skip(1))
                 .env("VDISIM_RECORD_REAL", library_path().unwrap())
                 .env("VDISIM_RECORD_FILE", &file)
                 .env("VDISIM_RECORD_DIGEST", mode)
