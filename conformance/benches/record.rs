@@ -19,6 +19,9 @@
 //! `VDISIM_SERVER`). `VDISIM_RECORD_BENCH_PAIRS` sets the pairs per size
 //! (default 15).
 //!
+//! Without `--bench` (as `cargo test --all-targets` runs it) it is a
+//! smoke run: one pair at 4 MiB on a 16 MiB database, `sample` only.
+//!
 //! Run: `cargo bench -p vdi-conformance --bench record` (builds
 //! `vdi-recorder` and `vdi-standin` in release first:
 //! `cargo build --release -p vdi-standin -p vdi-recorder`).
