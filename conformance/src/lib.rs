@@ -41,6 +41,8 @@ pub mod campaign;
 pub mod client_test;
 pub mod commands;
 pub mod explore;
+#[cfg(unix)]
+pub mod judge;
 pub mod oracle;
 pub mod random;
 pub mod runner;

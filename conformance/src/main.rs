@@ -107,6 +107,11 @@ enum Cmd {
     /// library, and judge what it did (conformance/CLIENT-TESTING.md).
     #[cfg(unix)]
     ClientTest(vdi_conformance::client_test::ClientTestArgs),
+    /// Judge a recording of a real deployment (the recording libsqlvdi,
+    /// docs/RECORDING.md): which side broke which clause, and where the
+    /// recorded server departs from the model.
+    #[cfg(unix)]
+    Judge(vdi_conformance::judge::JudgeArgs),
     /// A swarm campaign over the model on every core: sharded (--shard
     /// i/n), resumable (--state DIR), guided by clause and client-table
     /// coverage; each failure shrunk to a scenario file `replay` runs.
@@ -324,6 +329,8 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Serve(a) => serve(a),
         #[cfg(unix)]
         Cmd::ClientTest(a) => client_test(&a),
+        #[cfg(unix)]
+        Cmd::Judge(a) => judge(&a),
         Cmd::Explore(a) => Ok(emit(vdi_conformance::explore::run(&a)?)),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
         Cmd::Fuzz(a) => fuzz(&a),
@@ -369,6 +376,14 @@ fn configure_sql_server(server: Option<&str>, login: Option<&str>) -> Result<()>
     }
     sqlserver::configure(e);
     Ok(())
+}
+
+/// `vdisim judge`: exit 0 when no side broke a clause, 1 when one did.
+#[cfg(unix)]
+fn judge(a: &vdi_conformance::judge::JudgeArgs) -> Result<u8> {
+    let j = vdi_conformance::judge::run(a)?;
+    out(&j.text);
+    Ok(if j.failed() { 1 } else { 0 })
 }
 
 /// Runs the sqlcmd look-alike; its exit code is sqlcmd's. Here, and only

@@ -1,0 +1,519 @@
+//! The recording: the objects seen so far (set objects numbered in the
+//! order they were constructed, their incarnations and devices, the
+//! command blocks delivered and not yet completed) and the file the lines
+//! go to.
+
+use crate::{ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION, NAME_RECORDED_MAX};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use vdi_spec::{CommandCode, Hresult, VdConfig, VdcCommand};
+
+/// A set object the program constructed.
+#[derive(Default)]
+struct SetRec {
+    obj: u64,
+    inc: u32,
+    name: String,
+    /// Device names opened in this incarnation, in index order.
+    devices: Vec<String>,
+    next_cmd: u64,
+}
+
+/// A device object OpenDevice returned.
+#[derive(Clone, Copy)]
+pub struct DevRec {
+    pub set_addr: usize,
+    pub obj: u64,
+    pub inc: u32,
+    pub index: u16,
+}
+
+/// A command block delivered by GetCommand and not yet completed.
+#[derive(Clone, Copy)]
+pub struct Delivered {
+    pub id: u64,
+    pub block: VdcCommand,
+}
+
+// SAFETY: `block.buffer` is only an address here; it is dereferenced only
+// while the command is outstanding, by the thread completing it.
+unsafe impl Send for Delivered {}
+
+/// A hasher for addresses: one multiply per word (the maps are small and
+/// their keys are not chosen by an adversary).
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+type Map<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<AddrHasher>>;
+
+#[derive(Default)]
+struct State {
+    sets: Map<usize, SetRec>,
+    devs: Map<usize, DevRec>,
+    outstanding: Map<(usize, usize), Delivered>,
+    next_obj: u64,
+}
+
+/// What buffers are digested (`VDISIM_RECORD_DIGEST`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digest {
+    /// Every byte (`full`).
+    Full,
+    /// The first and the last [`crate::digest::SAMPLE`] bytes and the
+    /// length (`sample`).
+    Sample,
+    /// None (`none`).
+    None,
+}
+
+impl Digest {
+    /// The header's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Digest::Full => "fnv4x64",
+            Digest::Sample => "fnv4x64-sample",
+            Digest::None => "none",
+        }
+    }
+}
+
+/// The file, the `seq` of the last line, and the lines not yet written.
+struct Out {
+    file: File,
+    seq: u64,
+    pending: Vec<u8>,
+}
+
+/// The most bytes of batched lines held before they are written.
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// The recording file and what numbers its lines.
+pub struct Recorder {
+    out: Mutex<Out>,
+    /// Whether data round trips are batched (`VDISIM_RECORD_FLUSH=batch`).
+    batch: bool,
+    /// The `seq` of the last call written (0: none).
+    last: AtomicU64,
+    origin: Instant,
+    /// This process's id (read once: `getpid` is a system call).
+    pid: u32,
+    pub digest: Digest,
+    state: Mutex<State>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The recorder, opened at the first call; `None` when nothing is recorded.
+pub fn recorder() -> Option<&'static Recorder> {
+    static REC: OnceLock<Option<Recorder>> = OnceLock::new();
+    REC.get_or_init(open).as_ref()
+}
+
+fn open() -> Option<Recorder> {
+    let path = std::env::var_os(ENV_FILE).filter(|p| !p.is_empty())?;
+    let digest = match std::env::var(ENV_DIGEST).as_deref() {
+        Ok("full") => Digest::Full,
+        Err(_) | Ok("sample") => Digest::Sample,
+        Ok("none") => Digest::None,
+        Ok(v) => {
+            eprintln!(
+                "vdisim recorder: {ENV_DIGEST}={v:?} is not full, sample or none; digesting the ends of each buffer (sample)"
+            );
+            Digest::Sample
+        }
+    };
+    let batch = match std::env::var(ENV_FLUSH).as_deref() {
+        Err(_) | Ok("batch") => true,
+        Ok("call") => false,
+        Ok(v) => {
+            eprintln!(
+                "vdisim recorder: {ENV_FLUSH}={v:?} is neither batch nor call; writing each line as its call returns (call)"
+            );
+            false
+        }
+    };
+    let mut o = std::fs::OpenOptions::new();
+    o.append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    let file = match o.open(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "vdisim recorder: cannot open the recording {} named by {ENV_FILE}: {e}; give a path this process may create or append to; calls are forwarded and not recorded",
+                std::path::Path::new(&path).display()
+            );
+            return None;
+        }
+    };
+    if batch {
+        // SAFETY: registers a function with no preconditions, run by the C
+        // library at exit.
+        unsafe { atexit(flush_at_exit) };
+    }
+    let r = Recorder {
+        out: Mutex::new(Out {
+            file,
+            seq: 0,
+            pending: Vec::with_capacity(BATCH_BYTES + 4096),
+        }),
+        batch,
+        pid: std::process::id(),
+        last: AtomicU64::new(0),
+        origin: Instant::now(),
+        digest,
+        state: Mutex::new(State::default()),
+    };
+    r.header();
+    Some(r)
+}
+
+impl Recorder {
+    fn header(&self) {
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let scale = std::env::var("VDISIM_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|v| (1..=1000).contains(v))
+            .unwrap_or(1);
+        let real = std::env::var(crate::ENV_REAL).unwrap_or_default();
+        let mut l = String::new();
+        let _ = write!(
+            l,
+            "{{\"rec\":\"header\",\"format\":\"{FORMAT_NAME}\",\"v\":{FORMAT_VERSION},\"pid\":{},\"unix_ms\":{unix_ms},\"time_scale\":{scale},\"digest\":\"{}\",\"real\":",
+            std::process::id(),
+            self.digest.name()
+        );
+        json_str(&mut l, &real);
+        l.push_str(",\"recorder\":\"");
+        l.push_str(env!("CARGO_PKG_VERSION"));
+        l.push_str("\"}\n");
+        let mut g = lock(&self.out);
+        let _ = g.file.write_all(l.as_bytes());
+    }
+
+    /// Writes the batched lines.
+    pub fn flush(&self) {
+        let mut g = lock(&self.out);
+        let Out { file, pending, .. } = &mut *g;
+        if !pending.is_empty() {
+            let _ = file.write_all(pending);
+            pending.clear();
+        }
+    }
+
+    /// Microseconds since the recording's origin.
+    pub fn now_us(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+
+    /// The `seq` of the last call that returned.
+    pub fn last_seq(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
+    }
+
+    /// Writes a call line; `fill` appends the fields after `"method"`. A
+    /// batched call's line is held (up to [`BATCH_BYTES`]); any other
+    /// line is written at once, after the held ones.
+    pub fn write(&self, call: &Call, fill: impl FnOnce(&mut String)) {
+        let mut l = String::with_capacity(320);
+        let mut g = lock(&self.out);
+        let seq = g.seq + 1;
+        g.seq = seq;
+        let _ = write!(
+            l,
+            "{{\"rec\":\"call\",\"pid\":{},\"tid\":{},\"thread\":{},\"seq\":{seq},\"after\":{},\"t0_us\":{},\"t1_us\":{},\"method\":\"{}\"",
+            self.pid,
+            os_tid(),
+            thread_no(),
+            call.after,
+            call.t0,
+            self.now_us(),
+            call.method
+        );
+        fill(&mut l);
+        l.push_str("}\n");
+        let Out { file, pending, .. } = &mut *g;
+        pending.extend_from_slice(l.as_bytes());
+        if !(self.batch && call.batch) || pending.len() >= BATCH_BYTES {
+            let _ = file.write_all(pending);
+            pending.clear();
+        }
+        self.last.store(seq, Ordering::Release);
+    }
+
+    // ----- objects ---------------------------------------------------------------------
+
+    /// A set object constructed at `addr`: its number.
+    pub fn constructed(&self, addr: usize) -> u64 {
+        let mut s = lock(&self.state);
+        s.next_obj += 1;
+        let obj = s.next_obj;
+        s.sets.insert(
+            addr,
+            SetRec {
+                obj,
+                ..SetRec::default()
+            },
+        );
+        obj
+    }
+
+    /// The set object at `addr` destroyed: its (number, incarnation).
+    pub fn destroyed(&self, addr: usize) -> (u64, u32) {
+        let mut s = lock(&self.state);
+        s.devs.retain(|_, d| d.set_addr != addr);
+        s.sets.remove(&addr).map_or((0, 0), |r| (r.obj, r.inc))
+    }
+
+    /// The (number, incarnation) of the set object at `addr` (0, 0 if it
+    /// was not constructed through the recorder).
+    pub fn set_of(&self, addr: usize) -> (u64, u32) {
+        lock(&self.state)
+            .sets
+            .get(&addr)
+            .map_or((0, 0), |r| (r.obj, r.inc))
+    }
+
+    /// A Create on `addr` named `name` succeeded: the new incarnation.
+    pub fn created(&self, addr: usize, name: &str) -> (u64, u32) {
+        let mut s = lock(&self.state);
+        let Some(r) = s.sets.get_mut(&addr) else {
+            return (0, 0);
+        };
+        r.inc += 1;
+        r.name = name.to_string();
+        r.devices.clear();
+        (r.obj, r.inc)
+    }
+
+    /// OpenDevice on set `addr` returned the device object `dev` for
+    /// `name`: its index (0 for the device named like the set, then in the
+    /// order the others were opened).
+    pub fn opened(&self, addr: usize, name: &str, dev: usize) -> Option<u16> {
+        let mut s = lock(&self.state);
+        let r = s.sets.get_mut(&addr)?;
+        let index = if name == r.name {
+            0
+        } else if let Some(i) = r.devices.iter().position(|n| n == name) {
+            i as u16 + 1
+        } else {
+            r.devices.push(name.to_string());
+            r.devices.len() as u16
+        };
+        let d = DevRec {
+            set_addr: addr,
+            obj: r.obj,
+            inc: r.inc,
+            index,
+        };
+        s.devs.insert(dev, d);
+        Some(index)
+    }
+
+    /// The device object at `dev`, if OpenDevice returned it.
+    pub fn device(&self, dev: usize) -> Option<DevRec> {
+        lock(&self.state).devs.get(&dev).copied()
+    }
+
+    /// GetCommand on `dev` delivered `block` at `addr`: its id.
+    pub fn delivered(&self, dev: usize, set_addr: usize, addr: usize, block: VdcCommand) -> u64 {
+        let mut s = lock(&self.state);
+        let id = s.sets.get_mut(&set_addr).map_or(0, |r| {
+            r.next_cmd += 1;
+            r.next_cmd
+        });
+        s.outstanding.insert((dev, addr), Delivered { id, block });
+        id
+    }
+
+    /// The command delivered on `dev` at `addr`, if it is outstanding.
+    pub fn outstanding(&self, dev: usize, addr: usize) -> Option<Delivered> {
+        lock(&self.state).outstanding.get(&(dev, addr)).copied()
+    }
+
+    /// The command at `addr` was completed on `dev` (the real library
+    /// accepted it, or refused it for good).
+    pub fn completed(&self, dev: usize, addr: usize) {
+        lock(&self.state).outstanding.remove(&(dev, addr));
+    }
+}
+
+/// A call in progress: when it began and what had returned by then.
+pub struct Call {
+    pub method: &'static str,
+    /// A data round trip that went well (GetCommand or CompleteCommand
+    /// returning NOERROR): its line may be batched.
+    pub batch: bool,
+    pub t0: u64,
+    pub after: u64,
+}
+
+impl Call {
+    pub fn begin(r: &Recorder, method: &'static str) -> Call {
+        Call {
+            method,
+            batch: false,
+            after: r.last_seq(),
+            t0: r.now_us(),
+        }
+    }
+}
+
+fn os_tid() -> i64 {
+    thread_local! {
+        // SAFETY: gettid has no preconditions.
+        static TID: i64 = i64::from(unsafe { libc_gettid() });
+    }
+    TID.with(|t| *t)
+}
+
+unsafe extern "C" {
+    #[link_name = "gettid"]
+    fn libc_gettid() -> i32;
+    fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Writes the batched lines when the process exits normally.
+extern "C" fn flush_at_exit() {
+    if let Some(r) = recorder() {
+        r.flush();
+    }
+}
+
+fn thread_no() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static NO: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    NO.with(|n| *n)
+}
+
+// ----- fields ----------------------------------------------------------------------------
+
+/// Appends `s` as a JSON string.
+pub fn json_str(l: &mut String, s: &str) {
+    l.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => l.push_str("\\\""),
+            '\\' => l.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(l, "\\u{:04x}", c as u32);
+            }
+            c => l.push(c),
+        }
+    }
+    l.push('"');
+}
+
+/// `,"key":"value"`.
+pub fn field_str(l: &mut String, key: &str, v: &str) {
+    let _ = write!(l, ",\"{key}\":");
+    json_str(l, v);
+}
+
+/// `,"key":n`.
+pub fn field_num(l: &mut String, key: &str, v: impl std::fmt::Display) {
+    let _ = write!(l, ",\"{key}\":{v}");
+}
+
+/// The set fields `obj`, `inc`.
+pub fn field_set(l: &mut String, obj: u64, inc: u32) {
+    let _ = write!(l, ",\"obj\":{obj},\"inc\":{inc}");
+}
+
+/// `,"ret":n,"ret_name":"..."` for a Linux return value.
+pub fn field_ret(l: &mut String, ret: i32) {
+    let h = Hresult::from_linux(ret);
+    let _ = write!(l, ",\"ret\":{}", h.0);
+    match h.name() {
+        Some(n) => field_str(l, "ret_name", n),
+        None => field_str(l, "ret_name", &format!("0x{:08X}", h.0)),
+    }
+}
+
+/// `,"config":{...}` with the VDConfig's eleven fields.
+pub fn field_config(l: &mut String, c: &VdConfig) {
+    let _ = write!(
+        l,
+        ",\"config\":{{\"deviceCount\":{},\"features\":{},\"prefixZoneSize\":{},\"alignment\":{},\"softFileMarkBlockSize\":{},\"EOMWarningSize\":{},\"serverTimeOut\":{},\"blockSize\":{},\"maxIoDepth\":{},\"maxTransferSize\":{},\"bufferAreaSize\":{}}}",
+        c.device_count,
+        c.features,
+        c.prefix_zone_size,
+        c.alignment,
+        c.soft_file_mark_block_size,
+        c.eom_warning_size,
+        c.server_time_out,
+        c.block_size,
+        c.max_io_depth,
+        c.max_transfer_size,
+        c.buffer_area_size
+    );
+}
+
+/// `,"key":{"id":..,"code":..,"name":..,"size":..,"position":..}` and the
+/// digest when given.
+pub fn field_cmd(l: &mut String, key: &str, id: u64, b: &VdcCommand, digest: Option<u64>) {
+    let name = CommandCode::from_u32(b.command_code).map_or("unknown", CommandCode::name);
+    let _ = write!(
+        l,
+        ",\"{key}\":{{\"id\":{id},\"code\":{},\"name\":\"{name}\",\"size\":{},\"position\":{}",
+        b.command_code, b.size, b.position
+    );
+    if let Some(d) = digest {
+        let _ = write!(l, ",\"digest\":\"{d:016x}\"");
+    }
+    l.push('}');
+}
+
+/// A NUL-terminated name as the program passed it: the text (lossy
+/// UTF-8) and whether it was cut at [`NAME_RECORDED_MAX`] bytes.
+///
+/// # Safety
+/// `p` must be null or a NUL-terminated string (what the real library
+/// requires of the program too); at most `NAME_RECORDED_MAX + 1` bytes
+/// are read, stopping at the NUL.
+pub unsafe fn read_name(p: *const std::ffi::c_char) -> Option<(String, bool)> {
+    if p.is_null() {
+        return None;
+    }
+    let mut v = Vec::new();
+    for i in 0..=NAME_RECORDED_MAX {
+        // SAFETY: within the NUL-terminated string (caller), stopping at
+        // its NUL.
+        let b = unsafe { p.add(i).read() } as u8;
+        if b == 0 {
+            return Some((String::from_utf8_lossy(&v).into_owned(), false));
+        }
+        v.push(b);
+    }
+    v.truncate(NAME_RECORDED_MAX);
+    Some((String::from_utf8_lossy(&v).into_owned(), true))
+}
