@@ -198,20 +198,47 @@ fn an_attention_cancels_the_running_backup() {
     assert_eq!(messages(&t), vec![(true, 911), (true, 3013)]);
 }
 
-/// A client that requires encryption is answered ENCRYPT_NOT_SUP and the
-/// connection is closed (no TLS yet): it fails at once, it does not hang.
+/// The PRELOGIN ENCRYPTION answer a client offering `enc` gets.
+fn encryption_answer(addr: SocketAddr, enc: u8) -> (u8, TcpStream) {
+    let mut c = connect(addr);
+    c.write_all(&packets(0x12, &prelogin(enc))).unwrap();
+    let (_, _, reply) = read_reply(&mut c).unwrap();
+    let at = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
+    (reply[at], c)
+}
+
+/// A server without TLS answers a client that requires encryption
+/// ENCRYPT_NOT_SUP and closes the connection: it fails at once, it does
+/// not hang. With TLS (the default) such a client is answered ENCRYPT_ON,
+/// ENCRYPT_OFF is answered OFF (login-only encryption) and NOT_SUP
+/// NOT_SUP; with --tls-required, NOT_SUP is answered REQ and closed. (The
+/// TLS handshakes themselves run in serve_tds_drivers.rs, with real
+/// drivers.)
 #[test]
 fn a_client_requiring_encryption_fails_cleanly() {
     let d = Scratch::new("enc");
-    let (_s, addr) = start(&d, |_| {});
+    let (_s, addr) = start(&d, |cfg| cfg.tls = None);
     for enc in [1u8, 3] {
-        let mut c = connect(addr);
-        c.write_all(&packets(0x12, &prelogin(enc))).unwrap();
-        let (_, _, reply) = read_reply(&mut c).unwrap();
-        let at = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
-        assert_eq!(reply[at], 2);
+        let (answer, mut c) = encryption_answer(addr, enc);
+        assert_eq!(answer, 2);
         assert!(read_reply(&mut c).is_none(), "closed");
     }
+    let d2 = Scratch::new("enc-tls");
+    let (_s2, tls) = start(&d2, |_| {});
+    for (enc, want) in [(0u8, 0u8), (1, 1), (3, 1), (2, 2)] {
+        assert_eq!(encryption_answer(tls, enc).0, want, "client {enc}");
+    }
+    let d3 = Scratch::new("enc-req");
+    let (_s3, req) = start(&d3, |cfg| {
+        cfg.tls = Some(vdi_sqlserver::tds::tls::TlsOptions {
+            cert_key: None,
+            required: true,
+        })
+    });
+    assert_eq!(encryption_answer(req, 0).0, 3);
+    let (answer, mut c) = encryption_answer(req, 2);
+    assert_eq!(answer, 3);
+    assert!(read_reply(&mut c).is_none(), "closed");
     // TDS 8 (a TLS ClientHello first): closed.
     let mut c = connect(addr);
     c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])

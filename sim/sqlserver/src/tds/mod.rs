@@ -102,6 +102,7 @@ pub mod query;
 pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;
+pub mod tls;
 pub mod token;
 
 /// What is wrong with bytes a client sent.

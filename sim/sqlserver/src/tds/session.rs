@@ -4,14 +4,15 @@
 //! reaches the running statement, as on the control socket.
 
 use super::packet::{self, Limits, kind, status};
-use super::prelogin::{self, encrypt};
+use super::prelogin;
 use super::rpc::{self, Value, proc_id};
+use super::tls::{self, Mode, Reader, ServerTls, Wire};
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
 use crate::serve::{Attention, Batch, BatchEnd};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,6 +36,9 @@ pub(crate) struct Settings {
     pub(crate) logins: Vec<(String, String)>,
     /// How long PRELOGIN and LOGIN7 may take, and a started message.
     pub(crate) frame_deadline: Duration,
+    /// TLS inside PRELOGIN (`None`: every client is answered
+    /// ENCRYPT_NOT_SUP).
+    pub(crate) tls: Option<Arc<ServerTls>>,
 }
 
 /// The database a session shows when it has none of the server's (SQL
@@ -95,7 +99,8 @@ struct Session {
     set: Arc<Settings>,
     peer: String,
     spid: u16,
-    writer: Arc<Mutex<TcpStream>>,
+    /// The write side (through TLS while it is on).
+    writer: Arc<Mutex<Wire>>,
     /// The negotiated packet size (4096 until login completes).
     packet_size: usize,
     /// The database LOGIN7 chose (RESETCONNECTION returns to it).
@@ -139,7 +144,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         set,
         peer,
         spid,
-        writer: Arc::new(Mutex::new(writer)),
+        writer: Arc::new(Mutex::new(Wire::new(writer))),
         packet_size: packet::PACKET_DEFAULT,
         login_db: None,
         database: Arc::default(),
@@ -152,7 +157,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         Ok(false) => {}
         Err(e) => s.log(format_args!("closed before login: {e}")),
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    lock(&s.writer).shutdown();
 }
 
 impl Session {
@@ -168,17 +173,21 @@ impl Session {
     /// PRELOGIN and LOGIN7: whether the client logged in.
     fn handshake(&mut self, s: &TcpStream) -> Result<bool, TdsError> {
         let limit = self.set.frame_deadline;
-        let mut r = Timed {
-            s,
-            deadline: Some(Instant::now() + limit),
-            limit,
-        };
+        let wire = self.writer.clone();
+        let mut r = Reader::new(
+            Timed {
+                s,
+                deadline: Some(Instant::now() + limit),
+                limit,
+            },
+            &wire,
+        );
         let Some(first) = packet::read_byte(&mut r)? else {
             return Ok(false);
         };
         if first == kind::TLS_HANDSHAKE {
             self.log(format_args!(
-                "closed: it starts with TLS (TDS 8, Encrypt=strict); vdisim serve speaks TDS 7.4 without TLS for now: connect with encryption off"
+                "closed: it starts with TLS (TDS 8, Encrypt=strict), which vdisim serve does not speak: connect with TDS 7.4 encryption (ODBC Encrypt=yes or Encrypt=no, not Encrypt=strict)"
             ));
             return Ok(false);
         }
@@ -190,15 +199,32 @@ impl Session {
             ));
         }
         let pre = prelogin::parse(&m.payload)?;
-        self.send(&prelogin::reply(encrypt::NOT_SUP))?;
-        if pre.requires_encryption() {
-            self.log(format_args!(
-                "closed: the client requires encryption (PRELOGIN ENCRYPTION 0x{:02x}) and vdisim serve has no TLS yet; it was answered ENCRYPT_NOT_SUP. Connect with encryption off (ODBC Encrypt=no, FreeTDS encryption = off, pytds without cafile, tedious encrypt:false, tiberius EncryptionLevel::NotSupported)",
-                pre.encryption.unwrap_or(0)
-            ));
-            return Ok(false);
+        let (answer, mode) = tls::negotiate(pre.encryption, self.set.tls.as_deref());
+        self.send(&prelogin::reply(answer))?;
+        match (mode, &self.set.tls) {
+            (Mode::Refused, None) => {
+                self.log(format_args!(
+                    "closed: the client requires encryption (PRELOGIN ENCRYPTION 0x{:02x}) and this server was started without TLS; it was answered ENCRYPT_NOT_SUP",
+                    pre.encryption.unwrap_or(0)
+                ));
+                return Ok(false);
+            }
+            (Mode::Refused, Some(_)) => {
+                self.log(format_args!(
+                    "closed: the client does not support encryption (PRELOGIN ENCRYPTION 0x{:02x}) and this server requires it (--tls-required); it was answered ENCRYPT_REQ",
+                    pre.encryption.unwrap_or(0)
+                ));
+                return Ok(false);
+            }
+            (Mode::LoginOnly | Mode::Full, Some(t)) => {
+                r.raw.deadline = Some(Instant::now() + limit);
+                let mut raw_writer = s;
+                let conn = tls::accept(&mut r.raw, &mut raw_writer, t, self.spid)?;
+                lock(&self.writer).start_tls(conn);
+            }
+            _ => {}
         }
-        r.deadline = Some(Instant::now() + limit);
+        r.raw.deadline = Some(Instant::now() + limit);
         let Some(first) = packet::read_byte(&mut r)? else {
             return Ok(false);
         };
@@ -210,6 +236,16 @@ impl Session {
             ));
         }
         let login = login7::parse(&m.payload)?;
+        if mode == Mode::LoginOnly {
+            // ENCRYPT_OFF: the login only was encrypted (MS-TDS 2.2.6.5).
+            if r.has_buffered() {
+                return Err(TdsError::malformed(
+                    "LOGIN7",
+                    "more bytes after it inside TLS, in a login-only encrypted session",
+                ));
+            }
+            lock(&self.writer).drop_tls();
+        }
         Ok(self.login(&login)?)
     }
 
@@ -326,14 +362,18 @@ impl Session {
     /// Serves requests until the client leaves or breaks the protocol.
     fn requests(&mut self, s: &TcpStream) {
         let limit = self.set.frame_deadline;
-        let mut r = Timed {
-            s,
-            deadline: None,
-            limit,
-        };
+        let wire = self.writer.clone();
+        let mut r = Reader::new(
+            Timed {
+                s,
+                deadline: None,
+                limit,
+            },
+            &wire,
+        );
         let mut batch: Option<JoinHandle<()>> = None;
         loop {
-            r.deadline = None;
+            r.raw.deadline = None;
             let first = match packet::read_byte(&mut r) {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
@@ -342,7 +382,7 @@ impl Session {
                     break;
                 }
             };
-            r.deadline = Some(Instant::now() + limit);
+            r.raw.deadline = Some(Instant::now() + limit);
             let m =
                 match packet::read_message_after(&mut r, first, &Limits::session(self.packet_size))
                 {
@@ -499,7 +539,7 @@ impl Session {
                 let b = engine.run_batch(&text, &mut current, &att);
                 *lock(&db) = current.clone();
                 if b.end == BatchEnd::ServerDied {
-                    let _ = lock(&w).shutdown(Shutdown::Both);
+                    lock(&w).shutdown();
                     return;
                 }
                 let mut o = head;
@@ -514,7 +554,7 @@ impl Session {
                 if send(&w, &o, size, spid).is_err() {
                     // A client that does not take its answer (within the
                     // write timeout) is dropped; the reader sees the end.
-                    let _ = lock(&w).shutdown(Shutdown::Both);
+                    lock(&w).shutdown();
                 }
             })
             .map(Some)
@@ -523,7 +563,7 @@ impl Session {
 }
 
 /// Writes `payload` as one reply message.
-fn send(w: &Mutex<TcpStream>, payload: &[u8], size: usize, spid: u16) -> io::Result<()> {
+fn send(w: &Mutex<Wire>, payload: &[u8], size: usize, spid: u16) -> io::Result<()> {
     let bytes = packet::encode_message(kind::REPLY, payload, size, spid);
     lock(w).write_all(&bytes)
 }
