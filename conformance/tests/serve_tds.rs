@@ -246,6 +246,43 @@ fn a_client_requiring_encryption_fails_cleanly() {
     assert!(read_reply(&mut c).is_none());
 }
 
+/// Reads until the server closes the connection; panics if it is still
+/// open after 10 s.
+fn closed_soon(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the connection is still open: {e}"),
+        }
+    }
+}
+
+/// A broken TLS handshake (junk records, another message where the
+/// handshake belongs, a client that stops in the middle) closes the
+/// connection within the frame deadline; the next client logs in.
+#[test]
+fn a_broken_tls_handshake_closes_the_connection() {
+    let d = Scratch::new("badtls");
+    let (_s, addr) = start(&d, |c| c.frame_deadline = Duration::from_millis(500));
+    let (answer, mut c) = encryption_answer(addr, 1);
+    assert_eq!(answer, 1, "ENCRYPT_ON: a TLS handshake is due");
+    c.write_all(&packets(0x12, b"\x16\x03\x01\x00\x05junk!"))
+        .unwrap();
+    closed_soon(&mut c);
+    let (_, mut c) = encryption_answer(addr, 1);
+    c.write_all(&packets(0x10, &[0u8; 100])).unwrap();
+    closed_soon(&mut c);
+    let (answer, mut c) = encryption_answer(addr, 0);
+    assert_eq!(answer, 0, "ENCRYPT_OFF: login-only TLS");
+    closed_soon(&mut c);
+    let mut c = connect(addr);
+    login(&mut c, "sa", "Secr3t!", "sales");
+}
+
 /// Hostile input: bad packet lengths, a LOGIN7 with offsets out of range,
 /// junk, a stalled peer, too many connections. Each is closed; the server
 /// serves the next client.
@@ -687,4 +724,44 @@ fn the_tiberius_control_path_runs_against_serve() {
     };
     let o = c.run_statement(&stmt).expect("the statement runs");
     assert_eq!(o.messages.first().map(|m| m.number), Some(3201), "{o:?}");
+}
+
+/// `vdisim serve --tls-cert/--tls-key` with a file that is not PEM, or a
+/// file missing, is a clear error at start (exit 2), not a server that
+/// fails its clients later; one without the other is a usage error.
+#[test]
+fn bad_tls_files_are_clear_cli_errors() {
+    let d = Scratch::new("tlscli");
+    let junk = d.path("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let serve = |extra: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vdisim"))
+            .args(["serve", "--ephemeral", "--tds", "127.0.0.1:0", "--listen"])
+            .arg(d.path("s.sock"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let missing = d.path("missing.pem");
+    for (cert, key, want) in [
+        (&junk, &junk, "holds no usable PEM certificate"),
+        (&missing, &junk, "cannot read the TLS certificate file"),
+    ] {
+        let o = serve(&[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(
+            err.contains(&cert.display().to_string()),
+            "names the file: {err}"
+        );
+    }
+    let o = serve(&["--tls-cert".as_ref(), junk.as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tls-key"));
 }

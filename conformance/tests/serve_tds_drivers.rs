@@ -47,11 +47,16 @@ struct World {
 
 impl World {
     fn start(tag: &str) -> World {
+        World::start_with(tag, |_| {})
+    }
+
+    fn start_with(tag: &str, tune: impl FnOnce(&mut ServeConfig)) -> World {
         let d = Scratch::new(tag);
         let mut cfg = ServeConfig::new(d.path("s.sock"));
         cfg.databases = vec![("sales".into(), 1 << 20)];
         cfg.tds = Some("127.0.0.1:0".parse().unwrap());
         cfg.logins = vec![("sa".into(), PASSWORD.into())];
+        tune(&mut cfg);
         let server = Server::start(cfg).expect("the server starts");
         let addr = server.tds_addr().expect("TDS is served");
         let pem = server.tds_certificate_pem().expect("TLS is on by default");
@@ -324,6 +329,26 @@ fn python_tds_backs_up_and_restores() {
             Driver::python("pytds"),
             &["plain", "login", "full"],
         );
+        let Some(exe) = cpp_client() else {
+            return;
+        };
+        // --tls-required: the login-only offer gets the whole session
+        // encrypted; a client without encryption is refused at login.
+        let w = World::start_with("pytds-required", |cfg| {
+            cfg.tls = Some(vdi_sqlserver::tds::tls::TlsOptions {
+                cert_key: None,
+                required: true,
+            })
+        });
+        let driver = Driver::python("pytds");
+        roundtrip(&w, &exe, &driver, "login", true);
+        let mut c = Command::new(&driver.program[0]);
+        c.args(&driver.program[1..])
+            .args(["-S", &w.server_arg(), "-E", "-b", "-Q", "USE sales"]);
+        driver.envs(&mut c, &w, "plain");
+        let (st, out) = run(c, "pytds without encryption against --tls-required");
+        assert!(!st.success(), "{out}");
+        assert!(out.to_lowercase().contains("encrypt"), "says why: {out}");
     }
 }
 
