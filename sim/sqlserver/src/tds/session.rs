@@ -221,6 +221,7 @@ impl Session {
                 let mut raw_writer = s;
                 let conn = tls::accept(&mut r.raw, &mut raw_writer, t, self.spid)?;
                 lock(&self.writer).start_tls(conn);
+                r.set_tls(true);
             }
             _ => {}
         }
@@ -245,6 +246,7 @@ impl Session {
                 ));
             }
             lock(&self.writer).drop_tls();
+            r.set_tls(false);
         }
         Ok(self.login(&login)?)
     }

@@ -353,6 +353,10 @@ impl Wire {
         self.tls = None;
     }
 
+    pub(crate) fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         let Some(conn) = &mut self.tls else {
             return self.stream.write_all(bytes);
@@ -392,11 +396,18 @@ impl Wire {
     }
 }
 
-/// The socket's read side: plaintext, decrypted while TLS is on.
+/// The socket's read side: plaintext, decrypted while TLS is on. Without
+/// TLS it reads the socket directly and never takes the write side's
+/// lock; with TLS it takes it only to decrypt what it has read (the TLS
+/// state is shared with the writers).
 pub(crate) struct Reader<'a, R: Read> {
     /// The raw socket (with its deadline).
     pub(crate) raw: R,
     wire: &'a Mutex<Wire>,
+    /// Whether TLS is on (the session switches it with the wire's).
+    tls: bool,
+    /// Raw bytes read, [`RECORD_READ_MAX`] (allocated once TLS is on).
+    raw_buf: Vec<u8>,
     plain: Vec<u8>,
     at: usize,
     closed: bool,
@@ -404,13 +415,21 @@ pub(crate) struct Reader<'a, R: Read> {
 
 impl<'a, R: Read> Reader<'a, R> {
     pub(crate) fn new(raw: R, wire: &'a Mutex<Wire>) -> Self {
+        let tls = lock(wire).has_tls();
         Reader {
             raw,
             wire,
+            tls,
+            raw_buf: Vec::new(),
             plain: Vec::new(),
             at: 0,
             closed: false,
         }
+    }
+
+    /// Follows the wire: TLS was switched on or off.
+    pub(crate) fn set_tls(&mut self, on: bool) {
+        self.tls = on;
     }
 
     /// Whether decrypted bytes wait to be read.
@@ -435,11 +454,11 @@ impl<R: Read> Read for Reader<'_, R> {
             if self.closed {
                 return Ok(0);
             }
-            if lock(self.wire).tls.is_none() {
+            if !self.tls {
                 return self.raw.read(buf);
             }
-            let mut raw = vec![0u8; RECORD_READ_MAX];
-            let n = self.raw.read(&mut raw)?;
+            self.raw_buf.resize(RECORD_READ_MAX, 0);
+            let n = self.raw.read(&mut self.raw_buf)?;
             if n == 0 {
                 return Ok(0);
             }
@@ -453,7 +472,7 @@ impl<R: Read> Read for Reader<'_, R> {
                     "plaintext bytes arrived while TLS was being switched off",
                 ));
             };
-            self.closed = feed(conn, &raw[..n], &mut self.plain, stream)?;
+            self.closed = feed(conn, &self.raw_buf[..n], &mut self.plain, stream)?;
         }
     }
 }
