@@ -700,8 +700,8 @@ print("connection reused")
 
 /// The harness's `sqlserver` control path (tiberius, feature `tds`: the
 /// code meant to drive a real SQL Server) against `vdisim serve --tds`: it
-/// logs in without TLS, reads `@@SPID`, and a BACKUP that fails reports
-/// SQL Server's error.
+/// logs in without TLS and with it, reads `@@SPID`, and a BACKUP that
+/// fails reports SQL Server's error.
 #[cfg(feature = "tds")]
 #[test]
 fn the_tiberius_control_path_runs_against_serve() {
@@ -714,6 +714,17 @@ fn the_tiberius_control_path_runs_against_serve() {
     );
     let mut c = vdi_conformance::sqlserver::SqlServer::connect(&ado).expect("tiberius logs in");
     assert!(c.session_id().expect("@@SPID") >= 51);
+    // The same over TLS (the self-signed certificate trusted), whole
+    // session and login only.
+    for enc in ["true", "false"] {
+        let tls = format!(
+            "server=tcp:127.0.0.1,{};user=sa;password=Secr3t!;database=sales;encrypt={enc};TrustServerCertificate=true",
+            addr.port()
+        );
+        let mut t = vdi_conformance::sqlserver::SqlServer::connect(&tls)
+            .unwrap_or_else(|e| panic!("tiberius logs in with encrypt={enc}: {e}"));
+        assert!(t.session_id().expect("@@SPID") >= 51);
+    }
     let Some(ParsedStatement::Run(stmt, _)) =
         parse_batch("BACKUP DATABASE sales TO VIRTUAL_DEVICE='nope'")
             .unwrap()
