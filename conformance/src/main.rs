@@ -191,7 +191,8 @@ struct ServeArgs {
     /// certificate unless --tls-cert/--tls-key: connect with
     /// TrustServerCertificate=yes); one that offers it for the login only
     /// gets that; one without encryption goes on in plaintext. TDS 8
-    /// (Encrypt=strict) is refused.
+    /// (Encrypt=strict) is served too: its clients validate the
+    /// certificate, so give one with --tls-cert/--tls-key.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1433")]
     tds: Option<std::net::SocketAddr>,
     /// The TLS certificate (chain) for --tds, a PEM file of at most 1 MiB;

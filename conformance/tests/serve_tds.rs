@@ -239,7 +239,7 @@ fn a_client_requiring_encryption_fails_cleanly() {
     let (answer, mut c) = encryption_answer(req, 2);
     assert_eq!(answer, 3);
     assert!(read_reply(&mut c).is_none(), "closed");
-    // TDS 8 (a TLS ClientHello first): closed.
+    // TDS 8 (a TLS ClientHello first) with a broken hello: closed.
     let mut c = connect(addr);
     c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
         .unwrap();

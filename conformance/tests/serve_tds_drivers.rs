@@ -297,12 +297,17 @@ fn drive(tag: &str, driver: Driver, modes: &[&str]) {
 
 /// Microsoft ODBC Driver 18 (mssql-python): `Encrypt=yes;
 /// TrustServerCertificate=yes` (TLS throughout; ODBC 18's default is
-/// encryption on) and `Encrypt=no` (ENCRYPT_OFF: the login only is
-/// encrypted). Parameters go through sp_prepexec.
+/// encryption on), `Encrypt=no` (ENCRYPT_OFF: the login only is
+/// encrypted) and `Encrypt=strict` (TDS 8: TLS first, the certificate
+/// checked against the server's). Parameters go through sp_prepexec.
 #[test]
 fn odbc_driver_18_backs_up_and_restores() {
     if tds_drivers::have_python_module("odbc_driver_18", "mssql_python", "mssql-python") {
-        drive("odbc", Driver::python("mssql_python"), &["full", "login"]);
+        drive(
+            "odbc",
+            Driver::python("mssql_python"),
+            &["full", "login", "strict"],
+        );
     }
 }
 

@@ -12,8 +12,10 @@ usage.
 Environment:
   VDISIM_DRIVER          pytds | mssql_python | pymssql
   VDISIM_DRIVER_ENCRYPT  plain (no TLS) | login (TLS for the login only) |
-                         full (TLS for the whole session)
-  VDISIM_DRIVER_CAFILE   pytds: the server's certificate (PEM) to trust
+                         full (TLS for the whole session) | strict (TDS 8,
+                         mssql_python only)
+  VDISIM_DRIVER_CAFILE   pytds, mssql_python strict: the server's certificate
+                         (PEM) to trust
   VDISIM_DRIVER_USER, VDISIM_DRIVER_PASSWORD   the SQL login
   VDISIM_DRIVER_PARAMS   0: send the statement as a SQL batch instead
 """
@@ -90,7 +92,9 @@ def run_mssql_python(host, port, query, user, password, mode):
     import mssql_python
 
     enc = {"plain": "Encrypt=no", "login": "Encrypt=no",
-           "full": "Encrypt=yes;TrustServerCertificate=yes"}[mode]
+           "full": "Encrypt=yes;TrustServerCertificate=yes",
+           # TDS 8: TLS first; the certificate is checked against the file.
+           "strict": "Encrypt=strict;ServerCertificate=%s" % os.environ.get("VDISIM_DRIVER_CAFILE")}[mode]
     conn = mssql_python.connect(
         "Server=%s,%d;UID=%s;PWD=%s;%s" % (host, port, user, password, enc), autocommit=True)
     cur = conn.cursor()

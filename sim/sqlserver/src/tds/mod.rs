@@ -40,9 +40,14 @@
 //!   With `--tls-required` NOT_SUP is answered REQ and closed, and OFF
 //!   gets the whole session encrypted. A server started without TLS
 //!   (`ServeConfig::tls` `None`) answers NOT_SUP and closes a client that
-//!   requires encryption. TDS 8 (`Encrypt=strict`: a TLS ClientHello
-//!   first) is closed with a line in the server log saying what to
-//!   connect with instead.
+//!   requires encryption.
+//! - TDS 8 (`Encrypt=strict`: a TLS ClientHello first, ALPN `tds/8.0`):
+//!   TLS 1.3 or 1.2 straight on the socket, then PRELOGIN (answered
+//!   ENCRYPT_NOT_SUP: it is inside TLS already), LOGIN7 and the session
+//!   inside TLS. Strict clients validate the certificate (ODBC:
+//!   `ServerCertificate=cert.pem`, or a CA they trust): give one with
+//!   `--tls-cert/--tls-key`, or in-process take
+//!   `Server::tds_certificate_pem`.
 //! - LOGIN7: SQL authentication against the configured logins
 //!   (`--login NAME:PASSWORD`; default `sa` / `vdisim`, see
 //!   `crate::serve::DEFAULT_LOGINS`). A wrong name or password gets Msg
@@ -85,7 +90,7 @@
 //!
 //! ## Not yet served
 //!
-//! TDS 8 (strict encryption), client certificates, result sets beyond [`query`]'s
+//! Client certificates, result sets beyond [`query`]'s
 //! (`msdb.dbo.backupset`, `sys.databases` columns other than `name`, a
 //! served query inside `sp_executesql`), progress messages sent while a
 //! statement runs (they arrive with its answer), KILL, OUTPUT
@@ -112,7 +117,8 @@
 //!
 //! `conformance/tests/serve_tds_drivers.rs` backs up and restores through
 //! ODBC Driver 18 (mssql-python 1.16), FreeTDS (pymssql 2.4), python-tds
-//! 1.17, tedious 19 and tiberius 0.13, each with and without encryption,
+//! 1.17, tedious 19 and tiberius 0.13, each with and without encryption
+//! (ODBC also with `Encrypt=strict`),
 //! the statement parameterized (an RPC). Known driver limits: mssql-python
 //! shows no messages of a parameterized statement and its errors carry no
 //! message number (SQLSTATE and text only); tiberius hands INFO tokens to

@@ -185,12 +185,27 @@ impl Session {
         let Some(first) = packet::read_byte(&mut r)? else {
             return Ok(false);
         };
-        if first == kind::TLS_HANDSHAKE {
-            self.log(format_args!(
-                "closed: it starts with TLS (TDS 8, Encrypt=strict), which vdisim serve does not speak: connect with TDS 7.4 encryption (ODBC Encrypt=yes or Encrypt=no, not Encrypt=strict)"
-            ));
-            return Ok(false);
-        }
+        let strict = first == kind::TLS_HANDSHAKE;
+        let first = if strict {
+            // TDS 8 (Encrypt=strict): TLS first, then everything inside.
+            let Some(t) = &self.set.tls else {
+                self.log(format_args!(
+                    "closed: it starts with TLS (TDS 8, Encrypt=strict) and this server was started without TLS"
+                ));
+                return Ok(false);
+            };
+            let mut raw_writer = s;
+            let (conn, early) = tls::accept_strict(first, &mut r.raw, &mut raw_writer, t)?;
+            lock(&self.writer).start_tls(conn);
+            r.set_tls(true);
+            r.push_plain(early);
+            let Some(b) = packet::read_byte(&mut r)? else {
+                return Ok(false);
+            };
+            b
+        } else {
+            first
+        };
         let m = packet::read_message_after(&mut r, first, &Limits::LOGIN)?;
         if m.kind != kind::PRELOGIN {
             return Err(TdsError::malformed(
@@ -199,7 +214,13 @@ impl Session {
             ));
         }
         let pre = prelogin::parse(&m.payload)?;
-        let (answer, mode) = tls::negotiate(pre.encryption, self.set.tls.as_deref());
+        let (answer, mode) = if strict {
+            // Already inside TLS: the PRELOGIN's encryption is moot (ODBC
+            // 18 sends NOT_SUP and takes NOT_SUP).
+            (prelogin::encrypt::NOT_SUP, Mode::Plain)
+        } else {
+            tls::negotiate(pre.encryption, self.set.tls.as_deref())
+        };
         self.send(&prelogin::reply(answer))?;
         match (mode, &self.set.tls) {
             (Mode::Refused, None) => {

@@ -4,7 +4,9 @@
 //! message per client flight), then TLS records straight on the socket.
 //!
 //! TLS is capped at 1.2: TDS 7.x clients (ODBC Driver 18, FreeTDS,
-//! tiberius) fail when TLS 1.3 is chosen inside PRELOGIN. The certificate
+//! tiberius) fail when TLS 1.3 is chosen inside PRELOGIN. TDS 8
+//! (`Encrypt=strict`, [`accept_strict`]) starts with TLS on the socket
+//! (1.3 or 1.2, ALPN `tds/8.0`) and runs everything inside. The certificate
 //! is generated at start (self-signed, ECDSA P-256, names `localhost` and
 //! `127.0.0.1`, a leaf: `CA:FALSE`) unless PEM files are given
 //! (`--tls-cert FILE --tls-key FILE`).
@@ -93,6 +95,9 @@ pub enum TlsSetupError {
 /// and the policy.
 pub struct ServerTls {
     config: Arc<ServerConfig>,
+    /// TDS 8 (`Encrypt=strict`): TLS 1.2 or 1.3 first on the socket,
+    /// ALPN `tds/8.0`.
+    strict: Arc<ServerConfig>,
     required: bool,
     /// Where the certificate came from (for the start line).
     pub origin: String,
@@ -152,10 +157,11 @@ impl ServerTls {
             .push(rcgen::DnType::CommonName, "localhost");
         let cert = params.self_signed(&key).map_err(generate)?;
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let config = build(vec![cert.der().clone()], key_der)
+        let (config, strict) = build(vec![cert.der().clone()], key_der)
             .map_err(|e| TlsSetupError::Generate(e.to_string()))?;
         Ok(ServerTls {
             config,
+            strict,
             required,
             origin: "a self-signed certificate for localhost and 127.0.0.1, made at start".into(),
             cert_pem: cert.pem(),
@@ -180,13 +186,14 @@ impl ServerTls {
         let bytes = read_pem("key", key)?;
         let key_der =
             PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| pem("key", key, e.to_string()))?;
-        let config = build(chain, key_der).map_err(|e| TlsSetupError::Pair {
+        let (config, strict) = build(chain, key_der).map_err(|e| TlsSetupError::Pair {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
             why: e.to_string(),
         })?;
         Ok(ServerTls {
             config,
+            strict,
             required,
             origin: format!("the certificate {}", cert.display()),
             cert_pem,
@@ -199,18 +206,26 @@ impl ServerTls {
     }
 }
 
-/// TLS 1.2 only, the ring provider (chosen explicitly: another crate of
-/// the build may enable a second provider).
+/// TDS 7.x: TLS 1.2 only; TDS 8: TLS 1.3 or 1.2 with ALPN `tds/8.0`. The
+/// ring provider (chosen explicitly: another crate of the build may
+/// enable a second provider).
+type Configs = (Arc<ServerConfig>, Arc<ServerConfig>);
+
 fn build(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
-) -> Result<Arc<ServerConfig>, rustls::Error> {
+) -> Result<Configs, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
+    let config = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS12])?
         .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())?;
+    let mut strict = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    Ok(Arc::new(config))
+    strict.alpn_protocols = vec![b"tds/8.0".to_vec()];
+    Ok((Arc::new(config), Arc::new(strict)))
 }
 
 /// What a session does about encryption.
@@ -331,6 +346,39 @@ pub(crate) fn accept<R: Read>(
     ))
 }
 
+/// TDS 8 (`Encrypt=strict`): the TLS handshake straight on the socket,
+/// its first byte (`first`, 0x16) already read; at most
+/// [`packet::LOGIN_BYTES_MAX`] bytes, within the reader's deadline.
+/// Returns the connection and what the client sent after its Finished
+/// (with TLS 1.3 the PRELOGIN may come in the same flight).
+pub(crate) fn accept_strict<R: Read>(
+    first: u8,
+    r: &mut R,
+    w: &mut dyn Write,
+    tls: &ServerTls,
+) -> Result<(ServerConnection, Vec<u8>), TdsError> {
+    let mut conn = ServerConnection::new(tls.strict.clone()).map_err(tls_error)?;
+    let mut plain = Vec::new();
+    feed(&mut conn, &[first], &mut plain, w)?;
+    let mut buf = vec![0u8; RECORD_READ_MAX];
+    let mut total = 1;
+    while conn.is_handshaking() {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Err(TdsError::malformed(
+                "TLS handshake (TDS 8)",
+                "the client left before it finished",
+            ));
+        }
+        total += n;
+        if total > packet::LOGIN_BYTES_MAX {
+            return Err(TdsError::MessageTooLarge(packet::LOGIN_BYTES_MAX));
+        }
+        feed(&mut conn, &buf[..n], &mut plain, w)?;
+    }
+    Ok((conn, plain))
+}
+
 /// The socket's write side, through TLS while it is on.
 pub(crate) struct Wire {
     stream: TcpStream,
@@ -425,6 +473,13 @@ impl<'a, R: Read> Reader<'a, R> {
             at: 0,
             closed: false,
         }
+    }
+
+    /// Plaintext already decrypted (by [`accept_strict`]), read first.
+    pub(crate) fn push_plain(&mut self, bytes: Vec<u8>) {
+        self.plain.drain(..self.at);
+        self.at = 0;
+        self.plain.extend(bytes);
     }
 
     /// Follows the wire: TLS was switched on or off.
