@@ -201,10 +201,27 @@ struct ServeArgs {
     /// Serve TDS 7.4 too, so that real SQL Server drivers (ODBC, FreeTDS,
     /// python-tds, tedious, tiberius) log in and run the same T-SQL:
     /// at ADDR, default 127.0.0.1:1433 (port 0: a free port, printed at
-    /// start). Loopback unless another address is given. No TLS yet:
-    /// clients connect with encryption off.
+    /// start). Loopback unless another address is given. TLS 1.2 inside
+    /// PRELOGIN: a client that asks for encryption gets it (a self-signed
+    /// certificate unless --tls-cert/--tls-key: connect with
+    /// TrustServerCertificate=yes); one that offers it for the login only
+    /// gets that; one without encryption goes on in plaintext. TDS 8
+    /// (Encrypt=strict) is served too: its clients validate the
+    /// certificate, so give one with --tls-cert/--tls-key.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:1433")]
     tds: Option<std::net::SocketAddr>,
+    /// The TLS certificate (chain) for --tds, a PEM file of at most 1 MiB;
+    /// with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert, a PEM file (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require encryption of TDS clients: one without it is answered
+    /// ENCRYPT_REQ and closed, one offering it for the login only gets it
+    /// for the whole session.
+    #[arg(long)]
+    tls_required: bool,
     /// A SQL login TDS clients may use, NAME:PASSWORD; repeatable (the
     /// logins replace the default, sa:vdisim). They are the simulator's
     /// own: never a real server's credentials.
@@ -545,6 +562,36 @@ fn tcp_bridge(
     Ok(b)
 }
 
+/// What `vdisim serve --tds` says at start: where, which logins, which
+/// certificate.
+#[cfg(unix)]
+fn tds_start_lines(
+    addr: std::net::SocketAddr,
+    logins: &[(String, String)],
+    cert: Option<&std::path::Path>,
+    required: bool,
+) {
+    let names: Vec<&str> = logins.iter().map(|(n, _)| n.as_str()).collect();
+    err_line(format_args!(
+        "vdisim serve: TDS 7.4 at {addr} (logins: {}; TLS 1.2 with {}{})",
+        names.join(", "),
+        match cert {
+            Some(c) => format!("the certificate {}", c.display()),
+            None => "a self-signed certificate: clients need TrustServerCertificate=yes".into(),
+        },
+        if required {
+            "; encryption required"
+        } else {
+            ""
+        }
+    ));
+    if !addr.ip().is_loopback() {
+        err_line(format_args!(
+            "vdisim serve: TDS at {addr} is reachable from other machines; its logins are the simulator's, not protection"
+        ));
+    }
+}
+
 #[cfg(unix)]
 fn serve(a: ServeArgs) -> Result<u8> {
     use vdi_host::remote;
@@ -581,6 +628,10 @@ fn serve(a: ServeArgs) -> Result<u8> {
     }
     cfg.server_name = a.server_name;
     cfg.tds = a.tds;
+    cfg.tls = Some(vdi_sqlserver::tds::tls::TlsOptions {
+        cert_key: a.tls_cert.clone().zip(a.tls_key.clone()),
+        required: a.tls_required,
+    });
     if !a.logins.is_empty() {
         cfg.logins = a
             .logins
@@ -631,16 +682,7 @@ fn serve(a: ServeArgs) -> Result<u8> {
         server.path().display()
     ));
     if let Some(addr) = server.tds_addr() {
-        let names: Vec<&str> = logins.iter().map(|(n, _)| n.as_str()).collect();
-        err_line(format_args!(
-            "vdisim serve: TDS 7.4 at {addr} (logins: {}; no TLS yet: connect with encryption off)",
-            names.join(", ")
-        ));
-        if !addr.ip().is_loopback() {
-            err_line(format_args!(
-                "vdisim serve: TDS at {addr} is reachable from other machines; its logins are the simulator's, not protection"
-            ));
-        }
+        tds_start_lines(addr, &logins, a.tls_cert.as_deref(), a.tls_required);
     }
     // A bridge that cannot start is an input error (exit 2); dropping the
     // server on the way out stops it and removes its socket.

@@ -198,25 +198,89 @@ fn an_attention_cancels_the_running_backup() {
     assert_eq!(messages(&t), vec![(true, 911), (true, 3013)]);
 }
 
-/// A client that requires encryption is answered ENCRYPT_NOT_SUP and the
-/// connection is closed (no TLS yet): it fails at once, it does not hang.
+/// The PRELOGIN ENCRYPTION answer a client offering `enc` gets.
+fn encryption_answer(addr: SocketAddr, enc: u8) -> (u8, TcpStream) {
+    let mut c = connect(addr);
+    c.write_all(&packets(0x12, &prelogin(enc))).unwrap();
+    let (_, _, reply) = read_reply(&mut c).unwrap();
+    let at = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
+    (reply[at], c)
+}
+
+/// A server without TLS answers a client that requires encryption
+/// ENCRYPT_NOT_SUP and closes the connection: it fails at once, it does
+/// not hang. With TLS (the default) such a client is answered ENCRYPT_ON,
+/// ENCRYPT_OFF is answered OFF (login-only encryption) and NOT_SUP
+/// NOT_SUP; with --tls-required, NOT_SUP is answered REQ and closed. (The
+/// TLS handshakes themselves run in serve_tds_drivers.rs, with real
+/// drivers.)
 #[test]
 fn a_client_requiring_encryption_fails_cleanly() {
     let d = Scratch::new("enc");
-    let (_s, addr) = start(&d, |_| {});
+    let (_s, addr) = start(&d, |cfg| cfg.tls = None);
     for enc in [1u8, 3] {
-        let mut c = connect(addr);
-        c.write_all(&packets(0x12, &prelogin(enc))).unwrap();
-        let (_, _, reply) = read_reply(&mut c).unwrap();
-        let at = usize::from(u16::from_be_bytes([reply[6], reply[7]]));
-        assert_eq!(reply[at], 2);
+        let (answer, mut c) = encryption_answer(addr, enc);
+        assert_eq!(answer, 2);
         assert!(read_reply(&mut c).is_none(), "closed");
     }
-    // TDS 8 (a TLS ClientHello first): closed.
+    let d2 = Scratch::new("enc-tls");
+    let (_s2, tls) = start(&d2, |_| {});
+    for (enc, want) in [(0u8, 0u8), (1, 1), (3, 1), (2, 2)] {
+        assert_eq!(encryption_answer(tls, enc).0, want, "client {enc}");
+    }
+    let d3 = Scratch::new("enc-req");
+    let (_s3, req) = start(&d3, |cfg| {
+        cfg.tls = Some(vdi_sqlserver::tds::tls::TlsOptions {
+            cert_key: None,
+            required: true,
+        })
+    });
+    assert_eq!(encryption_answer(req, 0).0, 3);
+    let (answer, mut c) = encryption_answer(req, 2);
+    assert_eq!(answer, 3);
+    assert!(read_reply(&mut c).is_none(), "closed");
+    // TDS 8 (a TLS ClientHello first) with a broken hello: closed.
     let mut c = connect(addr);
     c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
         .unwrap();
     assert!(read_reply(&mut c).is_none());
+}
+
+/// Reads until the server closes the connection; panics if it is still
+/// open after 10 s.
+fn closed_soon(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(e) => panic!("the connection is still open: {e}"),
+        }
+    }
+}
+
+/// A broken TLS handshake (junk records, another message where the
+/// handshake belongs, a client that stops in the middle) closes the
+/// connection within the frame deadline; the next client logs in.
+#[test]
+fn a_broken_tls_handshake_closes_the_connection() {
+    let d = Scratch::new("badtls");
+    let (_s, addr) = start(&d, |c| c.frame_deadline = Duration::from_millis(500));
+    let (answer, mut c) = encryption_answer(addr, 1);
+    assert_eq!(answer, 1, "ENCRYPT_ON: a TLS handshake is due");
+    c.write_all(&packets(0x12, b"\x16\x03\x01\x00\x05junk!"))
+        .unwrap();
+    closed_soon(&mut c);
+    let (_, mut c) = encryption_answer(addr, 1);
+    c.write_all(&packets(0x10, &[0u8; 100])).unwrap();
+    closed_soon(&mut c);
+    let (answer, mut c) = encryption_answer(addr, 0);
+    assert_eq!(answer, 0, "ENCRYPT_OFF: login-only TLS");
+    closed_soon(&mut c);
+    let mut c = connect(addr);
+    login(&mut c, "sa", "Secr3t!", "sales");
 }
 
 /// Hostile input: bad packet lengths, a LOGIN7 with offsets out of range,
@@ -636,8 +700,8 @@ print("connection reused")
 
 /// The harness's `sqlserver` control path (tiberius, feature `tds`: the
 /// code meant to drive a real SQL Server) against `vdisim serve --tds`: it
-/// logs in without TLS, reads `@@SPID`, and a BACKUP that fails reports
-/// SQL Server's error.
+/// logs in without TLS and with it, reads `@@SPID`, and a BACKUP that
+/// fails reports SQL Server's error.
 #[cfg(feature = "tds")]
 #[test]
 fn the_tiberius_control_path_runs_against_serve() {
@@ -650,6 +714,17 @@ fn the_tiberius_control_path_runs_against_serve() {
     );
     let mut c = vdi_conformance::sqlserver::SqlServer::connect(&ado).expect("tiberius logs in");
     assert!(c.session_id().expect("@@SPID") >= 51);
+    // The same over TLS (the self-signed certificate trusted), whole
+    // session and login only.
+    for enc in ["true", "false"] {
+        let tls = format!(
+            "server=tcp:127.0.0.1,{};user=sa;password=Secr3t!;database=sales;encrypt={enc};TrustServerCertificate=true",
+            addr.port()
+        );
+        let mut t = vdi_conformance::sqlserver::SqlServer::connect(&tls)
+            .unwrap_or_else(|e| panic!("tiberius logs in with encrypt={enc}: {e}"));
+        assert!(t.session_id().expect("@@SPID") >= 51);
+    }
     let Some(ParsedStatement::Run(stmt, _)) =
         parse_batch("BACKUP DATABASE sales TO VIRTUAL_DEVICE='nope'")
             .unwrap()
@@ -660,4 +735,44 @@ fn the_tiberius_control_path_runs_against_serve() {
     };
     let o = c.run_statement(&stmt).expect("the statement runs");
     assert_eq!(o.messages.first().map(|m| m.number), Some(3201), "{o:?}");
+}
+
+/// `vdisim serve --tls-cert/--tls-key` with a file that is not PEM, or a
+/// file missing, is a clear error at start (exit 2), not a server that
+/// fails its clients later; one without the other is a usage error.
+#[test]
+fn bad_tls_files_are_clear_cli_errors() {
+    let d = Scratch::new("tlscli");
+    let junk = d.path("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let serve = |extra: &[&std::ffi::OsStr]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vdisim"))
+            .args(["serve", "--ephemeral", "--tds", "127.0.0.1:0", "--listen"])
+            .arg(d.path("s.sock"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let missing = d.path("missing.pem");
+    for (cert, key, want) in [
+        (&junk, &junk, "holds no usable PEM certificate"),
+        (&missing, &junk, "cannot read the TLS certificate file"),
+    ] {
+        let o = serve(&[
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{err}");
+        assert!(
+            err.contains(&cert.display().to_string()),
+            "names the file: {err}"
+        );
+    }
+    let o = serve(&["--tls-cert".as_ref(), junk.as_os_str()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tls-key"));
 }

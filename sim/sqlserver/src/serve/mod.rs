@@ -190,6 +190,11 @@ pub struct ServeConfig {
     /// simulator's own, nothing to do with any real server's). Default
     /// [`DEFAULT_LOGINS`].
     pub logins: Vec<(String, String)>,
+    /// TLS for TDS clients (inside PRELOGIN, `crate::tds::tls`): a
+    /// self-signed certificate made at start by default, PEM files with
+    /// `--tls-cert/--tls-key`; `None`: no TLS (every client is answered
+    /// ENCRYPT_NOT_SUP).
+    pub tls: Option<crate::tds::tls::TlsOptions>,
 }
 
 /// The TDS logins a server has when none are configured: `sa` with
@@ -261,6 +266,7 @@ impl ServeConfig {
                 .iter()
                 .map(|(n, p)| (n.to_string(), p.to_string()))
                 .collect(),
+            tls: Some(crate::tds::tls::TlsOptions::default()),
         }
     }
 }
@@ -284,6 +290,8 @@ pub enum ServeError {
         "the TDS address {0} is taken (a SQL Server or another vdisim serve?): choose another with --tds ADDR, or --tds 127.0.0.1:0 for a free port"
     )]
     TdsInUse(std::net::SocketAddr),
+    #[error("{0}")]
+    Tls(#[from] crate::tds::tls::TlsSetupError),
     #[error("cannot serve TDS at {addr}: {err}")]
     TdsListen {
         addr: std::net::SocketAddr,
@@ -400,6 +408,7 @@ pub struct Server {
     inner: Arc<Inner>,
     accept: Option<std::thread::JoinHandle<()>>,
     tds_accept: Option<std::thread::JoinHandle<()>>,
+    tls: Option<Arc<crate::tds::tls::ServerTls>>,
 }
 
 fn digest(parts: &[&[u8]]) -> u64 {
@@ -413,6 +422,10 @@ impl Server {
     pub fn start(cfg: ServeConfig) -> Result<Server, ServeError> {
         cfg.check()?;
         let max_connections = fd_budget(cfg.max_connections);
+        let tls = match (&cfg.tds, &cfg.tls) {
+            (Some(_), Some(o)) => Some(Arc::new(crate::tds::tls::ServerTls::new(o)?)),
+            _ => None,
+        };
         let tds = cfg.tds.map(tds_listen::bind).transpose()?;
         let listener = socket::prepare_socket(&cfg.listen)?;
         let trace = match &cfg.trace {
@@ -467,7 +480,7 @@ impl Server {
             sessions: sessions::Sessions::default(),
         });
         let tds_accept = match tds {
-            Some(l) => Some(inner.clone().start_tds(l)?),
+            Some(l) => Some(inner.clone().start_tds(l, tls.clone())?),
             None => None,
         };
         let i2 = inner.clone();
@@ -482,6 +495,7 @@ impl Server {
             inner,
             accept: Some(accept),
             tds_accept,
+            tls,
         })
     }
 
@@ -494,6 +508,12 @@ impl Server {
     /// configuration gave port 0), if it is.
     pub fn tds_addr(&self) -> Option<std::net::SocketAddr> {
         self.inner.tds_addr
+    }
+
+    /// The certificate TDS clients are shown (PEM), when TDS is served with
+    /// TLS: what a client that validates it must trust.
+    pub fn tds_certificate_pem(&self) -> Option<&str> {
+        self.tls.as_deref().map(|t| t.cert_pem.as_str())
     }
 
     /// Blocks until a `Shutdown` request (or [`Server::shutdown`]).

@@ -144,13 +144,14 @@ impl Inner {
     pub(super) fn start_tds(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<Arc<crate::tds::tls::ServerTls>>,
     ) -> Result<std::thread::JoinHandle<()>, ServeError> {
         let addr = self
             .tds_addr
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
         std::thread::Builder::new()
             .name("vdisim-tds-accept".into())
-            .spawn(move || self.tds_accept_loop(listener))
+            .spawn(move || self.tds_accept_loop(listener, tls))
             .map_err(|err| ServeError::TdsListen { addr, err })
     }
 
@@ -168,11 +169,16 @@ impl Inner {
         let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
     }
 
-    fn tds_accept_loop(self: Arc<Self>, listener: TcpListener) {
+    fn tds_accept_loop(
+        self: Arc<Self>,
+        listener: TcpListener,
+        tls: Option<Arc<crate::tds::tls::ServerTls>>,
+    ) {
         let settings = Arc::new(Settings {
             server_name: self.cfg.server_name.clone(),
             logins: self.cfg.logins.clone(),
             frame_deadline: self.cfg.frame_deadline,
+            tls,
         });
         while !self.stop.load(Ordering::SeqCst) {
             let (s, peer) = match listener.accept() {

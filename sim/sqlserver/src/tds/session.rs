@@ -4,15 +4,16 @@
 //! reaches the running statement, as on the control socket.
 
 use super::packet::{self, Limits, kind, status};
-use super::prelogin::{self, encrypt};
+use super::prelogin;
 use super::rpc::{self, Value, proc_id};
 use super::tables::Tables;
+use super::tls::{self, Mode, Reader, ServerTls, Wire};
 use super::token::{self, done, env, id};
 use super::{SERVER_VERSION, TDS_72, TDS_74, TdsError, login7, utf16le};
 use crate::serve::{Attention, Batch, BatchEnd, Emit};
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -47,6 +48,9 @@ pub(crate) struct Settings {
     pub(crate) logins: Vec<(String, String)>,
     /// How long PRELOGIN and LOGIN7 may take, and a started message.
     pub(crate) frame_deadline: Duration,
+    /// TLS inside PRELOGIN (`None`: every client is answered
+    /// ENCRYPT_NOT_SUP).
+    pub(crate) tls: Option<Arc<ServerTls>>,
 }
 
 /// The database a session shows when it has none of the server's (SQL
@@ -107,7 +111,8 @@ struct Session {
     set: Arc<Settings>,
     peer: String,
     spid: u16,
-    writer: Arc<Mutex<TcpStream>>,
+    /// The write side (through TLS while it is on).
+    writer: Arc<Mutex<Wire>>,
     /// The negotiated packet size (4096 until login completes).
     packet_size: usize,
     /// The database LOGIN7 chose (RESETCONNECTION returns to it).
@@ -161,7 +166,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         set,
         peer,
         spid,
-        writer: Arc::new(Mutex::new(writer)),
+        writer: Arc::new(Mutex::new(Wire::new(writer))),
         packet_size: packet::PACKET_DEFAULT,
         login_db: None,
         database: Arc::default(),
@@ -176,7 +181,7 @@ pub(crate) fn serve(engine: Arc<dyn Engine>, stream: TcpStream, set: Arc<Setting
         Ok(false) => {}
         Err(e) => s.log(format_args!("closed before login: {e}")),
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    lock(&s.writer).shutdown();
 }
 
 impl Session {
@@ -192,20 +197,39 @@ impl Session {
     /// PRELOGIN and LOGIN7: whether the client logged in.
     fn handshake(&mut self, s: &TcpStream) -> Result<bool, TdsError> {
         let limit = self.set.frame_deadline;
-        let mut r = Timed {
-            s,
-            deadline: Some(Instant::now() + limit),
-            limit,
-        };
+        let wire = self.writer.clone();
+        let mut r = Reader::new(
+            Timed {
+                s,
+                deadline: Some(Instant::now() + limit),
+                limit,
+            },
+            &wire,
+        );
         let Some(first) = packet::read_byte(&mut r)? else {
             return Ok(false);
         };
-        if first == kind::TLS_HANDSHAKE {
-            self.log(format_args!(
-                "closed: it starts with TLS (TDS 8, Encrypt=strict); vdisim serve speaks TDS 7.4 without TLS for now: connect with encryption off"
-            ));
-            return Ok(false);
-        }
+        let strict = first == kind::TLS_HANDSHAKE;
+        let first = if strict {
+            // TDS 8 (Encrypt=strict): TLS first, then everything inside.
+            let Some(t) = &self.set.tls else {
+                self.log(format_args!(
+                    "closed: it starts with TLS (TDS 8, Encrypt=strict) and this server was started without TLS"
+                ));
+                return Ok(false);
+            };
+            let mut raw_writer = s;
+            let (conn, early) = tls::accept_strict(first, &mut r.raw, &mut raw_writer, t)?;
+            lock(&self.writer).start_tls(conn);
+            r.set_tls(true);
+            r.push_plain(early);
+            let Some(b) = packet::read_byte(&mut r)? else {
+                return Ok(false);
+            };
+            b
+        } else {
+            first
+        };
         let m = packet::read_message_after(&mut r, first, &Limits::LOGIN)?;
         if m.kind != kind::PRELOGIN {
             return Err(TdsError::malformed(
@@ -214,15 +238,39 @@ impl Session {
             ));
         }
         let pre = prelogin::parse(&m.payload)?;
-        self.send(&prelogin::reply(encrypt::NOT_SUP))?;
-        if pre.requires_encryption() {
-            self.log(format_args!(
-                "closed: the client requires encryption (PRELOGIN ENCRYPTION 0x{:02x}) and vdisim serve has no TLS yet; it was answered ENCRYPT_NOT_SUP. Connect with encryption off (ODBC Encrypt=no, FreeTDS encryption = off, pytds without cafile, tedious encrypt:false, tiberius EncryptionLevel::NotSupported)",
-                pre.encryption.unwrap_or(0)
-            ));
-            return Ok(false);
+        let (answer, mode) = if strict {
+            // Already inside TLS: the PRELOGIN's encryption is moot (ODBC
+            // 18 sends NOT_SUP and takes NOT_SUP).
+            (prelogin::encrypt::NOT_SUP, Mode::Plain)
+        } else {
+            tls::negotiate(pre.encryption, self.set.tls.as_deref())
+        };
+        self.send(&prelogin::reply(answer))?;
+        match (mode, &self.set.tls) {
+            (Mode::Refused, None) => {
+                self.log(format_args!(
+                    "closed: the client requires encryption (PRELOGIN ENCRYPTION 0x{:02x}) and this server was started without TLS; it was answered ENCRYPT_NOT_SUP",
+                    pre.encryption.unwrap_or(0)
+                ));
+                return Ok(false);
+            }
+            (Mode::Refused, Some(_)) => {
+                self.log(format_args!(
+                    "closed: the client does not support encryption (PRELOGIN ENCRYPTION 0x{:02x}) and this server requires it (--tls-required); it was answered ENCRYPT_REQ",
+                    pre.encryption.unwrap_or(0)
+                ));
+                return Ok(false);
+            }
+            (Mode::LoginOnly | Mode::Full, Some(t)) => {
+                r.raw.deadline = Some(Instant::now() + limit);
+                let mut raw_writer = s;
+                let conn = tls::accept(&mut r.raw, &mut raw_writer, t, self.spid)?;
+                lock(&self.writer).start_tls(conn);
+                r.set_tls(true);
+            }
+            _ => {}
         }
-        r.deadline = Some(Instant::now() + limit);
+        r.raw.deadline = Some(Instant::now() + limit);
         let Some(first) = packet::read_byte(&mut r)? else {
             return Ok(false);
         };
@@ -234,6 +282,17 @@ impl Session {
             ));
         }
         let login = login7::parse(&m.payload)?;
+        if mode == Mode::LoginOnly {
+            // ENCRYPT_OFF: the login only was encrypted (MS-TDS 2.2.6.5).
+            if r.has_buffered() {
+                return Err(TdsError::malformed(
+                    "LOGIN7",
+                    "more bytes after it inside TLS, in a login-only encrypted session",
+                ));
+            }
+            lock(&self.writer).drop_tls();
+            r.set_tls(false);
+        }
         Ok(self.login(&login)?)
     }
 
@@ -350,14 +409,18 @@ impl Session {
     /// Serves requests until the client leaves or breaks the protocol.
     fn requests(&mut self, s: &TcpStream) {
         let limit = self.set.frame_deadline;
-        let mut r = Timed {
-            s,
-            deadline: None,
-            limit,
-        };
+        let wire = self.writer.clone();
+        let mut r = Reader::new(
+            Timed {
+                s,
+                deadline: None,
+                limit,
+            },
+            &wire,
+        );
         let mut batch: Option<JoinHandle<()>> = None;
         loop {
-            r.deadline = None;
+            r.raw.deadline = None;
             let first = match packet::read_byte(&mut r) {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
@@ -366,7 +429,7 @@ impl Session {
                     break;
                 }
             };
-            r.deadline = Some(Instant::now() + limit);
+            r.raw.deadline = Some(Instant::now() + limit);
             let m =
                 match packet::read_message_after(&mut r, first, &Limits::session(self.packet_size))
                 {
@@ -562,7 +625,7 @@ impl Session {
                         // The simulated server died under the statement (the
                         // client loses its connection), or the client stopped
                         // taking its answer (within the write timeout).
-                        let _ = lock(&w).shutdown(Shutdown::Both);
+                        lock(&w).shutdown();
                         return;
                     }
                     if ended == BatchEnd::Killed {
@@ -573,7 +636,7 @@ impl Session {
                 let tail = std::mem::take(&mut live.pending);
                 // A KILLed session's connection ends after its answer.
                 if live.finish(&tail).is_err() || killed {
-                    let _ = lock(&w).shutdown(Shutdown::Both);
+                    lock(&w).shutdown();
                 }
             })
             .map(Some)
@@ -632,7 +695,7 @@ fn mark_more(o: &mut [u8]) {
 /// packets without EOM, written at once (the client surfaces it as it
 /// comes: `STATS` progress), the end with EOM.
 struct Live<'a> {
-    w: &'a Mutex<TcpStream>,
+    w: &'a Mutex<Wire>,
     size: usize,
     spid: u16,
     server: &'a str,
@@ -676,7 +739,7 @@ impl Live<'_> {
 }
 
 /// Writes `payload` as one reply message.
-fn send(w: &Mutex<TcpStream>, payload: &[u8], size: usize, spid: u16) -> io::Result<()> {
+fn send(w: &Mutex<Wire>, payload: &[u8], size: usize, spid: u16) -> io::Result<()> {
     let bytes = packet::encode_message(kind::REPLY, payload, size, spid);
     lock(w).write_all(&bytes)
 }
