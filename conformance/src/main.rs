@@ -83,7 +83,7 @@ enum Cmd {
         /// The `replay` backend's directory of recordings (`*.jsonl` of the
         /// recording libsqlvdi, each with an optional `NAME.outcome`): a
         /// case is graded by a recording of its shape, the rest are
-        /// unimplemented (docs/RECORDING.md §5).
+        /// unimplemented (docs/RECORDING.md §4).
         #[arg(long, value_name = "DIR")]
         recording: Option<PathBuf>,
     },

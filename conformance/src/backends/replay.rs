@@ -42,7 +42,7 @@ use vdi_sim::world::RunResult;
 pub const FILES_MAX: usize = 10_000;
 
 /// The client-side call shape of one set's life, the key a case and a
-/// recording match on (docs/RECORDING.md, "Replaying recordings").
+/// recording match on (docs/RECORDING.md §4).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Shape {
     /// `write` (the first command delivered was a VDC_Write), `read`, or
@@ -541,5 +541,57 @@ impl Backend for ReplayBackend {
                 clause: None,
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traced_codes_and_completions() {
+        assert_eq!(
+            traced_code("dev=0 -> VD_E_CLOSE (0x8077000E)").as_deref(),
+            Some("VD_E_CLOSE")
+        );
+        assert_eq!(traced_code("dev0"), None);
+        let done = "dev=0 id=2 VDC_Complete code=ERROR_OPERATION_ABORTED (995) bytes=0 -> NOERROR (0x00000000)";
+        assert_eq!(traced_completion(done), Some(995));
+        assert_eq!(traced_completion("dev=0 -> NOERROR (0x00000000)"), None);
+    }
+
+    #[test]
+    fn device_tokens_collapse_runs_and_end_with_the_last_code() {
+        let mut d = Devices::default();
+        for t in ["VDC_Write", "VDC_Write", "VDC_Flush", "!29", "VDC_Write"] {
+            d.token(0, t.into());
+        }
+        d.end(0, "VD_E_CLOSE".into());
+        assert_eq!(
+            d.shape(2),
+            vec![
+                "VDC_Write VDC_Flush !29 VDC_Write -> VD_E_CLOSE".to_string(),
+                "-> -".to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recording_without_an_outcome_matches_either() {
+        let case = Shape {
+            direction: "write",
+            devices: 1,
+            control: vec!["Create NOERROR".into(), "Close NOERROR".into()],
+            device_ends: vec!["VDC_Write -> VD_E_CLOSE".into()],
+            outcome: Some("succeeded"),
+        };
+        let mut rec = case.clone();
+        rec.outcome = None;
+        assert!(case.matched_by(&rec));
+        rec.outcome = Some("failed");
+        assert!(!case.matched_by(&rec));
+        rec.outcome = Some("succeeded");
+        rec.device_ends = vec!["VDC_Write -> VD_E_ABORT".into()];
+        assert!(!case.matched_by(&rec));
     }
 }
