@@ -19,13 +19,15 @@
 //!
 //! Bounds: at most [`FILES_MAX`] recordings (`*.jsonl`) are read from DIR,
 //! each within the judge's bounds (`judge::parse`: lines, line length,
-//! file size).
+//! file size), with at most [`CALLS_MAX`] calls in all; they are read once
+//! per process and shared by the run's workers.
 
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Review, Ticket};
 use crate::backends::model::ModelBackend;
 use crate::judge::{parse, server};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use vdi_model::call::{Call, Reply};
 use vdi_model::calllog::{Api, CallRecord};
 use vdi_model::client::DeviceHandle;
@@ -40,6 +42,10 @@ use vdi_sim::world::RunResult;
 
 /// The most recordings read from the directory.
 pub const FILES_MAX: usize = 10_000;
+/// The most call lines kept from all of them together (the judge's bound
+/// for one recording): the recorded sets stay in memory while the catalog
+/// runs, shared by the workers.
+pub const CALLS_MAX: usize = parse::EVENTS_MAX;
 
 /// The client-side call shape of one set's life, the key a case and a
 /// recording match on (docs/RECORDING.md §4).
@@ -309,6 +315,12 @@ pub fn load(dir: &Path) -> Result<Vec<RecordedSet>, BackendError> {
             .map_err(|e| BackendError::Failed(e.to_string()))?;
         let outcome = outcome_beside(&f)?;
         split(&shown, &rec.call_log(), outcome, &mut out);
+        let calls: usize = out.iter().map(|s| s.calls.len()).sum();
+        if calls > CALLS_MAX {
+            return Err(bad(format!(
+                "more than {CALLS_MAX} calls in its recordings (reading {shown}); replay fewer or shorter recordings at a time"
+            )));
+        }
     }
     Ok(out)
 }
@@ -353,11 +365,26 @@ fn split(
     }
 }
 
+/// The recordings of `dir`, read once per process (every worker of a run
+/// builds its own backend).
+fn shared(dir: &Path) -> Result<Arc<Vec<RecordedSet>>, BackendError> {
+    static READ: Mutex<Option<(PathBuf, Arc<Vec<RecordedSet>>)>> = Mutex::new(None);
+    let mut g = READ.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((d, sets)) = g.as_ref()
+        && d == dir
+    {
+        return Ok(Arc::clone(sets));
+    }
+    let sets = Arc::new(load(dir)?);
+    *g = Some((dir.to_path_buf(), Arc::clone(&sets)));
+    Ok(sets)
+}
+
 /// The replay backend: the model, graded by the recordings.
 pub struct ReplayBackend {
     model: ModelBackend,
     dir: PathBuf,
-    sets: Vec<RecordedSet>,
+    sets: Arc<Vec<RecordedSet>>,
     profile: vdi_spec::Profile,
     review: Option<Review>,
 }
@@ -368,7 +395,7 @@ impl ReplayBackend {
         Ok(ReplayBackend {
             model: ModelBackend::default(),
             dir: dir.to_path_buf(),
-            sets: load(dir)?,
+            sets: shared(dir)?,
             profile: vdi_spec::Profile::default(),
             review: None,
         })
