@@ -335,11 +335,22 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
 
 /// `vdisim replay <case-or-file> [--seed S] [--backend B]`.
 pub fn replay(dir: &Path, name: &str, seed: Option<u64>, backend: &str) -> Result<Output, String> {
-    check_backend(backend, None)?;
+    replay_with(dir, name, seed, backend, None)
+}
+
+/// `vdisim replay`, with the replay backend's recordings (`--recording DIR`).
+pub fn replay_with(
+    dir: &Path,
+    name: &str,
+    seed: Option<u64>,
+    backend: &str,
+    recording: Option<&Path>,
+) -> Result<Output, String> {
+    check_backend(backend, recording)?;
     let sc = find_case(dir, name)?;
     let seed = seed.unwrap_or(sc.seeds[0]);
-    let mut b = backends::by_name(backend).map_err(|e| e.to_string())?;
-    let predicted = if backend == "model" || sc.client.is_some() {
+    let mut b = backends::configured(backend, recording).map_err(|e| e.to_string())?;
+    let predicted = if backend == "model" || backend == "replay" || sc.client.is_some() {
         Vec::new()
     } else {
         oracle::predict(&sc, seed)

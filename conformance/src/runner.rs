@@ -168,6 +168,11 @@ fn assemble(
                 .or_default() += v;
         }
         let mut r = g.result;
+        if r.backend == "replay"
+            && let Some(d) = &plan.recording
+        {
+            r.repro.push_str(&format!(" --recording '{}'", d.display()));
+        }
         if let Some(d) = devs
             .get(&r.backend)
             .and_then(|v| v.iter().find(|d| d.case == r.case))
