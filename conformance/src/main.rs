@@ -97,6 +97,9 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, default_value = "model")]
         backend: String,
+        /// The `replay` backend's directory of recordings (docs/RECORDING.md §4).
+        #[arg(long, value_name = "DIR")]
+        recording: Option<PathBuf>,
     },
     /// Run every case and many random worlds twice per seed; hashes must match.
     CheckDeterminism {
@@ -335,8 +338,10 @@ fn run(cli: Cli) -> Result<u8> {
             case,
             seed,
             backend,
+            recording,
         } => Ok(emit(
-            commands::replay(&dir, &case, seed, &backend).map_err(|e| anyhow!(e))?,
+            commands::replay_with(&dir, &case, seed, &backend, recording.as_deref())
+                .map_err(|e| anyhow!(e))?,
         )),
         Cmd::CheckDeterminism { seeds } => Ok(emit(
             commands::check_determinism(&dir, seeds).map_err(|e| anyhow!(e))?,

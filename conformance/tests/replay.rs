@@ -186,6 +186,21 @@ fn recordings_grade_the_cases_of_their_shape() {
             None => assert_eq!(s(c, "verdict"), "unimplemented", "{c}"),
         }
     }
+    // A result's repro command names the recordings and reproduces it.
+    let bad = cases(&report)
+        .iter()
+        .find(|c| s(c, "verdict") == "violation")
+        .expect("a violation");
+    let repro = s(bad, "repro");
+    assert!(repro.contains("--recording"), "{repro}");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(repro.replacen("vdisim", &format!("'{VDISIM}'"), 1))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(": violation"), "{repro}: {shown}");
+    assert!(shown.contains("table.complete-command.active"), "{shown}");
 }
 
 /// Bad input: the flag without the backend, the backend without the flag,
