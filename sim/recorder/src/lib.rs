@@ -55,8 +55,10 @@ pub mod digest;
 mod linux;
 #[cfg(unix)]
 mod real;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod record;
+#[cfg(windows)]
+mod windows;
 
 /// The recording format version the library writes (docs/RECORDING.md).
 pub const FORMAT_VERSION: u32 = 1;

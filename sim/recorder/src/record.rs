@@ -386,17 +386,37 @@ impl Call {
     }
 }
 
+/// The operating system's id of the calling thread (`gettid` on Linux,
+/// `GetCurrentThreadId` on Windows).
 fn os_tid() -> i64 {
     thread_local! {
-        // SAFETY: gettid has no preconditions.
-        static TID: i64 = i64::from(unsafe { libc_gettid() });
+        static TID: i64 = sys_tid();
     }
     TID.with(|t| *t)
 }
 
+#[cfg(unix)]
+fn sys_tid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    i64::from(unsafe { libc_gettid() })
+}
+
+#[cfg(windows)]
+fn sys_tid() -> i64 {
+    // SAFETY: GetCurrentThreadId has no preconditions.
+    i64::from(unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() })
+}
+
+#[cfg(unix)]
 unsafe extern "C" {
     #[link_name = "gettid"]
     fn libc_gettid() -> i32;
+}
+
+// The C library's `atexit`: on Linux run at `exit`; in a Windows DLL
+// (mingw-w64's DLL start-up code) run when the DLL is detached from the
+// process, which `ExitProcess` does too.
+unsafe extern "C" {
     fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
 }
 
