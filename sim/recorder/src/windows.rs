@@ -228,6 +228,16 @@ unsafe fn field_wide(l: &mut String, key: &str, p: *const u16) -> String {
     }
 }
 
+/// A `DWORD` timeout as the format records it: ms, `INFINITE` as -1 (a
+/// negative timeout waits forever, as on Linux).
+fn timeout_ms(t: u32) -> i64 {
+    if t == vdi_spec::abi::INFINITE {
+        -1
+    } else {
+        i64::from(t)
+    }
+}
+
 /// The digest of `len` bytes at `buf`, when digests are on and the bytes
 /// are within bounds.
 ///
@@ -440,7 +450,7 @@ unsafe extern "system" fn set_get_configuration(
         set_call(
             this,
             "GetConfiguration",
-            |l| field_num(l, "timeout", timeout),
+            |l| field_num(l, "timeout", timeout_ms(timeout)),
             // SAFETY: forwarded unchanged.
             || unsafe { (real_set(w).get_configuration)(w.real, timeout, cfg) },
             |_, ret, l| {
@@ -730,7 +740,7 @@ unsafe extern "system" fn dev_get_command(
         }
         r.write(&call, |l| {
             field_dev(l, d, this);
-            field_num(l, "timeout", timeout);
+            field_num(l, "timeout", timeout_ms(timeout));
             field_ret(l, ret);
             l.push_str(&cmd_fields);
         });
