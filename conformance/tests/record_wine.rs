@@ -155,9 +155,9 @@ fn last_process(all: &Path) -> PathBuf {
     };
     let last = text
         .lines()
+        .rev()
         .filter(|l| l.contains("\"rec\":\"header\""))
-        .filter_map(pid_of)
-        .last()
+        .find_map(pid_of)
         .unwrap_or_else(|| panic!("a header in {text}"));
     let mine: String = text
         .lines()

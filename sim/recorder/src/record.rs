@@ -537,3 +537,87 @@ pub unsafe fn read_name(p: *const std::ffi::c_char) -> Option<(String, bool)> {
     v.truncate(NAME_RECORDED_MAX);
     Some((String::from_utf8_lossy(&v).into_owned(), true))
 }
+
+/// A NUL-terminated UTF-16 name as the program passed it (Windows): the
+/// text as UTF-8 (unpaired surrogates replaced by U+FFFD) and whether it
+/// was cut at [`NAME_RECORDED_MAX`] units.
+///
+/// # Safety
+/// `p` must be null or a NUL-terminated UTF-16 string (what the real
+/// library requires of the program too); at most `NAME_RECORDED_MAX + 1`
+/// units are read, stopping at the NUL.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub unsafe fn read_wide_name(p: *const u16) -> Option<(String, bool)> {
+    if p.is_null() {
+        return None;
+    }
+    let mut v = Vec::new();
+    for i in 0..=NAME_RECORDED_MAX {
+        // SAFETY: within the NUL-terminated string (caller), stopping at
+        // its NUL.
+        let u = unsafe { p.add(i).read_unaligned() };
+        if u == 0 {
+            return Some((String::from_utf16_lossy(&v), false));
+        }
+        v.push(u);
+    }
+    v.truncate(NAME_RECORDED_MAX);
+    Some((String::from_utf16_lossy(&v), true))
+}
+
+/// A Windows `DWORD` timeout as the format records it: ms, with
+/// `INFINITE` as -1 (a negative timeout waits forever, as on Linux).
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn dword_timeout_ms(t: u32) -> i64 {
+    if t == vdi_spec::abi::INFINITE {
+        -1
+    } else {
+        i64::from(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    #[test]
+    fn wide_names_are_recorded_as_utf8() {
+        let w = wide("nightly-é-\u{1F600}");
+        // SAFETY: a NUL-terminated UTF-16 string.
+        let got = unsafe { read_wide_name(w.as_ptr()) };
+        assert_eq!(got, Some(("nightly-é-\u{1F600}".to_string(), false)));
+        // SAFETY: null is allowed.
+        assert_eq!(unsafe { read_wide_name(std::ptr::null()) }, None);
+        // An unpaired surrogate becomes U+FFFD, the rest is kept.
+        let bad = [0x61, 0xD800, 0x62, 0];
+        // SAFETY: NUL-terminated.
+        let got = unsafe { read_wide_name(bad.as_ptr()) };
+        assert_eq!(got, Some(("a\u{FFFD}b".to_string(), false)));
+    }
+
+    #[test]
+    fn long_wide_names_are_cut_and_flagged() {
+        let long = "x".repeat(NAME_RECORDED_MAX + 10);
+        let w = wide(&long);
+        // SAFETY: NUL-terminated.
+        let (n, cut) = unsafe { read_wide_name(w.as_ptr()) }.unwrap();
+        assert!(cut);
+        assert_eq!(n.len(), NAME_RECORDED_MAX);
+        let exact = wide(&"y".repeat(NAME_RECORDED_MAX));
+        // SAFETY: NUL-terminated.
+        let (n, cut) = unsafe { read_wide_name(exact.as_ptr()) }.unwrap();
+        assert!(!cut);
+        assert_eq!(n.len(), NAME_RECORDED_MAX);
+    }
+
+    #[test]
+    fn infinite_dword_timeouts_are_recorded_as_negative() {
+        assert_eq!(dword_timeout_ms(vdi_spec::abi::INFINITE), -1);
+        assert_eq!(dword_timeout_ms(10_000), 10_000);
+        assert_eq!(dword_timeout_ms(0), 0);
+    }
+}

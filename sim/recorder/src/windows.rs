@@ -23,8 +23,8 @@
 use crate::DIGEST_BYTES_MAX;
 use crate::digest::{fnv4x64, fnv4x64_sample};
 use crate::record::{
-    Call, DevRec, Digest, Recorder, field_cmd, field_config, field_num, field_ret, field_set,
-    field_str, recorder,
+    Call, DevRec, Digest, Recorder, dword_timeout_ms, field_cmd, field_config, field_num,
+    field_ret, field_set, field_str, read_wide_name, recorder,
 };
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -42,10 +42,6 @@ const S_OK: HRESULT = 0;
 const E_POINTER: HRESULT = Hresult::E_POINTER.0 as i32;
 const UNEXPECTED: HRESULT = Hresult::VD_E_UNEXPECTED.0 as i32;
 const E_NOTIMPL: HRESULT = 0x8000_4001_u32 as i32;
-
-/// The longest wide name recorded, in UTF-16 units (longer ones are cut
-/// and flagged `name_cut`).
-const WIDE_NAME_MAX: usize = crate::NAME_RECORDED_MAX;
 
 type This = *mut c_void;
 
@@ -184,36 +180,13 @@ pub(crate) fn wrap_set(real: This, v2: bool) -> This {
 
 // ----- recording helpers -----------------------------------------------------------------
 
-/// A NUL-terminated UTF-16 name: its text (invalid units replaced) and
-/// whether it was cut at [`WIDE_NAME_MAX`] units.
-///
-/// # Safety
-/// `p` must be null or a NUL-terminated UTF-16 string (what the real
-/// library requires too); at most `WIDE_NAME_MAX + 1` units are read.
-unsafe fn read_wide(p: *const u16) -> Option<(String, bool)> {
-    if p.is_null() {
-        return None;
-    }
-    let mut v = Vec::new();
-    for i in 0..=WIDE_NAME_MAX {
-        // SAFETY: within the NUL-terminated string, stopping at its NUL.
-        let u = unsafe { p.add(i).read_unaligned() };
-        if u == 0 {
-            return Some((String::from_utf16_lossy(&v), false));
-        }
-        v.push(u);
-    }
-    v.truncate(WIDE_NAME_MAX);
-    Some((String::from_utf16_lossy(&v), true))
-}
-
 /// Records a wide name argument under `key`; the name ("" for null).
 ///
 /// # Safety
-/// As [`read_wide`].
+/// As [`read_wide_name`].
 unsafe fn field_wide(l: &mut String, key: &str, p: *const u16) -> String {
     // SAFETY: forwarded contract.
-    match unsafe { read_wide(p) } {
+    match unsafe { read_wide_name(p) } {
         Some((n, cut)) => {
             field_str(l, key, &n);
             if cut {
@@ -225,16 +198,6 @@ unsafe fn field_wide(l: &mut String, key: &str, p: *const u16) -> String {
             l.push_str(&format!(",\"{key}\":null"));
             String::new()
         }
-    }
-}
-
-/// A `DWORD` timeout as the format records it: ms, `INFINITE` as -1 (a
-/// negative timeout waits forever, as on Linux).
-fn timeout_ms(t: u32) -> i64 {
-    if t == vdi_spec::abi::INFINITE {
-        -1
-    } else {
-        i64::from(t)
     }
 }
 
@@ -450,7 +413,7 @@ unsafe extern "system" fn set_get_configuration(
         set_call(
             this,
             "GetConfiguration",
-            |l| field_num(l, "timeout", timeout_ms(timeout)),
+            |l| field_num(l, "timeout", dword_timeout_ms(timeout)),
             // SAFETY: forwarded unchanged.
             || unsafe { (real_set(w).get_configuration)(w.real, timeout, cfg) },
             |_, ret, l| {
@@ -740,7 +703,7 @@ unsafe extern "system" fn dev_get_command(
         }
         r.write(&call, |l| {
             field_dev(l, d, this);
-            field_num(l, "timeout", timeout_ms(timeout));
+            field_num(l, "timeout", dword_timeout_ms(timeout));
             field_ret(l, ret);
             l.push_str(&cmd_fields);
         });
