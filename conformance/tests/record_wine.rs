@@ -26,7 +26,7 @@ use scratch::Scratch;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use vdi_conformance::client_test::wine::dos_path;
+use vdi_conformance::client_test::wine::{dos_path, find_wine};
 use wine::{build_dll, cargo_build_windows, mingw, missing_tool, skipped, windows_out_dir};
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
@@ -328,9 +328,57 @@ fn windows_recordings_are_judged_like_client_test() {
             calls.len()
         );
     }
+    no_real_library_no_object(&dir.path("run-correct"), &prefix, &dir.0);
     println!(
         "record_wine: built in {:.1} s, recorded and judged in {:.1} s",
         built.as_secs_f64(),
         (t0.elapsed() - built).as_secs_f64()
+    );
+}
+
+/// Without `VDISIM_RECORD_REAL` the recorder makes no object: the
+/// program's `CoCreateInstance` fails (CLASS_E_CLASSNOTAVAILABLE), the
+/// program says it failed, nothing is recorded, and stderr says why.
+fn no_real_library_no_object(out: &Path, prefix: &Path, dir: &Path) {
+    let wine = find_wine().expect("wine was found before");
+    let exe = dir.join("vdi_client.exe");
+    let recording = out.join("no-real.jsonl");
+    let o = Command::new(&wine)
+        .arg(&exe)
+        .args(["backup", "db", "vdisim-no-real", "1"])
+        .arg(dos_path(&out.join("no-real.bak")))
+        .arg("default")
+        .env("WINEPREFIX", prefix)
+        .env("WINEDEBUG", "-all")
+        .env_remove("DISPLAY")
+        .env_remove("VDISIM_RECORD_REAL")
+        .env("VDISIM_RECORD_FILE", dos_path(&recording))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("wine runs the client");
+    let err = String::from_utf8_lossy(&o.stderr);
+    // The run's wineserver (this process started it) goes with the run.
+    let ws = wine
+        .parent()
+        .map(|d| d.join("wineserver"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("wineserver"));
+    for a in ["-k", "-w"] {
+        let _ = Command::new(&ws).arg(a).env("WINEPREFIX", prefix).status();
+    }
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the program believes it failed: {err}"
+    );
+    assert!(err.contains("cannot make a set object"), "{err}");
+    assert!(
+        err.contains("VDISIM_RECORD_REAL is not set"),
+        "the recorder says why: {err}"
+    );
+    let calls = std::fs::read_to_string(&recording).unwrap_or_default();
+    assert!(
+        !calls.contains("\"rec\":\"call\""),
+        "nothing recorded: {calls}"
     );
 }
