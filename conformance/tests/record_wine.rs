@@ -329,6 +329,7 @@ fn windows_recordings_are_judged_like_client_test() {
         );
     }
     no_real_library_no_object(&dir.path("run-correct"), &prefix, &dir.0);
+    two_devices_backup_and_restore(&dir.path("roundtrip"), &prefix);
     println!(
         "record_wine: built in {:.1} s, recorded and judged in {:.1} s",
         built.as_secs_f64(),
@@ -336,28 +337,27 @@ fn windows_recordings_are_judged_like_client_test() {
     );
 }
 
-/// Without `VDISIM_RECORD_REAL` the recorder makes no object: the
-/// program's `CoCreateInstance` fails (CLASS_E_CLASSNOTAVAILABLE), the
-/// program says it failed, nothing is recorded, and stderr says why.
-fn no_real_library_no_object(out: &Path, prefix: &Path, dir: &Path) {
+/// Runs `exe` under Wine in `prefix` with `env` (and no
+/// `VDISIM_RECORD_REAL` but the one given); its output. The wineserver
+/// the run started goes with it.
+fn wine_run(
+    exe: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    prefix: &Path,
+) -> std::process::Output {
     let wine = find_wine().expect("wine was found before");
-    let exe = dir.join("vdi_client.exe");
-    let recording = out.join("no-real.jsonl");
     let o = Command::new(&wine)
-        .arg(&exe)
-        .args(["backup", "db", "vdisim-no-real", "1"])
-        .arg(dos_path(&out.join("no-real.bak")))
-        .arg("default")
+        .arg(exe)
+        .args(args)
         .env("WINEPREFIX", prefix)
         .env("WINEDEBUG", "-all")
         .env_remove("DISPLAY")
         .env_remove("VDISIM_RECORD_REAL")
-        .env("VDISIM_RECORD_FILE", dos_path(&recording))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null())
         .output()
-        .expect("wine runs the client");
-    let err = String::from_utf8_lossy(&o.stderr);
-    // The run's wineserver (this process started it) goes with the run.
+        .expect("wine runs the program");
     let ws = wine
         .parent()
         .map(|d| d.join("wineserver"))
@@ -366,6 +366,96 @@ fn no_real_library_no_object(out: &Path, prefix: &Path, dir: &Path) {
     for a in ["-k", "-w"] {
         let _ = Command::new(&ws).arg(a).env("WINEPREFIX", prefix).status();
     }
+    o
+}
+
+/// The stand-in's own COM sample (`sim/standin/samples/win_com_roundtrip.c`:
+/// a backup striped over two devices and a restore from them, one Win32
+/// thread per device, against the stand-in's in-process server) runs
+/// unchanged through the recorder, and the recording has both devices,
+/// the Reads' digests, and one Construct and one Destruct (the wrapper's
+/// reference counts end where the program's do).
+fn two_devices_backup_and_restore(out: &Path, prefix: &Path) {
+    std::fs::create_dir_all(out).unwrap();
+    let exe = out.join("win_com_roundtrip.exe");
+    let samples = wine::workspace().join("sim/standin/samples");
+    let inc = wine::workspace().join("sim/standin/include");
+    mingw(
+        &["-std=c11", "-I", inc.to_str().expect("utf-8 path")],
+        &samples.join("win_com_roundtrip.c"),
+        &exe,
+        &["-lole32", "-luuid"],
+    );
+    let plan = out.join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[[statement]]\nkind = \"backup-database\"\ndatabase = \"sales\"\n\
+         data-bytes = 1000000\nmid-flushes = 1\n\n\
+         [[statement]]\nkind = \"restore-database\"\ndatabase = \"sales\"\n\
+         read-sizes = { cycle = [4096, 65536, 512] }\n",
+    )
+    .unwrap();
+    let real = out.parent().unwrap().join("sqlvdi.dll");
+    let recording = out.join("roundtrip.jsonl");
+    let env = [
+        ("VDISIM_PLAN", dos_path(&plan)),
+        ("VDISIM_SEED", "7".to_string()),
+        ("VDISIM_RECORD_REAL", dos_path(&real)),
+        ("VDISIM_RECORD_FILE", dos_path(&recording)),
+    ];
+    let o = wine_run(&exe, &[], &env, prefix);
+    let text = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    let err = String::from_utf8_lossy(&o.stderr);
+    for line in [
+        "activation: CoCreateInstance = S_OK",
+        "backup: statement = SUCCEEDED",
+        "restore: statement = SUCCEEDED",
+        "restore: read back 1131520 bytes",
+        "set released (refs 0)",
+        "OK",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?}: {text}{err}"
+        );
+    }
+    let calls = well_formed(&recording);
+    let count = |m: &str| calls.iter().filter(|c| c["method"] == m).count();
+    assert_eq!((count("Construct"), count("Destruct")), (1, 1), "{calls:?}");
+    let opened = calls
+        .iter()
+        .filter(|c| c["method"] == "OpenDevice" && c["ret"] == 0)
+        .count();
+    assert_eq!(
+        opened,
+        count("DeviceDestruct"),
+        "every device wrapper freed"
+    );
+    for d in [0, 1] {
+        assert!(
+            calls.iter().any(|c| c["method"] == "CompleteCommand"
+                && c["dev"] == d
+                && c["cmd"]["name"] == "VDC_Read"
+                && c["digest"].is_string()),
+            "dev{d}'s Reads recorded with their digests"
+        );
+    }
+}
+
+/// Without `VDISIM_RECORD_REAL` the recorder makes no object: the
+/// program's `CoCreateInstance` fails (CLASS_E_CLASSNOTAVAILABLE), the
+/// program says it failed, nothing is recorded, and stderr says why.
+fn no_real_library_no_object(out: &Path, prefix: &Path, dir: &Path) {
+    let exe = dir.join("vdi_client.exe");
+    let recording = out.join("no-real.jsonl");
+    let args = ["backup", "db", "vdisim-no-real", "1"]
+        .map(String::from)
+        .into_iter()
+        .chain([dos_path(&out.join("no-real.bak")), "default".to_string()])
+        .collect::<Vec<_>>();
+    let env = [("VDISIM_RECORD_FILE", dos_path(&recording))];
+    let o = wine_run(&exe, &args, &env, prefix);
+    let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(
         o.status.code(),
         Some(1),

@@ -244,9 +244,11 @@ fn set_call(
 
 // ----- IUnknown --------------------------------------------------------------------------
 
-/// `QueryInterface` on a wrapper: forwarded; an answer that is the real
-/// object itself (one of `ours`) is handed out as the wrapper, any other
-/// interface unchanged.
+/// `QueryInterface` on a wrapper: forwarded; when the real object answers
+/// for one of `ours` (the interfaces the wrapper stands for), the wrapper
+/// is handed out instead (so that the program never holds an unwrapped
+/// set or device, even if the real object answers with another pointer
+/// of its own); any other interface is handed out unchanged.
 ///
 /// # Safety
 /// COM contract: `riid` null or a GUID, `ppv` null or writable.
@@ -260,8 +262,7 @@ unsafe fn query(
 ) -> HRESULT {
     // SAFETY: `real` is a live COM object (one reference held): its
     // vtable begins with the IUnknown slots.
-    let vt = unsafe { &**real.cast::<*const UnkVtbl>() };
-    let (qi, release) = (vt.query_interface, vt.release);
+    let qi = unsafe { &**real.cast::<*const UnkVtbl>() }.query_interface;
     // SAFETY: forwarded unchanged.
     let hr = unsafe { qi(real, riid, ppv) };
     if hr != S_OK || ppv.is_null() || riid.is_null() {
@@ -269,13 +270,17 @@ unsafe fn query(
     }
     // SAFETY: the real object wrote its answer there; `riid` is a GUID.
     let (got, iid) = unsafe { (ppv.read_unaligned(), riid.read_unaligned()) };
-    if got == real && ours.contains(&iid) {
-        // The real object's added reference becomes the wrapper's.
-        // SAFETY: gives back the reference the real QueryInterface took.
-        unsafe { release(real) };
+    if !got.is_null() && ours.contains(&iid) {
+        // The wrapper takes a reference of its own in place of the one
+        // the real QueryInterface added, which is given back.
         refs.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: non-null out-pointer.
-        unsafe { ppv.write_unaligned(this) };
+        // SAFETY: `got` is a live interface pointer of the real object
+        // (its vtable begins with the IUnknown slots) holding the
+        // reference QueryInterface took; the out-pointer is non-null.
+        unsafe {
+            ((**got.cast::<*const UnkVtbl>()).release)(got);
+            ppv.write_unaligned(this);
+        }
     }
     hr
 }
