@@ -3,7 +3,11 @@
 //! command blocks delivered and not yet completed) and the file the lines
 //! go to.
 
-use crate::{ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION, NAME_RECORDED_MAX};
+use crate::digest::{fnv4x64, fnv4x64_sample};
+use crate::{
+    DIGEST_BYTES_MAX, ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION,
+    NAME_RECORDED_MAX,
+};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -536,6 +540,23 @@ pub unsafe fn read_name(p: *const std::ffi::c_char) -> Option<(String, bool)> {
     }
     v.truncate(NAME_RECORDED_MAX);
     Some((String::from_utf8_lossy(&v).into_owned(), true))
+}
+
+/// The digest of `len` bytes at `buf`, when digests are on and the bytes
+/// are within bounds.
+///
+/// # Safety
+/// `buf` must be null or point to `len` readable bytes.
+pub unsafe fn digest_of(r: &Recorder, buf: *const u8, len: usize) -> Option<u64> {
+    if r.digest == Digest::None || buf.is_null() || len > DIGEST_BYTES_MAX {
+        return None;
+    }
+    // SAFETY: per the caller.
+    let data = unsafe { std::slice::from_raw_parts(buf, len) };
+    Some(match r.digest {
+        Digest::Sample => fnv4x64_sample(data),
+        _ => fnv4x64(data),
+    })
 }
 
 /// A NUL-terminated UTF-16 name as the program passed it (Windows): the

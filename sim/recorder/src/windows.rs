@@ -20,10 +20,8 @@
 //! except out-pointers the program passed, and only with what the real
 //! object returned there (or the wrapper standing for it).
 
-use crate::DIGEST_BYTES_MAX;
-use crate::digest::{fnv4x64, fnv4x64_sample};
 use crate::record::{
-    Call, DevRec, Digest, Recorder, dword_timeout_ms, field_cmd, field_config, field_num,
+    Call, DevRec, Recorder, digest_of, dword_timeout_ms, field_cmd, field_config, field_num,
     field_ret, field_set, field_str, read_wide_name, recorder,
 };
 use std::ffi::c_void;
@@ -201,25 +199,8 @@ unsafe fn field_wide(l: &mut String, key: &str, p: *const u16) -> String {
     }
 }
 
-/// The digest of `len` bytes at `buf`, when digests are on and the bytes
-/// are within bounds.
-///
-/// # Safety
-/// `buf` must be null or point to `len` readable bytes.
-unsafe fn digest_of(r: &Recorder, buf: *const u8, len: usize) -> Option<u64> {
-    if r.digest == Digest::None || buf.is_null() || len > DIGEST_BYTES_MAX {
-        return None;
-    }
-    // SAFETY: per the caller.
-    let data = unsafe { std::slice::from_raw_parts(buf, len) };
-    Some(match r.digest {
-        Digest::Sample => fnv4x64_sample(data),
-        _ => fnv4x64(data),
-    })
-}
-
-/// Records a set method: `run` makes the real call (and may add fields
-/// read before it), `after` adds fields read after it.
+/// Records a set method: `before` adds the fields read before the real
+/// call, `run` makes it, `after` adds the fields read after it.
 fn set_call(
     this: This,
     method: &'static str,
@@ -475,11 +456,11 @@ unsafe extern "system" fn set_close(this: This) -> HRESULT {
     guard(|| {
         // SAFETY: called through the wrapper's vtable.
         let w = unsafe { wset(this) };
-        // SAFETY: forwarded unchanged.
         set_call(
             this,
             "Close",
             |_| {},
+            // SAFETY: forwarded unchanged.
             || unsafe { (real_set(w).close)(w.real) },
             |_, _, _| {},
         )
