@@ -11,7 +11,7 @@
 //! On Windows the same crate builds `sqlvdi_record.dll`: an in-process
 //! COM server registered over `CLSID_MSSQL_ClientVirtualDeviceSet` whose
 //! objects wrap the real DLL's and record every call in the same format
-//! (`windows.rs`; docs/RECORDING.md §5). The variables below are the same
+//! (`windows.rs`; docs/RECORDING.md §6). The variables below are the same
 //! there, with Windows paths (`VDISIM_RECORD_REAL` the real DLL's full
 //! path, loaded with `LoadLibraryW`).
 //!
