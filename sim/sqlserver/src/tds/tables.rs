@@ -273,7 +273,7 @@ fn shape_error(v: View) -> Refusal {
     (
         crate::tsql::MSG_NOT_SERVED,
         format!(
-            "vdisim serve answers {name} only as SELECT [TOP n] column, ... | * FROM {name} [alias] [WHERE column = literal [AND ...]] [ORDER BY column [ASC|DESC]]; rewrite the query in that shape (joins and expressions are not served)"
+            "vdisim serve answers {name} only as SELECT [TOP n] column, ... | * FROM {name} [alias] [WHERE column = literal [AND ...]] [ORDER BY column [ASC|DESC]]; rewrite the query in that shape, one query per batch (joins, expressions and a batch of several statements are not served)"
         ),
     )
 }
