@@ -8,6 +8,7 @@ pub mod model;
 pub mod serve;
 #[cfg(unix)]
 pub mod sqlserver;
+pub mod tds_control;
 #[cfg(windows)]
 pub mod windows;
 
@@ -32,7 +33,7 @@ pub fn by_name(name: &str) -> Result<Box<dyn Backend>, BackendError> {
         #[cfg(unix)]
         "sqlserver" => Ok(Box::new(sqlserver::SqlServerBackend::configured()?)),
         #[cfg(windows)]
-        "windows" => Ok(Box::new(windows::WindowsBackend::new())),
+        "windows" => Ok(Box::new(windows::WindowsBackend::configured()?)),
         other => Err(BackendError::Failed(format!(
             "unknown backend '{other}': available here: {}",
             NAMES.join(", ")
