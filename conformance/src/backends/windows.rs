@@ -27,6 +27,7 @@
 //!   run and the others are *unimplemented*.
 
 use super::abi::{self, AbiDriver, Harness};
+use super::client_tally::{self, ClientTally};
 use super::com::{ComAbi, Creator};
 use super::tds_control::{self, Tds, unstageable_setup};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
@@ -64,9 +65,10 @@ pub(super) fn co_create(p: &mut *mut c_void) -> i32 {
     }
 }
 
-/// The DLL that serves the class: its path, and its harness exports when
-/// it has them.
-static MODULE: std::sync::OnceLock<(String, Option<Harness>)> = std::sync::OnceLock::new();
+/// The DLL that serves the class: its path, its harness exports and its
+/// client tally export when it has them (the stand-in).
+static MODULE: std::sync::OnceLock<(String, Option<Harness>, Option<ClientTally>)> =
+    std::sync::OnceLock::new();
 
 /// The class's in-process server as registered
 /// (`HKCR\CLSID\{40700425-...}\InprocServer32`, environment variables
@@ -110,7 +112,7 @@ fn registered_dll() -> Result<String, BackendError> {
     Ok(s.trim_end_matches('\0').to_string())
 }
 
-fn module() -> Result<&'static (String, Option<Harness>), BackendError> {
+fn module() -> Result<&'static (String, Option<Harness>, Option<ClientTally>), BackendError> {
     if let Some(m) = MODULE.get() {
         return Ok(m);
     }
@@ -118,7 +120,7 @@ fn module() -> Result<&'static (String, Option<Harness>), BackendError> {
     // The library is never unloaded (objects and threads of it may outlive
     // a backend), as with the other ABI backends.
     let lib = abi::load(std::path::Path::new(&path))?;
-    Ok(MODULE.get_or_init(|| (path, Harness::load(lib))))
+    Ok(MODULE.get_or_init(|| (path, Harness::load(lib), ClientTally::load(lib))))
 }
 
 /// Checks, before any case runs, that the class can be made (a VDI DLL is
@@ -131,7 +133,7 @@ pub fn check() -> Result<String, String> {
 /// exports unless statements go over TDS (`tds`). Whether the DLL has
 /// harness exports (it is the stand-in).
 fn load(tds: bool) -> Result<(ComAbi, bool), BackendError> {
-    let (_, harness) = module()?;
+    let (_, harness, _) = module()?;
     let standin = harness.is_some();
     let harness = if tds { None } else { *harness };
     Ok((ComAbi::with(Creator::CoCreate, harness), standin))
@@ -168,6 +170,8 @@ pub struct WindowsBackend {
     /// Over TDS, the clock of both the server and the client (virtual ms
     /// per real ms), which the case's must be.
     scale: Result<u32, BackendError>,
+    /// Over TDS: the stand-in client's clause tally, when the DLL has one.
+    tally: Option<ClientTally>,
 }
 
 impl WindowsBackend {
@@ -196,6 +200,11 @@ impl WindowsBackend {
             library: module().ok().map(|m| m.0.clone()),
             tds,
             scale,
+            tally: if over_tds {
+                module().ok().and_then(|m| m.2)
+            } else {
+                None
+            },
         }
     }
 
@@ -224,7 +233,21 @@ impl WindowsBackend {
         if let Some(why) = unstageable_setup(setup, scale) {
             return Err(BackendError::Unsupported(why));
         }
-        tds.endpoint().map(|_| ())
+        tds.endpoint()?;
+        // What earlier cases left uncounted is not this case's.
+        if let Some(t) = &self.tally {
+            t.take()?;
+        }
+        Ok(())
+    }
+
+    /// The client's clause tally added to `r`, when there is one.
+    fn with_tally(&self, r: Result<RunResult, BackendError>) -> Result<RunResult, BackendError> {
+        let mut r = r?;
+        if let Some(t) = &self.tally {
+            client_tally::merge(&mut r, &t.take()?);
+        }
+        Ok(r)
     }
 }
 
@@ -311,7 +334,8 @@ impl Backend for WindowsBackend {
     }
 
     fn finish(&mut self) -> Result<RunResult, BackendError> {
-        self.driver()?.finish()
+        let r = self.driver()?.finish();
+        self.with_tally(r)
     }
 
     fn start_drain(
@@ -329,6 +353,7 @@ impl Backend for WindowsBackend {
         spec: &vdi_model::programs::ClientSpec,
     ) -> Result<RunResult, BackendError> {
         self.check_setup(setup)?;
-        self.driver()?.run_program(setup, spec)
+        let r = self.driver()?.run_program(setup, spec);
+        self.with_tally(r)
     }
 }
