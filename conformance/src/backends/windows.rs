@@ -17,10 +17,14 @@
 //!   stage). The DLL's harness exports, if any, are not used: the stand-in
 //!   is then a client of the `vdisim serve` behind the endpoint (through
 //!   its TCP bridge, `$VDISIM_SERVER=tcp:HOST:PORT` and
-//!   `$VDISIM_SERVER_SECRET`), as `sqlvdi.dll` is of its SQL Server. Cases
-//!   run in real time (a SQL Server's clock cannot be scaled, and neither
-//!   is the client's): a case whose clock must run faster is
-//!   *unimplemented*.
+//!   `$VDISIM_SERVER_SECRET`), as `sqlvdi.dll` is of its SQL Server, and
+//!   the run's clause hits are the driver's and the stand-in client's
+//!   (its `vdisim_client_tally` export, [`super::client_tally`]). Cases run
+//!   on the server's clock, `$VDISIM_SQLSERVER_TIME_SCALE` (1, real time,
+//!   by default and for a real SQL Server, whose `sqlvdi.dll` runs in real
+//!   time too; a `vdisim serve --time-scale N` and the stand-in told
+//!   `$VDISIM_TIME_SCALE=N` run N virtual ms per real ms, and the two must
+//!   agree): a case whose clock differs is *unimplemented*.
 //! - **Otherwise the registered DLL**: the stand-in exports
 //!   `vdisim_harness_*` (an in-process server), so every case runs; the
 //!   real `sqlvdi.dll` has none, so only the cases that need no statement
@@ -223,7 +227,8 @@ impl WindowsBackend {
         self.driver.as_mut().map_err(|e| e.clone())
     }
 
-    /// Over TDS: checks the setup (in real time) and resets the TDS side.
+    /// Over TDS: checks the setup (on the server's clock) and resets the
+    /// TDS side and the client's tally.
     fn check_setup(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
         let Some(tds) = &self.tds else {
             return Ok(());
