@@ -31,6 +31,7 @@ fn catalog_model(b: divan::Bencher) {
         workers,
         case: CaseOptions::default(),
         deviations_dir: None,
+        recording: None,
     };
     b.counter(ItemsCount::new(cases.len()))
         .bench(|| runner::run(&cases, &plan).expect("run").totals.cases);

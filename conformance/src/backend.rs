@@ -54,6 +54,20 @@ pub enum BackendError {
 /// (real-time backends send it to the library's server host as it is).
 pub use vdi_host::contract::CaseSetup;
 
+/// What a backend that grades a case by evidence besides its own run (the
+/// replay backend: recordings of real deployments) says of the case just
+/// run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Review {
+    /// The verdict the evidence imposes (`None`: the run's own verdict
+    /// stands).
+    pub verdict: Option<vdi_reports::schema::Verdict>,
+    /// What the evidence was and what it showed (added to the detail).
+    pub note: String,
+    /// The clause the evidence breaks, when it breaks one.
+    pub clause: Option<String>,
+}
+
 /// A call started on another thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket(pub usize);
@@ -126,6 +140,12 @@ pub trait Backend {
     ) -> Result<Ticket, BackendError> {
         let _ = (thread, dev, timeout);
         Err(BackendError::Unsupported("concurrent drains".into()))
+    }
+
+    /// The evidence's verdict on the case just run, for a backend that
+    /// grades by evidence besides its own run; asked once after each case.
+    fn review(&mut self) -> Option<Review> {
+        None
     }
 
     /// Runs a built-in client program for the whole case.

@@ -65,8 +65,8 @@ fn check_dir(dir: &Path) -> Result<(), String> {
 /// that loads a VDI library, checks up front that the library loads: a
 /// library that does not is an input error (exit 2), not a violation in
 /// every case.
-fn check_backend(name: &str) -> Result<(), String> {
-    let b = backends::by_name(name).map_err(|e| e.to_string())?;
+fn check_backend(name: &str, recording: Option<&Path>) -> Result<(), String> {
+    let b = backends::configured(name, recording).map_err(|e| e.to_string())?;
     #[cfg(windows)]
     if name == "windows" {
         // The registry names the DLL: check that the class can be made.
@@ -149,8 +149,21 @@ pub fn run(
     report_dir: &Path,
     workers: Option<usize>,
 ) -> Result<(Output, RunReport), String> {
+    run_with(dir, backend, f, seeds, report_dir, workers, None)
+}
+
+/// `vdisim run`, with the replay backend's recordings (`--recording DIR`).
+pub fn run_with(
+    dir: &Path,
+    backend: &[String],
+    f: Option<&str>,
+    seeds: u64,
+    report_dir: &Path,
+    workers: Option<usize>,
+    recording: Option<&Path>,
+) -> Result<(Output, RunReport), String> {
     for b in backend {
-        check_backend(b)?;
+        check_backend(b, recording)?;
     }
     let cases = filter(load_catalog(dir)?, f);
     if cases.is_empty() {
@@ -175,6 +188,7 @@ pub fn run(
             dir.parent()
                 .map_or_else(|| PathBuf::from("deviations"), |p| p.join("deviations")),
         ),
+        recording: recording.map(Path::to_path_buf),
     };
     let report = runner::run(&cases, &plan)?;
     vdi_reports::write_all(&report, report_dir).map_err(|e| e.to_string())?;
@@ -321,11 +335,22 @@ pub fn explain(dir: &Path, name: &str) -> Result<Output, String> {
 
 /// `vdisim replay <case-or-file> [--seed S] [--backend B]`.
 pub fn replay(dir: &Path, name: &str, seed: Option<u64>, backend: &str) -> Result<Output, String> {
-    check_backend(backend)?;
+    replay_with(dir, name, seed, backend, None)
+}
+
+/// `vdisim replay`, with the replay backend's recordings (`--recording DIR`).
+pub fn replay_with(
+    dir: &Path,
+    name: &str,
+    seed: Option<u64>,
+    backend: &str,
+    recording: Option<&Path>,
+) -> Result<Output, String> {
+    check_backend(backend, recording)?;
     let sc = find_case(dir, name)?;
     let seed = seed.unwrap_or(sc.seeds[0]);
-    let mut b = backends::by_name(backend).map_err(|e| e.to_string())?;
-    let predicted = if backend == "model" || sc.client.is_some() {
+    let mut b = backends::configured(backend, recording).map_err(|e| e.to_string())?;
+    let predicted = if backend == "model" || backend == "replay" || sc.client.is_some() {
         Vec::new()
     } else {
         oracle::predict(&sc, seed)

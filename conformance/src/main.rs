@@ -80,6 +80,12 @@ enum Cmd {
         /// vdisim serve's default login).
         #[arg(long, value_name = "NAME:PASSWORD")]
         login: Option<String>,
+        /// The `replay` backend's directory of recordings (`*.jsonl` of the
+        /// recording libsqlvdi, each with an optional `NAME.outcome`): a
+        /// case is graded by a recording of its shape, the rest are
+        /// unimplemented (docs/RECORDING.md §4).
+        #[arg(long, value_name = "DIR")]
+        recording: Option<PathBuf>,
     },
     /// Explain a case: its clauses, what it checks, and the expected trace.
     Explain { case: String },
@@ -91,6 +97,9 @@ enum Cmd {
         seed: Option<u64>,
         #[arg(long, default_value = "model")]
         backend: String,
+        /// The `replay` backend's directory of recordings (docs/RECORDING.md §4).
+        #[arg(long, value_name = "DIR")]
+        recording: Option<PathBuf>,
     },
     /// Run every case and many random worlds twice per seed; hashes must match.
     CheckDeterminism {
@@ -317,10 +326,19 @@ fn run(cli: Cli) -> Result<u8> {
             jobs,
             sql_server,
             login,
+            recording,
         } => {
             configure_sql_server(sql_server.as_deref(), login.as_deref())?;
-            let (o, _) = commands::run(&dir, &backend, filter.as_deref(), seeds, &report_dir, jobs)
-                .map_err(|e| anyhow!(e))?;
+            let (o, _) = commands::run_with(
+                &dir,
+                &backend,
+                filter.as_deref(),
+                seeds,
+                &report_dir,
+                jobs,
+                recording.as_deref(),
+            )
+            .map_err(|e| anyhow!(e))?;
             Ok(emit(o))
         }
         Cmd::Explain { case } => Ok(emit(
@@ -334,8 +352,10 @@ fn run(cli: Cli) -> Result<u8> {
             case,
             seed,
             backend,
+            recording,
         } => Ok(emit(
-            commands::replay(&dir, &case, seed, &backend).map_err(|e| anyhow!(e))?,
+            commands::replay_with(&dir, &case, seed, &backend, recording.as_deref())
+                .map_err(|e| anyhow!(e))?,
         )),
         Cmd::CheckDeterminism { seeds } => Ok(emit(
             commands::check_determinism(&dir, seeds).map_err(|e| anyhow!(e))?,

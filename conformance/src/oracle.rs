@@ -7,7 +7,7 @@
 //! alternative (*lenient*); otherwise *pass*. Expected deviations are applied
 //! by the runner.
 
-use crate::backend::{Backend, BackendError, CaseSetup};
+use crate::backend::{Backend, BackendError, CaseSetup, Review};
 use crate::scenario::{Scenario, parse_hresult};
 use crate::script::{self, Grade, ScriptRun, StepOutcome};
 use std::collections::BTreeMap;
@@ -445,8 +445,12 @@ pub fn grade(
             unobserved(sc, r).unwrap_or(f)
         };
     }
+    let note = b.review().map(|r| reviewed(&mut finding, r, sc));
     if finding.verdict == Verdict::Pass {
         finding.detail = pass_detail(sc);
+        if let Some(n) = note {
+            finding.detail.push_str(&format!(" ({n})"));
+        }
         if opts.keep_timeline {
             record.timeline.truncate(opts.timeline_cap);
         } else {
@@ -458,6 +462,38 @@ pub fn grade(
         clause_hits,
         cell_hits,
     }
+}
+
+/// Applies a backend's [`Review`] (the evidence besides its run) to the
+/// run's finding: an imposed *unimplemented* or *violation* replaces it, an
+/// imposed *lenient* replaces a *pass*; returns the note a *pass* keeps.
+fn reviewed(f: &mut Finding, r: Review, sc: &Scenario) -> String {
+    if f.verdict == Verdict::Unimplemented {
+        return r.note;
+    }
+    match r.verdict {
+        Some(v @ (Verdict::Unimplemented | Verdict::Violation)) => {
+            f.divergence = (v == Verdict::Violation).then(|| Divergence {
+                seq: 0,
+                clause: r.clause.clone().or_else(|| sc.clauses.first().cloned()),
+                expected: "a server answer the model allows".into(),
+                actual: r.note.clone(),
+            });
+            *f = Finding {
+                verdict: v,
+                detail: r.note.clone(),
+                divergence: f.divergence.take(),
+            };
+        }
+        Some(Verdict::Lenient) if f.verdict == Verdict::Pass => {
+            *f = Finding::of(Verdict::Lenient, r.note.clone());
+        }
+        _ if f.verdict != Verdict::Pass => {
+            f.detail.push_str(&format!(" ({})", r.note));
+        }
+        _ => {}
+    }
+    r.note
 }
 
 /// For a backend that does not observe the server half (its clause hits,

@@ -63,6 +63,8 @@ pub struct RunConfig {
     pub workers: usize,
     pub case: CaseOptions,
     pub deviations_dir: Option<std::path::PathBuf>,
+    /// The replay backend's recordings (`--recording DIR`).
+    pub recording: Option<std::path::PathBuf>,
 }
 
 /// The jobs of a plan, in merge order.
@@ -102,7 +104,7 @@ pub fn run(cases: &[Scenario], plan: &RunConfig) -> Result<RunReport, String> {
                     };
                     let sc = &cases[*ci];
                     if !bk.contains_key(b) {
-                        match backends::by_name(b) {
+                        match backends::configured(b, plan.recording.as_deref()) {
                             Ok(x) => {
                                 bk.insert(b.clone(), x);
                             }
@@ -113,7 +115,7 @@ pub fn run(cases: &[Scenario], plan: &RunConfig) -> Result<RunReport, String> {
                             }
                         }
                     }
-                    let predicted = if b == "model" || sc.client.is_some() {
+                    let predicted = if b == "model" || b == "replay" || sc.client.is_some() {
                         Vec::new()
                     } else {
                         predictions
@@ -166,6 +168,11 @@ fn assemble(
                 .or_default() += v;
         }
         let mut r = g.result;
+        if r.backend == "replay"
+            && let Some(d) = &plan.recording
+        {
+            r.repro.push_str(&format!(" --recording '{}'", d.display()));
+        }
         if let Some(d) = devs
             .get(&r.backend)
             .and_then(|v| v.iter().find(|d| d.case == r.case))
@@ -192,7 +199,7 @@ fn assemble(
         .backends
         .iter()
         .map(|b| {
-            let info = backends::by_name(b).map(|x| x.info());
+            let info = backends::configured(b, plan.recording.as_deref()).map(|x| x.info());
             BackendInfo {
                 name: b.clone(),
                 description: info

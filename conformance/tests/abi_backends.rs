@@ -81,6 +81,7 @@ fn abi_backends_match_the_model_on_a_subset() {
         workers: 2,
         case: CaseOptions::default(),
         deviations_dir: None,
+        recording: None,
     };
     let report = runner::run(&cases, &plan).expect("runner");
     let mut diffs = Vec::new();

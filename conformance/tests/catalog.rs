@@ -22,6 +22,7 @@ fn catalog_passes_on_model() {
         workers: 2,
         case: CaseOptions::default(),
         deviations_dir: Some(scenario::default_dir().parent().unwrap().join("deviations")),
+        recording: None,
     };
     let report = runner::run(&cases, &plan).expect("runner");
     let bad: Vec<String> = report

@@ -132,7 +132,7 @@ fn a_client_backs_up_through_the_tcp_bridge() {
     let (sql, st, err, size) = run(true, "bridged");
     assert!(
         sql.status.success(),
-        "sqlcmd: {}",
+        "sqlcmd: {} client: {err}",
         String::from_utf8_lossy(&sql.stdout)
     );
     assert!(st.success(), "the client failed through the bridge: {err}");
