@@ -674,8 +674,9 @@ fn a_closed_pipe_ends_the_cli_quietly() {
 
 // ----- the sqlserver backend's configuration --------------------------------------------
 
-/// `--backend sqlserver` without a server, with a bad server clock, or
-/// `--login` without `--sql-server`: an error that says what to give,
+/// `--backend sqlserver` without a server, with a bad server clock, with a
+/// server that cannot be reached, or `--login` without `--sql-server`: an
+/// error that says what to give,
 /// before any case runs (exit 2).
 #[test]
 fn sqlserver_backend_configuration_errors() {
@@ -721,6 +722,17 @@ fn sqlserver_backend_configuration_errors() {
     );
     assert_eq!(code, Some(2));
     assert!(err.contains("not a TCP port"), "{err}");
+    // Nothing listens there: an error before any case runs, not a run of
+    // cases all unimplemented.
+    let (code, err) = run(
+        &["--backend", "sqlserver", "--sql-server", "tcp:127.0.0.1,1"],
+        None,
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("cannot reach SQL Server at 127.0.0.1:1") && err.contains("--sql-server"),
+        "{err}"
+    );
     let (code, err) = run(&["--backend", "model", "--login", "sa:x"], None);
     assert_eq!(code, Some(2));
     assert!(err.contains("give --sql-server"), "{err}");

@@ -56,7 +56,7 @@ pub use super::tds_control::{
 
 use super::abi::{self, AbiDriver};
 use super::linux_abi::LinuxAbi;
-use super::tds_control::{Tds, server_scale, unstageable_setup};
+use super::tds_control::{Tds, connect, server_scale, unstageable_setup};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::ffi::{CString, c_char};
 use std::path::PathBuf;
@@ -141,10 +141,31 @@ impl SqlServerBackend {
 
     /// [`SqlServerBackend::new`], or why it cannot run: no endpoint, or a
     /// bad `$VDISIM_SQLSERVER_TIME_SCALE` (said before any case runs).
+    ///
+    /// The server is reached once here, too: one that cannot be reached (or
+    /// a stand-in with no `vdisim serve` behind it) would leave every case
+    /// unimplemented, a run that proves nothing, so it is an error.
     pub fn configured() -> Result<SqlServerBackend, BackendError> {
         let b = SqlServerBackend::new();
-        b.tds.endpoint()?;
+        let e = b.tds.endpoint()?;
         b.scale.clone()?;
+        drop(connect(&e).map_err(|err| match err {
+            BackendError::Failed(m) => BackendError::Failed(format!(
+                "{m} (check --sql-server / {ENV_SQLSERVER} and --login)"
+            )),
+            other => other,
+        })?);
+        if b.tds.standin {
+            let sock = serve_socket();
+            vdi_host::remote::control::Control::connect(&sock, "sqlserver backend").map_err(
+                |err| {
+                    BackendError::Failed(format!(
+                        "the stand-in libsqlvdi.so finds no vdisim serve at {} ({err}): set VDISIM_SERVER to the socket of the vdisim serve behind the TDS endpoint (it prints it at start), or VDISIM_LIBSQLVDI to the server's own library",
+                        sock.display()
+                    ))
+                },
+            )?;
+        }
         Ok(b)
     }
 

@@ -170,7 +170,7 @@ pub(crate) fn endpoint() -> Result<Endpoint, BackendError> {
     parse_endpoint(&s).map_err(|e| BackendError::Failed(format!("{ENV_SQLSERVER}: {e}")))
 }
 
-fn connect(e: &Endpoint) -> Result<Client, BackendError> {
+pub(crate) fn connect(e: &Endpoint) -> Result<Client, BackendError> {
     let o = Options {
         user: e.user.clone(),
         password: e.password.clone(),
@@ -276,7 +276,7 @@ struct TdsState {
 pub(crate) struct Tds {
     endpoint: Result<Endpoint, BackendError>,
     /// The library is the stand-in: a `vdisim serve` socket answers Status.
-    standin: bool,
+    pub(crate) standin: bool,
     t0: Mutex<Instant>,
     st: Mutex<TdsState>,
     /// The next statement's connection, being made.

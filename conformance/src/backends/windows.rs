@@ -212,13 +212,22 @@ impl WindowsBackend {
         }
     }
 
-    /// [`WindowsBackend::new`], or why it cannot run: a SQL Server given
-    /// in a form that does not parse (said before any case runs).
+    /// [`WindowsBackend::new`], or why it cannot run (said before any case
+    /// runs): a SQL Server given in a form that does not parse, or that
+    /// cannot be reached (every case would be unimplemented, a run that
+    /// proves nothing), or clocks that differ.
     pub fn configured() -> Result<WindowsBackend, BackendError> {
         let b = WindowsBackend::new();
         if let Some(t) = &b.tds {
-            t.endpoint()?;
+            let e = t.endpoint()?;
             b.scale.clone()?;
+            drop(tds_control::connect(&e).map_err(|err| match err {
+                BackendError::Failed(m) => BackendError::Failed(format!(
+                    "{m} (check --sql-server / {} and --login)",
+                    tds_control::ENV_SQLSERVER
+                )),
+                other => other,
+            })?);
         }
         Ok(b)
     }

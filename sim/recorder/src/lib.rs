@@ -8,6 +8,13 @@
 //! judge` checks a recording against the specification. The format, its
 //! version and an example are in `docs/RECORDING.md`.
 //!
+//! On Windows the same crate builds `sqlvdi_record.dll`: an in-process
+//! COM server registered over `CLSID_MSSQL_ClientVirtualDeviceSet` whose
+//! objects wrap the real DLL's and record every call in the same format
+//! (`windows.rs`; docs/RECORDING.md §6). The variables below are the same
+//! there, with Windows paths (`VDISIM_RECORD_REAL` the real DLL's full
+//! path, loaded with `LoadLibraryW`).
+//!
 //! # Variables
 //!
 //! Read once, at the first call:
@@ -55,8 +62,10 @@ pub mod digest;
 mod linux;
 #[cfg(unix)]
 mod real;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod record;
+#[cfg(windows)]
+mod windows;
 
 /// The recording format version the library writes (docs/RECORDING.md).
 pub const FORMAT_VERSION: u32 = 1;

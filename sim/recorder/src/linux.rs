@@ -10,11 +10,9 @@
 // `c_long` / `c_ulong` widen to i64 / u64 on Linux already.
 #![allow(clippy::useless_conversion)]
 
-use crate::DIGEST_BYTES_MAX;
-use crate::digest::{fnv4x64, fnv4x64_sample};
 use crate::real::{Real, real};
 use crate::record::{
-    Call, Digest, Recorder, field_cmd, field_config, field_num, field_ret, field_set, field_str,
+    Call, digest_of, field_cmd, field_config, field_num, field_ret, field_set, field_str,
     read_name, recorder,
 };
 use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
@@ -46,23 +44,6 @@ unsafe fn field_name(l: &mut String, p: *const c_char) -> String {
             String::new()
         }
     }
-}
-
-/// The digest of `len` bytes at `buf`, when digests are on and the bytes
-/// are within bounds.
-///
-/// # Safety
-/// `buf` must be null or point to `len` readable bytes.
-unsafe fn digest_of(r: &Recorder, buf: *const u8, len: usize) -> Option<u64> {
-    if r.digest == Digest::None || buf.is_null() || len > DIGEST_BYTES_MAX {
-        return None;
-    }
-    // SAFETY: per the caller.
-    let data = unsafe { std::slice::from_raw_parts(buf, len) };
-    Some(match r.digest {
-        Digest::Sample => fnv4x64_sample(data),
-        _ => fnv4x64(data),
-    })
 }
 
 // ----- ClientVirtualDeviceSet ------------------------------------------------------------

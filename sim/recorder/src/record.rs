@@ -3,7 +3,11 @@
 //! command blocks delivered and not yet completed) and the file the lines
 //! go to.
 
-use crate::{ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION, NAME_RECORDED_MAX};
+use crate::digest::{fnv4x64, fnv4x64_sample};
+use crate::{
+    DIGEST_BYTES_MAX, ENV_DIGEST, ENV_FILE, ENV_FLUSH, FORMAT_NAME, FORMAT_VERSION,
+    NAME_RECORDED_MAX,
+};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
@@ -386,17 +390,37 @@ impl Call {
     }
 }
 
+/// The operating system's id of the calling thread (`gettid` on Linux,
+/// `GetCurrentThreadId` on Windows).
 fn os_tid() -> i64 {
     thread_local! {
-        // SAFETY: gettid has no preconditions.
-        static TID: i64 = i64::from(unsafe { libc_gettid() });
+        static TID: i64 = sys_tid();
     }
     TID.with(|t| *t)
 }
 
+#[cfg(unix)]
+fn sys_tid() -> i64 {
+    // SAFETY: gettid has no preconditions.
+    i64::from(unsafe { libc_gettid() })
+}
+
+#[cfg(windows)]
+fn sys_tid() -> i64 {
+    // SAFETY: GetCurrentThreadId has no preconditions.
+    i64::from(unsafe { windows_sys::Win32::System::Threading::GetCurrentThreadId() })
+}
+
+#[cfg(unix)]
 unsafe extern "C" {
     #[link_name = "gettid"]
     fn libc_gettid() -> i32;
+}
+
+// The C library's `atexit`: on Linux run at `exit`; in a Windows DLL
+// (mingw-w64's DLL start-up code) run when the DLL is detached from the
+// process, which `ExitProcess` does too.
+unsafe extern "C" {
     fn atexit(f: extern "C" fn()) -> std::ffi::c_int;
 }
 
@@ -516,4 +540,105 @@ pub unsafe fn read_name(p: *const std::ffi::c_char) -> Option<(String, bool)> {
     }
     v.truncate(NAME_RECORDED_MAX);
     Some((String::from_utf8_lossy(&v).into_owned(), true))
+}
+
+/// The digest of `len` bytes at `buf`, when digests are on and the bytes
+/// are within bounds.
+///
+/// # Safety
+/// `buf` must be null or point to `len` readable bytes.
+pub unsafe fn digest_of(r: &Recorder, buf: *const u8, len: usize) -> Option<u64> {
+    if r.digest == Digest::None || buf.is_null() || len > DIGEST_BYTES_MAX {
+        return None;
+    }
+    // SAFETY: per the caller.
+    let data = unsafe { std::slice::from_raw_parts(buf, len) };
+    Some(match r.digest {
+        Digest::Sample => fnv4x64_sample(data),
+        _ => fnv4x64(data),
+    })
+}
+
+/// A NUL-terminated UTF-16 name as the program passed it (Windows): the
+/// text as UTF-8 (unpaired surrogates replaced by U+FFFD) and whether it
+/// was cut at [`NAME_RECORDED_MAX`] units.
+///
+/// # Safety
+/// `p` must be null or a NUL-terminated UTF-16 string (what the real
+/// library requires of the program too); at most `NAME_RECORDED_MAX + 1`
+/// units are read, stopping at the NUL.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub unsafe fn read_wide_name(p: *const u16) -> Option<(String, bool)> {
+    if p.is_null() {
+        return None;
+    }
+    let mut v = Vec::new();
+    for i in 0..=NAME_RECORDED_MAX {
+        // SAFETY: within the NUL-terminated string (caller), stopping at
+        // its NUL.
+        let u = unsafe { p.add(i).read_unaligned() };
+        if u == 0 {
+            return Some((String::from_utf16_lossy(&v), false));
+        }
+        v.push(u);
+    }
+    v.truncate(NAME_RECORDED_MAX);
+    Some((String::from_utf16_lossy(&v), true))
+}
+
+/// A Windows `DWORD` timeout as the format records it: ms, with
+/// `INFINITE` as -1 (a negative timeout waits forever, as on Linux).
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn dword_timeout_ms(t: u32) -> i64 {
+    if t == vdi_spec::abi::INFINITE {
+        -1
+    } else {
+        i64::from(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wide(s: &str) -> Vec<u16> {
+        s.encode_utf16().chain(std::iter::once(0)).collect()
+    }
+
+    #[test]
+    fn wide_names_are_recorded_as_utf8() {
+        let w = wide("nightly-é-\u{1F600}");
+        // SAFETY: a NUL-terminated UTF-16 string.
+        let got = unsafe { read_wide_name(w.as_ptr()) };
+        assert_eq!(got, Some(("nightly-é-\u{1F600}".to_string(), false)));
+        // SAFETY: null is allowed.
+        assert_eq!(unsafe { read_wide_name(std::ptr::null()) }, None);
+        // An unpaired surrogate becomes U+FFFD, the rest is kept.
+        let bad = [0x61, 0xD800, 0x62, 0];
+        // SAFETY: NUL-terminated.
+        let got = unsafe { read_wide_name(bad.as_ptr()) };
+        assert_eq!(got, Some(("a\u{FFFD}b".to_string(), false)));
+    }
+
+    #[test]
+    fn long_wide_names_are_cut_and_flagged() {
+        let long = "x".repeat(NAME_RECORDED_MAX + 10);
+        let w = wide(&long);
+        // SAFETY: NUL-terminated.
+        let (n, cut) = unsafe { read_wide_name(w.as_ptr()) }.unwrap();
+        assert!(cut);
+        assert_eq!(n.len(), NAME_RECORDED_MAX);
+        let exact = wide(&"y".repeat(NAME_RECORDED_MAX));
+        // SAFETY: NUL-terminated.
+        let (n, cut) = unsafe { read_wide_name(exact.as_ptr()) }.unwrap();
+        assert!(!cut);
+        assert_eq!(n.len(), NAME_RECORDED_MAX);
+    }
+
+    #[test]
+    fn infinite_dword_timeouts_are_recorded_as_negative() {
+        assert_eq!(dword_timeout_ms(vdi_spec::abi::INFINITE), -1);
+        assert_eq!(dword_timeout_ms(10_000), 10_000);
+        assert_eq!(dword_timeout_ms(0), 0);
+    }
 }

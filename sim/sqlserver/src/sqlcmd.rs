@@ -527,11 +527,17 @@ impl Session<'_> {
     /// Reports `e` as sqlcmd does; says whether the run goes on.
     fn exec_error(&mut self, e: &ExecError) -> Flow {
         let lines: &[&str] = match e {
-            ExecError::Connect { .. } => {
+            ExecError::Connect { server, .. } => {
                 let _ = writeln!(self.err, "{ODBC}{e}.");
-                &[
-                    "vdisim plays the server: start `vdisim serve`, or set VDISIM_SERVER to the address of a running one.",
-                ]
+                // The hint is for vdisim's own socket; a TDS server (-S
+                // tcp:HOST,PORT or HOST,PORT) answered or refused for itself.
+                if server.starts_with("tcp:") || server.contains(',') {
+                    &[]
+                } else {
+                    &[
+                        "vdisim plays the server: start `vdisim serve`, or set VDISIM_SERVER to the address of a running one.",
+                    ]
+                }
             }
             ExecError::Lost(_) => &[
                 "TCP Provider: An existing connection was forcibly closed by the remote host.",

@@ -22,7 +22,8 @@ struct Fake {
     calls: Vec<(String, Option<String>, u32)>,
     /// The timeout each call was given.
     timeouts: Vec<Option<Duration>>,
-    refuse_connect: bool,
+    /// Refuses to connect, as the server named here.
+    refuse_connect: Option<&'static str>,
     /// The call (0-based) that fails, and how: the batch counts as sent.
     fail_at: Option<(usize, ExecError)>,
 }
@@ -70,9 +71,9 @@ fn outcome(s: &Statement, line: u32) -> Vec<ServerMessage> {
 
 impl Executor for Fake {
     fn connect(&mut self, _database: Option<&str>) -> Result<(), ExecError> {
-        if self.refuse_connect {
+        if let Some(server) = self.refuse_connect {
             return Err(ExecError::Connect {
-                server: "localhost".into(),
+                server: server.into(),
                 reason: "connection refused".into(),
             });
         }
@@ -420,7 +421,7 @@ fn redirect_sends_messages_to_stderr() {
 #[test]
 fn connection_errors() {
     let fake = Fake {
-        refuse_connect: true,
+        refuse_connect: Some("localhost"),
         ..Fake::default()
     };
     let r = run_with(&["-Q", OK_BACKUP], "", fake);
@@ -429,6 +430,23 @@ fn connection_errors() {
     assert!(r.err.starts_with("Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : cannot connect to server 'localhost': connection refused.\n"), "{}", r.err);
     assert!(r.err.contains("start `vdisim serve`, or set VDISIM_SERVER"));
     assert!(r.fake.calls.is_empty());
+    // A TDS server refused for itself (a failed login): no hint about
+    // vdisim's socket.
+    for server in ["tcp:127.0.0.1,1433", "db.example,1433"] {
+        let fake = Fake {
+            refuse_connect: Some(server),
+            ..Fake::default()
+        };
+        let r = run_with(&["-Q", OK_BACKUP], "", fake);
+        assert_eq!(r.code, 1);
+        assert!(
+            r.err
+                .contains(&format!("cannot connect to server '{server}'")),
+            "{}",
+            r.err
+        );
+        assert!(!r.err.contains("vdisim serve"), "{}", r.err);
+    }
 }
 
 const LOST_LINES: &str = "Sqlcmd: Error: Microsoft ODBC Driver 18 for SQL Server : TCP Provider: An existing connection was forcibly closed by the remote host.\n\
