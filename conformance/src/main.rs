@@ -71,12 +71,12 @@ enum Cmd {
         /// Worker threads (default: every core).
         #[arg(long)]
         jobs: Option<usize>,
-        /// The SQL Server the `sqlserver` backend drives over TDS:
-        /// tcp:HOST,PORT (default: $VDISIM_SQLSERVER, which may also be an
-        /// ADO.NET string).
+        /// The SQL Server the `sqlserver` backend (and the `windows`
+        /// backend, when given) drives over TDS: tcp:HOST,PORT (default:
+        /// $VDISIM_SQLSERVER, which may also be an ADO.NET string).
         #[arg(long, value_name = "tcp:HOST,PORT")]
         sql_server: Option<String>,
-        /// The `sqlserver` backend's login, NAME:PASSWORD (default sa:vdisim,
+        /// The login for --sql-server, NAME:PASSWORD (default sa:vdisim,
         /// vdisim serve's default login).
         #[arg(long, value_name = "NAME:PASSWORD")]
         login: Option<String>,
@@ -328,10 +328,7 @@ fn run(cli: Cli) -> Result<u8> {
             login,
             recording,
         } => {
-            #[cfg(unix)]
             configure_sql_server(sql_server.as_deref(), login.as_deref())?;
-            #[cfg(not(unix))]
-            let _ = (sql_server, login);
             let (o, _) = commands::run_with(
                 &dir,
                 &backend,
@@ -393,13 +390,14 @@ fn client_test(a: &vdi_conformance::client_test::ClientTestArgs) -> Result<u8> {
     Ok(if s.failed() { 1 } else { 0 })
 }
 
-/// `--sql-server` and `--login` for the `sqlserver` backend.
-#[cfg(unix)]
+/// `--sql-server` and `--login` for the `sqlserver` and `windows` backends.
 fn configure_sql_server(server: Option<&str>, login: Option<&str>) -> Result<()> {
-    use vdi_conformance::backends::sqlserver;
+    use vdi_conformance::backends::tds_control as sqlserver;
     let Some(server) = server else {
         if login.is_some() {
-            bail!("--login is the sqlserver backend's: give --sql-server tcp:HOST,PORT too");
+            bail!(
+                "--login is for the SQL Server --sql-server names: give --sql-server tcp:HOST,PORT too"
+            );
         }
         return Ok(());
     };

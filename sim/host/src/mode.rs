@@ -70,6 +70,14 @@ pub struct ModeError {
 
 static MODE: OnceLock<Mode> = OnceLock::new();
 static CLIENT_ENV: OnceLock<ClientEnv> = OnceLock::new();
+static SERVE_TALLY: OnceLock<Arc<crate::runtime::Tally>> = OnceLock::new();
+
+/// The clauses the client half of sets connected to a `vdisim serve`
+/// (no harness case) has cited since the last take: what a harness reads
+/// when the statements go to the server by another path (over TDS).
+pub fn serve_tally() -> Arc<crate::runtime::Tally> {
+    SERVE_TALLY.get_or_init(Arc::default).clone()
+}
 
 /// The process's mode, decided from the environment if nothing decided it
 /// before.
@@ -145,7 +153,7 @@ impl Mode {
                     .unwrap_or_else(|| Arc::new(Profile::default())),
                 connector_of(r),
                 env.scale,
-                None,
+                Some(serve_tally()),
             ),
             Mode::Cases(c) => (
                 c.profile().unwrap_or_default(),

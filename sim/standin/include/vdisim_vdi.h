@@ -434,6 +434,10 @@ int32_t vdisim_harness_finish(char *json, size_t len, size_t *needed);
 int32_t vdisim_harness_client_death(void);
 /* Virtual ms since the case started (negative: no case). */
 int64_t vdisim_harness_now_ms(void);
+/* The clauses the client half of sets connected to a `vdisim serve` (no
+ * harness case) has cited since the last read, as JSON {"clause": count};
+ * cleared once read whole. 0, or -4 with *needed set when buf is too small. */
+int32_t vdisim_client_tally(char *buf, size_t len, size_t *needed);
 
 /* Names the socket of a `vdisim serve` process: every set object created
  * afterwards connects to it, and the vdisim_harness_* functions drive a case

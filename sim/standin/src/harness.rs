@@ -293,5 +293,42 @@ pub unsafe extern "C" fn vdisim_use_server(path: *const c_char) -> i32 {
     })
 }
 
+/// The clauses the client half of this process's sets connected to a
+/// `vdisim serve` (no harness case: `VDISIM_SERVER`) has cited since the
+/// last read, as JSON (`{"clause.id": count, ...}`), for a harness whose
+/// statements go to the server over TDS. Returns [`OK`] and clears the
+/// counts once read whole; [`ERR_BUFFER`] (with `needed` set) when `buf`
+/// is too small, the counts kept for the next read.
+///
+/// # Safety
+/// `buf` must be null or hold `len` writable bytes; `needed` null or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vdisim_client_tally(
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> i32 {
+    guard(|| {
+        let mut last = LAST_TALLY.lock().unwrap_or_else(|e| e.into_inner());
+        let text = match last.take() {
+            Some(t) => t,
+            None => {
+                let counts = vdi_host::mode::serve_tally().take();
+                serde_json::to_string(&counts).unwrap_or_default()
+            }
+        };
+        // SAFETY: forwarded from the caller.
+        let w = unsafe { write_out(&text, buf, len, needed) };
+        if w != OK {
+            *last = Some(text);
+        }
+        w
+    })
+}
+
+/// Client tally JSON not yet read whole.
+static LAST_TALLY: Mutex<Option<String>> = Mutex::new(None);
+
 /// The finished case's JSON, kept until it has been read whole.
 static LAST_OBSERVATION: Mutex<Option<String>> = Mutex::new(None);

@@ -75,6 +75,10 @@ pub struct AbiDriver {
     pub(super) new_backups: Vec<BackupRecord>,
     /// Statements go here instead of the library's harness.
     pub(super) control: Option<Arc<dyn StatementControl>>,
+    /// The clock of a library without harness symbols, when it is not real
+    /// time: a client of a server whose clock is scaled (see
+    /// [`AbiDriver::set_library_scale`]).
+    library_scale: Option<u32>,
 }
 
 impl AbiDriver {
@@ -93,7 +97,16 @@ impl AbiDriver {
             scale: 1,
             new_backups: Vec::new(),
             control: None,
+            library_scale: None,
         }
+    }
+
+    /// The library (without harness symbols) runs its clock at `scale`
+    /// virtual ms per real ms: the stand-in told so by `VDISIM_TIME_SCALE`,
+    /// a client of a `vdisim serve --time-scale` of the same scale. Sleeps
+    /// and statement waits are then scaled too.
+    pub fn set_library_scale(&mut self, scale: u32) {
+        self.library_scale = Some(scale.max(1));
     }
 
     /// Sends statements (and waits for their outcomes) through `c` instead
@@ -207,11 +220,12 @@ impl AbiDriver {
         // on a scheduler step has no real counterpart.
         self.unsupported = client_faults::unstageable(&setup.faults);
         // Only the stand-in's harness scales the library's clock: a real
-        // library (no harness symbols) runs in real time.
+        // library (no harness symbols) runs in real time, unless the
+        // backend says it runs another (`set_library_scale`).
         self.scale = if self.shared.abi.harness().is_some() {
             setup.time_scale.max(1)
         } else {
-            1
+            self.library_scale.unwrap_or(1)
         };
         if let Some(h) = self.shared.abi.harness() {
             h.reset(setup)?;
