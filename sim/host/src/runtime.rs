@@ -119,6 +119,21 @@ pub trait Connector: Send + Sync {
     ) -> Result<Connection, NameInUse> {
         Ok(self.connect(runtime, set))
     }
+
+    /// Joins the live set `name` of another process as a secondary
+    /// (`OpenInSecondary` in a process where no set exists): `prepare`
+    /// creates the local half with the primary's configuration and returns
+    /// its incarnation, before any message of the set is delivered. Only a
+    /// server that many processes share can; the others answer
+    /// VD_E_PROTOCOL (the set "has not been created" in this process).
+    fn connect_secondary(
+        &self,
+        _runtime: Weak<SetRuntime>,
+        _name: &str,
+        _prepare: &mut dyn FnMut(VdConfig) -> Option<u32>,
+    ) -> Result<Connection, Hresult> {
+        Err(Hresult::VD_E_PROTOCOL)
+    }
 }
 
 /// The server refused a new set's name: a live set in another process has
@@ -613,10 +628,12 @@ impl SetRuntime {
         r
     }
 
-    /// `OpenInSecondary(Ex)` as secondary `secondary` of this set.
-    pub fn open_in_secondary(&self, secondary: u32, name: &str) -> Ret<()> {
+    /// `OpenInSecondary(Ex)` as secondary `secondary`: of this object's set
+    /// when it has one, else of another process's set through the server
+    /// ([`Connector::connect_secondary`], `runtime/secondary.rs`).
+    pub fn open_in_secondary(self: &Arc<Self>, secondary: u32, name: &str) -> Ret<()> {
         let began = self.began();
-        let r = self.counted(self.with(|g| g.client.open_in_secondary(secondary, name)));
+        let r = self.counted(self.open_in_secondary_inner(secondary, name));
         if let Some(b) = began {
             let args = Args {
                 name: Some(name.to_string()),
@@ -949,5 +966,6 @@ impl SetRuntime {
     }
 }
 
+mod secondary;
 #[cfg(all(test, not(loom)))]
 mod tests;
