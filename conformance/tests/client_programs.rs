@@ -418,6 +418,37 @@ fn c_client_with_a_secondary_process_backs_up_and_restores() {
     roundtrip_split(Lang::C, &exe, &serve, &scratch, 2, 1);
 }
 
+/// A secondary of a set that is not live on the server: OpenInSecondaryEx
+/// answers VD_E_PROTOCOL (the set "has not been created"), the library says
+/// why, and the program fails without touching another set.
+#[test]
+fn a_secondary_of_no_live_set_is_refused() {
+    let Some(exe) = program(Lang::C, None) else {
+        return;
+    };
+    let scratch = Scratch::new("c2-none");
+    let serve = Serve::start(&scratch.0, None);
+    let media = scratch.0.join("media-none");
+    let mut c = Command::new(&exe);
+    c.args(["--secondary", "backup", "no-such-set", "1", "2"])
+        .arg(&media)
+        .env("VDISIM_SERVER", &serve.sock)
+        .env_remove("VDISIM_PLAN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (st, out, err) = run_sqlcmd_mode(c);
+    assert_eq!(st.code(), Some(1), "the secondary fails: {err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("OpenInSecondaryEx 'no-such-set' = VD_E_PROTOCOL"),
+        "{err}"
+    );
+    assert!(err.contains("no live set named 'no-such-set'"), "{err}");
+    let status = serve.status();
+    assert_eq!(status["sets"].as_array().unwrap().len(), 0, "{status}");
+}
+
 #[test]
 fn cpp_client_in_sqlcmd_mode_backs_up_and_restores() {
     let Some(exe) = program(Lang::Cpp, None) else {

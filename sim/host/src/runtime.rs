@@ -598,6 +598,7 @@ impl SetRuntime {
     /// `Close`. Wakes every blocked call (they then see the set gone).
     pub fn close(&self) -> Ret<()> {
         let began = self.began();
+        self.settle_shared_close();
         let r = self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)));
         if let Some(b) = began {
             self.log_set_call(b, Api::Close, Args::default(), &r, None);

@@ -11,12 +11,18 @@
 
 use super::{ProcessNamespace, SetRuntime};
 use std::sync::Arc;
-use vdi_model::client::Ret;
+use vdi_model::client::{Blocking, Ret};
 use vdi_model::msg::Timeout;
 use vdi_spec::{ClientState, Hresult, id};
 
 /// How long the replayed configuration may take to arrive after the join.
 pub const JOIN_TIMEOUT_MS: u64 = 5_000;
+
+/// How long a Close in a set shared by several processes waits for the
+/// server's CloseDevice of the other processes' devices, once this
+/// process's own devices are done (the relay may lag behind the other
+/// process; real VDI shares the set's memory and has no such lag).
+pub const SHARED_CLOSE_SETTLE_MS: u64 = 2_000;
 
 impl SetRuntime {
     /// A secondary process joined incarnation `incarnation` of this set
@@ -38,6 +44,28 @@ impl SetRuntime {
                 g.client.completed_elsewhere(dev, vdi_model::msg::CmdId(id));
             }
         });
+    }
+
+    /// Before a Close: in a shared set whose own devices are done, waits
+    /// (at most [`SHARED_CLOSE_SETTLE_MS`]) until the server's closing of
+    /// the other processes' devices has reached this process.
+    pub(super) fn settle_shared_close(&self) {
+        if !self.lock().client.shared_close_pending() {
+            // Not a shared set, or nothing to wait for: no clock read, no
+            // wake-up (a single-process set's Close is as it was).
+            return;
+        }
+        self.block_on(
+            Timeout::Ms(SHARED_CLOSE_SETTLE_MS),
+            |c| {
+                if c.shared_close_pending() {
+                    Blocking::Pending
+                } else {
+                    Blocking::Ready(())
+                }
+            },
+            |_| (),
+        );
     }
 
     /// [`SetRuntime::open_in_secondary`] without the call log.

@@ -41,4 +41,15 @@ impl ClientSet {
             .iter()
             .all(|d| d.close_seen || (!d.opened && d.server_closed))
     }
+
+    /// A Close now would find this process done (every device it opened
+    /// returned VD_E_CLOSE) but a device of another process not yet closed
+    /// by the server as this process has heard: the relay lags behind the
+    /// other process (the runtime waits a bounded time for it).
+    pub fn shared_close_pending(&self) -> bool {
+        self.shared
+            && self.state == vdi_spec::ClientState::Active
+            && self.devices.iter().all(|d| !d.opened || d.close_seen)
+            && !self.finished_here()
+    }
 }
