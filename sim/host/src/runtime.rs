@@ -231,6 +231,9 @@ struct Inner {
     /// The client process "died" (harness `client_death`): nothing from
     /// the server reaches the half any more.
     dead: bool,
+    /// The set is another process's, joined by OpenInSecondary: its name
+    /// is the primary's, never claimed or released here.
+    joined: bool,
 }
 
 /// What leaves the runtime for the server host, in order.
@@ -376,6 +379,7 @@ impl SetRuntime {
                 mods_total: 0,
                 notes: VecDeque::new(),
                 dead: false,
+                joined: false,
             }),
             cond: Condvar::new(),
             clock: Clock::new(),
@@ -599,7 +603,7 @@ impl SetRuntime {
     pub fn close(&self) -> Ret<()> {
         let began = self.began();
         self.settle_shared_close();
-        let r = self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)));
+        let r = self.counted(self.with(|g| g.close()));
         if let Some(b) = began {
             self.log_set_call(b, Api::Close, Args::default(), &r, None);
         }
@@ -610,9 +614,7 @@ impl SetRuntime {
     /// was nothing to close. Logged as `Destroy` when it closes one.
     pub fn close_if_open(&self) -> Option<Ret<()>> {
         let began = self.began();
-        let r = self.with(|g| {
-            (g.client.state() != ClientState::Dne).then(|| g.client.close(&mut ProcessNamespace))
-        });
+        let r = self.with(|g| (g.client.state() != ClientState::Dne).then(|| g.close()));
         if let (Some(b), Some(r)) = (began, &r) {
             self.log_set_call(b, Api::Destroy, Args::default(), r, None);
         }
@@ -890,7 +892,9 @@ impl SetRuntime {
         g.dead = true;
         if g.client.state() != ClientState::Dne {
             let name = g.client.name().to_string();
-            ProcessNamespace.release(&name);
+            if !g.joined {
+                ProcessNamespace.release(&name);
+            }
             let t = g
                 .conn
                 .as_ref()

@@ -9,11 +9,11 @@
 //! (clause `open-in-secondary.ok`), and its death is not noticed by VDI
 //! (clause `abort.secondary-death-undetected`).
 
-use super::{ProcessNamespace, SetRuntime};
+use super::{Inner, ProcessNamespace, SetRuntime};
 use std::sync::Arc;
-use vdi_model::client::{Blocking, Ret};
+use vdi_model::client::{Blocking, Namespace, Ret};
 use vdi_model::msg::Timeout;
-use vdi_spec::{ClientState, Hresult, id};
+use vdi_spec::{ClientState, Hresult, VdConfig, id};
 
 /// How long the replayed configuration may take to arrive after the join.
 pub const JOIN_TIMEOUT_MS: u64 = 5_000;
@@ -23,6 +23,29 @@ pub const JOIN_TIMEOUT_MS: u64 = 5_000;
 /// process's own devices are done (the relay may lag behind the other
 /// process; real VDI shares the set's memory and has no such lag).
 pub const SHARED_CLOSE_SETTLE_MS: u64 = 2_000;
+
+/// The namespace of a secondary's view of a set: the name is the
+/// primary's (claimed in its process), so joining claims nothing and the
+/// secondary's Close releases nothing.
+struct Borrowed;
+
+impl Namespace for Borrowed {
+    fn claim(&mut self, _name: &str, _cfg: &VdConfig) -> bool {
+        true
+    }
+    fn release(&mut self, _name: &str) {}
+}
+
+impl Inner {
+    /// Close with the namespace this object's set belongs to.
+    pub(super) fn close(&mut self) -> Ret<()> {
+        if std::mem::take(&mut self.joined) {
+            self.client.close(&mut Borrowed)
+        } else {
+            self.client.close(&mut ProcessNamespace)
+        }
+    }
+}
 
 impl SetRuntime {
     /// A secondary process joined incarnation `incarnation` of this set
@@ -76,7 +99,7 @@ impl SetRuntime {
             self.finish(g);
             return r;
         }
-        let mut ns = ProcessNamespace;
+        let mut ns = Borrowed;
         let joined = self
             .connector
             .connect_secondary(Arc::downgrade(self), name, &mut |cfg| {
@@ -87,6 +110,7 @@ impl SetRuntime {
         let refused = match joined {
             Ok(c) => {
                 g.conn = Some(c);
+                g.joined = true;
                 None
             }
             Err(code) => Some(code),
