@@ -297,14 +297,30 @@ fn run_ready_line(
 /// One backup then the restore of the same files with `lang`'s correct
 /// program, checked against the server's status.
 fn roundtrip(lang: Lang, exe: &Path, serve: &Serve, scratch: &Scratch, devices: u32) {
-    let tag = format!("{lang:?}-{devices}").to_lowercase();
+    roundtrip_split(lang, exe, serve, scratch, devices, 0);
+}
+
+/// [`roundtrip`] with the last `secondary` devices served by a secondary
+/// process of the program (`VDICLIENT_SECONDARY`; 0: one process).
+fn roundtrip_split(
+    lang: Lang,
+    exe: &Path,
+    serve: &Serve,
+    scratch: &Scratch,
+    devices: u32,
+    secondary: u32,
+) {
+    let tag = format!("{lang:?}-{devices}-{secondary}").to_lowercase();
     let file = scratch.0.join(format!("media-{tag}"));
     let before = serve.database("sales");
     let backups_before = serve.status()["backups"].as_u64().unwrap();
     for op in [Op::Backup, Op::Restore] {
         // A set name per run, as products make one per operation.
         let set = format!("vdisim-{tag}-{}", op.as_str());
-        let c = client_command(exe, serve, scratch, op, &set, devices, &file);
+        let mut c = client_command(exe, serve, scratch, op, &set, devices, &file);
+        if secondary > 0 {
+            c.env("VDICLIENT_SECONDARY", secondary.to_string());
+        }
         let t0 = Instant::now();
         let (st, err) = match lang {
             Lang::C => {
@@ -328,6 +344,18 @@ fn roundtrip(lang: Lang, exe: &Path, serve: &Serve, scratch: &Scratch, devices: 
         );
         assert!(st.success(), "{lang:?} {} failed: {st}\n{err}", op.as_str());
         assert!(err.contains(&format!("{} succeeded", op.as_str())), "{err}");
+        if secondary > 0 {
+            let first = devices - secondary;
+            assert!(
+                err.contains(&format!("secondary process: devices {first}..")),
+                "the secondary process served the last devices:\n{err}"
+            );
+            assert_eq!(
+                err.matches(&format!("{} succeeded", op.as_str())).count(),
+                2,
+                "both processes succeeded:\n{err}"
+            );
+        }
         let status = serve.status();
         assert_eq!(
             status["sets"].as_array().unwrap().len(),
@@ -374,6 +402,51 @@ fn c_client_in_ready_line_mode_backs_up_and_restores() {
         roundtrip(Lang::C, &exe, &serve, &scratch, devices);
     }
     assert_eq!(serve.database("hr"), hr, "hr untouched");
+}
+
+/// Issue 17: a two-process client (the secondary joins the set with
+/// OpenInSecondaryEx through `vdisim serve` and maps the same shared
+/// buffers) backs up a striped database and restores it byte-identically.
+#[test]
+fn c_client_with_a_secondary_process_backs_up_and_restores() {
+    let Some(exe) = program(Lang::C, None) else {
+        return;
+    };
+    let scratch = Scratch::new("c2");
+    let serve = Serve::start(&scratch.0, None);
+    roundtrip_split(Lang::C, &exe, &serve, &scratch, 4, 2);
+    roundtrip_split(Lang::C, &exe, &serve, &scratch, 2, 1);
+}
+
+/// A secondary of a set that is not live on the server: OpenInSecondaryEx
+/// answers VD_E_PROTOCOL (the set "has not been created"), the library says
+/// why, and the program fails without touching another set.
+#[test]
+fn a_secondary_of_no_live_set_is_refused() {
+    let Some(exe) = program(Lang::C, None) else {
+        return;
+    };
+    let scratch = Scratch::new("c2-none");
+    let serve = Serve::start(&scratch.0, None);
+    let media = scratch.0.join("media-none");
+    let mut c = Command::new(&exe);
+    c.args(["--secondary", "backup", "no-such-set", "1", "2"])
+        .arg(&media)
+        .env("VDISIM_SERVER", &serve.sock)
+        .env_remove("VDISIM_PLAN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (st, out, err) = run_sqlcmd_mode(c);
+    assert_eq!(st.code(), Some(1), "the secondary fails: {err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("OpenInSecondaryEx 'no-such-set' = VD_E_PROTOCOL"),
+        "{err}"
+    );
+    assert!(err.contains("no live set named 'no-such-set'"), "{err}");
+    let status = serve.status();
+    assert_eq!(status["sets"].as_array().unwrap().len(), 0, "{status}");
 }
 
 #[test]

@@ -479,3 +479,70 @@ fn state_survives_a_restart_in_the_data_dir() {
     drop(b);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Clauses `open-in-secondary.ok` and `abort.secondary-death-undetected`
+/// through `vdisim serve`: a second set object (as a secondary process
+/// would) joins the live set by name, serves device 1 and dies holding a
+/// command. The server is told nothing: the set stays live and the
+/// statement keeps waiting until the primary aborts it.
+#[test]
+fn a_secondary_joins_by_name_and_its_death_goes_unnoticed() {
+    let s = server("secondary");
+    let primary = set_at(s.path());
+    // Before the set exists (or is configured) there is nothing to join.
+    let early = set_at(s.path());
+    assert_eq!(
+        early.open_in_secondary(1, "sec").code(),
+        Hresult::VD_E_PROTOCOL
+    );
+    assert_eq!(create(&primary, "sec", 2), Hresult::NOERROR);
+    let stmt = sql_async(
+        &s,
+        "BACKUP DATABASE sales TO VIRTUAL_DEVICE='sec', VIRTUAL_DEVICE='sec-dev1'".into(),
+    );
+    primary
+        .get_configuration(Timeout::Ms(20_000))
+        .result
+        .expect("configured");
+    let secondary = set_at(s.path());
+    assert_eq!(
+        secondary.open_in_secondary(1, "sec").code(),
+        Hresult::NOERROR
+    );
+    // A second OpenInSecondary on the same object: already open here.
+    assert_eq!(
+        secondary.open_in_secondary(1, "sec").code(),
+        Hresult::VD_E_PROTOCOL
+    );
+    let d1 = secondary
+        .open_device("sec-dev1")
+        .result
+        .expect("dev1 opens in the secondary");
+    let d0 = primary
+        .open_device("sec")
+        .result
+        .expect("dev0 opens in the primary");
+    // The secondary takes a command and dies with it.
+    let held = secondary.get_command(d1, Timeout::Ms(20_000)).result;
+    assert!(held.is_ok(), "the secondary got a command: {held:?}");
+    secondary.die();
+    // The primary serves device 0 for a while: the set stays live, the
+    // statement unfinished (nothing told the server of the death).
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_millis(300) {
+        if let Ok(c) = primary.get_command(d0, Timeout::Ms(50)).result {
+            let bytes = u64::from(c.size);
+            primary.complete_command(d0, &c, vdi_spec::Win32(0), bytes, c.position);
+        }
+    }
+    assert!(
+        !stmt.is_finished(),
+        "the statement still waits for device 1"
+    );
+    assert_eq!(s.status().sets, vec!["sec".to_string()], "the set is live");
+    // The primary, watching its secondary, aborts.
+    assert_eq!(primary.signal_abort().code(), Hresult::NOERROR);
+    let _ = primary.close();
+    let msgs = stmt.join().unwrap();
+    assert_eq!(msgs.last().unwrap().message.number, 3013, "{msgs:?}");
+}

@@ -32,6 +32,15 @@
  *                             (default 60000, polled 1000 ms at a time)
  *   VDICLIENT_IDLE_MS         give up (SignalAbort) after this long with no
  *                             command on a device (default 300000)
+ *
+ * Two processes (not on Windows): with VDICLIENT_SECONDARY=K (1..devices-1)
+ * the program serves its first devices itself and, once the set is
+ * configured, starts itself again as a secondary process
+ *   vdi_client --secondary <backup|restore> <device> <first> <devices> <file>
+ * which joins the set by name (OpenInSecondaryEx), opens and serves devices
+ * first..devices-1 (first = devices - K) with their media, Closes its view
+ * of the set and exits 0 only if each of its devices ended with VD_E_CLOSE.
+ * The primary waits for it: the operation succeeded only if both did.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -144,6 +153,8 @@ static const char *hr_name(HRESULT hr, char *buf, size_t len) {
 
 static int backup; /* 1: BACKUP (write the media), 0: RESTORE (read it) */
 static int ndev;
+static int first_dev;  /* the first device this process serves */
+static int local_devs; /* the devices this process serves: first_dev.. */
 static IClientVirtualDeviceSet2 *set;
 
 static DWORD env_ms(const char *name, DWORD dflt) {
@@ -333,9 +344,9 @@ static void device_ended(Device *d, HRESULT hr) {
      * (the first Flush of a backup, the last byte of a restore's media),
      * the set is closed at once, without waiting for VD_E_CLOSE. */
     pthread_mutex_lock(&mu);
-    int last = ++ended_count == ndev;
+    int last = ++ended_count == local_devs;
     int any_finished = 0;
-    for (int i = 0; i < ndev; i++)
+    for (int i = first_dev; i < first_dev + local_devs; i++)
         any_finished |= devs[i].finished;
     if (last && any_finished) {
         HRESULT c = set->lpVtbl->Close(set);
@@ -466,7 +477,7 @@ static int run_devices(const VDConfig *cfg) {
         signal_abort("wrong direction");
         return 0;
     }
-    for (int i = 0; i < ndev; i++) {
+    for (int i = first_dev; i < first_dev + local_devs; i++) {
         uint16_t *w = utf16(devs[i].name);
         HRESULT hr = w ? set->lpVtbl->OpenDevice(set, w, &devs[i].dev) : VD_E_MEMORY;
         free(w);
@@ -479,8 +490,9 @@ static int run_devices(const VDConfig *cfg) {
     }
     pthread_t threads[MAX_DEVICES];
     int started = 0;
-    for (; started < ndev; started++)
-        if (pthread_create(&threads[started], NULL, device_main, &devs[started]) != 0) {
+    for (; started < local_devs; started++)
+        if (pthread_create(&threads[started], NULL, device_main, &devs[first_dev + started]) !=
+            0) {
             say("cannot start a device thread");
             signal_abort("no thread");
             break;
@@ -488,8 +500,8 @@ static int run_devices(const VDConfig *cfg) {
     for (int i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
 
-    int ok = started == ndev;
-    for (int i = 0; i < ndev; i++) {
+    int ok = started == local_devs;
+    for (int i = first_dev; i < first_dev + local_devs; i++) {
         Device *d = &devs[i];
         say("dev%d '%s': %s after %lu commands, %llu bytes%s", i, d->name, HR(d->end), d->commands,
             (unsigned long long)d->offset, d->media_error ? ", media error" : "");
@@ -522,7 +534,154 @@ static int usage(void) {
     return 2;
 }
 
+/* Names device i of the set and opens its media. */
+static int open_medium(const char *setname, const char *file, int i) {
+    Device *d = &devs[i];
+    d->index = i;
+    d->name = malloc(strlen(setname) + 16);
+    d->path = malloc(strlen(file) + 16);
+    if (d->name == NULL || d->path == NULL)
+        return 0;
+    if (i == 0) {
+        strcpy(d->name, setname);
+        strcpy(d->path, file);
+    } else {
+        sprintf(d->name, "%s-dev%d", setname, i);
+        sprintf(d->path, "%s.%d", file, i);
+    }
+    d->fd = backup ? open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | OPEN_BINARY, 0644)
+                   : open(d->path, O_RDONLY | O_CLOEXEC | OPEN_BINARY);
+    if (d->fd < 0) {
+        say("cannot open %s: %s", d->path, strerror(errno));
+        return 0;
+    }
+    struct stat st;
+    if (!backup && fstat(d->fd, &st) == 0)
+        d->media_size = (uint64_t)st.st_size;
+    return 1;
+}
+
+/* Opens the media of devices [from, from + count). */
+static int open_media(const char *setname, const char *file, int from, int count) {
+    for (int i = from; i < from + count; i++) {
+        devs[i].fd = -1;
+        if (!open_medium(setname, file, i))
+            return 0;
+    }
+    return 1;
+}
+
+/* Closes this process's media (a backup's synced first) and releases its
+ * device objects; 0 if a backup's media could not be synced. */
+static int close_media(void) {
+    int ok = 1;
+    for (int i = first_dev; i < first_dev + local_devs; i++) {
+        if (devs[i].fd < 0)
+            continue;
+        if (backup && fsync(devs[i].fd) != 0 && errno != EINVAL)
+            ok = 0;
+        close(devs[i].fd);
+#ifndef FLAW_NO_CLOSE
+        if (devs[i].dev)
+            devs[i].dev->lpVtbl->Release(devs[i].dev);
+#endif
+    }
+    return ok;
+}
+
+#ifndef _WIN32
+#include <sys/wait.h>
+
+/* The secondary process: joins the set `setname` of the primary, serves
+ * devices first..ndev-1, Closes its view of the set. */
+static int secondary_main(int argc, char **argv) {
+    char *end;
+    if (argc != 7 || (strcmp(argv[2], "backup") != 0 && strcmp(argv[2], "restore") != 0))
+        return usage();
+    backup = strcmp(argv[2], "backup") == 0;
+    const char *setname = argv[3], *file = argv[6];
+    long first = strtol(argv[4], &end, 10);
+    if (*end != 0)
+        return usage();
+    long n = strtol(argv[5], &end, 10);
+    if (*end != 0 || n < 2 || n > MAX_DEVICES || first < 1 || first >= n)
+        return usage();
+    ndev = (int)n;
+    first_dev = (int)first;
+    local_devs = ndev - first_dev;
+    getcommand_ms = env_ms("VDICLIENT_GETCOMMAND_MS", 10000);
+    idle_ms = env_ms("VDICLIENT_IDLE_MS", 300000);
+    signal(SIGXFSZ, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    say("secondary process: devices %d..%d of '%s'", first_dev, ndev - 1, setname);
+    if (!open_media(setname, file, first_dev, local_devs))
+        return finish(0);
+    void *p = NULL;
+    HRESULT hr = vdisim_CreateClientVirtualDeviceSet(&IID_IClientVirtualDeviceSet2, &p);
+    if (hr != NOERROR) {
+        say("cannot make a set object: %s", HR(hr));
+        return finish(0);
+    }
+    set = p;
+    uint16_t *wname = utf16(setname);
+    hr = wname ? set->lpVtbl->OpenInSecondaryEx(set, NULL, wname) : VD_E_MEMORY;
+    free(wname);
+    int ok = 0;
+    VDConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    if (hr != NOERROR)
+        say("OpenInSecondaryEx '%s' = %s", setname, HR(hr));
+    else if ((hr = set->lpVtbl->GetConfiguration(set, 5000, &cfg)) != NOERROR)
+        say("GetConfiguration in the secondary = %s", HR(hr));
+    else {
+        complete_enabled = (cfg.features & VDF_CompleteEnabled) != 0;
+        ok = run_devices(&cfg);
+    }
+    if (hr == NOERROR && (hr = set->lpVtbl->Close(set)) != NOERROR) {
+        say("Close (secondary) = %s", HR(hr));
+        ok = 0;
+    }
+    ok &= close_media();
+    set->lpVtbl->Release(set);
+    return finish(ok);
+}
+
+/* Starts this program again as the secondary process for the last devices. */
+static pid_t start_secondary(const char *setname, const char *file) {
+    char first[16], count[16];
+    snprintf(first, sizeof first, "%d", local_devs);
+    snprintf(count, sizeof count, "%d", ndev);
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *args[] = {"vdi_client", "--secondary", backup ? "backup" : "restore",
+                        (char *)setname, first, count, (char *)file, NULL};
+        execv("/proc/self/exe", args);
+        say("cannot start the secondary process: %s", strerror(errno));
+        _exit(127);
+    }
+    if (pid < 0)
+        say("cannot fork the secondary process: %s", strerror(errno));
+    return pid;
+}
+
+/* Waits for the secondary process: did it succeed? */
+static int wait_secondary(pid_t pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return 0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 1;
+    say("the secondary process failed (status 0x%x)", (unsigned)status);
+    return 0;
+}
+#endif
+
 int main(int argc, char **argv) {
+#ifndef _WIN32
+    if (argc > 1 && strcmp(argv[1], "--secondary") == 0)
+        return secondary_main(argc, argv);
+#endif
     if (argc != 7)
         return usage();
     if (strcmp(argv[1], "backup") == 0)
@@ -549,30 +708,22 @@ int main(int argc, char **argv) {
         backup ? "backup" : "restore", database, ndev, setname, file, BUILD);
 
     /* The media first: a program that cannot open them does not start. */
-    for (int i = 0; i < ndev; i++) {
-        Device *d = &devs[i];
-        d->index = i;
-        d->name = malloc(strlen(setname) + 16);
-        d->path = malloc(strlen(file) + 16);
-        if (d->name == NULL || d->path == NULL)
-            return finish(0);
-        if (i == 0) {
-            strcpy(d->name, setname);
-            strcpy(d->path, file);
-        } else {
-            sprintf(d->name, "%s-dev%d", setname, i);
-            sprintf(d->path, "%s.%d", file, i);
+    first_dev = 0;
+    local_devs = ndev;
+#ifndef _WIN32
+    const char *sec = getenv("VDICLIENT_SECONDARY");
+    if (sec != NULL && *sec != 0) {
+        long k = strtol(sec, &end, 10);
+        if (*end != 0 || k < 1 || k >= ndev) {
+            say("VDICLIENT_SECONDARY=%s: want 1..%d (devices served by the secondary)", sec,
+                ndev - 1);
+            return 2;
         }
-        d->fd = backup ? open(d->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | OPEN_BINARY, 0644)
-                       : open(d->path, O_RDONLY | O_CLOEXEC | OPEN_BINARY);
-        if (d->fd < 0) {
-            say("cannot open %s: %s", d->path, strerror(errno));
-            return finish(0);
-        }
-        struct stat st;
-        if (!backup && fstat(d->fd, &st) == 0)
-            d->media_size = (uint64_t)st.st_size;
+        local_devs = ndev - (int)k;
     }
+#endif
+    if (!open_media(setname, file, 0, local_devs))
+        return finish(0);
 
     void *p = NULL;
 #ifdef _WIN32
@@ -621,7 +772,14 @@ int main(int argc, char **argv) {
         complete_enabled = (cfg.features & VDF_CompleteEnabled) != 0;
         say("configured: deviceCount=%u blockSize=%u maxTransferSize=%u features=0x%x",
             cfg.deviceCount, cfg.blockSize, cfg.maxTransferSize, cfg.features);
+#ifndef _WIN32
+        pid_t secondary = local_devs < ndev ? start_secondary(setname, file) : 0;
+        ok = secondary >= 0 && run_devices(&cfg);
+        if (secondary > 0)
+            ok &= wait_secondary(secondary);
+#else
         ok = run_devices(&cfg);
+#endif
     }
 
     int close_it = 1;
@@ -639,15 +797,8 @@ int main(int argc, char **argv) {
             ok = 0;
         }
     }
-    for (int i = 0; i < ndev; i++) {
-        if (backup && fsync(devs[i].fd) != 0 && errno != EINVAL)
-            ok = 0;
-        close(devs[i].fd);
-#ifndef FLAW_NO_CLOSE
-        if (devs[i].dev)
-            devs[i].dev->lpVtbl->Release(devs[i].dev);
-#endif
-    }
+    if (!close_media())
+        ok = 0;
 #ifndef FLAW_NO_CLOSE
     set->lpVtbl->Release(set);
 #endif

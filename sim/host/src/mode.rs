@@ -200,6 +200,14 @@ impl Connector for Static {
     ) -> Result<Connection, NameInUse> {
         self.0.connect_named(runtime, set)
     }
+    fn connect_secondary(
+        &self,
+        runtime: Weak<SetRuntime>,
+        name: &str,
+        prepare: &mut dyn FnMut(vdi_spec::VdConfig) -> Option<u32>,
+    ) -> Result<Connection, vdi_spec::Hresult> {
+        self.0.connect_secondary(runtime, name, prepare)
+    }
 }
 
 fn connector_of(c: &'static dyn Connector) -> Arc<dyn Connector> {

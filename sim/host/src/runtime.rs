@@ -119,6 +119,21 @@ pub trait Connector: Send + Sync {
     ) -> Result<Connection, NameInUse> {
         Ok(self.connect(runtime, set))
     }
+
+    /// Joins the live set `name` of another process as a secondary
+    /// (`OpenInSecondary` in a process where no set exists): `prepare`
+    /// creates the local half with the primary's configuration and returns
+    /// its incarnation, before any message of the set is delivered. Only a
+    /// server that many processes share can; the others answer
+    /// VD_E_PROTOCOL (the set "has not been created" in this process).
+    fn connect_secondary(
+        &self,
+        _runtime: Weak<SetRuntime>,
+        _name: &str,
+        _prepare: &mut dyn FnMut(VdConfig) -> Option<u32>,
+    ) -> Result<Connection, Hresult> {
+        Err(Hresult::VD_E_PROTOCOL)
+    }
 }
 
 /// The server refused a new set's name: a live set in another process has
@@ -216,6 +231,9 @@ struct Inner {
     /// The client process "died" (harness `client_death`): nothing from
     /// the server reaches the half any more.
     dead: bool,
+    /// The set is another process's, joined by OpenInSecondary: its name
+    /// is the primary's, never claimed or released here.
+    joined: bool,
 }
 
 /// What leaves the runtime for the server host, in order.
@@ -361,6 +379,7 @@ impl SetRuntime {
                 mods_total: 0,
                 notes: VecDeque::new(),
                 dead: false,
+                joined: false,
             }),
             cond: Condvar::new(),
             clock: Clock::new(),
@@ -583,7 +602,8 @@ impl SetRuntime {
     /// `Close`. Wakes every blocked call (they then see the set gone).
     pub fn close(&self) -> Ret<()> {
         let began = self.began();
-        let r = self.counted(self.with(|g| g.client.close(&mut ProcessNamespace)));
+        self.settle_shared_close();
+        let r = self.counted(self.with(|g| g.close()));
         if let Some(b) = began {
             self.log_set_call(b, Api::Close, Args::default(), &r, None);
         }
@@ -594,9 +614,7 @@ impl SetRuntime {
     /// was nothing to close. Logged as `Destroy` when it closes one.
     pub fn close_if_open(&self) -> Option<Ret<()>> {
         let began = self.began();
-        let r = self.with(|g| {
-            (g.client.state() != ClientState::Dne).then(|| g.client.close(&mut ProcessNamespace))
-        });
+        let r = self.with(|g| (g.client.state() != ClientState::Dne).then(|| g.close()));
         if let (Some(b), Some(r)) = (began, &r) {
             self.log_set_call(b, Api::Destroy, Args::default(), r, None);
         }
@@ -613,10 +631,12 @@ impl SetRuntime {
         r
     }
 
-    /// `OpenInSecondary(Ex)` as secondary `secondary` of this set.
-    pub fn open_in_secondary(&self, secondary: u32, name: &str) -> Ret<()> {
+    /// `OpenInSecondary(Ex)` as secondary `secondary`: of this object's set
+    /// when it has one, else of another process's set through the server
+    /// ([`Connector::connect_secondary`], `runtime/secondary.rs`).
+    pub fn open_in_secondary(self: &Arc<Self>, secondary: u32, name: &str) -> Ret<()> {
         let began = self.began();
-        let r = self.counted(self.with(|g| g.client.open_in_secondary(secondary, name)));
+        let r = self.counted(self.open_in_secondary_inner(secondary, name));
         if let Some(b) = began {
             let args = Args {
                 name: Some(name.to_string()),
@@ -872,7 +892,9 @@ impl SetRuntime {
         g.dead = true;
         if g.client.state() != ClientState::Dne {
             let name = g.client.name().to_string();
-            ProcessNamespace.release(&name);
+            if !g.joined {
+                ProcessNamespace.release(&name);
+            }
             let t = g
                 .conn
                 .as_ref()
@@ -949,5 +971,6 @@ impl SetRuntime {
     }
 }
 
+mod secondary;
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -43,8 +43,10 @@
 //!
 //! ## Limitations
 //!
-//! - OpenInSecondary cannot join a set of another process; it answers as
-//!   the model does for this object.
+//! - OpenInSecondary joins a set of another process only through `vdisim
+//!   serve` (the server relays the set to every process that joined it;
+//!   `vdi_host::runtime` `secondary.rs`); with the in-process plan server or
+//!   harness cases it answers as the model does for this object.
 //! - The in-process plan server runs one planned statement per set created;
 //!   there is no T-SQL (that is `vdisim serve`).
 //! - Device objects of the Linux ABI live until their set object is

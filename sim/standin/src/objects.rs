@@ -269,10 +269,12 @@ impl SetCore {
         code_of(&self.rt.signal_abort().result)
     }
 
-    /// `OpenInSecondary(Ex)`. A secondary needs the primary's set in another
-    /// process; this object can only be a secondary of its own set, which
-    /// the half refuses as it documents (VD_E_PROTOCOL: not created, or
-    /// already open here).
+    /// `OpenInSecondary(Ex)`. On an object with no set of its own, joins the
+    /// live set `name` of another process through `vdisim serve` (its
+    /// devices then open here, their buffers mapped from the server's
+    /// shared memory); without a server that relays sets, VD_E_PROTOCOL (not
+    /// created). On an object with a set, the half decides as documented
+    /// (VD_E_PROTOCOL: already open here).
     pub fn open_in_secondary(&self, name: &str) -> Hresult {
         let id = SECONDARY_IDS.fetch_add(1, Ordering::Relaxed);
         code_of(&self.rt.open_in_secondary(id, name).result)

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 use std::time::Duration;
 use vdi_model::msg::{Cmd, ToClient, ToServer};
+use vdi_spec::{Hresult, VdConfig};
 
 /// How long the hello may take before the server counts as unreachable.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,6 +157,14 @@ fn reader(mut s: Stream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetRunti
                 let mut w = link.stream.lock().unwrap_or_else(|e| e.into_inner());
                 let _ = wire::write_frame(&mut *w, &Frame::Mapped { chunk });
             }
+            Ok(Some(Frame::SecondaryJoined { .. })) => match rt.upgrade() {
+                Some(rt) => rt.share_devices(inc),
+                None => return,
+            },
+            Ok(Some(Frame::CompletedElsewhere { dev, id })) => match rt.upgrade() {
+                Some(rt) => rt.completed_elsewhere(inc, dev, id),
+                None => return,
+            },
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 if !link.ending.load(Ordering::SeqCst)
@@ -217,4 +226,70 @@ impl Connector for RemoteConnector {
             buffers: Some(map),
         })
     }
+
+    fn connect_secondary(
+        &self,
+        runtime: Weak<SetRuntime>,
+        name: &str,
+        prepare: &mut dyn FnMut(VdConfig) -> Option<u32>,
+    ) -> Result<Connection, Hresult> {
+        let addr = self.addr.clone().unwrap_or_else(super::server_address);
+        // No server, no such set, a server too old to know secondaries:
+        // from this process the set "has not been created".
+        let (s, cfg, fetches) = hello_secondary(&addr, name).map_err(|e| {
+            eprintln!("vdisim: OpenInSecondary('{name}') through {addr}: {e}");
+            Hresult::VD_E_PROTOCOL
+        })?;
+        let inc = prepare(cfg).ok_or(Hresult::VD_E_PROTOCOL)?;
+        let (read, write) = match s.try_clone() {
+            Ok(r) => (r, s),
+            Err(_) => return Err(Hresult::VD_E_PROTOCOL),
+        };
+        let link = Arc::new(Link {
+            stream: Mutex::new(write),
+            ending: AtomicBool::new(false),
+        });
+        let map = Arc::new(ClientMap::default());
+        let (l2, m2) = (link.clone(), map.clone());
+        std::thread::Builder::new()
+            .name("vdisim-secondary".into())
+            .spawn(move || reader(read, l2, m2, runtime, inc))
+            .map_err(|_| Hresult::VD_E_PROTOCOL)?;
+        Ok(Connection {
+            transport: Arc::new(RemoteTransport { link, fetches }),
+            buffers: Some(map),
+        })
+    }
+}
+
+/// Says hello as a secondary of the set `name`: the stream, the primary's
+/// configuration, and whether the server wants fetch reports.
+fn hello_secondary(addr: &Address, name: &str) -> io::Result<(Stream, VdConfig, bool)> {
+    let mut s = addr.connect()?;
+    s.set_timeouts(Some(HELLO_TIMEOUT))?;
+    wire::write_frame(
+        &mut s,
+        &Frame::HelloSecondary {
+            protocol: PROTOCOL,
+            pid: std::process::id(),
+            name: name.to_string(),
+        },
+    )?;
+    let (cfg, fetches) = match wire::read_frame(&mut s)? {
+        Some(Frame::Joined { cfg, fetches }) => (cfg, fetches),
+        Some(Frame::Refused { reason, .. }) => return Err(io::Error::other(reason)),
+        None => {
+            return Err(io::Error::other(
+                "the server ended the connection (a server older than secondary processes)",
+            ));
+        }
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected answer to a secondary's hello: {other:?}"),
+            ));
+        }
+    };
+    s.set_timeouts(None)?;
+    Ok((s, cfg, fetches))
 }

@@ -155,6 +155,19 @@ impl Connector for ForwardConnector {
         }
         RemoteConnector::at(self.0.path.clone()).connect_named(runtime, set)
     }
+    fn connect_secondary(
+        &self,
+        runtime: Weak<SetRuntime>,
+        name: &str,
+        prepare: &mut dyn FnMut(vdi_spec::VdConfig) -> Option<u32>,
+    ) -> Result<Connection, vdi_spec::Hresult> {
+        {
+            let mut g = self.0.lock();
+            g.runtimes.retain(|w| w.strong_count() > 0);
+            g.runtimes.push(runtime.clone());
+        }
+        RemoteConnector::at(self.0.path.clone()).connect_secondary(runtime, name, prepare)
+    }
 }
 
 impl CaseControl for ForwardHost {

@@ -323,6 +323,20 @@ impl ServerPool {
 }
 
 #[cfg(unix)]
+impl ServerPool {
+    /// The set is over: no process will map its chunks any more, their
+    /// files can go (the mappings stay until the pool is dropped).
+    pub fn unlink_all(&self) {
+        for c in self.lock().values_mut() {
+            if !c.unlinked {
+                c.unlinked = true;
+                let _ = std::fs::remove_file(&c.path);
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
 impl Drop for ServerPool {
     fn drop(&mut self) {
         for c in self.lock().values_mut() {

@@ -38,6 +38,10 @@ pub enum Refusal {
     NameInUse,
     /// The server holds as many connections as it accepts.
     Busy,
+    /// A secondary asked for a set that is not live and configured there
+    /// (`OpenInSecondary` answers VD_E_PROTOCOL: the set "has not been
+    /// created").
+    NoSuchSet,
 }
 
 /// One frame.
@@ -67,6 +71,31 @@ pub enum Frame {
         #[serde(default)]
         why: Refusal,
     },
+    /// Library → server, first frame of a secondary process's connection
+    /// (`OpenInSecondary`): join the live set `name` of another process.
+    /// Added after protocol 3 was fixed: a server older than it drops the
+    /// connection, and the library answers VD_E_PROTOCOL.
+    HelloSecondary {
+        protocol: u32,
+        pid: u32,
+        name: String,
+    },
+    /// Server → library: the secondary joined; `cfg` is the configuration
+    /// the primary created the set with. The buffer maps and the messages
+    /// the set has had so far (its configuration, the commands not yet
+    /// completed, CloseDevice) follow, then the set's messages as they come.
+    Joined {
+        cfg: VdConfig,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fetches: bool,
+    },
+    /// Server → the primary's library: a secondary process joined the set
+    /// (its devices are served by several processes).
+    SecondaryJoined { pid: u32 },
+    /// Server → a process of a set with secondaries: another process
+    /// completed command `id` of device `dev` (it leaves this process's
+    /// queue of that device, if this process did not open it).
+    CompletedElsewhere { dev: DevIx, id: u64 },
     /// Server → library: map this chunk of buffers before the next frame.
     Map(MapChunk),
     /// Library → server: chunk `chunk` is mapped (the server may unlink its file).

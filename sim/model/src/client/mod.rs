@@ -28,6 +28,7 @@ use vdi_spec::{
 };
 
 mod invariants;
+mod shared;
 
 /// A device interface returned by OpenDevice. It names the set incarnation
 /// it came from, so use after Close is detected (clause
@@ -113,6 +114,9 @@ pub struct ClientSet {
     abort_sent: bool,
     server_gone: bool,
     secondaries: BTreeSet<u32>,
+    /// The set's devices are served by several processes (a secondary
+    /// joined it from another process): see [`ClientSet::share_devices`].
+    shared: bool,
     buffers_seen: BTreeSet<BufId>,
     /// Messages for the server, oldest first. The owner drains it.
     pub out: Vec<ToServer>,
@@ -160,6 +164,7 @@ impl ClientSet {
             abort_sent: false,
             server_gone: false,
             secondaries: BTreeSet::new(),
+            shared: false,
             buffers_seen: BTreeSet::new(),
             out: Vec::new(),
             notes: Vec::new(),
@@ -468,6 +473,9 @@ impl ClientSet {
         let cell = self.cell(TableMethod::Close);
         let (code, clause) = match self.state {
             ClientState::Dne => return err(Hresult::VD_E_PROTOCOL, id::CLOSE_NOT_OPEN, cell),
+            ClientState::Active if self.shared && self.finished_here() => {
+                (Hresult::NOERROR, id::OPEN_IN_SECONDARY_OK)
+            }
             ClientState::Active => {
                 // Some device has not returned VD_E_CLOSE yet (otherwise the
                 // set would be NormallyTerminated).
@@ -495,6 +503,7 @@ impl ClientSet {
         self.devices.clear();
         self.server_cfg = None;
         self.secondaries.clear();
+        self.shared = false;
         Ret {
             result: if code == Hresult::NOERROR {
                 Ok(())

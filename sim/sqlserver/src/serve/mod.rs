@@ -108,6 +108,7 @@ mod db;
 pub mod faults;
 mod frames;
 mod rules;
+mod secondary;
 mod sessions;
 mod sets;
 mod socket;
@@ -746,6 +747,20 @@ impl Inner {
                     return;
                 }
                 self.set_connection(s, name, cfg, pid);
+            }
+            Ok(Some(Frame::HelloSecondary {
+                protocol,
+                pid: _,
+                name,
+            })) => {
+                if protocol != PROTOCOL {
+                    let reason = format!(
+                        "protocol {protocol} is not this server's ({PROTOCOL}): use the library and vdisim of one build"
+                    );
+                    refuse(&mut s, reason, Refusal::Other);
+                    return;
+                }
+                self.secondary_connection(s, name, pid);
             }
             Ok(Some(Frame::HelloControl { protocol, .. })) => {
                 if protocol != PROTOCOL {

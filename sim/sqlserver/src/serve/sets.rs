@@ -1,5 +1,6 @@
 //! Set connections: one per set incarnation in a client process.
 
+use super::secondary::Joined;
 use super::*;
 
 /// The host a set's messages go to while one statement holds it.
@@ -21,6 +22,9 @@ pub(super) struct RemoteEnd {
     pub(super) dead: AtomicBool,
     /// The host its messages go to, while a statement is bound to it.
     pub(super) route: Mutex<Option<Route>>,
+    /// Secondary processes joined to it, and what a new one is replayed
+    /// (`secondary.rs`).
+    pub(super) joined: Mutex<Joined>,
 }
 
 impl RemoteEnd {
@@ -44,12 +48,17 @@ impl RemoteEnd {
 
 impl SetEnd for RemoteEnd {
     fn deliver(&self, msg: ToClient) {
+        // Joins wait while a message goes out, so a secondary gets each
+        // message once: in its replay or as it comes.
+        let mut j = lock(&self.joined);
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut maps = Vec::new();
         let msg = match msg {
             ToClient::Command(mut c) => {
                 if c.buffer.is_some() {
-                    for m in self.pool.take_announcements() {
-                        let _ = wire::write_frame(&mut *w, &Frame::Map(m));
+                    maps = self.pool.take_announcements();
+                    for m in &maps {
+                        let _ = wire::write_frame(&mut *w, &Frame::Map(m.clone()));
                     }
                 }
                 // The bytes are in the shared buffer; the socket carries
@@ -59,7 +68,9 @@ impl SetEnd for RemoteEnd {
             }
             m => m,
         };
-        let _ = wire::write_frame(&mut *w, &Frame::ToClient { msg });
+        let _ = wire::write_frame(&mut *w, &Frame::ToClient { msg: msg.clone() });
+        drop(w);
+        j.broadcast(maps, msg);
     }
     fn live(&self) -> Option<VdConfig> {
         (!self.closed.load(Ordering::SeqCst) && !self.dead.load(Ordering::SeqCst))
@@ -96,6 +107,7 @@ impl Inner {
             closed: AtomicBool::new(false),
             dead: AtomicBool::new(false),
             route: Mutex::new(None),
+            joined: Mutex::new(Joined::default()),
         });
         // Known before the client hears back: a statement sent right after
         // Create returns must find the set. A live set of another process
@@ -162,9 +174,12 @@ impl Inner {
                     } else if msg == ToServer::Died {
                         self.trace_set("client-died", &name, pid);
                     }
+                    end.primary_said(&msg);
                     end.forward(msg);
                 }
-                Ok(Some(Frame::Mapped { chunk })) => end.pool.unlink(chunk),
+                // The buffer files stay while the set is live, for a
+                // secondary that joins later to map (`secondary.rs`).
+                Ok(Some(Frame::Mapped { .. })) => {}
                 Ok(Some(Frame::Fetched { dev, code })) => end.fetched(dev, code),
                 // Only the frames above belong on a set connection: any
                 // other is a peer that does not speak the protocol, and
@@ -174,10 +189,12 @@ impl Inner {
                         // The client process died (or dropped the set
                         // without Close): clause abort.client-death.
                         end.dead.store(true, Ordering::SeqCst);
+                        end.primary_said(&ToServer::Died);
                         end.forward(ToServer::Died);
                         self.trace_set("connection-lost", &name, pid);
                     }
                     forget(self);
+                    end.pool.unlink_all();
                     return;
                 }
             }
