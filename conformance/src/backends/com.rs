@@ -158,7 +158,7 @@ impl Abi for ComAbi {
             ),
             #[cfg(windows)]
             Creator::CoCreate => (
-                super::windows::co_create(&mut p),
+                co_create(&mut p),
                 "CoCreateInstance(CLSID_MSSQL_ClientVirtualDeviceSet)",
             ),
         };
@@ -279,3 +279,27 @@ abi_backend!(
     "com",
     "an IClientVirtualDeviceSet2 object (COM vtables; here the stand-in's factory)"
 );
+
+/// `CoCreateInstance` of the VDI class on the calling thread (joining the
+/// multithreaded apartment first: VDI objects are free-threaded).
+#[cfg(windows)]
+fn co_create(p: &mut *mut c_void) -> i32 {
+    // SAFETY: CoInitializeEx takes a reserved null; a thread already in the
+    // MTA gets S_FALSE, which is fine. CoCreateInstance gets GUIDs with the
+    // Windows GUID layout (`Guid` is repr(C) with the same fields) and a
+    // writable out-pointer.
+    unsafe {
+        windows_sys::Win32::System::Com::CoInitializeEx(
+            std::ptr::null(),
+            windows_sys::Win32::System::Com::COINIT_MULTITHREADED as u32,
+        );
+        windows_sys::Win32::System::Com::CoCreateInstance(
+            (&vdi_spec::abi::CLSID_MSSQL_CLIENT_VIRTUAL_DEVICE_SET as *const vdi_spec::abi::Guid)
+                .cast(),
+            std::ptr::null_mut(),
+            windows_sys::Win32::System::Com::CLSCTX_INPROC_SERVER,
+            (&IID_ICLIENT_VIRTUAL_DEVICE_SET2 as *const vdi_spec::abi::Guid).cast(),
+            p,
+        )
+    }
+}

@@ -35,7 +35,6 @@ use super::client_tally::{self, ClientTally};
 use super::com::{ComAbi, Creator};
 use super::tds_control::{self, Tds, unstageable_setup};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
-use std::ffi::c_void;
 use std::sync::Arc;
 use vdi_model::call::{Call, Reply};
 use vdi_model::client::DeviceHandle;
@@ -44,30 +43,8 @@ use vdi_model::msg::Timeout;
 use vdi_model::outcome::Outcome;
 use vdi_model::statement::Statement;
 use vdi_sim::world::RunResult;
-use vdi_spec::abi::{CLSID_MSSQL_CLIENT_VIRTUAL_DEVICE_SET, IID_ICLIENT_VIRTUAL_DEVICE_SET2};
-use windows_sys::Win32::System::Com::{
-    CLSCTX_INPROC_SERVER, COINIT_MULTITHREADED, CoCreateInstance, CoInitializeEx,
-};
+use vdi_spec::abi::CLSID_MSSQL_CLIENT_VIRTUAL_DEVICE_SET;
 use windows_sys::Win32::System::Registry::{HKEY_CLASSES_ROOT, RRF_RT_REG_SZ, RegGetValueW};
-
-/// `CoCreateInstance` of the VDI class on the calling thread (joining the
-/// multithreaded apartment first: VDI objects are free-threaded).
-pub(super) fn co_create(p: &mut *mut c_void) -> i32 {
-    // SAFETY: CoInitializeEx takes a reserved null; a thread already in the
-    // MTA gets S_FALSE, which is fine. CoCreateInstance gets GUIDs with the
-    // Windows GUID layout (`Guid` is repr(C) with the same fields) and a
-    // writable out-pointer.
-    unsafe {
-        CoInitializeEx(std::ptr::null(), COINIT_MULTITHREADED as u32);
-        CoCreateInstance(
-            (&CLSID_MSSQL_CLIENT_VIRTUAL_DEVICE_SET as *const vdi_spec::abi::Guid).cast(),
-            std::ptr::null_mut(),
-            CLSCTX_INPROC_SERVER,
-            (&IID_ICLIENT_VIRTUAL_DEVICE_SET2 as *const vdi_spec::abi::Guid).cast(),
-            p,
-        )
-    }
-}
 
 /// The DLL that serves the class: its path, its harness exports and its
 /// client tally export when it has them (the stand-in).

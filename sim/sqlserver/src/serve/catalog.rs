@@ -198,6 +198,16 @@ impl Sink<'_> {
     }
 }
 
+/// Msg 596: what a killed session's batch ends with.
+pub(crate) fn kill_state() -> SqlMessage {
+    SqlMessage {
+        number: 596,
+        level: 21,
+        state: 1,
+        text: "Cannot continue the execution because the session is in the kill state.".into(),
+    }
+}
+
 /// How often a running statement's progress is looked at for its `STATS`
 /// messages (real time).
 const PROGRESS_POLL: Duration = Duration::from_millis(20);
@@ -226,7 +236,7 @@ impl Inner {
         }
         let mut end = self.run_statements(text, database, attention, &mut sink);
         if attention.batch(false) {
-            sink.push(vec![super::sessions::kill_state()], 0);
+            sink.push(vec![kill_state()], 0);
             end = BatchEnd::Killed;
         }
         sink.end(end)

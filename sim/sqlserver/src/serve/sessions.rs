@@ -63,16 +63,6 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Msg 596: what a killed session's batch ends with.
-pub(crate) fn kill_state() -> SqlMessage {
-    SqlMessage {
-        number: 596,
-        level: 21,
-        state: 1,
-        text: "Cannot continue the execution because the session is in the kill state.".into(),
-    }
-}
-
 impl Sessions {
     /// Registers session `spid` (its attention switch knows its id).
     pub(crate) fn register(

@@ -193,6 +193,7 @@ pub mod login7;
 pub mod packet;
 pub mod prelogin;
 pub mod query;
+pub mod resultset;
 pub mod rpc;
 #[cfg(unix)]
 pub(crate) mod session;

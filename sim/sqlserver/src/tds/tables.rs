@@ -37,7 +37,7 @@
 //! kept from before its end was recorded has its start as its finish date
 //! and NULL device names.
 
-use super::query::{Cell, ResultSet, Type};
+use super::resultset::{Cell, ResultSet, Type};
 
 /// A database as `sys.databases` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]

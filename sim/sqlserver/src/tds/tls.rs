@@ -27,6 +27,10 @@
 //! they decrypt to (never more than was read). PEM files are at most
 //! [`PEM_BYTES_MAX`] bytes.
 
+// The server side (`vdisim serve --tds`) is built for Unix only; on other
+// targets only the configuration half is used.
+#![cfg_attr(not(unix), allow(dead_code))]
+
 use super::TdsError;
 use super::packet::{self, Limits, kind};
 use super::prelogin::encrypt;
