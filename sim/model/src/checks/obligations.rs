@@ -167,7 +167,13 @@ fn timeouts(s: &SetView<'_>, cx: &Context, out: &mut Vec<Violation>) {
         {
             continue;
         }
-        if !running_at(s.stmt, Some(last.end_ms)) {
+        // A statement this program's own SignalAbort (after the timeout)
+        // failed was running when the timeout returned, whatever the two
+        // processes' clocks say of the same millisecond.
+        let ended_by_this_abort = stop.is_some_and(|c| c.method == Api::SignalAbort)
+            && s.stmt
+                .is_some_and(|st| st.outcome.reason == Some(FailReason::ClientAbort));
+        if !ended_by_this_abort && !running_at(s.stmt, Some(last.end_ms)) {
             continue;
         }
         let t = last.args.timeout;

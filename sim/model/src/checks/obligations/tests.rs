@@ -411,6 +411,34 @@ fn a_timeout_followed_by_more_calls_or_after_the_end_is_fine() {
     assert_eq!(only(&v, id::GET_COMMAND_TIMEOUT).len(), 1, "{v:#?}");
 }
 
+/// A statement the program's own SignalAbort failed (ClientAbort) was
+/// running when the timeout before that abort returned, even when the
+/// server's clock puts its end in the same millisecond or earlier (two
+/// processes' clocks).
+#[test]
+fn a_timeout_then_the_programs_own_abort_is_graded_whatever_the_clocks() {
+    let mut b = B::new();
+    b.create(Features::LikePipe)
+        .config(Features::WriteMedia)
+        .open(0);
+    b.get(0, Hresult::VD_E_TIMEOUT, 90);
+    let t = b.recs.last().unwrap().end_ms;
+    b.call(Api::SignalAbort, Hresult::NOERROR).close();
+    for ended in [t - 1, t, t + 1] {
+        let mut c = cx(failure(FailReason::ClientAbort), EXIT1);
+        c.statements[0].ended_ms = Some(ended);
+        let v = check(&b.recs, &c);
+        assert_eq!(
+            clauses(&v),
+            [
+                id::GET_COMMAND_TIMEOUT.as_str(),
+                id::TIMEOUT_MILLISECONDS.as_str()
+            ],
+            "ended at {ended}, timeout at {t}: {v:#?}"
+        );
+    }
+}
+
 // ----- get-configuration.timeout -------------------------------------------------------------
 
 #[test]
