@@ -19,36 +19,20 @@
 mod clients;
 #[path = "support/scratch.rs"]
 mod scratch;
+#[path = "support/windows_client.rs"]
+mod windows_client;
 #[path = "support/wine.rs"]
 mod wine;
 
 use clients::{BuildError, Lang};
 use scratch::Scratch;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use wine::{build_dll, mingw, missing_tool, skipped};
+use windows_client::windows_client;
+use wine::{build_dll, missing_tool, skipped};
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
-/// The Windows build of the C client (`flaw`: a variant).
-fn windows_client(dir: &Path, flaw: Option<&str>) -> PathBuf {
-    let name = match flaw {
-        None => "vdi_client.exe".to_string(),
-        Some(f) => format!("vdi_client-{}.exe", f.to_ascii_lowercase()),
-    };
-    let exe = dir.join(name);
-    let define = flaw.map(|f| format!("-DFLAW_{f}"));
-    let inc = clients::include_dir();
-    let mut args = vec!["-std=c11", "-I", inc.to_str().expect("utf-8 path")];
-    args.extend(define.as_deref());
-    mingw(
-        &args,
-        &clients::sources_dir().join("vdi_client.c"),
-        &exe,
-        &["-static", "-lole32", "-luuid", "-lpthread"],
-    );
-    exe
-}
 
 /// (case, seed, verdict, detail) of every result.
 fn results(report: &Value) -> Vec<(String, u64, String, String)> {

@@ -19,6 +19,8 @@
 mod clients;
 #[path = "support/scratch.rs"]
 mod scratch;
+#[path = "support/windows_client.rs"]
+mod windows_client;
 #[path = "support/wine.rs"]
 mod wine;
 
@@ -27,30 +29,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use vdi_conformance::client_test::wine::{dos_path, find_wine};
+use windows_client::windows_client;
 use wine::{build_dll, cargo_build_windows, mingw, missing_tool, skipped, windows_out_dir};
 
 const VDISIM: &str = env!("CARGO_BIN_EXE_vdisim");
-
-/// The Windows build of the C client (`flaw`: a variant), as
-/// client_test_wine.rs builds it.
-fn windows_client(dir: &Path, flaw: Option<&str>) -> PathBuf {
-    let name = match flaw {
-        None => "vdi_client.exe".to_string(),
-        Some(f) => format!("vdi_client-{}.exe", f.to_ascii_lowercase()),
-    };
-    let exe = dir.join(name);
-    let define = flaw.map(|f| format!("-DFLAW_{f}"));
-    let inc = clients::include_dir();
-    let mut args = vec!["-std=c11", "-I", inc.to_str().expect("utf-8 path")];
-    args.extend(define.as_deref());
-    mingw(
-        &args,
-        &clients::sources_dir().join("vdi_client.c"),
-        &exe,
-        &["-static", "-lole32", "-luuid", "-lpthread"],
-    );
-    exe
-}
 
 /// The recording DLL, built for Windows and put in `dir` with the helper
 /// DLLs the stand-in's build left in `from` (client-test installs those
