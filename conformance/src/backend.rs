@@ -15,6 +15,7 @@
 //! host a program answers [`BackendError::Unsupported`] and the case is
 //! graded *unimplemented*.
 
+use crate::scenario::Scenario;
 use serde::Serialize;
 use thiserror::Error;
 use vdi_model::call::{Call, Reply};
@@ -66,6 +67,15 @@ pub struct Review {
     pub note: String,
     /// The clause the evidence breaks, when it breaks one.
     pub clause: Option<String>,
+}
+
+/// A binary interface a backend stages a case through besides its own run
+/// (see [`Backend::binary_halves`]).
+pub struct BinaryHalf<'a> {
+    /// What the interface is, for verdict details ("COM vtables").
+    pub label: &'static str,
+    /// The backend that drives it.
+    pub backend: &'a mut dyn Backend,
 }
 
 /// A call started on another thread.
@@ -145,6 +155,17 @@ pub trait Backend {
     /// The evidence's verdict on the case just run, for a backend that
     /// grades by evidence besides its own run; asked once after each case.
     fn review(&mut self) -> Option<Review> {
+        None
+    }
+
+    /// The binary interfaces `sc` is staged through besides this backend's
+    /// own run, each graded as the case on its own, all of which must pass
+    /// with the run (the model: `abi` cases, through the stand-in built
+    /// into this executable, `crate::backends::builtin_abi`). `None`: the
+    /// run is the whole case. `Some(Err(why))`: the case needs a staging
+    /// this backend cannot give here (graded *unimplemented*).
+    fn binary_halves(&mut self, sc: &Scenario) -> Option<Result<Vec<BinaryHalf<'_>>, String>> {
+        let _ = sc;
         None
     }
 

@@ -56,7 +56,9 @@ enum Cmd {
     },
     /// Run the catalog against a backend and write the reports.
     Run {
-        /// Backend(s) to run, comma-separated.
+        /// Backend(s) to run, comma-separated. `model`: the deterministic
+        /// model; its `abi` cases are also staged through the binary
+        /// interface of the stand-in built into vdisim (in process).
         #[arg(long, default_value = "model", value_delimiter = ',')]
         backend: Vec<String>,
         #[arg(long)]

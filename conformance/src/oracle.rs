@@ -445,10 +445,11 @@ pub fn grade(
             unobserved(sc, r).unwrap_or(f)
         };
     }
+    let staged = binary_halves(b, sc, seed, &mut finding);
     let note = b.review().map(|r| reviewed(&mut finding, r, sc));
     if finding.verdict == Verdict::Pass {
         finding.detail = pass_detail(sc);
-        if let Some(n) = note {
+        for n in staged.into_iter().chain(note) {
             finding.detail.push_str(&format!(" ({n})"));
         }
         if opts.keep_timeline {
@@ -462,6 +463,64 @@ pub fn grade(
         clause_hits,
         cell_hits,
     }
+}
+
+/// Grades the binary halves of a case `b` stages twice
+/// ([`Backend::binary_halves`]) once its own run has passed: each half
+/// runs the script as a case of its own (steps and `[expect]`); the first
+/// that does not pass replaces the finding, its detail naming the half. A
+/// case needing a half that cannot be staged is *unimplemented*. Returns
+/// the staging note a *pass* carries. Nothing of a half enters the case's
+/// trace, hits or hash: those are the run's.
+fn binary_halves(b: &mut dyn Backend, sc: &Scenario, seed: u64, f: &mut Finding) -> Option<String> {
+    let name = b.info().name;
+    let halves = match b.binary_halves(sc)? {
+        _ if !matches!(f.verdict, Verdict::Pass | Verdict::Lenient) => return None,
+        Ok(h) => h,
+        Err(why) => {
+            *f = Finding::of(
+                Verdict::Unimplemented,
+                format!(
+                    "the {name} backend stages this case also through the binary interface of the built-in stand-in, which it cannot here: {why}"
+                ),
+            );
+            return None;
+        }
+    };
+    let set = setup(sc, seed, false);
+    let predicted = predict(sc, seed);
+    let mut labels = Vec::new();
+    for h in halves {
+        let (run, mut hf) = run_script(h.backend, sc, &set, &predicted);
+        if matches!(hf.verdict, Verdict::Pass | Verdict::Lenient)
+            && let Some(r) = &run
+            && let Some(e) = end_violation(sc, r)
+        {
+            hf = e;
+        }
+        let detail = format!(
+            "binary interface of the built-in stand-in ({}, in process): {}",
+            h.label, hf.detail
+        );
+        match hf.verdict {
+            Verdict::Pass => {}
+            Verdict::Lenient if f.verdict == Verdict::Pass => *f = Finding::of(hf.verdict, detail),
+            Verdict::Lenient => {}
+            v => {
+                *f = Finding {
+                    verdict: v,
+                    detail,
+                    divergence: hf.divergence,
+                };
+                return None;
+            }
+        }
+        labels.push(h.label);
+    }
+    Some(format!(
+        "staged on the model and through the built-in stand-in's binary interface (in process): {}",
+        labels.join(" and ")
+    ))
 }
 
 /// Applies a backend's [`Review`] (the evidence besides its run) to the

@@ -209,7 +209,7 @@ impl Abi for ComAbi {
 
     fn open_device(&self, set: Ptr, name: &str) -> (Hresult, Ptr) {
         let n = wide(name);
-        let mut d: *mut Obj = std::ptr::null_mut();
+        let mut d = abi::OUT_UNSET as *mut Obj;
         // SAFETY: live set; NUL-terminated name; writable out-pointer.
         let r = unsafe { (sv(set).open_device)(set as *mut Obj, n.as_ptr(), &mut d) };
         (hr(r), d as Ptr)

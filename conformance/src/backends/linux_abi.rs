@@ -66,12 +66,36 @@ impl LinuxAbi {
     /// Loads the library at `path`.
     pub fn load_from(path: &std::path::Path) -> Result<LinuxAbi, BackendError> {
         let lib = abi::load(path)?;
+        // SAFETY: the addresses are the library's exports of those names,
+        // which a VDI library defines with the members' signatures.
+        unsafe {
+            LinuxAbi::from_symbols(
+                &|n| abi::symbol::<*const c_void>(lib, n),
+                Harness::load(lib),
+            )
+        }
+    }
+
+    /// The class ABI from `lookup` (mangled member name → its address): a
+    /// loaded library's exports, or the stand-in linked into this
+    /// executable (`super::builtin_abi`).
+    ///
+    /// # Safety
+    /// Every address `lookup` returns must be a function with the named
+    /// member's signature under SysV (the field types of `Syms`).
+    pub unsafe fn from_symbols(
+        lookup: &dyn Fn(&str) -> Option<*const c_void>,
+        harness: Option<Harness>,
+    ) -> Result<LinuxAbi, BackendError> {
         macro_rules! sym {
-            ($n:literal) => {
-                // SAFETY: the symbol is the mangled member named in the
+            ($n:literal) => {{
+                let p = lookup($n)
+                    .filter(|p| !p.is_null())
+                    .ok_or_else(|| missing($n))?;
+                // SAFETY: per the caller, `p` is the member named in the
                 // notes; the field type is its signature under SysV.
-                unsafe { abi::symbol(lib, $n) }.ok_or_else(|| missing($n))?
-            };
+                unsafe { fn_at(p) }
+            }};
         }
         let syms = Syms {
             ctor: sym!("_ZN22ClientVirtualDeviceSetC1Ev"),
@@ -87,11 +111,18 @@ impl LinuxAbi {
             get_command: sym!("_ZN19ClientVirtualDevice10GetCommandElPP11VDC_Command"),
             complete_command: sym!("_ZN19ClientVirtualDevice15CompleteCommandEP11VDC_Commandiml"),
         };
-        Ok(LinuxAbi {
-            syms,
-            harness: Harness::load(lib),
-        })
+        Ok(LinuxAbi { syms, harness })
     }
+}
+
+/// The function at `p` as the function pointer type `F`.
+///
+/// # Safety
+/// `F` must be a function pointer type and `p` a function of that type.
+unsafe fn fn_at<F: Copy>(p: *const c_void) -> F {
+    const { assert!(size_of::<F>() == size_of::<*const c_void>()) };
+    // SAFETY: per the caller; the sizes are equal (checked above).
+    unsafe { std::mem::transmute_copy::<*const c_void, F>(&p) }
 }
 
 fn hr(v: c_int) -> Hresult {
@@ -162,7 +193,7 @@ impl Abi for LinuxAbi {
         let Some(n) = cname(name) else {
             return (Hresult::VD_E_INVALID, 0);
         };
-        let mut dev: This = std::ptr::null_mut();
+        let mut dev = abi::OUT_UNSET as This;
         // SAFETY: as for create; `dev` is a writable out-pointer.
         let r = unsafe { (self.syms.open_device)(set as This, n.as_ptr().cast_mut(), &mut dev) };
         (hr(r), dev as Ptr)

@@ -1,6 +1,7 @@
 //! One file per backend.
 
 pub mod abi;
+pub mod builtin_abi;
 pub mod client_tally;
 pub mod com;
 pub mod linux_abi;

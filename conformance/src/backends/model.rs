@@ -1,7 +1,11 @@
 //! The model backend: the client and server halves of `vdi-sim` in a
-//! deterministic world, driven call by call.
+//! deterministic world, driven call by call. Cases about the binary
+//! interface (`requires = ["abi"]`) are also staged through the stand-in
+//! built into this executable ([`super::builtin_abi`]).
 
-use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
+use super::builtin_abi::BuiltinAbi;
+use crate::backend::{Backend, BackendError, BackendInfo, BinaryHalf, CaseSetup, Ticket};
+use crate::scenario::Scenario;
 use std::collections::BTreeMap;
 use vdi_model::call::{Call, Reply};
 use vdi_model::client::DeviceHandle;
@@ -24,6 +28,8 @@ pub struct ModelBackend {
     threads: BTreeMap<String, usize>,
     /// Tickets that are program threads (drains), not scripted calls.
     programs: BTreeMap<usize, ()>,
+    /// The binary half of `abi` cases (made at the first one).
+    builtin: Option<BuiltinAbi>,
 }
 
 fn config(setup: &CaseSetup) -> WorldConfig {
@@ -51,6 +57,15 @@ fn ended(e: End) -> BackendError {
 }
 
 impl ModelBackend {
+    /// A model backend whose `abi` cases run their binary half through
+    /// `builtin` (a test's, with a wrong symbol or vtable entry).
+    pub fn with_binary_half(builtin: BuiltinAbi) -> ModelBackend {
+        ModelBackend {
+            builtin: Some(builtin),
+            ..ModelBackend::default()
+        }
+    }
+
     fn world(&mut self) -> Result<&mut World, BackendError> {
         self.world
             .as_mut()
@@ -77,13 +92,18 @@ impl Backend for ModelBackend {
             "removable-media",
             "snapshot",
             "secondary-process",
+            // Staged twice: on the model (verdict, trace, trace hash) and
+            // through the binary interface of the stand-in built into this
+            // executable, in process (`binary_halves`, builtin_abi.rs);
+            // both halves must pass.
+            "abi",
         ]
     }
 
     fn info(&self) -> BackendInfo {
         BackendInfo {
             name: "model".into(),
-            description: "vdi-sim: the client and server half-machines in a deterministic world"
+            description: "vdi-sim: the client and server half-machines in a deterministic world; `abi` cases also through the binary interface of the stand-in built into vdisim (in process)"
                 .into(),
             library: None,
         }
@@ -163,6 +183,17 @@ impl Backend for ModelBackend {
             .ok_or_else(|| BackendError::Failed("no case started".into()))?;
         self.threads.clear();
         Ok(w.finish_driven())
+    }
+
+    fn binary_halves(&mut self, sc: &Scenario) -> Option<Result<Vec<BinaryHalf<'_>>, String>> {
+        if !sc.requires.iter().any(|r| r == "abi") {
+            return None;
+        }
+        Some(
+            self.builtin
+                .get_or_insert_with(BuiltinAbi::default)
+                .for_case(sc),
+        )
     }
 
     fn run_program(

@@ -12,9 +12,12 @@ use vdi_model::msg::Timeout;
 use vdi_model::outcome::Outcome;
 use vdi_model::statement::Statement;
 
-type JsonIn = unsafe extern "C" fn(*const c_char) -> i32;
-type WaitFn = unsafe extern "C" fn(i64, *mut c_char, usize, *mut usize) -> i32;
-type FinishFn = unsafe extern "C" fn(*mut c_char, usize, *mut usize) -> i32;
+/// `int f(const char* json)`.
+pub type JsonIn = unsafe extern "C" fn(*const c_char) -> i32;
+/// `vdisim_harness_wait_statement`'s signature.
+pub type WaitFn = unsafe extern "C" fn(i64, *mut c_char, usize, *mut usize) -> i32;
+/// `vdisim_harness_finish`'s signature.
+pub type FinishFn = unsafe extern "C" fn(*mut c_char, usize, *mut usize) -> i32;
 
 /// The stand-in's server control (`vdisim_harness_*`).
 #[derive(Clone, Copy)]
@@ -56,6 +59,27 @@ impl Harness {
                 finish: symbol(lib, "vdisim_harness_finish")?,
                 client_death: symbol(lib, "vdisim_harness_client_death"),
             })
+        }
+    }
+
+    /// The harness of a library linked into this executable (the model
+    /// backend's in-process stand-in, `super::super::builtin_abi`): the same
+    /// exports, taken by the linker instead of the dynamic loader.
+    pub fn linked(
+        reset: JsonIn,
+        start_statement: JsonIn,
+        event: JsonIn,
+        wait: WaitFn,
+        finish: FinishFn,
+        client_death: unsafe extern "C" fn() -> i32,
+    ) -> Harness {
+        Harness {
+            reset,
+            start_statement,
+            event,
+            wait,
+            finish,
+            client_death: Some(client_death),
         }
     }
 

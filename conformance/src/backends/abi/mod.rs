@@ -31,7 +31,7 @@ pub mod shared;
 pub use driver::AbiDriver;
 pub use harness::Harness;
 pub use library::{ENV_LIBRARY, check_loadable, library_path, load, profile_dir, symbol};
-pub use shared::{Abi, Ptr};
+pub use shared::{Abi, OUT_UNSET, Ptr};
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! "tampers" with a command (a size that differs from the block) writes the
 //! new field into the block, as a careless client would.
 
-use super::shared::{Ptr, Shared, reply};
+use super::shared::{OUT_UNSET, Ptr, Shared, reply};
 use crate::backend::BackendError;
 use vdi_model::call::{Call, Reply, Value};
 use vdi_model::client::DeviceHandle;
@@ -50,10 +50,19 @@ pub fn perform(sh: &Shared, who: &str, call: Call) -> Result<Reply, BackendError
         }
         Call::OpenDevice { name } => {
             let (code, dev) = abi.open_device(set, &name);
-            if code == Hresult::NOERROR && dev != 0 {
-                reply(code, Value::Device(sh.opened(&name, dev)))
-            } else {
-                reply(code, Value::None)
+            match (code == Hresult::NOERROR, dev) {
+                (true, 0 | OUT_UNSET) => {
+                    return Err(BackendError::Failed(format!(
+                        "OpenDevice({name}) returned NOERROR without setting *ppVirtualDevice to a device"
+                    )));
+                }
+                (true, dev) => reply(code, Value::Device(sh.opened(&name, dev))),
+                (false, 0) => reply(code, Value::None),
+                (false, dev) => {
+                    return Err(BackendError::Failed(format!(
+                        "OpenDevice({name}) returned {code} and left *ppVirtualDevice = {dev:#x}, not NULL (clause open-device.null-on-failure)"
+                    )));
+                }
             }
         }
         Call::Close => reply(abi.close(set), Value::None),

@@ -21,6 +21,12 @@ use vdi_spec::{ClauseId, CommandCode, Hresult, VdConfig, Win32};
 /// An address in the library's memory (objects, command blocks, buffers).
 pub type Ptr = usize;
 
+/// What an out-pointer holds before the library is called: not NULL and
+/// no object, so a library that does not write it is seen (clause
+/// `open-device.null-on-failure`: a failing OpenDevice sets
+/// `*ppVirtualDevice` to NULL).
+pub const OUT_UNSET: Ptr = usize::MAX;
+
 /// The client API of one binary interface, over raw addresses.
 pub trait Abi: Send + Sync {
     /// A new set object.
@@ -38,6 +44,8 @@ pub trait Abi: Send + Sync {
         cfg: &VdConfig,
     ) -> Result<Hresult, BackendError>;
     fn get_configuration(&self, set: Ptr, t: Timeout, out: &mut VdConfig) -> Hresult;
+    /// `OpenDevice`: the code and `*ppVirtualDevice` as the library left
+    /// it, the out-pointer initialised to [`OUT_UNSET`] before the call.
     fn open_device(&self, set: Ptr, name: &str) -> (Hresult, Ptr);
     fn close(&self, set: Ptr) -> Hresult;
     fn signal_abort(&self, set: Ptr) -> Hresult;
