@@ -1,7 +1,8 @@
 //! `vdisim run` on the model stages the `abi` cases through the stand-in
 //! built into vdisim, in process: an environment that would send a loaded
-//! stand-in to another server (`VDISIM_SERVER`, `VDISIM_PLAN`) changes
-//! nothing, and the report says how each case was staged.
+//! stand-in to another server (`VDISIM_SERVER`, `VDISIM_PLAN`) or name
+//! another library (`VDISIM_LIBSQLVDI`) changes nothing, and the report
+//! says how each case was staged.
 
 #[path = "support/scratch.rs"]
 mod scratch;
@@ -23,6 +24,8 @@ fn abi_cases_run_in_process_whatever_the_environment() {
         .arg(dir.path("report"))
         .env("VDISIM_SERVER", dir.path("no-such-server.sock"))
         .env("VDISIM_PLAN", dir.path("no-such-plan.toml"))
+        // The model loads no library: its binary half is built in.
+        .env("VDISIM_LIBSQLVDI", dir.path("no-such-libsqlvdi.so"))
         .output()
         .expect("vdisim runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
