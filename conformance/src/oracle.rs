@@ -492,6 +492,12 @@ fn binary_halves(b: &mut dyn Backend, sc: &Scenario, seed: u64, f: &mut Finding)
     let mut labels = Vec::new();
     for h in halves {
         let (run, mut hf) = run_script(h.backend, sc, &set, &predicted);
+        if run.is_none() {
+            // A reset that failed leaves the half's case open (and the
+            // process-wide ABI case lock held): end it, so that the next
+            // half, or the next case, can start.
+            let _ = h.backend.finish();
+        }
         if matches!(hf.verdict, Verdict::Pass | Verdict::Lenient)
             && let Some(r) = &run
             && let Some(e) = end_violation(sc, r)

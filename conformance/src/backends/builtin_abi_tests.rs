@@ -179,3 +179,44 @@ fn an_open_device_that_leaves_the_out_pointer_on_failure_is_a_violation() {
         r.detail
     );
 }
+
+/// A factory that makes no object (`E_FAIL`).
+unsafe extern "C" fn failing_factory(_iid: *const Guid, out: *mut *mut c_void) -> i32 {
+    if !out.is_null() {
+        // SAFETY: the caller's out-pointer.
+        unsafe { *out = std::ptr::null_mut() };
+    }
+    0x8000_4005_u32 as i32
+}
+
+#[test]
+fn a_half_that_cannot_start_is_a_violation_and_leaves_the_next_case_free_to_run() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let linux = linked_linux_members();
+        let mut m =
+            ModelBackend::with_binary_half(BuiltinAbi::over(linux, com_abi(failing_factory)));
+        let a = graded(&mut m, &case("abi/abi.layouts.toml"));
+        // The Linux half only: it must not wait for the failed COM half's case.
+        let b = graded(&mut m, &case("abi/abi.linux-classes.toml"));
+        let _ = tx.send((a, b));
+    });
+    // A guard against a hang only (the cases take milliseconds).
+    let (a, b) = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the second case ran (no case lock left held by the failed half)");
+    assert_eq!(a.verdict, Verdict::Violation, "{}", a.detail);
+    assert!(
+        a.detail
+            .starts_with("binary interface of the built-in stand-in (COM vtables, in process): "),
+        "{}",
+        a.detail
+    );
+    assert_eq!(b.verdict, Verdict::Pass, "{}", b.detail);
+}
+
+/// The stand-in's Linux members, uncrossed.
+fn linked_linux_members() -> LinuxAbi {
+    // SAFETY: every address is the stand-in's member of that name.
+    unsafe { linux_abi(&linux_symbol) }.expect("every member is linked in")
+}
