@@ -1,0 +1,112 @@
+//! The secondary client process itself: `vdisim __abi-secondary --library
+//! PATH` (hidden from `--help`). It loads the VDI library at PATH (its own
+//! process, its own copy of the library), makes one set object, and
+//! performs the calls it reads on standard input ([`super::wire::Request`],
+//! one JSON line each) through the same path as the primary's
+//! ([`super::super::perform::perform`]): one OS thread per program thread,
+//! so a GetCommand blocked on one device does not hold up another. Each
+//! answer is one JSON line on standard output. Nothing else is written to
+//! standard output.
+//!
+//! The library finds its server as any client process does: the parent
+//! sets `VDISIM_SERVER` (the `vdisim serve` socket the primary's set lives
+//! on) and `VDISIM_TIME_SCALE` (the case's clock). OpenInSecondary then
+//! joins the primary's set by name.
+//!
+//! At the end of standard input the process exits at once, without Close
+//! (as the model's secondary, which never closes its view). Killed, it
+//! tells nobody: clause `abort.secondary-death-undetected`.
+
+use super::super::client_faults::ClientFaults;
+use super::super::perform::perform;
+use super::super::shared::{Abi, CaseState, Shared};
+use super::wire::{self, MAX_THREADS, Request, Response, WireReply};
+use crate::backends::linux_abi::LinuxAbi;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use vdi_model::fault::FaultPlan;
+use vdi_model::trace::Trace;
+
+/// Runs the secondary process until its standard input ends; an error
+/// (library not loadable, a broken request) is returned to be printed.
+pub fn run(library: &Path) -> Result<(), String> {
+    let abi = LinuxAbi::load_from(library)
+        .map_err(|e| format!("cannot load the library {}: {e}", library.display()))?;
+    let abi: Arc<dyn Abi> = Arc::new(abi);
+    let sh = Arc::new(Shared::new(abi.clone()));
+    let set = abi
+        .new_set()
+        .map_err(|e| format!("cannot make a set object: {e}"))?;
+    *sh.st() = CaseState::new(
+        set,
+        Trace::off(),
+        1,
+        ClientFaults::new(&FaultPlan::default()),
+        Vec::new(),
+    );
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let mut workers: BTreeMap<u32, Sender<Request>> = BTreeMap::new();
+    let mut input = std::io::stdin().lock();
+    loop {
+        let line = match wire::read_line(&mut input, "secondary process: standard input")? {
+            Some(l) => l,
+            // The parent is done with this process (or gone): exit now.
+            None => std::process::exit(0),
+        };
+        let req: Request = serde_json::from_str(&line)
+            .map_err(|e| format!("secondary process: a request that is not understood: {e}"))?;
+        if !workers.contains_key(&req.thread) {
+            if workers.len() >= MAX_THREADS as usize {
+                return Err(format!(
+                    "secondary process: more than {MAX_THREADS} program threads (the protocol's bound)"
+                ));
+            }
+            let tx = worker(req.thread, sh.clone(), out.clone())?;
+            workers.insert(req.thread, tx);
+        }
+        if let Some(tx) = workers.get(&req.thread) {
+            let _ = tx.send(req);
+        }
+    }
+}
+
+/// The OS thread that performs program thread `thread`'s calls.
+fn worker(
+    thread: u32,
+    sh: Arc<Shared>,
+    out: Arc<Mutex<std::io::Stdout>>,
+) -> Result<Sender<Request>, String> {
+    let (tx, rx) = mpsc::channel::<Request>();
+    std::thread::Builder::new()
+        .name(format!("secondary-{thread}"))
+        .spawn(move || {
+            while let Ok(req) = rx.recv() {
+                let r = perform(&sh, &req.who, req.call.into());
+                let resp = match r {
+                    Ok(r) => Response {
+                        thread,
+                        reply: Some(WireReply::from(r)),
+                        error: None,
+                    },
+                    Err(e) => Response {
+                        thread,
+                        reply: None,
+                        error: Some(e.to_string()),
+                    },
+                };
+                let Ok(line) = serde_json::to_string(&resp) else {
+                    std::process::exit(2);
+                };
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                if writeln!(o, "{line}").and_then(|()| o.flush()).is_err() {
+                    // The parent is gone: nobody to answer.
+                    std::process::exit(0);
+                }
+            }
+        })
+        .map_err(|e| format!("secondary process: cannot start a thread: {e}"))?;
+    Ok(tx)
+}
