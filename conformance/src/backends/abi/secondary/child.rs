@@ -13,8 +13,9 @@
 //! on) and `VDISIM_TIME_SCALE` (the case's clock). OpenInSecondary then
 //! joins the primary's set by name.
 //!
-//! At the end of standard input the process exits at once, without Close
-//! (as the model's secondary, which never closes its view). Killed, it
+//! At the end of standard input the process answers the calls in progress
+//! (for at most [`EXIT_GRACE`]: a call may wait forever) and exits, without
+//! Close (as the model's secondary, which never closes its view). Killed, it
 //! tells nobody: clause `abort.secondary-death-undetected`.
 
 use super::super::client_faults::ClientFaults;
@@ -27,8 +28,13 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use vdi_model::fault::FaultPlan;
 use vdi_model::trace::Trace;
+
+/// How long the calls in progress at the end of standard input may take.
+pub const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the secondary process until its standard input ends; an error
 /// (library not loadable, a broken request) is returned to be printed.
@@ -48,13 +54,13 @@ pub fn run(library: &Path) -> Result<(), String> {
         Vec::new(),
     );
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let mut workers: BTreeMap<u32, Sender<Request>> = BTreeMap::new();
+    let mut workers: BTreeMap<u32, (Sender<Request>, JoinHandle<()>)> = BTreeMap::new();
     let mut input = std::io::stdin().lock();
     loop {
         let line = match wire::read_line(&mut input, "secondary process: standard input")? {
             Some(l) => l,
-            // The parent is done with this process (or gone): exit now.
-            None => std::process::exit(0),
+            // The parent is done with this process (or gone).
+            None => exit_after(workers),
         };
         let req: Request = serde_json::from_str(&line)
             .map_err(|e| format!("secondary process: a request that is not understood: {e}"))?;
@@ -67,10 +73,20 @@ pub fn run(library: &Path) -> Result<(), String> {
             let tx = worker(req.thread, sh.clone(), out.clone())?;
             workers.insert(req.thread, tx);
         }
-        if let Some(tx) = workers.get(&req.thread) {
+        if let Some((tx, _)) = workers.get(&req.thread) {
             let _ = tx.send(req);
         }
     }
+}
+
+/// Lets the calls in progress answer (at most [`EXIT_GRACE`]), then exits.
+fn exit_after(workers: BTreeMap<u32, (Sender<Request>, JoinHandle<()>)>) -> ! {
+    let dl = Instant::now() + EXIT_GRACE;
+    let handles: Vec<_> = workers.into_values().map(|(_, h)| h).collect();
+    while Instant::now() < dl && !handles.iter().all(|h| h.is_finished()) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::process::exit(0)
 }
 
 /// The OS thread that performs program thread `thread`'s calls.
@@ -78,9 +94,9 @@ fn worker(
     thread: u32,
     sh: Arc<Shared>,
     out: Arc<Mutex<std::io::Stdout>>,
-) -> Result<Sender<Request>, String> {
+) -> Result<(Sender<Request>, JoinHandle<()>), String> {
     let (tx, rx) = mpsc::channel::<Request>();
-    std::thread::Builder::new()
+    let h = std::thread::Builder::new()
         .name(format!("secondary-{thread}"))
         .spawn(move || {
             while let Ok(req) = rx.recv() {
@@ -108,5 +124,5 @@ fn worker(
             }
         })
         .map_err(|e| format!("secondary process: cannot start a thread: {e}"))?;
-    Ok(tx)
+    Ok((tx, h))
 }
