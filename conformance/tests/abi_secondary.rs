@@ -200,10 +200,14 @@ fn secondary_child(input: &[u8]) -> (Option<i32>, String, String) {
 
 #[test]
 fn the_secondary_child_refuses_bad_requests_clearly() {
-    let (code, out, err) = secondary_child(b"{\"thread\": 1, \"who\": \"x\"}\n");
+    let (code, out, err) = secondary_child(b"{\"thread\": \"one\"}\n");
     assert_eq!(code, Some(2), "{err}");
     assert!(out.is_empty());
     assert!(err.contains("a request that is not understood"), "{err}");
+    // A request with neither a call nor a buffer access gets an error line.
+    let (code, out, err) = secondary_child(b"{\"thread\": 1, \"who\": \"x\"}\n");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("exactly one of call and buffer"), "{out}");
     let mut long = vec![b'x'; (1 << 20) + 10];
     long.push(b'\n');
     let (code, _, err) = secondary_child(&long);
@@ -229,4 +233,229 @@ fn the_secondary_subcommand_is_hidden() {
         .expect("vdisim --help");
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(!help.contains("__abi-secondary"), "{help}");
+}
+
+// ----- buffer handles across processes ------------------------------------------------------
+
+use std::io::{BufRead, BufReader};
+use vdi_conformance::backend::CaseSetup;
+use vdi_conformance::backends::abi::secondary::wire::{BufferOp, Request, Response, WireCall};
+use vdi_model::call::{Call, Reply, Value};
+use vdi_model::content::Content;
+use vdi_model::msg::{BufId, Timeout};
+use vdi_model::statement::StatementSpec;
+use vdi_spec::{CommandCode, Hresult, VdConfig, Win32};
+
+/// A `vdisim __abi-secondary` joined to the serve backend's server, driven
+/// line by line.
+struct Secondary {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Secondary {
+    fn start() -> Secondary {
+        let lib = vdi_conformance::backends::abi::library_path().expect("stand-in");
+        let sock = vdi_conformance::backends::serve::server_socket().expect("vdisim serve");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vdisim"))
+            .args(["__abi-secondary", "--library"])
+            .arg(lib)
+            .env("VDISIM_SERVER", sock)
+            .env("VDISIM_TIME_SCALE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn");
+        let input = child.stdin.take().expect("stdin");
+        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        Secondary {
+            child,
+            input,
+            output,
+        }
+    }
+
+    fn ask(&mut self, call: Option<WireCall>, buffer: Option<BufferOp>) -> Response {
+        let req = Request {
+            thread: 1,
+            who: "worker".into(),
+            call,
+            buffer,
+        };
+        let line = serde_json::to_string(&req).expect("json");
+        writeln!(self.input, "{line}").expect("send");
+        self.input.flush().expect("flush");
+        let mut answer = String::new();
+        self.output.read_line(&mut answer).expect("answer");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer:?}"))
+    }
+
+    fn call(&mut self, call: Call) -> Reply {
+        let r = self.ask(Some(call.into()), None);
+        Reply::from(r.reply.unwrap_or_else(|| panic!("{:?}", r.error)))
+    }
+
+    fn read(&mut self, buf: BufId, len: u32) -> Content {
+        let r = self.ask(None, Some(BufferOp::Read { buf, len }));
+        r.data.unwrap_or_else(|| panic!("{:?}", r.error))
+    }
+
+    fn fill(&mut self, buf: BufId, data: &Content) {
+        let r = self.ask(
+            None,
+            Some(BufferOp::Fill {
+                buf,
+                data: data.clone(),
+            }),
+        );
+        assert!(r.error.is_none(), "{:?}", r.error);
+    }
+
+    /// Joins the set `name` and maps `handle`: this process's buffer id.
+    fn map(&mut self, id: u32, name: &str, handle: u32) -> BufId {
+        let r = self.call(Call::OpenInSecondary {
+            secondary: id,
+            name: name.into(),
+        });
+        assert_eq!(r.code, Hresult::NOERROR, "OpenInSecondary");
+        // At once: OpenInSecondary returned after the set's replay.
+        let r = self.call(Call::MapBufferHandle { handle });
+        assert_eq!(r.code, Hresult::NOERROR, "MapBufferHandle");
+        match r.value {
+            Value::Buffer(b) => b,
+            v => panic!("MapBufferHandle gave {v:?}"),
+        }
+    }
+}
+
+impl Drop for Secondary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn primary(b: &mut ServeBackend, call: Call) -> Reply {
+    let t = b.start("ctl", call).expect("start");
+    b.join(t).expect("join")
+}
+
+/// Clause `buffer-handle.roundtrip` across processes: a handle the primary
+/// got from GetBufferHandle maps, in a secondary process of the set, to
+/// the same bytes (at another address): the secondary reads what the
+/// server wrote, and what one secondary writes another one reads.
+#[test]
+fn a_buffer_handle_maps_to_the_same_bytes_in_another_process() {
+    let mut b = ServeBackend::new();
+    let setup = CaseSetup {
+        seed: 1,
+        budget_ms: 60_000,
+        time_scale: 1,
+        ..CaseSetup::default()
+    };
+    b.reset(&setup).expect("reset");
+    let name = "buffer-handle-across";
+    let cfg = VdConfig {
+        device_count: 1,
+        ..VdConfig::default()
+    };
+    let create = primary(
+        &mut b,
+        Call::Create {
+            name: name.into(),
+            cfg,
+        },
+    );
+    assert_eq!(create.code, Hresult::NOERROR);
+    let stmt = StatementSpec::default().resolve(name, 1, 1).expect("stmt");
+    b.start_statement(&stmt).expect("BACKUP");
+    let conf = primary(
+        &mut b,
+        Call::GetConfiguration {
+            timeout: Timeout::Ms(10_000),
+        },
+    );
+    assert_eq!(conf.code, Hresult::NOERROR);
+    let Value::Device(dev) = primary(&mut b, Call::OpenDevice { name: name.into() }).value else {
+        panic!("OpenDevice");
+    };
+    let cmd = loop {
+        let r = primary(
+            &mut b,
+            Call::GetCommand {
+                dev,
+                timeout: Timeout::Ms(10_000),
+            },
+        );
+        let Value::Command(c) = r.value else {
+            panic!("GetCommand: {}", r.code)
+        };
+        if c.code == CommandCode::Write && !c.data.is_empty() {
+            break c;
+        }
+        let done = primary(
+            &mut b,
+            Call::CompleteCommand {
+                dev,
+                position: c.position,
+                bytes: 0,
+                code: Win32::ERROR_SUCCESS,
+                data: Content::Empty,
+                cmd: c,
+            },
+        );
+        assert_eq!(done.code, Hresult::NOERROR);
+    };
+    let r = primary(&mut b, Call::GetBufferHandle { buf: cmd.buffer });
+    assert_eq!(r.code, Hresult::NOERROR, "GetBufferHandle");
+    let Value::Handle(handle) = r.value else {
+        panic!("no handle")
+    };
+    let mut one = Secondary::start();
+    let mut two = Secondary::start();
+    let b1 = one.map(1, name, handle);
+    let b2 = two.map(2, name, handle);
+    // What the server wrote, as the primary fetched it.
+    assert_eq!(one.read(b1, cmd.size), cmd.data);
+    assert_eq!(two.read(b2, cmd.size), cmd.data);
+    // One secondary writes, the other reads the same bytes; then the
+    // buffer gets its bytes back before the primary completes the Write.
+    let other = Content::stream(0x5ec0_abcd, 0, u64::from(cmd.size));
+    assert_ne!(other, cmd.data);
+    one.fill(b1, &other);
+    assert_eq!(two.read(b2, cmd.size), other);
+    two.fill(b2, &cmd.data);
+    assert_eq!(one.read(b1, cmd.size), cmd.data);
+    // Clause buffer-handle.invalid in the secondary too.
+    let bad = one.call(Call::MapBufferHandle {
+        handle: handle ^ 0x4000_0000,
+    });
+    assert_eq!(bad.code, Hresult::VD_E_INVALID);
+    drop((one, two));
+    let size = u64::from(cmd.size);
+    let done = primary(
+        &mut b,
+        Call::CompleteCommand {
+            dev,
+            position: cmd.position,
+            bytes: size,
+            code: Win32::ERROR_SUCCESS,
+            data: Content::Empty,
+            cmd,
+        },
+    );
+    assert_eq!(done.code, Hresult::NOERROR);
+    let t = b
+        .start_drain("dev0", dev, Timeout::Ms(10_000))
+        .expect("drain");
+    assert_eq!(b.join(t).expect("drain").code, Hresult::VD_E_CLOSE);
+    assert_eq!(primary(&mut b, Call::Close).code, Hresult::NOERROR);
+    let o = b
+        .wait_statement(Timeout::Ms(10_000))
+        .expect("wait")
+        .expect("outcome");
+    assert!(o.succeeded(), "{o:?}");
+    b.finish().expect("finish");
 }

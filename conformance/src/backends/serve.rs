@@ -96,6 +96,12 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
     .map_err(|e| e.clone())
 }
 
+/// The socket of this process's `vdisim serve` child (started on first
+/// use): where another client process joins the backend's sets by name.
+pub fn server_socket() -> Result<PathBuf, BackendError> {
+    Ok(serve_child()?.sock.clone())
+}
+
 /// The private copy of the stand-in, made and loaded once per process (the
 /// runner makes a backend object per job, on several threads). The copy is
 /// written under a temporary name and renamed, so it is never loaded half

@@ -21,7 +21,7 @@
 use super::super::client_faults::ClientFaults;
 use super::super::perform::perform;
 use super::super::shared::{Abi, CaseState, Shared};
-use super::wire::{self, MAX_THREADS, Request, Response, WireReply};
+use super::wire::{self, BufferOp, MAX_BUFFER_BYTES, MAX_THREADS, Request, Response, WireReply};
 use crate::backends::linux_abi::LinuxAbi;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -30,6 +30,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use vdi_model::content::{self, Content};
 use vdi_model::fault::FaultPlan;
 use vdi_model::trace::Trace;
 
@@ -79,6 +80,65 @@ pub fn run(library: &Path) -> Result<(), String> {
     }
 }
 
+/// The answer to one request.
+fn answer(sh: &Shared, thread: u32, req: Request) -> Response {
+    let mut resp = Response {
+        thread,
+        reply: None,
+        data: None,
+        error: None,
+    };
+    match (req.call, req.buffer) {
+        (Some(call), None) => match perform(sh, &req.who, call.into()) {
+            Ok(r) => resp.reply = Some(WireReply::from(r)),
+            Err(e) => resp.error = Some(e.to_string()),
+        },
+        (None, Some(op)) => match buffer_op(sh, op) {
+            Ok(d) => resp.data = Some(d),
+            Err(e) => resp.error = Some(e),
+        },
+        _ => resp.error = Some("a request needs exactly one of call and buffer".into()),
+    }
+    resp
+}
+
+/// Reads or fills a buffer the library handed this process.
+fn buffer_op(sh: &Shared, op: BufferOp) -> Result<Content, String> {
+    let (buf, len) = match &op {
+        BufferOp::Read { buf, len } => (*buf, u64::from(*len)),
+        BufferOp::Fill { buf, data } => (*buf, data.len()),
+    };
+    if len > u64::from(MAX_BUFFER_BYTES) {
+        return Err(format!(
+            "a buffer access of {len} bytes: at most {MAX_BUFFER_BYTES} (VDI's largest transfer)"
+        ));
+    }
+    let addr = sh.st().buffer_address(buf.0).ok_or_else(|| {
+        format!(
+            "buffer {} was never handed to this process (MapBufferHandle or GetCommand first)",
+            buf.0
+        )
+    })?;
+    let n = len as usize;
+    match op {
+        BufferOp::Read { .. } => {
+            // SAFETY: `addr` is a buffer of the set that the library mapped
+            // into this process (MapBufferHandle or a command's buffer), in
+            // shared memory that lives as long as the set; the requester
+            // names a length within the buffer (its command's size).
+            let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, n) };
+            Ok(content::parse_tagged(bytes))
+        }
+        BufferOp::Fill { data, .. } => {
+            // SAFETY: as for Read; the requester owns the command whose
+            // buffer this is until it completes it.
+            let s = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, n) };
+            content::materialize(&data, s);
+            Ok(Content::Empty)
+        }
+    }
+}
+
 /// Lets the calls in progress answer (at most [`EXIT_GRACE`]), then exits.
 fn exit_after(workers: BTreeMap<u32, (Sender<Request>, JoinHandle<()>)>) -> ! {
     let dl = Instant::now() + EXIT_GRACE;
@@ -100,19 +160,7 @@ fn worker(
         .name(format!("secondary-{thread}"))
         .spawn(move || {
             while let Ok(req) = rx.recv() {
-                let r = perform(&sh, &req.who, req.call.into());
-                let resp = match r {
-                    Ok(r) => Response {
-                        thread,
-                        reply: Some(WireReply::from(r)),
-                        error: None,
-                    },
-                    Err(e) => Response {
-                        thread,
-                        reply: None,
-                        error: Some(e.to_string()),
-                    },
-                };
+                let resp = answer(&sh, thread, req);
                 let Ok(line) = serde_json::to_string(&resp) else {
                     std::process::exit(2);
                 };

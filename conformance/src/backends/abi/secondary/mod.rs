@@ -269,7 +269,8 @@ impl Process {
         let req = Request {
             thread,
             who: who.to_string(),
-            call: wire,
+            call: Some(wire),
+            buffer: None,
         };
         let line = serde_json::to_string(&req).map_err(|e| self.error(e.to_string()))?;
         {

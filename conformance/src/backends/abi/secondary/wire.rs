@@ -208,13 +208,33 @@ impl From<WireReply> for Reply {
     }
 }
 
-/// Parent → child: perform `call` on program thread `thread` (named `who`
-/// in the child's trace).
+/// Bytes of one buffer a [`BufferOp`] may touch: VDI's largest transfer
+/// (MAXTRANSFERSIZE 4 MiB).
+pub const MAX_BUFFER_BYTES: u32 = 4 << 20;
+
+/// Parent → child: an access to a buffer the child's library handed it
+/// (by MapBufferHandle, or as a command's buffer), by the child's buffer id
+/// (the `Buffer` value MapBufferHandle answered). The length must lie
+/// within the buffer (a command's size): the child cannot check it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum BufferOp {
+    /// The first `len` bytes, parsed as [`Content`].
+    Read { buf: BufId, len: u32 },
+    /// Writes `data` at the start of the buffer.
+    Fill { buf: BufId, data: Content },
+}
+
+/// Parent → child: perform `call` (or `buffer`) on program thread `thread`
+/// (named `who` in the child's trace).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub thread: u32,
     pub who: String,
-    pub call: WireCall,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call: Option<WireCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<BufferOp>,
 }
 
 /// Child → parent: the answer for program thread `thread`.
@@ -223,6 +243,9 @@ pub struct Response {
     pub thread: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<WireReply>,
+    /// What a [`BufferOp::Read`] read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Content>,
     /// The call could not be performed (what, and why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
