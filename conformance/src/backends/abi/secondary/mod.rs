@@ -433,6 +433,18 @@ impl Process {
     }
 }
 
+impl Drop for Process {
+    /// A process not ended yet (a run that stopped while it started) is
+    /// killed and reaped: none outlives its runner.
+    fn drop(&mut self) {
+        let c = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        if !matches!(c.try_wait(), Ok(Some(_))) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 enum Outgoing {
     Plain,
     Open(String),
