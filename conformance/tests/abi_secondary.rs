@@ -198,11 +198,14 @@ fn secondary_child(input: &[u8]) -> (Option<i32>, String, String) {
     )
 }
 
+/// The child's first line: ready (thread `u32::MAX`).
+const READY_LINE: &str = "{\"thread\":4294967295}\n";
+
 #[test]
 fn the_secondary_child_refuses_bad_requests_clearly() {
     let (code, out, err) = secondary_child(b"{\"thread\": \"one\"}\n");
     assert_eq!(code, Some(2), "{err}");
-    assert!(out.is_empty());
+    assert_eq!(out, READY_LINE, "nothing but the ready line");
     assert!(err.contains("a request that is not understood"), "{err}");
     // A request with neither a call nor a buffer access gets an error line.
     let (code, out, err) = secondary_child(b"{\"thread\": 1, \"who\": \"x\"}\n");
@@ -218,11 +221,12 @@ fn the_secondary_child_refuses_bad_requests_clearly() {
         b"{\"thread\": 3, \"who\": \"dev9\", \"call\": {\"op\": \"signal-abort\"}}\n",
     );
     assert_eq!(code, Some(0), "{err}");
+    let answer = out.strip_prefix(READY_LINE).expect("ready first");
     assert!(
-        out.starts_with("{\"thread\":3,\"reply\":{\"code\":"),
+        answer.starts_with("{\"thread\":3,\"reply\":{\"code\":"),
         "{out}"
     );
-    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(answer.lines().count(), 1, "{out}");
 }
 
 #[test]
@@ -269,7 +273,10 @@ impl Secondary {
             .spawn()
             .expect("spawn");
         let input = child.stdin.take().expect("stdin");
-        let output = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut output = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut ready = String::new();
+        output.read_line(&mut ready).expect("ready");
+        assert_eq!(ready, READY_LINE);
         Secondary {
             child,
             input,

@@ -95,6 +95,10 @@ struct Exec {
     launch: Option<Launch>,
     /// The secondary processes started so far.
     procs: Mutex<Vec<Arc<Process>>>,
+    /// Processes started before the case, ready to become secondaries
+    /// (the model starts a process in no time: starting one here must not
+    /// eat the case's scaled clock).
+    spares: Mutex<Vec<Arc<Process>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -163,14 +167,19 @@ impl Exec {
                 "a secondary client process: the library's server runs inside this process, where no other process can join a set".into(),
             )
         })?;
-        let mut procs = lock(&self.procs);
-        if procs.len() >= secondary::MAX_PROCESSES {
+        if lock(&self.procs).len() >= secondary::MAX_PROCESSES {
             return Err(BackendError::Failed(format!(
                 "more than {} secondary client processes in one case",
                 secondary::MAX_PROCESSES
             )));
         }
-        procs.push(Process::start(launch, self.scale)?);
+        let spare = lock(&self.spares).pop();
+        let p = match spare {
+            Some(p) => p,
+            None => Process::start(launch, self.scale)?,
+        };
+        let mut procs = lock(&self.procs);
+        procs.push(p);
         Ok(procs.len() - 1)
     }
 
@@ -197,7 +206,8 @@ impl Exec {
 
     /// Ends every secondary process still running.
     fn end_secondaries(&self) {
-        let procs = std::mem::take(&mut *lock(&self.procs));
+        let mut procs = std::mem::take(&mut *lock(&self.procs));
+        procs.append(&mut lock(&self.spares));
         for p in procs {
             if !p.killed() {
                 p.end();
@@ -545,6 +555,24 @@ fn quiet_after(setup: &CaseSetup, spec: &ClientSpec, scale: u32) -> Duration {
     QUIET + scaled_wait(longest, scale)
 }
 
+/// The secondary processes `spec` starts (one per statement it runs, when
+/// it has a secondary), started and ready before the case's clock runs.
+fn spare_secondaries(
+    launch: Option<&Launch>,
+    spec: &ClientSpec,
+    scale: u32,
+) -> Result<Vec<Arc<Process>>, BackendError> {
+    let Some(launch) = launch.filter(|_| spec.secondary_devices > 0) else {
+        return Ok(Vec::new());
+    };
+    let n = if spec.operation == Operation::Roundtrip {
+        2
+    } else {
+        1
+    };
+    (0..n).map(|_| Process::start(launch, scale)).collect()
+}
+
 impl AbiDriver {
     /// The library's harness, if it can host a built-in program with
     /// `faults`.
@@ -574,6 +602,8 @@ impl AbiDriver {
     ) -> Result<RunResult, BackendError> {
         self.program_harness(&setup.faults)?;
         let harness = self.statement_control()?;
+        let launch = self.shared.abi.secondary_launch();
+        let spares = spare_secondaries(launch.as_ref(), spec, setup.time_scale.max(1))?;
         // As `vdi_sim::simulate::simulate`: a restore-only run gets a
         // seeded backup.
         let mut setup = setup.clone();
@@ -597,8 +627,9 @@ impl AbiDriver {
                 handles: Vec::new(),
             }),
             cond: Condvar::new(),
-            launch: self.shared.abi.secondary_launch(),
+            launch,
             procs: Mutex::new(Vec::new()),
+            spares: Mutex::new(spares),
         });
         ex.spawn("ctl".into(), None, spec.controller(), None);
         let end = ex.supervise(setup.budget_ms, quiet_after(&setup, spec, self.scale));

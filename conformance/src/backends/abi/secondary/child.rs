@@ -1,6 +1,7 @@
 //! The secondary client process itself: `vdisim __abi-secondary --library
 //! PATH` (hidden from `--help`). It loads the VDI library at PATH (its own
 //! process, its own copy of the library), makes one set object, and
+//! says it is ready (a first line for thread [`wire::READY`]), and
 //! performs the calls it reads on standard input ([`super::wire::Request`],
 //! one JSON line each) through the same path as the primary's
 //! ([`super::super::perform::perform`]): one OS thread per program thread,
@@ -55,6 +56,19 @@ pub fn run(library: &Path) -> Result<(), String> {
         Vec::new(),
     );
     let out = Arc::new(Mutex::new(std::io::stdout()));
+    let ready = Response {
+        thread: wire::READY,
+        reply: None,
+        data: None,
+        error: None,
+    };
+    let line = serde_json::to_string(&ready).map_err(|e| e.to_string())?;
+    {
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        writeln!(o, "{line}")
+            .and_then(|()| o.flush())
+            .map_err(|e| format!("secondary process: standard output: {e}"))?;
+    }
     let mut workers: BTreeMap<u32, (Sender<Request>, JoinHandle<()>)> = BTreeMap::new();
     let mut input = std::io::stdin().lock();
     loop {

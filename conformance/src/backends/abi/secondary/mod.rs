@@ -58,6 +58,10 @@ pub const MAX_PROCESSES: usize = 16;
 /// Real time a call that ends by itself may take beyond its own timeout.
 pub const ANSWER_MARGIN: Duration = Duration::from_secs(15);
 
+/// Real time a new process may take to load the library and say it is
+/// ready.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Real time the runner waits for a process told to exit before killing it.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 
@@ -155,7 +159,16 @@ impl Process {
             .name(format!("secondary-err-{}", p.pid))
             .spawn(move || keep_tail(stderr, &tail))
             .map_err(|e| BackendError::Failed(format!("spawn: {e}")))?;
-        Ok(p)
+        match p.answer(
+            wire::READY,
+            "the process",
+            "its start",
+            Some(START_TIMEOUT),
+            &|| false,
+        )? {
+            Some(_) => Ok(p),
+            None => Err(p.error("ended before it was ready".into())),
+        }
     }
 
     /// The child's operating-system process id.

@@ -24,6 +24,11 @@ pub const MAX_LINE: usize = 1 << 20;
 /// each): a thread id at or past this is refused.
 pub const MAX_THREADS: u32 = 256;
 
+/// The thread id of the child's first line: a [`Response`] with neither
+/// reply nor error, once it loaded the library and made its set object
+/// (ready for calls). Program threads have smaller ids.
+pub const READY: u32 = u32::MAX;
+
 /// A client API call, as [`Call`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
