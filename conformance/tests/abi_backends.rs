@@ -106,7 +106,8 @@ fn abi_backends_match_the_model_on_a_subset() {
             continue;
         }
         // What the backends cannot stage in real time, and a secondary
-        // client process (the model's alone so far), are graded
+        // client process on a backend whose server runs inside this
+        // process (linux-abi, com; tests/abi_secondary.rs), are graded
         // unimplemented, for the documented reasons only.
         if c.verdict == Verdict::Unimplemented && m.verdict != Verdict::Unimplemented {
             assert!(
