@@ -23,12 +23,14 @@ pub const DATABASE: &str = "vdisim_ct";
 
 /// What the runner learned of the program from its plain backup: the
 /// timeouts it uses, for sizing stalls and the clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Behaviour {
     /// The longest finite GetCommand timeout it passed (ms), if any.
     pub get_command_timeout_ms: Option<u64>,
     /// The serverTimeOut it gave Create (ms; 0: no watchdog).
     pub server_timeout_ms: u64,
+    /// The device shape its CreateEx features chose.
+    pub shape: super::cases::DeviceShape,
 }
 
 impl Behaviour {
@@ -379,6 +381,10 @@ pub fn case_profile(case: &ClientCase) -> Profile {
     if case.abort_at_once {
         p.error_termination = vdi_spec::profile::ErrorTermination::Abort;
     }
+    if case.disk_header_last {
+        // clause disk.header-order
+        p.disk_header_order = vdi_spec::profile::DiskHeaderOrder::Last;
+    }
     p
 }
 
@@ -399,8 +405,26 @@ pub fn statement(op: Op, case: &ClientCase, device: &str, seed: u64) -> Statemen
         },
         plan: vdi_model::statement::ServerPlan {
             read_sizes: read_sizes(case, seed),
+            tape: Box::new(tape_options(op, case)),
+            snapshot: case.snapshot,
             ..Default::default()
         },
+    }
+}
+
+/// The statement's MEDIANAME and REWIND/UNLOAD options (clauses
+/// `tape.media-name`, `tape.end-rewind`).
+fn tape_options(op: Op, case: &ClientCase) -> vdi_model::statement::TapeOptions {
+    use super::cases::{MEDIA_NAME, OTHER_MEDIA_NAME};
+    let media_name = match (op, case.media_name, case.wrong_media_name) {
+        (Op::Restore, _, true) => Some(OTHER_MEDIA_NAME.to_string()),
+        (_, true, _) | (Op::Backup, _, true) => Some(MEDIA_NAME.to_string()),
+        _ => None,
+    };
+    vdi_model::statement::TapeOptions {
+        media_name,
+        rewind: !case.no_rewind,
+        unload: !case.no_rewind,
     }
 }
 
@@ -437,10 +461,23 @@ fn faults(case: &ClientCase, stall: Option<u64>) -> FaultPlan {
         Op::Backup => Phase::Backup,
         Op::Restore => Phase::Restore,
     };
-    let on = Trigger::OnCommand {
-        dev: 0,
-        nth: case.at,
-        code: None,
+    // A snapshot case's faults fire at the snapshot command itself.
+    let on = match (case.snapshot, case.op) {
+        (true, Op::Backup) => Trigger::OnCommand {
+            dev: 0,
+            nth: 1,
+            code: Some(vdi_spec::CommandCode::Snapshot),
+        },
+        (true, Op::Restore) => Trigger::OnCommand {
+            dev: 0,
+            nth: 1,
+            code: Some(vdi_spec::CommandCode::MountSnapshot),
+        },
+        _ => Trigger::OnCommand {
+            dev: 0,
+            nth: case.at,
+            code: None,
+        },
     };
     let mut list = Vec::new();
     let server = case.server_fault.map(|f| match f {
@@ -529,6 +566,7 @@ mod tests {
         Behaviour {
             get_command_timeout_ms: t,
             server_timeout_ms,
+            shape: crate::client_test::cases::DeviceShape::Pipe,
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::ClientTestArgs;
 use super::case_run::{Behaviour, CaseRun, Harness, OpRun};
-use super::cases::{ClientCase, Op};
+use super::cases::{ClientCase, DeviceShape, Op};
 use super::exec::ProgramEnd;
 use vdi_model::calllog::{Api, CallRecord, LogLine, ProcessLine};
 use vdi_model::checks::Violation;
@@ -64,13 +64,18 @@ fn parse(lines: &[String]) -> Log {
 pub fn behaviour(r: &CaseRun) -> Option<Behaviour> {
     let b = r.backup.as_ref()?;
     let log = parse(&b.record.log_lines);
-    let mut out = Behaviour::default();
+    let mut out = Behaviour {
+        get_command_timeout_ms: None,
+        server_timeout_ms: 0,
+        shape: DeviceShape::Pipe,
+    };
     let mut created = false;
     for c in &log.calls {
         match c.method {
             Api::Create | Api::CreateEx => {
                 if let Some(cfg) = &c.args.config {
                     out.server_timeout_ms = u64::from(cfg.cfg.server_time_out);
+                    out.shape = DeviceShape::from_features(cfg.cfg.features);
                     created = true;
                 }
             }
@@ -117,7 +122,11 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
             e
         }));
         findings.extend(g.findings);
-        notes.extend(g.notes);
+        for n in g.notes {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
         if let Some(u) = g.unimplemented {
             unimplemented.get_or_insert(u);
         }
@@ -289,6 +298,10 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
         unimplemented_code: Some(h.unimplemented_code),
     };
     g.findings = obligations::check(&log.calls, &cx);
+    let shape = super::shapes::shape_of(&log.calls);
+    super::shapes::notes(shape, case, run, &log.calls, &mut g.notes);
+    let shaped = super::shapes::findings(shape, case, run, &log.calls, &g.findings);
+    g.findings.extend(shaped);
     if h.ready_line.is_some() && vdi_side_clean(&log.calls) {
         // The runner, not the program, ran the statement: a failure that
         // left every device closing cleanly is invisible to a worker that
@@ -305,7 +318,9 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
         }
         return g;
     }
-    if g.findings.is_empty() {
+    // A program that refused its snapshot chose the failure (graded in
+    // `shapes`).
+    if g.findings.is_empty() && super::shapes::refused_snapshot(&log.calls).is_none() {
         expected_outcome(case, run, &mut g);
     }
     g

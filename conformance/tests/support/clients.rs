@@ -31,6 +31,11 @@ pub const FLAWS: &[&str] = &[
     "TAMPER_BLOCK",
     "WAIT_AFTER_ABORT",
     "CLOSE_IS_SUCCESS",
+    // vdi_client.c's device shapes (VDICLIENT_MODE / VDICLIENT_SNAPSHOT);
+    // the C++ program compiles them as its correct build.
+    "IGNORES_POSITION",
+    "IGNORES_FILEMARKS",
+    "SNAPSHOT_UNANSWERED",
 ];
 
 /// Which program: each language is one start mode.
