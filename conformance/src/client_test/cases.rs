@@ -695,8 +695,9 @@ impl ClientCase {
         }
         if self.snapshot && self.devices != 1 {
             return Err(format!(
-                "devices = {} with snapshot = true: a snapshot statement uses exactly one device (clause snapshot.one-device)",
-                self.devices
+                "devices = {} with snapshot = true: a snapshot statement uses exactly one device (clause {})",
+                self.devices,
+                vdi_spec::id::SNAPSHOT_ONE_DEVICE
             ));
         }
         let b = vdi_spec::bounds::DATA_BYTES_MAX;
@@ -850,7 +851,11 @@ mod tests {
         assert!(b.media_name && !b.wrong_media_name);
         let mut bad = ClientCase::plain(Op::Backup, 2);
         bad.snapshot = true;
-        assert!(bad.check().unwrap_err().contains("snapshot.one-device"));
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .contains(vdi_spec::id::SNAPSHOT_ONE_DEVICE.as_str())
+        );
     }
 
     #[test]

@@ -24,7 +24,37 @@
  * Built with -DFLAW_<NAME> it carries one product bug (see README.md in
  * this directory): TIMEOUT_FATAL, CLOSE_EARLY, FLUSH_UNANSWERED,
  * SHORT_READ_SUCCESS, SUCCESS_ALWAYS, TIMEOUT_SECONDS, NO_CLOSE,
- * TAMPER_BLOCK, WAIT_AFTER_ABORT, CLOSE_IS_SUCCESS.
+ * TAMPER_BLOCK, WAIT_AFTER_ABORT, CLOSE_IS_SUCCESS; and one per device
+ * shape: IGNORES_POSITION (disk: Writes and Reads at a running cursor),
+ * IGNORES_FILEMARKS (tape: WriteMark acknowledged but not written, Reads
+ * run across filemarks), SNAPSHOT_UNANSWERED (VDC_Snapshot never
+ * completed).
+ *
+ * Device shapes (environment):
+ *   VDICLIENT_MODE=pipe   VDF_LikePipe (the default): the media are a stream
+ *   VDICLIENT_MODE=disk   VDF_LikeDisk: each Write/Read at the command's
+ *                         position in the file; a backup writes over the
+ *                         file and each Flush sets its end at the furthest
+ *                         byte written since the open (as the model's
+ *                         clients do, clause flush.disk-sets-eof)
+ *   VDICLIENT_MODE=tape   VDF_LikeTape: a tape image per device, the data in
+ *                         the file and the filemarks' byte offsets in
+ *                         "<media>.marks"; Rewind, WriteMark, SkipMarks,
+ *                         SkipBlocks (a negative count moves back),
+ *                         GetPosition/SetPosition in block addresses (bytes
+ *                         / BLOCKSIZE + one per filemark passed), Load as a
+ *                         rewind; a Read stops at a filemark with
+ *                         ERROR_FILEMARK_DETECTED, at the end of the data
+ *                         with ERROR_NO_DATA_DETECTED
+ *   VDICLIENT_SNAPSHOT=1  VDF_SnapshotPrepare: answers VDC_PrepareToFreeze;
+ *                         VDC_Snapshot is where a product takes the volume
+ *                         snapshot: this one records it in
+ *                         "<file>.snapshot"; VDC_MountSnapshot checks that
+ *                         record (for BACKUP/RESTORE ... WITH SNAPSHOT)
+ *   VDICLIENT_SNAPSHOT_MS  how long taking the snapshot takes (default 0)
+ *   VDICLIENT_SNAPSHOT_FAIL=1  the snapshot fails: VDC_Snapshot is completed
+ *                         with ERROR_OPERATION_ABORTED and the program
+ *                         reports failure
  *
  * Tunables (environment, milliseconds; for test runs):
  *   VDICLIENT_GETCOMMAND_MS   GetCommand timeout (default 10000)
@@ -33,8 +63,9 @@
  *   VDICLIENT_IDLE_MS         give up (SignalAbort) after this long with no
  *                             command on a device (default 300000)
  *
- * Two processes (not on Windows): with VDICLIENT_SECONDARY=K (1..devices-1)
- * the program serves its first devices itself and, once the set is
+ * Two processes (not on Windows): with VDICLIENT_SECONDARY=K (1..63; a set
+ * of K devices or fewer is served by one process) the program serves its
+ * first devices itself and, once the set is
  * configured, starts itself again as a secondary process
  *   vdi_client --secondary <backup|restore> <device> <first> <devices> <file>
  * which joins the set by name (OpenInSecondaryEx), opens and serves devices
