@@ -242,29 +242,35 @@ fn two_process_sample_passes_striped_cases() {
 /// violation naming the shape's clause.
 #[test]
 fn each_shape_flaw_gets_its_clause() {
-    // (flaw, the program's environment, client-test's arguments, clause)
-    type Row<'a> = (&'a str, (&'a str, &'a str), &'a [&'a str], &'a str);
+    // (flaw, the program's environment, client-test's arguments, clause,
+    // what the detail says)
+    type Row<'a> = (&'a str, (&'a str, &'a str), &'a [&'a str], &'a str, &'a str);
     let table: &[Row] = &[
         (
             "IGNORES_POSITION",
             ("VDICLIENT_MODE", "disk"),
             &["--case", "restore.disk-header-last"],
             "disk.positioned-io",
+            "media header written last",
         ),
         (
             "IGNORES_FILEMARKS",
             ("VDICLIENT_MODE", "tape"),
             &["--case", "restore"],
             "tape.filemarks",
+            // The replay of its answers through the model's tape names the
+            // call.
+            "VDC_SkipMarks (size 1) at block address",
         ),
         (
             "SNAPSHOT_UNANSWERED",
             ("VDICLIENT_SNAPSHOT", "1"),
             &["--snapshot", "--case", "backup.snapshot"],
             "snapshot.freeze-time",
+            "VDC_Snapshot (id",
         ),
     ];
-    for (flaw, env, args, clause) in table {
+    for (flaw, env, args, clause, says) in table {
         let Some(prog) = program(Some(flaw)) else {
             return;
         };
@@ -273,8 +279,8 @@ fn each_shape_flaw_gets_its_clause() {
         assert_eq!(rows.len(), 1, "{flaw}: {text}");
         assert_eq!(rows[0].1, "violation", "{flaw}: {text}");
         assert!(
-            rows[0].2.contains(clause),
-            "{flaw} names {clause}: {}",
+            rows[0].2.contains(clause) && rows[0].2.contains(says),
+            "{flaw} names {clause} and says {says:?}: {}",
             rows[0].2
         );
         assert_eq!(code, 1, "{text}");

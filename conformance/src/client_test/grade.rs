@@ -131,6 +131,9 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
             unimplemented.get_or_insert(u);
         }
     }
+    if let Some(v) = tape_replay(r) {
+        findings.push(v);
+    }
     let verdict = if !findings.is_empty() {
         Verdict::Violation
     } else if unimplemented.is_some() {
@@ -179,6 +182,22 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
         deviation_reason: None,
         timeline,
     }
+}
+
+/// A tape-like program's answers replayed through the model's tape, over
+/// its backup and the restore that reads it (not after a media fault).
+fn tape_replay(r: &CaseRun) -> Option<Violation> {
+    let logs: Vec<Log> = [&r.backup, &r.restore]
+        .into_iter()
+        .flatten()
+        .map(|run| parse(&run.record.log_lines))
+        .collect();
+    let shape = super::shapes::shape_of(&logs.first()?.calls)?;
+    if shape.device != DeviceShape::Tape || r.case.media_fault.is_some() {
+        return None;
+    }
+    let calls: Vec<&[CallRecord]> = logs.iter().map(|l| l.calls.as_slice()).collect();
+    super::shapes::tape_replay(&calls)
 }
 
 fn join_notes(notes: &[String]) -> String {

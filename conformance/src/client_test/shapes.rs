@@ -224,3 +224,124 @@ fn failed_statement(s: Shape, case: &ClientCase, run: &OpRun, killed: bool) -> O
         at: None,
     })
 }
+
+/// Replays a tape-like program's answers through the model's tape
+/// (`vdi_model::tape`): the backup's Writes and WriteMarks build each
+/// device's tape as the program acknowledged them, and every Read,
+/// SkipMarks, SkipBlocks, GetPosition and SetPosition answer of the backup
+/// and the restore that follows is compared with what that tape answers.
+/// The first answer that differs is a violation of `tape.filemarks` or
+/// `tape.position`, pointing at the call. Answers with an error of the
+/// program's own media (a read or write fault) are not judged, and nothing
+/// after them on that device.
+pub fn tape_replay(runs: &[&[CallRecord]]) -> Option<Violation> {
+    use std::collections::BTreeMap;
+    use vdi_model::content::Content;
+    use vdi_model::tape::{Head, Tape};
+    let mut tapes: BTreeMap<u16, (Content, Vec<u64>, Head, bool)> = BTreeMap::new();
+    for calls in runs {
+        let block = block_size(calls);
+        for t in tapes.values_mut() {
+            t.2 = Head::default();
+        }
+        for c in calls.iter().filter(|c| c.method == Api::CompleteCommand) {
+            let (Some(dev), Some(cmd), Some(done)) =
+                (c.args.device, &c.args.command, &c.args.completion)
+            else {
+                continue;
+            };
+            let (data, marks, head, broken) = tapes.entry(dev).or_default();
+            if *broken {
+                continue;
+            }
+            let mut t = Tape { data, marks, head };
+            let at = t.position(block);
+            let code = vdi_spec::Win32(done.code);
+            let own_fault = [
+                vdi_spec::Win32::ERROR_READ_FAULT,
+                vdi_spec::Win32::ERROR_WRITE_FAULT,
+                vdi_spec::Win32::ERROR_DISK_FULL,
+                vdi_spec::Win32::ERROR_END_OF_MEDIA,
+            ]
+            .contains(&code);
+            if own_fault {
+                *broken = true;
+                continue;
+            }
+            let (want, clause) = match cmd.name.as_str() {
+                "VDC_Write" => {
+                    t.write(&Content::stream(1, 0, done.bytes));
+                    continue;
+                }
+                "VDC_WriteMark" if code == vdi_spec::Win32::ERROR_SUCCESS => {
+                    t.write_mark();
+                    continue;
+                }
+                "VDC_Rewind" | "VDC_Load" => {
+                    t.rewind();
+                    continue;
+                }
+                "VDC_Read" => {
+                    let (w, got) = t.read(u64::from(cmd.size));
+                    if (w, got.len()) == (code, done.bytes) {
+                        continue;
+                    }
+                    (format!("{w} with {} bytes", got.len()), id::TAPE_FILEMARKS)
+                }
+                "VDC_SkipMarks" | "VDC_SkipBlocks" => {
+                    let w = if cmd.name == "VDC_SkipMarks" {
+                        t.skip_marks(cmd.size)
+                    } else {
+                        t.skip_blocks(cmd.size, block)
+                    };
+                    if w == code {
+                        continue;
+                    }
+                    (w.to_string(), id::TAPE_FILEMARKS)
+                }
+                "VDC_GetPosition" => {
+                    let p = t.position(block);
+                    if p == done.position {
+                        continue;
+                    }
+                    (format!("position {p}"), id::TAPE_POSITION)
+                }
+                "VDC_SetPosition" => {
+                    let p = t.set_position(cmd.position, block);
+                    if p == done.position {
+                        continue;
+                    }
+                    (format!("position {p}"), id::TAPE_POSITION)
+                }
+                _ => continue,
+            };
+            let got = match cmd.name.as_str() {
+                "VDC_GetPosition" | "VDC_SetPosition" => format!("position {}", done.position),
+                "VDC_Read" => format!("{code} with {} bytes", done.bytes),
+                _ => code.to_string(),
+            };
+            return Some(Violation {
+                clause: clause.to_string(),
+                what: format!(
+                    "device {dev}: {} (size {}) at block address {at}: the tape the program's own answers wrote (its Writes and WriteMarks, {} filemark(s)) answers {want}; the program answered {got}",
+                    cmd.name,
+                    cmd.size,
+                    t.marks.len()
+                ),
+                at: Some(c.seq),
+            });
+        }
+    }
+    None
+}
+
+/// The BLOCKSIZE the server configured (tape block addresses count it).
+fn block_size(calls: &[CallRecord]) -> u32 {
+    calls
+        .iter()
+        .filter(|c| c.method == Api::GetConfiguration)
+        .filter_map(|c| c.args.config.as_ref())
+        .map(|v| v.cfg.block_size)
+        .rfind(|b| *b > 0)
+        .unwrap_or(512)
+}
