@@ -1,6 +1,7 @@
 //! `vdisim client-test` against the device shapes of the in-repo C client
 //! (`conformance/tests/clients/vdi_client.c`, ready-line mode): disk-like
-//! (`VDICLIENT_MODE=disk`), tape-like (`VDICLIENT_MODE=tape`), snapshot
+//! (`VDICLIENT_MODE=disk`), tape-like (`VDICLIENT_MODE=tape`), removable
+//! (`VDICLIENT_MODE=removable`), snapshot
 //! (`VDICLIENT_SNAPSHOT=1`, `--snapshot`) and two processes
 //! (`VDICLIENT_SECONDARY=K`). The runner learns the shape from the
 //! program's CreateEx features and adds the shape's cases to the default
@@ -93,11 +94,11 @@ fn ids(rows: &[Row]) -> Vec<&str> {
     rows.iter().map(|r| r.0.as_str()).collect()
 }
 
-/// The correct program in disk and tape mode passes the default matrix,
-/// which the runner widened with the shape's cases once the probe showed
-/// the shape; each result names the shape.
+/// The correct program in disk, tape and removable mode passes the
+/// default matrix, which the runner widened with the shape's cases once
+/// the probe showed the shape; each result names the shape.
 #[test]
-fn disk_and_tape_samples_pass_their_shape_matrix() {
+fn disk_tape_and_removable_samples_pass_their_shape_matrix() {
     let Some(prog) = program(None) else { return };
     let table: &[(&str, &str, &[&str])] = &[
         (
@@ -117,6 +118,11 @@ fn disk_and_tape_samples_pass_their_shape_matrix() {
                 "backup.norewind",
                 "restore.norewind",
             ],
+        ),
+        (
+            "removable",
+            "removable pipe-like",
+            &["backup.volumes-262144", "restore.volumes-262144"],
         ),
     ];
     for (mode, shape, want) in table {
@@ -268,6 +274,13 @@ fn each_shape_flaw_gets_its_clause() {
             &["--snapshot", "--case", "backup.snapshot"],
             "snapshot.freeze-time",
             "VDC_Snapshot (id",
+        ),
+        (
+            "VOLUME_FULL_FATAL",
+            ("VDICLIENT_MODE", "removable"),
+            &["--case", "backup.volumes-262144"],
+            "media.next-volume",
+            "volumes of 262144 bytes",
         ),
     ];
     for (flaw, env, args, clause, says) in table {

@@ -203,7 +203,7 @@ impl Harness {
         };
         let fsize = match case.process_fault {
             Some(ProcessFault::DiskFull { bytes }) => Some(bytes),
-            _ => None,
+            _ => case.volume_bytes,
         };
         match case.op {
             Op::Backup => {

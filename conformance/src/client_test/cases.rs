@@ -145,6 +145,13 @@ pub struct ClientCase {
     /// statement's end on a tape-like device (clause `tape.end-rewind`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_rewind: bool,
+    /// Small volumes for a removable client: the program's files may not
+    /// grow beyond this many bytes (RLIMIT_FSIZE, as `disk-full`), so each
+    /// volume ends there and the backup spans several (END_OF_MEDIA,
+    /// VDC_ClearError, VDC_Load; clause `media.next-volume`). Unlike
+    /// `disk-full` a correct removable client's backup succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_bytes: Option<u64>,
 }
 
 /// The device shape a program chose in its CreateEx features.
@@ -157,6 +164,8 @@ pub enum DeviceShape {
     Disk,
     /// VDF_LikeTape (VDF_FileMarks): Rewind, filemarks, block addresses.
     Tape,
+    /// VDF_LikePipe | VDF_Removable: a stream over volumes.
+    Removable,
 }
 
 impl DeviceShape {
@@ -169,6 +178,8 @@ impl DeviceShape {
             DeviceShape::Disk
         } else if f.contains(F::FileMarks) {
             DeviceShape::Tape
+        } else if f.contains(F::Removable) {
+            DeviceShape::Removable
         } else {
             DeviceShape::Pipe
         }
@@ -180,9 +191,13 @@ impl DeviceShape {
             DeviceShape::Pipe => "pipe-like (VDF_LikePipe)",
             DeviceShape::Disk => "disk-like (VDF_LikeDisk)",
             DeviceShape::Tape => "tape-like (VDF_LikeTape)",
+            DeviceShape::Removable => "removable pipe-like (VDF_Removable)",
         }
     }
 }
+
+/// The volume size of the removable cases.
+pub const VOLUME_BYTES: u64 = 256 << 10;
 
 /// The media set name the tape cases write.
 pub const MEDIA_NAME: &str = "vdisim-ct";
@@ -224,6 +239,7 @@ impl ClientCase {
             media_name: false,
             wrong_media_name: false,
             no_rewind: false,
+            volume_bytes: None,
         }
         .named()
     }
@@ -293,6 +309,9 @@ impl ClientCase {
         }
         if self.abort_at_once {
             parts.push("abort-at-once".into());
+        }
+        if let Some(b) = self.volume_bytes {
+            parts.push(format!("volumes-{b}"));
         }
         for (on, name) in [
             (self.disk_header_last, "disk-header-last"),
@@ -396,7 +415,7 @@ pub fn default_matrix(space: Space) -> Vec<ClientCase> {
 /// every shape.
 pub fn known_cases(space: Space) -> Vec<ClientCase> {
     let mut v = pipe_matrix(space);
-    for s in [DeviceShape::Disk, DeviceShape::Tape] {
+    for s in [DeviceShape::Disk, DeviceShape::Tape, DeviceShape::Removable] {
         v.extend(shape_cases(space, Some(s)));
     }
     v.extend(snapshot_matrix());
@@ -422,6 +441,11 @@ pub fn shape_cases(space: Space, shape: Option<DeviceShape>) -> Vec<ClientCase> 
                     c.disk_header_last = true;
                 }));
             }
+        }
+        Some(DeviceShape::Removable) => {
+            // 1 MiB over 256 KiB volumes: five of them.
+            v.push(with(Op::Backup, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
+            v.push(with(Op::Restore, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
         }
         Some(DeviceShape::Tape) if space.runner_statement => {
             v.push(with(Op::Restore, &|c| c.media_name = true));
@@ -601,6 +625,9 @@ fn draw(rng: &mut ChaCha8Rng, space: Space) -> ClientCase {
     c.abort_at_once = chance(rng, 0.15);
     match space.shape {
         Some(DeviceShape::Disk) => c.disk_header_last = chance(rng, 0.4),
+        Some(DeviceShape::Removable) if c.process_fault.is_none() && chance(rng, 0.4) => {
+            c.volume_bytes = Some(64 * 1024 * range(rng, 2, 8));
+        }
         Some(DeviceShape::Tape) if space.runner_statement => match range(rng, 0, 3) {
             0 => c.media_name = true,
             1 if op == Op::Restore => c.wrong_media_name = true,
@@ -666,6 +693,7 @@ pub fn simpler(c: &ClientCase) -> Vec<ClientCase> {
         s.wrong_media_name = false;
     });
     push(&|s| s.no_rewind = false);
+    push(&|s| s.volume_bytes = None);
     push(&|s| s.data_bytes = default_bytes());
     push(&|s| s.at = 3);
     out
@@ -716,6 +744,15 @@ impl ClientCase {
             }
             Some(ProcessFault::DiskFull { bytes: 0 }) => {
                 return Err("disk-full bytes = 0: at least 1".into());
+            }
+            _ => {}
+        }
+        match self.volume_bytes {
+            Some(b) if b < 4096 => {
+                return Err(format!("volume-bytes = {b}: at least 4096"));
+            }
+            Some(_) if self.process_fault.is_some() => {
+                return Err("volume-bytes with a process fault: give one or the other".into());
             }
             _ => {}
         }
@@ -878,5 +915,14 @@ mod tests {
             DeviceShape::Disk
         );
         assert_eq!(DeviceShape::from_features(0x173), DeviceShape::Tape);
+        assert_eq!(
+            DeviceShape::from_features(0x1 | 0x2000),
+            DeviceShape::Removable
+        );
+        let r = default_matrix(Space {
+            shape: Some(DeviceShape::Removable),
+            ..FULL
+        });
+        assert!(r.iter().any(|c| c.id == "restore.volumes-262144"), "{r:?}");
     }
 }

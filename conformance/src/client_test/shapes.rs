@@ -212,6 +212,20 @@ fn failed_statement(s: Shape, case: &ClientCase, run: &OpRun, killed: bool) -> O
                 "the statement failed on the program's tape-like device ({msgs}): a tape-like client writes a filemark for each VDC_WriteMark, skips them for VDC_SkipMarks and stops a VDC_Read at one with ERROR_FILEMARK_DETECTED"
             ),
         ),
+        (
+            DeviceShape::Removable,
+            Some(FailReason::BadMedia | FailReason::DeviceError | FailReason::ShortTransfer),
+        ) => (
+            id::MEDIA_NEXT_VOLUME,
+            format!(
+                "the statement failed on the program's removable device ({msgs}){}: a removable client answers a Write that fills its volume with ERROR_END_OF_MEDIA and the bytes it kept, starts the next volume on VDC_Load, and on restore stops a Read at a volume's end with ERROR_HANDLE_EOF and opens the next on VDC_Load",
+                match case.volume_bytes {
+                    Some(b) =>
+                        format!(" with volumes of {b} bytes (the program's file-size limit)"),
+                    None => String::new(),
+                }
+            ),
+        ),
         _ if case.snapshot && reason == Some(FailReason::ClientAbort) => (
             id::SNAPSHOT_ABORT,
             format!("the program refused the snapshot and the statement failed ({msgs})"),

@@ -28,7 +28,8 @@
  * shape: IGNORES_POSITION (disk: Writes and Reads at a running cursor),
  * IGNORES_FILEMARKS (tape: WriteMark acknowledged but not written, Reads
  * run across filemarks), SNAPSHOT_UNANSWERED (VDC_Snapshot never
- * completed).
+ * completed), VOLUME_FULL_FATAL (removable: a full volume fails the Write
+ * with ERROR_DISK_FULL instead of ERROR_END_OF_MEDIA).
  *
  * Device shapes (environment):
  *   VDICLIENT_MODE=pipe   VDF_LikePipe (the default): the media are a stream
@@ -46,6 +47,14 @@
  *                         rewind; a Read stops at a filemark with
  *                         ERROR_FILEMARK_DETECTED, at the end of the data
  *                         with ERROR_NO_DATA_DETECTED
+ *   VDICLIENT_MODE=removable  VDF_LikePipe | VDF_Removable: volume 0 is the
+ *                         media file, volume k "<media>.vol<k>"; a Write
+ *                         that finds the volume full (the file cannot grow,
+ *                         or VDICLIENT_VOLUME_BYTES reached) keeps what
+ *                         fitted and answers ERROR_END_OF_MEDIA; VDC_Load
+ *                         starts (BACKUP) or opens (RESTORE) the next one;
+ *                         a Read stops at a volume's end with
+ *                         ERROR_HANDLE_EOF
  *   VDICLIENT_SNAPSHOT=1  VDF_SnapshotPrepare: answers VDC_PrepareToFreeze;
  *                         VDC_Snapshot is where a product takes the volume
  *                         snapshot: this one records it in
@@ -112,7 +121,7 @@
         defined(FLAW_TIMEOUT_SECONDS) + defined(FLAW_NO_CLOSE) + defined(FLAW_TAMPER_BLOCK) +      \
         defined(FLAW_WAIT_AFTER_ABORT) + defined(FLAW_CLOSE_IS_SUCCESS) +                          \
         defined(FLAW_IGNORES_POSITION) + defined(FLAW_IGNORES_FILEMARKS) +                         \
-        defined(FLAW_SNAPSHOT_UNANSWERED) >                                                        \
+        defined(FLAW_SNAPSHOT_UNANSWERED) + defined(FLAW_VOLUME_FULL_FATAL) >                      \
     1
 #error "at most one FLAW_* per build"
 #endif
@@ -143,6 +152,8 @@
 #define BUILD "FLAW_IGNORES_FILEMARKS"
 #elif defined(FLAW_SNAPSHOT_UNANSWERED)
 #define BUILD "FLAW_SNAPSHOT_UNANSWERED"
+#elif defined(FLAW_VOLUME_FULL_FATAL)
+#define BUILD "FLAW_VOLUME_FULL_FATAL"
 #else
 #define BUILD "correct"
 #endif
@@ -216,7 +227,9 @@ static DWORD env_ms(const char *name, DWORD dflt) {
 static DWORD getcommand_ms, config_wait_ms, idle_ms;
 
 /* The device shape and snapshot mode (environment). */
-enum { MODE_PIPE, MODE_DISK, MODE_TAPE };
+enum { MODE_PIPE, MODE_DISK, MODE_TAPE, MODE_REMOVABLE };
+#define MAX_VOLUMES 256 /* volumes a removable device's family may span */
+static uint64_t volume_bytes; /* VDICLIENT_VOLUME_BYTES: a volume's capacity (0: the file's limit) */
 static int mode = MODE_PIPE;
 static int snapshot_mode;    /* VDICLIENT_SNAPSHOT=1: VDF_SnapshotPrepare */
 static int snapshot_fail;    /* VDICLIENT_SNAPSHOT_FAIL=1: VDC_Snapshot -> 995 */
@@ -231,10 +244,13 @@ static int read_modes(void) {
         mode = MODE_DISK;
     else if (strcmp(m, "tape") == 0)
         mode = MODE_TAPE;
+    else if (strcmp(m, "removable") == 0)
+        mode = MODE_REMOVABLE;
     else {
-        say("VDICLIENT_MODE=%s: want pipe, disk or tape", m);
+        say("VDICLIENT_MODE=%s: want pipe, disk, tape or removable", m);
         return 0;
     }
+    volume_bytes = getenv("VDICLIENT_VOLUME_BYTES") ? env_ms("VDICLIENT_VOLUME_BYTES", 0) : 0;
     const char *v = getenv("VDICLIENT_SNAPSHOT");
     snapshot_mode = v != NULL && strcmp(v, "1") == 0;
     v = getenv("VDICLIENT_SNAPSHOT_FAIL");
@@ -305,6 +321,8 @@ typedef struct {
     int passed;      /* tape: filemarks before the head */
     int nmarks;      /* tape: filemarks on the medium */
     uint64_t marks[MAX_MARKS]; /* tape: their byte offsets, ascending */
+    int volume;                /* removable: the current volume (0: the media file) */
+    uint64_t volume_used;      /* removable: bytes written on it */
     char *marks_path;          /* tape: "<media>.marks", one offset a line */
 } Device;
 
@@ -590,6 +608,77 @@ static int tape_command(Device *d, VDC_Command *cmd, DWORD *code, size_t *bytes,
     }
 }
 
+/* Removable media (VDF_Removable on a pipe-like device): volume 0 is the
+ * device's media file, volume k > 0 is "<media>.vol<k>". A Write that finds
+ * the volume full (the file cannot grow: EFBIG under a file-size limit,
+ * ENOSPC; or VDICLIENT_VOLUME_BYTES reached) keeps what fitted and completes
+ * with ERROR_END_OF_MEDIA; the server then sends VDC_ClearError and
+ * VDC_Load, which starts the next volume (BACKUP) or opens it (RESTORE);
+ * a Read stops at the end of its volume with ERROR_HANDLE_EOF (clause
+ * media.next-volume). */
+static int removable_command(Device *d, VDC_Command *cmd, DWORD *code, size_t *bytes) {
+    switch (cmd->commandCode) {
+    case VDC_Write: {
+        size_t n = (size_t)cmd->size;
+        if (volume_bytes && d->volume_used + n > volume_bytes)
+            n = (size_t)(volume_bytes - d->volume_used);
+        *code = media_write(d, cmd->buffer, n, bytes);
+        d->volume_used += *bytes;
+        int full = *code == ERROR_DISK_FULL || (*code == ERROR_SUCCESS && n < (size_t)cmd->size);
+        if (full) {
+#ifdef FLAW_VOLUME_FULL_FATAL
+            /* the bug: a full volume is taken for a failed backup */
+            *code = ERROR_DISK_FULL;
+            d->media_error = 1;
+            return 1;
+#endif
+            say("dev%d: volume %d full after %llu bytes", d->index, d->volume,
+                (unsigned long long)d->volume_used);
+            *code = ERROR_END_OF_MEDIA;
+        } else if (*code != ERROR_SUCCESS) {
+            d->media_error = 1;
+        }
+        return 1;
+    }
+    case VDC_Load: {
+        if (d->volume + 1 >= MAX_VOLUMES) {
+            say("dev%d: more than %d volumes", d->index, MAX_VOLUMES);
+            *code = ERROR_END_OF_MEDIA;
+            d->media_error = 1;
+            return 1;
+        }
+        char *path = malloc(strlen(d->path) + 16);
+        if (path == NULL) {
+            *code = ERROR_WRITE_FAULT;
+            d->media_error = 1;
+            return 1;
+        }
+        sprintf(path, "%s.vol%d", d->path, d->volume + 1);
+        int fd = backup ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | OPEN_BINARY, 0644)
+                        : open(path, O_RDONLY | O_CLOEXEC | OPEN_BINARY);
+        if (fd < 0) {
+            say("dev%d: VDC_Load: cannot open %s: %s", d->index, path, strerror(errno));
+            *code = backup ? errno_to_win32(errno, 1) : ERROR_FILE_NOT_FOUND;
+            d->media_error = 1;
+            free(path);
+            return 1;
+        }
+        if (backup && fsync(d->fd) != 0 && errno != EINVAL)
+            d->media_error = 1;
+        close(d->fd);
+        d->fd = fd;
+        d->volume++;
+        d->volume_used = 0;
+        say("dev%d: VDC_Load: volume %d (%s)", d->index, d->volume, path);
+        free(path);
+        *code = ERROR_SUCCESS;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
 static void sleep_for_ms(long ms) {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -761,6 +850,8 @@ static void *device_main(void *arg) {
         int64_t position = 0;
         if (snapshot_mode && snapshot_command(d, cmd, &code, &answer)) {
             /* VDC_PrepareToFreeze, VDC_Snapshot, VDC_MountSnapshot */
+        } else if (mode == MODE_REMOVABLE && removable_command(d, cmd, &code, &bytes)) {
+            /* VDC_Write (END_OF_MEDIA at a volume's end), VDC_Load */
         } else if (mode == MODE_TAPE && tape_command(d, cmd, &code, &bytes, &position)) {
             if (code != ERROR_SUCCESS && code != ERROR_FILEMARK_DETECTED &&
                 code != ERROR_NO_DATA_DETECTED)
@@ -1095,7 +1186,7 @@ int main(int argc, char **argv) {
     signal(SIGXFSZ, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
 #endif
-    static const char *const modes[] = {"pipe", "disk", "tape"};
+    static const char *const modes[] = {"pipe", "disk", "tape", "removable"};
     say("%s of [%s] on %d device(s) '%s', media %s (build %s, ready-line mode, %s-like%s)",
         backup ? "backup" : "restore", database, ndev, setname, file, BUILD, modes[mode],
         snapshot_mode ? ", snapshot" : "");
@@ -1138,9 +1229,10 @@ int main(int argc, char **argv) {
     VDConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.deviceCount = (uint32_t)ndev;
-    cfg.features = (mode == MODE_DISK   ? VDF_LikeDisk
-                    : mode == MODE_TAPE ? VDF_LikeTape
-                                        : VDF_LikePipe) |
+    cfg.features = (mode == MODE_DISK        ? VDF_LikeDisk
+                    : mode == MODE_TAPE      ? VDF_LikeTape
+                    : mode == MODE_REMOVABLE ? VDF_LikePipe | VDF_Removable
+                                             : VDF_LikePipe) |
                    VDF_RequestComplete | (snapshot_mode ? VDF_SnapshotPrepare : 0);
     cfg.serverTimeOut = 60000;
     uint16_t *wname = utf16(setname);

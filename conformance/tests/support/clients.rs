@@ -36,6 +36,7 @@ pub const FLAWS: &[&str] = &[
     "IGNORES_POSITION",
     "IGNORES_FILEMARKS",
     "SNAPSHOT_UNANSWERED",
+    "VOLUME_FULL_FATAL",
 ];
 
 /// Which program: each language is one start mode.
