@@ -106,6 +106,7 @@ fn disk_tape_and_removable_samples_pass_their_shape_matrix() {
             "disk-like",
             &[
                 "restore.disk-header-last",
+                "backup.over-longer-file",
                 "restore.devices-3.disk-header-last",
             ],
         ),
@@ -258,6 +259,13 @@ fn each_shape_flaw_gets_its_clause() {
             &["--case", "restore.disk-header-last"],
             "disk.positioned-io",
             "media header written last",
+        ),
+        (
+            "NO_END_OF_FILE",
+            ("VDICLIENT_MODE", "disk"),
+            &["--case", "backup.over-longer-file"],
+            "flush.disk-sets-eof",
+            "lies beyond the backup",
         ),
         (
             "IGNORES_FILEMARKS",

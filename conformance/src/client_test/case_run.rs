@@ -120,6 +120,8 @@ pub struct OpRun {
     pub outcomes: Vec<StatementOutcome>,
     /// The virtual ms per real ms it ran at.
     pub time_scale: u32,
+    /// The size of device 0's media file (`{file}`) after it, if it exists.
+    pub media_bytes: Option<u64>,
 }
 
 /// A case, run.
@@ -205,6 +207,12 @@ impl Harness {
             Some(ProcessFault::DiskFull { bytes }) => Some(bytes),
             _ => case.volume_bytes,
         };
+        if case.stale_media
+            && let Err(e) = stale_media(case, dir)
+        {
+            out.unimplemented = Some(e);
+            return out;
+        }
         match case.op {
             Op::Backup => {
                 server.set_plan(Some(overlay(case, seed)));
@@ -317,6 +325,7 @@ impl Harness {
             record,
             outcomes,
             time_scale: scale,
+            media_bytes: std::fs::metadata(dir.join("media")).ok().map(|m| m.len()),
         }
     }
 
@@ -526,6 +535,16 @@ fn apply_process_fault(f: &Fault, group: &AtomicI32, killed: &AtomicBool, scale:
         }
         _ => {}
     }
+}
+
+/// What `{file}` holds before a `stale-media` case's backup: twice the
+/// database's size of 0xEE bytes, longer than any backup of it, in the
+/// case's own directory (made by the runner, removed with it).
+fn stale_media(case: &ClientCase, dir: &Path) -> Result<(), String> {
+    let f = dir.join("media");
+    let len = usize::try_from(case.data_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
+    std::fs::write(&f, vec![0xEE; len])
+        .map_err(|e| format!("cannot write the stale media {}: {e}", f.display()))
 }
 
 /// Applies the case's media fault to the program's backup files.

@@ -152,6 +152,12 @@ pub struct ClientCase {
     /// `disk-full` a correct removable client's backup succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volume_bytes: Option<u64>,
+    /// Before the backup `{file}` holds a longer file (twice the database
+    /// of 0xEE bytes): a disk-like client that writes over it must end the
+    /// file where its backup ends (a Flush sets end-of-file, clause
+    /// `flush.disk-sets-eof`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale_media: bool,
 }
 
 /// The device shape a program chose in its CreateEx features.
@@ -240,6 +246,7 @@ impl ClientCase {
             wrong_media_name: false,
             no_rewind: false,
             volume_bytes: None,
+            stale_media: false,
         }
         .named()
     }
@@ -318,6 +325,7 @@ impl ClientCase {
             (self.media_name, "medianame"),
             (self.wrong_media_name, "wrong-medianame"),
             (self.no_rewind, "norewind"),
+            (self.stale_media, "over-longer-file"),
         ] {
             if on {
                 parts.push(name.into());
@@ -433,6 +441,7 @@ pub fn shape_cases(space: Space, shape: Option<DeviceShape>) -> Vec<ClientCase> 
     let mut v = Vec::new();
     match shape {
         Some(DeviceShape::Disk) => {
+            v.push(with(Op::Backup, &|c| c.stale_media = true));
             v.push(with(Op::Backup, &|c| c.disk_header_last = true));
             v.push(with(Op::Restore, &|c| c.disk_header_last = true));
             if space.max_devices >= 3 {
@@ -624,7 +633,10 @@ fn draw(rng: &mut ChaCha8Rng, space: Space) -> ClientCase {
     c.no_complete = chance(rng, 0.15);
     c.abort_at_once = chance(rng, 0.15);
     match space.shape {
-        Some(DeviceShape::Disk) => c.disk_header_last = chance(rng, 0.4),
+        Some(DeviceShape::Disk) => {
+            c.disk_header_last = chance(rng, 0.4);
+            c.stale_media = chance(rng, 0.3);
+        }
         Some(DeviceShape::Removable) if c.process_fault.is_none() && chance(rng, 0.4) => {
             c.volume_bytes = Some(64 * 1024 * range(rng, 2, 8));
         }
@@ -694,6 +706,7 @@ pub fn simpler(c: &ClientCase) -> Vec<ClientCase> {
     });
     push(&|s| s.no_rewind = false);
     push(&|s| s.volume_bytes = None);
+    push(&|s| s.stale_media = false);
     push(&|s| s.data_bytes = default_bytes());
     push(&|s| s.at = 3);
     out

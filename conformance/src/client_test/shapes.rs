@@ -111,6 +111,12 @@ pub fn findings(
     if s.snapshot && case.expects_success() && !killed {
         out.extend(unanswered_snapshot(calls, run));
     }
+    if s.device == DeviceShape::Disk
+        && case.stale_media
+        && let Some(v) = file_end(run, calls)
+    {
+        out.push(v);
+    }
     if let Some(refusal) = refused_snapshot(calls) {
         if run.record.end == ProgramEnd::Exited(0) {
             out.push(Violation {
@@ -127,6 +133,30 @@ pub fn findings(
     }
     out.retain(|v| !already.iter().any(|a| a.clause == v.clause));
     out
+}
+
+/// After a disk-like backup over a longer file that succeeded: the file
+/// must end where the device's Writes ended (clause `flush.disk-sets-eof`).
+fn file_end(run: &OpRun, calls: &[CallRecord]) -> Option<Violation> {
+    if run.op != super::cases::Op::Backup || !run.outcomes.last()?.outcome.succeeded() {
+        return None;
+    }
+    let size = run.media_bytes?;
+    let end = calls
+        .iter()
+        .filter(|c| c.method == Api::CompleteCommand && c.args.device == Some(0))
+        .filter_map(|c| {
+            let (k, done) = (c.args.command.as_ref()?, c.args.completion.as_ref()?);
+            (k.name == "VDC_Write").then(|| k.position.saturating_add(done.bytes))
+        })
+        .max()?;
+    (size > end).then(|| Violation {
+        clause: id::FLUSH_DISK_SETS_EOF.to_string(),
+        what: format!(
+            "device 0's file holds {size} bytes after the backup, whose Writes ended at byte {end}: what the file held before lies beyond the backup (on a disk-like device a Flush sets end-of-file at the last written position)"
+        ),
+        at: None,
+    })
 }
 
 /// The program's CompleteCommand of VDC_Snapshot with an error, if any:

@@ -24,8 +24,9 @@
  * Built with -DFLAW_<NAME> it carries one product bug (see README.md in
  * this directory): TIMEOUT_FATAL, CLOSE_EARLY, FLUSH_UNANSWERED,
  * SHORT_READ_SUCCESS, SUCCESS_ALWAYS, TIMEOUT_SECONDS, NO_CLOSE,
- * TAMPER_BLOCK, WAIT_AFTER_ABORT, CLOSE_IS_SUCCESS; and one per device
- * shape: IGNORES_POSITION (disk: Writes and Reads at a running cursor),
+ * TAMPER_BLOCK, WAIT_AFTER_ABORT, CLOSE_IS_SUCCESS; and for the device
+ * shapes: IGNORES_POSITION (disk: Writes and Reads at a running cursor),
+ * NO_END_OF_FILE (disk: a Flush does not set end-of-file),
  * IGNORES_FILEMARKS (tape: WriteMark acknowledged but not written, Reads
  * run across filemarks), SNAPSHOT_UNANSWERED (VDC_Snapshot never
  * completed), VOLUME_FULL_FATAL (removable: a full volume fails the Write
@@ -121,7 +122,8 @@
         defined(FLAW_TIMEOUT_SECONDS) + defined(FLAW_NO_CLOSE) + defined(FLAW_TAMPER_BLOCK) +      \
         defined(FLAW_WAIT_AFTER_ABORT) + defined(FLAW_CLOSE_IS_SUCCESS) +                          \
         defined(FLAW_IGNORES_POSITION) + defined(FLAW_IGNORES_FILEMARKS) +                         \
-        defined(FLAW_SNAPSHOT_UNANSWERED) + defined(FLAW_VOLUME_FULL_FATAL) >                      \
+        defined(FLAW_SNAPSHOT_UNANSWERED) + defined(FLAW_VOLUME_FULL_FATAL) +                      \
+        defined(FLAW_NO_END_OF_FILE) >                                                             \
     1
 #error "at most one FLAW_* per build"
 #endif
@@ -154,6 +156,8 @@
 #define BUILD "FLAW_SNAPSHOT_UNANSWERED"
 #elif defined(FLAW_VOLUME_FULL_FATAL)
 #define BUILD "FLAW_VOLUME_FULL_FATAL"
+#elif defined(FLAW_NO_END_OF_FILE)
+#define BUILD "FLAW_NO_END_OF_FILE"
 #else
 #define BUILD "correct"
 #endif
@@ -440,6 +444,9 @@ static DWORD disk_io(Device *d, VDC_Command *cmd, size_t *done) {
  * device was opened (clause flush.disk-sets-eof; the model's clients do
  * the same), then syncs. */
 static DWORD disk_flush(Device *d) {
+#ifdef FLAW_NO_END_OF_FILE
+    return media_sync(d); /* the bug: what lay beyond the backup stays */
+#endif
     if (backup && ftruncate(d->fd, (off_t)d->hi) != 0) {
         say("dev%d: set end of %s at %llu: %s", d->index, d->path, (unsigned long long)d->hi,
             strerror(errno));

@@ -37,6 +37,7 @@ pub const FLAWS: &[&str] = &[
     "IGNORES_FILEMARKS",
     "SNAPSHOT_UNANSWERED",
     "VOLUME_FULL_FATAL",
+    "NO_END_OF_FILE",
 ];
 
 /// Which program: each language is one start mode.
