@@ -101,6 +101,8 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
     let mut diverged: Option<u64> = None;
     let mut calls = 0u64;
     let mut virtual_ms = 0u64;
+    // Each graded op's first timeline index and its events' call seqs.
+    let mut op_seqs: Vec<(u64, Vec<Option<u64>>)> = Vec::new();
     for (op, run) in [(Op::Backup, &r.backup), (Op::Restore, &r.restore)] {
         let Some(run) = run else { continue };
         // The backup before a restore is graded as a backup without the
@@ -117,6 +119,7 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
         if diverged.is_none() && !g.findings.is_empty() {
             diverged = g.divergence_index().map(|i| offset + i as u64);
         }
+        op_seqs.push((offset, g.call_seqs.clone()));
         timeline.extend(g.timeline.into_iter().map(|mut e| {
             e.seq += offset;
             e
@@ -131,8 +134,17 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
             unimplemented.get_or_insert(u);
         }
     }
-    if let Some(v) = tape_replay(r) {
-        findings.push(v);
+    if let Some((run, v)) = tape_replay(r) {
+        // The first finding: the timeline event of the answer that
+        // differs (a failed statement follows from it).
+        if let Some((offset, seqs)) = op_seqs.get(run) {
+            diverged = seqs
+                .iter()
+                .position(|s| s.is_some() && *s == v.at)
+                .map(|i| offset + i as u64)
+                .or(diverged);
+        }
+        findings.insert(0, v);
     }
     let verdict = if !findings.is_empty() {
         Verdict::Violation
@@ -185,8 +197,9 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
 }
 
 /// A tape-like program's answers replayed through the model's tape, over
-/// its backup and the restore that reads it (not after a media fault).
-fn tape_replay(r: &CaseRun) -> Option<Violation> {
+/// its backup and the restore that reads it (not after a media fault):
+/// the violation and which of the runs its call is in.
+fn tape_replay(r: &CaseRun) -> Option<(usize, Violation)> {
     let logs: Vec<Log> = [&r.backup, &r.restore]
         .into_iter()
         .flatten()

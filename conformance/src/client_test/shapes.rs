@@ -277,13 +277,13 @@ fn failed_statement(s: Shape, case: &ClientCase, run: &OpRun, killed: bool) -> O
 /// The first answer that differs is a violation of `tape.filemarks` or
 /// `tape.position`, pointing at the call. Answers with an error of the
 /// program's own media (a read or write fault) are not judged, and nothing
-/// after them on that device.
-pub fn tape_replay(runs: &[&[CallRecord]]) -> Option<Violation> {
+/// after them on that device. Returns the index of the run with the call.
+pub fn tape_replay(runs: &[&[CallRecord]]) -> Option<(usize, Violation)> {
     use std::collections::BTreeMap;
     use vdi_model::content::Content;
     use vdi_model::tape::{Head, Tape};
     let mut tapes: BTreeMap<u16, (Content, Vec<u64>, Head, bool)> = BTreeMap::new();
-    for calls in runs {
+    for (run, calls) in runs.iter().enumerate() {
         let block = block_size(calls);
         for t in tapes.values_mut() {
             t.2 = Head::default();
@@ -364,16 +364,19 @@ pub fn tape_replay(runs: &[&[CallRecord]]) -> Option<Violation> {
                 "VDC_Read" => format!("{code} with {} bytes", done.bytes),
                 _ => code.to_string(),
             };
-            return Some(Violation {
-                clause: clause.to_string(),
-                what: format!(
-                    "device {dev}: {} (size {}) at block address {at}: the tape the program's own answers wrote (its Writes and WriteMarks, {} filemark(s)) answers {want}; the program answered {got}",
-                    cmd.name,
-                    cmd.size,
-                    t.marks.len()
-                ),
-                at: Some(c.seq),
-            });
+            return Some((
+                run,
+                Violation {
+                    clause: clause.to_string(),
+                    what: format!(
+                        "device {dev}: {} (size {}) at block address {at}: the tape the program's own answers wrote (its Writes and WriteMarks, {} filemark(s)) answers {want}; the program answered {got}",
+                        cmd.name,
+                        cmd.size,
+                        t.marks.len()
+                    ),
+                    at: Some(c.seq),
+                },
+            ));
         }
     }
     None
