@@ -909,6 +909,49 @@ mod tests {
     }
 
     #[test]
+    fn random_shape_cases_are_valid_and_shrink_to_plain() {
+        for shape in [DeviceShape::Disk, DeviceShape::Tape, DeviceShape::Removable] {
+            let space = Space {
+                shape: Some(shape),
+                ..FULL
+            };
+            let v = random_cases(space, 300, 9);
+            assert_eq!(v, random_cases(space, 300, 9));
+            for c in &v {
+                c.check()
+                    .unwrap_or_else(|e| panic!("{shape:?} {}: {e}", c.id));
+            }
+            let mut c = v.iter().max_by_key(|c| c.id.len()).unwrap().clone();
+            for _ in 0..60 {
+                match simpler(&c).into_iter().next() {
+                    Some(s) => c = s,
+                    None => break,
+                }
+            }
+            assert_eq!(c.id, "backup", "{shape:?}");
+        }
+        // Each shape's own dimension is drawn.
+        let disk = random_cases(
+            Space {
+                shape: Some(DeviceShape::Disk),
+                ..FULL
+            },
+            100,
+            1,
+        );
+        assert!(disk.iter().any(|c| c.disk_header_last) && disk.iter().any(|c| c.stale_media));
+        let removable = random_cases(
+            Space {
+                shape: Some(DeviceShape::Removable),
+                ..FULL
+            },
+            100,
+            1,
+        );
+        assert!(removable.iter().any(|c| c.volume_bytes.is_some()));
+    }
+
+    #[test]
     fn random_snapshot_cases_stay_snapshot_cases() {
         let space = Space {
             snapshot: true,
