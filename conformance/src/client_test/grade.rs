@@ -174,6 +174,15 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
     let mut clauses: Vec<String> = findings.iter().map(|v| v.clause.clone()).collect();
     if clauses.is_empty() {
         clauses = OBLIGATIONS.iter().map(|c| c.to_string()).collect();
+        let shape = r
+            .backup
+            .as_ref()
+            .and_then(|b| super::shapes::shape_of(&parse(&b.record.log_lines).calls));
+        clauses.extend(
+            super::shapes::clauses(shape, &r.case)
+                .into_iter()
+                .map(|c| c.to_string()),
+        );
     }
     clauses.dedup();
     let hash = vdi_model::trace::fnv1a(0xcbf2_9ce4_8422_2325, detail.as_bytes());

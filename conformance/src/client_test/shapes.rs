@@ -54,6 +54,47 @@ pub fn shape_of(calls: &[CallRecord]) -> Option<Shape> {
     })
 }
 
+/// The clauses a passing case of this shape checked besides the
+/// obligations (the report's coverage).
+pub fn clauses(shape: Option<Shape>, case: &ClientCase) -> Vec<vdi_spec::ClauseId> {
+    let Some(s) = shape else { return Vec::new() };
+    let restore = case.op == super::cases::Op::Restore;
+    let mut v = Vec::new();
+    match s.device {
+        DeviceShape::Disk => {
+            v.push(id::DISK_POSITIONED_IO);
+            if case.disk_header_last {
+                v.push(id::DISK_HEADER_ORDER);
+            }
+            if case.stale_media {
+                v.push(id::FLUSH_DISK_SETS_EOF);
+            }
+        }
+        DeviceShape::Tape => {
+            v.extend([id::TAPE_SEQUENCE, id::TAPE_FILEMARKS, id::TAPE_POSITION]);
+            if case.media_name || case.wrong_media_name {
+                v.push(id::TAPE_MEDIA_NAME);
+            }
+            if case.no_rewind {
+                v.push(id::TAPE_END_REWIND);
+            }
+        }
+        DeviceShape::Removable if case.volume_bytes.is_some() => v.push(id::MEDIA_NEXT_VOLUME),
+        _ => {}
+    }
+    if s.snapshot && case.snapshot {
+        v.extend([
+            id::SNAPSHOT_SEQUENCE,
+            id::SNAPSHOT_FREEZE_TIME,
+            id::SNAPSHOT_ABORT,
+        ]);
+        if restore {
+            v.push(id::SNAPSHOT_MOUNT);
+        }
+    }
+    v
+}
+
 /// The freeze time the statement's Msg 3198 reports, in ms.
 pub fn freeze_ms(run: &OpRun) -> Option<u64> {
     let o = run.outcomes.last()?;
