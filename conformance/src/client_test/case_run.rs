@@ -540,11 +540,21 @@ fn apply_process_fault(f: &Fault, group: &AtomicI32, killed: &AtomicBool, scale:
 /// What `{file}` holds before a `stale-media` case's backup: twice the
 /// database's size of 0xEE bytes, longer than any backup of it, in the
 /// case's own directory (made by the runner, removed with it).
+/// Written 64 KiB at a time: the database may be as large as
+/// `vdi_spec::bounds::DATA_BYTES_MAX`.
 fn stale_media(case: &ClientCase, dir: &Path) -> Result<(), String> {
+    use std::io::Write;
     let f = dir.join("media");
-    let len = usize::try_from(case.data_bytes.saturating_mul(2)).unwrap_or(usize::MAX);
-    std::fs::write(&f, vec![0xEE; len])
-        .map_err(|e| format!("cannot write the stale media {}: {e}", f.display()))
+    let err = |e: std::io::Error| format!("cannot write the stale media {}: {e}", f.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&f).map_err(err)?);
+    let chunk = [0xEEu8; 64 * 1024];
+    let mut left = case.data_bytes.saturating_mul(2);
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n]).map_err(err)?;
+        left -= n as u64;
+    }
+    out.flush().map_err(err)
 }
 
 /// Applies the case's media fault to the program's backup files.

@@ -250,8 +250,13 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         None => Vec::new(),
     };
     // Bad input is refused before any case runs; the matrix follows the
-    // device shape the probe shows.
-    let mut plan = plan(a, space)?;
+    // device shape the probe shows, so a --filter that keeps only a
+    // shape's cases is judged after the probe.
+    let mut planned = match plan(a, space) {
+        Ok(p) => Some(p),
+        Err(ClientTestError::NoCase(..)) if a.filter.is_some() && a.cases.is_empty() => None,
+        Err(e) => return Err(e),
+    };
     let work = make_work_dir(vdisim)?;
     let wine = if windows {
         let dll = match &a.sqlvdi_dll {
@@ -292,8 +297,12 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         && b.shape != cases::DeviceShape::Pipe
     {
         space.shape = Some(b.shape);
-        plan = self::plan(a, space)?;
+        planned = None;
     }
+    let plan = match planned {
+        Some(p) => p,
+        None => self::plan(a, space)?,
+    };
     let jobs = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
