@@ -151,6 +151,26 @@ fn disk_tape_and_removable_samples_pass_their_shape_matrix() {
     );
 }
 
+/// `--filter` may keep only a shape's cases: it is judged once the probe
+/// showed the shape.
+#[test]
+fn a_filter_may_name_the_shape_cases() {
+    let Some(prog) = program(None) else { return };
+    let dir = Scratch::new("shape-filter");
+    let (code, rows, text) = client_test(
+        &prog,
+        &[("VDICLIENT_MODE", "disk")],
+        &["--filter", "disk-header"],
+        &dir.0,
+    );
+    assert_all_pass(&rows, code, &text, "filter");
+    assert!(
+        rows.len() >= 2 && rows.iter().all(|r| r.0.contains("disk-header-last")),
+        "{:?}",
+        ids(&rows)
+    );
+}
+
 /// The snapshot sample passes the snapshot matrix; the freeze time the
 /// server reports is in each backup's result, and a slow snapshot shows a
 /// freeze at least as long as it took.
