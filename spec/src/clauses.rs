@@ -1097,6 +1097,15 @@ pub static CATALOG: &[Clause] = &[
         None,
         &[],
     ),
+    c(
+        id::TAPE_SET_POSITION,
+        "Under `tape-restore-positioning = address` a tape BACKUP sends VDC_GetPosition right after the filemark that follows the media header (the data set's block address, which MTF records: the header's blocks plus one address for the mark) and fails when the client reports another; the RESTORE, after reading the header, sends VDC_SetPosition to that address instead of VDC_SkipMarks, and the client must move there and report the resulting address (a client that reports another fails the statement; one that does not move reads the filemark). When SQL Server positions by address rather than by marks the reference does not say: the default `marks` keeps VDC_SkipMarks.",
+        "§5.9; §5.10; §5.19",
+        "[SPEC VDC_GetPosition]; [SPEC VDC_SetPosition]; INFERRED",
+        I,
+        Some("tape-restore-positioning"),
+        &[],
+    ),
     // ---- Restore --------------------------------------------------------------
     c(
         id::RESTORE_READ_SIZES,

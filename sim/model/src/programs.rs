@@ -104,6 +104,10 @@ pub enum Flaw {
     /// Completes VDC_Snapshot with ERROR_OPERATION_ABORTED: it could not
     /// take the snapshot (clause `snapshot.abort`).
     AbortsSnapshot,
+    /// A tape-like client that answers VDC_SetPosition with ERROR_SUCCESS
+    /// and the address it was given without moving its tape (clause
+    /// `tape.set-position`).
+    IgnoresSetPosition,
 }
 
 impl Flaw {
@@ -121,10 +125,11 @@ impl Flaw {
     /// Flaws of disk-like and snapshot clients: they change nothing for a
     /// pipe-like one, so they are kept apart from [`Flaw::ALL`] (which the
     /// random pipe-client generators and the determinism pins draw from).
-    pub const DEVICE_MODES: [Flaw; 3] = [
+    pub const DEVICE_MODES: [Flaw; 4] = [
         Flaw::IgnoresPosition,
         Flaw::NoEndOfFile,
         Flaw::AbortsSnapshot,
+        Flaw::IgnoresSetPosition,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -140,6 +145,7 @@ impl Flaw {
             Flaw::IgnoresPosition => "ignores-position",
             Flaw::NoEndOfFile => "no-end-of-file",
             Flaw::AbortsSnapshot => "aborts-snapshot",
+            Flaw::IgnoresSetPosition => "ignores-set-position",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
@@ -787,7 +793,12 @@ impl DeviceLoop {
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
         let special = if self.spec.tape() {
-            crate::tape::perform(&c, d, p)
+            if c.code == CommandCode::SetPosition && self.spec.has(Flaw::IgnoresSetPosition) {
+                // clause tape.set-position: claims the move, stays put.
+                Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
+            } else {
+                crate::tape::perform(&c, d, p)
+            }
         } else if let Some(cap) = self.spec.volume() {
             crate::tape::perform_volume(&c, d, cap, p)
         } else {

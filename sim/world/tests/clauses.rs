@@ -33,7 +33,7 @@ use vdi_spec::ClauseId;
 use vdi_spec::id;
 use vdi_spec::profile::{
     AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, DiskHeaderOrder, ErrorTermination,
-    ShortTransfer,
+    ShortTransfer, TapeRestorePositioning,
 };
 use vdi_spec::{
     ClientState, CommandCode, Features, Hresult, Profile, TableMethod, VdConfig, Win32,
@@ -3150,6 +3150,69 @@ fn tape_end_rewind() {
     );
     assert_eq!(events(&r, "server", "NoRewind").len(), 2);
     assert!(cites(&r, id::TAPE_END_REWIND));
+}
+
+/// The server's profile with `tape-restore-positioning = address`.
+fn by_address() -> Profile {
+    Profile {
+        tape_restore_positioning: TapeRestorePositioning::Address,
+        ..Profile::default()
+    }
+}
+
+/// `tape.set-position`: under `tape-restore-positioning = address` a tape
+/// BACKUP asks VDC_GetPosition after the header's filemark (the data set's
+/// block address, 65536 / 512 + 1 = 129) and the RESTORE goes there with
+/// VDC_SetPosition instead of VDC_SkipMarks, byte for byte; a client that
+/// claims the move without making it (flaw ignores-set-position) reads the
+/// filemark and the RESTORE fails. The default profile sends no
+/// SetPosition.
+#[test]
+fn tape_set_position() {
+    let s = tape_spec(Operation::Roundtrip, 2);
+    let mut cfg = WorldConfig::new(76);
+    cfg.profile = by_address();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = tape_script(&r, "dev1");
+    let want = [
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_GetPosition",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_Flush",
+        "VDC_Rewind",
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Read",
+        "VDC_SetPosition",
+        "VDC_Read",
+        "VDC_Rewind",
+    ];
+    assert_eq!(cmds, want, "{cmds:?}");
+    let p = events(&r, "server", "Position");
+    assert!(
+        p.iter()
+            .any(|e| e.detail.contains("block address 129 after VDC_SetPosition")),
+        "{p:?}"
+    );
+    assert!(cites(&r, id::TAPE_SET_POSITION));
+    // A client that does not move reads the filemark after the header.
+    let mut flawed = s.clone();
+    flawed.flaws.insert(Flaw::IgnoresSetPosition);
+    let r = run(&flawed, cfg.clone());
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert!(!o.succeeded(), "{}", msgs(o));
+    // The default positions by marks.
+    let r = run(&s, WorldConfig::new(76));
+    assert!(all_succeeded(&r));
+    assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_SetPosition"));
+    assert!(!cites(&r, id::TAPE_SET_POSITION));
 }
 
 // ======================================================================

@@ -37,6 +37,7 @@
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
 //! | `snapshot-freeze-timeout-ms` | a snapshot's freeze longer than this ends with the server aborting the set (0: no limit) |
 //! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
+//! | `tape-restore-positioning` | on a tape-like device: `marks` skips the filemark after the header with VDC_SkipMarks 1; `address` has the BACKUP send VDC_GetPosition after the header's filemark (checked against the data set's address) and the RESTORE VDC_SetPosition to that address (the answer checked too) |
 //!
 //! Model choices the reference does not fix:
 //!
