@@ -1106,6 +1106,15 @@ pub static CATALOG: &[Clause] = &[
         Some("tape-restore-positioning"),
         &[],
     ),
+    c(
+        id::TAPE_NEXT_VOLUME,
+        "A tape-like device is removable (VDF_LikeTape includes VDF_Removable), so a family may span tapes: a BACKUP Write answered ERROR_END_OF_MEDIA keeps the bytes it reports, the server clears the IO-ERROR, sends VDC_Load for the next tape and writes the remainder and what follows on it from its first block (no new media header or positioning), the closing VDC_WriteMark on the last tape; a RESTORE read that meets the end of a tape's data (ERROR_NO_DATA_DETECTED with no filemark, before the family's end) is followed by VDC_Load and the reads go on; a VDC_Load answered with an error (no next tape) fails the statement. The reference names VDC_Load for media changes on tape, not the order around it: the order is the model's, the same as on a removable pipe.",
+        "§5.1; §5.2; §5.8; §5.19",
+        "[SPEC VDC_Write]; [SPEC VDC_Load]; [SPEC End of Media]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
     // ---- Restore --------------------------------------------------------------
     c(
         id::RESTORE_READ_SIZES,

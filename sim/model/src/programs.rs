@@ -189,10 +189,10 @@ pub struct ClientProgram {
     /// VDC_Snapshot that long after fetching it (the database stays frozen
     /// meanwhile; clause `snapshot.freeze-time`).
     pub snapshot_ms: u64,
-    /// A removable pipe-like client's medium capacity in bytes (0: no
-    /// limit; else at least 64 KiB, so a media header fits one volume):
-    /// a Write that does not fit is answered ERROR_END_OF_MEDIA (clause
-    /// `media.next-volume`).
+    /// A removable pipe-like or tape-like client's medium capacity in bytes
+    /// (0: no limit; else at least 64 KiB, so a media header fits one
+    /// volume): a Write that does not fit is answered ERROR_END_OF_MEDIA
+    /// (clauses `media.next-volume`, `tape.next-volume`).
     pub volume_bytes: u64,
     /// Devices served by a secondary client process (the set's last ones;
     /// 0: none; fewer than the statement's devices). Module `secondary`.
@@ -247,7 +247,8 @@ pub struct ClientSpec {
     pub instance: Option<String>,
     /// How long the client takes to take a snapshot (VDC_Snapshot), in ms.
     pub snapshot_ms: u64,
-    /// A removable pipe-like client's medium capacity (0: no limit).
+    /// A removable pipe-like or tape-like client's medium capacity (0: no
+    /// limit).
     pub volume_bytes: u64,
     /// Devices served by a secondary client process (module `secondary`).
     pub secondary_devices: u16,
@@ -353,6 +354,11 @@ impl ClientSpec {
         } else {
             self.devices
         }
+    }
+    /// A tape-like client's volume capacity (clause `tape.next-volume`).
+    pub fn tape_volume(&self) -> Option<u64> {
+        (self.tape() && self.volume_bytes > 0)
+            .then(|| self.volume_bytes.max(crate::media::HEADER_BYTES))
     }
     /// Whether the client declares a tape-like (VDF_LikeTape) device.
     pub fn tape(&self) -> bool {
@@ -797,7 +803,7 @@ impl DeviceLoop {
                 // clause tape.set-position: claims the move, stays put.
                 Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
             } else {
-                crate::tape::perform(&c, d, p)
+                crate::tape::perform(&c, d, self.spec.tape_volume(), p)
             }
         } else if let Some(cap) = self.spec.volume() {
             crate::tape::perform_volume(&c, d, cap, p)

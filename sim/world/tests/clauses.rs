@@ -3215,6 +3215,65 @@ fn tape_set_position() {
     assert!(!cites(&r, id::TAPE_SET_POSITION));
 }
 
+/// `tape.next-volume`: a tape client whose tapes hold 100 KiB backs up and
+/// restores over two devices: each full tape answers ERROR_END_OF_MEDIA,
+/// the server clears the error, sends VDC_Load and writes on; the closing
+/// filemark is on the last tape; the RESTORE reads each tape to its end
+/// (ERROR_NO_DATA_DETECTED), sends VDC_Load and reads on; byte for byte.
+/// A VDC_Load answered with an error (no next tape) fails the RESTORE, and
+/// a tape without a capacity has one volume.
+#[test]
+fn tape_next_volume() {
+    let mut s = tape_spec(Operation::Roundtrip, 2);
+    s.volume_bytes = 100 * 1024;
+    let r = run(&s, WorldConfig::new(77));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 1)));
+    let family = s.backup_layout().families[0].media_len();
+    let volumes = family.div_ceil(100 * 1024);
+    assert!(volumes > 1);
+    for dev in ["dev0", "dev1"] {
+        let cmds = tape_script(&r, dev);
+        let loads = cmds.iter().filter(|c| *c == "VDC_Load").count() as u64;
+        assert_eq!(loads, 2 * (volumes - 1), "{dev}: {cmds:?}");
+        let backup = &cmds[..cmds.iter().position(|c| c == "VDC_Flush").unwrap()];
+        let eom = backup.iter().position(|c| c == "VDC_ClearError").unwrap();
+        assert_eq!(backup[eom + 1], "VDC_Load", "{backup:?}");
+    }
+    assert_eq!(r.client.volumes[0].len() as u64, volumes - 1);
+    assert_eq!(
+        r.client.marks[0],
+        vec![65536, family],
+        "{:?}",
+        r.client.marks
+    );
+    assert!(cites(&r, id::TAPE_NEXT_VOLUME));
+    assert!(!cites(&r, id::MEDIA_NEXT_VOLUME));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_NO_DATA_DETECTED,
+    };
+    // (Fetches are counted over both statements: the RESTORE's first Load
+    // follows the BACKUP's volumes - 1.)
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            volumes,
+            Some(CommandCode::Load),
+            Phase::Restore,
+            fault,
+        )],
+        77,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert_eq!(o.reason, Some(FailReason::DeviceError), "{}", msgs(o));
+    let r = run(&tape_spec(Operation::Roundtrip, 1), WorldConfig::new(77));
+    assert!(all_succeeded(&r));
+    assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_Load"));
+}
+
 // ======================================================================
 // RESTORE
 // ======================================================================

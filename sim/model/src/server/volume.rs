@@ -15,17 +15,36 @@
 //! of media fails the BACKUP (clause `io-error.end-of-media`), EOF before
 //! the end is a truncated family (clause `restore.truncated`).
 //!
-//! Tape-like devices are removable too, but their volumes are not
-//! modelled: end of media on a tape fails the BACKUP.
+//! Tape-like devices (VDF_LikeTape includes VDF_Removable) change volumes
+//! the same way (clause `tape.next-volume`): the order ClearError, Load,
+//! then the rest of the data is the model's, since the reference gives no
+//! tape-specific one. The new volume gets no media header of its own and
+//! no positioning commands: the data goes on at its first block, the
+//! filemark closing the data set is written on the last volume, and a
+//! RESTORE reads each volume to its end (ERROR_NO_DATA_DETECTED, no
+//! filemark there) before VDC_Load.
 
 use super::*;
 use vdi_spec::DeviceMode;
 
 impl ServerHalf {
-    /// Whether the set's devices are removable pipes, whose families may
-    /// span volumes.
+    /// Whether the set's devices are removable pipes or tapes, whose
+    /// families may span volumes.
     pub(super) fn removable(&self) -> bool {
-        self.features.mode() == Some(DeviceMode::PipeRemovable)
+        matches!(
+            self.features.mode(),
+            Some(DeviceMode::PipeRemovable | DeviceMode::Tape)
+        )
+    }
+
+    /// The clause a volume change cites: `tape.next-volume` on tape-like
+    /// devices, `media.next-volume` on removable pipes.
+    fn volume_clause(&self) -> ClauseId {
+        if self.tape() {
+            id::TAPE_NEXT_VOLUME
+        } else {
+            id::MEDIA_NEXT_VOLUME
+        }
     }
 
     /// A Write answered ERROR_END_OF_MEDIA on a removable device: keep what
@@ -39,6 +58,7 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        let clause = self.volume_clause();
         let bytes = c.bytes.min(u64::from(slot.size));
         let dev = &mut self.devs[d];
         dev.done += bytes;
@@ -52,7 +72,7 @@ impl ServerHalf {
             tr,
             now,
             "EndOfMedia",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} id={} stored {bytes} of {} at {}: the volume is full; VDC_ClearError, then VDC_Load",
             c.id.0,
             slot.size,
@@ -67,6 +87,7 @@ impl ServerHalf {
     /// RESTORE: a read met the end of a volume before the family's end;
     /// `true` if the device is removable and goes on on the next volume.
     pub(super) fn volume_end(&mut self, now: u64, d: usize, code: Win32, tr: &mut Trace) -> bool {
+        let clause = self.volume_clause();
         if !self.removable() {
             return false;
         }
@@ -77,7 +98,7 @@ impl ServerHalf {
             tr,
             now,
             "EndOfVolume",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} {code} at {} of {}: VDC_Load, then reads on",
             dev.done,
             dev.len
@@ -94,6 +115,7 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) -> Option<bool> {
+        let clause = self.volume_clause();
         let dev = &self.devs[d];
         if !dev.load_due {
             return None;
@@ -102,15 +124,7 @@ impl ServerHalf {
             return Some(false);
         }
         self.devs[d].barrier = true;
-        self.send_plain(
-            now,
-            d,
-            CommandCode::Load,
-            Kind::Load,
-            Some(id::MEDIA_NEXT_VOLUME),
-            out,
-            tr,
-        );
+        self.send_plain(now, d, CommandCode::Load, Kind::Load, Some(clause), out, tr);
         Some(true)
     }
 
@@ -124,6 +138,7 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        let clause = self.volume_clause();
         let dev = &mut self.devs[d];
         dev.barrier = false;
         if c.code != Win32::ERROR_SUCCESS {
@@ -137,7 +152,7 @@ impl ServerHalf {
             tr,
             now,
             "NextVolume",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} the next volume is loaded at stream offset {}",
             dev.done
         );
