@@ -26,8 +26,10 @@
 //! answers ERROR_END_OF_MEDIA; a Read stops at the end of the current
 //! volume with ERROR_NO_DATA_DETECTED (no filemark there); VDC_Load starts
 //! a blank volume (BACKUP) or moves to the next one (RESTORE; none left:
-//! ERROR_NO_DATA_DETECTED); Rewind and block addresses are the current
-//! volume's. A filemark belongs to the volume it was written on.
+//! ERROR_NO_DATA_DETECTED; so a tape without a capacity, which has one
+//! volume, answers a RESTORE's VDC_Load that way); Rewind and block
+//! addresses are the current volume's. A filemark belongs to the volume it
+//! was written on.
 
 use crate::content::Content;
 use crate::msg::Cmd;
@@ -54,9 +56,7 @@ pub fn perform(c: &Cmd, d: usize, capacity: Option<u64>, p: &mut ClientProcess) 
     };
     let ok = Win32::ERROR_SUCCESS;
     let done = |code| Some((code, 0, Content::Empty, 0));
-    if c.code == CommandCode::Load
-        && let Some(_) = capacity
-    {
+    if c.code == CommandCode::Load {
         // clause tape.next-volume
         if !reading {
             starts.push(data.len());
@@ -91,7 +91,7 @@ pub fn perform(c: &Cmd, d: usize, capacity: Option<u64>, p: &mut ClientProcess) 
         }
         CommandCode::SkipMarks => done(t.skip_marks(c.size)),
         CommandCode::SkipBlocks => done(t.skip_blocks(c.size, block)),
-        CommandCode::Rewind | CommandCode::Load => {
+        CommandCode::Rewind => {
             t.rewind();
             done(ok)
         }
@@ -390,5 +390,63 @@ mod tests {
         t.write(&Content::stream(2, 0, 512));
         assert_eq!(t.data.len(), 1536);
         assert_eq!(*t.marks, vec![1024]);
+    }
+
+    /// Clause `tape.next-volume`: a tape of two 1 KiB volumes. A Write that
+    /// does not fit stores what does (ERROR_END_OF_MEDIA is the caller's);
+    /// on the next volume reads stop at the volume's end with
+    /// ERROR_NO_DATA_DETECTED, not at a filemark; Rewind and addresses
+    /// are the volume's; a filemark belongs to the volume it was written
+    /// on.
+    #[test]
+    fn tape_volumes() {
+        let (mut data, mut marks, mut head) = (Content::Empty, Vec::new(), Head::default());
+        let mut starts = Vec::new();
+        let mut t = Tape::on_volume(&mut data, &mut marks, &mut head, &starts, 0, Some(1024));
+        t.write(&Content::stream(1, 0, 512));
+        t.write_mark();
+        assert_eq!(
+            t.write(&Content::stream(1, 512, 1024)),
+            512,
+            "the volume is full"
+        );
+        starts.push(1024);
+        let mut t = Tape::on_volume(&mut data, &mut marks, &mut head, &starts, 1, Some(1024));
+        assert_eq!(t.position(512), 0, "a blank volume begins at 0");
+        assert_eq!(t.write(&Content::stream(1, 1024, 512)), 512);
+        t.write_mark();
+        assert_eq!(t.position(512), 2);
+        t.rewind();
+        assert_eq!(
+            *t.head,
+            Head {
+                pos: 1024,
+                passed: 1
+            }
+        );
+        let (code, got) = t.read(1024);
+        assert_eq!(code, Win32::ERROR_FILEMARK_DETECTED);
+        assert!(got.is_stream(1, 1024, 512));
+        // Volume 0 from its start: the header, the mark, then its end.
+        let mut head0 = Head::default();
+        let mut t = Tape::on_volume(&mut data, &mut marks, &mut head0, &starts, 0, Some(1024));
+        assert_eq!(t.read(1024).0, Win32::ERROR_FILEMARK_DETECTED);
+        let (code, got) = t.read(1024);
+        assert_eq!(
+            code,
+            Win32::ERROR_NO_DATA_DETECTED,
+            "the volume ends, no mark"
+        );
+        assert!(got.is_stream(1, 512, 512));
+        assert_eq!(t.skip_marks(1), Win32::ERROR_NO_DATA_DETECTED);
+        assert_eq!(t.head.pos, 1024);
+        assert_eq!(t.set_position(1, 512), 1);
+        assert_eq!(
+            *t.head,
+            Head {
+                pos: 512,
+                passed: 0
+            }
+        );
     }
 }
