@@ -22,6 +22,18 @@
 //! (the data set's block address: [`data_address`]), and a RESTORE sends
 //! VDC_SetPosition to that address where it would send VDC_SkipMarks 1.
 //!
+//! Two commands of the tape set are never sent, for want of a situation:
+//! VDC_SkipBlocks (§5.7) spaces forward at most to the next filemark, and
+//! the model's data sets are bracketed by filemarks and read whole, so the
+//! only skip a RESTORE needs crosses a mark (VDC_SkipMarks) or goes to an
+//! address (VDC_SetPosition); and VDI has no reverse-positioning command
+//! (VDF_ReversePosition is a feature bit; negative SkipMarks counts are
+//! undocumented, §5.6). The reference client answers both (module
+//! `vdi_model::tape`).
+//!
+//! A tape is removable (VDF_LikeTape includes VDF_Removable): a family may
+//! span tapes (clause `tape.next-volume`, module `volume`).
+//!
 //! Each positioning command is a barrier on its device (nothing else is
 //! outstanding there); any answer but ERROR_SUCCESS fails the statement
 //! (Msg 18210), as a Flush's does.
