@@ -2100,3 +2100,68 @@ fn trace_off_same_behaviour() {
     assert!(n1 > 0);
     assert_eq!(n2, 0);
 }
+
+/// Clause `tape.set-position`: under `tape-restore-positioning = address`
+/// the block address a tape client reports is checked: after the header's
+/// filemark it must be the data set's (65536 / 512 + 1 = 129), and a
+/// VDC_SetPosition must report the address it was sent to; another fails
+/// the statement (BadMedia).
+#[test]
+fn tape_addresses_are_checked() {
+    let p = Profile {
+        tape_restore_positioning: vdi_spec::profile::TapeRestorePositioning::Address,
+        ..Profile::default()
+    };
+    // Answers the positioning commands, GetPosition with `at` once the
+    // header is written (0 before).
+    let tape = |at: u64| {
+        let mut gets = 0;
+        move |_: &mut Client, cmd: &Cmd| match cmd.code {
+            CommandCode::Rewind | CommandCode::WriteMark => {
+                Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0))
+            }
+            CommandCode::GetPosition | CommandCode::SetPosition => {
+                gets += 1;
+                Reply::With(Completion {
+                    position: if gets > 1 { at } else { 0 },
+                    ..done(cmd, Win32::ERROR_SUCCESS, 0)
+                })
+            }
+            _ => Reply::Perfect,
+        }
+    };
+    for (at, ok) in [(129, true), (7, false)] {
+        let mut h = H::new(p.clone());
+        h.start(backup(1, 1 << 20), set_cfg(1, Features::LikeTape));
+        h.run(tape(at));
+        assert_eq!(h.outcome().succeeded(), ok, "{at}: {:?}", h.outcome());
+        let gets = h.codes();
+        let gets = gets.iter().filter(|c| **c == CommandCode::GetPosition);
+        assert_eq!(gets.count(), 2);
+        if !ok {
+            assert_eq!(h.outcome().reason, Some(FailReason::BadMedia));
+            assert!(h.text().contains("GetPosition"), "{}", h.text());
+        }
+    }
+    let mut h = H::new(p.clone());
+    h.start(backup(1, 1 << 20), set_cfg(1, Features::LikeTape));
+    h.run(tape(129));
+    for (at, ok) in [(129, true), (5, false)] {
+        h.client.read_pos = vec![0];
+        let stmt = restore(StatementKind::RestoreDatabase, 1);
+        h.start(stmt, set_cfg(1, Features::LikeTape));
+        // The test client keeps no filemarks: it reads the data right
+        // after the header, where SetPosition put a real tape.
+        h.run(tape(at));
+        assert!(
+            h.codes().contains(&CommandCode::SetPosition),
+            "{:?} {:?}",
+            h.codes(),
+            h.outcome()
+        );
+        let set = h.all.iter().find(|c| c.code == CommandCode::SetPosition);
+        assert_eq!(set.map(|c| c.position), Some(129));
+        assert_eq!(h.outcome().succeeded(), ok, "{at}: {:?}", h.outcome());
+        assert!(h.has_clause(id::TAPE_SET_POSITION));
+    }
+}
