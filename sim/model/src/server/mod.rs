@@ -281,6 +281,10 @@ struct Dev {
     /// A removable device needs VDC_Load before its stream goes on (module
     /// `volume`).
     load_due: bool,
+    /// The bytes acknowledged (BACKUP) or verified (RESTORE) when the
+    /// current volume was loaded (`None`: still the first volume); a volume
+    /// that takes or holds nothing fails the statement (module `volume`).
+    volume_from: Option<u64>,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -323,6 +327,7 @@ impl Dev {
             header_due: false,
             tape: tape::TapeStep::Off,
             load_due: false,
+            volume_from: None,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,

@@ -2165,3 +2165,87 @@ fn tape_addresses_are_checked() {
         assert!(h.has_clause(id::TAPE_SET_POSITION));
     }
 }
+
+/// Clauses `media.next-volume`, `tape.next-volume`: a next volume that
+/// takes nothing (its first Write answered ERROR_END_OF_MEDIA with 0 bytes)
+/// fails the BACKUP instead of asking for volume after volume forever.
+#[test]
+fn an_empty_next_volume_fails_the_backup() {
+    for features in [Features::Removable, Features::LikeTape] {
+        let mut h = H::default();
+        h.start(backup(1, 1 << 20), set_cfg(1, features));
+        let mut room = 100 * 1024u64;
+        h.run(|c, cmd| match cmd.code {
+            CommandCode::Write => {
+                let n = u64::from(cmd.size).min(room);
+                room -= n;
+                c.grow(0);
+                c.media[0].append(&cmd.data.slice(0, n));
+                let code = if n < u64::from(cmd.size) {
+                    Win32::ERROR_END_OF_MEDIA
+                } else {
+                    Win32::ERROR_SUCCESS
+                };
+                Reply::With(done(cmd, code, n))
+            }
+            CommandCode::Load
+            | CommandCode::Rewind
+            | CommandCode::GetPosition
+            | CommandCode::WriteMark => Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0)),
+            _ => Reply::Perfect,
+        });
+        let loads = h
+            .codes()
+            .iter()
+            .filter(|c| **c == CommandCode::Load)
+            .count();
+        assert_eq!(loads, 1, "{features:?}");
+        let o = h.outcome();
+        assert_eq!(o.reason, Some(FailReason::DeviceError), "{o:?}");
+        assert!(h.text().contains("1100"), "{}", h.text());
+    }
+}
+
+/// Clauses `media.next-volume`, `tape.next-volume`: a RESTORE whose next
+/// volume holds nothing (its first Read answered EOF with 0 bytes) fails
+/// instead of asking for volume after volume forever.
+#[test]
+fn an_empty_next_volume_fails_the_restore() {
+    for features in [Features::Removable, Features::LikeTape] {
+        let mut h = backed_up(Profile::default(), 1, 1 << 20);
+        h.client.read_pos = vec![0];
+        h.start(
+            restore(StatementKind::RestoreDatabase, 1),
+            set_cfg(1, features),
+        );
+        h.run(|c, cmd| match cmd.code {
+            CommandCode::Read => {
+                let end = (100 * 1024).min(c.media[0].len());
+                let n = u64::from(cmd.size).min(end.saturating_sub(c.read_pos[0]));
+                let data = c.media[0].slice(c.read_pos[0], n);
+                c.read_pos[0] += n;
+                let code = if n < u64::from(cmd.size) {
+                    Win32::ERROR_NO_DATA_DETECTED
+                } else {
+                    Win32::ERROR_SUCCESS
+                };
+                Reply::With(Completion {
+                    data,
+                    ..done(cmd, code, n)
+                })
+            }
+            CommandCode::Load
+            | CommandCode::Rewind
+            | CommandCode::GetPosition
+            | CommandCode::SkipMarks => Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0)),
+            _ => Reply::Perfect,
+        });
+        let loads = h
+            .codes()
+            .iter()
+            .filter(|c| **c == CommandCode::Load)
+            .count();
+        assert_eq!(loads, 1, "{features:?}");
+        assert!(!h.outcome().succeeded(), "{:?}", h.outcome());
+    }
+}

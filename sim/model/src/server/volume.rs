@@ -11,8 +11,12 @@
 //! ERROR_NO_DATA_DETECTED) before the family's end is the end of a volume:
 //! once nothing is outstanding the server sends VDC_Load and reads on from
 //! the first byte not yet read. Either way a VDC_Load answered with an
-//! error fails the statement. Non-removable devices keep their rule: end
-//! of media fails the BACKUP (clause `io-error.end-of-media`), EOF before
+//! error fails the statement, and so does a next volume that takes or
+//! holds nothing (ERROR_END_OF_MEDIA, or EOF, with no byte acknowledged
+//! since the Load; a RESTORE's is a truncated family): another VDC_Load
+//! would follow for ever. Non-removable devices
+//! keep their rule: end of media fails the BACKUP (clause
+//! `io-error.end-of-media`), EOF before
 //! the end is a truncated family (clause `restore.truncated`).
 //!
 //! Tape-like devices (VDF_LikeTape includes VDF_Removable) change volumes
@@ -60,6 +64,23 @@ impl ServerHalf {
     ) {
         let clause = self.volume_clause();
         let bytes = c.bytes.min(u64::from(slot.size));
+        if bytes == 0 && self.devs[d].volume_from == Some(self.devs[d].done) {
+            // A volume just loaded took nothing: asking for another would
+            // go on for ever.
+            ev!(
+                tr,
+                now,
+                "EmptyVolume",
+                Some(clause),
+                "dev={d} id={}: the volume loaded at stream offset {} took nothing",
+                c.id.0,
+                self.devs[d].done
+            );
+            let name = self.devs[d].name.clone();
+            let m = messages::vdi_failure("BackupVirtualDeviceFile::Write", "Write", &name, c.code);
+            self.device_error(now, d, c.code, FailReason::DeviceError, m, out, tr);
+            return;
+        }
         let dev = &mut self.devs[d];
         dev.done += bytes;
         dev.bytes += bytes;
@@ -88,7 +109,9 @@ impl ServerHalf {
     /// `true` if the device is removable and goes on on the next volume.
     pub(super) fn volume_end(&mut self, now: u64, d: usize, code: Win32, tr: &mut Trace) -> bool {
         let clause = self.volume_clause();
-        if !self.removable() {
+        if !self.removable() || self.devs[d].volume_from == Some(self.devs[d].done) {
+            // Not removable, or the volume just loaded held nothing: a
+            // truncated family (another VDC_Load would follow for ever).
             return false;
         }
         let dev = &mut self.devs[d];
@@ -148,6 +171,7 @@ impl ServerHalf {
             return;
         }
         dev.load_due = false;
+        dev.volume_from = Some(dev.done);
         ev!(
             tr,
             now,
