@@ -127,6 +127,14 @@ enum Cmd {
     /// i/n), resumable (--state DIR), guided by clause and client-table
     /// coverage; each failure shrunk to a scenario file `replay` runs.
     Fuzz(vdi_conformance::campaign::FuzzArgs),
+    /// A secondary client process of the ABI backends' program runner
+    /// (internal: requests on standard input, answers on standard output).
+    #[command(name = "__abi-secondary", hide = true)]
+    AbiSecondary {
+        /// The VDI library to load.
+        #[arg(long)]
+        library: PathBuf,
+    },
     /// Explore every interleaving of a small world with at most k preemptions.
     Explore(vdi_conformance::explore::ExploreArgs),
     /// A sqlcmd look-alike that sends T-SQL to `vdisim serve`, or over TDS
@@ -370,6 +378,11 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Explore(a) => Ok(emit(vdi_conformance::explore::run(&a)?)),
         Cmd::Sqlcmd { args } => Ok(sqlcmd(&args)),
         Cmd::Fuzz(a) => fuzz(&a),
+        Cmd::AbiSecondary { library } => {
+            vdi_conformance::backends::abi::secondary::child::run(&library)
+                .map_err(|e| anyhow!(e))?;
+            Ok(0)
+        }
     }
 }
 

@@ -33,8 +33,8 @@ const SUBSET: &[&str] = &[
 /// Program cases (exact ids): a roundtrip striped over 3 devices, the
 /// watchdog firing on a stalled client, the client process dying, restore
 /// with varying read sizes, a planned IO error on the n-th Write, a flawed
-/// client that never answers EOF (ends by the budget), a hang, and the
-/// media header cases.
+/// client that never answers EOF (ends by the budget), a hang, the media
+/// header cases and two tape cases.
 const PROGRAMS: &[&str] = &[
     id::STRIPE_DISTRIBUTION.as_str(),
     id::WATCHDOG_FIRES.as_str(),
@@ -48,6 +48,11 @@ const PROGRAMS: &[&str] = &[
     // database backup from its header.
     "media.header",
     "media.header.2",
+    // Tape-like devices: positioning by block address (GetPosition after
+    // the header's filemark, SetPosition on RESTORE) and tapes that span
+    // volumes (END_OF_MEDIA, ClearError, Load).
+    "tape.set-position",
+    "tape.next-volume",
 ];
 
 #[test]
@@ -106,7 +111,8 @@ fn abi_backends_match_the_model_on_a_subset() {
             continue;
         }
         // What the backends cannot stage in real time, and a secondary
-        // client process (the model's alone so far), are graded
+        // client process on a backend whose server runs inside this
+        // process (linux-abi, com; tests/abi_secondary.rs), are graded
         // unimplemented, for the documented reasons only.
         if c.verdict == Verdict::Unimplemented && m.verdict != Verdict::Unimplemented {
             assert!(

@@ -196,6 +196,8 @@ pub mod id {
         TAPE_POSITION = "tape.position";
         TAPE_END_REWIND = "tape.end-rewind";
         TAPE_MEDIA_NAME = "tape.media-name";
+        TAPE_SET_POSITION = "tape.set-position";
+        TAPE_NEXT_VOLUME = "tape.next-volume";
         MEDIA_NEXT_VOLUME = "media.next-volume";
         SNAPSHOT_SEQUENCE = "snapshot.sequence";
         SNAPSHOT_ONE_DEVICE = "snapshot.one-device";

@@ -1097,6 +1097,24 @@ pub static CATALOG: &[Clause] = &[
         None,
         &[],
     ),
+    c(
+        id::TAPE_SET_POSITION,
+        "Under `tape-restore-positioning = address` a tape BACKUP sends VDC_GetPosition right after the filemark that follows the media header (the data set's block address, which MTF records: the header's blocks plus one address for the mark) and fails when the client reports another; the RESTORE, after reading the header, sends VDC_SetPosition to that address instead of VDC_SkipMarks, and the client must move there and report the resulting address (a client that reports another fails the statement; one that does not move reads the filemark). When SQL Server positions by address rather than by marks the reference does not say: the default `marks` keeps VDC_SkipMarks.",
+        "§5.9; §5.10; §5.19",
+        "[SPEC VDC_GetPosition]; [SPEC VDC_SetPosition]; INFERRED",
+        I,
+        Some("tape-restore-positioning"),
+        &[],
+    ),
+    c(
+        id::TAPE_NEXT_VOLUME,
+        "A tape-like device is removable (VDF_LikeTape includes VDF_Removable), so a family may span tapes: a BACKUP Write answered ERROR_END_OF_MEDIA keeps the bytes it reports, the server clears the IO-ERROR, sends VDC_Load for the next tape and writes the remainder and what follows on it from its first block (no new media header or positioning), the closing VDC_WriteMark on the last tape; a RESTORE read that meets the end of a tape's data (ERROR_NO_DATA_DETECTED with no filemark, before the family's end) is followed by VDC_Load and the reads go on; a VDC_Load answered with an error (no next tape) fails the statement. The reference names VDC_Load for media changes on tape, not the order around it: the order is the model's, the same as on a removable pipe.",
+        "§5.1; §5.2; §5.8; §5.19",
+        "[SPEC VDC_Write]; [SPEC VDC_Load]; [SPEC End of Media]; INFERRED",
+        I,
+        None,
+        &[],
+    ),
     // ---- Restore --------------------------------------------------------------
     c(
         id::RESTORE_READ_SIZES,

@@ -122,6 +122,22 @@ pub enum DiskHeaderOrder {
     Last,
 }
 
+/// How a RESTORE on a tape-like device moves from the media header to the
+/// data set (clause `tape.set-position`). The reference names the commands
+/// (GetPosition/SetPosition/SkipMarks, vdi-spec.md §5.19), not when SQL
+/// Server sends which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TapeRestorePositioning {
+    /// VDC_SkipMarks 1 past the filemark after the header (clause
+    /// `tape.sequence`).
+    Marks,
+    /// By block address: the BACKUP asks VDC_GetPosition for the data set's
+    /// address after the header's filemark, and the RESTORE sends
+    /// VDC_SetPosition to that address after reading the header.
+    Address,
+}
+
 /// Every open choice of the model. See each field for its clause and default.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
@@ -195,6 +211,9 @@ pub struct Profile {
     /// database frozen before the server aborts it, in ms — default 0
     /// (no limit: the reference names none). INFERRED (§5.13).
     pub snapshot_freeze_timeout_ms: u64,
+    /// `tape.set-position`: how a tape RESTORE reaches the data set after
+    /// the media header — default `marks` (VDC_SkipMarks). INFERRED (§5.19).
+    pub tape_restore_positioning: TapeRestorePositioning,
 }
 
 impl Default for Profile {
@@ -223,6 +242,7 @@ impl Default for Profile {
             disconnect_without_attention: Disconnect::RunToEnd,
             disk_header_order: DiskHeaderOrder::First,
             snapshot_freeze_timeout_ms: 0,
+            tape_restore_positioning: TapeRestorePositioning::Marks,
         }
     }
 }
@@ -383,6 +403,12 @@ const PARAMS: &[Param] = &[
         value: |d| json(&d.snapshot_freeze_timeout_ms),
         basis: "INFERRED §5.13 (the reference names no limit)",
         doc: "a snapshot backup holding the database frozen longer than this is aborted by the server (0: no limit)",
+    },
+    Param {
+        key: "tape-restore-positioning",
+        value: |d| json(&d.tape_restore_positioning),
+        basis: "INFERRED §5.19",
+        doc: "on a tape-like device, how a RESTORE reaches the data set after the media header: marks (VDC_SkipMarks 1) or address (the BACKUP's VDC_GetPosition after the header's filemark, the RESTORE's VDC_SetPosition to it)",
     },
 ];
 

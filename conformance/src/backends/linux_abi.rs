@@ -267,7 +267,19 @@ macro_rules! abi_backend {
     // finds, unless the backend says.
     (@library) => { abi::library_path().ok().map(|p| p.display().to_string()) };
     (@library $e:expr) => { $e };
-    ($(#[$doc:meta])* $t:ident, $load:path, $name:literal, $desc:literal $(, library = $lib:expr)?) => {
+    // The capabilities: those of a library whose server runs in this
+    // process, unless the backend says.
+    (@caps) => {
+        // The server behind the library is the model's server half, and
+        // the built-in programs run unchanged over the ABI: the device
+        // modes and snapshots are staged as on the model. A secondary
+        // process is not: another process cannot join a set whose server
+        // runs inside this one (the `serve` backend, whose server is a
+        // `vdisim serve` process, stages it: `abi::secondary`).
+        &["abi", "disk-mode", "tape-mode", "removable-media", "snapshot"]
+    };
+    (@caps $e:expr) => { $e };
+    ($(#[$doc:meta])* $t:ident, $load:path, $name:literal, $desc:literal $(, library = $lib:expr)? $(, caps = $caps:expr)?) => {
         $(#[$doc])*
         pub struct $t {
             driver: Result<AbiDriver, BackendError>,
@@ -301,12 +313,7 @@ macro_rules! abi_backend {
                 }
             }
             fn capabilities(&self) -> &'static [&'static str] {
-                // The server behind the library is the model's server half,
-                // and the built-in programs run unchanged over the ABI: the
-                // device modes and snapshots are staged as on the model. A
-                // secondary process is not: the program executor has one
-                // process, whose death is the primary's.
-                &["abi", "disk-mode", "tape-mode", "removable-media", "snapshot"]
+                abi_backend!(@caps $($caps)?)
             }
             fn reset(&mut self, setup: &CaseSetup) -> Result<(), BackendError> {
                 self.driver()?.reset(setup)

@@ -8,9 +8,14 @@
 //! it), loads its own copy of the stand-in library (so its process-wide
 //! choice of server cannot leak into the `linux-abi` backend's copy when
 //! both run in one invocation), and tells that copy to use the server
-//! (`vdisim_use_server`). Everything else is the `linux-abi` backend.
+//! (`vdisim_use_server`). Everything else is the `linux-abi` backend, but
+//! for a built-in program's secondary client process: another process can
+//! join a set on that server by name, so the program runner stages it as a
+//! real second process (`vdisim __abi-secondary` on the stand-in, with
+//! `VDISIM_SERVER` naming the socket; [`super::abi::secondary`]).
 
-use super::abi::{self, AbiDriver};
+use super::abi::secondary::Launch;
+use super::abi::{self, Abi, AbiDriver, Harness, Ptr};
 use super::linux_abi::{LinuxAbi, abi_backend};
 use crate::backend::{Backend, BackendError, BackendInfo, CaseSetup, Ticket};
 use std::ffi::{CString, c_char};
@@ -25,6 +30,7 @@ use vdi_model::msg::Timeout;
 use vdi_model::outcome::Outcome;
 use vdi_model::statement::Statement;
 use vdi_sim::world::RunResult;
+use vdi_spec::{Hresult, VdConfig};
 
 /// The environment variable naming the `vdisim` executable to start (default:
 /// the running `vdisim`, else the one next to the running test or bench).
@@ -35,7 +41,9 @@ struct ServeChild {
     sock: PathBuf,
 }
 
-fn vdisim_exe() -> Result<PathBuf, BackendError> {
+/// The `vdisim` executable: `$VDISIM_BIN`, else the running one when it is
+/// `vdisim`, else the one next to the running test or bench.
+pub(crate) fn vdisim_exe() -> Result<PathBuf, BackendError> {
     if let Some(p) = std::env::var_os(ENV_VDISIM).filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
@@ -88,6 +96,12 @@ fn serve_child() -> Result<&'static ServeChild, BackendError> {
     .map_err(|e| e.clone())
 }
 
+/// The socket of this process's `vdisim serve` child (started on first
+/// use): where another client process joins the backend's sets by name.
+pub fn server_socket() -> Result<PathBuf, BackendError> {
+    Ok(serve_child()?.sock.clone())
+}
+
 /// The private copy of the stand-in, made and loaded once per process (the
 /// runner makes a backend object per job, on several threads). The copy is
 /// written under a temporary name and renamed, so it is never loaded half
@@ -118,8 +132,69 @@ fn private_copy() -> Result<PathBuf, BackendError> {
     .clone()
 }
 
+/// The Linux ABI of a private copy of the stand-in, pointed at the server,
+/// and how a secondary process reaches that server.
+pub struct ServeAbi {
+    inner: LinuxAbi,
+    launch: Launch,
+}
+
+impl Abi for ServeAbi {
+    fn new_set(&self) -> Result<Ptr, BackendError> {
+        self.inner.new_set()
+    }
+    fn drop_set(&self, set: Ptr) {
+        self.inner.drop_set(set)
+    }
+    fn drop_device(&self, dev: Ptr) {
+        self.inner.drop_device(dev)
+    }
+    fn create(
+        &self,
+        set: Ptr,
+        instance: Option<Option<&str>>,
+        name: &str,
+        cfg: &VdConfig,
+    ) -> Result<Hresult, BackendError> {
+        self.inner.create(set, instance, name, cfg)
+    }
+    fn get_configuration(&self, set: Ptr, t: Timeout, out: &mut VdConfig) -> Hresult {
+        self.inner.get_configuration(set, t, out)
+    }
+    fn open_device(&self, set: Ptr, name: &str) -> (Hresult, Ptr) {
+        self.inner.open_device(set, name)
+    }
+    fn close(&self, set: Ptr) -> Hresult {
+        self.inner.close(set)
+    }
+    fn signal_abort(&self, set: Ptr) -> Hresult {
+        self.inner.signal_abort(set)
+    }
+    fn open_in_secondary(&self, set: Ptr, name: &str) -> Hresult {
+        self.inner.open_in_secondary(set, name)
+    }
+    fn get_buffer_handle(&self, set: Ptr, buf: Ptr) -> (Hresult, u32) {
+        self.inner.get_buffer_handle(set, buf)
+    }
+    fn map_buffer_handle(&self, set: Ptr, handle: u32) -> (Hresult, Ptr) {
+        self.inner.map_buffer_handle(set, handle)
+    }
+    fn get_command(&self, dev: Ptr, t: Timeout) -> (Hresult, Ptr) {
+        self.inner.get_command(dev, t)
+    }
+    fn complete_command(&self, dev: Ptr, cmd: Ptr, code: u32, bytes: u64, pos: u64) -> Hresult {
+        self.inner.complete_command(dev, cmd, code, bytes, pos)
+    }
+    fn harness(&self) -> Option<&Harness> {
+        self.inner.harness()
+    }
+    fn secondary_launch(&self) -> Option<Launch> {
+        Some(self.launch.clone())
+    }
+}
+
 /// The Linux ABI of a private copy of the stand-in, pointed at the server.
-fn load() -> Result<LinuxAbi, BackendError> {
+fn load() -> Result<ServeAbi, BackendError> {
     let serve = serve_child()?;
     let copy = private_copy()?;
     let abi = LinuxAbi::load_from(&copy)?;
@@ -133,7 +208,14 @@ fn load() -> Result<LinuxAbi, BackendError> {
         .map_err(|_| BackendError::Failed("socket path with a NUL byte".into()))?;
     // SAFETY: a NUL-terminated string that outlives the call.
     unsafe { f(path.as_ptr()) };
-    Ok(abi)
+    let launch = Launch {
+        exe: vdisim_exe()?,
+        // The secondary loads the stand-in itself (the private copy is
+        // this process's alone, and already removed from disk).
+        library: abi::library_path()?,
+        server: serve.sock.clone(),
+    };
+    Ok(ServeAbi { inner: abi, launch })
 }
 
 abi_backend!(
@@ -141,5 +223,13 @@ abi_backend!(
     ServeBackend,
     load,
     "serve",
-    "the stand-in's Linux class ABI with its sets connected to a vdisim serve process (socket + shared memory)"
+    "the stand-in's Linux class ABI with its sets connected to a vdisim serve process (socket + shared memory)",
+    caps = &[
+        "abi",
+        "disk-mode",
+        "tape-mode",
+        "removable-media",
+        "snapshot",
+        "secondary-process"
+    ]
 );

@@ -23,12 +23,14 @@ pub const DATABASE: &str = "vdisim_ct";
 
 /// What the runner learned of the program from its plain backup: the
 /// timeouts it uses, for sizing stalls and the clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Behaviour {
     /// The longest finite GetCommand timeout it passed (ms), if any.
     pub get_command_timeout_ms: Option<u64>,
     /// The serverTimeOut it gave Create (ms; 0: no watchdog).
     pub server_timeout_ms: u64,
+    /// The device shape its CreateEx features chose.
+    pub shape: super::cases::DeviceShape,
 }
 
 impl Behaviour {
@@ -118,6 +120,8 @@ pub struct OpRun {
     pub outcomes: Vec<StatementOutcome>,
     /// The virtual ms per real ms it ran at.
     pub time_scale: u32,
+    /// The size of device 0's media file (`{file}`) after it, if it exists.
+    pub media_bytes: Option<u64>,
 }
 
 /// A case, run.
@@ -201,8 +205,14 @@ impl Harness {
         };
         let fsize = match case.process_fault {
             Some(ProcessFault::DiskFull { bytes }) => Some(bytes),
-            _ => None,
+            _ => case.volume_bytes,
         };
+        if case.stale_media
+            && let Err(e) = stale_media(case, dir)
+        {
+            out.unimplemented = Some(e);
+            return out;
+        }
         match case.op {
             Op::Backup => {
                 server.set_plan(Some(overlay(case, seed)));
@@ -315,6 +325,7 @@ impl Harness {
             record,
             outcomes,
             time_scale: scale,
+            media_bytes: std::fs::metadata(dir.join("media")).ok().map(|m| m.len()),
         }
     }
 
@@ -379,6 +390,10 @@ pub fn case_profile(case: &ClientCase) -> Profile {
     if case.abort_at_once {
         p.error_termination = vdi_spec::profile::ErrorTermination::Abort;
     }
+    if case.disk_header_last {
+        // clause disk.header-order
+        p.disk_header_order = vdi_spec::profile::DiskHeaderOrder::Last;
+    }
     p
 }
 
@@ -399,8 +414,26 @@ pub fn statement(op: Op, case: &ClientCase, device: &str, seed: u64) -> Statemen
         },
         plan: vdi_model::statement::ServerPlan {
             read_sizes: read_sizes(case, seed),
+            tape: Box::new(tape_options(op, case)),
+            snapshot: case.snapshot,
             ..Default::default()
         },
+    }
+}
+
+/// The statement's MEDIANAME and REWIND/UNLOAD options (clauses
+/// `tape.media-name`, `tape.end-rewind`).
+fn tape_options(op: Op, case: &ClientCase) -> vdi_model::statement::TapeOptions {
+    use super::cases::{MEDIA_NAME, OTHER_MEDIA_NAME};
+    let media_name = match (op, case.media_name, case.wrong_media_name) {
+        (Op::Restore, _, true) => Some(OTHER_MEDIA_NAME.to_string()),
+        (_, true, _) | (Op::Backup, _, true) => Some(MEDIA_NAME.to_string()),
+        _ => None,
+    };
+    vdi_model::statement::TapeOptions {
+        media_name,
+        rewind: !case.no_rewind,
+        unload: !case.no_rewind,
     }
 }
 
@@ -437,10 +470,23 @@ fn faults(case: &ClientCase, stall: Option<u64>) -> FaultPlan {
         Op::Backup => Phase::Backup,
         Op::Restore => Phase::Restore,
     };
-    let on = Trigger::OnCommand {
-        dev: 0,
-        nth: case.at,
-        code: None,
+    // A snapshot case's faults fire at the snapshot command itself.
+    let on = match (case.snapshot, case.op) {
+        (true, Op::Backup) => Trigger::OnCommand {
+            dev: 0,
+            nth: 1,
+            code: Some(vdi_spec::CommandCode::Snapshot),
+        },
+        (true, Op::Restore) => Trigger::OnCommand {
+            dev: 0,
+            nth: 1,
+            code: Some(vdi_spec::CommandCode::MountSnapshot),
+        },
+        _ => Trigger::OnCommand {
+            dev: 0,
+            nth: case.at,
+            code: None,
+        },
     };
     let mut list = Vec::new();
     let server = case.server_fault.map(|f| match f {
@@ -491,6 +537,26 @@ fn apply_process_fault(f: &Fault, group: &AtomicI32, killed: &AtomicBool, scale:
     }
 }
 
+/// What `{file}` holds before a `stale-media` case's backup: twice the
+/// database's size of 0xEE bytes, longer than any backup of it, in the
+/// case's own directory (made by the runner, removed with it).
+/// Written 64 KiB at a time: the database may be as large as
+/// `vdi_spec::bounds::DATA_BYTES_MAX`.
+fn stale_media(case: &ClientCase, dir: &Path) -> Result<(), String> {
+    use std::io::Write;
+    let f = dir.join("media");
+    let err = |e: std::io::Error| format!("cannot write the stale media {}: {e}", f.display());
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&f).map_err(err)?);
+    let chunk = [0xEEu8; 64 * 1024];
+    let mut left = case.data_bytes.saturating_mul(2);
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n]).map_err(err)?;
+        left -= n as u64;
+    }
+    out.flush().map_err(err)
+}
+
 /// Applies the case's media fault to the program's backup files.
 fn media_fault(case: &ClientCase, dir: &Path) -> Result<(), String> {
     let Some(m) = case.media_fault else {
@@ -529,6 +595,7 @@ mod tests {
         Behaviour {
             get_command_timeout_ms: t,
             server_timeout_ms,
+            shape: crate::client_test::cases::DeviceShape::Pipe,
         }
     }
 

@@ -4,6 +4,14 @@
 //! does to the program (kill it, stop it, fill its disk), and the profile.
 //! A case is data: the default matrix is a list of them, random mode draws
 //! them, shrinking simplifies them, and a case file holds one.
+//!
+//! The device shape is the program's choice (its CreateEx features), not a
+//! dimension the runner can set: the runner learns it from the probe and
+//! adds the server behaviours that only mean something for that shape
+//! ([`shape_cases`]): the media header written last on a disk-like device,
+//! MEDIANAME and NOREWIND/NOUNLOAD on a tape-like one. A snapshot client is
+//! declared (`--snapshot`): every statement is then `WITH SNAPSHOT`
+//! ([`snapshot_matrix`]).
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -115,7 +123,92 @@ pub struct ClientCase {
     /// (`error-termination = abort`).
     #[serde(default)]
     pub abort_at_once: bool,
+    /// `WITH SNAPSHOT`: a snapshot BACKUP (VDC_PrepareToFreeze,
+    /// VDC_Snapshot) or RESTORE (VDC_MountSnapshot) over one device (clauses
+    /// `snapshot.*`); faults fire at VDC_Snapshot / VDC_MountSnapshot.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub snapshot: bool,
+    /// On a disk-like device the server writes the data first and the
+    /// media header last, at position 0 (`disk-header-order = last`,
+    /// clause `disk.header-order`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disk_header_last: bool,
+    /// The BACKUP says `MEDIANAME = 'vdisim-ct'` and the RESTORE checks it
+    /// (clause `tape.media-name`; the runner's statement only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub media_name: bool,
+    /// The BACKUP says `MEDIANAME = 'vdisim-ct'`, the RESTORE names another:
+    /// the RESTORE fails (Msg 3264) and the program must not report success.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wrong_media_name: bool,
+    /// BACKUP `WITH NOREWIND`, RESTORE `WITH NOUNLOAD`: no VDC_Rewind at the
+    /// statement's end on a tape-like device (clause `tape.end-rewind`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_rewind: bool,
+    /// Small volumes for a removable client: the program's files may not
+    /// grow beyond this many bytes (RLIMIT_FSIZE, as `disk-full`), so each
+    /// volume ends there and the backup spans several (END_OF_MEDIA,
+    /// VDC_ClearError, VDC_Load; clause `media.next-volume`). Unlike
+    /// `disk-full` a correct removable client's backup succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_bytes: Option<u64>,
+    /// Before the backup `{file}` holds a longer file (twice the database
+    /// of 0xEE bytes): a disk-like client that writes over it must end the
+    /// file where its backup ends (a Flush sets end-of-file, clause
+    /// `flush.disk-sets-eof`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stale_media: bool,
 }
+
+/// The device shape a program chose in its CreateEx features.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceShape {
+    /// VDF_LikePipe: a byte stream.
+    Pipe,
+    /// VDF_LikeDisk (VDF_RandomAccess): positioned Reads and Writes.
+    Disk,
+    /// VDF_LikeTape (VDF_FileMarks): Rewind, filemarks, block addresses.
+    Tape,
+    /// VDF_LikePipe | VDF_Removable: a stream over volumes.
+    Removable,
+}
+
+impl DeviceShape {
+    /// The shape `features` (VDConfig.features) declare; random access
+    /// wins over filemarks as it does in the server.
+    pub fn from_features(features: u32) -> DeviceShape {
+        use vdi_spec::Features as F;
+        let f = F(features);
+        if f.contains(F::RandomAccess) {
+            DeviceShape::Disk
+        } else if f.contains(F::FileMarks) {
+            DeviceShape::Tape
+        } else if f.contains(F::Removable) {
+            DeviceShape::Removable
+        } else {
+            DeviceShape::Pipe
+        }
+    }
+
+    /// How reports name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceShape::Pipe => "pipe-like (VDF_LikePipe)",
+            DeviceShape::Disk => "disk-like (VDF_LikeDisk)",
+            DeviceShape::Tape => "tape-like (VDF_LikeTape)",
+            DeviceShape::Removable => "removable pipe-like (VDF_Removable)",
+        }
+    }
+}
+
+/// The volume size of the removable cases.
+pub const VOLUME_BYTES: u64 = 256 << 10;
+
+/// The media set name the tape cases write.
+pub const MEDIA_NAME: &str = "vdisim-ct";
+/// The name a wrong-MEDIANAME restore asks for.
+pub const OTHER_MEDIA_NAME: &str = "vdisim-ct-other";
 
 fn one() -> u16 {
     1
@@ -147,6 +240,13 @@ impl ClientCase {
             at: 3,
             no_complete: false,
             abort_at_once: false,
+            snapshot: false,
+            disk_header_last: false,
+            media_name: false,
+            wrong_media_name: false,
+            no_rewind: false,
+            volume_bytes: None,
+            stale_media: false,
         }
         .named()
     }
@@ -166,6 +266,9 @@ impl ClientCase {
             Op::Backup => "backup".to_string(),
             Op::Restore => "restore".to_string(),
         }];
+        if self.snapshot {
+            parts.push("snapshot".into());
+        }
         if self.devices != 1 {
             parts.push(format!("devices-{}", self.devices));
         }
@@ -214,13 +317,32 @@ impl ClientCase {
         if self.abort_at_once {
             parts.push("abort-at-once".into());
         }
+        if let Some(b) = self.volume_bytes {
+            parts.push(format!("volumes-{b}"));
+        }
+        for (on, name) in [
+            (self.disk_header_last, "disk-header-last"),
+            (self.media_name, "medianame"),
+            (self.wrong_media_name, "wrong-medianame"),
+            (self.no_rewind, "norewind"),
+            (self.stale_media, "over-longer-file"),
+        ] {
+            if on {
+                parts.push(name.into());
+            }
+        }
         parts.join(".")
     }
 
     /// Whether the case needs the runner to send the statement (options
     /// only the runner's T-SQL can carry).
     pub fn needs_runner_statement(&self) -> bool {
-        self.block_size.is_some() || self.max_transfer_size.is_some() || self.buffer_count.is_some()
+        self.block_size.is_some()
+            || self.max_transfer_size.is_some()
+            || self.buffer_count.is_some()
+            || self.media_name
+            || self.wrong_media_name
+            || self.no_rewind
     }
 
     /// Whether a correct program's statement is expected to succeed.
@@ -231,6 +353,7 @@ impl ClientCase {
                 Some(ProcessFault::Kill | ProcessFault::DiskFull { .. })
             )
             && self.media_fault.is_none()
+            && !self.wrong_media_name
     }
 
     /// The case the backup before a restore runs: the same server and
@@ -247,6 +370,8 @@ impl ClientCase {
                 _ => None,
             },
             media_fault: None,
+            media_name: self.media_name || self.wrong_media_name,
+            wrong_media_name: false,
             ..self.clone()
         }
         .named()
@@ -275,11 +400,100 @@ pub struct Space {
     pub max_devices: u16,
     /// Whether the runner sends the statement (`--ready-line`).
     pub runner_statement: bool,
+    /// The program is a snapshot client (`--snapshot`): every case is a
+    /// `WITH SNAPSHOT` one.
+    pub snapshot: bool,
+    /// The device shape the probe saw (`None`: not known yet).
+    pub shape: Option<DeviceShape>,
 }
 
 /// The default matrix: every behaviour once, on 1 device and (when the
-/// template allows) on 3.
+/// template allows) on 3, and the cases of the program's device shape; for
+/// a snapshot client the snapshot matrix.
 pub fn default_matrix(space: Space) -> Vec<ClientCase> {
+    if space.snapshot {
+        return snapshot_matrix();
+    }
+    let mut v = pipe_matrix(space);
+    v.extend(shape_cases(space, space.shape));
+    v
+}
+
+/// Every case `--case ID` may name: the default matrix and the cases of
+/// every shape.
+pub fn known_cases(space: Space) -> Vec<ClientCase> {
+    let mut v = pipe_matrix(space);
+    for s in [DeviceShape::Disk, DeviceShape::Tape, DeviceShape::Removable] {
+        v.extend(shape_cases(space, Some(s)));
+    }
+    v.extend(snapshot_matrix());
+    v
+}
+
+/// The server behaviours that only mean something for a device shape.
+pub fn shape_cases(space: Space, shape: Option<DeviceShape>) -> Vec<ClientCase> {
+    let with = |op: Op, f: &dyn Fn(&mut ClientCase)| {
+        let mut c = ClientCase::plain(op, 1);
+        c.id.clear();
+        f(&mut c);
+        c.named()
+    };
+    let mut v = Vec::new();
+    match shape {
+        Some(DeviceShape::Disk) => {
+            v.push(with(Op::Backup, &|c| c.stale_media = true));
+            v.push(with(Op::Backup, &|c| c.disk_header_last = true));
+            v.push(with(Op::Restore, &|c| c.disk_header_last = true));
+            if space.max_devices >= 3 {
+                v.push(with(Op::Restore, &|c| {
+                    c.devices = 3;
+                    c.disk_header_last = true;
+                }));
+            }
+        }
+        Some(DeviceShape::Removable) => {
+            // 1 MiB over 256 KiB volumes: five of them.
+            v.push(with(Op::Backup, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
+            v.push(with(Op::Restore, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
+        }
+        Some(DeviceShape::Tape) if space.runner_statement => {
+            v.push(with(Op::Restore, &|c| c.media_name = true));
+            v.push(with(Op::Restore, &|c| c.wrong_media_name = true));
+            v.push(with(Op::Backup, &|c| c.no_rewind = true));
+            v.push(with(Op::Restore, &|c| c.no_rewind = true));
+        }
+        _ => {}
+    }
+    v
+}
+
+/// A snapshot client's cases: a snapshot BACKUP; the RESTORE of it
+/// (VDC_MountSnapshot); the program stopped when VDC_Snapshot arrives (a
+/// slow snapshot: the freeze time grows, clause `snapshot.freeze-time`);
+/// the server's SignalAbort and the program's death at VDC_Snapshot, and a
+/// SignalAbort at VDC_MountSnapshot.
+pub fn snapshot_matrix() -> Vec<ClientCase> {
+    let with = |op: Op, f: &dyn Fn(&mut ClientCase)| {
+        let mut c = ClientCase::plain(op, 1);
+        c.id.clear();
+        c.snapshot = true;
+        f(&mut c);
+        c.named()
+    };
+    vec![
+        with(Op::Backup, &|_| {}),
+        with(Op::Restore, &|_| {}),
+        with(Op::Backup, &|c| {
+            c.process_fault = Some(ProcessFault::Stop { ms: 2_000 })
+        }),
+        with(Op::Backup, &|c| c.server_fault = Some(ServerFault::Abort)),
+        with(Op::Backup, &|c| c.process_fault = Some(ProcessFault::Kill)),
+        with(Op::Restore, &|c| c.server_fault = Some(ServerFault::Abort)),
+    ]
+}
+
+/// The pipe matrix: what every shape gets.
+fn pipe_matrix(space: Space) -> Vec<ClientCase> {
     use ServerFault as S;
     let b = |f: &dyn Fn(&mut ClientCase)| {
         let mut c = ClientCase::plain(Op::Backup, 1);
@@ -364,6 +578,9 @@ fn draw(rng: &mut ChaCha8Rng, space: Space) -> ClientCase {
     } else {
         Op::Restore
     };
+    if space.snapshot {
+        return draw_snapshot(rng, op);
+    }
     let mut c = ClientCase::plain(op, 1);
     c.id.clear();
     if space.max_devices > 1 && chance(rng, 0.4) {
@@ -415,6 +632,42 @@ fn draw(rng: &mut ChaCha8Rng, space: Space) -> ClientCase {
     }
     c.no_complete = chance(rng, 0.15);
     c.abort_at_once = chance(rng, 0.15);
+    match space.shape {
+        Some(DeviceShape::Disk) => {
+            c.disk_header_last = chance(rng, 0.4);
+            c.stale_media = chance(rng, 0.3);
+        }
+        Some(DeviceShape::Removable) if c.process_fault.is_none() && chance(rng, 0.4) => {
+            c.volume_bytes = Some(64 * 1024 * range(rng, 2, 8));
+        }
+        Some(DeviceShape::Tape) if space.runner_statement => match range(rng, 0, 3) {
+            0 => c.media_name = true,
+            1 if op == Op::Restore => c.wrong_media_name = true,
+            2 => c.no_rewind = true,
+            _ => {}
+        },
+        _ => {}
+    }
+    c.named()
+}
+
+/// A snapshot case: one device, a fault at VDC_Snapshot / VDC_MountSnapshot
+/// or none.
+fn draw_snapshot(rng: &mut ChaCha8Rng, op: Op) -> ClientCase {
+    let mut c = ClientCase::plain(op, 1);
+    c.id.clear();
+    c.snapshot = true;
+    match range(rng, 0, 5) {
+        0 => c.server_fault = Some(ServerFault::Abort),
+        1 => c.server_fault = Some(ServerFault::Death),
+        2 => c.process_fault = Some(ProcessFault::Kill),
+        3 => {
+            c.process_fault = Some(ProcessFault::Stop {
+                ms: 500 * range(rng, 1, 4),
+            })
+        }
+        _ => {}
+    }
     c.named()
 }
 
@@ -446,6 +699,14 @@ pub fn simpler(c: &ClientCase) -> Vec<ClientCase> {
     });
     push(&|s| s.no_complete = false);
     push(&|s| s.abort_at_once = false);
+    push(&|s| s.disk_header_last = false);
+    push(&|s| {
+        s.media_name = false;
+        s.wrong_media_name = false;
+    });
+    push(&|s| s.no_rewind = false);
+    push(&|s| s.volume_bytes = None);
+    push(&|s| s.stale_media = false);
     push(&|s| s.data_bytes = default_bytes());
     push(&|s| s.at = 3);
     out
@@ -473,6 +734,13 @@ impl ClientCase {
         if !(1..=64).contains(&self.devices) {
             return Err(format!("devices = {}: a set has 1 to 64", self.devices));
         }
+        if self.snapshot && self.devices != 1 {
+            return Err(format!(
+                "devices = {} with snapshot = true: a snapshot statement uses exactly one device (clause {})",
+                self.devices,
+                vdi_spec::id::SNAPSHOT_ONE_DEVICE
+            ));
+        }
         let b = vdi_spec::bounds::DATA_BYTES_MAX;
         if self.data_bytes == 0 || self.data_bytes > b {
             return Err(format!("data-bytes = {}: 1 to {b}", self.data_bytes));
@@ -489,6 +757,15 @@ impl ClientCase {
             }
             Some(ProcessFault::DiskFull { bytes: 0 }) => {
                 return Err("disk-full bytes = 0: at least 1".into());
+            }
+            _ => {}
+        }
+        match self.volume_bytes {
+            Some(b) if b < 4096 => {
+                return Err(format!("volume-bytes = {b}: at least 4096"));
+            }
+            Some(_) if self.process_fault.is_some() => {
+                return Err("volume-bytes with a process fault: give one or the other".into());
             }
             _ => {}
         }
@@ -509,6 +786,8 @@ mod tests {
     const FULL: Space = Space {
         max_devices: 64,
         runner_statement: true,
+        snapshot: false,
+        shape: None,
     };
 
     #[test]
@@ -532,6 +811,8 @@ mod tests {
         let narrow = default_matrix(Space {
             max_devices: 1,
             runner_statement: false,
+            snapshot: false,
+            shape: None,
         });
         assert!(narrow.iter().all(|c| c.devices == 1));
         assert!(narrow.iter().all(|c| !c.needs_runner_statement()));
@@ -570,5 +851,134 @@ mod tests {
             }
         }
         assert_eq!(c.id, "backup");
+    }
+
+    #[test]
+    fn shapes_add_their_cases_and_every_known_case_is_valid() {
+        let disk = default_matrix(Space {
+            shape: Some(DeviceShape::Disk),
+            ..FULL
+        });
+        assert!(disk.iter().any(|c| c.id == "restore.disk-header-last"));
+        let tape = default_matrix(Space {
+            shape: Some(DeviceShape::Tape),
+            ..FULL
+        });
+        let ids: Vec<&str> = tape.iter().map(|c| c.id.as_str()).collect();
+        for want in [
+            "restore.wrong-medianame",
+            "backup.norewind",
+            "restore.medianame",
+        ] {
+            assert!(ids.contains(&want), "{ids:?}");
+        }
+        let extra = tape.len() - default_matrix(FULL).len();
+        assert!(extra <= 10, "{extra} tape cases in the default matrix");
+        let snap = default_matrix(Space {
+            snapshot: true,
+            ..FULL
+        });
+        assert!(snap.iter().all(|c| c.snapshot && c.devices == 1));
+        assert!(snap.iter().any(|c| c.id == "backup.snapshot.stop-2000ms"));
+        let all = known_cases(FULL);
+        for c in &all {
+            c.check().unwrap();
+            let back: ClientCase = toml::from_str(&c.to_toml()).unwrap();
+            assert_eq!(&back, c);
+        }
+        assert!(
+            !ClientCase {
+                wrong_media_name: true,
+                ..ClientCase::plain(Op::Restore, 1)
+            }
+            .expects_success()
+        );
+        let b = ClientCase {
+            wrong_media_name: true,
+            ..ClientCase::plain(Op::Restore, 1)
+        }
+        .backup_before();
+        assert!(b.media_name && !b.wrong_media_name);
+        let mut bad = ClientCase::plain(Op::Backup, 2);
+        bad.snapshot = true;
+        assert!(
+            bad.check()
+                .unwrap_err()
+                .contains(vdi_spec::id::SNAPSHOT_ONE_DEVICE.as_str())
+        );
+    }
+
+    #[test]
+    fn random_shape_cases_are_valid_and_shrink_to_plain() {
+        for shape in [DeviceShape::Disk, DeviceShape::Tape, DeviceShape::Removable] {
+            let space = Space {
+                shape: Some(shape),
+                ..FULL
+            };
+            let v = random_cases(space, 300, 9);
+            assert_eq!(v, random_cases(space, 300, 9));
+            for c in &v {
+                c.check()
+                    .unwrap_or_else(|e| panic!("{shape:?} {}: {e}", c.id));
+            }
+            let mut c = v.iter().max_by_key(|c| c.id.len()).unwrap().clone();
+            for _ in 0..60 {
+                match simpler(&c).into_iter().next() {
+                    Some(s) => c = s,
+                    None => break,
+                }
+            }
+            assert_eq!(c.id, "backup", "{shape:?}");
+        }
+        // Each shape's own dimension is drawn.
+        let disk = random_cases(
+            Space {
+                shape: Some(DeviceShape::Disk),
+                ..FULL
+            },
+            100,
+            1,
+        );
+        assert!(disk.iter().any(|c| c.disk_header_last) && disk.iter().any(|c| c.stale_media));
+        let removable = random_cases(
+            Space {
+                shape: Some(DeviceShape::Removable),
+                ..FULL
+            },
+            100,
+            1,
+        );
+        assert!(removable.iter().any(|c| c.volume_bytes.is_some()));
+    }
+
+    #[test]
+    fn random_snapshot_cases_stay_snapshot_cases() {
+        let space = Space {
+            snapshot: true,
+            ..FULL
+        };
+        for c in random_cases(space, 100, 5) {
+            assert!(c.snapshot && c.devices == 1, "{c:?}");
+            c.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn shapes_come_from_the_features() {
+        assert_eq!(DeviceShape::from_features(0x2000), DeviceShape::Pipe);
+        assert_eq!(
+            DeviceShape::from_features(0x200 | 0x2000),
+            DeviceShape::Disk
+        );
+        assert_eq!(DeviceShape::from_features(0x173), DeviceShape::Tape);
+        assert_eq!(
+            DeviceShape::from_features(0x1 | 0x2000),
+            DeviceShape::Removable
+        );
+        let r = default_matrix(Space {
+            shape: Some(DeviceShape::Removable),
+            ..FULL
+        });
+        assert!(r.iter().any(|c| c.id == "restore.volumes-262144"), "{r:?}");
     }
 }

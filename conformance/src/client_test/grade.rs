@@ -6,7 +6,7 @@
 
 use super::ClientTestArgs;
 use super::case_run::{Behaviour, CaseRun, Harness, OpRun};
-use super::cases::{ClientCase, Op};
+use super::cases::{ClientCase, DeviceShape, Op};
 use super::exec::ProgramEnd;
 use vdi_model::calllog::{Api, CallRecord, LogLine, ProcessLine};
 use vdi_model::checks::Violation;
@@ -64,13 +64,18 @@ fn parse(lines: &[String]) -> Log {
 pub fn behaviour(r: &CaseRun) -> Option<Behaviour> {
     let b = r.backup.as_ref()?;
     let log = parse(&b.record.log_lines);
-    let mut out = Behaviour::default();
+    let mut out = Behaviour {
+        get_command_timeout_ms: None,
+        server_timeout_ms: 0,
+        shape: DeviceShape::Pipe,
+    };
     let mut created = false;
     for c in &log.calls {
         match c.method {
             Api::Create | Api::CreateEx => {
                 if let Some(cfg) = &c.args.config {
                     out.server_timeout_ms = u64::from(cfg.cfg.server_time_out);
+                    out.shape = DeviceShape::from_features(cfg.cfg.features);
                     created = true;
                 }
             }
@@ -96,6 +101,8 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
     let mut diverged: Option<u64> = None;
     let mut calls = 0u64;
     let mut virtual_ms = 0u64;
+    // Each graded op's first timeline index and its events' call seqs.
+    let mut op_seqs: Vec<(u64, Vec<Option<u64>>)> = Vec::new();
     for (op, run) in [(Op::Backup, &r.backup), (Op::Restore, &r.restore)] {
         let Some(run) = run else { continue };
         // The backup before a restore is graded as a backup without the
@@ -112,15 +119,32 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
         if diverged.is_none() && !g.findings.is_empty() {
             diverged = g.divergence_index().map(|i| offset + i as u64);
         }
+        op_seqs.push((offset, g.call_seqs.clone()));
         timeline.extend(g.timeline.into_iter().map(|mut e| {
             e.seq += offset;
             e
         }));
         findings.extend(g.findings);
-        notes.extend(g.notes);
+        for n in g.notes {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
+        }
         if let Some(u) = g.unimplemented {
             unimplemented.get_or_insert(u);
         }
+    }
+    if let Some((run, v)) = tape_replay(r) {
+        // The first finding: the timeline event of the answer that
+        // differs (a failed statement follows from it).
+        if let Some((offset, seqs)) = op_seqs.get(run) {
+            diverged = seqs
+                .iter()
+                .position(|s| s.is_some() && *s == v.at)
+                .map(|i| offset + i as u64)
+                .or(diverged);
+        }
+        findings.insert(0, v);
     }
     let verdict = if !findings.is_empty() {
         Verdict::Violation
@@ -150,6 +174,15 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
     let mut clauses: Vec<String> = findings.iter().map(|v| v.clause.clone()).collect();
     if clauses.is_empty() {
         clauses = OBLIGATIONS.iter().map(|c| c.to_string()).collect();
+        let shape = r
+            .backup
+            .as_ref()
+            .and_then(|b| super::shapes::shape_of(&parse(&b.record.log_lines).calls));
+        clauses.extend(
+            super::shapes::clauses(shape, &r.case)
+                .into_iter()
+                .map(|c| c.to_string()),
+        );
     }
     clauses.dedup();
     let hash = vdi_model::trace::fnv1a(0xcbf2_9ce4_8422_2325, detail.as_bytes());
@@ -170,6 +203,23 @@ pub fn grade(h: &Harness, r: &CaseRun, repro: &str) -> CaseResult {
         deviation_reason: None,
         timeline,
     }
+}
+
+/// A tape-like program's answers replayed through the model's tape, over
+/// its backup and the restore that reads it (not after a media fault):
+/// the violation and which of the runs its call is in.
+fn tape_replay(r: &CaseRun) -> Option<(usize, Violation)> {
+    let logs: Vec<Log> = [&r.backup, &r.restore]
+        .into_iter()
+        .flatten()
+        .map(|run| parse(&run.record.log_lines))
+        .collect();
+    let shape = super::shapes::shape_of(&logs.first()?.calls)?;
+    if shape.device != DeviceShape::Tape || r.case.media_fault.is_some() {
+        return None;
+    }
+    let calls: Vec<&[CallRecord]> = logs.iter().map(|l| l.calls.as_slice()).collect();
+    super::shapes::tape_replay(&calls)
 }
 
 fn join_notes(notes: &[String]) -> String {
@@ -289,6 +339,10 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
         unimplemented_code: Some(h.unimplemented_code),
     };
     g.findings = obligations::check(&log.calls, &cx);
+    let shape = super::shapes::shape_of(&log.calls);
+    super::shapes::notes(shape, case, run, &log.calls, &mut g.notes);
+    let shaped = super::shapes::findings(shape, case, run, &log.calls, &g.findings);
+    g.findings.extend(shaped);
     if h.ready_line.is_some() && vdi_side_clean(&log.calls) {
         // The runner, not the program, ran the statement: a failure that
         // left every device closing cleanly is invisible to a worker that
@@ -305,7 +359,9 @@ fn grade_op(h: &Harness, case: &ClientCase, run: &OpRun) -> OpGrade {
         }
         return g;
     }
-    if g.findings.is_empty() {
+    // A program that refused its snapshot chose the failure (graded in
+    // `shapes`).
+    if g.findings.is_empty() && super::shapes::refused_snapshot(&log.calls).is_none() {
         expected_outcome(case, run, &mut g);
     }
     g

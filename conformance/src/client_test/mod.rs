@@ -18,6 +18,7 @@ pub mod case_run;
 pub mod cases;
 pub mod exec;
 pub mod grade;
+pub mod shapes;
 pub mod template;
 pub mod wine;
 
@@ -114,6 +115,11 @@ pub struct ClientTestArgs {
     /// unless named here.
     #[arg(long, value_name = "DIR")]
     pub wine_prefix: Option<PathBuf>,
+    /// The program is a snapshot client (it sets VDF_SnapshotPrepare): every
+    /// statement is `WITH SNAPSHOT` over one device (the runner's, or the
+    /// program's own), and the matrix is the snapshot matrix.
+    #[arg(long)]
+    pub snapshot: bool,
 }
 
 /// Bad input to `client-test`: what, where, how to fix.
@@ -233,15 +239,24 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
             _ => return Err(ClientTestError::TimeScale(n.to_string())),
         },
     };
-    let space = Space {
+    let mut space = Space {
         max_devices: if template.uses("devices") { 64 } else { 1 },
         runner_statement: a.ready_line.is_some(),
+        snapshot: a.snapshot,
+        shape: None,
     };
     let excludes = match &a.exclude {
         Some(p) => load_excludes(p)?,
         None => Vec::new(),
     };
-    let plan = plan(a, space)?;
+    // Bad input is refused before any case runs; the matrix follows the
+    // device shape the probe shows, so a --filter that keeps only a
+    // shape's cases is judged after the probe.
+    let mut planned = match plan(a, space) {
+        Ok(p) => Some(p),
+        Err(ClientTestError::NoCase(..)) if a.filter.is_some() && a.cases.is_empty() => None,
+        Err(e) => return Err(e),
+    };
     let work = make_work_dir(vdisim)?;
     let wine = if windows {
         let dll = match &a.sqlvdi_dll {
@@ -277,7 +292,17 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
         wine,
     };
     exec::become_subreaper();
-    h.behaviour = probe(&h);
+    h.behaviour = probe(&h, a.snapshot);
+    if let Some(b) = &h.behaviour
+        && b.shape != cases::DeviceShape::Pipe
+    {
+        space.shape = Some(b.shape);
+        planned = None;
+    }
+    let plan = match planned {
+        Some(p) => p,
+        None => self::plan(a, space)?,
+    };
     let jobs = a
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -305,8 +330,9 @@ pub fn run(a: &ClientTestArgs, vdisim: &Path) -> Result<Summary, ClientTestError
 /// The (case, seed) pairs to run, in order.
 fn plan(a: &ClientTestArgs, space: Space) -> Result<Vec<(ClientCase, u64)>, ClientTestError> {
     let matrix = cases::default_matrix(space);
+    let known = cases::known_cases(space);
     let ids = || {
-        matrix
+        known
             .iter()
             .map(|c| c.id.as_str())
             .collect::<Vec<_>>()
@@ -320,7 +346,7 @@ fn plan(a: &ClientTestArgs, space: Space) -> Result<Vec<(ClientCase, u64)>, Clie
     } else {
         let mut v = Vec::new();
         for c in &a.cases {
-            if let Some(m) = matrix.iter().find(|m| &m.id == c) {
+            if let Some(m) = known.iter().find(|m| &m.id == c) {
                 v.push(m.clone());
             } else if Path::new(c).is_file() {
                 v.push(cases::load(Path::new(c)).map_err(ClientTestError::CaseFile)?);
@@ -388,10 +414,13 @@ fn library_dir(vdisim: &Path) -> Option<PathBuf> {
     dir.join("libsqlvdi.so").exists().then(|| dir.to_path_buf())
 }
 
-/// Runs the plain backup once to learn the program's timeouts.
-fn probe(h: &Harness) -> Option<Behaviour> {
+/// Runs the plain backup (a snapshot one for a snapshot client) once to
+/// learn the program's timeouts and device shape.
+fn probe(h: &Harness, snapshot: bool) -> Option<Behaviour> {
     let dir = h.work.join("probe");
-    let r = h.run_case(&ClientCase::plain(Op::Backup, 1), 1, &dir);
+    let mut case = ClientCase::plain(Op::Backup, 1);
+    case.snapshot = snapshot;
+    let r = h.run_case(&case, 1, &dir);
     grade::behaviour(&r)
 }
 
@@ -474,6 +503,9 @@ fn repro(a: &ClientTestArgs, r: &CaseRun) -> String {
     }
     if a.time_scale != "auto" {
         cmd.push_str(&format!(" --time-scale {}", a.time_scale));
+    }
+    if a.snapshot {
+        cmd.push_str(" --snapshot");
     }
     let case = if a.random.is_some() {
         a.report_dir

@@ -33,6 +33,17 @@ pub const FLAWS: &[&str] = &[
     "CLOSE_IS_SUCCESS",
 ];
 
+/// The flaws of `vdi_client.c`'s device shapes (`VDICLIENT_MODE`,
+/// `VDICLIENT_SNAPSHOT`): C only (`client_test_modes.rs` builds and grades
+/// each).
+pub const SHAPE_FLAWS: &[&str] = &[
+    "IGNORES_POSITION",
+    "NO_END_OF_FILE",
+    "IGNORES_FILEMARKS",
+    "SNAPSHOT_UNANSWERED",
+    "VOLUME_FULL_FATAL",
+];
+
 /// Which program: each language is one start mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lang {
@@ -167,7 +178,7 @@ pub fn have(tool: &str) -> bool {
 type Slot = Arc<OnceLock<Result<PathBuf, BuildError>>>;
 
 /// Builds the program of `lang` with `flaw` (`None`: the correct one; else
-/// one of [`FLAWS`], case-insensitive) and returns the executable's path.
+/// one of [`FLAWS`], or for C of [`SHAPE_FLAWS`], case-insensitive) and returns the executable's path.
 /// Each variant is built once per process (later calls return the same
 /// path or the same error); different variants may build concurrently.
 pub fn build(lang: Lang, flaw: Option<&str>) -> Result<PathBuf, BuildError> {
@@ -176,10 +187,12 @@ pub fn build(lang: Lang, flaw: Option<&str>) -> Result<PathBuf, BuildError> {
         None => None,
         Some(f) => {
             let up = f.to_ascii_uppercase();
-            if !FLAWS.contains(&up.as_str()) {
+            let shape = lang == Lang::C && SHAPE_FLAWS.contains(&up.as_str());
+            if !FLAWS.contains(&up.as_str()) && !shape {
                 return Err(BuildError::Failed(format!(
-                    "unknown flaw {f:?}; the programs know {}",
-                    FLAWS.join(", ")
+                    "unknown flaw {f:?}; the programs know {} (and the C program {})",
+                    FLAWS.join(", "),
+                    SHAPE_FLAWS.join(", ")
                 )));
             }
             Some(up)

@@ -62,6 +62,13 @@ pub trait Transport: Send + Sync {
     fn fetched(&self, cmd: &Cmd) {
         let _ = cmd;
     }
+    /// A secondary's connection: waits at most `within` until the server's
+    /// replay of the set so far has been delivered; whether it was. Other
+    /// connections are caught up from the start.
+    fn caught_up(&self, within: std::time::Duration) -> bool {
+        let _ = within;
+        true
+    }
 }
 
 /// A transport that drops everything: a set with no server.

@@ -104,6 +104,10 @@ pub enum Flaw {
     /// Completes VDC_Snapshot with ERROR_OPERATION_ABORTED: it could not
     /// take the snapshot (clause `snapshot.abort`).
     AbortsSnapshot,
+    /// A tape-like client that answers VDC_SetPosition with ERROR_SUCCESS
+    /// and the address it was given without moving its tape (clause
+    /// `tape.set-position`).
+    IgnoresSetPosition,
 }
 
 impl Flaw {
@@ -121,10 +125,11 @@ impl Flaw {
     /// Flaws of disk-like and snapshot clients: they change nothing for a
     /// pipe-like one, so they are kept apart from [`Flaw::ALL`] (which the
     /// random pipe-client generators and the determinism pins draw from).
-    pub const DEVICE_MODES: [Flaw; 3] = [
+    pub const DEVICE_MODES: [Flaw; 4] = [
         Flaw::IgnoresPosition,
         Flaw::NoEndOfFile,
         Flaw::AbortsSnapshot,
+        Flaw::IgnoresSetPosition,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -140,6 +145,7 @@ impl Flaw {
             Flaw::IgnoresPosition => "ignores-position",
             Flaw::NoEndOfFile => "no-end-of-file",
             Flaw::AbortsSnapshot => "aborts-snapshot",
+            Flaw::IgnoresSetPosition => "ignores-set-position",
         }
     }
     pub fn from_name(s: &str) -> Option<Flaw> {
@@ -183,10 +189,10 @@ pub struct ClientProgram {
     /// VDC_Snapshot that long after fetching it (the database stays frozen
     /// meanwhile; clause `snapshot.freeze-time`).
     pub snapshot_ms: u64,
-    /// A removable pipe-like client's medium capacity in bytes (0: no
-    /// limit; else at least 64 KiB, so a media header fits one volume):
-    /// a Write that does not fit is answered ERROR_END_OF_MEDIA (clause
-    /// `media.next-volume`).
+    /// A removable pipe-like or tape-like client's medium capacity in bytes
+    /// (0: no limit; else at least 64 KiB, so a media header fits one
+    /// volume): a Write that does not fit is answered ERROR_END_OF_MEDIA
+    /// (clauses `media.next-volume`, `tape.next-volume`).
     pub volume_bytes: u64,
     /// Devices served by a secondary client process (the set's last ones;
     /// 0: none; fewer than the statement's devices). Module `secondary`.
@@ -241,7 +247,8 @@ pub struct ClientSpec {
     pub instance: Option<String>,
     /// How long the client takes to take a snapshot (VDC_Snapshot), in ms.
     pub snapshot_ms: u64,
-    /// A removable pipe-like client's medium capacity (0: no limit).
+    /// A removable pipe-like or tape-like client's medium capacity (0: no
+    /// limit).
     pub volume_bytes: u64,
     /// Devices served by a secondary client process (module `secondary`).
     pub secondary_devices: u16,
@@ -347,6 +354,11 @@ impl ClientSpec {
         } else {
             self.devices
         }
+    }
+    /// A tape-like client's volume capacity (clause `tape.next-volume`).
+    pub fn tape_volume(&self) -> Option<u64> {
+        (self.tape() && self.volume_bytes > 0)
+            .then(|| self.volume_bytes.max(crate::media::HEADER_BYTES))
     }
     /// Whether the client declares a tape-like (VDF_LikeTape) device.
     pub fn tape(&self) -> bool {
@@ -787,7 +799,12 @@ impl DeviceLoop {
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
         let special = if self.spec.tape() {
-            crate::tape::perform(&c, d, p)
+            if c.code == CommandCode::SetPosition && self.spec.has(Flaw::IgnoresSetPosition) {
+                // clause tape.set-position: claims the move, stays put.
+                Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
+            } else {
+                crate::tape::perform(&c, d, self.spec.tape_volume(), p)
+            }
         } else if let Some(cap) = self.spec.volume() {
             crate::tape::perform_volume(&c, d, cap, p)
         } else {

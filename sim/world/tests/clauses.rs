@@ -33,7 +33,7 @@ use vdi_spec::ClauseId;
 use vdi_spec::id;
 use vdi_spec::profile::{
     AfterDeviceClosed, CloseWithOpenDevices, CompletionOrder, DiskHeaderOrder, ErrorTermination,
-    ShortTransfer,
+    ShortTransfer, TapeRestorePositioning,
 };
 use vdi_spec::{
     ClientState, CommandCode, Features, Hresult, Profile, TableMethod, VdConfig, Win32,
@@ -3150,6 +3150,128 @@ fn tape_end_rewind() {
     );
     assert_eq!(events(&r, "server", "NoRewind").len(), 2);
     assert!(cites(&r, id::TAPE_END_REWIND));
+}
+
+/// The server's profile with `tape-restore-positioning = address`.
+fn by_address() -> Profile {
+    Profile {
+        tape_restore_positioning: TapeRestorePositioning::Address,
+        ..Profile::default()
+    }
+}
+
+/// `tape.set-position`: under `tape-restore-positioning = address` a tape
+/// BACKUP asks VDC_GetPosition after the header's filemark (the data set's
+/// block address, 65536 / 512 + 1 = 129) and the RESTORE goes there with
+/// VDC_SetPosition instead of VDC_SkipMarks, byte for byte; a client that
+/// claims the move without making it (flaw ignores-set-position) reads the
+/// filemark and the RESTORE fails. The default profile sends no
+/// SetPosition.
+#[test]
+fn tape_set_position() {
+    let s = tape_spec(Operation::Roundtrip, 2);
+    let mut cfg = WorldConfig::new(76);
+    cfg.profile = by_address();
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = tape_script(&r, "dev1");
+    let want = [
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_GetPosition",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_Flush",
+        "VDC_Rewind",
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Read",
+        "VDC_SetPosition",
+        "VDC_Read",
+        "VDC_Rewind",
+    ];
+    assert_eq!(cmds, want, "{cmds:?}");
+    let p = events(&r, "server", "Position");
+    assert!(
+        p.iter()
+            .any(|e| e.detail.contains("block address 129 after VDC_SetPosition")),
+        "{p:?}"
+    );
+    assert!(cites(&r, id::TAPE_SET_POSITION));
+    // A client that does not move reads the filemark after the header.
+    let mut flawed = s.clone();
+    flawed.flaws.insert(Flaw::IgnoresSetPosition);
+    let r = run(&flawed, cfg.clone());
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert!(!o.succeeded(), "{}", msgs(o));
+    // The default positions by marks.
+    let r = run(&s, WorldConfig::new(76));
+    assert!(all_succeeded(&r));
+    assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_SetPosition"));
+    assert!(!cites(&r, id::TAPE_SET_POSITION));
+}
+
+/// `tape.next-volume`: a tape client whose tapes hold 100 KiB backs up and
+/// restores over two devices: each full tape answers ERROR_END_OF_MEDIA,
+/// the server clears the error, sends VDC_Load and writes on; the closing
+/// filemark is on the last tape; the RESTORE reads each tape to its end
+/// (ERROR_NO_DATA_DETECTED), sends VDC_Load and reads on; byte for byte.
+/// A VDC_Load answered with an error (no next tape) fails the RESTORE, and
+/// a tape without a capacity has one volume.
+#[test]
+fn tape_next_volume() {
+    let mut s = tape_spec(Operation::Roundtrip, 2);
+    s.volume_bytes = 100 * 1024;
+    let r = run(&s, WorldConfig::new(77));
+    assert_clean(&r);
+    assert!(all_succeeded(&r), "{}", msgs(outcome(&r, 1)));
+    let family = s.backup_layout().families[0].media_len();
+    let volumes = family.div_ceil(100 * 1024);
+    assert!(volumes > 1);
+    for dev in ["dev0", "dev1"] {
+        let cmds = tape_script(&r, dev);
+        let loads = cmds.iter().filter(|c| *c == "VDC_Load").count() as u64;
+        assert_eq!(loads, 2 * (volumes - 1), "{dev}: {cmds:?}");
+        let backup = &cmds[..cmds.iter().position(|c| c == "VDC_Flush").unwrap()];
+        let eom = backup.iter().position(|c| c == "VDC_ClearError").unwrap();
+        assert_eq!(backup[eom + 1], "VDC_Load", "{backup:?}");
+    }
+    assert_eq!(r.client.volumes[0].len() as u64, volumes - 1);
+    assert_eq!(
+        r.client.marks[0],
+        vec![65536, family],
+        "{:?}",
+        r.client.marks
+    );
+    assert!(cites(&r, id::TAPE_NEXT_VOLUME));
+    assert!(!cites(&r, id::MEDIA_NEXT_VOLUME));
+    assert!(cites(&r, id::RESTORE_BYTE_IDENTICAL));
+    let fault = Fault::CompleteWithError {
+        code: Win32::ERROR_NO_DATA_DETECTED,
+    };
+    // (Fetches are counted over both statements: the RESTORE's first Load
+    // follows the BACKUP's volumes - 1.)
+    let r = run_faults(
+        &s,
+        vec![on(
+            0,
+            volumes,
+            Some(CommandCode::Load),
+            Phase::Restore,
+            fault,
+        )],
+        77,
+    );
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert_eq!(o.reason, Some(FailReason::DeviceError), "{}", msgs(o));
+    let r = run(&tape_spec(Operation::Roundtrip, 1), WorldConfig::new(77));
+    assert!(all_succeeded(&r));
+    assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_Load"));
 }
 
 // ======================================================================

@@ -3,7 +3,9 @@
 //! symbols ([`harness`]), and a driver ([`driver`]) that turns the script's
 //! calls into calls through an [`Abi`] on real OS threads (one per script
 //! thread name), with built-in client programs ([`program`]) and the
-//! faults the client side applies ([`client_faults`]).
+//! faults the client side applies ([`client_faults`]). A program's
+//! secondary client process runs in a real second process
+//! ([`secondary`]) where the library's server can be shared.
 //!
 //! The layers import one way: `library`, `harness` and `client_faults` (pure
 //! state) at the bottom; `shared` (a case's state and the library) above
@@ -26,6 +28,7 @@ pub mod harness;
 pub mod library;
 mod perform;
 pub mod program;
+pub mod secondary;
 pub mod shared;
 
 pub use driver::AbiDriver;

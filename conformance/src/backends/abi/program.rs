@@ -29,6 +29,7 @@ use super::client_faults;
 use super::driver::AbiDriver;
 use super::harness::{Harness, StatementControl};
 use super::perform::perform;
+use super::secondary::{self, Launch, Process};
 use super::shared::Shared;
 use crate::backend::{BackendError, CaseSetup};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -90,6 +91,14 @@ struct Exec {
     backup_media: Mutex<Option<Vec<Content>>>,
     ctl: Mutex<Ctl>,
     cond: Condvar,
+    /// How a secondary client process is started (`None`: it cannot be).
+    launch: Option<Launch>,
+    /// The secondary processes started so far.
+    procs: Mutex<Vec<Arc<Process>>>,
+    /// Processes started before the case, ready to become secondaries
+    /// (the model starts a process in no time: starting one here must not
+    /// eat the case's scaled clock).
+    spares: Mutex<Vec<Arc<Process>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,7 +151,77 @@ impl Exec {
         }
     }
 
-    fn spawn(self: &Arc<Self>, who: String, dev: Option<DevIx>, prog: Box<dyn Program>) {
+    /// Whether thread of process `proc` (`None`: the primary) must stop.
+    fn halted_in(&self, proc: Option<usize>) -> bool {
+        self.halted() || proc.is_some_and(|k| self.proc(k).is_none_or(|p| p.killed()))
+    }
+
+    fn proc(&self, k: usize) -> Option<Arc<Process>> {
+        lock(&self.procs).get(k).cloned()
+    }
+
+    /// Starts a secondary client process: its index.
+    fn launch_secondary(&self) -> Result<usize, BackendError> {
+        let launch = self.launch.as_ref().ok_or_else(|| {
+            BackendError::Unsupported(
+                "a secondary client process: the library's server runs inside this process, where no other process can join a set".into(),
+            )
+        })?;
+        if lock(&self.procs).len() >= secondary::MAX_PROCESSES {
+            return Err(BackendError::Failed(format!(
+                "more than {} secondary client processes in one case",
+                secondary::MAX_PROCESSES
+            )));
+        }
+        let spare = lock(&self.spares).pop();
+        let p = match spare {
+            Some(p) => p,
+            None => Process::start(launch, self.scale)?,
+        };
+        let mut procs = lock(&self.procs);
+        procs.push(p);
+        Ok(procs.len() - 1)
+    }
+
+    /// Secondary process `k` dies: SIGKILL, nothing tells VDI (clause
+    /// `abort.secondary-death-undetected`); its threads end.
+    fn kill_secondary(&self, k: usize) {
+        let Some(p) = self.proc(k) else { return };
+        if p.killed() {
+            return;
+        }
+        p.kill();
+        self.sh.st().emit(
+            "world",
+            "SecondaryDied",
+            format!(
+                "process {} (pid {}) killed; VDI is not told, the set stays open",
+                k + 1,
+                p.pid()
+            ),
+            Some(id::ABORT_SECONDARY_DEATH_UNDETECTED),
+        );
+        self.cond.notify_all();
+    }
+
+    /// Ends every secondary process still running.
+    fn end_secondaries(&self) {
+        let mut procs = std::mem::take(&mut *lock(&self.procs));
+        procs.append(&mut lock(&self.spares));
+        for p in procs {
+            if !p.killed() {
+                p.end();
+            }
+        }
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        who: String,
+        dev: Option<DevIx>,
+        prog: Box<dyn Program>,
+        proc: Option<usize>,
+    ) {
         if let Some(d) = dev {
             lock(&self.process).ensure_device(d);
         }
@@ -156,7 +235,7 @@ impl Exec {
         let name = who.clone();
         match std::thread::Builder::new()
             .name(format!("prog-{name}"))
-            .spawn(move || ex.run_thread(i, who, dev, prog))
+            .spawn(move || ex.run_thread(i, who, dev, prog, proc))
         {
             Ok(h) => c.handles.push(h),
             Err(e) => {
@@ -175,9 +254,10 @@ impl Exec {
         who: String,
         dev: Option<DevIx>,
         prog: Box<dyn Program>,
+        proc: Option<usize>,
     ) {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.thread_body(i, &who, dev, prog)
+            self.thread_body(i, &who, dev, prog, proc)
         }));
         if r.is_err() {
             self.fail(BackendError::Failed(format!(
@@ -193,10 +273,11 @@ impl Exec {
         who: &str,
         dev: Option<DevIx>,
         mut prog: Box<dyn Program>,
+        proc: Option<usize>,
     ) {
         let mut last: Option<Reply> = None;
         loop {
-            if self.halted() {
+            if self.halted_in(proc) {
                 return;
             }
             let stall = self.sh.st().faults.take_stall(who);
@@ -209,13 +290,13 @@ impl Exec {
             }
             let action = {
                 let mut p = lock(&self.process);
-                if self.halted() {
+                if self.halted_in(proc) {
                     return;
                 }
                 prog.next(last.take(), &mut p)
             };
             match action {
-                Action::Call(call) => match self.call(i, who, dev, call) {
+                Action::Call(call) => match self.call(i, who, dev, call, proc) {
                     Some(r) => last = Some(r),
                     None => return,
                 },
@@ -239,7 +320,20 @@ impl Exec {
                     prog: p,
                 } => {
                     self.sh.st().emit(who, "Spawn", w.clone(), None);
-                    self.spawn(w, d, p);
+                    // A thread named `secondary` starts a new client
+                    // process; any other belongs to its spawner's.
+                    let in_proc = if w == vdi_model::secondary::SECONDARY_PROCESS {
+                        match self.launch_secondary() {
+                            Ok(k) => Some(k),
+                            Err(e) => {
+                                self.fail(e);
+                                return;
+                            }
+                        }
+                    } else {
+                        proc
+                    };
+                    self.spawn(w, d, p, in_proc);
                     last = Some(Reply::code(Hresult::NOERROR, None));
                 }
                 Action::Join => {
@@ -266,7 +360,10 @@ impl Exec {
                     return;
                 }
                 Action::Die => {
-                    self.sh.client_death();
+                    match proc {
+                        Some(k) => self.kill_secondary(k),
+                        None => self.sh.client_death(),
+                    }
                     return;
                 }
             }
@@ -275,7 +372,14 @@ impl Exec {
 
     /// One call through the library, absorbed into the client process as
     /// the model's world absorbs it; `None` when the run has ended.
-    fn call(&self, i: usize, who: &str, dev: Option<DevIx>, call: Call) -> Option<Reply> {
+    fn call(
+        &self,
+        i: usize,
+        who: &str,
+        dev: Option<DevIx>,
+        call: Call,
+        proc: Option<usize>,
+    ) -> Option<Reply> {
         let forever = call.waits_forever();
         let mut mark = CallMark::of(&call, dev);
         if let Call::CompleteCommand { dev, cmd, .. } = &call
@@ -286,18 +390,23 @@ impl Exec {
         if forever {
             self.set(i, ThreadRun::Forever);
         }
-        let r = perform(&self.sh, who, call);
+        let r = match proc.map(|k| self.proc(k)) {
+            None => perform(&self.sh, who, call).map(Some),
+            Some(None) => Ok(None),
+            Some(Some(p)) => p.call(&self.sh, i, who, call, self.scale, &|| self.halted_in(proc)),
+        };
         if forever {
             self.set(i, ThreadRun::Busy);
         }
         let r = match r {
-            Ok(r) => r,
+            Ok(Some(r)) => r,
+            Ok(None) => return None,
             Err(e) => {
                 self.fail(e);
                 return None;
             }
         };
-        if self.halted() {
+        if self.halted_in(proc) {
             return None;
         }
         lock(&self.process).absorb(&mark, &r);
@@ -446,6 +555,24 @@ fn quiet_after(setup: &CaseSetup, spec: &ClientSpec, scale: u32) -> Duration {
     QUIET + scaled_wait(longest, scale)
 }
 
+/// The secondary processes `spec` starts (one per statement it runs, when
+/// it has a secondary), started and ready before the case's clock runs.
+fn spare_secondaries(
+    launch: Option<&Launch>,
+    spec: &ClientSpec,
+    scale: u32,
+) -> Result<Vec<Arc<Process>>, BackendError> {
+    let Some(launch) = launch.filter(|_| spec.secondary_devices > 0) else {
+        return Ok(Vec::new());
+    };
+    let n = if spec.operation == Operation::Roundtrip {
+        2
+    } else {
+        1
+    };
+    (0..n).map(|_| Process::start(launch, scale)).collect()
+}
+
 impl AbiDriver {
     /// The library's harness, if it can host a built-in program with
     /// `faults`.
@@ -475,6 +602,8 @@ impl AbiDriver {
     ) -> Result<RunResult, BackendError> {
         self.program_harness(&setup.faults)?;
         let harness = self.statement_control()?;
+        let launch = self.shared.abi.secondary_launch();
+        let spares = spare_secondaries(launch.as_ref(), spec, setup.time_scale.max(1))?;
         // As `vdi_sim::simulate::simulate`: a restore-only run gets a
         // seeded backup.
         let mut setup = setup.clone();
@@ -498,10 +627,14 @@ impl AbiDriver {
                 handles: Vec::new(),
             }),
             cond: Condvar::new(),
+            launch,
+            procs: Mutex::new(Vec::new()),
+            spares: Mutex::new(spares),
         });
-        ex.spawn("ctl".into(), None, spec.controller());
+        ex.spawn("ctl".into(), None, spec.controller(), None);
         let end = ex.supervise(setup.budget_ms, quiet_after(&setup, spec, self.scale));
         let (error, handles) = ex.stop();
+        ex.end_secondaries();
         // Threads still inside a library call are joined by the teardown
         // (after the set is aborted and closed) before objects are freed.
         self.handles.extend(handles);

@@ -56,6 +56,12 @@ pub trait Abi: Send + Sync {
     fn complete_command(&self, dev: Ptr, cmd: Ptr, code: u32, bytes: u64, pos: u64) -> Hresult;
     /// The library's harness control, when it has one.
     fn harness(&self) -> Option<&Harness>;
+    /// How a secondary client process reaches this library's server, when
+    /// another process can (a `vdisim serve` shared by processes; see
+    /// [`super::secondary`]).
+    fn secondary_launch(&self) -> Option<super::secondary::Launch> {
+        None
+    }
 }
 
 /// A reply with no clause (a real library reports none).
@@ -267,6 +273,16 @@ impl Shared {
         st.devices.insert((h.incarnation, h.index), dev);
         st.all_devices.push(dev);
         h
+    }
+
+    /// The handle the primary's numbering gives device `name` of the
+    /// current set incarnation (a device another process opened).
+    pub fn handle_for(&self, name: &str) -> DeviceHandle {
+        let st = self.st();
+        DeviceHandle {
+            incarnation: st.incarnation,
+            index: st.dev_index(name),
+        }
     }
 
     /// Thread `who` fetched `cmd`: fires the planned faults the fetch

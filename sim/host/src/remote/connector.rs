@@ -55,6 +55,26 @@ struct Link {
     /// The client is done with this incarnation (its transport dropped): an
     /// end of stream is not a server death.
     ending: AtomicBool,
+    /// A secondary's replay has been delivered ([`Frame::Replayed`], or
+    /// the stream ended); always true for a primary.
+    replayed: Mutex<bool>,
+    caught_up: std::sync::Condvar,
+}
+
+impl Link {
+    fn new(stream: Stream, replayed: bool) -> Link {
+        Link {
+            stream: Mutex::new(stream),
+            ending: AtomicBool::new(false),
+            replayed: Mutex::new(replayed),
+            caught_up: std::sync::Condvar::new(),
+        }
+    }
+
+    fn replay_done(&self) {
+        *self.replayed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.caught_up.notify_all();
+    }
 }
 
 struct RemoteTransport {
@@ -69,6 +89,16 @@ impl Transport for RemoteTransport {
         // A write that fails means the server is gone; the reader sees the
         // end of stream and reports it.
         let _ = wire::write_frame(&mut *s, &Frame::ToServer { msg });
+    }
+
+    fn caught_up(&self, within: std::time::Duration) -> bool {
+        let g = self.link.replayed.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, _) = self
+            .link
+            .caught_up
+            .wait_timeout_while(g, within, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *g
     }
 
     fn fetched(&self, cmd: &Cmd) {
@@ -161,12 +191,14 @@ fn reader(mut s: Stream, link: Arc<Link>, map: Arc<ClientMap>, rt: Weak<SetRunti
                 Some(rt) => rt.share_devices(inc),
                 None => return,
             },
+            Ok(Some(Frame::Replayed)) => link.replay_done(),
             Ok(Some(Frame::CompletedElsewhere { dev, id })) => match rt.upgrade() {
                 Some(rt) => rt.completed_elsewhere(inc, dev, id),
                 None => return,
             },
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
+                link.replay_done();
                 if !link.ending.load(Ordering::SeqCst)
                     && let Some(rt) = rt.upgrade()
                 {
@@ -209,10 +241,7 @@ impl Connector for RemoteConnector {
             Ok(r) => (r, s),
             Err(_) => return Ok(Connection::none()),
         };
-        let link = Arc::new(Link {
-            stream: Mutex::new(write),
-            ending: AtomicBool::new(false),
-        });
+        let link = Arc::new(Link::new(write, true));
         let map = Arc::new(ClientMap::default());
         let (l2, m2, inc) = (link.clone(), map.clone(), set.incarnation);
         let spawned = std::thread::Builder::new()
@@ -245,10 +274,7 @@ impl Connector for RemoteConnector {
             Ok(r) => (r, s),
             Err(_) => return Err(Hresult::VD_E_PROTOCOL),
         };
-        let link = Arc::new(Link {
-            stream: Mutex::new(write),
-            ending: AtomicBool::new(false),
-        });
+        let link = Arc::new(Link::new(write, false));
         let map = Arc::new(ClientMap::default());
         let (l2, m2) = (link.clone(), map.clone());
         std::thread::Builder::new()

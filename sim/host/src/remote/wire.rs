@@ -92,6 +92,12 @@ pub enum Frame {
     /// Server → the primary's library: a secondary process joined the set
     /// (its devices are served by several processes).
     SecondaryJoined { pid: u32 },
+    /// Server → a secondary's library: the replay that follows
+    /// [`Frame::Joined`] (buffer maps, the set's messages so far) is
+    /// complete. OpenInSecondary returns once it arrived, so the set's
+    /// buffers and commands are known there as in the primary (a handle
+    /// from GetBufferHandle maps at once).
+    Replayed,
     /// Server → a process of a set with secondaries: another process
     /// completed command `id` of device `dev` (it leaves this process's
     /// queue of that device, if this process did not open it).

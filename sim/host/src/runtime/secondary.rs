@@ -15,7 +15,9 @@ use vdi_model::client::{Blocking, Namespace, Ret};
 use vdi_model::msg::Timeout;
 use vdi_spec::{ClientState, Hresult, VdConfig, id};
 
-/// How long the replayed configuration may take to arrive after the join.
+/// How long the replayed configuration, then the rest of the replay
+/// (buffer maps, commands not yet completed), may each take to arrive
+/// after the join.
 pub const JOIN_TIMEOUT_MS: u64 = 5_000;
 
 /// How long a Close in a set shared by several processes waits for the
@@ -148,6 +150,14 @@ impl SetRuntime {
                 clause: id::OPEN_IN_SECONDARY_PROTOCOL,
                 cell: None,
             };
+        }
+        // The replay (buffer maps, commands not yet completed) follows the
+        // configuration: OpenInSecondary returns once it is here, so the
+        // set's buffers are this process's too (clause
+        // buffer-handle.roundtrip: a handle maps in any process of the set).
+        let transport = self.lock().conn.as_ref().map(|c| c.transport.clone());
+        if let Some(t) = transport {
+            t.caught_up(std::time::Duration::from_millis(JOIN_TIMEOUT_MS));
         }
         self.with(|g| g.client.open_in_secondary(secondary, name))
     }

@@ -919,6 +919,7 @@ impl ClientSet {
                     );
                     return;
                 }
+                self.note_shared_buffer(&c);
                 let d = &mut self.devices[c.dev as usize];
                 if d.io_error {
                     self.auto_complete(c);

@@ -19,6 +19,19 @@ impl ClientSet {
         self.shared = true;
     }
 
+    /// A command reached this process's view of a shared set: its buffer
+    /// is a buffer of the set here too, whichever process fetches the
+    /// command, so a handle to it maps here (clause
+    /// `buffer-handle.roundtrip`: MapBufferHandle "in any process with the
+    /// same set open"). An unshared set knows a buffer once it fetched it.
+    pub(super) fn note_shared_buffer(&mut self, c: &crate::msg::Cmd) {
+        if self.shared
+            && let Some(b) = c.buffer
+        {
+            self.buffers_seen.insert(b);
+        }
+    }
+
     /// Command `id` of device `dev` was completed by another process of a
     /// shared set ([`ClientSet::share_devices`]): if this process has not
     /// opened the device, the command leaves its queue (and its buffer is

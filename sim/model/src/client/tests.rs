@@ -242,3 +242,22 @@ fn a_command_held_twice_is_refused() {
     assert_eq!(c.devices[0].queue.len(), 1);
     assert!(c.devices[1].queue.is_empty());
 }
+
+/// buffer-handle.roundtrip across processes: in a process's view of a
+/// shared set, a handle to the buffer of a command another process fetched
+/// maps (the buffer is the set's); an unshared view knows only what it
+/// fetched.
+#[test]
+fn a_shared_view_maps_the_buffers_of_commands_it_did_not_fetch() {
+    let (mut lone, _ns) = configured(2);
+    lone.deliver(ToClient::Command(cmd(7, 0, CommandCode::Write)));
+    let r = lone.map_buffer_handle(8);
+    assert_eq!(r.result, Err(Hresult::VD_E_INVALID));
+    let (mut view, _ns) = configured(2);
+    view.share_devices();
+    view.deliver(ToClient::Command(cmd(7, 0, CommandCode::Write)));
+    let r = view.map_buffer_handle(8);
+    assert_eq!(r.result, Ok(BufId(7)));
+    assert_eq!(r.clause, id::BUFFER_HANDLE_ROUNDTRIP);
+    assert_eq!(view.get_buffer_handle(Some(BufId(7))).result, Ok(8));
+}

@@ -351,7 +351,11 @@ impl ServerHalf {
                 tr,
                 now,
                 "ReadIgnored",
-                Some(id::MEDIA_NEXT_VOLUME),
+                Some(if self.tape() {
+                    id::TAPE_NEXT_VOLUME
+                } else {
+                    id::MEDIA_NEXT_VOLUME
+                }),
                 "dev={d} id={}: after the end of a volume (read again after VDC_Load)",
                 slot.id.0
             );

@@ -37,6 +37,7 @@
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
 //! | `snapshot-freeze-timeout-ms` | a snapshot's freeze longer than this ends with the server aborting the set (0: no limit) |
 //! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
+//! | `tape-restore-positioning` | on a tape-like device: `marks` skips the filemark after the header with VDC_SkipMarks 1; `address` has the BACKUP send VDC_GetPosition after the header's filemark (checked against the data set's address) and the RESTORE VDC_SetPosition to that address (the answer checked too) |
 //!
 //! Model choices the reference does not fix:
 //!
@@ -280,6 +281,10 @@ struct Dev {
     /// A removable device needs VDC_Load before its stream goes on (module
     /// `volume`).
     load_due: bool,
+    /// The bytes acknowledged (BACKUP) or verified (RESTORE) when the
+    /// current volume was loaded (`None`: still the first volume); a volume
+    /// that takes or holds nothing fails the statement (module `volume`).
+    volume_from: Option<u64>,
     /// BACKUP with `short-transfer = reissue`: remainders to write again.
     reissue: VecDeque<(u64, u32)>,
     data_cmds: u32,
@@ -322,6 +327,7 @@ impl Dev {
             header_due: false,
             tape: tape::TapeStep::Off,
             load_due: false,
+            volume_from: None,
             reissue: VecDeque::new(),
             data_cmds: 0,
             read_ix: 0,

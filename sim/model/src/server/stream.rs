@@ -82,6 +82,7 @@ impl ServerHalf {
                     code,
                     CommandCode::Rewind
                         | CommandCode::GetPosition
+                        | CommandCode::SetPosition
                         | CommandCode::WriteMark
                         | CommandCode::SkipMarks
                 ),

@@ -17,6 +17,23 @@
 //! - at the end of a statement that succeeded: VDC_Rewind on every device
 //!   unless a BACKUP says NOREWIND or a RESTORE says NOUNLOAD.
 //!
+//! Under `tape-restore-positioning = address` (clause `tape.set-position`)
+//! a BACKUP sends VDC_GetPosition right after the header's VDC_WriteMark
+//! (the data set's block address: [`data_address`]), and a RESTORE sends
+//! VDC_SetPosition to that address where it would send VDC_SkipMarks 1.
+//!
+//! Two commands of the tape set are never sent, for want of a situation:
+//! VDC_SkipBlocks (§5.7) spaces forward at most to the next filemark, and
+//! the model's data sets are bracketed by filemarks and read whole, so the
+//! only skip a RESTORE needs crosses a mark (VDC_SkipMarks) or goes to an
+//! address (VDC_SetPosition); and VDI has no reverse-positioning command
+//! (VDF_ReversePosition is a feature bit; negative SkipMarks counts are
+//! undocumented, §5.6). The reference client answers both (module
+//! `vdi_model::tape`).
+//!
+//! A tape is removable (VDF_LikeTape includes VDF_Removable): a family may
+//! span tapes (clause `tape.next-volume`, module `volume`).
+//!
 //! Each positioning command is a barrier on its device (nothing else is
 //! outstanding there); any answer but ERROR_SUCCESS fails the statement
 //! (Msg 18210), as a Flush's does.
@@ -24,6 +41,15 @@
 use super::*;
 use crate::media::HEADER_BYTES;
 use vdi_spec::DeviceMode;
+use vdi_spec::profile::TapeRestorePositioning;
+
+/// The block address of a tape's data set: the media header's blocks plus
+/// one address for the filemark after it (clause `tape.set-position`; the
+/// address a BACKUP's VDC_GetPosition must report there and a RESTORE's
+/// VDC_SetPosition goes to).
+pub(super) fn data_address(block: u32) -> u64 {
+    HEADER_BYTES / u64::from(block.max(1)) + 1
+}
 
 /// Where a tape-like device stands in its positioning sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +60,9 @@ pub(super) enum TapeStep {
     Position,
     /// The media header is being written or read.
     Header,
+    /// BACKUP under `tape-restore-positioning = address`: VDC_GetPosition
+    /// after the header's filemark.
+    Address,
     /// The data stream.
     Data,
     /// Nothing more before the final Flush.
@@ -66,16 +95,27 @@ impl ServerHalf {
         tr: &mut Trace,
     ) -> Option<bool> {
         let dev = &self.devs[d];
-        let (code, size, next) = match dev.tape {
+        let by_address = self.profile.tape_restore_positioning == TapeRestorePositioning::Address;
+        let (code, size, pos, next) = match dev.tape {
             TapeStep::Off | TapeStep::Done => return None,
-            TapeStep::Rewind => (CommandCode::Rewind, 0, TapeStep::Position),
-            TapeStep::Position => (CommandCode::GetPosition, 0, TapeStep::Header),
+            TapeStep::Rewind => (CommandCode::Rewind, 0, 0, TapeStep::Position),
+            TapeStep::Position => (CommandCode::GetPosition, 0, 0, TapeStep::Header),
             TapeStep::Header if dev.issued < HEADER_BYTES => return None,
             TapeStep::Header if dev.outstanding > 0 => return Some(false),
-            TapeStep::Header if self.kind.is_backup() => {
-                (CommandCode::WriteMark, 0, TapeStep::Data)
+            TapeStep::Header if self.kind.is_backup() && by_address => {
+                (CommandCode::WriteMark, 0, 0, TapeStep::Address)
             }
-            TapeStep::Header => (CommandCode::SkipMarks, 1, TapeStep::Done),
+            TapeStep::Header if self.kind.is_backup() => {
+                (CommandCode::WriteMark, 0, 0, TapeStep::Data)
+            }
+            TapeStep::Header if by_address => (
+                CommandCode::SetPosition,
+                0,
+                data_address(self.block),
+                TapeStep::Done,
+            ),
+            TapeStep::Header => (CommandCode::SkipMarks, 1, 0, TapeStep::Done),
+            TapeStep::Address => (CommandCode::GetPosition, 0, 0, TapeStep::Data),
             TapeStep::Data => {
                 let end = dev.issued >= dev.len
                     && dev.reissue.is_empty()
@@ -86,10 +126,12 @@ impl ServerHalf {
                 if dev.outstanding > 0 {
                     return Some(false);
                 }
-                (CommandCode::WriteMark, 0, TapeStep::Done)
+                (CommandCode::WriteMark, 0, 0, TapeStep::Done)
             }
         };
         let clause = match code {
+            CommandCode::GetPosition if dev.tape == TapeStep::Address => id::TAPE_SET_POSITION,
+            CommandCode::SetPosition => id::TAPE_SET_POSITION,
             CommandCode::GetPosition => id::TAPE_POSITION,
             CommandCode::WriteMark | CommandCode::SkipMarks => id::TAPE_FILEMARKS,
             _ => id::TAPE_SEQUENCE,
@@ -103,7 +145,7 @@ impl ServerHalf {
             code,
             Some(Kind::Tape),
             size,
-            0,
+            pos,
             None,
             Content::Empty,
             0,
@@ -139,22 +181,60 @@ impl ServerHalf {
             self.device_error(now, d, c.code, FailReason::DeviceError, m, out, tr);
             return;
         }
-        if slot.code == CommandCode::GetPosition {
-            ev!(
-                tr,
-                now,
-                "Position",
-                Some(id::TAPE_POSITION),
-                "dev={d} block address {} after VDC_Rewind",
-                c.position
-            );
-            if c.position != 0 {
-                let m = messages::vdi_failure(op, "GetPosition", &name, c.code);
-                self.fail(now, None, FailReason::BadMedia, m, c.code, out, tr);
-            }
+        if matches!(
+            slot.code,
+            CommandCode::GetPosition | CommandCode::SetPosition
+        ) {
+            self.check_tape_address(now, d, slot, c, out, tr);
         }
         if slot.kind == Kind::EndRewind {
             self.devs[d].stage_done = true;
+        }
+    }
+
+    /// A VDC_GetPosition or VDC_SetPosition answered with ERROR_SUCCESS:
+    /// the address must be the one expected there (0 after the first
+    /// Rewind, clause `tape.position`; the data set's address after the
+    /// header's filemark or as the SetPosition's target, clause
+    /// `tape.set-position`), else the media cannot be trusted and the
+    /// statement fails.
+    fn check_tape_address(
+        &mut self,
+        now: u64,
+        d: usize,
+        slot: &Slot,
+        c: &Completion,
+        out: &mut Vec<ToClient>,
+        tr: &mut Trace,
+    ) {
+        let (want, clause, what) = match (slot.code, self.devs[d].tape) {
+            (CommandCode::GetPosition, TapeStep::Header) => {
+                (0, id::TAPE_POSITION, "after VDC_Rewind")
+            }
+            (CommandCode::SetPosition, _) => (
+                slot.pos,
+                id::TAPE_SET_POSITION,
+                "after VDC_SetPosition to the data set",
+            ),
+            _ => (
+                data_address(self.block),
+                id::TAPE_SET_POSITION,
+                "after the header's filemark (the data set's address)",
+            ),
+        };
+        ev!(
+            tr,
+            now,
+            "Position",
+            Some(clause),
+            "dev={d} block address {} {what}",
+            c.position
+        );
+        if c.position != want {
+            let name = self.devs[d].name.clone();
+            let op = "BackupVirtualDeviceFile::PositionMedia";
+            let m = messages::vdi_failure(op, slot.code.name(), &name, c.code);
+            self.fail(now, None, FailReason::BadMedia, m, c.code, out, tr);
         }
     }
 

@@ -2100,3 +2100,152 @@ fn trace_off_same_behaviour() {
     assert!(n1 > 0);
     assert_eq!(n2, 0);
 }
+
+/// Clause `tape.set-position`: under `tape-restore-positioning = address`
+/// the block address a tape client reports is checked: after the header's
+/// filemark it must be the data set's (65536 / 512 + 1 = 129), and a
+/// VDC_SetPosition must report the address it was sent to; another fails
+/// the statement (BadMedia).
+#[test]
+fn tape_addresses_are_checked() {
+    let p = Profile {
+        tape_restore_positioning: vdi_spec::profile::TapeRestorePositioning::Address,
+        ..Profile::default()
+    };
+    // Answers the positioning commands, GetPosition with `at` once the
+    // header is written (0 before).
+    let tape = |at: u64| {
+        let mut gets = 0;
+        move |_: &mut Client, cmd: &Cmd| match cmd.code {
+            CommandCode::Rewind | CommandCode::WriteMark => {
+                Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0))
+            }
+            CommandCode::GetPosition | CommandCode::SetPosition => {
+                gets += 1;
+                Reply::With(Completion {
+                    position: if gets > 1 { at } else { 0 },
+                    ..done(cmd, Win32::ERROR_SUCCESS, 0)
+                })
+            }
+            _ => Reply::Perfect,
+        }
+    };
+    for (at, ok) in [(129, true), (7, false)] {
+        let mut h = H::new(p.clone());
+        h.start(backup(1, 1 << 20), set_cfg(1, Features::LikeTape));
+        h.run(tape(at));
+        assert_eq!(h.outcome().succeeded(), ok, "{at}: {:?}", h.outcome());
+        let gets = h.codes();
+        let gets = gets.iter().filter(|c| **c == CommandCode::GetPosition);
+        assert_eq!(gets.count(), 2);
+        if !ok {
+            assert_eq!(h.outcome().reason, Some(FailReason::BadMedia));
+            assert!(h.text().contains("GetPosition"), "{}", h.text());
+        }
+    }
+    let mut h = H::new(p.clone());
+    h.start(backup(1, 1 << 20), set_cfg(1, Features::LikeTape));
+    h.run(tape(129));
+    for (at, ok) in [(129, true), (5, false)] {
+        h.client.read_pos = vec![0];
+        let stmt = restore(StatementKind::RestoreDatabase, 1);
+        h.start(stmt, set_cfg(1, Features::LikeTape));
+        // The test client keeps no filemarks: it reads the data right
+        // after the header, where SetPosition put a real tape.
+        h.run(tape(at));
+        assert!(
+            h.codes().contains(&CommandCode::SetPosition),
+            "{:?} {:?}",
+            h.codes(),
+            h.outcome()
+        );
+        let set = h.all.iter().find(|c| c.code == CommandCode::SetPosition);
+        assert_eq!(set.map(|c| c.position), Some(129));
+        assert_eq!(h.outcome().succeeded(), ok, "{at}: {:?}", h.outcome());
+        assert!(h.has_clause(id::TAPE_SET_POSITION));
+    }
+}
+
+/// Clauses `media.next-volume`, `tape.next-volume`: a next volume that
+/// takes nothing (its first Write answered ERROR_END_OF_MEDIA with 0 bytes)
+/// fails the BACKUP instead of asking for volume after volume forever.
+#[test]
+fn an_empty_next_volume_fails_the_backup() {
+    for features in [Features::Removable, Features::LikeTape] {
+        let mut h = H::default();
+        h.start(backup(1, 1 << 20), set_cfg(1, features));
+        let mut room = 100 * 1024u64;
+        h.run(|c, cmd| match cmd.code {
+            CommandCode::Write => {
+                let n = u64::from(cmd.size).min(room);
+                room -= n;
+                c.grow(0);
+                c.media[0].append(&cmd.data.slice(0, n));
+                let code = if n < u64::from(cmd.size) {
+                    Win32::ERROR_END_OF_MEDIA
+                } else {
+                    Win32::ERROR_SUCCESS
+                };
+                Reply::With(done(cmd, code, n))
+            }
+            CommandCode::Load
+            | CommandCode::Rewind
+            | CommandCode::GetPosition
+            | CommandCode::WriteMark => Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0)),
+            _ => Reply::Perfect,
+        });
+        let loads = h
+            .codes()
+            .iter()
+            .filter(|c| **c == CommandCode::Load)
+            .count();
+        assert_eq!(loads, 1, "{features:?}");
+        let o = h.outcome();
+        assert_eq!(o.reason, Some(FailReason::DeviceError), "{o:?}");
+        assert!(h.text().contains("1100"), "{}", h.text());
+    }
+}
+
+/// Clauses `media.next-volume`, `tape.next-volume`: a RESTORE whose next
+/// volume holds nothing (its first Read answered EOF with 0 bytes) fails
+/// instead of asking for volume after volume forever.
+#[test]
+fn an_empty_next_volume_fails_the_restore() {
+    for features in [Features::Removable, Features::LikeTape] {
+        let mut h = backed_up(Profile::default(), 1, 1 << 20);
+        h.client.read_pos = vec![0];
+        h.start(
+            restore(StatementKind::RestoreDatabase, 1),
+            set_cfg(1, features),
+        );
+        h.run(|c, cmd| match cmd.code {
+            CommandCode::Read => {
+                let end = (100 * 1024).min(c.media[0].len());
+                let n = u64::from(cmd.size).min(end.saturating_sub(c.read_pos[0]));
+                let data = c.media[0].slice(c.read_pos[0], n);
+                c.read_pos[0] += n;
+                let code = if n < u64::from(cmd.size) {
+                    Win32::ERROR_NO_DATA_DETECTED
+                } else {
+                    Win32::ERROR_SUCCESS
+                };
+                Reply::With(Completion {
+                    data,
+                    ..done(cmd, code, n)
+                })
+            }
+            CommandCode::Load
+            | CommandCode::Rewind
+            | CommandCode::GetPosition
+            | CommandCode::SkipMarks => Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0)),
+            _ => Reply::Perfect,
+        });
+        let loads = h
+            .codes()
+            .iter()
+            .filter(|c| **c == CommandCode::Load)
+            .count();
+        assert_eq!(loads, 1, "{features:?}");
+        assert!(!h.outcome().succeeded(), "{:?}", h.outcome());
+    }
+}

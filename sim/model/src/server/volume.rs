@@ -11,21 +11,44 @@
 //! ERROR_NO_DATA_DETECTED) before the family's end is the end of a volume:
 //! once nothing is outstanding the server sends VDC_Load and reads on from
 //! the first byte not yet read. Either way a VDC_Load answered with an
-//! error fails the statement. Non-removable devices keep their rule: end
-//! of media fails the BACKUP (clause `io-error.end-of-media`), EOF before
+//! error fails the statement, and so does a next volume that takes or
+//! holds nothing (ERROR_END_OF_MEDIA, or EOF, with no byte acknowledged
+//! since the Load; a RESTORE's is a truncated family): another VDC_Load
+//! would follow for ever. Non-removable devices
+//! keep their rule: end of media fails the BACKUP (clause
+//! `io-error.end-of-media`), EOF before
 //! the end is a truncated family (clause `restore.truncated`).
 //!
-//! Tape-like devices are removable too, but their volumes are not
-//! modelled: end of media on a tape fails the BACKUP.
+//! Tape-like devices (VDF_LikeTape includes VDF_Removable) change volumes
+//! the same way (clause `tape.next-volume`): the order ClearError, Load,
+//! then the rest of the data is the model's, since the reference gives no
+//! tape-specific one. The new volume gets no media header of its own and
+//! no positioning commands: the data goes on at its first block, the
+//! filemark closing the data set is written on the last volume, and a
+//! RESTORE reads each volume to its end (ERROR_NO_DATA_DETECTED, no
+//! filemark there) before VDC_Load.
 
 use super::*;
 use vdi_spec::DeviceMode;
 
 impl ServerHalf {
-    /// Whether the set's devices are removable pipes, whose families may
-    /// span volumes.
+    /// Whether the set's devices are removable pipes or tapes, whose
+    /// families may span volumes.
     pub(super) fn removable(&self) -> bool {
-        self.features.mode() == Some(DeviceMode::PipeRemovable)
+        matches!(
+            self.features.mode(),
+            Some(DeviceMode::PipeRemovable | DeviceMode::Tape)
+        )
+    }
+
+    /// The clause a volume change cites: `tape.next-volume` on tape-like
+    /// devices, `media.next-volume` on removable pipes.
+    fn volume_clause(&self) -> ClauseId {
+        if self.tape() {
+            id::TAPE_NEXT_VOLUME
+        } else {
+            id::MEDIA_NEXT_VOLUME
+        }
     }
 
     /// A Write answered ERROR_END_OF_MEDIA on a removable device: keep what
@@ -39,7 +62,25 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        let clause = self.volume_clause();
         let bytes = c.bytes.min(u64::from(slot.size));
+        if bytes == 0 && self.devs[d].volume_from == Some(self.devs[d].done) {
+            // A volume just loaded took nothing: asking for another would
+            // go on for ever.
+            ev!(
+                tr,
+                now,
+                "EmptyVolume",
+                Some(clause),
+                "dev={d} id={}: the volume loaded at stream offset {} took nothing",
+                c.id.0,
+                self.devs[d].done
+            );
+            let name = self.devs[d].name.clone();
+            let m = messages::vdi_failure("BackupVirtualDeviceFile::Write", "Write", &name, c.code);
+            self.device_error(now, d, c.code, FailReason::DeviceError, m, out, tr);
+            return;
+        }
         let dev = &mut self.devs[d];
         dev.done += bytes;
         dev.bytes += bytes;
@@ -52,7 +93,7 @@ impl ServerHalf {
             tr,
             now,
             "EndOfMedia",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} id={} stored {bytes} of {} at {}: the volume is full; VDC_ClearError, then VDC_Load",
             c.id.0,
             slot.size,
@@ -67,7 +108,10 @@ impl ServerHalf {
     /// RESTORE: a read met the end of a volume before the family's end;
     /// `true` if the device is removable and goes on on the next volume.
     pub(super) fn volume_end(&mut self, now: u64, d: usize, code: Win32, tr: &mut Trace) -> bool {
-        if !self.removable() {
+        let clause = self.volume_clause();
+        if !self.removable() || self.devs[d].volume_from == Some(self.devs[d].done) {
+            // Not removable, or the volume just loaded held nothing: a
+            // truncated family (another VDC_Load would follow for ever).
             return false;
         }
         let dev = &mut self.devs[d];
@@ -77,7 +121,7 @@ impl ServerHalf {
             tr,
             now,
             "EndOfVolume",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} {code} at {} of {}: VDC_Load, then reads on",
             dev.done,
             dev.len
@@ -94,6 +138,7 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) -> Option<bool> {
+        let clause = self.volume_clause();
         let dev = &self.devs[d];
         if !dev.load_due {
             return None;
@@ -102,15 +147,7 @@ impl ServerHalf {
             return Some(false);
         }
         self.devs[d].barrier = true;
-        self.send_plain(
-            now,
-            d,
-            CommandCode::Load,
-            Kind::Load,
-            Some(id::MEDIA_NEXT_VOLUME),
-            out,
-            tr,
-        );
+        self.send_plain(now, d, CommandCode::Load, Kind::Load, Some(clause), out, tr);
         Some(true)
     }
 
@@ -124,6 +161,7 @@ impl ServerHalf {
         out: &mut Vec<ToClient>,
         tr: &mut Trace,
     ) {
+        let clause = self.volume_clause();
         let dev = &mut self.devs[d];
         dev.barrier = false;
         if c.code != Win32::ERROR_SUCCESS {
@@ -133,11 +171,12 @@ impl ServerHalf {
             return;
         }
         dev.load_due = false;
+        dev.volume_from = Some(dev.done);
         ev!(
             tr,
             now,
             "NextVolume",
-            Some(id::MEDIA_NEXT_VOLUME),
+            Some(clause),
             "dev={d} the next volume is loaded at stream offset {}",
             dev.done
         );

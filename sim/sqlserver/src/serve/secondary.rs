@@ -189,6 +189,7 @@ impl Inner {
                 }
                 me.write(&Frame::ToClient { msg: msg.clone() });
             }
+            me.write(&Frame::Replayed);
             j.secondaries.push(me.clone());
             // The primary's Close must not take the devices it left to
             // secondaries for devices still open.
