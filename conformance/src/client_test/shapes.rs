@@ -132,8 +132,12 @@ pub fn notes(
     if case.snapshot
         && let Some(ms) = freeze_ms(run)
     {
+        // Msg 3198 counts the server's (scaled) clock: the program's own
+        // time is that divided by the case's time scale.
+        let scale = u64::from(run.time_scale.max(1));
         out.push(format!(
-            "the database was frozen {ms} ms (Msg 3198, clause snapshot.freeze-time)"
+            "the database was frozen {ms} ms of the server's clock, about {} ms of the program's at time scale {scale} (Msg 3198, clause snapshot.freeze-time)",
+            ms / scale
         ));
     }
 }
