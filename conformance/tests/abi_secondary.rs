@@ -243,7 +243,7 @@ fn the_secondary_subcommand_is_hidden() {
 
 use std::io::{BufRead, BufReader};
 use vdi_conformance::backend::CaseSetup;
-use vdi_conformance::backends::abi::secondary::wire::{BufferOp, Request, Response, WireCall};
+use vdi_conformance::backends::abi::secondary::wire::{BufferOp, Request, Response};
 use vdi_model::call::{Call, Reply, Value};
 use vdi_model::content::Content;
 use vdi_model::msg::{BufId, Timeout};
@@ -284,7 +284,7 @@ impl Secondary {
         }
     }
 
-    fn ask(&mut self, call: Option<WireCall>, buffer: Option<BufferOp>) -> Response {
+    fn ask(&mut self, call: Option<Call>, buffer: Option<BufferOp>) -> Response {
         let req = Request {
             thread: 1,
             who: "worker".into(),

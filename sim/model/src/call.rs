@@ -9,8 +9,10 @@ use crate::msg::{BufId, Cmd, DevIx, Timeout};
 use crate::outcome::Outcome;
 use vdi_spec::{ClauseId, Hresult, VdConfig, Win32};
 
-/// A client API call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A client API call. Its serde form (a JSON object tagged `op`, kebab
+/// case) is the line protocol of the ABI backends' secondary process.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Call {
     Create {
         name: String,

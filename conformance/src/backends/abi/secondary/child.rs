@@ -103,7 +103,7 @@ fn answer(sh: &Shared, thread: u32, req: Request) -> Response {
         error: None,
     };
     match (req.call, req.buffer) {
-        (Some(call), None) => match perform(sh, &req.who, call.into()) {
+        (Some(call), None) => match perform(sh, &req.who, call) {
             Ok(r) => resp.reply = Some(WireReply::from(r)),
             Err(e) => resp.error = Some(e.to_string()),
         },

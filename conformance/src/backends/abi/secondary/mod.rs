@@ -47,7 +47,7 @@ use vdi_model::call::{Call, Reply, Value};
 use vdi_model::client::DeviceHandle;
 use vdi_model::msg::{CmdId, Timeout};
 use vdi_spec::{Hresult, id};
-use wire::{Request, Response, WireCall};
+use wire::{Request, Response};
 
 /// The hidden `vdisim` subcommand that runs a secondary process.
 pub const SUBCOMMAND: &str = "__abi-secondary";
@@ -373,13 +373,13 @@ impl Process {
 
     /// The call in the child's names, and what the answer needs to be put
     /// back in the runner's.
-    fn outgoing(&self, sh: &Shared, call: Call) -> (WireCall, Outgoing) {
+    fn outgoing(&self, sh: &Shared, call: Call) -> (Call, Outgoing) {
         let n = lock(&self.names);
         let child_dev =
             |d: DeviceHandle| n.devs.get(&(d.incarnation, d.index)).copied().unwrap_or(d);
         match call {
             Call::GetCommand { dev, timeout } => (
-                WireCall::GetCommand {
+                Call::GetCommand {
                     dev: child_dev(dev),
                     timeout,
                 },
@@ -399,7 +399,7 @@ impl Process {
                     cmd.dev = cdev.index;
                 }
                 (
-                    WireCall::CompleteCommand {
+                    Call::CompleteCommand {
                         dev: child_dev(dev),
                         cmd,
                         code,
@@ -411,10 +411,10 @@ impl Process {
                 )
             }
             Call::OpenDevice { name } => (
-                WireCall::OpenDevice { name: name.clone() },
+                Call::OpenDevice { name: name.clone() },
                 Outgoing::Open(name),
             ),
-            c => (WireCall::from(c), Outgoing::Plain),
+            c => (c, Outgoing::Plain),
         }
     }
 

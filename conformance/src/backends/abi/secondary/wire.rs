@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use vdi_model::call::{Call, Reply, Value};
 use vdi_model::client::DeviceHandle;
 use vdi_model::content::Content;
-use vdi_model::msg::{BufId, Cmd, Timeout};
-use vdi_spec::{Hresult, VdConfig, Win32};
+use vdi_model::msg::{BufId, Cmd};
+use vdi_spec::{Hresult, VdConfig};
 
 /// Longest line either side accepts (bytes). Command data is [`Content`]
 /// (a few descriptors per block), so a line is small; anything this long is
@@ -28,135 +28,6 @@ pub const MAX_THREADS: u32 = 256;
 /// reply nor error, once it loaded the library and made its set object
 /// (ready for calls). Program threads have smaller ids.
 pub const READY: u32 = u32::MAX;
-
-/// A client API call, as [`Call`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "kebab-case")]
-pub enum WireCall {
-    Create {
-        name: String,
-        cfg: VdConfig,
-    },
-    CreateEx {
-        instance: Option<String>,
-        name: String,
-        cfg: VdConfig,
-    },
-    GetConfiguration {
-        timeout: Timeout,
-    },
-    OpenDevice {
-        name: String,
-    },
-    Close,
-    SignalAbort,
-    OpenInSecondary {
-        secondary: u32,
-        name: String,
-    },
-    GetBufferHandle {
-        buf: Option<BufId>,
-    },
-    MapBufferHandle {
-        handle: u32,
-    },
-    GetCommand {
-        dev: DeviceHandle,
-        timeout: Timeout,
-    },
-    CompleteCommand {
-        dev: DeviceHandle,
-        cmd: Cmd,
-        code: Win32,
-        bytes: u64,
-        position: u64,
-        data: Content,
-    },
-}
-
-impl From<Call> for WireCall {
-    fn from(c: Call) -> WireCall {
-        match c {
-            Call::Create { name, cfg } => WireCall::Create { name, cfg },
-            Call::CreateEx {
-                instance,
-                name,
-                cfg,
-            } => WireCall::CreateEx {
-                instance,
-                name,
-                cfg,
-            },
-            Call::GetConfiguration { timeout } => WireCall::GetConfiguration { timeout },
-            Call::OpenDevice { name } => WireCall::OpenDevice { name },
-            Call::Close => WireCall::Close,
-            Call::SignalAbort => WireCall::SignalAbort,
-            Call::OpenInSecondary { secondary, name } => {
-                WireCall::OpenInSecondary { secondary, name }
-            }
-            Call::GetBufferHandle { buf } => WireCall::GetBufferHandle { buf },
-            Call::MapBufferHandle { handle } => WireCall::MapBufferHandle { handle },
-            Call::GetCommand { dev, timeout } => WireCall::GetCommand { dev, timeout },
-            Call::CompleteCommand {
-                dev,
-                cmd,
-                code,
-                bytes,
-                position,
-                data,
-            } => WireCall::CompleteCommand {
-                dev,
-                cmd,
-                code,
-                bytes,
-                position,
-                data,
-            },
-        }
-    }
-}
-
-impl From<WireCall> for Call {
-    fn from(c: WireCall) -> Call {
-        match c {
-            WireCall::Create { name, cfg } => Call::Create { name, cfg },
-            WireCall::CreateEx {
-                instance,
-                name,
-                cfg,
-            } => Call::CreateEx {
-                instance,
-                name,
-                cfg,
-            },
-            WireCall::GetConfiguration { timeout } => Call::GetConfiguration { timeout },
-            WireCall::OpenDevice { name } => Call::OpenDevice { name },
-            WireCall::Close => Call::Close,
-            WireCall::SignalAbort => Call::SignalAbort,
-            WireCall::OpenInSecondary { secondary, name } => {
-                Call::OpenInSecondary { secondary, name }
-            }
-            WireCall::GetBufferHandle { buf } => Call::GetBufferHandle { buf },
-            WireCall::MapBufferHandle { handle } => Call::MapBufferHandle { handle },
-            WireCall::GetCommand { dev, timeout } => Call::GetCommand { dev, timeout },
-            WireCall::CompleteCommand {
-                dev,
-                cmd,
-                code,
-                bytes,
-                position,
-                data,
-            } => Call::CompleteCommand {
-                dev,
-                cmd,
-                code,
-                bytes,
-                position,
-                data,
-            },
-        }
-    }
-}
 
 /// What a call through the library produced, as [`Value`] (a library call
 /// never produces an outcome).
@@ -237,7 +108,7 @@ pub struct Request {
     pub thread: u32,
     pub who: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub call: Option<WireCall>,
+    pub call: Option<Call>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffer: Option<BufferOp>,
 }
