@@ -300,7 +300,7 @@ impl Secondary {
     }
 
     fn call(&mut self, call: Call) -> Reply {
-        let r = self.ask(Some(call.into()), None);
+        let r = self.ask(Some(call), None);
         Reply::from(r.reply.unwrap_or_else(|| panic!("{:?}", r.error)))
     }
 
