@@ -59,7 +59,7 @@ pub trait Abi: Send + Sync {
     /// How a secondary client process reaches this library's server, when
     /// another process can (a `vdisim serve` shared by processes; see
     /// [`super::secondary`]).
-    fn secondary_launch(&self) -> Option<super::secondary::Launch> {
+    fn secondary_launch(&self) -> Option<super::secondary::wire::Launch> {
         None
     }
 }

@@ -37,7 +37,6 @@ use super::shared::Shared;
 use crate::backend::BackendError;
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -47,6 +46,7 @@ use vdi_model::call::{Call, Reply, Value};
 use vdi_model::client::DeviceHandle;
 use vdi_model::msg::{CmdId, Timeout};
 use vdi_spec::{Hresult, id};
+pub use wire::Launch;
 use wire::{Request, Response};
 
 /// The hidden `vdisim` subcommand that runs a secondary process.
@@ -67,17 +67,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// Bytes of the child's standard error kept for an error message.
 const STDERR_TAIL: usize = 4096;
-
-/// How a secondary process reaches the primary's server.
-#[derive(Clone, Debug)]
-pub struct Launch {
-    /// The `vdisim` executable (run as `vdisim __abi-secondary`).
-    pub exe: PathBuf,
-    /// The VDI library the child loads.
-    pub library: PathBuf,
-    /// The `vdisim serve` socket the primary's sets live on.
-    pub server: PathBuf,
-}
 
 #[derive(Default)]
 struct Answers {

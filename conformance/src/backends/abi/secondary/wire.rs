@@ -15,6 +15,17 @@ use vdi_model::content::Content;
 use vdi_model::msg::{BufId, Cmd};
 use vdi_spec::{Hresult, VdConfig};
 
+/// How a secondary process reaches the primary's server.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// The `vdisim` executable (run as `vdisim __abi-secondary`).
+    pub exe: std::path::PathBuf,
+    /// The VDI library the child loads.
+    pub library: std::path::PathBuf,
+    /// The `vdisim serve` socket the primary's sets live on.
+    pub server: std::path::PathBuf,
+}
+
 /// Longest line either side accepts (bytes). Command data is [`Content`]
 /// (a few descriptors per block), so a line is small; anything this long is
 /// a broken peer.
