@@ -339,7 +339,7 @@ pub fn tape_replay(runs: &[&[CallRecord]]) -> Option<(usize, Violation)> {
             if *broken {
                 continue;
             }
-            let mut t = Tape { data, marks, head };
+            let mut t = Tape::new(data, marks, head);
             let at = t.position(block);
             let code = vdi_spec::Win32(done.code);
             let own_fault = [
