@@ -34,10 +34,27 @@
 use crate::content::Content;
 use crate::msg::Cmd;
 use crate::process::ClientProcess;
+use crate::programs::{ClientSpec, Flaw};
 use vdi_spec::{CommandCode, Win32};
 
 /// How a client answers a command: (code, bytes, data, position).
 pub type Answer = (Win32, u64, Content, u64);
+
+/// A command on the tape-like client `spec`'s device `d`: what
+/// [`perform`] answers, or what the client's flaws answer instead (flaws
+/// `ignores-set-position`, `ignores-skip-blocks`: the client claims the move
+/// and stays put, clauses `tape.set-position`, `tape.skip-blocks`).
+pub fn answer(c: &Cmd, d: usize, spec: &ClientSpec, p: &mut ClientProcess) -> Option<Answer> {
+    match c.code {
+        CommandCode::SetPosition if spec.has(Flaw::IgnoresSetPosition) => {
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
+        }
+        CommandCode::SkipBlocks if spec.has(Flaw::IgnoresSkipBlocks) => {
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, 0))
+        }
+        _ => perform(c, d, spec.tape_volume(), p),
+    }
+}
 
 /// A command on a tape-like client's device `d` (clauses
 /// `tape.filemarks`, `tape.position`), or `None` for the commands every
