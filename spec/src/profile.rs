@@ -139,9 +139,9 @@ pub enum TapeRestorePositioning {
     /// By blocks (clause `tape.skip-blocks`): the RESTORE reads only the
     /// header's first blocks (the identifying part), spaces over the rest of
     /// the header with VDC_SkipBlocks, checks the address with
-    /// VDC_GetPosition and crosses the header's filemark with VDC_SkipMarks
-    /// 1. A device that does not announce VDF_SkipBlocks is positioned as
-    /// under `marks`.
+    /// VDC_GetPosition and crosses the header's filemark with one
+    /// VDC_SkipMarks. A device that does not announce VDF_SkipBlocks is
+    /// positioned as under `marks`.
     Blocks,
 }
 
