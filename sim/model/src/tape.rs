@@ -14,7 +14,10 @@
 //!   end of the data returns ERROR_NO_DATA_DETECTED (clause
 //!   `tape.filemarks`);
 //! - SkipMarks(n) moves just past the n-th filemark ahead (size = n);
-//!   SkipBlocks(n) moves n blocks forward, at most to the next filemark;
+//!   SkipBlocks(n) moves n blocks forward, at most to the next filemark
+//!   without passing it: ERROR_SUCCESS when the n blocks end at or before
+//!   the mark, ERROR_FILEMARK_DETECTED when the mark stopped it short
+//!   (clause `tape.skip-blocks`; no bytes or position are reported);
 //! - GetPosition and SetPosition speak in block addresses: bytes before the
 //!   head divided by BLOCKSIZE, plus one address per filemark passed
 //!   (clause `tape.position`); Rewind goes to address 0.
