@@ -34,7 +34,7 @@ const SUBSET: &[&str] = &[
 /// watchdog firing on a stalled client, the client process dying, restore
 /// with varying read sizes, a planned IO error on the n-th Write, a flawed
 /// client that never answers EOF (ends by the budget), a hang, the media
-/// header cases and two tape cases.
+/// header cases and five tape cases.
 const PROGRAMS: &[&str] = &[
     id::STRIPE_DISTRIBUTION.as_str(),
     id::WATCHDOG_FIRES.as_str(),
@@ -49,10 +49,16 @@ const PROGRAMS: &[&str] = &[
     "media.header",
     "media.header.2",
     // Tape-like devices: positioning by block address (GetPosition after
-    // the header's filemark, SetPosition on RESTORE) and tapes that span
-    // volumes (END_OF_MEDIA, ClearError, Load).
+    // the header's filemark, SetPosition on RESTORE), by blocks (a RESTORE
+    // that skips the rest of the header with SkipBlocks, and a client that
+    // claims the skip without making it) and tapes that span volumes
+    // (END_OF_MEDIA, ClearError, Load; a cut family fails as bad media on
+    // every backend, which a stale stand-in library once hid).
     "tape.set-position",
+    "tape.skip-blocks",
+    "tape.skip-blocks.ignores-skip-blocks",
     "tape.next-volume",
+    "tape.next-volume.truncated",
 ];
 
 #[test]

@@ -114,6 +114,7 @@ fn disk_tape_and_removable_samples_pass_their_shape_matrix() {
             "tape",
             "tape-like",
             &[
+                "restore.skip-blocks",
                 "restore.medianame",
                 "restore.wrong-medianame",
                 "backup.norewind",

@@ -197,6 +197,7 @@ pub mod id {
         TAPE_END_REWIND = "tape.end-rewind";
         TAPE_MEDIA_NAME = "tape.media-name";
         TAPE_SET_POSITION = "tape.set-position";
+        TAPE_SKIP_BLOCKS = "tape.skip-blocks";
         TAPE_NEXT_VOLUME = "tape.next-volume";
         MEDIA_NEXT_VOLUME = "media.next-volume";
         SNAPSHOT_SEQUENCE = "snapshot.sequence";

@@ -1107,6 +1107,15 @@ pub static CATALOG: &[Clause] = &[
         &[],
     ),
     c(
+        id::TAPE_SKIP_BLOCKS,
+        "Under `tape-restore-positioning = blocks`, on a tape-like device that announces VDF_SkipBlocks, a RESTORE reads only the first blocks of the media header (the identifying part: 4 KiB, or one block when BLOCKSIZE is larger, which holds the longest encoded header), then sends VDC_SkipBlocks with size = the header's remaining blocks at the statement's BLOCKSIZE (forward, INFERRED meaning of size), which the client answers with ERROR_SUCCESS alone (the command has no bytes or position output) and leaves its head on the filemark after the header without passing it (a skip stops at a filemark); the server then asks VDC_GetPosition and requires the filemark's block address (the header's blocks: 128 at BLOCKSIZE 512), else the statement fails as bad media (a client that claims the skip without making it is caught there), and crosses the mark with VDC_SkipMarks 1. A header of one block leaves nothing to skip (positioned as under `marks`). Whether and when SQL Server skips blocks the reference does not say: INFERRED; the default `marks` sends no VDC_SkipBlocks.",
+        "§5.7; §5.9; §5.19",
+        "[SPEC VDC_SkipBlocks]; [SPEC VDC_GetPosition]; INFERRED",
+        I,
+        Some("tape-restore-positioning"),
+        &[],
+    ),
+    c(
         id::TAPE_NEXT_VOLUME,
         "A tape-like device is removable (VDF_LikeTape includes VDF_Removable), so a family may span tapes: a BACKUP Write answered ERROR_END_OF_MEDIA keeps the bytes it reports, the server clears the IO-ERROR, sends VDC_Load for the next tape and writes the remainder and what follows on it from its first block (no new media header or positioning), the closing VDC_WriteMark on the last tape; a RESTORE read that meets the end of a tape's data (ERROR_NO_DATA_DETECTED with no filemark, before the family's end) is followed by VDC_Load and the reads go on; a VDC_Load answered with an error (no next tape) fails the statement. The reference names VDC_Load for media changes on tape, not the order around it: the order is the model's, the same as on a removable pipe.",
         "§5.1; §5.2; §5.8; §5.19",

@@ -136,6 +136,13 @@ pub enum TapeRestorePositioning {
     /// address after the header's filemark, and the RESTORE sends
     /// VDC_SetPosition to that address after reading the header.
     Address,
+    /// By blocks (clause `tape.skip-blocks`): the RESTORE reads only the
+    /// header's first blocks (the identifying part), spaces over the rest of
+    /// the header with VDC_SkipBlocks, checks the address with
+    /// VDC_GetPosition and crosses the header's filemark with one
+    /// VDC_SkipMarks. A device that does not announce VDF_SkipBlocks is
+    /// positioned as under `marks`.
+    Blocks,
 }
 
 /// Every open choice of the model. See each field for its clause and default.
@@ -212,7 +219,10 @@ pub struct Profile {
     /// (no limit: the reference names none). INFERRED (§5.13).
     pub snapshot_freeze_timeout_ms: u64,
     /// `tape.set-position`: how a tape RESTORE reaches the data set after
-    /// the media header — default `marks` (VDC_SkipMarks). INFERRED (§5.19).
+    /// the media header — default `marks` (VDC_SkipMarks); `address`
+    /// (VDC_SetPosition) and `blocks` (VDC_SkipBlocks over the rest of the
+    /// header, clause `tape.skip-blocks`) are the alternatives. INFERRED
+    /// (§5.7, §5.19).
     pub tape_restore_positioning: TapeRestorePositioning,
 }
 
@@ -408,7 +418,7 @@ const PARAMS: &[Param] = &[
         key: "tape-restore-positioning",
         value: |d| json(&d.tape_restore_positioning),
         basis: "INFERRED §5.19",
-        doc: "on a tape-like device, how a RESTORE reaches the data set after the media header: marks (VDC_SkipMarks 1) or address (the BACKUP's VDC_GetPosition after the header's filemark, the RESTORE's VDC_SetPosition to it)",
+        doc: "on a tape-like device, how a RESTORE reaches the data set after the media header: marks (VDC_SkipMarks 1), address (the BACKUP's VDC_GetPosition after the header's filemark, the RESTORE's VDC_SetPosition to it) or blocks (the RESTORE reads the header's first blocks only, VDC_SkipBlocks over the rest, VDC_GetPosition checked, VDC_SkipMarks 1; only on devices announcing VDF_SkipBlocks)",
     },
 ];
 

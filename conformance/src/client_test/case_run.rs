@@ -394,6 +394,10 @@ pub fn case_profile(case: &ClientCase) -> Profile {
         // clause disk.header-order
         p.disk_header_order = vdi_spec::profile::DiskHeaderOrder::Last;
     }
+    if case.skip_blocks {
+        // clause tape.skip-blocks
+        p.tape_restore_positioning = vdi_spec::profile::TapeRestorePositioning::Blocks;
+    }
     p
 }
 

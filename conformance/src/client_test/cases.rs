@@ -133,6 +133,11 @@ pub struct ClientCase {
     /// clause `disk.header-order`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disk_header_last: bool,
+    /// A tape RESTORE reads the header's first blocks and skips the rest
+    /// with VDC_SkipBlocks (`tape-restore-positioning = blocks`, clause
+    /// `tape.skip-blocks`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_blocks: bool,
     /// The BACKUP says `MEDIANAME = 'vdisim-ct'` and the RESTORE checks it
     /// (clause `tape.media-name`; the runner's statement only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -242,6 +247,7 @@ impl ClientCase {
             abort_at_once: false,
             snapshot: false,
             disk_header_last: false,
+            skip_blocks: false,
             media_name: false,
             wrong_media_name: false,
             no_rewind: false,
@@ -322,6 +328,7 @@ impl ClientCase {
         }
         for (on, name) in [
             (self.disk_header_last, "disk-header-last"),
+            (self.skip_blocks, "skip-blocks"),
             (self.media_name, "medianame"),
             (self.wrong_media_name, "wrong-medianame"),
             (self.no_rewind, "norewind"),
@@ -456,11 +463,14 @@ pub fn shape_cases(space: Space, shape: Option<DeviceShape>) -> Vec<ClientCase> 
             v.push(with(Op::Backup, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
             v.push(with(Op::Restore, &|c| c.volume_bytes = Some(VOLUME_BYTES)));
         }
-        Some(DeviceShape::Tape) if space.runner_statement => {
-            v.push(with(Op::Restore, &|c| c.media_name = true));
-            v.push(with(Op::Restore, &|c| c.wrong_media_name = true));
-            v.push(with(Op::Backup, &|c| c.no_rewind = true));
-            v.push(with(Op::Restore, &|c| c.no_rewind = true));
+        Some(DeviceShape::Tape) => {
+            v.push(with(Op::Restore, &|c| c.skip_blocks = true));
+            if space.runner_statement {
+                v.push(with(Op::Restore, &|c| c.media_name = true));
+                v.push(with(Op::Restore, &|c| c.wrong_media_name = true));
+                v.push(with(Op::Backup, &|c| c.no_rewind = true));
+                v.push(with(Op::Restore, &|c| c.no_rewind = true));
+            }
         }
         _ => {}
     }
@@ -700,6 +710,7 @@ pub fn simpler(c: &ClientCase) -> Vec<ClientCase> {
     push(&|s| s.no_complete = false);
     push(&|s| s.abort_at_once = false);
     push(&|s| s.disk_header_last = false);
+    push(&|s| s.skip_blocks = false);
     push(&|s| {
         s.media_name = false;
         s.wrong_media_name = false;
@@ -866,6 +877,7 @@ mod tests {
         });
         let ids: Vec<&str> = tape.iter().map(|c| c.id.as_str()).collect();
         for want in [
+            "restore.skip-blocks",
             "restore.wrong-medianame",
             "backup.norewind",
             "restore.medianame",

@@ -78,6 +78,9 @@ pub fn clauses(shape: Option<Shape>, case: &ClientCase) -> Vec<vdi_spec::ClauseI
             if case.no_rewind {
                 v.push(id::TAPE_END_REWIND);
             }
+            if case.skip_blocks && restore {
+                v.push(id::TAPE_SKIP_BLOCKS);
+            }
         }
         DeviceShape::Removable if case.volume_bytes.is_some() => v.push(id::MEDIA_NEXT_VOLUME),
         _ => {}

@@ -49,6 +49,7 @@ pub mod checks;
 pub mod client;
 pub mod content;
 pub mod fault;
+pub mod flaw;
 pub mod media;
 pub mod msg;
 pub mod mutation;

@@ -14,7 +14,10 @@
 //!   end of the data returns ERROR_NO_DATA_DETECTED (clause
 //!   `tape.filemarks`);
 //! - SkipMarks(n) moves just past the n-th filemark ahead (size = n);
-//!   SkipBlocks(n) moves n blocks forward, at most to the next filemark;
+//!   SkipBlocks(n) moves n blocks forward, at most to the next filemark
+//!   without passing it: ERROR_SUCCESS when the n blocks end at or before
+//!   the mark, ERROR_FILEMARK_DETECTED when the mark stopped it short
+//!   (clause `tape.skip-blocks`; no bytes or position are reported);
 //! - GetPosition and SetPosition speak in block addresses: bytes before the
 //!   head divided by BLOCKSIZE, plus one address per filemark passed
 //!   (clause `tape.position`); Rewind goes to address 0.
@@ -34,10 +37,27 @@
 use crate::content::Content;
 use crate::msg::Cmd;
 use crate::process::ClientProcess;
+use crate::programs::{ClientSpec, Flaw};
 use vdi_spec::{CommandCode, Win32};
 
 /// How a client answers a command: (code, bytes, data, position).
 pub type Answer = (Win32, u64, Content, u64);
+
+/// A command on the tape-like client `spec`'s device `d`: what
+/// [`perform`] answers, or what the client's flaws answer instead (flaws
+/// `ignores-set-position`, `ignores-skip-blocks`: the client claims the move
+/// and stays put, clauses `tape.set-position`, `tape.skip-blocks`).
+pub fn answer(c: &Cmd, d: usize, spec: &ClientSpec, p: &mut ClientProcess) -> Option<Answer> {
+    match c.code {
+        CommandCode::SetPosition if spec.has(Flaw::IgnoresSetPosition) => {
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
+        }
+        CommandCode::SkipBlocks if spec.has(Flaw::IgnoresSkipBlocks) => {
+            Some((Win32::ERROR_SUCCESS, 0, Content::Empty, 0))
+        }
+        _ => perform(c, d, spec.tape_volume(), p),
+    }
+}
 
 /// A command on a tape-like client's device `d` (clauses
 /// `tape.filemarks`, `tape.position`), or `None` for the commands every

@@ -3274,6 +3274,73 @@ fn tape_next_volume() {
     assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_Load"));
 }
 
+/// `tape.skip-blocks`: under `tape-restore-positioning = blocks` a tape
+/// RESTORE reads the header's identifying 4 KiB, skips its other 120 blocks
+/// (BLOCKSIZE 512) with VDC_SkipBlocks, requires the header's filemark
+/// address (128) from VDC_GetPosition and crosses the mark with
+/// VDC_SkipMarks 1, byte for byte; a client that claims the skip and stays
+/// put (flaw ignores-skip-blocks) reports address 8 and the RESTORE fails
+/// as bad media. The BACKUP is the one of the default profile, which sends
+/// no VDC_SkipBlocks.
+#[test]
+fn tape_skip_blocks() {
+    let s = tape_spec(Operation::Roundtrip, 2);
+    let mut cfg = WorldConfig::new(77);
+    cfg.profile = Profile {
+        tape_restore_positioning: TapeRestorePositioning::Blocks,
+        ..Profile::default()
+    };
+    let r = run(&s, cfg.clone());
+    assert_clean(&r);
+    assert!(all_succeeded(&r));
+    let cmds = tape_script(&r, "dev1");
+    let want = [
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_Write",
+        "VDC_WriteMark",
+        "VDC_Flush",
+        "VDC_Rewind",
+        "VDC_Rewind",
+        "VDC_GetPosition",
+        "VDC_Read",
+        "VDC_SkipBlocks",
+        "VDC_GetPosition",
+        "VDC_SkipMarks",
+        "VDC_Read",
+        "VDC_Rewind",
+    ];
+    assert_eq!(cmds, want, "{cmds:?}");
+    let p = events(&r, "server", "Position");
+    assert!(
+        p.iter()
+            .any(|e| e.detail.contains("block address 128 after VDC_SkipBlocks")),
+        "{p:?}"
+    );
+    assert!(cites(&r, id::TAPE_SKIP_BLOCKS));
+    // A client that does not move is caught by the address.
+    let mut flawed = s.clone();
+    flawed.flaws.insert(Flaw::IgnoresSkipBlocks);
+    let r = run(&flawed, cfg.clone());
+    assert!(outcome(&r, 0).succeeded());
+    let o = outcome(&r, 1);
+    assert!(!o.succeeded(), "{}", msgs(o));
+    assert_eq!(o.reason, Some(FailReason::BadMedia), "{}", msgs(o));
+    let p = events(&r, "server", "Position");
+    assert!(
+        p.iter()
+            .any(|e| e.detail.contains("block address 8 after VDC_SkipBlocks")),
+        "{p:?}"
+    );
+    // The default positions by marks.
+    let r = run(&s, WorldConfig::new(77));
+    assert!(all_succeeded(&r));
+    assert!(!fetched(&r, "dev0").iter().any(|c| c == "VDC_SkipBlocks"));
+    assert!(!cites(&r, id::TAPE_SKIP_BLOCKS));
+}
+
 // ======================================================================
 // RESTORE
 // ======================================================================

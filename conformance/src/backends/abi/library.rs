@@ -1,11 +1,15 @@
 //! Finding and loading a VDI library: `$VDISIM_LIBSQLVDI`, else the stand-in
-//! built next to the running executable (built on demand).
+//! built next to the running executable (built on demand, and rebuilt when
+//! it is older than its sources: a stale stand-in runs an older server
+//! model inside the `linux-abi` and `com` backends, and their verdicts would
+//! disagree with the model's for no reason of the ABI).
 
 use crate::backend::BackendError;
 use libloading::Library;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 /// Environment variable naming the library to load.
 pub const ENV_LIBRARY: &str = "VDISIM_LIBSQLVDI";
@@ -83,7 +87,7 @@ pub fn library_path() -> Result<PathBuf, BackendError> {
             }
             let dir = profile_dir()?;
             if let Some(p) = newest(&dir) {
-                return Ok(p);
+                return fresh(&dir, p);
             }
             build_standin(&dir)?;
             newest(&dir).ok_or_else(|| {
@@ -109,6 +113,92 @@ pub fn profile_dir() -> Result<PathBuf, BackendError> {
         dir.pop();
     }
     Ok(dir)
+}
+
+/// The workspace this executable was built from (the stand-in's sources
+/// are looked for there; a `vdisim` installed elsewhere finds none and
+/// checks nothing).
+const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+/// The crates the stand-in library is built from, relative to
+/// [`WORKSPACE`].
+const STANDIN_CRATES: &[&str] = &["spec", "sim/model", "sim/host", "sim/standin"];
+/// At most this many directory entries are looked at for the sources'
+/// newest time (the four crates hold about two hundred).
+const SOURCE_ENTRIES_MAX: usize = 10_000;
+
+/// The library `lib` found in `dir`, rebuilt first (`cargo build -p
+/// vdi-standin`) when a source of the stand-in is newer than it: the
+/// library embeds the server model, and an older one answers for an older
+/// model. A rebuild that fails is an error that says so (a stale library is
+/// never used silently); `$VDISIM_LIBSQLVDI` skips the check.
+fn fresh(dir: &Path, lib: PathBuf) -> Result<PathBuf, BackendError> {
+    let built = std::fs::metadata(&lib).and_then(|m| m.modified()).ok();
+    let Some((changed, file)) = newest_source(Path::new(WORKSPACE)) else {
+        return Ok(lib);
+    };
+    if built.is_some_and(|b| b >= changed) {
+        return Ok(lib);
+    }
+    eprintln!(
+        "vdisim: the stand-in {} is older than its source {}; rebuilding it (cargo build -p vdi-standin)",
+        lib.display(),
+        file.display()
+    );
+    build_standin(dir).map_err(|e| {
+        BackendError::Failed(format!(
+            "the stand-in {} is older than its source {} and could not be rebuilt ({e}); run `cargo build -p vdi-standin`, or set {ENV_LIBRARY} to a library to use it as it is",
+            lib.display(),
+            file.display()
+        ))
+    })?;
+    // A source cargo does not build (a test module) may stay newer: the
+    // library cargo left is the one to use.
+    Ok(newest(dir).unwrap_or(lib))
+}
+
+/// The newest modification time among the stand-in's sources under `root`
+/// (each crate's `Cargo.toml` and `src/` tree, `tests.rs` files aside, and
+/// the workspace's `Cargo.toml` and `Cargo.lock`), with the file; `None`
+/// when there are none (not a workspace).
+fn newest_source(root: &Path) -> Option<(SystemTime, PathBuf)> {
+    let mut best: Option<(SystemTime, PathBuf)> = None;
+    let mut consider = |p: PathBuf| {
+        let t = std::fs::metadata(&p).and_then(|m| m.modified()).ok();
+        if let Some(t) = t
+            && best.as_ref().is_none_or(|(b, _)| t > *b)
+        {
+            best = Some((t, p));
+        }
+    };
+    let mut dirs = Vec::new();
+    for f in ["Cargo.toml", "Cargo.lock"] {
+        consider(root.join(f));
+    }
+    for c in STANDIN_CRATES {
+        consider(root.join(c).join("Cargo.toml"));
+        dirs.push(root.join(c).join("src"));
+    }
+    let mut seen = 0usize;
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > SOURCE_ENTRIES_MAX {
+                return best;
+            }
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && p.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                consider(p);
+            }
+        }
+    }
+    best
 }
 
 fn newest(dir: &Path) -> Option<PathBuf> {
@@ -144,4 +234,26 @@ fn build_standin(dir: &Path) -> Result<(), BackendError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stand-in's sources are found in this workspace, and the newest
+    /// is one of them (a `.rs` file under a stand-in crate's `src/`, or a
+    /// manifest).
+    #[test]
+    fn the_standin_sources_are_found() {
+        let (_, file) = newest_source(Path::new(WORKSPACE)).expect("the workspace's sources");
+        let f = file.to_string_lossy().replace('\\', "/");
+        assert!(
+            STANDIN_CRATES.iter().any(|c| f.contains(&format!("/{c}/")))
+                || f.ends_with("Cargo.toml")
+                || f.ends_with("Cargo.lock"),
+            "{f}"
+        );
+        assert!(!f.ends_with("/tests.rs"), "{f}");
+        assert!(newest_source(&std::env::temp_dir().join("no-such-workspace")).is_none());
+    }
 }

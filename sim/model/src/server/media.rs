@@ -35,12 +35,15 @@ impl ServerHalf {
             self.outcome.bytes += bytes;
         }
         let dev = &self.devs[d];
-        let whole = fits && dev.done == HEADER_BYTES;
+        // The whole region, or its identifying part (clause tape.skip-blocks).
+        let whole = fits && dev.done == self.header_read_bytes();
         if fits && !whole && !is_eof(code) && bytes < u64::from(slot.size) && bytes > 0 {
             self.short_read(now, d, slot, bytes, code, out, tr);
             return;
         }
-        let header = whole.then(|| dev.header_buf.as_header().cloned()).flatten();
+        let header = whole
+            .then(|| super::tape::header_in(&dev.header_buf, dev.done))
+            .flatten();
         let Some(h) = header else {
             let empty = dev.done == 0 && bytes == 0 && is_eof(code);
             ev!(

@@ -37,7 +37,7 @@
 //! | `restore-overread` | the last read of a family asks for a full read size instead of what remains |
 //! | `snapshot-freeze-timeout-ms` | a snapshot's freeze longer than this ends with the server aborting the set (0: no limit) |
 //! | `disk-header-order` | on a disk-like device (VDF_RandomAccess): `first` writes the family in sequence; `last` writes the data first and the media header at position 0 once every data Write is acknowledged, before the final Flush |
-//! | `tape-restore-positioning` | on a tape-like device: `marks` skips the filemark after the header with VDC_SkipMarks 1; `address` has the BACKUP send VDC_GetPosition after the header's filemark (checked against the data set's address) and the RESTORE VDC_SetPosition to that address (the answer checked too) |
+//! | `tape-restore-positioning` | on a tape-like device: `marks` skips the filemark after the header with VDC_SkipMarks 1; `address` has the BACKUP send VDC_GetPosition after the header's filemark (checked against the data set's address) and the RESTORE VDC_SetPosition to that address (the answer checked too); `blocks` has the RESTORE read the header's first blocks only (4 KiB, or one larger block), VDC_SkipBlocks over the rest, VDC_GetPosition (the header's filemark's address required) and VDC_SkipMarks 1, on devices announcing VDF_SkipBlocks (others: as `marks`) |
 //!
 //! Model choices the reference does not fix:
 //!
@@ -308,6 +308,10 @@ struct Dev {
     stalls: u32,
     counts: [u64; 19],
     bytes: u64,
+    /// Stream bytes passed over without a transfer (VDC_SkipBlocks over the
+    /// media header, clause `tape.skip-blocks`): `done` counts them, `bytes`
+    /// does not.
+    skipped: u64,
     errors: Vec<Win32>,
     errors_total: u64,
 }
@@ -345,6 +349,7 @@ impl Dev {
             stalls: 0,
             counts: [0; 19],
             bytes: 0,
+            skipped: 0,
             errors: Vec::new(),
             errors_total: 0,
         }

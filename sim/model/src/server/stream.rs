@@ -85,6 +85,7 @@ impl ServerHalf {
                         | CommandCode::SetPosition
                         | CommandCode::WriteMark
                         | CommandCode::SkipMarks
+                        | CommandCode::SkipBlocks
                 ),
                 Some(Kind::EndRewind) => code == CommandCode::Rewind,
                 Some(Kind::Load) => code == CommandCode::Load,
@@ -452,7 +453,7 @@ impl ServerHalf {
         }
         // Until the media are known, the one read is the header's.
         let size = if self.record.is_none() {
-            HEADER_BYTES as u32
+            self.header_read_bytes() as u32
         } else {
             read_size(&self.read_sizes, self.block, self.mts, d, dev.read_ix)
         };

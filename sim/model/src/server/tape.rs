@@ -22,14 +22,28 @@
 //! (the data set's block address: [`data_address`]), and a RESTORE sends
 //! VDC_SetPosition to that address where it would send VDC_SkipMarks 1.
 //!
-//! Two commands of the tape set are never sent, for want of a situation:
-//! VDC_SkipBlocks (§5.7) spaces forward at most to the next filemark, and
-//! the model's data sets are bracketed by filemarks and read whole, so the
-//! only skip a RESTORE needs crosses a mark (VDC_SkipMarks) or goes to an
-//! address (VDC_SetPosition); and VDI has no reverse-positioning command
+//! Under `tape-restore-positioning = blocks` (clause `tape.skip-blocks`) a
+//! RESTORE on a device that announces VDF_SkipBlocks reads only the
+//! header's first blocks ([`header_probe`]: the identifying part, as an MTF
+//! reader reads the tape header block and skips the rest), then sends
+//! VDC_SkipBlocks over the header's remaining blocks at the statement's
+//! BLOCKSIZE. A skip stops at a filemark, so the client's head ends on the
+//! mark after the header without passing it; VDC_SkipBlocks has no
+//! position output (§3.6), so the server asks VDC_GetPosition and requires
+//! the mark's address (the header's blocks, [`header_blocks`]), then
+//! crosses the mark with VDC_SkipMarks 1. Every tape-like device of the
+//! model announces VDF_SkipBlocks (VDF_LikeTape = 0x173 includes it and
+//! the mode table admits no tape without it), so the guard only matters to
+//! a caller that builds other features; such a device, and a BLOCKSIZE
+//! whose first block is the whole header (64 KiB), are positioned as under
+//! `marks`.
+//!
+//! Under `marks` and `address` VDC_SkipBlocks is not sent: the data sets
+//! are bracketed by filemarks and read whole, so the skip crosses a mark or
+//! goes to an address. VDI has no reverse-positioning command
 //! (VDF_ReversePosition is a feature bit; negative SkipMarks counts are
-//! undocumented, §5.6). The reference client answers both (module
-//! `vdi_model::tape`).
+//! undocumented, §5.6), so none is sent. The reference client answers all
+//! of these (module `vdi_model::tape`).
 //!
 //! A tape is removable (VDF_LikeTape includes VDF_Removable): a family may
 //! span tapes (clause `tape.next-volume`, module `volume`).
@@ -39,9 +53,10 @@
 //! (Msg 18210), as a Flush's does.
 
 use super::*;
-use crate::media::HEADER_BYTES;
-use vdi_spec::DeviceMode;
+use crate::media::{HEADER_BYTES, MediaHeader};
+use std::sync::Arc;
 use vdi_spec::profile::TapeRestorePositioning;
+use vdi_spec::{DeviceMode, Features};
 
 /// The block address of a tape's data set: the media header's blocks plus
 /// one address for the filemark after it (clause `tape.set-position`; the
@@ -49,6 +64,48 @@ use vdi_spec::profile::TapeRestorePositioning;
 /// VDC_SetPosition goes to).
 pub(super) fn data_address(block: u32) -> u64 {
     HEADER_BYTES / u64::from(block.max(1)) + 1
+}
+
+/// The longest encoded media header (prefix, fixed fields and three names
+/// of at most `NAME_BYTES_MAX` bytes each: 3204 bytes) rounded up to a
+/// page: the identifying part a RESTORE reads under
+/// `tape-restore-positioning = blocks` (clause `tape.skip-blocks`).
+pub(super) const HEADER_IDENTIFIES: u64 = 4096;
+
+/// Bytes of the media header a RESTORE reads under
+/// `tape-restore-positioning = blocks`: [`HEADER_IDENTIFIES`] in whole
+/// blocks of `block` bytes (one block when BLOCKSIZE is larger), at most
+/// the whole header.
+pub(super) fn header_probe(block: u32) -> u64 {
+    let b = u64::from(block.max(1));
+    HEADER_IDENTIFIES
+        .div_ceil(b)
+        .saturating_mul(b)
+        .min(HEADER_BYTES)
+}
+
+/// The media header's blocks: the block address of the filemark after it,
+/// where VDC_SkipBlocks over the header leaves the head (clause
+/// `tape.skip-blocks`).
+pub(super) fn header_blocks(block: u32) -> u64 {
+    HEADER_BYTES / u64::from(block.max(1))
+}
+
+/// The media header in `buf`, `len` bytes of its region read from the
+/// start: the whole region, or (clause `tape.skip-blocks`) a prefix that
+/// holds the whole encoded header.
+pub(super) fn header_in(buf: &Content, len: u64) -> Option<Arc<MediaHeader>> {
+    if len == HEADER_BYTES {
+        return buf.as_header().cloned();
+    }
+    match buf {
+        Content::One(Extent::Header {
+            header,
+            skip: 0,
+            len: l,
+        }) if *l == len && header.encode().len() as u64 <= len => Some(header.clone()),
+        _ => None,
+    }
 }
 
 /// Where a tape-like device stands in its positioning sequence.
@@ -63,6 +120,11 @@ pub(super) enum TapeStep {
     /// BACKUP under `tape-restore-positioning = address`: VDC_GetPosition
     /// after the header's filemark.
     Address,
+    /// RESTORE under `tape-restore-positioning = blocks`: VDC_GetPosition
+    /// after VDC_SkipBlocks over the header (clause `tape.skip-blocks`).
+    Skipped,
+    /// RESTORE under `blocks`: VDC_SkipMarks 1 over the header's filemark.
+    Cross,
     /// The data stream.
     Data,
     /// Nothing more before the final Flush.
@@ -73,6 +135,27 @@ impl ServerHalf {
     /// Whether the set's devices are tape-like (VDF_LikeTape).
     pub(super) fn tape(&self) -> bool {
         self.features.mode() == Some(DeviceMode::Tape)
+    }
+
+    /// Whether this RESTORE skips the rest of the media header with
+    /// VDC_SkipBlocks (clause `tape.skip-blocks`): a tape-like device that
+    /// announces VDF_SkipBlocks, under `tape-restore-positioning = blocks`,
+    /// with a header of more than one read.
+    pub(super) fn skips_blocks(&self) -> bool {
+        !self.kind.is_backup()
+            && self.tape()
+            && self.profile.tape_restore_positioning == TapeRestorePositioning::Blocks
+            && self.features.contains(Features::SkipBlocks)
+            && header_probe(self.block) < HEADER_BYTES
+    }
+
+    /// Bytes of the media header the first read of a RESTORE asks for.
+    pub(super) fn header_read_bytes(&self) -> u64 {
+        if self.skips_blocks() {
+            header_probe(self.block)
+        } else {
+            HEADER_BYTES
+        }
     }
 
     /// The first step of a new device's sequence: a tape device that reads
@@ -96,12 +179,23 @@ impl ServerHalf {
     ) -> Option<bool> {
         let dev = &self.devs[d];
         let by_address = self.profile.tape_restore_positioning == TapeRestorePositioning::Address;
+        let by_blocks = self.skips_blocks();
         let (code, size, pos, next) = match dev.tape {
             TapeStep::Off | TapeStep::Done => return None,
             TapeStep::Rewind => (CommandCode::Rewind, 0, 0, TapeStep::Position),
             TapeStep::Position => (CommandCode::GetPosition, 0, 0, TapeStep::Header),
-            TapeStep::Header if dev.issued < HEADER_BYTES => return None,
+            TapeStep::Header if dev.issued < self.header_read_bytes() => return None,
             TapeStep::Header if dev.outstanding > 0 => return Some(false),
+            TapeStep::Header if by_blocks => {
+                // clause tape.skip-blocks: the rest of the header.
+                let rest = (HEADER_BYTES - dev.issued) / u64::from(self.block.max(1));
+                let n = u32::try_from(rest).unwrap_or(u32::MAX);
+                let dev = &mut self.devs[d];
+                dev.skipped = HEADER_BYTES - dev.issued;
+                dev.issued = HEADER_BYTES;
+                dev.done = HEADER_BYTES;
+                (CommandCode::SkipBlocks, n, 0, TapeStep::Skipped)
+            }
             TapeStep::Header if self.kind.is_backup() && by_address => {
                 (CommandCode::WriteMark, 0, 0, TapeStep::Address)
             }
@@ -115,6 +209,8 @@ impl ServerHalf {
                 TapeStep::Done,
             ),
             TapeStep::Header => (CommandCode::SkipMarks, 1, 0, TapeStep::Done),
+            TapeStep::Skipped => (CommandCode::GetPosition, 0, 0, TapeStep::Cross),
+            TapeStep::Cross => (CommandCode::SkipMarks, 1, 0, TapeStep::Done),
             TapeStep::Address => (CommandCode::GetPosition, 0, 0, TapeStep::Data),
             TapeStep::Data => {
                 let end = dev.issued >= dev.len
@@ -129,7 +225,10 @@ impl ServerHalf {
                 (CommandCode::WriteMark, 0, 0, TapeStep::Done)
             }
         };
+        let dev = &self.devs[d];
         let clause = match code {
+            CommandCode::SkipBlocks => id::TAPE_SKIP_BLOCKS,
+            _ if dev.tape == TapeStep::Skipped => id::TAPE_SKIP_BLOCKS,
             CommandCode::GetPosition if dev.tape == TapeStep::Address => id::TAPE_SET_POSITION,
             CommandCode::SetPosition => id::TAPE_SET_POSITION,
             CommandCode::GetPosition => id::TAPE_POSITION,
@@ -211,6 +310,11 @@ impl ServerHalf {
             (CommandCode::GetPosition, TapeStep::Header) => {
                 (0, id::TAPE_POSITION, "after VDC_Rewind")
             }
+            (CommandCode::GetPosition, TapeStep::Cross) => (
+                header_blocks(self.block),
+                id::TAPE_SKIP_BLOCKS,
+                "after VDC_SkipBlocks over the media header (its filemark's address)",
+            ),
             (CommandCode::SetPosition, _) => (
                 slot.pos,
                 id::TAPE_SET_POSITION,

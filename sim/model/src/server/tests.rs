@@ -2166,6 +2166,89 @@ fn tape_addresses_are_checked() {
     }
 }
 
+/// Clause `tape.skip-blocks`: under `tape-restore-positioning = blocks` a
+/// tape RESTORE reads the header's identifying 4 KiB (8 blocks at
+/// BLOCKSIZE 512), skips the other 120 with VDC_SkipBlocks, requires the
+/// header's filemark address (128) from VDC_GetPosition, crosses the mark
+/// with VDC_SkipMarks 1 and reads the data. A client that claims the skip
+/// and stays put reports address 8 and the RESTORE fails as bad media.
+#[test]
+fn tape_skip_blocks_is_checked() {
+    use super::tape::{HEADER_IDENTIFIES, header_blocks, header_probe};
+    let p = Profile {
+        tape_restore_positioning: vdi_spec::profile::TapeRestorePositioning::Blocks,
+        ..Profile::default()
+    };
+    for (moves, ok) in [(true, true), (false, false)] {
+        // The backup is the same under every value; the test client keeps
+        // no filemarks, so its address is its read cursor in blocks.
+        let mut h = backed_up(p.clone(), 1, 1 << 20);
+        h.client.read_pos = vec![0];
+        h.start(
+            restore(StatementKind::RestoreDatabase, 1),
+            set_cfg(1, Features::LikeTape),
+        );
+        h.run(|c, cmd| match cmd.code {
+            CommandCode::Rewind | CommandCode::SkipMarks => {
+                Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0))
+            }
+            CommandCode::SkipBlocks => {
+                if moves {
+                    c.read_pos[0] += u64::from(cmd.size) * 512;
+                }
+                Reply::With(done(cmd, Win32::ERROR_SUCCESS, 0))
+            }
+            CommandCode::GetPosition => Reply::With(Completion {
+                position: c.read_pos[0] / 512,
+                ..done(cmd, Win32::ERROR_SUCCESS, 0)
+            }),
+            _ => Reply::Perfect,
+        });
+        let cmds: Vec<(CommandCode, u32)> =
+            h.all.iter().map(|c| (c.code, c.size)).take(6).collect();
+        let want = [
+            (CommandCode::Rewind, 0),
+            (CommandCode::GetPosition, 0),
+            (CommandCode::Read, 4096),
+            (CommandCode::SkipBlocks, 120),
+            (CommandCode::GetPosition, 0),
+        ];
+        assert_eq!(cmds[..5], want, "{cmds:?}");
+        assert_eq!(h.outcome().succeeded(), ok, "{moves}: {:?}", h.outcome());
+        assert!(h.has_clause(id::TAPE_SKIP_BLOCKS));
+        if ok {
+            assert_eq!(cmds[5], (CommandCode::SkipMarks, 1));
+            assert_eq!(
+                h.outcome().bytes,
+                (1 << 20) + 4096,
+                "the skipped blocks are not read"
+            );
+        } else {
+            assert_eq!(h.outcome().reason, Some(FailReason::BadMedia));
+            assert!(h.text().contains("GetPosition"), "{}", h.text());
+            assert!(!h.codes().contains(&CommandCode::SkipMarks));
+        }
+    }
+    // The identifying part: 4 KiB in whole blocks, the whole header at most;
+    // at BLOCKSIZE 65536 nothing is left to skip (positioned by marks).
+    let probes: Vec<u64> = [512, 4096, 8192, 65536].map(header_probe).to_vec();
+    assert_eq!(probes, [4096, 4096, 8192, 65536]);
+    assert_eq!(header_blocks(512), 128);
+    // The longest header (three names of NAME_BYTES_MAX) fits in it.
+    let long = "x".repeat(crate::media::NAME_BYTES_MAX);
+    let h = crate::media::MediaHeader {
+        database: long.clone(),
+        server: long.clone(),
+        media_name: long,
+        ..crate::media::MediaHeader::default()
+    };
+    assert!(
+        h.encode().len() as u64 <= HEADER_IDENTIFIES,
+        "{}",
+        h.encode().len()
+    );
+}
+
 /// Clauses `media.next-volume`, `tape.next-volume`: a next volume that
 /// takes nothing (its first Write answered ERROR_END_OF_MEDIA with 0 bytes)
 /// fails the BACKUP instead of asking for volume after volume forever.
