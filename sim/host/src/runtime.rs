@@ -538,6 +538,7 @@ impl SetRuntime {
             CreateKind::CreateEx(i) => g.client.create_ex(i, name, cfg, &mut ns),
         };
         let mut r = r;
+        let mut replaced = None;
         if r.result.is_ok() {
             let set = NewSet {
                 incarnation: g.client.incarnation(),
@@ -545,11 +546,15 @@ impl SetRuntime {
                 cfg: *cfg,
             };
             match self.connector.connect_named(Arc::downgrade(self), &set) {
-                Ok(c) => g.conn = Some(c),
+                Ok(c) => replaced = g.conn.replace(c),
                 Err(NameInUse) => r = g.client.refuse_name(&mut ns),
             }
         }
         self.finish(g);
+        // The previous incarnation's connection goes outside the lock: its
+        // transport waits for its reader thread, which may be waiting for
+        // the lock to deliver a last message.
+        drop(replaced);
         let r = self.counted(r);
         if let Some(b) = began {
             let (method, instance) = match kind {

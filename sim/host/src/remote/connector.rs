@@ -81,6 +81,26 @@ struct RemoteTransport {
     link: Arc<Link>,
     /// The server asked for fetch reports.
     fetches: bool,
+    /// The connection's reader thread, joined (for at most
+    /// [`READER_JOIN`]) when the transport goes: the set's last Release
+    /// returns with no thread of the library still running, so a program
+    /// may exit (or COM unload the DLL) right after it.
+    reader: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// How long dropping a transport waits for its reader thread to end after
+/// shutting the socket down (the read returns at once; the bound only
+/// covers a thread the system does not schedule).
+const READER_JOIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl RemoteTransport {
+    fn new(link: Arc<Link>, fetches: bool, reader: std::thread::JoinHandle<()>) -> RemoteTransport {
+        RemoteTransport {
+            link,
+            fetches,
+            reader: Mutex::new(Some(reader)),
+        }
+    }
 }
 
 impl Transport for RemoteTransport {
@@ -119,8 +139,27 @@ impl Transport for RemoteTransport {
 impl Drop for RemoteTransport {
     fn drop(&mut self) {
         self.link.ending.store(true, Ordering::SeqCst);
-        let s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = s.shutdown();
+        {
+            let s = self.link.stream.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = s.shutdown();
+        }
+        let handle = self
+            .reader
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // The reader itself may drop the last reference (through the
+        // runtime it upgraded): it does not wait for itself.
+        let Some(h) = handle.filter(|h| h.thread().id() != std::thread::current().id()) else {
+            return;
+        };
+        let start = std::time::Instant::now();
+        while !h.is_finished() && start.elapsed() < READER_JOIN {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -247,11 +286,11 @@ impl Connector for RemoteConnector {
         let spawned = std::thread::Builder::new()
             .name("vdisim-remote".into())
             .spawn(move || reader(read, l2, m2, runtime, inc));
-        if spawned.is_err() {
+        let Ok(handle) = spawned else {
             return Ok(Connection::none());
-        }
+        };
         Ok(Connection {
-            transport: Arc::new(RemoteTransport { link, fetches }),
+            transport: Arc::new(RemoteTransport::new(link, fetches, handle)),
             buffers: Some(map),
         })
     }
@@ -277,12 +316,12 @@ impl Connector for RemoteConnector {
         let link = Arc::new(Link::new(write, false));
         let map = Arc::new(ClientMap::default());
         let (l2, m2) = (link.clone(), map.clone());
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("vdisim-secondary".into())
             .spawn(move || reader(read, l2, m2, runtime, inc))
             .map_err(|_| Hresult::VD_E_PROTOCOL)?;
         Ok(Connection {
-            transport: Arc::new(RemoteTransport { link, fetches }),
+            transport: Arc::new(RemoteTransport::new(link, fetches, handle)),
             buffers: Some(map),
         })
     }

@@ -102,6 +102,10 @@ impl SetRuntime {
             return r;
         }
         let mut ns = Borrowed;
+        // A previous incarnation's connection is dropped when this call
+        // returns, after the lock is released (its transport waits for its
+        // reader thread, which may want the lock).
+        let mut _replaced = None;
         let joined = self
             .connector
             .connect_secondary(Arc::downgrade(self), name, &mut |cfg| {
@@ -111,7 +115,7 @@ impl SetRuntime {
             });
         let refused = match joined {
             Ok(c) => {
-                g.conn = Some(c);
+                _replaced = g.conn.replace(c);
                 g.joined = true;
                 None
             }
