@@ -596,7 +596,7 @@ fn unimplemented(b: &dyn Backend, sc: &Scenario, name: &str) -> Option<Finding> 
             "the {name} backend cannot stage this case: it needs {}",
             missing
                 .iter()
-                .map(|s| s.as_str())
+                .map(|s| format!("{s} ({})", crate::scenario::capability_meaning(s)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

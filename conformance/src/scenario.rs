@@ -299,6 +299,27 @@ pub const CAPABILITIES: &[&str] = &[
     "scheduler-steps",
 ];
 
+/// What a capability stands for and which built-in backends have it: the
+/// hint an *unimplemented* verdict gives with the capability's name.
+pub fn capability_meaning(cap: &str) -> &'static str {
+    match cap {
+        "abi" => {
+            "a binary interface: linux-abi, com, serve, windows and sqlserver call one; the model runs these cases through the stand-in built into vdisim"
+        }
+        "disk-mode" | "tape-mode" | "removable-media" | "snapshot" => {
+            "served by the model's server half: model, linux-abi, com, serve"
+        }
+        "secondary-process" => {
+            "a second client process that joins the set by name: model and serve (linux-abi and com keep their server in this process, which no other process can join)"
+        }
+        "windows-security" => {
+            "Windows security (the DACLs of the set's named objects): no backend stages it"
+        }
+        "scheduler-steps" => "the deterministic scheduler's steps: model only",
+        _ => "not a capability vdisim knows",
+    }
+}
+
 fn default_seeds() -> Vec<u64> {
     vec![1]
 }
@@ -804,6 +825,16 @@ mod tests {
 
     fn parse(t: &str) -> Result<Scenario, ScenarioError> {
         Scenario::parse(t, Path::new("scenarios/close.not-open.toml"))
+    }
+
+    /// Every capability a case may require has its own hint for the
+    /// unimplemented verdict; an unknown name gets the fallback.
+    #[test]
+    fn every_capability_has_a_meaning() {
+        let unknown = capability_meaning("no-such-capability");
+        for c in CAPABILITIES {
+            assert_ne!(capability_meaning(c), unknown, "{c}");
+        }
     }
 
     const OK: &str = r#"
