@@ -30,7 +30,7 @@ pub struct ClientProcess {
     pub marks: Vec<Vec<u64>>,
     /// A tape-like client's heads per device.
     #[serde(skip)]
-    pub heads: Vec<crate::tape::Head>,
+    pub heads: Vec<Head>,
     /// A removable pipe-like client's volumes per device: the media offsets
     /// where each volume after the first begins (module `tape`,
     /// `perform_volume`).
@@ -152,4 +152,13 @@ impl ClientProcess {
             rep.bytes += bytes;
         }
     }
+}
+
+/// The head of a tape (module `tape`): where the next operation acts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Head {
+    /// Byte position in the medium's data.
+    pub pos: u64,
+    /// Filemarks before the head.
+    pub passed: usize,
 }

@@ -704,7 +704,7 @@ impl DeviceLoop {
     fn perform(&mut self, c: Cmd, p: &mut ClientProcess) -> Action {
         let d = self.dev.index as usize;
         let special = if self.spec.tape() {
-            crate::tape::answer(&c, d, &self.spec, p)
+            crate::tape::answer(&c, d, &self.spec.flaws, self.spec.tape_volume(), p)
         } else if let Some(cap) = self.spec.volume() {
             crate::tape::perform_volume(&c, d, cap, p)
         } else {

@@ -35,27 +35,36 @@
 //! was written on.
 
 use crate::content::Content;
+use crate::flaw::Flaw;
 use crate::msg::Cmd;
 use crate::process::ClientProcess;
-use crate::programs::{ClientSpec, Flaw};
+pub use crate::process::Head;
+use std::collections::BTreeSet;
 use vdi_spec::{CommandCode, Win32};
 
 /// How a client answers a command: (code, bytes, data, position).
 pub type Answer = (Win32, u64, Content, u64);
 
-/// A command on the tape-like client `spec`'s device `d`: what
-/// [`perform`] answers, or what the client's flaws answer instead (flaws
-/// `ignores-set-position`, `ignores-skip-blocks`: the client claims the move
-/// and stays put, clauses `tape.set-position`, `tape.skip-blocks`).
-pub fn answer(c: &Cmd, d: usize, spec: &ClientSpec, p: &mut ClientProcess) -> Option<Answer> {
+/// A command on a tape-like client's device `d` (volumes of `capacity`
+/// bytes, `None`: one volume): what [`perform`] answers, or what the
+/// client's `flaws` answer instead (flaws `ignores-set-position`,
+/// `ignores-skip-blocks`: the client claims the move and stays put, clauses
+/// `tape.set-position`, `tape.skip-blocks`).
+pub fn answer(
+    c: &Cmd,
+    d: usize,
+    flaws: &BTreeSet<Flaw>,
+    capacity: Option<u64>,
+    p: &mut ClientProcess,
+) -> Option<Answer> {
     match c.code {
-        CommandCode::SetPosition if spec.has(Flaw::IgnoresSetPosition) => {
+        CommandCode::SetPosition if flaws.contains(&Flaw::IgnoresSetPosition) => {
             Some((Win32::ERROR_SUCCESS, 0, Content::Empty, c.position))
         }
-        CommandCode::SkipBlocks if spec.has(Flaw::IgnoresSkipBlocks) => {
+        CommandCode::SkipBlocks if flaws.contains(&Flaw::IgnoresSkipBlocks) => {
             Some((Win32::ERROR_SUCCESS, 0, Content::Empty, 0))
         }
-        _ => perform(c, d, spec.tape_volume(), p),
+        _ => perform(c, d, capacity, p),
     }
 }
 
@@ -176,15 +185,6 @@ pub fn perform_volume(c: &Cmd, d: usize, capacity: u64, p: &mut ClientProcess) -
         }
         _ => None,
     }
-}
-
-/// The head of a tape: where the next operation acts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Head {
-    /// Byte position in the medium's data.
-    pub pos: u64,
-    /// Filemarks before the head.
-    pub passed: usize,
 }
 
 /// A tape medium as the client holds it, borrowed for one operation: the
