@@ -12,11 +12,11 @@
 
 use crate::real::{Real, real};
 use crate::record::{
-    Call, digest_of, field_cmd, field_config, field_num, field_ret, field_set, field_str,
-    read_name, recorder,
+    Call, completion_fields, fetched_fields, field_config, field_num, field_ret, field_set,
+    field_str, read_name, recorder,
 };
 use std::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
-use vdi_spec::{CommandCode, Hresult, VdConfig, VdcCommand};
+use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
 const UNEXPECTED: c_int = Hresult::VD_E_UNEXPECTED.0 as c_int;
 
@@ -477,27 +477,9 @@ pub unsafe extern "C" fn cvd_get_command(
     let ret = unsafe { f(this, timeout, cmd) };
     call.batch = ret == 0;
     let d = r.device(this as usize);
-    let got = if ret == 0 && !cmd.is_null() {
-        // SAFETY: the real library wrote the block's address there.
-        let p = unsafe { cmd.read_unaligned() };
-        // SAFETY: a block the real library just delivered: readable until
-        // it is completed.
-        (!p.is_null()).then(|| (p as usize, unsafe { p.read_unaligned() }))
-    } else {
-        None
-    };
-    let mut cmd_fields = String::new();
-    if let Some((addr, b)) = got {
-        let id = r.delivered(this as usize, d.map_or(0, |d| d.set_addr), addr, b);
-        let digest = if CommandCode::from_u32(b.command_code) == Some(CommandCode::Write) {
-            // SAFETY: a Write's buffer holds `size` bytes for the client
-            // to read (VDC_Command, vdi-spec.md §3.5).
-            unsafe { digest_of(r, b.buffer, b.size as usize) }
-        } else {
-            None
-        };
-        field_cmd(&mut cmd_fields, "cmd", id, &b, digest);
-    }
+    // SAFETY: `cmd` as the program passed it, written by the real library
+    // when it answered success.
+    let cmd_fields = unsafe { fetched_fields(r, this as usize, d, ret == 0, cmd) };
     r.write(&call, |l| {
         field_dev(l, d, this);
         field_num(l, "timeout", i64::from(timeout));
@@ -530,43 +512,11 @@ pub unsafe extern "C" fn cvd_complete_command(
     };
     let mut call = Call::begin(r, "CompleteCommand");
     let d = r.device(this as usize);
-    let mut fields = String::new();
-    let out = r.outstanding(this as usize, cmd as usize);
-    if let Some(o) = out {
-        // SAFETY: an outstanding block the real library delivered on this
-        // device: still its, still readable.
-        let now = unsafe { cmd.read_unaligned() };
-        field_cmd(&mut fields, "cmd", o.id, &o.block, None);
-        let modified = now != o.block;
-        field_num(&mut fields, "block_modified", modified);
-        if modified {
-            let _ = std::fmt::Write::write_fmt(
-                &mut fields,
-                format_args!(
-                    ",\"handed_back\":{{\"code\":{},\"size\":{},\"position\":{},\"buffer_changed\":{}}}",
-                    now.command_code,
-                    now.size,
-                    now.position,
-                    now.buffer != o.block.buffer
-                ),
-            );
-        }
-        let read = CommandCode::from_u32(o.block.command_code) == Some(CommandCode::Read);
-        if read && code == 0 {
-            let n = (u64::from(bytes)).min(u64::from(o.block.size)) as usize;
-            // SAFETY: the delivered buffer holds `size` bytes; the program
-            // filled the first `bytes` of them for this Read.
-            if let Some(h) = unsafe { digest_of(r, o.block.buffer, n) } {
-                field_str(&mut fields, "digest", &format!("{h:016x}"));
-            }
-        }
-    } else {
-        field_str(&mut fields, "cmd_addr", &format!("{:#x}", cmd as usize));
-    }
+    let (fields, known) = completion_fields(r, this as usize, cmd, code == 0, bytes);
     // SAFETY: forwarded unchanged.
     let ret = unsafe { f(this, cmd, code, bytes, position) };
     call.batch = ret == 0;
-    if out.is_some() && Hresult::from_linux(ret) != Hresult::VD_E_INVALID {
+    if known && Hresult::from_linux(ret) != Hresult::VD_E_INVALID {
         r.completed(this as usize, cmd as usize);
     }
     r.write(&call, |l| {

@@ -517,6 +517,89 @@ pub fn field_cmd(l: &mut String, key: &str, id: u64, b: &VdcCommand, digest: Opt
     l.push('}');
 }
 
+/// The `,"cmd":{..}` fields of a GetCommand that answered `ok` on device
+/// object `this` (`d` its record), with the block's digest for a Write;
+/// empty when no block was delivered. The block is noted as delivered (its
+/// id is the recording's).
+///
+/// # Safety
+/// When `ok`, `cmd` must be null or where the real library wrote the
+/// address of a block it delivered (readable until it is completed).
+pub unsafe fn fetched_fields(
+    r: &Recorder,
+    this: usize,
+    d: Option<DevRec>,
+    ok: bool,
+    cmd: *const *mut VdcCommand,
+) -> String {
+    let got = if ok && !cmd.is_null() {
+        // SAFETY: the real library wrote the block's address there.
+        let p = unsafe { cmd.read_unaligned() };
+        // SAFETY: a block the real library just delivered: readable until
+        // it is completed.
+        (!p.is_null()).then(|| (p as usize, unsafe { p.read_unaligned() }))
+    } else {
+        None
+    };
+    let mut fields = String::new();
+    if let Some((addr, b)) = got {
+        let id = r.delivered(this, d.map_or(0, |d| d.set_addr), addr, b);
+        let digest = if CommandCode::from_u32(b.command_code) == Some(CommandCode::Write) {
+            // SAFETY: a Write's buffer holds `size` bytes for the client
+            // to read (VDC_Command, vdi-spec.md §3.5).
+            unsafe { digest_of(r, b.buffer, b.size as usize) }
+        } else {
+            None
+        };
+        field_cmd(&mut fields, "cmd", id, &b, digest);
+    }
+    fields
+}
+
+/// The fields of a CompleteCommand on device object `this`, read before
+/// the real call: the delivered block, whether the program changed it, the
+/// Read's digest when the program `succeeded` (ERROR_SUCCESS) with
+/// `bytes`; and whether `cmd` is a block outstanding on `this` (else
+/// the fields give only its address).
+pub fn completion_fields(
+    r: &Recorder,
+    this: usize,
+    cmd: *mut VdcCommand,
+    succeeded: bool,
+    bytes: u64,
+) -> (String, bool) {
+    let mut fields = String::new();
+    let Some(o) = r.outstanding(this, cmd as usize) else {
+        field_str(&mut fields, "cmd_addr", &format!("{:#x}", cmd as usize));
+        return (fields, false);
+    };
+    // SAFETY: an outstanding block the real library delivered on this
+    // device: still its, still readable.
+    let now = unsafe { cmd.read_unaligned() };
+    field_cmd(&mut fields, "cmd", o.id, &o.block, None);
+    let modified = now != o.block;
+    field_num(&mut fields, "block_modified", modified);
+    if modified {
+        fields.push_str(&format!(
+            ",\"handed_back\":{{\"code\":{},\"size\":{},\"position\":{},\"buffer_changed\":{}}}",
+            now.command_code,
+            now.size,
+            now.position,
+            now.buffer != o.block.buffer
+        ));
+    }
+    let read = CommandCode::from_u32(o.block.command_code) == Some(CommandCode::Read);
+    if read && succeeded {
+        let n = bytes.min(u64::from(o.block.size)) as usize;
+        // SAFETY: the delivered buffer holds `size` bytes; the program
+        // filled the first `bytes` of them for this Read.
+        if let Some(h) = unsafe { digest_of(r, o.block.buffer, n) } {
+            field_str(&mut fields, "digest", &format!("{h:016x}"));
+        }
+    }
+    (fields, true)
+}
+
 /// A NUL-terminated name as the program passed it: the text (lossy
 /// UTF-8) and whether it was cut at [`NAME_RECORDED_MAX`] bytes.
 ///

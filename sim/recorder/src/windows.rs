@@ -21,14 +21,14 @@
 //! object returned there (or the wrapper standing for it).
 
 use crate::record::{
-    Call, DevRec, Recorder, digest_of, dword_timeout_ms, field_cmd, field_config, field_num,
-    field_ret, field_set, field_str, read_wide_name, recorder,
+    Call, DevRec, Recorder, completion_fields, dword_timeout_ms, fetched_fields, field_config,
+    field_num, field_ret, field_set, field_str, read_wide_name, recorder,
 };
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU32, Ordering};
 use vdi_spec::abi::{DEVICE_QUERY_INTERFACE_IIDS, Guid, SET_QUERY_INTERFACE_IIDS};
-use vdi_spec::{CommandCode, Hresult, VdConfig, VdcCommand};
+use vdi_spec::{Hresult, VdConfig, VdcCommand};
 
 mod server;
 
@@ -666,27 +666,9 @@ unsafe extern "system" fn dev_get_command(
         let ret = unsafe { f(w.real, timeout, cmd) };
         call.batch = ret == S_OK;
         let d = r.device(this as usize);
-        let got = if ret == S_OK && !cmd.is_null() {
-            // SAFETY: the real library wrote the block's address there.
-            let p = unsafe { cmd.read_unaligned() };
-            // SAFETY: a block the real library just delivered: readable
-            // until it is completed.
-            (!p.is_null()).then(|| (p as usize, unsafe { p.read_unaligned() }))
-        } else {
-            None
-        };
-        let mut cmd_fields = String::new();
-        if let Some((addr, b)) = got {
-            let id = r.delivered(this as usize, d.map_or(0, |d| d.set_addr), addr, b);
-            let digest = if CommandCode::from_u32(b.command_code) == Some(CommandCode::Write) {
-                // SAFETY: a Write's buffer holds `size` bytes for the
-                // client to read (VDC_Command, vdi-spec.md §3.5).
-                unsafe { digest_of(r, b.buffer, b.size as usize) }
-            } else {
-                None
-            };
-            field_cmd(&mut cmd_fields, "cmd", id, &b, digest);
-        }
+        // SAFETY: `cmd` as the program passed it, written by the real library
+        // when it answered success.
+        let cmd_fields = unsafe { fetched_fields(r, this as usize, d, ret == S_OK, cmd) };
         r.write(&call, |l| {
             field_dev(l, d, this);
             field_num(l, "timeout", dword_timeout_ms(timeout));
@@ -695,47 +677,6 @@ unsafe extern "system" fn dev_get_command(
         });
         ret
     })
-}
-
-/// The fields of a completion read before the real call: the delivered
-/// block, whether the program changed it, the Read's digest.
-fn completion_fields(
-    r: &Recorder,
-    this: This,
-    cmd: *mut VdcCommand,
-    code: u32,
-    bytes: u32,
-) -> (String, bool) {
-    let mut fields = String::new();
-    let Some(o) = r.outstanding(this as usize, cmd as usize) else {
-        field_str(&mut fields, "cmd_addr", &format!("{:#x}", cmd as usize));
-        return (fields, false);
-    };
-    // SAFETY: an outstanding block the real library delivered on this
-    // device: still its, still readable.
-    let now = unsafe { cmd.read_unaligned() };
-    field_cmd(&mut fields, "cmd", o.id, &o.block, None);
-    let modified = now != o.block;
-    field_num(&mut fields, "block_modified", modified);
-    if modified {
-        fields.push_str(&format!(
-            ",\"handed_back\":{{\"code\":{},\"size\":{},\"position\":{},\"buffer_changed\":{}}}",
-            now.command_code,
-            now.size,
-            now.position,
-            now.buffer != o.block.buffer
-        ));
-    }
-    let read = CommandCode::from_u32(o.block.command_code) == Some(CommandCode::Read);
-    if read && code == 0 {
-        let n = bytes.min(o.block.size) as usize;
-        // SAFETY: the delivered buffer holds `size` bytes; the program
-        // filled the first `bytes` of them for this Read.
-        if let Some(h) = unsafe { digest_of(r, o.block.buffer, n) } {
-            field_str(&mut fields, "digest", &format!("{h:016x}"));
-        }
-    }
-    (fields, true)
 }
 
 unsafe extern "system" fn dev_complete_command(
@@ -755,7 +696,7 @@ unsafe extern "system" fn dev_complete_command(
         };
         let mut call = Call::begin(r, "CompleteCommand");
         let d = r.device(this as usize);
-        let (fields, known) = completion_fields(r, this, cmd, code, bytes);
+        let (fields, known) = completion_fields(r, this as usize, cmd, code == 0, u64::from(bytes));
         // SAFETY: forwarded unchanged.
         let ret = unsafe { f(w.real, cmd, code, bytes, position) };
         call.batch = ret == S_OK;
