@@ -73,6 +73,10 @@ enum ThreadRun {
 
 struct Ctl {
     threads: Vec<ThreadRun>,
+    /// The case clock (virtual ms) when the last thread ended: a run whose
+    /// threads all ended at or past the budget ends *budget*, as the
+    /// model's would, however late the supervisor saw it.
+    last_done_v: u64,
     stop: bool,
     error: Option<BackendError>,
     handles: Vec<std::thread::JoinHandle<()>>,
@@ -117,9 +121,13 @@ impl Exec {
     }
 
     fn set(&self, i: usize, s: ThreadRun) {
+        let now_v = self.now_v();
         let mut c = lock(&self.ctl);
         if let Some(t) = c.threads.get_mut(i) {
             *t = s;
+        }
+        if s == ThreadRun::Done {
+            c.last_done_v = c.last_done_v.max(now_v);
         }
         self.cond.notify_all();
     }
@@ -502,8 +510,15 @@ impl Exec {
             }
             let dead = self.sh.st().faults.dead;
             let c = lock(&self.ctl);
-            if c.error.is_some() || dead || c.threads.iter().all(|t| *t == ThreadRun::Done) {
+            if c.error.is_some() || dead {
                 return End::Finished;
+            }
+            if c.threads.iter().all(|t| *t == ThreadRun::Done) {
+                return if c.last_done_v >= budget_ms {
+                    End::Budget
+                } else {
+                    End::Finished
+                };
             }
             if self.now_v() >= budget_ms {
                 return End::Budget;
@@ -622,6 +637,7 @@ impl AbiDriver {
             backup_media: Mutex::new(None),
             ctl: Mutex::new(Ctl {
                 threads: Vec::new(),
+                last_done_v: 0,
                 stop: false,
                 error: None,
                 handles: Vec::new(),
